@@ -1,0 +1,229 @@
+"""Backtest right-sizing strategies on a VM trace: train on the first days, judge on the rest.
+
+Per DESIGN.md ("Backtest"): for each VM the *current* machine type is the cheapest generally available
+catalogue type with vCPUs >= the trace's cores and memory >= its provisioned memory (the largest
+provisioned while the strategy watched: allocations change inside some traces). Each strategy sees only
+the first ``train_days`` and its need is mapped to the cheapest eligible type covering it, under the same
+rules (and the shared right-sizing rules of :mod:`analytics.rightsizing.base`). The rest of the trace is
+the evaluation window:
+
+* ``cpu_overrun_pct``: share of evaluated VM-intervals whose CPU demand (vCPU-equivalents,
+  usage MHz / (capacity MHz / cores)) exceeds the recommended type's vCPUs;
+* ``mem_overrun_pct``: share of evaluated VM-intervals (with a memory reading) whose memory used exceeds
+  the recommended type's memory;
+* costs are monthly (720 h) over every VM that has a current type; a VM without a recommendation
+  (insufficient data) keeps its current type. Overruns count only VMs with a recommendation and at least
+  one running interval in the evaluation window (``vms_evaluated``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from analytics.catalogue import HOURS_PER_MONTH, MachineType
+from analytics.rightsizing.base import (
+    SECONDS_PER_DAY,
+    FittingCatalogue,
+    Recommendation,
+    Strategy,
+    StrategySettings,
+    VmSpec,
+)
+from analytics.traces import TraceVm
+
+@dataclass(frozen=True, slots=True)
+class VmResult:
+    """One VM under one strategy: what it ran, what was recommended, how the evaluation went."""
+
+    vm: str
+    cores: int
+    memory_bytes: int
+    current_type: str | None
+    current_monthly_cost: float
+    recommended_type: str | None
+    recommended_vcpus: int | None
+    recommended_memory_bytes: int | None
+    recommended_monthly_cost: float
+    finding: str
+    risk: int
+    need_vcpus: float | None
+    need_memory_bytes: int | None
+    evaluated: bool
+    eval_intervals: int
+    cpu_overrun_intervals: int
+    mem_eval_intervals: int
+    mem_overrun_intervals: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyResult:
+    """Totals of one strategy over the fleet (percentages are 0..100, costs per 720-hour month)."""
+
+    strategy: str
+    train_days: float
+    vms: int
+    vms_evaluated: int
+    currency: str
+    current_monthly_cost: float
+    recommended_monthly_cost: float
+    savings_pct: float
+    cpu_overrun_pct: float
+    mem_overrun_pct: float
+    eval_intervals: int
+    cpu_overrun_intervals: int
+    mem_eval_intervals: int
+    mem_overrun_intervals: int
+    vms_changed: int
+    per_vm: tuple[VmResult, ...]
+
+    def as_dict(self, *, per_vm: bool = True) -> dict[str, Any]:
+        """JSON-ready dict (DESIGN.md keys first)."""
+        out: dict[str, Any] = {
+            "strategy": self.strategy,
+            "vms": self.vms,
+            "vms_evaluated": self.vms_evaluated,
+            "current_monthly_cost": round(self.current_monthly_cost, 4),
+            "recommended_monthly_cost": round(self.recommended_monthly_cost, 4),
+            "savings_pct": round(self.savings_pct, 3),
+            "cpu_overrun_pct": round(self.cpu_overrun_pct, 4),
+            "mem_overrun_pct": round(self.mem_overrun_pct, 4),
+            "currency": self.currency,
+            "train_days": self.train_days,
+            "hours_per_month": HOURS_PER_MONTH,
+            "vms_changed": self.vms_changed,
+            "eval_intervals": self.eval_intervals,
+            "cpu_overrun_intervals": self.cpu_overrun_intervals,
+            "mem_eval_intervals": self.mem_eval_intervals,
+            "mem_overrun_intervals": self.mem_overrun_intervals,
+        }
+        if per_vm:
+            out["per_vm"] = [asdict(r) for r in self.per_vm]
+        return out
+
+
+def _monthly(t: MachineType | None) -> float:
+    return t.price_per_month if t is not None else 0.0
+
+
+def evaluate_vm(
+    vm: TraceVm,
+    strategies: Sequence[Strategy],
+    catalogue: FittingCatalogue,
+    *,
+    train_days: float,
+    settings: Mapping[str, StrategySettings] | None = None,
+) -> dict[str, VmResult]:
+    """Train every strategy on the VM's first ``train_days`` and score it on the rest (per strategy name)."""
+    train_end = vm.start_s + train_days * SECONDS_PER_DAY
+    history = vm.history(vm.start_s, train_end)
+    spec = VmSpec(vcpus=vm.cores, memory_bytes=history.memory_bytes)
+    current = catalogue.cheapest_fitting(spec.vcpus, spec.memory_bytes)
+    evaluation = vm.rows_between(train_end, vm.end_s + vm.step_s)
+    running = evaluation["running"].to_numpy()
+    cpu = evaluation["cpu_vcpus"].to_numpy()[running]
+    mem = evaluation["memory_used_bytes"].to_numpy()[running]
+    mem = mem[~np.isnan(mem)]
+    out: dict[str, VmResult] = {}
+    for strategy in strategies:
+        if current is None:
+            rec = Recommendation.undetermined(
+                f"no eligible machine type has {spec.vcpus} vCPUs and {spec.memory_bytes} bytes")
+        else:
+            chosen = (settings or {}).get(strategy.name)
+            rec = strategy.recommend(history, spec, chosen, catalogue=catalogue, current_type=current)
+        recommended = rec.recommended_type or current
+        evaluated = rec.is_determined and current is not None and len(cpu) > 0
+        if recommended is not None and evaluated:
+            cpu_over = int(np.count_nonzero(cpu > recommended.vcpus + 1e-9))
+            mem_over = int(np.count_nonzero(mem > recommended.memory_bytes))
+        else:
+            cpu_over = mem_over = 0
+        out[strategy.name] = VmResult(
+            vm=vm.name,
+            cores=vm.cores,
+            memory_bytes=spec.memory_bytes,
+            current_type=current.name if current else None,
+            current_monthly_cost=_monthly(current),
+            recommended_type=recommended.name if recommended else None,
+            recommended_vcpus=recommended.vcpus if recommended else None,
+            recommended_memory_bytes=recommended.memory_bytes if recommended else None,
+            recommended_monthly_cost=_monthly(recommended),
+            finding=rec.finding.value,
+            risk=rec.risk,
+            need_vcpus=None if rec.target_vcpus is None else round(float(rec.target_vcpus), 4),
+            need_memory_bytes=rec.target_memory_bytes,
+            evaluated=evaluated,
+            eval_intervals=len(cpu) if evaluated else 0,
+            cpu_overrun_intervals=cpu_over,
+            mem_eval_intervals=len(mem) if evaluated else 0,
+            mem_overrun_intervals=mem_over,
+            reason=rec.reasons.get("overall", ""),
+        )
+    return out
+
+
+def summarise(strategy: str, rows: Sequence[VmResult], *, train_days: float, currency: str) -> StrategyResult:
+    """Fleet totals of one strategy's per-VM results."""
+    current = sum(r.current_monthly_cost for r in rows)
+    recommended = sum(r.recommended_monthly_cost for r in rows)
+    ev = sum(r.eval_intervals for r in rows)
+    cpu_over = sum(r.cpu_overrun_intervals for r in rows)
+    mev = sum(r.mem_eval_intervals for r in rows)
+    mem_over = sum(r.mem_overrun_intervals for r in rows)
+    return StrategyResult(
+        strategy=strategy,
+        train_days=train_days,
+        vms=len(rows),
+        vms_evaluated=sum(1 for r in rows if r.evaluated),
+        currency=currency,
+        current_monthly_cost=current,
+        recommended_monthly_cost=recommended,
+        savings_pct=100.0 * (current - recommended) / current if current > 0 else 0.0,
+        cpu_overrun_pct=100.0 * cpu_over / ev if ev else 0.0,
+        mem_overrun_pct=100.0 * mem_over / mev if mev else 0.0,
+        eval_intervals=ev,
+        cpu_overrun_intervals=cpu_over,
+        mem_eval_intervals=mev,
+        mem_overrun_intervals=mem_over,
+        vms_changed=sum(1 for r in rows if r.recommended_type != r.current_type),
+        per_vm=tuple(rows),
+    )
+
+
+def run_backtest(
+    vms: Iterable[TraceVm],
+    strategies: Sequence[Strategy],
+    catalogue: FittingCatalogue,
+    *,
+    train_days: float = 14.0,
+    settings: Mapping[str, StrategySettings] | None = None,
+    currency: str = "EUR",
+    progress: Callable[[Iterable[TraceVm]], Iterable[TraceVm]] | None = None,
+) -> list[StrategyResult]:
+    """Backtest each strategy over the VMs; one result per strategy, in the order given.
+
+    ``progress`` may wrap the VM iterable (e.g. ``tqdm``). Raises ValueError for ``train_days <= 0``.
+    """
+    if train_days <= 0:
+        raise ValueError(f"train_days must be positive, got {train_days!r}")
+    per_strategy: dict[str, list[VmResult]] = {s.name: [] for s in strategies}
+    for vm in (progress(vms) if progress is not None else vms):
+        for name, row in evaluate_vm(vm, strategies, catalogue, train_days=train_days, settings=settings).items():
+            per_strategy[name].append(row)
+    return [summarise(s.name, per_strategy[s.name], train_days=train_days, currency=currency) for s in strategies]
+
+
+COMPARISON_COLUMNS: tuple[str, ...] = (
+    "strategy", "vms", "vms_evaluated", "vms_changed", "current_monthly_cost", "recommended_monthly_cost",
+    "savings_pct", "cpu_overrun_pct", "mem_overrun_pct",
+)
+
+
+def comparison_rows(results: Sequence[StrategyResult]) -> list[dict[str, Any]]:
+    """One row per strategy for a side-by-side table (no per-VM detail)."""
+    return [{k: v for k, v in r.as_dict(per_vm=False).items() if k in COMPARISON_COLUMNS} for r in results]

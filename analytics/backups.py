@@ -1,0 +1,199 @@
+"""Backup age against policy: is each VM's newest snapshot or backup older than its policy allows?
+
+The policy comes from the VM's ``backup_policy`` label ("24h", "7d", "1d12h", "P1D", or "none" for no
+backups required); without the label, ``env=prod`` VMs get ``BackupSettings.prod_policy`` and all others
+``default_policy``. A label we cannot parse is reported as an invalid policy label, and the VM is still
+checked against the policy it would have without the label so that it is not silently dropped.
+
+Urgency (none < low < medium < high < critical):
+
+* within policy: ``none``; overdue by less than one policy period: ``medium``; by one period or more,
+  or never backed up: ``high``.
+* Heavy churn raises it one step (an in-policy VM becomes ``low``): more than ``HEAVY_CHURN_SHARE`` of
+  the VM's disk capacity written since its newest backup (or within the data we hold, when it has never
+  been backed up) -- that much data would be lost or would make the next backup large. The rule is ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from analytics.fleet import format_duration, parse_duration
+from collector.config import BackupSettings
+from collector.errors import InputError
+from collector.model import VmRecord
+
+BACKUP_POLICY_LABEL = "backup_policy"
+NO_POLICY = frozenset({"none", "off", "never", "no", "false", "disabled"})
+#: Share of disk capacity written since the newest backup that counts as heavy churn.
+HEAVY_CHURN_SHARE = 0.25
+URGENCY_LEVELS: tuple[str, ...] = ("none", "low", "medium", "high", "critical")
+
+BackupStatus = Literal["ok", "overdue", "never", "not-required", "invalid-policy"]
+PolicySource = Literal["label", "env=prod", "default"]
+
+
+@dataclass(frozen=True, slots=True)
+class BackupFinding:
+    """One VM's backup state: newest backup, its age, the policy, how overdue and how urgent."""
+
+    vm_uuid: str
+    vm_name: str
+    newest: datetime | None
+    age_s: float | None
+    policy: str  # the policy text applied, e.g. "24h" or "none"
+    policy_source: PolicySource
+    max_age_s: float | None  # None when no backup is required
+    overdue_by_s: float | None  # 0 within policy; None when never backed up or not required
+    status: BackupStatus
+    urgency: str
+    written_since_bytes: float | None  # disk bytes written since the newest backup (within the data held)
+    disk_capacity_bytes: float | None
+    reason: str
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.max_age_s is not None and (self.newest is None or (self.overdue_by_s or 0.0) > 0)
+
+
+def policy_for(vm: VmRecord, settings: BackupSettings) -> tuple[str, PolicySource, str | None]:
+    """Return the policy text, where it came from, and an error text when the VM's label was unusable."""
+    fallback, source = (
+        (settings.prod_policy, "env=prod")
+        if (vm.labels or {}).get("env", "").strip().lower() == "prod"
+        else (settings.default_policy, "default")
+    )
+    label = (vm.labels or {}).get(BACKUP_POLICY_LABEL)
+    if label is None or not label.strip():
+        return fallback, source, None  # type: ignore[return-value]
+    if label.strip().lower() in NO_POLICY:
+        return label.strip().lower(), "label", None
+    try:
+        parse_duration(label)
+    except InputError:
+        return fallback, source, (  # type: ignore[return-value]
+            f"invalid policy label backup_policy={label!r} (use e.g. '24h', '7d' or 'none'); "
+            f"checked against the {source} policy {fallback!r} instead"
+        )
+    return label.strip(), "label", None
+
+
+def check_backups(
+    vms: Sequence[VmRecord],
+    newest: Mapping[str, datetime],
+    settings: BackupSettings,
+    now: datetime,
+    *,
+    hour_frame: pd.DataFrame | None = None,
+) -> list[BackupFinding]:
+    """Judge every VM's newest backup (``store.backups()``, else ``VmRecord.newest_backup``) at ``now`` (UTC).
+
+    ``hour_frame`` (optional, hourly rollups) supplies disk bytes written for the churn rule.
+    Never raises on bad labels; a bad *settings* policy raises InputError naming it.
+    """
+    for key, text in (("default_policy", settings.default_policy), ("prod_policy", settings.prod_policy)):
+        if text.strip().lower() not in NO_POLICY:
+            try:
+                parse_duration(text)
+            except InputError as exc:
+                raise InputError(f"[backups] {key} = {text!r} is not a duration; use e.g. '24h' or '7d'") from exc
+    written, capacity = _churn(hour_frame, newest, vms)
+    findings = [
+        _judge(vm, newest.get(vm.uuid) or vm.newest_backup, settings, now, written.get(vm.uuid),
+               capacity.get(vm.uuid))
+        for vm in vms
+    ]
+    rank = {u: i for i, u in enumerate(URGENCY_LEVELS)}
+    return sorted(findings, key=lambda f: (-rank[f.urgency], -(f.overdue_by_s or 0.0), f.vm_name))
+
+
+def _churn(
+    hour_frame: pd.DataFrame | None, newest: Mapping[str, datetime], vms: Sequence[VmRecord]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Bytes written since each VM's newest backup, and its newest known disk capacity."""
+    if hour_frame is None or hour_frame.empty or "disk_write_bytes" not in hour_frame.columns:
+        return {}, {}
+    frame = pd.DataFrame({
+        "vm": hour_frame["vm"].astype(str).to_numpy(),
+        "ts": pd.to_datetime(hour_frame["ts"], utc=True).to_numpy(),
+        "written": pd.to_numeric(hour_frame["disk_write_bytes"], errors="coerce").to_numpy(dtype=float),
+        "capacity": pd.to_numeric(hour_frame.get("disk_capacity_bytes"), errors="coerce").to_numpy(dtype=float)
+        if "disk_capacity_bytes" in hour_frame.columns else np.nan,
+    })
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    since = {vm.uuid: newest.get(vm.uuid) or vm.newest_backup for vm in vms}
+    cutoff = frame["vm"].map({u: pd.Timestamp(t) for u, t in since.items() if t is not None})
+    # an hour whose start precedes the backup still counts: its writes may be after it (conservative)
+    after = cutoff.isna() | (frame["ts"] + pd.Timedelta(hours=1) > cutoff)
+    written = frame[after].groupby("vm")["written"].sum(min_count=1).dropna()
+    capacity = frame.dropna(subset=["capacity"]).sort_values("ts").groupby("vm")["capacity"].last()
+    return {str(k): float(v) for k, v in written.items()}, {str(k): float(v) for k, v in capacity.items()}
+
+
+def _bump(urgency: str) -> str:
+    i = URGENCY_LEVELS.index(urgency)
+    return URGENCY_LEVELS[min(i + 1, len(URGENCY_LEVELS) - 1)]
+
+
+def _judge(
+    vm: VmRecord,
+    newest: datetime | None,
+    settings: BackupSettings,
+    now: datetime,
+    written: float | None,
+    capacity: float | None,
+) -> BackupFinding:
+    policy, source, label_error = policy_for(vm, settings)
+    age = (now - newest) if newest is not None else None
+    max_age_s: float | None = None
+    overdue_s: float | None = None
+    status: BackupStatus
+    if policy.lower() in NO_POLICY:
+        status, urgency = "not-required", "none"
+        text = f"backup_policy={policy!r}: no backups required"
+    else:
+        max_age = parse_duration(policy)
+        max_age_s = max_age.total_seconds()
+        if age is None:
+            status, urgency = "never", "high"
+            text = f"no backup or snapshot found; policy {policy} ({source})"
+        else:
+            overdue = age - max_age
+            overdue_s = max(overdue.total_seconds(), 0.0)
+            if overdue <= timedelta(0):
+                status, urgency = "ok", "none"
+                text = f"newest backup {format_duration(age)} old, within policy {policy} ({source})"
+            else:
+                status = "overdue"
+                urgency = "medium" if overdue < max_age else "high"
+                text = (
+                    f"newest backup {format_duration(age)} old, overdue by {format_duration(overdue)} "
+                    f"against policy {policy} ({source})"
+                )
+        if written is not None and capacity and written > HEAVY_CHURN_SHARE * capacity:
+            urgency = _bump(urgency)
+            text += f"; {written / capacity:.0%} of disk capacity written since (heavy churn raises urgency)"
+    if label_error is not None:
+        status = "invalid-policy"
+        text = f"{label_error}: {text}"
+    return BackupFinding(
+        vm_uuid=vm.uuid,
+        vm_name=vm.name,
+        newest=newest,
+        age_s=age.total_seconds() if age is not None else None,
+        policy=policy,
+        policy_source=source,
+        max_age_s=max_age_s,
+        overdue_by_s=overdue_s,
+        status=status,
+        urgency=urgency,
+        written_since_bytes=written,
+        disk_capacity_bytes=capacity,
+        reason=text,
+    )

@@ -1,0 +1,464 @@
+"""Pay-as-you-go cost per VM and hour, summaries by group, month-to-date, forecast and realised savings.
+
+Billing model (STACKIT-style, see data/ and the price notes): a machine type is billed per hour it runs
+(``running_s / 3600`` of each hour), and each volume is billed as capacity per GB-hour (GB = 10**9 bytes)
+plus a flat per-disk performance-class fee. What a *stopped* VM costs is not published by the provider,
+so ``CostSettings.stopped_vm_billing`` chooses: ``none`` (nothing), ``storage-only`` (its disks) or
+``full`` (machine type and disks).
+
+Assumptions the data forces on us:
+
+* A VM exists for the whole of every hour it has a row in the hourly rollup (the current hour only up to
+  ``now``); hours without a row (collector down, VM deleted) cost nothing because nobody saw them.
+* The rollup carries a VM's total disk capacity, not its volumes, so each VM with capacity is charged one
+  performance-class fee. Unknown capacity is filled from the VM's nearest known hour, else costs nothing.
+* A ``machine_type`` label naming a known type wins for every hour; otherwise each hour is priced as the
+  cheapest generally available type covering that hour's vCPUs and memory, so resizes show up in cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from analytics.catalogue import HOURS_PER_MONTH, PriceCatalogue, StoragePrices
+from analytics.fleet import MACHINE_TYPE_LABEL, label_value
+from collector.config import CostSettings
+from collector.errors import InputError
+from collector.model import VmRecord
+from collector.store.base import AuditEntry
+
+#: Columns of the frame ``fleet_costs`` returns, one row per VM and hour.
+COST_COLUMNS: tuple[str, ...] = (
+    "vm", "ts", "machine_type", "type_source", "price_per_hour", "running_hours", "present_hours",
+    "stopped_hours", "disk_capacity_bytes", "storage_price_per_hour", "compute_cost", "storage_cost", "cost",
+)
+#: Group keys that are not labels.
+BUILTIN_GROUPS = ("vm", "host", "machine_type")
+#: The forecast extrapolates the cost of this many trailing days.
+RUN_RATE_DAYS = 7
+_HOUR = pd.Timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class VmCost:
+    """One VM's cost over a window; machine type and price are those of its newest hour in it."""
+
+    vm_uuid: str
+    name: str
+    host: str
+    group: str
+    machine_type: str | None
+    type_source: str
+    price_per_hour: float | None
+    running_hours: float
+    billed_hours: float
+    compute_cost: float
+    storage_cost: float
+    cost: float
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCost:
+    """Cost of one group (label value, host or machine type) over a window."""
+
+    key: str
+    vms: int
+    running_hours: float
+    compute_cost: float
+    storage_cost: float
+    cost: float
+    share: float  # of the window's total, 0..1
+
+
+@dataclass(frozen=True, slots=True)
+class CostSummary:
+    """Totals of a cost frame: the window, per group, per VM, month to date and the month-end forecast."""
+
+    currency: str
+    start: datetime | None
+    end: datetime
+    group_by: str
+    total: float
+    compute_total: float
+    storage_total: float
+    groups: tuple[GroupCost, ...]
+    per_vm: tuple[VmCost, ...]
+    month_start: datetime
+    month_to_date: float
+    run_rate_per_hour: float
+    run_rate_hours: float
+    remaining_hours: float
+    forecast_month_end: float
+    forecast_basis: str
+    unpriced_vms: tuple[str, ...]  # UUIDs with no machine type the catalogue could price
+
+
+@dataclass(frozen=True, slots=True)
+class RealisedSaving:
+    """What an applied resize has saved since it was applied: (before - after) x hours."""
+
+    vm_uuid: str
+    vm_name: str
+    plan_id: str
+    applied_at: datetime
+    ended_at: datetime | None  # a later revert or resize of the same VM; None while in force
+    price_before_per_hour: float
+    price_after_per_hour: float
+    hours: float
+    saving: float
+    currency: str
+
+
+def fleet_costs(
+    hour_frame: pd.DataFrame,
+    vms: Sequence[VmRecord],
+    catalogue: PriceCatalogue,
+    storage: StoragePrices,
+    settings: CostSettings,
+    *,
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """Price every VM-hour of an hourly rollup frame; returns ``COST_COLUMNS`` (money in catalogue currency).
+
+    ``now`` (UTC) caps the hour containing it to the part already elapsed. Raises InputError when
+    ``settings.storage_class`` is not in ``storage``.
+    """
+    if settings.include_storage and settings.storage_class not in storage.per_disk_hour:
+        known = ", ".join(sorted(storage.per_disk_hour)) or "(none)"
+        raise InputError(
+            f"Storage class {settings.storage_class!r} has no price; set [costs] storage_class to one of {known}"
+        )
+    if hour_frame.empty:
+        return _empty_costs()
+    vm_codes, vm_names = pd.factorize(hour_frame["vm"].astype(str), sort=True)
+    ts_ns = _utc_ns(hour_frame["ts"])
+    order = np.lexsort((ts_ns, vm_codes))
+    vm_codes = vm_codes[order]
+    ts_ns = ts_ns[order]
+
+    def column(name: str) -> np.ndarray:
+        values = pd.to_numeric(hour_frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        return values[order]
+
+    running_h = np.clip(np.nan_to_num(column("running_s")) / 3600.0, 0.0, 1.0)
+    present_h = np.ones(len(running_h))
+    if now is not None:
+        elapsed_h = (_timestamp(now).value - ts_ns) / 3.6e12
+        present_h = np.clip(elapsed_h, 0.0, 1.0)
+    present_h = np.maximum(present_h, running_h)
+    stopped_h = present_h - running_h
+    rule = settings.stopped_vm_billing
+    compute_h = running_h + (stopped_h if rule == "full" else 0.0)
+    storage_h = running_h + (stopped_h if rule in ("full", "storage-only") else 0.0)
+
+    type_codes, type_names, prices, source_codes = _price_hours(
+        vm_codes, list(vm_names), column("vcpus"), column("memory_bytes"), vms, catalogue
+    )
+
+    cap = column("disk_capacity_bytes")
+    if np.isnan(cap).any():
+        filled = pd.Series(cap).groupby(vm_codes, sort=False)
+        cap = filled.ffill().fillna(filled.bfill()).to_numpy(dtype=float)
+    if settings.include_storage:
+        has_disk = np.isfinite(cap) & (cap > 0)
+        fee = storage.per_disk_hour[settings.storage_class]
+        storage_price = np.where(has_disk, np.nan_to_num(cap) / 1e9 * storage.per_gb_hour + fee, 0.0)
+    else:
+        storage_price = np.zeros(len(cap))
+    compute_cost = prices * compute_h
+    storage_cost = storage_price * storage_h
+    data = {
+        "vm": pd.Categorical.from_codes(vm_codes, categories=vm_names),
+        "ts": pd.to_datetime(ts_ns, unit="ns", utc=True),
+        "machine_type": pd.Categorical.from_codes(type_codes, categories=type_names),
+        "type_source": pd.Categorical.from_codes(source_codes, categories=list(TYPE_SOURCES)),
+        "price_per_hour": prices,
+        "running_hours": running_h,
+        "present_hours": present_h,
+        "stopped_hours": stopped_h,
+        "disk_capacity_bytes": cap,
+        "storage_price_per_hour": storage_price,
+        "compute_cost": compute_cost,
+        "storage_cost": storage_cost,
+        "cost": np.nan_to_num(compute_cost) + storage_cost,
+    }
+    return pd.DataFrame(data)
+
+
+def _utc_ns(values: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch (int64) of timestamps; naive values are taken as UTC."""
+    ts = pd.to_datetime(values, utc=True)
+    return ts.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view("int64")
+
+
+def _timestamp(value: datetime) -> pd.Timestamp:
+    """A UTC ``Timestamp`` (naive datetimes are taken as UTC)."""
+    ts = pd.Timestamp(value)
+    return ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
+
+
+def _empty_costs() -> pd.DataFrame:
+    data: dict[str, object] = {c: np.zeros(0) for c in COST_COLUMNS}
+    data["vm"] = pd.Categorical([])
+    data["ts"] = pd.DatetimeIndex([], tz=UTC)
+    data["machine_type"] = pd.Categorical([])
+    data["type_source"] = pd.Categorical([], categories=list(TYPE_SOURCES))
+    return pd.DataFrame(data)
+
+
+def _price_hours(
+    vm_codes: np.ndarray,
+    vm_names: list[str],
+    vcpus: np.ndarray,
+    memory_bytes: np.ndarray,
+    vms: Sequence[VmRecord],
+    catalogue: PriceCatalogue,
+) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """Per row: machine type code, the type names, price per hour and source code (label, else shape)."""
+    by_uuid = {vm.uuid: vm for vm in vms}
+    type_names: list[str] = []
+    type_index: dict[str, int] = {}
+
+    def code_of(name: str) -> int:
+        if name not in type_index:
+            type_index[name] = len(type_names)
+            type_names.append(name)
+        return type_index[name]
+
+    n_vms = len(vm_names)
+    vm_type = np.full(n_vms, -1)
+    vm_price = np.full(n_vms, np.nan)
+    vm_vcpus = np.full(n_vms, np.nan)
+    vm_mem = np.full(n_vms, np.nan)
+    for i, uuid in enumerate(vm_names):
+        vm = by_uuid.get(uuid)
+        if vm is None:
+            continue
+        vm_vcpus[i], vm_mem[i] = vm.vcpus, vm.memory_bytes
+        name = (vm.labels or {}).get(MACHINE_TYPE_LABEL, "").strip()
+        found = catalogue.get(name) if name else None
+        if found is not None:
+            vm_type[i], vm_price[i] = code_of(found.name), found.price_per_hour
+
+    type_codes = vm_type[vm_codes]
+    prices = vm_price[vm_codes]
+    source_codes = np.where(type_codes >= 0, _SOURCE_CODE["label"], _SOURCE_CODE["unknown"])
+    rest = type_codes < 0
+    if rest.any():
+        # a missing shape falls back to the inventory's; still missing (-1) cannot be priced
+        v = np.where(np.isnan(vcpus), vm_vcpus[vm_codes], vcpus)[rest]
+        m = np.where(np.isnan(memory_bytes), vm_mem[vm_codes], memory_bytes)[rest]
+        shapes = pd.DataFrame({"v": np.nan_to_num(v, nan=-1.0), "m": np.nan_to_num(m, nan=-1.0)})
+        shape_codes = shapes.groupby(["v", "m"], sort=False).ngroup().to_numpy()
+        firsts = pd.Series(shape_codes).drop_duplicates()
+        u_type = np.full(len(firsts), -1)
+        u_price = np.full(len(firsts), np.nan)
+        for pos, i in firsts.items():
+            sv, sm = float(shapes["v"].iat[pos]), float(shapes["m"].iat[pos])
+            found = catalogue.cheapest_fitting(sv, sm) if sv > 0 and sm > 0 else None
+            if found is not None:
+                u_type[i], u_price[i] = code_of(found.name), found.price_per_hour
+        type_codes[rest] = u_type[shape_codes]
+        prices[rest] = u_price[shape_codes]
+        source_codes[rest] = np.where(
+            u_type[shape_codes] >= 0, _SOURCE_CODE["inferred"], _SOURCE_CODE["unknown"]
+        )
+    return type_codes, type_names, prices, source_codes
+
+
+TYPE_SOURCES: tuple[str, ...] = ("label", "inferred", "unknown")
+_SOURCE_CODE = {name: i for i, name in enumerate(TYPE_SOURCES)}
+
+
+def group_keys(vms: Sequence[VmRecord], group_by: str) -> dict[str, str]:
+    """Map VM UUID to its group: ``vm`` (name), ``host``, or a label's value ("(none)" when absent)."""
+    if group_by == "vm":
+        return {vm.uuid: vm.name for vm in vms}
+    if group_by == "host":
+        return {vm.uuid: vm.host for vm in vms}
+    return {vm.uuid: label_value(vm.labels, group_by) for vm in vms}
+
+
+def summarise_costs(
+    cost_frame: pd.DataFrame,
+    vms: Sequence[VmRecord],
+    *,
+    group_by: str = "host",
+    now: datetime,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    currency: str = "EUR",
+) -> CostSummary:
+    """Total a ``fleet_costs`` frame per group and per VM over ``[start, end)``, plus month figures.
+
+    The window totals use rows with ``start <= ts < end`` (default: the whole frame). Month to date is the
+    cost of rows from the first of ``now``'s month (UTC) up to ``now``; the forecast adds the run-rate of
+    the trailing 7 days (or the shorter span the frame holds) times the hours left in the month. For
+    complete figures the frame must reach back to the month start and 7 days. ``group_by`` is ``vm``,
+    ``host``, ``machine_type`` or any label key.
+    """
+    now_ts = pd.Timestamp(now).tz_convert(UTC) if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz=UTC)
+    end_dt = end or now_ts.to_pydatetime()
+    ts = cost_frame["ts"]
+    in_window = ts < pd.Timestamp(end_dt)
+    if start is not None:
+        in_window &= ts >= pd.Timestamp(start)
+    window = cost_frame[in_window]
+
+    per_vm = _per_vm(window, vms, group_by, currency)
+    groups = _groups(per_vm)
+    total = float(sum(v.cost for v in per_vm))
+
+    month_start = now_ts.replace(day=1, hour=0, minute=0, second=0, microsecond=0, nanosecond=0)
+    next_month = month_start + pd.DateOffset(months=1)
+    mtd = float(cost_frame.loc[(ts >= month_start) & (ts < now_ts), "cost"].sum())
+    rate_start = now_ts - pd.Timedelta(days=RUN_RATE_DAYS)
+    if len(cost_frame):
+        rate_start = max(rate_start, ts.min())
+    rate_hours = max((now_ts - rate_start) / _HOUR, 0.0)
+    rate_cost = float(cost_frame.loc[(ts >= rate_start) & (ts < now_ts), "cost"].sum())
+    rate = rate_cost / rate_hours if rate_hours > 0 else 0.0
+    remaining = max((next_month - now_ts) / _HOUR, 0.0)
+    span = "last 7 days" if rate_hours >= RUN_RATE_DAYS * 24 - 1e-9 else f"last {rate_hours:.1f} h (all data)"
+    basis = (
+        f"month to date {mtd:.2f} {currency} + run-rate of the {span} "
+        f"{rate:.4f} {currency}/h x {remaining:.1f} h left in the month"
+    )
+    unpriced = tuple(sorted({v.vm_uuid for v in per_vm if v.machine_type is None}))
+    return CostSummary(
+        currency=currency,
+        start=start,
+        end=end_dt,
+        group_by=group_by,
+        total=total,
+        compute_total=float(sum(v.compute_cost for v in per_vm)),
+        storage_total=float(sum(v.storage_cost for v in per_vm)),
+        groups=groups,
+        per_vm=per_vm,
+        month_start=month_start.to_pydatetime(),
+        month_to_date=mtd,
+        run_rate_per_hour=rate,
+        run_rate_hours=float(rate_hours),
+        remaining_hours=float(remaining),
+        forecast_month_end=mtd + rate * remaining,
+        forecast_basis=basis,
+        unpriced_vms=unpriced,
+    )
+
+
+def _per_vm(window: pd.DataFrame, vms: Sequence[VmRecord], group_by: str, currency: str) -> tuple[VmCost, ...]:
+    if window.empty:
+        return ()
+    by_uuid = {vm.uuid: vm for vm in vms}
+    sums = window.groupby("vm", sort=True).agg(
+        running_hours=("running_hours", "sum"),
+        present_hours=("present_hours", "sum"),
+        compute_cost=("compute_cost", "sum"),
+        storage_cost=("storage_cost", "sum"),
+        cost=("cost", "sum"),
+    )
+    last_idx = window.groupby("vm", sort=True)["ts"].idxmax()
+    latest = window.loc[last_idx.to_numpy(), ["machine_type", "type_source", "price_per_hour"]]
+    keys = group_keys(vms, group_by) if group_by != "machine_type" else {}
+    out: list[VmCost] = []
+    for uuid_, mtype_, source, price_, running, billed, compute, storage_c, cost in zip(
+        sums.index, latest["machine_type"], latest["type_source"], latest["price_per_hour"],
+        sums["running_hours"], sums["present_hours"], sums["compute_cost"], sums["storage_cost"], sums["cost"],
+        strict=True,
+    ):
+        uuid = str(uuid_)
+        vm = by_uuid.get(uuid)
+        mtype = mtype_ if isinstance(mtype_, str) else None
+        price = float(price_) if np.isfinite(price_) else None
+        if group_by == "machine_type":
+            group = mtype or "(unknown)"
+        else:
+            group = keys.get(uuid, "(unknown VM)")
+        out.append(VmCost(
+            vm_uuid=uuid,
+            name=vm.name if vm else uuid,
+            host=vm.host if vm else "",
+            group=group,
+            machine_type=mtype,
+            type_source=str(source),
+            price_per_hour=price,
+            running_hours=float(running),
+            billed_hours=float(billed),
+            compute_cost=float(compute),
+            storage_cost=float(storage_c),
+            cost=float(cost),
+            currency=currency,
+        ))
+    return tuple(sorted(out, key=lambda v: (-v.cost, v.name)))
+
+
+def _groups(per_vm: Sequence[VmCost]) -> tuple[GroupCost, ...]:
+    acc: dict[str, list[VmCost]] = {}
+    for v in per_vm:
+        acc.setdefault(v.group, []).append(v)
+    total = sum(v.cost for v in per_vm)
+    groups = [
+        GroupCost(
+            key=key,
+            vms=len(items),
+            running_hours=sum(v.running_hours for v in items),
+            compute_cost=sum(v.compute_cost for v in items),
+            storage_cost=sum(v.storage_cost for v in items),
+            cost=sum(v.cost for v in items),
+            share=(sum(v.cost for v in items) / total) if total > 0 else 0.0,
+        )
+        for key, items in acc.items()
+    ]
+    return tuple(sorted(groups, key=lambda g: (-g.cost, g.key)))
+
+
+def monthly_cost(price_per_hour: float) -> float:
+    """Price per month for an hourly price, using the provider's 720 h month."""
+    return price_per_hour * HOURS_PER_MONTH
+
+
+def realised_savings(entries: Sequence[AuditEntry], now: datetime, *, currency: str = "") -> list[RealisedSaving]:
+    """Savings of applied resizes: (price before - after) per hour x hours from apply to now or its end.
+
+    An "applied" entry is in force until the same VM's next "applied" or "reverted" entry. Hours are
+    wall-clock hours, i.e. they assume the VM ran throughout. Entries without both prices are skipped.
+    """
+    ordered = sorted(entries, key=lambda e: (e.ts, e.id or 0))
+    open_by_vm: dict[str, AuditEntry] = {}
+    closed: list[tuple[AuditEntry, datetime | None]] = []
+    for entry in ordered:
+        if entry.result not in ("applied", "reverted"):
+            continue
+        previous = open_by_vm.pop(entry.vm_uuid, None)
+        if previous is not None:
+            closed.append((previous, entry.ts))
+        if entry.result == "applied":
+            open_by_vm[entry.vm_uuid] = entry
+    closed.extend((entry, None) for entry in open_by_vm.values())
+    out: list[RealisedSaving] = []
+    for entry, ended in closed:
+        if entry.price_before_per_hour is None or entry.price_after_per_hour is None:
+            continue
+        stop = ended or now
+        hours = max((stop - entry.ts) / timedelta(hours=1), 0.0)
+        delta = entry.price_before_per_hour - entry.price_after_per_hour
+        out.append(RealisedSaving(
+            vm_uuid=entry.vm_uuid,
+            vm_name=entry.vm_name,
+            plan_id=entry.plan_id,
+            applied_at=entry.ts,
+            ended_at=ended,
+            price_before_per_hour=entry.price_before_per_hour,
+            price_after_per_hour=entry.price_after_per_hour,
+            hours=hours,
+            saving=delta * hours,
+            currency=entry.currency or currency,
+        ))
+    return sorted(out, key=lambda s: (s.applied_at, s.vm_name))
+

@@ -1,0 +1,112 @@
+"""Helpers shared by analyses of a fleet: which machine type a VM is billed as, labels, durations."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from analytics.catalogue import MachineType, PriceCatalogue
+from collector.errors import InputError
+from collector.model import VmRecord
+
+#: How a VM's machine type was found: its ``machine_type`` label, or the cheapest type that fits it.
+TypeSource = Literal["label", "inferred", "unknown"]
+MACHINE_TYPE_LABEL = "machine_type"
+
+
+def resolve_machine_type(vm: VmRecord, catalogue: PriceCatalogue) -> tuple[MachineType | None, TypeSource]:
+    """Return the VM's machine type and how it was chosen.
+
+    "label": the ``machine_type`` label names a type the catalogue knows. "inferred": the cheapest
+    generally available type with at least the VM's vCPUs and memory (bytes). ``(None, "unknown")``
+    when the label is unknown and nothing in the catalogue is big enough. Never raises.
+    """
+    name = (vm.labels or {}).get(MACHINE_TYPE_LABEL, "").strip()
+    if name:
+        found = catalogue.get(name)
+        if found is not None:
+            return found, "label"
+    inferred = catalogue.cheapest_fitting(vm.vcpus, vm.memory_bytes)
+    if inferred is not None:
+        return inferred, "inferred"
+    return None, "unknown"
+
+
+def label_value(labels: Mapping[str, str] | None, key: str, default: str = "(none)") -> str:
+    """Return the label's value, or ``default`` when absent or blank."""
+    value = (labels or {}).get(key, "")
+    return value if value.strip() else default
+
+
+_MAX_DURATION_S = 100 * 365 * 86400.0
+_DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a duration like ``"24h"``, ``"7d"``, ``"1d12h"``, ``"90m"``, ``"2w"`` or ISO ``"P1DT12H"``.
+
+    Units: s, m (minutes), h, d, w; case and spaces are ignored; the result is > 0.
+    Raises InputError naming the bad value and the accepted forms.
+    """
+    raw = text
+    cleaned = text.strip().lower().replace(" ", "")
+    total_s = 0.0
+    if cleaned.startswith("p"):
+        match = _ISO_DURATION.fullmatch(cleaned)
+        if match is not None and any(match.groups()):
+            scales = (7 * 86400, 86400, 3600, 60, 1)
+            total_s = sum(float(g) * k for g, k in zip(match.groups(), scales, strict=True) if g)
+    else:
+        parts = _DURATION_PART.findall(cleaned)
+        if parts and "".join(n + u for n, u in parts) == cleaned:
+            total_s = sum(float(n) * _DURATION_UNITS_S[u] for n, u in parts)
+    if math.isfinite(total_s) and 0 < total_s <= _MAX_DURATION_S:
+        return timedelta(seconds=total_s)
+    raise InputError(
+        f"Duration {raw!r} is not understood; use a positive number with a unit s/m/h/d/w "
+        "such as '24h', '7d', '1d12h', or ISO 8601 like 'P1D'"
+    )
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_ISO_DURATION = re.compile(
+    r"p(?:(\d+(?:\.\d+)?)w)?(?:(\d+(?:\.\d+)?)d)?"
+    r"(?:t(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?)?"
+)
+
+
+def format_duration(delta: timedelta) -> str:
+    """Render a duration compactly, e.g. ``"2d 3h"``, ``"45m"``; negative durations get a minus sign."""
+    total_s = int(round(delta.total_seconds()))
+    sign = "-" if total_s < 0 else ""
+    total_s = abs(total_s)
+    days, rest = divmod(total_s, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{sign}{days}d {hours}h" if hours else f"{sign}{days}d"
+    if hours:
+        return f"{sign}{hours}h {minutes}m" if minutes else f"{sign}{hours}h"
+    return f"{sign}{minutes}m"
+
+
+def parse_instant(text: str, *, now: datetime, flag: str = "--since") -> datetime:
+    """Parse an ISO 8601 date/time (naive = UTC) or a duration back from ``now`` (``"7d"``) to UTC.
+
+    Raises InputError naming ``flag``, the bad value and the accepted forms.
+    """
+    cleaned = text.strip()
+    try:
+        parsed = datetime.fromisoformat(cleaned.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        try:
+            return now - parse_duration(cleaned)
+        except InputError:
+            raise InputError(
+                f"{flag} {text!r} is neither an ISO date/time (2024-05-01, 2024-05-01T12:00Z) nor a duration "
+                "back from now (7d, 24h, 90m)"
+            ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

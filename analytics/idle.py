@@ -1,0 +1,159 @@
+"""Idle VMs, the way GCP's idle-VM recommender defines them, with thresholds from ``IdleSettings``.
+
+A VM is idle when, over at least ``min_days`` of observed running time, its CPU stays below
+``cpu_vcpus_below`` vCPUs and its disk and network traffic below ``disk_bps_below`` / ``net_bps_below``
+bytes per second for at least ``share_of_time`` of that time (GCP's published rule: CPU < 0.03 vCPU for
+97 % of the runtime). Shares are weighted by running time; stopped time is not counted.
+
+On hourly rollups an hour counts as idle only when its *peak* (``cpu_max_vcpus``) is below the
+threshold; a single busy sample makes the whole hour busy, so hourly results are conservative (they
+flag fewer VMs than raw samples would). Disk and network use the hour's bytes over its running seconds.
+A dimension without any data does not block the verdict; its share is reported as None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from collector.config import IdleSettings
+
+IdleStatus = Literal["idle", "active", "insufficient-data"]
+
+
+@dataclass(frozen=True, slots=True)
+class IdleFinding:
+    """Evidence for one VM: observed running time and the idle share of each dimension (0..1)."""
+
+    vm_uuid: str
+    status: IdleStatus
+    resolution: str  # "hour" or "raw"
+    observed_days: float  # running time with CPU data, days
+    cpu_idle_share: float | None
+    disk_idle_share: float | None
+    net_idle_share: float | None
+    cpu_threshold_vcpus: float
+    disk_threshold_bps: float
+    net_threshold_bps: float
+    share_required: float
+    min_days: float
+    reasons: tuple[str, ...]
+
+    @property
+    def is_idle(self) -> bool:
+        return self.status == "idle"
+
+
+def find_idle(
+    frame: pd.DataFrame, settings: IdleSettings, *, include_all: bool = False
+) -> dict[str, IdleFinding]:
+    """Judge every VM in an hourly or raw frame; returns idle VMs by UUID (all VMs with ``include_all``).
+
+    The frame's resolution is told by its columns (``cpu_max_vcpus`` = hour, ``cpu_vcpus`` = raw).
+    Raises ValueError when it has neither.
+    """
+    if "cpu_max_vcpus" in frame.columns:
+        resolution = "hour"
+        weights, cpu, disk, net = _hour_columns(frame)
+    elif "cpu_vcpus" in frame.columns:
+        resolution = "raw"
+        weights, cpu, disk, net = _raw_columns(frame)
+    else:
+        raise ValueError(
+            f"Frame has neither 'cpu_max_vcpus' (hour) nor 'cpu_vcpus' (raw) columns: {list(frame.columns)!r}"
+        )
+    if frame.empty:
+        return {}
+    vm = frame["vm"].astype(str).to_numpy()
+    running = weights > 0
+    data = pd.DataFrame({
+        "vm": vm,
+        "cpu_w": np.where(running & np.isfinite(cpu), weights, 0.0),
+        "cpu_idle_w": np.where(running & np.isfinite(cpu) & (cpu < settings.cpu_vcpus_below), weights, 0.0),
+        "disk_w": np.where(running & np.isfinite(disk), weights, 0.0),
+        "disk_idle_w": np.where(running & np.isfinite(disk) & (disk < settings.disk_bps_below), weights, 0.0),
+        "net_w": np.where(running & np.isfinite(net), weights, 0.0),
+        "net_idle_w": np.where(running & np.isfinite(net) & (net < settings.net_bps_below), weights, 0.0),
+    })
+    sums = data.groupby("vm", sort=True).sum()
+    out: dict[str, IdleFinding] = {}
+    for uuid, row in sums.iterrows():
+        finding = _judge(str(uuid), row, resolution, settings)
+        if include_all or finding.is_idle:
+            out[finding.vm_uuid] = finding
+    return out
+
+
+def _numeric(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _hour_columns(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    running_s = np.nan_to_num(_numeric(frame, "running_s"))
+    seconds = np.where(running_s > 0, running_s, np.nan)
+    disk = (_numeric(frame, "disk_read_bytes") + _numeric(frame, "disk_write_bytes")) / seconds
+    net = (_numeric(frame, "net_rx_bytes") + _numeric(frame, "net_tx_bytes")) / seconds
+    return running_s, _numeric(frame, "cpu_max_vcpus"), disk, net
+
+
+def _raw_columns(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    interval_s = np.nan_to_num(_numeric(frame, "interval_s"))
+    state = frame["state"].astype(str).str.lower().to_numpy() if "state" in frame.columns else None
+    running = np.ones(len(frame), dtype=bool) if state is None else np.isin(state, ["running", "vmstate.running"])
+    if "gap" in frame.columns:
+        running &= ~frame["gap"].fillna(False).astype(bool).to_numpy()
+    weights = np.where(running, interval_s, 0.0)
+    disk = _numeric(frame, "disk_read_bps") + _numeric(frame, "disk_write_bps")
+    net = _numeric(frame, "net_rx_bps") + _numeric(frame, "net_tx_bps")
+    return weights, _numeric(frame, "cpu_vcpus"), disk, net
+
+
+def _share(idle_w: float, total_w: float) -> float | None:
+    return idle_w / total_w if total_w > 0 else None
+
+
+def _judge(uuid: str, row: pd.Series, resolution: str, settings: IdleSettings) -> IdleFinding:
+    observed_days = float(row["cpu_w"]) / 86400.0
+    cpu = _share(float(row["cpu_idle_w"]), float(row["cpu_w"]))
+    disk = _share(float(row["disk_idle_w"]), float(row["disk_w"]))
+    net = _share(float(row["net_idle_w"]), float(row["net_w"]))
+    need = settings.share_of_time
+    reasons: list[str] = []
+    status: IdleStatus
+    if observed_days < settings.min_days:
+        status = "insufficient-data"
+        reasons.append(f"only {observed_days:.2f} days of running time with CPU data; need {settings.min_days:g}")
+    else:
+        busy = False
+        for label, share, limit in (
+            ("CPU", cpu, f"< {settings.cpu_vcpus_below:g} vCPU"),
+            ("disk", disk, f"< {settings.disk_bps_below:g} B/s"),
+            ("network", net, f"< {settings.net_bps_below:g} B/s"),
+        ):
+            if share is None:
+                reasons.append(f"{label}: no data")
+                continue
+            verdict = ">=" if share >= need else "<"
+            busy |= share < need
+            reasons.append(f"{label} {limit} for {share:.1%} of running time ({verdict} {need:.0%})")
+        status = "active" if busy else "idle"
+    return IdleFinding(
+        vm_uuid=uuid,
+        status=status,
+        resolution=resolution,
+        observed_days=observed_days,
+        cpu_idle_share=cpu,
+        disk_idle_share=disk,
+        net_idle_share=net,
+        cpu_threshold_vcpus=settings.cpu_vcpus_below,
+        disk_threshold_bps=settings.disk_bps_below,
+        net_threshold_bps=settings.net_bps_below,
+        share_required=need,
+        min_days=settings.min_days,
+        reasons=tuple(reasons),
+    )

@@ -1,0 +1,525 @@
+"""Right-sizing building blocks: typed usage history, needs, findings, and the shared decision rules.
+
+A strategy is a pure function ``recommend(history, spec, settings, catalogue=...) -> Recommendation``.
+Strategies differ only in how they turn a usage history into a *need* (vCPUs and memory bytes); the
+rules every strategy shares live here (:func:`decide`), taken from the anchors' published behaviour
+(DESIGN.md, "Right-sizing rules"):
+
+* no recommendation with less than 30 h of data or less than 3 days of span ("insufficient data");
+* memory whose use is unknown is never downsized;
+* a downsize needs savings of at least max(10 % of the VM's cost, a configurable minimum per month);
+* (optionally, on by default for our own strategy) a growing trend blocks a downsize of that dimension.
+
+Monthly figures use 720 hours per month: STACKIT publishes ``monthlyPrice = price x 720`` for every
+machine type (data/prices notes), so our monthly numbers match the provider's price list.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from analytics.catalogue import HOURS_PER_MONTH, MachineType
+from analytics.trend import Trend, daily_quantiles, fit_trend
+
+GIB = 1024**3
+SECONDS_PER_HOUR = 3600.0
+SECONDS_PER_DAY = 86400.0
+_EPS_VCPUS = 1e-9
+
+
+class Finding(str, enum.Enum):
+    """What a recommendation says about a VM's size."""
+
+    OVER_PROVISIONED = "over-provisioned"
+    UNDER_PROVISIONED = "under-provisioned"
+    OPTIMIZED = "optimized"
+    IDLE = "idle"
+    INSUFFICIENT_DATA = "insufficient-data"
+
+
+class VmSpecLike(Protocol):
+    """The VM's current allocation (``VmRecord`` and ``VmSpec`` both fit)."""
+
+    @property
+    def vcpus(self) -> int: ...
+
+    @property
+    def memory_bytes(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VmSpec:
+    """A VM's current allocation: vCPUs and memory in bytes."""
+
+    vcpus: int
+    memory_bytes: int
+
+
+class FittingCatalogue(Protocol):
+    """What right-sizing needs from a price catalogue (``CsvPriceCatalogue`` fits)."""
+
+    def cheapest_fitting(self, vcpus: float, memory_bytes: float) -> MachineType | None: ...
+
+    def fitting(self, vcpus: float, memory_bytes: float, n: int = 3) -> list[MachineType]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UsageHistory:
+    """One VM's usage over time, as parallel numpy arrays (one element per interval).
+
+    ``timestamps_s``: float64 epoch seconds, ascending. ``cpu_vcpus``: mean CPU demand over the interval
+    in vCPU-equivalents (NaN = not running / not measured). ``cpu_peak_vcpus``: peak demand within the
+    interval when the source kept it (hourly rollups), else ``None`` meaning "same as ``cpu_vcpus``".
+    ``memory_used_bytes``: guest-used memory, the interval's peak when known (NaN = unknown).
+    ``vcpus``/``memory_bytes``: the allocation during the history. ``interval_s``: nominal step.
+    ``end_s``: the analysis time (defaults to the last timestamp plus one interval).
+    """
+
+    timestamps_s: np.ndarray
+    cpu_vcpus: np.ndarray
+    memory_used_bytes: np.ndarray
+    vcpus: int
+    memory_bytes: int
+    interval_s: float = 300.0
+    cpu_peak_vcpus: np.ndarray | None = None
+    end_s: float | None = None
+
+    @classmethod
+    def from_arrays(
+        cls,
+        timestamps_s: Sequence[float] | np.ndarray,
+        cpu_vcpus: Sequence[float] | np.ndarray,
+        memory_used_bytes: Sequence[float] | np.ndarray | None,
+        *,
+        vcpus: int,
+        memory_bytes: int,
+        interval_s: float = 300.0,
+        cpu_peak_vcpus: Sequence[float] | np.ndarray | None = None,
+        end_s: float | None = None,
+    ) -> UsageHistory:
+        """Build a history from array-likes; ``memory_used_bytes=None`` means memory use is unknown.
+
+        Raises ValueError when the arrays differ in length or timestamps are not ascending.
+        """
+        ts = np.asarray(timestamps_s, dtype=np.float64)
+        cpu = np.asarray(cpu_vcpus, dtype=np.float64)
+        mem = (np.full(ts.shape, np.nan) if memory_used_bytes is None
+               else np.asarray(memory_used_bytes, dtype=np.float64))
+        peak = None if cpu_peak_vcpus is None else np.asarray(cpu_peak_vcpus, dtype=np.float64)
+        lengths = {len(ts), len(cpu), len(mem)} | ({len(peak)} if peak is not None else set())
+        if len(lengths) != 1:
+            raise ValueError(f"history arrays differ in length: {sorted(lengths)!r}; pass one value per interval")
+        if len(ts) > 1 and bool(np.any(np.diff(ts) < 0)):
+            raise ValueError("history timestamps are not ascending; sort them first")
+        return cls(ts, cpu, mem, int(vcpus), int(memory_bytes), float(interval_s), peak, end_s)
+
+    @property
+    def analysis_end_s(self) -> float:
+        if self.end_s is not None:
+            return float(self.end_s)
+        return float(self.timestamps_s[-1] + self.interval_s) if len(self.timestamps_s) else 0.0
+
+    @property
+    def cpu_peaks(self) -> np.ndarray:
+        """Peak CPU demand per interval (vCPUs)."""
+        return self.cpu_vcpus if self.cpu_peak_vcpus is None else self.cpu_peak_vcpus
+
+    def valid_cpu(self) -> np.ndarray:
+        """Mask of intervals with a CPU measurement."""
+        return ~np.isnan(self.cpu_vcpus)
+
+    @property
+    def memory_known(self) -> bool:
+        return bool(np.any(~np.isnan(self.memory_used_bytes)))
+
+    @property
+    def coverage_hours(self) -> float:
+        """Hours of measured CPU data (intervals with a value x the nominal step)."""
+        return float(np.count_nonzero(self.valid_cpu())) * self.interval_s / SECONDS_PER_HOUR
+
+    @property
+    def span_days(self) -> float:
+        """Days from the first to the last measured interval (end of it)."""
+        ts = self.timestamps_s[self.valid_cpu()]
+        if len(ts) == 0:
+            return 0.0
+        return float(ts[-1] - ts[0] + self.interval_s) / SECONDS_PER_DAY
+
+    def window(self, days: float) -> UsageHistory:
+        """The last ``days`` days before the analysis end."""
+        end = self.analysis_end_s
+        keep = self.timestamps_s >= end - days * SECONDS_PER_DAY
+        if bool(keep.all()):
+            return self
+        return replace(
+            self,
+            timestamps_s=self.timestamps_s[keep],
+            cpu_vcpus=self.cpu_vcpus[keep],
+            memory_used_bytes=self.memory_used_bytes[keep],
+            cpu_peak_vcpus=None if self.cpu_peak_vcpus is None else self.cpu_peak_vcpus[keep],
+            end_s=end,
+        )
+
+    def hourly(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per clock hour with data: (hour start s, peak CPU vCPUs, peak memory used bytes or NaN)."""
+        valid = self.valid_cpu()
+        ts = self.timestamps_s[valid]
+        if len(ts) == 0:
+            empty = np.empty(0)
+            return empty, empty, empty
+        peaks = self.cpu_peaks[valid]
+        mem = self.memory_used_bytes[valid]
+        if self.interval_s >= SECONDS_PER_HOUR:
+            return np.floor(ts / SECONDS_PER_HOUR) * SECONDS_PER_HOUR, peaks, mem
+        hours = np.floor(ts / SECONDS_PER_HOUR)
+        starts = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1]])
+        cpu_peak = np.maximum.reduceat(np.nan_to_num(peaks, nan=-np.inf), starts)
+        mem_filled = np.where(np.isnan(mem), -np.inf, mem)
+        mem_peak = np.maximum.reduceat(mem_filled, starts)
+        mem_peak = np.where(np.isneginf(mem_peak), np.nan, mem_peak)
+        return hours[starts] * SECONDS_PER_HOUR, cpu_peak, mem_peak
+
+
+class StrategySettings(BaseModel):
+    """Settings every strategy has; subclasses set their published defaults. Bounds generate --help."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lookback_days: float = Field(14.0, gt=0, le=400, description="days of history to look at (14; 32 or 93)")
+    min_coverage_hours: float = Field(
+        30.0, ge=0, le=10_000, description="hours of data needed before recommending anything")
+    min_span_days: float = Field(3.0, ge=0, le=400, description="days from first to last sample needed")
+    min_savings_fraction: float = Field(
+        0.10, ge=0, le=1, description="a downsize must save at least this share of the VM's cost")
+    min_monthly_savings: float = Field(
+        1.0, ge=0, le=1_000_000, description="a downsize must save at least this much per month (currency)")
+    cpu_percentile: float = Field(95.0, gt=0, le=100, description="percentile of CPU demand to size for")
+    cpu_headroom_fraction: float = Field(0.0, ge=0, le=10, description="headroom added on top of CPU need")
+    memory_percentile: float = Field(100.0, gt=0, le=100, description="percentile of memory used (100 = max)")
+    memory_headroom_fraction: float = Field(
+        0.15, ge=0, le=10, description="headroom added on top of memory need")
+    trend_blocks_downsize: bool = Field(
+        False, description="a growing trend (robust fit of daily p95) blocks a downsize of that dimension")
+    trend_growth_fraction: float = Field(
+        0.10, ge=0, le=10,
+        description="growth over the projection horizon, as a share of the current level, that counts as growing")
+
+
+@dataclass(frozen=True, slots=True)
+class DimensionNeed:
+    """What one dimension needs and the evidence for it.
+
+    ``value`` is vCPUs (float) or bytes. ``statistic`` names what was measured (e.g. "p99 of hourly
+    peaks"), ``observed`` is its value, ``headroom_fraction`` what was added, ``peak`` the largest value
+    seen in the lookback.
+    """
+
+    value: float
+    statistic: str
+    observed: float
+    headroom_fraction: float
+    peak: float
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """A strategy's estimate; ``memory`` is None when memory use is unknown (``memory_note`` says why)."""
+
+    cpu: DimensionNeed
+    memory: DimensionNeed | None
+    memory_note: str = "memory use unknown (no guest balloon stats)"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One machine type that covers the need, with its monthly price and saving vs the current type."""
+
+    machine_type: MachineType
+    price_per_month: float
+    monthly_savings: float
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Every number a recommendation rests on."""
+
+    strategy: str
+    lookback_days: float
+    coverage_hours: float
+    span_days: float
+    samples: int
+    cpu: DimensionNeed | None = None
+    memory: DimensionNeed | None = None
+    cpu_trend: Trend | None = None
+    memory_trend: Trend | None = None
+    min_savings_per_month: float | None = None
+    hours_per_month: float = HOURS_PER_MONTH
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """A strategy's verdict on one VM.
+
+    ``target_vcpus``/``target_memory_bytes`` are the need the recommended type was chosen for;
+    ``recommended_type`` is the type to run (the current one when no change is advised). Savings are per
+    month (720 h). ``risk`` is 0 (none) .. 4 (high) for applying the recommendation.
+    """
+
+    finding: Finding
+    target_vcpus: float | None
+    target_memory_bytes: int | None
+    current_type: MachineType | None
+    recommended_type: MachineType | None
+    options: tuple[Option, ...] = ()
+    monthly_savings: float = 0.0
+    risk: int = 0
+    reasons: Mapping[str, str] = field(default_factory=dict)
+    evidence: Evidence | None = None
+    excluded: bool = False
+
+    @classmethod
+    def undetermined(
+        cls, reason: str, *, current_type: MachineType | None = None, evidence: Evidence | None = None
+    ) -> Recommendation:
+        """A result saying there is not enough data to recommend anything."""
+        return cls(
+            finding=Finding.INSUFFICIENT_DATA,
+            target_vcpus=None,
+            target_memory_bytes=None,
+            current_type=current_type,
+            recommended_type=current_type,
+            reasons={"overall": reason},
+            evidence=evidence,
+        )
+
+    @property
+    def is_determined(self) -> bool:
+        return self.finding is not Finding.INSUFFICIENT_DATA
+
+    @property
+    def changes_type(self) -> bool:
+        return (
+            self.recommended_type is not None
+            and self.current_type is not None
+            and self.recommended_type.name != self.current_type.name
+            and not self.excluded
+        )
+
+
+NeedEstimator = Callable[[UsageHistory, Any], Need]
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    """A named strategy: its settings model and its need estimator."""
+
+    name: str
+    summary: str
+    settings_type: type[StrategySettings]
+    estimate: NeedEstimator
+
+    def default_settings(self) -> StrategySettings:
+        return self.settings_type()
+
+    def recommend(
+        self,
+        history: UsageHistory,
+        spec: VmSpecLike,
+        settings: StrategySettings | None = None,
+        *,
+        catalogue: FittingCatalogue,
+        current_type: MachineType | None = None,
+    ) -> Recommendation:
+        """Recommend a size for one VM; see :func:`decide`."""
+        return decide(
+            self, history, spec, settings or self.default_settings(), catalogue=catalogue,
+            current_type=current_type,
+        )
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """The q-th percentile (0..100) of the non-NaN values, linear interpolation; NaN when empty."""
+    finite = values[~np.isnan(values)]
+    if len(finite) == 0:
+        return math.nan
+    return float(np.percentile(finite, q))
+
+
+def memory_need(history: UsageHistory, settings: StrategySettings) -> DimensionNeed | None:
+    """Memory need = percentile (default max) of memory used x (1 + headroom); None when unknown."""
+    mem = history.memory_used_bytes
+    if not history.memory_known:
+        return None
+    q = settings.memory_percentile
+    observed = percentile(mem, q)
+    stat = "max of memory used" if q >= 100 else f"p{q:g} of memory used"
+    return DimensionNeed(
+        value=observed * (1.0 + settings.memory_headroom_fraction),
+        statistic=stat,
+        observed=observed,
+        headroom_fraction=settings.memory_headroom_fraction,
+        peak=float(np.nanmax(mem)),
+    )
+
+
+def _fmt_bytes(n: float) -> str:
+    return f"{n / GIB:.2f} GiB"
+
+
+def _fmt_money(v: float, currency: str) -> str:
+    return f"{v:.2f} {currency}"
+
+
+def _check_data(history: UsageHistory, settings: StrategySettings) -> str | None:
+    cov, span = history.coverage_hours, history.span_days
+    if cov < settings.min_coverage_hours:
+        return (f"insufficient data: {cov:.1f} h of data in the last {settings.lookback_days:g} days, "
+                f"need {settings.min_coverage_hours:g} h")
+    if span < settings.min_span_days:
+        return (f"insufficient data: data spans {span:.1f} days, need {settings.min_span_days:g} days")
+    return None
+
+
+def _trend(history: UsageHistory, dim: str, settings: StrategySettings) -> Trend | None:
+    hours, cpu_peaks, mem_peaks = history.hourly()
+    if dim == "cpu":
+        values = cpu_peaks
+    else:
+        if not history.memory_known:
+            return None
+        values = mem_peaks
+    days, daily = daily_quantiles(hours, values, q=95.0)
+    return fit_trend(days, daily, horizon_days=settings.lookback_days,
+                     growth_fraction=settings.trend_growth_fraction)
+
+
+def decide(
+    strategy: Strategy,
+    history: UsageHistory,
+    spec: VmSpecLike,
+    settings: StrategySettings,
+    *,
+    catalogue: FittingCatalogue,
+    current_type: MachineType | None = None,
+) -> Recommendation:
+    """Turn a strategy's need into a finding, options and a recommended type under the shared rules.
+
+    ``current_type`` defaults to the cheapest eligible type covering ``spec``. Never raises for data
+    problems: too little data is an ``insufficient-data`` result.
+    """
+    if current_type is None:
+        current_type = catalogue.cheapest_fitting(spec.vcpus, spec.memory_bytes)
+    window = history.window(settings.lookback_days)
+    evidence = Evidence(
+        strategy=strategy.name,
+        lookback_days=settings.lookback_days,
+        coverage_hours=window.coverage_hours,
+        span_days=window.span_days,
+        samples=int(np.count_nonzero(window.valid_cpu())),
+    )
+    problem = _check_data(window, settings)
+    if problem is not None:
+        return Recommendation.undetermined(problem, current_type=current_type, evidence=evidence)
+
+    need = strategy.estimate(window, settings)
+    reasons: dict[str, str] = {}
+    risk = 0
+    cpu_need = max(need.cpu.value, 0.0)
+    cpu_trend = mem_trend = None
+    if settings.trend_blocks_downsize:
+        cpu_trend = _trend(window, "cpu", settings)
+        mem_trend = _trend(window, "memory", settings)
+
+    # CPU
+    cpu_reason = (f"{need.cpu.statistic} {need.cpu.observed:.3f} vCPU + {need.cpu.headroom_fraction:.0%} "
+                  f"headroom = {cpu_need:.3f} vCPU needed; {spec.vcpus} allocated; peak {need.cpu.peak:.3f}")
+    if cpu_trend is not None and cpu_trend.growing and cpu_need < spec.vcpus:
+        cpu_need = float(spec.vcpus)
+        cpu_reason += (f"; growing {cpu_trend.slope_per_day:+.3f} vCPU/day (daily p95 projected to "
+                       f"{cpu_trend.projected:.3f} in {cpu_trend.horizon_days:g} days): downsize blocked")
+        risk += 1
+    reasons["cpu"] = cpu_reason
+    if cpu_need < need.cpu.peak:
+        risk += 1 if cpu_need >= 0.8 * need.cpu.peak else 2
+
+    # Memory
+    if need.memory is None:
+        mem_need = float(spec.memory_bytes)
+        reasons["memory"] = f"{need.memory_note}: never downsized; {_fmt_bytes(spec.memory_bytes)} kept"
+        risk += 1
+    else:
+        mem_need = max(need.memory.value, 0.0)
+        reasons["memory"] = (f"{need.memory.statistic} {_fmt_bytes(need.memory.observed)} + "
+                             f"{need.memory.headroom_fraction:.0%} headroom = {_fmt_bytes(mem_need)} needed; "
+                             f"{_fmt_bytes(spec.memory_bytes)} allocated")
+        if mem_trend is not None and mem_trend.growing and mem_need < spec.memory_bytes:
+            mem_need = float(spec.memory_bytes)
+            reasons["memory"] += (f"; growing {_fmt_bytes(mem_trend.slope_per_day)}/day (daily p95 projected "
+                                  f"to {_fmt_bytes(mem_trend.projected)}): downsize blocked")
+            risk += 1
+        if mem_need < need.memory.peak:
+            risk += 2
+    if window.span_days < 7:
+        risk += 1
+
+    mem_need_bytes = int(math.ceil(mem_need))
+    evidence = replace(evidence, cpu=need.cpu, memory=need.memory, cpu_trend=cpu_trend, memory_trend=mem_trend)
+    types = catalogue.fitting(cpu_need, mem_need_bytes, n=3)
+    current_month = current_type.price_per_month if current_type is not None else math.nan
+    options = tuple(
+        Option(t, t.price_per_month, (current_month - t.price_per_month) if current_type is not None else 0.0)
+        for t in types
+    )
+    threshold = max(settings.min_savings_fraction * current_month, settings.min_monthly_savings) \
+        if current_type is not None else math.inf
+    evidence = replace(evidence, min_savings_per_month=threshold if current_type is not None else None)
+    under = cpu_need > spec.vcpus + _EPS_VCPUS or mem_need_bytes > spec.memory_bytes
+    best = types[0] if types else None
+    currency = current_type.currency if current_type is not None else (best.currency if best else "")
+
+    if under:
+        finding = Finding.UNDER_PROVISIONED
+        recommended = best if best is not None else current_type
+        if best is None:
+            reasons["overall"] = "needs more than the largest eligible machine type; keep the current type"
+        else:
+            reasons["overall"] = f"demand exceeds the allocation; {best.name} covers it"
+        risk = min(risk, 4)
+    elif best is not None and current_type is not None and best.price_per_month < current_month:
+        saving = current_month - best.price_per_month
+        if saving >= threshold:
+            finding = Finding.OVER_PROVISIONED
+            recommended = best
+            reasons["overall"] = (f"{best.name} covers the need and saves {_fmt_money(saving, currency)}/month "
+                                  f"(threshold {_fmt_money(threshold, currency)})")
+        else:
+            finding = Finding.OPTIMIZED
+            recommended = current_type
+            reasons["overall"] = (f"cheapest fitting {best.name} would save only {_fmt_money(saving, currency)}"
+                                  f"/month, below the threshold {_fmt_money(threshold, currency)}")
+            risk = 0
+    else:
+        finding = Finding.OPTIMIZED
+        recommended = current_type
+        reasons["overall"] = "the current type is the cheapest that covers the need"
+        risk = 0
+    savings = (current_month - recommended.price_per_month) if (recommended and current_type) else 0.0
+    return Recommendation(
+        finding=finding,
+        target_vcpus=cpu_need,
+        target_memory_bytes=mem_need_bytes,
+        current_type=current_type,
+        recommended_type=recommended,
+        options=options,
+        monthly_savings=savings,
+        risk=min(risk, 4),
+        reasons=reasons,
+        evidence=evidence,
+    )

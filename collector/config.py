@@ -1,0 +1,182 @@
+"""Settings: a TOML file, then ``RIGHTSIZER_*`` environment overrides, then command-line flags.
+
+Loaded once by the CLI and passed down. Environment keys use ``__`` for nesting:
+``RIGHTSIZER_COLLECTOR__INTERVAL_S=30`` sets ``[collector] interval_s``; list values are comma-separated.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from collector.errors import ConfigError
+
+ENV_PREFIX = "RIGHTSIZER_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return value
+
+
+class CollectorSettings(_Section):
+    uris: list[str] = Field(default_factory=list, description="libvirt URIs to sample; empty = auto")
+    interval_s: float = Field(default=60.0, ge=1.0, le=3600.0, description="seconds between cycles")
+    balloon_period_s: int = Field(default=10, ge=0, le=3600, description="guest balloon stats period to enable")
+    enable_balloon_stats: bool = Field(default=True, description="turn on balloon stats (needs read-write)")
+
+    @field_validator("uris")
+    @classmethod
+    def _uris(cls, v: list[str]) -> list[str]:
+        for uri in v:
+            if ":" not in uri:
+                raise ValueError(f"{uri!r} is not a libvirt URI (e.g. qemu:///system)")
+        return v
+
+
+class StoreSettings(_Section):
+    path: str = Field(default="var/rightsizer.db", description="SQLite database file")
+    raw_retention_days: int = Field(default=35, ge=1, le=3650)
+    rollup_retention_days: int = Field(default=400, ge=1, le=36500)
+
+
+class ExporterSettings(_Section):
+    listen: str = Field(default="127.0.0.1:9178", description="HOST:PORT for /metrics")
+    _v = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
+
+
+class DashboardSettings(_Section):
+    listen: str = Field(default="127.0.0.1:8050", description="HOST:PORT for the dashboard")
+    enabled: bool = True
+    _v = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
+
+
+class CostSettings(_Section):
+    catalogue: str = Field(default="stackit-eu01", description="built-in catalogue name or CSV/TOML path")
+    stopped_vm_billing: Literal["none", "full", "storage-only"] = Field(
+        default="storage-only",
+        description="what a stopped VM costs (the provider's rule is not published): nothing, full, or disks",
+    )
+    include_storage: bool = True
+    storage_class: str = "storage_premium_perf0"
+
+
+class RightsizingSettings(_Section):
+    strategy: str = Field(default="rightsizer", description="default strategy")
+    lookback_days: int = Field(default=14, ge=1, le=400)
+    min_monthly_savings: float = Field(default=1.0, ge=0, description="smallest saving worth a downsize")
+
+
+class IdleSettings(_Section):
+    cpu_vcpus_below: float = Field(default=0.03, gt=0, le=1, description="CPU below this counts as idle")
+    share_of_time: float = Field(default=0.97, gt=0, le=1)
+    disk_bps_below: float = Field(default=10_000.0, ge=0)
+    net_bps_below: float = Field(default=10_000.0, ge=0)
+    min_days: float = Field(default=3.0, gt=0)
+
+
+class BackupSettings(_Section):
+    default_policy: str = Field(default="7d", description="max backup age when a VM has no backup_policy label")
+    prod_policy: str = Field(default="24h", description="max backup age for env=prod")
+
+
+class ReportSettings(_Section):
+    out_dir: str = "var/reports"
+    cron: str = Field(default="", description="crontab expression for scheduled reports; empty = off")
+
+
+class ActionSettings(_Section):
+    enabled: bool = Field(default=False, description="allow applying resizes from the dashboard")
+    token: str = Field(default="", description="token the dashboard apply control needs")
+    restart: Literal["never", "allowed", "window"] = "never"
+    windows: list[str] = Field(default_factory=list, description="maintenance windows, e.g. 'sat 02:00-04:00'")
+    min_days_between_resizes: int = Field(default=7, ge=0, le=365)
+
+
+class Settings(_Section):
+    collector: CollectorSettings = Field(default_factory=CollectorSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    exporter: ExporterSettings = Field(default_factory=ExporterSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    costs: CostSettings = Field(default_factory=CostSettings)
+    rightsizing: RightsizingSettings = Field(default_factory=RightsizingSettings)
+    idle: IdleSettings = Field(default_factory=IdleSettings)
+    backups: BackupSettings = Field(default_factory=BackupSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
+    actions: ActionSettings = Field(default_factory=ActionSettings)
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        parts = key[len(ENV_PREFIX):].lower().split("__")
+        if len(parts) != 2:
+            raise ConfigError(
+                f"Environment variable {key!r} is not of the form RIGHTSIZER_SECTION__KEY "
+                "(e.g. RIGHTSIZER_COLLECTOR__INTERVAL_S)"
+            )
+        section, name = parts
+        field = Settings.model_fields.get(section)
+        if field is None:
+            raise ConfigError(f"Environment variable {key!r} names unknown section {section!r}")
+        sub = out.setdefault(section, {})
+        annotation = str(field.annotation.model_fields[name].annotation) if name in getattr(
+            field.annotation, "model_fields", {}) else ""
+        sub[name] = [p.strip() for p in value.split(",") if p.strip()] if "list" in annotation else value
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(merged.get(k), Mapping):
+            merged[k] = _merge(dict(merged[k]), v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def load_settings(
+    path: Path | str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read and validate settings. Raises ConfigError naming the file, key and bad value."""
+    env = os.environ if env is None else env
+    if path is None and env.get(ENV_PREFIX + "CONFIG"):
+        path = env[ENV_PREFIX + "CONFIG"]
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"Config file {source!r} not found; pass an existing TOML file to --config")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"Config file {source!r} is not valid TOML: {exc}") from exc
+    data = _merge(data, _env_overrides(env))
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        value = err.get("input")
+        raise ConfigError(f"{source}: {where} = {value!r}: {err['msg']}") from exc

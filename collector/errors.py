@@ -1,0 +1,59 @@
+"""The project's own exceptions. Third-party errors are translated at the edge with ``raise ... from``."""
+
+from __future__ import annotations
+
+
+class RightsizerError(Exception):
+    """Base of every error the CLI reports as one line (exit 1)."""
+
+
+class InputError(RightsizerError):
+    """Bad user input: config, catalogue, trace, plan, flag value. The CLI exits 2."""
+
+
+class ConfigError(InputError):
+    """The configuration file or an environment override is invalid."""
+
+
+class HypervisorError(RightsizerError):
+    """A libvirt call failed."""
+
+
+class ConnectionFailedError(HypervisorError):
+    """The URI could not be opened or the connection broke."""
+
+
+class VmNotFoundError(HypervisorError):
+    """The domain does not exist (any more)."""
+
+
+class VmShutOffError(HypervisorError):
+    """The operation needs a running domain."""
+
+
+class NoDataError(HypervisorError):
+    """The domain exists but the hypervisor returned no stats for it."""
+
+
+class OperationUnsupportedError(HypervisorError):
+    """The driver does not support this call (e.g. bulk stats on some drivers)."""
+
+
+class OperationInvalidError(HypervisorError):
+    """libvirt refused the operation as invalid for the domain's state or arguments."""
+
+
+class StoreError(RightsizerError):
+    """The time-series store could not be read or written."""
+
+
+class ActionError(RightsizerError):
+    """Base for resize action failures."""
+
+
+class ActionSkipped(ActionError):  # noqa: N818 - a skip is an outcome, named as in watcher
+    """A pre-condition says the action should not run (VM gone, excluded, resized recently)."""
+
+
+class ActionFailed(ActionError):  # noqa: N818
+    """The action could not be applied (target too large for host, libvirt error)."""

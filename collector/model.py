@@ -1,0 +1,168 @@
+"""Value types shared by every package: what one collection cycle saw, in base units.
+
+All timestamps are timezone-aware UTC ``datetime`` values; all sizes are bytes; CPU time is
+nanoseconds (cumulative, as libvirt reports it); CPU demand is in vCPU-equivalents (1.0 = one
+vCPU busy for the whole interval).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class VmState(str, enum.Enum):
+    """Domain run state, folded from libvirt's VIR_DOMAIN_* states."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUTOFF = "shutoff"
+    CRASHED = "crashed"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class VmRef:
+    """Identity of a VM: the URI it lives on, its UUID and its name."""
+
+    uri: str
+    uuid: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class DiskSample:
+    """Cumulative counters of one block device (``block.N.*`` in libvirt bulk stats)."""
+
+    device: str
+    read_bytes: int
+    write_bytes: int
+    read_reqs: int
+    write_reqs: int
+    capacity_bytes: int | None = None
+    allocation_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NetSample:
+    """Cumulative counters of one interface (``net.N.*``)."""
+
+    device: str
+    rx_bytes: int
+    tx_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class VmSample:
+    """What one cycle read of one VM. ``None`` means the hypervisor did not report it.
+
+    ``memory_used_bytes`` is guest-used memory from balloon stats (available - usable, else
+    available - unused); it is ``None`` when the guest reports none -- never the allocation.
+    """
+
+    ref: VmRef
+    host: str
+    state: VmState
+    vcpus: int
+    max_vcpus: int
+    memory_bytes: int  # current allocation (balloon actual), bytes
+    max_memory_bytes: int
+    cpu_time_ns: int | None = None
+    memory_used_bytes: int | None = None
+    swap_in_bytes: int | None = None
+    swap_out_bytes: int | None = None
+    disks: tuple[DiskSample, ...] = ()
+    nets: tuple[NetSample, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    snapshot_times: tuple[datetime, ...] = ()  # creation times of the domain's snapshots (backup age)
+
+    @property
+    def disk_read_bytes(self) -> int:
+        return sum(d.read_bytes for d in self.disks)
+
+    @property
+    def disk_write_bytes(self) -> int:
+        return sum(d.write_bytes for d in self.disks)
+
+    @property
+    def net_rx_bytes(self) -> int:
+        return sum(n.rx_bytes for n in self.nets)
+
+    @property
+    def net_tx_bytes(self) -> int:
+        return sum(n.tx_bytes for n in self.nets)
+
+    @property
+    def disk_capacity_bytes(self) -> int | None:
+        caps = [d.capacity_bytes for d in self.disks if d.capacity_bytes is not None]
+        return sum(caps) if caps else None
+
+
+@dataclass(frozen=True, slots=True)
+class VmError:
+    """A VM that could not be sampled this cycle, and why (kind is a short slug)."""
+
+    ref: VmRef | None
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class SampleBatch:
+    """One cycle over one URI. ``ok`` is False when the URI itself was unreachable."""
+
+    uri: str
+    host: str
+    taken_at: datetime
+    samples: tuple[VmSample, ...] = ()
+    errors: tuple[VmError, ...] = ()
+    duration_s: float = 0.0
+    ok: bool = True
+    driver: str = ""  # libvirt driver type, e.g. "QEMU" or "Test"
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePoint:
+    """One stored interval of one VM, rates over the interval ending at ``ts``.
+
+    This is the row the store keeps for both collected and imported data. ``cpu_vcpus`` is CPU
+    demand in vCPU-equivalents; rates are bytes per second. A ``None`` rate marks a gap (first
+    sample, counter reset after a reboot or migration, or the source did not report it).
+    """
+
+    vm_uuid: str
+    ts: datetime
+    state: VmState
+    vcpus: int
+    memory_bytes: int
+    cpu_vcpus: float | None = None
+    memory_used_bytes: int | None = None
+    disk_read_bps: float | None = None
+    disk_write_bps: float | None = None
+    net_rx_bps: float | None = None
+    net_tx_bps: float | None = None
+    disk_capacity_bytes: int | None = None
+    interval_s: float | None = None
+    gap: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VmRecord:
+    """Inventory row of a VM as the store knows it (latest spec and labels)."""
+
+    uuid: str
+    name: str
+    uri: str
+    host: str
+    state: VmState
+    vcpus: int
+    max_vcpus: int
+    memory_bytes: int
+    max_memory_bytes: int
+    labels: Mapping[str, str]
+    first_seen: datetime
+    last_seen: datetime
+    source: str = "libvirt"  # libvirt | import | demo
+    newest_backup: datetime | None = None

@@ -1,0 +1,211 @@
+"""One collection cycle: sample every source, turn counters into rates, store, publish a snapshot.
+
+Rates come from the difference of cumulative counters between two cycles. A counter that goes
+backwards (guest reboot, domain restart, migration) or a first sighting yields no rate for that
+interval (``None``) and the point is marked as a gap -- a negative rate never reaches the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from collector.errors import RightsizerError
+from collector.hypervisor.base import HypervisorSource
+from collector.model import SampleBatch, UsagePoint, VmError, VmSample, VmState
+from collector.store.base import Counters, TimeSeriesStore
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _rate(cur: int | None, prev: int | None, interval_s: float) -> tuple[float | None, bool]:
+    """Per-second rate of a cumulative counter; (None, True) when it reset or is unknown."""
+    if cur is None or prev is None:
+        return None, False
+    if cur < prev:
+        return None, True
+    return (cur - prev) / interval_s, False
+
+
+def usage_point(sample: VmSample, prev: Counters | None, taken_at: datetime,
+                max_interval_s: float | None = None) -> tuple[UsagePoint, Counters]:
+    """Turn one sample and the VM's previous counters into a usage point and new counters.
+
+    CPU demand is cpu_time delta (ns) / wall delta (ns), in vCPU-equivalents. A shut-off VM demands
+    nothing (all rates 0) and its counters are forgotten, so the next start begins a fresh series.
+    """
+    counters = Counters(
+        vm_uuid=sample.ref.uuid, ts=taken_at, cpu_time_ns=sample.cpu_time_ns,
+        disk_read_bytes=sample.disk_read_bytes if sample.disks else None,
+        disk_write_bytes=sample.disk_write_bytes if sample.disks else None,
+        net_rx_bytes=sample.net_rx_bytes if sample.nets else None,
+        net_tx_bytes=sample.net_tx_bytes if sample.nets else None,
+    )
+    common = dict(vm_uuid=sample.ref.uuid, ts=taken_at, state=sample.state, vcpus=sample.vcpus,
+                  memory_bytes=sample.memory_bytes, disk_capacity_bytes=sample.disk_capacity_bytes)
+    interval_s = (taken_at - prev.ts).total_seconds() if prev is not None else None
+    if sample.state is not VmState.RUNNING:
+        point = UsagePoint(**common, cpu_vcpus=0.0, memory_used_bytes=None, disk_read_bps=0.0,
+                           disk_write_bps=0.0, net_rx_bps=0.0, net_tx_bps=0.0, interval_s=interval_s)
+        blank = Counters(sample.ref.uuid, taken_at, None, None, None, None, None)
+        return point, blank
+    if prev is None or interval_s is None or interval_s <= 0:
+        return UsagePoint(**common, memory_used_bytes=sample.memory_used_bytes, gap=True), counters
+    cpu_ns_rate, reset_cpu = _rate(sample.cpu_time_ns, prev.cpu_time_ns, interval_s)
+    rd, reset_rd = _rate(counters.disk_read_bytes, prev.disk_read_bytes, interval_s)
+    wr, reset_wr = _rate(counters.disk_write_bytes, prev.disk_write_bytes, interval_s)
+    rx, reset_rx = _rate(counters.net_rx_bytes, prev.net_rx_bytes, interval_s)
+    tx, reset_tx = _rate(counters.net_tx_bytes, prev.net_tx_bytes, interval_s)
+    reset = reset_cpu or reset_rd or reset_wr or reset_rx or reset_tx
+    long_gap = max_interval_s is not None and interval_s > max_interval_s
+    if reset:
+        # a reset invalidates every counter of the interval: the guest restarted somewhere inside it
+        cpu_ns_rate = rd = wr = rx = tx = None
+    point = UsagePoint(
+        **common,
+        cpu_vcpus=None if cpu_ns_rate is None else cpu_ns_rate / 1e9,
+        memory_used_bytes=sample.memory_used_bytes,
+        disk_read_bps=rd, disk_write_bps=wr, net_rx_bps=rx, net_tx_bps=tx,
+        interval_s=min(interval_s, max_interval_s) if long_gap and max_interval_s else interval_s,
+        gap=reset or long_gap,
+    )
+    return point, counters
+
+
+@dataclass(frozen=True, slots=True)
+class UriHealth:
+    """Health of one URI after the latest cycle."""
+
+    uri: str
+    up: bool
+    last_ok: datetime | None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the exporter serves: the latest batch per URI and health counters. Immutable."""
+
+    batches: dict[str, SampleBatch] = field(default_factory=dict)
+    points: dict[str, UsagePoint] = field(default_factory=dict)
+    health: dict[str, UriHealth] = field(default_factory=dict)
+    cycle_seconds: float = 0.0
+    cycles_total: int = 0
+    errors_total: dict[str, int] = field(default_factory=dict)
+    taken_at: datetime | None = None
+
+
+class Sampler:
+    """Runs cycles over several sources; one unreachable URI never stops the others."""
+
+    def __init__(
+        self,
+        sources: Sequence[HypervisorSource],
+        store: TimeSeriesStore,
+        *,
+        clock: Clock = utc_now,
+        interval_s: float = 60.0,
+    ) -> None:
+        self.sources = list(sources)
+        self.store = store
+        self.clock = clock
+        self.interval_s = interval_s
+        self._prev: dict[str, Counters] = store.counters()
+        self._snapshot = Snapshot()
+        self._lock = threading.Lock()
+        self._last_prune = 0.0
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def sample(self) -> list[SampleBatch]:
+        """Sample every source once without storing anything."""
+        batches: list[SampleBatch] = []
+        for source in self.sources:
+            try:
+                batches.append(source.sample_all())
+            except RightsizerError as exc:  # sources should not raise; record it if one does
+                log.warning("sampling %s failed: %s", source.uri, exc)
+                batches.append(SampleBatch(uri=source.uri, host="", taken_at=self.clock(), ok=False,
+                                           errors=(VmError(None, "source", str(exc)),)))
+        return batches
+
+    def poll_once(self) -> list[SampleBatch]:
+        """Sample every source once, store the cycle, publish the snapshot; returns the batches.
+
+        Raises StoreError only when the store cannot be written (nothing of the cycle is kept then).
+        """
+        with self._lock:  # a scheduler misfire must not run two cycles at once
+            started = time.perf_counter()
+            batches = self.sample()
+            self._ingest(batches, started)
+            return batches
+
+    def ingest(self, batches: Sequence[SampleBatch]) -> list[UsagePoint]:
+        """Store batches sampled earlier (see ``sample``) and publish the snapshot; returns the points."""
+        with self._lock:
+            return self._ingest(batches, time.perf_counter())
+
+    def _ingest(self, batches: Sequence[SampleBatch], started: float) -> list[UsagePoint]:
+        errors = dict(self._snapshot.errors_total)
+        health = dict(self._snapshot.health)
+        points_by_vm = dict(self._snapshot.points)
+        latest = dict(self._snapshot.batches)
+        all_points: list[UsagePoint] = []
+        for batch in batches:
+            prev_ok = health.get(batch.uri)
+            health[batch.uri] = UriHealth(
+                uri=batch.uri, up=batch.ok,
+                last_ok=batch.taken_at if batch.ok else (prev_ok.last_ok if prev_ok else None),
+                message="; ".join(e.message for e in batch.errors if e.ref is None),
+            )
+            for err in batch.errors:
+                errors[err.kind] = errors.get(err.kind, 0) + 1
+            if not batch.ok:
+                continue
+            latest[batch.uri] = batch
+            points: list[UsagePoint] = []
+            counters: list[Counters] = []
+            for sample in batch.samples:
+                point, new = usage_point(sample, self._prev.get(sample.ref.uuid), batch.taken_at,
+                                         max_interval_s=3 * self.interval_s)
+                points.append(point)
+                counters.append(new)
+            self.store.write(batch, points, counters)
+            all_points.extend(points)
+            for point, new in zip(points, counters, strict=True):
+                self._prev[new.vm_uuid] = new
+                points_by_vm[point.vm_uuid] = point
+            log.debug("%s: %d VMs, %d errors in %.3f s", batch.uri, len(batch.samples),
+                      len(batch.errors), batch.duration_s)
+        self._maybe_prune()
+        self._snapshot = Snapshot(
+            batches=latest, points=points_by_vm, health=health,
+            cycle_seconds=time.perf_counter() - started, cycles_total=self._snapshot.cycles_total + 1,
+            errors_total=errors, taken_at=self.clock(),
+        )
+        return all_points
+
+    def _maybe_prune(self) -> None:
+        mono = time.monotonic()
+        if mono - self._last_prune < 3600:
+            return
+        self._last_prune = mono
+        removed = self.store.prune(self.clock())
+        if removed:
+            log.info("retention: removed %d old rows", removed)
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.close()

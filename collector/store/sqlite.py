@@ -1,0 +1,505 @@
+"""SQLite time-series store: WAL mode, versioned schema, raw samples plus hourly rollups.
+
+Durability: WAL with ``synchronous=NORMAL`` keeps every committed cycle across a process crash
+(SIGKILL); a crash mid-write rolls back that one transaction and leaves the file intact.
+Concurrency: one connection per thread; WAL lets other processes and threads read while the
+collector writes. Rollups: completed hours are rolled up as soon as a cycle lands in a later hour;
+the current hour is refreshed at most every ``current_hour_refresh_s`` seconds (default 300), so
+an ``hour`` frame may lag raw data by that much within the running hour.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from collector.errors import StoreError
+from collector.model import SampleBatch, UsagePoint, VmRecord, VmSample, VmState
+from collector.store.base import HOUR_COLUMNS, RAW_COLUMNS, AuditEntry, Counters, Resolution
+
+log = logging.getLogger(__name__)
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: initial schema
+    """
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE vms(
+        uuid TEXT PRIMARY KEY, name TEXT NOT NULL, uri TEXT NOT NULL, host TEXT NOT NULL,
+        state TEXT NOT NULL, vcpus INTEGER NOT NULL, max_vcpus INTEGER NOT NULL,
+        memory_bytes INTEGER NOT NULL, max_memory_bytes INTEGER NOT NULL, labels TEXT NOT NULL,
+        first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, source TEXT NOT NULL);
+    CREATE TABLE samples(
+        vm TEXT NOT NULL, ts INTEGER NOT NULL, state TEXT NOT NULL, vcpus INTEGER NOT NULL,
+        memory_bytes INTEGER NOT NULL, cpu_vcpus REAL, memory_used_bytes INTEGER,
+        disk_read_bps REAL, disk_write_bps REAL, net_rx_bps REAL, net_tx_bps REAL,
+        disk_capacity_bytes INTEGER, interval_s REAL, gap INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY(ts, vm)) WITHOUT ROWID;
+    CREATE INDEX samples_vm ON samples(vm, ts);
+    CREATE TABLE hourly(
+        vm TEXT NOT NULL, ts INTEGER NOT NULL, samples INTEGER NOT NULL, running_s REAL NOT NULL,
+        vcpus INTEGER, memory_bytes INTEGER, cpu_mean_vcpus REAL, cpu_p95_vcpus REAL, cpu_max_vcpus REAL,
+        memory_used_max_bytes REAL, memory_used_mean_bytes REAL, disk_read_bytes REAL,
+        disk_write_bytes REAL, net_rx_bytes REAL, net_tx_bytes REAL, disk_capacity_bytes REAL,
+        PRIMARY KEY(ts, vm)) WITHOUT ROWID;
+    CREATE INDEX hourly_vm ON hourly(vm, ts);
+    CREATE TABLE counters(
+        vm TEXT PRIMARY KEY, ts INTEGER NOT NULL, cpu_time_ns INTEGER, disk_read_bytes INTEGER,
+        disk_write_bytes INTEGER, net_rx_bytes INTEGER, net_tx_bytes INTEGER);
+    CREATE TABLE backups(
+        vm TEXT NOT NULL, created_at INTEGER NOT NULL, kind TEXT NOT NULL,
+        PRIMARY KEY(vm, created_at, kind)) WITHOUT ROWID;
+    CREATE TABLE audit(
+        id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, actor TEXT NOT NULL,
+        vm TEXT NOT NULL, vm_name TEXT NOT NULL, action TEXT NOT NULL, before TEXT NOT NULL,
+        after TEXT NOT NULL, result TEXT NOT NULL, reason TEXT NOT NULL, plan_id TEXT NOT NULL,
+        price_before REAL, price_after REAL, currency TEXT NOT NULL);
+    CREATE INDEX audit_vm ON audit(vm, ts);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+_RAW_DB_COLUMNS = RAW_COLUMNS  # same names in table and frame
+_HOUR_DB_COLUMNS = HOUR_COLUMNS
+
+
+def _epoch(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        raise StoreError(f"naive datetime {ts!r}: the store takes timezone-aware UTC times")
+    return int(ts.timestamp())
+
+
+def _dt(epoch: int | float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+def _opt(v: float | int | None) -> float | int | None:
+    if v is None:
+        return None
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v
+
+
+class SqliteStore:
+    """TimeSeriesStore on one SQLite file (see module doc for durability and concurrency)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        raw_retention_days: int = 35,
+        rollup_retention_days: int = 400,
+        current_hour_refresh_s: float = 300.0,
+    ) -> None:
+        self.path = Path(path)
+        self.raw_retention = timedelta(days=raw_retention_days)
+        self.rollup_retention = timedelta(days=rollup_retention_days)
+        self.current_hour_refresh_s = current_hour_refresh_s
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._last_current_rollup = 0.0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"Cannot create directory for database {str(self.path)!r}: {exc}") from exc
+        self._migrate()
+
+    # -- connections -------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute("PRAGMA cache_size=-65536")  # KiB: 64 MiB page cache per connection
+            except sqlite3.Error as exc:
+                raise StoreError(f"Cannot open database {str(self.path)!r}: {exc}") from exc
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"Database {str(self.path)!r}: {exc}") from exc
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{str(self.path)!r} is not a rightsizer database: {exc}") from exc
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"Database {str(self.path)!r} has schema version {version}, newer than this rightsizer "
+                f"({SCHEMA_VERSION}); upgrade rightsizer"
+            )
+        for i in range(version, SCHEMA_VERSION):
+            with self._tx() as c:
+                for statement in _split_sql(_MIGRATIONS[i]):
+                    c.execute(statement)
+                c.execute(f"PRAGMA user_version={i + 1}")
+            log.info("store %s migrated to schema version %d", self.path, i + 1)
+
+    def schema_version(self) -> int:
+        return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for conn in self._conns:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._conns.clear()
+        self._local = threading.local()
+
+    # -- writes ------------------------------------------------------------------------------
+    def write(self, batch: SampleBatch, points: Sequence[UsagePoint], counters: Sequence[Counters]) -> None:
+        """Store one cycle in one transaction; roll up hours that this cycle completed."""
+        now_epoch = _epoch(batch.taken_at)
+        with self._tx() as c:
+            self._upsert_vms(c, [_record_from_sample(s, batch.taken_at) for s in batch.samples])
+            c.executemany(
+                f"INSERT OR REPLACE INTO samples({','.join(_RAW_DB_COLUMNS)}) VALUES "
+                f"({','.join('?' * len(_RAW_DB_COLUMNS))})",
+                [_point_row(p) for p in points],
+            )
+            c.executemany(
+                "INSERT OR REPLACE INTO counters VALUES (?,?,?,?,?,?,?)",
+                [(k.vm_uuid, _epoch(k.ts), k.cpu_time_ns, k.disk_read_bytes, k.disk_write_bytes,
+                  k.net_rx_bytes, k.net_tx_bytes) for k in counters],
+            )
+            for s in batch.samples:
+                if s.snapshot_times:
+                    c.executemany(
+                        "INSERT OR IGNORE INTO backups VALUES (?,?,?)",
+                        [(s.ref.uuid, _epoch(t), "snapshot") for t in s.snapshot_times],
+                    )
+            self._rollup_pending(c, now_epoch)
+
+    def write_history(self, vms: Sequence[VmRecord], points: Iterable[UsagePoint] | pd.DataFrame) -> int:
+        """Bulk-load history (imports, demo) in one transaction and roll up every hour it touches.
+
+        ``points`` may be UsagePoint values or a DataFrame with the raw frame columns (``ts`` as
+        datetime64 UTC or epoch seconds). Returns the number of raw rows written.
+        """
+        frame = points if isinstance(points, pd.DataFrame) else _points_frame(points)
+        frame = _normalise_raw(frame)
+        with self._tx() as c:
+            self._upsert_vms(c, list(vms))
+            rows = _rows(frame)
+            c.executemany(
+                f"INSERT OR REPLACE INTO samples({','.join(_RAW_DB_COLUMNS)}) VALUES "
+                f"({','.join('?' * len(_RAW_DB_COLUMNS))})",
+                rows,
+            )
+            if len(frame):
+                hours = _rollup(frame)
+                self._write_hours(c, hours)
+        return len(frame)
+
+    def _upsert_vms(self, c: sqlite3.Connection, records: Sequence[VmRecord]) -> None:
+        c.executemany(
+            """INSERT INTO vms VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+               ON CONFLICT(uuid) DO UPDATE SET name=excluded.name, uri=excluded.uri, host=excluded.host,
+                 state=excluded.state, vcpus=excluded.vcpus, max_vcpus=excluded.max_vcpus,
+                 memory_bytes=excluded.memory_bytes, max_memory_bytes=excluded.max_memory_bytes,
+                 labels=excluded.labels, source=excluded.source,
+                 first_seen=MIN(vms.first_seen, excluded.first_seen),
+                 last_seen=MAX(vms.last_seen, excluded.last_seen)""",
+            [(r.uuid, r.name, r.uri, r.host, r.state.value, r.vcpus, r.max_vcpus, r.memory_bytes,
+              r.max_memory_bytes, json.dumps(dict(r.labels), sort_keys=True), _epoch(r.first_seen),
+              _epoch(r.last_seen), r.source) for r in records],
+        )
+
+    def _rollup_pending(self, c: sqlite3.Connection, now_epoch: int) -> None:
+        current_hour = now_epoch - now_epoch % 3600
+        row = c.execute("SELECT value FROM meta WHERE key='rollup_watermark'").fetchone()
+        watermark = int(row[0]) if row else None
+        if watermark is None:
+            first = c.execute("SELECT MIN(ts) FROM samples").fetchone()[0]
+            watermark = (int(first) - int(first) % 3600) if first is not None else current_hour
+        if watermark < current_hour:
+            self._rollup_range(c, watermark, current_hour)
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('rollup_watermark', ?)", (str(current_hour),))
+        mono = time.monotonic()
+        if mono - self._last_current_rollup >= self.current_hour_refresh_s:
+            self._rollup_range(c, current_hour, current_hour + 3600)
+            self._last_current_rollup = mono
+
+    def refresh_rollups(self) -> None:
+        """Roll up the current hour now (readers that need it up to the minute call this)."""
+        with self._tx() as c:
+            now = int(time.time())
+            self._last_current_rollup = 0.0
+            self._rollup_pending(c, now)
+
+    def _rollup_range(self, c: sqlite3.Connection, start: int, end: int) -> None:
+        cur = c.execute(
+            f"SELECT {','.join(_RAW_DB_COLUMNS)} FROM samples WHERE ts >= ? AND ts < ?", (start, end)
+        )
+        frame = pd.DataFrame.from_records(cur.fetchall(), columns=list(_RAW_DB_COLUMNS))
+        if len(frame):
+            self._write_hours(c, _rollup(frame))
+
+    def _write_hours(self, c: sqlite3.Connection, hours: pd.DataFrame) -> None:
+        c.executemany(
+            f"INSERT OR REPLACE INTO hourly({','.join(_HOUR_DB_COLUMNS)}) VALUES "
+            f"({','.join('?' * len(_HOUR_DB_COLUMNS))})",
+            _rows(hours[list(_HOUR_DB_COLUMNS)].sort_values(["ts", "vm"], kind="stable")),
+        )
+
+    def record_backups(self, vm_uuid: str, times: Sequence[datetime], kind: str = "snapshot") -> None:
+        with self._tx() as c:
+            c.executemany("INSERT OR IGNORE INTO backups VALUES (?,?,?)",
+                          [(vm_uuid, _epoch(t), kind) for t in times])
+
+    def append_audit(self, entry: AuditEntry) -> int:
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO audit(ts, actor, vm, vm_name, action, before, after, result, reason, plan_id, "
+                "price_before, price_after, currency) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (_epoch(entry.ts), entry.actor, entry.vm_uuid, entry.vm_name, entry.action,
+                 json.dumps(dict(entry.before), sort_keys=True, default=str),
+                 json.dumps(dict(entry.after), sort_keys=True, default=str), entry.result, entry.reason,
+                 entry.plan_id, entry.price_before_per_hour, entry.price_after_per_hour, entry.currency),
+            )
+            return int(cur.lastrowid or 0)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def prune(self, now: datetime) -> int:
+        raw_cut = _epoch(now - self.raw_retention)
+        hour_cut = _epoch(now - self.rollup_retention)
+        with self._tx() as c:
+            n = c.execute("DELETE FROM samples WHERE ts < ?", (raw_cut,)).rowcount
+            n += c.execute("DELETE FROM hourly WHERE ts < ?", (hour_cut,)).rowcount
+        return int(n)
+
+    # -- reads -------------------------------------------------------------------------------
+    def counters(self) -> dict[str, Counters]:
+        cur = self._conn().execute("SELECT * FROM counters")
+        return {r[0]: Counters(r[0], _dt(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in cur.fetchall()}
+
+    def vms(self) -> list[VmRecord]:
+        cur = self._conn().execute(
+            "SELECT v.*, (SELECT MAX(created_at) FROM backups b WHERE b.vm = v.uuid) FROM vms v ORDER BY name"
+        )
+        out = []
+        for r in cur.fetchall():
+            out.append(VmRecord(
+                uuid=r[0], name=r[1], uri=r[2], host=r[3], state=VmState(r[4]), vcpus=r[5], max_vcpus=r[6],
+                memory_bytes=r[7], max_memory_bytes=r[8], labels=json.loads(r[9]), first_seen=_dt(r[10]),
+                last_seen=_dt(r[11]), source=r[12], newest_backup=_dt(r[13]) if r[13] is not None else None,
+            ))
+        return out
+
+    def frame(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        resolution: Resolution = "hour",
+        vms: Collection[str] | None = None,
+    ) -> pd.DataFrame:
+        """Rows with ``start <= ts < end`` (see collector.store.base for the columns)."""
+        if resolution not in ("raw", "hour"):
+            raise StoreError(f"resolution {resolution!r} is not 'raw' or 'hour'")
+        table, cols = ("samples", _RAW_DB_COLUMNS) if resolution == "raw" else ("hourly", _HOUR_DB_COLUMNS)
+        sql = f"SELECT {','.join(cols)} FROM {table} WHERE ts >= ? AND ts < ?"
+        params: list[object] = [_epoch(start), _epoch(end)]
+        if vms is not None:
+            vm_list = list(vms)
+            if not vm_list:
+                return _empty(cols)
+            sql += f" AND vm IN ({','.join('?' * len(vm_list))})" if len(vm_list) < 900 else ""
+            if len(vm_list) < 900:
+                params.extend(vm_list)
+        try:
+            rows = self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"Database {str(self.path)!r}: {exc}") from exc
+        frame = _columns_frame(rows, cols, resolution)
+        if vms is not None and len(vms) >= 900:
+            frame = frame[frame["vm"].isin(set(vms))]
+        return frame.sort_values(["vm", "ts"], kind="stable").reset_index(drop=True)
+
+    def time_range(self) -> tuple[datetime, datetime] | None:
+        lo, hi = self._conn().execute("SELECT MIN(ts), MAX(ts) FROM samples").fetchone()
+        if lo is None:
+            lo, hi = self._conn().execute("SELECT MIN(ts), MAX(ts) + 3600 FROM hourly").fetchone()
+        if lo is None:
+            return None
+        return _dt(lo), _dt(hi)
+
+    def backups(self) -> dict[str, datetime]:
+        cur = self._conn().execute("SELECT vm, MAX(created_at) FROM backups GROUP BY vm")
+        return {vm: _dt(ts) for vm, ts in cur.fetchall()}
+
+    def audit(self, vm_uuid: str | None = None) -> list[AuditEntry]:
+        sql = "SELECT * FROM audit" + (" WHERE vm = ?" if vm_uuid else "") + " ORDER BY id"
+        cur = self._conn().execute(sql, (vm_uuid,) if vm_uuid else ())
+        return [
+            AuditEntry(ts=_dt(r[1]), actor=r[2], vm_uuid=r[3], vm_name=r[4], action=r[5], before=json.loads(r[6]),
+                       after=json.loads(r[7]), result=r[8], reason=r[9], plan_id=r[10],
+                       price_before_per_hour=r[11], price_after_per_hour=r[12], currency=r[13], id=r[0])
+            for r in cur.fetchall()
+        ]
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements; ``END;`` closes a trigger body."""
+    out: list[str] = []
+    buf = ""
+    for part in script.split(";"):
+        buf += part + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n;"):
+                out.append(buf.strip())
+            buf = ""
+    return out
+
+
+def _record_from_sample(s: VmSample, taken_at: datetime) -> VmRecord:
+    return VmRecord(
+        uuid=s.ref.uuid, name=s.ref.name, uri=s.ref.uri, host=s.host, state=s.state, vcpus=s.vcpus,
+        max_vcpus=s.max_vcpus, memory_bytes=s.memory_bytes, max_memory_bytes=s.max_memory_bytes,
+        labels=dict(s.labels), first_seen=taken_at, last_seen=taken_at, source="libvirt",
+    )
+
+
+def _point_row(p: UsagePoint) -> tuple[object, ...]:
+    return (p.vm_uuid, _epoch(p.ts), p.state.value, p.vcpus, p.memory_bytes, _opt(p.cpu_vcpus),
+            _opt(p.memory_used_bytes), _opt(p.disk_read_bps), _opt(p.disk_write_bps), _opt(p.net_rx_bps),
+            _opt(p.net_tx_bps), _opt(p.disk_capacity_bytes), _opt(p.interval_s), int(p.gap))
+
+
+def _points_frame(points: Iterable[UsagePoint]) -> pd.DataFrame:
+    return pd.DataFrame.from_records([_point_row(p) for p in points], columns=list(_RAW_DB_COLUMNS))
+
+
+def _normalise_raw(frame: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in ("vm", "ts", "state", "vcpus", "memory_bytes") if c not in frame.columns]
+    if missing:
+        raise StoreError(f"history frame lacks column(s) {missing}; see collector.store.base.RAW_COLUMNS")
+    f = frame.copy()
+    for col in _RAW_DB_COLUMNS:
+        if col not in f.columns:
+            f[col] = 0 if col == "gap" else np.nan
+    ts = f["ts"]
+    if pd.api.types.is_datetime64_any_dtype(ts):
+        f["ts"] = (ts.astype("datetime64[ns, UTC]").astype("int64") // 1_000_000_000).astype("int64")
+    f["state"] = f["state"].map(lambda s: s.value if isinstance(s, VmState) else str(s))
+    f["gap"] = f["gap"].fillna(0).astype(int)
+    # insert in primary-key order: appends to the B-tree instead of splitting pages at random
+    return f[list(_RAW_DB_COLUMNS)].sort_values(["ts", "vm"], kind="stable")
+
+
+def _rollup(raw: pd.DataFrame) -> pd.DataFrame:
+    """Hourly aggregates of raw rows (``ts`` epoch seconds) in the hour-frame columns."""
+    f = raw.copy()
+    for col in ("cpu_vcpus", "memory_used_bytes", "disk_read_bps", "disk_write_bps", "net_rx_bps",
+                "net_tx_bps", "interval_s", "disk_capacity_bytes", "vcpus", "memory_bytes"):
+        f[col] = pd.to_numeric(f[col], errors="coerce").astype("float64")
+    f["hour"] = f["ts"].astype("int64") // 3600 * 3600
+    interval = f["interval_s"].fillna(0.0).clip(upper=3600.0)
+    f["running_s"] = np.where(f["state"] == VmState.RUNNING.value, interval, 0.0)
+    for src, dst in (("disk_read_bps", "disk_read_bytes"), ("disk_write_bps", "disk_write_bytes"),
+                     ("net_rx_bps", "net_rx_bytes"), ("net_tx_bps", "net_tx_bytes")):
+        f[dst] = f[src] * interval
+    g = f.groupby(["vm", "hour"], sort=False)
+    out = g.agg(
+        samples=("ts", "size"),
+        running_s=("running_s", "sum"),
+        vcpus=("vcpus", "max"),
+        memory_bytes=("memory_bytes", "max"),
+        cpu_mean_vcpus=("cpu_vcpus", "mean"),
+        cpu_max_vcpus=("cpu_vcpus", "max"),
+        memory_used_max_bytes=("memory_used_bytes", "max"),
+        memory_used_mean_bytes=("memory_used_bytes", "mean"),
+        disk_capacity_bytes=("disk_capacity_bytes", "max"),
+    )
+    sums = g[["disk_read_bytes", "disk_write_bytes", "net_rx_bytes", "net_tx_bytes"]].sum(min_count=1)
+    out = out.join(sums)
+    out["cpu_p95_vcpus"] = g["cpu_vcpus"].quantile(0.95)
+    out = out.reset_index().rename(columns={"hour": "ts"})
+    out["running_s"] = out["running_s"].clip(upper=3600.0)
+    return out[list(_HOUR_DB_COLUMNS)]
+
+
+def _rows(frame: pd.DataFrame) -> Iterator[tuple[object, ...]]:
+    """Rows for executemany; NaN binds as NULL in SQLite."""
+    return zip(*(frame[c].tolist() for c in frame.columns), strict=True)
+
+
+def _columns_frame(rows: list[tuple[object, ...]], cols: Sequence[str], resolution: Resolution) -> pd.DataFrame:
+    """Build a typed frame column by column (much faster than per-cell conversion)."""
+    if not rows:
+        return _typed(_empty(cols), resolution)
+    columns = list(zip(*rows, strict=True))
+    data: dict[str, object] = {}
+    for name, values in zip(cols, columns, strict=True):
+        if name in ("vm", "state"):
+            data[name] = np.array(values, dtype=object)
+        elif name == "ts":
+            data[name] = pd.to_datetime(np.array(values, dtype="int64"), unit="s", utc=True)
+        elif name == "gap":
+            data[name] = np.array(values, dtype=bool)
+        else:
+            data[name] = np.array(values, dtype="float64")
+    return pd.DataFrame(data)
+
+
+def _empty(cols: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
+
+
+def _typed(frame: pd.DataFrame, resolution: Resolution) -> pd.DataFrame:
+    if frame.empty:
+        frame = _empty(frame.columns)
+        frame["vm"] = frame["vm"].astype(object)
+    frame["ts"] = pd.to_datetime(frame["ts"].astype("int64"), unit="s", utc=True)
+    skip = {"vm", "ts", "state"}
+    for col in frame.columns:
+        if col not in skip:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    if resolution == "raw":
+        frame["gap"] = frame["gap"].fillna(0).astype(bool)
+    return frame

@@ -1,0 +1,266 @@
+"""Plotly figures for the dashboard: pure functions from DataFrames to ``go.Figure``.
+
+Every axis names its unit; money axes name the currency. Text that comes from users (VM names, labels)
+is HTML-escaped before it reaches Plotly, which otherwise interprets a subset of HTML in labels.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+GIB = 1024**3
+MIB = 1024**2
+
+FINDING_ORDER: tuple[str, ...] = (
+    "over-provisioned", "under-provisioned", "idle", "optimized", "insufficient-data",
+)
+FINDING_COLOURS: Mapping[str, str] = {
+    "over-provisioned": "#d9822b",
+    "under-provisioned": "#c23030",
+    "idle": "#5c7080",
+    "optimized": "#0f9960",
+    "insufficient-data": "#a7b6c2",
+}
+_USED = "#2b6cb0"
+_USED_LIGHT = "#90b4de"
+_ALLOCATED = "#1a1a1a"
+_RECOMMENDED = "#d9822b"
+_HEIGHT = 300
+_MARGIN = {"l": 60, "r": 20, "t": 40, "b": 40}
+
+
+def inert(text: object) -> str:
+    """Return ``text`` with HTML metacharacters escaped, for Plotly labels (it renders some tags)."""
+    return html.escape(str(text), quote=False)
+
+
+def _base(title: str, *, height: int = _HEIGHT) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}},
+        template="plotly_white",
+        height=height,
+        margin=_MARGIN,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        hovermode="x unified",
+    )
+    return fig
+
+
+def empty_figure(title: str, message: str = "No data in the selected range") -> go.Figure:
+    """Return a blank figure that says why it is blank."""
+    fig = _base(title)
+    fig.add_annotation(text=inert(message), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font={"size": 13, "color": "#5c7080"})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def spend_figure(frame: pd.DataFrame, *, currency: str, period: str) -> go.Figure:
+    """Fleet spend per period from columns ``ts``, ``compute_cost``, ``storage_cost`` (currency units).
+
+    ``period`` is "hour" (stacked area) or "day" (stacked bars).
+    """
+    title = f"Spend per {period} ({currency})"
+    if frame.empty:
+        return empty_figure(title)
+    fig = _base(title)
+    if period == "day":
+        fig.add_bar(x=frame["ts"], y=frame["compute_cost"], name="compute", marker_color=_USED)
+        fig.add_bar(x=frame["ts"], y=frame["storage_cost"], name="storage", marker_color=_USED_LIGHT)
+        fig.update_layout(barmode="stack")
+    else:
+        fig.add_scatter(x=frame["ts"], y=frame["compute_cost"], name="compute", stackgroup="cost",
+                        line={"color": _USED, "width": 1})
+        fig.add_scatter(x=frame["ts"], y=frame["storage_cost"], name="storage", stackgroup="cost",
+                        line={"color": _USED_LIGHT, "width": 1})
+    fig.update_yaxes(title_text=f"{currency} per {period}", rangemode="tozero", tickformat=",.2f")
+    fig.update_xaxes(title_text="time (UTC)")
+    return fig
+
+
+def utilisation_figure(frame: pd.DataFrame) -> go.Figure:
+    """Fleet CPU (vCPUs) and memory (GiB), used vs allocated, from an hourly frame.
+
+    Columns: ``ts``, ``cpu_used_vcpus``, ``cpu_allocated_vcpus``, ``memory_used_bytes``,
+    ``memory_allocated_bytes``, ``memory_known_allocated_bytes`` (allocation of VMs reporting memory use).
+    """
+    title = "Fleet utilisation (running VMs)"
+    if frame.empty:
+        return empty_figure(title)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("CPU", "Memory"))
+    fig.add_scatter(x=frame["ts"], y=frame["cpu_used_vcpus"], name="CPU used", row=1, col=1,
+                    line={"color": _USED, "width": 1.5}, fill="tozeroy")
+    fig.add_scatter(x=frame["ts"], y=frame["cpu_allocated_vcpus"], name="CPU allocated", row=1, col=1,
+                    line={"color": _ALLOCATED, "width": 1.5, "shape": "hv"})
+    fig.add_scatter(x=frame["ts"], y=frame["memory_used_bytes"] / GIB, name="memory used", row=2, col=1,
+                    line={"color": "#0f9960", "width": 1.5}, fill="tozeroy")
+    fig.add_scatter(x=frame["ts"], y=frame["memory_allocated_bytes"] / GIB, name="memory allocated",
+                    row=2, col=1, line={"color": _ALLOCATED, "width": 1.5, "dash": "dot", "shape": "hv"})
+    if "memory_known_allocated_bytes" in frame:
+        fig.add_scatter(x=frame["ts"], y=frame["memory_known_allocated_bytes"] / GIB,
+                        name="allocated where use is known", row=2, col=1,
+                        line={"color": "#5c7080", "width": 1, "dash": "dash", "shape": "hv"})
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}},
+        template="plotly_white", height=2 * _HEIGHT - 40, margin=_MARGIN, hovermode="x unified",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1.0},
+    )
+    fig.update_yaxes(title_text="vCPUs", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="GiB", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
+    return fig
+
+
+def findings_figure(counts: Mapping[str, int]) -> go.Figure:
+    """Horizontal bars: number of VMs per finding."""
+    title = "VMs by finding"
+    if not counts or sum(counts.values()) == 0:
+        return empty_figure(title, "No findings yet")
+    keys = [k for k in FINDING_ORDER if k in counts] + sorted(k for k in counts if k not in FINDING_ORDER)
+    fig = _base(title, height=240)
+    fig.add_bar(
+        y=[inert(k) for k in keys], x=[counts[k] for k in keys], orientation="h",
+        marker_color=[FINDING_COLOURS.get(k, "#5c7080") for k in keys],
+        text=[str(counts[k]) for k in keys], textposition="auto", hovertemplate="%{y}: %{x} VMs<extra></extra>",
+    )
+    fig.update_layout(hovermode="closest", showlegend=False)
+    fig.update_xaxes(title_text="VMs", rangemode="tozero")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def _hline(fig: go.Figure, frame: pd.DataFrame, value: float | None, name: str, colour: str,
+           dash: str, scale: float = 1.0) -> None:
+    if value is None or frame.empty:
+        return
+    fig.add_scatter(x=[frame["ts"].min(), frame["ts"].max()], y=[value / scale, value / scale], name=name,
+                    mode="lines", line={"color": colour, "width": 2, "dash": dash})
+
+
+def vm_cpu_figure(frame: pd.DataFrame, *, recommended_vcpus: float | None = None,
+                  recommended_label: str = "recommended") -> go.Figure:
+    """One VM's CPU in vCPUs from hourly columns ``ts``, ``cpu_mean_vcpus``, ``cpu_p95_vcpus``,
+    ``cpu_max_vcpus``, ``vcpus``, plus allocated and recommended-size lines."""
+    title = "CPU (vCPUs)"
+    if frame.empty or frame["cpu_mean_vcpus"].notna().sum() == 0:
+        return empty_figure(title, "No CPU data in the selected range")
+    fig = _base(title)
+    fig.add_scatter(x=frame["ts"], y=frame["cpu_max_vcpus"], name="hourly max", mode="lines",
+                    line={"color": _USED_LIGHT, "width": 1})
+    fig.add_scatter(x=frame["ts"], y=frame["cpu_p95_vcpus"], name="hourly p95", mode="lines",
+                    line={"color": "#5a8fd0", "width": 1})
+    fig.add_scatter(x=frame["ts"], y=frame["cpu_mean_vcpus"], name="hourly mean", mode="lines",
+                    line={"color": _USED, "width": 1.5})
+    fig.add_scatter(x=frame["ts"], y=frame["vcpus"], name="allocated", mode="lines",
+                    line={"color": _ALLOCATED, "width": 2, "shape": "hv"})
+    _hline(fig, frame, recommended_vcpus, inert(recommended_label), _RECOMMENDED, "dash")
+    fig.update_yaxes(title_text="vCPUs", rangemode="tozero")
+    fig.update_xaxes(title_text="time (UTC)")
+    return fig
+
+
+def vm_memory_figure(frame: pd.DataFrame, *, recommended_bytes: float | None = None,
+                     recommended_label: str = "recommended") -> go.Figure:
+    """One VM's memory in GiB from ``ts``, ``memory_used_max_bytes``, ``memory_used_mean_bytes``,
+    ``memory_bytes``, plus allocated and recommended-size lines."""
+    title = "Memory (GiB)"
+    if frame.empty:
+        return empty_figure(title)
+    fig = _base(title)
+    known = frame["memory_used_max_bytes"].notna().sum() > 0
+    if known:
+        fig.add_scatter(x=frame["ts"], y=frame["memory_used_max_bytes"] / GIB, name="used, hourly max",
+                        mode="lines", line={"color": "#0f9960", "width": 1.5})
+        fig.add_scatter(x=frame["ts"], y=frame["memory_used_mean_bytes"] / GIB, name="used, hourly mean",
+                        mode="lines", line={"color": "#7fcca8", "width": 1})
+    else:
+        fig.add_annotation(text="the guest reports no memory use (no balloon stats)", showarrow=False,
+                           x=0.5, y=0.5, xref="paper", yref="paper", font={"color": "#5c7080"})
+    fig.add_scatter(x=frame["ts"], y=frame["memory_bytes"] / GIB, name="allocated", mode="lines",
+                    line={"color": _ALLOCATED, "width": 2, "shape": "hv"})
+    _hline(fig, frame, recommended_bytes, inert(recommended_label), _RECOMMENDED, "dash", scale=GIB)
+    fig.update_yaxes(title_text="GiB", rangemode="tozero")
+    fig.update_xaxes(title_text="time (UTC)")
+    return fig
+
+
+def vm_disk_figure(frame: pd.DataFrame) -> go.Figure:
+    """One VM's disk throughput in MiB/s from hourly byte totals ``disk_read_bytes``, ``disk_write_bytes``."""
+    title = "Disk throughput (MiB/s, hourly average)"
+    if frame.empty or frame[["disk_read_bytes", "disk_write_bytes"]].notna().sum().sum() == 0:
+        return empty_figure(title, "No disk data in the selected range")
+    fig = _base(title)
+    fig.add_scatter(x=frame["ts"], y=frame["disk_read_bytes"] / 3600 / MIB, name="read", mode="lines",
+                    line={"color": _USED, "width": 1.5})
+    fig.add_scatter(x=frame["ts"], y=frame["disk_write_bytes"] / 3600 / MIB, name="write", mode="lines",
+                    line={"color": "#d9822b", "width": 1.5})
+    fig.update_yaxes(title_text="MiB/s", rangemode="tozero")
+    fig.update_xaxes(title_text="time (UTC)")
+    return fig
+
+
+def vm_cost_figure(frame: pd.DataFrame, *, currency: str) -> go.Figure:
+    """One VM's cost per day from ``ts`` (day), ``compute_cost``, ``storage_cost``."""
+    title = f"Cost per day ({currency})"
+    if frame.empty:
+        return empty_figure(title)
+    fig = _base(title)
+    fig.add_bar(x=frame["ts"], y=frame["compute_cost"], name="compute", marker_color=_USED)
+    fig.add_bar(x=frame["ts"], y=frame["storage_cost"], name="storage", marker_color=_USED_LIGHT)
+    fig.update_layout(barmode="stack")
+    fig.update_yaxes(title_text=f"{currency} per day", rangemode="tozero", tickformat=",.2f")
+    fig.update_xaxes(title_text="day (UTC)")
+    return fig
+
+
+def savings_figure(frame: pd.DataFrame, *, currency: str, top: int = 15) -> go.Figure:
+    """Top VMs by potential monthly savings from ``name``, ``monthly_savings``, ``finding``."""
+    title = f"Potential savings, top {top} VMs ({currency} per month)"
+    data = frame[frame["monthly_savings"] > 0].nlargest(top, "monthly_savings") if not frame.empty else frame
+    if data.empty:
+        return empty_figure(title, "No savings found")
+    fig = _base(title, height=max(240, 28 * len(data) + 80))
+    fig.add_bar(
+        y=[inert(n) for n in data["name"]], x=data["monthly_savings"], orientation="h",
+        marker_color=[FINDING_COLOURS.get(f, "#5c7080") for f in data["finding"]],
+        hovertemplate="%{y}: %{x:,.2f} " + inert(currency) + "/month<extra></extra>",
+    )
+    fig.update_layout(hovermode="closest", showlegend=False)
+    fig.update_xaxes(title_text=f"{currency} per month", rangemode="tozero", tickformat=",.2f")
+    fig.update_yaxes(autorange="reversed", type="category")
+    return fig
+
+
+def backup_age_figure(frame: pd.DataFrame) -> go.Figure:
+    """Newest backup age vs policy, in hours, from ``name``, ``age_h``, ``policy_h``, ``status``."""
+    title = "Newest backup age vs policy (hours)"
+    data = frame.dropna(subset=["policy_h"]) if not frame.empty else frame
+    if data.empty:
+        return empty_figure(title, "No VM has a backup policy")
+    data = data.sort_values("age_h", ascending=False, na_position="first")
+    names = [inert(n) for n in data["name"]]
+    colours = ["#c23030" if s != "ok" else "#0f9960" for s in data["status"]]
+    # A VM never backed up is drawn past the longest policy so that it stands out.
+    ages = data["age_h"].fillna(float(data["policy_h"].max()) * 1.5)
+    fig = _base(title, height=max(260, 22 * len(data) + 100))
+    fig.add_bar(y=names, x=ages, orientation="h", marker_color=colours, name="age",
+                customdata=data["status"], hovertemplate="%{y}: %{x:.1f} h (%{customdata})<extra></extra>")
+    fig.add_scatter(y=names, x=data["policy_h"], mode="markers", name="policy limit",
+                    marker={"symbol": "line-ns-open", "size": 16, "color": _ALLOCATED, "line": {"width": 2}})
+    fig.update_layout(hovermode="closest")
+    fig.update_xaxes(title_text="hours since newest backup", rangemode="tozero")
+    fig.update_yaxes(type="category", autorange="reversed")
+    return fig
+
+
+def figure_titles(figures: Sequence[go.Figure]) -> list[str]:
+    """Titles of figures (used by tests and the bench to check what rendered)."""
+    return [str(f.layout.title.text) for f in figures]

@@ -1,0 +1,52 @@
+"""Component IDs, prefixed by the page that owns them (``app-`` for the shell and global filters)."""
+
+from __future__ import annotations
+
+# Shell: location, banner, navigation, global filters, page container.
+URL = "app-url"
+BANNER = "app-banner"
+NAV = "app-nav"
+PAGE = "app-page"
+FILTER_LABELS = "app-filter-labels"
+FILTER_HOSTS = "app-filter-hosts"
+FILTER_RANGE = "app-filter-range"
+DATA_AS_OF = "app-data-as-of"
+
+# Overview
+OVERVIEW_KPIS = "overview-kpis"
+OVERVIEW_SPEND_HOUR = "overview-spend-hour"
+OVERVIEW_SPEND_DAY = "overview-spend-day"
+OVERVIEW_UTILISATION = "overview-utilisation"
+OVERVIEW_FINDINGS = "overview-findings"
+OVERVIEW_FORECAST_BASIS = "overview-forecast-basis"
+
+# VMs
+VMS_TABLE = "vms-table"
+VMS_COUNT = "vms-count"
+
+# VM detail
+VM_HEADER = "vm-header"
+VM_CPU = "vm-cpu"
+VM_MEMORY = "vm-memory"
+VM_DISK = "vm-disk"
+VM_COST = "vm-cost"
+VM_RECOMMENDATION = "vm-recommendation"
+VM_OPTIONS = "vm-options"
+VM_UUID = "vm-uuid"
+
+# Recommendations
+RECS_TABLE = "recs-table"
+RECS_SUMMARY = "recs-summary"
+RECS_SAVINGS = "recs-savings"
+RECS_EXPORT = "recs-export"
+RECS_DOWNLOAD = "recs-download"
+RECS_APPLY_VM = "recs-apply-vm"
+RECS_APPLY_TYPE = "recs-apply-type"
+RECS_APPLY_TOKEN = "recs-apply-token"
+RECS_APPLY_BUTTON = "recs-apply-button"
+RECS_APPLY_RESULT = "recs-apply-result"
+
+# Backups
+BACKUPS_TABLE = "backups-table"
+BACKUPS_SUMMARY = "backups-summary"
+BACKUPS_AGE = "backups-age"

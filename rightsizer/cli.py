@@ -1,0 +1,97 @@
+"""The ``rightsizer`` command: parse flags, load settings once, run one subcommand.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad input (one line naming the problem and what to do).
+Subcommand modules keep their module-level imports light; heavy imports happen inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from collector.errors import InputError, RightsizerError
+
+#: Subcommands in the order --help lists them; each is rightsizer.commands.<module>.
+COMMANDS: tuple[str, ...] = (
+    "serve", "collect", "import_", "costs", "recommend", "report", "apply", "backtest",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad flags in one line and exits 2."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def common_flags() -> argparse.ArgumentParser:
+    """Flags every subcommand accepts."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--config", metavar="FILE", help="TOML config file (env: RIGHTSIZER_CONFIG)")
+    p.add_argument("--db", metavar="PATH", help="SQLite store (default: var/rightsizer.db)")
+    p.add_argument("--output", choices=("table", "json", "csv"), default="table", help="output format")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="rightsizer",
+        description="Per-VM hourly cost, right-sizing and safe resizes for libvirt/KVM hosts.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    parent = common_flags()
+    for name in COMMANDS:
+        module = importlib.import_module(f"rightsizer.commands.{name}")
+        module.add_parser(sub, parent)
+    return parser
+
+
+def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    over: dict[str, Any] = {}
+    if getattr(args, "db", None):
+        over.setdefault("store", {})["path"] = args.db
+    hook = getattr(args, "settings_overrides", None)
+    if hook is not None:
+        for section, values in hook(args).items():
+            over.setdefault(section, {}).update(values)
+    return over
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from collector.config import load_settings
+    from rightsizer.context import Context
+    from rightsizer.output import Output
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    if args.command == "serve":
+        level = min(level, logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx: Context | None = None
+    try:
+        settings = load_settings(args.config, overrides=_settings_overrides(args))
+        ctx = Context(settings=settings, out=Output(args.output))
+        code: int = args.func(args, ctx)
+        return code
+    except InputError as exc:
+        print(f"rightsizer {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except RightsizerError as exc:
+        print(f"rightsizer {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if ctx is not None:
+            ctx.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

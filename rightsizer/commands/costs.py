@@ -1,0 +1,193 @@
+"""``rightsizer costs``: pay-as-you-go cost per VM and group, month to date, forecast, realised savings."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rightsizer.context import Context
+
+DESCRIPTION = """\
+Price every VM-hour in the store at the machine type's pay-as-you-go price and sum it per VM and per
+group. A VM's machine type is its 'machine_type' label when the catalogue knows it ("label"), else the
+cheapest generally available type covering its vCPUs and memory ("inferred"). Storage is disk capacity
+per GB-hour plus one performance-class fee per VM.
+
+Stopped VMs: the provider does not publish whether a stopped VM is billed. Choose the rule with
+[costs] stopped_vm_billing or --stopped-vm-billing: none (a stopped VM costs nothing), storage-only
+(its disks; the default) or full (machine type and disks).
+
+Month to date counts from the first of --until's month (UTC). The month-end forecast adds the
+run-rate of the last 7 days (or all data, when there is less) times the hours left in the month.
+Realised savings come from applied resizes in the audit log: (price before - after) x hours since.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction[Any], parent: argparse.ArgumentParser) -> None:
+    """Register ``costs``."""
+    p = sub.add_parser(
+        "costs",
+        parents=[parent],
+        help="cost per VM and group, month to date and month-end forecast",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--group-by", default="host", metavar="KEY",
+                   help="host, machine_type, vm, or any label key such as team or env (default: host)")
+    p.add_argument("--since", default="7d", metavar="WHEN",
+                   help="window start: ISO date/time (UTC if no zone) or a duration before --until "
+                        "such as 7d, 24h (default: 7d); rounded down to the hour")
+    p.add_argument("--until", default=None, metavar="WHEN",
+                   help="window end and as-of time for month to date and forecast (default: now)")
+    p.add_argument("--stopped-vm-billing", choices=("none", "full", "storage-only"), default=None,
+                   help="what a stopped VM costs; overrides [costs] stopped_vm_billing (not published "
+                        "by the provider)")
+    p.set_defaults(func=run, settings_overrides=_overrides)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    if args.stopped_vm_billing:
+        return {"costs": {"stopped_vm_billing": args.stopped_vm_billing}}
+    return {}
+
+
+def window_bounds(since: str, until: str | None, now: datetime) -> tuple[datetime, datetime]:
+    """Parse --since/--until into a UTC window, start rounded down to the hour. Raises InputError."""
+    from analytics.fleet import parse_instant
+    from collector.errors import InputError
+
+    end = parse_instant(until, now=now, flag="--until") if until else now
+    start = parse_instant(since, now=end, flag="--since")
+    start = start.replace(minute=0, second=0, microsecond=0)
+    if start >= end:
+        raise InputError(
+            f"--since {since!r} ({start.isoformat()}) is not before --until ({end.isoformat()}); "
+            "pick an earlier --since"
+        )
+    return start, end
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Compute and print the cost report; returns the exit code."""
+    from analytics.catalogue import load_storage_prices
+    from analytics.costs import BUILTIN_GROUPS, fleet_costs, realised_savings, summarise_costs
+    from collector.errors import InputError
+
+    start, end = window_bounds(args.since, args.until, datetime.now(UTC))
+    store = ctx.open_store(create=False)
+    store.refresh_rollups()
+    vms = store.vms()
+    group_by = args.group_by.strip()
+    if group_by not in BUILTIN_GROUPS:
+        keys = sorted({k for vm in vms for k in vm.labels})
+        if vms and group_by not in keys:
+            raise InputError(
+                f"--group-by {group_by!r} is not host, machine_type, vm or a label any VM has; "
+                f"labels in the store: {', '.join(keys) or '(none)'}"
+            )
+    catalogue = ctx.catalogue()
+    cost_settings = ctx.settings.costs
+    storage = load_storage_prices()
+    notes: list[str] = []
+    if cost_settings.include_storage and storage.currency != catalogue.currency:
+        cost_settings = cost_settings.model_copy(update={"include_storage": False})
+        notes.append(f"storage not priced: storage prices are in {storage.currency}, "
+                     f"the catalogue in {catalogue.currency}")
+    month_start = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    fetch_start = min(start, month_start, end - timedelta(days=7))
+    hours = store.frame(fetch_start, end, resolution="hour")
+    cost_frame = fleet_costs(hours, vms, catalogue, storage, cost_settings, now=end)
+    summary = summarise_costs(
+        cost_frame, vms, group_by=group_by, now=end, start=start, end=end, currency=catalogue.currency
+    )
+    savings = realised_savings(store.audit(), end, currency=catalogue.currency)
+    if summary.unpriced_vms:
+        notes.append(f"{len(summary.unpriced_vms)} VM(s) fit no catalogue type and are not priced")
+    if not vms:
+        notes.append("the store holds no VMs yet; run 'rightsizer collect' or 'rightsizer import'")
+    _emit(ctx, args.output, summary, savings, cost_settings.stopped_vm_billing, notes)
+    return 0
+
+
+def _emit(ctx: Context, fmt: str, summary: Any, savings: list[Any], rule: str, notes: list[str]) -> None:
+    vm_rows = [
+        {
+            "vm": v.name,
+            "host": v.host,
+            "group": v.group,
+            "machine_type": v.machine_type or "-",
+            "chosen_by": v.type_source,
+            "price_per_hour": v.price_per_hour,
+            "running_hours": round(v.running_hours, 2),
+            "compute_cost": round(v.compute_cost, 4),
+            "storage_cost": round(v.storage_cost, 4),
+            "cost": round(v.cost, 4),
+            "currency": v.currency,
+        }
+        for v in summary.per_vm
+    ]
+    group_rows = [
+        {
+            summary.group_by: g.key,
+            "vms": g.vms,
+            "running_hours": round(g.running_hours, 2),
+            "cost": round(g.cost, 4),
+            "share_pct": round(100 * g.share, 1),
+            "currency": summary.currency,
+        }
+        for g in summary.groups
+    ]
+    saving_rows = [
+        {
+            "vm": s.vm_name,
+            "applied_at": s.applied_at,
+            "ended_at": s.ended_at,
+            "price_before_per_hour": s.price_before_per_hour,
+            "price_after_per_hour": s.price_after_per_hour,
+            "hours": round(s.hours, 2),
+            "saving": round(s.saving, 4),
+            "currency": s.currency,
+        }
+        for s in savings
+    ]
+    totals = {
+        "window_start": summary.start,
+        "window_end": summary.end,
+        "currency": summary.currency,
+        "stopped_vm_billing": rule,
+        "total": round(summary.total, 2),
+        "compute_total": round(summary.compute_total, 2),
+        "storage_total": round(summary.storage_total, 2),
+        "month_to_date": round(summary.month_to_date, 2),
+        "forecast_month_end": round(summary.forecast_month_end, 2),
+        "forecast_basis": summary.forecast_basis,
+        "realised_savings_total": round(sum(s.saving for s in savings), 2),
+    }
+    if fmt == "json":
+        ctx.out.emit({**totals, "group_by": summary.group_by, "groups": group_rows, "vms": vm_rows,
+                      "realised_savings": saving_rows, "notes": notes}, "json")
+        return
+    if fmt == "csv":
+        ctx.out.emit(vm_rows, "csv", columns=list(vm_rows[0]) if vm_rows else _VM_COLUMNS)
+        return
+    stream = ctx.out.stream
+    if vm_rows:
+        ctx.out.emit(vm_rows, "table")
+    else:
+        stream.write("No VM-hours in the window.\n")
+    if group_rows:
+        stream.write(f"\nBy {summary.group_by}:\n")
+        ctx.out.emit(group_rows, "table")
+    if saving_rows:
+        stream.write("\nRealised savings of applied resizes:\n")
+        ctx.out.emit(saving_rows, "table")
+    stream.write("\n")
+    ctx.out.emit([{"figure": k, "value": v} for k, v in totals.items()], "table")
+    for note in notes:
+        stream.write(f"note: {note}\n")
+
+
+_VM_COLUMNS = ["vm", "host", "group", "machine_type", "chosen_by", "price_per_hour", "running_hours",
+               "compute_cost", "storage_cost", "cost", "currency"]

@@ -1,0 +1,117 @@
+"""``rightsizer serve``: collector + /metrics + scheduled analytics and reports + dashboard, until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rightsizer.context import Context
+
+log = logging.getLogger("rightsizer.serve")
+DEMO_DB = "var/demo.db"
+DEMO_FLEET = "var/demo-fleet.xml"
+
+
+def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "serve", parents=[parent], help="run collector, exporter, reports and dashboard together",
+        description="Sample libvirt on an interval, serve Prometheus metrics and the dashboard, refresh costs "
+                    "and recommendations, and write scheduled reports. Without --uri or configured URIs it uses "
+                    "qemu:///system when that host has domains, else an imported store, else a built-in demo "
+                    "fleet on the libvirt test driver with synthetic history (shown as such). Stops cleanly on "
+                    "SIGTERM or Ctrl-C.",
+    )
+    p.add_argument("--uri", action="append", metavar="URI", help="libvirt URI to sample, repeatable")
+    p.add_argument("--interval", type=float, metavar="SECONDS", help="seconds between collection cycles")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT", help="where /metrics listens (127.0.0.1:9178)")
+    p.add_argument("--dashboard-listen", metavar="HOST:PORT", help="where the dashboard listens (127.0.0.1:8050)")
+    p.add_argument("--demo", action="store_true", help="force the demo fleet (synthetic history)")
+    p.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
+    p.set_defaults(func=run, settings_overrides=_overrides)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    over: dict[str, dict[str, Any]] = {}
+    if args.uri:
+        over["collector"] = {"uris": args.uri}
+    if args.interval is not None:
+        over.setdefault("collector", {})["interval_s"] = args.interval
+    if args.metrics_listen:
+        over["exporter"] = {"listen": args.metrics_listen}
+    if args.dashboard_listen:
+        over.setdefault("dashboard", {})["listen"] = args.dashboard_listen
+    if args.no_dashboard:
+        over.setdefault("dashboard", {})["enabled"] = False
+    return over
+
+
+def _choose_mode(args: argparse.Namespace, ctx: Context) -> tuple[str, str, list[str]]:
+    """Pick live / imported / demo and the URIs to sample, with the reason."""
+    from rightsizer.service import DEMO, IMPORTED, LIVE, probe_local_libvirt
+
+    if args.demo:
+        return DEMO, "requested with --demo", []
+    if ctx.settings.collector.uris:
+        return LIVE, "URIs from flags/config", list(ctx.settings.collector.uris)
+    ok, why = probe_local_libvirt()
+    if ok:
+        return LIVE, why, ["qemu:///system"]
+    if ctx.db_path.exists():
+        store = ctx.open_store()
+        if store.get_meta("data_mode") == "import":
+            return IMPORTED, f"{why}; serving the imported store {ctx.db_path}", []
+    return DEMO, why, []
+
+
+def _prepare_demo(ctx: Context, args: argparse.Namespace) -> str:
+    """Write the demo fleet and seed its synthetic history once; returns its test:/// URI."""
+    from rightsizer.demo import demo_fleet, seed_synthetic_history, write_demo_fleet_xml
+
+    if not args.db:  # keep demo data out of the real store
+        ctx.settings.store.path = DEMO_DB
+    fleet_path = Path(DEMO_FLEET).resolve()
+    uri = f"test://{fleet_path}"
+    fleet = demo_fleet()
+    write_demo_fleet_xml(fleet_path, vms=fleet)
+    store = ctx.open_store()
+    if store.get_meta("data_mode") != "demo":
+        log.info("seeding 30 days of synthetic demo history into %s", ctx.db_path)
+        n = seed_synthetic_history(store, fleet, uri=uri)
+        log.info("seeded %d synthetic samples", n)
+    return uri
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from collector.sampler import Sampler
+    from rightsizer.commands.collect import make_sources
+    from rightsizer.service import DEMO, LIVE, Service
+
+    mode, why, uris = _choose_mode(args, ctx)
+    if mode == DEMO:
+        uris = [_prepare_demo(ctx, args)]
+    store = ctx.open_store()
+    sampler = None
+    if mode in (LIVE, DEMO):
+        sampler = Sampler(make_sources(ctx, uris), store, interval_s=ctx.settings.collector.interval_s)
+        if mode == LIVE:
+            store.set_meta("data_mode", "live")
+    service = Service(settings=ctx.settings, store=store, catalogue=ctx.catalogue(), sampler=sampler,
+                      data_mode=mode, mode_detail=why)
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        service.stop()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        service.start()
+        while not service.wait(1.0):
+            pass
+    finally:
+        service.stop()
+    return 0

@@ -1,0 +1,58 @@
+"""What every subcommand gets: validated settings, and lazily opened store and catalogue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from collector.config import Settings
+from rightsizer.output import Output
+
+if TYPE_CHECKING:
+    from analytics.catalogue import CsvPriceCatalogue
+    from collector.store.sqlite import SqliteStore
+
+
+@dataclass
+class Context:
+    """Composition root for one CLI invocation. Opens things once, closes them at exit."""
+
+    settings: Settings
+    out: Output
+    _store: SqliteStore | None = field(default=None, repr=False)
+    _catalogue: CsvPriceCatalogue | None = field(default=None, repr=False)
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.settings.store.path)
+
+    def open_store(self, *, create: bool = True) -> SqliteStore:
+        """Open (and migrate) the SQLite store; with create=False a missing file is an InputError."""
+        if self._store is None:
+            from collector.errors import InputError
+            from collector.store.sqlite import SqliteStore
+
+            if not create and not self.db_path.exists():
+                raise InputError(
+                    f"Database {str(self.db_path)!r} does not exist; run 'rightsizer collect' or "
+                    "'rightsizer import' first, or pass --db"
+                )
+            self._store = SqliteStore(
+                self.db_path,
+                raw_retention_days=self.settings.store.raw_retention_days,
+                rollup_retention_days=self.settings.store.rollup_retention_days,
+            )
+        return self._store
+
+    def catalogue(self) -> CsvPriceCatalogue:
+        if self._catalogue is None:
+            from analytics.catalogue import load_catalogue
+
+            self._catalogue = load_catalogue(self.settings.costs.catalogue)
+        return self._catalogue
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

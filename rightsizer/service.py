@@ -1,0 +1,184 @@
+"""Wiring of ``rightsizer serve``: collector, exporter, analytics refresh, reports, dashboard.
+
+Thin on purpose: every job calls a plain function from the packages. APScheduler runs the jobs in
+its thread pool with ``max_instances=1`` and ``coalesce`` so a slow cycle is never run twice at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from collector.config import Settings
+from collector.errors import RightsizerError
+from collector.exporter import EconomicsView, VmEconomics, build_registry, serve_metrics
+from collector.sampler import Sampler
+
+log = logging.getLogger("rightsizer.serve")
+
+LIVE, DEMO, IMPORTED = "live", "demo", "imported"
+MODE_TEXT = {
+    LIVE: "Live: sampling libvirt",
+    DEMO: "Demo fleet on the libvirt test driver with SYNTHETIC history (not real measurements)",
+    IMPORTED: "Imported traces (history loaded with 'rightsizer import'; no live collection)",
+}
+
+
+def _split(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def probe_local_libvirt(uri: str = "qemu:///system") -> tuple[bool, str]:
+    """True when ``uri`` answers and lists at least one domain; with the reason otherwise."""
+    from collector.hypervisor.libvirt import LibvirtSource
+
+    source = LibvirtSource(uri)
+    try:
+        batch = source.sample_all()
+    finally:
+        source.close()
+    if not batch.ok:
+        return False, f"{uri} is not reachable ({'; '.join(e.message for e in batch.errors) or 'no answer'})"
+    if not batch.samples:
+        return False, f"{uri} has no domains"
+    return True, f"{uri} has {len(batch.samples)} domain(s)"
+
+
+def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datetime) -> EconomicsView:
+    """Per-VM hourly cost and latest finding for the exporter, from the analytics package."""
+    from analytics.catalogue import load_storage_prices
+    from analytics.costs import current_hourly_costs
+    from analytics.recommend import recommend_fleet
+
+    vms = store.vms()
+    costs = current_hourly_costs(store, vms, catalogue, load_storage_prices(), settings.costs, now=now)
+    findings = {f.uuid: f for f in recommend_fleet(
+        store, catalogue, strategy=settings.rightsizing.strategy, now=now,
+        lookback_days=settings.rightsizing.lookback_days)}
+    out: dict[str, VmEconomics] = {}
+    for vm in vms:
+        c = costs.get(vm.uuid)
+        if c is None:
+            continue
+        f = findings.get(vm.uuid)
+        out[vm.uuid] = VmEconomics(
+            machine_type=c.machine_type, hourly_cost=c.price_per_hour, currency=c.currency,
+            finding=f.finding if f else "", current_type=f.current_type if f else c.machine_type,
+            recommended_type=(f.target_type or "") if f else "",
+            monthly_savings=f.monthly_savings if f else 0.0,
+        )
+    return EconomicsView(by_vm=out)
+
+
+@dataclass
+class Service:
+    """Everything ``serve`` runs; ``start`` then ``wait`` until ``stop``."""
+
+    settings: Settings
+    store: Any
+    catalogue: Any
+    sampler: Sampler | None
+    data_mode: str
+    mode_detail: str = ""
+    economics: EconomicsView = field(default_factory=EconomicsView)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _stoppers: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+
+    def start(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.cron import CronTrigger
+
+        log.info("data mode: %s (%s)", MODE_TEXT[self.data_mode], self.mode_detail)
+        log.info("store: %s", self.store.path)
+        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
+                                                                    "misfire_grace_time": 30})
+        interval = self.settings.collector.interval_s
+        if self.sampler is not None:
+            self.collect_once()
+            scheduler.add_job(self.collect_once, "interval", seconds=interval, id="collect")
+        self.refresh_economics()
+        scheduler.add_job(self.refresh_economics, "interval", seconds=max(interval, 300.0), id="economics")
+        if self.settings.reports.cron:
+            try:
+                trigger = CronTrigger.from_crontab(self.settings.reports.cron, timezone=UTC)
+            except ValueError as exc:
+                from collector.errors import ConfigError
+
+                raise ConfigError(f"reports.cron = {self.settings.reports.cron!r}: {exc}") from exc
+            scheduler.add_job(self.write_report, trigger, id="report")
+            log.info("reports: %r into %s", self.settings.reports.cron, self.settings.reports.out_dir)
+        scheduler.start()
+        self._stoppers.append(("scheduler", lambda: scheduler.shutdown(wait=True)))
+
+        registry = build_registry(self._snapshot, lambda: self.economics)
+        host, port = _split(self.settings.exporter.listen)
+        server, _ = serve_metrics(registry, host, port)
+        self._stoppers.append(("metrics server", server.shutdown))
+        log.info("metrics: http://%s/metrics", self.settings.exporter.listen)
+
+        if self.settings.dashboard.enabled:
+            from werkzeug.serving import make_server
+
+            from dashboard.app import create_app
+
+            app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode)
+            host, port = _split(self.settings.dashboard.listen)
+            web = make_server(host, port, app.server, threaded=True)
+            threading.Thread(target=web.serve_forever, name="dashboard", daemon=True).start()
+            self._stoppers.append(("dashboard server", web.shutdown))
+            log.info("dashboard: http://%s/", self.settings.dashboard.listen)
+
+    def _snapshot(self) -> Any:
+        from collector.sampler import Snapshot
+
+        return self.sampler.snapshot if self.sampler is not None else Snapshot()
+
+    def collect_once(self) -> None:
+        if self.sampler is None:
+            return
+        try:
+            self.sampler.poll_once()
+        except RightsizerError:
+            log.exception("collection cycle failed; retrying next interval")
+
+    def refresh_economics(self) -> None:
+        try:
+            self.economics = compute_economics(self.store, self.catalogue, self.settings, datetime.now(UTC))
+        except RightsizerError:
+            log.exception("cost/recommendation refresh failed; keeping the previous view")
+
+    def write_report(self) -> list[Path]:
+        from analytics.reports import write_report
+
+        try:
+            paths: list[Path] = write_report(self.store, self.catalogue, self.settings,
+                                             Path(self.settings.reports.out_dir), datetime.now(UTC))
+            log.info("report written: %s", ", ".join(str(p) for p in paths))
+            return paths
+        except RightsizerError:
+            log.exception("scheduled report failed")
+            return []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stop.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop jobs and servers and close the store; safe to call twice."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        for name, stop in reversed(self._stoppers):
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - shutting down: report it and stop the other parts too
+                log.exception("stopping the %s failed", name)
+        if self.sampler is not None:
+            self.sampler.close()
+        log.info("stopped")
+

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from collector.actions.plan import ResizeStep, SizeSpec
+from collector.actions.policy import parse_windows, restart_permission
+from collector.actions.resize import (
+    ActionResult,
+    ConfigSpec,
+    DomainSnapshot,
+    build_operations,
+    format_result,
+    format_results,
+    is_at_target,
+    parse_config,
+    parse_labels,
+    plan_changes,
+    result_row,
+    with_label,
+)
+from collector.model import VmRef, VmState
+
+GIB = 1024**3
+MIB = 1024**2
+NOW = datetime(2024, 6, 3, 12, tzinfo=UTC)  # a Monday
+REF = VmRef("qemu:///system", "3f1c5e0a-6b1d-4d2e-9c1a-0f5e2b7d9a41", "web-1")
+NEVER = restart_permission("never", (), NOW)
+ALLOWED = restart_permission("allowed", (), NOW)
+WINDOW = restart_permission("window", parse_windows(["sat 02:00-04:00"]), NOW)
+
+XML = """<domain type='kvm'>
+  <name>web-1</name>
+  <uuid>3f1c5e0a-6b1d-4d2e-9c1a-0f5e2b7d9a41</uuid>
+  <metadata>
+    <rs:labels xmlns:rs="https://rightsizer.dev/xmlns/labels/1">
+      <rs:label name="team">payments</rs:label>
+      <rs:label name="machine_type">c1.2</rs:label>
+    </rs:labels>
+    <other:thing xmlns:other="https://example.org/other">keep</other:thing>
+  </metadata>
+  <memory unit='KiB'>8388608</memory>
+  <currentMemory unit='KiB'>8388608</currentMemory>
+  <vcpu placement='static' current='4'>8</vcpu>
+</domain>"""
+
+
+def snap(*, running: bool = True, vcpus: int = 4, max_vcpus: int = 8, mem: int = 8 * GIB,
+         max_mem: int = 8 * GIB, cfg_vcpus: int | None = None, cfg_mem: int | None = None,
+         labels: dict[str, str] | None = None) -> DomainSnapshot:
+    return DomainSnapshot(
+        ref=REF, state=VmState.RUNNING if running else VmState.SHUTOFF, persistent=True,
+        live_vcpus=vcpus, live_max_vcpus=max_vcpus, live_memory_bytes=mem, live_max_memory_bytes=max_mem,
+        config=ConfigSpec(cfg_vcpus or vcpus, max_vcpus, cfg_mem or mem, max_mem),
+        labels=labels if labels is not None else {"machine_type": "c1.2"}, inactive_xml=XML, taken_at=NOW,
+    )
+
+
+def step(vcpus: int, mem: int, machine_type: str = "") -> ResizeStep:
+    return ResizeStep(vm=REF, current=SizeSpec(4, 8 * GIB, "c1.2"), target=SizeSpec(vcpus, mem, machine_type),
+                      price_before_per_hour=0.224, price_after_per_hour=0.112, currency="EUR",
+                      finding="over-provisioned")
+
+
+def test_parse_config_and_labels() -> None:
+    assert parse_config(XML) == ConfigSpec(vcpus=4, max_vcpus=8, memory_bytes=8 * GIB, max_memory_bytes=8 * GIB)
+    assert parse_labels(XML) == {"team": "payments", "machine_type": "c1.2"}
+    mib_xml = "<domain><memory unit='MiB'>256</memory><vcpu>2</vcpu></domain>"
+    assert parse_config(mib_xml) == ConfigSpec(2, 2, 256 * MIB, 256 * MIB)
+
+
+def test_with_label_changes_one_label_and_keeps_the_rest() -> None:
+    out = with_label(XML, "machine_type", "g1.1")
+    assert parse_labels(out) == {"team": "payments", "machine_type": "g1.1"}
+    assert parse_config(out) == parse_config(XML)
+    assert "https://example.org/other" in out and ">keep<" in out
+    bare = with_label("<domain><name>x</name><memory>1024</memory><vcpu>1</vcpu></domain>", "machine_type", "t")
+    assert parse_labels(bare) == {"machine_type": "t"}
+
+
+def test_running_downsize_memory_live_vcpus_next_restart() -> None:
+    ch = plan_changes(snap(), SizeSpec(2, 4 * GIB), NEVER)
+    assert not ch.restart and not ch.deferred
+    vc, mem = ch.changes
+    assert (vc.dimension, vc.before, vc.after, vc.effect) == ("vcpus", 4, 2, "next-restart")
+    assert vc.when.startswith("next restart")
+    assert (mem.before, mem.after, mem.effect) == (8 * GIB, 4 * GIB, "live")
+    assert mem.when == "now (live balloon + persistent config)"
+    ops = build_operations(snap(), SizeSpec(2, 4 * GIB), ch)
+    assert [(o.name, o.value, o.live, o.config) for o in ops] == [
+        ("set memory (config)", 4 * GIB, False, True),
+        ("set vCPUs (config)", 2, False, True),
+        ("set memory (live balloon)", 4 * GIB, True, False),
+    ]
+
+
+def test_running_vcpu_hotplug_within_max_is_live_and_last() -> None:
+    s = snap(vcpus=2, cfg_vcpus=2)
+    ch = plan_changes(s, SizeSpec(6, 8 * GIB), NEVER)
+    assert [c.effect for c in ch.changes] == ["live", "unchanged"]
+    ops = build_operations(s, SizeSpec(6, 8 * GIB), ch)
+    assert [o.name for o in ops] == ["set vCPUs (config)", "hot-plug vCPUs (live)"]
+
+
+def test_raising_a_maximum_follows_the_restart_policy() -> None:
+    target = SizeSpec(4, 16 * GIB)
+    never = plan_changes(snap(), target, NEVER)
+    assert never.deferred and not never.restart
+    assert never.changes[0].effect == "unchanged"
+    assert never.changes[1].effect == "deferred" and never.changes[1].raises_maximum
+    assert "max memory 8 GiB -> 16 GiB" in never.changes[1].when
+    assert "restart policy 'never'" in never.changes[1].when
+    assert build_operations(snap(), target, never) == []
+
+    window = plan_changes(snap(), target, WINDOW)
+    assert window.deferred
+    assert window.changes[1].when.endswith("in window sat 02:00-04:00 UTC (next opens 2024-06-08 02:00 UTC)")
+
+    allowed = plan_changes(snap(), target, ALLOWED)
+    assert allowed.restart and not allowed.deferred
+    assert allowed.changes[1].effect == "restart-now"
+    ops = build_operations(snap(), target, allowed)
+    assert [(o.name, o.maximum) for o in ops] == [
+        ("graceful shutdown", False),
+        ("raise max memory (config)", True),
+        ("set memory (config)", False),
+        ("start", False),
+    ]
+
+
+def test_shut_off_vm_changes_config_only() -> None:
+    s = snap(running=False, vcpus=4, max_vcpus=4)
+    ch = plan_changes(s, SizeSpec(6, 2 * GIB, "g1.1"), NEVER)
+    assert [c.effect for c in ch.changes] == ["next-start", "next-start"]
+    assert ch.changes[0].raises_maximum and not ch.changes[1].raises_maximum
+    ops = build_operations(s, SizeSpec(6, 2 * GIB, "g1.1"), ch)
+    assert [o.name for o in ops] == [
+        "set label machine_type=g1.1", "set memory (config)", "raise max vCPUs (config)", "set vCPUs (config)",
+    ]
+
+
+def test_is_at_target() -> None:
+    assert is_at_target(snap(cfg_vcpus=2, cfg_mem=4 * GIB, mem=4 * GIB + MIB), SizeSpec(2, 4 * GIB))
+    assert not is_at_target(snap(cfg_vcpus=2, cfg_mem=4 * GIB), SizeSpec(2, 4 * GIB))  # balloon not down
+    assert not is_at_target(snap(cfg_vcpus=2, cfg_mem=4 * GIB, mem=4 * GIB), SizeSpec(2, 4 * GIB, "g1.1"))
+    assert is_at_target(snap(running=False, vcpus=2, mem=4 * GIB), SizeSpec(2, 4 * GIB, "c1.2"))
+    assert not is_at_target(snap(vcpus=2, cfg_vcpus=4), SizeSpec(4, 8 * GIB))  # hot-plug still to do
+
+
+def test_format_result_shows_sizes_prices_and_when() -> None:
+    ch = plan_changes(snap(), SizeSpec(2, 4 * GIB), NEVER)
+    res = ActionResult(step=step(2, 4 * GIB, "g1.1"), result="planned", reason="dry run; add --yes to apply",
+                       changes=ch.changes)
+    text = format_result(res)
+    lines = text.splitlines()
+    assert lines[0] == f"web-1 ({REF.uuid}) on qemu:///system -- over-provisioned  [planned]"
+    assert lines[1].split() [:4] == ["vCPUs", "4", "->", "2"]
+    assert "next restart (persistent config only" in lines[1]
+    assert lines[2].split()[:6] == ["memory", "8", "GiB", "->", "4", "GiB"]
+    assert lines[2].endswith("now (live balloon + persistent config)")
+    assert lines[3].split() == ["type", "c1.2", "->", "g1.1"]
+    # 0.224 - 0.112 = 0.112 EUR/h; x 720 h = 80.64 EUR/month
+    assert lines[4].split() == ["price", "0.2240", "->", "0.1120", "EUR/h", "saves", "0.1120", "EUR/h",
+                                "(80.64", "EUR/month)"]
+    assert lines[5] == "  dry run; add --yes to apply"
+
+
+def test_format_results_without_inspection_and_total() -> None:
+    skipped = ActionResult(step=step(2, 4 * GIB), result="skipped", reason="VM 'web-1' no longer exists")
+    text = format_results([skipped, skipped])
+    assert "vCPUs   4 -> 2" in text and "memory  8 GiB -> 4 GiB" in text
+    assert text.endswith("2 VM(s): 2 skipped\n")
+    assert format_results([]) == "The plan has no steps: nothing to do.\n"
+
+
+def test_result_row_is_flat() -> None:
+    ch = plan_changes(snap(), SizeSpec(2, 4 * GIB), NEVER)
+    row = result_row(ActionResult(step=step(2, 4 * GIB), result="applied", reason="ok", changes=ch.changes,
+                                  operations=("set memory (config)",), audit_id=7))
+    assert row["vcpus_before"] == 4 and row["vcpus_after"] == 2
+    assert row["memory_bytes_after"] == 4 * GIB
+    assert row["memory_when"] == "now (live balloon + persistent config)"
+    assert row["operations"] == ["set memory (config)"] and row["audit_id"] == 7
