@@ -170,13 +170,21 @@ def load_settings(
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"Config file {source!r} is not valid TOML: {exc}") from exc
-    data = _merge(data, _env_overrides(env))
+    from_env = _env_overrides(env)
+    data = _merge(data, from_env)
     if overrides:
         data = _merge(data, overrides)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
+        loc = [str(p) for p in err["loc"]]
+        where = ".".join(loc)
         value = err.get("input")
-        raise ConfigError(f"{source}: {where} = {value!r}: {err['msg']}") from exc
+        if overrides and len(loc) >= 2 and loc[1] in overrides.get(loc[0], {}):
+            origin = "command line"
+        elif len(loc) >= 2 and loc[1] in from_env.get(loc[0], {}):
+            origin = f"environment variable {ENV_PREFIX}{loc[0].upper()}__{loc[1].upper()}"
+        else:
+            origin = source
+        raise ConfigError(f"{origin}: {where} = {value!r}: {err['msg']}") from exc

@@ -53,6 +53,8 @@ def usage_point(sample: VmSample, prev: Counters | None, taken_at: datetime,
     )
     common = dict(vm_uuid=sample.ref.uuid, ts=taken_at, state=sample.state, vcpus=sample.vcpus,
                   memory_bytes=sample.memory_bytes, disk_capacity_bytes=sample.disk_capacity_bytes)
+    if prev is not None and prev.cpu_time_ns is None and prev.disk_read_bytes is None and prev.net_rx_bytes is None:
+        prev = None  # nothing to diff against (VM was off, or the source reports no counters)
     interval_s = (taken_at - prev.ts).total_seconds() if prev is not None else None
     if sample.state is not VmState.RUNNING:
         point = UsagePoint(**common, cpu_vcpus=0.0, memory_used_bytes=None, disk_read_bps=0.0,

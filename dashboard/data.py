@@ -100,6 +100,8 @@ class FindingView:
     risk: int
     target_vcpus: float | None
     target_memory_bytes: int | None
+    recommended_vcpus: int | None = None
+    recommended_memory_bytes: int | None = None
     options: tuple[OptionView, ...] = ()
     reasons: Mapping[str, str] = field(default_factory=dict)
     evidence: Mapping[str, str] = field(default_factory=dict)

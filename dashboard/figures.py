@@ -30,6 +30,7 @@ _USED = "#2b6cb0"
 _USED_LIGHT = "#90b4de"
 _ALLOCATED = "#1a1a1a"
 _RECOMMENDED = "#d9822b"
+_NEEDED = "#8f398f"
 _HEIGHT = 300
 _MARGIN = {"l": 60, "r": 20, "t": 40, "b": 40}
 
@@ -146,9 +147,9 @@ def _hline(fig: go.Figure, frame: pd.DataFrame, value: float | None, name: str, 
 
 
 def vm_cpu_figure(frame: pd.DataFrame, *, recommended_vcpus: float | None = None,
-                  recommended_label: str = "recommended") -> go.Figure:
+                  recommended_label: str = "recommended", needed_vcpus: float | None = None) -> go.Figure:
     """One VM's CPU in vCPUs from hourly columns ``ts``, ``cpu_mean_vcpus``, ``cpu_p95_vcpus``,
-    ``cpu_max_vcpus``, ``vcpus``, plus allocated and recommended-size lines."""
+    ``cpu_max_vcpus``, ``vcpus``, plus allocated, recommended-size and needed lines."""
     title = "CPU (vCPUs)"
     if frame.empty or frame["cpu_mean_vcpus"].notna().sum() == 0:
         return empty_figure(title, "No CPU data in the selected range")
@@ -162,15 +163,16 @@ def vm_cpu_figure(frame: pd.DataFrame, *, recommended_vcpus: float | None = None
     fig.add_scatter(x=frame["ts"], y=frame["vcpus"], name="allocated", mode="lines",
                     line={"color": _ALLOCATED, "width": 2, "shape": "hv"})
     _hline(fig, frame, recommended_vcpus, inert(recommended_label), _RECOMMENDED, "dash")
+    _hline(fig, frame, needed_vcpus, "needed", _NEEDED, "dot")
     fig.update_yaxes(title_text="vCPUs", rangemode="tozero")
     fig.update_xaxes(title_text="time (UTC)")
     return fig
 
 
 def vm_memory_figure(frame: pd.DataFrame, *, recommended_bytes: float | None = None,
-                     recommended_label: str = "recommended") -> go.Figure:
+                     recommended_label: str = "recommended", needed_bytes: float | None = None) -> go.Figure:
     """One VM's memory in GiB from ``ts``, ``memory_used_max_bytes``, ``memory_used_mean_bytes``,
-    ``memory_bytes``, plus allocated and recommended-size lines."""
+    ``memory_bytes``, plus allocated, recommended-size and needed lines."""
     title = "Memory (GiB)"
     if frame.empty:
         return empty_figure(title)
@@ -187,6 +189,7 @@ def vm_memory_figure(frame: pd.DataFrame, *, recommended_bytes: float | None = N
     fig.add_scatter(x=frame["ts"], y=frame["memory_bytes"] / GIB, name="allocated", mode="lines",
                     line={"color": _ALLOCATED, "width": 2, "shape": "hv"})
     _hline(fig, frame, recommended_bytes, inert(recommended_label), _RECOMMENDED, "dash", scale=GIB)
+    _hline(fig, frame, needed_bytes, "needed", _NEEDED, "dot", scale=GIB)
     fig.update_yaxes(title_text="GiB", rangemode="tozero")
     fig.update_xaxes(title_text="time (UTC)")
     return fig

@@ -119,7 +119,7 @@ class Service:
         registry = build_registry(self._snapshot, lambda: self.economics)
         host, port = _split(self.settings.exporter.listen)
         server, _ = serve_metrics(registry, host, port)
-        self._stoppers.append(("metrics server", server.shutdown))
+        self._stoppers.append(("metrics server", lambda: (server.shutdown(), server.server_close())))
         log.info("metrics: http://%s/metrics", self.settings.exporter.listen)
 
         if self.settings.dashboard.enabled:
@@ -131,7 +131,7 @@ class Service:
             host, port = _split(self.settings.dashboard.listen)
             web = make_server(host, port, app.server, threaded=True)
             threading.Thread(target=web.serve_forever, name="dashboard", daemon=True).start()
-            self._stoppers.append(("dashboard server", web.shutdown))
+            self._stoppers.append(("dashboard server", lambda: (web.shutdown(), web.server_close())))
             log.info("dashboard: http://%s/", self.settings.dashboard.listen)
 
     def _snapshot(self) -> Any:

@@ -387,17 +387,17 @@ def _check_data(history: UsageHistory, settings: StrategySettings) -> str | None
     return None
 
 
-def _trend(history: UsageHistory, dim: str, settings: StrategySettings) -> Trend | None:
+def history_trends(history: UsageHistory, settings: StrategySettings) -> tuple[Trend | None, Trend | None]:
+    """CPU and memory trends: robust line through the daily p95 of hourly peaks (None = too few days)."""
     hours, cpu_peaks, mem_peaks = history.hourly()
-    if dim == "cpu":
-        values = cpu_peaks
-    else:
-        if not history.memory_known:
-            return None
-        values = mem_peaks
-    days, daily = daily_quantiles(hours, values, q=95.0)
-    return fit_trend(days, daily, horizon_days=settings.lookback_days,
-                     growth_fraction=settings.trend_growth_fraction)
+    days, daily = daily_quantiles(hours, cpu_peaks, q=95.0)
+    cpu = fit_trend(days, daily, horizon_days=settings.lookback_days, growth_fraction=settings.trend_growth_fraction)
+    mem = None
+    if history.memory_known:
+        days, daily = daily_quantiles(hours, mem_peaks, q=95.0)
+        mem = fit_trend(days, daily, horizon_days=settings.lookback_days,
+                        growth_fraction=settings.trend_growth_fraction)
+    return cpu, mem
 
 
 def decide(
@@ -408,11 +408,15 @@ def decide(
     *,
     catalogue: FittingCatalogue,
     current_type: MachineType | None = None,
+    trends: tuple[Trend | None, Trend | None] | None = None,
 ) -> Recommendation:
     """Turn a strategy's need into a finding, options and a recommended type under the shared rules.
 
-    ``current_type`` defaults to the cheapest eligible type covering ``spec``. Never raises for data
-    problems: too little data is an ``insufficient-data`` result.
+    ``current_type`` defaults to the cheapest eligible type covering ``spec``. ``trends`` (CPU, memory)
+    may be passed precomputed (the fleet path fits them all at once); otherwise they are fitted here when
+    ``settings.trend_blocks_downsize``. A growing trend blocks the downsize of its dimension when the
+    projected daily p95 plus headroom would outgrow the recommended type within one more lookback.
+    Never raises for data problems: too little data is an ``insufficient-data`` result.
     """
     if current_type is None:
         current_type = catalogue.cheapest_fitting(spec.vcpus, spec.memory_bytes)
@@ -429,27 +433,16 @@ def decide(
         return Recommendation.undetermined(problem, current_type=current_type, evidence=evidence)
 
     need = strategy.estimate(window, settings)
-    reasons: dict[str, str] = {}
-    risk = 0
-    cpu_need = max(need.cpu.value, 0.0)
     cpu_trend = mem_trend = None
     if settings.trend_blocks_downsize:
-        cpu_trend = _trend(window, "cpu", settings)
-        mem_trend = _trend(window, "memory", settings)
+        cpu_trend, mem_trend = trends if trends is not None else history_trends(window, settings)
+    reasons: dict[str, str] = {}
+    risk = 0
 
-    # CPU
-    cpu_reason = (f"{need.cpu.statistic} {need.cpu.observed:.3f} vCPU + {need.cpu.headroom_fraction:.0%} "
-                  f"headroom = {cpu_need:.3f} vCPU needed; {spec.vcpus} allocated; peak {need.cpu.peak:.3f}")
-    if cpu_trend is not None and cpu_trend.growing and cpu_need < spec.vcpus:
-        cpu_need = float(spec.vcpus)
-        cpu_reason += (f"; growing {cpu_trend.slope_per_day:+.3f} vCPU/day (daily p95 projected to "
-                       f"{cpu_trend.projected:.3f} in {cpu_trend.horizon_days:g} days): downsize blocked")
-        risk += 1
-    reasons["cpu"] = cpu_reason
-    if cpu_need < need.cpu.peak:
-        risk += 1 if cpu_need >= 0.8 * need.cpu.peak else 2
-
-    # Memory
+    cpu_need = max(need.cpu.value, 0.0)
+    reasons["cpu"] = (f"{need.cpu.statistic} {need.cpu.observed:.3f} vCPU + {need.cpu.headroom_fraction:.0%} "
+                      f"headroom = {cpu_need:.3f} vCPU needed; {spec.vcpus} allocated; "
+                      f"peak {need.cpu.peak:.3f} vCPU")
     if need.memory is None:
         mem_need = float(spec.memory_bytes)
         reasons["memory"] = f"{need.memory_note}: never downsized; {_fmt_bytes(spec.memory_bytes)} kept"
@@ -459,27 +452,44 @@ def decide(
         reasons["memory"] = (f"{need.memory.statistic} {_fmt_bytes(need.memory.observed)} + "
                              f"{need.memory.headroom_fraction:.0%} headroom = {_fmt_bytes(mem_need)} needed; "
                              f"{_fmt_bytes(spec.memory_bytes)} allocated")
-        if mem_trend is not None and mem_trend.growing and mem_need < spec.memory_bytes:
-            mem_need = float(spec.memory_bytes)
-            reasons["memory"] += (f"; growing {_fmt_bytes(mem_trend.slope_per_day)}/day (daily p95 projected "
-                                  f"to {_fmt_bytes(mem_trend.projected)}): downsize blocked")
+
+    best = catalogue.cheapest_fitting(cpu_need, math.ceil(mem_need))
+    if best is not None:
+        if (cpu_trend is not None and cpu_trend.growing and cpu_need < spec.vcpus
+                and cpu_trend.projected * (1 + need.cpu.headroom_fraction) > best.vcpus):
+            cpu_need = float(spec.vcpus)
+            reasons["cpu"] += (f"; growing {cpu_trend.slope_per_day:+.3f} vCPU/day, daily p95 projected to "
+                               f"{cpu_trend.projected:.3f} vCPU in {cpu_trend.horizon_days:g} days: downsize "
+                               "blocked")
             risk += 1
-        if mem_need < need.memory.peak:
-            risk += 2
+        if (mem_trend is not None and need.memory is not None and mem_trend.growing
+                and mem_need < spec.memory_bytes
+                and mem_trend.projected * (1 + need.memory.headroom_fraction) > best.memory_bytes):
+            mem_need = float(spec.memory_bytes)
+            reasons["memory"] += (f"; growing {_fmt_bytes(mem_trend.slope_per_day)}/day, daily p95 projected "
+                                  f"to {_fmt_bytes(mem_trend.projected)} in {mem_trend.horizon_days:g} days: "
+                                  "downsize blocked")
+            risk += 1
+    if cpu_need < need.cpu.peak:
+        risk += 1 if cpu_need >= 0.8 * need.cpu.peak else 2
+    if need.memory is not None and mem_need < need.memory.peak:
+        risk += 2
     if window.span_days < 7:
         risk += 1
 
     mem_need_bytes = int(math.ceil(mem_need))
-    evidence = replace(evidence, cpu=need.cpu, memory=need.memory, cpu_trend=cpu_trend, memory_trend=mem_trend)
     types = catalogue.fitting(cpu_need, mem_need_bytes, n=3)
     current_month = current_type.price_per_month if current_type is not None else math.nan
     options = tuple(
         Option(t, t.price_per_month, (current_month - t.price_per_month) if current_type is not None else 0.0)
         for t in types
     )
-    threshold = max(settings.min_savings_fraction * current_month, settings.min_monthly_savings) \
-        if current_type is not None else math.inf
-    evidence = replace(evidence, min_savings_per_month=threshold if current_type is not None else None)
+    threshold = (max(settings.min_savings_fraction * current_month, settings.min_monthly_savings)
+                 if current_type is not None else math.inf)
+    evidence = replace(
+        evidence, cpu=need.cpu, memory=need.memory, cpu_trend=cpu_trend, memory_trend=mem_trend,
+        min_savings_per_month=threshold if current_type is not None else None,
+    )
     under = cpu_need > spec.vcpus + _EPS_VCPUS or mem_need_bytes > spec.memory_bytes
     best = types[0] if types else None
     currency = current_type.currency if current_type is not None else (best.currency if best else "")
@@ -491,7 +501,6 @@ def decide(
             reasons["overall"] = "needs more than the largest eligible machine type; keep the current type"
         else:
             reasons["overall"] = f"demand exceeds the allocation; {best.name} covers it"
-        risk = min(risk, 4)
     elif best is not None and current_type is not None and best.price_per_month < current_month:
         saving = current_month - best.price_per_month
         if saving >= threshold:

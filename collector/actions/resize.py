@@ -759,8 +759,13 @@ class ResizeAction:
             log.warning("%s: %s; reverting", self.step.vm.name, cause)
             outcome, text, now = self.revert()
             return self._result(outcome, f"{cause}; {text}", snap, now, changes, ops)
-        when = "; ".join(f"{_DIM_NAMES[c.dimension]} {c.when}" for c in changes.changes if c.effect != "unchanged")
-        return self._result("applied", when or "label updated", snap, after, changes, ops)
+        notes = ["applied and verified against libvirt"]
+        for c in changes.changes:
+            if c.effect in ("next-restart", "next-start"):
+                moment = "next restart" if c.effect == "next-restart" else "next start"
+                notes.append(f"{_DIM_NAMES[c.dimension]} {_fmt_dim(c.dimension, c.before)} -> "
+                             f"{_fmt_dim(c.dimension, c.after)} takes effect at {moment}")
+        return self._result("applied", "; ".join(notes), snap, after, changes, ops)
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -139,7 +139,9 @@ class FakeHypervisor:
         del self._counters[name]
 
     def set_usage(self, name: str, **fields: object) -> None:
-        """Change a VM's fields from the next interval on (e.g. ``cpu_vcpus=1.5``, ``vcpus=4``)."""
+        """Change a VM's fields from the clock's current time on (e.g. ``cpu_vcpus=1.5``, ``vcpus=4``)."""
+        if self._last is not None:
+            self._advance()
         self._vms[name] = replace(self._vms[name], **fields)  # type: ignore[arg-type]
 
     def set_state(self, name: str, state: VmState) -> None:
@@ -148,6 +150,8 @@ class FakeHypervisor:
 
     def reboot(self, name: str) -> None:
         """Reset the VM's cumulative counters to zero, as a restart of its QEMU process does."""
+        if self._last is not None:
+            self._advance()
         self._counters[name] = _Counters()
 
     def fail_vm(self, name: str, error: HypervisorError | None) -> None:
@@ -164,8 +168,8 @@ class FakeHypervisor:
     def close(self) -> None:
         """Nothing to release."""
 
-    def sample_all(self) -> SampleBatch:
-        """Advance counters to the clock's time and sample every VM; never raises."""
+    def _advance(self) -> datetime:
+        """Integrate every running VM's rates up to the clock's time; returns that time."""
         now = self._clock()
         elapsed_s = 0.0 if self._last is None else max(0.0, (now - self._last).total_seconds())
         self._last = now
@@ -177,6 +181,11 @@ class FakeHypervisor:
                 c.write_bytes += vm.disk_write_bps * elapsed_s
                 c.rx_bytes += vm.net_rx_bps * elapsed_s
                 c.tx_bytes += vm.net_tx_bps * elapsed_s
+        return now
+
+    def sample_all(self) -> SampleBatch:
+        """Advance counters to the clock's time and sample every VM; never raises."""
+        now = self._advance()
         self.cycles += 1
         if not self._reachable:
             err = VmError(None, "connection", f"{self._uri}: fake hypervisor is unreachable")

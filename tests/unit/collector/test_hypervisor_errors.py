@@ -28,32 +28,97 @@ def make_error(code: int, message: str, domain: int = libvirt.VIR_FROM_QEMU) -> 
 @pytest.mark.parametrize(
     ("code", "domain", "message", "expected"),
     [
-        (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_FROM_QEMU, "Domain not found: no domain with matching uuid",
-         VmNotFoundError),
-        (libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_FROM_QEMU,
-         "Requested operation is not valid: domain is not running", VmShutOffError),
-        (libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_FROM_QEMU,
-         "Requested operation is not valid: cannot set memory higher than max memory", OperationInvalidError),
-        (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_FROM_TEST, "this function is not supported by the connection driver",
-         OperationUnsupportedError),
-        (libvirt.VIR_ERR_OPERATION_UNSUPPORTED, libvirt.VIR_FROM_QEMU, "Operation not supported",
-         OperationUnsupportedError),
-        (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_RPC, "Cannot write data: Broken pipe", ConnectionFailedError),
-        (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_RPC,
-         "Failed to connect socket to '/var/run/libvirt/libvirt-sock-ro': No such file or directory",
-         ConnectionFailedError),
-        (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_NONE, "End of file while reading data", ConnectionFailedError),
-        (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_QEMU, "Unable to open /var/lib/x.img", HypervisorError),
-        (libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_FROM_NONE, "no connection driver available", ConnectionFailedError),
-        (libvirt.VIR_ERR_INVALID_CONN, libvirt.VIR_FROM_NONE, "invalid connection pointer", ConnectionFailedError),
-        (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_RPC, "internal error: client socket is closed",
-         ConnectionFailedError),
-        (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_QEMU, "internal error: unable to execute QEMU command",
-         HypervisorError),
+        (
+            libvirt.VIR_ERR_NO_DOMAIN,
+            libvirt.VIR_FROM_QEMU,
+            "Domain not found: no domain with matching uuid",
+            VmNotFoundError,
+        ),
+        (
+            libvirt.VIR_ERR_OPERATION_INVALID,
+            libvirt.VIR_FROM_QEMU,
+            "Requested operation is not valid: domain is not running",
+            VmShutOffError,
+        ),
+        (
+            libvirt.VIR_ERR_OPERATION_INVALID,
+            libvirt.VIR_FROM_QEMU,
+            "Requested operation is not valid: cannot set memory higher than max memory",
+            OperationInvalidError,
+        ),
+        (
+            libvirt.VIR_ERR_NO_SUPPORT,
+            libvirt.VIR_FROM_TEST,
+            "this function is not supported by the connection driver",
+            OperationUnsupportedError,
+        ),
+        (
+            libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
+            libvirt.VIR_FROM_QEMU,
+            "Operation not supported",
+            OperationUnsupportedError,
+        ),
+        (
+            libvirt.VIR_ERR_SYSTEM_ERROR,
+            libvirt.VIR_FROM_RPC,
+            "Cannot write data: Broken pipe",
+            ConnectionFailedError,
+        ),
+        (
+            libvirt.VIR_ERR_SYSTEM_ERROR,
+            libvirt.VIR_FROM_RPC,
+            "Failed to connect socket to '/var/run/libvirt/libvirt-sock-ro': No such file or directory",
+            ConnectionFailedError,
+        ),
+        (
+            libvirt.VIR_ERR_SYSTEM_ERROR,
+            libvirt.VIR_FROM_NONE,
+            "End of file while reading data",
+            ConnectionFailedError,
+        ),
+        (
+            libvirt.VIR_ERR_SYSTEM_ERROR,
+            libvirt.VIR_FROM_QEMU,
+            "Unable to open /var/lib/x.img",
+            HypervisorError,
+        ),
+        (
+            libvirt.VIR_ERR_NO_CONNECT,
+            libvirt.VIR_FROM_NONE,
+            "no connection driver available",
+            ConnectionFailedError,
+        ),
+        (
+            libvirt.VIR_ERR_INVALID_CONN,
+            libvirt.VIR_FROM_NONE,
+            "invalid connection pointer",
+            ConnectionFailedError,
+        ),
+        (
+            libvirt.VIR_ERR_INTERNAL_ERROR,
+            libvirt.VIR_FROM_RPC,
+            "internal error: client socket is closed",
+            ConnectionFailedError,
+        ),
+        (
+            libvirt.VIR_ERR_INTERNAL_ERROR,
+            libvirt.VIR_FROM_QEMU,
+            "internal error: unable to execute QEMU command",
+            HypervisorError,
+        ),
         (libvirt.VIR_ERR_RPC, libvirt.VIR_FROM_RPC, "RPC error", ConnectionFailedError),
-        (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_FROM_QEMU, "invalid argument: unsupported flags",
-         OperationInvalidError),
-        (libvirt.VIR_ERR_OPERATION_FAILED, libvirt.VIR_FROM_QEMU, "operation failed: job timed out", HypervisorError),
+        (
+            libvirt.VIR_ERR_INVALID_ARG,
+            libvirt.VIR_FROM_QEMU,
+            "invalid argument: unsupported flags",
+            OperationInvalidError,
+        ),
+        (
+            libvirt.VIR_ERR_OPERATION_FAILED,
+            libvirt.VIR_FROM_QEMU,
+            "operation failed: job timed out",
+            HypervisorError,
+        ),
     ],
 )
 def test_translate_picks_most_specific_class(
@@ -92,7 +157,9 @@ def test_context_manager_chains_the_libvirt_error() -> None:
 
 
 def test_connection_errors_tell_what_to_do() -> None:
-    err = translate_libvirt_error(make_error(libvirt.VIR_ERR_NO_CONNECT, "no driver"), "openReadOnly('x:///')")
+    err = translate_libvirt_error(
+        make_error(libvirt.VIR_ERR_NO_CONNECT, "no driver"), "openReadOnly('x:///')"
+    )
 
     assert "libvirtd is running" in str(err)
 

@@ -69,7 +69,7 @@ def test_world_changes_between_cycles() -> None:
     batch = fake.sample_all()
 
     vms = {s.ref.name: s for s in batch.samples}
-    # vm-0: 10 s at 1.0 then 10 s at 0.25 (the new rate applies to the interval that ends now)
+    # vm-0: 10 s at 1.0, then 10 s at 0.25 after set_usage
     assert vms["vm-0"].cpu_time_ns == 12_500_000_000
     assert vms["vm-1"].state is VmState.SHUTOFF and vms["vm-1"].cpu_time_ns is None
     assert [(e.ref.name if e.ref else None, e.kind) for e in batch.errors] == [("vm-2", "not-found")]

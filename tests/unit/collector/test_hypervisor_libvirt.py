@@ -85,7 +85,9 @@ class StubDomain:
 
 
 class StubConnection:
-    def __init__(self, records: list[tuple[StubDomain, dict[str, Any]]], *, reject_nowait: bool = False) -> None:
+    def __init__(
+        self, records: list[tuple[StubDomain, dict[str, Any]]], *, reject_nowait: bool = False
+    ) -> None:
         self.records = records
         self.reject_nowait = reject_nowait
         self.bulk_calls: list[tuple[int, int]] = []
@@ -103,7 +105,9 @@ class StubConnection:
         if self.bulk_error is not None:
             raise self.bulk_error
         if self.reject_nowait and flags & NOWAIT:
-            raise libvirt_error(libvirt.VIR_ERR_INVALID_ARG, "invalid argument: unsupported flags (0x20000000)")
+            raise libvirt_error(
+                libvirt.VIR_ERR_INVALID_ARG, "invalid argument: unsupported flags (0x20000000)"
+            )
         return self.records
 
     def close(self) -> int:
@@ -256,7 +260,9 @@ def test_connection_lost_mid_run_drops_it_and_reconnects_next_cycle() -> None:
     source, opened = source_for(conn)
     assert source.sample_all().ok
 
-    conn.bulk_error = libvirt_error(libvirt.VIR_ERR_INTERNAL_ERROR, "client socket is closed", libvirt.VIR_FROM_RPC)
+    conn.bulk_error = libvirt_error(
+        libvirt.VIR_ERR_INTERNAL_ERROR, "client socket is closed", libvirt.VIR_FROM_RPC
+    )
     broken = source.sample_all()
     conn.bulk_error = None
     healed = source.sample_all()
@@ -270,7 +276,9 @@ def test_connection_lost_mid_run_drops_it_and_reconnects_next_cycle() -> None:
 def test_vm_vanishing_mid_cycle_is_reported_per_vm() -> None:
     records = recorded()
     gone = records[0][0]
-    gone.metadata_error = libvirt_error(libvirt.VIR_ERR_NO_DOMAIN, "Domain not found: no domain with matching uuid")
+    gone.metadata_error = libvirt_error(
+        libvirt.VIR_ERR_NO_DOMAIN, "Domain not found: no domain with matching uuid"
+    )
     source, _ = source_for(StubConnection(records))
 
     batch = source.sample_all()
@@ -299,8 +307,10 @@ def test_running_domain_missing_stats_uses_per_domain_calls() -> None:
         def memoryStats(self) -> dict[str, int]:  # noqa: N802
             return {"actual": 1048576, "available": 1000000, "unused": 600000}
 
-    dom = InfoDomain({"name": "odd", "uuid": "00000000-0000-0000-0000-00000000000a", "id": 7},
-                     xml="<domain><vcpu current='2'>4</vcpu><devices/></domain>")
+    dom = InfoDomain(
+        {"name": "odd", "uuid": "00000000-0000-0000-0000-00000000000a", "id": 7},
+        xml="<domain><vcpu current='2'>4</vcpu><devices/></domain>",
+    )
     source, _ = source_for(StubConnection([(dom, {"state.state": 1, "state.reason": 1})]))
 
     vm = source.sample_all().samples[0]
@@ -321,12 +331,18 @@ def test_snapshots_are_read_when_first_seen_then_every_nth_cycle() -> None:
 
     assert dom.snapshot_calls == 3  # first cycle, then twice in nine more cycles
     times = by_name(batches[-1])[dom.name()].snapshot_times
-    assert times == (datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC), datetime(2023, 11, 14, 23, 13, 20, tzinfo=UTC))
+    assert times == (
+        datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC),
+        datetime(2023, 11, 14, 23, 13, 20, tzinfo=UTC),
+    )
 
 
 def balloon_source(xml: str, **kwargs: Any) -> tuple[LibvirtSource, list[tuple[str, int, int]]]:
-    records = [(StubDomain(r, xml=xml), s) for r, s in
-               ((r, r["stats"]) for r in json.loads(DATA.read_text())["records"]) if r["name"] == "rs-test-idle"]
+    records = [
+        (StubDomain(r, xml=xml), s)
+        for r, s in ((r, r["stats"]) for r in json.loads(DATA.read_text())["records"])
+        if r["name"] == "rs-test-idle"
+    ]
     calls: list[tuple[str, int, int]] = []
 
     class RwDomain:
@@ -364,7 +380,10 @@ def test_balloon_stats_period_is_turned_on_once_per_started_domain() -> None:
 @pytest.mark.parametrize(
     ("xml", "enabled"),
     [
-        ("<domain><devices><memballoon model='virtio'><stats period='2'/></memballoon></devices></domain>", True),
+        (
+            "<domain><devices><memballoon model='virtio'><stats period='2'/></memballoon></devices></domain>",
+            True,
+        ),
         ("<domain><devices><memballoon model='none'/></devices></domain>", True),
         ("<domain><devices><memballoon model='virtio'/></devices></domain>", False),
     ],
@@ -380,12 +399,19 @@ def test_balloon_stats_period_left_alone(xml: str, enabled: bool) -> None:
 @pytest.mark.parametrize(
     ("xml", "expected"),
     [
-        ('<labels>\n  <label name="team">payments</label>\n  <label name="env"> prod </label>\n</labels>',
-         {"team": "payments", "env": "prod"}),
-        ('<rs:labels xmlns:rs="https://rightsizer.dev/xmlns/labels/1"><rs:label name="backup_policy">24h'
-         '</rs:label></rs:labels>', {"backup_policy": "24h"}),
-        ('<labels><label>no name</label><label name="rightsizer_exclude">true</label></labels>',
-         {"rightsizer_exclude": "true"}),
+        (
+            '<labels>\n  <label name="team">payments</label>\n  <label name="env"> prod </label>\n</labels>',
+            {"team": "payments", "env": "prod"},
+        ),
+        (
+            '<rs:labels xmlns:rs="https://rightsizer.dev/xmlns/labels/1"><rs:label name="backup_policy">24h'
+            "</rs:label></rs:labels>",
+            {"backup_policy": "24h"},
+        ),
+        (
+            '<labels><label>no name</label><label name="rightsizer_exclude">true</label></labels>',
+            {"rightsizer_exclude": "true"},
+        ),
         ("<labels/>", {}),
     ],
 )
@@ -394,14 +420,15 @@ def test_parse_labels(xml: str, expected: dict[str, str]) -> None:
 
 
 def test_parse_snapshot_time_and_domain_xml() -> None:
-    assert parse_snapshot_time("<domainsnapshot><creationTime>86400</creationTime></domainsnapshot>") == datetime(
-        1970, 1, 2, tzinfo=UTC
-    )
+    assert parse_snapshot_time(
+        "<domainsnapshot><creationTime>86400</creationTime></domainsnapshot>"
+    ) == datetime(1970, 1, 2, tzinfo=UTC)
     assert parse_snapshot_time("<domainsnapshot/>") is None
     facts = parse_domain_xml(
         "<domain><vcpu current='1'>3</vcpu><devices>"
         "<disk device='cdrom'><target dev='hdc'/></disk><disk device='disk'><target dev='vda'/></disk>"
-        "<interface><mac address='52:54:00:00:00:01'/></interface><interface><target dev='vnet3'/></interface>"
+        "<interface><mac address='52:54:00:00:00:01'/></interface>"
+        "<interface><target dev='vnet3'/></interface>"
         "</devices></domain>"
     )
     assert (facts.max_vcpus, facts.disks, facts.nics) == (3, ("vda",), ("52:54:00:00:00:01", "vnet3"))
@@ -429,11 +456,26 @@ def small_fleet(tmp_path: Path) -> str:
     return write_fleet(
         tmp_path / "fleet.xml",
         [
-            FleetDomain("web-1", domain_uuid("web-1"), vcpus=2, max_vcpus=4, memory_bytes=2 * GIB,
-                        max_memory_bytes=4 * GIB, labels={"team": "search", "env": "prod"},
-                        snapshot_times=(datetime(2026, 1, 2, 3, 0, tzinfo=UTC),)),
-            FleetDomain("db-1", domain_uuid("db-1"), vcpus=4, max_vcpus=4, memory_bytes=8 * GIB,
-                        max_memory_bytes=8 * GIB, running=False, labels={"rightsizer_exclude": "true"}),
+            FleetDomain(
+                "web-1",
+                domain_uuid("web-1"),
+                vcpus=2,
+                max_vcpus=4,
+                memory_bytes=2 * GIB,
+                max_memory_bytes=4 * GIB,
+                labels={"team": "search", "env": "prod"},
+                snapshot_times=(datetime(2026, 1, 2, 3, 0, tzinfo=UTC),),
+            ),
+            FleetDomain(
+                "db-1",
+                domain_uuid("db-1"),
+                vcpus=4,
+                max_vcpus=4,
+                memory_bytes=8 * GIB,
+                max_memory_bytes=8 * GIB,
+                running=False,
+                labels={"rightsizer_exclude": "true"},
+            ),
             FleetDomain("batch-1", domain_uuid("batch-1"), disks=2, nics=0),
         ],
     )

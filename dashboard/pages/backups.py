@@ -1,0 +1,76 @@
+"""Backups: each VM's newest backup against the age its policy allows; gaps first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from dash import Dash, Output, dash_table, dcc, html
+
+from dashboard import figures, ids
+from dashboard.data import DashboardData, Filters
+from dashboard.pages.common import FILTER_INPUTS, TABLE_STYLE, kpi
+
+PATH = "/backups"
+TITLE = "Backups"
+
+COLUMNS: list[dict[str, Any]] = [
+    {"id": "name", "name": "VM"},
+    {"id": "host", "name": "Host"},
+    {"id": "env", "name": "env"},
+    {"id": "policy", "name": "Policy"},
+    {"id": "policy_h", "name": "Max age (h)", "type": "numeric"},
+    {"id": "newest_backup", "name": "Newest backup"},
+    {"id": "age_h", "name": "Age (h)", "type": "numeric"},
+    {"id": "status", "name": "Status"},
+    {"id": "detail", "name": "Detail"},
+]
+
+
+def layout(data: DashboardData) -> html.Div:
+    """The backups page skeleton."""
+    return html.Div([
+        html.H1("Backups"),
+        html.P(f"Policy from the backup_policy label; otherwise {data.settings.backups.prod_policy} for env=prod "
+               f"and {data.settings.backups.default_policy} for the rest. Backups are libvirt snapshots "
+               "(their creation time).", className="rs-note"),
+        html.Div(id=ids.BACKUPS_SUMMARY, className="rs-kpis"),
+        dash_table.DataTable(
+            id=ids.BACKUPS_TABLE, columns=COLUMNS, data=[], sort_action="native", filter_action="native",
+            page_action="native", page_size=25, **TABLE_STYLE,
+        ),
+        html.Div(dcc.Graph(id=ids.BACKUPS_AGE, config={"displaylogo": False}), className="rs-card",
+                 style={"marginTop": "14px"}),
+    ])
+
+
+def update(data: DashboardData, range_key: str | None, labels: list[str] | None,
+           hosts: list[str] | None) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure]:
+    """Callback body: table rows, summary cards and the age-vs-policy figure."""
+    rows = data.backup_rows(Filters.of(range_key, labels, hosts))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    cards = [
+        kpi("Overdue", str(counts.get("overdue", 0)), "newest backup older than the policy"),
+        kpi("Never backed up", str(counts.get("never", 0)), "a policy, but no backup found"),
+        kpi("Within policy", str(counts.get("ok", 0))),
+        kpi("No policy", str(counts.get("no-policy", 0)), "backup_policy=none"),
+    ]
+    frame = pd.DataFrame(rows, columns=["name", "age_h", "policy_h", "status"]) if rows else pd.DataFrame(
+        {"name": [], "age_h": [], "policy_h": [], "status": []})
+    for col in ("age_h", "policy_h"):
+        frame[col] = pd.to_numeric(frame[col])
+    return rows, cards, figures.backup_age_figure(frame)
+
+
+def register(app: Dash, data: DashboardData, **_: Any) -> None:
+    """Register the backups callback."""
+
+    @app.callback(
+        Output(ids.BACKUPS_TABLE, "data"), Output(ids.BACKUPS_SUMMARY, "children"), Output(ids.BACKUPS_AGE, "figure"),
+        *FILTER_INPUTS,
+    )
+    def _backups(range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
+        return update(data, range_key, labels, hosts)

@@ -1,0 +1,72 @@
+"""Pieces every page uses: the global filter inputs, number formatting, KPI cards, table styling.
+
+All user-controlled text (VM names, labels) is passed to components as plain strings, which React renders
+as text; nothing here builds HTML or Markdown from data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from dash import Input, html
+
+from dashboard import ids
+
+FILTER_INPUTS = [
+    Input(ids.FILTER_RANGE, "value"),
+    Input(ids.FILTER_LABELS, "value"),
+    Input(ids.FILTER_HOSTS, "value"),
+]
+
+TABLE_STYLE: dict[str, Any] = {
+    "style_table": {"overflowX": "auto"},
+    "style_cell": {"fontFamily": "system-ui, sans-serif", "fontSize": "13px", "padding": "5px 8px",
+                   "textAlign": "left", "maxWidth": "320px", "overflow": "hidden", "textOverflow": "ellipsis",
+                   "whiteSpace": "nowrap"},
+    "style_header": {"fontWeight": "600", "backgroundColor": "#eef2f5", "borderBottom": "1px solid #c5d0d8"},
+    "style_data_conditional": [
+        {"if": {"row_index": "odd"}, "backgroundColor": "#fafcfd"},
+        {"if": {"filter_query": '{finding} = "over-provisioned"', "column_id": "finding"}, "color": "#8a4a0a",
+         "fontWeight": "600"},
+        {"if": {"filter_query": '{finding} = "under-provisioned"', "column_id": "finding"}, "color": "#8a1c1c",
+         "fontWeight": "600"},
+        {"if": {"filter_query": '{finding} = "idle"', "column_id": "finding"}, "color": "#394b59",
+         "fontWeight": "600"},
+        {"if": {"filter_query": '{status} = "overdue" || {status} = "never"', "column_id": "status"},
+         "color": "#c23030", "fontWeight": "600"},
+    ],
+    "css": [{"selector": ".dash-spreadsheet tr:hover td", "rule": "background-color: #eaf2fb !important;"}],
+}
+
+
+def money(value: float | None, currency: str, digits: int = 2) -> str:
+    """Format an amount with thousands separators and the currency code ("-" when unknown)."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:,.{digits}f} {currency}"
+
+
+def kpi(label: str, value: str, note: str = "", *, kpi_id: str | None = None) -> html.Div:
+    """One KPI card: small label, big value, optional note."""
+    children = [html.Div(label, className="rs-kpi-label"), html.Div(value, className="rs-kpi-value")]
+    if note:
+        children.append(html.Div(note, className="rs-kpi-note"))
+    if kpi_id is not None:
+        return html.Div(children, className="rs-kpi", id=kpi_id)
+    return html.Div(children, className="rs-kpi")
+
+
+def badge(finding: str) -> html.Span:
+    """A coloured finding label."""
+    return html.Span(finding, className=f"rs-badge rs-badge-{finding}")
+
+
+def chips(labels: dict[str, str] | Any) -> list[html.Span]:
+    """Labels as ``key=value`` chips (text, never markup)."""
+    return [html.Span(f"{k}={v}", className="rs-chip") for k, v in sorted(dict(labels or {}).items())]
+
+
+def empty(message: str) -> html.Div:
+    """A placeholder for a page without data."""
+    return html.Div(message, className="rs-empty")

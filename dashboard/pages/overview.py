@@ -1,0 +1,82 @@
+"""Overview: spend per hour and day, month to date and forecast, savings, fleet utilisation, findings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+from dash import Dash, Output, dcc, html
+
+from dashboard import figures, ids
+from dashboard.data import RANGES, DashboardData, Filters
+from dashboard.pages.common import FILTER_INPUTS, kpi, money
+
+PATH = "/"
+TITLE = "Overview"
+
+_GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+def layout(data: DashboardData) -> html.Div:
+    """The overview page skeleton; the callback fills it."""
+    return html.Div([
+        html.H1("Fleet overview"),
+        html.Div(id=ids.OVERVIEW_KPIS, className="rs-kpis"),
+        html.Div([
+            html.Div(dcc.Graph(id=ids.OVERVIEW_SPEND_HOUR, config=_GRAPH_CONFIG), className="rs-card"),
+            html.Div(dcc.Graph(id=ids.OVERVIEW_SPEND_DAY, config=_GRAPH_CONFIG), className="rs-card"),
+        ], className="rs-grid-2"),
+        html.Div(id=ids.OVERVIEW_FORECAST_BASIS, className="rs-note"),
+        html.Div([
+            html.Div(dcc.Graph(id=ids.OVERVIEW_UTILISATION, config=_GRAPH_CONFIG), className="rs-card"),
+            html.Div(dcc.Graph(id=ids.OVERVIEW_FINDINGS, config=_GRAPH_CONFIG), className="rs-card"),
+        ], className="rs-grid-2"),
+    ])
+
+
+def update(
+    data: DashboardData, range_key: str | None, labels: list[str] | None, hosts: list[str] | None,
+) -> tuple[list[html.Div], go.Figure, go.Figure, go.Figure, go.Figure, str]:
+    """Callback body: KPI cards, spend per hour and per day, utilisation, findings, forecast basis."""
+    filters = Filters.of(range_key, labels, hosts)
+    view = data.overview(filters)
+    cur = view.currency
+    range_text = f"last {filters.range_key}" if filters.range_key in RANGES else filters.range_key
+    cards = [
+        kpi("Spend, " + range_text, money(view.range_cost, cur), f"{view.vms_total} VMs, {view.vms_running} running",
+            kpi_id="overview-kpi-range"),
+        kpi("Month to date", money(view.month_to_date, cur), kpi_id="overview-kpi-mtd"),
+        kpi("Forecast, month end", money(view.forecast_month_end, cur), "month to date + run-rate",
+            kpi_id="overview-kpi-forecast"),
+        kpi("Potential savings", money(view.potential_monthly_savings, cur) + " / month",
+            "over-provisioned and idle VMs", kpi_id="overview-kpi-savings"),
+        kpi("Upsizes needed", money(view.upsize_monthly_cost, cur) + " / month",
+            "extra cost of under-provisioned VMs", kpi_id="overview-kpi-upsize"),
+    ]
+    if view.unpriced_vms:
+        cards.append(kpi("Unpriced VMs", str(view.unpriced_vms), "no catalogue type fits them"))
+    basis = f"Forecast basis: {view.forecast_basis}. Prices: {data.settings.costs.catalogue} catalogue, {cur}."
+    return (
+        cards,
+        figures.spend_figure(view.spend_hour, currency=cur, period="hour"),
+        figures.spend_figure(view.spend_day, currency=cur, period="day"),
+        figures.utilisation_figure(view.utilisation),
+        figures.findings_figure(view.finding_counts),
+        basis,
+    )
+
+
+def register(app: Dash, data: DashboardData, **_: Any) -> None:
+    """Register the overview callback."""
+
+    @app.callback(
+        Output(ids.OVERVIEW_KPIS, "children"),
+        Output(ids.OVERVIEW_SPEND_HOUR, "figure"),
+        Output(ids.OVERVIEW_SPEND_DAY, "figure"),
+        Output(ids.OVERVIEW_UTILISATION, "figure"),
+        Output(ids.OVERVIEW_FINDINGS, "figure"),
+        Output(ids.OVERVIEW_FORECAST_BASIS, "children"),
+        *FILTER_INPUTS,
+    )
+    def _overview(range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
+        return update(data, range_key, labels, hosts)

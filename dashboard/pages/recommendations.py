@@ -1,0 +1,176 @@
+"""Recommendations: savings, risk and options per VM, CSV export, and (only when enabled) an apply control."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
+from dash.dash_table.Format import Format, Group, Scheme
+
+from dashboard import figures, ids
+from dashboard.data import ApplyHook, DashboardData, Filters
+from dashboard.pages.common import FILTER_INPUTS, TABLE_STYLE, kpi, money
+
+PATH = "/recommendations"
+TITLE = "Recommendations"
+
+
+def columns(currency: str) -> list[dict[str, Any]]:
+    """Table columns; headers carry units and the currency."""
+    fixed2 = Format(precision=2, scheme=Scheme.fixed, group=Group.yes)
+    return [
+        {"id": "name", "name": "VM"},
+        {"id": "host", "name": "Host"},
+        {"id": "finding", "name": "Finding"},
+        {"id": "current_type", "name": "Current type"},
+        {"id": "recommended_type", "name": "Recommended type"},
+        {"id": "target_vcpus", "name": "Needed (vCPU)", "type": "numeric", "format": fixed2},
+        {"id": "target_memory_gib", "name": "Needed (GiB)", "type": "numeric", "format": fixed2},
+        {"id": "monthly_savings", "name": f"Savings ({currency}/month)", "type": "numeric", "format": fixed2},
+        {"id": "risk", "name": "Risk (0-4)", "type": "numeric"},
+        {"id": "options", "name": "Options"},
+        {"id": "reason", "name": "Reason"},
+        {"id": "excluded", "name": "Excluded"},
+    ]
+
+
+def _apply_panel(data: DashboardData, hook: ApplyHook | None) -> html.Div:
+    note = ("Applies through the same path as 'rightsizer apply' (plan, pre-checks, apply, verify) and "
+            "records it in the audit log.")
+    if hook is None:
+        note += " No apply hook is wired into this dashboard, so applying will be refused."
+    return html.Div([
+        html.H2("Apply a resize"),
+        html.P(note, className="rs-note"),
+        html.Div([
+            dcc.Dropdown(id=ids.RECS_APPLY_VM, options=[], placeholder="VM", className="rs-filter"),
+            dcc.Dropdown(id=ids.RECS_APPLY_TYPE, options=[], placeholder="Machine type", className="rs-filter"),
+            dcc.Input(id=ids.RECS_APPLY_TOKEN, type="password", placeholder="Action token", className="rs-input",
+                      autoComplete="off"),
+            html.Button("Apply", id=ids.RECS_APPLY_BUTTON, n_clicks=0, className="rs-button rs-button-danger"),
+        ], className="rs-actions"),
+        html.Div(id=ids.RECS_APPLY_RESULT, className="rs-result"),
+    ], className="rs-apply")
+
+
+def layout(data: DashboardData, *, hook: ApplyHook | None = None) -> html.Div:
+    """The recommendations page skeleton; the apply panel only when actions are enabled."""
+    children: list[Any] = [
+        html.H1("Recommendations"),
+        html.Div(id=ids.RECS_SUMMARY, className="rs-kpis"),
+        html.Div([
+            html.Button("Export CSV", id=ids.RECS_EXPORT, n_clicks=0, className="rs-button"),
+            dcc.Download(id=ids.RECS_DOWNLOAD),
+            html.Span("Exports the rows below (label and host filters apply).", className="rs-note"),
+        ], className="rs-actions"),
+        html.Div(dcc.Graph(id=ids.RECS_SAVINGS, config={"displaylogo": False}), className="rs-card"),
+        html.H2("Every VM that is not optimized"),
+        dash_table.DataTable(
+            id=ids.RECS_TABLE,
+            columns=columns(data.currency),
+            data=[],
+            sort_action="native",
+            filter_action="native",
+            page_action="native",
+            page_size=25,
+            tooltip_duration=None,
+            **TABLE_STYLE,
+        ),
+    ]
+    if data.settings.actions.enabled:
+        children.append(_apply_panel(data, hook))
+    return html.Div(children)
+
+
+def update(data: DashboardData, range_key: str | None, labels: list[str] | None,
+           hosts: list[str] | None) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure, list[dict[str, str]]]:
+    """Callback body: table rows, summary cards, savings figure and the apply VM choices."""
+    filters = Filters.of(range_key, labels, hosts)
+    rows = data.recommendation_rows(filters)
+    cur = data.currency
+    down = sum(r["monthly_savings"] or 0.0 for r in rows if (r["monthly_savings"] or 0.0) > 0)
+    up = -sum(r["monthly_savings"] or 0.0 for r in rows if (r["monthly_savings"] or 0.0) < 0)
+    by_finding: dict[str, int] = {}
+    for r in rows:
+        by_finding[r["finding"]] = by_finding.get(r["finding"], 0) + 1
+    cards = [
+        kpi("Potential savings", money(down, cur) + " / month",
+            f"{sum(1 for r in rows if (r['monthly_savings'] or 0) > 0)} VMs"),
+        kpi("Upsizes", money(up, cur) + " / month", f"{by_finding.get('under-provisioned', 0)} under-provisioned"),
+        kpi("Idle VMs", str(by_finding.get("idle", 0)), "candidates to stop or delete"),
+        kpi("Insufficient data", str(by_finding.get("insufficient-data", 0)), "need ≥ 30 h over ≥ 3 days"),
+    ]
+    frame = pd.DataFrame(rows, columns=["name", "monthly_savings", "finding"]) if rows else pd.DataFrame(
+        {"name": [], "monthly_savings": [], "finding": []})
+    frame["monthly_savings"] = pd.to_numeric(frame["monthly_savings"]).fillna(0.0)
+    choices = [{"label": name, "value": uuid} for uuid, name, _ in data.apply_choices(filters)]
+    return rows, cards, figures.savings_figure(frame, currency=cur), choices
+
+
+def export(data: DashboardData, n_clicks: int | None, range_key: str | None, labels: list[str] | None,
+           hosts: list[str] | None) -> dict[str, Any] | Any:
+    """Callback body: the CSV download for the current filters."""
+    if not n_clicks:
+        return no_update
+    filters = Filters.of(range_key, labels, hosts)
+    stamp = data.as_of().astimezone(UTC).strftime("%Y%m%dT%H%MZ")
+    return {"content": data.recommendations_csv(filters), "filename": f"rightsizer-recommendations-{stamp}.csv",
+            "type": "text/csv", "base64": False}
+
+
+def type_choices(data: DashboardData, vm_uuid: str | None, range_key: str | None, labels: list[str] | None,
+                 hosts: list[str] | None) -> list[dict[str, str]]:
+    """Callback body: machine types the chosen VM may be resized to (its options)."""
+    for uuid, _name, names in data.apply_choices(Filters.of(range_key, labels, hosts)):
+        if uuid == vm_uuid:
+            return [{"label": n, "value": n} for n in names]
+    return []
+
+
+def register(app: Dash, data: DashboardData, *, hook: ApplyHook | None = None, **_: Any) -> None:
+    """Register table, export and (when enabled) apply callbacks."""
+    outputs = [Output(ids.RECS_TABLE, "data"), Output(ids.RECS_SUMMARY, "children"),
+               Output(ids.RECS_SAVINGS, "figure")]
+    enabled = data.settings.actions.enabled
+    if enabled:
+        outputs.append(Output(ids.RECS_APPLY_VM, "options"))
+
+    @app.callback(*outputs, *FILTER_INPUTS)
+    def _table(range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
+        result = update(data, range_key, labels, hosts)
+        return result if enabled else result[:3]
+
+    @app.callback(
+        Output(ids.RECS_DOWNLOAD, "data"),
+        Input(ids.RECS_EXPORT, "n_clicks"),
+        State(ids.FILTER_RANGE, "value"), State(ids.FILTER_LABELS, "value"), State(ids.FILTER_HOSTS, "value"),
+        prevent_initial_call=True,
+    )
+    def _export(n_clicks: int, range_key: str, labels: list[str], hosts: list[str]) -> Any:
+        return export(data, n_clicks, range_key, labels, hosts)
+
+    if not enabled:
+        return
+
+    @app.callback(
+        Output(ids.RECS_APPLY_TYPE, "options"),
+        Input(ids.RECS_APPLY_VM, "value"),
+        State(ids.FILTER_RANGE, "value"), State(ids.FILTER_LABELS, "value"), State(ids.FILTER_HOSTS, "value"),
+    )
+    def _types(vm_uuid: str, range_key: str, labels: list[str], hosts: list[str]) -> Any:
+        return type_choices(data, vm_uuid, range_key, labels, hosts)
+
+    @app.callback(
+        Output(ids.RECS_APPLY_RESULT, "children"),
+        Input(ids.RECS_APPLY_BUTTON, "n_clicks"),
+        State(ids.RECS_APPLY_VM, "value"), State(ids.RECS_APPLY_TYPE, "value"), State(ids.RECS_APPLY_TOKEN, "value"),
+        prevent_initial_call=True,
+    )
+    def _apply(n_clicks: int, vm_uuid: str, machine_type: str, token: str) -> Any:
+        if not n_clicks:
+            return no_update
+        stamp = datetime.now(UTC).strftime("%H:%M:%S UTC")
+        return f"{stamp} {data.apply(hook, vm_uuid, machine_type, token)}"

@@ -1,0 +1,139 @@
+"""VM detail: CPU, memory and disk over time with allocated and recommended sizes, cost, the recommendation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, dcc, html
+
+from dashboard import figures, ids
+from dashboard.data import GIB, DashboardData, Filters, FindingView, VmDetailView
+from dashboard.pages.common import FILTER_INPUTS, badge, chips, empty, money
+
+PATH_PREFIX = "/vm/"
+TITLE = "VM"
+
+_GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+def layout(data: DashboardData, uuid: str) -> html.Div:
+    """The VM page skeleton for ``uuid``; the callback fills it."""
+    return html.Div([
+        dcc.Store(id=ids.VM_UUID, data=uuid),
+        html.Div(id=ids.VM_HEADER),
+        html.Div([
+            html.Div(dcc.Graph(id=ids.VM_CPU, config=_GRAPH_CONFIG), className="rs-card"),
+            html.Div(dcc.Graph(id=ids.VM_MEMORY, config=_GRAPH_CONFIG), className="rs-card"),
+            html.Div(dcc.Graph(id=ids.VM_DISK, config=_GRAPH_CONFIG), className="rs-card"),
+            html.Div(dcc.Graph(id=ids.VM_COST, config=_GRAPH_CONFIG), className="rs-card"),
+        ], className="rs-grid-2"),
+        html.H2("Recommendation"),
+        html.Div(id=ids.VM_RECOMMENDATION, className="rs-card rs-card-pad"),
+        html.H2("Options"),
+        html.Div(id=ids.VM_OPTIONS, className="rs-card rs-card-pad"),
+    ])
+
+
+def _header(view: VmDetailView) -> html.Div:
+    vm = view.vm
+    cur = view.currency
+    source = {"label": "from the machine_type label", "inferred": "inferred from the size"}.get(
+        view.type_source, "unknown")
+    price = money(view.price_per_hour, cur, 4) + " / h" if view.price_per_hour is not None else "not priced"
+    rows = [
+        ("UUID", vm.uuid), ("Host", vm.host), ("URI", vm.uri), ("State", vm.state.value),
+        ("Size", f"{vm.vcpus} vCPUs, {vm.memory_bytes / GIB:g} GiB"),
+        ("Machine type", f"{view.machine_type or '-'} ({source})"), ("Compute price", price),
+        ("Data source", vm.source),
+    ]
+    if view.backup is not None:
+        rows.append(("Newest backup", f"{view.backup.status}: {view.backup.detail}" if view.backup.detail
+                     else view.backup.status))
+    return html.Div([
+        html.H1(vm.name, id="vm-name"),
+        html.Div(chips(vm.labels)),
+        html.Table([html.Tr([html.Th(k), html.Td(v)]) for k, v in rows], className="rs-kv"),
+    ])
+
+
+def _recommendation(f: FindingView | None, currency: str) -> list[Any]:
+    if f is None:
+        return [html.P("No recommendation for this VM yet.", className="rs-muted")]
+    out: list[Any] = [
+        html.Div([
+            badge(f.finding),
+            html.Span(f"risk {f.risk}/4", className="rs-badge"),
+            html.Span("excluded from resizing (rightsizer_exclude)", className="rs-badge") if f.excluded else None,
+        ]),
+        html.Table([
+            html.Tr([html.Th("Current type"), html.Td(f.current_type or "-")]),
+            html.Tr([html.Th("Recommended type"), html.Td(f.recommended_type or "-")]),
+            html.Tr([html.Th("Needed"), html.Td(
+                (f"{f.target_vcpus:.2f} vCPUs" if f.target_vcpus is not None else "-") + ", "
+                + (f"{f.target_memory_bytes / GIB:.2f} GiB" if f.target_memory_bytes is not None else "-"))]),
+            html.Tr([html.Th("Savings"), html.Td(money(f.monthly_savings, currency) + " / month")]),
+        ], className="rs-kv"),
+        html.H2("Why"),
+        html.Ul([html.Li([html.B(k + ": "), v]) for k, v in f.reasons.items()], className="rs-reasons"),
+    ]
+    if f.evidence:
+        out += [html.H2("Evidence"),
+                html.Table([html.Tr([html.Th(k), html.Td(v)]) for k, v in f.evidence.items()], className="rs-kv")]
+    return out
+
+
+def _options(f: FindingView | None, currency: str) -> Any:
+    if f is None or not f.options:
+        return html.P("No alternative machine types.", className="rs-muted")
+    header = html.Tr([html.Th(h) for h in ("Machine type", "vCPUs", "Memory (GiB)",
+                                           f"Price ({currency}/month)", f"Savings ({currency}/month)")])
+    body = [
+        html.Tr([html.Td(o.machine_type), html.Td(str(o.vcpus)), html.Td(f"{o.memory_bytes / GIB:g}"),
+                 html.Td(f"{o.price_per_month:,.2f}"), html.Td(f"{o.monthly_savings:,.2f}")])
+        for o in f.options
+    ]
+    return html.Table([header, *body], className="rs-kv")
+
+
+def update(data: DashboardData, uuid: str | None, range_key: str | None, labels: list[str] | None,
+           hosts: list[str] | None) -> tuple[Any, go.Figure, go.Figure, go.Figure, go.Figure, Any, Any]:
+    """Callback body: header, CPU/memory/disk/cost figures, recommendation and options."""
+    filters = Filters.of(range_key, labels, hosts)
+    view = data.vm_detail(uuid or "", filters)
+    if view is None:
+        blank = figures.empty_figure("", "Unknown VM")
+        return (empty(f"No VM with UUID {uuid!r} in the store. Go back to the VM list."), blank, blank, blank,
+                blank, None, None)
+    f = view.finding
+    rec_label = f"recommended: {f.recommended_type}" if f and f.recommended_type else "recommended"
+    return (
+        _header(view),
+        figures.vm_cpu_figure(view.hours, recommended_vcpus=f.recommended_vcpus if f else None,
+                              recommended_label=rec_label, needed_vcpus=f.target_vcpus if f else None),
+        figures.vm_memory_figure(view.hours, recommended_bytes=f.recommended_memory_bytes if f else None,
+                                 recommended_label=rec_label,
+                                 needed_bytes=f.target_memory_bytes if f else None),
+        figures.vm_disk_figure(view.hours),
+        figures.vm_cost_figure(view.cost_day, currency=view.currency),
+        _recommendation(f, view.currency),
+        _options(f, view.currency),
+    )
+
+
+def register(app: Dash, data: DashboardData, **_: Any) -> None:
+    """Register the VM page callback."""
+
+    @app.callback(
+        Output(ids.VM_HEADER, "children"),
+        Output(ids.VM_CPU, "figure"),
+        Output(ids.VM_MEMORY, "figure"),
+        Output(ids.VM_DISK, "figure"),
+        Output(ids.VM_COST, "figure"),
+        Output(ids.VM_RECOMMENDATION, "children"),
+        Output(ids.VM_OPTIONS, "children"),
+        Input(ids.VM_UUID, "data"),
+        *FILTER_INPUTS,
+    )
+    def _detail(uuid: str, range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
+        return update(data, uuid, range_key, labels, hosts)

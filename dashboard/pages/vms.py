@@ -1,0 +1,96 @@
+"""VMs: a sortable, filterable grid of every VM matching the global filters; a row click opens the VM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Dash, Input, Output, dash_table, html, no_update
+from dash.dash_table.Format import Format, Group, Scheme
+
+from dashboard import ids
+from dashboard.data import DashboardData, Filters
+from dashboard.pages.common import FILTER_INPUTS, TABLE_STYLE
+
+PATH = "/vms"
+TITLE = "VMs"
+
+
+def _num(precision: int) -> Format:
+    return Format(precision=precision, scheme=Scheme.fixed, group=Group.yes)
+
+
+def columns(currency: str) -> list[dict[str, Any]]:
+    """Grid columns; headers carry units and the currency."""
+    return [
+        {"id": "name", "name": "VM"},
+        {"id": "host", "name": "Host"},
+        {"id": "state", "name": "State"},
+        {"id": "labels", "name": "Labels"},
+        {"id": "machine_type", "name": "Machine type"},
+        {"id": "vcpus", "name": "vCPUs", "type": "numeric"},
+        {"id": "memory_gib", "name": "Memory (GiB)", "type": "numeric", "format": _num(1)},
+        {"id": "hourly_cost", "name": f"Cost ({currency}/h)", "type": "numeric", "format": _num(4)},
+        {"id": "range_cost", "name": f"Cost in range ({currency})", "type": "numeric", "format": _num(2)},
+        {"id": "cpu_p95_vcpus", "name": "CPU p95 (vCPU)", "type": "numeric", "format": _num(2)},
+        {"id": "cpu_p95_pct", "name": "CPU p95 (%)", "type": "numeric", "format": _num(1)},
+        {"id": "memory_used_gib", "name": "Memory used max (GiB)", "type": "numeric", "format": _num(2)},
+        {"id": "memory_used_pct", "name": "Memory used max (%)", "type": "numeric", "format": _num(1)},
+        {"id": "finding", "name": "Finding"},
+        {"id": "monthly_savings", "name": f"Savings ({currency}/month)", "type": "numeric", "format": _num(2)},
+    ]
+
+
+def layout(data: DashboardData) -> html.Div:
+    """The VMs page skeleton."""
+    return html.Div([
+        html.H1("Virtual machines"),
+        html.Div(id=ids.VMS_COUNT, className="rs-note"),
+        html.P("Click a row to open the VM. Type in the row under the headers to filter a column "
+               "(e.g. > 1 or payments); click a header to sort. * = machine type inferred from the size. "
+               "CPU p95 is the 95th percentile of hourly means over the selected range.", className="rs-note"),
+        dash_table.DataTable(
+            id=ids.VMS_TABLE,
+            columns=columns(data.currency),
+            data=[],
+            sort_action="native",
+            sort_mode="multi",
+            filter_action="native",
+            page_action="native",
+            page_size=25,
+            cell_selectable=True,
+            **TABLE_STYLE,
+        ),
+    ])
+
+
+def update(data: DashboardData, range_key: str | None, labels: list[str] | None,
+           hosts: list[str] | None) -> tuple[list[dict[str, Any]], str]:
+    """Callback body: grid rows and the count line."""
+    filters = Filters.of(range_key, labels, hosts)
+    rows = data.vm_rows(filters)
+    total = len(data.selected_vms(Filters()))
+    note = f"{len(rows)} VMs match the filters (of {total}); figures over the last {filters.range_key}."
+    return rows, note
+
+
+def drilldown(active_cell: dict[str, Any] | None) -> str | Any:
+    """Callback body: the VM page path for the clicked row, or no change."""
+    if not active_cell or not active_cell.get("row_id"):
+        return no_update
+    return f"/vm/{active_cell['row_id']}"
+
+
+def register(app: Dash, data: DashboardData, **_: Any) -> None:
+    """Register the grid and drilldown callbacks."""
+
+    @app.callback(Output(ids.VMS_TABLE, "data"), Output(ids.VMS_COUNT, "children"), *FILTER_INPUTS)
+    def _rows(range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
+        return update(data, range_key, labels, hosts)
+
+    @app.callback(
+        Output(ids.URL, "pathname", allow_duplicate=True),
+        Input(ids.VMS_TABLE, "active_cell"),
+        prevent_initial_call=True,
+    )
+    def _open(active_cell: dict[str, Any] | None) -> Any:
+        return drilldown(active_cell)

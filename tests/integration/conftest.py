@@ -1,0 +1,274 @@
+"""The real rig: libvirtd (QEMU driver), tiny TCG guests, test-driver fleets and a throwaway Prometheus.
+
+Session fixtures start libvirtd once and boot the ``rs-test-*`` guests once; tests must not touch
+domains with other names (``rs-act-*`` belong to the resize-action tests, which boot their own with
+``domains.boot_guest``).
+
+Fixtures:
+    libvirtd           -> "qemu:///system" after scripts/libvirtd-up.sh answered
+    libvirtd_rig       -> LibvirtdRig: stop()/start()/restart(down_s) of the daemon (guests survive)
+    restart_libvirtd   -> LibvirtdRig.restart
+    guest_images       -> domains.GuestImages (kernel + initramfs from scripts/build-guest.sh)
+    guests             -> {"busy"|"idle"|"disk": GuestSpec} of booted rs-test-* guests
+    testdriver_fleet   -> factory(n, **make_fleet kwargs) -> test:///... URI of n domains
+    prometheus         -> factory(targets, scrape_interval_s=1) -> PrometheusServer
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+from domains import (
+    REPO_ROOT,
+    GuestImages,
+    GuestSpec,
+    boot_guest,
+    build_guest_images,
+    create_disk,
+    remove_domain,
+    wait_for_console,
+)
+
+from collector.hypervisor.libvirt import silence_libvirt_stderr
+from collector.hypervisor.testfleet import make_fleet, write_fleet
+
+QEMU_URI = "qemu:///system"
+LIBVIRTD_PIDFILE = Path("/var/run/libvirtd.pid")
+TEST_GUEST_PREFIX = "rs-test-"
+
+
+class LibvirtdRig:
+    """Stops and starts the local libvirtd; running QEMU guests survive and are reattached on start."""
+
+    def __init__(self, uri: str = QEMU_URI) -> None:
+        self.uri = uri
+
+    def pid(self) -> int | None:
+        """Return libvirtd's pid when it runs, else None."""
+        try:
+            pid = int(LIBVIRTD_PIDFILE.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except FileNotFoundError:
+            return None
+        return pid if comm == "libvirtd" else None
+
+    def start(self) -> None:
+        """Start libvirtd (idempotent) and wait until the URI answers."""
+        subprocess.run(
+            ["bash", str(REPO_ROOT / "scripts" / "libvirtd-up.sh")],
+            check=True, capture_output=True, text=True, timeout=120,
+        )
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM libvirtd and wait until it has exited; raises TimeoutError."""
+        pid = self.pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while Path(f"/proc/{pid}").exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"libvirtd (pid {pid}) still running {timeout_s}s after SIGTERM")
+            time.sleep(0.05)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop libvirtd, stay down ``down_s`` seconds, start it again."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def libvirtd_rig() -> LibvirtdRig:
+    if os.geteuid() != 0 or shutil.which("libvirtd") is None:
+        pytest.fail(
+            "the integration rig needs root and libvirtd; run `make rig` (scripts/install-system.sh, "
+            "scripts/libvirtd-up.sh) or deselect with -m 'not integration'"
+        )
+    silence_libvirt_stderr()
+    return LibvirtdRig()
+
+
+@pytest.fixture(scope="session")
+def libvirtd(libvirtd_rig: LibvirtdRig) -> str:
+    libvirtd_rig.start()
+    return libvirtd_rig.uri
+
+
+@pytest.fixture
+def restart_libvirtd(libvirtd: str, libvirtd_rig: LibvirtdRig) -> Iterator[Callable[..., None]]:
+    yield libvirtd_rig.restart
+    libvirtd_rig.start()  # leave the daemon up for the next test even if the test failed midway
+
+
+@pytest.fixture(scope="session")
+def guest_images() -> GuestImages:
+    return build_guest_images()
+
+
+GUEST_SPECS: dict[str, dict[str, Any]] = {
+    "busy": {"labels": {"team": "payments", "env": "prod", "backup_policy": "24h"}},
+    # No <stats period>: the balloon stats test turns it on through LibvirtSource.
+    "idle": {"labels": {"team": "search", "env": "dev"}, "balloon_period_s": 0},
+    "disk": {"labels": {"team": "data", "env": "staging", "rightsizer_exclude": "true"}},
+}
+
+
+@pytest.fixture(scope="session")
+def guest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("guests")
+
+
+@pytest.fixture(scope="session")
+def guests(libvirtd: str, guest_images: GuestImages, guest_dir: Path) -> Iterator[dict[str, GuestSpec]]:
+    """Boot rs-test-busy, rs-test-idle and rs-test-disk once per session (transient, TCG where needed)."""
+    specs: dict[str, GuestSpec] = {}
+    for workload, extra in GUEST_SPECS.items():
+        disk = create_disk(guest_dir / f"{workload}.qcow2", 64) if workload == "disk" else None
+        specs[workload] = GuestSpec(
+            name=f"{TEST_GUEST_PREFIX}{workload}",
+            workload=workload,
+            memory_mib=192,
+            disk=disk,
+            console_log=guest_dir / f"{workload}.console.log",
+            **extra,
+        )
+    conn = libvirt.open(libvirtd)
+    try:
+        for spec in specs.values():
+            boot_guest(conn, spec, guest_images)
+        for workload in specs:
+            wait_for_console(guest_dir / f"{workload}.console.log", timeout_s=180)
+        yield specs
+    finally:
+        for spec in specs.values():
+            remove_domain(conn, spec.name)
+        conn.close()
+
+
+@pytest.fixture
+def testdriver_fleet(tmp_path: Path) -> Callable[..., str]:
+    """Factory: write an n-domain test-driver fleet (labels, every 10th shut off) and return its URI."""
+
+    def make(n: int, **kwargs: Any) -> str:
+        return write_fleet(tmp_path / f"fleet-{n}.xml", make_fleet(n, **kwargs))
+
+    return make
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class PrometheusServer:
+    """A running Prometheus on 127.0.0.1 with a temporary config and TSDB."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """Run an instant PromQL query and return ``data.result``; raises RuntimeError on API errors."""
+        qs = urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{qs}", timeout=5) as resp:
+            body = json.load(resp)
+        if body.get("status") != "success":
+            raise RuntimeError(f"Prometheus query {expr!r} failed: {body!r}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def wait_for(self, expr: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        """Poll ``expr`` until it returns at least one series; raises TimeoutError with the log tail."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            result = self.query(expr)
+            if result:
+                return result
+            time.sleep(0.25)
+        tail = self.log_path.read_text(errors="replace")[-2000:]
+        raise TimeoutError(f"Prometheus query {expr!r} stayed empty for {timeout_s}s; log tail:\n{tail}")
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
+    """Factory: start Prometheus scraping ``targets`` (HOST:PORT list) every ``scrape_interval_s``."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus not installed; run scripts/install-system.sh")
+    servers: list[PrometheusServer] = []
+
+    def start(targets: list[str], scrape_interval_s: float = 1.0, job: str = "rightsizer") -> PrometheusServer:
+        work = tmp_path / f"prometheus-{len(servers)}"
+        work.mkdir()
+        config = work / "prometheus.yml"
+        config.write_text(
+            "global:\n"
+            f"  scrape_interval: {scrape_interval_s}s\n"
+            f"  evaluation_interval: {scrape_interval_s}s\n"
+            "scrape_configs:\n"
+            f"  - job_name: {job}\n"
+            "    static_configs:\n"
+            f"      - targets: {json.dumps(targets)}\n"
+        )
+        port = free_port()
+        log_path = work / "prometheus.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={work / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--web.enable-lifecycle",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        server = PrometheusServer(f"http://127.0.0.1:{port}", process, log_path)
+        servers.append(server)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as resp:
+                    if resp.status == 200:
+                        return server
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Prometheus did not become ready (exit {process.poll()}); log:\n"
+                    + log_path.read_text(errors="replace")[-2000:]
+                )
+            time.sleep(0.1)
+
+    yield start
+    for server in servers:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()

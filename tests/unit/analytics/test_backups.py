@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.backups import check_backups, policy_for
+from collector.config import BackupSettings
+from collector.errors import InputError
+from collector.model import VmRecord, VmState
+from collector.store.base import HOUR_COLUMNS
+
+NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
+SETTINGS = BackupSettings()  # default 7d, prod 24h
+
+
+def _vm(uuid: str, newest: datetime | None = None, **labels: str) -> VmRecord:
+    return VmRecord(uuid=uuid, name=f"vm-{uuid}", uri="test:///default", host="h", state=VmState.RUNNING,
+                    vcpus=1, max_vcpus=1, memory_bytes=2**30, max_memory_bytes=2**30, labels=labels,
+                    first_seen=NOW, last_seen=NOW, newest_backup=newest)
+
+
+def _one(vm: VmRecord, newest: datetime | None, **kw: object):
+    found = check_backups([vm], {vm.uuid: newest} if newest else {}, SETTINGS, NOW, **kw)
+    assert len(found) == 1
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    ("labels", "policy", "source", "max_age_h"),
+    [
+        ({}, "7d", "default", 168),
+        ({"env": "prod"}, "24h", "env=prod", 24),
+        ({"env": "PROD "}, "24h", "env=prod", 24),
+        ({"env": "prod", "backup_policy": "12h"}, "12h", "label", 12),
+        ({"backup_policy": " 1d12h "}, "1d12h", "label", 36),
+        ({"backup_policy": "P2D"}, "P2D", "label", 48),
+    ],
+)
+def test_policy_from_labels(labels: dict[str, str], policy: str, source: str, max_age_h: float) -> None:
+    f = _one(_vm("a", **labels), NOW - timedelta(hours=1))
+    assert (f.policy, f.policy_source, f.max_age_s) == (policy, source, max_age_h * 3600)
+    assert f.status == "ok" and f.urgency == "none" and f.overdue_by_s == 0.0
+
+
+def test_overdue_prod_vm_medium_then_high() -> None:
+    vm = _vm("p", env="prod")
+    f = _one(vm, NOW - timedelta(hours=30))  # 6 h over a 24 h policy
+    assert (f.status, f.urgency, f.overdue_by_s, f.age_s) == ("overdue", "medium", 6 * 3600, 30 * 3600)
+    assert "overdue by 6h" in f.reason and f.is_overdue
+    f = _one(vm, NOW - timedelta(hours=48))  # a full period over
+    assert (f.status, f.urgency) == ("overdue", "high")
+
+
+def test_never_backed_up_is_high() -> None:
+    f = _one(_vm("n"), None)
+    assert (f.status, f.urgency, f.newest, f.overdue_by_s) == ("never", "high", None, None)
+    assert f.is_overdue
+
+
+def test_store_time_wins_over_inventory_and_inventory_is_fallback() -> None:
+    vm = _vm("i", newest=NOW - timedelta(days=30))
+    assert _one(vm, NOW - timedelta(hours=1)).status == "ok"
+    assert _one(vm, None).status == "overdue"
+
+
+def test_none_policy_needs_no_backup() -> None:
+    f = _one(_vm("x", backup_policy="none"), None)
+    assert (f.status, f.urgency, f.max_age_s) == ("not-required", "none", None)
+    assert not f.is_overdue
+
+
+@pytest.mark.parametrize("bad", ["weekly", "24", "-1d", "0h", "7 days please"])
+def test_invalid_label_is_reported_and_checked_against_fallback(bad: str) -> None:
+    f = _one(_vm("b", backup_policy=bad, env="prod"), NOW - timedelta(hours=30))
+    assert f.status == "invalid-policy"
+    assert f"invalid policy label backup_policy={bad!r}" in f.reason
+    assert (f.policy, f.policy_source, f.urgency) == ("24h", "env=prod", "medium")
+
+
+def test_bad_settings_policy_is_input_error() -> None:
+    with pytest.raises(InputError, match="default_policy = 'weekly'"):
+        check_backups([_vm("a")], {}, BackupSettings(default_policy="weekly"), NOW)
+
+
+def _writes(vm: str, hours: int, written_per_hour: float, capacity: float) -> pd.DataFrame:
+    frame = pd.DataFrame({c: np.full(hours, np.nan) for c in HOUR_COLUMNS})
+    frame["vm"] = vm
+    frame["ts"] = pd.date_range(NOW - timedelta(hours=hours), periods=hours, freq="h", tz="UTC")
+    frame["disk_write_bytes"] = written_per_hour
+    frame["disk_capacity_bytes"] = capacity
+    return frame
+
+
+def test_heavy_churn_raises_urgency() -> None:
+    # 30 h since the backup, 24 h policy; 30 h x 1 GB = 30 GB written to a 100 GB disk = 30 % > 25 %
+    vm = _vm("c", env="prod")
+    heavy = _one(vm, NOW - timedelta(hours=30), hour_frame=_writes("c", 48, 1e9, 100e9))
+    assert heavy.urgency == "high" and heavy.written_since_bytes == pytest.approx(30e9)
+    assert "30% of disk capacity written" in heavy.reason
+    light = _one(vm, NOW - timedelta(hours=30), hour_frame=_writes("c", 48, 0.5e9, 100e9))
+    assert light.urgency == "medium" and light.written_since_bytes == pytest.approx(15e9)
+    within = _one(vm, NOW - timedelta(hours=20), hour_frame=_writes("c", 48, 2e9, 100e9))
+    assert (within.status, within.urgency) == ("ok", "low")
+
+
+def test_findings_sorted_most_urgent_first() -> None:
+    vms = [_vm("ok"), _vm("never"), _vm("late", env="prod")]
+    newest = {"ok": NOW - timedelta(hours=1), "late": NOW - timedelta(hours=30)}
+    order = [f.vm_uuid for f in check_backups(vms, newest, SETTINGS, NOW)]
+    assert order == ["never", "late", "ok"]
+
+
+def test_policy_for_reports_label_error_without_raising() -> None:
+    policy, source, error = policy_for(_vm("z", backup_policy="soon"), SETTINGS)
+    assert (policy, source) == ("7d", "default") and error is not None and "'soon'" in error

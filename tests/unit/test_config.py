@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from collector.config import load_settings
+from collector.errors import ConfigError
+
+
+def test_defaults_are_loopback_and_documented_ports():
+    s = load_settings(env={})
+    assert s.exporter.listen == "127.0.0.1:9178"
+    assert s.dashboard.listen == "127.0.0.1:8050"
+    assert s.store.raw_retention_days == 35 and s.store.rollup_retention_days == 400
+
+
+def test_file_then_env_then_flags(tmp_path):
+    cfg = tmp_path / "rs.toml"
+    cfg.write_text('[collector]\ninterval_s = 30\nuris = ["qemu:///system"]\n[costs]\ncatalogue = "x.csv"\n')
+    s = load_settings(cfg, env={"RIGHTSIZER_COLLECTOR__INTERVAL_S": "15",
+                                "RIGHTSIZER_COLLECTOR__URIS": "qemu:///system, qemu+ssh://h2/system"})
+    assert s.collector.interval_s == 15
+    assert s.collector.uris == ["qemu:///system", "qemu+ssh://h2/system"]
+    assert s.costs.catalogue == "x.csv"
+    s = load_settings(cfg, env={"RIGHTSIZER_COLLECTOR__INTERVAL_S": "15"}, overrides={"collector": {"interval_s": 5}})
+    assert s.collector.interval_s == 5
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("[collector]\ninterval_s = 0\n", "collector.interval_s = 0"),
+    ("[collector]\nuris = ['nocolon']\n", "collector.uris"),
+    ("[exporter]\nlisten = 'localhost'\n", "expected HOST:PORT"),
+    ("[nonsense]\nx = 1\n", "nonsense"),
+    ("[collector\n", "not valid TOML"),
+    ("[costs]\nstopped_vm_billing = 'half'\n", "costs.stopped_vm_billing = 'half'"),
+])
+def test_bad_config_names_key_and_value(tmp_path, text, fragment):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert fragment in str(err.value)
+    assert str(cfg) in str(err.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml", env={})
+
+
+def test_bad_environment_override_names_the_variable():
+    with pytest.raises(ConfigError, match="RIGHTSIZER_BOGUS"):
+        load_settings(env={"RIGHTSIZER_BOGUS": "1"})
+    with pytest.raises(ConfigError, match="environment"):
+        load_settings(env={"RIGHTSIZER_COLLECTOR__INTERVAL_S": "fast"})
