@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import dash
 from dash import Dash, Input, Output, dcc, html
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices
 from collector.config import Settings
+from collector.errors import RightsizerError
 from collector.store.base import TimeSeriesStore
 from dashboard import ids
 from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, DashboardData
@@ -46,7 +46,8 @@ def _nav(pathname: str) -> list[Any]:
     links = []
     for path, title in NAV_PAGES:
         active = pathname == path or (path == vms.PATH and pathname.startswith(vm_detail.PATH_PREFIX))
-        links.append(dcc.Link(title, href=path, className="active" if active else "", id=f"app-nav-{path.strip('/') or 'overview'}"))
+        link_id = f"app-nav-{path.strip('/') or 'overview'}"
+        links.append(dcc.Link(title, href=path, className="active" if active else "", id=link_id))
     return links
 
 
@@ -150,8 +151,8 @@ def create_app(
 def _warm(data: DashboardData) -> None:
     try:
         data.warm()
-    except Exception:  # noqa: BLE001 - a failed warm-up only means the first page load builds the data
-        log.exception("dashboard warm-up failed; the first page load will retry")
+    except RightsizerError as exc:  # the first page load retries and shows the error
+        log.warning("dashboard warm-up failed: %s", exc)
 
 
 def dashboard_data(app: Dash) -> DashboardData:
@@ -164,7 +165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Serve the dashboard for an existing store: ``python -m dashboard.app --db var/rightsizer.db``."""
     from analytics.catalogue import load_catalogue
     from collector.config import load_settings
-    from collector.errors import RightsizerError
     from collector.store.sqlite import SqliteStore
 
     parser = argparse.ArgumentParser(prog="python -m dashboard.app", description=main.__doc__)

@@ -28,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import pandas as pd
 
+from analytics.backups import check_backups
 from analytics.catalogue import HOURS_PER_MONTH, CsvPriceCatalogue, StoragePrices, load_storage_prices
 from analytics.costs import fleet_costs, summarise_costs
 from collector.config import Settings
@@ -110,7 +111,10 @@ class FindingView:
 
 @dataclass(frozen=True, slots=True)
 class BackupView:
-    """A VM's newest backup against its policy. ``status``: ok, overdue, never, no-policy."""
+    """A VM's newest backup against its policy.
+
+    ``status``: ok, overdue, never, no-policy, invalid-policy; ``urgency``: none, low, medium, high, critical.
+    """
 
     vm_uuid: str
     policy: str
@@ -118,6 +122,7 @@ class BackupView:
     newest: datetime | None
     age_h: float | None
     status: str
+    urgency: str = "none"
     detail: str = ""
 
 
@@ -157,8 +162,11 @@ class VmDetailView:
 
 
 @dataclass
-class _Snapshot:
+class Snapshot:
+    """Everything read and computed for one refresh; views derive from it and are memoised in it."""
+
     built_at: float  # monotonic seconds
+    now: datetime  # wall clock at build time (UTC)
     anchor: datetime  # newest data (UTC); ranges end at the end of its hour
     window_start: datetime
     window_end: datetime
@@ -214,8 +222,8 @@ class DashboardData:
         storage: StoragePrices | None = None,
         clock: Callable[[], datetime] | None = None,
         ttl_s: float = 60.0,
-        findings_loader: Callable[[DashboardData, datetime], Mapping[str, FindingView]] | None = None,
-        backups_loader: Callable[[DashboardData, datetime], Mapping[str, BackupView]] | None = None,
+        findings_loader: Callable[[DashboardData, Snapshot], Mapping[str, FindingView]] | None = None,
+        backups_loader: Callable[[DashboardData, Snapshot], Mapping[str, BackupView]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -227,14 +235,14 @@ class DashboardData:
         self.currency = getattr(catalogue, "currency", "") or "EUR"
         self._findings_loader = findings_loader or load_findings
         self._backups_loader = backups_loader or load_backups
-        self._snapshot: _Snapshot | None = None
+        self._snapshot: Snapshot | None = None
         self._build_lock = threading.Lock()
         self._refreshing = False
         self.last_build_s = 0.0
         self.last_error: str | None = None
 
     # -- snapshot ------------------------------------------------------------------------------
-    def snapshot(self) -> _Snapshot:
+    def snapshot(self) -> Snapshot:
         """Return the current snapshot; build it now if there is none, refresh it in the background if stale."""
         snap = self._snapshot
         if snap is None:
@@ -263,7 +271,7 @@ class DashboardData:
         finally:
             self._refreshing = False
 
-    def _build(self) -> _Snapshot:
+    def _build(self) -> Snapshot:
         started = time.perf_counter()
         now = self.clock()
         vms = tuple(self.store.vms())
@@ -286,8 +294,9 @@ class DashboardData:
         codes = {vm.uuid: i for i, vm in enumerate(vms)}
         arrays = _arrays(hours, costs, codes, window_start)
         latest_cost = _latest_cost(costs)
-        snap = _Snapshot(
+        snap = Snapshot(
             built_at=time.monotonic(),
+            now=now,
             anchor=anchor,
             window_start=window_start,
             window_end=window_end,
@@ -303,13 +312,25 @@ class DashboardData:
             label_options=tuple(sorted({p for vm in vms for p in _label_pairs(vm)})),
             host_options=tuple(sorted({vm.host for vm in vms})),
         )
-        snap.findings = self._findings_loader(self, anchor)
-        snap.backups = self._backups_loader(self, now)
+        snap.findings = self._findings_loader(self, snap)
+        snap.backups = self._backups_loader(self, snap)
+        self._warm_views(snap)
         self.last_build_s = time.perf_counter() - started
         log.info("dashboard data built in %.2f s: %d VMs, %d VM-hours", self.last_build_s, len(vms), len(hours))
         return snap
 
-    def _memo(self, snap: _Snapshot, key: Hashable, compute: Callable[[], T]) -> T:
+    def warm(self) -> None:
+        """Build the snapshot (if needed) and the default views, so the first page load is fast."""
+        self._warm_views(self.snapshot())
+
+    def _warm_views(self, snap: Snapshot) -> None:
+        default = Filters()
+        self._memo(snap, ("overview", default), lambda: self._overview(snap, default))
+        self._memo(snap, ("vm_rows", default), lambda: self._vm_rows(snap, default))
+        self._memo(snap, ("recs", (), ()), lambda: self._rec_rows(snap, default))
+        self._memo(snap, ("backups", (), ()), lambda: self._backup_rows(snap, default))
+
+    def _memo(self, snap: Snapshot, key: Hashable, compute: Callable[[], T]) -> T:
         with snap.lock:
             if key in snap.memo:
                 snap.memo.move_to_end(key)
@@ -333,14 +354,16 @@ class DashboardData:
 
     def selected_vms(self, filters: Filters) -> tuple[str, ...]:
         """UUIDs of the VMs matching the label and host filters (labels: OR within a key, AND across keys)."""
-        snap = self.snapshot()
+        return self._selected(self.snapshot(), filters)
+
+    def _selected(self, snap: Snapshot, filters: Filters) -> tuple[str, ...]:
         return self._memo(snap, ("vms", filters.labels, filters.hosts), lambda: _select(snap.vms, filters))
 
-    def _range_start(self, snap: _Snapshot, range_key: str) -> datetime:
+    def _range_start(self, snap: Snapshot, range_key: str) -> datetime:
         return snap.window_end - RANGES.get(range_key, RANGES[DEFAULT_RANGE])
 
-    def _row_mask(self, snap: _Snapshot, filters: Filters, *, with_range: bool = True) -> np.ndarray:
-        selected = self.selected_vms(filters)
+    def _row_mask(self, snap: Snapshot, filters: Filters, *, with_range: bool = True) -> np.ndarray:
+        selected = self._selected(snap, filters)
         arr = snap.arrays
         if len(selected) == len(snap.vms):
             mask = np.ones(len(arr["code"]), dtype=bool)
@@ -359,7 +382,7 @@ class DashboardData:
         snap = self.snapshot()
         return self._memo(snap, ("overview", filters), lambda: self._overview(snap, filters))
 
-    def _overview(self, snap: _Snapshot, filters: Filters) -> OverviewView:
+    def _overview(self, snap: Snapshot, filters: Filters) -> OverviewView:
         arr = snap.arrays
         mask = self._row_mask(snap, filters)
         start_h = int((self._range_start(snap, filters.range_key) - snap.window_start).total_seconds()) // HOUR_S
@@ -383,7 +406,7 @@ class DashboardData:
             "memory_allocated_bytes": per_hour("memory_allocated_bytes"),
             "memory_known_allocated_bytes": per_hour("memory_known_allocated_bytes"),
         })
-        selected = self.selected_vms(filters)
+        selected = self._selected(snap, filters)
         month = self._month_figures(snap, filters)
         counts: dict[str, int] = {}
         savings = 0.0
@@ -416,14 +439,14 @@ class DashboardData:
             unpriced_vms=unpriced,
         )
 
-    def _month_figures(self, snap: _Snapshot, filters: Filters) -> tuple[float, float, str]:
+    def _month_figures(self, snap: Snapshot, filters: Filters) -> tuple[float, float, str]:
         """Month-to-date, forecast and its basis for the label/host filters (independent of the range)."""
         key = ("month", filters.labels, filters.hosts)
 
         def compute() -> tuple[float, float, str]:
             mask = self._row_mask(snap, filters, with_range=False)
             frame = snap.costs[mask] if not mask.all() else snap.costs
-            selected = self.selected_vms(filters)
+            selected = self._selected(snap, filters)
             summary = summarise_costs(
                 frame, [snap.by_uuid[u] for u in selected], group_by="host", now=snap.anchor,
                 currency=self.currency,
@@ -438,7 +461,7 @@ class DashboardData:
         snap = self.snapshot()
         return self._memo(snap, ("vm_rows", filters), lambda: self._vm_rows(snap, filters))
 
-    def _range_stats(self, snap: _Snapshot, range_key: str) -> pd.DataFrame:
+    def _range_stats(self, snap: Snapshot, range_key: str) -> pd.DataFrame:
         def compute() -> pd.DataFrame:
             start_h = int((self._range_start(snap, range_key) - snap.window_start).total_seconds()) // HOUR_S
             arr = snap.arrays
@@ -461,10 +484,10 @@ class DashboardData:
 
         return self._memo(snap, ("range_stats", range_key), compute)
 
-    def _vm_rows(self, snap: _Snapshot, filters: Filters) -> list[dict[str, Any]]:
+    def _vm_rows(self, snap: Snapshot, filters: Filters) -> list[dict[str, Any]]:
         stats = self._range_stats(snap, filters.range_key)
         rows: list[dict[str, Any]] = []
-        for uuid in self.selected_vms(filters):
+        for uuid in self._selected(snap, filters):
             vm = snap.by_uuid[uuid]
             st = stats.iloc[snap.codes[uuid]]
             mtype, source, _price, per_hour = snap.latest_cost.get(uuid, (None, "unknown", None, math.nan))
@@ -525,9 +548,9 @@ class DashboardData:
         snap = self.snapshot()
         return self._memo(snap, ("recs", filters.labels, filters.hosts), lambda: self._rec_rows(snap, filters))
 
-    def _rec_rows(self, snap: _Snapshot, filters: Filters) -> list[dict[str, Any]]:
+    def _rec_rows(self, snap: Snapshot, filters: Filters) -> list[dict[str, Any]]:
         rows = []
-        for uuid in self.selected_vms(filters):
+        for uuid in self._selected(snap, filters):
             f = snap.findings.get(uuid)
             if f is None or f.finding == "optimized":
                 continue
@@ -555,8 +578,8 @@ class DashboardData:
 
     def recommendations_csv(self, filters: Filters) -> str:
         """The recommendation rows as CSV text (formula-safe), with a currency column."""
-        rows = self.recommendation_rows(filters)
         snap = self.snapshot()
+        rows = self._memo(snap, ("recs", filters.labels, filters.hosts), lambda: self._rec_rows(snap, filters))
         buf = io.StringIO()
         columns = ["name", "uuid", "host", "labels", "finding", "current_type", "recommended_type",
                    "target_vcpus", "target_memory_gib", "monthly_savings", "currency", "risk", "options",
@@ -574,7 +597,7 @@ class DashboardData:
         """(UUID, VM name, option type names) of findings that could be applied."""
         snap = self.snapshot()
         out = []
-        for r in self.recommendation_rows(filters):
+        for r in self._memo(snap, ("recs", filters.labels, filters.hosts), lambda: self._rec_rows(snap, filters)):
             f = snap.findings[r["id"]]
             if f.excluded or f.finding not in ("over-provisioned", "under-provisioned", "idle"):
                 continue
@@ -604,7 +627,7 @@ class DashboardData:
             return f"{vm.name}: not applied: {exc}"
         except RightsizerError as exc:
             return f"{vm.name}: failed: {exc}"
-        self._snapshot = None if self._snapshot is snap else self._snapshot  # show the change on next read
+        snap.built_at = -math.inf  # rebuild in the background on the next read, to show the change
         return f"{vm.name}: {outcome}"
 
     # -- backups -------------------------------------------------------------------------------
@@ -613,10 +636,10 @@ class DashboardData:
         snap = self.snapshot()
         return self._memo(snap, ("backups", filters.labels, filters.hosts), lambda: self._backup_rows(snap, filters))
 
-    def _backup_rows(self, snap: _Snapshot, filters: Filters) -> list[dict[str, Any]]:
-        order = {"never": 0, "overdue": 1, "ok": 2, "no-policy": 3}
+    def _backup_rows(self, snap: Snapshot, filters: Filters) -> list[dict[str, Any]]:
+        urgency = {"critical": 0, "high": 1, "medium": 2, "low": 3, "none": 4}
         rows = []
-        for uuid in self.selected_vms(filters):
+        for uuid in self._selected(snap, filters):
             b = snap.backups.get(uuid)
             if b is None:
                 continue
@@ -631,9 +654,10 @@ class DashboardData:
                 "newest_backup": b.newest.strftime("%Y-%m-%d %H:%M UTC") if b.newest else "never",
                 "age_h": _round(b.age_h, 1),
                 "status": b.status,
+                "urgency": b.urgency,
                 "detail": b.detail,
             })
-        rows.sort(key=lambda r: (order.get(r["status"], 9), -(r["age_h"] or 0.0), r["name"]))
+        rows.sort(key=lambda r: (urgency.get(r["urgency"], 9), -(r["age_h"] or 0.0), r["name"]))
         return rows
 
 
@@ -745,11 +769,28 @@ def monthly(price_per_hour: float) -> float:
 
 
 # -- adapters to analytics --------------------------------------------------------------------------
-def load_findings(data: DashboardData, now: datetime) -> Mapping[str, FindingView]:
+_BACKUP_STATUS = {"not-required": "no-policy"}
+
+
+def load_backups(data: DashboardData, snap: Snapshot) -> Mapping[str, BackupView]:
+    """Judge every VM's newest backup against its policy (analytics.backups) at the snapshot's time."""
+    findings = check_backups(list(snap.vms), data.store.backups(), data.settings.backups, snap.now,
+                             hour_frame=snap.hours)
+    return {
+        f.vm_uuid: BackupView(
+            vm_uuid=f.vm_uuid,
+            policy=f.policy,
+            policy_h=f.max_age_s / 3600.0 if f.max_age_s is not None else None,
+            newest=f.newest,
+            age_h=f.age_s / 3600.0 if f.age_s is not None else None,
+            status=_BACKUP_STATUS.get(f.status, f.status),
+            urgency=f.urgency,
+            detail=f.reason,
+        )
+        for f in findings
+    }
+
+
+def load_findings(data: DashboardData, snap: Snapshot) -> Mapping[str, FindingView]:
     """Run the fleet recommendation and flatten each result (empty until analytics provides one)."""
-    return {}
-
-
-def load_backups(data: DashboardData, now: datetime) -> Mapping[str, BackupView]:
-    """Evaluate backup age against policy for every VM (empty until analytics provides it)."""
     return {}

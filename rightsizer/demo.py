@@ -119,7 +119,8 @@ def demo_fleet(n: int = 24, seed: int = DEFAULT_SEED) -> tuple[DemoVm, ...]:
         limit_h = {"24h": 24.0, "7d": 168.0}.get(policy)
         if policy == "none":
             backup_age_h = None
-        elif i in _BACKUP_GAPS or (i >= len(_TEMPLATE) and rng.random() < 0.15):  # a backup gap: the newest snapshot is older than the policy allows
+        elif i in _BACKUP_GAPS or (i >= len(_TEMPLATE) and rng.random() < 0.15):
+            # a backup gap: the newest snapshot is older than the policy allows
             backup_age_h = (limit_h or 168.0) * rng.uniform(1.5, 5.0)
         elif i >= len(_TEMPLATE) and rng.random() < 0.03:
             backup_age_h = None  # policy says back up, yet nothing was ever taken

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collector.store.base import TimeSeriesStore
 
 __all__ = [
-    "FORMATTERS", "Recommendation", "Report", "ReportFormatter", "VmReportRow", "build_report", "register",
+    "FORMATTERS", "RightsizingSummary", "Report", "ReportFormatter", "VmReportRow", "build_report", "register",
     "write_report",
 ]
 
@@ -41,7 +41,7 @@ _NOT_GROUPING_LABELS = frozenset({"machine_type", "backup_policy", "rightsizer_e
 
 
 @dataclass(frozen=True, slots=True)
-class Recommendation:
+class RightsizingSummary:
     """The part of a right-sizing finding the report shows."""
 
     finding: str
@@ -72,7 +72,7 @@ def _utilisation(hours: pd.DataFrame) -> tuple[dict[str, float], dict[str, float
 
 def _recommendations(
     store: TimeSeriesStore, catalogue: CsvPriceCatalogue, settings: Settings, strategy: str, now: datetime
-) -> tuple[dict[str, Recommendation] | None, str | None]:
+) -> tuple[dict[str, RightsizingSummary] | None, str | None]:
     """Right-sizing per VM UUID from analytics.recommend, or (None, why not) when unavailable."""
     try:
         from analytics.recommend import recommend_fleet
@@ -87,14 +87,14 @@ def _recommendations(
     return {f.vm.uuid: _recommendation_of(f) for f in findings}, None
 
 
-def _recommendation_of(finding: object) -> Recommendation:
+def _recommendation_of(finding: object) -> RightsizingSummary:
     from analytics.recommend import VmFinding
 
     if not isinstance(finding, VmFinding):
         raise RightsizerError(f"recommend_fleet returned {type(finding).__name__}, expected VmFinding")
     rec = finding.recommendation
     reasons = "; ".join(f"{k}: {v}" for k, v in rec.reasons.items())
-    return Recommendation(
+    return RightsizingSummary(
         finding=rec.finding.value,
         recommended_type=rec.recommended_type.name if rec.recommended_type else None,
         monthly_savings=float(rec.monthly_savings),
@@ -112,7 +112,7 @@ def build_report(
     strategy: str | None = None,
     since: datetime | None = None,
     storage: StoragePrices | None = None,
-    recommendations: Mapping[str, Recommendation] | None = None,
+    recommendations: Mapping[str, RightsizingSummary] | None = None,
 ) -> Report:
     """Collect costs, utilisation, right-sizing, idle and backup findings into one ``Report``.
 

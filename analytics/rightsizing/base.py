@@ -532,3 +532,84 @@ def decide(
         reasons=reasons,
         evidence=evidence,
     )
+
+
+EXCLUDE_LABEL = "rightsizer_exclude"
+_TRUE = frozenset({"true", "yes", "1", "on"})
+
+
+class Policy(BaseModel):
+    """A per-VM or per-label override of strategy settings (validated input, e.g. from the config file).
+
+    A policy applies to a VM when ``vm`` (name or UUID) matches, or when it has no ``vm`` and every
+    ``labels`` item matches the VM's labels. Unset fields leave the strategy's value alone.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    vm: str | None = Field(None, description="VM name or UUID this policy applies to")
+    labels: dict[str, str] = Field(default_factory=dict, description="labels a VM must all carry")
+    cpu_percentile: float | None = Field(None, gt=0, le=100, description="CPU percentile override")
+    cpu_headroom_fraction: float | None = Field(None, ge=0, le=10, description="CPU headroom override")
+    memory_headroom_fraction: float | None = Field(None, ge=0, le=10, description="memory headroom override")
+    lookback_days: float | None = Field(None, gt=0, le=400, description="lookback override, days")
+    exclude: bool | None = Field(None, description="true: never propose a resize for matching VMs")
+
+    def matches(self, *, uuid: str, name: str, labels: Mapping[str, str]) -> bool:
+        """True when this policy applies to the VM."""
+        if self.vm is not None:
+            return self.vm in (uuid, name)
+        return bool(self.labels) and all(labels.get(k) == v for k, v in self.labels.items())
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPolicy:
+    """The overrides that apply to one VM, whether it is excluded, and which policies said so."""
+
+    overrides: Mapping[str, float]
+    exclude: bool
+    sources: tuple[str, ...]
+
+
+def resolve_policy(
+    policies: Sequence[Policy], *, uuid: str, name: str, labels: Mapping[str, str]
+) -> ResolvedPolicy:
+    """Merge the policies that match a VM: label policies in order, then VM policies (most specific wins).
+
+    The ``rightsizer_exclude=true`` label excludes a VM whatever the policies say.
+    """
+    matching = [p for p in policies if p.matches(uuid=uuid, name=name, labels=labels)]
+    matching.sort(key=lambda p: p.vm is not None)  # stable: label policies first, then per-VM ones
+    overrides: dict[str, float] = {}
+    exclude = False
+    sources: list[str] = []
+    for p in matching:
+        for key in ("cpu_percentile", "cpu_headroom_fraction", "memory_headroom_fraction", "lookback_days"):
+            value = getattr(p, key)
+            if value is not None:
+                overrides[key] = value
+        if p.exclude is not None:
+            exclude = p.exclude
+        sources.append(f"vm={p.vm}" if p.vm is not None else
+                       "labels " + ",".join(f"{k}={v}" for k, v in sorted(p.labels.items())))
+    if labels.get(EXCLUDE_LABEL, "").strip().lower() in _TRUE:
+        exclude = True
+        sources.append(f"label {EXCLUDE_LABEL}=true")
+    return ResolvedPolicy(overrides, exclude, tuple(sources))
+
+
+def apply_overrides(settings: StrategySettings, overrides: Mapping[str, float]) -> StrategySettings:
+    """A copy of ``settings`` with the overrides validated against the settings' bounds.
+
+    Raises pydantic.ValidationError when an override is out of bounds.
+    """
+    if not overrides:
+        return settings
+    return type(settings).model_validate({**settings.model_dump(), **overrides})
+
+
+def exclude_recommendation(rec: Recommendation, sources: Sequence[str]) -> Recommendation:
+    """The recommendation with ``excluded`` set: shown with its evidence, but no resize is proposed."""
+    reasons = dict(rec.reasons)
+    reasons["policy"] = "excluded from resizing by " + "; ".join(sources)
+    return replace(rec, excluded=True, reasons=reasons)

@@ -24,6 +24,7 @@ COLUMNS: list[dict[str, Any]] = [
     {"id": "newest_backup", "name": "Newest backup"},
     {"id": "age_h", "name": "Age (h)", "type": "numeric"},
     {"id": "status", "name": "Status"},
+    {"id": "urgency", "name": "Urgency"},
     {"id": "detail", "name": "Detail"},
 ]
 

@@ -112,82 +112,91 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _emit(ctx: Context, fmt: str, summary: Any, savings: list[Any], rule: str, notes: list[str]) -> None:
-    vm_rows = [
-        {
-            "vm": v.name,
-            "host": v.host,
-            "group": v.group,
-            "machine_type": v.machine_type or "-",
+    group_col = summary.group_by if summary.group_by not in ("vm", "host", "machine_type") else None
+    vm_rows: list[dict[str, Any]] = []
+    for v in summary.per_vm:
+        row: dict[str, Any] = {"vm": v.name, "uuid": v.vm_uuid, "host": v.host}
+        if group_col:
+            row[group_col] = v.group
+        row.update({
+            "machine_type": v.machine_type,
             "chosen_by": v.type_source,
             "price_per_hour": v.price_per_hour,
-            "running_hours": round(v.running_hours, 2),
-            "compute_cost": round(v.compute_cost, 4),
-            "storage_cost": round(v.storage_cost, 4),
-            "cost": round(v.cost, 4),
+            "running_hours": v.running_hours,
+            "compute_cost": v.compute_cost,
+            "storage_cost": v.storage_cost,
+            "cost": v.cost,
             "currency": v.currency,
-        }
-        for v in summary.per_vm
-    ]
+        })
+        vm_rows.append(row)
     group_rows = [
-        {
-            summary.group_by: g.key,
-            "vms": g.vms,
-            "running_hours": round(g.running_hours, 2),
-            "cost": round(g.cost, 4),
-            "share_pct": round(100 * g.share, 1),
-            "currency": summary.currency,
-        }
+        {summary.group_by: g.key, "vms": g.vms, "running_hours": g.running_hours, "cost": g.cost,
+         "share_pct": 100 * g.share, "currency": summary.currency}
         for g in summary.groups
     ]
     saving_rows = [
-        {
-            "vm": s.vm_name,
-            "applied_at": s.applied_at,
-            "ended_at": s.ended_at,
-            "price_before_per_hour": s.price_before_per_hour,
-            "price_after_per_hour": s.price_after_per_hour,
-            "hours": round(s.hours, 2),
-            "saving": round(s.saving, 4),
-            "currency": s.currency,
-        }
+        {"vm": s.vm_name, "applied_at": s.applied_at, "ended_at": s.ended_at,
+         "price_before_per_hour": s.price_before_per_hour, "price_after_per_hour": s.price_after_per_hour,
+         "hours": s.hours, "saving": s.saving, "currency": s.currency}
         for s in savings
     ]
-    totals = {
+    totals: dict[str, Any] = {
         "window_start": summary.start,
         "window_end": summary.end,
         "currency": summary.currency,
         "stopped_vm_billing": rule,
-        "total": round(summary.total, 2),
-        "compute_total": round(summary.compute_total, 2),
-        "storage_total": round(summary.storage_total, 2),
-        "month_to_date": round(summary.month_to_date, 2),
-        "forecast_month_end": round(summary.forecast_month_end, 2),
+        "total": summary.total,
+        "compute_total": summary.compute_total,
+        "storage_total": summary.storage_total,
+        "month_to_date": summary.month_to_date,
+        "forecast_month_end": summary.forecast_month_end,
         "forecast_basis": summary.forecast_basis,
-        "realised_savings_total": round(sum(s.saving for s in savings), 2),
+        "realised_savings_total": sum(s.saving for s in savings),
     }
     if fmt == "json":
         ctx.out.emit({**totals, "group_by": summary.group_by, "groups": group_rows, "vms": vm_rows,
-                      "realised_savings": saving_rows, "notes": notes}, "json")
+                      "realised_savings": saving_rows, "unpriced_vms": list(summary.unpriced_vms),
+                      "notes": notes}, "json")
         return
     if fmt == "csv":
-        ctx.out.emit(vm_rows, "csv", columns=list(vm_rows[0]) if vm_rows else _VM_COLUMNS)
+        columns = list(vm_rows[0]) if vm_rows else _VM_COLUMNS
+        ctx.out.emit([_text(r) for r in vm_rows], "csv", columns=columns)
         return
     stream = ctx.out.stream
     if vm_rows:
-        ctx.out.emit(vm_rows, "table")
+        ctx.out.emit([_text({k: v for k, v in r.items() if k != "uuid"}) for r in vm_rows], "table")
     else:
         stream.write("No VM-hours in the window.\n")
     if group_rows:
         stream.write(f"\nBy {summary.group_by}:\n")
-        ctx.out.emit(group_rows, "table")
+        ctx.out.emit([_text(r) for r in group_rows], "table")
     if saving_rows:
-        stream.write("\nRealised savings of applied resizes:\n")
-        ctx.out.emit(saving_rows, "table")
+        stream.write("\nRealised savings of applied resizes (hours assume the VM ran throughout):\n")
+        ctx.out.emit([_text(r) for r in saving_rows], "table")
     stream.write("\n")
-    ctx.out.emit([{"figure": k, "value": v} for k, v in totals.items()], "table")
+    ctx.out.emit([{"figure": k, "value": _fmt(k, v)} for k, v in totals.items()], "table")
     for note in notes:
         stream.write(f"note: {note}\n")
 
 
-_VM_COLUMNS = ["vm", "host", "group", "machine_type", "chosen_by", "price_per_hour", "running_hours",
+def _fmt(key: str, value: Any) -> Any:
+    """Text for a table or CSV cell: prices to 5 decimals, money to 4, hours and shares to 1."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if key.startswith("price"):
+            return f"{value:.5f}"
+        if key.endswith("hours") or key == "hours" or key.endswith("pct"):
+            return f"{value:.1f}"
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.2f}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return value
+
+
+def _text(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: _fmt(k, v) for k, v in row.items()}
+
+
+_VM_COLUMNS = ["vm", "uuid", "host", "machine_type", "chosen_by", "price_per_hour", "running_hours",
                "compute_cost", "storage_cost", "cost", "currency"]
