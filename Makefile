@@ -24,7 +24,7 @@ rig: venv
 guest: venv
 	bash scripts/build-guest.sh
 
-run: rig
+run: venv
 	$(BIN)/rightsizer serve
 
 test: rig guest

@@ -128,7 +128,9 @@ def _churn(
     })
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     since = {vm.uuid: newest.get(vm.uuid) or vm.newest_backup for vm in vms}
-    cutoff = frame["vm"].map({u: pd.Timestamp(t) for u, t in since.items() if t is not None})
+    cutoff = pd.to_datetime(
+        frame["vm"].map({u: pd.Timestamp(t) for u, t in since.items() if t is not None}), utc=True
+    )
     # an hour whose start precedes the backup still counts: its writes may be after it (conservative)
     after = cutoff.isna() | (frame["ts"] + pd.Timedelta(hours=1) > cutoff)
     written = frame[after].groupby("vm")["written"].sum(min_count=1).dropna()

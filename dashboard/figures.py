@@ -111,8 +111,8 @@ def utilisation_figure(frame: pd.DataFrame) -> go.Figure:
                         line={"color": "#5c7080", "width": 1, "dash": "dash", "shape": "hv"})
     fig.update_layout(
         title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}},
-        template="plotly_white", height=2 * _HEIGHT - 40, margin=_MARGIN, hovermode="x unified",
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1.0},
+        template="plotly_white", height=2 * _HEIGHT, margin={**_MARGIN, "t": 90}, hovermode="x unified",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.06, "xanchor": "right", "x": 1.0},
     )
     fig.update_yaxes(title_text="vCPUs", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="GiB", rangemode="tozero", row=2, col=1)

@@ -49,6 +49,8 @@ _TEMPLATE: tuple[Profile, ...] = (
 )
 #: Indices among the first 24 whose newest backup is older than their policy allows.
 _BACKUP_GAPS = frozenset({3, 9, 18})
+#: Indices among the first 24 that have a backup policy but no backup at all.
+_NEVER_BACKED_UP = frozenset({12})
 _PROFILE_WEIGHTS: dict[Profile, float] = {
     "steady": 0.40, "oversized": 0.22, "idle": 0.10, "batch": 0.10, "growing": 0.04,
     "undersized": 0.04, "no-balloon-stats": 0.04, "shutoff": 0.06,
@@ -122,7 +124,7 @@ def demo_fleet(n: int = 24, seed: int = DEFAULT_SEED) -> tuple[DemoVm, ...]:
         elif i in _BACKUP_GAPS or (i >= len(_TEMPLATE) and rng.random() < 0.15):
             # a backup gap: the newest snapshot is older than the policy allows
             backup_age_h = (limit_h or 168.0) * rng.uniform(1.5, 5.0)
-        elif i >= len(_TEMPLATE) and rng.random() < 0.03:
+        elif i in _NEVER_BACKED_UP or (i >= len(_TEMPLATE) and rng.random() < 0.03):
             backup_age_h = None  # policy says back up, yet nothing was ever taken
         else:
             backup_age_h = (limit_h or 168.0) * rng.uniform(0.05, 0.8)

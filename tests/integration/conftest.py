@@ -220,7 +220,9 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
         pytest.fail("prometheus not installed; run scripts/install-system.sh")
     servers: list[PrometheusServer] = []
 
-    def start(targets: list[str], scrape_interval_s: float = 1.0, job: str = "rightsizer") -> PrometheusServer:
+    def start(
+        targets: list[str], scrape_interval_s: float = 1.0, job: str = "rightsizer"
+    ) -> PrometheusServer:
         work = tmp_path / f"prometheus-{len(servers)}"
         work.mkdir()
         config = work / "prometheus.yml"

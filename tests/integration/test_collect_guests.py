@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -75,10 +76,32 @@ def test_bulk_cycle_sees_every_test_guest(two_cycles: TwoCycles, guests: dict[st
         assert vm.labels == dict(spec.labels)
 
 
-def test_busy_guest_uses_one_vcpu(two_cycles: TwoCycles, guests: dict[str, GuestSpec]) -> None:
-    rate = two_cycles.cpu_vcpus(guests["busy"].name)
+def qemu_cpu_s(name: str) -> float:
+    """CPU seconds the guest's QEMU process has used, read from /proc (an independent measurement)."""
+    pid = Path(f"/var/run/libvirt/qemu/{name}.pid").read_text().strip()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5), in clock ticks
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
-    assert 0.85 <= rate <= 1.15, f"busy guest used {rate:.3f} vCPU over {two_cycles.wall_s:.2f}s"
+
+def test_busy_guest_uses_one_vcpu(libvirtd: str, guests: dict[str, GuestSpec]) -> None:
+    name = guests["busy"].name
+    attempts: list[tuple[float, float]] = []
+    with LibvirtSource(libvirtd) as source:
+        # Other load on a 2-core host can only lower the guest's share: measure again, at most 3 times.
+        for _ in range(3):
+            first, proc_first = source.sample_all(), qemu_cpu_s(name)
+            time.sleep(INTERVAL_S)
+            second, proc_second = source.sample_all(), qemu_cpu_s(name)
+            cycles = TwoCycles(first, second)
+            attempts.append((cycles.cpu_vcpus(name), (proc_second - proc_first) / cycles.wall_s))
+            if attempts[-1][0] >= 0.85:
+                break
+
+    rate, proc_rate = attempts[-1]
+    assert 0.85 <= rate <= 1.15, f"busy guest used {rate:.3f} vCPU; attempts {attempts}, load {os.getloadavg()}"
+    # What libvirt reports is what the QEMU process burnt, to within the tick resolution of /proc.
+    assert abs(rate - proc_rate) <= 0.05, f"collector {rate:.3f} vs /proc {proc_rate:.3f} vCPU"
 
 
 def test_idle_guest_uses_almost_nothing(two_cycles: TwoCycles, guests: dict[str, GuestSpec]) -> None:
@@ -116,11 +139,14 @@ def test_memory_used_comes_from_balloon_stats(
 
 
 def stats_period(dom: libvirt.virDomain) -> int:
-    match = re.search(r"<memballoon[^>]*>.*?(?:<stats period='(\d+)'/>)?.*?</memballoon>", dom.XMLDesc(0), re.S)
-    return int(match.group(1)) if match and match.group(1) else 0
+    balloon = re.search(r"<memballoon.*?</memballoon>", dom.XMLDesc(0), re.S)
+    period = re.search(r"<stats period='(\d+)'/>", balloon.group(0)) if balloon else None
+    return int(period.group(1)) if period else 0
 
 
-def test_balloon_stats_period_is_turned_on_for_new_domains(libvirtd: str, guests: dict[str, GuestSpec]) -> None:
+def test_balloon_stats_period_is_turned_on_for_new_domains(
+    libvirtd: str, guests: dict[str, GuestSpec]
+) -> None:
     conn = libvirt.open(libvirtd)
     try:
         dom = conn.lookupByName(guests["idle"].name)

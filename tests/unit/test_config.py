@@ -52,3 +52,11 @@ def test_bad_environment_override_names_the_variable():
         load_settings(env={"RIGHTSIZER_BOGUS": "1"})
     with pytest.raises(ConfigError, match="environment"):
         load_settings(env={"RIGHTSIZER_COLLECTOR__INTERVAL_S": "fast"})
+
+
+def test_shipped_example_config_is_valid():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "config.example.toml"
+    s = load_settings(example, env={})
+    assert s.collector.interval_s == 60 and s.actions.enabled is False

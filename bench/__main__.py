@@ -1,0 +1,21 @@
+"""Run every benchmark: ``python -m bench`` (or ``make bench``). Each prints its figures and ratios."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHES = ("bench.collector_bench", "bench.analytics_bench", "bench.dashboard_bench")
+
+
+def main(argv: list[str]) -> int:
+    chosen = [b for b in BENCHES if not argv or any(a in b for a in argv)]
+    for name in chosen:
+        print(f"== {name}", flush=True)
+        module = importlib.import_module(name)
+        module.main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

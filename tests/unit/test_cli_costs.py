@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from collector.model import VmRecord, VmState
+from collector.store.base import RAW_COLUMNS, AuditEntry
+from collector.store.sqlite import SqliteStore
+from rightsizer import cli
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+EVIL = "=cmd|' /C calc'!A0"
+WINDOW = ["--since", "2026-05-01", "--until", "2026-05-01T10:00Z"]
+
+
+def _vm(uuid: str, name: str, vcpus: int, gib: int, host: str, **labels: str) -> VmRecord:
+    return VmRecord(uuid=uuid, name=name, uri="test:///default", host=host, state=VmState.RUNNING, vcpus=vcpus,
+                    max_vcpus=vcpus, memory_bytes=gib * 2**30, max_memory_bytes=gib * 2**30, labels=labels,
+                    first_seen=T0, last_seen=T0 + timedelta(hours=10))
+
+
+def _raw(uuid: str, vcpus: int, gib: int, capacity_bytes: float, hours: int = 10) -> pd.DataFrame:
+    n = hours * 12  # 5-minute samples, all running
+    frame = pd.DataFrame({c: np.full(n, np.nan) for c in RAW_COLUMNS})
+    frame["vm"] = uuid
+    frame["ts"] = pd.date_range(T0, periods=n, freq="5min", tz="UTC")
+    frame["state"] = "running"
+    frame["vcpus"] = float(vcpus)
+    frame["memory_bytes"] = float(gib * 2**30)
+    frame["cpu_vcpus"] = 0.2
+    frame["interval_s"] = 300.0
+    frame["disk_capacity_bytes"] = capacity_bytes
+    frame["gap"] = False
+    return frame
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "rs.db"
+    store = SqliteStore(path)
+    vms = [_vm("u1", EVIL, 1, 4, "h1", machine_type="g1.1", team="pay"), _vm("u2", "web-1", 2, 4, "h2", team="web")]
+    store.write_history(vms, pd.concat([_raw("u1", 1, 4, 64e9), _raw("u2", 2, 4, 20e9)]))
+    store.append_audit(AuditEntry(
+        ts=T0 + timedelta(hours=5), actor="test", vm_uuid="u2", vm_name="web-1", action="resize", before={},
+        after={}, result="applied", reason="", price_before_per_hour=0.1, price_after_per_hour=0.04, currency="EUR",
+    ))
+    store.close()
+    return path
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
+    monkeypatch.setattr(cli, "COMMANDS", ("costs", "report"))
+    monkeypatch.delenv("RIGHTSIZER_CONFIG", raising=False)
+    return cli.main(list(argv))
+
+
+# Hand-computed with the STACKIT eu01 prices in data/ (storage_premium_perf0, storage-only rule):
+#   u1: label g1.1 at 0.03791133333/h x 10 h = 0.3791133333; disk 64 GB x 0.0000907638 + 0.00245833333
+#       = 0.00826721653/h x 10 h = 0.0826721653 -> 0.4617854986
+#   u2: 2 vCPU / 4 GiB -> cheapest fitting c2i.2 at 0.04328965278/h x 10 h = 0.4328965278;
+#       disk 20 GB x 0.0000907638 + 0.00245833333 = 0.00427360933/h x 10 h = 0.0427360933 -> 0.4756326211
+U1_COST = 0.4617854986
+U2_COST = 0.4756326211
+
+
+def test_costs_json_to_the_cent(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                db: Path) -> None:
+    assert _run(monkeypatch, "costs", "--db", str(db), *WINDOW, "--group-by", "team", "--output", "json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    vms = {v["uuid"]: v for v in doc["vms"]}
+    assert vms["u1"]["cost"] == pytest.approx(U1_COST, abs=1e-9)
+    assert (vms["u1"]["machine_type"], vms["u1"]["chosen_by"]) == ("g1.1", "label")
+    assert vms["u2"]["cost"] == pytest.approx(U2_COST, abs=1e-9)
+    assert (vms["u2"]["machine_type"], vms["u2"]["chosen_by"]) == ("c2i.2", "inferred")
+    assert round(doc["total"], 2) == 0.94
+    assert {g["team"]: round(g["cost"], 4) for g in doc["groups"]} == {"pay": 0.4618, "web": 0.4756}
+    assert doc["month_to_date"] == pytest.approx(U1_COST + U2_COST)
+    # run-rate over the 10 h of data, 734 h left in May after May 1st 10:00
+    assert doc["forecast_month_end"] == pytest.approx((U1_COST + U2_COST) * (1 + 734 / 10))
+    # resize applied at 05:00, 0.06/h cheaper, 5 h until --until
+    assert doc["realised_savings_total"] == pytest.approx(0.30)
+    assert doc["stopped_vm_billing"] == "storage-only"
+
+
+def test_costs_table_shows_type_source_and_summary(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str], db: Path) -> None:
+    assert _run(monkeypatch, "costs", "--db", str(db), *WINDOW) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split() == ["vm", "host", "machine_type", "chosen_by", "price_per_hour", "running_hours",
+                                "compute_cost", "storage_cost", "cost", "currency"]
+    row = next(line for line in lines if line.startswith("web-1"))
+    assert row.split() == ["web-1", "h2", "c2i.2", "inferred", "0.04329", "10.0", "0.4329", "0.0427", "0.4756",
+                           "EUR"]
+    assert "By host:" in out and "forecast_month_end" in out and "realised_savings_total  0.3000" in out
+
+
+def test_costs_csv_neutralises_formula_names(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str], db: Path) -> None:
+    assert _run(monkeypatch, "costs", "--db", str(db), *WINDOW, "--output", "csv") == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    names = {r["uuid"]: r["vm"] for r in rows}
+    assert names["u1"] == "'" + EVIL
+    assert all(not v.startswith(("=", "+", "-", "@")) for r in rows for v in r.values())
+
+
+def test_stopped_vm_billing_flag_overrides_settings(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str], db: Path) -> None:
+    assert _run(monkeypatch, "costs", "--db", str(db), *WINDOW, "--stopped-vm-billing", "none",
+                "--output", "json") == 0
+    assert json.loads(capsys.readouterr().out)["stopped_vm_billing"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--since", "yesterday"], "--since 'yesterday'"),
+        (["--until", "2026-13-01"], "--until '2026-13-01'"),
+        (["--since", "2026-05-02", "--until", "2026-05-01"], "is not before --until"),
+        (["--group-by", "tam"], "--group-by 'tam'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                         db: Path, args: list[str], needle: str) -> None:
+    assert _run(monkeypatch, "costs", "--db", str(db), *args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1
+    assert needle in captured.err and captured.err.startswith("rightsizer costs: ")
+
+
+def test_missing_database_is_bad_input(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                       tmp_path: Path) -> None:
+    assert _run(monkeypatch, "costs", "--db", str(tmp_path / "nope.db")) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_help_says_stopped_vm_rule_is_not_published(capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _run(monkeypatch, "costs", "--help")
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "does not publish whether a stopped VM is billed" in text
+    assert "run-rate of the last 7 days" in text
+
+
+def test_report_command_writes_files(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                     db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    assert _run(monkeypatch, "report", "--db", str(db), "--out", str(out), "--until", "2026-05-01T10:00Z",
+                "--since", "2026-05-01", "--format", "csv", "--format", "json", "--output", "json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert sorted(Path(f["file"]).name for f in doc["files"]) == ["findings.csv", "report.json"]
+    assert (out / "findings.csv").is_file() and not (out / "report.html").exists()
+
+
+def test_report_out_that_is_a_file_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                           db: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert _run(monkeypatch, "report", "--db", str(db), "--out", str(blocker)) == 2
+    assert "is a file" in capsys.readouterr().err
