@@ -35,6 +35,7 @@ from analytics.rightsizing.base import (
 )
 from analytics.traces import TraceVm
 
+
 @dataclass(frozen=True, slots=True)
 class VmResult:
     """One VM under one strategy: what it ran, what was recommended, how the evaluation went."""

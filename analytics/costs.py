@@ -126,8 +126,10 @@ def fleet_costs(
 ) -> pd.DataFrame:
     """Price every VM-hour of an hourly rollup frame; returns ``COST_COLUMNS`` (money in catalogue currency).
 
-    ``now`` (UTC) caps the hour containing it to the part already elapsed. Raises InputError when
-    ``settings.storage_class`` is not in ``storage``.
+    Rows come back sorted by (vm, ts) with a fresh 0..n-1 index; ``vm``, ``machine_type`` and
+    ``type_source`` are categoricals, ``compute_cost`` is NaN for hours no machine type could price
+    (``cost`` then holds storage only). ``now`` (UTC) caps the hour containing it to the part already
+    elapsed. Raises InputError when ``settings.storage_class`` is not in ``storage``.
     """
     if settings.include_storage and settings.storage_class not in storage.per_disk_hour:
         known = ", ".join(sorted(storage.per_disk_hour)) or "(none)"
@@ -143,8 +145,9 @@ def fleet_costs(
     ts_ns = ts_ns[order]
 
     def column(name: str) -> np.ndarray:
-        values = pd.to_numeric(hour_frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        return values[order]
+        values: np.ndarray = pd.to_numeric(hour_frame[name], errors="coerce").to_numpy(
+            dtype=float, na_value=np.nan)
+        return np.asarray(values[order], dtype=float)
 
     running_h = np.clip(np.nan_to_num(column("running_s")) / 3600.0, 0.0, 1.0)
     present_h = np.ones(len(running_h))
@@ -194,7 +197,8 @@ def fleet_costs(
 def _utc_ns(values: pd.Series) -> np.ndarray:
     """Nanoseconds since the epoch (int64) of timestamps; naive values are taken as UTC."""
     ts = pd.to_datetime(values, utc=True)
-    return ts.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view("int64")
+    naive: np.ndarray = ts.dt.tz_localize(None).to_numpy().astype("datetime64[ns]")
+    return naive.view("int64")
 
 
 def _timestamp(value: datetime) -> pd.Timestamp:
@@ -254,13 +258,13 @@ def _price_hours(
         # a missing shape falls back to the inventory's; still missing (-1) cannot be priced
         v = np.where(np.isnan(vcpus), vm_vcpus[vm_codes], vcpus)[rest]
         m = np.where(np.isnan(memory_bytes), vm_mem[vm_codes], memory_bytes)[rest]
-        shapes = pd.DataFrame({"v": np.nan_to_num(v, nan=-1.0), "m": np.nan_to_num(m, nan=-1.0)})
-        shape_codes = shapes.groupby(["v", "m"], sort=False).ngroup().to_numpy()
-        firsts = pd.Series(shape_codes).drop_duplicates()
-        u_type = np.full(len(firsts), -1)
-        u_price = np.full(len(firsts), np.nan)
-        for pos, i in firsts.items():
-            sv, sm = float(shapes["v"].iat[pos]), float(shapes["m"].iat[pos])
+        v_codes, v_values = pd.factorize(np.nan_to_num(v, nan=-1.0))
+        m_codes, m_values = pd.factorize(np.nan_to_num(m, nan=-1.0))
+        shape_codes, shape_keys = pd.factorize(v_codes.astype(np.int64) * len(m_values) + m_codes)
+        u_type = np.full(len(shape_keys), -1)
+        u_price = np.full(len(shape_keys), np.nan)
+        for i, key in enumerate(shape_keys):
+            sv, sm = float(v_values[key // len(m_values)]), float(m_values[key % len(m_values)])
             found = catalogue.cheapest_fitting(sv, sm) if sv > 0 and sm > 0 else None
             if found is not None:
                 u_type[i], u_price[i] = code_of(found.name), found.price_per_hour
@@ -301,10 +305,11 @@ def summarise_costs(
     cost of rows from the first of ``now``'s month (UTC) up to ``now``; the forecast adds the run-rate of
     the trailing 7 days (or the shorter span the frame holds) times the hours left in the month. For
     complete figures the frame must reach back to the month start and 7 days. ``group_by`` is ``vm``,
-    ``host``, ``machine_type`` or any label key.
+    ``host``, ``machine_type`` or any label key. Naive datetimes are taken as UTC.
     """
-    now_ts = pd.Timestamp(now).tz_convert(UTC) if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz=UTC)
-    end_dt = end or now_ts.to_pydatetime()
+    now_ts = _timestamp(now)
+    end_dt = _timestamp(end).to_pydatetime() if end is not None else now_ts.to_pydatetime()
+    start = _timestamp(start).to_pydatetime() if start is not None else None
     ts = cost_frame["ts"]
     in_window = ts < pd.Timestamp(end_dt)
     if start is not None:

@@ -1,4 +1,4 @@
-"""Helpers shared by analyses of a fleet: which machine type a VM is billed as, labels, durations."""
+"""Fleet-wide lookups shared by the analyses: the machine type a VM is billed as, labels, durations."""
 
 from __future__ import annotations
 

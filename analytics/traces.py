@@ -245,9 +245,11 @@ def read_bitbrains_file(path: Path | str, *, dataset: str | None = None) -> Trac
         bad = ~np.isfinite(values) | (values < 0)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            shown = column.iloc[i]
-            raise InputError(f"{path}:{i + 2}: field {label!r} value {'' if pd.isna(shown) else shown!r} "
-                             "is not a non-negative number; fix or remove that line")
+            raw_value = column.iloc[i]
+            shown: object = ("" if pd.isna(raw_value) else float(raw_value)
+                             if isinstance(raw_value, int | float | np.number) else str(raw_value).strip())
+            raise InputError(f"{path}:{i + 2}: field {label!r} value {shown!r} is not a non-negative number; "
+                             "fix or remove that line")
         num[name] = values
     return _to_trace_vm(path, dataset, num)
 

@@ -82,7 +82,8 @@ class RightsizerCollector(Collector):
                                  labels=["vm", "uuid", "host", "device"])
         tx = CounterMetricFamily("rightsizer_vm_network_transmit_bytes", "Bytes sent per interface.",
                                  labels=["vm", "uuid", "host", "device"])
-        cost = GaugeMetricFamily("rightsizer_vm_hourly_cost", "Pay-as-you-go price per hour of the VM.",
+        cost = GaugeMetricFamily("rightsizer_vm_hourly_cost",
+                                 "Pay-as-you-go price per hour of the VM's machine type (0 when not billed).",
                                  labels=["vm", "uuid", "currency"])
         rec = InfoMetricFamily("rightsizer_vm_recommendation", "Latest right-sizing finding of each VM.")
         savings = GaugeMetricFamily("rightsizer_vm_potential_monthly_savings",

@@ -31,6 +31,7 @@ import pandas as pd
 from analytics.backups import check_backups
 from analytics.catalogue import HOURS_PER_MONTH, CsvPriceCatalogue, StoragePrices, load_storage_prices
 from analytics.costs import fleet_costs, summarise_costs
+from analytics.recommend import VmFinding, recommend_frame
 from collector.config import Settings
 from collector.errors import ActionError, RightsizerError
 from collector.model import VmRecord, VmState
@@ -167,6 +168,7 @@ class Snapshot:
 
     built_at: float  # monotonic seconds
     now: datetime  # wall clock at build time (UTC)
+    cost_now: datetime  # "now" for cost and month figures: the wall clock, capped at the window end
     anchor: datetime  # newest data (UTC); ranges end at the end of its hour
     window_start: datetime
     window_end: datetime
@@ -287,7 +289,10 @@ class DashboardData:
         known = {vm.uuid for vm in vms}
         if len(hours) and not hours["vm"].isin(known).all():
             hours = hours[hours["vm"].isin(known)].reset_index(drop=True)
-        costs = fleet_costs(hours, vms, self.catalogue, self.storage, self.settings.costs, now=anchor)
+        # Costs and month figures count up to the wall clock, or to the end of the data's last hour when the
+        # data is older (demo, imports): then every stored hour is complete.
+        cost_now = min(now, window_end)
+        costs = fleet_costs(hours, vms, self.catalogue, self.storage, self.settings.costs, now=cost_now)
         costs = costs.reset_index(drop=True)
         if len(costs) != len(hours) or not (costs["vm"].to_numpy() == hours["vm"].to_numpy()).all():
             costs = hours[["vm", "ts"]].merge(costs, on=["vm", "ts"], how="left")
@@ -297,6 +302,7 @@ class DashboardData:
         snap = Snapshot(
             built_at=time.monotonic(),
             now=now,
+            cost_now=cost_now,
             anchor=anchor,
             window_start=window_start,
             window_end=window_end,
@@ -448,7 +454,7 @@ class DashboardData:
             frame = snap.costs[mask] if not mask.all() else snap.costs
             selected = self._selected(snap, filters)
             summary = summarise_costs(
-                frame, [snap.by_uuid[u] for u in selected], group_by="host", now=snap.anchor,
+                frame, [snap.by_uuid[u] for u in selected], group_by="host", now=snap.cost_now,
                 currency=self.currency,
             )
             return summary.month_to_date, summary.forecast_month_end, summary.forecast_basis
@@ -792,5 +798,74 @@ def load_backups(data: DashboardData, snap: Snapshot) -> Mapping[str, BackupView
 
 
 def load_findings(data: DashboardData, snap: Snapshot) -> Mapping[str, FindingView]:
-    """Run the fleet recommendation and flatten each result (empty until analytics provides one)."""
-    return {}
+    """Right-size every VM from the snapshot's hourly rollups (analytics.recommend) and flatten the results.
+
+    Uses the configured strategy, lookback, minimum saving and idle rule, judged at the snapshot's cost time.
+    """
+    rs = data.settings.rightsizing
+    start = pd.Timestamp(snap.cost_now) - pd.Timedelta(days=rs.lookback_days)
+    frame = snap.hours[snap.hours["ts"] >= start] if len(snap.hours) else snap.hours
+    findings = recommend_frame(
+        frame, list(snap.vms), data.catalogue, strategy=rs.strategy, now=snap.cost_now,
+        lookback_days=float(rs.lookback_days), idle_settings=data.settings.idle,
+        min_monthly_savings=rs.min_monthly_savings,
+    )
+    return {f.uuid: finding_view(f) for f in findings}
+
+
+def finding_view(f: VmFinding) -> FindingView:
+    """Flatten one VmFinding, turning its evidence into labelled text."""
+    return FindingView(
+        vm_uuid=f.uuid,
+        finding=f.finding.value,
+        current_type=f.current_type,
+        recommended_type=f.target_type,
+        monthly_savings=f.monthly_savings,
+        risk=f.risk,
+        target_vcpus=f.need_vcpus,
+        target_memory_bytes=f.need_memory_bytes,
+        recommended_vcpus=f.target_vcpus,
+        recommended_memory_bytes=f.target_memory_bytes,
+        options=tuple(
+            OptionView(str(o["machine_type"]), int(o["vcpus"]), int(o["memory_bytes"]),
+                       float(o["price_per_month"]), float(o["monthly_savings"]))
+            for o in f.options
+        ),
+        reasons=dict(f.reasons),
+        evidence=_evidence(f),
+        excluded=f.excluded,
+    )
+
+
+def _evidence(f: VmFinding) -> dict[str, str]:
+    ev = f.recommendation.evidence
+    out: dict[str, str] = {"Strategy": f.strategy}
+    if f.current_type:
+        out["Current type"] = f"{f.current_type} ({f.current_type_source})"
+    if f.price_before_per_hour is not None:
+        after = f" -> {f.price_after_per_hour:.4f}" if f.price_after_per_hour is not None else ""
+        out["Price per hour"] = f"{f.price_before_per_hour:.4f}{after} {f.currency}"
+    if ev is None:
+        return out
+    out["Lookback"] = f"{ev.lookback_days:g} days"
+    out["Data"] = f"{ev.coverage_hours:.1f} h over {ev.span_days:.1f} days ({ev.samples} hourly points)"
+    if ev.cpu is not None:
+        out["CPU"] = (f"{ev.cpu.statistic} = {ev.cpu.observed:.3f} vCPU, +{ev.cpu.headroom_fraction:.0%} headroom "
+                      f"= {ev.cpu.value:.3f} vCPU; peak {ev.cpu.peak:.3f} vCPU")
+    if ev.memory is not None:
+        out["Memory"] = (f"{ev.memory.statistic} = {ev.memory.observed / GIB:.2f} GiB, "
+                         f"+{ev.memory.headroom_fraction:.0%} headroom = {ev.memory.value / GIB:.2f} GiB; "
+                         f"peak {ev.memory.peak / GIB:.2f} GiB")
+    for label, trend, scale, unit in (("CPU trend", ev.cpu_trend, 1.0, "vCPU"),
+                                      ("Memory trend", ev.memory_trend, GIB, "GiB")):
+        if trend is not None:
+            out[label] = (f"{trend.slope_per_day / scale:+.3f} {unit}/day over {trend.days} days, projected "
+                          f"{trend.projected / scale:.2f} {unit} in {trend.horizon_days:g} days"
+                          + (" (growing)" if trend.growing else ""))
+    if ev.min_savings_per_month is not None and math.isfinite(ev.min_savings_per_month):
+        out["Savings threshold"] = f"{ev.min_savings_per_month:.2f} {f.currency}/month"
+    if f.idle is not None:
+        share = f.idle.cpu_idle_share
+        out["Idle"] = (f"CPU below {f.idle.cpu_threshold_vcpus:g} vCPU for "
+                       f"{'?' if share is None else f'{share:.0%}'} of {f.idle.observed_days:.1f} running days")
+    return out

@@ -285,7 +285,7 @@ def _points(
     progress = np.linspace(0.0, 1.0, count)
     for index, vm in enumerate(fleet):
         rng = np.random.default_rng([seed, index])
-        series = _usage(vm, rng, hour, weekday, progress, end_s - epoch_s)
+        series = _usage(vm, rng, hour, weekday, progress, end_s - epoch_s, interval_s)
         yield from _vm_points(vm, times, interval_s, *series)
 
 
@@ -296,6 +296,7 @@ def _usage(
     weekday: np.ndarray,
     progress: np.ndarray,
     age_s: np.ndarray,
+    interval_s: float,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
     """CPU (vCPU-equivalents), memory used (bytes or None), disk and net (bytes/s), running mask."""
     n = hour.size
@@ -314,7 +315,7 @@ def _usage(
         mem_frac = np.full(n, 0.11) + 0.005 * noise
     elif profile == "batch":
         night = ((hour % 24) >= 1.0) & ((hour % 24) < 4.0)
-        cpu_frac = np.where(night, 0.85 + 0.08 * noise, 0.05 + 0.02 * np.abs(noise))
+        cpu_frac = np.where(night, 0.62 + 0.05 * noise, 0.05 + 0.02 * np.abs(noise))
         mem_frac = np.where(night, 0.72, 0.35) + 0.02 * noise
     elif profile == "growing":
         cpu_frac = (0.15 + 0.45 * progress) + 0.2 * working + 0.03 * noise
@@ -328,9 +329,10 @@ def _usage(
     if profile == "shutoff":
         running = age_s > vm.extra.get("off_days_ago", 7.0) * 86400
         cpu_frac = cpu_frac * 0.5
-    # Occasional spikes keep percentiles honest.
-    spikes = rng.random(n) < 0.004
-    cpu_frac = np.where(spikes, np.maximum(cpu_frac, rng.uniform(0.6, 1.0, n)), cpu_frac)
+    # Rare one-off spikes (about one day in thirty has one) keep maxima and percentiles apart.
+    if profile != "idle":
+        spikes = rng.random(n) < interval_s / 86400.0 / 30.0
+        cpu_frac = np.where(spikes, np.maximum(cpu_frac, rng.uniform(0.5, 0.9, n)), cpu_frac)
     cpu = np.clip(cpu_frac, 0.0005, 1.0) * vm.vcpus
     mem: np.ndarray | None = np.clip(mem_frac, 0.05, 0.99) * vm.memory_bytes
     if profile == "no-balloon-stats":

@@ -10,15 +10,10 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import IO, Any
 
+from analytics.textsafe import csv_safe
+
+__all__ = ["FORMATS", "Output", "csv_safe"]
 FORMATS = ("table", "json", "csv")
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value: Any) -> Any:
-    """Neutralise spreadsheet formula injection: text starting with = + - @ TAB CR gets a leading quote."""
-    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
-        return "'" + value
-    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -51,27 +51,31 @@ def probe_local_libvirt(uri: str = "qemu:///system") -> tuple[bool, str]:
 
 
 def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datetime) -> EconomicsView:
-    """Per-VM hourly cost and latest finding for the exporter, from the analytics package."""
-    from analytics.catalogue import load_storage_prices
-    from analytics.costs import current_hourly_costs
+    """Per-VM price per hour of its machine type and its latest finding, for the exporter.
+
+    The hourly cost is the machine type's pay-as-you-go price while the VM runs; a stopped VM costs what
+    ``costs.stopped_vm_billing`` says for compute (0 unless "full"). Disks are billed separately.
+    """
+    from analytics.fleet import resolve_machine_type
     from analytics.recommend import recommend_fleet
+    from collector.model import VmState
 
     vms = store.vms()
-    costs = current_hourly_costs(store, vms, catalogue, load_storage_prices(), settings.costs, now=now)
     findings = {f.uuid: f for f in recommend_fleet(
         store, catalogue, strategy=settings.rightsizing.strategy, now=now,
         lookback_days=settings.rightsizing.lookback_days)}
     out: dict[str, VmEconomics] = {}
     for vm in vms:
-        c = costs.get(vm.uuid)
-        if c is None:
+        mtype, _how = resolve_machine_type(vm, catalogue)
+        if mtype is None:
             continue
+        billed = vm.state is VmState.RUNNING or settings.costs.stopped_vm_billing == "full"
         f = findings.get(vm.uuid)
         out[vm.uuid] = VmEconomics(
-            machine_type=c.machine_type, hourly_cost=c.price_per_hour, currency=c.currency,
-            finding=f.finding if f else "", current_type=f.current_type if f else c.machine_type,
-            recommended_type=(f.target_type or "") if f else "",
-            monthly_savings=f.monthly_savings if f else 0.0,
+            machine_type=mtype.name, hourly_cost=mtype.price_per_hour if billed else 0.0,
+            currency=mtype.currency, finding=f.finding if f else "",
+            current_type=mtype.name, recommended_type=(f.target_type or "") if f else "",
+            monthly_savings=max(0.0, f.monthly_savings) if f else 0.0,
         )
     return EconomicsView(by_vm=out)
 

@@ -56,7 +56,18 @@ if [ "$(cat "$DIR/kernel.pkg" 2>/dev/null)" != "$pkg" ] || [ ! -s "$DIR/vmlinuz"
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   log "downloading $pkg"
-  (cd "$work" && apt-get download -q "$pkg" >/dev/null 2>&1) || die "apt-get download $pkg failed"
+  if ! (cd "$work" && apt-get download -q "$pkg" >/dev/null 2>&1); then
+    if [ -s "$DIR/vmlinuz" ] && [ -s "$DIR/kernel.pkg" ]; then
+      pkg="$(cat "$DIR/kernel.pkg")"
+      log "apt-get download failed; keeping the cached $pkg"
+      rm -rf "$work"
+      trap - EXIT
+    else
+      die "apt-get download $pkg failed; check apt sources (apt-get update) and network"
+    fi
+  fi
+fi
+if [ "$(cat "$DIR/kernel.pkg" 2>/dev/null)" != "$pkg" ] || [ ! -s "$DIR/vmlinuz" ]; then
   dpkg-deb -x "$work"/"$pkg"_*.deb "$work/x"
   kver="$(ls "$work/x/lib/modules")"
   rm -rf "$DIR/modules.new"

@@ -7,7 +7,6 @@ formula-safe) and ``json`` (report.json). ``write_report`` is what the CLI and t
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,7 @@ from analytics.idle import find_idle
 from analytics.reports import csv_report, html_report, json_report  # noqa: F401  (register formatters)
 from analytics.reports.base import FORMATTERS, Report, ReportFormatter, VmReportRow, register
 from collector.config import Settings
-from collector.errors import InputError, RightsizerError
+from collector.errors import InputError
 from collector.model import VmRecord
 
 if TYPE_CHECKING:
@@ -73,34 +72,37 @@ def _utilisation(hours: pd.DataFrame) -> tuple[dict[str, float], dict[str, float
 def _recommendations(
     store: TimeSeriesStore, catalogue: CsvPriceCatalogue, settings: Settings, strategy: str, now: datetime
 ) -> tuple[dict[str, RightsizingSummary] | None, str | None]:
-    """Right-sizing per VM UUID from analytics.recommend, or (None, why not) when unavailable."""
+    """Right-sizing per VM UUID from analytics.recommend, or (None, why not) when unavailable.
+
+    Raises InputError for an unknown strategy name.
+    """
     try:
         from analytics.recommend import recommend_fleet
     except ModuleNotFoundError as exc:
         if exc.name != "analytics.recommend":
             raise
-        return None, "right-sizing is not available in this build; this is a costs-only report"
-    findings = recommend_fleet(
-        store, catalogue, strategy=strategy, now=now, lookback_days=settings.rightsizing.lookback_days,
-        policies=settings.actions,
-    )
-    return {f.vm.uuid: _recommendation_of(f) for f in findings}, None
+        return None, "Right-sizing is not available in this build; this is a costs-only report."
+    try:
+        findings = recommend_fleet(
+            store, catalogue, strategy=strategy, now=now, lookback_days=settings.rightsizing.lookback_days,
+            idle_settings=settings.idle, min_monthly_savings=settings.rightsizing.min_monthly_savings,
+        )
+    except KeyError as exc:
+        raise InputError(f"{exc.args[0] if exc.args else exc}; pass one of them to --strategy") from exc
+    return {
+        f.uuid: RightsizingSummary(
+            finding=f.finding.value,
+            recommended_type=f.target_type if f.changes_type else None,
+            monthly_savings=float(f.monthly_savings) if f.changes_type else 0.0,
+            risk=int(f.risk),
+            reason="; ".join(f"{k}: {v}" for k, v in f.reasons.items()),
+        )
+        for f in findings
+    }, None
 
 
-def _recommendation_of(finding: object) -> RightsizingSummary:
-    from analytics.recommend import VmFinding
-
-    if not isinstance(finding, VmFinding):
-        raise RightsizerError(f"recommend_fleet returned {type(finding).__name__}, expected VmFinding")
-    rec = finding.recommendation
-    reasons = "; ".join(f"{k}: {v}" for k, v in rec.reasons.items())
-    return RightsizingSummary(
-        finding=rec.finding.value,
-        recommended_type=rec.recommended_type.name if rec.recommended_type else None,
-        monthly_savings=float(rec.monthly_savings),
-        risk=int(rec.risk),
-        reason=reasons,
-    )
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def build_report(
@@ -120,8 +122,8 @@ def build_report(
     ``recommendations`` replaces the call to analytics.recommend (for tests and callers that have them).
     Raises InputError on a bad storage class or backup policy setting, StoreError from the store.
     """
-    now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
-    start = (since or now - timedelta(days=settings.rightsizing.lookback_days)).replace(
+    now = _utc(now)
+    start = _utc(since or now - timedelta(days=settings.rightsizing.lookback_days)).replace(
         minute=0, second=0, microsecond=0)
     notes: list[str] = []
     vms = store.vms()
@@ -147,15 +149,16 @@ def build_report(
     backups = check_backups(vms, store.backups(), settings.backups, now, hour_frame=hours)
     savings = realised_savings(store.audit(), now, currency=catalogue.currency)
 
-    used_strategy: str | None = strategy or settings.rightsizing.strategy
+    wanted_strategy = strategy or settings.rightsizing.strategy
+    used_strategy: str | None = wanted_strategy
     if recommendations is None:
-        recs, why_not = _recommendations(store, catalogue, settings, used_strategy, now)
+        recs, why_not = _recommendations(store, catalogue, settings, wanted_strategy, now)
         if recs is None:
             used_strategy = None
             notes.append(why_not or "no recommendations")
         recommendations = recs or {}
-    if summary_unpriced := by_host.unpriced_vms:
-        notes.append(f"{len(summary_unpriced)} VM(s) fit no machine type in the catalogue and are not priced.")
+    if by_host.unpriced_vms:
+        notes.append(f"{len(by_host.unpriced_vms)} VM(s) fit no machine type in the catalogue and are not priced.")
     if not vms:
         notes.append("The store holds no VMs yet; run 'rightsizer collect' or 'rightsizer import'.")
 
@@ -234,15 +237,15 @@ def write_files(report: Report, out_dir: Path | str, formats: Sequence[str] = DE
 
 
 def _atomic_write(target: Path, text: str) -> None:
+    # a sibling temp file (mode from the umask, unlike mkstemp's 0600) renamed over the target
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            with tmp.open("w", encoding="utf-8", newline="") as fh:
                 fh.write(text)
             os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError as exc:
         raise InputError(f"Cannot write report file {str(target)!r}: {exc}; pass a writable --out") from exc
 

@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 from analytics.reports.base import Report, VmReportRow, register
+from analytics.textsafe import csv_safe
 
 COLUMNS: tuple[str, ...] = (
     "vm", "uuid", "host", "labels", "machine_type", "type_source", "price_per_hour", "running_hours", "cost",
@@ -14,16 +15,6 @@ COLUMNS: tuple[str, ...] = (
     "recommended_type", "monthly_savings", "risk", "recommendation_reason", "idle", "backup_status",
     "backup_urgency", "backup_reason",
 )
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value: Any) -> Any:
-    """Prefix text that a spreadsheet would run as a formula (= + - @ TAB CR) with a single quote."""
-    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
 def _row(v: VmReportRow, currency: str) -> list[Any]:
     labels = ";".join(f"{k}={val}" for k, val in sorted(v.labels.items()))
     values: list[Any] = [

@@ -1,32 +1,44 @@
-"""Right-sizing strategies by name: our default ``rightsizer`` and the anchors ``aws``, ``krr``, ``vpa``."""
+"""Right-sizing strategies by name: our default ``rightsizer`` and the anchors ``aws``, ``krr``, ``vpa``.
+
+Importing this package is light (pydantic settings only); the strategy modules (numpy) load on first use
+of :func:`get_strategy` or ``STRATEGIES``.
+"""
 
 from __future__ import annotations
 
-from analytics.rightsizing import aws, default, krr, vpa
-from analytics.rightsizing.base import (
-    Finding,
-    Recommendation,
-    Strategy,
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from analytics.rightsizing.settings import (
+    DEFAULT_STRATEGY,
+    SETTINGS_TYPES,
+    STRATEGY_NAMES,
+    Policy,
     StrategySettings,
-    UsageHistory,
-    VmSpec,
 )
 
-DEFAULT_STRATEGY = default.NAME
-#: Every strategy by its user-facing name, ours first.
-STRATEGIES: dict[str, Strategy] = {
-    s.name: s for s in (default.STRATEGY, aws.STRATEGY, krr.STRATEGY, vpa.STRATEGY)
-}
+if TYPE_CHECKING:
+    from analytics.rightsizing.base import Strategy
+
+#: Strategy name -> module that defines ``STRATEGY``.
+_MODULES = {"rightsizer": "default", "aws": "aws", "krr": "krr", "vpa": "vpa"}
 
 __all__ = [
-    "DEFAULT_STRATEGY", "STRATEGIES", "Finding", "Recommendation", "Strategy", "StrategySettings",
-    "UsageHistory", "VmSpec", "get_strategy",
+    "DEFAULT_STRATEGY", "SETTINGS_TYPES", "STRATEGIES", "STRATEGY_NAMES", "Policy", "StrategySettings",
+    "get_strategy",
 ]
 
 
 def get_strategy(name: str) -> Strategy:
     """The strategy called ``name``. Raises KeyError listing the known names."""
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise KeyError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}") from None
+    module = _MODULES.get(name)
+    if module is None:
+        raise KeyError(f"unknown strategy {name!r}; known: {', '.join(STRATEGY_NAMES)}")
+    strategy: Strategy = importlib.import_module(f"analytics.rightsizing.{module}").STRATEGY
+    return strategy
+
+
+def __getattr__(name: str) -> Any:
+    if name == "STRATEGIES":
+        return {n: get_strategy(n) for n in STRATEGY_NAMES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,32 +13,21 @@ The percentile is taken over the stored intervals (5-minute samples in a trace, 
 
 from __future__ import annotations
 
-from pydantic import Field
-
+from analytics.catalogue import MachineType
 from analytics.rightsizing.base import (
     DimensionNeed,
     FittingCatalogue,
     Need,
     Recommendation,
     Strategy,
-    StrategySettings,
     UsageHistory,
     VmSpecLike,
     memory_need,
     percentile,
 )
-from analytics.catalogue import MachineType
+from analytics.rightsizing.settings import AwsSettings
 
 NAME = "aws"
-
-
-class AwsSettings(StrategySettings):
-    """AWS Compute Optimizer defaults: CPU P99.5 + 20 %, memory max + 20 %."""
-
-    cpu_percentile: float = Field(99.5, gt=0, le=100, description="CPU utilisation threshold (AWS: P99.5)")
-    cpu_headroom_fraction: float = Field(0.20, ge=0, le=10, description="CPU headroom (AWS: 20 %)")
-    memory_percentile: float = Field(100.0, gt=0, le=100, description="memory statistic (AWS: maximum)")
-    memory_headroom_fraction: float = Field(0.20, ge=0, le=10, description="memory headroom (AWS: 20 %)")
 
 
 def estimate(history: UsageHistory, settings: AwsSettings) -> Need:

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from analytics.catalogue import HOURS_PER_MONTH, MachineType
+from analytics.rightsizing.settings import Policy, StrategySettings
 from analytics.trend import Trend, daily_quantiles, fit_trend
 
 GIB = 1024**3
@@ -185,31 +185,6 @@ class UsageHistory:
         mem_peak = np.maximum.reduceat(mem_filled, starts)
         mem_peak = np.where(np.isneginf(mem_peak), np.nan, mem_peak)
         return hours[starts] * SECONDS_PER_HOUR, cpu_peak, mem_peak
-
-
-class StrategySettings(BaseModel):
-    """Settings every strategy has; subclasses set their published defaults. Bounds generate --help."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    lookback_days: float = Field(14.0, gt=0, le=400, description="days of history to look at (14; 32 or 93)")
-    min_coverage_hours: float = Field(
-        30.0, ge=0, le=10_000, description="hours of data needed before recommending anything")
-    min_span_days: float = Field(3.0, ge=0, le=400, description="days from first to last sample needed")
-    min_savings_fraction: float = Field(
-        0.10, ge=0, le=1, description="a downsize must save at least this share of the VM's cost")
-    min_monthly_savings: float = Field(
-        1.0, ge=0, le=1_000_000, description="a downsize must save at least this much per month (currency)")
-    cpu_percentile: float = Field(95.0, gt=0, le=100, description="percentile of CPU demand to size for")
-    cpu_headroom_fraction: float = Field(0.0, ge=0, le=10, description="headroom added on top of CPU need")
-    memory_percentile: float = Field(100.0, gt=0, le=100, description="percentile of memory used (100 = max)")
-    memory_headroom_fraction: float = Field(
-        0.15, ge=0, le=10, description="headroom added on top of memory need")
-    trend_blocks_downsize: bool = Field(
-        False, description="a growing trend (robust fit of daily p95) blocks a downsize of that dimension")
-    trend_growth_fraction: float = Field(
-        0.10, ge=0, le=10,
-        description="growth over the projection horizon, as a share of the current level, that counts as growing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,30 +511,6 @@ def decide(
 
 EXCLUDE_LABEL = "rightsizer_exclude"
 _TRUE = frozenset({"true", "yes", "1", "on"})
-
-
-class Policy(BaseModel):
-    """A per-VM or per-label override of strategy settings (validated input, e.g. from the config file).
-
-    A policy applies to a VM when ``vm`` (name or UUID) matches, or when it has no ``vm`` and every
-    ``labels`` item matches the VM's labels. Unset fields leave the strategy's value alone.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    vm: str | None = Field(None, description="VM name or UUID this policy applies to")
-    labels: dict[str, str] = Field(default_factory=dict, description="labels a VM must all carry")
-    cpu_percentile: float | None = Field(None, gt=0, le=100, description="CPU percentile override")
-    cpu_headroom_fraction: float | None = Field(None, ge=0, le=10, description="CPU headroom override")
-    memory_headroom_fraction: float | None = Field(None, ge=0, le=10, description="memory headroom override")
-    lookback_days: float | None = Field(None, gt=0, le=400, description="lookback override, days")
-    exclude: bool | None = Field(None, description="true: never propose a resize for matching VMs")
-
-    def matches(self, *, uuid: str, name: str, labels: Mapping[str, str]) -> bool:
-        """True when this policy applies to the VM."""
-        if self.vm is not None:
-            return self.vm in (uuid, name)
-        return bool(self.labels) and all(labels.get(k) == v for k, v in self.labels.items())
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import Field
 
 from analytics.catalogue import MachineType
 from analytics.rightsizing.base import (
@@ -39,25 +38,14 @@ from analytics.rightsizing.base import (
     Need,
     Recommendation,
     Strategy,
-    StrategySettings,
     UsageHistory,
     VmSpecLike,
     memory_need,
     percentile,
 )
+from analytics.rightsizing.settings import RightsizerSettings
 
 NAME = "rightsizer"
-
-
-class RightsizerSettings(StrategySettings):
-    """Settings of our default strategy."""
-
-    cpu_percentile: float = Field(
-        90.0, gt=0, le=100, description="percentile of the daily peak-hour CPU demand to size for")
-    cpu_headroom_fraction: float = Field(0.15, ge=0, le=10, description="CPU headroom over that level")
-    memory_percentile: float = Field(100.0, gt=0, le=100, description="memory statistic (100 = maximum used)")
-    memory_headroom_fraction: float = Field(0.15, ge=0, le=10, description="memory headroom over the maximum")
-    trend_blocks_downsize: bool = Field(True, description="a growing trend blocks a downsize of that dimension")
 
 
 def daily_peaks(history: UsageHistory) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,6 @@ data over 3 days is stricter for 5-minute data and is applied instead.
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from analytics.catalogue import MachineType
 from analytics.rightsizing.base import (
     DimensionNeed,
@@ -18,23 +16,14 @@ from analytics.rightsizing.base import (
     Need,
     Recommendation,
     Strategy,
-    StrategySettings,
     UsageHistory,
     VmSpecLike,
     memory_need,
     percentile,
 )
+from analytics.rightsizing.settings import KrrSettings
 
 NAME = "krr"
-
-
-class KrrSettings(StrategySettings):
-    """KRR simple-strategy defaults: CPU P95, memory max x 1.15."""
-
-    cpu_percentile: float = Field(95.0, gt=0, le=100, description="CPU percentile (KRR: 95)")
-    cpu_headroom_fraction: float = Field(0.0, ge=0, le=10, description="CPU headroom (KRR: none)")
-    memory_percentile: float = Field(100.0, gt=0, le=100, description="memory statistic (KRR: max)")
-    memory_headroom_fraction: float = Field(0.15, ge=0, le=10, description="memory buffer (KRR: 15 %)")
 
 
 def estimate(history: UsageHistory, settings: KrrSettings) -> Need:

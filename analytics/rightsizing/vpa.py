@@ -23,39 +23,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import Field
 
 from analytics.catalogue import MachineType
 from analytics.rightsizing.base import (
-    SECONDS_PER_DAY,
     DimensionNeed,
     FittingCatalogue,
     Need,
     Recommendation,
     Strategy,
-    StrategySettings,
     UsageHistory,
     VmSpecLike,
 )
+from analytics.rightsizing.settings import VpaSettings
 
 NAME = "vpa"
 MIB = 1024**2
-
-
-class VpaSettings(StrategySettings):
-    """VPA recommender defaults: P90 + 15 % over decaying histograms with a 24 h half-life."""
-
-    cpu_percentile: float = Field(90.0, gt=0, le=100, description="CPU target percentile (VPA: 0.9)")
-    cpu_headroom_fraction: float = Field(0.15, ge=0, le=10, description="safety margin (VPA: 0.15)")
-    memory_percentile: float = Field(90.0, gt=0, le=100, description="memory-peaks percentile (VPA: 0.9)")
-    memory_headroom_fraction: float = Field(0.15, ge=0, le=10, description="safety margin (VPA: 0.15)")
-    half_life_hours: float = Field(24.0, gt=0, le=10_000, description="histogram decay half-life (VPA: 24 h)")
-    memory_interval_hours: float = Field(
-        24.0, gt=0, le=10_000, description="memory peak aggregation interval (VPA: 24 h)")
-    memory_interval_count: int = Field(8, ge=1, le=1000, description="memory intervals kept (VPA: 8)")
-    bucket_growth: float = Field(0.05, gt=0, le=1, description="histogram bucket growth ratio - 1 (VPA: 0.05)")
-    min_cpu_vcpus: float = Field(0.025, ge=0, le=64, description="minimum CPU target (VPA: 25 millicores)")
-    min_memory_bytes: int = Field(250 * MIB, ge=0, description="minimum memory target (VPA: 250 MiB)")
 
 
 def bucket_starts(first_bucket: float, growth: float, max_value: float) -> np.ndarray:

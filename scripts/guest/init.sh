@@ -36,7 +36,7 @@ while read -r mod; do
 done </etc/rs-modules
 
 # ACPI power button (virsh shutdown) -> clean power-off; busybox acpid runs /etc/acpi/PWRF/00000080.
-[ -e /dev/input/event0 ] && acpid -c /etc/acpi
+[ -e /dev/input/event0 ] && acpid -c /etc/acpi -l /dev/console  # default log /var/log/acpid.log does not exist: acpid would exit
 
 echo "rs-init: ready workload=$workload"
 case "$workload" in

@@ -1,5 +1,7 @@
 """The real rig: libvirtd (QEMU driver), tiny TCG guests, test-driver fleets and a throwaway Prometheus.
 
+Helpers (guest XML, boot, LibvirtdRig) live in domains.py, importable as ``from domains import ...``.
+
 Session fixtures start libvirtd once and boot the ``rs-test-*`` guests once; tests must not touch
 domains with other names (``rs-act-*`` belong to the resize-action tests, which boot their own with
 ``domains.boot_guest``).
@@ -19,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -34,9 +35,9 @@ from typing import Any
 import libvirt
 import pytest
 from domains import (
-    REPO_ROOT,
     GuestImages,
     GuestSpec,
+    LibvirtdRig,
     boot_guest,
     build_guest_images,
     create_disk,
@@ -47,53 +48,7 @@ from domains import (
 from collector.hypervisor.libvirt import silence_libvirt_stderr
 from collector.hypervisor.testfleet import make_fleet, write_fleet
 
-QEMU_URI = "qemu:///system"
-LIBVIRTD_PIDFILE = Path("/var/run/libvirtd.pid")
 TEST_GUEST_PREFIX = "rs-test-"
-
-
-class LibvirtdRig:
-    """Stops and starts the local libvirtd; running QEMU guests survive and are reattached on start."""
-
-    def __init__(self, uri: str = QEMU_URI) -> None:
-        self.uri = uri
-
-    def pid(self) -> int | None:
-        """Return libvirtd's pid when it runs, else None."""
-        try:
-            pid = int(LIBVIRTD_PIDFILE.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-        except FileNotFoundError:
-            return None
-        return pid if comm == "libvirtd" else None
-
-    def start(self) -> None:
-        """Start libvirtd (idempotent) and wait until the URI answers."""
-        subprocess.run(
-            ["bash", str(REPO_ROOT / "scripts" / "libvirtd-up.sh")],
-            check=True, capture_output=True, text=True, timeout=120,
-        )
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM libvirtd and wait until it has exited; raises TimeoutError."""
-        pid = self.pid()
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while Path(f"/proc/{pid}").exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"libvirtd (pid {pid}) still running {timeout_s}s after SIGTERM")
-            time.sleep(0.05)
-
-    def restart(self, down_s: float = 0.0) -> None:
-        """Stop libvirtd, stay down ``down_s`` seconds, start it again."""
-        self.stop()
-        time.sleep(down_s)
-        self.start()
 
 
 @pytest.fixture(scope="session")
@@ -151,17 +106,24 @@ def guests(libvirtd: str, guest_images: GuestImages, guest_dir: Path) -> Iterato
             console_log=guest_dir / f"{workload}.console.log",
             **extra,
         )
-    conn = libvirt.open(libvirtd)
     try:
-        for spec in specs.values():
-            boot_guest(conn, spec, guest_images)
+        conn = libvirt.open(libvirtd)
+        try:
+            for spec in specs.values():
+                boot_guest(conn, spec, guest_images)
+        finally:
+            conn.close()
         for workload in specs:
             wait_for_console(guest_dir / f"{workload}.console.log", timeout_s=180)
         yield specs
     finally:
-        for spec in specs.values():
-            remove_domain(conn, spec.name)
-        conn.close()
+        # A fresh connection: tests may have restarted libvirtd in between.
+        conn = libvirt.open(libvirtd)
+        try:
+            for spec in specs.values():
+                remove_domain(conn, spec.name)
+        finally:
+            conn.close()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ Reusable by every integration test that needs a real QEMU domain (``rs-test-*`` 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -20,6 +21,8 @@ from collector.hypervisor.testfleet import domain_uuid, labels_xml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_MARKER = "rs-init: ready"
+QEMU_URI = "qemu:///system"
+LIBVIRTD_PIDFILE = Path("/var/run/libvirtd.pid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,45 @@ def boot_guest(
     return conn.createXML(xml, 0)
 
 
-def cpu_count() -> int:
-    """Return the host's CPU count (for sanity checks on rates)."""
-    return os.cpu_count() or 1
+class LibvirtdRig:
+    """Stops and starts the local libvirtd; running QEMU guests survive and are reattached on start."""
+
+    def __init__(self, uri: str = QEMU_URI) -> None:
+        self.uri = uri
+
+    def pid(self) -> int | None:
+        """Return libvirtd's pid when it runs, else None."""
+        try:
+            pid = int(LIBVIRTD_PIDFILE.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except FileNotFoundError:
+            return None
+        return pid if comm == "libvirtd" else None
+
+    def start(self) -> None:
+        """Start libvirtd (idempotent) and wait until the URI answers."""
+        subprocess.run(
+            ["bash", str(REPO_ROOT / "scripts" / "libvirtd-up.sh")],
+            check=True, capture_output=True, text=True, timeout=120,
+        )
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM libvirtd and wait until it has exited; raises TimeoutError."""
+        pid = self.pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while Path(f"/proc/{pid}").exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"libvirtd (pid {pid}) still running {timeout_s}s after SIGTERM")
+            time.sleep(0.05)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop libvirtd, stay down ``down_s`` seconds, start it again."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()

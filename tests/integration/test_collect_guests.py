@@ -12,8 +12,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import LibvirtdRig
-from domains import GuestImages, GuestSpec, boot_guest, remove_domain, wait_for_console
+from domains import GuestImages, GuestSpec, LibvirtdRig, boot_guest, remove_domain, wait_for_console
 
 from collector.hypervisor.libvirt import LibvirtSource
 from collector.model import SampleBatch, VmSample, VmState
@@ -99,7 +98,8 @@ def test_busy_guest_uses_one_vcpu(libvirtd: str, guests: dict[str, GuestSpec]) -
                 break
 
     rate, proc_rate = attempts[-1]
-    assert 0.85 <= rate <= 1.15, f"busy guest used {rate:.3f} vCPU; attempts {attempts}, load {os.getloadavg()}"
+    load = os.getloadavg()
+    assert 0.85 <= rate <= 1.15, f"busy guest used {rate:.3f} vCPU; attempts {attempts}, load {load}"
     # What libvirt reports is what the QEMU process burnt, to within the tick resolution of /proc.
     assert abs(rate - proc_rate) <= 0.05, f"collector {rate:.3f} vs /proc {proc_rate:.3f} vCPU"
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from analytics.backups import check_backups, policy_for
+from analytics.fleet import format_duration, parse_duration
 from collector.config import BackupSettings
 from collector.errors import InputError
 from collector.model import VmRecord, VmState
@@ -116,3 +117,29 @@ def test_findings_sorted_most_urgent_first() -> None:
 def test_policy_for_reports_label_error_without_raising() -> None:
     policy, source, error = policy_for(_vm("z", backup_policy="soon"), SETTINGS)
     assert (policy, source) == ("7d", "default") and error is not None and "'soon'" in error
+
+
+def test_never_backed_up_with_heavy_churn_is_critical() -> None:
+    f = _one(_vm("w"), None, hour_frame=_writes("w", 48, 1e9, 100e9))  # 48 GB of 100 GB written
+    assert (f.status, f.urgency) == ("never", "critical")
+    assert f.written_since_bytes == pytest.approx(48e9)
+
+
+@pytest.mark.parametrize(
+    ("text", "hours"),
+    [("24h", 24), ("7d", 168), ("1d12h", 36), (" 90M ", 1.5), ("2w", 336), ("P1D", 24), ("PT12H", 12),
+     ("1.5h", 1.5), ("3600s", 1)],
+)
+def test_parse_duration_accepts(text: str, hours: float) -> None:
+    assert parse_duration(text) == timedelta(hours=hours)
+
+
+@pytest.mark.parametrize("text", ["", "24", "abc", "0h", "P", "PT", "-1d", "1x", "9" * 400 + "d"])
+def test_parse_duration_refuses_with_input_error(text: str) -> None:
+    with pytest.raises(InputError, match="use a positive number with a unit"):
+        parse_duration(text)
+
+
+def test_format_duration() -> None:
+    assert [format_duration(timedelta(seconds=s)) for s in (59, 2700, 3600, 5400, 86400, 93600, -7200)] == [
+        "0m", "45m", "1h", "1h 30m", "1d", "1d 2h", "-2h"]

@@ -245,3 +245,12 @@ def test_resolve_machine_type_label_inferred_unknown() -> None:
     assert (mt.name if mt else None, how) == ("small", "inferred")
     assert resolve_machine_type(_vm("x", 1, 3), CATALOGUE)[0] == CATALOGUE.get("big")
     assert resolve_machine_type(_vm("x", 8, 64), CATALOGUE) == (None, "unknown")
+
+
+def test_naive_times_are_taken_as_utc() -> None:
+    frame, vms = _fleet()
+    costs = fleet_costs(frame, vms, CATALOGUE, STORAGE, _settings())
+    aware = summarise_costs(costs, vms, now=T0 + timedelta(hours=3), start=T0 + timedelta(hours=1))
+    naive = summarise_costs(costs, vms, now=datetime(2026, 5, 4, 3), start=datetime(2026, 5, 4, 1))
+    assert naive.total == aware.total == pytest.approx(0.324 + 0.107)
+    assert naive.month_to_date == aware.month_to_date

@@ -1,0 +1,119 @@
+"""Validated settings of every right-sizing strategy, and per-VM/per-label policies.
+
+Pydantic models only (no numpy): the CLI builds ``--help`` and flags from these fields' bounds and
+descriptions without loading the analytics. Each strategy module re-exports its settings class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MIB = 1024**2
+DEFAULT_STRATEGY = "rightsizer"
+#: Every strategy name, ours first.
+STRATEGY_NAMES: tuple[str, ...] = ("rightsizer", "aws", "krr", "vpa")
+
+
+class StrategySettings(BaseModel):
+    """Settings every strategy has; subclasses set their published defaults. Bounds generate --help."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lookback_days: float = Field(14.0, gt=0, le=400, description="days of history to look at (14; 32 or 93)")
+    min_coverage_hours: float = Field(
+        30.0, ge=0, le=10_000, description="hours of data needed before recommending anything")
+    min_span_days: float = Field(3.0, ge=0, le=400, description="days from first to last sample needed")
+    min_savings_fraction: float = Field(
+        0.10, ge=0, le=1, description="a downsize must save at least this share of the VM's cost")
+    min_monthly_savings: float = Field(
+        1.0, ge=0, le=1_000_000, description="a downsize must save at least this much per month (currency)")
+    cpu_percentile: float = Field(95.0, gt=0, le=100, description="percentile of CPU demand to size for")
+    cpu_headroom_fraction: float = Field(0.0, ge=0, le=10, description="headroom added on top of CPU need")
+    memory_percentile: float = Field(100.0, gt=0, le=100, description="percentile of memory used (100 = max)")
+    memory_headroom_fraction: float = Field(
+        0.15, ge=0, le=10, description="headroom added on top of memory need")
+    trend_blocks_downsize: bool = Field(
+        False, description="a growing trend (robust fit of daily p95) blocks a downsize of that dimension")
+    trend_growth_fraction: float = Field(
+        0.10, ge=0, le=10,
+        description="growth over the projection horizon, as a share of the current level, that counts as growing")
+
+
+class RightsizerSettings(StrategySettings):
+    """Settings of our default strategy."""
+
+    cpu_percentile: float = Field(
+        90.0, gt=0, le=100, description="percentile of the daily peak-hour CPU demand to size for")
+    cpu_headroom_fraction: float = Field(0.15, ge=0, le=10, description="CPU headroom over that level")
+    memory_percentile: float = Field(100.0, gt=0, le=100, description="memory statistic (100 = maximum used)")
+    memory_headroom_fraction: float = Field(0.15, ge=0, le=10, description="memory headroom over the maximum")
+    trend_blocks_downsize: bool = Field(True, description="a growing trend blocks a downsize of that dimension")
+
+
+class AwsSettings(StrategySettings):
+    """AWS Compute Optimizer defaults: CPU P99.5 + 20 %, memory max + 20 %."""
+
+    cpu_percentile: float = Field(99.5, gt=0, le=100, description="CPU utilisation threshold (AWS: P99.5)")
+    cpu_headroom_fraction: float = Field(0.20, ge=0, le=10, description="CPU headroom (AWS: 20 %)")
+    memory_percentile: float = Field(100.0, gt=0, le=100, description="memory statistic (AWS: maximum)")
+    memory_headroom_fraction: float = Field(0.20, ge=0, le=10, description="memory headroom (AWS: 20 %)")
+
+
+class KrrSettings(StrategySettings):
+    """KRR simple-strategy defaults: CPU P95, memory max x 1.15."""
+
+    cpu_percentile: float = Field(95.0, gt=0, le=100, description="CPU percentile (KRR: 95)")
+    cpu_headroom_fraction: float = Field(0.0, ge=0, le=10, description="CPU headroom (KRR: none)")
+    memory_percentile: float = Field(100.0, gt=0, le=100, description="memory statistic (KRR: max)")
+    memory_headroom_fraction: float = Field(0.15, ge=0, le=10, description="memory buffer (KRR: 15 %)")
+
+
+class VpaSettings(StrategySettings):
+    """VPA recommender defaults: P90 + 15 % over decaying histograms with a 24 h half-life."""
+
+    cpu_percentile: float = Field(90.0, gt=0, le=100, description="CPU target percentile (VPA: 0.9)")
+    cpu_headroom_fraction: float = Field(0.15, ge=0, le=10, description="safety margin (VPA: 0.15)")
+    memory_percentile: float = Field(90.0, gt=0, le=100, description="memory-peaks percentile (VPA: 0.9)")
+    memory_headroom_fraction: float = Field(0.15, ge=0, le=10, description="safety margin (VPA: 0.15)")
+    half_life_hours: float = Field(24.0, gt=0, le=10_000, description="histogram decay half-life (VPA: 24 h)")
+    memory_interval_hours: float = Field(
+        24.0, gt=0, le=10_000, description="memory peak aggregation interval (VPA: 24 h)")
+    memory_interval_count: int = Field(8, ge=1, le=1000, description="memory intervals kept (VPA: 8)")
+    bucket_growth: float = Field(0.05, gt=0, le=1, description="histogram bucket growth ratio - 1 (VPA: 0.05)")
+    min_cpu_vcpus: float = Field(0.025, ge=0, le=64, description="minimum CPU target (VPA: 25 millicores)")
+    min_memory_bytes: int = Field(250 * MIB, ge=0, description="minimum memory target (VPA: 250 MiB)")
+
+
+#: The settings model of each strategy, by name.
+SETTINGS_TYPES: dict[str, type[StrategySettings]] = {
+    "rightsizer": RightsizerSettings,
+    "aws": AwsSettings,
+    "krr": KrrSettings,
+    "vpa": VpaSettings,
+}
+
+
+class Policy(BaseModel):
+    """A per-VM or per-label override of strategy settings (validated input, e.g. from the config file).
+
+    A policy applies to a VM when ``vm`` (name or UUID) matches, or when it has no ``vm`` and every
+    ``labels`` item matches the VM's labels. Unset fields leave the strategy's value alone.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    vm: str | None = Field(None, description="VM name or UUID this policy applies to")
+    labels: dict[str, str] = Field(default_factory=dict, description="labels a VM must all carry")
+    cpu_percentile: float | None = Field(None, gt=0, le=100, description="CPU percentile override")
+    cpu_headroom_fraction: float | None = Field(None, ge=0, le=10, description="CPU headroom override")
+    memory_headroom_fraction: float | None = Field(None, ge=0, le=10, description="memory headroom override")
+    lookback_days: float | None = Field(None, gt=0, le=400, description="lookback override, days")
+    exclude: bool | None = Field(None, description="true: never propose a resize for matching VMs")
+
+    def matches(self, *, uuid: str, name: str, labels: Mapping[str, str]) -> bool:
+        """True when this policy applies to the VM."""
+        if self.vm is not None:
+            return self.vm in (uuid, name)
+        return bool(self.labels) and all(labels.get(k) == v for k, v in self.labels.items())

@@ -1,0 +1,113 @@
+"""``rightsizer backtest``: replay a VM trace, train each strategy on its start, score it on the rest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from analytics.backtest import StrategyResult
+    from rightsizer.context import Context
+
+DESCRIPTION = """\
+For every VM of the trace: the current machine type is the cheapest generally available catalogue type
+with vCPUs >= the trace's cores and memory >= its provisioned memory; each strategy sees only the first
+--train-days and its need is mapped to the cheapest eligible type covering it; the rest of the trace is
+the evaluation window. Reported per strategy: monthly cost before/after (720 h per month, as the
+provider prices), savings, and the share of evaluated VM-intervals where CPU demand (vCPU-equivalents)
+or memory used exceeded the recommended type (cpu_overrun_pct, mem_overrun_pct).
+
+Strategies: rightsizer (ours), aws (Compute Optimizer defaults), krr (Robusta KRR simple), vpa
+(Kubernetes VPA recommender); 'all' runs them side by side.
+"""
+
+
+def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
+    from analytics.rightsizing.settings import STRATEGY_NAMES
+    from rightsizer.commands.recommend import add_settings_flags
+
+    p = sub.add_parser(
+        "backtest", parents=[parent], help="compare right-sizing strategies on a VM trace",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("path", metavar="DIR", help="trace directory (e.g. .../bitbrains-rnd-2013-08/2013-8)")
+    p.add_argument("--format", choices=("bitbrains",), default="bitbrains", help="trace format")
+    p.add_argument("--strategy", default="all", choices=(*STRATEGY_NAMES, "all"),
+                   help="strategy to run, or 'all' (default)")
+    p.add_argument("--train-days", type=float, default=14.0, metavar="DAYS",
+                   help="days each strategy may see (default 14); the rest is evaluated")
+    p.add_argument("--catalogue", metavar="PATH",
+                   help="machine-type catalogue (CSV/TOML or built-in name; default: config [costs] catalogue)")
+    p.add_argument("--per-vm", action="store_true", help="table/csv: print one row per VM and strategy")
+    add_settings_flags(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from tqdm import tqdm
+
+    from analytics.backtest import comparison_rows, run_backtest
+    from analytics.catalogue import load_catalogue
+    from analytics.rightsizing import DEFAULT_STRATEGY, STRATEGIES
+    from analytics.traces import read_bitbrains_dir
+    from collector.errors import InputError
+    from rightsizer.commands.recommend import settings_from_args
+
+    if not 0 < args.train_days <= 365:
+        raise InputError(f"--train-days {args.train_days!r} must be > 0 and <= 365 days")
+    catalogue = load_catalogue(args.catalogue) if args.catalogue else ctx.catalogue()
+    strategies = list(STRATEGIES.values()) if args.strategy == "all" else [STRATEGIES[args.strategy]]
+    vms = read_bitbrains_dir(
+        args.path, progress=lambda files: tqdm(files, desc="read", unit="file", file=sys.stderr, disable=None),
+    )
+    # Setting flags tune the named strategy, or ours with --strategy all (anchors keep published values).
+    tuned = args.strategy if args.strategy != "all" else DEFAULT_STRATEGY
+    settings = {tuned: settings_from_args(args, tuned, strict=args.strategy != "all")}
+    results = run_backtest(
+        vms, strategies, catalogue, train_days=args.train_days, currency=catalogue.currency, settings=settings,
+        progress=lambda it: tqdm(it, desc="backtest", unit="vm", total=len(vms), file=sys.stderr, disable=None),
+    )
+    if args.output == "json":
+        ctx.out.emit([r.as_dict() for r in results])
+        return 0
+    if args.per_vm:
+        ctx.out.emit([{"strategy": r.strategy, **row} for r in results for row in _vm_rows(r)])
+        return 0
+    ctx.out.emit(comparison_rows(results))
+    if args.output == "table":
+        for line in verdicts(results):
+            ctx.out.stream.write(line + "\n")
+    return 0
+
+
+def _vm_rows(result: StrategyResult) -> list[dict[str, Any]]:
+    from dataclasses import asdict
+
+    return [asdict(v) for v in result.per_vm]
+
+
+def verdicts(results: list[StrategyResult]) -> list[str]:
+    """One line per anchor comparing our default with it: savings and overrun differences."""
+    from analytics.rightsizing import DEFAULT_STRATEGY
+
+    ours = next((r for r in results if r.strategy == DEFAULT_STRATEGY), None)
+    if ours is None:
+        return []
+    lines = [f"{ours.currency} per 720-hour month; overruns are shares of evaluated 5-minute VM-intervals"]
+    for other in results:
+        if other.strategy == ours.strategy:
+            continue
+        ds = ours.savings_pct - other.savings_pct
+        dc = ours.cpu_overrun_pct - other.cpu_overrun_pct
+        dm = ours.mem_overrun_pct - other.mem_overrun_pct
+        dominates = ds > 0 and dc <= 0 and dm <= 0
+        dominated = ds < 0 and dc >= 0 and dm >= 0
+        verdict = ("better: more savings at no more overrun" if dominates else
+                   "worse: less savings at no less overrun" if dominated else
+                   "trade-off: " + ("more" if ds > 0 else "less") + " savings, "
+                   + ("less" if dc < 0 else "more" if dc > 0 else "equal") + " CPU overrun, "
+                   + ("less" if dm < 0 else "more" if dm > 0 else "equal") + " memory overrun")
+        lines.append(f"{ours.strategy} vs {other.strategy}: savings {ds:+.2f} pt, CPU overrun {dc:+.3f} pt, "
+                     f"memory overrun {dm:+.4f} pt -> {verdict}")
+    return lines

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import csv
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.catalogue import load_catalogue
+from analytics.reports import (
+    FORMATTERS,
+    Report,
+    RightsizingSummary,
+    build_report,
+    register,
+    write_files,
+    write_report,
+)
+from analytics.reports.html_report import figures
+from collector.config import Settings
+from collector.errors import InputError
+from collector.model import VmRecord, VmState
+from collector.store.base import RAW_COLUMNS
+from collector.store.sqlite import SqliteStore
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+NOW = T0 + timedelta(days=4)
+EVIL_CSV = "=cmd|' /C calc'!A0"
+EVIL_HTML = "<script>alert(1)</script>"
+
+
+def _vm(uuid: str, name: str, vcpus: int, gib: int, host: str, **labels: str) -> VmRecord:
+    return VmRecord(uuid=uuid, name=name, uri="test:///default", host=host, state=VmState.RUNNING, vcpus=vcpus,
+                    max_vcpus=vcpus, memory_bytes=gib * 2**30, max_memory_bytes=gib * 2**30, labels=labels,
+                    first_seen=T0, last_seen=NOW)
+
+
+def _raw(uuid: str, vcpus: int, gib: int, cpu_vcpus: float) -> pd.DataFrame:
+    n = 4 * 24 * 4  # 4 days of 15-minute samples
+    frame = pd.DataFrame({c: np.full(n, np.nan) for c in RAW_COLUMNS})
+    frame["vm"] = uuid
+    frame["ts"] = pd.date_range(T0, periods=n, freq="15min", tz="UTC")
+    frame["state"] = "running"
+    frame["vcpus"] = float(vcpus)
+    frame["memory_bytes"] = float(gib * 2**30)
+    frame["memory_used_bytes"] = gib * 2**30 * 0.25
+    frame["cpu_vcpus"] = cpu_vcpus
+    frame["interval_s"] = 900.0
+    frame["disk_read_bps"] = 0.0
+    frame["disk_write_bps"] = 0.0
+    frame["net_rx_bps"] = 0.0
+    frame["net_tx_bps"] = 0.0
+    frame["disk_capacity_bytes"] = 50e9
+    frame["gap"] = False
+    return frame
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteStore:
+    s = SqliteStore(tmp_path / "rs.db")
+    vms = [
+        _vm("u1", EVIL_CSV, 1, 4, "h1", team="pay"),
+        _vm("u2", EVIL_HTML, 4, 16, "h2", team="web", env="prod"),
+        _vm("u3", "quiet", 2, 8, "h2", team="web"),
+    ]
+    s.write_history(vms, pd.concat([_raw("u1", 1, 4, 0.5), _raw("u2", 4, 16, 0.3), _raw("u3", 2, 8, 0.01)]))
+    s.record_backups("u2", [NOW - timedelta(hours=30)])
+    yield s
+    s.close()
+
+
+RECS = {
+    "u2": RightsizingSummary(finding="over-provisioned", recommended_type="g1.1", monthly_savings=80.0, risk=1,
+                             reason="cpu: P95 0.3 vCPU"),
+}
+
+
+def _report(store: SqliteStore) -> Report:
+    return build_report(store, load_catalogue(), Settings(), NOW, recommendations=RECS)
+
+
+def test_report_rows_costs_and_findings(store: SqliteStore) -> None:
+    report = _report(store)
+    rows = {r.vm_uuid: r for r in report.vms}
+    assert set(rows) == {"u1", "u2", "u3"}
+    assert report.window_start == NOW - timedelta(days=14)
+    # u3: 2 vCPU / 8 GiB -> g1.2 at 0.07582266667/h, 96 h, 50 GB disk at 0.0000907638 + 0.00245833333
+    assert rows["u3"].cost == pytest.approx(96 * (0.07582266667 + 50 * 0.0000907638 + 0.00245833333))
+    assert rows["u3"].idle_status == "idle" and rows["u1"].idle_status == "active"
+    assert (rows["u2"].backup_status, rows["u2"].backup_urgency) == ("overdue", "medium")
+    assert rows["u1"].backup_status == "never"
+    assert rows["u2"].recommended_type == "g1.1" and rows["u1"].finding is None
+    assert report.total_monthly_savings == 80.0
+    assert report.label_key == "team"
+    assert {g.key for g in report.spend_by_label} == {"pay", "web"}
+    assert {g.key for g in report.spend_by_host} == {"h1", "h2"}
+    assert rows["u2"].cpu_p95_vcpus == pytest.approx(0.3)
+    assert rows["u2"].memory_used_max_bytes == pytest.approx(4 * 2**30)
+
+
+def test_files_written_and_html_escapes_names(store: SqliteStore, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    paths = write_files(_report(store), out)
+    assert [p.name for p in paths] == ["report.html", "findings.csv", "report.json"]
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert EVIL_HTML not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("Plotly.newPlot(") == 5
+    assert re.search(r"<script[^>]*\bsrc=", page) is None  # plotly.js is inline: works offline
+    assert "* plotly.js v" in page
+    assert "Top savings per month" in page
+
+
+def test_findings_csv_is_formula_safe(store: SqliteStore, tmp_path: Path) -> None:
+    write_files(_report(store), tmp_path, ["csv"])
+    with (tmp_path / "findings.csv").open(newline="", encoding="utf-8") as fh:
+        rows = {r["uuid"]: r for r in csv.DictReader(fh)}
+    assert rows["u1"]["vm"] == "'" + EVIL_CSV
+    assert rows["u2"]["vm"] == EVIL_HTML
+    assert rows["u2"]["monthly_savings"] == "80.00"
+    for row in rows.values():
+        for key, value in row.items():
+            assert not value.startswith(("=", "+", "@")), (key, value)
+
+
+def test_report_json_round_trips(store: SqliteStore, tmp_path: Path) -> None:
+    write_files(_report(store), tmp_path, ["json"])
+    doc = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert doc["strategy"] == "rightsizer" and doc["total_monthly_savings"] == 80.0
+    assert len(doc["vms"]) == 3 and doc["generated_at"] == NOW.isoformat()
+    assert doc["costs"]["total"] == pytest.approx(sum(v["cost"] for v in doc["vms"]))
+
+
+def test_chart_labels_are_escaped() -> None:
+    report = _report_stub()
+    labels = [x for _, _, fig in figures(report) for trace in fig["data"] for x in trace.get("x", [])]
+    assert "&lt;b&gt;" in labels and "<b>" not in labels
+
+
+def _report_stub() -> Report:
+    from analytics.costs import CostSummary, GroupCost
+
+    group = GroupCost(key="<b>", vms=1, running_hours=1.0, compute_cost=1.0, storage_cost=0.0, cost=1.0, share=1.0)
+    summary = CostSummary(
+        currency="EUR", start=T0, end=NOW, group_by="host", total=1.0, compute_total=1.0, storage_total=0.0,
+        groups=(group,), per_vm=(), month_start=T0, month_to_date=1.0, run_rate_per_hour=0.0, run_rate_hours=0.0,
+        remaining_hours=0.0, forecast_month_end=1.0, forecast_basis="", unpriced_vms=(),
+    )
+    return Report(generated_at=NOW, window_start=T0, window_end=NOW, currency="EUR", stopped_vm_billing="none",
+                  strategy=None, costs=summary, label_key="team", spend_by_label=(group,), spend_by_host=(group,),
+                  vms=(), idle=(), backups=())
+
+
+def test_write_report_entry_point(store: SqliteStore, tmp_path: Path) -> None:
+    paths = write_report(store, load_catalogue(), Settings(), tmp_path / "sched", NOW)
+    assert sorted(p.name for p in paths) == ["findings.csv", "report.html", "report.json"]
+    doc = json.loads((tmp_path / "sched" / "report.json").read_text(encoding="utf-8"))
+    assert len(doc["vms"]) == 3
+    # either right-sizing ran, or the report says it is costs-only
+    assert doc["strategy"] == "rightsizer" or any("costs-only" in n for n in doc["notes"])
+
+
+def test_unknown_format_and_duplicate_registration(store: SqliteStore, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="'pdf'"):
+        write_files(_report(store), tmp_path, ["pdf"])
+
+    class Other:
+        name = "json"
+        filename = "x.json"
+
+        def render(self, report: Report) -> str:
+            return ""
+
+    with pytest.raises(ValueError, match="already registered"):
+        register(Other())
+    assert set(FORMATTERS) >= {"html", "csv", "json"}

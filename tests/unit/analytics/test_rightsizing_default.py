@@ -1,0 +1,75 @@
+"""Our default strategy: daily peak hours, memory max, and rollup invariance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analytics.catalogue import CsvPriceCatalogue, MachineType
+from analytics.rightsizing import default
+from analytics.rightsizing.base import Finding, UsageHistory, VmSpec
+from analytics.rightsizing.settings import RightsizerSettings
+
+GIB = 1024**3
+T0 = 1_700_006_400.0  # UTC midnight
+DAY = 86400.0
+
+
+def _catalogue() -> CsvPriceCatalogue:
+    return CsvPriceCatalogue([
+        MachineType("s.1", 1, GIB, 0.01, "EUR"),
+        MachineType("s.2", 2, 2 * GIB, 0.02, "EUR"),
+        MachineType("m.2", 2, 8 * GIB, 0.06, "EUR"),
+        MachineType("l.4", 4, 16 * GIB, 0.12, "EUR"),
+    ])
+
+
+def _ten_days(seed: int = 7) -> UsageHistory:
+    # 5-minute samples for 10 days at 0.2 vCPU with small noise; day d has one busy sample at 0.3 + 0.1 d
+    # vCPU, so the daily peaks are 0.3, 0.4, ..., 1.2 vCPU.
+    rng = np.random.default_rng(seed)
+    n = 10 * 288
+    ts = T0 + np.arange(n) * 300.0
+    cpu = 0.2 + rng.uniform(0.0, 0.01, n)
+    for d in range(10):
+        cpu[d * 288 + 100] = 0.3 + 0.1 * d
+    mem = np.full(n, 0.5 * GIB)
+    mem[500] = 1.5 * GIB
+    return UsageHistory.from_arrays(ts, cpu, mem, vcpus=4, memory_bytes=16 * GIB)
+
+
+def test_cpu_need_is_p90_of_daily_peaks_plus_headroom() -> None:
+    # daily peaks 0.3 .. 1.2: P90 rank 0.9 x 9 = 8.1 -> 1.1 + 0.1 x 0.1 = 1.11; need 1.11 x 1.15 = 1.2765
+    days, peaks = default.daily_peaks(_ten_days())
+    assert days.tolist() == [T0 / DAY + d for d in range(10)]
+    assert peaks == pytest.approx([0.3 + 0.1 * d for d in range(10)])
+    need = default.estimate(_ten_days(), RightsizerSettings())
+    assert need.cpu.observed == pytest.approx(1.11)
+    assert need.cpu.value == pytest.approx(1.2765)
+    assert need.cpu.peak == pytest.approx(1.2)
+    assert need.memory.value == pytest.approx(1.5 * GIB * 1.15)
+
+
+def test_recommendation_picks_the_bundle_covering_both_needs() -> None:
+    rec = default.recommend(_ten_days(), VmSpec(4, 16 * GIB), catalogue=_catalogue())
+    # needs 1.2765 vCPU and 1.725 GiB: s.2 (2 vCPU, 2 GiB) is the cheapest covering both
+    assert rec.finding is Finding.OVER_PROVISIONED
+    assert rec.recommended_type.name == "s.2"
+    assert rec.monthly_savings == pytest.approx((0.12 - 0.02) * 720)
+    assert rec.evidence.strategy == "rightsizer"
+    assert rec.evidence.cpu_trend is not None  # trend is on by default
+    assert rec.evidence.coverage_hours == pytest.approx(240.0)
+
+
+def test_same_answer_from_raw_samples_and_from_hourly_rollups() -> None:
+    raw = _ten_days()
+    hours, peaks, mem_peaks = raw.hourly()
+    p95 = np.array([np.percentile(raw.cpu_vcpus[(raw.timestamps_s >= h) & (raw.timestamps_s < h + 3600)], 95)
+                    for h in hours])
+    rollup = UsageHistory.from_arrays(hours, p95, mem_peaks, vcpus=4, memory_bytes=16 * GIB, interval_s=3600.0,
+                                      cpu_peak_vcpus=peaks, end_s=raw.analysis_end_s)
+    a = default.recommend(raw, VmSpec(4, 16 * GIB), catalogue=_catalogue())
+    b = default.recommend(rollup, VmSpec(4, 16 * GIB), catalogue=_catalogue())
+    assert a.target_vcpus == pytest.approx(b.target_vcpus)
+    assert a.target_memory_bytes == b.target_memory_bytes
+    assert a.recommended_type == b.recommended_type

@@ -1,0 +1,108 @@
+"""Bitbrains trace reading: units, quirks counted, malformed input refused with file/line/field/value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analytics.traces import BITBRAINS_COLUMNS, bitbrains_files, read_bitbrains_dir, read_bitbrains_file
+from collector.errors import InputError
+from collector.model import VmState
+
+HEADER = ";\t".join(label for label, _ in BITBRAINS_COLUMNS)
+T0 = 1375308176  # 2013-07-31T22:02:56Z, epoch seconds despite the "[ms]" label
+
+
+def _row(ts: int, cores: int = 2, cap: float = 5200.0, use: float = 1300.0, mem_kib: float = 4194304.0,
+         used_kib: float = 1048576.0) -> str:
+    pct = 100.0 * use / cap if cap else 0.0
+    return ";\t".join(str(v) for v in (ts, cores, cap, use, pct, mem_kib, used_kib, 1.0, 2.0, 3.0, 4.0))
+
+
+def _write(path: Path, rows: list[str]) -> Path:
+    path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_units_and_quirks(tmp_path: Path) -> None:
+    rows = [
+        _row(T0),
+        _row(T0 + 300, use=2600.0),                 # 2600 MHz / (5200 MHz / 2 cores) = 1.0 vCPU
+        _row(T0 + 300, use=9999.0),                 # duplicate timestamp: dropped, first kept
+        _row(T0 + 600, cores=0, cap=0.0, use=0.0),  # not running
+        _row(T0 + 200, use=100.0),                  # goes back in time: dropped
+        _row(T0 + 2400),                            # gap of 1800 s > 2 steps
+        _row(T0 + 2700, use=6000.0, used_kib=5000000.0),  # CPU above capacity, memory above provisioned
+    ]
+    vm = read_bitbrains_file(_write(tmp_path / "7.csv", rows))
+    q = vm.quality
+    assert (q.rows, q.kept, q.duplicate_timestamps, q.out_of_order) == (7, 5, 1, 1)
+    assert (q.not_running, q.gaps, q.cpu_above_capacity, q.memory_above_provisioned) == (1, 1, 1, 1)
+    f = vm.frame
+    assert f["ts_s"].tolist() == [T0, T0 + 300, T0 + 600, T0 + 2400, T0 + 2700]
+    assert f["cpu_vcpus"].iloc[0] == pytest.approx(0.5)
+    assert f["cpu_vcpus"].iloc[1] == pytest.approx(1.0)
+    assert np.isnan(f["cpu_vcpus"].iloc[2]) and not f["running"].iloc[2]
+    assert f["memory_used_bytes"].iloc[0] == 1048576 * 1024
+    assert f["memory_bytes"].iloc[0] == 4194304 * 1024
+    assert f["disk_read_bps"].iloc[0] == 1024.0 and f["net_tx_bps"].iloc[0] == 4096.0
+    assert f["gap"].tolist() == [False, False, False, True, False]
+    assert vm.cores == 2 and vm.step_s == 300.0
+    history = vm.history()
+    assert history.vcpus == 2 and history.memory_bytes == 4 * 1024**3
+    assert history.coverage_hours == pytest.approx(4 * 300 / 3600)
+
+
+def test_usage_points_and_record(tmp_path: Path) -> None:
+    vm = read_bitbrains_file(_write(tmp_path / "3.csv", [_row(T0), _row(T0 + 300, cores=0, cap=0.0, use=0.0)]))
+    points = list(vm.usage_points(shift_s=100.0))
+    assert [p.state for p in points] == [VmState.RUNNING, VmState.SHUTOFF]
+    assert points[0].cpu_vcpus == pytest.approx(0.5) and points[1].cpu_vcpus is None
+    assert points[0].ts.timestamp() == T0 + 100
+    assert points[0].memory_used_bytes == 1024**3 and points[0].vcpus == 2
+    record = vm.record(dataset="2013-8")
+    assert record.name == "bitbrains-2013-8-3" and record.source == "import"
+    assert record.uuid == vm.uuid == points[0].vm_uuid
+    assert record.labels["trace"] == "bitbrains"
+
+
+def test_directory_is_read_in_numeric_order(tmp_path: Path) -> None:
+    for name in ("10.csv", "2.csv", "1.csv"):
+        _write(tmp_path / name, [_row(T0)])
+    (tmp_path / "README.txt").write_text("not a trace")
+    assert [p.name for p in bitbrains_files(tmp_path)] == ["1.csv", "2.csv", "10.csv"]
+    assert [vm.name for vm in read_bitbrains_dir(tmp_path)] == ["1", "2", "10"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([_row(T0), _row(T0 + 300).replace("1300.0", "abc", 1)], r"2\.csv:3: field 'CPU usage \[MHZ\]' value 'abc'"),
+        ([_row(T0), _row(T0 + 300).replace("4194304.0", "-1.0", 1)],
+         r"2\.csv:3: field 'Memory capacity provisioned \[KB\]' value -1\.0"),
+        ([";\t".join(_row(T0).split(";\t")[:5])], r"2\.csv:2: field 'Memory capacity provisioned \[KB\]' value ''"),
+    ],
+)
+def test_malformed_rows_name_file_line_field_value(tmp_path: Path, rows: list[str], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        read_bitbrains_file(_write(tmp_path / "2.csv", rows))
+
+
+def test_bad_header_empty_file_and_missing_directory(tmp_path: Path) -> None:
+    bad = tmp_path / "h.csv"
+    bad.write_text("time;cpu\n1;2\n")
+    with pytest.raises(InputError, match=r"h\.csv:1: header field 1 is 'time', expected 'Timestamp \[ms\]'"):
+        read_bitbrains_file(bad)
+    empty = tmp_path / "e.csv"
+    empty.write_text("")
+    with pytest.raises(InputError, match="empty"):
+        read_bitbrains_file(empty)
+    with pytest.raises(InputError, match="not found"):
+        read_bitbrains_dir(tmp_path / "nope")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(InputError, match=r"holds no \*\.csv file"):
+        read_bitbrains_dir(tmp_path / "d")
+    with pytest.raises(InputError, match="never ran"):
+        read_bitbrains_file(_write(tmp_path / "z.csv", [_row(T0, cores=0, cap=0.0, use=0.0)]))

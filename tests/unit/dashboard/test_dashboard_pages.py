@@ -1,0 +1,171 @@
+"""Callbacks and layouts as plain functions, on the three-VM store of ``tinyfleet``."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from dash import dcc, html, no_update
+from tinyfleet import NOW, A, B, C, make_data
+
+from analytics.catalogue import load_catalogue
+from collector.config import Settings
+from collector.store.sqlite import SqliteStore
+from dashboard import app as app_module
+from dashboard import ids
+from dashboard.data import DashboardData
+from dashboard.pages import backups, overview, recommendations, vm_detail, vms
+
+
+def _ids(component: object) -> set[str]:
+    """Every component id in a layout tree."""
+    found: set[str] = set()
+    stack = [component]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list | tuple):
+            stack.extend(node)
+            continue
+        cid = getattr(node, "id", None)
+        if isinstance(cid, str):
+            found.add(cid)
+        children = getattr(node, "children", None)
+        if children is not None and not isinstance(children, str):
+            stack.append(children)
+    return found
+
+
+def _texts(component: object) -> list[str]:
+    out: list[str] = []
+    stack = [component]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            out.append(node)
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+        elif node is not None:
+            children = getattr(node, "children", None)
+            if children is not None:
+                stack.append(children)
+    return out
+
+
+def test_overview_update(data: DashboardData) -> None:
+    cards, spend_h, spend_d, util, found, basis = overview.update(data, "24h", None, None)
+    texts = _texts(cards)
+    assert "Month to date" in texts and "Potential savings" in texts
+    assert "23.50 EUR / month" in texts
+    assert spend_h.layout.title.text == "Spend per hour (EUR)" and len(spend_h.data[0].x) == 24
+    assert spend_d.layout.title.text == "Spend per day (EUR)"
+    assert util.layout.yaxis.title.text == "vCPUs"
+    assert sorted(found.data[0].y) == ["idle", "over-provisioned", "under-provisioned"]
+    assert basis.startswith("Forecast basis: month to date")
+
+
+def test_vms_update_follows_filters(data: DashboardData) -> None:
+    rows, note = vms.update(data, "24h", None, None)
+    assert len(rows) == 3 and note.startswith("3 VMs match")
+    rows, note = vms.update(data, "24h", ["team=payments"], ["h1"])
+    assert {r["id"] for r in rows} == {A, C}
+    assert note.startswith("2 VMs match the filters (of 3)")
+
+
+def test_vms_drilldown() -> None:
+    assert vms.drilldown({"row": 0, "column": 0, "column_id": "name", "row_id": A}) == f"/vm/{A}"
+    assert vms.drilldown(None) is no_update
+    assert vms.drilldown({"row": 0, "column": 0, "column_id": "name"}) is no_update
+
+
+def test_vms_columns_carry_units_and_currency() -> None:
+    names = [c["name"] for c in vms.columns("EUR")]
+    assert "Cost (EUR/h)" in names and "Savings (EUR/month)" in names
+    assert "CPU p95 (vCPU)" in names and "Memory used max (GiB)" in names
+
+
+def test_vm_detail_update(data: DashboardData) -> None:
+    header, cpu, mem, disk, cost, rec, options = vm_detail.update(data, A, "7d", None, None)
+    texts = _texts(header)
+    assert "pay-api" in texts and "c1.2 (from the machine_type label)" in texts
+    by_name = {t.name: t for t in cpu.data}
+    assert list(by_name["recommended: g1.1"].y) == [1, 1]
+    assert list(by_name["needed"].y) == [0.6, 0.6]
+    assert mem.layout.yaxis.title.text == "GiB"
+    assert disk.layout.yaxis.title.text == "MiB/s"
+    assert cost.layout.yaxis.title.text == "EUR per day"
+    rec_texts = _texts(rec)
+    assert "over-provisioned" in rec_texts and "20.50 EUR / month" in rec_texts
+    assert "g1.1" in _texts(options)
+
+
+def test_vm_detail_unknown_uuid(data: DashboardData) -> None:
+    header, *_figs, rec, options = vm_detail.update(data, "<script>", "7d", None, None)
+    assert _texts(header) == ["No VM with UUID '<script>' in the store. Go back to the VM list."]
+    assert rec is None and options is None
+
+
+def test_recommendations_update_and_export(data: DashboardData) -> None:
+    rows, cards, fig, choices = recommendations.update(data, "30d", None, None)
+    assert [r["id"] for r in rows] == [A, C, B]
+    assert "23.50 EUR / month" in _texts(cards)
+    assert list(fig.data[0].x) == [20.5, 3.0]
+    assert {c["value"] for c in choices} == {A, B}  # C has no option to apply
+    download = recommendations.export(data, 1, "30d", ["team=payments"], None)
+    assert download["filename"] == "rightsizer-recommendations-20260312T0000Z.csv"
+    assert download["type"] == "text/csv"
+    names = [r[0] for r in csv.reader(io.StringIO(download["content"]))][1:]
+    assert names == ["pay-api", "'=cmd|calc"]
+    assert recommendations.export(data, 0, "30d", None, None) is no_update
+
+
+def test_recommendations_type_choices(data: DashboardData) -> None:
+    assert recommendations.type_choices(data, A, "30d", None, None) == [{"label": "g1.1", "value": "g1.1"}]
+    assert recommendations.type_choices(data, "nope", "30d", None, None) == []
+
+
+def test_apply_panel_only_when_enabled(tiny_store: SqliteStore) -> None:
+    off = recommendations.layout(make_data(tiny_store))
+    assert ids.RECS_APPLY_BUTTON not in _ids(off) and ids.RECS_EXPORT in _ids(off)
+    enabled = Settings.model_validate({"actions": {"enabled": True, "token": "t"}})
+    on = recommendations.layout(make_data(tiny_store, enabled))
+    assert {ids.RECS_APPLY_BUTTON, ids.RECS_APPLY_TOKEN, ids.RECS_APPLY_VM} <= _ids(on)
+
+
+def test_backups_update(data: DashboardData) -> None:
+    rows, cards, fig = backups.update(data, "30d", None, None)
+    assert [r["status"] for r in rows] == ["never", "ok", "no-policy"]
+    texts = _texts(cards)
+    assert texts.count("1") >= 2  # one never backed up, one within policy
+    assert fig.layout.title.text == "Newest backup age vs policy (hours)"
+
+
+def test_router_picks_pages_and_marks_navigation(data: DashboardData) -> None:
+    page, nav = app_module.route(data, f"/vm/{A}")
+    stores = [c for c in page.children if isinstance(c, dcc.Store)]
+    assert stores[0].data == A
+    assert [link.className for link in nav] == ["", "active", "", ""]
+    page, nav = app_module.route(data, "/recommendations")
+    assert ids.RECS_TABLE in _ids(page) and nav[2].className == "active"
+    page, _ = app_module.route(data, "/nowhere")
+    assert "Page not found" in _texts(page)
+    page, _ = app_module.route(data, None)
+    assert ids.OVERVIEW_KPIS in _ids(page)
+
+
+def test_banner_names_the_data_mode() -> None:
+    assert "SYNTHETIC" in app_module.banner_text("demo")
+    assert app_module.banner_text("live") == "Live data from libvirt"
+    assert "Imported traces" in app_module.banner_text("import")
+
+
+def test_create_app_builds_shell_with_filters_and_banner(tiny_store: SqliteStore) -> None:
+    app = app_module.create_app(Settings(), tiny_store, load_catalogue(), data_mode="demo", clock=lambda: NOW,
+                                warm=False)
+    shell = app.layout()
+    found = _ids(shell)
+    assert {ids.FILTER_LABELS, ids.FILTER_HOSTS, ids.FILTER_RANGE, ids.BANNER, ids.PAGE, ids.URL} <= found
+    banner = [c for c in shell.children if isinstance(c, html.Div) and getattr(c, "id", None) == ids.BANNER][0]
+    assert "Demo fleet on the libvirt test driver with SYNTHETIC usage history" in _texts(banner)
+    assert banner.className == "rs-banner rs-banner-demo"
+    routes = {rule.rule for rule in app.server.url_map.iter_rules()}
+    assert "/_dash-update-component" in routes
