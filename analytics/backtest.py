@@ -30,9 +30,9 @@ from analytics.rightsizing.base import (
     FittingCatalogue,
     Recommendation,
     Strategy,
-    StrategySettings,
     VmSpec,
 )
+from analytics.rightsizing.settings import StrategySettings
 from analytics.traces import TraceVm
 
 
@@ -228,3 +228,31 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
 def comparison_rows(results: Sequence[StrategyResult]) -> list[dict[str, Any]]:
     """One row per strategy for a side-by-side table (no per-VM detail)."""
     return [{k: v for k, v in r.as_dict(per_vm=False).items() if k in COMPARISON_COLUMNS} for r in results]
+
+
+def memory_hindsight_savings_pct(
+    vms: Iterable[TraceVm], catalogue: FittingCatalogue, *, train_days: float = 14.0
+) -> float:
+    """Upper bound on savings (%) of any strategy with zero memory overruns on these VMs.
+
+    Each VM gets, with hindsight, the cheapest eligible type whose memory holds its evaluation-window
+    memory peak (CPU ignored); VMs without a recommendation keep their current type, as in the backtest.
+    A strategy saving more than this must overrun memory somewhere.
+    """
+    current_total = hindsight_total = 0.0
+    for vm in vms:
+        train_end = vm.start_s + train_days * SECONDS_PER_DAY
+        train = vm.rows_between(vm.start_s, train_end)
+        running = train["running"].to_numpy()
+        memory = train["memory_bytes"].to_numpy()[running]
+        current = catalogue.cheapest_fitting(vm.cores, float(memory.max()) if len(memory) else vm.memory_bytes)
+        if current is None:
+            continue
+        current_total += current.price_per_month
+        evaluation = vm.rows_between(train_end, vm.end_s + vm.step_s)
+        used = evaluation["memory_used_bytes"].to_numpy()[evaluation["running"].to_numpy()]
+        used = used[~np.isnan(used)]
+        enough_history = int(np.count_nonzero(running)) * vm.step_s >= 30 * 3600
+        best = catalogue.cheapest_fitting(0.0, float(used.max())) if len(used) and enough_history else None
+        hindsight_total += (best or current).price_per_month
+    return 100.0 * (current_total - hindsight_total) / current_total if current_total > 0 else 0.0

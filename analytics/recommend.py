@@ -37,15 +37,14 @@ from analytics.rightsizing.base import (
     SECONDS_PER_DAY,
     Finding,
     FittingCatalogue,
-    Policy,
     Recommendation,
-    StrategySettings,
     UsageHistory,
     apply_overrides,
     decide,
     exclude_recommendation,
     resolve_policy,
 )
+from analytics.rightsizing.settings import Policy, StrategySettings
 from analytics.trend import Trend, theil_sen, trend_from_fit
 from collector.config import IdleSettings, Settings
 from collector.model import VmRecord
@@ -198,51 +197,72 @@ class _Series:
     mem_max: np.ndarray
 
 
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """The hourly frame as arrays sorted by (VM, hour); ``bounds[i]:bounds[i+1]`` is VM ``names[i]``."""
+
+    names: list[str]
+    codes: np.ndarray
+    bounds: np.ndarray
+    ts_s: np.ndarray
+    cpu_p95: np.ndarray
+    cpu_max: np.ndarray
+    mem_max: np.ndarray
+
+    def series(self) -> dict[str, _Series]:
+        out: dict[str, _Series] = {}
+        for i in range(len(self.bounds) - 1):
+            a, b = self.bounds[i], self.bounds[i + 1]
+            out[self.names[int(self.codes[a])]] = _Series(
+                self.ts_s[a:b], self.cpu_p95[a:b], self.cpu_max[a:b], self.mem_max[a:b])
+        return out
+
+
 def _epoch_s(values: pd.Series) -> np.ndarray:
     """Epoch seconds (float64) of timestamps; naive values are taken as UTC."""
     ts = pd.to_datetime(values, utc=True).dt.tz_localize(None)
-    return ts.to_numpy().astype("datetime64[ns]").view(np.int64) / 1e9
+    seconds: np.ndarray = ts.to_numpy().astype("datetime64[ns]").view(np.int64) / 1e9
+    return seconds
 
 
-def _series_by_vm(frame: pd.DataFrame) -> dict[str, _Series]:
+def _columns(frame: pd.DataFrame) -> _Columns:
     if frame.empty:
-        return {}
-    vm_codes, vm_names = pd.factorize(frame["vm"].astype(str), sort=False)
+        empty = np.empty(0)
+        return _Columns([], np.empty(0, dtype=np.int64), np.zeros(1, dtype=np.int64), empty, empty, empty, empty)
+    vm_codes, vm_names = pd.factorize(frame["vm"], sort=False)
     ts_s = _epoch_s(frame["ts"])
 
     def column(name: str) -> np.ndarray:
-        return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        values: np.ndarray = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        return values
 
-    order = np.lexsort((ts_s, vm_codes))
+    # Stores return rows grouped by VM in time order; sort only when they are not.
+    same_vm = vm_codes[1:] == vm_codes[:-1]
+    ordered = bool(np.all(vm_codes[1:] >= vm_codes[:-1])) and bool(np.all(ts_s[1:][same_vm] > ts_s[:-1][same_vm]))
+    order = slice(None) if ordered else np.lexsort((ts_s, vm_codes))
     codes = vm_codes[order]
-    cols = [ts_s[order], column("cpu_p95_vcpus")[order], column("cpu_max_vcpus")[order],
-            column("memory_used_max_bytes")[order]]
-    bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
-    out: dict[str, _Series] = {}
-    for i in range(len(bounds) - 1):
-        a, b = bounds[i], bounds[i + 1]
-        out[str(vm_names[codes[a]])] = _Series(*(c[a:b] for c in cols))
-    return out
+    change = np.ones(len(codes) + 1, dtype=bool)
+    np.not_equal(codes[1:], codes[:-1], out=change[1:-1])
+    return _Columns(
+        [str(v) for v in vm_names], codes, np.flatnonzero(change), ts_s[order], column("cpu_p95_vcpus")[order],
+        column("cpu_max_vcpus")[order], column("memory_used_max_bytes")[order],
+    )
 
 
 def fleet_trends(
-    series: Mapping[str, _Series], *, end_s: float, lookback_days: float, growth_fraction: float
+    cols: _Columns, *, end_s: float, lookback_days: float, growth_fraction: float
 ) -> dict[str, tuple[Trend | None, Trend | None]]:
     """CPU and memory trends of every VM in one vectorised pass (same rule as ``history_trends``).
 
     Daily p95 of hourly peaks over the lookback, Theil-Sen slope, Mann-Kendall test, projected over one
     more lookback.
     """
-    start_s = end_s - lookback_days * SECONDS_PER_DAY
-    parts = []
-    for name, s in series.items():
-        keep = (s.ts_s >= start_s) & ~np.isnan(s.cpu_p95)
-        if keep.any():
-            parts.append(pd.DataFrame({"vm": name, "day": np.floor(s.ts_s[keep] / SECONDS_PER_DAY),
-                                       "cpu": s.cpu_max[keep], "mem": s.mem_max[keep]}))
-    if not parts:
+    keep = (cols.ts_s >= end_s - lookback_days * SECONDS_PER_DAY) & ~np.isnan(cols.cpu_p95)
+    if not keep.any():
         return {}
-    daily = pd.concat(parts, ignore_index=True).groupby(["vm", "day"], sort=True)[["cpu", "mem"]].quantile(0.95)
+    data = pd.DataFrame({"vm": cols.codes[keep], "day": np.floor(cols.ts_s[keep] / SECONDS_PER_DAY),
+                         "cpu": cols.cpu_max[keep], "mem": cols.mem_max[keep]})
+    daily = data.groupby(["vm", "day"], sort=True)[["cpu", "mem"]].quantile(0.95)
     cpu_m = daily["cpu"].unstack("day")
     mem_m = daily["mem"].unstack("day").reindex(index=cpu_m.index, columns=cpu_m.columns)
     days = cpu_m.columns.to_numpy(dtype=np.float64)
@@ -258,7 +278,7 @@ def fleet_trends(
 
     cpu_t = fit(cpu_m.to_numpy(dtype=np.float64))
     mem_t = fit(mem_m.to_numpy(dtype=np.float64))
-    return {str(vm): (cpu_t[i], mem_t[i]) for i, vm in enumerate(cpu_m.index)}
+    return {cols.names[int(code)]: (cpu_t[i], mem_t[i]) for i, code in enumerate(cpu_m.index)}
 
 
 def recommend_frame(
@@ -282,10 +302,11 @@ def recommend_frame(
             update["min_monthly_savings"] = min_monthly_savings
         settings = chosen.settings_type.model_validate(update)
     end_s = now.timestamp()
-    series = _series_by_vm(frame)
+    cols = _columns(frame)
+    series = cols.series()
     trends: dict[str, tuple[Trend | None, Trend | None]] = {}
     if settings.trend_blocks_downsize:
-        trends = fleet_trends(series, end_s=end_s, lookback_days=settings.lookback_days,
+        trends = fleet_trends(cols, end_s=end_s, lookback_days=settings.lookback_days,
                               growth_fraction=settings.trend_growth_fraction)
     idle: dict[str, IdleFinding] = {}
     if idle_settings is not None and not frame.empty:
@@ -330,7 +351,8 @@ def _finding(
     savings = 0.0
     if current is not None and target is not None and not rec.excluded:
         savings = (current.price_per_hour - target.price_per_hour) * HOURS_PER_MONTH
-    currency = (current or target).currency if (current or target) is not None else ""
+    priced = current if current is not None else target
+    currency = priced.currency if priced is not None else ""
     options = tuple(
         {"machine_type": o.machine_type.name, "vcpus": o.machine_type.vcpus,
          "memory_bytes": o.machine_type.memory_bytes, "price_per_hour": o.machine_type.price_per_hour,

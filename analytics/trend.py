@@ -78,9 +78,8 @@ def theil_sen(days: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndar
             slope[has_pair] = np.nanmedian(slopes[has_pair], axis=1)
         resid = values - slope[:, None] * days[None, :]
         intercept = np.full(values.shape[0], np.nan)
-        has_any = valid_days > 0
-        if has_any.any():
-            intercept[has_any] = np.nanmedian(resid[has_any], axis=1)
+        if has_pair.any():
+            intercept[has_pair] = np.nanmedian(resid[has_pair], axis=1)
         s_stat = np.nansum(np.sign(diff), axis=1)
         n = valid_days.astype(np.float64)
         var = n * (n - 1) * (2 * n + 5) / 18.0

@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_guests:
                 subprocess.run(["bash", str(REPO_ROOT / "scripts" / "libvirtd-up.sh")], check=True)
                 booted = ensure_guests(work)
-                print(f"guests: booted {booted or 'none'}, reused the other rs-test-* guests")
+                reused = [f"rs-test-{w}" for w in WORKLOADS if f"rs-test-{w}" not in booted]
+                print(f"guests: booted {booted or 'none'}; reused {reused or 'none'}")
                 time.sleep(3)  # let freshly booted guests settle into their workloads
                 missed |= bench_qemu(args.cycles) > QEMU_RATIO_TARGET
                 # The busy guest would take one of this host's cores from the in-process fleet run.

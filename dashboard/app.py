@@ -142,6 +142,9 @@ def create_app(
 
     for page in (overview, vms, vm_detail, recommendations, backups):
         page.register(app, data, hook=actions)
+    # What a user sees first is rebuilt right after every data refresh, off the request path.
+    for update in (overview.update, vms.update, recommendations.update, backups.update):
+        data.add_warmer(lambda update=update: update(data, DEFAULT_RANGE, None, None))
     app.server.config["RIGHTSIZER_DATA"] = data  # for the bench and tests
     if warm:
         threading.Thread(target=_warm, args=(data,), name="dashboard-warm", daemon=True).start()

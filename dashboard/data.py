@@ -238,6 +238,7 @@ class DashboardData:
         self._findings_loader = findings_loader or load_findings
         self._backups_loader = backups_loader or load_backups
         self._snapshot: Snapshot | None = None
+        self._warmers: list[Callable[[], object]] = []
         self._build_lock = threading.Lock()
         self._refreshing = False
         self.last_build_s = 0.0
@@ -261,11 +262,21 @@ class DashboardData:
         """Rebuild the snapshot now (blocking)."""
         with self._build_lock:
             self._snapshot = self._build()
+        self._run_warmers()
+
+    def add_warmer(self, warmer: Callable[[], object]) -> None:
+        """Run ``warmer`` after every rebuild (e.g. a page's default view), so users hit a warm cache."""
+        self._warmers.append(warmer)
+
+    def _run_warmers(self) -> None:
+        for warmer in self._warmers:
+            warmer()
 
     def _refresh(self) -> None:
         try:
             with self._build_lock:
                 self._snapshot = self._build()
+            self._run_warmers()
             self.last_error = None
         except RightsizerError as exc:  # keep serving the previous snapshot
             self.last_error = str(exc)
@@ -326,8 +337,14 @@ class DashboardData:
         return snap
 
     def warm(self) -> None:
-        """Build the snapshot (if needed) and the default views, so the first page load is fast."""
+        """Build the snapshot (if needed), the default views and the warmers' results."""
         self._warm_views(self.snapshot())
+        self._run_warmers()
+
+    def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """Memoise ``compute()`` under ``key`` for the life of the current snapshot (e.g. built figures)."""
+        snap = self.snapshot()
+        return self._memo(snap, ("cached", key), compute)
 
     def _warm_views(self, snap: Snapshot) -> None:
         default = Filters()

@@ -255,6 +255,7 @@ def backup_age_figure(frame: pd.DataFrame) -> go.Figure:
     ages = data["age_h"].fillna(float(data["policy_h"].max()) * 1.5)
     fig = _base(title, height=max(260, 22 * len(data) + 100))
     fig.add_bar(y=names, x=ages, orientation="h", marker_color=colours, name="age",
+                text=["never backed up" if s == "never" else "" for s in data["status"]], textposition="inside",
                 customdata=data["status"], hovertemplate="%{y}: %{x:.1f} h (%{customdata})<extra></extra>")
     fig.add_scatter(y=names, x=data["policy_h"], mode="markers", name="policy limit",
                     marker={"symbol": "line-ns-open", "size": 16, "color": _ALLOCATED, "line": {"width": 2}})

@@ -66,14 +66,25 @@ class Output:
             writer = csv.writer(self.stream, lineterminator="\n")
             writer.writerow(cols)
             for row in rows:
-                writer.writerow([csv_safe(_cell(row.get(c)) if not isinstance(row.get(c), str) else row.get(c))
-                                 for c in cols])
+                writer.writerow([csv_safe(_csv_cell(row.get(c))) for c in cols])
             return
         cells = [[_cell(r.get(c)) for c in cols] for r in rows]
         widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
         self.stream.write("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip() + "\n")
         for r in cells:
             self.stream.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n")
+
+
+def _csv_cell(value: Any) -> Any:
+    """Machine-readable CSV: plain numbers (no separators or rounding), ISO times, empty for unknown."""
+    value = _jsonable(value)
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return ";".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    return value
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:

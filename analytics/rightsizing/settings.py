@@ -96,7 +96,7 @@ SETTINGS_TYPES: dict[str, type[StrategySettings]] = {
 
 
 class Policy(BaseModel):
-    """A per-VM or per-label override of strategy settings (validated input, e.g. from the config file).
+    """A per-VM or per-label override of strategy settings (validated input, e.g. ``--policies FILE``).
 
     A policy applies to a VM when ``vm`` (name or UUID) matches, or when it has no ``vm`` and every
     ``labels`` item matches the VM's labels. Unset fields leave the strategy's value alone.

@@ -20,6 +20,7 @@ The implementation below follows those rules on our typed series; nothing is fit
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -33,6 +34,7 @@ from analytics.rightsizing.base import (
     Strategy,
     UsageHistory,
     VmSpecLike,
+    group_starts,
 )
 from analytics.rightsizing.settings import VpaSettings
 
@@ -40,12 +42,15 @@ NAME = "vpa"
 MIB = 1024**2
 
 
+@functools.lru_cache(maxsize=8)
 def bucket_starts(first_bucket: float, growth: float, max_value: float) -> np.ndarray:
     """Start of every exponential bucket: ``first * (ratio**n - 1) / (ratio - 1)``, the last >= max."""
     ratio = 1.0 + growth
     n_buckets = int(math.ceil(math.log(max_value * (ratio - 1) / first_bucket + 1, ratio))) + 1
     n = np.arange(n_buckets, dtype=np.float64)
-    return first_bucket * (ratio**n - 1) / (ratio - 1)
+    starts = first_bucket * (ratio**n - 1) / (ratio - 1)
+    starts.flags.writeable = False  # shared through the cache
+    return starts
 
 
 def decaying_percentile(
@@ -106,7 +111,7 @@ def interval_peaks(times_s: np.ndarray, values: np.ndarray, *, end_s: float, int
         return np.empty(0), np.empty(0)
     order = np.argsort(k, kind="stable")
     k, v = k[order], v[order]
-    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    starts = group_starts(k)
     peaks = np.maximum.reduceat(v, starts)
     return end_s - (k[starts] + 1) * interval_s, peaks
 

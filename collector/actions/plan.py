@@ -117,7 +117,7 @@ class _SpecIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     vcpus: int = Field(ge=1, le=4096, description="virtual CPUs")
     memory_bytes: int = Field(ge=MIN_MEMORY_BYTES, le=2**50, description="memory in bytes, a multiple of 1024")
-    machine_type: str = Field(default="", max_length=200)
+    machine_type: str | None = Field(default="", max_length=200, description="null or empty = unknown")
 
     @field_validator("memory_bytes")
     @classmethod
@@ -235,8 +235,8 @@ def parse_plan(doc: Any, *, source: str = "plan", default_uri: str = "") -> Resi
         steps.append(
             ResizeStep(
                 vm=VmRef(uri=uri, uuid=s.uuid, name=s.name or s.uuid),
-                current=SizeSpec(s.current.vcpus, s.current.memory_bytes, s.current.machine_type),
-                target=SizeSpec(s.target.vcpus, s.target.memory_bytes, s.target.machine_type),
+                current=SizeSpec(s.current.vcpus, s.current.memory_bytes, s.current.machine_type or ""),
+                target=SizeSpec(s.target.vcpus, s.target.memory_bytes, s.target.machine_type or ""),
                 price_before_per_hour=s.price_before_per_hour,
                 price_after_per_hour=s.price_after_per_hour,
                 currency=s.currency.upper(),
@@ -274,16 +274,17 @@ def plan_from_findings(
 ) -> ResizePlan:
     """Build a plan from recommendation rows: one step per over-/under-provisioned VM whose target differs.
 
-    Rows are mappings (or objects) with the flat keys ``uuid``, ``name``, ``uri``, ``current_vcpus``,
-    ``current_memory_bytes``, ``current_machine_type``, ``target_*``, prices and ``finding``. Rows with
-    another finding or no target are left out. Raises InputError on a row with bad values.
+    Rows are mappings -- nested like ``VmFinding.plan_entry()`` or with the flat keys ``current_vcpus``,
+    ``target_memory_bytes`` ... -- or objects with the flat attributes. Rows with another finding, no
+    target, the same size, or ``excluded`` set are left out. Raises InputError on a row with bad values.
     """
     docs: list[dict[str, Any]] = []
     for row in rows:
-        finding = str(_row_get(row, "finding", "") or "")
-        if finding not in RESIZE_FINDINGS:
+        finding = _row_get(row, "finding", "") or ""
+        finding = str(getattr(finding, "value", finding))
+        if finding not in RESIZE_FINDINGS or _row_get(row, "excluded", False):
             continue
-        doc = _nest(dict(row) if isinstance(row, Mapping) else {
+        doc = _nest({**row, "finding": finding} if isinstance(row, Mapping) else {
             k: _row_get(row, k) for k in (
                 "uuid", "name", "uri", "current_vcpus", "current_memory_bytes", "current_machine_type",
                 "target_vcpus", "target_memory_bytes", "target_machine_type", "price_before_per_hour",

@@ -39,8 +39,10 @@ from collector.errors import (
     ActionError,
     ActionFailed,
     ActionSkipped,
+    ConnectionFailedError,
     HypervisorError,
     VmNotFoundError,
+    VmShutOffError,
 )
 from collector.model import VmRef, VmState
 from collector.store.base import AuditEntry
@@ -63,6 +65,7 @@ Result = Literal[
     "planned", "applied", "unchanged", "deferred", "skipped", "failed", "reverted", "revert-failed"
 ]
 Effect = Literal["unchanged", "live", "next-restart", "next-start", "restart-now", "deferred"]
+Dimension = Literal["vcpus", "memory_bytes"]
 
 
 class DomainControl(Protocol):
@@ -74,6 +77,8 @@ class DomainControl(Protocol):
     def lookup(self, name_or_uuid: str) -> VmRef: ...
 
     def info(self, ref: VmRef) -> Any: ...  # DomainInfo: state, vcpus, max_vcpus, memory_bytes, ...
+
+    def state(self, ref: VmRef) -> VmState: ...
 
     def get_domain_xml(self, ref: VmRef, *, inactive: bool) -> str: ...
 
@@ -227,7 +232,15 @@ class DomainSnapshot:
 
 def take_snapshot(control: DomainControl, ref: VmRef, now: datetime) -> DomainSnapshot:
     """Read state, live values and the persistent XML of ``ref``. Raises HypervisorError subclasses."""
-    info = control.info(ref)
+    for attempt in range(3):
+        try:
+            info = control.info(ref)
+            break
+        except VmShutOffError:
+            # The domain stopped between the reads that make up info() (e.g. during a shutdown); read again.
+            if attempt == 2:
+                raise
+            time.sleep(0.1)
     persistent = bool(getattr(info, "persistent", True))
     xml = control.get_domain_xml(ref, inactive=True)
     config = parse_config(xml)
@@ -253,7 +266,7 @@ def take_snapshot(control: DomainControl, ref: VmRef, now: datetime) -> DomainSn
 class Change:
     """One dimension of a step: before -> after, and when it takes effect."""
 
-    dimension: Literal["vcpus", "memory_bytes"]
+    dimension: Dimension
     before: int
     after: int
     effect: Effect
@@ -279,8 +292,14 @@ def _mem_close(a: int, b: int) -> bool:
     return abs(a - b) <= MEMORY_TOLERANCE_BYTES
 
 
-def _gib(n: int) -> str:
-    return f"{n / GIB:.2f} GiB".replace(".00 GiB", " GiB")
+def format_bytes(n: int) -> str:
+    """Render a memory size for people: whole GiB, else whole MiB below 1 GiB, else GiB with 2 decimals."""
+    if n % GIB == 0:
+        return f"{n // GIB} GiB"
+    if n < GIB and n % MIB == 0:
+        return f"{n // MIB} MiB"
+    return f"{n / GIB:.2f} GiB"
+
 
 
 def is_at_target(snap: DomainSnapshot, target: SizeSpec) -> bool:
@@ -300,14 +319,15 @@ def plan_changes(snap: DomainSnapshot, target: SizeSpec, permission: RestartPerm
     """Decide how each dimension changes and when it takes effect (pure; see the module doc)."""
     if not snap.running:
         changes = []
-        for dim, before, after, cur_max in (
+        offline: tuple[tuple[Dimension, int, int, int], ...] = (
             ("vcpus", snap.config.vcpus, target.vcpus, snap.config.max_vcpus),
             ("memory_bytes", snap.config.memory_bytes, target.memory_bytes, snap.config.max_memory_bytes),
-        ):
+        )
+        for dim, before, after, cur_max in offline:
             if before == after:
-                changes.append(Change(dim, before, after, "unchanged", "-"))  # type: ignore[arg-type]
+                changes.append(Change(dim, before, after, "unchanged", "-"))
             else:
-                changes.append(Change(dim, before, after, "next-start",  # type: ignore[arg-type]
+                changes.append(Change(dim, before, after, "next-start",
                                       "next start (VM is shut off; persistent config)", after > cur_max))
         return StepChanges(tuple(changes))
 
@@ -321,7 +341,7 @@ def plan_changes(snap: DomainSnapshot, target: SizeSpec, permission: RestartPerm
         if vc_raise:
             what.append(f"max vCPUs {snap.live_max_vcpus} -> {vc_after}")
         if mem_raise:
-            what.append(f"max memory {_gib(snap.live_max_memory_bytes)} -> {_gib(mem_after)}")
+            what.append(f"max memory {format_bytes(snap.live_max_memory_bytes)} -> {format_bytes(mem_after)}")
         why = "needs a restart to raise " + " and ".join(what)
         if permission.allowed_now:
             when = "now (graceful shutdown, change, start)"
@@ -329,19 +349,22 @@ def plan_changes(snap: DomainSnapshot, target: SizeSpec, permission: RestartPerm
         else:
             effect = "deferred"
             if permission.policy == "never":
-                when = f"deferred: {why}; restart policy 'never' (use --restart allowed or --restart window)"
+                when = "deferred (needs a restart; restart policy 'never')"
+                why = f"deferred: {why}; restart policy 'never' (use --restart allowed or --restart window)"
             else:
-                when = f"deferred: {why}; {permission.when}"
+                when = permission.when
+                why = f"deferred: {why}; {permission.when}"
         changes = []
-        for dim, before, after, raised in (
+        online: tuple[tuple[Dimension, int, int, bool], ...] = (
             ("vcpus", vc_before, vc_after, vc_raise), ("memory_bytes", mem_before, mem_after, mem_raise)
-        ):
+        )
+        for dim, before, after, raised in online:
             same = before == after if dim == "vcpus" else _mem_close(before, after)
             cfg_same = (snap.config.vcpus == after) if dim == "vcpus" else (snap.config.memory_bytes == after)
             if same and cfg_same:
-                changes.append(Change(dim, before, after, "unchanged", "-"))  # type: ignore[arg-type]
+                changes.append(Change(dim, before, after, "unchanged", "-"))
             else:
-                changes.append(Change(dim, before, after, effect, when, raised))  # type: ignore[arg-type]
+                changes.append(Change(dim, before, after, effect, when, raised))
         return StepChanges(tuple(changes), restart=effect == "restart-now", deferred=effect == "deferred",
                            reason=why)
 
@@ -464,6 +487,7 @@ class ResizeAction:
         min_days_between_resizes: int = 7,
         shutdown_timeout_s: float = 120.0,
         verify_timeout_s: float = 30.0,
+        reconnect_timeout_s: float = 30.0,
         poll_s: float = 0.25,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -477,6 +501,7 @@ class ResizeAction:
         self.min_days = min_days_between_resizes
         self.shutdown_timeout_s = shutdown_timeout_s
         self.verify_timeout_s = verify_timeout_s
+        self.reconnect_timeout_s = reconnect_timeout_s
         self.poll_s = poll_s
         self.clock = clock
         self.saved: DomainSnapshot | None = None
@@ -496,11 +521,11 @@ class ResizeAction:
             )
 
     def pre_condition(self) -> DomainSnapshot:
-        """Check the VM can be resized now and save its state.
+        """Check the VM exists (by UUID), is running or shut off, persistent and not excluded; save its state.
 
-        Raises ActionSkipped (VM gone, transient, paused, excluded, changed since the plan, resized
-        recently) or ActionFailed (target does not fit the host, libvirt error). Returns the snapshot,
-        also kept as ``self.saved``.
+        Raises ActionSkipped (gone, paused/crashed, transient, ``rightsizer_exclude=true``) or ActionFailed
+        (libvirt error). Returns the snapshot, also kept as ``self.saved``. The plan-dependent checks
+        follow in ``check_stale``, ``check_host`` and ``check_recent``.
         """
         name = self.step.vm.name
         try:
@@ -541,8 +566,8 @@ class ResizeAction:
         if not (vcpus_ok and mem_ok):
             raise ActionSkipped(
                 f"VM {self.step.vm.name!r} changed since the plan was made: it has {snap.live_vcpus} vCPUs and "
-                f"{_gib(snap.live_memory_bytes)}, the plan expected {cur.vcpus} vCPUs and "
-                f"{_gib(cur.memory_bytes)}; regenerate the plan"
+                f"{format_bytes(snap.live_memory_bytes)}, the plan expected {cur.vcpus} vCPUs and "
+                f"{format_bytes(cur.memory_bytes)}; regenerate the plan"
             )
 
     def check_host(self) -> None:
@@ -554,9 +579,9 @@ class ResizeAction:
         t = self.step.target
         if t.vcpus > host.cpus or t.memory_bytes > host.memory_bytes:
             raise ActionFailed(
-                f"Target of VM {self.step.vm.name!r} ({t.vcpus} vCPUs, {_gib(t.memory_bytes)}) does not fit "
+                f"Target of VM {self.step.vm.name!r} ({t.vcpus} vCPUs, {format_bytes(t.memory_bytes)}) does not fit "
                 f"host {getattr(host, 'hostname', '') or self.control.uri} ({host.cpus} CPUs, "
-                f"{_gib(host.memory_bytes)}); choose a smaller machine type"
+                f"{format_bytes(host.memory_bytes)}); choose a smaller machine type"
             )
 
     def check_recent(self) -> None:
@@ -602,7 +627,13 @@ class ResizeAction:
         deadline = time.monotonic() + self.verify_timeout_s
         problems: list[str] = []
         while True:
-            snap = take_snapshot(self.control, ref, self.clock())
+            try:
+                snap = take_snapshot(self.control, ref, self.clock())
+            except ConnectionFailedError:
+                if time.monotonic() >= deadline + self.reconnect_timeout_s:
+                    raise
+                time.sleep(max(self.poll_s, 0.5))  # libvirtd restarting: the control reconnects
+                continue
             problems = []
             if snap.config.vcpus != t.vcpus:
                 problems.append(f"config vCPUs {snap.config.vcpus} != {t.vcpus}")
@@ -633,42 +664,38 @@ class ResizeAction:
 
         Returns (outcome, text, snapshot after): "reverted" when libvirt shows the saved state again,
         "revert-failed" when it does not, "failed" when the VM vanished (it is not re-created). Never
-        raises for libvirt errors: they become the text.
+        raises for libvirt errors: they become the text. Every revert call is idempotent, so the whole
+        sequence is retried while libvirt is unreachable (e.g. libvirtd restarting), up to
+        ``reconnect_timeout_s``.
         """
         saved = self._require_saved()
         ref = self._require_ref()
-        notes: list[str] = []
-        try:
-            info = self.control.info(ref)
-        except VmNotFoundError:
-            return "failed", "the VM no longer exists (undefined by someone else); nothing was re-created", None
-        except HypervisorError as exc:
-            return "revert-failed", f"cannot read the VM to revert it: {exc}", None
-        try:
-            if not getattr(info, "persistent", True):
-                return ("failed", "the VM became transient (undefined while running); the saved XML was not "
-                        "redefined", None)
-            self.control.define_xml(saved.inactive_xml)
-            notes.append("redefined the saved persistent XML")
-            if saved.running:
-                if info.state is VmState.SHUTOFF:
-                    self.control.start(ref)
-                    notes.append("started it again")
-                elif info.state is VmState.RUNNING:
-                    if not _mem_close(int(info.memory_bytes), saved.live_memory_bytes):
-                        self.control.set_memory(ref, saved.live_memory_bytes, live=True, config=False)
-                        notes.append(f"ballooned back to {_gib(saved.live_memory_bytes)}")
-                    if int(info.vcpus) < saved.live_vcpus:
-                        self.control.set_vcpus(ref, saved.live_vcpus, live=True, config=False)
-                        notes.append(f"hot-plugged back to {saved.live_vcpus} vCPUs")
-        except HypervisorError as exc:
-            notes.append(f"revert step failed: {exc}")
+        reconnect_deadline = time.monotonic() + self.reconnect_timeout_s
+        while True:
+            notes: list[str] = []
+            try:
+                gone = self._revert_once(saved, ref, notes)
+                break
+            except ConnectionFailedError as exc:
+                if time.monotonic() >= reconnect_deadline:
+                    return "revert-failed", "; ".join(notes + [f"cannot reach libvirt to revert: {exc}"]), None
+                log.warning("%s: libvirt unreachable during revert (%s); retrying", self.step.vm.name, exc)
+                time.sleep(max(self.poll_s, 0.5))
+            except HypervisorError as exc:
+                notes.append(f"revert step failed: {exc}")
+                gone = ""
+                break
+        if gone:
+            return "failed", gone, None
         # Verify against libvirt, with time for the balloon to settle.
-        deadline = time.monotonic() + self.verify_timeout_s
+        deadline = time.monotonic() + max(self.verify_timeout_s, 0.0)
         while True:
             try:
                 now = take_snapshot(self.control, ref, self.clock())
             except HypervisorError as exc:
+                if isinstance(exc, ConnectionFailedError) and time.monotonic() < reconnect_deadline:
+                    time.sleep(max(self.poll_s, 0.5))
+                    continue
                 outcome: Literal["failed", "revert-failed"] = (
                     "failed" if isinstance(exc, VmNotFoundError) else "revert-failed")
                 return outcome, "; ".join(notes + [f"cannot read the VM after revert: {exc}"]), None
@@ -693,6 +720,29 @@ class ResizeAction:
             return "revert-failed", "; ".join(notes + ["revert NOT verified: " + "; ".join(problems)]), now
         return "reverted", "; ".join(notes + ["revert verified against libvirt"]), now
 
+    def _revert_once(self, saved: DomainSnapshot, ref: VmRef, notes: list[str]) -> str:
+        """Run the revert calls once; return a non-empty reason when there is nothing to revert to."""
+        try:
+            info = self.control.info(ref)
+        except VmNotFoundError:
+            return "the VM no longer exists (undefined by someone else); nothing was re-created"
+        if not getattr(info, "persistent", True):
+            return "the VM became transient (undefined while running); the saved XML was not redefined"
+        self.control.define_xml(saved.inactive_xml)
+        notes.append("redefined the saved persistent XML")
+        if saved.running:
+            if info.state is VmState.SHUTOFF:
+                self.control.start(ref)
+                notes.append("started it again")
+            elif info.state is VmState.RUNNING:
+                if not _mem_close(int(info.memory_bytes), saved.live_memory_bytes):
+                    self.control.set_memory(ref, saved.live_memory_bytes, live=True, config=False)
+                    notes.append(f"ballooned back to {format_bytes(saved.live_memory_bytes)}")
+                if int(info.vcpus) < saved.live_vcpus:
+                    self.control.set_vcpus(ref, saved.live_vcpus, live=True, config=False)
+                    notes.append(f"hot-plugged back to {saved.live_vcpus} vCPUs")
+        return ""
+
     # -- orchestration ----------------------------------------------------------------------------
 
     def _prepare(self) -> ActionResult | tuple[DomainSnapshot, StepChanges]:
@@ -715,8 +765,7 @@ class ResizeAction:
         changes = plan_changes(snap, self.step.target, self.permission)
         self.changes = changes
         if changes.deferred:
-            when = next((c.when for c in changes.changes if c.effect == "deferred"), changes.reason)
-            return self._result("deferred", when, snap, snap, changes)
+            return self._result("deferred", changes.reason, snap, snap, changes)
         return snap, changes
 
     def preview(self) -> ActionResult:
@@ -752,6 +801,12 @@ class ResizeAction:
         try:
             self.apply(ops)
             after = self.verify(changes)
+        except KeyboardInterrupt:
+            # Interrupted half-way: put the VM back before giving up, then let the interrupt through.
+            outcome, text, now = self.revert()
+            self._audited(self._result(outcome, f"interrupted after {len(self.done)} step(s); {text}",
+                                       snap, now, changes, ops))
+            raise
         except (HypervisorError, ActionError) as exc:
             failed_at = len(self.done) + 1
             what = f"step {failed_at} ({ops[failed_at - 1].name})" if failed_at <= len(ops) else "verification"
@@ -782,7 +837,7 @@ class ResizeAction:
     def _wait_state(self, ref: VmRef, state: VmState, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
-            current = self.control.info(ref).state
+            current = self.control.state(ref)
             if current is state:
                 return
             if time.monotonic() >= deadline:
@@ -851,7 +906,7 @@ HOURS_PER_MONTH = 720.0
 
 
 def _fmt_dim(dim: str, value: int) -> str:
-    return _gib(value) if dim == "memory_bytes" else str(value)
+    return format_bytes(value) if dim == "memory_bytes" else str(value)
 
 
 def _fmt_price(value: float | None) -> str:
@@ -872,7 +927,7 @@ def format_result(res: ActionResult) -> str:
                          f"{_fmt_dim(c.dimension, c.after)}", "unchanged" if c.effect == "unchanged" else c.when))
     else:
         rows.append(("vCPUs", f"{s.current.vcpus} -> {s.target.vcpus}", "-"))
-        rows.append(("memory", f"{_gib(s.current.memory_bytes)} -> {_gib(s.target.memory_bytes)}", "-"))
+        rows.append(("memory", f"{format_bytes(s.current.memory_bytes)} -> {format_bytes(s.target.memory_bytes)}", "-"))
     if s.current.machine_type or s.target.machine_type:
         rows.append(("type", f"{s.current.machine_type or '?'} -> {s.target.machine_type or '?'}", ""))
     if s.price_before_per_hour is not None or s.price_after_per_hour is not None:

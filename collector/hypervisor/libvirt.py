@@ -27,6 +27,7 @@ import libvirt
 from collector.errors import (
     ConnectionFailedError,
     HypervisorError,
+    NoDataError,
     OperationInvalidError,
     OperationUnsupportedError,
     VmNotFoundError,
@@ -377,6 +378,11 @@ class LibvirtSource:
                 entry = self._entry(dom, ref.uuid)
                 sample = self._sample(dom, ref, stats, entry)
                 samples.append(sample)
+                if sample.state is VmState.RUNNING and sample.cpu_time_ns is None and not self._synthetic_cpu:
+                    # Keep the inventory row, but say that this cycle has no usage for the VM.
+                    gap = NoDataError(f"{ref.name}: running but libvirt reported no CPU time this cycle")
+                    log.warning("%s", gap)
+                    errors.append(VmError(ref, error_kind(gap), str(gap)))
                 if (
                     self._enable_balloon_stats
                     and sample.state is VmState.RUNNING

@@ -49,7 +49,13 @@ def layout(data: DashboardData) -> html.Div:
 def update(data: DashboardData, range_key: str | None, labels: list[str] | None,
            hosts: list[str] | None) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure]:
     """Callback body: table rows, summary cards and the age-vs-policy figure."""
-    rows = data.backup_rows(Filters.of(range_key, labels, hosts))
+    filters = Filters.of(range_key, labels, hosts)
+    return data.cached(("backups-page", filters.labels, filters.hosts), lambda: _build(data, filters))
+
+
+def _build(data: DashboardData,
+           filters: Filters) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure]:
+    rows = data.backup_rows(filters)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1

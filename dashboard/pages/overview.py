@@ -39,6 +39,12 @@ def update(
 ) -> tuple[list[html.Div], go.Figure, go.Figure, go.Figure, go.Figure, str]:
     """Callback body: KPI cards, spend per hour and per day, utilisation, findings, forecast basis."""
     filters = Filters.of(range_key, labels, hosts)
+    return data.cached(("overview-page", filters), lambda: _build(data, filters))
+
+
+def _build(
+    data: DashboardData, filters: Filters,
+) -> tuple[list[html.Div], go.Figure, go.Figure, go.Figure, go.Figure, str]:
     view = data.overview(filters)
     cur = view.currency
     range_text = f"last {filters.range_key}" if filters.range_key in RANGES else filters.range_key
@@ -48,9 +54,9 @@ def update(
         kpi("Month to date", money(view.month_to_date, cur), kpi_id="overview-kpi-mtd"),
         kpi("Forecast, month end", money(view.forecast_month_end, cur), "month to date + run-rate",
             kpi_id="overview-kpi-forecast"),
-        kpi("Potential savings", money(view.potential_monthly_savings, cur) + " / month",
+        kpi("Potential savings per month", money(view.potential_monthly_savings, cur),
             "over-provisioned and idle VMs", kpi_id="overview-kpi-savings"),
-        kpi("Upsizes needed", money(view.upsize_monthly_cost, cur) + " / month",
+        kpi("Upsizes needed per month", money(view.upsize_monthly_cost, cur),
             "extra cost of under-provisioned VMs", kpi_id="overview-kpi-upsize"),
     ]
     if view.unpriced_vms:

@@ -89,6 +89,11 @@ def update(data: DashboardData, range_key: str | None, labels: list[str] | None,
            hosts: list[str] | None) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure, list[dict[str, str]]]:
     """Callback body: table rows, summary cards, savings figure and the apply VM choices."""
     filters = Filters.of(range_key, labels, hosts)
+    return data.cached(("recs-page", filters.labels, filters.hosts), lambda: _build(data, filters))
+
+
+def _build(data: DashboardData, filters: Filters,
+           ) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure, list[dict[str, str]]]:
     rows = data.recommendation_rows(filters)
     cur = data.currency
     down = sum(r["monthly_savings"] or 0.0 for r in rows if (r["monthly_savings"] or 0.0) > 0)
@@ -97,9 +102,9 @@ def update(data: DashboardData, range_key: str | None, labels: list[str] | None,
     for r in rows:
         by_finding[r["finding"]] = by_finding.get(r["finding"], 0) + 1
     cards = [
-        kpi("Potential savings", money(down, cur) + " / month",
+        kpi("Potential savings per month", money(down, cur),
             f"{sum(1 for r in rows if (r['monthly_savings'] or 0) > 0)} VMs"),
-        kpi("Upsizes", money(up, cur) + " / month", f"{by_finding.get('under-provisioned', 0)} under-provisioned"),
+        kpi("Upsizes per month", money(up, cur), f"{by_finding.get('under-provisioned', 0)} under-provisioned"),
         kpi("Idle VMs", str(by_finding.get("idle", 0)), "candidates to stop or delete"),
         kpi("Insufficient data", str(by_finding.get("insufficient-data", 0)), "need ≥ 30 h over ≥ 3 days"),
     ]

@@ -100,7 +100,12 @@ def update(data: DashboardData, uuid: str | None, range_key: str | None, labels:
            hosts: list[str] | None) -> tuple[Any, go.Figure, go.Figure, go.Figure, go.Figure, Any, Any]:
     """Callback body: header, CPU/memory/disk/cost figures, recommendation and options."""
     filters = Filters.of(range_key, labels, hosts)
-    view = data.vm_detail(uuid or "", filters)
+    return data.cached(("vm-page", uuid or "", filters.range_key), lambda: _build(data, uuid or "", filters))
+
+
+def _build(data: DashboardData, uuid: str,
+           filters: Filters) -> tuple[Any, go.Figure, go.Figure, go.Figure, go.Figure, Any, Any]:
+    view = data.vm_detail(uuid, filters)
     if view is None:
         blank = figures.empty_figure("", "Unknown VM")
         return (empty(f"No VM with UUID {uuid!r} in the store. Go back to the VM list."), blank, blank, blank,

@@ -24,19 +24,19 @@ def columns(currency: str) -> list[dict[str, Any]]:
     return [
         {"id": "name", "name": "VM"},
         {"id": "host", "name": "Host"},
-        {"id": "state", "name": "State"},
-        {"id": "labels", "name": "Labels"},
         {"id": "machine_type", "name": "Machine type"},
-        {"id": "vcpus", "name": "vCPUs", "type": "numeric"},
-        {"id": "memory_gib", "name": "Memory (GiB)", "type": "numeric", "format": _num(1)},
         {"id": "hourly_cost", "name": f"Cost ({currency}/h)", "type": "numeric", "format": _num(4)},
-        {"id": "range_cost", "name": f"Cost in range ({currency})", "type": "numeric", "format": _num(2)},
         {"id": "cpu_p95_vcpus", "name": "CPU p95 (vCPU)", "type": "numeric", "format": _num(2)},
         {"id": "cpu_p95_pct", "name": "CPU p95 (%)", "type": "numeric", "format": _num(1)},
         {"id": "memory_used_gib", "name": "Memory used max (GiB)", "type": "numeric", "format": _num(2)},
         {"id": "memory_used_pct", "name": "Memory used max (%)", "type": "numeric", "format": _num(1)},
         {"id": "finding", "name": "Finding"},
         {"id": "monthly_savings", "name": f"Savings ({currency}/month)", "type": "numeric", "format": _num(2)},
+        {"id": "labels", "name": "Labels"},
+        {"id": "state", "name": "State"},
+        {"id": "vcpus", "name": "vCPUs", "type": "numeric"},
+        {"id": "memory_gib", "name": "Memory (GiB)", "type": "numeric", "format": _num(1)},
+        {"id": "range_cost", "name": f"Cost in range ({currency})", "type": "numeric", "format": _num(2)},
     ]
 
 

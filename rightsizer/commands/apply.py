@@ -87,20 +87,11 @@ def _load(args: argparse.Namespace, ctx: Context) -> ResizePlan:
 
 
 def _finding_rows(ctx: Context) -> list[dict[str, Any]]:
-    """Recommendation rows for the fleet in the store (analytics.recommend.recommend_fleet)."""
-    from analytics.recommend import recommend_fleet
+    """Plan entries of the current recommendations for the fleet in the store."""
+    from analytics.recommend import findings_for_settings
 
     store = ctx.open_store(create=False)
-    return [dict(r) if isinstance(r, dict) else _as_dict(r)
-            for r in recommend_fleet(store, ctx.catalogue(), ctx.settings)]
-
-
-def _as_dict(row: Any) -> dict[str, Any]:
-    from dataclasses import asdict, is_dataclass
-
-    if is_dataclass(row) and not isinstance(row, type):
-        return asdict(row)
-    return dict(row)
+    return [f.plan_entry() for f in findings_for_settings(store, ctx.catalogue(), ctx.settings)]
 
 
 def _run_plan(plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> list[ActionResult]:
@@ -180,11 +171,13 @@ def _no_xml(values: Any) -> dict[str, Any]:
 
 
 def _history_row(e: AuditEntry) -> dict[str, Any]:
+    from collector.actions.resize import format_bytes
+
     def size(d: Any, vkey: str, mkey: str) -> str:
         v, m = d.get(vkey), d.get(mkey)
         if v is None or m is None:
             return "-"
-        return f"{v}/{m / 1024**3:g}G"
+        return f"{v} vCPU, {format_bytes(int(m))}"
 
     return {
         "id": e.id,

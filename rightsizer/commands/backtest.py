@@ -47,7 +47,7 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from tqdm import tqdm
 
-    from analytics.backtest import comparison_rows, run_backtest
+    from analytics.backtest import comparison_rows, memory_hindsight_savings_pct, run_backtest
     from analytics.catalogue import load_catalogue
     from analytics.rightsizing import DEFAULT_STRATEGY, STRATEGIES
     from analytics.traces import read_bitbrains_dir
@@ -78,6 +78,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.output == "table":
         for line in verdicts(results):
             ctx.out.stream.write(line + "\n")
+        bound = memory_hindsight_savings_pct(vms, catalogue, train_days=args.train_days)
+        ctx.out.stream.write(
+            f"hindsight bound: no strategy without memory overruns can save more than {bound:.2f} % here "
+            "(cheapest type holding each VM's evaluation-window memory peak)\n")
     return 0
 
 

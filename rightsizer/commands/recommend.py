@@ -223,7 +223,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     ctx.out.emit([f.row() for f in findings], columns=TABLE_COLUMNS if args.output == "table" else None)
     summary = fleet_summary(findings)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["findings"].items()))
-    print(f"{summary['vms']} VMs ({counts}); {summary['changes']} resizes would save "
+    print(f"{summary['vms']} VMs ({counts}); {summary['changes']} resizes, net savings "
           f"{summary['monthly_savings']:.2f} {summary['currency']} per 720-hour month "
           f"(strategy {strategy}, analysis time {now:%Y-%m-%d %H:%M} UTC)", file=sys.stderr)
     return 0

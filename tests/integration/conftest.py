@@ -188,10 +188,11 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
         work = tmp_path / f"prometheus-{len(servers)}"
         work.mkdir()
         config = work / "prometheus.yml"
+        interval = f"{round(scrape_interval_s * 1000)}ms"  # Prometheus durations take no fractions
         config.write_text(
             "global:\n"
-            f"  scrape_interval: {scrape_interval_s}s\n"
-            f"  evaluation_interval: {scrape_interval_s}s\n"
+            f"  scrape_interval: {interval}\n"
+            f"  evaluation_interval: {interval}\n"
             "scrape_configs:\n"
             f"  - job_name: {job}\n"
             "    static_configs:\n"

@@ -2,6 +2,7 @@
 
 Reusable by every integration test that needs a real QEMU domain (``rs-test-*`` for the collector,
 ``rs-act-*`` for resize actions) and by ``bench/``. Only touches domains whose names it is given.
+``LibvirtdRig`` stops and starts the local daemon for outage tests.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class GuestSpec:
     max_memory_mib: int | None = None
     vcpus: int = 1
     max_vcpus: int | None = None
-    mem_touch_mib: int = 64
+    mem_touch_mib: int = 64  # what the mem workload fills and holds
+    disk_mib_per_s: int = 4  # what the disk workload writes per second at most
     balloon_driver: bool = True  # False boots with rs.noballoon=1: the guest never reports memory stats
     balloon_period_s: int = 2  # 0 = no <stats period>, stats arrive once when the driver loads
     disk: Path | None = None
@@ -84,7 +86,10 @@ def guest_domain_xml(spec: GuestSpec, images: GuestImages) -> str:
     """Return domain XML for ``spec``: direct kernel boot, serial console to a file, virtio balloon."""
     max_mem = spec.max_memory_mib or spec.memory_mib
     max_vcpus = spec.max_vcpus or spec.vcpus
-    cmdline = f"console=ttyS0 panic=-1 rs.workload={spec.workload} rs.mem_mib={spec.mem_touch_mib}"
+    cmdline = (
+        f"console=ttyS0 panic=-1 rs.workload={spec.workload} rs.mem_mib={spec.mem_touch_mib} "
+        f"rs.disk_mib={spec.disk_mib_per_s}"
+    )
     if not spec.balloon_driver:
         cmdline += " rs.noballoon=1"
     labels = labels_xml(spec.labels)

@@ -21,7 +21,7 @@ from collector.actions.locks import VmLock
 from collector.actions.plan import ResizeStep, SizeSpec
 from collector.actions.policy import parse_windows, restart_permission
 from collector.actions.resize import ActionResult, ResizeAction, parse_config, parse_labels
-from collector.errors import ActionSkipped
+from collector.errors import ActionSkipped, ConnectionFailedError
 from collector.hypervisor.libvirt import LibvirtControl
 from collector.hypervisor.testfleet import TEST_NAMESPACE, FleetDomain, domain_uuid, fleet_xml
 from collector.model import VmRef, VmState
@@ -303,6 +303,31 @@ def test_failure_after_live_changes_balloons_back(rig: Rig) -> None:
     assert rig.control.info(ref).memory_bytes == 4 * GIB
 
 
+def test_revert_rides_out_a_lost_connection(rig: Rig) -> None:
+    ref = rig.ref("rs-act-run")
+    saved_xml = rig.xml("rs-act-run")
+    drops = {"left": 0}
+
+    class DropsAfterFailure(FlakyControl):
+        def __getattr__(self, name: str) -> Any:
+            if name == "info" and drops["left"] > 0:
+                def unreachable(*args: Any, **kwargs: Any) -> Any:
+                    drops["left"] -= 1
+                    raise ConnectionFailedError("injected: libvirtd restarting")
+                return unreachable
+            return super().__getattr__(name)
+
+    def fail_then_drop(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        drops["left"] = 2  # the revert's next two reads find libvirt unreachable
+        return rig.control.set_vcpus(ref, 64, live=False, config=True)
+
+    flaky = DropsAfterFailure(rig.control, 2, fail_then_drop)
+    res = rig.action(rig.step("rs-act-run", 1, 2 * GIB, "g1.1"), control=flaky, poll_s=0.01).execute()
+    assert res.result == "reverted", res.reason
+    assert drops["left"] == 0
+    assert rig.xml("rs-act-run") == saved_xml
+
+
 def test_domain_vanishing_mid_apply_is_reported_not_recreated(rig: Rig) -> None:
     ref = rig.ref("rs-act-off")
 
@@ -346,6 +371,21 @@ def test_start_failure_after_restart_brings_vm_back(rig: Rig) -> None:
     info = rig.control.info(ref)
     assert (info.state, info.memory_bytes, info.max_memory_bytes) == (VmState.RUNNING, 4 * GIB, 4 * GIB)
     assert rig.xml("rs-act-run") == saved_xml
+
+
+def test_interrupt_mid_apply_reverts_then_propagates(rig: Rig) -> None:
+    saved_xml = rig.xml("rs-act-run")
+
+    def interrupt(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rig.action(rig.step("rs-act-run", 1, 2 * GIB), control=FlakyControl(rig.control, 2, interrupt)).execute()
+    assert rig.xml("rs-act-run") == saved_xml
+    entry = audit_of(rig, "rs-act-run")[-1]
+    assert entry.result == "reverted" and entry.reason.startswith("interrupted after 1 step(s)")
+    with VmLock(rig.lock_dir, domain_uuid("rs-act-run")):  # the lock was released
+        pass
 
 
 def test_concurrent_apply_on_same_vm_is_refused(rig: Rig) -> None:
@@ -396,3 +436,51 @@ def test_preview_changes_nothing_and_writes_no_audit(rig: Rig) -> None:
                               "set memory (live balloon)")
     assert rig.xml("rs-act-run") == before
     assert audit_of(rig, "rs-act-run") == []
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_dry_run_apply_and_history(rig: Rig, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from rightsizer.cli import main
+
+    plan = tmp_path / "plan.json"
+    step = rig.step("rs-act-run", 1, 2 * GIB, "g1.1")
+    plan.write_text(json.dumps({"plan_id": "plan-cli", "steps": [step.to_dict()]}))
+    db = tmp_path / "cli.db"
+    # Each CLI run opens its own test:/// connection, i.e. a fresh copy of the fleet file.
+    assert main(["apply", str(plan), "--uri", rig.uri, "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Plan plan-cli (1 VM(s), dry run, restart policy 'never')")
+    assert "  vCPUs   2 -> 1" in out and "next restart (persistent config only" in out
+    assert "  memory  4 GiB -> 2 GiB" in out and "now (live balloon + persistent config)" in out
+    assert "saves 0.1120 EUR/h (80.64 EUR/month)" in out
+    assert out.endswith("Dry run: nothing was changed. Run again with --yes to apply.\n")
+    assert not db.exists()  # a dry run writes nothing
+
+    assert main(["apply", str(plan), "--uri", rig.uri, "--db", str(db), "--yes", "--actor", "alice",
+                 "--output", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["result"], row["plan_id"], row["vcpus_after"]) == ("applied", "plan-cli", 1)
+
+    assert main(["apply", "--history", "--db", str(db), "--output", "json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert (entry["actor"], entry["vm"], entry["result"], entry["plan_id"]) == ("alice", "rs-act-run", "applied",
+                                                                               "plan-cli")
+    assert "inactive_xml" not in entry["before"]
+
+
+def test_cli_bad_plan_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rightsizer.cli import main
+
+    plan = tmp_path / "plan.json"
+    plan.write_text('[{"uuid": "3f1c5e0a-6b1d-4d2e-9c1a-0f5e2b7d9a41", "current": {"vcpus": 2, '
+                    '"memory_bytes": 1073741824}, "target": {"vcpus": 0, "memory_bytes": 1073741824}}]')
+    assert main(["apply", str(plan), "--db", str(tmp_path / "x.db")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "steps[0].target.vcpus = 0" in err and str(plan) in err
+    assert main(["apply", "--db", str(tmp_path / "x.db")]) == 2
+    assert "give exactly one of PLAN.json or --from-findings" in capsys.readouterr().err

@@ -83,19 +83,59 @@ def qemu_cpu_s(name: str) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+def qemu_threads(name: str) -> list[int]:
+    pid = Path(f"/var/run/libvirt/qemu/{name}.pid").read_text().strip()
+    return [int(tid.name) for tid in Path(f"/proc/{pid}/task").iterdir()]
+
+
+def set_nice(threads: list[int], nice: int) -> None:
+    for tid in threads:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except ProcessLookupError:
+            pass
+
+
+def autogroup_nice(pid: int, nice: int | None = None) -> int | None:
+    """Read (and with ``nice`` set) the nice value of the process's scheduler autogroup; None without one."""
+    path = Path(f"/proc/{pid}/autogroup")
+    try:
+        before = int(path.read_text().split()[-1])  # "/autogroup-119 nice 0"
+        if nice is not None:
+            path.write_text(str(nice))
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    return before
+
+
+def measure(source: LibvirtSource, name: str, attempts: list[tuple[float, float]]) -> None:
+    """Append (collector rate, /proc rate) windows until the guest looks busy, at most 3."""
+    for _ in range(3):  # other load can only lower the guest's share
+        first, proc_first = source.sample_all(), qemu_cpu_s(name)
+        time.sleep(INTERVAL_S)
+        second, proc_second = source.sample_all(), qemu_cpu_s(name)
+        cycles = TwoCycles(first, second)
+        attempts.append((cycles.cpu_vcpus(name), (proc_second - proc_first) / cycles.wall_s))
+        if attempts[-1][0] >= 0.85:
+            return
+
+
 def test_busy_guest_uses_one_vcpu(libvirtd: str, guests: dict[str, GuestSpec]) -> None:
     name = guests["busy"].name
     attempts: list[tuple[float, float]] = []
-    with LibvirtSource(libvirtd) as source:
-        # Other load on a 2-core host can only lower the guest's share: measure again, at most 3 times.
-        for _ in range(3):
-            first, proc_first = source.sample_all(), qemu_cpu_s(name)
-            time.sleep(INTERVAL_S)
-            second, proc_second = source.sample_all(), qemu_cpu_s(name)
-            cycles = TwoCycles(first, second)
-            attempts.append((cycles.cpu_vcpus(name), (proc_second - proc_first) / cycles.wall_s))
-            if attempts[-1][0] >= 0.85:
-                break
+    # On a shared 2-core host other work takes CPU from the guest and makes it look less busy than it
+    # is. Raise its QEMU threads' priority while measuring, so the test checks the collector: with
+    # autogroup scheduling, nice only counts within a group, so raise the daemon's group too.
+    threads = qemu_threads(name)
+    group_nice = autogroup_nice(threads[0], -15)
+    set_nice(threads, -15)
+    try:
+        with LibvirtSource(libvirtd) as source:
+            measure(source, name, attempts)
+    finally:
+        set_nice(threads, 0)
+        if group_nice is not None:
+            autogroup_nice(threads[0], group_nice)
 
     rate, proc_rate = attempts[-1]
     load = os.getloadavg()

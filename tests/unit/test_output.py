@@ -30,3 +30,9 @@ def test_table_aligns_columns():
     lines = buf.getvalue().splitlines()
     assert lines[0].split() == ["name", "vcpus"]
     assert lines[2].startswith("longer") and lines[1].index("2") == lines[2].index("16")
+
+
+def test_csv_numbers_are_plain_and_unknown_is_empty():
+    buf = io.StringIO()
+    Output("csv", buf).emit([{"cost": 7377.75, "n": 3, "missing": None, "nan": math.nan}])
+    assert buf.getvalue().splitlines()[1] == "7377.75,3,,"

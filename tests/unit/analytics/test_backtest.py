@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics.backtest import comparison_rows, run_backtest
+from analytics.backtest import comparison_rows, memory_hindsight_savings_pct, run_backtest
 from analytics.catalogue import CsvPriceCatalogue, MachineType
 from analytics.rightsizing import get_strategy
 from analytics.traces import BITBRAINS_COLUMNS, read_bitbrains_dir
@@ -137,3 +137,10 @@ def test_cli_bad_directory_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Cap
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and "not found" in err[0] and "missing" in err[0]
+
+
+def test_memory_hindsight_bound(trace_dir: Path) -> None:
+    # VM 1's evaluation peak is 2.5 GiB: the cheapest type holding it is m.2 (8 GiB, 0.06/h) instead of l.4
+    # (0.12/h); VM 2 has too little history and keeps s.2 (0.02/h). (100.8 - 57.6) / 100.8 = 42.857 %.
+    bound = memory_hindsight_savings_pct(read_bitbrains_dir(trace_dir), CsvPriceCatalogue(_types()))
+    assert bound == pytest.approx(100 * (100.8 - 57.6) / 100.8)

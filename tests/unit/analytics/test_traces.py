@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +108,39 @@ def test_bad_header_empty_file_and_missing_directory(tmp_path: Path) -> None:
         read_bitbrains_dir(tmp_path / "d")
     with pytest.raises(InputError, match="never ran"):
         read_bitbrains_file(_write(tmp_path / "z.csv", [_row(T0, cores=0, cap=0.0, use=0.0)]))
+
+
+def test_import_command_writes_history_and_reports_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from collector.store.sqlite import SqliteStore
+    from rightsizer.cli import main
+
+    d = tmp_path / "2013-8"
+    d.mkdir()
+    _write(d / "1.csv", [_row(T0), _row(T0 + 300), _row(T0 + 300)])
+    db = tmp_path / "rs.db"
+    assert main(["import", "--format", "bitbrains", str(d), "--db", str(db), "--output", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["imported_vms"] == 1 and out["rows_written"] == 2
+    assert out["files"][0]["duplicate_timestamps"] == 1
+    store = SqliteStore(db)
+    try:
+        [vm] = store.vms()
+        assert vm.name == "bitbrains-2013-8-1" and vm.vcpus == 2
+        raw = store.frame(datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + 600, UTC), resolution="raw")
+        assert raw["cpu_vcpus"].tolist() == pytest.approx([0.5, 0.5])
+    finally:
+        store.close()
+
+
+def test_import_of_a_malformed_file_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rightsizer.cli import main
+
+    d = tmp_path / "trace"
+    d.mkdir()
+    _write(d / "1.csv", [_row(T0)])
+    _write(d / "2.csv", [_row(T0), _row(T0 + 300).replace("1300.0", "x", 1)])
+    db = tmp_path / "rs.db"
+    assert main(["import", "--format", "bitbrains", str(d), "--db", str(db)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2.csv:3: field 'CPU usage [MHZ]' value 'x'" in err[0]
+    assert not db.exists()

@@ -107,13 +107,15 @@ def test_raising_a_maximum_follows_the_restart_policy() -> None:
     assert never.deferred and not never.restart
     assert never.changes[0].effect == "unchanged"
     assert never.changes[1].effect == "deferred" and never.changes[1].raises_maximum
-    assert "max memory 8 GiB -> 16 GiB" in never.changes[1].when
-    assert "restart policy 'never'" in never.changes[1].when
+    assert never.changes[1].when == "deferred (needs a restart; restart policy 'never')"
+    assert never.reason == ("deferred: needs a restart to raise max memory 8 GiB -> 16 GiB; restart policy "
+                            "'never' (use --restart allowed or --restart window)")
     assert build_operations(snap(), target, never) == []
 
     window = plan_changes(snap(), target, WINDOW)
     assert window.deferred
-    assert window.changes[1].when.endswith("in window sat 02:00-04:00 UTC (next opens 2024-06-08 02:00 UTC)")
+    assert window.changes[1].when == "in window sat 02:00-04:00 UTC (next opens 2024-06-08 02:00 UTC)"
+    assert window.reason.startswith("deferred: needs a restart to raise max memory 8 GiB -> 16 GiB; in window")
 
     allowed = plan_changes(snap(), target, ALLOWED)
     assert allowed.restart and not allowed.deferred
@@ -180,3 +182,11 @@ def test_result_row_is_flat() -> None:
     assert row["memory_bytes_after"] == 4 * GIB
     assert row["memory_when"] == "now (live balloon + persistent config)"
     assert row["operations"] == ["set memory (config)"] and row["audit_id"] == 7
+
+
+def test_format_bytes() -> None:
+    from collector.actions.resize import format_bytes
+
+    assert format_bytes(8 * GIB) == "8 GiB"
+    assert format_bytes(160 * MIB) == "160 MiB"
+    assert format_bytes(1536 * MIB) == "1.50 GiB"

@@ -140,3 +140,34 @@ def test_plan_from_findings_reports_bad_row() -> None:
 def test_with_uri_overrides_every_step() -> None:
     plan = parse_plan([nested_step(), flat_row()]).with_uri("test:///fleet.xml")
     assert {s.vm.uri for s in plan.steps} == {"test:///fleet.xml"}
+
+
+def plan_entry(uuid: str, finding: object, *, excluded: bool = False,
+               target_type: str | None = "g1.1") -> dict[str, object]:
+    """Shaped like analytics.recommend.VmFinding.plan_entry()."""
+    return {
+        "uuid": uuid, "name": "app", "uri": "qemu:///system", "host": "h1", "finding": finding,
+        "strategy": "rightsizer", "excluded": excluded,
+        "current": {"machine_type": None, "type_source": "unknown", "vcpus": 4, "memory_bytes": 8 * GIB},
+        "target": {"machine_type": target_type, "vcpus": 2, "memory_bytes": 4 * GIB},
+        "need": {"vcpus": 1.3, "memory_bytes": 3 * GIB},
+        "price_before_per_hour": None, "price_after_per_hour": 0.112, "currency": "EUR",
+        "monthly_savings": 0.0, "hours_per_month": 720.0, "risk": 1, "reasons": {}, "options": [],
+    }
+
+
+def test_plan_from_recommend_plan_entries() -> None:
+    class Finding(str):
+        value = "over-provisioned"
+
+    rows = [
+        plan_entry(U1, "over-provisioned"),
+        plan_entry(U2, "over-provisioned", excluded=True),
+        plan_entry("33333333-2222-3333-4444-555555555555", Finding("x")),  # an enum-like finding
+    ]
+    plan = plan_from_findings(rows)
+    assert [s.vm.uuid for s in plan.steps] == [U1, "33333333-2222-3333-4444-555555555555"]
+    step = plan.steps[0]
+    assert step.current.machine_type == "" and step.target.machine_type == "g1.1"
+    assert step.price_before_per_hour is None and step.price_after_per_hour == 0.112
+    assert step.finding == "over-provisioned" and step.vm.uri == "qemu:///system"

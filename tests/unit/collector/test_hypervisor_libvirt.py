@@ -15,6 +15,7 @@ from typing import Any
 import libvirt
 import pytest
 
+from collector.errors import OperationInvalidError, VmNotFoundError
 from collector.hypervisor.libvirt import (
     STATS_GROUPS,
     LibvirtControl,
@@ -321,6 +322,19 @@ def test_running_domain_missing_stats_uses_per_domain_calls() -> None:
     assert vm.memory_used_bytes == 400000 * 1024  # available - unused when usable is absent
 
 
+def test_running_domain_without_cpu_time_is_sampled_and_flagged() -> None:
+    records = recorded()
+    dom, stats = next((d, s) for d, s in records if d.name() == "rs-test-idle")
+    del stats["cpu.time"]
+    source, _ = source_for(StubConnection(records))
+
+    batch = source.sample_all()
+
+    assert by_name(batch)["rs-test-idle"].cpu_time_ns is None
+    assert by_name(batch)["rs-test-idle"].memory_bytes == 201_326_592
+    assert [(e.ref.name if e.ref else None, e.kind) for e in batch.errors] == [("rs-test-idle", "no-data")]
+
+
 def test_snapshots_are_read_when_first_seen_then_every_nth_cycle() -> None:
     records = recorded()
     dom = records[0][0]
@@ -523,8 +537,6 @@ def test_control_resizes_and_reads_back_on_test_driver(tmp_path: Path) -> None:
 
 
 def test_control_errors_are_ours(tmp_path: Path) -> None:
-    from collector.errors import OperationInvalidError, VmNotFoundError
-
     uri = small_fleet(tmp_path)
     with LibvirtControl(uri) as control:
         with pytest.raises(VmNotFoundError, match="nope"):

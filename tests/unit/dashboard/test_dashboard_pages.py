@@ -54,8 +54,8 @@ def _texts(component: object) -> list[str]:
 def test_overview_update(data: DashboardData) -> None:
     cards, spend_h, spend_d, util, found, basis = overview.update(data, "24h", None, None)
     texts = _texts(cards)
-    assert "Month to date" in texts and "Potential savings" in texts
-    assert "23.50 EUR / month" in texts
+    assert "Month to date" in texts and "Potential savings per month" in texts
+    assert "23.50 EUR" in texts
     assert spend_h.layout.title.text == "Spend per hour (EUR)" and len(spend_h.data[0].x) == 24
     assert spend_d.layout.title.text == "Spend per day (EUR)"
     assert util.layout.yaxis.title.text == "vCPUs"
@@ -107,7 +107,7 @@ def test_vm_detail_unknown_uuid(data: DashboardData) -> None:
 def test_recommendations_update_and_export(data: DashboardData) -> None:
     rows, cards, fig, choices = recommendations.update(data, "30d", None, None)
     assert [r["id"] for r in rows] == [A, C, B]
-    assert "23.50 EUR / month" in _texts(cards)
+    assert "23.50 EUR" in _texts(cards)
     assert list(fig.data[0].x) == [20.5, 3.0]
     assert {c["value"] for c in choices} == {A, B}  # C has no option to apply
     download = recommendations.export(data, 1, "30d", ["team=payments"], None)

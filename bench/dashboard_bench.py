@@ -1,0 +1,278 @@
+"""Dashboard speed with 1,000 VMs x 30 days of hourly rollups in a SqliteStore.
+
+    python -m bench.dashboard_bench [--vms 1000] [--days 30] [--db PATH] [--fresh] [--no-browser] [--strict]
+
+The store is the demo fleet generator (rightsizer/demo.py) scaled to ``--vms`` with one point per hour
+(hourly rollups are what the fleet views read). It is seeded once into bench/results/ and reused.
+
+Figures, in one process:
+
+* data layer: snapshot build (store read + costs + recommendations + backups + default views), and each
+  page's callback body as a plain function, cold (first call for a filter set) and warm (memoised);
+* HTTP + browser (Debian Chromium through Playwright): time from navigation until the overview's four
+  graphs are drawn ("interactive"), the same for the VMs grid, a label-filter change until the KPIs
+  change, and the server time of every ``_dash-update-component`` request (requestStart -> responseEnd).
+* floors measured in the same run: a bare Dash app (one callback) loaded in the same browser, its
+  callback's server time, and ``store.frame`` of the same window for the snapshot build.
+
+Targets: overview interactive <= 2 s, every callback <= 300 ms. ``--strict`` exits 1 when one is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from dash import Dash, Input, Output, html
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from analytics.catalogue import load_catalogue
+from collector.config import Settings
+from collector.store.sqlite import SqliteStore
+from dashboard.app import create_app, dashboard_data
+from dashboard.data import DashboardData, Filters
+from dashboard.pages import backups, overview, recommendations, vm_detail, vms
+from rightsizer.demo import demo_fleet, seed_synthetic_history
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TARGET_INTERACTIVE_S = 2.0
+TARGET_CALLBACK_S = 0.300
+SEED = 20240601
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def open_store(path: Path, n_vms: int, days: int, fresh: bool) -> SqliteStore:
+    """Open the bench store, seeding it when it is missing, stale in shape, or ``fresh`` is asked."""
+    tag = f"{n_vms}x{days}d@{SEED}"
+    if fresh and path.exists():
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    store = SqliteStore(path)
+    if store.get_meta("bench_tag") == tag:
+        print(f"store: reusing {path} ({tag})")
+        return store
+    if store.get_meta("bench_tag") is not None:
+        store.close()
+        return open_store(path, n_vms, days, fresh=True)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    print(f"store: seeding {n_vms} VMs x {days} days (1 point per hour) into {path} ...", flush=True)
+    seconds, rows = _timed(lambda: seed_synthetic_history(
+        store, demo_fleet(n_vms, seed=SEED), days=days, now=now, seed=SEED, points_per_hour=1))
+    store.set_meta("bench_tag", tag)
+    print(f"store: wrote {rows:,} rows in {seconds:.1f} s")
+    return store
+
+
+def bench_data_layer(store: SqliteStore) -> dict[str, float]:
+    """Snapshot build and callback bodies as plain functions; returns name -> seconds."""
+    out: dict[str, float] = {}
+    settings, catalogue = Settings(), load_catalogue()
+    data = DashboardData(settings, store, catalogue, data_mode="demo", ttl_s=3600)
+    span = store.time_range()
+    end = span[1] if span else datetime.now(UTC)
+    out["floor: store.frame(31 d, hour)"] = _timed(
+        lambda: store.frame(end - timedelta(days=31), end + timedelta(hours=1), resolution="hour"))[0]
+    out["snapshot build (read, costs, recommend, backups, default views)"] = _timed(data.snapshot)[0]
+    some_vm = data.snapshot().vms[0].uuid
+    labels, hosts = data.filter_options()
+    team = next(label for label in labels if label.startswith("team="))
+    cases: list[tuple[str, Callable[[], Any]]] = []
+    for range_key, lab, host in (("30d", None, None), ("7d", [team], None), ("24h", [team], [hosts[0]])):
+        tag = f"{range_key}{' ' + team if lab else ''}{' ' + hosts[0] if host else ''}"
+        cases += [
+            (f"overview.update [{tag}]", lambda r=range_key, la=lab, h=host: overview.update(data, r, la, h)),
+            (f"vms.update [{tag}]", lambda r=range_key, la=lab, h=host: vms.update(data, r, la, h)),
+            (f"recommendations.update [{tag}]",
+             lambda r=range_key, la=lab, h=host: recommendations.update(data, r, la, h)),
+            (f"backups.update [{tag}]", lambda r=range_key, la=lab, h=host: backups.update(data, r, la, h)),
+            (f"vm_detail.update [{tag}]", lambda r=range_key, la=lab, h=host: vm_detail.update(data, some_vm, r, la, h)),
+        ]
+    cases.append(("recommendations.export [30d]", lambda: recommendations.export(data, 1, "30d", None, None)))
+    for name, fn in cases:
+        cold = _timed(fn)[0]
+        warm = statistics.median(_timed(fn)[0] for _ in range(3))
+        out[f"{name} cold"] = cold
+        out[f"{name} warm"] = warm
+    return out
+
+
+@contextmanager
+def serve(app: Dash) -> Iterator[str]:
+    server: BaseWSGIServer = make_server("127.0.0.1", 0, app.server, threaded=True, request_handler=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def bare_app() -> Dash:
+    """The floor: a Dash app with one input and one callback."""
+    app = Dash(__name__, update_title=None)
+    app.layout = html.Div([html.Div("bare", id="in"), html.Div(id="out")])
+
+    @app.callback(Output("out", "children"), Input("in", "children"))
+    def _echo(value: str) -> str:
+        return f"echo {value}"
+
+    return app
+
+
+def _graphs_drawn(page: Any, graph_ids: Sequence[str]) -> None:
+    page.wait_for_function(
+        "ids => ids.every(id => { const g = document.querySelector('#' + id + ' .js-plotly-plot');"
+        " return !!g && Array.isArray(g.data) && g.data.length > 0"
+        " && g.querySelectorAll('.main-svg .trace').length > 0; })",
+        arg=list(graph_ids), timeout=120_000,
+    )
+
+
+def bench_browser(store: SqliteStore) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Browser timings (seconds) and server time per callback output (seconds)."""
+    from playwright.sync_api import sync_playwright
+
+    out: dict[str, float] = {}
+    callbacks: dict[str, list[float]] = {}
+    app = create_app(Settings(), store, load_catalogue(), data_mode="demo", ttl_s=3600, warm=False)
+    out["app warm-up (snapshot build)"] = _timed(dashboard_data(app).warm)[0]
+    labels, _hosts = dashboard_data(app).filter_options()
+    team = next(label for label in labels if label.startswith("team="))
+    with serve(app) as url, serve(bare_app()) as bare_url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        current = {"label": ""}
+
+        def _finished(request: Any) -> None:
+            if "_dash-update-component" not in request.url:
+                return
+            timing = request.timing
+            body = request.post_data_json or {}
+            key = current["label"] + ":" + str(body.get("output", "?"))[:60]
+            callbacks.setdefault(key, []).append((timing["responseEnd"] - timing["requestStart"]) / 1000.0)
+
+        page.on("requestfinished", _finished)
+        loads: dict[str, list[float]] = {"bare": [], "overview": [], "vms": []}
+        for _ in range(3):
+            current["label"] = "bare"
+            start = time.perf_counter()
+            page.goto(bare_url)
+            page.wait_for_function("() => document.querySelector('#out') && "
+                                   "document.querySelector('#out').innerText === 'echo bare'")
+            loads["bare"].append(time.perf_counter() - start)
+            current["label"] = "overview"
+            start = time.perf_counter()
+            page.goto(url + "/")
+            _graphs_drawn(page, ["overview-spend-hour", "overview-spend-day", "overview-utilisation",
+                                 "overview-findings"])
+            page.wait_for_selector("#overview-kpi-mtd")
+            loads["overview"].append(time.perf_counter() - start)
+            current["label"] = "vms"
+            start = time.perf_counter()
+            page.goto(url + "/vms")
+            page.wait_for_selector("#vms-table td[data-dash-column='name']")
+            loads["vms"].append(time.perf_counter() - start)
+        for key, values in loads.items():
+            out[f"page interactive: {key} (median of 3)"] = statistics.median(values)
+            out[f"page interactive: {key} (first)"] = values[0]
+        current["label"] = "filter"
+        page.goto(url + "/")
+        _graphs_drawn(page, ["overview-spend-hour"])
+        before = page.inner_text("#overview-kpi-range")
+        start = time.perf_counter()
+        page.click("#app-filter-labels")
+        page.keyboard.type(team)
+        page.keyboard.press("Enter")
+        page.wait_for_function("b => document.querySelector('#overview-kpi-range').innerText !== b", arg=before)
+        out[f"overview label filter ({team}) until KPIs change"] = time.perf_counter() - start
+        page.keyboard.press("Escape")
+        start = time.perf_counter()
+        page.click("label:has-text('last 7d')")
+        page.wait_for_function("() => document.querySelector('#overview-kpi-range').innerText.includes('7D')"
+                               " || document.querySelector('#overview-kpi-range').innerText.includes('7d')")
+        out["overview range change (7d) until KPIs change"] = time.perf_counter() - start
+        browser.close()
+    return out, callbacks
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.dashboard_bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--vms", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--db", type=Path, help="store to use (default bench/results/dashboard-VMSxDAYS.db)")
+    parser.add_argument("--fresh", action="store_true", help="reseed the store")
+    parser.add_argument("--no-browser", action="store_true", help="skip the Chromium part")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(list(argv) if argv is not None else [])
+    RESULTS.mkdir(exist_ok=True)
+    path = args.db or RESULTS / f"dashboard-{args.vms}x{args.days}.db"
+    store = open_store(path, args.vms, args.days, args.fresh)
+    missed: list[str] = []
+
+    print("\n-- data layer (plain function calls) --")
+    layer = bench_data_layer(store)
+    floor_build = layer["floor: store.frame(31 d, hour)"]
+    for name, seconds in layer.items():
+        ratio = f"  x{seconds / floor_build:5.2f} of store.frame" if name.startswith("snapshot") else ""
+        flag = ""
+        if name.endswith(" warm") or name.endswith(" cold"):
+            flag = "" if seconds <= TARGET_CALLBACK_S else "  > 300 ms"
+            if name.endswith(" warm") and seconds > TARGET_CALLBACK_S:
+                missed.append(name)
+        print(f"{seconds * 1000:10.1f} ms  {name}{ratio}{flag}")
+
+    if not args.no_browser:
+        print("\n-- browser (headless Chromium) --")
+        browser, callbacks = bench_browser(store)
+        floor_load = browser["page interactive: bare (median of 3)"]
+        for name, seconds in browser.items():
+            ratio = f"  x{seconds / floor_load:5.2f} of the bare Dash page" if name.startswith("page") else ""
+            print(f"{seconds * 1000:10.1f} ms  {name}{ratio}")
+        overview_s = browser["page interactive: overview (median of 3)"]
+        if overview_s > TARGET_INTERACTIVE_S:
+            missed.append(f"overview interactive {overview_s:.2f} s > {TARGET_INTERACTIVE_S} s")
+        bare_cb = [v for k, vs in callbacks.items() if k.startswith("bare:") for v in vs]
+        floor_cb = statistics.median(bare_cb) if bare_cb else float("nan")
+        print(f"\n-- callback server time per request (requestStart -> responseEnd); floor: bare callback "
+              f"{floor_cb * 1000:.1f} ms --")
+        for key, values in sorted(callbacks.items()):
+            if key.startswith("bare:"):
+                continue
+            worst = max(values)
+            flag = "" if worst <= TARGET_CALLBACK_S else "  > 300 ms"
+            if worst > TARGET_CALLBACK_S:
+                missed.append(f"callback {key} max {worst * 1000:.0f} ms")
+            print(f"{statistics.median(values) * 1000:8.1f} ms median {worst * 1000:8.1f} ms max "
+                  f"x{statistics.median(values) / floor_cb:6.2f}  n={len(values):2d}  {key}{flag}")
+    print("\ntargets: overview interactive <= 2 s, every callback <= 300 ms (warm):",
+          "met" if not missed else "MISSED: " + "; ".join(missed))
+    store.close()
+    return 1 if (missed and args.strict) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,237 @@
+"""The dashboard end to end in headless Chromium (Debian's, through Playwright) against an in-process app.
+
+One SqliteStore seeded with the demo fleet (rightsizer/demo.py, 24 VMs, 30 days of synthetic history) plus
+one VM whose name and label are HTML, one app on a free 127.0.0.1 port and one browser for the session.
+Screenshots go to test-artifacts/ for a human to look at.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Dialog, Page, sync_playwright
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from analytics.catalogue import load_catalogue
+from collector.config import Settings
+from collector.store.sqlite import SqliteStore
+from dashboard.app import create_app
+from rightsizer.demo import demo_fleet, seed_synthetic_history
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+XSS_NAME = "<img src=x onerror=alert(1)>"
+XSS_LABEL = "<script>alert(2)</script>"
+XSS_UUID = "0badc0de-0000-4000-8000-00000000b00b"
+TIMEOUT_MS = 30_000
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    url: str
+    fleet_size: int
+
+
+@pytest.fixture(scope="session")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    store = SqliteStore(tmp_path_factory.mktemp("dashboard") / "rs.db")
+    fleet = list(demo_fleet(24, seed=11))
+    fleet.append(replace(fleet[2], name=XSS_NAME, uuid=XSS_UUID,
+                         labels={**fleet[2].labels, "team": XSS_LABEL}))
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    seed_synthetic_history(store, fleet, days=30, now=now, seed=11, points_per_hour=2)
+    app = create_app(Settings(), store, load_catalogue(), data_mode="demo")
+    server: BaseWSGIServer = make_server("127.0.0.1", 0, app.server, threaded=True,
+                                         request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="dashboard-test", daemon=True)
+    thread.start()
+    try:
+        yield Dashboard(url=f"http://127.0.0.1:{server.server_port}", fleet_size=len(fleet))
+    finally:
+        server.shutdown()
+        server.server_close()
+        store.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing; install Debian's chromium (scripts/install-system.sh)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class DashPage:
+    """A page plus what it saw: JavaScript errors and dialogs (alert/confirm/prompt)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("dialog", self._dialog)
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    seen = DashPage(pg)
+    yield pg
+    pg.wait_for_timeout(300)  # let a late error or dialog surface
+    context.close()
+    assert seen.errors == [], f"JavaScript errors on the page: {seen.errors}"
+    assert seen.dialogs == [], f"dialogs fired (user data executed as markup?): {seen.dialogs}"
+
+
+def _shot(pg: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+
+
+def _graph_rendered(pg: Page, graph_id: str) -> None:
+    """Wait until Plotly has drawn at least one trace with points in the graph."""
+    pg.wait_for_function(
+        "id => { const g = document.querySelector('#' + id + ' .js-plotly-plot');"
+        " return !!g && Array.isArray(g.data) && g.data.length > 0"
+        " && g.querySelectorAll('.main-svg .trace').length > 0; }",
+        arg=graph_id,
+    )
+
+
+def test_overview_loads_with_data(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    pg.goto(dashboard.url + "/")
+    pg.wait_for_selector("#overview-kpi-mtd")
+    for graph in ("overview-spend-hour", "overview-spend-day", "overview-utilisation", "overview-findings"):
+        _graph_rendered(pg, graph)
+    banner = pg.inner_text("#app-banner")
+    assert "SYNTHETIC" in banner and "test driver" in banner
+    mtd = pg.inner_text("#overview-kpi-mtd")
+    assert "EUR" in mtd and "0.00 EUR" not in mtd
+    assert f"{dashboard.fleet_size} VMs" in pg.inner_text("#overview-kpi-range")
+    axis_titles = pg.locator("#overview-spend-day .ytitle").all_text_contents()
+    assert axis_titles == ["EUR per day"]
+    assert "vCPUs" in pg.locator("#overview-utilisation .ytitle").all_text_contents()
+    _shot(pg, "overview")
+
+
+def _rows(pg: Page, table: str) -> int:
+    return pg.locator(f"#{table} tr:has(td[data-dash-column='name'])").count()
+
+
+def test_vms_grid_filter_by_label_changes_rows(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    pg.goto(dashboard.url + "/vms")
+    pg.wait_for_selector("#vms-table td[data-dash-column='name']")
+    assert pg.inner_text("#vms-count").startswith(f"{dashboard.fleet_size} VMs match")
+    assert _rows(pg, "vms-table") == dashboard.fleet_size  # 25 rows fit on one page
+    _shot(pg, "vms")
+    pg.click("#app-filter-labels")
+    pg.keyboard.type("team=payments")
+    pg.keyboard.press("Enter")
+    pg.keyboard.press("Escape")
+    pg.wait_for_function(
+        f"() => !document.querySelector('#vms-count').innerText.startsWith('{dashboard.fleet_size} VMs')")
+    shown = _rows(pg, "vms-table")
+    assert 0 < shown < dashboard.fleet_size
+    assert pg.inner_text("#vms-count").startswith(f"{shown} VMs match")
+    labels = pg.locator("#vms-table td[data-dash-column='labels']").all_inner_texts()
+    assert labels and all("team=payments" in text for text in labels)
+    _shot(pg, "vms-filtered")
+
+
+def test_row_click_opens_vm_detail(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    pg.goto(dashboard.url + "/vms")
+    cell = pg.locator("#vms-table td[data-dash-column='name']").first
+    name = cell.inner_text()
+    cell.click()
+    pg.wait_for_url("**/vm/*")
+    assert pg.inner_text("#vm-name") == name
+    for graph in ("vm-cpu", "vm-memory", "vm-disk", "vm-cost"):
+        _graph_rendered(pg, graph)
+    legend = " ".join(pg.locator("#vm-cpu .legendtext").all_text_contents())
+    assert "allocated" in legend
+    assert pg.locator("#vm-recommendation .rs-badge").count() >= 1
+    assert "Why" in pg.inner_text("#vm-recommendation")
+    _shot(pg, "vm-detail")
+
+
+def test_recommendations_csv_export_downloads(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    pg.goto(dashboard.url + "/recommendations")
+    pg.wait_for_selector("#recs-table td[data-dash-column='name']")
+    _graph_rendered(pg, "recs-savings")
+    assert pg.locator("#recs-apply-button").count() == 0  # actions disabled
+    shown = _rows(pg, "recs-table")
+    _shot(pg, "recommendations")
+    with pg.expect_download() as info:
+        pg.click("#recs-export")
+    download = info.value
+    assert download.suggested_filename.startswith("rightsizer-recommendations-")
+    assert download.suggested_filename.endswith(".csv")
+    ARTIFACTS.mkdir(exist_ok=True)
+    target = ARTIFACTS / "dashboard-recommendations.csv"
+    download.save_as(str(target))
+    rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
+    assert len(rows) >= shown > 0
+    assert {"name", "finding", "monthly_savings", "currency", "risk", "options"} <= set(rows[0])
+    assert {r["currency"] for r in rows} == {"EUR"}
+
+
+def test_backups_page_lists_gaps(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    pg.goto(dashboard.url + "/backups")
+    pg.wait_for_selector("#backups-table td[data-dash-column='name']")
+    _graph_rendered(pg, "backups-age")
+    statuses = pg.locator("#backups-table td[data-dash-column='status']").all_inner_texts()
+    assert "overdue" in statuses and "ok" in statuses
+    _shot(pg, "backups")
+
+
+def test_html_in_vm_names_and_labels_is_shown_as_text(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    pg.goto(dashboard.url + "/vms")
+    cell = pg.locator("#vms-table td[data-dash-column='name']", has_text=XSS_NAME)
+    cell.wait_for()
+    assert cell.inner_text() == XSS_NAME
+    labels = pg.locator("#vms-table td[data-dash-column='labels']", has_text=XSS_LABEL).all_inner_texts()
+    assert labels and XSS_LABEL in labels[0]
+    pg.goto(dashboard.url + f"/vm/{XSS_UUID}")
+    pg.wait_for_selector("#vm-name")
+    _graph_rendered(pg, "vm-cpu")
+    assert pg.inner_text("#vm-name") == XSS_NAME
+    assert f"team={XSS_LABEL}" in pg.inner_text("#vm-header")
+    assert pg.locator("img[src='x']").count() == 0
+    assert pg.locator("#app-page script").count() == 0
+    pg.goto(dashboard.url + "/backups")
+    _graph_rendered(pg, "backups-age")
+    ticks = pg.locator("#backups-age .ytick text").all_text_contents()
+    assert XSS_NAME in ticks  # Plotly shows the escaped name as literal text
+    assert pg.locator("img[src='x']").count() == 0
+    _shot(pg, "inert-names")  # the page fixture then asserts that no dialog fired

@@ -1,0 +1,132 @@
+"""Fleet recommendations from a real SQLite store: type source, exclusion, idle, plan rows, trends."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from analytics.catalogue import CsvPriceCatalogue, MachineType
+from analytics.recommend import fleet_summary, recommend_fleet
+from analytics.rightsizing.base import Finding, UsageHistory, history_trends
+from analytics.rightsizing.settings import Policy, RightsizerSettings
+from collector.actions.plan import plan_from_findings
+from collector.config import IdleSettings
+from collector.model import UsagePoint, VmRecord, VmState
+
+GIB = 1024**3
+T0 = 1_700_006_400  # UTC midnight
+HOURS = 10 * 24
+NOW = datetime.fromtimestamp(T0 + HOURS * 3600, tz=UTC)
+
+
+def _catalogue() -> CsvPriceCatalogue:
+    return CsvPriceCatalogue([
+        MachineType("s.1", 1, GIB, 0.01, "EUR"),
+        MachineType("s.2", 2, 2 * GIB, 0.02, "EUR"),
+        MachineType("m.2", 2, 8 * GIB, 0.06, "EUR"),
+        MachineType("l.4", 4, 16 * GIB, 0.12, "EUR"),
+    ])
+
+
+def _vm(name: str, vcpus: int, mem_gib: int, **labels: str) -> VmRecord:
+    first = datetime.fromtimestamp(T0, tz=UTC)
+    return VmRecord(uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), name=name, uri="test:///default", host="h1",
+                    state=VmState.RUNNING, vcpus=vcpus, max_vcpus=vcpus, memory_bytes=mem_gib * GIB,
+                    max_memory_bytes=mem_gib * GIB, labels=labels, first_seen=first, last_seen=NOW)
+
+
+def _points(vm: VmRecord, cpu: np.ndarray, *, used_gib: float = 1.0, io_bps: float = 1e6) -> list[UsagePoint]:
+    return [
+        UsagePoint(vm_uuid=vm.uuid, ts=datetime.fromtimestamp(T0 + 3600 * i, tz=UTC), state=VmState.RUNNING,
+                   vcpus=vm.vcpus, memory_bytes=vm.memory_bytes, cpu_vcpus=float(c),
+                   memory_used_bytes=int(used_gib * GIB), disk_read_bps=io_bps, disk_write_bps=io_bps,
+                   net_rx_bps=io_bps, net_tx_bps=io_bps, interval_s=3600.0)
+        for i, c in enumerate(cpu)
+    ]
+
+
+@pytest.fixture
+def fleet(store):
+    vms = [
+        _vm("web-1", 4, 16, machine_type="l.4"),
+        _vm("db-1", 2, 2),
+        _vm("batch-1", 4, 16, rightsizer_exclude="true"),
+        _vm("new-1", 2, 2),
+        _vm("idle-1", 2, 8),
+    ]
+    flat = np.full(HOURS, 0.5)
+    points = _points(vms[0], flat) + _points(vms[1], flat) + _points(vms[2], flat)
+    points += _points(vms[4], np.full(HOURS, 0.001), io_bps=0.0)
+    # new-1 has only the last 10 hours
+    points += [p for p in _points(vms[3], flat) if p.ts >= datetime.fromtimestamp(T0 + 3600 * (HOURS - 10), tz=UTC)]
+    store.write_history(vms, points)
+    return store
+
+
+def test_findings_per_vm(fleet) -> None:
+    findings = {f.name: f for f in recommend_fleet(fleet, _catalogue(), now=NOW, idle_settings=IdleSettings())}
+    web = findings["web-1"]
+    # ours: daily peaks 0.5 -> 0.575 vCPU; memory 1 GiB x 1.15 -> s.2; from l.4 saves (0.12 - 0.02) x 720
+    assert (web.finding, web.current_type, web.current_type_source, web.target_type) == (
+        Finding.OVER_PROVISIONED, "l.4", "label", "s.2")
+    assert web.monthly_savings == pytest.approx(72.0)
+    assert web.need_vcpus == pytest.approx(0.575)
+    db = findings["db-1"]
+    assert (db.finding, db.current_type, db.current_type_source, db.target_type) == (
+        Finding.OPTIMIZED, "s.2", "inferred", "s.2")
+    batch = findings["batch-1"]
+    assert batch.excluded and batch.target_type == "l.4" and batch.monthly_savings == 0.0
+    assert "rightsizer_exclude" in batch.reasons["policy"]
+    assert findings["new-1"].finding is Finding.INSUFFICIENT_DATA
+    idle = findings["idle-1"]
+    assert idle.finding is Finding.IDLE and "consider stopping" in idle.reasons["idle"]
+    summary = fleet_summary(list(findings.values()))
+    assert summary["changes"] == 2 and summary["findings"]["idle"] == 1  # web-1 and idle-1 change type
+
+
+def test_json_rows_are_a_resize_plan(fleet) -> None:
+    findings = recommend_fleet(fleet, _catalogue(), now=NOW, idle_settings=IdleSettings())
+    entries = [f.plan_entry() for f in findings]
+    web = next(e for e in entries if e["name"] == "web-1")
+    assert web["current"] == {"machine_type": "l.4", "type_source": "label", "vcpus": 4, "memory_bytes": 16 * GIB}
+    assert web["target"] == {"machine_type": "s.2", "vcpus": 2, "memory_bytes": 2 * GIB}
+    assert web["price_before_per_hour"] == 0.12 and web["price_after_per_hour"] == 0.02
+    plan = plan_from_findings(entries)
+    assert [s.vm.name for s in plan.steps] == ["web-1"]  # excluded, idle, optimized and new VMs stay put
+
+
+def test_policy_overrides_apply_per_vm(fleet) -> None:
+    policies = [Policy(vm="web-1", cpu_headroom_fraction=3.0), Policy(labels={"machine_type": "l.4"})]
+    web = next(f for f in recommend_fleet(fleet, _catalogue(), now=NOW, policies=policies) if f.name == "web-1")
+    assert web.need_vcpus == pytest.approx(0.5 * 4.0)  # 300 % headroom
+    assert web.target_type == "s.2"
+    excluded = next(f for f in recommend_fleet(fleet, _catalogue(), now=NOW,
+                                               policies=[Policy(vm="db-1", exclude=True)]) if f.name == "db-1")
+    assert excluded.excluded
+
+
+def test_fleet_trends_match_the_single_vm_rule(store) -> None:
+    vm = _vm("grow-1", 4, 16)
+    cpu = 0.1 + 0.1 * np.arange(HOURS) / 24  # +0.1 vCPU a day
+    store.write_history([vm], _points(vm, cpu))
+    [finding] = recommend_fleet(store, _catalogue(), now=NOW)
+    fleet_trend = finding.recommendation.evidence.cpu_trend
+    ts = T0 + 3600.0 * np.arange(HOURS)
+    single_cpu, _ = history_trends(
+        UsageHistory.from_arrays(ts, cpu, np.full(HOURS, GIB), vcpus=4, memory_bytes=16 * GIB, interval_s=3600.0,
+                                 end_s=NOW.timestamp()),
+        RightsizerSettings(),
+    )
+    assert fleet_trend.growing and single_cpu.growing
+    assert fleet_trend.slope_per_day == pytest.approx(single_cpu.slope_per_day)
+    assert fleet_trend.projected == pytest.approx(single_cpu.projected)
+    assert "downsize blocked" in finding.reasons["cpu"]
+    assert finding.target_vcpus == 4
+
+
+def test_naive_now_is_refused(fleet) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        recommend_fleet(fleet, _catalogue(), now=datetime(2026, 1, 1))
