@@ -113,10 +113,8 @@ class CsvPriceCatalogue:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"Catalogue file {str(path)!r} not found; pass an existing CSV or TOML file")
-        if path.suffix.lower() == ".toml":
-            rows = _toml_rows(path)
-        else:
-            rows = _csv_rows(path)
+        rows: list[tuple[int | str, dict[str, Any]]] = list(
+            _toml_rows(path) if path.suffix.lower() == ".toml" else _csv_rows(path))
         types: list[MachineType] = []
         seen: dict[str, str] = {}
         for where, raw in rows:

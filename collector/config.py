@@ -133,8 +133,8 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         if field is None:
             raise ConfigError(f"Environment variable {key!r} names unknown section {section!r}")
         sub = out.setdefault(section, {})
-        annotation = str(field.annotation.model_fields[name].annotation) if name in getattr(
-            field.annotation, "model_fields", {}) else ""
+        fields = getattr(field.annotation, "model_fields", {})
+        annotation = str(fields[name].annotation) if name in fields else ""
         sub[name] = [p.strip() for p in value.split(",") if p.strip()] if "list" in annotation else value
     return out
 

@@ -15,6 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from collector.model import VmState
@@ -53,10 +54,10 @@ class RightsizerCollector(Collector):
         self._snapshot = snapshot
         self._economics = economics
 
-    def describe(self) -> list[object]:
+    def describe(self) -> list[Metric]:
         return []  # families depend on the data; an empty describe keeps registration cheap
 
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         econ = self._economics().by_vm
         info = InfoMetricFamily("rightsizer_vm", "Identity of each VM; join on vm/uuid.",
@@ -111,9 +112,9 @@ class RightsizerCollector(Collector):
                 for d in s.disks:
                     rd.add_metric(base + [d.device], float(d.read_bytes))
                     wr.add_metric(base + [d.device], float(d.write_bytes))
-                for n in s.nets:
-                    rx.add_metric(base + [n.device], float(n.rx_bytes))
-                    tx.add_metric(base + [n.device], float(n.tx_bytes))
+                for nic in s.nets:
+                    rx.add_metric(base + [nic.device], float(nic.rx_bytes))
+                    tx.add_metric(base + [nic.device], float(nic.tx_bytes))
                 if e is not None:
                     cost.add_metric([s.ref.name, s.ref.uuid, e.currency], e.hourly_cost)
                     if e.finding:
@@ -127,8 +128,8 @@ class RightsizerCollector(Collector):
         vms = GaugeMetricFamily("rightsizer_collector_vms", "Domains sampled in the last cycle.", labels=["uri"])
         for uri, h in snap.health.items():
             up.add_metric([uri], 1.0 if h.up else 0.0)
-            batch = snap.batches.get(uri)
-            vms.add_metric([uri], float(len(batch.samples)) if (batch and h.up) else 0.0)
+            seen = snap.batches.get(uri)
+            vms.add_metric([uri], float(len(seen.samples)) if (seen is not None and h.up) else 0.0)
         yield up
         yield vms
         yield GaugeMetricFamily("rightsizer_collector_cycle_seconds", "Duration of the last collection cycle.",
@@ -137,8 +138,8 @@ class RightsizerCollector(Collector):
                                   value=float(snap.cycles_total))
         errs = CounterMetricFamily("rightsizer_collector_errors", "Errors by kind (per VM or per URI).",
                                    labels=["kind"])
-        for kind, n in sorted(snap.errors_total.items()):
-            errs.add_metric([kind], float(n))
+        for kind, count in sorted(snap.errors_total.items()):
+            errs.add_metric([kind], float(count))
         yield errs
 
 

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from collector.errors import RightsizerError
@@ -51,18 +51,18 @@ def usage_point(sample: VmSample, prev: Counters | None, taken_at: datetime,
         net_rx_bytes=sample.net_rx_bytes if sample.nets else None,
         net_tx_bytes=sample.net_tx_bytes if sample.nets else None,
     )
-    common = dict(vm_uuid=sample.ref.uuid, ts=taken_at, state=sample.state, vcpus=sample.vcpus,
-                  memory_bytes=sample.memory_bytes, disk_capacity_bytes=sample.disk_capacity_bytes)
+    base = UsagePoint(vm_uuid=sample.ref.uuid, ts=taken_at, state=sample.state, vcpus=sample.vcpus,
+                      memory_bytes=sample.memory_bytes, disk_capacity_bytes=sample.disk_capacity_bytes)
     if prev is not None and prev.cpu_time_ns is None and prev.disk_read_bytes is None and prev.net_rx_bytes is None:
         prev = None  # nothing to diff against (VM was off, or the source reports no counters)
     interval_s = (taken_at - prev.ts).total_seconds() if prev is not None else None
     if sample.state is not VmState.RUNNING:
-        point = UsagePoint(**common, cpu_vcpus=0.0, memory_used_bytes=None, disk_read_bps=0.0,
-                           disk_write_bps=0.0, net_rx_bps=0.0, net_tx_bps=0.0, interval_s=interval_s)
+        point = replace(base, cpu_vcpus=0.0, memory_used_bytes=None, disk_read_bps=0.0,
+                        disk_write_bps=0.0, net_rx_bps=0.0, net_tx_bps=0.0, interval_s=interval_s)
         blank = Counters(sample.ref.uuid, taken_at, None, None, None, None, None)
         return point, blank
     if prev is None or interval_s is None or interval_s <= 0:
-        return UsagePoint(**common, memory_used_bytes=sample.memory_used_bytes, gap=True), counters
+        return replace(base, memory_used_bytes=sample.memory_used_bytes, gap=True), counters
     cpu_ns_rate, reset_cpu = _rate(sample.cpu_time_ns, prev.cpu_time_ns, interval_s)
     rd, reset_rd = _rate(counters.disk_read_bytes, prev.disk_read_bytes, interval_s)
     wr, reset_wr = _rate(counters.disk_write_bytes, prev.disk_write_bytes, interval_s)
@@ -73,8 +73,8 @@ def usage_point(sample: VmSample, prev: Counters | None, taken_at: datetime,
     if reset:
         # a reset invalidates every counter of the interval: the guest restarted somewhere inside it
         cpu_ns_rate = rd = wr = rx = tx = None
-    point = UsagePoint(
-        **common,
+    point = replace(
+        base,
         cpu_vcpus=None if cpu_ns_rate is None else cpu_ns_rate / 1e9,
         memory_used_bytes=sample.memory_used_bytes,
         disk_read_bps=rd, disk_write_bps=wr, net_rx_bps=rx, net_tx_bps=tx,

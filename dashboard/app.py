@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dash import Dash, Input, Output, dcc, html
+from dash import Dash, Input, Output, State, dcc, html
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices
 from collector.config import Settings
 from collector.errors import RightsizerError
 from collector.store.base import TimeSeriesStore
 from dashboard import ids
-from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, DashboardData
+from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, DashboardData, Filters
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
 
 log = logging.getLogger(__name__)
@@ -51,19 +51,25 @@ def _nav(pathname: str) -> list[Any]:
     return links
 
 
-def route(data: DashboardData, pathname: str | None, hook: ApplyHook | None = None) -> tuple[Any, list[Any]]:
-    """Callback body of the router: the page for ``pathname`` and the navigation with the active link."""
+def route(data: DashboardData, pathname: str | None, filters: Filters | None = None,
+          hook: ApplyHook | None = None) -> tuple[Any, list[Any]]:
+    """Callback body of the router: the page for ``pathname``, filled for ``filters``, and the navigation.
+
+    Pages arrive filled, so a page load costs one callback round trip; their own callbacks only run when a
+    filter changes.
+    """
     path = pathname or "/"
+    filters = filters or Filters()
     if path.startswith(vm_detail.PATH_PREFIX):
-        page = vm_detail.layout(data, path[len(vm_detail.PATH_PREFIX):].strip("/"))
+        page = vm_detail.layout(data, path[len(vm_detail.PATH_PREFIX):].strip("/"), filters)
     elif path == vms.PATH:
-        page = vms.layout(data)
+        page = vms.layout(data, filters)
     elif path == recommendations.PATH:
-        page = recommendations.layout(data, hook=hook)
+        page = recommendations.layout(data, filters, hook=hook)
     elif path == backups.PATH:
-        page = backups.layout(data)
+        page = backups.layout(data, filters)
     elif path in ("/", "/overview"):
-        page = overview.layout(data)
+        page = overview.layout(data, filters)
     else:
         page = html.Div([html.H1("Page not found"), html.P(f"There is no page at {path!r}."),
                          dcc.Link("Go to the overview", href="/")])
@@ -136,9 +142,13 @@ def create_app(
     )
     app.layout = lambda: shell(data)
 
-    @app.callback(Output(ids.PAGE, "children"), Output(ids.NAV, "children"), Input(ids.URL, "pathname"))
-    def _route(pathname: str | None) -> tuple[Any, list[Any]]:
-        return route(data, pathname, actions)
+    @app.callback(
+        Output(ids.PAGE, "children"), Output(ids.NAV, "children"), Input(ids.URL, "pathname"),
+        State(ids.FILTER_RANGE, "value"), State(ids.FILTER_LABELS, "value"), State(ids.FILTER_HOSTS, "value"),
+    )
+    def _route(pathname: str | None, range_key: str | None, labels: list[str] | None,
+               hosts: list[str] | None) -> tuple[Any, list[Any]]:
+        return route(data, pathname, Filters.of(range_key, labels, hosts), actions)
 
     for page in (overview, vms, vm_detail, recommendations, backups):
         page.register(app, data, hook=actions)

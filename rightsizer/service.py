@@ -34,6 +34,11 @@ def _split(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _close_server(server: Any) -> None:
+    server.shutdown()
+    server.server_close()
+
+
 def probe_local_libvirt(uri: str = "qemu:///system") -> tuple[bool, str]:
     """True when ``uri`` answers and lists at least one domain; with the reason otherwise."""
     from collector.hypervisor.libvirt import LibvirtSource
@@ -123,7 +128,7 @@ class Service:
         registry = build_registry(self._snapshot, lambda: self.economics)
         host, port = _split(self.settings.exporter.listen)
         server, _ = serve_metrics(registry, host, port)
-        self._stoppers.append(("metrics server", lambda: (server.shutdown(), server.server_close())))
+        self._stoppers.append(("metrics server", lambda: _close_server(server)))
         log.info("metrics: http://%s/metrics", self.settings.exporter.listen)
 
         if self.settings.dashboard.enabled:
@@ -135,7 +140,7 @@ class Service:
             host, port = _split(self.settings.dashboard.listen)
             web = make_server(host, port, app.server, threaded=True)
             threading.Thread(target=web.serve_forever, name="dashboard", daemon=True).start()
-            self._stoppers.append(("dashboard server", lambda: (web.shutdown(), web.server_close())))
+            self._stoppers.append(("dashboard server", lambda: _close_server(web)))
             log.info("dashboard: http://%s/", self.settings.dashboard.listen)
 
     def _snapshot(self) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -29,25 +30,26 @@ COLUMNS: list[dict[str, Any]] = [
 ]
 
 
-def layout(data: DashboardData) -> html.Div:
-    """The backups page skeleton."""
+def layout(data: DashboardData, filters: Filters) -> html.Div:
+    """The backups page, filled for ``filters``."""
+    rows, cards, fig = update(data, filters.range_key, filters.labels, filters.hosts)
     return html.Div([
         html.H1("Backups"),
         html.P(f"Policy from the backup_policy label; otherwise {data.settings.backups.prod_policy} for env=prod "
                f"and {data.settings.backups.default_policy} for the rest. Backups are libvirt snapshots "
                "(their creation time).", className="rs-note"),
-        html.Div(id=ids.BACKUPS_SUMMARY, className="rs-kpis"),
+        html.Div(cards, id=ids.BACKUPS_SUMMARY, className="rs-kpis"),
         dash_table.DataTable(
-            id=ids.BACKUPS_TABLE, columns=COLUMNS, data=[], sort_action="native", filter_action="native",
+            id=ids.BACKUPS_TABLE, columns=COLUMNS, data=rows, sort_action="native", filter_action="native",
             page_action="native", page_size=25, **TABLE_STYLE,
         ),
-        html.Div(dcc.Graph(id=ids.BACKUPS_AGE, config={"displaylogo": False}), className="rs-card",
+        html.Div(dcc.Graph(id=ids.BACKUPS_AGE, figure=fig, config={"displaylogo": False}), className="rs-card",
                  style={"marginTop": "14px"}),
     ])
 
 
-def update(data: DashboardData, range_key: str | None, labels: list[str] | None,
-           hosts: list[str] | None) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure]:
+def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | None,
+           hosts: Sequence[str] | None) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure]:
     """Callback body: table rows, summary cards and the age-vs-policy figure."""
     filters = Filters.of(range_key, labels, hosts)
     return data.cached(("backups-page", filters.labels, filters.hosts), lambda: _build(data, filters))
@@ -78,6 +80,7 @@ def register(app: Dash, data: DashboardData, **_: Any) -> None:
     @app.callback(
         Output(ids.BACKUPS_TABLE, "data"), Output(ids.BACKUPS_SUMMARY, "children"), Output(ids.BACKUPS_AGE, "figure"),
         *FILTER_INPUTS,
+        prevent_initial_call=True,
     )
     def _backups(range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
         return update(data, range_key, labels, hosts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import plotly.graph_objects as go
@@ -17,25 +18,26 @@ TITLE = "Overview"
 _GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
 
 
-def layout(data: DashboardData) -> html.Div:
-    """The overview page skeleton; the callback fills it."""
+def layout(data: DashboardData, filters: Filters) -> html.Div:
+    """The overview page, filled for ``filters``; the callback refreshes it when they change."""
+    cards, spend_h, spend_d, util, found, basis = update(data, filters.range_key, filters.labels, filters.hosts)
     return html.Div([
         html.H1("Fleet overview"),
-        html.Div(id=ids.OVERVIEW_KPIS, className="rs-kpis"),
+        html.Div(cards, id=ids.OVERVIEW_KPIS, className="rs-kpis"),
         html.Div([
-            html.Div(dcc.Graph(id=ids.OVERVIEW_SPEND_HOUR, config=_GRAPH_CONFIG), className="rs-card"),
-            html.Div(dcc.Graph(id=ids.OVERVIEW_SPEND_DAY, config=_GRAPH_CONFIG), className="rs-card"),
+            html.Div(dcc.Graph(id=ids.OVERVIEW_SPEND_HOUR, figure=spend_h, config=_GRAPH_CONFIG), className="rs-card"),
+            html.Div(dcc.Graph(id=ids.OVERVIEW_SPEND_DAY, figure=spend_d, config=_GRAPH_CONFIG), className="rs-card"),
         ], className="rs-grid-2"),
-        html.Div(id=ids.OVERVIEW_FORECAST_BASIS, className="rs-note"),
+        html.Div(basis, id=ids.OVERVIEW_FORECAST_BASIS, className="rs-note"),
         html.Div([
-            html.Div(dcc.Graph(id=ids.OVERVIEW_UTILISATION, config=_GRAPH_CONFIG), className="rs-card"),
-            html.Div(dcc.Graph(id=ids.OVERVIEW_FINDINGS, config=_GRAPH_CONFIG), className="rs-card"),
+            html.Div(dcc.Graph(id=ids.OVERVIEW_UTILISATION, figure=util, config=_GRAPH_CONFIG), className="rs-card"),
+            html.Div(dcc.Graph(id=ids.OVERVIEW_FINDINGS, figure=found, config=_GRAPH_CONFIG), className="rs-card"),
         ], className="rs-grid-2"),
     ])
 
 
 def update(
-    data: DashboardData, range_key: str | None, labels: list[str] | None, hosts: list[str] | None,
+    data: DashboardData, range_key: str | None, labels: Sequence[str] | None, hosts: Sequence[str] | None,
 ) -> tuple[list[html.Div], go.Figure, go.Figure, go.Figure, go.Figure, str]:
     """Callback body: KPI cards, spend per hour and per day, utilisation, findings, forecast basis."""
     filters = Filters.of(range_key, labels, hosts)
@@ -83,6 +85,7 @@ def register(app: Dash, data: DashboardData, **_: Any) -> None:
         Output(ids.OVERVIEW_FINDINGS, "figure"),
         Output(ids.OVERVIEW_FORECAST_BASIS, "children"),
         *FILTER_INPUTS,
+        prevent_initial_call=True,
     )
     def _overview(range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
         return update(data, range_key, labels, hosts)

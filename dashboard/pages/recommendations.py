@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +38,7 @@ def columns(currency: str) -> list[dict[str, Any]]:
     ]
 
 
-def _apply_panel(data: DashboardData, hook: ApplyHook | None) -> html.Div:
+def _apply_panel(data: DashboardData, hook: ApplyHook | None, choices: list[dict[str, str]]) -> html.Div:
     note = ("Applies through the same path as 'rightsizer apply' (plan, pre-checks, apply, verify) and "
             "records it in the audit log.")
     if hook is None:
@@ -46,7 +47,7 @@ def _apply_panel(data: DashboardData, hook: ApplyHook | None) -> html.Div:
         html.H2("Apply a resize"),
         html.P(note, className="rs-note"),
         html.Div([
-            dcc.Dropdown(id=ids.RECS_APPLY_VM, options=[], placeholder="VM", className="rs-filter"),
+            dcc.Dropdown(id=ids.RECS_APPLY_VM, options=choices, placeholder="VM", className="rs-filter"),
             dcc.Dropdown(id=ids.RECS_APPLY_TYPE, options=[], placeholder="Machine type", className="rs-filter"),
             dcc.Input(id=ids.RECS_APPLY_TOKEN, type="password", placeholder="Action token", className="rs-input",
                       autoComplete="off"),
@@ -56,22 +57,23 @@ def _apply_panel(data: DashboardData, hook: ApplyHook | None) -> html.Div:
     ], className="rs-apply")
 
 
-def layout(data: DashboardData, *, hook: ApplyHook | None = None) -> html.Div:
-    """The recommendations page skeleton; the apply panel only when actions are enabled."""
+def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = None) -> html.Div:
+    """The recommendations page, filled for ``filters``; the apply panel only when actions are enabled."""
+    rows, cards, fig, choices = update(data, filters.range_key, filters.labels, filters.hosts)
     children: list[Any] = [
         html.H1("Recommendations"),
-        html.Div(id=ids.RECS_SUMMARY, className="rs-kpis"),
+        html.Div(cards, id=ids.RECS_SUMMARY, className="rs-kpis"),
         html.Div([
             html.Button("Export CSV", id=ids.RECS_EXPORT, n_clicks=0, className="rs-button"),
             dcc.Download(id=ids.RECS_DOWNLOAD),
             html.Span("Exports the rows below (label and host filters apply).", className="rs-note"),
         ], className="rs-actions"),
-        html.Div(dcc.Graph(id=ids.RECS_SAVINGS, config={"displaylogo": False}), className="rs-card"),
+        html.Div(dcc.Graph(id=ids.RECS_SAVINGS, figure=fig, config={"displaylogo": False}), className="rs-card"),
         html.H2("Every VM that is not optimized"),
         dash_table.DataTable(
             id=ids.RECS_TABLE,
             columns=columns(data.currency),
-            data=[],
+            data=rows,
             sort_action="native",
             filter_action="native",
             page_action="native",
@@ -81,12 +83,12 @@ def layout(data: DashboardData, *, hook: ApplyHook | None = None) -> html.Div:
         ),
     ]
     if data.settings.actions.enabled:
-        children.append(_apply_panel(data, hook))
+        children.append(_apply_panel(data, hook, choices))
     return html.Div(children)
 
 
-def update(data: DashboardData, range_key: str | None, labels: list[str] | None,
-           hosts: list[str] | None) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure, list[dict[str, str]]]:
+def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | None,
+           hosts: Sequence[str] | None) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure, list[dict[str, str]]]:
     """Callback body: table rows, summary cards, savings figure and the apply VM choices."""
     filters = Filters.of(range_key, labels, hosts)
     return data.cached(("recs-page", filters.labels, filters.hosts), lambda: _build(data, filters))
@@ -143,7 +145,7 @@ def register(app: Dash, data: DashboardData, *, hook: ApplyHook | None = None, *
     if enabled:
         outputs.append(Output(ids.RECS_APPLY_VM, "options"))
 
-    @app.callback(*outputs, *FILTER_INPUTS)
+    @app.callback(*outputs, *FILTER_INPUTS, prevent_initial_call=True)
     def _table(range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
         result = update(data, range_key, labels, hosts)
         return result if enabled else result[:3]

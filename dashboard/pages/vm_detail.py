@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import plotly.graph_objects as go
@@ -17,21 +18,23 @@ TITLE = "VM"
 _GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
 
 
-def layout(data: DashboardData, uuid: str) -> html.Div:
-    """The VM page skeleton for ``uuid``; the callback fills it."""
+def layout(data: DashboardData, uuid: str, filters: Filters) -> html.Div:
+    """The page of VM ``uuid``, filled for ``filters``; the callback refreshes it when they change."""
+    header, cpu, mem, disk, cost, rec, options = update(data, uuid, filters.range_key, filters.labels,
+                                                       filters.hosts)
     return html.Div([
         dcc.Store(id=ids.VM_UUID, data=uuid),
-        html.Div(id=ids.VM_HEADER),
+        html.Div(header, id=ids.VM_HEADER),
         html.Div([
-            html.Div(dcc.Graph(id=ids.VM_CPU, config=_GRAPH_CONFIG), className="rs-card"),
-            html.Div(dcc.Graph(id=ids.VM_MEMORY, config=_GRAPH_CONFIG), className="rs-card"),
-            html.Div(dcc.Graph(id=ids.VM_DISK, config=_GRAPH_CONFIG), className="rs-card"),
-            html.Div(dcc.Graph(id=ids.VM_COST, config=_GRAPH_CONFIG), className="rs-card"),
+            html.Div(dcc.Graph(id=ids.VM_CPU, figure=cpu, config=_GRAPH_CONFIG), className="rs-card"),
+            html.Div(dcc.Graph(id=ids.VM_MEMORY, figure=mem, config=_GRAPH_CONFIG), className="rs-card"),
+            html.Div(dcc.Graph(id=ids.VM_DISK, figure=disk, config=_GRAPH_CONFIG), className="rs-card"),
+            html.Div(dcc.Graph(id=ids.VM_COST, figure=cost, config=_GRAPH_CONFIG), className="rs-card"),
         ], className="rs-grid-2"),
         html.H2("Recommendation"),
-        html.Div(id=ids.VM_RECOMMENDATION, className="rs-card rs-card-pad"),
+        html.Div(rec, id=ids.VM_RECOMMENDATION, className="rs-card rs-card-pad"),
         html.H2("Options"),
-        html.Div(id=ids.VM_OPTIONS, className="rs-card rs-card-pad"),
+        html.Div(options, id=ids.VM_OPTIONS, className="rs-card rs-card-pad"),
     ])
 
 
@@ -96,8 +99,8 @@ def _options(f: FindingView | None, currency: str) -> Any:
     return html.Table([header, *body], className="rs-kv")
 
 
-def update(data: DashboardData, uuid: str | None, range_key: str | None, labels: list[str] | None,
-           hosts: list[str] | None) -> tuple[Any, go.Figure, go.Figure, go.Figure, go.Figure, Any, Any]:
+def update(data: DashboardData, uuid: str | None, range_key: str | None, labels: Sequence[str] | None,
+           hosts: Sequence[str] | None) -> tuple[Any, go.Figure, go.Figure, go.Figure, go.Figure, Any, Any]:
     """Callback body: header, CPU/memory/disk/cost figures, recommendation and options."""
     filters = Filters.of(range_key, labels, hosts)
     return data.cached(("vm-page", uuid or "", filters.range_key), lambda: _build(data, uuid or "", filters))
@@ -139,6 +142,7 @@ def register(app: Dash, data: DashboardData, **_: Any) -> None:
         Output(ids.VM_OPTIONS, "children"),
         Input(ids.VM_UUID, "data"),
         *FILTER_INPUTS,
+        prevent_initial_call=True,
     )
     def _detail(uuid: str, range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
         return update(data, uuid, range_key, labels, hosts)

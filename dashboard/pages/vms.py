@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from dash import Dash, Input, Output, dash_table, html, no_update
@@ -40,18 +41,19 @@ def columns(currency: str) -> list[dict[str, Any]]:
     ]
 
 
-def layout(data: DashboardData) -> html.Div:
-    """The VMs page skeleton."""
+def layout(data: DashboardData, filters: Filters) -> html.Div:
+    """The VMs page, filled for ``filters``."""
+    rows, note = update(data, filters.range_key, filters.labels, filters.hosts)
     return html.Div([
         html.H1("Virtual machines"),
-        html.Div(id=ids.VMS_COUNT, className="rs-note"),
+        html.Div(note, id=ids.VMS_COUNT, className="rs-note"),
         html.P("Click a row to open the VM. Type in the row under the headers to filter a column "
                "(e.g. > 1 or payments); click a header to sort. * = machine type inferred from the size. "
                "CPU p95 is the 95th percentile of hourly means over the selected range.", className="rs-note"),
         dash_table.DataTable(
             id=ids.VMS_TABLE,
             columns=columns(data.currency),
-            data=[],
+            data=rows,
             sort_action="native",
             sort_mode="multi",
             filter_action="native",
@@ -63,8 +65,8 @@ def layout(data: DashboardData) -> html.Div:
     ])
 
 
-def update(data: DashboardData, range_key: str | None, labels: list[str] | None,
-           hosts: list[str] | None) -> tuple[list[dict[str, Any]], str]:
+def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | None,
+           hosts: Sequence[str] | None) -> tuple[list[dict[str, Any]], str]:
     """Callback body: grid rows and the count line."""
     filters = Filters.of(range_key, labels, hosts)
     rows = data.vm_rows(filters)
@@ -83,7 +85,8 @@ def drilldown(active_cell: dict[str, Any] | None) -> str | Any:
 def register(app: Dash, data: DashboardData, **_: Any) -> None:
     """Register the grid and drilldown callbacks."""
 
-    @app.callback(Output(ids.VMS_TABLE, "data"), Output(ids.VMS_COUNT, "children"), *FILTER_INPUTS)
+    @app.callback(Output(ids.VMS_TABLE, "data"), Output(ids.VMS_COUNT, "children"), *FILTER_INPUTS,
+                  prevent_initial_call=True)
     def _rows(range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
         return update(data, range_key, labels, hosts)
 

@@ -13,7 +13,7 @@ from collector.config import Settings
 from collector.store.sqlite import SqliteStore
 from dashboard import app as app_module
 from dashboard import ids
-from dashboard.data import DashboardData
+from dashboard.data import DashboardData, Filters
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
 
 
@@ -124,10 +124,10 @@ def test_recommendations_type_choices(data: DashboardData) -> None:
 
 
 def test_apply_panel_only_when_enabled(tiny_store: SqliteStore) -> None:
-    off = recommendations.layout(make_data(tiny_store))
+    off = recommendations.layout(make_data(tiny_store), Filters())
     assert ids.RECS_APPLY_BUTTON not in _ids(off) and ids.RECS_EXPORT in _ids(off)
     enabled = Settings.model_validate({"actions": {"enabled": True, "token": "t"}})
-    on = recommendations.layout(make_data(tiny_store, enabled))
+    on = recommendations.layout(make_data(tiny_store, enabled), Filters())
     assert {ids.RECS_APPLY_BUTTON, ids.RECS_APPLY_TOKEN, ids.RECS_APPLY_VM} <= _ids(on)
 
 
@@ -150,6 +150,15 @@ def test_router_picks_pages_and_marks_navigation(data: DashboardData) -> None:
     assert "Page not found" in _texts(page)
     page, _ = app_module.route(data, None)
     assert ids.OVERVIEW_KPIS in _ids(page)
+
+
+def test_router_fills_pages_for_the_current_filters(data: DashboardData) -> None:
+    page, _ = app_module.route(data, "/vms", Filters("24h", ("team=web",), ()))
+    table = next(c for c in page.children if getattr(c, "id", None) == ids.VMS_TABLE)
+    assert [r["id"] for r in table.data] == [B]
+    page, _ = app_module.route(data, "/", Filters("24h"))
+    kpis = next(c for c in page.children if getattr(c, "id", None) == ids.OVERVIEW_KPIS)
+    assert "23.50 EUR" in _texts(kpis)
 
 
 def test_banner_names_the_data_mode() -> None:
