@@ -51,6 +51,8 @@ DATA_MODES: Mapping[str, str] = {
     "demo": "Demo fleet on the libvirt test driver with SYNTHETIC usage history",
     "import": "Imported traces (historical data, not this machine)",
 }
+#: Other spellings of the modes (``rightsizer serve`` says "imported").
+MODE_ALIASES: Mapping[str, str] = {"imported": "import"}
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 T = TypeVar("T")
 
@@ -230,7 +232,7 @@ class DashboardData:
         self.settings = settings
         self.store = store
         self.catalogue = catalogue
-        self.data_mode = data_mode
+        self.data_mode = MODE_ALIASES.get(data_mode, data_mode)
         self.storage = storage if storage is not None else load_storage_prices()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.ttl_s = ttl_s
@@ -241,6 +243,7 @@ class DashboardData:
         self._warmers: list[Callable[[], object]] = []
         self._build_lock = threading.Lock()
         self._refreshing = False
+        self._refresher: threading.Thread | None = None
         self.last_build_s = 0.0
         self.last_error: str | None = None
 
@@ -255,8 +258,14 @@ class DashboardData:
                 return self._snapshot
         if time.monotonic() - snap.built_at > self.ttl_s and not self._refreshing:
             self._refreshing = True
-            threading.Thread(target=self._refresh, name="dashboard-refresh", daemon=True).start()
+            self._refresher = threading.Thread(target=self._refresh, name="dashboard-refresh", daemon=True)
+            self._refresher.start()
         return snap
+
+    def wait_for_refresh(self, timeout_s: float = 60.0) -> None:
+        """Block until a background refresh in progress (if any) has finished."""
+        if self._refresher is not None:
+            self._refresher.join(timeout_s)
 
     def refresh(self) -> None:
         """Rebuild the snapshot now (blocking)."""

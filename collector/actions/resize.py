@@ -22,7 +22,6 @@ outcome is appended to the store's audit log.
 from __future__ import annotations
 
 import getpass
-import io
 import logging
 import time
 import xml.etree.ElementTree as ET
@@ -83,6 +82,8 @@ class DomainControl(Protocol):
     def get_domain_xml(self, ref: VmRef, *, inactive: bool) -> str: ...
 
     def define_xml(self, xml: str) -> VmRef: ...
+
+    def set_labels(self, ref: VmRef, labels: Mapping[str, str], *, live: bool, config: bool) -> None: ...
 
     def set_vcpus(self, ref: VmRef, count: int, *, live: bool, config: bool, maximum: bool = False) -> None: ...
 
@@ -162,30 +163,6 @@ def parse_labels(xml: str) -> dict[str, str]:
         if name:
             out[name] = (el.text or "").strip()
     return out
-
-
-def with_label(xml: str, key: str, value: str) -> str:
-    """Return the domain XML with label ``key`` set to ``value`` (other content unchanged in meaning)."""
-    for _event, (prefix, uri) in ET.iterparse(io.StringIO(xml), events=("start-ns",)):
-        if prefix:
-            ET.register_namespace(prefix, uri)
-    ET.register_namespace("rs", LABELS_NAMESPACE)
-    root = ET.fromstring(xml)
-    metadata = root.find("metadata")
-    if metadata is None:
-        metadata = ET.Element("metadata")
-        root.insert(3 if len(root) >= 3 else len(root), metadata)
-    labels = metadata.find(f"{{{LABELS_NAMESPACE}}}labels")
-    if labels is None:
-        labels = ET.SubElement(metadata, f"{{{LABELS_NAMESPACE}}}labels")
-    for el in labels.findall(f"{{{LABELS_NAMESPACE}}}label"):
-        if el.get("name") == key:
-            el.text = value
-            break
-    else:
-        el = ET.SubElement(labels, f"{{{LABELS_NAMESPACE}}}label", {"name": key})
-        el.text = value
-    return ET.tostring(root, encoding="unicode")
 
 
 # ------------------------------------------------------------------------------------- snapshots
@@ -610,8 +587,11 @@ class ResizeAction:
             if op.kind == "start":
                 self.control.start(ref)
             elif op.kind == "define":
-                xml = self.control.get_domain_xml(ref, inactive=True)
-                self.control.define_xml(with_label(xml, MACHINE_TYPE_LABEL, self.step.target.machine_type))
+                # the collector reads the live metadata, so a running VM gets the new label live too
+                saved = self._require_saved()
+                labels = {**saved.labels, MACHINE_TYPE_LABEL: self.step.target.machine_type}
+                running = self.control.state(ref) is VmState.RUNNING
+                self.control.set_labels(ref, labels, live=running, config=True)
             elif op.kind == "vcpus":
                 self.control.set_vcpus(ref, op.value, live=op.live, config=op.config, maximum=op.maximum)
             else:
@@ -735,6 +715,7 @@ class ResizeAction:
                 self.control.start(ref)
                 notes.append("started it again")
             elif info.state is VmState.RUNNING:
+                self.control.set_labels(ref, saved.labels, live=True, config=False)
                 if not _mem_close(int(info.memory_bytes), saved.live_memory_bytes):
                     self.control.set_memory(ref, saved.live_memory_bytes, live=True, config=False)
                     notes.append(f"ballooned back to {format_bytes(saved.live_memory_bytes)}")

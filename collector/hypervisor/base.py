@@ -6,6 +6,7 @@ Sizes are bytes, CPU time is nanoseconds, counts are plain ints. Implementations
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -99,6 +100,10 @@ class HypervisorControl(Protocol):
 
     def define_xml(self, xml: str) -> VmRef:
         """Define (or redefine) a persistent domain from XML."""
+        ...
+
+    def set_labels(self, ref: VmRef, labels: Mapping[str, str], *, live: bool, config: bool) -> None:
+        """Replace the domain's labels live and/or in the persistent config."""
         ...
 
     def set_vcpus(self, ref: VmRef, count: int, *, live: bool, config: bool, maximum: bool = False) -> None:

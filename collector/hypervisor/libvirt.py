@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from xml.sax.saxutils import escape, quoteattr
 
 import libvirt
 
@@ -33,7 +34,7 @@ from collector.errors import (
     VmNotFoundError,
     VmShutOffError,
 )
-from collector.hypervisor.base import LABELS_NAMESPACE, DomainInfo, HostCapacity, error_kind
+from collector.hypervisor.base import LABELS_NAMESPACE, LABELS_PREFIX, DomainInfo, HostCapacity, error_kind
 from collector.model import DiskSample, NetSample, SampleBatch, VmError, VmRef, VmSample, VmState
 
 log = logging.getLogger(__name__)
@@ -802,6 +803,20 @@ class LibvirtControl:
         with self._errors(f"defineXML on {self._uri}"):
             dom = self._connection().defineXML(xml)
         return self._ref(dom)
+
+    def set_labels(self, ref: VmRef, labels: Mapping[str, str], *, live: bool, config: bool) -> None:
+        """Replace the domain's labels (our metadata namespace) live and/or in the persistent config.
+
+        One ``setMetadata`` call per target: some drivers refuse LIVE|CONFIG in one call.
+        """
+        dom = self._domain(ref)
+        # libvirt binds the element to the namespace itself: the text carries no prefix
+        items = "".join(f"<label name={quoteattr(k)}>{escape(v)}</label>" for k, v in sorted(labels.items()))
+        text = f"<labels>{items}</labels>"
+        for wanted, flag in ((config, libvirt.VIR_DOMAIN_AFFECT_CONFIG), (live, libvirt.VIR_DOMAIN_AFFECT_LIVE)):
+            if wanted:
+                with self._errors(f"setMetadata({ref.name!r})"):
+                    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, text, LABELS_PREFIX, LABELS_NAMESPACE, flag)
 
     @staticmethod
     def _flags(live: bool, config: bool, maximum: int, use_maximum: bool) -> int:

@@ -101,10 +101,23 @@ def _domain_xml(d: FleetDomain, index: int) -> str:
     return "".join(parts)
 
 
+#: Host size the test driver reports (its built-in default is 16 CPUs and 3 GiB, too small for a fleet).
+HOST_CPUS = 256
+HOST_MEMORY_KIB = 1024 * 1024 * 1024  # 1 TiB
+
+
+def host_xml(cpus: int = HOST_CPUS, memory_kib: int = HOST_MEMORY_KIB) -> str:
+    """Return the ``<cpu>``/``<memory>`` elements that size the test driver's host."""
+    return (
+        f"<cpu><mhz>2600</mhz><model>x86_64</model><active>{cpus}</active><nodes>1</nodes>"
+        f"<sockets>1</sockets><cores>{cpus}</cores><threads>1</threads></cpu>\n<memory>{memory_kib}</memory>"
+    )
+
+
 def fleet_xml(domains: Iterable[FleetDomain]) -> str:
-    """Return a test-driver ``<node>`` document holding ``domains``."""
+    """Return a test-driver ``<node>`` document holding ``domains`` on a host big enough for them."""
     body = "\n".join(_domain_xml(d, i) for i, d in enumerate(domains))
-    return f"<node xmlns:test='{TEST_NAMESPACE}'>\n{body}\n</node>\n"
+    return f"<node xmlns:test='{TEST_NAMESPACE}'>\n{host_xml()}\n{body}\n</node>\n"
 
 
 def write_fleet(path: Path, domains: Iterable[FleetDomain]) -> str:

@@ -107,7 +107,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 class FlakyControl:
     """Test wrapper: passes every call through, but on the Nth mutating call runs ``on_call`` instead."""
 
-    MUTATING = ("set_vcpus", "set_memory", "define_xml", "shutdown", "start")
+    MUTATING = ("set_vcpus", "set_memory", "define_xml", "set_labels", "shutdown", "start")
 
     def __init__(self, inner: LibvirtControl, n: int, on_call: Callable[[str, tuple[Any, ...], dict[str, Any]], Any]):
         self.inner = inner
@@ -168,6 +168,10 @@ def test_running_vm_memory_down_live_and_vcpu_hotplug_up(rig: Rig) -> None:
     assert (cfg.vcpus, cfg.memory_bytes, cfg.max_memory_bytes) == (4, 2 * GIB, 4 * GIB)
     assert [c.effect for c in res.changes] == ["live", "live"]
     assert res.operations[-1] == "hot-plug vCPUs (live)"
+    # the collector reads live metadata: the new machine type must be visible there at once
+    live_xml = rig.control.get_domain_xml(rig.ref("rs-act-run"), inactive=False)
+    assert parse_labels(live_xml)["machine_type"] == "g1.1"
+    assert parse_labels(rig.xml("rs-act-run"))["machine_type"] == "g1.1"
 
 
 def test_fewer_vcpus_go_to_config_only(rig: Rig) -> None:
@@ -274,7 +278,7 @@ def test_libvirt_error_on_second_step_reverts_to_saved_state(rig: Rig) -> None:
     flaky = FlakyControl(rig.control, 2, real_libvirt_error)
     res = rig.action(rig.step("rs-act-run", 3, 2 * GIB, "g1.1"), control=flaky).execute()
     assert res.result == "reverted", res.reason
-    assert flaky.calls[:2] == ["define_xml", "set_memory"]  # step 1 (label) ran, step 2 failed
+    assert flaky.calls[:2] == ["set_labels", "set_memory"]  # step 1 (label) ran, step 2 failed
     assert "step 2 (set memory (config)) failed" in res.reason
     assert "libvirt error code" in res.reason and "revert verified against libvirt" in res.reason
     # Evidence from libvirt: the persistent XML is the saved one, live values are the saved ones.

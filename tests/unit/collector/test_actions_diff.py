@@ -16,7 +16,6 @@ from collector.actions.resize import (
     parse_labels,
     plan_changes,
     result_row,
-    with_label,
 )
 from collector.model import VmRef, VmState
 
@@ -66,15 +65,6 @@ def test_parse_config_and_labels() -> None:
     assert parse_labels(XML) == {"team": "payments", "machine_type": "c1.2"}
     mib_xml = "<domain><memory unit='MiB'>256</memory><vcpu>2</vcpu></domain>"
     assert parse_config(mib_xml) == ConfigSpec(2, 2, 256 * MIB, 256 * MIB)
-
-
-def test_with_label_changes_one_label_and_keeps_the_rest() -> None:
-    out = with_label(XML, "machine_type", "g1.1")
-    assert parse_labels(out) == {"team": "payments", "machine_type": "g1.1"}
-    assert parse_config(out) == parse_config(XML)
-    assert "https://example.org/other" in out and ">keep<" in out
-    bare = with_label("<domain><name>x</name><memory>1024</memory><vcpu>1</vcpu></domain>", "machine_type", "t")
-    assert parse_labels(bare) == {"machine_type": "t"}
 
 
 def test_running_downsize_memory_live_vcpus_next_restart() -> None:

@@ -215,6 +215,37 @@ def test_daemon_rejecting_nowait_gets_plain_bulk_call_from_then_on() -> None:
     assert conn.bulk_calls == [(STATS_GROUPS, NOWAIT), (STATS_GROUPS, 0), (STATS_GROUPS, 0)]
 
 
+def test_driver_without_bulk_stats_is_listed_and_sampled_per_domain() -> None:
+    class InfoDomain(StubDomain):
+        def info(self) -> list[int]:
+            return [libvirt.VIR_DOMAIN_SHUTOFF, 1024 * 1024, 512 * 1024, 1, 0]
+
+    dom = InfoDomain(
+        {"name": "old", "uuid": "00000000-0000-0000-0000-00000000000b", "id": -1},
+        xml="<domain><vcpu>2</vcpu></domain>",
+    )
+
+    class NoBulkConnection(StubConnection):
+        def getAllDomainStats(self, stats: int, flags: int) -> list[tuple[StubDomain, dict[str, Any]]]:  # noqa: N802
+            self.bulk_calls.append((stats, flags))
+            raise libvirt_error(libvirt.VIR_ERR_NO_SUPPORT, "function is not supported by the driver")
+
+        def listAllDomains(self, flags: int = 0) -> list[StubDomain]:  # noqa: N802
+            return [dom]
+
+    conn = NoBulkConnection([])
+    source, _ = source_for(conn)
+
+    first = source.sample_all()
+    second = source.sample_all()
+
+    assert first.ok and second.ok
+    vm = second.samples[0]
+    assert (vm.ref.name, vm.state, vm.vcpus, vm.max_vcpus) == ("old", VmState.SHUTOFF, 1, 2)
+    assert (vm.memory_bytes, vm.max_memory_bytes) == (512 * 1024 * 1024, GIB)
+    assert len(conn.bulk_calls) == 2  # NOWAIT, then plain; never asked again
+
+
 def test_failed_connect_returns_not_ok_batch_and_backs_off_exponentially() -> None:
     clock = Clock()
     attempts: list[float] = []

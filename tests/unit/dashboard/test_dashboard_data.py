@@ -169,7 +169,9 @@ def test_apply_checks_token_then_calls_hook(tiny_store: object) -> None:
     assert calls == []
     assert data.apply(hook, A, "g1.1", "s3cret") == "pay-api: applied g1.1"
     assert calls == [(A, "g1.1", "dashboard")]
-    assert "not in the store" in data.apply(hook, "nope", "g1.1", "s3cret")
+    assert "not in the store" in data.apply(hook, "nope", "g1.1", "s3cret")  # starts a refresh: applied
+    data.wait_for_refresh()
+    assert data.snapshot().built_at > 0
 
 
 def test_apply_reports_action_errors(tiny_store: object) -> None:

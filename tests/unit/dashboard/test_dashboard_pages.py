@@ -167,6 +167,11 @@ def test_banner_names_the_data_mode() -> None:
     assert "Imported traces" in app_module.banner_text("import")
 
 
+def test_imported_is_an_alias_of_import(tiny_store: SqliteStore) -> None:
+    data = DashboardData(Settings(), tiny_store, load_catalogue(), data_mode="imported")
+    assert data.data_mode == "import"
+
+
 def test_create_app_builds_shell_with_filters_and_banner(tiny_store: SqliteStore) -> None:
     app = app_module.create_app(Settings(), tiny_store, load_catalogue(), data_mode="demo", clock=lambda: NOW,
                                 warm=False)
