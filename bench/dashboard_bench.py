@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from analytics.catalogue import load_catalogue
 from collector.config import Settings
 from collector.store.sqlite import SqliteStore
 from dashboard.app import create_app, dashboard_data
-from dashboard.data import DashboardData, Filters
+from dashboard.data import DashboardData
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
 from rightsizer.demo import demo_fleet, seed_synthetic_history
 
@@ -101,12 +102,11 @@ def bench_data_layer(store: SqliteStore) -> dict[str, float]:
     for range_key, lab, host in (("30d", None, None), ("7d", [team], None), ("24h", [team], [hosts[0]])):
         tag = f"{range_key}{' ' + team if lab else ''}{' ' + hosts[0] if host else ''}"
         cases += [
-            (f"overview.update [{tag}]", lambda r=range_key, la=lab, h=host: overview.update(data, r, la, h)),
-            (f"vms.update [{tag}]", lambda r=range_key, la=lab, h=host: vms.update(data, r, la, h)),
-            (f"recommendations.update [{tag}]",
-             lambda r=range_key, la=lab, h=host: recommendations.update(data, r, la, h)),
-            (f"backups.update [{tag}]", lambda r=range_key, la=lab, h=host: backups.update(data, r, la, h)),
-            (f"vm_detail.update [{tag}]", lambda r=range_key, la=lab, h=host: vm_detail.update(data, some_vm, r, la, h)),
+            (f"overview.update [{tag}]", partial(overview.update, data, range_key, lab, host)),
+            (f"vms.update [{tag}]", partial(vms.update, data, range_key, lab, host)),
+            (f"recommendations.update [{tag}]", partial(recommendations.update, data, range_key, lab, host)),
+            (f"backups.update [{tag}]", partial(backups.update, data, range_key, lab, host)),
+            (f"vm_detail.update [{tag}]", partial(vm_detail.update, data, some_vm, range_key, lab, host)),
         ]
     cases.append(("recommendations.export [30d]", lambda: recommendations.export(data, 1, "30d", None, None)))
     for name, fn in cases:
@@ -131,7 +131,7 @@ def serve(app: Dash) -> Iterator[str]:
 
 def bare_app() -> Dash:
     """The floor: a Dash app with one input and one callback."""
-    app = Dash(__name__, update_title=None)
+    app = Dash(__name__, update_title="")
     app.layout = html.Div([html.Div("bare", id="in"), html.Div(id="out")])
 
     @app.callback(Output("out", "children"), Input("in", "children"))

@@ -7,6 +7,7 @@ and the pages behind an explicit router, so that several apps can live in one pr
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 import threading
@@ -136,7 +137,7 @@ def create_app(
         __name__,
         assets_folder=str(ASSETS),
         title="rightsizer",
-        update_title=None,
+        update_title="",
         suppress_callback_exceptions=True,
         serve_locally=True,
     )
@@ -154,7 +155,7 @@ def create_app(
         page.register(app, data, hook=actions)
     # What a user sees first is rebuilt right after every data refresh, off the request path.
     for update in (overview.update, vms.update, recommendations.update, backups.update):
-        data.add_warmer(lambda update=update: update(data, DEFAULT_RANGE, None, None))
+        data.add_warmer(functools.partial(update, data, DEFAULT_RANGE, None, None))
     app.server.config["RIGHTSIZER_DATA"] = data  # for the bench and tests
     if warm:
         threading.Thread(target=_warm, args=(data,), name="dashboard-warm", daemon=True).start()

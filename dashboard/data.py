@@ -77,7 +77,7 @@ class Filters:
     @classmethod
     def of(cls, range_key: str | None, labels: Iterable[str] | None, hosts: Iterable[str] | None) -> Filters:
         """Normalise raw component values (None, lists in any order) into a hashable key."""
-        key = range_key if range_key in RANGES else DEFAULT_RANGE
+        key = range_key if range_key is not None and range_key in RANGES else DEFAULT_RANGE
         return cls(key, tuple(sorted(set(labels or ()))), tuple(sorted(set(hosts or ()))))
 
 
@@ -581,7 +581,7 @@ class DashboardData:
         return self._memo(snap, ("recs", filters.labels, filters.hosts), lambda: self._rec_rows(snap, filters))
 
     def _rec_rows(self, snap: Snapshot, filters: Filters) -> list[dict[str, Any]]:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for uuid in self._selected(snap, filters):
             f = snap.findings.get(uuid)
             if f is None or f.finding == "optimized":
@@ -670,7 +670,7 @@ class DashboardData:
 
     def _backup_rows(self, snap: Snapshot, filters: Filters) -> list[dict[str, Any]]:
         urgency = {"critical": 0, "high": 1, "medium": 2, "low": 3, "none": 4}
-        rows = []
+        rows: list[dict[str, Any]] = []
         for uuid in self._selected(snap, filters):
             b = snap.backups.get(uuid)
             if b is None:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
-from dash import Dash, Output, dash_table, dcc, html
+from dash import Dash, Output, dcc, html
 
 from dashboard import figures, ids
 from dashboard.data import DashboardData, Filters
-from dashboard.pages.common import FILTER_INPUTS, TABLE_STYLE, kpi
+from dashboard.pages.common import FILTER_INPUTS, data_table, kpi
 
 PATH = "/backups"
 TITLE = "Backups"
@@ -39,9 +39,9 @@ def layout(data: DashboardData, filters: Filters) -> html.Div:
                f"and {data.settings.backups.default_policy} for the rest. Backups are libvirt snapshots "
                "(their creation time).", className="rs-note"),
         html.Div(cards, id=ids.BACKUPS_SUMMARY, className="rs-kpis"),
-        dash_table.DataTable(
+        data_table(
             id=ids.BACKUPS_TABLE, columns=COLUMNS, data=rows, sort_action="native", filter_action="native",
-            page_action="native", page_size=25, **TABLE_STYLE,
+            page_action="native", page_size=25,
         ),
         html.Div(dcc.Graph(id=ids.BACKUPS_AGE, figure=fig, config={"displaylogo": False}), className="rs-card",
                  style={"marginTop": "14px"}),

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from dash import Input, html
+from dash.dash_table.DataTable import DataTable
 
 from dashboard import ids
 
@@ -70,3 +71,8 @@ def chips(labels: dict[str, str] | Any) -> list[html.Span]:
 def empty(message: str) -> html.Div:
     """A placeholder for a page without data."""
     return html.Div(message, className="rs-empty")
+
+
+def data_table(**props: Any) -> DataTable:
+    """A DataTable with the shared styling; cells render their values as text."""
+    return DataTable(**{**TABLE_STYLE, **props})

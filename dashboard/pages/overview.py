@@ -15,7 +15,7 @@ from dashboard.pages.common import FILTER_INPUTS, kpi, money
 PATH = "/"
 TITLE = "Overview"
 
-_GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
+_GRAPH_CONFIG: Any = {"displaylogo": False, "responsive": True}
 
 
 def layout(data: DashboardData, filters: Filters) -> html.Div:

@@ -8,12 +8,11 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
-from dash.dash_table.Format import Format, Group, Scheme
+from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboard import figures, ids
 from dashboard.data import ApplyHook, DashboardData, Filters
-from dashboard.pages.common import FILTER_INPUTS, TABLE_STYLE, kpi, money
+from dashboard.pages.common import FILTER_INPUTS, data_table, kpi, money
 
 PATH = "/recommendations"
 TITLE = "Recommendations"
@@ -21,7 +20,7 @@ TITLE = "Recommendations"
 
 def columns(currency: str) -> list[dict[str, Any]]:
     """Table columns; headers carry units and the currency."""
-    fixed2 = Format(precision=2, scheme=Scheme.fixed, group=Group.yes)
+    fixed2 = {"specifier": ",.2f"}
     return [
         {"id": "name", "name": "VM"},
         {"id": "host", "name": "Host"},
@@ -70,7 +69,7 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
         ], className="rs-actions"),
         html.Div(dcc.Graph(id=ids.RECS_SAVINGS, figure=fig, config={"displaylogo": False}), className="rs-card"),
         html.H2("Every VM that is not optimized"),
-        dash_table.DataTable(
+        data_table(
             id=ids.RECS_TABLE,
             columns=columns(data.currency),
             data=rows,
@@ -79,7 +78,6 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
             page_action="native",
             page_size=25,
             tooltip_duration=None,
-            **TABLE_STYLE,
         ),
     ]
     if data.settings.actions.enabled:

@@ -15,7 +15,7 @@ from dashboard.pages.common import FILTER_INPUTS, badge, chips, empty, money
 PATH_PREFIX = "/vm/"
 TITLE = "VM"
 
-_GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
+_GRAPH_CONFIG: Any = {"displaylogo": False, "responsive": True}
 
 
 def layout(data: DashboardData, uuid: str, filters: Filters) -> html.Div:

@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dash import Dash, Input, Output, dash_table, html, no_update
-from dash.dash_table.Format import Format, Group, Scheme
+from dash import Dash, Input, Output, html, no_update
 
 from dashboard import ids
 from dashboard.data import DashboardData, Filters
-from dashboard.pages.common import FILTER_INPUTS, TABLE_STYLE
+from dashboard.pages.common import FILTER_INPUTS, data_table
 
 PATH = "/vms"
 TITLE = "VMs"
 
 
-def _num(precision: int) -> Format:
-    return Format(precision=precision, scheme=Scheme.fixed, group=Group.yes)
+def _num(precision: int) -> dict[str, str]:
+    """A DataTable number format: thousands separators and ``precision`` decimals."""
+    return {"specifier": f",.{precision}f"}
 
 
 def columns(currency: str) -> list[dict[str, Any]]:
@@ -50,7 +50,7 @@ def layout(data: DashboardData, filters: Filters) -> html.Div:
         html.P("Click a row to open the VM. Type in the row under the headers to filter a column "
                "(e.g. > 1 or payments); click a header to sort. * = machine type inferred from the size. "
                "CPU p95 is the 95th percentile of hourly means over the selected range.", className="rs-note"),
-        dash_table.DataTable(
+        data_table(
             id=ids.VMS_TABLE,
             columns=columns(data.currency),
             data=rows,
@@ -60,7 +60,6 @@ def layout(data: DashboardData, filters: Filters) -> html.Div:
             page_action="native",
             page_size=25,
             cell_selectable=True,
-            **TABLE_STYLE,
         ),
     ])
 

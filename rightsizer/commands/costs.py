@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction[Any], parent: argparse.ArgumentPa
                    help="window start: ISO date/time (UTC if no zone) or a duration before --until "
                         "such as 7d, 24h (default: 7d); rounded down to the hour")
     p.add_argument("--until", default=None, metavar="WHEN",
-                   help="window end and as-of time for month to date and forecast (default: now)")
+                   help="window end and as-of time for month to date and forecast (default: now, or the "
+                        "newest stored data when that is older, e.g. imported traces)")
     p.add_argument("--stopped-vm-billing", choices=("none", "full", "storage-only"), default=None,
                    help="what a stopped VM costs; overrides [costs] stopped_vm_billing (not published "
                         "by the provider)")
@@ -75,9 +77,17 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from analytics.costs import BUILTIN_GROUPS, fleet_costs, realised_savings, summarise_costs
     from collector.errors import InputError
 
-    start, end = window_bounds(args.since, args.until, datetime.now(UTC))
     store = ctx.open_store(create=False)
     store.refresh_rollups()
+    now = datetime.now(UTC)
+    span = store.time_range()
+    if args.until is None and span is not None and span[1] < now - timedelta(days=1):
+        # history that ended long ago (imported traces): report as of its end, not an empty window
+        now = span[1]
+        anchored = f"the newest data is from {now:%Y-%m-%d %H:%M} UTC; reporting as of then (pass --until to choose)"
+    else:
+        anchored = ""
+    start, end = window_bounds(args.since, args.until, now)
     vms = store.vms()
     group_by = args.group_by.strip()
     if group_by not in BUILTIN_GROUPS:
@@ -88,6 +98,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 f"labels in the store: {', '.join(keys) or '(none)'}"
             )
     catalogue = ctx.catalogue()
+    if anchored:
+        print(f"costs: {anchored}", file=sys.stderr)
     cost_settings = ctx.settings.costs
     storage = load_storage_prices()
     notes: list[str] = []

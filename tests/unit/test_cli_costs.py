@@ -168,3 +168,14 @@ def test_report_out_that_is_a_file_exits_2(monkeypatch: pytest.MonkeyPatch, caps
     blocker.write_text("x")
     assert _run(monkeypatch, "report", "--db", str(db), "--out", str(blocker)) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_history_that_ended_long_ago_is_reported_as_of_its_end(monkeypatch, db, capsys):
+    # no --since/--until: imported traces from the past must not give an empty "last 7 days" window
+    assert _run(monkeypatch, "costs", "--db", str(db), "--output", "json") == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert "reporting as of then" in captured.err
+    assert doc["window_end"].startswith("2026-05-01T09:55")
+    vm = {r["vm"]: r for r in doc["vms"]}["web-1"]
+    assert vm["running_hours"] == pytest.approx(10.0, abs=0.1)
