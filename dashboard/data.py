@@ -4,8 +4,9 @@ Callbacks stay thin: they pass the global filters here and get back frames, rows
 Fleet views read hourly rollups (``resolution="hour"``), never raw samples.
 
 Caching: a *snapshot* (inventory, the hourly frame of the loaded window, its cost frame, findings and
-backup findings) is built once and then rebuilt in a background thread when it is older than
-``ttl_s``; readers keep using the previous snapshot meanwhile, so no callback waits for a rebuild.
+backup findings) is built once and then rebuilt in a background thread when a request finds it older
+than ``ttl_s`` (or five times its build time, whichever is longer); readers keep using the previous
+snapshot meanwhile, so no callback waits for a rebuild.
 Views derived from a snapshot are memoised per (view, time range, filters) inside the snapshot, so they
 vanish with it.
 """
@@ -256,7 +257,9 @@ class DashboardData:
                 if self._snapshot is None:
                     self._snapshot = self._build()
                 return self._snapshot
-        if time.monotonic() - snap.built_at > self.ttl_s and not self._refreshing:
+        # A rebuild of a big fleet takes seconds of CPU: refresh at most every 5 builds' worth of time.
+        ttl_s = max(self.ttl_s, 5.0 * self.last_build_s)
+        if time.monotonic() - snap.built_at > ttl_s and not self._refreshing:
             self._refreshing = True
             self._refresher = threading.Thread(target=self._refresh, name="dashboard-refresh", daemon=True)
             self._refresher.start()

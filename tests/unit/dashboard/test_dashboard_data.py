@@ -198,3 +198,15 @@ def test_empty_store_gives_empty_views(store: object) -> None:
     assert view.vms_total == 0 and view.range_cost == 0.0
     assert data.vm_rows(Filters()) == []
     assert data.backup_rows(Filters()) == []
+
+
+def test_stale_snapshot_is_served_while_a_background_refresh_runs(data: DashboardData) -> None:
+    first = data.snapshot()
+    data.ttl_s = 0.0
+    data.last_build_s = 0.0
+    assert data.snapshot() is first  # stale: served at once, a refresh starts behind it
+    data.wait_for_refresh()
+    data.ttl_s = 3600.0
+    second = data.snapshot()
+    assert second is not first
+    assert second.built_at > first.built_at
