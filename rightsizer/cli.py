@@ -74,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         level = min(level, logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    long_running = args.command == "serve" or (args.command == "collect" and not args.once)
+    if not long_running and not args.verbose:
+        # one-shot commands report connection problems as their own one-line error
+        logging.getLogger("collector.hypervisor").setLevel(logging.ERROR)
     ctx: Context | None = None
     try:
         settings = load_settings(args.config, overrides=_settings_overrides(args))

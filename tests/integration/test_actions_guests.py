@@ -123,7 +123,7 @@ class SecondCallFails:
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.inner, name)
-        if name not in ("set_vcpus", "set_memory", "define_xml", "shutdown", "start"):
+        if name not in ("set_vcpus", "set_memory", "define_xml", "set_labels", "shutdown", "start"):
             return target
 
         def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -163,7 +163,7 @@ class ConsoleAtStart:
 def test_libvirt_error_on_second_step_reverts_the_running_guest(rig: Rig) -> None:
     saved_xml = rig.xml(LIVE)
     saved = rig.info(LIVE)
-    # ops: set label (define), set memory (config) <- QEMU error, ...
+    # ops: set label (live + config metadata), set memory (config) <- QEMU error, ...
     res = rig.run(rig.step(LIVE, 1, 128, "t.tiny"), control=SecondCallFails(rig.control))
     assert res.result == "reverted", res.reason
     assert "step 2 (set memory (config)) failed" in res.reason and "libvirt error code" in res.reason

@@ -1,7 +1,7 @@
 """The dashboard end to end in headless Chromium (Debian's, through Playwright) against an in-process app.
 
 One SqliteStore seeded with the demo fleet (rightsizer/demo.py, 24 VMs, 30 days of synthetic history) plus
-one VM whose name and label are HTML, one app on a free 127.0.0.1 port and one browser for the session.
+one VM whose name and label are HTML, one app on a free 127.0.0.1 port and one browser for the whole test run.
 Screenshots go to test-artifacts/ for a human to look at.
 """
 

@@ -45,8 +45,16 @@ def test_real_prometheus_scrapes_serve(tmp_path, libvirtd, guests, prometheus):
         busy = guests["busy"].name
         vcpus = prom.wait_for(f'rightsizer_vm_vcpus{{vm="{busy}"}}', timeout_s=60)
         assert vcpus[0]["value"][1] == "1"
-        rate = prom.wait_for(f'rate(rightsizer_vm_cpu_seconds_total{{vm="{busy}"}}[10s])', timeout_s=60)
-        assert 0.7 < float(rate[0]["value"][1]) < 1.3  # one busy vCPU
+        expr = f'rate(rightsizer_vm_cpu_seconds_total{{vm="{busy}"}}[15s])'
+        cpu = 0.0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the window must first hold several distinct cycles
+            result = prom.query(expr)
+            cpu = float(result[0]["value"][1]) if result else 0.0
+            if cpu > 0.5:
+                break
+            time.sleep(1)
+        assert 0.6 < cpu < 1.3  # one busy vCPU (TCG on a shared 2-core host)
         info = prom.wait_for(f'rightsizer_vm_info{{vm="{busy}"}}', timeout_s=30)
         assert info[0]["metric"]["label_team"] == "payments"
     finally:

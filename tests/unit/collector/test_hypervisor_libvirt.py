@@ -563,7 +563,7 @@ def test_control_resizes_and_reads_back_on_test_driver(tmp_path: Path) -> None:
 
     assert (info.vcpus, info.max_vcpus, info.memory_bytes, info.max_memory_bytes) == (3, 4, 3 * GIB, 4 * GIB)
     assert info.state is VmState.RUNNING and info.persistent
-    assert capacity.cpus == 16 and capacity.memory_bytes > 0  # the test driver's fixed node
+    assert capacity.cpus == 256 and capacity.memory_bytes == 2**40  # sized by testfleet.host_xml()
     assert snaps == (datetime(2026, 1, 2, 3, 0, tzinfo=UTC),)
 
 
