@@ -85,6 +85,40 @@ def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datet
     return EconomicsView(by_vm=out)
 
 
+def make_apply_hook(settings: Settings, store: Any, catalogue: Any) -> Callable[..., str]:
+    """The dashboard's apply control: resize one VM to a machine type through the action module.
+
+    Same path as ``rightsizer apply --yes`` (pre-checks, lock, audit, verify, revert). Raises ActionError
+    subclasses for refusals; returns the outcome text otherwise.
+    """
+    from analytics.fleet import resolve_machine_type
+    from collector.actions.plan import SizeSpec
+    from collector.actions.runner import run_plan, single_step_plan
+    from collector.errors import ActionFailed, ActionSkipped
+    from collector.model import VmRef
+
+    def apply(vm_uuid: str, machine_type: str, *, actor: str) -> str:
+        vm = next((v for v in store.vms() if v.uuid == vm_uuid), None)
+        if vm is None:
+            raise ActionSkipped(f"VM {vm_uuid!r} is not in the store")
+        target = catalogue.get(machine_type)
+        if target is None:
+            raise ActionFailed(f"machine type {machine_type!r} is not in the catalogue")
+        current, _how = resolve_machine_type(vm, catalogue)
+        plan = single_step_plan(
+            VmRef(vm.uri, vm.uuid, vm.name),
+            SizeSpec(vm.vcpus, vm.memory_bytes, current.name if current else ""),
+            SizeSpec(target.vcpus, target.memory_bytes, target.name),
+            price_before=current.price_per_hour if current else None, price_after=target.price_per_hour,
+            currency=target.currency,
+        )
+        (result,) = run_plan(plan, settings.actions, store=store, db_path=Path(settings.store.path), apply=True,
+                             actor=actor)
+        return f"{result.result}: {result.reason}"
+
+    return apply
+
+
 @dataclass
 class Service:
     """Everything ``serve`` runs; ``start`` then ``wait`` until ``stop``."""
@@ -136,7 +170,8 @@ class Service:
 
             from dashboard.app import create_app
 
-            app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode)
+            hook = make_apply_hook(self.settings, self.store, self.catalogue) if self.settings.actions.enabled else None
+            app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook)
             host, port = _split(self.settings.dashboard.listen)
             web = make_server(host, port, app.server, threaded=True)
             threading.Thread(target=web.serve_forever, name="dashboard", daemon=True).start()

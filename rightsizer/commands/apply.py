@@ -95,43 +95,15 @@ def _finding_rows(ctx: Context) -> list[dict[str, Any]]:
 
 
 def _run_plan(plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> list[ActionResult]:
-    from datetime import UTC, datetime
+    from collector.actions.runner import run_plan
 
-    from collector.actions.locks import lock_dir_for
-    from collector.actions.policy import parse_windows, restart_permission
-    from collector.actions.resize import ActionResult, ResizeAction
-    from collector.errors import HypervisorError
-    from collector.hypervisor.libvirt import LibvirtControl
-
-    settings = ctx.settings.actions
-    windows = parse_windows(settings.windows)
-    permission = restart_permission(settings.restart, windows, datetime.now(UTC))
     store = None
     if args.yes:
         store = ctx.open_store()
     elif ctx.db_path.exists():
         store = ctx.open_store(create=False)  # the dry run also reports "resized recently"
-    controls: dict[str, LibvirtControl] = {}
-    results: list[ActionResult] = []
-    try:
-        for step in plan.steps:
-            control = controls.get(step.vm.uri)
-            if control is None:
-                control = controls[step.vm.uri] = LibvirtControl(step.vm.uri)
-            action = ResizeAction(
-                control, step, permission=permission, audit=store,
-                lock_dir=lock_dir_for(ctx.db_path) if args.yes else None, plan_id=plan.plan_id,
-                actor=args.actor, min_days_between_resizes=settings.min_days_between_resizes,
-                shutdown_timeout_s=args.shutdown_timeout,
-            )
-            try:
-                results.append(action.execute() if args.yes else action.preview())
-            except HypervisorError as exc:  # e.g. the URI is unreachable: report it per VM, go on
-                results.append(ActionResult(step=step, result="failed", reason=str(exc)))
-    finally:
-        for control in controls.values():
-            control.close()
-    return results
+    return run_plan(plan, ctx.settings.actions, store=store, db_path=ctx.db_path, apply=args.yes,
+                    actor=args.actor, shutdown_timeout_s=args.shutdown_timeout)
 
 
 def _print(results: list[ActionResult], plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> None:

@@ -67,9 +67,10 @@ def _choose_mode(args: argparse.Namespace, ctx: Context) -> tuple[str, str, list
     return DEMO, why, []
 
 
-def _prepare_demo(ctx: Context, args: argparse.Namespace) -> str:
-    """Write the demo fleet and seed its synthetic history once; returns its test:/// URI."""
-    from rightsizer.demo import demo_fleet, seed_synthetic_history, write_demo_fleet_xml
+def _prepare_demo(ctx: Context, args: argparse.Namespace) -> Any:
+    """Write the demo fleet, seed its synthetic history once; return a DemoSource over its test:/// URI."""
+    from collector.hypervisor.libvirt import LibvirtSource
+    from rightsizer.demo import DemoSource, demo_fleet, seed_synthetic_history, write_demo_fleet_xml
 
     if not args.db:  # keep demo data out of the real store
         ctx.settings.store.path = DEMO_DB
@@ -82,7 +83,7 @@ def _prepare_demo(ctx: Context, args: argparse.Namespace) -> str:
         log.info("seeding 30 days of synthetic demo history into %s", ctx.db_path)
         n = seed_synthetic_history(store, fleet, uri=uri)
         log.info("seeded %d synthetic samples", n)
-    return uri
+    return DemoSource(LibvirtSource(uri), fleet)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -91,12 +92,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from rightsizer.service import DEMO, LIVE, Service
 
     mode, why, uris = _choose_mode(args, ctx)
-    if mode == DEMO:
-        uris = [_prepare_demo(ctx, args)]
+    sources = [_prepare_demo(ctx, args)] if mode == DEMO else make_sources(ctx, uris)
     store = ctx.open_store()
     sampler = None
-    if mode in (LIVE, DEMO):
-        sampler = Sampler(make_sources(ctx, uris), store, interval_s=ctx.settings.collector.interval_s)
+    if sources:
+        sampler = Sampler(sources, store, interval_s=ctx.settings.collector.interval_s)
         if mode == LIVE:
             store.set_meta("data_mode", "live")
     service = Service(settings=ctx.settings, store=store, catalogue=ctx.catalogue(), sampler=sampler,
