@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not long_running and not args.verbose:
         # one-shot commands report connection problems as their own one-line error
         logging.getLogger("collector.hypervisor").setLevel(logging.ERROR)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one INFO line per job run is noise
     ctx: Context | None = None
     try:
         settings = load_settings(args.config, overrides=_settings_overrides(args))
