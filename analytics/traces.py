@@ -35,7 +35,7 @@ import pandas as pd
 
 from analytics.rightsizing.base import UsageHistory
 from collector.errors import InputError
-from collector.model import UsagePoint, VmRecord, VmState
+from collector.model import TRACE_URI_SCHEME, UsagePoint, VmRecord, VmState
 
 KIB = 1024
 #: Column names in file order, after stripping whitespace, and the name we give each.
@@ -141,7 +141,7 @@ class TraceVm:
         return VmRecord(
             uuid=self.uuid,
             name=f"bitbrains-{dataset}-{self.name}",
-            uri=f"trace://bitbrains/{dataset}",
+            uri=f"{TRACE_URI_SCHEME}://bitbrains/{dataset}",
             host="bitbrains",
             state=VmState.RUNNING if bool(self.frame["running"].iloc[-1]) else VmState.SHUTOFF,
             vcpus=self.cores,
@@ -274,7 +274,8 @@ def _to_trace_vm(path: Path, dataset: str, num: dict[str, np.ndarray]) -> TraceV
     nominal_cores = int(pd.Series(cores[running]).mode().iloc[0])
     with np.errstate(divide="ignore", invalid="ignore"):
         cpu_vcpus = np.where(running, col["cpu_usage_mhz"] / (cap / np.where(cores > 0, cores, 1)), np.nan)
-    memory_bytes = col["memory_kib"] * KIB
+    # allocations are whole KiB in libvirt; round fractional trace values up so a VM never shrinks
+    memory_bytes = np.ceil(col["memory_kib"]) * KIB
     mem_used = np.where(running, col["memory_used_kib"] * KIB, np.nan)
     steps = np.diff(ts)
     step_s = float(np.median(steps)) if len(steps) else 300.0

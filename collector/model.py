@@ -12,6 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+#: URI scheme of VMs imported from traces: they have history but no libvirt domain behind them.
+TRACE_URI_SCHEME = "trace"
+
+
+def is_trace_uri(uri: str) -> bool:
+    """True for the URI of an imported trace VM (nothing to sample or resize)."""
+    return uri.startswith(TRACE_URI_SCHEME + "://")
+
 
 class VmState(str, enum.Enum):
     """Domain run state, folded from libvirt's VIR_DOMAIN_* states."""

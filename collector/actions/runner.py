@@ -17,7 +17,7 @@ from collector.actions.policy import parse_windows, restart_permission
 from collector.actions.resize import ActionResult, ResizeAction
 from collector.config import ActionSettings
 from collector.errors import HypervisorError
-from collector.model import VmRef
+from collector.model import VmRef, is_trace_uri
 
 
 def run_plan(
@@ -45,6 +45,10 @@ def run_plan(
     results: list[ActionResult] = []
     try:
         for step in plan.steps:
+            if is_trace_uri(step.vm.uri):
+                results.append(ActionResult(step=step, result="skipped",
+                                            reason="imported from a trace: there is no libvirt domain to resize"))
+                continue
             control = controls.get(step.vm.uri)
             if control is None:
                 control = controls[step.vm.uri] = control_for(step.vm.uri)
