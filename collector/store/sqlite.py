@@ -112,6 +112,7 @@ class SqliteStore:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._last_current_rollup = 0.0
+        self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -120,6 +121,8 @@ class SqliteStore:
 
     # -- connections -------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"Database {str(self.path)!r} is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
@@ -174,6 +177,8 @@ class SqliteStore:
         return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
+        """Close every thread's connection; later calls raise StoreError."""
+        self._closed = True
         with self._conns_lock:
             for conn in self._conns:
                 try:

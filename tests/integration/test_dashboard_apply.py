@@ -29,6 +29,7 @@ def rig(tmp_path):
     catalogue = load_catalogue()
     data = DashboardData(settings, store, catalogue, data_mode="live")
     yield uri, store, data, make_apply_hook(settings, store, catalogue)
+    data.wait_for_refresh()  # an apply schedules a background rebuild that reads the store
     store.close()
 
 

@@ -157,3 +157,10 @@ def test_readers_see_committed_data_while_writer_holds_a_transaction(tmp_path):
     assert len(reader.frame(T0, T0 + timedelta(hours=1), resolution="raw")) == 3
     assert reader.get_meta("pending") is None
     conn.execute("ROLLBACK")
+
+
+def test_closed_store_raises_store_error(tmp_path):
+    s = SqliteStore(tmp_path / "c.db")
+    s.close()
+    with pytest.raises(StoreError, match="closed"):
+        s.vms()
