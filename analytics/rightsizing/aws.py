@@ -13,50 +13,15 @@ The percentile is taken over the stored intervals (5-minute samples in a trace, 
 
 from __future__ import annotations
 
-from analytics.catalogue import MachineType
-from analytics.rightsizing.base import (
-    DimensionNeed,
-    FittingCatalogue,
-    Need,
-    Recommendation,
-    Strategy,
-    UsageHistory,
-    VmSpecLike,
-    memory_need,
-    percentile,
-)
+from analytics.rightsizing.base import Strategy, percentile_estimate
 from analytics.rightsizing.settings import AwsSettings
 
 NAME = "aws"
 
 
-def estimate(history: UsageHistory, settings: AwsSettings) -> Need:
-    """CPU need = P99.5 of interval demand x 1.2; memory need = max used x 1.2 (bytes)."""
-    cpu = history.cpu_vcpus
-    observed = percentile(cpu, settings.cpu_percentile)
-    return Need(
-        cpu=DimensionNeed(
-            value=observed * (1.0 + settings.cpu_headroom_fraction),
-            statistic=f"p{settings.cpu_percentile:g} of CPU demand",
-            observed=observed,
-            headroom_fraction=settings.cpu_headroom_fraction,
-            peak=float(history.cpu_peaks[history.valid_cpu()].max()),
-        ),
-        memory=memory_need(history, settings),
-    )
-
+#: CPU need = percentile of interval demand x (1 + headroom); memory need = max used x (1 + headroom).
+estimate = percentile_estimate
 
 STRATEGY = Strategy(NAME, "AWS Compute Optimizer defaults (CPU P99.5 + 20 %, memory max + 20 %)",
                     AwsSettings, estimate)
 
-
-def recommend(
-    history: UsageHistory,
-    spec: VmSpecLike,
-    settings: AwsSettings | None = None,
-    *,
-    catalogue: FittingCatalogue,
-    current_type: MachineType | None = None,
-) -> Recommendation:
-    """Recommend a size for one VM with AWS Compute Optimizer's default preferences."""
-    return STRATEGY.recommend(history, spec, settings, catalogue=catalogue, current_type=current_type)

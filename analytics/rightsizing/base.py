@@ -347,6 +347,26 @@ def percentile(values: np.ndarray, q: float) -> float:
     return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
 
 
+def percentile_estimate(history: UsageHistory, settings: StrategySettings) -> Need:
+    """CPU need = percentile of interval demand x (1 + headroom); memory need from ``memory_need``.
+
+    The shape the AWS and KRR anchors share; they differ only in their published parameters.
+    """
+    percentile_used = settings.cpu_percentile
+    headroom = settings.cpu_headroom_fraction
+    observed = percentile(history.cpu_vcpus, percentile_used)
+    return Need(
+        cpu=DimensionNeed(
+            value=observed * (1.0 + headroom),
+            statistic=f"p{percentile_used:g} of CPU demand",
+            observed=observed,
+            headroom_fraction=headroom,
+            peak=float(history.cpu_peaks[history.valid_cpu()].max()),
+        ),
+        memory=memory_need(history, settings),
+    )
+
+
 def memory_need(history: UsageHistory, settings: StrategySettings) -> DimensionNeed | None:
     """Memory need = percentile (default max) of memory used x (1 + headroom); None when unknown."""
     mem = history.memory_used_bytes

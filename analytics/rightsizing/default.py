@@ -31,16 +31,12 @@ import math
 
 import numpy as np
 
-from analytics.catalogue import MachineType
 from analytics.rightsizing.base import (
     SECONDS_PER_DAY,
     DimensionNeed,
-    FittingCatalogue,
     Need,
-    Recommendation,
     Strategy,
     UsageHistory,
-    VmSpecLike,
     group_starts,
     memory_need,
     percentile,
@@ -86,14 +82,3 @@ STRATEGY = Strategy(
     RightsizerSettings, estimate,
 )
 
-
-def recommend(
-    history: UsageHistory,
-    spec: VmSpecLike,
-    settings: RightsizerSettings | None = None,
-    *,
-    catalogue: FittingCatalogue,
-    current_type: MachineType | None = None,
-) -> Recommendation:
-    """Recommend a size for one VM with our default strategy."""
-    return STRATEGY.recommend(history, spec, settings, catalogue=catalogue, current_type=current_type)

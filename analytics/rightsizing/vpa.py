@@ -25,15 +25,11 @@ import math
 
 import numpy as np
 
-from analytics.catalogue import MachineType
 from analytics.rightsizing.base import (
     DimensionNeed,
-    FittingCatalogue,
     Need,
-    Recommendation,
     Strategy,
     UsageHistory,
-    VmSpecLike,
     group_starts,
 )
 from analytics.rightsizing.settings import VpaSettings
@@ -157,14 +153,3 @@ def estimate(history: UsageHistory, settings: VpaSettings) -> Need:
 STRATEGY = Strategy(NAME, "Kubernetes VPA recommender (P90 + 15 % over 24 h-decaying histograms)",
                     VpaSettings, estimate)
 
-
-def recommend(
-    history: UsageHistory,
-    spec: VmSpecLike,
-    settings: VpaSettings | None = None,
-    *,
-    catalogue: FittingCatalogue,
-    current_type: MachineType | None = None,
-) -> Recommendation:
-    """Recommend a size for one VM the way the VPA recommender sets its target."""
-    return STRATEGY.recommend(history, spec, settings, catalogue=catalogue, current_type=current_type)

@@ -51,7 +51,7 @@ def test_cpu_need_is_p90_of_daily_peaks_plus_headroom() -> None:
 
 
 def test_recommendation_picks_the_bundle_covering_both_needs() -> None:
-    rec = default.recommend(_ten_days(), VmSpec(4, 16 * GIB), catalogue=_catalogue())
+    rec = default.STRATEGY.recommend(_ten_days(), VmSpec(4, 16 * GIB), catalogue=_catalogue())
     # needs 1.2765 vCPU and 1.725 GiB: s.2 (2 vCPU, 2 GiB) is the cheapest covering both
     assert rec.finding is Finding.OVER_PROVISIONED
     assert rec.recommended_type.name == "s.2"
@@ -68,8 +68,8 @@ def test_same_answer_from_raw_samples_and_from_hourly_rollups() -> None:
                     for h in hours])
     rollup = UsageHistory.from_arrays(hours, p95, mem_peaks, vcpus=4, memory_bytes=16 * GIB, interval_s=3600.0,
                                       cpu_peak_vcpus=peaks, end_s=raw.analysis_end_s)
-    a = default.recommend(raw, VmSpec(4, 16 * GIB), catalogue=_catalogue())
-    b = default.recommend(rollup, VmSpec(4, 16 * GIB), catalogue=_catalogue())
+    a = default.STRATEGY.recommend(raw, VmSpec(4, 16 * GIB), catalogue=_catalogue())
+    b = default.STRATEGY.recommend(rollup, VmSpec(4, 16 * GIB), catalogue=_catalogue())
     assert a.target_vcpus == pytest.approx(b.target_vcpus)
     assert a.target_memory_bytes == b.target_memory_bytes
     assert a.recommended_type == b.recommended_type
