@@ -25,10 +25,11 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--uri", action="append", metavar="URI",
                    help=f"libvirt URI, repeatable (default: config [collector] uris, else {DEFAULT_URI})")
     p.add_argument("--interval", type=float, metavar="SECONDS", help="seconds between cycles (without --once)")
-    p.set_defaults(func=run, settings_overrides=_overrides)
+    p.set_defaults(func=run, settings_overrides=collector_overrides)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+def collector_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Settings from --uri and --interval (shared by collect and serve)."""
     over: dict[str, dict[str, Any]] = {}
     if args.uri:
         over["collector"] = {"uris": args.uri}

@@ -35,11 +35,9 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    over: dict[str, dict[str, Any]] = {}
-    if args.uri:
-        over["collector"] = {"uris": args.uri}
-    if args.interval is not None:
-        over.setdefault("collector", {})["interval_s"] = args.interval
+    from rightsizer.commands.collect import collector_overrides
+
+    over = collector_overrides(args)
     if args.metrics_listen:
         over["exporter"] = {"listen": args.metrics_listen}
     if args.dashboard_listen:
