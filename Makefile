@@ -2,41 +2,47 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-export PATH := $(CURDIR)/$(BIN):$(PATH)
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test system venv rig guest lint bench clean unit integration
+.PHONY: run test system-run system-test rig guest lint bench clean unit integration
 
-system:
-	bash scripts/install-system.sh
+system-run:
+	bash scripts/install-system.sh run
 
-$(STAMP): pyproject.toml
+system-test:
+	bash scripts/install-system.sh test
+
+$(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml $(RUN_STAMP)
 	$(BIN)/pip install -q -e '.[test]'
-	touch $(STAMP)
+	touch $@
 
-venv: system $(STAMP)
+# serve: qemu:///system when it has domains, else an imported store, else the demo fleet (test driver)
+run: system-run $(RUN_STAMP)
+	$(BIN)/rightsizer serve
 
-rig: venv
+rig: system-test $(TEST_STAMP)
 	bash scripts/libvirtd-up.sh
 
-guest: venv
+guest: system-test
 	bash scripts/build-guest.sh
-
-run: venv
-	$(BIN)/rightsizer serve
 
 test: rig guest
 	bash scripts/test.sh
 
-unit: venv
+unit: system-test $(TEST_STAMP)
 	$(BIN)/python -m pytest tests/unit -q
 
 integration: rig guest
 	$(BIN)/python -m pytest tests/integration -q
 
-lint: venv
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
 bench: rig guest

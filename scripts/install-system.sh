@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Install the Debian packages rightsizer needs (idempotent). Run as root on Debian 12.
-#   libvirt daemon + QEMU (collector, actions, integration tests), headers to build libvirt-python,
-#   Prometheus (scrape tests), Chromium (dashboard browser tests), busybox + a kernel for tiny test guests.
+#   run:  headers to build libvirt-python (the libvirt client library, with its test driver, comes along)
+#   test: also the libvirt daemon + QEMU (collector and action tests on real guests), Prometheus (scrape
+#         tests), Chromium (dashboard browser tests), busybox + cpio for the tiny test guests' initramfs
 set -euo pipefail
-PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config gcc
-      qemu-system-x86 qemu-utils prometheus chromium busybox-static cpio gzip xz-utils)
+PROFILE=${1:-test}
+PKGS=(libvirt-dev pkg-config gcc)
+case "$PROFILE" in
+  run) ;;
+  test) PKGS+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
+               prometheus chromium busybox-static cpio gzip xz-utils) ;;
+  *) echo "install-system: unknown profile '$PROFILE'; use 'run' or 'test'" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,7 +26,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# libvirtd refuses to start without these accounts (see docs/rig.md).
+[ "$PROFILE" = test ] || { echo "install-system: ok ($PROFILE)"; exit 0; }
+# libvirtd refuses to start without these accounts.
 for g in libvirt-qemu kvm libvirt; do getent group "$g" >/dev/null || groupadd -r "$g"; done
 getent passwd libvirt-qemu >/dev/null || useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
-echo "install-system: ok"
+echo "install-system: ok ($PROFILE)"
