@@ -24,6 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -402,6 +403,14 @@ def fleet_summary(findings: Sequence[VmFinding]) -> dict[str, Any]:
     }
 
 
+def configured_policies(settings: Settings) -> list[Policy]:
+    """The ``[rightsizing] policies_file`` overrides (empty when unset). Raises InputError on a bad file."""
+    from analytics.rightsizing.settings import load_policies
+
+    path = settings.rightsizing.policies_file
+    return load_policies(Path(path)) if path else []
+
+
 def findings_for_settings(
     store: TimeSeriesStore,
     catalogue: FleetCatalogue,
@@ -422,5 +431,6 @@ def findings_for_settings(
     rs = settings.rightsizing
     return recommend_fleet(
         store, catalogue, strategy=strategy or rs.strategy, now=now, lookback_days=float(rs.lookback_days),
-        policies=policies, idle_settings=settings.idle, min_monthly_savings=rs.min_monthly_savings,
+        policies=configured_policies(settings) if policies is None else policies, idle_settings=settings.idle,
+        min_monthly_savings=rs.min_monthly_savings,
     )

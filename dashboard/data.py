@@ -32,7 +32,7 @@ import pandas as pd
 from analytics.backups import check_backups
 from analytics.catalogue import HOURS_PER_MONTH, CsvPriceCatalogue, StoragePrices, load_storage_prices
 from analytics.costs import fleet_costs, summarise_costs
-from analytics.recommend import VmFinding, recommend_frame
+from analytics.recommend import VmFinding, configured_policies, recommend_frame
 from collector.config import Settings
 from collector.errors import ActionError, RightsizerError
 from collector.model import VmRecord, VmState
@@ -837,7 +837,7 @@ def load_findings(data: DashboardData, snap: Snapshot) -> Mapping[str, FindingVi
     findings = recommend_frame(
         frame, list(snap.vms), data.catalogue, strategy=rs.strategy, now=snap.cost_now,
         lookback_days=float(rs.lookback_days), idle_settings=data.settings.idle,
-        min_monthly_savings=rs.min_monthly_savings,
+        min_monthly_savings=rs.min_monthly_savings, policies=configured_policies(data.settings),
     )
     return {f.uuid: finding_view(f) for f in findings}
 

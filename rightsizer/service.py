@@ -62,13 +62,11 @@ def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datet
     ``costs.stopped_vm_billing`` says for compute (0 unless "full"). Disks are billed separately.
     """
     from analytics.fleet import resolve_machine_type
-    from analytics.recommend import recommend_fleet
+    from analytics.recommend import findings_for_settings
     from collector.model import VmState
 
     vms = store.vms()
-    findings = {f.uuid: f for f in recommend_fleet(
-        store, catalogue, strategy=settings.rightsizing.strategy, now=now,
-        lookback_days=settings.rightsizing.lookback_days)}
+    findings = {f.uuid: f for f in findings_for_settings(store, catalogue, settings, now=now)}
     out: dict[str, VmEconomics] = {}
     for vm in vms:
         mtype, _how = resolve_machine_type(vm, catalogue)

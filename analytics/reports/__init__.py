@@ -76,17 +76,10 @@ def _recommendations(
 
     Raises InputError for an unknown strategy name.
     """
+    from analytics.recommend import findings_for_settings
+
     try:
-        from analytics.recommend import recommend_fleet
-    except ModuleNotFoundError as exc:
-        if exc.name != "analytics.recommend":
-            raise
-        return None, "Right-sizing is not available in this build; this is a costs-only report."
-    try:
-        findings = recommend_fleet(
-            store, catalogue, strategy=strategy, now=now, lookback_days=settings.rightsizing.lookback_days,
-            idle_settings=settings.idle, min_monthly_savings=settings.rightsizing.min_monthly_savings,
-        )
+        findings = findings_for_settings(store, catalogue, settings, now=now, strategy=strategy)
     except KeyError as exc:
         raise InputError(f"{exc.args[0] if exc.args else exc}; pass one of them to --strategy") from exc
     return {

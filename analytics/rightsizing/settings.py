@@ -7,8 +7,9 @@ descriptions without loading the analytics. Each strategy module re-exports its 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MIB = 1024**2
 DEFAULT_STRATEGY = "rightsizer"
@@ -117,3 +118,30 @@ class Policy(BaseModel):
         if self.vm is not None:
             return self.vm in (uuid, name)
         return bool(self.labels) and all(labels.get(k) == v for k, v in self.labels.items())
+
+
+def load_policies(path: Path) -> list[Policy]:
+    """Read ``[[policy]]`` tables from a TOML file. Raises InputError naming file, entry, field and value."""
+    import tomllib
+
+    from collector.errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"Policy file {str(path)!r} not found; pass a TOML file with [[policy]] tables")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"Policy file {str(path)!r} is not valid TOML: {exc}") from exc
+    tables = doc.get("policy", [])
+    if not isinstance(tables, list):
+        raise InputError(f"{path}: 'policy' must be an array of tables ([[policy]]), got {type(tables).__name__}")
+    out = []
+    for i, table in enumerate(tables):
+        try:
+            out.append(Policy.model_validate(table))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(x) for x in err["loc"]) or "?"
+            raise InputError(f"{path}: policy[{i}] field {field!r} value {err.get('input')!r}: {err['msg']}") \
+                from exc
+    return out

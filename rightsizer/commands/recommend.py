@@ -7,9 +7,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
-    from analytics.rightsizing.settings import Policy, StrategySettings
+    from analytics.rightsizing.settings import StrategySettings
     from rightsizer.context import Context
 
 DESCRIPTION = """\
@@ -105,36 +104,6 @@ def settings_from_args(args: argparse.Namespace, strategy: str, base: dict[str, 
             from exc
 
 
-def load_policies(path: Path) -> list[Policy]:
-    """Read ``[[policy]]`` tables from a TOML file. Raises InputError naming file, entry, field and value."""
-    import tomllib
-
-    from pydantic import ValidationError
-
-    from analytics.rightsizing.settings import Policy
-    from collector.errors import InputError
-
-    if not path.is_file():
-        raise InputError(f"Policy file {str(path)!r} not found; pass a TOML file with [[policy]] tables")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"Policy file {str(path)!r} is not valid TOML: {exc}") from exc
-    tables = doc.get("policy", [])
-    if not isinstance(tables, list):
-        raise InputError(f"{path}: 'policy' must be an array of tables ([[policy]]), got {type(tables).__name__}")
-    out = []
-    for i, table in enumerate(tables):
-        try:
-            out.append(Policy.model_validate(table))
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(x) for x in err["loc"]) or "?"
-            raise InputError(f"{path}: policy[{i}] field {field!r} value {err.get('input')!r}: {err['msg']}") \
-                from exc
-    return out
-
-
 def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     from analytics.rightsizing.settings import STRATEGY_NAMES
 
@@ -154,7 +123,8 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--finding", action="append", metavar="FINDING",
                    choices=("over-provisioned", "under-provisioned", "optimized", "idle", "insufficient-data"),
                    help="only VMs with this finding (repeatable)")
-    p.add_argument("--policies", metavar="FILE", help="TOML file of [[policy]] overrides (vm or labels match)")
+    p.add_argument("--policies", metavar="FILE",
+                   help="TOML file of [[policy]] overrides (vm or labels match); default: [rightsizing] policies_file")
     add_settings_flags(p)
     p.set_defaults(func=run)
 
@@ -189,7 +159,8 @@ TABLE_COLUMNS = (
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from pathlib import Path
 
-    from analytics.recommend import fleet_summary, recommend_fleet
+    from analytics.recommend import configured_policies, fleet_summary, recommend_fleet
+    from analytics.rightsizing.settings import load_policies
 
     rs = ctx.settings.rightsizing
     strategy = args.strategy or rs.strategy
@@ -205,7 +176,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                                 else rs.min_monthly_savings),
     }
     settings = settings_from_args(args, strategy, base)
-    policies = load_policies(Path(args.policies)) if args.policies else []
+    policies = load_policies(Path(args.policies)) if args.policies else configured_policies(ctx.settings)
     now = _parse_now(args.now, ctx)
     store = ctx.open_store(create=False)
     findings = recommend_fleet(

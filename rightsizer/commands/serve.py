@@ -85,10 +85,12 @@ def _prepare_demo(ctx: Context, args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from analytics.recommend import configured_policies
     from collector.sampler import Sampler
     from rightsizer.commands.collect import make_sources
     from rightsizer.service import DEMO, LIVE, Service
 
+    configured_policies(ctx.settings)  # a bad policy file stops serve at start (exit 2), not in a job
     mode, why, uris = _choose_mode(args, ctx)
     sources = [_prepare_demo(ctx, args)] if mode == DEMO else make_sources(ctx, uris)
     store = ctx.open_store()
