@@ -157,6 +157,10 @@ def test_vms_grid_filter_by_label_changes_rows(page: Page, dashboard: Dashboard)
     pg.keyboard.press("Escape")
     pg.wait_for_function(
         f"() => !document.querySelector('#vms-count').innerText.startsWith('{dashboard.fleet_size} VMs')")
+    # the count and the grid re-render separately: wait until every shown row is a filtered one
+    pg.wait_for_function(
+        "() => { const cells = [...document.querySelectorAll(\"#vms-table td[data-dash-column='labels']\")];"
+        " return cells.length > 0 && cells.every(c => c.innerText.includes('team=payments')); }")
     shown = _rows(pg, "vms-table")
     assert 0 < shown < dashboard.fleet_size
     assert pg.inner_text("#vms-count").startswith(f"{shown} VMs match")
