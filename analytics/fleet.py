@@ -110,3 +110,13 @@ def parse_instant(text: str, *, now: datetime, flag: str = "--since") -> datetim
                 "back from now (7d, 24h, 90m)"
             ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def data_as_of(newest: datetime | None, now: datetime, *, stale_after: timedelta = timedelta(days=1)) -> datetime:
+    """The time to report as of: ``now``, or the newest stored data when that ended over a day ago.
+
+    Imported traces end long before today; a window ending "now" would hold none of them.
+    """
+    if newest is not None and newest < now - stale_after:
+        return newest
+    return now

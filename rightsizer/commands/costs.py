@@ -75,18 +75,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Compute and print the cost report; returns the exit code."""
     from analytics.catalogue import load_storage_prices
     from analytics.costs import BUILTIN_GROUPS, fleet_costs, realised_savings, summarise_costs
+    from analytics.fleet import data_as_of
     from collector.errors import InputError
 
     store = ctx.open_store(create=False)
     store.refresh_rollups()
-    now = datetime.now(UTC)
+    wall = datetime.now(UTC)
     span = store.time_range()
-    if args.until is None and span is not None and span[1] < now - timedelta(days=1):
-        # history that ended long ago (imported traces): report as of its end, not an empty window
-        now = span[1]
-        anchored = f"the newest data is from {now:%Y-%m-%d %H:%M} UTC; reporting as of then (pass --until to choose)"
-    else:
-        anchored = ""
+    now = wall if args.until else data_as_of(span[1] if span else None, wall)
+    anchored = "" if now == wall else (
+        f"the newest data is from {now:%Y-%m-%d %H:%M} UTC; reporting as of then (pass --until to choose)")
     start, end = window_bounds(args.since, args.until, now)
     vms = store.vms()
     group_by = args.group_by.strip()

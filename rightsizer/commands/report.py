@@ -44,20 +44,26 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Build the report and list the files written; returns the exit code."""
     from pathlib import Path
 
-    from analytics.fleet import parse_instant
+    from analytics.fleet import data_as_of, parse_instant
     from analytics.reports import DEFAULT_FORMATS, build_report, write_files
     from collector.errors import InputError
 
-    now = datetime.now(UTC)
-    until = parse_instant(args.until, now=now, flag="--until") if args.until else now
-    since = parse_instant(args.since, now=until, flag="--since") if args.since else None
-    if since is not None and since >= until:
-        raise InputError(f"--since {args.since!r} is not before --until ({until.isoformat()}); pick an earlier one")
     out_dir = Path(args.out or ctx.settings.reports.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {str(out_dir)!r} is a file, not a directory; pass a directory")
+    now = datetime.now(UTC)
+    if args.until:
+        until = parse_instant(args.until, now=now, flag="--until")
+    if args.since:  # check the syntax before touching the store
+        parse_instant(args.since, now=now, flag="--since")
     store = ctx.open_store(create=False)
     store.refresh_rollups()
+    if not args.until:  # imported history that ended long ago is reported as of its end
+        span = store.time_range()
+        until = data_as_of(span[1] if span else None, now)
+    since = parse_instant(args.since, now=until, flag="--since") if args.since else None
+    if since is not None and since >= until:
+        raise InputError(f"--since {args.since!r} is not before --until ({until.isoformat()}); pick an earlier one")
     report = build_report(store, ctx.catalogue(), ctx.settings, until, strategy=args.strategy, since=since)
     paths = write_files(report, out_dir, tuple(args.formats or DEFAULT_FORMATS))
     rows = [{"file": str(p), "bytes": p.stat().st_size} for p in paths]

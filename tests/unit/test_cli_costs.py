@@ -179,3 +179,21 @@ def test_history_that_ended_long_ago_is_reported_as_of_its_end(monkeypatch, db, 
     assert doc["window_end"].startswith("2026-05-01T09:55")
     vm = {r["vm"]: r for r in doc["vms"]}["web-1"]
     assert vm["running_hours"] == pytest.approx(10.0, abs=0.1)
+
+
+def test_report_on_history_that_ended_long_ago_covers_that_history(monkeypatch, db, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert _run(monkeypatch, "report", "--db", str(db), "--out", str(out), "--format", "json") == 0
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["window_end"].startswith("2026-05-01T09:55")
+    assert doc["costs"]["total"] == pytest.approx(U1_COST + U2_COST, abs=1e-6)
+
+
+def test_data_as_of_keeps_now_for_fresh_data_and_anchors_old_data():
+    from analytics.fleet import data_as_of
+
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    assert data_as_of(None, now) == now
+    assert data_as_of(now - timedelta(hours=3), now) == now
+    old = datetime(2013, 8, 30, 21, 58, tzinfo=UTC)
+    assert data_as_of(old, now) == old
