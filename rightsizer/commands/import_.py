@@ -42,6 +42,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from tqdm import tqdm
 
     from analytics.traces import quality_rows, read_bitbrains_dir
+    from collector.errors import InputError
 
     directory = Path(args.path)
     vms = read_bitbrains_dir(
@@ -63,9 +64,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     total = sum(vm.quality.kept for vm in vms)
     points = (p for vm in vms for p in vm.usage_points(shift_s=shift_s))
     store = ctx.open_store()
+    if store.get_meta("data_mode") == "demo":
+        raise InputError(f"{ctx.db_path} holds the demo fleet's synthetic history; import real traces into "
+                         "another store with --db PATH")
     written = store.write_history(
         records, tqdm(points, total=total, desc="write", unit="row", file=sys.stderr, disable=None),
     )
+    if store.get_meta("data_mode") is None:
+        store.set_meta("data_mode", "import")  # serve shows the store as imported traces
     rows: list[dict[str, Any]] = quality_rows(vms)
     totals: dict[str, Any] = {"file": "(total)", "vm": f"{len(vms)} VMs", "cores": sum(vm.cores for vm in vms)}
     for key in ("rows", "kept", "duplicate_timestamps", "out_of_order", "not_running", "gaps",

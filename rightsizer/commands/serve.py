@@ -48,7 +48,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def _choose_mode(args: argparse.Namespace, ctx: Context) -> tuple[str, str, list[str]]:
-    """Pick live / imported / demo and the URIs to sample, with the reason."""
+    """Pick live / imported / demo and the URIs to sample, with the reason.
+
+    Order: --demo; URIs from flags or config; qemu:///system when it has domains; a store that already
+    holds data (imported traces, or history collected earlier); else the built-in demo fleet.
+    """
     from rightsizer.service import DEMO, IMPORTED, LIVE, probe_local_libvirt
 
     if args.demo:
@@ -60,18 +64,29 @@ def _choose_mode(args: argparse.Namespace, ctx: Context) -> tuple[str, str, list
         return LIVE, why, ["qemu:///system"]
     if ctx.db_path.exists():
         store = ctx.open_store()
-        if store.get_meta("data_mode") == "import":
-            return IMPORTED, f"{why}; serving the imported store {ctx.db_path}", []
+        mode = store.get_meta("data_mode")
+        if mode == "demo":
+            return DEMO, f"{why}; reusing the demo store {ctx.db_path}", []
+        if store.vms():
+            kind = IMPORTED if mode == "import" else LIVE
+            return kind, f"{why}; serving the history stored in {ctx.db_path} without collecting", []
     return DEMO, why, []
 
 
 def _prepare_demo(ctx: Context, args: argparse.Namespace) -> Any:
     """Write the demo fleet, seed its synthetic history once; return a DemoSource over its test:/// URI."""
+    from collector.errors import InputError
     from collector.hypervisor.libvirt import LibvirtSource
     from rightsizer.demo import DemoSource, demo_fleet, seed_synthetic_history, write_demo_fleet_xml
 
     if not args.db:  # keep demo data out of the real store
+        ctx.close()  # the mode probe may have opened the default store
         ctx.settings.store.path = DEMO_DB
+    elif ctx.db_path.exists():
+        existing = ctx.open_store()
+        if existing.get_meta("data_mode") != "demo" and existing.vms():
+            raise InputError(f"{ctx.db_path} holds real history; the demo fleet needs an empty store or the "
+                             f"default {DEMO_DB} (drop --db)")
     fleet_path = Path(DEMO_FLEET).resolve()
     uri = f"test://{fleet_path}"
     fleet = demo_fleet()

@@ -128,8 +128,27 @@ def test_import_command_writes_history_and_reports_counts(tmp_path: Path, capsys
         assert vm.name == "bitbrains-2013-8-1" and vm.vcpus == 2
         raw = store.frame(datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + 600, UTC), resolution="raw")
         assert raw["cpu_vcpus"].tolist() == pytest.approx([0.5, 0.5])
+        assert store.get_meta("data_mode") == "import"  # serve shows it as imported traces
     finally:
         store.close()
+
+
+def test_import_into_the_demo_store_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from collector.store.sqlite import SqliteStore
+    from rightsizer.cli import main
+
+    d = tmp_path / "2013-8"
+    d.mkdir()
+    _write(d / "1.csv", [_row(T0), _row(T0 + 300)])
+    db = tmp_path / "demo.db"
+    demo = SqliteStore(db)
+    demo.set_meta("data_mode", "demo")
+    demo.close()
+    assert main(["import", "--format", "bitbrains", str(d), "--db", str(db)]) == 2
+    assert "demo fleet" in capsys.readouterr().err
+    store = SqliteStore(db)
+    assert store.vms() == []
+    store.close()
 
 
 def test_import_of_a_malformed_file_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
