@@ -32,6 +32,8 @@ def _listen(value: str) -> str:
 
 class CollectorSettings(_Section):
     uris: list[str] = Field(default_factory=list, description="libvirt URIs to sample; empty = auto")
+    local_uri: str = Field(default="qemu:///system",
+                           description="URI serve samples when no uris are set and it has domains")
     interval_s: float = Field(default=60.0, ge=1.0, le=3600.0, description="seconds between cycles")
     balloon_period_s: int = Field(default=10, ge=0, le=3600, description="guest balloon stats period to enable")
     enable_balloon_stats: bool = Field(default=True, description="turn on balloon stats (needs read-write)")

@@ -21,9 +21,9 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
         "serve", parents=[parent], help="run collector, exporter, reports and dashboard together",
         description="Sample libvirt on an interval, serve Prometheus metrics and the dashboard, refresh costs "
                     "and recommendations, and write scheduled reports. Without --uri or configured URIs it uses "
-                    "qemu:///system when that host has domains, else an imported store, else a built-in demo "
-                    "fleet on the libvirt test driver with synthetic history (shown as such). Stops cleanly on "
-                    "SIGTERM or Ctrl-C.",
+                    "[collector] local_uri (qemu:///system) when that host has domains, else the history "
+                    "already in the store, else a built-in demo fleet on the libvirt test driver with synthetic "
+                    "history (shown as such). Stops cleanly on SIGTERM or Ctrl-C.",
     )
     p.add_argument("--uri", action="append", metavar="URI", help="libvirt URI to sample, repeatable")
     p.add_argument("--interval", type=float, metavar="SECONDS", help="seconds between collection cycles")
@@ -50,7 +50,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def _choose_mode(args: argparse.Namespace, ctx: Context) -> tuple[str, str, list[str]]:
     """Pick live / imported / demo and the URIs to sample, with the reason.
 
-    Order: --demo; URIs from flags or config; qemu:///system when it has domains; a store that already
+    Order: --demo; URIs from flags or config; [collector] local_uri when it has domains; a store that already
     holds data (imported traces, or history collected earlier); else the built-in demo fleet.
     """
     from rightsizer.service import DEMO, IMPORTED, LIVE, probe_local_libvirt
@@ -59,9 +59,10 @@ def _choose_mode(args: argparse.Namespace, ctx: Context) -> tuple[str, str, list
         return DEMO, "requested with --demo", []
     if ctx.settings.collector.uris:
         return LIVE, "URIs from flags/config", list(ctx.settings.collector.uris)
-    ok, why = probe_local_libvirt()
+    local = ctx.settings.collector.local_uri
+    ok, why = probe_local_libvirt(local)
     if ok:
-        return LIVE, why, ["qemu:///system"]
+        return LIVE, why, [local]
     if ctx.db_path.exists():
         store = ctx.open_store()
         mode = store.get_meta("data_mode")
