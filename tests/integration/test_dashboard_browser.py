@@ -153,7 +153,8 @@ def test_vms_grid_filter_by_label_changes_rows(page: Page, dashboard: Dashboard)
     _shot(pg, "vms")
     pg.click("#app-filter-labels")
     pg.keyboard.type("team=payments")
-    pg.keyboard.press("Enter")
+    # pick the listed option itself: pressing Enter races the dropdown's filtering of its options
+    pg.get_by_role("option", name="team=payments", exact=True).click()
     pg.keyboard.press("Escape")
     pg.wait_for_function(
         f"() => !document.querySelector('#vms-count').innerText.startsWith('{dashboard.fleet_size} VMs')")
