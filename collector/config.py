@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from collector.errors import ConfigError
 
@@ -101,7 +101,7 @@ class ReportSettings(_Section):
 
 class ActionSettings(_Section):
     enabled: bool = Field(default=False, description="allow applying resizes from the dashboard")
-    token: str = Field(default="", description="token the dashboard apply control needs")
+    token: SecretStr = Field(default=SecretStr(""), description="token the dashboard apply control and the API need")
     restart: Literal["never", "allowed", "window"] = "never"
     windows: list[str] = Field(default_factory=list, description="maintenance windows, e.g. 'sat 02:00-04:00'")
     min_days_between_resizes: int = Field(default=7, ge=0, le=365)
