@@ -2,9 +2,10 @@
 
 What the trace allows (measured, see the docstring of ``analytics.rightsizing.default``): our default
 profile (balanced) weakly dominates AWS Compute Optimizer at every training split and saves more; it
-has the lowest CPU and memory overrun of all four at 14 days. KRR and VPA save more only by overrunning more; VPA's savings are out of reach
-for *any* strategy without memory overruns, because even choosing each VM's type with hindsight of its
-evaluation-window memory peak costs more than VPA's recommendations.
+has the lowest CPU and memory overrun of all four at 14 days. KRR and VPA save more only by
+overrunning more; VPA's savings are out of reach for *any* strategy without memory overruns, because
+even choosing each VM's type with hindsight of its evaluation-window memory peak costs more than
+VPA's recommendations.
 """
 
 from __future__ import annotations
