@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from analytics.catalogue import HOURS_PER_MONTH, PriceCatalogue, StoragePrices
+from analytics.catalogue import PriceCatalogue, StoragePrices
 from analytics.fleet import MACHINE_TYPE_LABEL, label_value
 from collector.config import CostSettings
 from collector.errors import InputError
@@ -421,11 +421,6 @@ def _groups(per_vm: Sequence[VmCost]) -> tuple[GroupCost, ...]:
         for key, items in acc.items()
     ]
     return tuple(sorted(groups, key=lambda g: (-g.cost, g.key)))
-
-
-def monthly_cost(price_per_hour: float) -> float:
-    """Price per month for an hourly price, using the provider's 720 h month."""
-    return price_per_hour * HOURS_PER_MONTH
 
 
 def realised_savings(

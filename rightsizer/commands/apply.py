@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from analytics.recommend import VmFinding
     from collector.actions.plan import ResizePlan
-    from collector.actions.resize import ActionResult
+    from collector.actions.result import ActionResult
     from collector.actions.stop import StopResult, StopStep
     from collector.store.base import AuditEntry
     from rightsizer.context import Context
@@ -62,8 +63,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise InputError("give exactly one of PLAN.json or --from-findings (or --history to see past applies)")
     if args.shutdown_timeout <= 0:
         raise InputError(f"--shutdown-timeout {args.shutdown_timeout!r} must be > 0 seconds")
-    plan = _load(args, ctx)
-    stops = _stop_steps(args, ctx)
+    findings = _current_findings(ctx) if args.from_findings else []
+    plan = _load(args, ctx, findings)
+    stops = _stop_steps(args, ctx, findings)
     if args.save_plan:
         import json
 
@@ -83,15 +85,16 @@ def _stop_note(args: argparse.Namespace) -> str:
         ("" if args.allow_stop else ")")
 
 
-def _stop_steps(args: argparse.Namespace, ctx: Context) -> list[StopStep]:
+def _stop_steps(args: argparse.Namespace, ctx: Context, findings: list[VmFinding]) -> list[StopStep]:
     """Stop steps: the idle VMs of the current findings, or the plan file's entries with action 'stop'."""
     import json
 
     from collector.actions.stop import StopStep
     from collector.model import VmRef
 
+    rows: list[Any]
     if args.from_findings:
-        rows = _finding_rows(ctx)
+        rows = [f.plan_entry() for f in findings if f.action == "stop" and not f.excluded]
     else:
         try:
             doc = json.loads(Path(args.plan).read_text(encoding="utf-8"))
@@ -137,23 +140,23 @@ def _default_uri(args: argparse.Namespace, ctx: Context) -> str:
     return uris[0] if uris else DEFAULT_URI
 
 
-def _load(args: argparse.Namespace, ctx: Context) -> ResizePlan:
-    from collector.actions.plan import load_plan, plan_from_findings
+def _load(args: argparse.Namespace, ctx: Context, findings: list[VmFinding]) -> ResizePlan:
+    from collector.actions.plan import load_plan, plan_from_steps
 
     default_uri = _default_uri(args, ctx)
     if args.from_findings:
-        plan = plan_from_findings(_finding_rows(ctx), default_uri=default_uri)
+        plan = plan_from_steps(step for f in findings if (step := f.resize_step(default_uri)) is not None)
     else:
         plan = load_plan(args.plan, default_uri=default_uri)
     return plan.with_uri(args.uri) if args.uri else plan
 
 
-def _finding_rows(ctx: Context) -> list[dict[str, Any]]:
-    """Plan entries of the current recommendations for the fleet in the store."""
+def _current_findings(ctx: Context) -> list[VmFinding]:
+    """The current recommendations for the fleet in the store (resize and stop steps come from them)."""
     from analytics.recommend import findings_for_settings
 
     store = ctx.open_store(create=False)
-    return [f.plan_entry() for f in findings_for_settings(store, ctx.catalogue(), ctx.settings)]
+    return findings_for_settings(store, ctx.catalogue(), ctx.settings)
 
 
 def _run_plan(plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> list[ActionResult]:
@@ -170,7 +173,7 @@ def _run_plan(plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> list[
 
 def _print(results: list[ActionResult], plan: ResizePlan, args: argparse.Namespace, ctx: Context,
            stopped: list[StopResult]) -> None:
-    from collector.actions.resize import format_results, result_row
+    from collector.actions.output import format_results, result_row
 
     stop_rows = [{"plan_id": plan.plan_id, "name": r.step.vm.name, "uuid": r.step.vm.uuid, "uri": r.step.vm.uri,
                   "action": "stop", "result": r.result, "reason": r.reason} for r in stopped]
@@ -210,7 +213,7 @@ def _no_xml(values: Any) -> dict[str, Any]:
 
 
 def _history_row(e: AuditEntry) -> dict[str, Any]:
-    from collector.actions.resize import format_bytes
+    from collector.domxml import format_bytes
 
     def size(d: Any, vkey: str, mkey: str) -> str:
         v, m = d.get(vkey), d.get(mkey)
