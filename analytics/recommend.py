@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ from analytics.findings.regret import Regret, find_regrets, monthly_cost_change,
 from analytics.findings.risk import NO_CHANGE, Risk, RiskFacts, RiskLevel, assess_risk
 from analytics.fleet import resolve_machine_type
 from analytics.idle import IdleFinding, find_idle
+from analytics.patterns import fit_patterns
 from analytics.rightsizing import DEFAULT_STRATEGY, get_strategy
 from analytics.rightsizing.base import (
     SECONDS_PER_DAY,
@@ -51,9 +52,10 @@ from analytics.rightsizing.base import (
     resolve_policy,
 )
 from analytics.rightsizing.settings import Policy, StrategySettings
+from analytics.schedules import ScheduleProposal, propose_fleet
 from analytics.trend import Trend, theil_sen, trend_from_fit
 from collector.actions.plan import RESIZE_FINDINGS, ResizeStep, SizeSpec
-from collector.config import CostSettings, IdleSettings, Settings
+from collector.config import CostSettings, IdleSettings, ScheduleSettings, Settings
 from collector.model import VmRecord, VmRef, VmState
 from collector.store.base import TimeSeriesStore
 
@@ -110,11 +112,19 @@ class VmFinding:
     projection: Projection | None = field(default=None, repr=False, compare=False)
     stopped: StoppedVm | None = field(default=None, repr=False, compare=False)
     regret: Regret | None = field(default=None, repr=False, compare=False)
+    pattern: str = "unknown"
+    schedule: ScheduleProposal | None = None
 
     @property
     def is_actionable(self) -> bool:
         """True when a plan has a step for this VM (a resize, or a stop)."""
         return self.action in ("resize", "stop") and not self.excluded
+
+    @property
+    def combined_monthly_savings(self) -> float:
+        """The resize's saving plus the schedule's (priced after the resize, so no hour counts twice)."""
+        resize = self.monthly_savings if self.changes_type else 0.0
+        return resize + (self.schedule.monthly_savings if self.schedule is not None else 0.0)
 
     @property
     def changes_type(self) -> bool:
@@ -142,6 +152,9 @@ class VmFinding:
             "risk": self.risk.value,
             "excluded": self.excluded,
             "reason": self.reasons.get("overall", ""),
+            "pattern": self.pattern,
+            "schedule": self.schedule.on if self.schedule is not None else "",
+            "schedule_savings": round(self.schedule.monthly_savings, 2) if self.schedule is not None else 0.0,
             "uuid": self.uuid,
         }
 
@@ -205,6 +218,9 @@ class VmFinding:
             },
             "reasons": dict(self.reasons),
             "options": list(self.options),
+            "pattern": self.pattern,
+            **({"schedule": self.schedule.as_json(),
+                "combined_monthly_savings": round(self.combined_monthly_savings, 4)} if self.schedule else {}),
         }
 
 
@@ -219,6 +235,7 @@ def recommend_fleet(
     settings: StrategySettings | None = None,
     idle_settings: IdleSettings | None = None,
     min_monthly_savings: float | None = None,
+    schedule_settings: ScheduleSettings | None = None,
     rules: LifecycleRules | None = None,
 ) -> list[VmFinding]:
     """Recommend a size for every VM the store knows, from the hourly rollups of the last lookback.
@@ -243,7 +260,7 @@ def recommend_fleet(
     return recommend_frame(
         frame, vms, catalogue, strategy=strategy, now=now, lookback_days=lookback_days,
         policies=policies, settings=settings, idle_settings=idle_settings,
-        min_monthly_savings=min_monthly_savings, lifecycle=lifecycle,
+        min_monthly_savings=min_monthly_savings, schedule_settings=schedule_settings, lifecycle=lifecycle,
     )
 
 
@@ -385,11 +402,15 @@ def recommend_frame(
     settings: StrategySettings | None = None,
     idle_settings: IdleSettings | None = None,
     min_monthly_savings: float | None = None,
+    schedule_settings: ScheduleSettings | None = None,
     lifecycle: Lifecycle | None = None,
 ) -> list[VmFinding]:
     """:func:`recommend_fleet` on an hourly frame already read (columns per ``collector.store.base``).
 
     ``lifecycle`` names stopped VMs and resize regrets (they take precedence over the size finding).
+    Every finding also carries the VM's workload pattern and, where one fits, a schedule proposal
+    (:mod:`analytics.patterns`, :mod:`analytics.schedules`; ``schedule_settings`` default: ``[schedules]``
+    defaults).
     """
     chosen = get_strategy(strategy)
     if settings is None:
@@ -430,7 +451,40 @@ def recommend_frame(
         findings.append(_finding(vm, chosen.name, rec, source, idle.get(vm.uuid), series=s,
                                  lookback_days=vm_settings.lookback_days, end_s=end_s,
                                  lifecycle=lifecycle or Lifecycle()))
-    return findings
+    lookback_start = pd.Timestamp(now) - pd.Timedelta(days=settings.lookback_days)
+    recent = frame[pd.to_datetime(frame["ts"], utc=True) >= lookback_start] if not frame.empty else frame
+    return with_schedules(
+        findings, recent, vms, schedule_settings or ScheduleSettings(), idle_settings or IdleSettings(),
+        lookback_days=settings.lookback_days, policies=policies or (),
+    )
+
+
+_NO_SCHEDULE_FINDINGS = frozenset({Finding.IDLE, Finding.INSUFFICIENT_DATA, Finding.STOPPED})
+
+
+def with_schedules(
+    findings: Sequence[VmFinding],
+    frame: pd.DataFrame,
+    vms: Sequence[VmRecord],
+    schedule_settings: ScheduleSettings,
+    idle_settings: IdleSettings,
+    *,
+    lookback_days: float,
+    policies: Sequence[Policy] = (),
+) -> list[VmFinding]:
+    """The findings with each VM's pattern and schedule proposal (fitted once over the whole frame)."""
+    patterns = fit_patterns(frame, timezone=schedule_settings.timezone, idle_vcpus=idle_settings.cpu_vcpus_below,
+                            idle_share=idle_settings.share_of_time)
+    prices: dict[str, tuple[float, str]] = {}
+    for f in findings:
+        price = f.price_after_per_hour if f.changes_type else f.price_before_per_hour
+        if price is not None and f.finding not in _NO_SCHEDULE_FINDINGS:
+            prices[f.uuid] = (price, f.currency)
+    proposals = propose_fleet(
+        frame, vms, patterns, prices, settings=schedule_settings, idle_vcpus=idle_settings.cpu_vcpus_below,
+        lookback_days=lookback_days, excluded=frozenset(f.uuid for f in findings if f.excluded), policies=policies,
+    )
+    return [replace(f, pattern=patterns.pattern_of(f.uuid), schedule=proposals.get(f.uuid)) for f in findings]
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,6 +660,8 @@ def fleet_summary(findings: Sequence[VmFinding]) -> dict[str, Any]:
         "changes": sum(1 for f in findings if f.is_actionable),
         "monthly_savings": round(sum(f.monthly_savings for f in findings if f.is_actionable), 2),
         "stopped_monthly_cost": round(sum(f.monthly_savings for f in findings if f.finding is Finding.STOPPED), 2),
+        "schedules": sum(1 for f in findings if f.schedule is not None),
+        "schedule_monthly_savings": round(sum(f.schedule.monthly_savings for f in findings if f.schedule), 2),
         "currency": next((f.currency for f in findings if f.currency), ""),
     }
 
@@ -642,7 +698,8 @@ def findings_for_settings(
         store, catalogue, strategy=strategy or rs.strategy, now=now,
         lookback_days=float(rs.lookback_days if lookback_days is None else lookback_days),
         policies=configured_policies(settings) if policies is None else policies, idle_settings=settings.idle,
-        min_monthly_savings=rs.min_monthly_savings, rules=lifecycle_rules(settings, catalogue),
+        min_monthly_savings=rs.min_monthly_savings, schedule_settings=settings.schedules,
+        rules=lifecycle_rules(settings, catalogue),
     )
 
 
