@@ -29,8 +29,8 @@ finding per VM, with the current and target machine type, prices per hour, savin
                       next size up or the revert (action: resize)
   insufficient-data   too little history in the lookback for any advice
 
-"need" is the strategy's statistic plus headroom, named in need.cpu_statistic (ours: p90 of the daily
-peak-hour CPU demand; memory: max used). The current type is the VM's 'machine_type' label when the
+"need" is the strategy's statistic plus headroom, named in need.cpu_statistic / need.memory_statistic
+(the same name the dashboard and the report show). The current type is the VM's 'machine_type' label when the
 catalogue knows it, else the cheapest eligible type covering its allocation (type_source).
 
 Shared rules: no recommendation with < 30 h of data or < 3 days of span; unknown memory use is never
@@ -137,6 +137,8 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--strategy", choices=STRATEGY_NAMES, help="strategy (default: config [rightsizing] strategy)")
+    p.add_argument("--profile", choices=("conservative", "balanced", "aggressive"), default=None,
+                   help="our strategy's profile (default: config [rightsizing] profile, balanced)")
     p.add_argument("--lookback", metavar="DURATION",
                    help="history to judge, e.g. 7d, 14d, 30d (default: config [rightsizing] lookback_days, 14)")
     p.add_argument("--lookback-days", type=float, metavar="DAYS", help=argparse.SUPPRESS)
@@ -227,6 +229,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         "min_monthly_savings": (args.min_monthly_savings if args.min_monthly_savings is not None
                                 else rs.min_monthly_savings),
     }
+    if strategy == "rightsizer":
+        from rightsizer.commands.backtest import profile_base
+
+        base = {**profile_base(args, ctx), **base}
     settings = settings_from_args(args, strategy, base)
     policies = load_policies(Path(args.policies)) if args.policies else configured_policies(ctx.settings)
     now = _parse_now(args.now, ctx)

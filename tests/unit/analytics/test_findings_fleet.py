@@ -120,7 +120,8 @@ def test_small_saving_is_below_threshold_not_optimized(db: Path) -> None:
     assert busy.risk in set(RiskLevel) and busy.risk_reasons[0].endswith("h in the lookback above the new size "
                                                                          f"({0:.1%})")
     assert busy.projection is not None and busy.projection.hours == DAYS * 24
-    assert busy.need_cpu_statistic == "p90 of daily peak-hour CPU demand"
+    ev = busy.recommendation.evidence
+    assert ev is not None and ev.cpu is not None and busy.need_cpu_statistic == ev.cpu.statistic != ""
 
 
 def _cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
