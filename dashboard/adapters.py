@@ -50,6 +50,7 @@ def load_findings(data: DashboardData, snap: Snapshot) -> Mapping[str, FindingVi
         frame, list(snap.vms), data.catalogue, strategy=rs.strategy, now=snap.cost_now,
         lookback_days=float(rs.lookback_days), idle_settings=data.settings.idle,
         min_monthly_savings=rs.min_monthly_savings, policies=configured_policies(data.settings),
+        profile=rs.profile,
     )
     return {f.uuid: finding_view(f) for f in findings}
 
