@@ -92,6 +92,11 @@ def finding_view(f: VmFinding) -> FindingView:
         action=f.action,
         risk_reasons=f.risk_reasons,
         need_statistic=f.need_cpu_statistic,
+        pattern=f.pattern,
+        schedule=f"{f.schedule.on} {f.schedule.timezone}" if f.schedule else "",
+        schedule_savings=f.schedule.monthly_savings if f.schedule else 0.0,
+        schedule_risk=f.schedule.risk if f.schedule else "",
+        schedule_risk_text=f.schedule.risk_text if f.schedule else "",
         other_options=tuple(f"{o['action']}: saves {float(o['monthly_savings']):.2f} {f.currency}/month"
                             + (f" ({o['note']})" if o.get("note") else "")
                             for o in f.options if o.get("action", "resize") != "resize"),
