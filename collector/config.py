@@ -20,7 +20,7 @@ ENV_PREFIX = "RIGHTSIZER_"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _listen(value: str) -> str:
@@ -77,7 +77,8 @@ class CostSettings(_Section):
 class RightsizingSettings(_Section):
     strategy: str = Field(default="rightsizer", description="default strategy")
     lookback_days: int = Field(default=14, ge=1, le=400)
-    min_monthly_savings: float = Field(default=1.0, ge=0, description="smallest saving worth a downsize")
+    min_monthly_savings: float = Field(default=1.0, ge=0, le=1_000_000,
+                                       description="smallest saving worth a downsize")
     policies_file: str = Field(default="", description="TOML file of [[policy]] overrides per VM or label")
 
 

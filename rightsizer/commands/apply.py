@@ -56,16 +56,27 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return _history(args, ctx)
     if bool(args.plan) == bool(args.from_findings):
         raise InputError("give exactly one of PLAN.json or --from-findings (or --history to see past applies)")
-    if args.shutdown_timeout <= 0:
-        raise InputError(f"--shutdown-timeout {args.shutdown_timeout!r} must be > 0 seconds")
+    if not 0 < args.shutdown_timeout <= 86_400:  # also refuses nan and inf
+        raise InputError(f"--shutdown-timeout {args.shutdown_timeout!r} must be a number of seconds in (0, 86400]")
     plan = _load(args, ctx)
     if args.save_plan:
-        import json
-
-        Path(args.save_plan).write_text(json.dumps(plan.to_dict(), indent=2) + "\n", encoding="utf-8")
+        _save_plan(plan, Path(args.save_plan))
     results = _run_plan(plan, args, ctx)
     _print(results, plan, args, ctx)
     return 1 if any(r.result in _FAILED for r in results) else 0
+
+
+def _save_plan(plan: ResizePlan, path: Path) -> None:
+    """Write the plan as JSON; a missing folder or a folder in the way is an InputError."""
+    import json
+
+    from collector.errors import InputError
+
+    try:
+        path.write_text(json.dumps(plan.to_dict(), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--save-plan {str(path)!r}: cannot write the plan there ({exc.strerror}); pass a file "
+                         "path in an existing folder") from exc
 
 
 def _default_uri(args: argparse.Namespace, ctx: Context) -> str:
