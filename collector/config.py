@@ -76,6 +76,8 @@ class CostSettings(_Section):
 
 class RightsizingSettings(_Section):
     strategy: str = Field(default="rightsizer", description="default strategy")
+    profile: Literal["conservative", "balanced", "aggressive"] = Field(
+        default="balanced", description="our strategy's profile: conservative, balanced or aggressive")
     lookback_days: int = Field(default=14, ge=1, le=400)
     min_monthly_savings: float = Field(default=1.0, ge=0, le=1_000_000,
                                        description="smallest saving worth a downsize")

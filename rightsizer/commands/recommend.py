@@ -121,6 +121,8 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--strategy", choices=STRATEGY_NAMES, help="strategy (default: config [rightsizing] strategy)")
+    p.add_argument("--profile", choices=("conservative", "balanced", "aggressive"), default=None,
+                   help="our strategy's profile (default: config [rightsizing] profile, balanced)")
     p.add_argument("--lookback-days", type=float, metavar="DAYS",
                    help="days of history to judge (default: config [rightsizing] lookback_days, 14)")
     p.add_argument("--min-monthly-savings", type=float, metavar="AMOUNT",
@@ -206,6 +208,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         "min_monthly_savings": (args.min_monthly_savings if args.min_monthly_savings is not None
                                 else rs.min_monthly_savings),
     }
+    if strategy == "rightsizer":
+        from rightsizer.commands.backtest import profile_base
+
+        base = {**profile_base(args, ctx), **base}
     settings = settings_from_args(args, strategy, base)
     policies = load_policies(Path(args.policies)) if args.policies else configured_policies(ctx.settings)
     now = _parse_now(args.now, ctx)
