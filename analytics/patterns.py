@@ -156,7 +156,7 @@ def _fleet_stats(frame: pd.DataFrame, timezone: str, idle_vcpus: float) -> _Stat
         resid = np.bincount(codes, weights=(cpu - profile.reshape(-1)[flat]) ** 2, minlength=n)
         r2 = 1.0 - resid / sq
     quant = pd.DataFrame({"vm": codes, "cpu": cpu}).groupby("vm", sort=True)["cpu"].quantile([0.5, 0.99])
-    q = quant.unstack().reindex(range(n))
+    q = quant.unstack().reindex(index=range(n), columns=[0.5, 0.99])  # no CPU rate yet: all NaN
     median = q[0.5].to_numpy(dtype=np.float64)
     p99 = q[0.99].to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):

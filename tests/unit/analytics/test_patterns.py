@@ -58,3 +58,11 @@ def test_centre_names() -> None:
 def test_empty_frame() -> None:
     cols = ["vm", "ts", "cpu_mean_vcpus", "cpu_max_vcpus"]
     assert fit_patterns(pd.DataFrame(columns=cols)).by_vm == {}
+
+
+def test_fresh_store_without_any_cpu_rate_fits_without_error() -> None:
+    # a store after its first collection cycle: hourly rows exist, but no CPU rate could be computed yet
+    frame = pd.DataFrame({"vm": ["a", "b"], "ts": pd.to_datetime(["2026-11-02T08:00:00Z"] * 2),
+                          "cpu_mean_vcpus": [np.nan, np.nan], "cpu_max_vcpus": [np.nan, np.nan]})
+    result = fit_patterns(frame)
+    assert result.pattern_of("a") == "unknown"
