@@ -11,8 +11,9 @@ per VM, ``;`` followed by a TAB between fields, header::
 Quirks handled here (each counted in :class:`TraceQuality`, nothing dropped silently):
 
 * timestamps are Unix epoch **seconds** despite the ``[ms]`` label (1375308176 = 2013-07-31T22:02:56Z);
-* rows with zero cores, CPU capacity or provisioned memory: the VM was not running (kept as shut-off,
-  no usage);
+* rows with zero cores / zero CPU capacity: the VM was not running (kept as shut-off, no usage);
+* provisioned memory 0 while running: a missing reading; the VM keeps its last known size (a file with
+  no running row that has a size is refused);
 * repeated timestamps (first row kept) and timestamps going backwards (row dropped);
 * gaps longer than two sampling steps (kept; the next row is flagged ``gap``);
 * CPU usage above capacity, memory used above provisioned (kept as measured, counted);
@@ -181,7 +182,7 @@ class TraceVm:
                 ts=_utc(float(ts) + shift_s),
                 state=VmState.RUNNING if run else VmState.SHUTOFF,
                 vcpus=self.cores,
-                memory_bytes=int(mem) if run else self.memory_bytes,
+                memory_bytes=int(mem) if run and mem > 0 else self.memory_bytes,
                 cpu_vcpus=_opt(cpu) if run else None,
                 memory_used_bytes=None if not run or np.isnan(used) else int(used),
                 disk_read_bps=_opt(dr) if run else None,
@@ -306,11 +307,15 @@ def _to_trace_vm(path: Path, dataset: str, num: dict[str, np.ndarray]) -> TraceV
     ts = col["ts_s"]
     cores = col["cores"]
     cap = col["cpu_capacity_mhz"]
-    # a row without cores, CPU capacity or provisioned memory describes no running VM
-    running = (cores > 0) & (cap > 0) & (col["memory_kib"] > 0)
+    running = (cores > 0) & (cap > 0)
     if not running.any():
-        raise InputError(f"{path}: no row with CPU cores, capacity and provisioned memory above zero; the VM "
-                         "never ran, remove the file")
+        raise InputError(f"{path}: no row with CPU cores and capacity above zero; the VM never ran, "
+                         "remove the file")
+    # provisioned memory 0 on a running row is a missing reading, not a VM without memory
+    sized = running & (col["memory_kib"] > 0)
+    if not sized.any():
+        raise InputError(f"{path}: provisioned memory is 0 on every row where the VM runs; a VM's trace needs its "
+                         "memory size, remove the file")
     nominal_cores = int(pd.Series(cores[running]).mode().iloc[0])
     with np.errstate(divide="ignore", invalid="ignore"):
         cpu_vcpus = np.where(running, col["cpu_usage_mhz"] / (cap / np.where(cores > 0, cores, 1)), np.nan)
@@ -320,7 +325,7 @@ def _to_trace_vm(path: Path, dataset: str, num: dict[str, np.ndarray]) -> TraceV
     steps = np.diff(ts)
     step_s = float(np.median(steps)) if len(steps) else 300.0
     gap = np.r_[False, steps > 2 * step_s]
-    last_running = int(np.flatnonzero(running)[-1])
+    last_sized = int(np.flatnonzero(sized)[-1])
     frame = pd.DataFrame({
         "ts_s": ts.astype(np.int64),
         "running": running,
@@ -352,7 +357,7 @@ def _to_trace_vm(path: Path, dataset: str, num: dict[str, np.ndarray]) -> TraceV
         path=path,
         frame=frame,
         cores=nominal_cores,
-        memory_bytes=int(memory_bytes[last_running]),
+        memory_bytes=int(memory_bytes[last_sized]),
         step_s=step_s,
         quality=quality,
     )

@@ -13,7 +13,7 @@ DESCRIPTION = """\
 Read every per-VM file of a trace directory, convert it to our units (CPU demand in vCPU-equivalents =
 usage MHz / (capacity MHz / cores); memory KB x 1024) and store it as history, in one transaction.
 Rows the trace cannot stand behind are counted and reported per file: repeated timestamps and
-timestamps going backwards are dropped; rows with zero cores/capacity/memory are kept as "not running"; gaps,
+timestamps going backwards are dropped; rows with zero cores/capacity are kept as "not running"; gaps,
 CPU above capacity and memory above provisioned are kept and counted. A malformed file stops the import
 before anything is written (exit 2, naming file, line, field and value).
 

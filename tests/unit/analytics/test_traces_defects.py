@@ -70,10 +70,10 @@ def test_defect4_trace_ts_1e18_through_import_exits_2(tmp_path: Path, capsys: py
     assert len(err) == 1 and "1.csv:3" in err[0]
 
 
-def test_defect9_zero_provisioned_memory_is_not_a_running_vm(tmp_path: Path) -> None:
-    vm = read_bitbrains_file(_write(tmp_path / "m.csv", [_row(T0), _row(T0 + 300, mem_kib=0.0), _row(T0 + 600)]))
-    assert vm.frame["running"].tolist() == [True, False, True]
-    assert vm.quality.not_running == 1
-    assert vm.memory_bytes == 4194304 * 1024
-    with pytest.raises(InputError, match="never ran"):
+def test_defect9_zero_provisioned_memory_is_a_missing_reading_not_a_size(tmp_path: Path) -> None:
+    vm = read_bitbrains_file(_write(tmp_path / "m.csv", [_row(T0), _row(T0 + 300), _row(T0 + 600, mem_kib=0.0)]))
+    assert vm.memory_bytes == 4194304 * 1024  # the last row's 0 is not the VM's size
+    assert vm.record(dataset="d").memory_bytes == 4194304 * 1024
+    assert [p.memory_bytes for p in vm.usage_points()] == [4194304 * 1024] * 3
+    with pytest.raises(InputError, match="provisioned memory is 0 on every row where the VM runs"):
         read_bitbrains_file(_write(tmp_path / "z.csv", [_row(T0, mem_kib=0.0), _row(T0 + 300, mem_kib=0.0)]))
