@@ -43,6 +43,10 @@ class Finding(enum.StrEnum):
     OPTIMIZED = "optimized"
     IDLE = "idle"
     INSUFFICIENT_DATA = "insufficient-data"
+    # set by the fleet path (analytics.recommend), never by a strategy
+    BELOW_THRESHOLD = "below-threshold"
+    STOPPED = "stopped"
+    RESIZE_REGRET = "resize-regret"
 
 
 class VmSpecLike(Protocol):

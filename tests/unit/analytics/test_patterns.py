@@ -60,9 +60,10 @@ def test_empty_frame() -> None:
     assert fit_patterns(pd.DataFrame(columns=cols)).by_vm == {}
 
 
-def test_fresh_store_without_any_cpu_rate_fits_without_error() -> None:
-    # a store after its first collection cycle: hourly rows exist, but no CPU rate could be computed yet
-    frame = pd.DataFrame({"vm": ["a", "b"], "ts": pd.to_datetime(["2026-11-02T08:00:00Z"] * 2),
-                          "cpu_mean_vcpus": [np.nan, np.nan], "cpu_max_vcpus": [np.nan, np.nan]})
+def test_vms_without_cpu_data_are_unknown() -> None:
+    frame = pd.DataFrame({"vm": ["a", "a", "b"], "ts": pd.to_datetime(["2026-11-02T00:00Z", "2026-11-02T01:00Z",
+                                                                      "2026-11-02T00:00Z"]),
+                          "cpu_mean_vcpus": [np.nan, np.nan, 0.5], "cpu_max_vcpus": [np.nan, np.nan, 0.6]})
     result = fit_patterns(frame)
-    assert result.pattern_of("a") == "unknown"
+    assert result.pattern_of("a") == "unknown" and result.pattern_of("b") == "unknown"
+    assert fit_patterns(frame.iloc[:2]).pattern_of("a") == "unknown"

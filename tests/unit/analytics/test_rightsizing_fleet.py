@@ -121,7 +121,8 @@ def test_fleet_trends_match_the_single_vm_rule(store) -> None:
     vm = _vm("grow-1", 4, 16)
     cpu = 0.1 + 0.1 * np.arange(HOURS) / 24  # +0.1 vCPU a day
     store.write_history([vm], _points(vm, cpu))
-    conservative = RightsizerSettings.model_validate(profile_settings("conservative"))
+    conservative = RightsizerSettings.model_validate({**profile_settings("conservative"),
+                                                      "trend_blocks_downsize": True})
     [finding] = recommend_fleet(store, _catalogue(), now=NOW, settings=conservative)
     fleet_trend = finding.recommendation.evidence.cpu_trend
     ts = T0 + 3600.0 * np.arange(HOURS)
