@@ -169,7 +169,11 @@ class Service:
             from dashboard.app import create_app
 
             hook = make_apply_hook(self.settings, self.store, self.catalogue) if self.settings.actions.enabled else None
-            app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook)
+            from dashboard.api.service import make_runner
+
+            runner = make_runner(self.settings, self.store) if self.settings.actions.enabled else None
+            app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook,
+                             plan_runner=runner)
             host, port = _split(self.settings.dashboard.listen)
             web = make_server(host, port, app.server, threaded=True)
             threading.Thread(target=web.serve_forever, name="dashboard", daemon=True).start()

@@ -456,6 +456,12 @@ def decide(
         return Recommendation.undetermined(problem, current_type=current_type, evidence=evidence)
 
     need = strategy.estimate(window, settings)
+    broken = _non_finite(need)
+    if broken:
+        evidence = Evidence(strategy.name, settings.lookback_days, coverage, span, samples)
+        return Recommendation.undetermined(
+            f"insufficient data: the {strategy.name} estimate of {broken} is not a number (too few usable "
+            "samples in the lookback)", current_type=current_type, evidence=evidence)
     cpu_trend = mem_trend = None
     if settings.trend_blocks_downsize:
         cpu_trend, mem_trend = trends if trends is not None else history_trends(window, settings)
@@ -489,6 +495,15 @@ def decide(
         reasons=sizing.reasons,
         evidence=evidence,
     )
+
+
+def _non_finite(need: Need) -> str:
+    """Name the dimension whose estimate is NaN or infinite ("" when both are usable)."""
+    if not math.isfinite(need.cpu.value):
+        return "CPU"
+    if need.memory is not None and not math.isfinite(need.memory.value):
+        return "memory"
+    return ""
 
 
 def _coverage(window: UsageHistory) -> tuple[int, float, float]:
