@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from analytics.rightsizing.settings import STRATEGY_NAMES
 
 T = TypeVar("T")
-Profile = Literal[STRATEGY_NAMES]  # type: ignore[valid-type]
+StrategyName = Literal[STRATEGY_NAMES]  # type: ignore[valid-type]
+Profile = Literal["conservative", "balanced", "aggressive"]
 LabelPair = Annotated[str, StringConstraints(pattern=r"^[^=]+=", max_length=200)]
 #: ISO 8601 date or date-time, or a duration back from the other end of the window (7d, 24h, 90m).
 WHEN_PATTERN = (r"^([0-9]{1,5}[smhdw]|[0-9]{4}-[0-9]{2}-[0-9]{2}"
@@ -49,7 +50,8 @@ class BackupsQuery(SelectQuery):
 class FindingsQuery(SelectQuery):
     lookback_days: float | None = Field(default=None, ge=1, le=93, allow_inf_nan=False,
                                         description="days of history to judge (default: [rightsizing])")
-    profile: Profile | None = Field(default=None, description="right-sizing strategy (default: [rightsizing])")
+    profile: Profile | None = Field(default=None, description="our strategy's profile (default: [rightsizing])")
+    strategy: StrategyName | None = Field(default=None, description="strategy (default: [rightsizing])")
     finding: list[str] = Field(default_factory=list, description="only these findings (repeatable)")
 
 
@@ -75,6 +77,7 @@ class PlanCreate(BaseModel):
     label: list[LabelPair] = Field(default_factory=list, max_length=1000, description="key=value labels")
     lookback_days: float | None = Field(default=None, ge=1, le=93, allow_inf_nan=False)
     profile: Profile | None = None
+    strategy: StrategyName | None = None
 
 
 class EmptyBody(BaseModel):

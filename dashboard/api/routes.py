@@ -245,7 +245,7 @@ def _handlers(service: ApiService) -> dict[str, Callable[..., Any]]:
 
     def list_findings(q: m.FindingsQuery) -> Any:
         chosen = {v.uuid for v in select_vms(service.vms(), q.host, q.label)}
-        rows = [f.plan_entry() for f in service.findings(q.lookback_days, q.profile)
+        rows = [f.plan_entry() for f in service.findings(q.lookback_days, q.profile, q.strategy)
                 if f.uuid in chosen and (not q.finding or f.finding.value in q.finding)]
         rows.sort(key=lambda r: (-r["monthly_savings"], r["name"]))
         return _page(rows, q, request.path)
@@ -270,7 +270,8 @@ def _handlers(service: ApiService) -> dict[str, Callable[..., Any]]:
         return _plan_doc(service.plan(plan_id))
 
     def create_plan(body: m.PlanCreate) -> Any:
-        plan = service.create_plan(body.vms, body.host, body.label, body.lookback_days, body.profile)
+        plan = service.create_plan(body.vms, body.host, body.label, body.lookback_days, body.profile,
+                                   body.strategy)
         return _plan_doc(service.plan(plan.plan_id))
 
     def dry_run(body: m.EmptyBody, plan_id: str) -> Any:

@@ -20,7 +20,9 @@ from analytics.backups import check_backups
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
 from analytics.costs import BUILTIN_GROUPS, fleet_costs, summarise_costs
 from analytics.fleet import data_as_of, parse_instant
-from analytics.recommend import VmFinding, configured_policies, recommend_fleet
+from analytics.placement import one_restart_per_service
+from analytics.recommend import VmFinding, configured_policies, lifecycle_rules, recommend_fleet
+from analytics.rightsizing.settings import SETTINGS_TYPES, profile_settings
 from collector.actions.plan import ResizePlan, plan_from_steps
 from collector.actions.result import ActionResult
 from collector.config import Settings
@@ -99,21 +101,26 @@ class ApiService:
         span = self.store.time_range()
         return data_as_of(span[1] if span else None, self.clock())
 
-    def findings(self, lookback_days: float | None, profile: str | None) -> list[VmFinding]:
-        """Findings for the fleet as of the newest data; memoised per (data end, lookback, profile)."""
+    def findings(self, lookback_days: float | None, profile: str | None,
+                 strategy: str | None = None) -> list[VmFinding]:
+        """Findings as ``rightsizer recommend`` makes them (as of the newest data); memoised per arguments."""
         rs = self.settings.rightsizing
-        now = self.as_of()
+        span = self.store.time_range()
+        now = span[1] if span is not None else self.clock()
         lookback = float(lookback_days if lookback_days is not None else rs.lookback_days)
-        strategy = profile or rs.strategy
-        key = (now, lookback, strategy, len(self.store.vms()))
+        name = strategy or rs.strategy
+        key = (now, lookback, name, profile, len(self.store.vms()))
         with self._lock:
             cached = self._findings.get(key)
         if cached is not None:
             return cached
+        base: dict[str, Any] = {"lookback_days": lookback, "min_monthly_savings": rs.min_monthly_savings}
+        if name == "rightsizer":
+            base = {**profile_settings(profile or rs.profile), **base}
         found = recommend_fleet(
-            self.store, self.catalogue, strategy=strategy, now=now, lookback_days=lookback,
-            policies=configured_policies(self.settings), idle_settings=self.settings.idle,
-            min_monthly_savings=rs.min_monthly_savings,
+            self.store, self.catalogue, strategy=name, now=now, policies=configured_policies(self.settings),
+            settings=SETTINGS_TYPES[name].model_validate(base), idle_settings=self.settings.idle,
+            rules=lifecycle_rules(self.settings, self.catalogue), schedule_settings=self.settings.schedules,
         )
         with self._lock:
             if len(self._findings) > 32:
@@ -162,7 +169,7 @@ class ApiService:
 
     # -- plans ---------------------------------------------------------------------------------
     def create_plan(self, vms: Sequence[str], hosts: Sequence[str], labels: Sequence[str],
-                    lookback_days: float | None, profile: str | None) -> ResizePlan:
+                    lookback_days: float | None, profile: str | None, strategy: str | None = None) -> ResizePlan:
         """A plan of the resizes the current findings propose for the selected VMs (may have no steps)."""
         known = {v.uuid: v for v in self.store.vms()}
         by_name = {v.name: v for v in known.values()}
@@ -173,8 +180,9 @@ class ApiService:
         if vms:
             chosen &= {known[k].uuid if k in known else by_name[k].uuid for k in vms}
         uri = self.settings.collector.uris[0] if self.settings.collector.uris else ""
-        steps = [s for f in self.findings(lookback_days, profile)
+        steps = [s for f in self.findings(lookback_days, profile, strategy)
                  if f.uuid in chosen and (s := f.resize_step(uri)) is not None]
+        steps, _held = one_restart_per_service(steps, known, self.settings.placement)
         try:
             plan = plan_from_steps(steps, source="api", now=self.clock())
         except InputError as exc:

@@ -87,7 +87,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         FleetDomain(name=v.name, uuid=v.uuid, vcpus=v.vcpus, max_vcpus=v.vcpus, memory_bytes=v.memory_bytes,
                     max_memory_bytes=v.memory_bytes, running=v.running, labels=dict(v.labels)) for v in vms])
     store = SqliteStore(cwd / "rs.db")
-    seed_synthetic_history(store, vms, days=30, uri=uri, points_per_hour=1)
+    seed_synthetic_history(store, vms, days=30, uri=uri, points_per_hour=4)
     store.set_meta("data_mode", "live")
     store.close()
     yield from _serve(cwd, "--uri", uri, "--db", str(cwd / "rs.db"), "--interval", "3600")
@@ -136,7 +136,7 @@ def test_findings_have_the_recommend_json_field_names(demo: Served) -> None:
     for row in api["items"]:
         assert set(row) == set(by_uuid[row["uuid"]]), row["name"]
         assert row["finding"] == by_uuid[row["uuid"]]["finding"]
-    over = requests.get(f"{demo.base}/api/v1/findings", params={"finding": "over-provisioned", "profile": "krr",
+    over = requests.get(f"{demo.base}/api/v1/findings", params={"finding": "over-provisioned", "strategy": "krr",
                                                                  "lookback_days": 14}, timeout=120).json()
     assert over["total"] >= 1 and all(r["finding"] == "over-provisioned" and r["strategy"] == "krr"
                                        for r in over["items"])
@@ -148,6 +148,7 @@ def test_findings_have_the_recommend_json_field_names(demo: Served) -> None:
     ("/api/v1/vms", {"label": "no-equals"}, 400, "label"),
     ("/api/v1/findings", {"lookback_days": "nan"}, 400, "lookback_days"),
     ("/api/v1/findings", {"profile": "bogus"}, 400, "profile"),
+    ("/api/v1/findings", {"strategy": "bogus"}, 400, "strategy"),
     ("/api/v1/costs", {"until": "9999-12-31T23:59:59"}, 400, "until"),
     ("/api/v1/costs", {"since": "0001-01-01"}, 400, "since"),
     ("/api/v1/costs", {"since": "2026-01-02", "until": "2026-01-01"}, 400, "since"),

@@ -216,4 +216,4 @@ def test_a_nan_estimate_is_insufficient_data_not_a_traceback(catalogue) -> None:
     broken = Strategy("broken", "returns NaN", krr.settings_type, nan_cpu)
     rec = broken.recommend(_flat(10, 0.1, 0.5), VmSpec(4, 16 * GIB), catalogue=catalogue)
     assert rec.finding is Finding.INSUFFICIENT_DATA
-    assert "estimate of CPU is not a number" in rec.reasons["overall"]
+    assert rec.reasons["overall"].startswith("insufficient data") and "undefined" in rec.reasons["overall"]
