@@ -27,6 +27,7 @@ from dashboard.api.routes import mount_api
 from dashboard.api.service import ApiService, PlanRunner
 from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, DashboardData, Filters
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
+from dashboard.security import add_security_headers
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ def create_app(
     mount_api(app.server, ApiService(settings, store, catalogue, runner=plan_runner, storage=storage,
                                      clock=clock or (lambda: datetime.now(UTC))))
     app.server.config["RIGHTSIZER_DATA"] = data  # for the bench and tests
+    add_security_headers(app)  # after every callback exists: the CSP carries their inline scripts' hashes
     if warm:
         threading.Thread(target=_warm, args=(data,), name="dashboard-warm", daemon=True).start()
     return app

@@ -55,9 +55,9 @@ def _serve(cwd: Path, *args: str, actions: bool = True) -> Iterator[Served]:
     deadline = time.monotonic() + 120
     while True:
         try:
-            if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
+            if requests.get(f"{base}/readyz", timeout=60).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or busy with its first snapshot
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
