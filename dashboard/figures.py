@@ -265,8 +265,10 @@ def backup_age_figure(frame: pd.DataFrame) -> go.Figure:
     """Newest backup age vs policy, in hours, from ``name``, ``age_h``, ``policy_h``, ``status``."""
     title = "Newest backup age vs policy (hours)"
     data = frame.dropna(subset=["policy_h"]) if not frame.empty else frame
+    if not data.empty:
+        data = data[data["status"] != "unknown"]  # no source could show their backups: no age to draw
     if data.empty:
-        return empty_figure(title, "No VM has a backup policy")
+        return empty_figure(title, "No VM has a backup policy and a known backup state")
     data = data.sort_values("age_h", ascending=False, na_position="first")
     names = [inert(n) for n in data["name"]]
     colours = ["#c23030" if s != "ok" else "#0f9960" for s in data["status"]]
