@@ -164,17 +164,15 @@ class Service:
         log.info("metrics: http://%s/metrics", self.settings.exporter.listen)
 
         if self.settings.dashboard.enabled:
-            from werkzeug.serving import make_server
-
             from dashboard.app import create_app
+            from dashboard.web import start_server
 
             hook = make_apply_hook(self.settings, self.store, self.catalogue) if self.settings.actions.enabled else None
             app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook)
             host, port = _split(self.settings.dashboard.listen)
-            web = make_server(host, port, app.server, threaded=True)
-            threading.Thread(target=web.serve_forever, name="dashboard", daemon=True).start()
-            self._stoppers.append(("dashboard server", lambda: _close_server(web)))
-            log.info("dashboard: http://%s/", self.settings.dashboard.listen)
+            web = start_server(app.server, host, port)
+            self._stoppers.append(("dashboard server", web.stop))
+            log.info("dashboard: %s/", web.url)
 
     def _snapshot(self) -> Any:
         from collector.sampler import Snapshot
