@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ import pandas as pd
 from analytics.catalogue import HOURS_PER_MONTH, MachineType
 from analytics.fleet import resolve_machine_type
 from analytics.idle import IdleFinding, find_idle
+from analytics.patterns import fit_patterns
 from analytics.rightsizing import DEFAULT_STRATEGY, get_strategy
 from analytics.rightsizing.base import (
     SECONDS_PER_DAY,
@@ -46,9 +47,11 @@ from analytics.rightsizing.base import (
     resolve_policy,
 )
 from analytics.rightsizing.settings import Policy, StrategySettings
+from analytics.schedules import ScheduleProposal, propose_fleet
 from analytics.trend import Trend, theil_sen, trend_from_fit
-from collector.config import IdleSettings, Settings
-from collector.model import VmRecord
+from collector.actions.plan import RESIZE_FINDINGS, ResizeStep, SizeSpec
+from collector.config import IdleSettings, ScheduleSettings, Settings
+from collector.model import VmRecord, VmRef
 from collector.store.base import TimeSeriesStore
 
 GIB = 1024**3
@@ -96,6 +99,14 @@ class VmFinding:
     options: tuple[Mapping[str, Any], ...]
     recommendation: Recommendation = field(repr=False, compare=False)
     idle: IdleFinding | None = field(default=None, repr=False, compare=False)
+    pattern: str = "unknown"
+    schedule: ScheduleProposal | None = None
+
+    @property
+    def combined_monthly_savings(self) -> float:
+        """The resize's saving plus the schedule's (priced after the resize, so no hour counts twice)."""
+        resize = self.monthly_savings if self.changes_type else 0.0
+        return resize + (self.schedule.monthly_savings if self.schedule is not None else 0.0)
 
     @property
     def changes_type(self) -> bool:
@@ -121,8 +132,32 @@ class VmFinding:
             "risk": self.risk,
             "excluded": self.excluded,
             "reason": self.reasons.get("overall", ""),
+            "pattern": self.pattern,
+            "schedule": self.schedule.on if self.schedule is not None else "",
+            "schedule_savings": round(self.schedule.monthly_savings, 2) if self.schedule is not None else 0.0,
             "uuid": self.uuid,
         }
+
+    def resize_step(self, default_uri: str = "") -> ResizeStep | None:
+        """The resize this finding proposes as the plan's own value type; None when it proposes none.
+
+        Only over-/under-provisioned, not excluded VMs whose target size differs get a step. The VM's URI
+        is ``default_uri`` when the store recorded none.
+        """
+        if (self.finding.value not in RESIZE_FINDINGS or self.excluded or self.target_vcpus is None
+                or self.target_memory_bytes is None):
+            return None
+        if self.target_vcpus == self.current_vcpus and self.target_memory_bytes == self.current_memory_bytes:
+            return None
+        return ResizeStep(
+            vm=VmRef(uri=self.uri or default_uri, uuid=self.uuid, name=self.name),
+            current=SizeSpec(self.current_vcpus, self.current_memory_bytes, self.current_type or ""),
+            target=SizeSpec(self.target_vcpus, self.target_memory_bytes, self.target_type or ""),
+            price_before_per_hour=self.price_before_per_hour,
+            price_after_per_hour=self.price_after_per_hour,
+            currency=self.currency,
+            finding=self.finding.value,
+        )
 
     def plan_entry(self) -> dict[str, Any]:
         """JSON object for a resize plan: identity, before, after, prices, finding and reasons."""
@@ -154,6 +189,9 @@ class VmFinding:
             "risk": self.risk,
             "reasons": dict(self.reasons),
             "options": list(self.options),
+            "pattern": self.pattern,
+            **({"schedule": self.schedule.as_json(),
+                "combined_monthly_savings": round(self.combined_monthly_savings, 4)} if self.schedule else {}),
         }
 
 
@@ -168,6 +206,7 @@ def recommend_fleet(
     settings: StrategySettings | None = None,
     idle_settings: IdleSettings | None = None,
     min_monthly_savings: float | None = None,
+    schedule_settings: ScheduleSettings | None = None,
 ) -> list[VmFinding]:
     """Recommend a size for every VM the store knows, from the hourly rollups of the last lookback.
 
@@ -186,7 +225,7 @@ def recommend_fleet(
     return recommend_frame(
         frame, store.vms(), catalogue, strategy=strategy, now=now, lookback_days=lookback_days,
         policies=policies, settings=settings, idle_settings=idle_settings,
-        min_monthly_savings=min_monthly_savings,
+        min_monthly_savings=min_monthly_savings, schedule_settings=schedule_settings,
     )
 
 
@@ -294,8 +333,14 @@ def recommend_frame(
     settings: StrategySettings | None = None,
     idle_settings: IdleSettings | None = None,
     min_monthly_savings: float | None = None,
+    schedule_settings: ScheduleSettings | None = None,
 ) -> list[VmFinding]:
-    """:func:`recommend_fleet` on an hourly frame already read (columns per ``collector.store.base``)."""
+    """:func:`recommend_fleet` on an hourly frame already read (columns per ``collector.store.base``).
+
+    Every finding also carries the VM's workload pattern and, where one fits, a schedule proposal
+    (:mod:`analytics.patterns`, :mod:`analytics.schedules`; ``schedule_settings`` default: ``[schedules]``
+    defaults).
+    """
     chosen = get_strategy(strategy)
     if settings is None:
         update: dict[str, Any] = {"lookback_days": lookback_days}
@@ -333,7 +378,40 @@ def recommend_frame(
         if resolved.exclude:
             rec = exclude_recommendation(rec, resolved.sources)
         findings.append(_finding(vm, chosen.name, rec, source, idle.get(vm.uuid)))
-    return findings
+    lookback_start = pd.Timestamp(now) - pd.Timedelta(days=settings.lookback_days)
+    recent = frame[pd.to_datetime(frame["ts"], utc=True) >= lookback_start] if not frame.empty else frame
+    return with_schedules(
+        findings, recent, vms, schedule_settings or ScheduleSettings(), idle_settings or IdleSettings(),
+        lookback_days=settings.lookback_days, policies=policies or (),
+    )
+
+
+_NO_SCHEDULE_FINDINGS = frozenset({Finding.IDLE, Finding.INSUFFICIENT_DATA})
+
+
+def with_schedules(
+    findings: Sequence[VmFinding],
+    frame: pd.DataFrame,
+    vms: Sequence[VmRecord],
+    schedule_settings: ScheduleSettings,
+    idle_settings: IdleSettings,
+    *,
+    lookback_days: float,
+    policies: Sequence[Policy] = (),
+) -> list[VmFinding]:
+    """The findings with each VM's pattern and schedule proposal (fitted once over the whole frame)."""
+    patterns = fit_patterns(frame, timezone=schedule_settings.timezone, idle_vcpus=idle_settings.cpu_vcpus_below,
+                            idle_share=idle_settings.share_of_time)
+    prices: dict[str, tuple[float, str]] = {}
+    for f in findings:
+        price = f.price_after_per_hour if f.changes_type else f.price_before_per_hour
+        if price is not None and f.finding not in _NO_SCHEDULE_FINDINGS:
+            prices[f.uuid] = (price, f.currency)
+    proposals = propose_fleet(
+        frame, vms, patterns, prices, settings=schedule_settings, idle_vcpus=idle_settings.cpu_vcpus_below,
+        lookback_days=lookback_days, excluded=frozenset(f.uuid for f in findings if f.excluded), policies=policies,
+    )
+    return [replace(f, pattern=patterns.pattern_of(f.uuid), schedule=proposals.get(f.uuid)) for f in findings]
 
 
 def _finding(
@@ -399,6 +477,8 @@ def fleet_summary(findings: Sequence[VmFinding]) -> dict[str, Any]:
         "findings": counts,
         "changes": sum(1 for f in findings if f.changes_type),
         "monthly_savings": round(sum(f.monthly_savings for f in findings if f.changes_type), 2),
+        "schedules": sum(1 for f in findings if f.schedule is not None),
+        "schedule_monthly_savings": round(sum(f.schedule.monthly_savings for f in findings if f.schedule), 2),
         "currency": next((f.currency for f in findings if f.currency), ""),
     }
 
@@ -432,5 +512,5 @@ def findings_for_settings(
     return recommend_fleet(
         store, catalogue, strategy=strategy or rs.strategy, now=now, lookback_days=float(rs.lookback_days),
         policies=configured_policies(settings) if policies is None else policies, idle_settings=settings.idle,
-        min_monthly_savings=rs.min_monthly_savings,
+        min_monthly_savings=rs.min_monthly_savings, schedule_settings=settings.schedules,
     )

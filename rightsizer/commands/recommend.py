@@ -22,6 +22,12 @@ Shared rules: no recommendation with < 30 h of data or < 3 days of span; unknown
 downsized; a downsize must save max(10 %, --min-monthly-savings); a growing trend blocks a downsize.
 VMs labelled rightsizer_exclude=true, or matched by an excluding policy, are shown but never resized.
 
+Each VM also gets its workload pattern (office-hours, nightly-batch, steady, spiky, idle, unknown) from
+its weekday x hour profile, and office-hours/nightly-batch VMs an on/off schedule: the weekly window that
+covers their demand with a margin ([schedules] timezone, default UTC), its saving under hourly billing
+(hours off x compute price after any resize; disks are billed anyway) and the demand it would have missed.
+env=prod VMs get one only with a 'schedule' label or a policy with schedules = true.
+
 --output json prints resize-plan steps (uuid, name, uri, current and target vcpus/memory/type, prices,
 finding) that 'rightsizer apply PLAN.json' accepts. Strategy settings below override the strategy's
 defaults; each applies only to strategies that have it.
@@ -125,6 +131,8 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
                    help="only VMs with this finding (repeatable)")
     p.add_argument("--policies", metavar="FILE",
                    help="TOML file of [[policy]] overrides (vm or labels match); default: [rightsizing] policies_file")
+    p.add_argument("--timezone", metavar="ZONE",
+                   help="IANA time zone of weekly profiles and schedule windows (default: [schedules] timezone, UTC)")
     add_settings_flags(p)
     p.set_defaults(func=run)
 
@@ -152,8 +160,28 @@ def _parse_now(text: str, ctx: Context) -> Any:
 
 TABLE_COLUMNS = (
     "name", "finding", "current_type", "type_source", "vcpus", "memory_gib", "need_vcpus", "need_memory_gib",
-    "target_type", "price_before_per_hour", "price_after_per_hour", "monthly_savings", "risk", "reason",
+    "target_type", "price_before_per_hour", "price_after_per_hour", "monthly_savings", "risk", "pattern",
+    "schedule", "schedule_savings", "reason",
 )
+
+
+def schedule_settings_from_args(args: argparse.Namespace, ctx: Context) -> Any:
+    """``[schedules]`` with ``--timezone`` applied. Raises InputError naming an unknown zone."""
+    from collector.config import ScheduleSettings
+    from collector.errors import InputError
+
+    base: ScheduleSettings = ctx.settings.schedules
+    zone = getattr(args, "timezone", None)
+    if not zone:
+        return base
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InputError(f"--timezone {zone!r} is not a known time zone; use an IANA name such as "
+                         "'Europe/Berlin' or 'UTC'") from exc
+    return base.model_copy(update={"timezone": zone})
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -181,7 +209,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.open_store(create=False)
     findings = recommend_fleet(
         store, ctx.catalogue(), strategy=strategy, now=now, policies=policies, settings=settings,
-        idle_settings=ctx.settings.idle,
+        idle_settings=ctx.settings.idle, schedule_settings=schedule_settings_from_args(args, ctx),
     )
     if args.vm:
         wanted = set(args.vm)
@@ -195,6 +223,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     summary = fleet_summary(findings)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["findings"].items()))
     print(f"{summary['vms']} VMs ({counts}); {summary['changes']} resizes, net savings "
-          f"{summary['monthly_savings']:.2f} {summary['currency']} per 720-hour month "
+          f"{summary['monthly_savings']:.2f} {summary['currency']} per 720-hour month; {summary['schedules']} "
+          f"schedules saving {summary['schedule_monthly_savings']:.2f} more "
           f"(strategy {strategy}, analysis time {now:%Y-%m-%d %H:%M} UTC)", file=sys.stderr)
     return 0

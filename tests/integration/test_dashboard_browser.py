@@ -22,7 +22,8 @@ from collector.config import Settings
 from collector.store.sqlite import SqliteStore
 from dashboard.app import create_app
 from dashboard.web import PLOTLY_ROUTE, plotly_bundle_path, plotly_version, start_server
-from rightsizer.demo import demo_fleet, seed_synthetic_history
+from rightsizer.demo import demo_fleet
+from rightsizer.demo_history import seed_synthetic_history
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
