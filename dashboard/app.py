@@ -24,8 +24,11 @@ from collector.config import Settings
 from collector.errors import RightsizerError
 from collector.store.base import TimeSeriesStore
 from dashboard import ids, web
+from dashboard.api.routes import mount_api
+from dashboard.api.service import ApiService, PlanRunner
 from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, DashboardData, Filters
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
+from dashboard.security import add_security_headers
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,7 @@ def create_app(
     warm: bool = True,
     lean: bool = True,
     data: DashboardData | None = None,
+    plan_runner: PlanRunner | None = None,
 ) -> Dash:
     """Build the dashboard for a store and catalogue.
 
@@ -136,6 +140,8 @@ def create_app(
     ``lean`` (the default) loads the partial plotly.js bundle and gzips responses (dashboard/web.py);
     ``lean=False`` is Dash's plain setup, kept as the bench's point of comparison. ``data`` shares the view
     model of another app (its snapshot and memo) instead of building one.
+    The HTTP API (/api/v1, /healthz, /readyz) rides on the same Flask server; its writes run plans
+    through ``plan_runner`` (None: writes are refused as disabled).
     """
     shared = data is not None
     if data is None:
@@ -169,7 +175,10 @@ def create_app(
     # What a user sees first is rebuilt right after every data refresh, off the request path.
     for update in (overview.update, vms.update, recommendations.update, backups.update) if not shared else ():
         data.add_warmer(functools.partial(update, data, DEFAULT_RANGE, None, None))
+    mount_api(app.server, ApiService(settings, store, catalogue, runner=plan_runner, storage=storage,
+                                     clock=clock or (lambda: datetime.now(UTC))))
     app.server.config["RIGHTSIZER_DATA"] = data  # for the bench and tests
+    add_security_headers(app)  # after every callback exists: the CSP carries their inline scripts' hashes
     if warm:
         threading.Thread(target=_warm, args=(data,), name="dashboard-warm", daemon=True).start()
     return app
@@ -221,8 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = create_app(settings, store, catalogue, data_mode=mode)
     try:
         server = web.start_server(app.server, host.strip("[]"), int(port))
-    except RightsizerError as exc:
-        print(f"dashboard: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"dashboard: --listen {settings.dashboard.listen!r}: cannot listen there "
+              f"({exc.strerror or exc}); pick a free port on an address of this machine", file=sys.stderr)
         return 2
     log.info("dashboard on %s/ (%s)", server.url, banner_text(mode))
     try:

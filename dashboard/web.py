@@ -27,8 +27,6 @@ from pathlib import Path
 from flask import Flask, Response, request
 from flask_compress import Compress
 
-from collector.errors import ConfigError
-
 log = logging.getLogger(__name__)
 
 VENDOR = Path(__file__).resolve().parent / "vendor"
@@ -104,8 +102,8 @@ def plotly_script(server: Flask, vendor: Path = VENDOR) -> list[str]:
     return [add_plotly_bundle(server, bundle)]
 
 
-def _probe_bind(host: str, port: int) -> None:
-    """Bind and release ``host:port`` (raises OSError, e.g. address in use or not local)."""
+def probe_bind(host: str, port: int) -> None:
+    """Bind and release ``host:port`` once; raises OSError when a server could not listen there."""
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                          flags=socket.AI_PASSIVE)[0]
     with socket.socket(family, kind, proto) as probe:
@@ -131,18 +129,13 @@ def start_server(app: Callable[..., object], host: str, port: int, *, name: str 
                  threads: int = SERVER_THREADS) -> WebServer:
     """Bind ``host:port`` and serve the WSGI ``app`` from a daemon thread.
 
-    Raises ConfigError (one line naming the address) when the address cannot be bound.
+    Raises OSError when the address cannot be bound (callers name the setting it came from).
     """
     from cheroot import wsgi
 
-    try:
-        _probe_bind(host, port)  # cheroot leaks its socket when bind fails; find out first
-        server = wsgi.Server((host, port), app, numthreads=threads, server_name="rightsizer",
-                             shutdown_timeout=2)
-        server.prepare()
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port} for the {name}: {exc.strerror or exc}; "
-                          "choose another address or stop what uses it") from exc
+    probe_bind(host, port)  # cheroot leaks its socket when bind fails; find out first
+    server = wsgi.Server((host, port), app, numthreads=threads, server_name="rightsizer", shutdown_timeout=2)
+    server.prepare()
     bound = server.bind_addr
     thread = threading.Thread(target=server.serve, name=name, daemon=True)
     thread.start()
