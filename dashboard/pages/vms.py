@@ -54,6 +54,7 @@ def layout(data: DashboardData, filters: Filters) -> html.Div:
         data_table(
             id=ids.VMS_TABLE,
             columns=columns(data.currency),
+            widths_px={"name": 140, "host": 90, "labels": 140, "pattern": 90, "finding": 110},
             data=rows,
             sort_action="native",
             sort_mode="multi",
