@@ -6,13 +6,14 @@ Loaded once by the CLI and passed down. Environment keys use ``__`` for nesting:
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from collector.errors import ConfigError
 
@@ -72,13 +73,45 @@ class CostSettings(_Section):
     )
     include_storage: bool = True
     storage_class: str = "storage_premium_perf0"
+    window_days: int = Field(default=14, ge=1, le=400,
+                             description="default cost window of the dashboard, 'costs' and 'report', days")
 
 
 class RightsizingSettings(_Section):
     strategy: str = Field(default="rightsizer", description="default strategy")
+    profile: Literal["conservative", "balanced", "aggressive"] = Field(
+        default="balanced", description="our strategy's profile: conservative, balanced or aggressive")
     lookback_days: int = Field(default=14, ge=1, le=400)
     min_monthly_savings: float = Field(default=1.0, ge=0, description="smallest saving worth a downsize")
     policies_file: str = Field(default="", description="TOML file of [[policy]] overrides per VM or label")
+    stopped_after: str = Field(default="7d", description="shut off this long (e.g. '7d', '36h', '2w') = stopped")
+
+    @field_validator("stopped_after")
+    @classmethod
+    def _stopped_after(cls, value: str) -> str:
+        stopped_after_days(value)
+        return value
+
+    @property
+    def stopped_after_days(self) -> float:
+        return stopped_after_days(self.stopped_after)
+
+
+_DURATION_DAYS = {"h": 1 / 24, "d": 1.0, "w": 7.0}
+
+
+def stopped_after_days(text: str) -> float:
+    """Days in a duration like '7d', '36h' or '2w'. Raises ValueError naming the value."""
+    cleaned = text.strip().lower()
+    unit = cleaned[-1:] if cleaned[-1:] in _DURATION_DAYS else ""
+    number = cleaned[: len(cleaned) - len(unit)] if unit else ""
+    try:
+        days = float(number) * _DURATION_DAYS[unit] if unit else math.nan
+    except ValueError:
+        days = math.nan
+    if not math.isfinite(days) or days <= 0:
+        raise ValueError(f"expected a positive duration such as '7d', '36h' or '2w', got {text!r}")
+    return days
 
 
 class IdleSettings(_Section):
@@ -101,10 +134,38 @@ class ReportSettings(_Section):
 
 class ActionSettings(_Section):
     enabled: bool = Field(default=False, description="allow applying resizes from the dashboard")
-    token: str = Field(default="", description="token the dashboard apply control needs")
+    token: SecretStr = Field(default=SecretStr(""), description="token the dashboard apply control and the API need")
     restart: Literal["never", "allowed", "window"] = "never"
     windows: list[str] = Field(default_factory=list, description="maintenance windows, e.g. 'sat 02:00-04:00'")
     min_days_between_resizes: int = Field(default=7, ge=0, le=365)
+    schedules: bool = Field(default=False, description="let serve start/stop VMs on their schedule windows "
+                            "(VMs with a 'schedule' label or an accepted schedule)")
+
+
+def _zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'") from exc
+    return value
+
+
+class ScheduleSettings(_Section):
+    timezone: str = Field(default="UTC", description="IANA time zone of schedule windows and weekly profiles")
+    margin_minutes: int = Field(default=60, ge=0, le=720, description="added before and after the observed demand")
+    min_off_hours_per_week: float = Field(default=24.0, ge=1, le=167, description="smallest off time worth a schedule")
+    recurrence_share: float = Field(
+        default=0.3, gt=0, le=1, description="a weekday-hour is on duty when demand fell in it in this share of weeks")
+    demand_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="an hour is demand when its mean CPU exceeds this share of the VM's p95 "
+                                             "hourly demand (and the idle threshold)")
+    allow_prod: bool = Field(default=False, description="propose schedules for env=prod VMs without their own opt-in")
+    busy_lookback_minutes: float = Field(default=15.0, gt=0, le=1440,
+                                         description="a stop is skipped when CPU exceeded the idle threshold here")
+    stop_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="wait for an ACPI shutdown this long")
+    _v = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
 
 
 class Settings(_Section):
@@ -118,6 +179,7 @@ class Settings(_Section):
     backups: BackupSettings = Field(default_factory=BackupSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     actions: ActionSettings = Field(default_factory=ActionSettings)
+    schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from analytics.backups import check_backups
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
-from analytics.costs import fleet_costs, realised_savings, summarise_costs
+from analytics.costs import fleet_costs, realised_savings_for_store, summarise_costs
 from analytics.idle import find_idle
 from analytics.reports import csv_report, html_report, json_report  # noqa: F401  (register formatters)
 from analytics.reports.base import FORMATTERS, Report, ReportFormatter, VmReportRow, register
@@ -46,8 +46,11 @@ class RightsizingSummary:
     finding: str
     recommended_type: str | None
     monthly_savings: float
-    risk: int
+    risk: str
     reason: str
+    savings_pct: float = 0.0
+    need_vcpus: float | None = None
+    need_statistic: str = ""
 
 
 def choose_label_key(vms: Sequence[VmRecord]) -> str | None:
@@ -86,9 +89,12 @@ def _recommendations(
         f.uuid: RightsizingSummary(
             finding=f.finding.value,
             recommended_type=f.target_type if f.changes_type else None,
-            monthly_savings=float(f.monthly_savings) if f.changes_type else 0.0,
-            risk=int(f.risk),
+            monthly_savings=float(f.monthly_savings) if f.is_actionable or f.finding == "stopped" else 0.0,
+            risk=f.risk.value,
             reason="; ".join(f"{k}: {v}" for k, v in f.reasons.items()),
+            savings_pct=f.savings_pct if f.is_actionable or f.finding == "stopped" else 0.0,
+            need_vcpus=f.need_vcpus,
+            need_statistic=f.need_cpu_statistic,
         )
         for f in findings
     }, None
@@ -140,7 +146,7 @@ def build_report(
     cpu_p95, mem_max = _utilisation(window_hours)
     idle = find_idle(window_hours, settings.idle, include_all=True) if len(window_hours) else {}
     backups = check_backups(vms, store.backups(), settings.backups, now, hour_frame=hours)
-    savings = realised_savings(store.audit(), now, currency=catalogue.currency)
+    savings = realised_savings_for_store(store, now, currency=catalogue.currency)
 
     wanted_strategy = strategy or settings.rightsizing.strategy
     used_strategy: str | None = wanted_strategy
@@ -181,6 +187,9 @@ def build_report(
             recommended_type=rec.recommended_type if rec else None,
             monthly_savings=rec.monthly_savings if rec else None,
             risk=rec.risk if rec else None,
+            savings_pct=rec.savings_pct if rec else None,
+            cpu_need_vcpus=rec.need_vcpus if rec else None,
+            cpu_need_statistic=rec.need_statistic if rec else "",
             recommendation_reason=rec.reason if rec else "",
             idle_status=idle_f.status if idle_f else None,
             backup_status=bk.status if bk else None,

@@ -37,7 +37,9 @@ MIB = 1024**2
 #: Smallest memory a plan may set; a guest below this does not boot a usual kernel.
 MIN_MEMORY_BYTES = 64 * MIB
 #: Findings for which ``plan_from_findings`` proposes a resize.
-RESIZE_FINDINGS = frozenset({"over-provisioned", "under-provisioned"})
+RESIZE_FINDINGS = frozenset({"over-provisioned", "under-provisioned", "resize-regret"})
+#: ``action`` values of ``recommend --output json`` entries that are not resizes (left out of a resize plan).
+NOT_RESIZE_ACTIONS = frozenset({"stop", "none"})
 _REGENERATE = "fix the plan file or regenerate it with 'rightsizer apply --from-findings'"
 
 
@@ -48,9 +50,6 @@ class SizeSpec:
     vcpus: int
     memory_bytes: int
     machine_type: str = ""
-
-    def same_size(self, other: SizeSpec) -> bool:
-        return self.vcpus == other.vcpus and self.memory_bytes == other.memory_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +213,9 @@ def parse_plan(doc: Any, *, source: str = "plan", default_uri: str = "") -> Resi
         raise InputError(f"{source}: expected a JSON object with 'steps' or a list of steps, got {type(doc).__name__}")
     doc = dict(doc)
     if isinstance(doc.get("steps"), list):
-        doc["steps"] = [_nest(s) for s in doc["steps"]]
+        # recommend's full output lists every VM: entries whose action is not a resize are no step
+        doc["steps"] = [_nest(s) for s in doc["steps"]
+                        if not (isinstance(s, Mapping) and s.get("action") in NOT_RESIZE_ACTIONS)]
     try:
         model = _PlanIn.model_validate(doc)
     except ValidationError as exc:
@@ -263,34 +264,34 @@ def load_plan(path: Path | str, *, default_uri: str = "") -> ResizePlan:
     return parse_plan(doc, source=str(p), default_uri=default_uri)
 
 
-def _row_get(row: Any, key: str, default: Any = None) -> Any:
-    if isinstance(row, Mapping):
-        return row.get(key, default)
-    return getattr(row, key, default)
+def plan_from_steps(steps: Iterable[ResizeStep], *, source: str = "findings",
+                    now: datetime | None = None) -> ResizePlan:
+    """Validate typed steps (e.g. ``VmFinding.resize_step()``) with the plan-file rules and make a plan.
+
+    Raises InputError naming the step and field when a value is out of bounds.
+    """
+    plan = parse_plan({"steps": [s.to_dict() for s in steps]}, source=source)
+    if now is not None:
+        return ResizePlan(plan_id=plan.plan_id, created_at=now, steps=plan.steps, source=plan.source)
+    return plan
 
 
 def plan_from_findings(
-    rows: Iterable[Mapping[str, Any] | Any], *, default_uri: str = "", now: datetime | None = None
+    rows: Iterable[Mapping[str, Any]], *, default_uri: str = "", now: datetime | None = None
 ) -> ResizePlan:
-    """Build a plan from recommendation rows: one step per over-/under-provisioned VM whose target differs.
+    """Build a plan from ``recommend --output json`` rows: one step per over-/under-provisioned VM.
 
-    Rows are mappings -- nested like ``VmFinding.plan_entry()`` or with the flat keys ``current_vcpus``,
-    ``target_memory_bytes`` ... -- or objects with the flat attributes. Rows with another finding, no
-    target, the same size, or ``excluded`` set are left out. Raises InputError on a row with bad values.
+    Rows are nested like ``VmFinding.plan_entry()`` or carry the flat keys ``current_vcpus``,
+    ``target_memory_bytes`` ... Rows with another finding, no target, the same size, or ``excluded`` set
+    are left out. Raises InputError on a row with bad values.
     """
     docs: list[dict[str, Any]] = []
     for row in rows:
-        finding = _row_get(row, "finding", "") or ""
+        finding = row.get("finding", "") or ""
         finding = str(getattr(finding, "value", finding))
-        if finding not in RESIZE_FINDINGS or _row_get(row, "excluded", False):
+        if finding not in RESIZE_FINDINGS or row.get("excluded", False):
             continue
-        doc = _nest({**row, "finding": finding} if isinstance(row, Mapping) else {
-            k: _row_get(row, k) for k in (
-                "uuid", "name", "uri", "current_vcpus", "current_memory_bytes", "current_machine_type",
-                "target_vcpus", "target_memory_bytes", "target_machine_type", "price_before_per_hour",
-                "price_after_per_hour", "currency", "finding",
-            ) if _row_get(row, k) is not None
-        })
+        doc = _nest({**row, "finding": finding})
         target = doc.get("target") or {}
         if target.get("vcpus") is None or target.get("memory_bytes") is None:
             continue
@@ -312,5 +313,6 @@ def plan_from_findings(
 
 
 __all__ = [
-    "ResizePlan", "ResizeStep", "SizeSpec", "load_plan", "parse_plan", "plan_from_findings", "plan_id_for",
+    "ResizePlan", "ResizeStep", "SizeSpec", "load_plan", "parse_plan", "plan_from_findings", "plan_from_steps",
+    "plan_id_for",
 ]
