@@ -255,7 +255,11 @@ def _advise(uuid: str, cap: float, used: float | None, source: str, iops: float 
 
 
 def apply_contention(findings: Sequence[VmFinding], contention: Mapping[str, ContentionSignal]) -> list[VmFinding]:
-    """Contended VMs get no CPU upsize: an upsize becomes the ``contention`` finding naming the host."""
+    """Contended VMs get no CPU upsize: an upsize becomes the ``contention`` finding naming the host.
+
+    The delay is measured directly, so a contended VM whose sizing history is still too short (or that
+    fits its type) is reported as contended too; a downsize keeps its finding with the contention reason.
+    """
     out: list[VmFinding] = []
     for f in findings:
         sig = contention.get(f.uuid)
@@ -264,7 +268,7 @@ def apply_contention(findings: Sequence[VmFinding], contention: Mapping[str, Con
             continue
         upsize = f.finding is Finding.UNDER_PROVISIONED or (
             f.target_vcpus is not None and f.target_vcpus > f.current_vcpus)
-        if upsize or f.finding is Finding.OPTIMIZED:
+        if upsize or f.finding in (Finding.OPTIMIZED, Finding.INSUFFICIENT_DATA):
             out.append(replace(f, finding=Finding.CONTENTION, target_type=None, target_vcpus=None,
                                target_memory_bytes=None, price_after_per_hour=None, monthly_savings=0.0,
                                savings_pct=0.0, action="none", options=(),
