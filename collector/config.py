@@ -21,7 +21,7 @@ ENV_PREFIX = "RIGHTSIZER_"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _listen(value: str) -> str:
@@ -82,7 +82,8 @@ class RightsizingSettings(_Section):
     profile: Literal["conservative", "balanced", "aggressive"] = Field(
         default="balanced", description="our strategy's profile: conservative, balanced or aggressive")
     lookback_days: int = Field(default=14, ge=1, le=400)
-    min_monthly_savings: float = Field(default=1.0, ge=0, description="smallest saving worth a downsize")
+    min_monthly_savings: float = Field(default=1.0, ge=0, le=1_000_000,
+                                       description="smallest saving worth a downsize")
     policies_file: str = Field(default="", description="TOML file of [[policy]] overrides per VM or label")
     stopped_after: str = Field(default="7d", description="shut off this long (e.g. '7d', '36h', '2w') = stopped")
 
@@ -180,6 +181,15 @@ class ScheduleSettings(_Section):
     _v = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
 
 
+class PlacementSettings(_Section):
+    zones: dict[str, str] = Field(default_factory=dict,
+                                  description="host -> availability zone, e.g. {hv1 = 'eu01-1', hv2 = 'eu01-2'}")
+    zone_label: str = Field(default="zone", min_length=1, max_length=100,
+                            description="VM label naming its host's zone when [placement] zones lacks the host")
+    service_label: str = Field(default="app", min_length=1, max_length=100,
+                               description="VM label whose value names the service a VM belongs to")
+
+
 class Settings(_Section):
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
@@ -193,6 +203,7 @@ class Settings(_Section):
     reports: ReportSettings = Field(default_factory=ReportSettings)
     actions: ActionSettings = Field(default_factory=ActionSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    placement: PlacementSettings = Field(default_factory=PlacementSettings)
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ the hypervisor did not report is absent, never 0. ``describe()`` lists every fam
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,12 +23,36 @@ from collector.model import SampleBatch, VmSample, VmState
 from collector.sampler import Snapshot
 
 _LABEL_KEY = re.compile(r"[^a-zA-Z0-9_]")
-#: Domain labels exported on rightsizer_vm_info as label_<key>, like kube-state-metrics does.
-_RESERVED = {"vm", "uuid", "host", "uri", "machine_type", "state"}
 _VM = ("vm", "uuid", "host")
 _DISK = ("vm", "uuid", "host", "device")
 _NIC = _DISK
 _MONEY = ("vm", "uuid", "currency")
+log = logging.getLogger(__name__)
+
+
+def prometheus_labels(labels: Mapping[str, str], warned: set[tuple[str, ...]] | None = None) -> dict[str, str]:
+    """Domain labels as ``label_<key>`` (like kube-state-metrics), every one kept.
+
+    The prefix keeps ``vm``/``uuid`` labels apart from the identity labels. Keys that sanitise to one name
+    (``a-b`` and ``a_b``) all stay: the key already in Prometheus form keeps the name, the others get
+    ``_conflict1``, ``_conflict2`` … in key order, with one warning per set of keys (tracked in ``warned``).
+    """
+    groups: dict[str, list[str]] = {}
+    for key in sorted(labels):
+        groups.setdefault("label_" + _LABEL_KEY.sub("_", key), []).append(key)
+    out: dict[str, str] = {}
+    for name, keys in groups.items():
+        exact = [k for k in keys if "label_" + k == name]
+        ordered = exact + [k for k in keys if k not in exact]
+        out[name] = labels[ordered[0]]
+        for n, key in enumerate(ordered[1:], start=1):
+            out[f"{name}_conflict{n}"] = labels[key]
+        if len(keys) > 1 and (warned is None or tuple(keys) not in warned):
+            if warned is not None:
+                warned.add(tuple(keys))
+            log.warning("domain labels %s all map to Prometheus label %r; exported as %s", keys, name,
+                        [name] + [f"{name}_conflict{n}" for n in range(1, len(keys))])
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +82,8 @@ class EconomicsView:
     """Per-VM economics keyed by UUID; replaced whole by the analytics job."""
 
     by_vm: Mapping[str, VmEconomics] = field(default_factory=dict)
+    #: (service, level, 1.0 at risk else 0.0) for every service with two or more running members
+    placement: tuple[tuple[str, str, float], ...] = ()
 
 
 def _g(name: str, doc: str, labels: tuple[str, ...] = _VM) -> GaugeMetricFamily:
@@ -116,6 +143,9 @@ def _econ_families() -> dict[str, Metric]:
                          "Age of the newest backup/snapshot; absent when the VM was never backed up.", ("vm", "uuid")),
         "backup_overdue": _g("rightsizer_vm_backup_overdue", "1 when the newest backup is older than the VM's policy.",
                              ("vm", "uuid")),
+        "placement": _g("rightsizer_service_placement_risk",
+                        "1 when every running member of the service is on one host (level single-host) or in "
+                        "one zone while the fleet has another (level zone).", ("service", "level")),
         "idle": _g("rightsizer_vm_idle", "1 when the VM is idle by the [idle] rule, 0 when not; absent when unknown.",
                    ("vm", "uuid")),
     }
@@ -132,12 +162,11 @@ def _health_families() -> dict[str, Metric]:
     }
 
 
-def _info_labels(s: VmSample, batch: SampleBatch, e: VmEconomics | None) -> dict[str, str]:
+def _info_labels(s: VmSample, batch: SampleBatch, e: VmEconomics | None,
+                 warned: set[tuple[str, ...]]) -> dict[str, str]:
     labels = {"vm": s.ref.name, "uuid": s.ref.uuid, "host": s.host, "uri": batch.uri,
               "state": s.state.value, "machine_type": e.machine_type if e else ""}
-    for k, v in s.labels.items():
-        if k not in _RESERVED:
-            labels["label_" + _LABEL_KEY.sub("_", k)] = v
+    labels.update(prometheus_labels(s.labels, warned))
     return labels
 
 
@@ -147,9 +176,10 @@ def _add(fam: Metric, labels: list[str], value: float | int | None, scale: float
         fam.add_metric(labels, float(value) * scale)  # type: ignore[attr-defined]
 
 
-def _add_vm(f: dict[str, Metric], s: VmSample, batch: SampleBatch, e: VmEconomics | None) -> None:
+def _add_vm(f: dict[str, Metric], s: VmSample, batch: SampleBatch, e: VmEconomics | None,
+            warned: set[tuple[str, ...]]) -> None:
     base = [s.ref.name, s.ref.uuid, s.host]
-    f["info"].add_metric([], _info_labels(s, batch, e))  # type: ignore[attr-defined]
+    f["info"].add_metric([], _info_labels(s, batch, e, warned))  # type: ignore[attr-defined]
     _add(f["running"], base, 1.0 if s.state is VmState.RUNNING else 0.0)
     _add(f["vcpus"], base, s.vcpus)
     _add(f["cpu"], base, s.cpu_time_ns, 1e-9)
@@ -196,20 +226,24 @@ class RightsizerCollector(Collector):
                  economics: Callable[[], EconomicsView] = EconomicsView) -> None:
         self._snapshot = snapshot
         self._economics = economics
+        self._warned: set[tuple[str, ...]] = set()
 
     def describe(self) -> list[Metric]:
         return [*_vm_families().values(), *_econ_families().values(), *_health_families().values()]
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
-        econ = self._economics().by_vm
+        view = self._economics()
+        econ = view.by_vm
         vm_f, econ_f, health = _vm_families(), _econ_families(), _health_families()
         for batch in snap.batches.values():
             for s in batch.samples:
                 e = econ.get(s.ref.uuid)
-                _add_vm(vm_f, s, batch, e)
+                _add_vm(vm_f, s, batch, e, self._warned)
                 if e is not None:
                     _add_econ(econ_f, s, e)
+        for service, level, value in view.placement:
+            econ_f["placement"].add_metric([service, level], value)  # type: ignore[attr-defined]
         for uri, h in snap.health.items():
             health["up"].add_metric([uri], 1.0 if h.up else 0.0)  # type: ignore[attr-defined]
             seen = snap.batches.get(uri)

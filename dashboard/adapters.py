@@ -14,6 +14,7 @@ from dashboard.snapshot import Snapshot
 from dashboard.views import GIB, BackupView, FindingView, OptionView
 
 if TYPE_CHECKING:
+    from analytics.own_frontier import OwnFrontier
     from dashboard.data import DashboardData
 
 _BACKUP_STATUS = {"not-required": "no-policy"}
@@ -55,6 +56,17 @@ def load_findings(data: DashboardData, snap: Snapshot) -> Mapping[str, FindingVi
     return {f.uuid: finding_view(f) for f in findings}
 
 
+def load_frontier(data: DashboardData, snap: Snapshot) -> OwnFrontier:
+    """The savings-vs-risk frontier of the snapshot's lookback (first half trains, second half scores)."""
+    from analytics.own_frontier import own_fleet_frontier
+
+    rs = data.settings.rightsizing
+    start = pd.Timestamp(snap.cost_now) - pd.Timedelta(days=rs.lookback_days)
+    frame = snap.hours[snap.hours["ts"] >= start] if len(snap.hours) else snap.hours
+    return own_fleet_frontier(frame, list(snap.vms), data.catalogue, now=snap.cost_now,
+                              lookback_days=float(rs.lookback_days), profile=rs.profile)
+
+
 def finding_view(f: VmFinding) -> FindingView:
     """Flatten one VmFinding, turning its evidence into labelled text."""
     return FindingView(
@@ -80,6 +92,11 @@ def finding_view(f: VmFinding) -> FindingView:
         action=f.action,
         risk_reasons=f.risk_reasons,
         need_statistic=f.need_cpu_statistic,
+        pattern=f.pattern,
+        schedule=f"{f.schedule.on} {f.schedule.timezone}" if f.schedule else "",
+        schedule_savings=f.schedule.monthly_savings if f.schedule else 0.0,
+        schedule_risk=f.schedule.risk if f.schedule else "",
+        schedule_risk_text=f.schedule.risk_text if f.schedule else "",
         other_options=tuple(f"{o['action']}: saves {float(o['monthly_savings']):.2f} {f.currency}/month"
                             + (f" ({o['note']})" if o.get("note") else "")
                             for o in f.options if o.get("action", "resize") != "resize"),

@@ -13,7 +13,7 @@ import io
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from analytics.costs import summarise_costs
 from collector.config import Settings
 from collector.model import VmRecord, VmState
 from collector.store.base import TimeSeriesStore
-from dashboard.adapters import load_backups, load_findings
+from dashboard.adapters import load_backups, load_findings, load_frontier
 from dashboard.apply import ApplyHook, apply_choices, apply_resize
 from dashboard.snapshot import Snapshot, SnapshotCache, build_snapshot, finite_or_none
 from dashboard.views import (
@@ -42,6 +42,9 @@ from dashboard.views import (
     csv_safe,
     labels_text,
 )
+
+if TYPE_CHECKING:
+    from analytics.own_frontier import OwnFrontier
 
 __all__ = [
     "DATA_MODES", "DEFAULT_RANGE", "GIB", "RANGES", "ApplyHook", "BackupView", "DashboardData", "Filters",
@@ -311,6 +314,7 @@ class DashboardData:
                 "memory_used_pct": _round(
                     100.0 * mem_max / vm.memory_bytes if mem_max is not None and vm.memory_bytes else None, 1),
                 "finding": f.finding if f else "(none)",
+                "pattern": f.pattern if f else "unknown",
                 "monthly_savings": _round(f.monthly_savings if f else None, 2),
             })
         rows.sort(key=lambda r: (-(r["monthly_savings"] or 0.0), r["name"]))
@@ -343,6 +347,11 @@ class DashboardData:
         return self._memo(snap, ("vm", uuid, filters.range_key), compute)
 
     # -- recommendations -----------------------------------------------------------------------
+    def savings_risk(self) -> OwnFrontier:
+        """The fleet's savings-vs-risk frontier from the stored lookback (memoised per snapshot)."""
+        snap = self.snapshot()
+        return self._memo(snap, ("frontier",), lambda: load_frontier(self, snap))
+
     def recommendation_rows(self, filters: Filters) -> list[dict[str, Any]]:
         """Findings that call for action (not optimized), biggest saving first."""
         snap = self.snapshot()
@@ -352,6 +361,8 @@ class DashboardData:
         rows: list[dict[str, Any]] = []
         for uuid in self._selected(snap, filters):
             f = snap.findings.get(uuid)
+            if f is not None and f.schedule:
+                rows.append(_schedule_row(snap.by_uuid[uuid], f))
             if f is None or f.finding == "optimized":
                 continue
             vm = snap.by_uuid[uuid]
@@ -387,8 +398,9 @@ class DashboardData:
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)
         for r in rows:
-            f = snap.findings[r["id"]]
-            values = {**r, "uuid": r["id"], "currency": self.currency,
+            uuid = r["id"].split(SCHEDULE_ROW_SUFFIX)[0]
+            f = snap.findings[uuid]
+            values = {**r, "uuid": uuid, "currency": self.currency,
                       "cpu_reason": f.reasons.get("cpu", ""), "memory_reason": f.reasons.get("memory", "")}
             writer.writerow([csv_safe("" if values.get(c) is None else values[c]) for c in columns])
         return buf.getvalue()
@@ -397,7 +409,7 @@ class DashboardData:
         """(UUID, VM name, option type names) of findings that could be applied."""
         snap = self.snapshot()
         rows = self._memo(snap, ("recs", filters.labels, filters.hosts), lambda: self._rec_rows(snap, filters))
-        return apply_choices(snap, [(r["id"], r["name"]) for r in rows])
+        return apply_choices(snap, [(r["id"], r["name"]) for r in rows if r["finding"] != "schedule"])
 
     def apply(self, hook: ApplyHook | None, vm_uuid: str | None, machine_type: str | None, token: str | None) -> str:
         """Check the token and call the apply hook; returns the message to show (never raises ActionError)."""
@@ -435,6 +447,20 @@ class DashboardData:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+SCHEDULE_ROW_SUFFIX = "#schedule"
+
+
+def _schedule_row(vm: VmRecord, f: FindingView) -> dict[str, Any]:
+    """A schedule proposal as its own recommendation row (kind "schedule"), saving after any resize."""
+    return {
+        "id": vm.uuid + SCHEDULE_ROW_SUFFIX, "name": vm.name, "host": vm.host, "labels": labels_text(vm.labels),
+        "finding": "schedule", "current_type": f.current_type or "", "recommended_type": f"on {f.schedule}",
+        "target_vcpus": None, "target_memory_gib": None, "monthly_savings": _round(f.schedule_savings, 2),
+        "risk": f.schedule_risk, "options": f"pattern {f.pattern}; stop outside the window (hourly billing)",
+        "reason": f.schedule_risk_text, "excluded": "",
+    }
+
+
 def _round(value: float | None, digits: int) -> float | None:
     if value is None or not math.isfinite(value):
         return None

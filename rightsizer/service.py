@@ -39,6 +39,21 @@ def _split(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _bind(what: str, listen: str, make: Callable[[str, int], Any]) -> Any:
+    """Create a listening server on ``listen`` (HOST:PORT); an address that cannot be bound is an InputError."""
+    from collector.errors import InputError
+    from dashboard.web import probe_bind
+
+    host, port = _split(listen)
+    try:
+        probe_bind(host, port)  # some servers print and exit on a bind error instead of raising it
+        return make(host, port)
+    except OSError as exc:  # busy port, foreign or invalid address (socket.gaierror is an OSError)
+        reason = exc.strerror or str(exc)
+        raise InputError(f"{what} {listen!r}: cannot listen there ({reason}); pick a free port on an address "
+                         "of this machine, e.g. 127.0.0.1:9179") from exc
+
+
 def _close_server(server: Any) -> None:
     server.shutdown()
     server.server_close()
@@ -103,7 +118,11 @@ def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datet
             idle=(f.idle.is_idle if f is not None and f.idle is not None and f.idle.status != "insufficient-data"
                   else None),
         )
-    return EconomicsView(by_vm=out)
+    from analytics.placement import LEVELS, placement_risks
+
+    placement = tuple((r.service, level, 1.0 if r.level == level else 0.0)
+                      for r in placement_risks(vms, settings.placement) for level in LEVELS)
+    return EconomicsView(by_vm=out, placement=placement)
 
 
 def _latest_capacity(store: Any, now: datetime) -> dict[str, float]:
@@ -177,10 +196,16 @@ class Service:
         log.info("store: %s", self.store.path)
         scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
                                                                     "misfire_grace_time": 30})
-        interval = self.settings.collector.interval_s
         self.exposition = ExpositionCache(build_registry(self._snapshot, lambda: self.economics))
-        self.exposition.start()
-        self._stoppers.append(("exposition renderer", self.exposition.stop))
+        exposition = self.exposition
+        listen = self.settings.exporter.listen
+        server = _bind("--metrics-listen / [exporter] listen", listen,
+                       lambda host, port: serve_exposition(exposition, host, port)[0])
+        self._stoppers.append(("metrics server", lambda: _close_server(server)))
+        log.info("metrics: http://%s/metrics", listen)
+        interval = self.settings.collector.interval_s
+        exposition.start()
+        self._stoppers.append(("exposition renderer", exposition.stop))
         if self.sampler is not None:
             self.collect_once()
             loop = threading.Thread(target=self._collect_loop, args=(interval,), name="collector", daemon=True)
@@ -202,24 +227,29 @@ class Service:
             log.info("reports: %r into %s", self.settings.reports.cron, self.settings.reports.out_dir)
         scheduler.start()
         self._stoppers.append(("scheduler", lambda: scheduler.shutdown(wait=True)))
-
-        host, port = _split(self.settings.exporter.listen)
-        server, _ = serve_exposition(self.exposition, host, port)
-        self._stoppers.append(("metrics server", lambda: _close_server(server)))
-        log.info("metrics: http://%s/metrics", self.settings.exporter.listen)
-
         if self.settings.dashboard.enabled:
-            from werkzeug.serving import make_server
+            self._start_dashboard()
 
-            from dashboard.app import create_app
+    def _start_dashboard(self) -> None:
+        from dashboard.app import create_app
+        from dashboard.security import exposure_warning
+        from dashboard.web import start_server
 
-            hook = make_apply_hook(self.settings, self.store, self.catalogue) if self.settings.actions.enabled else None
-            app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook)
-            host, port = _split(self.settings.dashboard.listen)
-            web = make_server(host, port, app.server, threaded=True)
-            threading.Thread(target=web.serve_forever, name="dashboard", daemon=True).start()
-            self._stoppers.append(("dashboard server", lambda: _close_server(web)))
-            log.info("dashboard: http://%s/", self.settings.dashboard.listen)
+        listen = self.settings.dashboard.listen
+        actions = self.settings.actions.enabled
+        warning = exposure_warning(listen, actions_enabled=actions)
+        if warning:
+            log.warning("%s", warning)
+        hook = make_apply_hook(self.settings, self.store, self.catalogue) if actions else None
+        from dashboard.api.service import make_runner
+
+        runner = make_runner(self.settings, self.store) if actions else None
+        app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook,
+                         plan_runner=runner)
+        web = _bind("--dashboard-listen / [dashboard] listen", listen,
+                    lambda host, port: start_server(app.server, host, port))
+        self._stoppers.append(("dashboard server", web.stop))
+        log.info("dashboard: %s/", web.url)
 
     def _snapshot(self) -> Any:
         from collector.sampler import Snapshot

@@ -68,6 +68,7 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
             html.Span("Exports the rows below (label and host filters apply).", className="rs-note"),
         ], className="rs-actions"),
         html.Div(dcc.Graph(id=ids.RECS_SAVINGS, figure=fig, config={"displaylogo": False}), className="rs-card"),
+        *_frontier_section(data),
         html.H2("Every VM that is not optimized"),
         data_table(
             id=ids.RECS_TABLE,
@@ -85,6 +86,29 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
     return html.Div(children)
 
 
+def _frontier_section(data: DashboardData) -> list[Any]:
+    """"Savings vs risk": the stored lookback backtested (train on its first half, score on the second)."""
+    from analytics.reports.html_report import frontier_figure
+
+    own = data.savings_risk()
+    if not own.points or own.vms_evaluated == 0:
+        return [html.H2("Savings vs risk"),
+                html.P("Not enough history yet: each half of the lookback needs 30 h over 3 days per VM.",
+                       className="rs-note")]
+    chosen = own.chosen
+    where = ("" if chosen is None else f" The profile in use ({chosen.value}) would have saved "
+             f"{chosen.savings_pct:.1f} % with {chosen.cpu_overrun_pct:.3f} % of VM-hours over their vCPUs "
+             f"and {chosen.mem_overrun_pct:.3f} % over their memory.")
+    return [
+        html.H2("Savings vs risk"),
+        html.P(f"Each strategy trained on the first {own.train_days:.1f} days of the lookback and scored on the "
+               f"last {own.eval_days:.1f} ({own.vms_evaluated} VMs); risk = share of evaluated VM-hours whose "
+               f"peak demand exceeded the recommended size.{where}", className="rs-note"),
+        html.Div(dcc.Graph(id=ids.RECS_FRONTIER, figure=go.Figure(frontier_figure(own.points, chosen)),
+                           config={"displaylogo": False}), className="rs-card"),
+    ]
+
+
 def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | None,
            hosts: Sequence[str] | None) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure, list[dict[str, str]]]:
     """Callback body: table rows, summary cards, savings figure and the apply VM choices."""
@@ -96,19 +120,24 @@ def _build(data: DashboardData, filters: Filters,
            ) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure, list[dict[str, str]]]:
     rows = data.recommendation_rows(filters)
     cur = data.currency
-    down = sum(r["monthly_savings"] or 0.0 for r in rows if (r["monthly_savings"] or 0.0) > 0)
-    up = -sum(r["monthly_savings"] or 0.0 for r in rows if (r["monthly_savings"] or 0.0) < 0)
+    schedules = [r for r in rows if r["finding"] == "schedule"]
+    scheduled = sum(r["monthly_savings"] or 0.0 for r in schedules)
+    resizes = [r for r in rows if r["finding"] != "schedule"]
+    down = sum(r["monthly_savings"] or 0.0 for r in resizes if (r["monthly_savings"] or 0.0) > 0)
+    up = -sum(r["monthly_savings"] or 0.0 for r in resizes if (r["monthly_savings"] or 0.0) < 0)
     by_finding: dict[str, int] = {}
     for r in rows:
         by_finding[r["finding"]] = by_finding.get(r["finding"], 0) + 1
     cards = [
         kpi("Potential savings per month", money(down, cur),
-            f"{sum(1 for r in rows if (r['monthly_savings'] or 0) > 0)} VMs"),
+            f"{sum(1 for r in resizes if (r['monthly_savings'] or 0) > 0)} VMs"),
+        kpi("Schedules per month", money(scheduled, cur),
+            f"{len(schedules)} on/off windows (after resizes, no double counting)"),
         kpi("Upsizes per month", money(up, cur), f"{by_finding.get('under-provisioned', 0)} under-provisioned"),
         kpi("Idle VMs", str(by_finding.get("idle", 0)), "candidates to stop or delete"),
         kpi("Insufficient data", str(by_finding.get("insufficient-data", 0)), "need ≥ 30 h over ≥ 3 days"),
     ]
-    frame = pd.DataFrame(rows, columns=["name", "monthly_savings", "finding"]) if rows else pd.DataFrame(
+    frame = pd.DataFrame(resizes, columns=["name", "monthly_savings", "finding"]) if resizes else pd.DataFrame(
         {"name": [], "monthly_savings": [], "finding": []})
     frame["monthly_savings"] = pd.to_numeric(frame["monthly_savings"]).fillna(0.0)
     choices = [{"label": name, "value": uuid} for uuid, name, _ in data.apply_choices(filters)]
