@@ -143,7 +143,7 @@ class ExpositionCache:
         self._stopping.set()
         self._wanted.set()
         if self._thread is not None:
-            self._thread.join(30)
+            self._thread.join(10)
             self._thread = None
 
     def request_refresh(self) -> None:

@@ -210,7 +210,7 @@ class Service:
             self.collect_once()
             loop = threading.Thread(target=self._collect_loop, args=(interval,), name="collector", daemon=True)
             loop.start()
-            self._stoppers.append(("collector", lambda: loop.join(60)))
+            self._stoppers.append(("collector", lambda: loop.join(10)))
         self.refresh_economics()
         scheduler.add_job(self.refresh_economics, "interval", seconds=max(interval, 300.0), id="economics")
         if self.settings.actions.schedules:
