@@ -175,7 +175,7 @@ def _schemathesis(served: Served, *headers: str) -> dict[str, int]:
            "--max-examples", "5", "--workers", "1", "--phases", "examples,coverage,fuzzing", "--seed", "20261127"]
     for h in headers:
         cmd += ["-H", h]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=served.cwd)  # its cache stays there
     text = out.stdout + out.stderr
     tested = re.search(r"Tested: (\d+)", text)
     cases = re.search(r"(\d+) generated", text)
