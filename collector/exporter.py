@@ -72,6 +72,11 @@ class RightsizerCollector(Collector):
                                 labels=["vm", "uuid", "host"])
         mem_max = GaugeMetricFamily("rightsizer_vm_memory_max_bytes", "Maximum memory of the domain.",
                                     labels=["vm", "uuid", "host"])
+        usage = GaugeMetricFamily(
+            "rightsizer_vm_cpu_usage_vcpus",
+            "CPU used over the last collection interval in vCPUs (the cycle's rate of cpu_seconds_total), stamped "
+            "with the cycle's time so a central PromQL source rolls up the same samples as the embedded store.",
+            labels=["vm", "uuid", "host"])
         used = GaugeMetricFamily("rightsizer_vm_memory_used_bytes",
                                  "Guest-used memory from balloon stats; absent when the guest reports none.",
                                  labels=["vm", "uuid", "host"])
@@ -95,7 +100,9 @@ class RightsizerCollector(Collector):
                 base = [s.ref.name, s.ref.uuid, s.host]
                 e = econ.get(s.ref.uuid)
                 labels = {"vm": s.ref.name, "uuid": s.ref.uuid, "host": s.host, "uri": batch.uri,
-                          "state": s.state.value, "machine_type": e.machine_type if e else ""}
+                          "state": s.state.value,
+                          # an agent has no economics: pass the domain's own machine_type label on
+                          "machine_type": e.machine_type if e else s.labels.get("machine_type", "")}
                 for k, v in s.labels.items():
                     key = "label_" + _LABEL_KEY.sub("_", k)
                     if k not in _RESERVED:
@@ -105,6 +112,9 @@ class RightsizerCollector(Collector):
                 vcpus.add_metric(base, float(s.vcpus))
                 if s.cpu_time_ns is not None:
                     cpu.add_metric(base, s.cpu_time_ns / 1e9)
+                point = snap.points.get(s.ref.uuid)
+                if point is not None and point.cpu_vcpus is not None:
+                    usage.add_metric(base, point.cpu_vcpus, timestamp=point.ts.timestamp())
                 mem.add_metric(base, float(s.memory_bytes))
                 mem_max.add_metric(base, float(s.max_memory_bytes))
                 if s.memory_used_bytes is not None:
@@ -122,7 +132,7 @@ class RightsizerCollector(Collector):
                                             "current_type": e.current_type,
                                             "recommended_type": e.recommended_type})
                         savings.add_metric([s.ref.name, s.ref.uuid, e.currency], e.monthly_savings)
-        yield from (info, state, vcpus, cpu, mem, mem_max, used, rd, wr, rx, tx, cost, rec, savings)
+        yield from (info, state, vcpus, cpu, usage, mem, mem_max, used, rd, wr, rx, tx, cost, rec, savings)
 
         up = GaugeMetricFamily("rightsizer_up", "1 when the last cycle reached the libvirt URI.", labels=["uri"])
         vms = GaugeMetricFamily("rightsizer_collector_vms", "Domains sampled in the last cycle.", labels=["uri"])

@@ -21,8 +21,9 @@ from collector.sampler import Sampler
 
 log = logging.getLogger("rightsizer.serve")
 
-LIVE, DEMO, IMPORTED = "live", "demo", "imported"
+LIVE, DEMO, IMPORTED, CENTRAL = "live", "demo", "imported", "central"
 MODE_TEXT = {
+    CENTRAL: "Central: history from a Prometheus-compatible query API (agents collect on each host)",
     LIVE: "Live: sampling libvirt",
     DEMO: "Demo fleet on the libvirt test driver with SYNTHETIC history (not real measurements)",
     IMPORTED: "Imported traces (history loaded with 'rightsizer import'; no live collection)",
@@ -127,6 +128,7 @@ class Service:
     sampler: Sampler | None
     data_mode: str
     mode_detail: str = ""
+    role: str = "all"  # all | agent (collector + exporter only)
     economics: EconomicsView = field(default_factory=EconomicsView)
     _stop: threading.Event = field(default_factory=threading.Event)
     _stoppers: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
@@ -135,7 +137,8 @@ class Service:
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.cron import CronTrigger
 
-        log.info("data mode: %s (%s)", MODE_TEXT[self.data_mode], self.mode_detail)
+        log.info("data mode: %s (%s)%s", MODE_TEXT[self.data_mode], self.mode_detail,
+                 "; role: agent (collector + exporter only)" if self.role == "agent" else "")
         log.info("store: %s", self.store.path)
         scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
                                                                     "misfire_grace_time": 30})
@@ -143,9 +146,11 @@ class Service:
         if self.sampler is not None:
             self.collect_once()
             scheduler.add_job(self.collect_once, "interval", seconds=interval, id="collect")
-        self.refresh_economics()
-        scheduler.add_job(self.refresh_economics, "interval", seconds=max(interval, 300.0), id="economics")
-        if self.settings.reports.cron:
+        agent = self.role == "agent"
+        if not agent:
+            self.refresh_economics()
+            scheduler.add_job(self.refresh_economics, "interval", seconds=max(interval, 300.0), id="economics")
+        if self.settings.reports.cron and not agent:
             try:
                 trigger = CronTrigger.from_crontab(self.settings.reports.cron, timezone=UTC)
             except ValueError as exc:
@@ -163,7 +168,7 @@ class Service:
         self._stoppers.append(("metrics server", lambda: _close_server(server)))
         log.info("metrics: http://%s/metrics", self.settings.exporter.listen)
 
-        if self.settings.dashboard.enabled:
+        if self.settings.dashboard.enabled and not agent:
             from werkzeug.serving import make_server
 
             from dashboard.app import create_app

@@ -90,7 +90,7 @@ def _finding_rows(ctx: Context) -> list[dict[str, Any]]:
     """Plan entries of the current recommendations for the fleet in the store."""
     from analytics.recommend import findings_for_settings
 
-    store = ctx.open_store(create=False)
+    store = ctx.open_source()
     return [f.plan_entry() for f in findings_for_settings(store, ctx.catalogue(), ctx.settings)]
 
 

@@ -7,6 +7,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from rightsizer.commands.sourceflags import add_source_flags
+
 if TYPE_CHECKING:
     from rightsizer.context import Context
 
@@ -46,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction[Any], parent: argparse.ArgumentPa
     p.add_argument("--stopped-vm-billing", choices=("none", "full", "storage-only"), default=None,
                    help="what a stopped VM costs; overrides [costs] stopped_vm_billing (not published "
                         "by the provider)")
+    add_source_flags(p)
     p.set_defaults(func=run, settings_overrides=_overrides)
 
 
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from analytics.fleet import data_as_of
     from collector.errors import InputError
 
-    store = ctx.open_store(create=False)
+    store = ctx.open_source()
     store.refresh_rollups()
     wall = datetime.now(UTC)
     span = store.time_range()

@@ -108,3 +108,26 @@ def _promtool() -> str:
     if path is None:
         pytest.fail("promtool is missing: run `bash scripts/install-system.sh test` (Debian package prometheus)")
     return path
+
+
+def test_cpu_usage_gauge_carries_the_cycle_rate_and_time(sampled, clock):
+    sampler, fake = sampled
+    web = fake.vm("web")
+    text = generate_latest(build_registry(lambda: sampler.snapshot)).decode()
+    line = next(x for x in text.splitlines()
+                if x.startswith("rightsizer_vm_cpu_usage_vcpus{") and web.uuid in x)
+    _labels, value, stamp_ms = line.rsplit(" ", 2)
+    point = sampler.snapshot.points[web.uuid]
+    assert float(value) == pytest.approx(1.0)
+    assert int(stamp_ms) == int(point.ts.timestamp() * 1000)
+
+
+def test_agent_without_economics_exports_the_domain_machine_type(store, clock):
+    topo = Topology().add_vm("db", labels={"machine_type": "c1.2"})
+    fake = FakeHypervisor(topo, clock=clock, host="hv2")
+    s = Sampler([fake], store, clock=clock, interval_s=60)
+    s.poll_once()
+    reg = build_registry(lambda: s.snapshot)
+    info = {"vm": "db", "uuid": fake.vm("db").uuid, "host": "hv2", "uri": "fake:///default", "state": "running",
+            "machine_type": "c1.2"}
+    assert reg.get_sample_value("rightsizer_vm_info", info) == 1
