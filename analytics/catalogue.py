@@ -229,11 +229,6 @@ class StoragePrices:
     currency: str
     default_class: str = "storage_premium_perf0"
 
-    def disk_price_per_hour(self, capacity_bytes: float, performance_class: str | None = None) -> float:
-        """Hourly price of one volume: capacity (GB = 10**9 bytes as billed) plus its class fee."""
-        fee = self.per_disk_hour.get(performance_class or self.default_class, 0.0)
-        return capacity_bytes / 1e9 * self.per_gb_hour + fee
-
 
 def load_storage_prices(path: Path | None = None) -> StoragePrices:
     """Read the block-storage price file (default STACKIT eu01). Raises InputError on a bad file."""

@@ -25,12 +25,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from analytics.catalogue import HOURS_PER_MONTH, PriceCatalogue, StoragePrices
+from analytics.catalogue import PriceCatalogue, StoragePrices
 from analytics.fleet import MACHINE_TYPE_LABEL, label_value
 from collector.config import CostSettings
 from collector.errors import InputError
 from collector.model import VmRecord
-from collector.store.base import AuditEntry
+from collector.store.base import AuditEntry, TimeSeriesStore
 
 #: Columns of the frame ``fleet_costs`` returns, one row per VM and hour.
 COST_COLUMNS: tuple[str, ...] = (
@@ -423,17 +423,22 @@ def _groups(per_vm: Sequence[VmCost]) -> tuple[GroupCost, ...]:
     return tuple(sorted(groups, key=lambda g: (-g.cost, g.key)))
 
 
-def monthly_cost(price_per_hour: float) -> float:
-    """Price per month for an hourly price, using the provider's 720 h month."""
-    return price_per_hour * HOURS_PER_MONTH
+def realised_savings(
+    entries: Sequence[AuditEntry],
+    now: datetime,
+    *,
+    currency: str = "",
+    hour_frame: pd.DataFrame | None = None,
+) -> list[RealisedSaving]:
+    """Savings of applied resizes: (price before - after) per hour x running hours while in force.
 
-
-def realised_savings(entries: Sequence[AuditEntry], now: datetime, *, currency: str = "") -> list[RealisedSaving]:
-    """Savings of applied resizes: (price before - after) per hour x hours from apply to now or its end.
-
-    An "applied" entry is in force until the same VM's next "applied" or "reverted" entry. Hours are
-    wall-clock hours, i.e. they assume the VM ran throughout. Entries without both prices are skipped.
+    An "applied" entry is in force until the same VM's next "applied" or "reverted" entry, or ``now``.
+    With ``hour_frame`` (hourly rollups: ``vm``, ``ts``, ``running_s``) the hours are the running hours the
+    collector saw in that span (the apply's own hour pro rata); a VM that was off or unobserved saved
+    nothing then. Without it they are wall-clock hours (an upper bound). Entries without both prices are
+    skipped.
     """
+    running = _running_by_vm(hour_frame) if hour_frame is not None else None
     ordered = sorted(entries, key=lambda e: (e.ts, e.id or 0))
     open_by_vm: dict[str, AuditEntry] = {}
     closed: list[tuple[AuditEntry, datetime | None]] = []
@@ -451,7 +456,10 @@ def realised_savings(entries: Sequence[AuditEntry], now: datetime, *, currency: 
         if entry.price_before_per_hour is None or entry.price_after_per_hour is None:
             continue
         stop = ended or now
-        hours = max((stop - entry.ts) / timedelta(hours=1), 0.0)
+        if running is None:
+            hours = max((stop - entry.ts) / timedelta(hours=1), 0.0)
+        else:
+            hours = _running_hours(running.get(entry.vm_uuid), entry.ts, stop)
         delta = entry.price_before_per_hour - entry.price_after_per_hour
         out.append(RealisedSaving(
             vm_uuid=entry.vm_uuid,
@@ -467,3 +475,40 @@ def realised_savings(entries: Sequence[AuditEntry], now: datetime, *, currency: 
         ))
     return sorted(out, key=lambda s: (s.applied_at, s.vm_name))
 
+
+
+def _running_by_vm(hour_frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per VM UUID: (hour start ns, running hours 0..1) from an hourly rollup frame."""
+    if hour_frame.empty:
+        return {}
+    ts_ns = _utc_ns(hour_frame["ts"])
+    run_h = np.clip(np.nan_to_num(pd.to_numeric(hour_frame["running_s"], errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan)) / 3600.0, 0.0, 1.0)
+    vm = hour_frame["vm"].astype(str).to_numpy()
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for uuid in np.unique(vm):
+        mask = vm == uuid
+        out[str(uuid)] = (ts_ns[mask], run_h[mask])
+    return out
+
+
+def _running_hours(rows: tuple[np.ndarray, np.ndarray] | None, start: datetime, stop: datetime) -> float:
+    """Running hours in ``[start, stop)``; an hour cut by the span counts its running time pro rata."""
+    if rows is None or stop <= start:
+        return 0.0
+    ts_ns, run_h = rows
+    hour_ns = 3_600_000_000_000
+    lo = np.maximum(ts_ns, _timestamp(start).value)
+    hi = np.minimum(ts_ns + hour_ns, _timestamp(stop).value)
+    overlap = np.clip((hi - lo) / hour_ns, 0.0, 1.0)
+    return float(np.sum(run_h * overlap))
+
+
+def realised_savings_for_store(store: TimeSeriesStore, now: datetime, *, currency: str = "") -> list[RealisedSaving]:
+    """:func:`realised_savings` over the store's audit log, counting the running hours the store saw."""
+    entries = store.audit()
+    applied = [e.ts for e in entries if e.result == "applied"]
+    if not applied:
+        return []
+    hours = store.frame(min(applied) - timedelta(hours=1), now, resolution="hour")
+    return realised_savings(entries, now, currency=currency, hour_frame=hours)

@@ -47,8 +47,9 @@ from analytics.rightsizing.base import (
 )
 from analytics.rightsizing.settings import Policy, StrategySettings
 from analytics.trend import Trend, theil_sen, trend_from_fit
+from collector.actions.plan import RESIZE_FINDINGS, ResizeStep, SizeSpec
 from collector.config import IdleSettings, Settings
-from collector.model import VmRecord
+from collector.model import VmRecord, VmRef
 from collector.store.base import TimeSeriesStore
 
 GIB = 1024**3
@@ -123,6 +124,27 @@ class VmFinding:
             "reason": self.reasons.get("overall", ""),
             "uuid": self.uuid,
         }
+
+    def resize_step(self, default_uri: str = "") -> ResizeStep | None:
+        """The resize this finding proposes as the plan's own value type; None when it proposes none.
+
+        Only over-/under-provisioned, not excluded VMs whose target size differs get a step. The VM's URI
+        is ``default_uri`` when the store recorded none.
+        """
+        if (self.finding.value not in RESIZE_FINDINGS or self.excluded or self.target_vcpus is None
+                or self.target_memory_bytes is None):
+            return None
+        if self.target_vcpus == self.current_vcpus and self.target_memory_bytes == self.current_memory_bytes:
+            return None
+        return ResizeStep(
+            vm=VmRef(uri=self.uri or default_uri, uuid=self.uuid, name=self.name),
+            current=SizeSpec(self.current_vcpus, self.current_memory_bytes, self.current_type or ""),
+            target=SizeSpec(self.target_vcpus, self.target_memory_bytes, self.target_type or ""),
+            price_before_per_hour=self.price_before_per_hour,
+            price_after_per_hour=self.price_after_per_hour,
+            currency=self.currency,
+            finding=self.finding.value,
+        )
 
     def plan_entry(self) -> dict[str, Any]:
         """JSON object for a resize plan: identity, before, after, prices, finding and reasons."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import libvirt
 
-from collector.hypervisor.base import LABELS_NAMESPACE
+from collector.domxml import LABELS_NAMESPACE
 from collector.hypervisor.libvirt import STATS_GROUPS, LibvirtSource, silence_libvirt_stderr
 from collector.hypervisor.testfleet import make_fleet, write_fleet
 from collector.sampler import Sampler

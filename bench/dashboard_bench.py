@@ -41,7 +41,8 @@ from collector.store.sqlite import SqliteStore
 from dashboard.app import create_app, dashboard_data
 from dashboard.data import DashboardData
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
-from rightsizer.demo import demo_fleet, seed_synthetic_history
+from rightsizer.demo import demo_fleet
+from rightsizer.demo_history import seed_synthetic_history
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHROMIUM = "/usr/bin/chromium"

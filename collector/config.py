@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from collector.errors import ConfigError
 
@@ -101,13 +101,41 @@ class ReportSettings(_Section):
 
 class ActionSettings(_Section):
     enabled: bool = Field(default=False, description="allow applying resizes from the dashboard")
-    token: str = Field(default="", description="token the dashboard apply control needs")
+    token: SecretStr = Field(default=SecretStr(""), description="token the dashboard apply control and the API need")
     restart: Literal["never", "allowed", "window"] = "never"
     windows: list[str] = Field(default_factory=list, description="maintenance windows, e.g. 'sat 02:00-04:00'")
     min_days_between_resizes: int = Field(default=7, ge=0, le=365)
     host_uris: dict[str, str] = Field(
         default_factory=dict,
         description="host -> libvirt URI to act on, e.g. hv1 = 'qemu+ssh://root@hv1/system' (central role)")
+    schedules: bool = Field(default=False, description="let serve start/stop VMs on their schedule windows "
+                            "(VMs with a 'schedule' label or an accepted schedule)")
+
+
+def _zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'") from exc
+    return value
+
+
+class ScheduleSettings(_Section):
+    timezone: str = Field(default="UTC", description="IANA time zone of schedule windows and weekly profiles")
+    margin_minutes: int = Field(default=60, ge=0, le=720, description="added before and after the observed demand")
+    min_off_hours_per_week: float = Field(default=24.0, ge=1, le=167, description="smallest off time worth a schedule")
+    recurrence_share: float = Field(
+        default=0.3, gt=0, le=1, description="a weekday-hour is on duty when demand fell in it in this share of weeks")
+    demand_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="an hour is demand when its mean CPU exceeds this share of the VM's p95 "
+                                             "hourly demand (and the idle threshold)")
+    allow_prod: bool = Field(default=False, description="propose schedules for env=prod VMs without their own opt-in")
+    busy_lookback_minutes: float = Field(default=15.0, gt=0, le=1440,
+                                         description="a stop is skipped when CPU exceeded the idle threshold here")
+    stop_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="wait for an ACPI shutdown this long")
+    _v = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
 
 
 class SourceSettings(_Section):
@@ -153,6 +181,7 @@ class Settings(_Section):
     backups: BackupSettings = Field(default_factory=BackupSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     actions: ActionSettings = Field(default_factory=ActionSettings)
+    schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
     source: SourceSettings = Field(default_factory=SourceSettings)
 
 

@@ -7,7 +7,7 @@ is HTML-escaped before it reaches Plotly, which otherwise interprets a subset of
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -263,8 +263,3 @@ def backup_age_figure(frame: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="hours since newest backup", rangemode="tozero")
     fig.update_yaxes(type="category", autorange="reversed")
     return fig
-
-
-def figure_titles(figures: Sequence[go.Figure]) -> list[str]:
-    """Titles of figures (used by tests and the bench to check what rendered)."""
-    return [str(f.layout.title.text) for f in figures]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from analytics.backups import check_backups
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
-from analytics.costs import fleet_costs, realised_savings, summarise_costs
+from analytics.costs import fleet_costs, realised_savings_for_store, summarise_costs
 from analytics.idle import find_idle
 from analytics.reports import csv_report, html_report, json_report  # noqa: F401  (register formatters)
 from analytics.reports.base import FORMATTERS, Report, ReportFormatter, VmReportRow, register
@@ -140,7 +140,7 @@ def build_report(
     cpu_p95, mem_max = _utilisation(window_hours)
     idle = find_idle(window_hours, settings.idle, include_all=True) if len(window_hours) else {}
     backups = check_backups(vms, store.backups(), settings.backups, now, hour_frame=hours)
-    savings = realised_savings(store.audit(), now, currency=catalogue.currency)
+    savings = realised_savings_for_store(store, now, currency=catalogue.currency)
 
     wanted_strategy = strategy or settings.rightsizing.strategy
     used_strategy: str | None = wanted_strategy

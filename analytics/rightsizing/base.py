@@ -27,6 +27,7 @@ import numpy as np
 from analytics.catalogue import HOURS_PER_MONTH, MachineType
 from analytics.rightsizing.settings import Policy, StrategySettings
 from analytics.trend import Trend, daily_quantiles, fit_trend
+from collector.domxml import EXCLUDE_LABEL, is_excluded
 
 GIB = 1024**3
 SECONDS_PER_HOUR = 3600.0
@@ -416,6 +417,17 @@ def history_trends(history: UsageHistory, settings: StrategySettings) -> tuple[T
     return cpu, mem
 
 
+@dataclass(slots=True)
+class _Sizing:
+    """The working state of :func:`decide`: the needs (vCPUs, bytes) as rules adjust them, reasons, risk."""
+
+    cpu_need: float
+    mem_need: float
+    reasons: dict[str, str]
+    risk: int = 0
+    blocked: bool = False
+
+
 def decide(
     strategy: Strategy,
     history: UsageHistory,
@@ -437,10 +449,7 @@ def decide(
     if current_type is None:
         current_type = catalogue.cheapest_fitting(spec.vcpus, spec.memory_bytes)
     window = history.window(settings.lookback_days)
-    valid_ts = window.timestamps_s[window.valid_cpu()]
-    samples = len(valid_ts)
-    coverage = samples * window.interval_s / SECONDS_PER_HOUR
-    span = float(valid_ts[-1] - valid_ts[0] + window.interval_s) / SECONDS_PER_DAY if samples else 0.0
+    samples, coverage, span = _coverage(window)
     problem = _check_data(coverage, span, settings)
     if problem is not None:
         evidence = Evidence(strategy.name, settings.lookback_days, coverage, span, samples)
@@ -450,112 +459,129 @@ def decide(
     cpu_trend = mem_trend = None
     if settings.trend_blocks_downsize:
         cpu_trend, mem_trend = trends if trends is not None else history_trends(window, settings)
-    reasons: dict[str, str] = {}
-    risk = 0
-
-    cpu_need = max(need.cpu.value, 0.0)
-    reasons["cpu"] = (f"{need.cpu.statistic} {need.cpu.observed:.3f} vCPU + {need.cpu.headroom_fraction:.0%} "
-                      f"headroom = {cpu_need:.3f} vCPU needed; {spec.vcpus} allocated; "
-                      f"peak {need.cpu.peak:.3f} vCPU")
-    if need.memory is None:
-        mem_need = float(spec.memory_bytes)
-        reasons["memory"] = f"{need.memory_note}: never downsized; {_fmt_bytes(spec.memory_bytes)} kept"
-        risk += 1
-    else:
-        mem_need = max(need.memory.value, 0.0)
-        reasons["memory"] = (f"{need.memory.statistic} {_fmt_bytes(need.memory.observed)} + "
-                             f"{need.memory.headroom_fraction:.0%} headroom = {_fmt_bytes(mem_need)} needed; "
-                             f"{_fmt_bytes(spec.memory_bytes)} allocated")
-
-    types = catalogue.fitting(cpu_need, math.ceil(mem_need), n=3)
-    best = types[0] if types else None
-    blocked = False
-    if best is not None:
-        if (cpu_trend is not None and cpu_trend.growing and cpu_need < spec.vcpus
-                and cpu_trend.projected * (1 + need.cpu.headroom_fraction) > best.vcpus):
-            cpu_need = float(spec.vcpus)
-            reasons["cpu"] += (f"; growing {cpu_trend.slope_per_day:+.3f} vCPU/day, daily p95 projected to "
-                               f"{cpu_trend.projected:.3f} vCPU in {cpu_trend.horizon_days:g} days: downsize "
-                               "blocked")
-            risk += 1
-            blocked = True
-        if (mem_trend is not None and need.memory is not None and mem_trend.growing
-                and mem_need < spec.memory_bytes
-                and mem_trend.projected * (1 + need.memory.headroom_fraction) > best.memory_bytes):
-            mem_need = float(spec.memory_bytes)
-            reasons["memory"] += (f"; growing {_fmt_bytes(mem_trend.slope_per_day)}/day, daily p95 projected "
-                                  f"to {_fmt_bytes(mem_trend.projected)} in {mem_trend.horizon_days:g} days: "
-                                  "downsize blocked")
-            risk += 1
-            blocked = True
-    if cpu_need < need.cpu.peak:
-        risk += 1 if cpu_need >= 0.8 * need.cpu.peak else 2
-    if need.memory is not None and mem_need < need.memory.peak:
-        risk += 2
-    if span < 7:
-        risk += 1
-
-    mem_need_bytes = int(math.ceil(mem_need))
-    if blocked:
-        types = catalogue.fitting(cpu_need, mem_need_bytes, n=3)
+    sizing = _initial_sizing(need, spec)
+    types = catalogue.fitting(sizing.cpu_need, math.ceil(sizing.mem_need), n=3)
+    if types:
+        _block_growing(sizing, need, spec, types[0], cpu_trend, mem_trend)
+    _add_peak_risk(sizing, need, span)
+    mem_need_bytes = int(math.ceil(sizing.mem_need))
+    if sizing.blocked:
+        types = catalogue.fitting(sizing.cpu_need, mem_need_bytes, n=3)
     current_month = current_type.price_per_month if current_type is not None else math.nan
-    options = tuple(
-        Option(t, t.price_per_month, (current_month - t.price_per_month) if current_type is not None else 0.0)
-        for t in types
-    )
-    threshold = (max(settings.min_savings_fraction * current_month, settings.min_monthly_savings)
-                 if current_type is not None else math.inf)
+    options, threshold = _priced_options(types, current_type, settings)
     evidence = Evidence(
         strategy.name, settings.lookback_days, coverage, span, samples, cpu=need.cpu, memory=need.memory,
         cpu_trend=cpu_trend, memory_trend=mem_trend,
         min_savings_per_month=threshold if current_type is not None else None,
     )
-    under = cpu_need > spec.vcpus + _EPS_VCPUS or mem_need_bytes > spec.memory_bytes
-    best = types[0] if types else None
-    currency = current_type.currency if current_type is not None else (best.currency if best else "")
-
-    if under:
-        finding = Finding.UNDER_PROVISIONED
-        recommended = best if best is not None else current_type
-        if best is None:
-            reasons["overall"] = "needs more than the largest eligible machine type; keep the current type"
-        else:
-            reasons["overall"] = f"demand exceeds the allocation; {best.name} covers it"
-    elif best is not None and current_type is not None and best.price_per_month < current_month:
-        saving = current_month - best.price_per_month
-        if saving >= threshold:
-            finding = Finding.OVER_PROVISIONED
-            recommended = best
-            reasons["overall"] = (f"{best.name} covers the need and saves {_fmt_money(saving, currency)}/month "
-                                  f"(threshold {_fmt_money(threshold, currency)})")
-        else:
-            finding = Finding.OPTIMIZED
-            recommended = current_type
-            reasons["overall"] = (f"cheapest fitting {best.name} would save only {_fmt_money(saving, currency)}"
-                                  f"/month, below the threshold {_fmt_money(threshold, currency)}")
-            risk = 0
-    else:
-        finding = Finding.OPTIMIZED
-        recommended = current_type
-        reasons["overall"] = "the current type is the cheapest that covers the need"
-        risk = 0
+    under = sizing.cpu_need > spec.vcpus + _EPS_VCPUS or mem_need_bytes > spec.memory_bytes
+    finding, recommended = _verdict(sizing, under, types[0] if types else None, current_type, threshold)
     savings = (current_month - recommended.price_per_month) if (recommended and current_type) else 0.0
     return Recommendation(
         finding=finding,
-        target_vcpus=cpu_need,
+        target_vcpus=sizing.cpu_need,
         target_memory_bytes=mem_need_bytes,
         current_type=current_type,
         recommended_type=recommended,
         options=options,
         monthly_savings=savings,
-        risk=min(risk, 4),
-        reasons=reasons,
+        risk=min(sizing.risk, 4),
+        reasons=sizing.reasons,
         evidence=evidence,
     )
 
 
-EXCLUDE_LABEL = "rightsizer_exclude"
-_TRUE = frozenset({"true", "yes", "1", "on"})
+def _coverage(window: UsageHistory) -> tuple[int, float, float]:
+    """Samples with CPU data, the hours they cover and the days they span."""
+    valid_ts = window.timestamps_s[window.valid_cpu()]
+    samples = len(valid_ts)
+    coverage = samples * window.interval_s / SECONDS_PER_HOUR
+    span = float(valid_ts[-1] - valid_ts[0] + window.interval_s) / SECONDS_PER_DAY if samples else 0.0
+    return samples, coverage, span
+
+
+def _priced_options(types: Sequence[MachineType], current_type: MachineType | None,
+                    settings: StrategySettings) -> tuple[tuple[Option, ...], float]:
+    """The options with their monthly saving vs the current type, and the saving a downsize needs."""
+    if current_type is None:
+        return tuple(Option(t, t.price_per_month, 0.0) for t in types), math.inf
+    current_month = current_type.price_per_month
+    options = tuple(Option(t, t.price_per_month, current_month - t.price_per_month) for t in types)
+    return options, max(settings.min_savings_fraction * current_month, settings.min_monthly_savings)
+
+
+def _initial_sizing(need: Need, spec: VmSpecLike) -> _Sizing:
+    """The strategy's need with its reasons; unknown memory keeps the allocation (and adds risk)."""
+    cpu_need = max(need.cpu.value, 0.0)
+    reasons = {"cpu": (f"{need.cpu.statistic} {need.cpu.observed:.3f} vCPU + {need.cpu.headroom_fraction:.0%} "
+                       f"headroom = {cpu_need:.3f} vCPU needed; {spec.vcpus} allocated; "
+                       f"peak {need.cpu.peak:.3f} vCPU")}
+    if need.memory is None:
+        reasons["memory"] = f"{need.memory_note}: never downsized; {_fmt_bytes(spec.memory_bytes)} kept"
+        return _Sizing(cpu_need, float(spec.memory_bytes), reasons, risk=1)
+    mem_need = max(need.memory.value, 0.0)
+    reasons["memory"] = (f"{need.memory.statistic} {_fmt_bytes(need.memory.observed)} + "
+                         f"{need.memory.headroom_fraction:.0%} headroom = {_fmt_bytes(mem_need)} needed; "
+                         f"{_fmt_bytes(spec.memory_bytes)} allocated")
+    return _Sizing(cpu_need, mem_need, reasons)
+
+
+def _block_growing(sizing: _Sizing, need: Need, spec: VmSpecLike, best: MachineType,
+                   cpu_trend: Trend | None, mem_trend: Trend | None) -> None:
+    """Keep a dimension at its allocation when a growing trend would outgrow ``best`` within a lookback."""
+    if (cpu_trend is not None and cpu_trend.growing and sizing.cpu_need < spec.vcpus
+            and cpu_trend.projected * (1 + need.cpu.headroom_fraction) > best.vcpus):
+        sizing.cpu_need = float(spec.vcpus)
+        sizing.reasons["cpu"] += (f"; growing {cpu_trend.slope_per_day:+.3f} vCPU/day, daily p95 projected to "
+                                  f"{cpu_trend.projected:.3f} vCPU in {cpu_trend.horizon_days:g} days: downsize "
+                                  "blocked")
+        sizing.risk += 1
+        sizing.blocked = True
+    if (mem_trend is not None and need.memory is not None and mem_trend.growing
+            and sizing.mem_need < spec.memory_bytes
+            and mem_trend.projected * (1 + need.memory.headroom_fraction) > best.memory_bytes):
+        sizing.mem_need = float(spec.memory_bytes)
+        sizing.reasons["memory"] += (f"; growing {_fmt_bytes(mem_trend.slope_per_day)}/day, daily p95 projected "
+                                     f"to {_fmt_bytes(mem_trend.projected)} in {mem_trend.horizon_days:g} days: "
+                                     "downsize blocked")
+        sizing.risk += 1
+        sizing.blocked = True
+
+
+def _add_peak_risk(sizing: _Sizing, need: Need, span_days: float) -> None:
+    """Risk from sizing below observed peaks and from a short history."""
+    if sizing.cpu_need < need.cpu.peak:
+        sizing.risk += 1 if sizing.cpu_need >= 0.8 * need.cpu.peak else 2
+    if need.memory is not None and sizing.mem_need < need.memory.peak:
+        sizing.risk += 2
+    if span_days < 7:
+        sizing.risk += 1
+
+
+def _verdict(sizing: _Sizing, under: bool, best: MachineType | None, current_type: MachineType | None,
+             threshold: float) -> tuple[Finding, MachineType | None]:
+    """The finding and the type to run; sets the overall reason (and zero risk when nothing changes)."""
+    reasons = sizing.reasons
+    if under:
+        if best is None:
+            reasons["overall"] = "needs more than the largest eligible machine type; keep the current type"
+            return Finding.UNDER_PROVISIONED, current_type
+        reasons["overall"] = f"demand exceeds the allocation; {best.name} covers it"
+        return Finding.UNDER_PROVISIONED, best
+    if best is None or current_type is None or best.price_per_month >= current_type.price_per_month:
+        sizing.risk = 0
+        reasons["overall"] = "the current type is the cheapest that covers the need"
+        return Finding.OPTIMIZED, current_type
+    currency = current_type.currency
+    saving = current_type.price_per_month - best.price_per_month
+    if saving >= threshold:
+        reasons["overall"] = (f"{best.name} covers the need and saves {_fmt_money(saving, currency)}/month "
+                              f"(threshold {_fmt_money(threshold, currency)})")
+        return Finding.OVER_PROVISIONED, best
+    reasons["overall"] = (f"cheapest fitting {best.name} would save only {_fmt_money(saving, currency)}"
+                          f"/month, below the threshold {_fmt_money(threshold, currency)}")
+    sizing.risk = 0
+    return Finding.OPTIMIZED, current_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,7 +614,7 @@ def resolve_policy(
             exclude = p.exclude
         sources.append(f"vm={p.vm}" if p.vm is not None else
                        "labels " + ",".join(f"{k}={v}" for k, v in sorted(p.labels.items())))
-    if labels.get(EXCLUDE_LABEL, "").strip().lower() in _TRUE:
+    if is_excluded(labels):
         exclude = True
         sources.append(f"label {EXCLUDE_LABEL}=true")
     return ResolvedPolicy(overrides, exclude, tuple(sources))

@@ -112,6 +112,8 @@ class Policy(BaseModel):
     memory_headroom_fraction: float | None = Field(None, ge=0, le=10, description="memory headroom override")
     lookback_days: float | None = Field(None, gt=0, le=400, description="lookback override, days")
     exclude: bool | None = Field(None, description="true: never propose a resize for matching VMs")
+    schedules: bool | None = Field(
+        None, description="true: on/off schedules may be proposed and applied for matching VMs, env=prod included")
 
     def matches(self, *, uuid: str, name: str, labels: Mapping[str, str]) -> bool:
         """True when this policy applies to the VM."""

@@ -1,5 +1,7 @@
 """Apply resize plans through libvirt: dry run by default, then apply -> verify -> revert, audited.
 
 ``plan`` holds the value types and plan-file validation, ``policy`` the restart policy and maintenance
-windows, ``locks`` the per-VM cross-process lock and ``resize`` the action itself.
+windows, ``locks`` the per-VM cross-process lock, ``snapshot`` what a resize reads of a domain,
+``changes`` the pure planning of live vs persistent changes, ``resize`` the action's steps, ``result``
+its outcome, ``output`` the diff and row formatting, and ``runner`` runs a whole plan.
 """

@@ -49,9 +49,6 @@ class SizeSpec:
     memory_bytes: int
     machine_type: str = ""
 
-    def same_size(self, other: SizeSpec) -> bool:
-        return self.vcpus == other.vcpus and self.memory_bytes == other.memory_bytes
-
 
 @dataclass(frozen=True, slots=True)
 class ResizeStep:
@@ -263,34 +260,34 @@ def load_plan(path: Path | str, *, default_uri: str = "") -> ResizePlan:
     return parse_plan(doc, source=str(p), default_uri=default_uri)
 
 
-def _row_get(row: Any, key: str, default: Any = None) -> Any:
-    if isinstance(row, Mapping):
-        return row.get(key, default)
-    return getattr(row, key, default)
+def plan_from_steps(steps: Iterable[ResizeStep], *, source: str = "findings",
+                    now: datetime | None = None) -> ResizePlan:
+    """Validate typed steps (e.g. ``VmFinding.resize_step()``) with the plan-file rules and make a plan.
+
+    Raises InputError naming the step and field when a value is out of bounds.
+    """
+    plan = parse_plan({"steps": [s.to_dict() for s in steps]}, source=source)
+    if now is not None:
+        return ResizePlan(plan_id=plan.plan_id, created_at=now, steps=plan.steps, source=plan.source)
+    return plan
 
 
 def plan_from_findings(
-    rows: Iterable[Mapping[str, Any] | Any], *, default_uri: str = "", now: datetime | None = None
+    rows: Iterable[Mapping[str, Any]], *, default_uri: str = "", now: datetime | None = None
 ) -> ResizePlan:
-    """Build a plan from recommendation rows: one step per over-/under-provisioned VM whose target differs.
+    """Build a plan from ``recommend --output json`` rows: one step per over-/under-provisioned VM.
 
-    Rows are mappings -- nested like ``VmFinding.plan_entry()`` or with the flat keys ``current_vcpus``,
-    ``target_memory_bytes`` ... -- or objects with the flat attributes. Rows with another finding, no
-    target, the same size, or ``excluded`` set are left out. Raises InputError on a row with bad values.
+    Rows are nested like ``VmFinding.plan_entry()`` or carry the flat keys ``current_vcpus``,
+    ``target_memory_bytes`` ... Rows with another finding, no target, the same size, or ``excluded`` set
+    are left out. Raises InputError on a row with bad values.
     """
     docs: list[dict[str, Any]] = []
     for row in rows:
-        finding = _row_get(row, "finding", "") or ""
+        finding = row.get("finding", "") or ""
         finding = str(getattr(finding, "value", finding))
-        if finding not in RESIZE_FINDINGS or _row_get(row, "excluded", False):
+        if finding not in RESIZE_FINDINGS or row.get("excluded", False):
             continue
-        doc = _nest({**row, "finding": finding} if isinstance(row, Mapping) else {
-            k: _row_get(row, k) for k in (
-                "uuid", "name", "uri", "current_vcpus", "current_memory_bytes", "current_machine_type",
-                "target_vcpus", "target_memory_bytes", "target_machine_type", "price_before_per_hour",
-                "price_after_per_hour", "currency", "finding",
-            ) if _row_get(row, k) is not None
-        })
+        doc = _nest({**row, "finding": finding})
         target = doc.get("target") or {}
         if target.get("vcpus") is None or target.get("memory_bytes") is None:
             continue
@@ -312,5 +309,6 @@ def plan_from_findings(
 
 
 __all__ = [
-    "ResizePlan", "ResizeStep", "SizeSpec", "load_plan", "parse_plan", "plan_from_findings", "plan_id_for",
+    "ResizePlan", "ResizeStep", "SizeSpec", "load_plan", "parse_plan", "plan_from_findings", "plan_from_steps",
+    "plan_id_for",
 ]

@@ -76,55 +76,59 @@ def _describe(w: MaintenanceWindow) -> str:
     return f"{days} {w.start_minute // 60:02d}:{w.start_minute % 60:02d}-{end // 60:02d}:{end % 60:02d} {w.zone}"
 
 
-def _minutes(text: str, raw: str, *, allow_24: bool) -> int:
+def _minutes(text: str, where: str, *, allow_24: bool) -> int:
     hours, minutes = (int(p) for p in text.split(":"))
     if minutes > 59 or hours > 24 or (hours == 24 and (minutes or not allow_24)):
-        raise InputError(f"Maintenance window {raw!r}: time {text!r} is not a valid HH:MM; {_EXAMPLE}")
+        raise InputError(f"{where}: time {text!r} is not a valid HH:MM (00:00-24:00); {_EXAMPLE}")
     return hours * 60 + minutes
 
 
-def _day(name: str, raw: str) -> int:
+def _day(name: str, where: str) -> int:
     key = name.strip().lower()
     for i, full in enumerate(_FULL_DAY_NAMES):
         if len(key) >= 3 and full.startswith(key):
             return i
-    raise InputError(f"Maintenance window {raw!r}: unknown day {name!r}; use mon, tue, wed, thu, fri, sat, sun")
+    raise InputError(f"{where}: unknown day {name!r}; use mon, tue, wed, thu, fri, sat, sun")
 
 
-def _days(spec: str, raw: str) -> frozenset[int]:
+def _days(spec: str, where: str) -> frozenset[int]:
     spec = spec.lower()
     if spec in ("daily", "*", "every"):
         return frozenset(range(7))
     out: set[int] = set()
     for part in spec.split(","):
         if not part:
-            raise InputError(f"Maintenance window {raw!r}: empty day in {spec!r}; {_EXAMPLE}")
+            raise InputError(f"{where}: empty day in {spec!r}; {_EXAMPLE}")
         if "-" in part:
             first, _, last = part.partition("-")
-            a, b = _day(first, raw), _day(last, raw)
+            a, b = _day(first, where), _day(last, where)
             out.update((a + i) % 7 for i in range((b - a) % 7 + 1))
         else:
-            out.add(_day(part, raw))
+            out.add(_day(part, where))
     return frozenset(out)
 
 
-def parse_window(text: str) -> MaintenanceWindow:
-    """Parse one window such as ``'sat 02:00-04:00'``. Raises InputError showing the bad text."""
+def parse_window(text: str, *, kind: str = "Maintenance window", zone: str = "UTC") -> MaintenanceWindow:
+    """Parse one window such as ``'sat 02:00-04:00'``; ``zone`` applies when the text names none.
+
+    ``kind`` starts the error messages ("Maintenance window", "Schedule"). Raises InputError showing the bad text.
+    """
+    where = f"{kind} {text!r}"
     m = _WINDOW_RE.match(text)
     if m is None:
-        raise InputError(f"Maintenance window {text!r} is not 'DAYS HH:MM-HH:MM [ZONE]'; {_EXAMPLE}")
-    days = _days(m["days"], text)
-    start = _minutes(m["start"], text, allow_24=False)
-    end = _minutes(m["end"], text, allow_24=True)
+        raise InputError(f"{where} is not 'DAYS HH:MM-HH:MM [ZONE]'; {_EXAMPLE}")
+    days = _days(m["days"], where)
+    start = _minutes(m["start"], where, allow_24=False)
+    end = _minutes(m["end"], where, allow_24=True)
     if end == start:
-        raise InputError(f"Maintenance window {text!r} is empty (start equals end); give a later end time")
+        raise InputError(f"{where} is empty (start equals end); give a later end time")
     duration = end - start if end > start else end + MINUTES_PER_DAY - start
-    zone = m["zone"] or "UTC"
+    zone = m["zone"] or zone
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise InputError(
-            f"Maintenance window {text!r}: unknown time zone {zone!r}; use an IANA name such as 'Europe/Berlin'"
+            f"{where}: unknown time zone {zone!r}; use an IANA name such as 'Europe/Berlin'"
         ) from exc
     window = MaintenanceWindow(days=days, start_minute=start, duration_minutes=duration, zone=zone)
     return MaintenanceWindow(

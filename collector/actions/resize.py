@@ -1,22 +1,10 @@
 """Resize one VM through libvirt: validate -> pre_condition -> apply -> verify, with a working revert.
 
-What changes when (QEMU driver facts, NOTES-environment.md):
-
-* more vCPUs up to the live maximum: hot-plugged now and written to the persistent config;
-* fewer vCPUs: persistent config only, effective at the next restart (live unplug times out on QEMU and
-  can leave the domain wedged);
-* memory up to the live maximum (``<memory>``): the balloon now and the persistent config;
-* anything above a maximum needs the domain shut off: with restart policy ``allowed`` the VM is shut down
-  gracefully, changed and started again; with ``window`` only inside a maintenance window; with ``never``
-  the whole step is deferred and nothing is changed;
-* a shut-off VM gets every change in its persistent config, effective at its next start.
-
-Maxima are only ever raised, never lowered, so a later upsize can happen live.
-
-Before changing anything the action saves the persistent (inactive) XML and the live values; on any
-failure it redefines the saved XML, re-applies the saved live values where libvirt can (balloon; vCPUs can
-only go back up live) and verifies the revert against libvirt, not against its own bookkeeping. Every
-outcome is appended to the store's audit log.
+When each dimension changes is decided in ``collector.actions.changes`` (pure); this module runs the
+steps. Before changing anything the action saves the persistent (inactive) XML and the live values
+(``collector.actions.snapshot``); on any failure it redefines the saved XML, re-applies the saved live
+values where libvirt can (balloon; vCPUs can only go back up live) and verifies the revert against
+libvirt, not against its own bookkeeping. Every outcome is appended to the store's audit log.
 """
 
 from __future__ import annotations
@@ -24,16 +12,29 @@ from __future__ import annotations
 import getpass
 import logging
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+from collector.actions.changes import (
+    DIM_NAMES,
+    MEMORY_TOLERANCE_BYTES,
+    Operation,
+    StepChanges,
+    build_operations,
+    fmt_dim,
+    is_at_target,
+    mem_close,
+    plan_changes,
+)
 from collector.actions.locks import VmLock
-from collector.actions.plan import ResizeStep, SizeSpec
+from collector.actions.plan import ResizeStep
 from collector.actions.policy import RestartPermission
+from collector.actions.result import ActionResult, Result
+from collector.actions.snapshot import AuditLog, DomainControl, DomainSnapshot, take_snapshot
+from collector.domxml import EXCLUDE_LABEL, KIB, MACHINE_TYPE_LABEL, MIB, format_bytes, is_excluded
 from collector.errors import (
     ActionError,
     ActionFailed,
@@ -41,396 +42,15 @@ from collector.errors import (
     ConnectionFailedError,
     HypervisorError,
     VmNotFoundError,
-    VmShutOffError,
 )
 from collector.model import VmRef, VmState
 from collector.store.base import AuditEntry
 
 log = logging.getLogger(__name__)
 
-LABELS_NAMESPACE = "https://rightsizer.dev/xmlns/labels/1"  # same as collector.hypervisor.base
-EXCLUDE_LABEL = "rightsizer_exclude"
-MACHINE_TYPE_LABEL = "machine_type"
-KIB = 1024
-MIB = 1024**2
-GIB = 1024**3
-#: Live memory counts as "at target" within this much: the balloon settles on whole pages.
-MEMORY_TOLERANCE_BYTES = 4 * MIB
 #: A plan's "current" memory may differ this much from what libvirt reports before we call it stale.
 STALE_MEMORY_TOLERANCE = 0.02
 ACTION_NAME = "resize"
-
-Result = Literal[
-    "planned", "applied", "unchanged", "deferred", "skipped", "failed", "reverted", "revert-failed"
-]
-Effect = Literal["unchanged", "live", "next-restart", "next-start", "restart-now", "deferred"]
-Dimension = Literal["vcpus", "memory_bytes"]
-
-
-class DomainControl(Protocol):
-    """What a resize needs from ``collector.hypervisor.base.HypervisorControl`` (which satisfies it)."""
-
-    @property
-    def uri(self) -> str: ...
-
-    def lookup(self, name_or_uuid: str) -> VmRef: ...
-
-    def info(self, ref: VmRef) -> Any: ...  # DomainInfo: state, vcpus, max_vcpus, memory_bytes, ...
-
-    def state(self, ref: VmRef) -> VmState: ...
-
-    def get_domain_xml(self, ref: VmRef, *, inactive: bool) -> str: ...
-
-    def define_xml(self, xml: str) -> VmRef: ...
-
-    def set_labels(self, ref: VmRef, labels: Mapping[str, str], *, live: bool, config: bool) -> None: ...
-
-    def set_vcpus(self, ref: VmRef, count: int, *, live: bool, config: bool, maximum: bool = False) -> None: ...
-
-    def set_memory(
-        self, ref: VmRef, memory_bytes: int, *, live: bool, config: bool, maximum: bool = False
-    ) -> None: ...
-
-    def host_capacity(self) -> Any: ...  # HostCapacity: cpus, memory_bytes
-
-    def shutdown(self, ref: VmRef) -> None: ...
-
-    def start(self, ref: VmRef) -> None: ...
-
-
-class AuditLog(Protocol):
-    """The audit part of ``TimeSeriesStore``."""
-
-    def append_audit(self, entry: AuditEntry) -> int: ...
-
-    def audit(self, vm_uuid: str | None = None) -> list[AuditEntry]: ...
-
-
-# --------------------------------------------------------------------------------------------- XML
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigSpec:
-    """Sizes in a domain XML: current and maximum vCPUs, current and maximum memory in bytes."""
-
-    vcpus: int
-    max_vcpus: int
-    memory_bytes: int
-    max_memory_bytes: int
-
-
-_DIM_NAMES = {"vcpus": "vCPUs", "memory_bytes": "memory"}
-
-_UNITS = {
-    "b": 1, "bytes": 1, "kb": 1000, "k": KIB, "kib": KIB, "mb": 1000**2, "m": MIB, "mib": MIB,
-    "gb": 1000**3, "g": GIB, "gib": GIB, "tb": 1000**4, "t": 1024**4, "tib": 1024**4,
-}
-
-
-def _size_bytes(el: ET.Element | None) -> int | None:
-    if el is None or el.text is None:
-        return None
-    unit = (el.get("unit") or "KiB").lower()
-    return int(el.text.strip()) * _UNITS.get(unit, KIB)
-
-
-def parse_config(xml: str) -> ConfigSpec:
-    """Read vCPUs and memory from a domain XML. Raises ActionFailed when the XML lacks them."""
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise ActionFailed(f"Domain XML does not parse ({exc}); cannot read its size") from exc
-    vcpu = root.find("vcpu")
-    max_mem = _size_bytes(root.find("memory"))
-    if vcpu is None or vcpu.text is None or max_mem is None:
-        raise ActionFailed("Domain XML has no <vcpu> or <memory>; cannot read its size")
-    max_vcpus = int(vcpu.text.strip())
-    cur_mem = _size_bytes(root.find("currentMemory"))
-    return ConfigSpec(
-        vcpus=int(vcpu.get("current", max_vcpus)),
-        max_vcpus=max_vcpus,
-        memory_bytes=cur_mem if cur_mem is not None else max_mem,
-        max_memory_bytes=max_mem,
-    )
-
-
-def parse_labels(xml: str) -> dict[str, str]:
-    """Return the ``<rs:labels>`` of a domain XML (empty when none)."""
-    root = ET.fromstring(xml)
-    out: dict[str, str] = {}
-    for el in root.iterfind(f"metadata/{{{LABELS_NAMESPACE}}}labels/{{{LABELS_NAMESPACE}}}label"):
-        name = el.get("name")
-        if name:
-            out[name] = (el.text or "").strip()
-    return out
-
-
-# ------------------------------------------------------------------------------------- snapshots
-
-
-@dataclass(frozen=True, slots=True)
-class DomainSnapshot:
-    """What a domain looked like at one moment: the saved state a revert goes back to.
-
-    ``live_*`` are what runs now (equal to the config when shut off); ``config`` is the persistent XML's.
-    """
-
-    ref: VmRef
-    state: VmState
-    persistent: bool
-    live_vcpus: int
-    live_max_vcpus: int
-    live_memory_bytes: int
-    live_max_memory_bytes: int
-    config: ConfigSpec
-    labels: Mapping[str, str]
-    inactive_xml: str
-    taken_at: datetime
-
-    @property
-    def running(self) -> bool:
-        return self.state is VmState.RUNNING
-
-    def summary(self) -> dict[str, Any]:
-        """The values the audit log and the diff show (no XML)."""
-        return {
-            "state": self.state.value,
-            "vcpus": self.live_vcpus,
-            "max_vcpus": self.live_max_vcpus,
-            "memory_bytes": self.live_memory_bytes,
-            "max_memory_bytes": self.live_max_memory_bytes,
-            "config_vcpus": self.config.vcpus,
-            "config_max_vcpus": self.config.max_vcpus,
-            "config_memory_bytes": self.config.memory_bytes,
-            "config_max_memory_bytes": self.config.max_memory_bytes,
-            "machine_type": self.labels.get(MACHINE_TYPE_LABEL, ""),
-        }
-
-
-def take_snapshot(control: DomainControl, ref: VmRef, now: datetime) -> DomainSnapshot:
-    """Read state, live values and the persistent XML of ``ref``. Raises HypervisorError subclasses."""
-    for attempt in range(3):
-        try:
-            info = control.info(ref)
-            break
-        except VmShutOffError:
-            # The domain stopped between the reads that make up info() (e.g. during a shutdown); read again.
-            if attempt == 2:
-                raise
-            time.sleep(0.1)
-    persistent = bool(getattr(info, "persistent", True))
-    xml = control.get_domain_xml(ref, inactive=True)
-    config = parse_config(xml)
-    return DomainSnapshot(
-        ref=ref,
-        state=info.state,
-        persistent=persistent,
-        live_vcpus=int(info.vcpus),
-        live_max_vcpus=int(info.max_vcpus),
-        live_memory_bytes=int(info.memory_bytes),
-        live_max_memory_bytes=int(info.max_memory_bytes),
-        config=config,
-        labels=parse_labels(xml),
-        inactive_xml=xml,
-        taken_at=now,
-    )
-
-
-# --------------------------------------------------------------------------------------- changes
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One dimension of a step: before -> after, and when it takes effect."""
-
-    dimension: Dimension
-    before: int
-    after: int
-    effect: Effect
-    when: str
-    raises_maximum: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StepChanges:
-    """How a step would be carried out against the observed domain."""
-
-    changes: tuple[Change, ...]
-    restart: bool = False  # apply shuts the VM down, changes it and starts it again
-    deferred: bool = False  # nothing is applied now
-    reason: str = ""
-
-    @property
-    def unchanged(self) -> bool:
-        return all(c.effect == "unchanged" for c in self.changes)
-
-
-def _mem_close(a: int, b: int) -> bool:
-    return abs(a - b) <= MEMORY_TOLERANCE_BYTES
-
-
-def format_bytes(n: int) -> str:
-    """Render a memory size for people: whole GiB, else whole MiB below 1 GiB, else GiB with 2 decimals."""
-    if n % GIB == 0:
-        return f"{n // GIB} GiB"
-    if n < GIB and n % MIB == 0:
-        return f"{n // MIB} MiB"
-    return f"{n / GIB:.2f} GiB"
-
-
-
-def is_at_target(snap: DomainSnapshot, target: SizeSpec) -> bool:
-    """Return True when nothing is left to do: config at target, live at target or only waiting for a
-    restart to drop vCPUs."""
-    cfg = snap.config
-    if cfg.vcpus != target.vcpus or cfg.memory_bytes != target.memory_bytes:
-        return False
-    if target.machine_type and snap.labels.get(MACHINE_TYPE_LABEL, "") != target.machine_type:
-        return False
-    if not snap.running:
-        return True
-    return _mem_close(snap.live_memory_bytes, target.memory_bytes) and snap.live_vcpus >= target.vcpus
-
-
-def plan_changes(snap: DomainSnapshot, target: SizeSpec, permission: RestartPermission) -> StepChanges:
-    """Decide how each dimension changes and when it takes effect (pure; see the module doc)."""
-    if not snap.running:
-        changes = []
-        offline: tuple[tuple[Dimension, int, int, int], ...] = (
-            ("vcpus", snap.config.vcpus, target.vcpus, snap.config.max_vcpus),
-            ("memory_bytes", snap.config.memory_bytes, target.memory_bytes, snap.config.max_memory_bytes),
-        )
-        for dim, before, after, cur_max in offline:
-            if before == after:
-                changes.append(Change(dim, before, after, "unchanged", "-"))
-            else:
-                changes.append(Change(dim, before, after, "next-start",
-                                      "next start (VM is shut off; persistent config)", after > cur_max))
-        return StepChanges(tuple(changes))
-
-    vc_before, vc_after = snap.live_vcpus, target.vcpus
-    vc_raise = vc_after > snap.live_max_vcpus
-    mem_before, mem_after = snap.live_memory_bytes, target.memory_bytes
-    mem_raise = mem_after > snap.live_max_memory_bytes
-    needs_restart = vc_raise or mem_raise
-    if needs_restart:
-        what = []
-        if vc_raise:
-            what.append(f"max vCPUs {snap.live_max_vcpus} -> {vc_after}")
-        if mem_raise:
-            what.append(f"max memory {format_bytes(snap.live_max_memory_bytes)} -> {format_bytes(mem_after)}")
-        why = "needs a restart to raise " + " and ".join(what)
-        if permission.allowed_now:
-            when = "now (graceful shutdown, change, start)"
-            effect: Effect = "restart-now"
-        else:
-            effect = "deferred"
-            if permission.policy == "never":
-                when = "deferred (needs a restart; restart policy 'never')"
-                why = f"deferred: {why}; restart policy 'never' (use --restart allowed or --restart window)"
-            else:
-                when = permission.when
-                why = f"deferred: {why}; {permission.when}"
-        changes = []
-        online: tuple[tuple[Dimension, int, int, bool], ...] = (
-            ("vcpus", vc_before, vc_after, vc_raise), ("memory_bytes", mem_before, mem_after, mem_raise)
-        )
-        for dim, before, after, raised in online:
-            same = before == after if dim == "vcpus" else _mem_close(before, after)
-            cfg_same = (snap.config.vcpus == after) if dim == "vcpus" else (snap.config.memory_bytes == after)
-            if same and cfg_same:
-                changes.append(Change(dim, before, after, "unchanged", "-"))
-            else:
-                changes.append(Change(dim, before, after, effect, when, raised))
-        return StepChanges(tuple(changes), restart=effect == "restart-now", deferred=effect == "deferred",
-                           reason=why)
-
-    changes = []
-    if vc_after == vc_before and snap.config.vcpus == vc_after:
-        changes.append(Change("vcpus", vc_before, vc_after, "unchanged", "-"))
-    elif vc_after >= vc_before:
-        changes.append(Change("vcpus", vc_before, vc_after, "live", "now (live hot-plug + persistent config)"))
-    else:
-        changes.append(Change("vcpus", vc_before, vc_after, "next-restart",
-                              "next restart (persistent config only; live unplug is not attempted)"))
-    if _mem_close(mem_before, mem_after) and snap.config.memory_bytes == mem_after:
-        changes.append(Change("memory_bytes", mem_before, mem_after, "unchanged", "-"))
-    else:
-        changes.append(Change("memory_bytes", mem_before, mem_after, "live",
-                              "now (live balloon + persistent config)"))
-    return StepChanges(tuple(changes))
-
-
-# ------------------------------------------------------------------------------------- operations
-
-
-@dataclass(frozen=True, slots=True)
-class Operation:
-    """One libvirt call of an apply, named for the audit log."""
-
-    name: str
-    kind: Literal["shutdown", "start", "define", "vcpus", "memory"]
-    value: int = 0
-    live: bool = False
-    config: bool = False
-    maximum: bool = False
-
-
-def build_operations(snap: DomainSnapshot, target: SizeSpec, changes: StepChanges) -> list[Operation]:
-    """Return the libvirt calls for a step, config before live so a failure leaves little to undo.
-
-    The live vCPU hot-plug comes last: it is the one change a revert cannot take back live.
-    """
-    if changes.deferred or changes.unchanged and not _label_differs(snap, target):
-        return []
-    ops: list[Operation] = []
-    if changes.restart:
-        ops.append(Operation("graceful shutdown", "shutdown"))
-    if _label_differs(snap, target):
-        ops.append(Operation(f"set label machine_type={target.machine_type}", "define"))
-    cfg = snap.config
-    if target.memory_bytes > cfg.max_memory_bytes:
-        ops.append(Operation("raise max memory (config)", "memory", target.memory_bytes, config=True,
-                             maximum=True))
-    if cfg.memory_bytes != target.memory_bytes:
-        ops.append(Operation("set memory (config)", "memory", target.memory_bytes, config=True))
-    if target.vcpus > cfg.max_vcpus:
-        ops.append(Operation("raise max vCPUs (config)", "vcpus", target.vcpus, config=True, maximum=True))
-    if cfg.vcpus != target.vcpus:
-        ops.append(Operation("set vCPUs (config)", "vcpus", target.vcpus, config=True))
-    if changes.restart:
-        ops.append(Operation("start", "start"))
-    elif snap.running:
-        if not _mem_close(snap.live_memory_bytes, target.memory_bytes):
-            ops.append(Operation("set memory (live balloon)", "memory", target.memory_bytes, live=True))
-        if target.vcpus > snap.live_vcpus:
-            ops.append(Operation("hot-plug vCPUs (live)", "vcpus", target.vcpus, live=True))
-    return ops
-
-
-def _label_differs(snap: DomainSnapshot, target: SizeSpec) -> bool:
-    return bool(target.machine_type) and snap.labels.get(MACHINE_TYPE_LABEL, "") != target.machine_type
-
-
-# ----------------------------------------------------------------------------------------- result
-
-
-@dataclass(frozen=True, slots=True)
-class ActionResult:
-    """Outcome of one step: what was (or would be) changed, and the audit record's id."""
-
-    step: ResizeStep
-    result: Result
-    reason: str
-    changes: tuple[Change, ...] = ()
-    before: Mapping[str, Any] = field(default_factory=dict)
-    after: Mapping[str, Any] = field(default_factory=dict)
-    operations: tuple[str, ...] = ()
-    audit_id: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.result in ("planned", "applied", "unchanged", "deferred", "skipped")
 
 
 def default_actor() -> str:
@@ -530,8 +150,10 @@ class ResizeAction:
             raise ActionSkipped(
                 f"VM {name!r} is transient (no persistent config to change); define it persistently first"
             )
-        if snap.labels.get(EXCLUDE_LABEL, "").strip().lower() == "true":
-            raise ActionSkipped(f"VM {name!r} carries label {EXCLUDE_LABEL}=true; it is never resized")
+        if is_excluded(snap.labels):
+            raise ActionSkipped(
+                f"VM {name!r} carries label {EXCLUDE_LABEL}={snap.labels[EXCLUDE_LABEL]}; it is never resized"
+            )
         return snap
 
     def check_stale(self, snap: DomainSnapshot) -> None:
@@ -557,7 +179,7 @@ class ResizeAction:
         if t.vcpus > host.cpus or t.memory_bytes > host.memory_bytes:
             raise ActionFailed(
                 f"Target of VM {self.step.vm.name!r} ({t.vcpus} vCPUs, {format_bytes(t.memory_bytes)}) does not fit "
-                f"host {getattr(host, 'hostname', '') or self.control.uri} ({host.cpus} CPUs, "
+                f"host {host.hostname or self.control.uri} ({host.cpus} CPUs, "
                 f"{format_bytes(host.memory_bytes)}); choose a smaller machine type"
             )
 
@@ -626,7 +248,7 @@ class ResizeAction:
             if expect_running != snap.running:
                 problems.append(f"state {snap.state.value}, expected {saved.state.value}")
             elif snap.running:
-                if not _mem_close(snap.live_memory_bytes, t.memory_bytes):
+                if not mem_close(snap.live_memory_bytes, t.memory_bytes):
                     problems.append(f"live memory {snap.live_memory_bytes} != {t.memory_bytes}")
                 if changes.restart and snap.live_vcpus != t.vcpus:
                     problems.append(f"live vCPUs {snap.live_vcpus} != {t.vcpus} after restart")
@@ -686,7 +308,7 @@ class ResizeAction:
                 problems.append("labels differ from the saved ones")
             if now.state is not saved.state:
                 problems.append(f"state {now.state.value} != saved {saved.state.value}")
-            elif now.running and not _mem_close(now.live_memory_bytes, saved.live_memory_bytes):
+            elif now.running and not mem_close(now.live_memory_bytes, saved.live_memory_bytes):
                 problems.append(f"live memory {now.live_memory_bytes} != saved {saved.live_memory_bytes}")
             if not problems or time.monotonic() >= deadline:
                 break
@@ -706,7 +328,7 @@ class ResizeAction:
             info = self.control.info(ref)
         except VmNotFoundError:
             return "the VM no longer exists (undefined by someone else); nothing was re-created"
-        if not getattr(info, "persistent", True):
+        if not info.persistent:
             return "the VM became transient (undefined while running); the saved XML was not redefined"
         self.control.define_xml(saved.inactive_xml)
         notes.append("redefined the saved persistent XML")
@@ -716,10 +338,10 @@ class ResizeAction:
                 notes.append("started it again")
             elif info.state is VmState.RUNNING:
                 self.control.set_labels(ref, saved.labels, live=True, config=False)
-                if not _mem_close(int(info.memory_bytes), saved.live_memory_bytes):
+                if not mem_close(info.memory_bytes, saved.live_memory_bytes):
                     self.control.set_memory(ref, saved.live_memory_bytes, live=True, config=False)
                     notes.append(f"ballooned back to {format_bytes(saved.live_memory_bytes)}")
-                if int(info.vcpus) < saved.live_vcpus:
+                if info.vcpus < saved.live_vcpus:
                     self.control.set_vcpus(ref, saved.live_vcpus, live=True, config=False)
                     notes.append(f"hot-plugged back to {saved.live_vcpus} vCPUs")
         return ""
@@ -799,8 +421,8 @@ class ResizeAction:
         for c in changes.changes:
             if c.effect in ("next-restart", "next-start"):
                 moment = "next restart" if c.effect == "next-restart" else "next start"
-                notes.append(f"{_DIM_NAMES[c.dimension]} {_fmt_dim(c.dimension, c.before)} -> "
-                             f"{_fmt_dim(c.dimension, c.after)} takes effect at {moment}")
+                notes.append(f"{DIM_NAMES[c.dimension]} {fmt_dim(c.dimension, c.before)} -> "
+                             f"{fmt_dim(c.dimension, c.after)} takes effect at {moment}")
         return self._result("applied", "; ".join(notes), snap, after, changes, ops)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -879,91 +501,3 @@ class ResizeAction:
         audit_id = self.audit_log.append_audit(entry)
         return replace(res, audit_id=audit_id)
 
-
-# ------------------------------------------------------------------------------------------- diff
-
-#: Monthly figures use 720 h, as the price catalogue does (STACKIT publishes monthly = hourly x 720).
-HOURS_PER_MONTH = 720.0
-
-
-def _fmt_dim(dim: str, value: int) -> str:
-    return format_bytes(value) if dim == "memory_bytes" else str(value)
-
-
-def _fmt_price(value: float | None) -> str:
-    return "?" if value is None else f"{value:.4f}"
-
-
-def format_result(res: ActionResult) -> str:
-    """Render one step as a human-readable diff: sizes, price and when each change takes effect."""
-    s = res.step
-    head = f"{s.vm.name} ({s.vm.uuid}) on {s.vm.uri or '?'}"
-    if s.finding:
-        head += f" -- {s.finding}"
-    lines = [f"{head}  [{res.result}]"]
-    rows: list[tuple[str, str, str]] = []
-    if res.changes:
-        for c in res.changes:
-            rows.append((_DIM_NAMES[c.dimension], f"{_fmt_dim(c.dimension, c.before)} -> "
-                         f"{_fmt_dim(c.dimension, c.after)}", "unchanged" if c.effect == "unchanged" else c.when))
-    else:
-        rows.append(("vCPUs", f"{s.current.vcpus} -> {s.target.vcpus}", "-"))
-        rows.append(("memory", f"{format_bytes(s.current.memory_bytes)} -> {format_bytes(s.target.memory_bytes)}", "-"))
-    if s.current.machine_type or s.target.machine_type:
-        rows.append(("type", f"{s.current.machine_type or '?'} -> {s.target.machine_type or '?'}", ""))
-    if s.price_before_per_hour is not None or s.price_after_per_hour is not None:
-        cur = f" {s.currency}/h" if s.currency else "/h"
-        text = f"{_fmt_price(s.price_before_per_hour)} -> {_fmt_price(s.price_after_per_hour)}{cur}"
-        note = ""
-        if s.price_before_per_hour is not None and s.price_after_per_hour is not None:
-            delta = s.price_after_per_hour - s.price_before_per_hour
-            verb = "saves" if delta < 0 else "costs"
-            note = (f"{verb} {abs(delta):.4f}{cur} ({abs(delta) * HOURS_PER_MONTH:.2f} "
-                    f"{s.currency or ''}/month)").replace(" /month", "/month")
-        rows.append(("price", text, note))
-    w1 = max(len(r[0]) for r in rows)
-    w2 = max(len(r[1]) for r in rows)
-    for label, value, when in rows:
-        lines.append(f"  {label.ljust(w1)}  {value.ljust(w2)}  {when}".rstrip())
-    if res.reason:
-        lines.append(f"  {res.reason}")
-    return "\n".join(lines)
-
-
-def format_results(results: Sequence[ActionResult]) -> str:
-    """Render every step's diff, blank-line separated, with a one-line total."""
-    if not results:
-        return "The plan has no steps: nothing to do.\n"
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.result] = counts.get(r.result, 0) + 1
-    total = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    return "\n\n".join(format_result(r) for r in results) + f"\n\n{len(results)} VM(s): {total}\n"
-
-
-def result_row(res: ActionResult) -> dict[str, Any]:
-    """Flatten a result for JSON/CSV output (one row per VM)."""
-    s = res.step
-    by_dim = {c.dimension: c for c in res.changes}
-    vc, mem = by_dim.get("vcpus"), by_dim.get("memory_bytes")
-    return {
-        "name": s.vm.name,
-        "uuid": s.vm.uuid,
-        "uri": s.vm.uri,
-        "result": res.result,
-        "vcpus_before": vc.before if vc else s.current.vcpus,
-        "vcpus_after": s.target.vcpus,
-        "vcpus_when": vc.when if vc else "",
-        "memory_bytes_before": mem.before if mem else s.current.memory_bytes,
-        "memory_bytes_after": s.target.memory_bytes,
-        "memory_when": mem.when if mem else "",
-        "machine_type_before": s.current.machine_type,
-        "machine_type_after": s.target.machine_type,
-        "price_before_per_hour": s.price_before_per_hour,
-        "price_after_per_hour": s.price_after_per_hour,
-        "currency": s.currency,
-        "finding": s.finding,
-        "reason": res.reason,
-        "operations": list(res.operations),
-        "audit_id": res.audit_id,
-    }

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from collector.actions.locks import lock_dir_for
 from collector.actions.plan import ResizePlan, ResizeStep, SizeSpec, plan_id_for
 from collector.actions.policy import parse_windows, restart_permission
-from collector.actions.resize import ActionResult, ResizeAction
+from collector.actions.resize import ResizeAction
+from collector.actions.result import ActionResult
+from collector.actions.snapshot import AuditLog, DomainControl
 from collector.config import ActionSettings
 from collector.errors import HypervisorError
 from collector.model import VmRef, is_trace_uri
@@ -24,12 +25,12 @@ def run_plan(
     plan: ResizePlan,
     settings: ActionSettings,
     *,
-    store: Any,
+    store: AuditLog | None,
     db_path: Path,
     apply: bool,
     actor: str,
     shutdown_timeout_s: float = 120.0,
-    control_for: Callable[[str], Any] | None = None,
+    control_for: Callable[[str], DomainControl] | None = None,
 ) -> list[ActionResult]:
     """Preview (``apply=False``) or execute every step; a failing URI is reported per VM, never raised.
 
@@ -41,7 +42,7 @@ def run_plan(
         control_for = LibvirtControl
     windows = parse_windows(settings.windows)
     permission = restart_permission(settings.restart, windows, datetime.now(UTC))
-    controls: dict[str, Any] = {}
+    controls: dict[str, DomainControl] = {}
     results: list[ActionResult] = []
     try:
         for step in plan.steps:

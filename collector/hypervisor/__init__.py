@@ -5,8 +5,8 @@ Importing this package does not load libvirt; import ``collector.hypervisor.libv
 
 from __future__ import annotations
 
+from collector.domxml import LABELS_NAMESPACE
 from collector.hypervisor.base import (
-    LABELS_NAMESPACE,
     DomainInfo,
     HostCapacity,
     HypervisorControl,

@@ -22,9 +22,6 @@ from collector.errors import (
 )
 from collector.model import SampleBatch, VmRef, VmState
 
-LABELS_NAMESPACE = "https://rightsizer.dev/xmlns/labels/1"
-LABELS_PREFIX = "rs"
-
 
 @dataclass(frozen=True, slots=True)
 class DomainInfo:

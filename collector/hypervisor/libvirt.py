@@ -25,6 +25,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import libvirt
 
+from collector.domxml import LABELS_NAMESPACE, LABELS_PREFIX, parse_labels
 from collector.errors import (
     ConnectionFailedError,
     HypervisorError,
@@ -34,7 +35,7 @@ from collector.errors import (
     VmNotFoundError,
     VmShutOffError,
 )
-from collector.hypervisor.base import LABELS_NAMESPACE, LABELS_PREFIX, DomainInfo, HostCapacity, error_kind
+from collector.hypervisor.base import DomainInfo, HostCapacity, error_kind
 from collector.model import DiskSample, NetSample, SampleBatch, VmError, VmRef, VmSample, VmState
 
 log = logging.getLogger(__name__)
@@ -131,22 +132,6 @@ def map_libvirt_errors(what: str = "libvirt call") -> Iterator[None]:
         yield
     except libvirt.libvirtError as exc:
         raise translate_libvirt_error(exc, what) from exc
-
-
-def parse_labels(metadata_xml: str) -> dict[str, str]:
-    """Parse our ``<labels><label name="k">v</label></labels>`` metadata element into a dict.
-
-    libvirt returns the element without its namespace prefix; a namespaced copy is accepted too.
-    Labels without a name are ignored; text is stripped.
-    """
-    root = ET.fromstring(metadata_xml)
-    labels: dict[str, str] = {}
-    for el in root.iter():
-        if el.tag in ("label", f"{{{LABELS_NAMESPACE}}}label"):
-            name = el.get("name")
-            if name:
-                labels[name] = (el.text or "").strip()
-    return labels
 
 
 def parse_snapshot_time(snapshot_xml: str) -> datetime | None:

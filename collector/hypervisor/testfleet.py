@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from collector.hypervisor.base import LABELS_NAMESPACE, LABELS_PREFIX
+from collector.domxml import LABELS_NAMESPACE, LABELS_PREFIX
 
 # Without this exact namespace on <node>, <test:runstate> is silently ignored.
 TEST_NAMESPACE = "http://libvirt.org/schemas/domain/test/1.0"

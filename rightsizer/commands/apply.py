@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collector.actions.plan import ResizePlan
-    from collector.actions.resize import ActionResult
+    from collector.actions.plan import ResizePlan, ResizeStep
+    from collector.actions.result import ActionResult
     from collector.store.base import AuditEntry
     from rightsizer.context import Context
 
@@ -76,22 +76,23 @@ def _default_uri(args: argparse.Namespace, ctx: Context) -> str:
 
 
 def _load(args: argparse.Namespace, ctx: Context) -> ResizePlan:
-    from collector.actions.plan import load_plan, plan_from_findings
+    from collector.actions.plan import load_plan, plan_from_steps
 
     default_uri = _default_uri(args, ctx)
     if args.from_findings:
-        plan = plan_from_findings(_finding_rows(ctx), default_uri=default_uri)
+        plan = plan_from_steps(_finding_steps(ctx, default_uri))
     else:
         plan = load_plan(args.plan, default_uri=default_uri)
     return plan.with_uri(args.uri) if args.uri else plan
 
 
-def _finding_rows(ctx: Context) -> list[dict[str, Any]]:
-    """Plan entries of the current recommendations for the fleet in the store."""
+def _finding_steps(ctx: Context, default_uri: str) -> list[ResizeStep]:
+    """The resize steps the current recommendations for the fleet in the store propose."""
     from analytics.recommend import findings_for_settings
 
     store = ctx.open_source()
-    return [f.plan_entry() for f in findings_for_settings(store, ctx.catalogue(), ctx.settings)]
+    findings = findings_for_settings(store, ctx.catalogue(), ctx.settings)
+    return [step for f in findings if (step := f.resize_step(default_uri)) is not None]
 
 
 def _run_plan(plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> list[ActionResult]:
@@ -107,7 +108,7 @@ def _run_plan(plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> list[
 
 
 def _print(results: list[ActionResult], plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> None:
-    from collector.actions.resize import format_results, result_row
+    from collector.actions.output import format_results, result_row
 
     if ctx.out.fmt != "table":
         ctx.out.emit([{"plan_id": plan.plan_id, **result_row(r)} for r in results])
@@ -143,7 +144,7 @@ def _no_xml(values: Any) -> dict[str, Any]:
 
 
 def _history_row(e: AuditEntry) -> dict[str, Any]:
-    from collector.actions.resize import format_bytes
+    from collector.domxml import format_bytes
 
     def size(d: Any, vkey: str, mkey: str) -> str:
         v, m = d.get(vkey), d.get(mkey)

@@ -77,7 +77,7 @@ def window_bounds(since: str, until: str | None, now: datetime) -> tuple[datetim
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Compute and print the cost report; returns the exit code."""
     from analytics.catalogue import load_storage_prices
-    from analytics.costs import BUILTIN_GROUPS, fleet_costs, realised_savings, summarise_costs
+    from analytics.costs import BUILTIN_GROUPS, fleet_costs, realised_savings_for_store, summarise_costs
     from analytics.fleet import data_as_of
     from collector.errors import InputError
 
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     summary = summarise_costs(
         cost_frame, vms, group_by=group_by, now=end, start=start, end=end, currency=catalogue.currency
     )
-    savings = realised_savings(store.audit(), end, currency=catalogue.currency)
+    savings = realised_savings_for_store(store, end, currency=catalogue.currency)
     if summary.unpriced_vms:
         notes.append(f"{len(summary.unpriced_vms)} VM(s) fit no catalogue type and are not priced")
     if not vms:

@@ -91,7 +91,9 @@ def _prepare_demo(ctx: Context, args: argparse.Namespace) -> Any:
     """Write the demo fleet, seed its synthetic history once; return a DemoSource over its test:/// URI."""
     from collector.errors import InputError
     from collector.hypervisor.libvirt import LibvirtSource
-    from rightsizer.demo import DemoSource, demo_fleet, seed_synthetic_history, write_demo_fleet_xml
+    from rightsizer.demo import demo_fleet, write_demo_fleet_xml
+    from rightsizer.demo_history import seed_synthetic_history
+    from rightsizer.demo_source import DemoSource
 
     if not args.db:  # keep demo data out of the real store
         ctx.close()  # the mode probe may have opened the default store

@@ -20,7 +20,8 @@ from domains import GuestImages, GuestSpec, boot_guest, guest_domain_xml, remove
 
 from collector.actions.plan import ResizeStep, SizeSpec
 from collector.actions.policy import restart_permission
-from collector.actions.resize import ResizeAction, parse_config, parse_labels
+from collector.actions.resize import ResizeAction
+from collector.domxml import parse_config, parse_labels
 from collector.hypervisor.libvirt import LibvirtControl
 from collector.model import VmState
 from collector.store.sqlite import SqliteStore

@@ -20,7 +20,9 @@ import pytest
 from collector.actions.locks import VmLock
 from collector.actions.plan import ResizeStep, SizeSpec
 from collector.actions.policy import parse_windows, restart_permission
-from collector.actions.resize import ActionResult, ResizeAction, parse_config, parse_labels
+from collector.actions.resize import ResizeAction
+from collector.actions.result import ActionResult
+from collector.domxml import parse_config, parse_labels
 from collector.errors import ActionSkipped, ConnectionFailedError
 from collector.hypervisor.libvirt import LibvirtControl
 from collector.hypervisor.testfleet import TEST_NAMESPACE, FleetDomain, domain_uuid, fleet_xml

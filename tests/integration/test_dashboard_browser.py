@@ -23,7 +23,8 @@ from analytics.catalogue import load_catalogue
 from collector.config import Settings
 from collector.store.sqlite import SqliteStore
 from dashboard.app import create_app
-from rightsizer.demo import demo_fleet, seed_synthetic_history
+from rightsizer.demo import demo_fleet
+from rightsizer.demo_history import seed_synthetic_history
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

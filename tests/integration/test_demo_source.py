@@ -10,7 +10,8 @@ import pytest
 from collector.hypervisor.libvirt import LibvirtSource
 from collector.model import VmState
 from collector.sampler import Sampler
-from rightsizer.demo import DemoSource, demo_fleet, write_demo_fleet_xml
+from rightsizer.demo import demo_fleet, write_demo_fleet_xml
+from rightsizer.demo_source import DemoSource
 
 pytestmark = pytest.mark.integration
 

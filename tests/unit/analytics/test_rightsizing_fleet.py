@@ -12,7 +12,7 @@ from analytics.catalogue import CsvPriceCatalogue, MachineType
 from analytics.recommend import fleet_summary, recommend_fleet
 from analytics.rightsizing.base import Finding, UsageHistory, history_trends
 from analytics.rightsizing.settings import Policy, RightsizerSettings
-from collector.actions.plan import plan_from_findings
+from collector.actions.plan import plan_from_findings, plan_from_steps
 from collector.config import IdleSettings
 from collector.model import UsagePoint, VmRecord, VmState
 
@@ -96,6 +96,15 @@ def test_json_rows_are_a_resize_plan(fleet) -> None:
     assert web["price_before_per_hour"] == 0.12 and web["price_after_per_hour"] == 0.02
     plan = plan_from_findings(entries)
     assert [s.vm.name for s in plan.steps] == ["web-1"]  # excluded, idle, optimized and new VMs stay put
+
+
+def test_findings_emit_the_plans_own_step_type(fleet) -> None:
+    findings = recommend_fleet(fleet, _catalogue(), now=NOW, idle_settings=IdleSettings())
+    steps = [s for f in findings if (s := f.resize_step("test:///x.xml")) is not None]
+    typed = plan_from_steps(steps)
+    from_json = plan_from_findings([f.plan_entry() for f in findings], default_uri="test:///x.xml")
+    assert typed.steps == from_json.steps and typed.plan_id == from_json.plan_id
+    assert [s.vm.name for s in typed.steps] == ["web-1"]
 
 
 def test_policy_overrides_apply_per_vm(fleet) -> None:

@@ -2,21 +2,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from collector.actions.changes import build_operations, is_at_target, plan_changes
+from collector.actions.output import format_result, format_results, result_row
 from collector.actions.plan import ResizeStep, SizeSpec
 from collector.actions.policy import parse_windows, restart_permission
-from collector.actions.resize import (
-    ActionResult,
-    ConfigSpec,
-    DomainSnapshot,
-    build_operations,
-    format_result,
-    format_results,
-    is_at_target,
-    parse_config,
-    parse_labels,
-    plan_changes,
-    result_row,
-)
+from collector.actions.result import ActionResult
+from collector.actions.snapshot import DomainSnapshot
+from collector.domxml import ConfigSpec, parse_config, parse_labels
 from collector.model import VmRef, VmState
 
 GIB = 1024**3
@@ -175,7 +167,7 @@ def test_result_row_is_flat() -> None:
 
 
 def test_format_bytes() -> None:
-    from collector.actions.resize import format_bytes
+    from collector.domxml import format_bytes
 
     assert format_bytes(8 * GIB) == "8 GiB"
     assert format_bytes(160 * MIB) == "160 MiB"

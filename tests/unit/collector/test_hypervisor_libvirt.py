@@ -15,6 +15,7 @@ from typing import Any
 import libvirt
 import pytest
 
+from collector.domxml import parse_labels
 from collector.errors import OperationInvalidError, VmNotFoundError
 from collector.hypervisor.libvirt import (
     STATS_GROUPS,
@@ -22,7 +23,6 @@ from collector.hypervisor.libvirt import (
     LibvirtSource,
     memory_used_bytes,
     parse_domain_xml,
-    parse_labels,
     parse_snapshot_time,
 )
 from collector.hypervisor.testfleet import FleetDomain, domain_uuid, write_fleet

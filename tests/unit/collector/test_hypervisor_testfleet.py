@@ -7,7 +7,8 @@ from pathlib import Path
 
 import libvirt
 
-from collector.hypervisor.libvirt import parse_labels, silence_libvirt_stderr
+from collector.domxml import parse_labels
+from collector.hypervisor.libvirt import silence_libvirt_stderr
 from collector.hypervisor.testfleet import domain_uuid, make_fleet, write_fleet
 
 

@@ -9,9 +9,11 @@ import libvirt
 import numpy as np
 import pytest
 
+from collector.domxml import LABELS_NAMESPACE
 from collector.model import VmState
 from collector.store.sqlite import SqliteStore
 from rightsizer import demo
+from rightsizer.demo_history import seed_synthetic_history
 
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
 RS = "{https://rightsizer.dev/xmlns/labels/1}"
@@ -71,7 +73,7 @@ def test_fleet_xml_opens_in_the_libvirt_test_driver(tmp_path: Path) -> None:
             assert dom.name() == vm.name
             state = dom.state()[0]
             assert (state == libvirt.VIR_DOMAIN_SHUTOFF) is (not vm.running)
-            meta = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, demo.LABELS_NAMESPACE)
+            meta = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, LABELS_NAMESPACE)
             assert all(f'name="{k}">{v}<' in meta for k, v in vm.labels.items())
             snaps = dom.listAllSnapshots()
             if vm.backup_age_h is None:
@@ -86,7 +88,7 @@ def test_fleet_xml_opens_in_the_libvirt_test_driver(tmp_path: Path) -> None:
 def test_synthetic_history_behaves_as_labelled(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "demo.db")
     fleet = demo.demo_fleet(24, seed=7)
-    written = demo.seed_synthetic_history(store, fleet, days=7, now=NOW, seed=7, points_per_hour=2)
+    written = seed_synthetic_history(store, fleet, days=7, now=NOW, seed=7, points_per_hour=2)
     assert written == 24 * 7 * 24 * 2
     assert store.get_meta("data_mode") == "demo"
     records = {r.uuid: r for r in store.vms()}
@@ -131,7 +133,7 @@ def test_synthetic_history_behaves_as_labelled(tmp_path: Path) -> None:
 def test_seed_rejects_bad_arguments(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "x.db")
     with pytest.raises(ValueError, match="positive"):
-        demo.seed_synthetic_history(store, demo.demo_fleet(2), days=0, now=NOW)
+        seed_synthetic_history(store, demo.demo_fleet(2), days=0, now=NOW)
     with pytest.raises(ValueError, match="timezone-aware"):
-        demo.seed_synthetic_history(store, demo.demo_fleet(2), days=1, now=datetime(2026, 1, 1))
+        seed_synthetic_history(store, demo.demo_fleet(2), days=1, now=datetime(2026, 1, 1))
     store.close()

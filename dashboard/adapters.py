@@ -1,0 +1,112 @@
+"""Adapters from analytics to the dashboard's views: findings and backup checks for one snapshot."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from analytics.backups import check_backups
+from analytics.recommend import VmFinding, configured_policies, recommend_frame
+from dashboard.snapshot import Snapshot
+from dashboard.views import GIB, BackupView, FindingView, OptionView
+
+if TYPE_CHECKING:
+    from dashboard.data import DashboardData
+
+_BACKUP_STATUS = {"not-required": "no-policy"}
+
+
+def load_backups(data: DashboardData, snap: Snapshot) -> Mapping[str, BackupView]:
+    """Judge every VM's newest backup against its policy (analytics.backups) at the snapshot's time."""
+    findings = check_backups(list(snap.vms), data.store.backups(), data.settings.backups, snap.now,
+                             hour_frame=snap.hours)
+    return {
+        f.vm_uuid: BackupView(
+            vm_uuid=f.vm_uuid,
+            policy=f.policy,
+            policy_h=f.max_age_s / 3600.0 if f.max_age_s is not None else None,
+            newest=f.newest,
+            age_h=f.age_s / 3600.0 if f.age_s is not None else None,
+            status=_BACKUP_STATUS.get(f.status, f.status),
+            urgency=f.urgency,
+            detail=f.reason,
+        )
+        for f in findings
+    }
+
+
+def load_findings(data: DashboardData, snap: Snapshot) -> Mapping[str, FindingView]:
+    """Right-size every VM from the snapshot's hourly rollups (analytics.recommend) and flatten the results.
+
+    Uses the configured strategy, lookback, minimum saving and idle rule, judged at the snapshot's cost time.
+    """
+    rs = data.settings.rightsizing
+    start = pd.Timestamp(snap.cost_now) - pd.Timedelta(days=rs.lookback_days)
+    frame = snap.hours[snap.hours["ts"] >= start] if len(snap.hours) else snap.hours
+    findings = recommend_frame(
+        frame, list(snap.vms), data.catalogue, strategy=rs.strategy, now=snap.cost_now,
+        lookback_days=float(rs.lookback_days), idle_settings=data.settings.idle,
+        min_monthly_savings=rs.min_monthly_savings, policies=configured_policies(data.settings),
+    )
+    return {f.uuid: finding_view(f) for f in findings}
+
+
+def finding_view(f: VmFinding) -> FindingView:
+    """Flatten one VmFinding, turning its evidence into labelled text."""
+    return FindingView(
+        vm_uuid=f.uuid,
+        finding=f.finding.value,
+        current_type=f.current_type,
+        recommended_type=f.target_type,
+        monthly_savings=f.monthly_savings,
+        risk=f.risk,
+        target_vcpus=f.need_vcpus,
+        target_memory_bytes=f.need_memory_bytes,
+        recommended_vcpus=f.target_vcpus,
+        recommended_memory_bytes=f.target_memory_bytes,
+        options=tuple(
+            OptionView(str(o["machine_type"]), int(o["vcpus"]), int(o["memory_bytes"]),
+                       float(o["price_per_month"]), float(o["monthly_savings"]))
+            for o in f.options
+        ),
+        reasons=dict(f.reasons),
+        evidence=_evidence(f),
+        excluded=f.excluded,
+    )
+
+
+def _evidence(f: VmFinding) -> dict[str, str]:
+    ev = f.recommendation.evidence
+    out: dict[str, str] = {"Strategy": f.strategy}
+    if f.current_type:
+        out["Current type"] = f"{f.current_type} ({f.current_type_source})"
+    if f.price_before_per_hour is not None:
+        after = f" -> {f.price_after_per_hour:.4f}" if f.price_after_per_hour is not None else ""
+        out["Price per hour"] = f"{f.price_before_per_hour:.4f}{after} {f.currency}"
+    if ev is None:
+        return out
+    out["Lookback"] = f"{ev.lookback_days:g} days"
+    out["Data"] = f"{ev.coverage_hours:.1f} h over {ev.span_days:.1f} days ({ev.samples} hourly points)"
+    if ev.cpu is not None:
+        out["CPU"] = (f"{ev.cpu.statistic} = {ev.cpu.observed:.3f} vCPU, +{ev.cpu.headroom_fraction:.0%} headroom "
+                      f"= {ev.cpu.value:.3f} vCPU; peak {ev.cpu.peak:.3f} vCPU")
+    if ev.memory is not None:
+        out["Memory"] = (f"{ev.memory.statistic} = {ev.memory.observed / GIB:.2f} GiB, "
+                         f"+{ev.memory.headroom_fraction:.0%} headroom = {ev.memory.value / GIB:.2f} GiB; "
+                         f"peak {ev.memory.peak / GIB:.2f} GiB")
+    for label, trend, scale, unit in (("CPU trend", ev.cpu_trend, 1.0, "vCPU"),
+                                      ("Memory trend", ev.memory_trend, GIB, "GiB")):
+        if trend is not None:
+            out[label] = (f"{trend.slope_per_day / scale:+.3f} {unit}/day over {trend.days} days, projected "
+                          f"{trend.projected / scale:.2f} {unit} in {trend.horizon_days:g} days"
+                          + (" (growing)" if trend.growing else ""))
+    if ev.min_savings_per_month is not None and math.isfinite(ev.min_savings_per_month):
+        out["Savings threshold"] = f"{ev.min_savings_per_month:.2f} {f.currency}/month"
+    if f.idle is not None:
+        share = f.idle.cpu_idle_share
+        out["Idle"] = (f"CPU below {f.idle.cpu_threshold_vcpus:g} vCPU for "
+                       f"{'?' if share is None else f'{share:.0%}'} of {f.idle.observed_days:.1f} running days")
+    return out

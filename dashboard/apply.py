@@ -1,0 +1,68 @@
+"""The dashboard's apply control: which resizes it offers, and the guarded call into the shared runner."""
+
+from __future__ import annotations
+
+import hmac
+import math
+from typing import Protocol
+
+from collector.config import ActionSettings
+from collector.errors import ActionError, RightsizerError
+from dashboard.snapshot import Snapshot
+
+#: Findings the apply control offers a resize for.
+APPLICABLE_FINDINGS = ("over-provisioned", "under-provisioned", "idle")
+
+
+class ApplyHook(Protocol):
+    """Apply one resize through the same path as ``rightsizer apply``; returns a one-line outcome.
+
+    Raises ActionError (ActionSkipped / ActionFailed) or another RightsizerError when it does not apply.
+    """
+
+    def __call__(self, vm_uuid: str, machine_type: str, *, actor: str) -> str: ...
+
+
+def apply_choices(snap: Snapshot, rec_ids: list[tuple[str, str]]) -> list[tuple[str, str, list[str]]]:
+    """(UUID, VM name, option type names) of the listed findings (id, name) that could be applied."""
+    out = []
+    for uuid, name in rec_ids:
+        f = snap.findings[uuid]
+        if f.excluded or f.finding not in APPLICABLE_FINDINGS:
+            continue
+        names = [o.machine_type for o in f.options] or ([f.recommended_type] if f.recommended_type else [])
+        if names:
+            out.append((uuid, name, names))
+    return out
+
+
+def token_matches(given: object, expected: str) -> bool:
+    """Compare an offered token with the configured one in constant time; False for non-text input."""
+    if not isinstance(given, str) or not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def apply_resize(actions: ActionSettings, snap: Snapshot, hook: ApplyHook | None, vm_uuid: str | None,
+                 machine_type: str | None, token: str | None) -> str:
+    """Check the token and call the apply hook; returns the message to show (never raises ActionError)."""
+    if not actions.enabled or hook is None:
+        return "Applying is disabled: set [actions] enabled = true and restart the dashboard."
+    expected = actions.token.get_secret_value()
+    if not expected:
+        return "Applying needs a token: set [actions] token in the config file."
+    if not token_matches(token, expected):
+        return "Wrong or missing token; nothing was applied."
+    if not vm_uuid or not machine_type:
+        return "Choose a VM and a machine type first."
+    vm = snap.by_uuid.get(vm_uuid)
+    if vm is None:
+        return f"VM {vm_uuid!r} is not in the store; reload the page."
+    try:
+        outcome = hook(vm_uuid, machine_type, actor="dashboard")
+    except ActionError as exc:
+        return f"{vm.name}: not applied: {exc}"
+    except RightsizerError as exc:
+        return f"{vm.name}: failed: {exc}"
+    snap.built_at = -math.inf  # rebuild in the background on the next read, to show the change
+    return f"{vm.name}: {outcome}"

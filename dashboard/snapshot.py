@@ -1,0 +1,277 @@
+"""The dashboard's cached snapshot: one read of the store plus analytics, rebuilt in the background.
+
+A *snapshot* (inventory, the hourly frame of the loaded window, its cost frame, findings and backup
+findings) is built once and then rebuilt in a background thread when a request finds it older than
+``ttl_s`` (or five times its build time, whichever is longer); readers keep using the previous snapshot
+meanwhile, so no callback waits for a rebuild. Views derived from a snapshot are memoised inside it
+(:meth:`Snapshot.memoised`), so they vanish with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from analytics.catalogue import CsvPriceCatalogue, StoragePrices
+from analytics.costs import fleet_costs
+from collector.config import Settings
+from collector.errors import RightsizerError
+from collector.model import VmRecord
+from collector.store.base import TimeSeriesStore
+from dashboard.views import HOUR_S, RANGES, BackupView, FindingView
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: Views kept per snapshot (least recently used dropped first).
+MEMO_SIZE = 256
+
+
+@dataclass
+class Snapshot:
+    """Everything read and computed for one refresh; views derive from it and are memoised in it."""
+
+    built_at: float  # monotonic seconds
+    now: datetime  # wall clock at build time (UTC)
+    cost_now: datetime  # "now" for cost and month figures: the wall clock, capped at the window end
+    anchor: datetime  # newest data (UTC); ranges end at the end of its hour
+    window_start: datetime
+    window_end: datetime
+    vms: tuple[VmRecord, ...]
+    by_uuid: Mapping[str, VmRecord]
+    codes: Mapping[str, int]  # VM UUID -> row code in the arrays below
+    hours: pd.DataFrame  # hour frame of the whole window, sorted by (vm, ts)
+    costs: pd.DataFrame  # fleet_costs of ``hours``, same row order
+    arrays: Mapping[str, np.ndarray]
+    latest_cost: Mapping[str, tuple[str | None, str, float | None, float]]  # type, source, price, total/h
+    findings: Mapping[str, FindingView]
+    backups: Mapping[str, BackupView]
+    label_options: tuple[str, ...]
+    host_options: tuple[str, ...]
+    memo: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def memoised(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """Return the value memoised under ``key``, computing it (outside the lock) when missing."""
+        with self.lock:
+            if key in self.memo:
+                self.memo.move_to_end(key)
+                return self.memo[key]  # type: ignore[no-any-return]
+        value = compute()
+        with self.lock:
+            self.memo[key] = value
+            while len(self.memo) > MEMO_SIZE:
+                self.memo.popitem(last=False)
+        return value
+
+
+def _floor_hour(ts: datetime) -> datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def _month_start(ts: datetime) -> datetime:
+    return ts.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _label_pairs(vm: VmRecord) -> list[str]:
+    return [f"{k}={v}" for k, v in sorted((vm.labels or {}).items())]
+
+
+
+
+def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPriceCatalogue,
+                   storage: StoragePrices, clock: Callable[[], datetime]) -> Snapshot:
+    """Read the inventory and the loaded window's hourly rollups and price them; findings come later.
+
+    The window ends at the end of the newest data's hour and covers the longest range and month-to-date.
+    Raises the store's RightsizerError subclasses.
+    """
+    now = clock()
+    vms = tuple(store.vms())
+    span = store.time_range()
+    anchor = min(span[1], now) if span is not None else now
+    if span is not None and span[1] < now - timedelta(days=2):
+        anchor = span[1]  # imported or stale history: show where the data is
+    window_end = _floor_hour(anchor) + timedelta(hours=1)
+    longest = max(RANGES.values())
+    window_start = min(window_end - longest, _month_start(anchor))
+    hours = store.frame(window_start, window_end, resolution="hour")
+    hours = hours.sort_values(["vm", "ts"], kind="stable", ignore_index=True)
+    known = {vm.uuid for vm in vms}
+    if len(hours) and not hours["vm"].isin(known).all():
+        hours = hours[hours["vm"].isin(known)].reset_index(drop=True)
+    # Costs and month figures count up to the wall clock, or to the end of the data's last hour when the
+    # data is older (demo, imports): then every stored hour is complete.
+    cost_now = min(now, window_end)
+    costs = fleet_costs(hours, vms, catalogue, storage, settings.costs, now=cost_now)
+    costs = costs.reset_index(drop=True)
+    if len(costs) != len(hours) or not (costs["vm"].to_numpy() == hours["vm"].to_numpy()).all():
+        costs = hours[["vm", "ts"]].merge(costs, on=["vm", "ts"], how="left")
+    codes = {vm.uuid: i for i, vm in enumerate(vms)}
+    arrays = _arrays(hours, costs, codes, window_start)
+    latest_cost = _latest_cost(costs)
+    snap = Snapshot(
+        built_at=time.monotonic(),
+        now=now,
+        cost_now=cost_now,
+        anchor=anchor,
+        window_start=window_start,
+        window_end=window_end,
+        vms=vms,
+        by_uuid={vm.uuid: vm for vm in vms},
+        codes=codes,
+        hours=hours,
+        costs=costs,
+        arrays=arrays,
+        latest_cost=latest_cost,
+        findings={},
+        backups={},
+        label_options=tuple(sorted({p for vm in vms for p in _label_pairs(vm)})),
+        host_options=tuple(sorted({vm.host for vm in vms})),
+    )
+    return snap
+
+
+class SnapshotCache:
+    """Holds the current snapshot; builds it on first use and refreshes it in a background thread.
+
+    ``build`` makes a complete snapshot (it may take seconds on a big fleet); ``warmers`` run after every
+    rebuild so users hit a warm cache. Thread-safe: at most one background refresh runs at a time.
+    """
+
+    def __init__(self, build: Callable[[], Snapshot], *, ttl_s: float = 60.0) -> None:
+        self._build = build
+        self.ttl_s = ttl_s
+        self._snapshot: Snapshot | None = None
+        self._warmers: list[Callable[[], object]] = []
+        self._build_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._refreshing = False
+        self._refresher: threading.Thread | None = None
+        self.last_build_s = 0.0
+        self.last_error: str | None = None
+
+    def get(self) -> Snapshot:
+        """Return the current snapshot; build it now if there is none, refresh it in the background if stale."""
+        snap = self._snapshot
+        if snap is None:
+            with self._build_lock:
+                if self._snapshot is None:
+                    self._snapshot = self._timed_build()
+                return self._snapshot
+        # A rebuild of a big fleet takes seconds of CPU: refresh at most every 5 builds' worth of time.
+        ttl_s = max(self.ttl_s, 5.0 * self.last_build_s)
+        if time.monotonic() - snap.built_at > ttl_s:
+            with self._state_lock:
+                if self._refreshing:
+                    return snap
+                self._refreshing = True
+                self._refresher = threading.Thread(target=self._refresh, name="dashboard-refresh", daemon=True)
+            self._refresher.start()
+        return snap
+
+    def wait_for_refresh(self, timeout_s: float = 60.0) -> None:
+        """Block until a background refresh in progress (if any) has finished."""
+        with self._state_lock:
+            refresher = self._refresher
+        if refresher is not None:
+            refresher.join(timeout_s)
+
+    def refresh(self) -> None:
+        """Rebuild the snapshot now (blocking)."""
+        with self._build_lock:
+            self._snapshot = self._timed_build()
+        self.run_warmers()
+
+    def add_warmer(self, warmer: Callable[[], object]) -> None:
+        """Run ``warmer`` after every rebuild (e.g. a page's default view)."""
+        self._warmers.append(warmer)
+
+    def run_warmers(self) -> None:
+        """Run every warmer once."""
+        for warmer in self._warmers:
+            warmer()
+
+    def _timed_build(self) -> Snapshot:
+        started = time.perf_counter()
+        snap = self._build()
+        self.last_build_s = time.perf_counter() - started
+        log.info("dashboard data built in %.2f s: %d VMs, %d VM-hours", self.last_build_s, len(snap.vms),
+                 len(snap.hours))
+        return snap
+
+    def _refresh(self) -> None:
+        try:
+            with self._build_lock:
+                self._snapshot = self._timed_build()
+            self.run_warmers()
+            self.last_error = None
+        except RightsizerError as exc:  # keep serving the previous snapshot
+            self.last_error = str(exc)
+            log.warning("dashboard refresh failed, keeping the previous data: %s", exc)
+        finally:
+            with self._state_lock:
+                self._refreshing = False
+
+
+def finite_or_none(value: Any) -> float | None:
+    """Return ``value`` as a finite float, or None when it is not a finite number."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _arrays(hours: pd.DataFrame, costs: pd.DataFrame, codes: Mapping[str, int],
+            window_start: datetime) -> dict[str, np.ndarray]:
+    """Flat numpy columns for fast per-hour sums (np.bincount) over any VM subset."""
+    n = len(hours)
+    if n == 0:
+        empty_i = np.zeros(0, dtype=np.int64)
+        empty_f = np.zeros(0)
+        return {"code": empty_i, "hour": empty_i, **{k: empty_f for k in (
+            "compute_cost", "storage_cost", "cpu_used_vcpus", "cpu_allocated_vcpus", "memory_used_bytes",
+            "memory_allocated_bytes", "memory_known_allocated_bytes")}}
+    code = hours["vm"].map(codes).fillna(len(codes)).to_numpy(dtype=np.int64)
+    ts_s = hours["ts"].dt.as_unit("s").astype("int64").to_numpy()
+    hour = (ts_s - int(window_start.timestamp())) // HOUR_S
+    running = hours["running_s"].fillna(0.0).to_numpy() > 0
+    mem_used = hours["memory_used_mean_bytes"].to_numpy(dtype=float)
+    mem_alloc = hours["memory_bytes"].fillna(0.0).to_numpy(dtype=float)
+    return {
+        "code": code,
+        "hour": hour.astype(np.int64),
+        "compute_cost": np.nan_to_num(costs["compute_cost"].to_numpy(dtype=float)),
+        "storage_cost": np.nan_to_num(costs["storage_cost"].to_numpy(dtype=float)),
+        "cpu_used_vcpus": np.nan_to_num(hours["cpu_mean_vcpus"].to_numpy(dtype=float)),
+        "cpu_allocated_vcpus": np.where(running, hours["vcpus"].fillna(0.0).to_numpy(dtype=float), 0.0),
+        "memory_used_bytes": np.nan_to_num(mem_used),
+        "memory_allocated_bytes": np.where(running, mem_alloc, 0.0),
+        "memory_known_allocated_bytes": np.where(running & np.isfinite(mem_used), mem_alloc, 0.0),
+    }
+
+
+def _latest_cost(costs: pd.DataFrame) -> dict[str, tuple[str | None, str, float | None, float]]:
+    """Per VM: machine type, its source, compute price per hour and compute + storage per hour (newest hour)."""
+    if costs.empty:
+        return {}
+    last = costs.groupby("vm", sort=False).tail(1)
+    out: dict[str, tuple[str | None, str, float | None, float]] = {}
+    for vm, mtype, source, price, storage in zip(
+        last["vm"], last["machine_type"], last["type_source"], last["price_per_hour"],
+        last["storage_price_per_hour"], strict=True,
+    ):
+        p = finite_or_none(price)
+        out[str(vm)] = (mtype if isinstance(mtype, str) else None, str(source), p,
+                        (p or 0.0) + (finite_or_none(storage) or 0.0) if p is not None else math.nan)
+    return out

@@ -1,0 +1,138 @@
+"""The dashboard's view values: the filters every page shares and the frozen results views return."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from collector.model import VmRecord
+
+GIB = 1024**3
+HOUR_S = 3600
+#: Selectable time ranges (label -> length). The loaded window also always covers month-to-date.
+RANGES: Mapping[str, timedelta] = {
+    "24h": timedelta(hours=24), "7d": timedelta(days=7), "14d": timedelta(days=14), "30d": timedelta(days=30),
+}
+DEFAULT_RANGE = "30d"
+DATA_MODES: Mapping[str, str] = {
+    "live": "Live data from libvirt",
+    "demo": "Demo fleet on the libvirt test driver with SYNTHETIC usage history",
+    "import": "Imported traces (historical data, not this machine)",
+}
+#: Other spellings of the modes (``rightsizer serve`` says "imported").
+MODE_ALIASES: Mapping[str, str] = {"imported": "import"}
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The global filters: a time range key, ``key=value`` label pairs and host names."""
+
+    range_key: str = DEFAULT_RANGE
+    labels: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, range_key: str | None, labels: Iterable[str] | None, hosts: Iterable[str] | None) -> Filters:
+        """Normalise raw component values (None, lists in any order) into a hashable key."""
+        key = range_key if range_key is not None and range_key in RANGES else DEFAULT_RANGE
+        return cls(key, tuple(sorted(set(labels or ()))), tuple(sorted(set(hosts or ()))))
+
+
+@dataclass(frozen=True, slots=True)
+class OptionView:
+    """One machine type that covers a VM's need."""
+
+    machine_type: str
+    vcpus: int
+    memory_bytes: int
+    price_per_month: float
+    monthly_savings: float
+
+
+@dataclass(frozen=True, slots=True)
+class FindingView:
+    """A VM's right-sizing result, flattened for display."""
+
+    vm_uuid: str
+    finding: str
+    current_type: str | None
+    recommended_type: str | None
+    monthly_savings: float
+    risk: int
+    target_vcpus: float | None
+    target_memory_bytes: int | None
+    recommended_vcpus: int | None = None
+    recommended_memory_bytes: int | None = None
+    options: tuple[OptionView, ...] = ()
+    reasons: Mapping[str, str] = field(default_factory=dict)
+    evidence: Mapping[str, str] = field(default_factory=dict)
+    excluded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BackupView:
+    """A VM's newest backup against its policy.
+
+    ``status``: ok, overdue, never, no-policy, invalid-policy; ``urgency``: none, low, medium, high, critical.
+    """
+
+    vm_uuid: str
+    policy: str
+    policy_h: float | None
+    newest: datetime | None
+    age_h: float | None
+    status: str
+    urgency: str = "none"
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewView:
+    """Everything the overview page draws, for one filter set; money in ``currency``."""
+
+    currency: str
+    spend_hour: pd.DataFrame
+    spend_day: pd.DataFrame
+    utilisation: pd.DataFrame
+    finding_counts: Mapping[str, int]
+    range_cost: float
+    month_to_date: float
+    forecast_month_end: float
+    forecast_basis: str
+    potential_monthly_savings: float
+    upsize_monthly_cost: float
+    vms_total: int
+    vms_running: int
+    unpriced_vms: int
+
+
+@dataclass(frozen=True, slots=True)
+class VmDetailView:
+    """One VM: its record, hourly series in the range, cost per day and its finding."""
+
+    vm: VmRecord
+    currency: str
+    hours: pd.DataFrame
+    cost_day: pd.DataFrame
+    machine_type: str | None
+    type_source: str
+    price_per_hour: float | None
+    finding: FindingView | None
+    backup: BackupView | None
+
+
+def labels_text(labels: Mapping[str, str] | None) -> str:
+    """Labels as ``key=value`` pairs joined by ", " (plain text)."""
+    return ", ".join(f"{k}={v}" for k, v in sorted((labels or {}).items()))
+
+
+def csv_safe(value: Any) -> Any:
+    """Neutralise spreadsheet formulas: text starting with = + - @ TAB CR gets a leading quote."""
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+        return "'" + value
+    return value
