@@ -152,8 +152,8 @@ class PromqlStore:
     def time_range(self) -> tuple[datetime, datetime] | None:
         """Oldest and newest sample of the inventory series within ``history_days``, to the second.
 
-        Three cheap passes of ``count(count_over_time(...))``: days with data, then the first/last step of
-        ``resolution_s`` in those days, then the first/last second.
+        Cheap passes of ``count(count_over_time(...))``: the days with data, then within the first and last of
+        them the hour, the minute and the second (at most 60 points per query).
         """
         now = self.clock()
         day = 86400.0
@@ -163,21 +163,21 @@ class PromqlStore:
         days = self._steps(probe, start, end, day)
         if not days:
             return None
-        r = float(self.resolution_s)
         edges = []
         for first, t in ((True, days[0]), (False, days[-1])):
-            coarse = self._steps(probe, t - day, t, r)
-            fine = self._steps(probe, (coarse[0] if first else coarse[-1]) - r, coarse[0] if first else coarse[-1],
-                               1.0) if coarse else []
-            if not fine:
-                return None
-            edges.append(fine[0] if first else fine[-1])
+            step = day
+            for finer in (3600.0, 60.0, 1.0):
+                found = self._steps(probe, t - step, t, finer)
+                if not found:
+                    return None
+                t, step = (found[0] if first else found[-1]), finer
+            edges.append(t)
         return _utc(edges[0]), _utc(edges[1])
 
     def _steps(self, probe: str, lo: float, hi: float, step: float) -> list[float]:
         """Evaluation times in ``(lo, hi]`` (multiples of ``step``) whose window ``(t - step, t]`` has samples."""
         start = math.floor(lo / step) * step + step
-        window = f"{int(step)}s" if step >= 1 else "1s"
+        window = f"{int(step)}s"
         found = self._range(f"count(count_over_time({probe}[{window}]))", start, hi, step)
         return sorted(t for s in found for t, v in zip(s.ts_s, s.values, strict=True) if v > 0)
 
@@ -193,7 +193,7 @@ class PromqlStore:
         queries = rollup_queries(self.schema, matchers=self.matchers, resolution_s=self.resolution_s,
                                  rules=self.rules_present())
         columns: dict[str, pd.Series] = {}
-        for h0, h1 in self._chunks(first_h, last_h):
+        for h0, h1 in self._chunks(first_h, last_h, subqueries=queries.subqueries):
             self.stats.chunks += 1
             for col, expr in queries.by_column.items():
                 part = self._rows(expr, col, h0, h1, queries.identity)
@@ -203,10 +203,13 @@ class PromqlStore:
             frame = frame[frame["vm"].isin(set(vms))].reset_index(drop=True)
         return frame
 
-    def _chunks(self, first_h: float, last_h: float) -> list[tuple[float, float]]:
+    def _chunks(self, first_h: float, last_h: float, *, subqueries: bool) -> list[tuple[float, float]]:
+        """Hour ranges that keep each query within the points and samples limits."""
         fleet = max(1, len(self._inventory_series(first_h, last_h + _HOUR_S)))
         per_hour = fleet * _HOUR_S / self.resolution_s
         hours = int(max(1, min(self.max_points_per_series, self.max_samples_per_query // max(per_hour, 1.0))))
+        if subqueries:  # a subquery's inner steps over the chunk (plus its 1h window) count as points per series
+            hours = max(1, min(hours, int(self.max_points_per_series * self.resolution_s // _HOUR_S) - 1))
         out = []
         h = first_h
         while h <= last_h:

@@ -94,6 +94,11 @@ class RollupQueries:
     by_column: dict[str, str]
     identity: str
 
+    @property
+    def subqueries(self) -> bool:
+        """True when some expression evaluates a subquery (its inner steps count against the points limit)."""
+        return any(":" in e.split("[", 1)[1] for e in self.by_column.values() if "[" in e)
+
 
 def _sel(metric: str, matchers: str) -> str:
     return f"{metric}{{{matchers}}}" if matchers else metric
@@ -145,7 +150,7 @@ def rollup_queries(schema: Schema, *, matchers: str, resolution_s: int, rules: b
         # from the sample before the window, as the embedded store does; Prometheus extrapolates at the edges)
         q[col] = f"sum {by} (increase({_sel(metric, matchers)}[1h]))"
     if schema.disk_capacity:
-        q["disk_capacity_bytes"] = f"max_over_time((sum {by} ({_sel(schema.disk_capacity, matchers)}))[1h:{r}])"
+        q["disk_capacity_bytes"] = f"sum {by} (max_over_time({_sel(schema.disk_capacity, matchers)}[1h]))"
     if rules and schema.name == "rightsizer":
         for col, record in RULES.items():
             q[col] = f"max {by} (last_over_time({_sel(record, matchers)}[1h]))"

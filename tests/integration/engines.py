@@ -13,7 +13,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,12 +136,25 @@ def import_prometheus_text(engine: Engine, lines: Iterable[str], *, batch: int =
     return sent
 
 
-def start_vmagent(work: Path, targets: list[str], remote_write_url: str, *, interval: str = "1s") -> Engine:
+def scrape_config(targets: Mapping[str, Mapping[str, str]], interval: str) -> str:
+    """A scrape config (Prometheus and vmagent read the same) with per-target labels, e.g. ``{"host": "hv1"}``.
+
+    A target label named like an exported one wins (the exported one becomes ``exported_<name>``): that is how
+    a test gives two test-driver fleets on one machine two distinct ``host`` values.
+    """
+    out = f"global:\n  scrape_interval: {interval}\n"
+    out += "scrape_configs:\n  - job_name: rightsizer\n    static_configs:\n"
+    for target, labels in targets.items():
+        out += f"      - targets: [{json.dumps(target)}]\n        labels: {json.dumps(dict(labels))}\n"
+    return out
+
+
+def start_vmagent(work: Path, targets: Mapping[str, Mapping[str, str]], remote_write_url: str, *,
+                  interval: str = "1s") -> Engine:
     """vmagent scraping ``targets`` and remote-writing into ``remote_write_url`` (e.g. VictoriaMetrics)."""
     config = work / "vmagent.yml"
     work.mkdir(parents=True, exist_ok=True)
-    config.write_text("global:\n  scrape_interval: " + interval + "\nscrape_configs:\n  - job_name: rightsizer\n"
-                      "    static_configs:\n      - targets: " + json.dumps(targets) + "\n")
+    config.write_text(scrape_config(targets, interval))
     port = free_port()
     engine = _start("vmagent", [
         binary("vmagent"), f"-promscrape.config={config}", f"-remoteWrite.url={remote_write_url}",
@@ -152,16 +165,14 @@ def start_vmagent(work: Path, targets: list[str], remote_write_url: str, *, inte
     return engine
 
 
-def start_prometheus(work: Path, targets: list[str], *, interval: str = "1s", rules: Path | None = None,
-                     data: Path | None = None) -> Engine:
+def start_prometheus(work: Path, targets: Mapping[str, Mapping[str, str]], *, interval: str = "1s",
+                     rules: Path | None = None, data: Path | None = None) -> Engine:
     """Prometheus scraping ``targets``; ``data`` reuses a TSDB directory (e.g. after promtool backfill)."""
     work.mkdir(parents=True, exist_ok=True)
     config = work / "prometheus.yml"
-    text = f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+    text = scrape_config(targets, interval)
     if rules is not None:
         text += f"rule_files:\n  - {rules}\n"
-    text += ("scrape_configs:\n  - job_name: rightsizer\n    static_configs:\n      - targets: "
-             + json.dumps(targets) + "\n")
     config.write_text(text)
     port = free_port()
     engine = _start("prometheus", [
