@@ -70,7 +70,10 @@ def measure(domains: int, cycles: int, interval_s: float, work: Path) -> dict[st
         deadline = time.monotonic() + 120 + cycles * interval_s * 3
         start_n = _wait_cycles(url, 2, deadline)  # warm-up: first cycle reads every domain's XML
         cpu0, t0 = _cpu_s(proc.pid), time.monotonic()
-        end_n = _wait_cycles(url, start_n + cycles, deadline)
+        end_n = start_n
+        while end_n < start_n + cycles and time.monotonic() < deadline:
+            time.sleep(interval_s)  # one scrape per interval, as Prometheus would
+            end_n = _cycles(url)
         cpu1, t1 = _cpu_s(proc.pid), time.monotonic()
         rss = _rss_mib(proc.pid)
     finally:

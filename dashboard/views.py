@@ -22,6 +22,7 @@ DATA_MODES: Mapping[str, str] = {
     "live": "Live data from libvirt",
     "demo": "Demo fleet on the libvirt test driver with SYNTHETIC usage history",
     "import": "Imported traces (historical data, not this machine)",
+    "central": "Central: fleet history from a Prometheus-compatible query API",
 }
 #: Other spellings of the modes (``rightsizer serve`` says "imported").
 MODE_ALIASES: Mapping[str, str] = {"imported": "import"}

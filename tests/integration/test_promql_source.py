@@ -22,6 +22,7 @@ from engines import Engine, free_port, import_prometheus_text, start_prometheus,
 
 from bench.promql_equality import backfill, compare, import_trace, results, run_cli
 from collector.config import load_settings
+from collector.errors import RightsizerError
 from collector.hypervisor.testfleet import make_fleet, write_fleet
 from collector.store.promql_factory import promql_store
 from collector.store.sqlite import SqliteStore
@@ -109,13 +110,47 @@ def test_two_agents_through_prometheus_and_vmagent_reach_the_central_role(tmp_pa
                 rows = data.vm_rows(Filters())
                 assert {r["host"] for r in rows} == {"hv-a", "hv-b"}
                 assert len(rows) == 10
+                data.wait_for_refresh(60)
             finally:
                 store.close()
+        _central_apply_acts_on_the_mapped_host(tmp_path, victoria.url)
     finally:
         for engine in engines:
             engine.stop()
         for proc, _addr in agents:
             _stop(proc)
+
+
+def _central_apply_acts_on_the_mapped_host(tmp_path: Path, url: str) -> None:
+    """The central role resizes a VM on the URI its host maps to, through the same plan/apply/verify path."""
+    from analytics.catalogue import load_catalogue
+    from rightsizer.service import make_apply_hook
+
+    db = tmp_path / "actions.db"
+    catalogue = load_catalogue()
+    cfg = _config(tmp_path / "actions.toml", url)
+    for mapping, expect in (({"hv-a": "test:///nonexistent/fleet.xml"}, "nonexistent"),
+                            ({"hv-a": f"test://{tmp_path / 'a.xml'}"}, "applied")):
+        settings = load_settings(cfg, overrides={"store": {"path": str(db)},
+                                                 "actions": {"enabled": True, "host_uris": mapping}})
+        store = promql_store(settings, SqliteStore(db))
+        try:
+            vm = next(v for v in store.vms() if v.host == "hv-a" and v.state.value == "running"
+                      and v.labels.get("rightsizer_exclude") != "true")
+            assert vm.uri == mapping["hv-a"]
+            hook = make_apply_hook(settings, store, catalogue)
+            try:
+                outcome = hook(vm.uuid, "g1.1", actor="central-test")
+            except RightsizerError as exc:  # the refusal text is what the dashboard shows
+                outcome = str(exc)
+            assert expect in outcome, outcome
+        finally:
+            store.close()
+    audit = SqliteStore(db)
+    try:
+        assert any(e.result == "applied" and e.actor == "central-test" for e in audit.audit())
+    finally:
+        audit.close()
 
 
 @pytest.fixture
@@ -191,3 +226,42 @@ def test_bad_sources_exit_2_naming_url_or_query(tmp_path, victoria, caplog):
     finally:
         store.close()
     assert not (tmp_path / "out").exists()
+
+
+def test_go_libvirt_exporter_series_through_the_mapping(tmp_path, victoria):
+    """Months of libvirt_domain_* history become VMs with labels, machine types and hourly CPU rollups."""
+    end = int(time.time()) // 3600 * 3600
+    lines = []
+    for k in range(0, 2 * 3600 + 1, 60):  # two hours at a 60 s scrape interval
+        ts = (end - 2 * 3600 + k) * 1000
+        for name, uuid, rate in (("web-1", "u-web", 0.5), ("db-1", "u-db", 1.5)):
+            lab = f'domain="{name}",uuid="{uuid}",instance="hv9:9177"'
+            lines += [
+                f"libvirt_domain_info_virtual_cpus{{{lab}}} 4 {ts}",
+                f"libvirt_domain_info_maximum_memory_bytes{{{lab}}} {8 * 1024**3} {ts}",
+                f"libvirt_domain_info_cpu_time_seconds_total{{{lab}}} {rate * k} {ts}",
+                f"libvirt_domain_memory_stats_available_bytes{{{lab}}} {6 * 1024**3} {ts}",
+                f"libvirt_domain_memory_stats_usable_bytes{{{lab}}} {4 * 1024**3} {ts}",
+            ]
+    import_prometheus_text(victoria, lines)
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text('[[vm]]\nmatch = "web-1"\nmachine_type = "g1.2"\nlabels = { team = "shop" }\n')
+    cfg = _config(tmp_path / "lv.toml", victoria.url, series='"libvirt-exporter"', resolution_s="60",
+                  mapping_file=f'"{mapping}"')
+    store = promql_store(load_settings(cfg), SqliteStore(tmp_path / "c.db"))
+    try:
+        vms = {v.name: v for v in store.vms()}
+        assert set(vms) == {"web-1", "db-1"}
+        assert vms["web-1"].labels == {"team": "shop", "machine_type": "g1.2"}
+        assert vms["db-1"].host == "hv9:9177" and vms["db-1"].vcpus == 4
+        span = store.time_range()
+        assert span is not None
+        from datetime import UTC, datetime
+
+        frame = store.frame(datetime.fromtimestamp(end - 3600, tz=UTC), datetime.fromtimestamp(end, tz=UTC))
+        by_vm = frame.set_index("vm")
+        assert by_vm.loc["u-web", "cpu_mean_vcpus"] == pytest.approx(0.5, rel=1e-6)
+        assert by_vm.loc["u-db", "cpu_p95_vcpus"] == pytest.approx(1.5, rel=1e-6)
+        assert by_vm.loc["u-db", "memory_used_max_bytes"] == pytest.approx(2 * 1024**3)
+    finally:
+        store.close()
