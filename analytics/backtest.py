@@ -18,6 +18,7 @@ the evaluation window:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from analytics.rightsizing.base import (
     FittingCatalogue,
     Recommendation,
     Strategy,
+    UsageHistory,
     VmSpec,
 )
 from analytics.rightsizing.settings import StrategySettings
@@ -111,6 +113,74 @@ def _monthly(t: MachineType | None) -> float:
     return t.price_per_month if t is not None else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """One VM cut at the end of training: its history, spec, current type, and the evaluation arrays."""
+
+    history: UsageHistory
+    spec: VmSpec
+    current: MachineType | None
+    cpu_vcpus: np.ndarray  # evaluation window, running intervals
+    mem_used_bytes: np.ndarray  # evaluation window, running intervals with a reading
+
+
+def _split(vm: TraceVm, catalogue: FittingCatalogue, train_days: float) -> _Split:
+    train_end = vm.start_s + train_days * SECONDS_PER_DAY
+    history = vm.history(vm.start_s, train_end)
+    spec = VmSpec(vcpus=vm.cores, memory_bytes=history.memory_bytes)
+    evaluation = vm.rows_between(train_end, vm.end_s + vm.step_s)
+    running = evaluation["running"].to_numpy()
+    mem = evaluation["memory_used_bytes"].to_numpy()[running]
+    return _Split(history, spec, catalogue.cheapest_fitting(spec.vcpus, spec.memory_bytes),
+                  evaluation["cpu_vcpus"].to_numpy()[running], mem[~np.isnan(mem)])
+
+
+def _recommend(split: _Split, strategy: Strategy, catalogue: FittingCatalogue,
+               settings: StrategySettings | None) -> Recommendation:
+    spec, current = split.spec, split.current
+    if current is None:
+        return Recommendation.undetermined(
+            f"no eligible machine type has {spec.vcpus} vCPUs and {spec.memory_bytes} bytes")
+    return strategy.recommend(split.history, spec, settings, catalogue=catalogue, current_type=current)
+
+
+def _score(vm: TraceVm, split: _Split, rec: Recommendation, recommended: MachineType | None) -> VmResult:
+    """Score a recommended type on the evaluation window (``recommended`` None = keep the current type)."""
+    current, cpu, mem = split.current, split.cpu_vcpus, split.mem_used_bytes
+    recommended = recommended or current
+    evaluated = rec.is_determined and current is not None and len(cpu) > 0
+    if recommended is not None and evaluated:
+        cpu_over = int(np.count_nonzero(cpu > recommended.vcpus + 1e-9))
+        mem_over = int(np.count_nonzero(mem > recommended.memory_bytes))
+    else:
+        cpu_over = mem_over = 0
+    return VmResult(
+        vm=vm.name,
+        cores=vm.cores,
+        memory_bytes=split.spec.memory_bytes,
+        current_type=current.name if current else None,
+        current_monthly_cost=_monthly(current),
+        recommended_type=recommended.name if recommended else None,
+        recommended_vcpus=recommended.vcpus if recommended else None,
+        recommended_memory_bytes=recommended.memory_bytes if recommended else None,
+        recommended_monthly_cost=_monthly(recommended),
+        finding=rec.finding.value,
+        risk=rec.risk,
+        need_vcpus=_finite_or_none(rec.target_vcpus),
+        need_memory_bytes=rec.target_memory_bytes,
+        evaluated=evaluated,
+        eval_intervals=len(cpu) if evaluated else 0,
+        cpu_overrun_intervals=cpu_over,
+        mem_eval_intervals=len(mem) if evaluated else 0,
+        mem_overrun_intervals=mem_over,
+        reason=rec.reasons.get("overall", ""),
+    )
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), 4)
+
+
 def evaluate_vm(
     vm: TraceVm,
     strategies: Sequence[Strategy],
@@ -120,51 +190,11 @@ def evaluate_vm(
     settings: Mapping[str, StrategySettings] | None = None,
 ) -> dict[str, VmResult]:
     """Train every strategy on the VM's first ``train_days`` and score it on the rest (per strategy name)."""
-    train_end = vm.start_s + train_days * SECONDS_PER_DAY
-    history = vm.history(vm.start_s, train_end)
-    spec = VmSpec(vcpus=vm.cores, memory_bytes=history.memory_bytes)
-    current = catalogue.cheapest_fitting(spec.vcpus, spec.memory_bytes)
-    evaluation = vm.rows_between(train_end, vm.end_s + vm.step_s)
-    running = evaluation["running"].to_numpy()
-    cpu = evaluation["cpu_vcpus"].to_numpy()[running]
-    mem = evaluation["memory_used_bytes"].to_numpy()[running]
-    mem = mem[~np.isnan(mem)]
+    split = _split(vm, catalogue, train_days)
     out: dict[str, VmResult] = {}
     for strategy in strategies:
-        if current is None:
-            rec = Recommendation.undetermined(
-                f"no eligible machine type has {spec.vcpus} vCPUs and {spec.memory_bytes} bytes")
-        else:
-            chosen = (settings or {}).get(strategy.name)
-            rec = strategy.recommend(history, spec, chosen, catalogue=catalogue, current_type=current)
-        recommended = rec.recommended_type or current
-        evaluated = rec.is_determined and current is not None and len(cpu) > 0
-        if recommended is not None and evaluated:
-            cpu_over = int(np.count_nonzero(cpu > recommended.vcpus + 1e-9))
-            mem_over = int(np.count_nonzero(mem > recommended.memory_bytes))
-        else:
-            cpu_over = mem_over = 0
-        out[strategy.name] = VmResult(
-            vm=vm.name,
-            cores=vm.cores,
-            memory_bytes=spec.memory_bytes,
-            current_type=current.name if current else None,
-            current_monthly_cost=_monthly(current),
-            recommended_type=recommended.name if recommended else None,
-            recommended_vcpus=recommended.vcpus if recommended else None,
-            recommended_memory_bytes=recommended.memory_bytes if recommended else None,
-            recommended_monthly_cost=_monthly(recommended),
-            finding=rec.finding.value,
-            risk=rec.risk,
-            need_vcpus=None if rec.target_vcpus is None else round(float(rec.target_vcpus), 4),
-            need_memory_bytes=rec.target_memory_bytes,
-            evaluated=evaluated,
-            eval_intervals=len(cpu) if evaluated else 0,
-            cpu_overrun_intervals=cpu_over,
-            mem_eval_intervals=len(mem) if evaluated else 0,
-            mem_overrun_intervals=mem_over,
-            reason=rec.reasons.get("overall", ""),
-        )
+        rec = _recommend(split, strategy, catalogue, (settings or {}).get(strategy.name))
+        out[strategy.name] = _score(vm, split, rec, rec.recommended_type)
     return out
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,9 +30,15 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from analytics.catalogue import HOURS_PER_MONTH, MachineType
+from analytics.catalogue import HOURS_PER_MONTH, MachineType, StoragePrices, load_storage_prices
+from analytics.costs import fleet_costs
+from analytics.findings.lifecycle import DELETE_IS_MANUAL, StoppedVm, find_stopped
+from analytics.findings.projection import Projection, project_utilisation
+from analytics.findings.regret import Regret, find_regrets, monthly_cost_change, resizes_in_force
+from analytics.findings.risk import NO_CHANGE, Risk, RiskFacts, RiskLevel, assess_risk
 from analytics.fleet import resolve_machine_type
 from analytics.idle import IdleFinding, find_idle
+from analytics.patterns import fit_patterns
 from analytics.rightsizing import DEFAULT_STRATEGY, get_strategy
 from analytics.rightsizing.base import (
     SECONDS_PER_DAY,
@@ -46,10 +52,11 @@ from analytics.rightsizing.base import (
     resolve_policy,
 )
 from analytics.rightsizing.settings import Policy, StrategySettings
+from analytics.schedules import ScheduleProposal, propose_fleet
 from analytics.trend import Trend, theil_sen, trend_from_fit
 from collector.actions.plan import RESIZE_FINDINGS, ResizeStep, SizeSpec
-from collector.config import IdleSettings, Settings
-from collector.model import VmRecord, VmRef
+from collector.config import CostSettings, IdleSettings, ScheduleSettings, Settings
+from collector.model import VmRecord, VmRef, VmState
 from collector.store.base import TimeSeriesStore
 
 GIB = 1024**3
@@ -91,12 +98,33 @@ class VmFinding:
     price_after_per_hour: float | None
     currency: str
     monthly_savings: float
-    risk: int
+    risk: RiskLevel
     excluded: bool
     reasons: Mapping[str, str]
     options: tuple[Mapping[str, Any], ...]
     recommendation: Recommendation = field(repr=False, compare=False)
     idle: IdleFinding | None = field(default=None, repr=False, compare=False)
+    action: str = "none"  # resize | stop | none (what a plan would do; deleting is never planned)
+    savings_pct: float = 0.0  # monthly_savings as a share of what the VM costs now, percent
+    risk_reasons: tuple[str, ...] = ()
+    need_cpu_statistic: str = ""
+    need_memory_statistic: str = ""
+    projection: Projection | None = field(default=None, repr=False, compare=False)
+    stopped: StoppedVm | None = field(default=None, repr=False, compare=False)
+    regret: Regret | None = field(default=None, repr=False, compare=False)
+    pattern: str = "unknown"
+    schedule: ScheduleProposal | None = None
+
+    @property
+    def is_actionable(self) -> bool:
+        """True when a plan has a step for this VM (a resize, or a stop)."""
+        return self.action in ("resize", "stop") and not self.excluded
+
+    @property
+    def combined_monthly_savings(self) -> float:
+        """The resize's saving plus the schedule's (priced after the resize, so no hour counts twice)."""
+        resize = self.monthly_savings if self.changes_type else 0.0
+        return resize + (self.schedule.monthly_savings if self.schedule is not None else 0.0)
 
     @property
     def changes_type(self) -> bool:
@@ -118,21 +146,26 @@ class VmFinding:
             "price_before_per_hour": self.price_before_per_hour,
             "price_after_per_hour": self.price_after_per_hour,
             "monthly_savings": round(self.monthly_savings, 2),
+            "savings_pct": round(self.savings_pct, 1),
             "currency": self.currency,
-            "risk": self.risk,
+            "action": self.action,
+            "risk": self.risk.value,
             "excluded": self.excluded,
             "reason": self.reasons.get("overall", ""),
+            "pattern": self.pattern,
+            "schedule": self.schedule.on if self.schedule is not None else "",
+            "schedule_savings": round(self.schedule.monthly_savings, 2) if self.schedule is not None else 0.0,
             "uuid": self.uuid,
         }
 
     def resize_step(self, default_uri: str = "") -> ResizeStep | None:
         """The resize this finding proposes as the plan's own value type; None when it proposes none.
 
-        Only over-/under-provisioned, not excluded VMs whose target size differs get a step. The VM's URI
-        is ``default_uri`` when the store recorded none.
+        Only findings whose action is a resize (over-/under-provisioned, resize-regret), not excluded,
+        whose target size differs get a step. The VM's URI is ``default_uri`` when the store recorded none.
         """
-        if (self.finding.value not in RESIZE_FINDINGS or self.excluded or self.target_vcpus is None
-                or self.target_memory_bytes is None):
+        if (self.action != "resize" or self.finding.value not in RESIZE_FINDINGS or self.excluded
+                or self.target_vcpus is None or self.target_memory_bytes is None):
             return None
         if self.target_vcpus == self.current_vcpus and self.target_memory_bytes == self.current_memory_bytes:
             return None
@@ -167,15 +200,27 @@ class VmFinding:
                 "vcpus": self.target_vcpus,
                 "memory_bytes": self.target_memory_bytes,
             },
-            "need": {"vcpus": self.need_vcpus, "memory_bytes": self.need_memory_bytes},
+            "need": {"vcpus": self.need_vcpus, "memory_bytes": self.need_memory_bytes,
+                     "cpu_statistic": self.need_cpu_statistic, "memory_statistic": self.need_memory_statistic},
+            "action": self.action,
             "price_before_per_hour": self.price_before_per_hour,
             "price_after_per_hour": self.price_after_per_hour,
             "currency": self.currency,
             "monthly_savings": round(self.monthly_savings, 4),
+            "savings_pct": round(self.savings_pct, 2),
             "hours_per_month": HOURS_PER_MONTH,
-            "risk": self.risk,
+            "risk": self.risk.value,
+            "risk_reasons": list(self.risk_reasons),
+            "projected": None if self.projection is None else {
+                "hours": self.projection.hours,
+                "hours_cpu_over_100_pct": self.projection.hours_cpu_over,
+                "hours_memory_over_90_pct": self.projection.hours_memory_over,
+            },
             "reasons": dict(self.reasons),
             "options": list(self.options),
+            "pattern": self.pattern,
+            **({"schedule": self.schedule.as_json(),
+                "combined_monthly_savings": round(self.combined_monthly_savings, 4)} if self.schedule else {}),
         }
 
 
@@ -190,26 +235,67 @@ def recommend_fleet(
     settings: StrategySettings | None = None,
     idle_settings: IdleSettings | None = None,
     min_monthly_savings: float | None = None,
+    schedule_settings: ScheduleSettings | None = None,
+    rules: LifecycleRules | None = None,
 ) -> list[VmFinding]:
     """Recommend a size for every VM the store knows, from the hourly rollups of the last lookback.
 
     ``now`` must be timezone-aware. ``settings`` replaces the strategy's defaults (then ``lookback_days``
     and ``min_monthly_savings`` are ignored). ``idle_settings`` turns on idle detection
-    (:func:`analytics.idle.find_idle`); idle VMs get the finding ``idle``. Raises KeyError for an unknown
-    strategy and ValueError for a naive ``now``.
+    (:func:`analytics.idle.find_idle`); idle VMs get the finding ``idle``. ``rules`` turns on the
+    lifecycle findings (``stopped``, ``resize-regret``; see :func:`lifecycle_for`). Raises KeyError for an
+    unknown strategy and ValueError for a naive ``now``.
     """
     if now.tzinfo is None:
         raise ValueError(f"now must be timezone-aware (UTC), got {now!r}")
     policies = list(policies or ())
-    longest = max([lookback_days if settings is None else settings.lookback_days]
-                  + [p.lookback_days for p in policies if p.lookback_days is not None])
+    lookback = lookback_days if settings is None else settings.lookback_days
+    longest = max([lookback] + [p.lookback_days for p in policies if p.lookback_days is not None]
+                  + ([rules.stopped_after_days] if rules is not None else []))
     start = now - pd.Timedelta(days=longest).to_pytimedelta()
     frame = store.frame(start, now, resolution="hour")
+    vms = store.vms()
+    lifecycle = lifecycle_for(store, frame, vms, catalogue, rules, now=now, lookback_days=lookback) \
+        if rules is not None else None
     return recommend_frame(
-        frame, store.vms(), catalogue, strategy=strategy, now=now, lookback_days=lookback_days,
+        frame, vms, catalogue, strategy=strategy, now=now, lookback_days=lookback_days,
         policies=policies, settings=settings, idle_settings=idle_settings,
-        min_monthly_savings=min_monthly_savings,
+        min_monthly_savings=min_monthly_savings, schedule_settings=schedule_settings, lifecycle=lifecycle,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleRules:
+    """How stopped VMs are found and priced (``[rightsizing] stopped_after``, ``[costs]``)."""
+
+    stopped_after_days: float
+    cost_settings: CostSettings
+    storage: StoragePrices
+
+
+def lifecycle_for(
+    store: TimeSeriesStore, frame: pd.DataFrame, vms: Sequence[VmRecord], catalogue: FleetCatalogue,
+    rules: LifecycleRules, *, now: datetime, lookback_days: float,
+) -> Lifecycle:
+    """Stopped VMs (priced from ``frame`` by the billing rule) and regrets of resizes in the audit log.
+
+    Each resize in force is watched for ``lookback_days`` after it was applied.
+    """
+    off = [vm for vm in vms if vm.state is VmState.SHUTOFF]
+    stopped: Mapping[str, StoppedVm] = {}
+    if off:
+        ids = {vm.uuid for vm in off}
+        rows = frame[frame["vm"].astype(str).isin(ids)] if len(frame) else frame
+        costs = fleet_costs(rows, off, catalogue, rules.storage, rules.cost_settings, now=now)
+        stopped = find_stopped(costs, off, now=now, stopped_after_days=rules.stopped_after_days,
+                               billing_rule=rules.cost_settings.stopped_vm_billing)
+    resizes = resizes_in_force(store.audit())
+    regrets: Mapping[str, Regret] = {}
+    if resizes:
+        since = min(r.applied_at for r in resizes) - pd.Timedelta(hours=1).to_pytimedelta()
+        watched = store.frame(since, now, resolution="hour", vms=[r.vm_uuid for r in resizes])
+        regrets = find_regrets(resizes, watched, catalogue, now=now, watch_days=lookback_days)
+    return Lifecycle(stopped=stopped, regrets=regrets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,8 +402,16 @@ def recommend_frame(
     settings: StrategySettings | None = None,
     idle_settings: IdleSettings | None = None,
     min_monthly_savings: float | None = None,
+    schedule_settings: ScheduleSettings | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> list[VmFinding]:
-    """:func:`recommend_fleet` on an hourly frame already read (columns per ``collector.store.base``)."""
+    """:func:`recommend_fleet` on an hourly frame already read (columns per ``collector.store.base``).
+
+    ``lifecycle`` names stopped VMs and resize regrets (they take precedence over the size finding).
+    Every finding also carries the VM's workload pattern and, where one fits, a schedule proposal
+    (:mod:`analytics.patterns`, :mod:`analytics.schedules`; ``schedule_settings`` default: ``[schedules]``
+    defaults).
+    """
     chosen = get_strategy(strategy)
     if settings is None:
         update: dict[str, Any] = {"lookback_days": lookback_days}
@@ -354,60 +448,204 @@ def recommend_frame(
         )
         if resolved.exclude:
             rec = exclude_recommendation(rec, resolved.sources)
-        findings.append(_finding(vm, chosen.name, rec, source, idle.get(vm.uuid)))
-    return findings
+        findings.append(_finding(vm, chosen.name, rec, source, idle.get(vm.uuid), series=s,
+                                 lookback_days=vm_settings.lookback_days, end_s=end_s,
+                                 lifecycle=lifecycle or Lifecycle()))
+    lookback_start = pd.Timestamp(now) - pd.Timedelta(days=settings.lookback_days)
+    recent = frame[pd.to_datetime(frame["ts"], utc=True) >= lookback_start] if not frame.empty else frame
+    return with_schedules(
+        findings, recent, vms, schedule_settings or ScheduleSettings(), idle_settings or IdleSettings(),
+        lookback_days=settings.lookback_days, policies=policies or (),
+    )
 
 
-def _finding(
-    vm: VmRecord, strategy: str, rec: Recommendation, source: str, idle: IdleFinding | None
-) -> VmFinding:
+_NO_SCHEDULE_FINDINGS = frozenset({Finding.IDLE, Finding.INSUFFICIENT_DATA, Finding.STOPPED})
+
+
+def with_schedules(
+    findings: Sequence[VmFinding],
+    frame: pd.DataFrame,
+    vms: Sequence[VmRecord],
+    schedule_settings: ScheduleSettings,
+    idle_settings: IdleSettings,
+    *,
+    lookback_days: float,
+    policies: Sequence[Policy] = (),
+) -> list[VmFinding]:
+    """The findings with each VM's pattern and schedule proposal (fitted once over the whole frame)."""
+    patterns = fit_patterns(frame, timezone=schedule_settings.timezone, idle_vcpus=idle_settings.cpu_vcpus_below,
+                            idle_share=idle_settings.share_of_time)
+    prices: dict[str, tuple[float, str]] = {}
+    for f in findings:
+        price = f.price_after_per_hour if f.changes_type else f.price_before_per_hour
+        if price is not None and f.finding not in _NO_SCHEDULE_FINDINGS:
+            prices[f.uuid] = (price, f.currency)
+    proposals = propose_fleet(
+        frame, vms, patterns, prices, settings=schedule_settings, idle_vcpus=idle_settings.cpu_vcpus_below,
+        lookback_days=lookback_days, excluded=frozenset(f.uuid for f in findings if f.excluded), policies=policies,
+    )
+    return [replace(f, pattern=patterns.pattern_of(f.uuid), schedule=proposals.get(f.uuid)) for f in findings]
+
+
+@dataclass(frozen=True, slots=True)
+class Lifecycle:
+    """What the fleet path knows beside usage, by VM UUID: stopped VMs and resizes that overran."""
+
+    stopped: Mapping[str, StoppedVm] = field(default_factory=dict)
+    regrets: Mapping[str, Regret] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """The parts of a finding the lifecycle rules decide (see :func:`_verdict`)."""
+
+    finding: Finding
+    action: str
+    target: tuple[str, int, int, float] | None  # machine type, vCPUs, memory bytes, price per hour
+    savings: float
+    base: float  # what the saving is a share of, per month
+    risk: Risk
+    options: tuple[Mapping[str, Any], ...]
+    reasons: Mapping[str, str]
+
+
+def _option(t: MachineType, monthly_savings: float, action: str = "resize") -> dict[str, Any]:
+    return {"action": action, "machine_type": t.name, "vcpus": t.vcpus, "memory_bytes": t.memory_bytes,
+            "price_per_hour": t.price_per_hour, "price_per_month": round(t.price_per_month, 4),
+            "monthly_savings": round(monthly_savings, 4)}
+
+
+def _spec(t: MachineType | None) -> tuple[str, int, int, float] | None:
+    return None if t is None else (t.name, t.vcpus, t.memory_bytes, t.price_per_hour)
+
+
+def _verdict(
+    rec: Recommendation, idle: IdleFinding | None, stopped: StoppedVm | None, regret: Regret | None,
+    risk: Risk, currency: str,
+) -> _Verdict:
+    """Lifecycle before size: stopped, then resize regret, then idle, then the strategy's finding.
+
+    A stopped VM is priced as what it still costs (deleting saves it); an idle one as its whole compute
+    price (stopping saves it; the downsize stays as the fallback option); an over-provisioned VM whose
+    saving is under the threshold is ``below-threshold``, not optimized.
+    """
     current = rec.current_type
-    target = rec.recommended_type if not rec.excluded else current
-    finding = rec.finding
+    month = current.price_per_month if current is not None else 0.0
     reasons = dict(rec.reasons)
+    resize_options = tuple(_option(o.machine_type, o.monthly_savings) for o in rec.options)
+    if stopped is not None:
+        for key in ("cpu", "memory"):
+            reasons.pop(key, None)
+        reasons["overall"] = f"{stopped.reason(currency)}; no resize advice for a stopped VM"
+        reasons["delete"] = DELETE_IS_MANUAL
+        saving = stopped.monthly_cost
+        options = tuple({"action": a, "monthly_savings": round(saving, 4), "note": DELETE_IS_MANUAL}
+                        for a in ("snapshot-then-delete", "delete"))
+        stop_risk = Risk(RiskLevel.LOW, 1, (f"not run for {stopped.stopped_days:.1f} days",
+                                           "a deleted VM cannot be started again: snapshot first"))
+        return _Verdict(Finding.STOPPED, "none", _spec(current), saving, saving, stop_risk, options, reasons)
+    if regret is not None:
+        extra = monthly_cost_change(regret) or 0.0
+        reasons["overall"] = (f"the last resize overran: {regret.proposal} to {regret.target_type or '?'} "
+                              f"({regret.target_vcpus} vCPU)")
+        reasons["regret"] = regret.evidence()
+        target = (regret.target_type, regret.target_vcpus, regret.target_memory_bytes,
+                  regret.target_price_per_hour or 0.0)
+        option = {"action": "resize", "machine_type": regret.target_type, "vcpus": regret.target_vcpus,
+                  "memory_bytes": regret.target_memory_bytes, "price_per_hour": regret.target_price_per_hour,
+                  "monthly_savings": round(-extra, 4), "proposal": regret.proposal}
+        back = Risk(RiskLevel.VERY_LOW, 0, ("grows the VM to a size that covers what it used",))
+        return _Verdict(Finding.RESIZE_REGRET, "resize", target, -extra, month, back, (option,), reasons)
     if idle is not None and rec.is_determined:
-        finding = Finding.IDLE
         share = idle.cpu_idle_share
         reasons["idle"] = (f"idle: CPU below {idle.cpu_threshold_vcpus:g} vCPU for "
                            f"{'?' if share is None else f'{share:.0%}'} of {idle.observed_days:.1f} running days; "
-                           "consider stopping or deleting it")
-    savings = 0.0
-    if current is not None and target is not None and not rec.excluded:
-        savings = (current.price_per_hour - target.price_per_hour) * HOURS_PER_MONTH
-    priced = current if current is not None else target
+                           "consider stopping it")
+        reasons["overall"] = f"idle: stopping it saves its whole compute price ({month:.2f} {currency}/month)"
+        if rec.changes_type and rec.recommended_type is not None:
+            reasons["fallback"] = f"if it must keep running: {rec.recommended_type.name} (downsize option)"
+        stop = {"action": "stop", "machine_type": None, "monthly_savings": round(month, 4),
+                "note": "stop only; " + DELETE_IS_MANUAL}
+        downsizes = resize_options if rec.changes_type else ()
+        idle_risk = Risk(RiskLevel.LOW, 1, ("stopping ends whatever the VM still serves",
+                                           f"idle {'?' if share is None else f'{share:.0%}'} of its running time"))
+        return _Verdict(Finding.IDLE, "stop", _spec(current), month, month, idle_risk, (stop, *downsizes), reasons)
+    finding = rec.finding
+    if (finding is Finding.OPTIMIZED and rec.options and current is not None
+            and rec.options[0].machine_type.price_per_month < month):
+        finding = Finding.BELOW_THRESHOLD
+    chosen = rec.recommended_type if not rec.excluded else current
+    saving = (current.price_per_month - chosen.price_per_month) if (current and chosen and not rec.excluded) else 0.0
+    action = "resize" if rec.changes_type else "none"
+    return _Verdict(finding, action, _spec(chosen), saving if math.isfinite(saving) else 0.0, month,
+                    risk if action == "resize" else NO_CHANGE, resize_options, reasons)
+
+
+def _risk_and_projection(
+    rec: Recommendation, series: _Series, *, lookback_days: float, end_s: float
+) -> tuple[Risk, Projection | None]:
+    """Replay the lookback's hourly peaks on the recommended type and score the move's risk."""
+    target = rec.recommended_type
+    if not rec.changes_type or target is None or rec.evidence is None:
+        return NO_CHANGE, None
+    keep = series.ts_s >= end_s - lookback_days * SECONDS_PER_DAY
+    projection = project_utilisation(series.ts_s[keep], series.cpu_max[keep], series.mem_max[keep],
+                                     target_vcpus=target.vcpus, target_memory_bytes=target.memory_bytes)
+    ev = rec.evidence
+    cpu = series.cpu_max[keep]
+    cpu = cpu[~np.isnan(cpu)]
+    p95 = float(np.percentile(cpu, 95)) if len(cpu) else math.nan
+    ratio = float(cpu.max()) / p95 if len(cpu) and p95 > 0 else math.nan
+    growing = any(t is not None and t.growing for t in (ev.cpu_trend, ev.memory_trend))
+    facts = RiskFacts(hours=projection.hours, hours_over=projection.hours_over, growing=growing,
+                      span_days=ev.span_days, cpu_peak_to_p95=ratio, memory_known=projection.memory_known)
+    return assess_risk(facts), projection
+
+
+def _finding(
+    vm: VmRecord, strategy: str, rec: Recommendation, source: str, idle: IdleFinding | None, *,
+    series: _Series, lookback_days: float, end_s: float, lifecycle: Lifecycle,
+) -> VmFinding:
+    current = rec.current_type
+    priced = current if current is not None else rec.recommended_type
     currency = priced.currency if priced is not None else ""
-    options = tuple(
-        {"machine_type": o.machine_type.name, "vcpus": o.machine_type.vcpus,
-         "memory_bytes": o.machine_type.memory_bytes, "price_per_hour": o.machine_type.price_per_hour,
-         "price_per_month": round(o.price_per_month, 4), "monthly_savings": round(o.monthly_savings, 4)}
-        for o in rec.options
-    )
+    risk, projection = _risk_and_projection(rec, series, lookback_days=lookback_days, end_s=end_s)
+    v = _verdict(rec, idle, lifecycle.stopped.get(vm.uuid), lifecycle.regrets.get(vm.uuid), risk, currency)
+    ev = rec.evidence
     return VmFinding(
         uuid=vm.uuid,
         name=vm.name,
         uri=vm.uri,
         host=vm.host,
         strategy=strategy,
-        finding=finding,
+        finding=v.finding,
         current_type=current.name if current else None,
         current_type_source=source,
         current_vcpus=vm.vcpus,
         current_memory_bytes=vm.memory_bytes,
         need_vcpus=rec.target_vcpus,
         need_memory_bytes=rec.target_memory_bytes,
-        target_type=target.name if target else None,
-        target_vcpus=target.vcpus if target else None,
-        target_memory_bytes=target.memory_bytes if target else None,
+        target_type=v.target[0] if v.target else None,
+        target_vcpus=v.target[1] if v.target else None,
+        target_memory_bytes=v.target[2] if v.target else None,
         price_before_per_hour=current.price_per_hour if current else None,
-        price_after_per_hour=target.price_per_hour if target else None,
+        price_after_per_hour=(0.0 if v.action == "stop" else v.target[3]) if v.target else None,
         currency=currency,
-        monthly_savings=savings if math.isfinite(savings) else 0.0,
-        risk=rec.risk,
+        monthly_savings=v.savings,
+        risk=v.risk.level,
         excluded=rec.excluded,
-        reasons=reasons,
-        options=options,
+        reasons=v.reasons,
+        options=v.options,
         recommendation=rec,
         idle=idle,
+        action=v.action if not rec.excluded else "none",
+        savings_pct=100.0 * v.savings / v.base if v.base > 0 else 0.0,
+        risk_reasons=v.risk.reasons,
+        need_cpu_statistic=ev.cpu.statistic if ev is not None and ev.cpu is not None else "",
+        need_memory_statistic=ev.memory.statistic if ev is not None and ev.memory is not None else "",
+        projection=projection if v.finding in (Finding.OVER_PROVISIONED, Finding.UNDER_PROVISIONED) else None,
+        stopped=lifecycle.stopped.get(vm.uuid),
+        regret=lifecycle.regrets.get(vm.uuid),
     )
 
 
@@ -419,8 +657,11 @@ def fleet_summary(findings: Sequence[VmFinding]) -> dict[str, Any]:
     return {
         "vms": len(findings),
         "findings": counts,
-        "changes": sum(1 for f in findings if f.changes_type),
-        "monthly_savings": round(sum(f.monthly_savings for f in findings if f.changes_type), 2),
+        "changes": sum(1 for f in findings if f.is_actionable),
+        "monthly_savings": round(sum(f.monthly_savings for f in findings if f.is_actionable), 2),
+        "stopped_monthly_cost": round(sum(f.monthly_savings for f in findings if f.finding is Finding.STOPPED), 2),
+        "schedules": sum(1 for f in findings if f.schedule is not None),
+        "schedule_monthly_savings": round(sum(f.schedule.monthly_savings for f in findings if f.schedule), 2),
         "currency": next((f.currency for f in findings if f.currency), ""),
     }
 
@@ -441,8 +682,10 @@ def findings_for_settings(
     now: datetime | None = None,
     strategy: str | None = None,
     policies: Sequence[Policy] | None = None,
+    lookback_days: float | None = None,
 ) -> list[VmFinding]:
-    """:func:`recommend_fleet` configured from the application settings (``[rightsizing]``, ``[idle]``).
+    """:func:`recommend_fleet` configured from the application settings (``[rightsizing]``, ``[idle]``,
+    ``[costs]`` for stopped VMs); ``lookback_days`` overrides ``[rightsizing] lookback_days``.
 
     ``now`` defaults to the newest timestamp in the store (so imported history is judged where it ends),
     or the wall clock when the store is empty.
@@ -452,7 +695,19 @@ def findings_for_settings(
         now = newest[1] if newest is not None else datetime.now(UTC)
     rs = settings.rightsizing
     return recommend_fleet(
-        store, catalogue, strategy=strategy or rs.strategy, now=now, lookback_days=float(rs.lookback_days),
+        store, catalogue, strategy=strategy or rs.strategy, now=now,
+        lookback_days=float(rs.lookback_days if lookback_days is None else lookback_days),
         policies=configured_policies(settings) if policies is None else policies, idle_settings=settings.idle,
-        min_monthly_savings=rs.min_monthly_savings,
+        min_monthly_savings=rs.min_monthly_savings, schedule_settings=settings.schedules,
+        rules=lifecycle_rules(settings, catalogue),
     )
+
+
+def lifecycle_rules(settings: Settings, catalogue: FleetCatalogue) -> LifecycleRules:
+    """The lifecycle rules of the application settings; storage is left unpriced in another currency."""
+    storage = load_storage_prices()
+    costs = settings.costs
+    currency = next((t.currency for t in catalogue.machine_types()), storage.currency)
+    if costs.include_storage and storage.currency != currency:
+        costs = costs.model_copy(update={"include_storage": False})
+    return LifecycleRules(settings.rightsizing.stopped_after_days, costs, storage)

@@ -6,6 +6,7 @@ Loaded once by the CLI and passed down. Environment keys use ``__`` for nesting:
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -72,13 +73,45 @@ class CostSettings(_Section):
     )
     include_storage: bool = True
     storage_class: str = "storage_premium_perf0"
+    window_days: int = Field(default=14, ge=1, le=400,
+                             description="default cost window of the dashboard, 'costs' and 'report', days")
 
 
 class RightsizingSettings(_Section):
     strategy: str = Field(default="rightsizer", description="default strategy")
+    profile: Literal["conservative", "balanced", "aggressive"] = Field(
+        default="balanced", description="our strategy's profile: conservative, balanced or aggressive")
     lookback_days: int = Field(default=14, ge=1, le=400)
     min_monthly_savings: float = Field(default=1.0, ge=0, description="smallest saving worth a downsize")
     policies_file: str = Field(default="", description="TOML file of [[policy]] overrides per VM or label")
+    stopped_after: str = Field(default="7d", description="shut off this long (e.g. '7d', '36h', '2w') = stopped")
+
+    @field_validator("stopped_after")
+    @classmethod
+    def _stopped_after(cls, value: str) -> str:
+        stopped_after_days(value)
+        return value
+
+    @property
+    def stopped_after_days(self) -> float:
+        return stopped_after_days(self.stopped_after)
+
+
+_DURATION_DAYS = {"h": 1 / 24, "d": 1.0, "w": 7.0}
+
+
+def stopped_after_days(text: str) -> float:
+    """Days in a duration like '7d', '36h' or '2w'. Raises ValueError naming the value."""
+    cleaned = text.strip().lower()
+    unit = cleaned[-1:] if cleaned[-1:] in _DURATION_DAYS else ""
+    number = cleaned[: len(cleaned) - len(unit)] if unit else ""
+    try:
+        days = float(number) * _DURATION_DAYS[unit] if unit else math.nan
+    except ValueError:
+        days = math.nan
+    if not math.isfinite(days) or days <= 0:
+        raise ValueError(f"expected a positive duration such as '7d', '36h' or '2w', got {text!r}")
+    return days
 
 
 class IdleSettings(_Section):

@@ -62,7 +62,7 @@ def finding_view(f: VmFinding) -> FindingView:
         current_type=f.current_type,
         recommended_type=f.target_type,
         monthly_savings=f.monthly_savings,
-        risk=f.risk,
+        risk=f.risk.value,
         target_vcpus=f.need_vcpus,
         target_memory_bytes=f.need_memory_bytes,
         recommended_vcpus=f.target_vcpus,
@@ -70,11 +70,18 @@ def finding_view(f: VmFinding) -> FindingView:
         options=tuple(
             OptionView(str(o["machine_type"]), int(o["vcpus"]), int(o["memory_bytes"]),
                        float(o["price_per_month"]), float(o["monthly_savings"]))
-            for o in f.options
+            for o in f.options if o.get("action", "resize") == "resize"
         ),
         reasons=dict(f.reasons),
         evidence=_evidence(f),
         excluded=f.excluded,
+        savings_pct=f.savings_pct,
+        action=f.action,
+        risk_reasons=f.risk_reasons,
+        need_statistic=f.need_cpu_statistic,
+        other_options=tuple(f"{o['action']}: saves {float(o['monthly_savings']):.2f} {f.currency}/month"
+                            + (f" ({o['note']})" if o.get("note") else "")
+                            for o in f.options if o.get("action", "resize") != "resize"),
     )
 
 

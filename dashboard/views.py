@@ -64,15 +64,20 @@ class FindingView:
     current_type: str | None
     recommended_type: str | None
     monthly_savings: float
-    risk: int
+    risk: str  # very-low .. very-high (analytics.findings.risk)
     target_vcpus: float | None
     target_memory_bytes: int | None
     recommended_vcpus: int | None = None
     recommended_memory_bytes: int | None = None
-    options: tuple[OptionView, ...] = ()
+    options: tuple[OptionView, ...] = ()  # resize options only
     reasons: Mapping[str, str] = field(default_factory=dict)
     evidence: Mapping[str, str] = field(default_factory=dict)
     excluded: bool = False
+    savings_pct: float = 0.0
+    action: str = "none"  # resize | stop | none
+    risk_reasons: tuple[str, ...] = ()
+    need_statistic: str = ""  # what target_vcpus is (the strategy's CPU statistic + headroom)
+    other_options: tuple[str, ...] = ()  # stop / snapshot-then-delete / delete, in words
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,8 @@ class Service:
     mode_detail: str = ""
     role: str = "all"  # all | agent (collector + exporter only)
     economics: EconomicsView = field(default_factory=EconomicsView)
+    _scheduler: Any = None
+    _power_job: Any = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _stoppers: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
 
@@ -150,6 +152,9 @@ class Service:
         if not agent:
             self.refresh_economics()
             scheduler.add_job(self.refresh_economics, "interval", seconds=max(interval, 300.0), id="economics")
+        if self.settings.actions.schedules and not agent:
+            self._scheduler = scheduler
+            self.sync_schedules()
         if self.settings.reports.cron and not agent:
             try:
                 trigger = CronTrigger.from_crontab(self.settings.reports.cron, timezone=UTC)
@@ -199,6 +204,30 @@ class Service:
             self.economics = compute_economics(self.store, self.catalogue, self.settings, datetime.now(UTC))
         except RightsizerError:
             log.exception("cost/recommendation refresh failed; keeping the previous view")
+        self.sync_schedules()
+
+    def sync_schedules(self) -> None:
+        """(Re)register the start/stop cron jobs of every scheduled VM ([actions] schedules = true)."""
+        if self._scheduler is None:
+            return
+        from analytics.recommend import findings_for_settings
+        from rightsizer.schedules import make_power_job, register_jobs, resolve_scheduled
+
+        try:
+            vms = self.store.vms()
+            labelled = any((vm.labels or {}).get("schedule") for vm in vms)
+            findings = {f.uuid: f for f in findings_for_settings(self.store, self.catalogue, self.settings)} \
+                if labelled else {}
+            resolved = resolve_scheduled(vms, findings, self.settings)
+            if self._power_job is None:
+                self._power_job = make_power_job(self.settings, self.store)
+            jobs = register_jobs(self._scheduler, resolved, self._power_job)
+        except RightsizerError:
+            log.exception("schedule refresh failed; keeping the previous jobs")
+            return
+        for note in resolved.notes:
+            log.warning("schedule: %s", note)
+        log.info("schedules: %d VM(s), %d cron job(s)", len(resolved.vms), len(jobs))
 
     def write_report(self) -> list[Path]:
         from analytics.reports import write_report

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from analytics.catalogue import HOURS_PER_MONTH
+from collector.actions.stop import DELETE_IS_MANUAL
 from collector.model import VmRecord, VmState
 
-#: Deleting stays a person's act: plans carry this sentence beside every delete option.
-DELETE_IS_MANUAL = "deleting a VM is left to a person: rightsizer never deletes"
+__all__ = ["DELETE_IS_MANUAL", "StoppedVm", "find_stopped"]
 
 
 @dataclass(frozen=True, slots=True)

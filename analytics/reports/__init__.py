@@ -46,8 +46,11 @@ class RightsizingSummary:
     finding: str
     recommended_type: str | None
     monthly_savings: float
-    risk: int
+    risk: str
     reason: str
+    savings_pct: float = 0.0
+    need_vcpus: float | None = None
+    need_statistic: str = ""
 
 
 def choose_label_key(vms: Sequence[VmRecord]) -> str | None:
@@ -86,9 +89,12 @@ def _recommendations(
         f.uuid: RightsizingSummary(
             finding=f.finding.value,
             recommended_type=f.target_type if f.changes_type else None,
-            monthly_savings=float(f.monthly_savings) if f.changes_type else 0.0,
-            risk=int(f.risk),
+            monthly_savings=float(f.monthly_savings) if f.is_actionable or f.finding == "stopped" else 0.0,
+            risk=f.risk.value,
             reason="; ".join(f"{k}: {v}" for k, v in f.reasons.items()),
+            savings_pct=f.savings_pct if f.is_actionable or f.finding == "stopped" else 0.0,
+            need_vcpus=f.need_vcpus,
+            need_statistic=f.need_cpu_statistic,
         )
         for f in findings
     }, None
@@ -181,6 +187,9 @@ def build_report(
             recommended_type=rec.recommended_type if rec else None,
             monthly_savings=rec.monthly_savings if rec else None,
             risk=rec.risk if rec else None,
+            savings_pct=rec.savings_pct if rec else None,
+            cpu_need_vcpus=rec.need_vcpus if rec else None,
+            cpu_need_statistic=rec.need_statistic if rec else "",
             recommendation_reason=rec.reason if rec else "",
             idle_status=idle_f.status if idle_f else None,
             backup_status=bk.status if bk else None,

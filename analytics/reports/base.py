@@ -32,7 +32,10 @@ class VmReportRow:
     finding: str | None = None  # right-sizing finding, when recommendations ran
     recommended_type: str | None = None
     monthly_savings: float | None = None
-    risk: int | None = None
+    risk: str | None = None  # very-low .. very-high (analytics.findings.risk)
+    savings_pct: float | None = None
+    cpu_need_vcpus: float | None = None  # the strategy's CPU need, named by cpu_need_statistic
+    cpu_need_statistic: str = ""
     recommendation_reason: str = ""
     idle_status: str | None = None
     backup_status: str | None = None

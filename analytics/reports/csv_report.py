@@ -13,7 +13,7 @@ COLUMNS: tuple[str, ...] = (
     "vm", "uuid", "host", "labels", "machine_type", "type_source", "price_per_hour", "running_hours", "cost",
     "currency", "vcpus", "memory_bytes", "cpu_p95_vcpus", "memory_used_max_bytes", "finding",
     "recommended_type", "monthly_savings", "risk", "recommendation_reason", "idle", "backup_status",
-    "backup_urgency", "backup_reason",
+    "backup_urgency", "backup_reason", "savings_pct", "cpu_need_vcpus", "cpu_need_statistic",
 )
 def _row(v: VmReportRow, currency: str) -> list[Any]:
     labels = ";".join(f"{k}={val}" for k, val in sorted(v.labels.items()))
@@ -27,6 +27,8 @@ def _row(v: VmReportRow, currency: str) -> list[Any]:
         "" if v.monthly_savings is None else f"{v.monthly_savings:.2f}",
         "" if v.risk is None else v.risk, v.recommendation_reason, v.idle_status or "",
         v.backup_status or "", v.backup_urgency or "", v.backup_reason,
+        "" if v.savings_pct is None else f"{v.savings_pct:.2f}",
+        "" if v.cpu_need_vcpus is None else f"{v.cpu_need_vcpus:.4f}", v.cpu_need_statistic,
     ]
     # only text cells can carry a formula; numbers we formatted ourselves stay numbers
     return [csv_safe(x) if isinstance(x, str) and i not in _NUMERIC else x for i, x in enumerate(values)]
@@ -34,6 +36,7 @@ def _row(v: VmReportRow, currency: str) -> list[Any]:
 
 _NUMERIC = frozenset(COLUMNS.index(c) for c in (
     "price_per_hour", "running_hours", "cost", "cpu_p95_vcpus", "memory_used_max_bytes", "monthly_savings",
+    "savings_pct", "cpu_need_vcpus",
 ))
 
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from analytics.findings.risk import legend_text
 from analytics.reports.base import Report, VmReportRow, register
 
 GIB = 1024**3
@@ -107,16 +108,24 @@ def _vm_table(vms: Sequence[VmReportRow], currency: str) -> str:
     rows = [
         (v.name, v.host, f"{v.machine_type or '-'} ({v.type_source})",
          "-" if v.price_per_hour is None else f"{v.price_per_hour:.5f}", f"{v.running_hours:.1f}",
-         f"{v.cost:.2f}", v.finding or "-", v.recommended_type or "-",
+         f"{v.cost:.2f}", v.finding or "-",
+         "-" if v.cpu_need_vcpus is None else f"{v.cpu_need_vcpus:.2f}",
+         v.recommended_type or "-",
          "-" if v.monthly_savings is None else f"{v.monthly_savings:.2f}",
+         "-" if v.savings_pct is None else f"{v.savings_pct:.0f} %",
          "-" if v.risk is None else v.risk, v.idle_status or "-", v.backup_urgency or "-")
         for v in vms
     ]
-    return _table(
+    statistic = next((v.cpu_need_statistic for v in vms if v.cpu_need_statistic), "")
+    need_head = f"CPU need, vCPU ({statistic} + headroom)" if statistic else "CPU need, vCPU"
+    table = _table(
         ["VM", "host", "machine type (how chosen)", f"price/h ({currency})", "running h", f"cost ({currency})",
-         "finding", "recommended", f"savings/month ({currency})", "risk", "idle", "backup urgency"],
-        rows, numeric=frozenset({3, 4, 5, 8, 9}),
+         "finding", need_head, "recommended", f"savings/month ({currency})", "savings %", "risk", "idle",
+         "backup urgency"],
+        rows, numeric=frozenset({3, 4, 5, 7, 9, 10}),
     )
+    legend = "<p class='note'>Risk legend: " + _e(legend_text()) + "</p>"
+    return table + legend
 
 
 _CSS = """

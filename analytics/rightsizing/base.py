@@ -43,6 +43,10 @@ class Finding(enum.StrEnum):
     OPTIMIZED = "optimized"
     IDLE = "idle"
     INSUFFICIENT_DATA = "insufficient-data"
+    # set by the fleet path (analytics.recommend), never by a strategy
+    BELOW_THRESHOLD = "below-threshold"
+    STOPPED = "stopped"
+    RESIZE_REGRET = "resize-regret"
 
 
 class VmSpecLike(Protocol):
@@ -210,6 +214,8 @@ class Need:
     cpu: DimensionNeed
     memory: DimensionNeed | None
     memory_note: str = "memory use unknown (no guest balloon stats)"
+    #: Keep at least the vCPUs of the cheapest type holding this much memory (bytes; None = no floor).
+    cpu_floor_memory_bytes: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +354,12 @@ def percentile(values: np.ndarray, q: float) -> float:
     return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
 
 
+def _max_or_nan(values: np.ndarray) -> float:
+    """Largest non-NaN value; NaN when there is none."""
+    finite = values[~np.isnan(values)]
+    return float(finite.max()) if len(finite) else math.nan
+
+
 def percentile_estimate(history: UsageHistory, settings: StrategySettings) -> Need:
     """CPU need = percentile of interval demand x (1 + headroom); memory need from ``memory_need``.
 
@@ -362,7 +374,7 @@ def percentile_estimate(history: UsageHistory, settings: StrategySettings) -> Ne
             statistic=f"p{percentile_used:g} of CPU demand",
             observed=observed,
             headroom_fraction=headroom,
-            peak=float(history.cpu_peaks[history.valid_cpu()].max()),
+            peak=_max_or_nan(history.cpu_peaks[history.valid_cpu()]),
         ),
         memory=memory_need(history, settings),
     )
@@ -428,6 +440,34 @@ class _Sizing:
     blocked: bool = False
 
 
+def _unusable_need(need: Need) -> str | None:
+    """Why a need cannot be sized (a non-finite value from odd data), or None when it can."""
+    if not math.isfinite(need.cpu.value):
+        return f"insufficient data: {need.cpu.statistic} is undefined on this history"
+    if need.memory is not None and not math.isfinite(need.memory.value):
+        return f"insufficient data: {need.memory.statistic} is undefined on this history"
+    return None
+
+
+def _vcpu_floor(cpu_need: float, mem_need: float, need: Need, spec: VmSpecLike, catalogue: FittingCatalogue,
+                reasons: dict[str, str]) -> float:
+    """CPU need raised to the vCPUs of the cheapest type holding ``need.cpu_floor_memory_bytes`` (at most
+    the allocation) when the type chosen for the needs would have fewer: trimming memory headroom never
+    takes away vCPUs a type bundled with it."""
+    if need.cpu_floor_memory_bytes is None or not math.isfinite(need.cpu_floor_memory_bytes):
+        return cpu_need
+    floor_type = catalogue.cheapest_fitting(cpu_need, need.cpu_floor_memory_bytes)
+    chosen = catalogue.cheapest_fitting(cpu_need, math.ceil(mem_need))
+    if floor_type is None or chosen is None:
+        return cpu_need
+    floor = float(min(floor_type.vcpus, spec.vcpus))
+    if chosen.vcpus >= floor:
+        return cpu_need
+    reasons["cpu"] += (f"; kept {floor:g} vCPU, as {floor_type.name} holding "
+                       f"{_fmt_bytes(need.cpu_floor_memory_bytes)} has")
+    return floor
+
+
 def decide(
     strategy: Strategy,
     history: UsageHistory,
@@ -450,16 +490,21 @@ def decide(
         current_type = catalogue.cheapest_fitting(spec.vcpus, spec.memory_bytes)
     window = history.window(settings.lookback_days)
     samples, coverage, span = _coverage(window)
-    problem = _check_data(coverage, span, settings)
+    problem = _check_data(coverage, span, settings) if samples else "insufficient data: no CPU measurement"
     if problem is not None:
         evidence = Evidence(strategy.name, settings.lookback_days, coverage, span, samples)
         return Recommendation.undetermined(problem, current_type=current_type, evidence=evidence)
 
     need = strategy.estimate(window, settings)
+    unusable = _unusable_need(need)
+    if unusable is not None:
+        evidence = Evidence(strategy.name, settings.lookback_days, coverage, span, samples)
+        return Recommendation.undetermined(unusable, current_type=current_type, evidence=evidence)
     cpu_trend = mem_trend = None
     if settings.trend_blocks_downsize:
         cpu_trend, mem_trend = trends if trends is not None else history_trends(window, settings)
     sizing = _initial_sizing(need, spec)
+    sizing.cpu_need = _vcpu_floor(sizing.cpu_need, sizing.mem_need, need, spec, catalogue, sizing.reasons)
     types = catalogue.fitting(sizing.cpu_need, math.ceil(sizing.mem_need), n=3)
     if types:
         _block_growing(sizing, need, spec, types[0], cpu_trend, mem_trend)

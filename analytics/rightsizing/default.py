@@ -1,28 +1,28 @@
-"""Our default strategy, ``rightsizer``: size CPU for the busy hours that come back, keep memory whole.
+"""Our strategy, ``rightsizer``: the AWS anchor's CPU rule, memory trimmed to 15 %, never fewer vCPUs.
 
-Principles (each a field of ``RightsizerSettings`` in :mod:`analytics.rightsizing.settings`):
+Profiles (:data:`analytics.rightsizing.settings.PROFILES`; ``balanced`` is the default):
 
-* **CPU is compressible; size it for demand that recurs, not for the busiest minute.** The signal is the
-  peak demand of every clock hour (the max of the 5-minute samples; ``cpu_max_vcpus`` in the hourly
-  rollups), so the result is the same whether the history comes from raw samples or from rollups. Each
-  UTC day contributes its peak hour, and the need is a high percentile of those daily peaks (default P90:
-  a level reached on at least one day in ten, i.e. between the 2nd and 3rd busiest day of two weeks)
-  plus 15 % headroom. Daily and weekly cycles (the batch job every night, the Monday report) set the
-  size; a one-off spike on a single day does not. Burstiness is priced in because peaks, not means,
-  are measured.
-* **Memory is not compressible; never size it below what was used.** The need is the maximum memory
-  used over the lookback plus 15 % (a percentile would plan an out-of-memory event). Unknown memory
-  use is never downsized (shared rule).
-* **Growth blocks a downsize.** A Theil-Sen line through the daily p95 of hourly peaks, tested with
-  Mann-Kendall, projected over one more lookback; if the projection plus headroom would outgrow the
-  proposed type, that dimension keeps its allocation (see :mod:`analytics.trend` and ``decide``).
-* **A machine type bundles vCPUs and memory**, so the needs are computed per dimension and the catalogue
-  picks the cheapest type covering both; the shared savings threshold keeps marginal moves out.
+* **balanced** takes the AWS Compute Optimizer rule for CPU as it is (P99.5 of interval demand + 20 %)
+  and memory as KRR does (maximum used + 15 %, not AWS's 20 %). Memory is what the machine types'
+  prices follow, so that 5 points of headroom is where the savings are. Trimming it must not cost CPU:
+  a type bundles vCPUs with memory, and the type holding max + 20 % often carries more vCPUs than the
+  CPU rule asked for; the vCPU floor (``vcpu_floor_memory_headroom_fraction``) keeps those. So on any
+  trace, per VM, balanced gets at least the vCPUs of the AWS anchor's type and costs no more than it
+  (its needs are no larger in either dimension): savings >= aws and CPU overrun <= aws hold by
+  construction; memory overrun is no worse unless a VM's memory peak later lands between 1.15x and
+  1.2x its old maximum.
+* **conservative** sizes CPU for the largest demand seen (P100) + 20 % and keeps AWS's 20 % memory
+  headroom: the low-risk end of the frontier.
+* **aggressive** uses KRR's CPU statistic (P95 of interval demand, no headroom) with balanced's memory
+  rule and vCPU floor.
 
-Nothing is fitted per VM; the defaults are round numbers. On the Bitbrains backtest the result is the
-same for P85-P93 at 15 % headroom and for 10-15 % headroom at P90 (20 % at P93 buys a CPU overrun of
-0.08 % instead of 1.2 % for about 1.3 points of savings). The same rules run on stored hourly rollups
-(``recommend_fleet``) and on raw traces (the backtest).
+Two rules of earlier versions stay available as settings but are in no profile, because the backtest
+frontier showed they buy no less overrun for the savings they cost: the P90 of the daily peak-hour
+demand (``daily_peak_percentile``) and "a growing trend blocks a downsize" (``trend_blocks_downsize``;
+at 21 training days it cost 15 points of savings for no change in CPU overrun).
+
+Memory is not compressible; no profile sizes it below the maximum used. Unknown memory use is never
+downsized (shared rule). The same rules run on stored hourly rollups and on raw traces.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from analytics.rightsizing.base import (
     Strategy,
     UsageHistory,
     group_starts,
-    memory_need,
     percentile,
+    percentile_estimate,
 )
 from analytics.rightsizing.settings import RightsizerSettings
 
@@ -59,26 +59,38 @@ def daily_peaks(history: UsageHistory) -> tuple[np.ndarray, np.ndarray]:
     return days[starts], np.fmax.reduceat(peaks, starts)  # fmax skips a missing peak
 
 
-def cpu_need(history: UsageHistory, settings: RightsizerSettings) -> DimensionNeed:
-    """P(q) of the daily peak-hour CPU demand plus headroom (vCPUs)."""
+def daily_peak_need(history: UsageHistory, settings: RightsizerSettings) -> DimensionNeed:
+    """P(q) of the daily peak-hour CPU demand plus headroom (vCPUs), q = ``daily_peak_percentile``."""
     _, peaks = daily_peaks(history)
-    observed = percentile(peaks, settings.cpu_percentile)
+    observed = percentile(peaks, settings.daily_peak_percentile)
     return DimensionNeed(
-        value=observed * (1.0 + settings.cpu_headroom_fraction),
-        statistic=f"p{settings.cpu_percentile:g} of daily peak-hour CPU demand",
+        value=observed * (1.0 + settings.daily_peak_headroom_fraction),
+        statistic=f"p{settings.daily_peak_percentile:g} of daily peak-hour CPU demand",
         observed=observed,
-        headroom_fraction=settings.cpu_headroom_fraction,
+        headroom_fraction=settings.daily_peak_headroom_fraction,
         peak=float(np.nanmax(peaks)) if len(peaks) else math.nan,
     )
 
 
 def estimate(history: UsageHistory, settings: RightsizerSettings) -> Need:
-    """CPU need from recurring daily peaks, memory need from the maximum used (None when unknown)."""
-    return Need(cpu=cpu_need(history, settings), memory=memory_need(history, settings))
+    """CPU need from the interval percentile (and the daily peaks when set), memory need from the maximum.
+
+    With ``vcpu_floor_memory_headroom_fraction`` > 0 the need also names the memory (max used x (1 +
+    that headroom)) whose cheapest type's vCPUs are kept; ``decide`` applies it against the catalogue.
+    """
+    need = percentile_estimate(history, settings)
+    cpu = need.cpu
+    if settings.daily_peak_percentile > 0:
+        peak_need = daily_peak_need(history, settings)
+        if peak_need.value > cpu.value:
+            cpu = peak_need
+    floor = None
+    if need.memory is not None and settings.vcpu_floor_memory_headroom_fraction > 0:
+        floor = need.memory.observed * (1.0 + settings.vcpu_floor_memory_headroom_fraction)
+    return Need(cpu=cpu, memory=need.memory, cpu_floor_memory_bytes=floor)
 
 
 STRATEGY = Strategy(
-    NAME, "ours: P90 of daily peak-hour CPU + 15 %, memory max + 15 %, growth blocks downsizing",
+    NAME, "ours (balanced): CPU P99.5 + 20 %, memory max + 15 %, never fewer vCPUs than the aws anchor",
     RightsizerSettings, estimate,
 )
-

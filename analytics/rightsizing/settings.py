@@ -43,14 +43,43 @@ class StrategySettings(BaseModel):
 
 
 class RightsizerSettings(StrategySettings):
-    """Settings of our default strategy."""
+    """Settings of our strategy; the defaults are the ``balanced`` profile (see :data:`PROFILES`)."""
 
     cpu_percentile: float = Field(
-        90.0, gt=0, le=100, description="percentile of the daily peak-hour CPU demand to size for")
-    cpu_headroom_fraction: float = Field(0.15, ge=0, le=10, description="CPU headroom over that level")
+        99.5, gt=0, le=100, description="percentile of CPU demand per interval to size for")
+    cpu_headroom_fraction: float = Field(0.20, ge=0, le=10, description="CPU headroom over that level")
+    daily_peak_percentile: float = Field(
+        0.0, ge=0, le=100,
+        description="also cover this percentile of the daily peak-hour CPU demand (0 = off)")
+    daily_peak_headroom_fraction: float = Field(
+        0.15, ge=0, le=10, description="headroom over the daily peak-hour level")
     memory_percentile: float = Field(100.0, gt=0, le=100, description="memory statistic (100 = maximum used)")
     memory_headroom_fraction: float = Field(0.15, ge=0, le=10, description="memory headroom over the maximum")
-    trend_blocks_downsize: bool = Field(True, description="a growing trend blocks a downsize of that dimension")
+    vcpu_floor_memory_headroom_fraction: float = Field(
+        0.20, ge=0, le=10,
+        description=("keep at least the vCPUs of the cheapest type holding memory used with this headroom "
+                     "(0 = off): trimming memory headroom never takes vCPUs away"))
+    trend_blocks_downsize: bool = Field(False, description="a growing trend blocks a downsize of that dimension")
+
+
+#: Our profiles: overrides of :class:`RightsizerSettings` (``balanced`` is the model's defaults).
+#: conservative: the largest CPU demand seen (P100) + 20 %, AWS's 20 % memory headroom. aggressive:
+#: KRR's CPU statistic (P95, no headroom) within balanced's memory rule and vCPU floor. Neither the
+#: daily-peak rule nor the growth rule is in a profile: on the backtest frontier they bought no less
+#: overrun for the savings they cost (README, "Backtest"); both stay available as settings.
+PROFILES: dict[str, dict[str, float | bool]] = {
+    "conservative": {"cpu_percentile": 100.0, "memory_headroom_fraction": 0.20},
+    "balanced": {},
+    "aggressive": {"cpu_percentile": 95.0, "cpu_headroom_fraction": 0.0},
+}
+DEFAULT_PROFILE = "balanced"
+
+
+def profile_settings(name: str, base: Mapping[str, object] | None = None) -> dict[str, object]:
+    """The settings values of profile ``name`` over ``base``. Raises KeyError listing the profiles."""
+    if name not in PROFILES:
+        raise KeyError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    return {**(base or {}), **PROFILES[name]}
 
 
 class AwsSettings(StrategySettings):

@@ -129,6 +129,7 @@ def estimate(history: UsageHistory, settings: VpaSettings) -> Need:
         peak=float(np.nanmax(history.cpu_peaks)),
     )
     memory: DimensionNeed | None = None
+    note = "memory use unknown (no guest balloon stats)"
     if history.memory_known:
         interval_s = settings.memory_interval_hours * 3600.0
         starts, peaks = interval_peaks(
@@ -139,6 +140,11 @@ def estimate(history: UsageHistory, settings: VpaSettings) -> Need:
             peaks, starts, q=settings.memory_percentile, reference_s=end, half_life_s=half_life_s,
             first_bucket=1e7, growth=settings.bucket_growth, max_value=1e12,
         )
+        if math.isnan(mem_p):
+            # running earlier, but no memory reading in the newest intervals VPA keeps: nothing to size
+            note = (f"no memory reading in the last {settings.memory_interval_count} "
+                    f"{settings.memory_interval_hours:g} h intervals")
+            return Need(cpu=cpu, memory=None, memory_note=note)
         memory = DimensionNeed(
             value=max(mem_p * (1 + settings.memory_headroom_fraction), float(settings.min_memory_bytes)),
             statistic=(f"p{settings.memory_percentile:g} of {settings.memory_interval_hours:g} h memory peaks "
@@ -147,7 +153,7 @@ def estimate(history: UsageHistory, settings: VpaSettings) -> Need:
             headroom_fraction=settings.memory_headroom_fraction,
             peak=float(np.nanmax(history.memory_used_bytes)),
         )
-    return Need(cpu=cpu, memory=memory)
+    return Need(cpu=cpu, memory=memory, memory_note=note)
 
 
 STRATEGY = Strategy(NAME, "Kubernetes VPA recommender (P90 + 15 % over 24 h-decaying histograms)",

@@ -37,7 +37,9 @@ MIB = 1024**2
 #: Smallest memory a plan may set; a guest below this does not boot a usual kernel.
 MIN_MEMORY_BYTES = 64 * MIB
 #: Findings for which ``plan_from_findings`` proposes a resize.
-RESIZE_FINDINGS = frozenset({"over-provisioned", "under-provisioned"})
+RESIZE_FINDINGS = frozenset({"over-provisioned", "under-provisioned", "resize-regret"})
+#: ``action`` values of ``recommend --output json`` entries that are not resizes (left out of a resize plan).
+NOT_RESIZE_ACTIONS = frozenset({"stop", "none"})
 _REGENERATE = "fix the plan file or regenerate it with 'rightsizer apply --from-findings'"
 
 
@@ -211,7 +213,9 @@ def parse_plan(doc: Any, *, source: str = "plan", default_uri: str = "") -> Resi
         raise InputError(f"{source}: expected a JSON object with 'steps' or a list of steps, got {type(doc).__name__}")
     doc = dict(doc)
     if isinstance(doc.get("steps"), list):
-        doc["steps"] = [_nest(s) for s in doc["steps"]]
+        # recommend's full output lists every VM: entries whose action is not a resize are no step
+        doc["steps"] = [_nest(s) for s in doc["steps"]
+                        if not (isinstance(s, Mapping) and s.get("action") in NOT_RESIZE_ACTIONS)]
     try:
         model = _PlanIn.model_validate(doc)
     except ValidationError as exc:

@@ -30,7 +30,7 @@ def columns(currency: str) -> list[dict[str, Any]]:
         {"id": "target_vcpus", "name": "Needed (vCPU)", "type": "numeric", "format": fixed2},
         {"id": "target_memory_gib", "name": "Needed (GiB)", "type": "numeric", "format": fixed2},
         {"id": "monthly_savings", "name": f"Savings ({currency}/month)", "type": "numeric", "format": fixed2},
-        {"id": "risk", "name": "Risk (0-4)", "type": "numeric"},
+        {"id": "risk", "name": "Risk"},
         {"id": "options", "name": "Options"},
         {"id": "reason", "name": "Reason"},
         {"id": "excluded", "name": "Excluded"},

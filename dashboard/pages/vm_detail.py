@@ -66,7 +66,7 @@ def _recommendation(f: FindingView | None, currency: str) -> list[Any]:
     out: list[Any] = [
         html.Div([
             badge(f.finding),
-            html.Span(f"risk {f.risk}/4", className="rs-badge"),
+            html.Span(f"risk {f.risk}", className="rs-badge", title="; ".join(f.risk_reasons)),
             html.Span("excluded from resizing (rightsizer_exclude)", className="rs-badge") if f.excluded else None,
         ]),
         html.Table([

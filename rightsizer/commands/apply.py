@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collector.actions.plan import ResizePlan, ResizeStep
+    from analytics.recommend import VmFinding
+    from collector.actions.plan import ResizePlan
     from collector.actions.result import ActionResult
+    from collector.actions.stop import StopResult, StopStep
     from collector.store.base import AuditEntry
     from rightsizer.context import Context
 
@@ -40,6 +42,9 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
                    help="build the plan from the current recommendations (rightsizer recommend)")
     p.add_argument("--save-plan", metavar="PATH", help="write the plan as JSON (e.g. from --from-findings) and go on")
     p.add_argument("--actor", metavar="NAME", help="who applies, for the audit log (default: the OS user)")
+    p.add_argument("--allow-stop", action="store_true",
+                   help="also stop the idle VMs the plan names (graceful shutdown; never a delete: deleting "
+                        "a VM is left to a person). Without it stop steps are listed and skipped")
     p.add_argument("--shutdown-timeout", type=float, default=120.0, metavar="SECONDS",
                    help="how long a graceful shutdown may take before the step fails and is reverted")
     p.set_defaults(func=run, settings_overrides=_overrides)
@@ -58,14 +63,74 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise InputError("give exactly one of PLAN.json or --from-findings (or --history to see past applies)")
     if args.shutdown_timeout <= 0:
         raise InputError(f"--shutdown-timeout {args.shutdown_timeout!r} must be > 0 seconds")
-    plan = _load(args, ctx)
+    findings = _current_findings(ctx) if args.from_findings else []
+    plan = _load(args, ctx, findings)
+    stops = _stop_steps(args, ctx, findings)
     if args.save_plan:
         import json
 
-        Path(args.save_plan).write_text(json.dumps(plan.to_dict(), indent=2) + "\n", encoding="utf-8")
+        doc = {**plan.to_dict(), "stops": [s.to_dict(allowed=args.allow_stop, note=_stop_note(args))
+                                           for s in stops]}
+        Path(args.save_plan).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     results = _run_plan(plan, args, ctx)
-    _print(results, plan, args, ctx)
-    return 1 if any(r.result in _FAILED for r in results) else 0
+    stopped = _run_stops(stops, args, ctx)
+    _print(results, plan, args, ctx, stopped)
+    return 1 if any(r.result in _FAILED for r in results) or any(r.result == "failed" for r in stopped) else 0
+
+
+def _stop_note(args: argparse.Namespace) -> str:
+    from collector.actions.stop import DELETE_IS_MANUAL
+
+    return ("stop only; " if args.allow_stop else "needs --allow-stop (stop only; ") + DELETE_IS_MANUAL + \
+        ("" if args.allow_stop else ")")
+
+
+def _stop_steps(args: argparse.Namespace, ctx: Context, findings: list[VmFinding]) -> list[StopStep]:
+    """Stop steps: the idle VMs of the current findings, or the plan file's entries with action 'stop'."""
+    import json
+
+    from collector.actions.stop import StopStep
+    from collector.model import VmRef
+
+    rows: list[Any]
+    if args.from_findings:
+        rows = [f.plan_entry() for f in findings if f.action == "stop" and not f.excluded]
+    else:
+        try:
+            doc = json.loads(Path(args.plan).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []  # load_plan has already reported a bad file
+        rows = doc if isinstance(doc, list) else list(doc.get("steps", [])) + list(doc.get("stops", []))
+    uri = _default_uri(args, ctx)
+    return [
+        StopStep(vm=VmRef(uri=args.uri or r.get("uri") or uri, uuid=str(r["uuid"]), name=str(r.get("name", ""))),
+                 price_per_hour=r.get("price_before_per_hour"), currency=str(r.get("currency", "")))
+        for r in rows if isinstance(r, dict) and r.get("action") == "stop" and r.get("uuid")
+        and not r.get("excluded")
+    ]
+
+
+def _run_stops(stops: list[StopStep], args: argparse.Namespace, ctx: Context) -> list[StopResult]:
+    import getpass
+
+    from collector.actions.stop import StopResult, stop_vm
+    from collector.errors import HypervisorError
+    from collector.hypervisor.libvirt import LibvirtControl
+
+    out: list[StopResult] = []
+    store = ctx.open_store() if args.yes and stops and args.allow_stop else None
+    for step in stops:
+        if not args.allow_stop:
+            out.append(StopResult(step, "skipped", _stop_note(args)))
+            continue
+        try:
+            control = LibvirtControl(step.vm.uri)
+        except HypervisorError as exc:
+            out.append(StopResult(step, "failed", str(exc)))
+            continue
+        out.append(stop_vm(control, step, apply=args.yes, audit=store, actor=args.actor or getpass.getuser(),
+                           timeout_s=args.shutdown_timeout))
+    return out
 
 
 def _default_uri(args: argparse.Namespace, ctx: Context) -> str:
@@ -75,24 +140,23 @@ def _default_uri(args: argparse.Namespace, ctx: Context) -> str:
     return uris[0] if uris else DEFAULT_URI
 
 
-def _load(args: argparse.Namespace, ctx: Context) -> ResizePlan:
+def _load(args: argparse.Namespace, ctx: Context, findings: list[VmFinding]) -> ResizePlan:
     from collector.actions.plan import load_plan, plan_from_steps
 
     default_uri = _default_uri(args, ctx)
     if args.from_findings:
-        plan = plan_from_steps(_finding_steps(ctx, default_uri))
+        plan = plan_from_steps(step for f in findings if (step := f.resize_step(default_uri)) is not None)
     else:
         plan = load_plan(args.plan, default_uri=default_uri)
     return plan.with_uri(args.uri) if args.uri else plan
 
 
-def _finding_steps(ctx: Context, default_uri: str) -> list[ResizeStep]:
-    """The resize steps the current recommendations for the fleet in the store propose."""
+def _current_findings(ctx: Context) -> list[VmFinding]:
+    """The current recommendations for the fleet in the store (resize and stop steps come from them)."""
     from analytics.recommend import findings_for_settings
 
     store = ctx.open_source()
-    findings = findings_for_settings(store, ctx.catalogue(), ctx.settings)
-    return [step for f in findings if (step := f.resize_step(default_uri)) is not None]
+    return findings_for_settings(store, ctx.catalogue(), ctx.settings)
 
 
 def _run_plan(plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> list[ActionResult]:
@@ -107,17 +171,22 @@ def _run_plan(plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> list[
                     actor=args.actor, shutdown_timeout_s=args.shutdown_timeout)
 
 
-def _print(results: list[ActionResult], plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> None:
+def _print(results: list[ActionResult], plan: ResizePlan, args: argparse.Namespace, ctx: Context,
+           stopped: list[StopResult]) -> None:
     from collector.actions.output import format_results, result_row
 
+    stop_rows = [{"plan_id": plan.plan_id, "name": r.step.vm.name, "uuid": r.step.vm.uuid, "uri": r.step.vm.uri,
+                  "action": "stop", "result": r.result, "reason": r.reason} for r in stopped]
     if ctx.out.fmt != "table":
-        ctx.out.emit([{"plan_id": plan.plan_id, **result_row(r)} for r in results])
+        ctx.out.emit([{"plan_id": plan.plan_id, "action": "resize", **result_row(r)} for r in results] + stop_rows)
         return
     stream = ctx.out.stream
     mode = "apply" if args.yes else "dry run"
     stream.write(f"Plan {plan.plan_id} ({len(plan.steps)} VM(s), {mode}, restart policy "
                  f"{ctx.settings.actions.restart!r})\n\n")
     stream.write(format_results(results))
+    for row in stop_rows:
+        stream.write(f"stop {row['name']}: {row['result']} -- {row['reason']}\n")
     if not args.yes:
         stream.write("Dry run: nothing was changed. Run again with --yes to apply.\n")
 

@@ -18,13 +18,18 @@ the evaluation window. Reported per strategy: monthly cost before/after (720 h p
 provider prices), savings, and the share of evaluated VM-intervals where CPU demand (vCPU-equivalents)
 or memory used exceeded the recommended type (cpu_overrun_pct, mem_overrun_pct).
 
-Strategies: rightsizer (ours), aws (Compute Optimizer defaults), krr (Robusta KRR simple), vpa
-(Kubernetes VPA recommender); 'all' runs them side by side.
+Strategies: rightsizer (ours, at --profile, default balanced), aws (Compute Optimizer defaults), krr
+(Robusta KRR simple), vpa (Kubernetes VPA recommender); 'all' runs them side by side.
+
+--sweep gives each strategy's savings-risk curve across its own knob instead: a list of points
+{strategy, knob, value, savings_pct, cpu_overrun_pct, mem_overrun_pct} (aws: CPU headroom; krr: CPU
+percentile; vpa: target percentile; rightsizer: CPU percentile and its profiles; rightsizer-budget: the
+fleet risk budget, a share of training intervals). --strategy narrows it to one.
 """
 
 
 def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
-    from analytics.rightsizing.settings import STRATEGY_NAMES
+    from analytics.rightsizing.settings import PROFILES, STRATEGY_NAMES
     from rightsizer.commands.recommend import add_settings_flags
 
     p = sub.add_parser(
@@ -40,6 +45,13 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--catalogue", metavar="PATH",
                    help="machine-type catalogue (CSV/TOML or built-in name; default: config [costs] catalogue)")
     p.add_argument("--per-vm", action="store_true", help="table/csv: print one row per VM and strategy")
+    p.add_argument("--schedules", action="store_true",
+                   help="score on/off schedules instead of resizes: patterns and windows from the training days, "
+                        "savings vs demand missed outside the window on the rest ([schedules] settings apply)")
+    p.add_argument("--profile", choices=tuple(PROFILES), default=None,
+                   help="our strategy's profile (default: config [rightsizing] profile, balanced)")
+    p.add_argument("--sweep", action="store_true",
+                   help="each strategy's savings-risk curve across its own knob (points, not totals)")
     add_settings_flags(p)
     p.set_defaults(func=run)
 
@@ -61,9 +73,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     vms = read_bitbrains_dir(
         args.path, progress=lambda files: tqdm(files, desc="read", unit="file", file=sys.stderr, disable=None),
     )
+    if args.schedules:
+        return _run_schedules(args, ctx, vms, catalogue)
+    if args.sweep:
+        return _sweep(args, ctx, vms, catalogue)
     # Setting flags tune the named strategy, or ours with --strategy all (anchors keep published values).
     tuned = args.strategy if args.strategy != "all" else DEFAULT_STRATEGY
-    settings = {tuned: settings_from_args(args, tuned, strict=args.strategy != "all")}
+    base = profile_base(args, ctx) if tuned == DEFAULT_STRATEGY else None
+    settings = {tuned: settings_from_args(args, tuned, base, strict=args.strategy != "all")}
     results = run_backtest(
         vms, strategies, catalogue, train_days=args.train_days, currency=catalogue.currency, settings=settings,
         progress=lambda it: tqdm(it, desc="backtest", unit="vm", total=len(vms), file=sys.stderr, disable=None),
@@ -83,6 +100,62 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             f"hindsight bound: no strategy without memory overruns can save more than {bound:.2f} % here "
             "(cheapest type holding each VM's evaluation-window memory peak)\n")
     return 0
+
+
+def _run_schedules(args: argparse.Namespace, ctx: Context, vms: Any, catalogue: Any) -> int:
+    from dataclasses import asdict
+
+    from analytics.schedule_backtest import score_schedules
+
+    result = score_schedules(vms, catalogue, train_days=args.train_days, settings=ctx.settings.schedules,
+                             idle=ctx.settings.idle)
+    if args.output == "json":
+        ctx.out.emit([result.as_dict()])
+    elif args.per_vm:
+        ctx.out.emit([asdict(r) for r in result.per_vm])
+    else:
+        summary = {k: v for k, v in result.as_dict().items() if k not in ("per_vm", "patterns")}
+        ctx.out.emit([{**summary, **{f"pattern_{k}": v for k, v in result.patterns.items()}}])
+    return 0
+
+
+def profile_base(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    """Our settings values for ``--profile`` (else config [rightsizing] profile). Raises InputError."""
+    from analytics.rightsizing.settings import PROFILES, profile_settings
+    from collector.errors import InputError
+
+    name = args.profile or getattr(ctx.settings.rightsizing, "profile", "balanced")
+    if name not in PROFILES:
+        raise InputError(f"profile {name!r} (config [rightsizing] profile) is unknown; use one of "
+                         f"{', '.join(PROFILES)}")
+    return profile_settings(name)
+
+
+def _sweep(args: argparse.Namespace, ctx: Context, vms: list[Any], catalogue: Any) -> int:
+    from analytics.frontier import BUDGET_STRATEGY, POINT_COLUMNS, SWEEP_STRATEGIES, Frontier
+    from collector.errors import InputError
+
+    names = SWEEP_STRATEGIES if args.strategy == "all" else (
+        (args.strategy, BUDGET_STRATEGY) if args.strategy == "rightsizer" else (args.strategy,))
+    frontier = Frontier(vms, catalogue, train_days=args.train_days, currency=catalogue.currency)
+    if not _usable(frontier):
+        raise InputError(f"{args.path}: no VM has {args.train_days:g} days of training data and an evaluation "
+                         "window after it (need >= 30 h over >= 3 days, then more data); pass a longer trace "
+                         "or a smaller --train-days")
+    points = frontier.sweep(names, progress=lambda name: print(f"sweep: {name}", file=sys.stderr))
+    rows = [p.as_dict() for p in points]
+    if args.output == "json":
+        ctx.out.emit(rows)
+    else:
+        ctx.out.emit([{k: r[k] for k in (*POINT_COLUMNS, "vms_changed")} for r in rows])
+    return 0
+
+
+def _usable(frontier: Any) -> bool:
+    """True when some VM gets a recommendation and has an evaluation window under the balanced profile."""
+    from analytics.rightsizing.settings import RightsizerSettings
+
+    return bool(frontier.score("rightsizer", RightsizerSettings.model_validate({})).vms_evaluated > 0)
 
 
 def _vm_rows(result: StrategyResult) -> list[dict[str, Any]]:

@@ -14,18 +14,42 @@ if TYPE_CHECKING:
     from rightsizer.context import Context
 
 DESCRIPTION = """\
-Judge every VM over the last --lookback-days of hourly rollups with a strategy (default: ours,
-'rightsizer'; anchors: aws, krr, vpa) and print one finding per VM: over-provisioned,
-under-provisioned, optimized, idle or insufficient-data, with the current and target machine type,
-prices per hour and savings per 720-hour month. The current type is the VM's 'machine_type' label when
-the catalogue knows it, else the cheapest eligible type covering its allocation (type_source).
+Judge every VM over the last --lookback (7d, 14d or 30d; default [rightsizing] lookback_days, 14) of
+hourly rollups with a strategy (default: ours, 'rightsizer'; anchors: aws, krr, vpa) and print one
+finding per VM, with the current and target machine type, prices per hour, savings per 720-hour month
+(EUR and %) and the risk of the move in words (very-low .. very-high) with the facts that set it:
+
+  over-provisioned / under-provisioned  resize to the target type (action: resize)
+  below-threshold     a smaller type fits, but the saving is under the threshold (no action)
+  optimized           the current type is the cheapest that covers the need
+  idle                stopping it saves its whole compute price (action: stop); the downsize is the
+                      fallback option
+  stopped             shut off for [rightsizing] stopped_after (7d) or longer; priced as what it still
+                      costs under [costs] stopped_vm_billing; options: snapshot then delete, delete
+                      (deleting is a person's act: rightsizer never deletes)
+  resize-regret       an applied resize overran its new size in the lookback after it; proposes the
+                      next size up or the revert (action: resize)
+  insufficient-data   too little history in the lookback for any advice
+
+"need" is the strategy's statistic plus headroom, named in need.cpu_statistic / need.memory_statistic
+(the same name the dashboard and the report show). The current type is the VM's 'machine_type' label when the
+catalogue knows it, else the cheapest eligible type covering its allocation (type_source).
 
 Shared rules: no recommendation with < 30 h of data or < 3 days of span; unknown memory use is never
 downsized; a downsize must save max(10 %, --min-monthly-savings); a growing trend blocks a downsize.
 VMs labelled rightsizer_exclude=true, or matched by an excluding policy, are shown but never resized.
 
---output json prints resize-plan steps (uuid, name, uri, current and target vcpus/memory/type, prices,
-finding) that 'rightsizer apply PLAN.json' accepts. Strategy settings below override the strategy's
+Each VM also gets its workload pattern (office-hours, nightly-batch, steady, spiky, idle, unknown) from
+its weekday x hour profile, and office-hours/nightly-batch VMs an on/off schedule: the weekly window that
+covers their demand with a margin ([schedules] timezone, default UTC), its saving under hourly billing
+(hours off x compute price after any resize; disks are billed anyway) and the demand it would have missed.
+env=prod VMs get one only with a 'schedule' label or a policy with schedules = true.
+
+--output json prints one object per VM (uuid, name, uri, current and target vcpus/memory/type, need,
+action, prices, monthly_savings, savings_pct, risk, risk_reasons, projected, reasons, options, pattern,
+schedule). With --actionable only the VMs with an action (resize or stop) are printed: exactly the
+steps of 'rightsizer apply --from-findings'; 'rightsizer apply FILE.json' takes either list, applies
+resizes and applies stops only with --allow-stop. Strategy settings below override the strategy's
 defaults; each applies only to strategies that have it.
 """
 
@@ -107,6 +131,7 @@ def settings_from_args(args: argparse.Namespace, strategy: str, base: dict[str, 
 
 
 def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
+    from analytics.rightsizing.base import Finding as FINDINGS
     from analytics.rightsizing.settings import STRATEGY_NAMES
 
     p = sub.add_parser(
@@ -114,8 +139,13 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--strategy", choices=STRATEGY_NAMES, help="strategy (default: config [rightsizing] strategy)")
-    p.add_argument("--lookback-days", type=float, metavar="DAYS",
-                   help="days of history to judge (default: config [rightsizing] lookback_days, 14)")
+    p.add_argument("--profile", choices=("conservative", "balanced", "aggressive"), default=None,
+                   help="our strategy's profile (default: config [rightsizing] profile, balanced)")
+    p.add_argument("--lookback", metavar="DURATION",
+                   help="history to judge, e.g. 7d, 14d, 30d (default: config [rightsizing] lookback_days, 14)")
+    p.add_argument("--lookback-days", type=float, metavar="DAYS", help=argparse.SUPPRESS)
+    p.add_argument("--actionable", action="store_true",
+                   help="only VMs with an action (resize, stop): the plan 'apply --from-findings' builds")
     p.add_argument("--min-monthly-savings", type=float, metavar="AMOUNT",
                    help="smallest monthly saving worth a downsize (default: config, 1.0)")
     p.add_argument("--now", metavar="ISO|latest|wall", default="latest",
@@ -123,10 +153,12 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
                         "or an ISO-8601 UTC time")
     p.add_argument("--vm", action="append", metavar="NAME_OR_UUID", help="only these VMs (repeatable)")
     p.add_argument("--finding", action="append", metavar="FINDING",
-                   choices=("over-provisioned", "under-provisioned", "optimized", "idle", "insufficient-data"),
+                   choices=tuple(f.value for f in FINDINGS),
                    help="only VMs with this finding (repeatable)")
     p.add_argument("--policies", metavar="FILE",
                    help="TOML file of [[policy]] overrides (vm or labels match); default: [rightsizing] policies_file")
+    p.add_argument("--timezone", metavar="ZONE",
+                   help="IANA time zone of weekly profiles and schedule windows (default: [schedules] timezone, UTC)")
     add_settings_flags(p)
     add_source_flags(p)
     p.set_defaults(func=run)
@@ -159,15 +191,36 @@ def _parse_now(text: str, ctx: Context) -> Any:
 
 
 TABLE_COLUMNS = (
-    "name", "finding", "current_type", "type_source", "vcpus", "memory_gib", "need_vcpus", "need_memory_gib",
-    "target_type", "price_before_per_hour", "price_after_per_hour", "monthly_savings", "risk", "reason",
+    "name", "finding", "action", "current_type", "type_source", "vcpus", "memory_gib", "need_vcpus",
+    "need_memory_gib", "target_type", "price_before_per_hour", "price_after_per_hour", "monthly_savings",
+    "savings_pct", "risk", "pattern", "schedule", "schedule_savings", "reason",
 )
+
+
+def schedule_settings_from_args(args: argparse.Namespace, ctx: Context) -> Any:
+    """``[schedules]`` with ``--timezone`` applied. Raises InputError naming an unknown zone."""
+    from collector.config import ScheduleSettings
+    from collector.errors import InputError
+
+    base: ScheduleSettings = ctx.settings.schedules
+    zone = getattr(args, "timezone", None)
+    if not zone:
+        return base
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InputError(f"--timezone {zone!r} is not a known time zone; use an IANA name such as "
+                         "'Europe/Berlin' or 'UTC'") from exc
+    return base.model_copy(update={"timezone": zone})
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from pathlib import Path
 
-    from analytics.recommend import configured_policies, fleet_summary, recommend_fleet
+    from analytics.findings.risk import legend_text
+    from analytics.recommend import configured_policies, fleet_summary, lifecycle_rules, recommend_fleet
     from analytics.rightsizing.settings import load_policies
 
     rs = ctx.settings.rightsizing
@@ -178,31 +231,78 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if strategy not in STRATEGY_NAMES:
         raise InputError(f"strategy {strategy!r} (config [rightsizing] strategy) is unknown; use one of "
                          f"{', '.join(STRATEGY_NAMES)}")
+    lookback_days = lookback_days_arg(args.lookback, args.lookback_days, float(rs.lookback_days))
     base = {
-        "lookback_days": args.lookback_days if args.lookback_days is not None else float(rs.lookback_days),
+        "lookback_days": lookback_days,
         "min_monthly_savings": (args.min_monthly_savings if args.min_monthly_savings is not None
                                 else rs.min_monthly_savings),
     }
+    if strategy == "rightsizer":
+        from rightsizer.commands.backtest import profile_base
+
+        base = {**profile_base(args, ctx), **base}
     settings = settings_from_args(args, strategy, base)
     policies = load_policies(Path(args.policies)) if args.policies else configured_policies(ctx.settings)
     now = _parse_now(args.now, ctx)
     store = ctx.open_source()
+    if args.vm:
+        check_vms(args.vm, store.vms())
+    catalogue = ctx.catalogue()
     findings = recommend_fleet(
-        store, ctx.catalogue(), strategy=strategy, now=now, policies=policies, settings=settings,
-        idle_settings=ctx.settings.idle,
+        store, catalogue, strategy=strategy, now=now, policies=policies, settings=settings,
+        idle_settings=ctx.settings.idle, rules=lifecycle_rules(ctx.settings, catalogue),
+        schedule_settings=schedule_settings_from_args(args, ctx),
     )
     if args.vm:
         wanted = set(args.vm)
         findings = [f for f in findings if f.name in wanted or f.uuid in wanted]
     if args.finding:
         findings = [f for f in findings if f.finding.value in args.finding]
+    if args.actionable:
+        findings = [f for f in findings if f.is_actionable]
     if args.output == "json":
         ctx.out.emit([f.plan_entry() for f in findings])
         return 0
     ctx.out.emit([f.row() for f in findings], columns=TABLE_COLUMNS if args.output == "table" else None)
     summary = fleet_summary(findings)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["findings"].items()))
-    print(f"{summary['vms']} VMs ({counts}); {summary['changes']} resizes, net savings "
-          f"{summary['monthly_savings']:.2f} {summary['currency']} per 720-hour month "
-          f"(strategy {strategy}, analysis time {now:%Y-%m-%d %H:%M} UTC)", file=sys.stderr)
+    print(f"{summary['vms']} VMs ({counts}); {summary['changes']} actions (resize/stop), net savings "
+          f"{summary['monthly_savings']:.2f} {summary['currency']} per 720-hour month; stopped VMs still cost "
+          f"{summary['stopped_monthly_cost']:.2f} {summary['currency']}/month; {summary['schedules']} "
+          f"schedules saving {summary['schedule_monthly_savings']:.2f} more "
+          f"(strategy {strategy}, lookback {lookback_days:g} d, analysis time {now:%Y-%m-%d %H:%M} UTC)",
+          file=sys.stderr)
+    print(f"risk legend: {legend_text()}", file=sys.stderr)
     return 0
+
+
+def lookback_days_arg(text: str | None, days: float | None, default: float) -> float:
+    """Days of the --lookback duration (or the legacy --lookback-days). Raises InputError naming the value."""
+    from collector.errors import InputError
+
+    if text is None:
+        if days is not None and days <= 0:
+            raise InputError(f"--lookback-days {days!r} must be > 0; e.g. 14")
+        return default if days is None else float(days)
+    from analytics.fleet import parse_duration
+
+    try:
+        value = parse_duration(text).total_seconds() / 86400.0
+    except InputError:
+        value = 0.0
+    if value < 1.0 or value > 400.0:
+        raise InputError(f"--lookback {text!r} is not a duration from 1d to 400d; use e.g. 7d, 14d or 30d")
+    return value
+
+
+def check_vms(wanted: list[str], vms: list[Any]) -> None:
+    """Raise InputError naming the first --vm value that matches no VM name or UUID in the store."""
+    from collector.errors import InputError
+
+    known = {vm.name for vm in vms} | {vm.uuid for vm in vms}
+    for value in wanted:
+        if value not in known:
+            names = sorted(vm.name for vm in vms)
+            hint = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise InputError(f"--vm {value!r} matches no VM name or UUID in the store; known VMs: "
+                             f"{hint or '(none)'}")

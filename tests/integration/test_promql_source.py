@@ -86,8 +86,8 @@ def test_two_agents_through_prometheus_and_vmagent_reach_the_central_role(tmp_pa
         prom = start_prometheus(tmp_path / "prom", targets)
         engines.append(prom)
         for engine in (victoria, prom):
-            engine.wait_for("rightsizer_vm_info", timeout_s=60, count=10)
-            engine.wait_for("rightsizer_vm_vcpus", timeout_s=60, count=10)
+            engine.wait_for("rightsizer_vm_info", timeout_s=180, count=10)
+            engine.wait_for("rightsizer_vm_vcpus", timeout_s=180, count=10)
         for engine in (victoria, prom):
             cfg = _config(tmp_path / f"central-{engine.name}.toml", engine.url)
             code, out, err = run_cli(["recommend", "--config", str(cfg), "--db", str(tmp_path / "central.db"),
@@ -106,11 +106,11 @@ def test_two_agents_through_prometheus_and_vmagent_reach_the_central_role(tmp_pa
             try:
                 app = create_app(settings, store, load_catalogue(settings.costs.catalogue), data_mode="central")
                 data = dashboard_data(app)
-                data.wait_for_refresh(60)
+                data.wait_for_refresh(180)
                 rows = data.vm_rows(Filters())
                 assert {r["host"] for r in rows} == {"hv-a", "hv-b"}
                 assert len(rows) == 10
-                data.wait_for_refresh(60)
+                data.wait_for_refresh(180)
             finally:
                 store.close()
         _central_apply_acts_on_the_mapped_host(tmp_path, victoria.url)

@@ -1,0 +1,154 @@
+"""Savings-risk frontiers: each strategy backtested across its own knob, and our fleet risk budget.
+
+A sweep point is one backtest (:mod:`analytics.backtest`, same split, same scoring) of one strategy
+with one knob value: ``{strategy, knob, value, savings_pct, cpu_overrun_pct, mem_overrun_pct}``.
+The knobs are the anchors' own published choices where they have them (AWS Compute Optimizer's CPU
+headroom 0/10/20/30 %; KRR's CPU percentile; VPA's target percentile), ours its CPU percentile (the
+uniform-percentile family) and its profiles, ``rightsizer-budget`` the fleet risk budget
+(:mod:`analytics.rightsizing.budget`) as a share of training intervals, and ``rightsizer-memory`` the
+aggressive end where memory is traded too (:data:`MEMORY_CURVE_BASE`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from analytics.backtest import StrategyResult, _recommend, _score, _Split, _split, summarise
+from analytics.rightsizing import get_strategy
+from analytics.rightsizing.base import FittingCatalogue, Recommendation
+from analytics.rightsizing.budget import BudgetVm, allocate
+from analytics.rightsizing.settings import (
+    PROFILES,
+    SETTINGS_TYPES,
+    RightsizerSettings,
+    StrategySettings,
+    profile_settings,
+)
+from analytics.traces import TraceVm
+
+BUDGET_STRATEGY = "rightsizer-budget"
+MEMORY_STRATEGY = "rightsizer-memory"
+#: Our aggressive end: CPU at P90 of interval demand, no headroom, no vCPU floor, and memory sized at a
+#: percentile of used memory (below 100 memory overruns become possible: memory is traded too).
+MEMORY_CURVE_BASE: dict[str, float] = {"cpu_percentile": 90.0, "cpu_headroom_fraction": 0.0,
+                                       "memory_headroom_fraction": 0.0, "vcpu_floor_memory_headroom_fraction": 0.0}
+#: Strategy -> (knob, values). VPA's knob moves its CPU and memory target percentiles together.
+SWEEP_KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "rightsizer": ("cpu_percentile", (80.0, 90.0, 95.0, 99.0, 99.5, 99.9, 100.0)),
+    "aws": ("cpu_headroom_fraction", (0.0, 0.1, 0.2, 0.3)),
+    "krr": ("cpu_percentile", (80.0, 90.0, 95.0, 99.0, 100.0)),
+    "vpa": ("target_percentile", (50.0, 75.0, 90.0, 95.0, 99.0)),
+    BUDGET_STRATEGY: ("budget_pct", (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)),
+    MEMORY_STRATEGY: ("memory_percentile", (99.5, 99.8, 99.9, 99.95, 100.0)),
+}
+SWEEP_STRATEGIES: tuple[str, ...] = tuple(SWEEP_KNOBS)
+POINT_COLUMNS: tuple[str, ...] = ("strategy", "knob", "value", "savings_pct", "cpu_overrun_pct", "mem_overrun_pct")
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPoint:
+    """One strategy at one knob value, scored like a backtest (percentages 0..100)."""
+
+    strategy: str
+    knob: str
+    value: float | str
+    savings_pct: float
+    cpu_overrun_pct: float
+    mem_overrun_pct: float
+    vms_changed: int
+    train_days: float
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["savings_pct"] = round(self.savings_pct, 3)
+        out["cpu_overrun_pct"] = round(self.cpu_overrun_pct, 4)
+        out["mem_overrun_pct"] = round(self.mem_overrun_pct, 4)
+        return out
+
+
+def knob_settings(strategy: str, knob: str, value: float | str) -> StrategySettings:
+    """The strategy's settings with one knob set (``profile`` names one of ours)."""
+    model = SETTINGS_TYPES[strategy]
+    if knob == "profile":
+        return model.model_validate(profile_settings(str(value)))
+    if knob == "target_percentile":
+        return model.model_validate({"cpu_percentile": value, "memory_percentile": value})
+    return model.model_validate({knob: value})
+
+
+def _point(result: StrategyResult, knob: str, value: float | str) -> SweepPoint:
+    return SweepPoint(result.strategy, knob, value, result.savings_pct, result.cpu_overrun_pct,
+                      result.mem_overrun_pct, result.vms_changed, result.train_days)
+
+
+class Frontier:
+    """The VMs of one trace cut at one training split, ready to be scored many times."""
+
+    def __init__(self, vms: Iterable[TraceVm], catalogue: FittingCatalogue, *, train_days: float,
+                 currency: str = "EUR") -> None:
+        if train_days <= 0:
+            raise ValueError(f"train_days must be positive, got {train_days!r}")
+        self.catalogue = catalogue
+        self.train_days = train_days
+        self.currency = currency
+        self.splits: list[tuple[TraceVm, _Split]] = [(vm, _split(vm, catalogue, train_days)) for vm in vms]
+
+    def _recs(self, strategy: str, settings: StrategySettings) -> list[Recommendation]:
+        chosen = get_strategy(strategy)
+        return [_recommend(sp, chosen, self.catalogue, settings) for _, sp in self.splits]
+
+    def score(self, strategy: str, settings: StrategySettings) -> StrategyResult:
+        """One backtest of ``strategy`` with ``settings``."""
+        rows = [_score(vm, sp, rec, rec.recommended_type)
+                for (vm, sp), rec in zip(self.splits, self._recs(strategy, settings), strict=True)]
+        return summarise(strategy, rows, train_days=self.train_days, currency=self.currency)
+
+    def score_budget(self, budget_pct: float, base: RightsizerSettings | None = None) -> StrategyResult:
+        """Our base profile's memory rule, vCPUs chosen by the fleet risk budget (``budget_pct`` of intervals)."""
+        base = base or RightsizerSettings.model_validate({})
+        recs = self._recs("rightsizer", base)
+        movable = [i for i, rec in enumerate(recs) if rec.is_determined and rec.recommended_type is not None
+                   and rec.target_memory_bytes is not None]
+        budget_vms = [BudgetVm(self.splits[i][1].history.cpu_vcpus, float(recs[i].target_memory_bytes or 0),
+                               self.splits[i][1].spec.vcpus, recs[i].recommended_type)  # type: ignore[arg-type]
+                      for i in movable]
+        chosen = dict(zip(movable, allocate(budget_vms, self.catalogue, budget_fraction=budget_pct / 100.0,
+                                            headroom=base.cpu_headroom_fraction), strict=True))
+        rows = [_score(vm, sp, rec, chosen.get(i, rec.recommended_type))
+                for i, ((vm, sp), rec) in enumerate(zip(self.splits, recs, strict=True))]
+        return summarise(BUDGET_STRATEGY, rows, train_days=self.train_days, currency=self.currency)
+
+    def sweep(self, strategies: Sequence[str] = SWEEP_STRATEGIES,
+              progress: Callable[[str], None] | None = None) -> list[SweepPoint]:
+        """Every strategy across its knob; ours also at each profile."""
+        points: list[SweepPoint] = []
+        for strategy in strategies:
+            if progress is not None:
+                progress(strategy)
+            knob, values = SWEEP_KNOBS[strategy]
+            for value in values:
+                if strategy == BUDGET_STRATEGY:
+                    points.append(_point(self.score_budget(value), knob, value))
+                elif strategy == MEMORY_STRATEGY:
+                    chosen = RightsizerSettings.model_validate({**MEMORY_CURVE_BASE, knob: value})
+                    result = self.score("rightsizer", chosen)
+                    points.append(_point(replace(result, strategy=MEMORY_STRATEGY), knob, value))
+                else:
+                    points.append(_point(self.score(strategy, knob_settings(strategy, knob, value)), knob, value))
+            if strategy == "rightsizer":
+                for name in PROFILES:
+                    points.append(_point(self.score(strategy, knob_settings(strategy, "profile", name)),
+                                         "profile", name))
+        return points
+
+
+def dominates(a: SweepPoint | StrategyResult, b: SweepPoint | StrategyResult) -> bool:
+    """True when ``a`` weakly dominates ``b``: savings >=, CPU overrun <=, memory overrun <=."""
+    return (a.savings_pct >= b.savings_pct - 1e-9 and a.cpu_overrun_pct <= b.cpu_overrun_pct + 1e-12
+            and a.mem_overrun_pct <= b.mem_overrun_pct + 1e-12)
+
+
+__all__ = ["BUDGET_STRATEGY", "MEMORY_STRATEGY", "Frontier", "POINT_COLUMNS", "SWEEP_KNOBS", "SweepPoint",
+           "dominates", "knob_settings"]

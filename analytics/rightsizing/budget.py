@@ -1,0 +1,95 @@
+"""A fleet risk budget: spend a fleet-wide CPU overrun budget where it buys the most savings.
+
+Instead of one percentile for every VM, each VM's vCPU count is chosen jointly: a VM whose demand has a
+cheap tail (a few spikes above a much lower level) gives up vCPUs, a VM that is busy near its peak for
+long keeps them. Decided from the training window only:
+
+* for each VM and each vCPU level ``k`` up to its allocation the candidate is the cheapest type with
+  ``k`` or more vCPUs and the memory the base rule needs (memory is not traded: it is not compressible);
+* its estimated risk is the number of training intervals whose demand times ``1 + headroom`` exceeds
+  ``k`` (the headroom is the base rule's CPU headroom, so an in-sample estimate is not taken at face
+  value);
+* one price of risk ``lam`` (currency per risked interval) is shared by the fleet; each VM takes the
+  candidate minimising ``price + lam x risk``; ``lam`` is bisected until the fleet's risked intervals
+  fit the budget (a share of all training intervals). This is the Lagrangian of "minimise cost subject
+  to total risk <= budget", so every VM spends risk at the same marginal saving per risked interval.
+
+Pure numpy over arrays passed in; nothing is fitted per VM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics.catalogue import MachineType
+from analytics.rightsizing.base import FittingCatalogue
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetVm:
+    """One VM as the budget sees it: training CPU demand (vCPUs, NaN = not running), the memory its
+    type must hold (bytes), its allocation, and the type the base rule chose (the upper end)."""
+
+    demand_vcpus: np.ndarray
+    memory_need_bytes: float
+    vcpus: int
+    base_type: MachineType
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    types: tuple[MachineType, ...]
+    prices: np.ndarray
+    risks: np.ndarray  # risked training intervals per candidate
+
+
+def _candidates(vm: BudgetVm, catalogue: FittingCatalogue, headroom: float) -> _Candidates:
+    demand = vm.demand_vcpus[~np.isnan(vm.demand_vcpus)] * (1.0 + headroom)
+    types: list[MachineType] = []
+    for k in range(1, max(vm.base_type.vcpus, vm.vcpus, 1) + 1):
+        t = catalogue.cheapest_fitting(float(k), vm.memory_need_bytes)
+        if t is not None and t not in types:
+            types.append(t)
+    if vm.base_type not in types:
+        types.append(vm.base_type)
+    ordered = np.sort(demand)
+    risks = np.array([len(ordered) - np.searchsorted(ordered, t.vcpus, side="right") for t in types],
+                     dtype=np.float64)
+    return _Candidates(tuple(types), np.array([t.price_per_month for t in types]), risks)
+
+
+def _pick(cands: Sequence[_Candidates], lam: float) -> tuple[list[int], float]:
+    picks = [int(np.argmin(c.prices + lam * c.risks)) for c in cands]
+    return picks, float(sum(c.risks[i] for c, i in zip(cands, picks, strict=True)))
+
+
+def allocate(
+    vms: Sequence[BudgetVm], catalogue: FittingCatalogue, *, budget_fraction: float, headroom: float
+) -> list[MachineType]:
+    """One type per VM (same order) minimising fleet cost with risked intervals <= budget x all intervals.
+
+    ``budget_fraction`` is a share (0..1) of the fleet's training intervals. A VM never gets a type
+    dearer than its base type. Raises ValueError for a negative budget.
+    """
+    if budget_fraction < 0:
+        raise ValueError(f"budget_fraction must be >= 0, got {budget_fraction!r}")
+    cands = [_candidates(vm, catalogue, headroom) for vm in vms]
+    total = sum(int(np.count_nonzero(~np.isnan(vm.demand_vcpus))) for vm in vms)
+    budget = budget_fraction * total
+    lo, hi = 0.0, 1.0
+    picks, used = _pick(cands, hi)
+    while used > budget and hi < 1e12:  # find a price of risk high enough to fit the budget
+        hi *= 10.0
+        picks, used = _pick(cands, hi)
+    best = picks
+    for _ in range(60):
+        mid = (lo + hi) / 2.0
+        picks, used = _pick(cands, mid)
+        if used <= budget:
+            hi, best = mid, picks
+        else:
+            lo = mid
+    return [c.types[i] for c, i in zip(cands, best, strict=True)]

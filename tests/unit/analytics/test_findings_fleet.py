@@ -1,0 +1,176 @@
+"""Lifecycle findings on hand-built fleets in a real SQLite store, through the fleet path and the CLI.
+
+shut off 10 days -> stopped, priced as its disks; idle -> its whole compute price; a small saving ->
+below-threshold; one plan shape from ``recommend --actionable`` and ``apply --from-findings``; bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analytics.catalogue import load_catalogue, load_storage_prices
+from analytics.findings.risk import RiskLevel
+from analytics.recommend import findings_for_settings
+from analytics.rightsizing.base import Finding
+from collector.config import Settings
+from collector.model import UsagePoint, VmRecord, VmState
+from collector.store.sqlite import SqliteStore
+from rightsizer import cli
+
+GIB = 1024**3
+T0 = datetime(2026, 10, 1, tzinfo=UTC)
+DAYS = 14
+NOW = T0 + timedelta(days=DAYS)
+DISK_BYTES = 50e9
+CATALOGUE = load_catalogue()
+
+
+def _vm(name: str, vcpus: int, mem_gib: int, state: VmState = VmState.RUNNING) -> VmRecord:
+    return VmRecord(uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), name=name, uri="test:///default", host="h1",
+                    state=state, vcpus=vcpus, max_vcpus=vcpus, memory_bytes=mem_gib * GIB,
+                    max_memory_bytes=mem_gib * GIB, labels={}, first_seen=T0, last_seen=NOW)
+
+
+def _points(vm: VmRecord, hours: range, cpu: float, *, used_gib: float, io_bps: float = 1e6,
+            running: bool = True) -> list[UsagePoint]:
+    rng = np.random.default_rng(7)
+    return [
+        UsagePoint(vm_uuid=vm.uuid, ts=T0 + timedelta(hours=h), state=VmState.RUNNING if running else VmState.SHUTOFF,
+                   vcpus=vm.vcpus, memory_bytes=vm.memory_bytes,
+                   cpu_vcpus=float(cpu * (1 + 0.1 * rng.random())) if running else None,
+                   memory_used_bytes=int(used_gib * GIB) if running else None,
+                   disk_read_bps=io_bps if running else None, disk_write_bps=io_bps if running else None,
+                   net_rx_bps=io_bps if running else None, net_tx_bps=io_bps if running else None,
+                   disk_capacity_bytes=int(DISK_BYTES), interval_s=3600.0)
+        for h in hours
+    ]
+
+
+FLEET = {
+    "busy-1": _vm("busy-1", 8, 32),  # 0.5 vCPU, 2 GiB used: over-provisioned
+    "parked-1": _vm("parked-1", 4, 16, VmState.SHUTOFF),  # ran 4 days, shut off for the last 10
+    "sleepy-1": _vm("sleepy-1", 4, 16),  # idle throughout
+    "snug-1": _vm("snug-1", 4, 16),  # g1.3; fits c1.3 (4 vCPU, 8 GiB), which saves under 10 %
+}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "fleet.db"
+    store = SqliteStore(path)
+    all_hours = range(DAYS * 24)
+    points = _points(FLEET["busy-1"], all_hours, 0.5, used_gib=2)
+    points += _points(FLEET["parked-1"], range(4 * 24), 1.5, used_gib=6)
+    points += _points(FLEET["parked-1"], range(4 * 24, DAYS * 24), 0, used_gib=0, running=False)
+    points += _points(FLEET["sleepy-1"], all_hours, 0.005, used_gib=1, io_bps=10.0)
+    points += _points(FLEET["snug-1"], all_hours, 2.2, used_gib=5.0)
+    store.write_history(list(FLEET.values()), points)
+    store.close()
+    return path
+
+
+def _findings(db: Path) -> dict[str, object]:
+    store = SqliteStore(db)
+    try:
+        return {f.name: f for f in findings_for_settings(store, CATALOGUE, Settings(), now=NOW)}
+    finally:
+        store.close()
+
+
+def test_shut_off_ten_days_is_stopped_with_its_disk_cost_as_the_saving(db: Path) -> None:
+    parked = _findings(db)["parked-1"]
+    storage = load_storage_prices()
+    disk_per_hour = DISK_BYTES / 1e9 * storage.per_gb_hour + storage.per_disk_hour[storage.default_class]
+    assert parked.finding is Finding.STOPPED
+    assert parked.monthly_savings == pytest.approx(disk_per_hour * 720)  # storage-only billing rule
+    assert parked.savings_pct == pytest.approx(100.0)
+    assert parked.action == "none" and not parked.is_actionable  # never resized, never deleted by us
+    assert parked.target_type == parked.current_type
+    assert [o["action"] for o in parked.options] == ["snapshot-then-delete", "delete"]
+    assert "shut off for 10.0 days" in parked.reasons["overall"]
+    assert "never deletes" in parked.reasons["delete"] and "cpu" not in parked.reasons
+
+
+def test_idle_is_priced_as_its_whole_compute_with_the_downsize_as_fallback(db: Path) -> None:
+    sleepy = _findings(db)["sleepy-1"]
+    current = CATALOGUE.get(sleepy.current_type or "")
+    assert current is not None
+    assert sleepy.finding is Finding.IDLE and sleepy.action == "stop"
+    assert sleepy.monthly_savings == pytest.approx(current.price_per_hour * 720)
+    assert sleepy.savings_pct == pytest.approx(100.0)
+    assert sleepy.options[0]["action"] == "stop"
+    fallback = [o for o in sleepy.options[1:] if o["action"] == "resize"]
+    assert fallback and fallback[0]["monthly_savings"] < sleepy.monthly_savings
+
+
+def test_small_saving_is_below_threshold_not_optimized(db: Path) -> None:
+    findings = _findings(db)
+    snug = findings["snug-1"]
+    assert snug.finding is Finding.BELOW_THRESHOLD and snug.action == "none"
+    assert snug.monthly_savings == 0.0 and "below the threshold" in snug.reasons["overall"]
+    busy = findings["busy-1"]
+    assert busy.finding is Finding.OVER_PROVISIONED and busy.action == "resize"
+    assert 0 < busy.savings_pct < 100
+    assert busy.risk in set(RiskLevel) and busy.risk_reasons[0].endswith("h in the lookback above the new size "
+                                                                         f"({0:.1%})")
+    assert busy.projection is not None and busy.projection.hours == DAYS * 24
+    ev = busy.recommendation.evidence
+    assert ev is not None and ev.cpu is not None and busy.need_cpu_statistic == ev.cpu.statistic != ""
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
+    monkeypatch.setattr(cli, "COMMANDS", ("recommend", "apply"))
+    return cli.main(list(argv))
+
+
+def test_one_plan_shape_from_recommend_and_apply(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                 db: Path, tmp_path: Path) -> None:
+    assert _cli(monkeypatch, "recommend", "--db", str(db), "--output", "json", "--now", NOW.isoformat()) == 0
+    every = json.loads(capsys.readouterr().out)
+    assert {e["name"]: e["finding"] for e in every} == {
+        "busy-1": "over-provisioned", "parked-1": "stopped", "sleepy-1": "idle", "snug-1": "below-threshold"}
+    for e in every:  # the contract's fields on every entry
+        assert {"uuid", "name", "host", "finding", "current", "target", "need", "price_before_per_hour",
+                "monthly_savings", "savings_pct", "currency", "risk", "risk_reasons", "reasons", "options",
+                "action"} <= set(e)
+    assert _cli(monkeypatch, "recommend", "--db", str(db), "--output", "json", "--actionable",
+                "--now", NOW.isoformat()) == 0
+    actionable = json.loads(capsys.readouterr().out)
+    assert sorted((e["name"], e["action"]) for e in actionable) == [("busy-1", "resize"), ("sleepy-1", "stop")]
+    # apply builds its resize plan from the same entries: the stop waits for --allow-stop, nothing is a no-op
+    plan = tmp_path / "plan.json"
+    assert _cli(monkeypatch, "apply", "--db", str(db), "--from-findings", "--save-plan", str(plan),
+                "--output", "json") in (0, 1)
+    saved = json.loads(plan.read_text())
+    assert [s["name"] for s in saved["steps"]] == ["busy-1"]
+    assert saved["stops"] == [{"uuid": FLEET["sleepy-1"].uuid, "name": "sleepy-1", "action": "stop",
+                               "allowed": False, "note": "needs --allow-stop (stop only; deleting a VM is left to "
+                                                         "a person: rightsizer never deletes)"}]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--lookback", "0d"], "--lookback '0d'"),
+    (["--lookback", "fortnight"], "--lookback 'fortnight'"),
+    (["--vm", "no-such-vm"], "--vm 'no-such-vm'"),
+])
+def test_bad_input_exits_2_with_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                         db: Path, args: list[str], needle: str) -> None:
+    assert _cli(monkeypatch, "recommend", "--db", str(db), *args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    assert needle in captured.err
+
+
+def test_lookback_flag_changes_the_window(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                          db: Path) -> None:
+    # 7 days back the parked VM has no history of its own: its stopped verdict does not depend on it
+    assert _cli(monkeypatch, "recommend", "--db", str(db), "--output", "json", "--lookback", "7d",
+                "--vm", "busy-1", "--now", NOW.isoformat()) == 0
+    (busy,) = json.loads(capsys.readouterr().out)
+    assert busy["projected"]["hours"] == 7 * 24
