@@ -65,7 +65,8 @@ def measure(domains: int, cycles: int, interval_s: float, work: Path) -> dict[st
     url = f"http://127.0.0.1:{port}/metrics"
     argv = [sys.executable, "-m", "rightsizer", "serve", "--role", "agent", "--uri", uri,
             "--interval", str(interval_s), "--metrics-listen", f"127.0.0.1:{port}", "--db", str(work / "agent.db")]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSIZER_")}
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         deadline = time.monotonic() + 120 + cycles * interval_s * 3
         start_n = _wait_cycles(url, 2, deadline)  # warm-up: first cycle reads every domain's XML

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -167,7 +168,8 @@ def run_promql(n_vms: int, days: int) -> dict[str, Any]:
             lines = _load(engine.url, n_vms, days, end_s, seed=20240601)
             load_s = time.perf_counter() - t0
             proc = subprocess.run([sys.executable, "-m", "bench.fleet_bench", "central", "--url", engine.url,
-                                   "--work", str(work)], capture_output=True, text=True, timeout=1800)
+                                   "--work", str(work)], capture_output=True, text=True, timeout=1800,
+                                  env={k: v for k, v in os.environ.items() if not k.startswith("RIGHTSIZER_")})
             if proc.returncode != 0:
                 raise RuntimeError(proc.stderr[-3000:])
             result: dict[str, Any] = json.loads(proc.stdout)

@@ -50,6 +50,7 @@ def load_findings(data: DashboardData, snap: Snapshot) -> Mapping[str, FindingVi
         frame, list(snap.vms), data.catalogue, strategy=rs.strategy, now=snap.cost_now,
         lookback_days=float(rs.lookback_days), idle_settings=data.settings.idle,
         min_monthly_savings=rs.min_monthly_savings, policies=configured_policies(data.settings),
+        profile=rs.profile,
     )
     return {f.uuid: finding_view(f) for f in findings}
 
@@ -79,6 +80,11 @@ def finding_view(f: VmFinding) -> FindingView:
         action=f.action,
         risk_reasons=f.risk_reasons,
         need_statistic=f.need_cpu_statistic,
+        pattern=f.pattern,
+        schedule=f"{f.schedule.on} {f.schedule.timezone}" if f.schedule else "",
+        schedule_savings=f.schedule.monthly_savings if f.schedule else 0.0,
+        schedule_risk=f.schedule.risk if f.schedule else "",
+        schedule_risk_text=f.schedule.risk_text if f.schedule else "",
         other_options=tuple(f"{o['action']}: saves {float(o['monthly_savings']):.2f} {f.currency}/month"
                             + (f" ({o['note']})" if o.get("note") else "")
                             for o in f.options if o.get("action", "resize") != "resize"),

@@ -32,6 +32,8 @@ VM_DISK = "vm-disk"
 VM_COST = "vm-cost"
 VM_RECOMMENDATION = "vm-recommendation"
 VM_OPTIONS = "vm-options"
+VM_PATTERN = "vm-pattern"
+VM_HEATMAP = "vm-heatmap"
 VM_UUID = "vm-uuid"
 
 # Recommendations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -75,6 +76,13 @@ PROFILES: dict[str, dict[str, float | bool]] = {
 DEFAULT_PROFILE = "balanced"
 
 
+def profile_overrides(name: str) -> dict[str, float | bool]:
+    """Every setting any profile touches, at profile ``name``'s value (so one profile replaces another)."""
+    keys = sorted({k for values in PROFILES.values() for k in values})
+    defaults = RightsizerSettings.model_fields
+    return {k: PROFILES[name].get(k, defaults[k].default) for k in keys}
+
+
 def profile_settings(name: str, base: Mapping[str, object] | None = None) -> dict[str, object]:
     """The settings values of profile ``name`` over ``base``. Raises KeyError listing the profiles."""
     if name not in PROFILES:
@@ -136,6 +144,8 @@ class Policy(BaseModel):
 
     vm: str | None = Field(None, description="VM name or UUID this policy applies to")
     labels: dict[str, str] = Field(default_factory=dict, description="labels a VM must all carry")
+    profile: Literal["conservative", "balanced", "aggressive"] | None = Field(
+        None, description="our strategy's profile for matching VMs (the fields below still override it)")
     cpu_percentile: float | None = Field(None, gt=0, le=100, description="CPU percentile override")
     cpu_headroom_fraction: float | None = Field(None, ge=0, le=10, description="CPU headroom override")
     memory_headroom_fraction: float | None = Field(None, ge=0, le=10, description="memory headroom override")

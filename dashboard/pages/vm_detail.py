@@ -86,6 +86,22 @@ def _recommendation(f: FindingView | None, currency: str) -> list[Any]:
     return out
 
 
+def _pattern(f: FindingView | None, view: VmDetailView, timezone: str) -> list[Any]:
+    """The weekday x hour heat map, the VM's pattern and its proposed on/off schedule."""
+    text = f"Pattern: {f.pattern if f else 'unknown'}. "
+    if f is not None and f.schedule:
+        text += (f"Proposed schedule: on {f.schedule}, saving {money(f.schedule_savings, view.currency)} / month "
+                 f"(hourly billing; disks are billed anyway). Risk {f.schedule_risk_text}")
+    else:
+        text += "No on/off schedule proposed."
+    return [
+        html.H2("Weekly pattern"),
+        html.P(text, id=ids.VM_PATTERN),
+        dcc.Graph(id=ids.VM_HEATMAP, figure=figures.weekly_profile_figure(view.hours, timezone=timezone),
+                  config=_GRAPH_CONFIG),
+    ]
+
+
 def _options(f: FindingView | None, currency: str) -> Any:
     if f is None or not f.options:
         return html.P("No alternative machine types.", className="rs-muted")
@@ -124,7 +140,7 @@ def _build(data: DashboardData, uuid: str,
                                  needed_bytes=f.target_memory_bytes if f else None),
         figures.vm_disk_figure(view.hours),
         figures.vm_cost_figure(view.cost_day, currency=view.currency),
-        _recommendation(f, view.currency),
+        [*_recommendation(f, view.currency), *_pattern(f, view, data.settings.schedules.timezone)],
         _options(f, view.currency),
     )
 

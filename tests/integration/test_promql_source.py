@@ -8,6 +8,7 @@ either engine. The Bitbrains equality uses a few trace files (the full 40-VM fig
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -39,6 +40,11 @@ def victoria(tmp_path: Path) -> Iterator[Engine]:
     engine.stop()
 
 
+def _agent_env() -> dict[str, str]:
+    """The test's environment minus RIGHTSIZER_SHARED_DIR (a test setting, not a rightsizer one)."""
+    return {k: v for k, v in os.environ.items() if k != "RIGHTSIZER_SHARED_DIR"}
+
+
 def _agent(tmp_path: Path, name: str, n: int, seed: int) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``serve --role agent`` on a test-driver fleet; wait until /metrics answers (new port if taken)."""
     uri = write_fleet(tmp_path / f"{name}.xml", make_fleet(n, prefix=name, seed=seed))
@@ -48,7 +54,7 @@ def _agent(tmp_path: Path, name: str, n: int, seed: int) -> tuple[subprocess.Pop
             proc = subprocess.Popen(
                 [sys.executable, "-m", "rightsizer", "serve", "--role", "agent", "--uri", uri, "--interval", "1",
                  "--metrics-listen", f"127.0.0.1:{port}", "--db", str(tmp_path / f"{name}.db")],
-                stdout=subprocess.DEVNULL, stderr=log,
+                stdout=subprocess.DEVNULL, stderr=log, env=_agent_env(),
             )
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:

@@ -141,3 +141,12 @@ def test_fleet_trends_match_the_single_vm_rule(store) -> None:
 def test_naive_now_is_refused(fleet) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         recommend_fleet(fleet, _catalogue(), now=datetime(2026, 1, 1))
+
+
+def test_configured_profile_reaches_the_fleet_path(fleet) -> None:
+    balanced = {f.name: f for f in recommend_fleet(fleet, _catalogue(), now=NOW)}
+    conservative = {f.name: f for f in recommend_fleet(fleet, _catalogue(), now=NOW, profile="conservative")}
+    krr = {f.name: f for f in recommend_fleet(fleet, _catalogue(), now=NOW, strategy="krr", profile="conservative")}
+    assert balanced["web-1"].need_memory_bytes == pytest.approx(1.15 * GIB, rel=1e-6)
+    assert conservative["web-1"].need_memory_bytes == pytest.approx(1.2 * GIB, rel=1e-6)
+    assert krr["web-1"].need_memory_bytes == pytest.approx(1.15 * GIB, rel=1e-6)  # anchors keep their own

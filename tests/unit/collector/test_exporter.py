@@ -128,6 +128,24 @@ def test_agent_without_economics_exports_the_domain_machine_type(store, clock):
     s = Sampler([fake], store, clock=clock, interval_s=60)
     s.poll_once()
     reg = build_registry(lambda: s.snapshot)
-    info = {"vm": "db", "uuid": fake.vm("db").uuid, "host": "hv2", "uri": "fake:///default", "state": "running",
-            "machine_type": "c1.2"}
-    assert reg.get_sample_value("rightsizer_vm_info", info) == 1
+    [info] = [x for m in reg.collect() if m.name == "rightsizer_vm" for x in m.samples]
+    assert info.labels["uuid"] == fake.vm("db").uuid and info.labels["machine_type"] == "c1.2"
+
+
+def test_defect11_colliding_and_identity_named_labels_are_all_kept(store, clock, caplog):
+    labels = {"a-b": "dash", "a_b": "underscore", "a.b": "dot", "vm": "label-vm", "uuid": "label-uuid"}
+    topo = Topology().add_vm("lab", labels=labels)
+    fake = FakeHypervisor(topo, clock=clock, host="hv1")
+    sampler = Sampler([fake], store, clock=clock, interval_s=60)
+    sampler.poll_once()
+    reg = build_registry(lambda: sampler.snapshot)
+    with caplog.at_level("WARNING", logger="collector.exporter"):
+        [info] = [s for m in reg.collect() if m.name == "rightsizer_vm" for s in m.samples]
+        list(reg.collect())  # a second scrape does not warn again
+    lab = fake.vm("lab")
+    assert info.labels["vm"] == "lab" and info.labels["uuid"] == lab.uuid  # identity untouched
+    assert info.labels["label_vm"] == "label-vm" and info.labels["label_uuid"] == "label-uuid"
+    assert info.labels["label_a_b"] == "underscore"  # the key already in Prometheus form keeps the name
+    assert {info.labels["label_a_b_conflict1"], info.labels["label_a_b_conflict2"]} == {"dash", "dot"}
+    warnings = [r for r in caplog.records if "label_a_b" in r.getMessage()]
+    assert len(warnings) == 1
