@@ -33,6 +33,9 @@ VM_COST = "vm-cost"
 VM_RECOMMENDATION = "vm-recommendation"
 VM_OPTIONS = "vm-options"
 VM_UUID = "vm-uuid"
+VM_LOOKBACK = "vm-lookback"
+VM_PROJECTION = "vm-projection"
+VM_LEGEND = "vm-risk-legend"
 
 # Recommendations
 RECS_TABLE = "recs-table"
@@ -45,6 +48,8 @@ RECS_APPLY_TYPE = "recs-apply-type"
 RECS_APPLY_TOKEN = "recs-apply-token"
 RECS_APPLY_BUTTON = "recs-apply-button"
 RECS_APPLY_RESULT = "recs-apply-result"
+RECS_LOOKBACK = "recs-lookback"
+RECS_LEGEND = "recs-risk-legend"
 
 # Backups
 BACKUPS_TABLE = "backups-table"
