@@ -9,6 +9,8 @@ Urgency (none < low < medium < high < critical):
 
 * within policy: ``none``; overdue by less than one policy period: ``medium``; by one period or more,
   or never backed up: ``high``.
+* ``unknown`` (urgency ``none``): no backup found and no source that could show one exists for the VM
+  (history imported from a trace, ``NO_BACKUP_SOURCE``); saying "never backed up" would be a guess.
 * Heavy churn raises it one step (an in-policy VM becomes ``low``): more than ``HEAVY_CHURN_SHARE`` of
   the VM's disk capacity written since its newest backup (or within the data we hold, when it has never
   been backed up) -- that much data would be lost or would make the next backup large. The rule is ours.
@@ -35,7 +37,10 @@ NO_POLICY = frozenset({"none", "off", "never", "no", "false", "disabled"})
 HEAVY_CHURN_SHARE = 0.25
 URGENCY_LEVELS: tuple[str, ...] = ("none", "low", "medium", "high", "critical")
 
-BackupStatus = Literal["ok", "overdue", "never", "not-required", "invalid-policy"]
+#: Where a VM's history came from when nothing can tell its backups (trace imports hold no snapshots).
+NO_BACKUP_SOURCE = frozenset({"import"})
+
+BackupStatus = Literal["ok", "overdue", "never", "unknown", "not-required", "invalid-policy"]
 PolicySource = Literal["label", "env=prod", "default"]
 
 
@@ -59,6 +64,8 @@ class BackupFinding:
 
     @property
     def is_overdue(self) -> bool:
+        if self.status == "unknown":
+            return False
         return self.max_age_s is not None and (self.newest is None or (self.overdue_by_s or 0.0) > 0)
 
 
@@ -162,7 +169,11 @@ def _judge(
     else:
         max_age = parse_duration(policy)
         max_age_s = max_age.total_seconds()
-        if age is None:
+        if age is None and vm.source in NO_BACKUP_SOURCE:
+            status, urgency = "unknown", "none"
+            text = (f"backups unknown: this VM's history was imported ({vm.source}) and holds no snapshots or "
+                    f"backups; policy {policy} ({source})")
+        elif age is None:
             status, urgency = "never", "high"
             text = f"no backup or snapshot found; policy {policy} ({source})"
         else:
@@ -178,7 +189,7 @@ def _judge(
                     f"newest backup {format_duration(age)} old, overdue by {format_duration(overdue)} "
                     f"against policy {policy} ({source})"
                 )
-        if written is not None and capacity and written > HEAVY_CHURN_SHARE * capacity:
+        if status != "unknown" and written is not None and capacity and written > HEAVY_CHURN_SHARE * capacity:
             urgency = _bump(urgency)
             text += f"; {written / capacity:.0%} of disk capacity written since (heavy churn raises urgency)"
     if label_error is not None:

@@ -93,23 +93,37 @@ def format_duration(delta: timedelta) -> str:
     return f"{sign}{minutes}m"
 
 
+#: Instants the store and pandas can hold (epoch seconds; pandas ends in 2262): 1970-01-01 .. 2199-12-31.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def parse_instant(text: str, *, now: datetime, flag: str = "--since") -> datetime:
     """Parse an ISO 8601 date/time (naive = UTC) or a duration back from ``now`` (``"7d"``) to UTC.
 
-    Raises InputError naming ``flag``, the bad value and the accepted forms.
+    Raises InputError naming ``flag``, the bad value and the accepted forms, also for an instant outside
+    1970-01-01 .. 2199-12-31.
     """
     cleaned = text.strip()
     try:
         parsed = datetime.fromisoformat(cleaned.replace("Z", "+00:00").replace("z", "+00:00"))
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except ValueError:
         try:
-            return now - parse_duration(cleaned)
+            parsed = now - parse_duration(cleaned)
         except InputError:
             raise InputError(
                 f"{flag} {text!r} is neither an ISO date/time (2024-05-01, 2024-05-01T12:00Z) nor a duration "
                 "back from now (7d, 24h, 90m)"
             ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except OverflowError:
+            parsed = EARLIEST - timedelta(days=1)
+    except OverflowError:  # e.g. 0001-01-01 with a zone that moves it before year 1
+        parsed = EARLIEST - timedelta(days=1)
+    if not EARLIEST <= parsed < LATEST:
+        raise InputError(f"{flag} {text!r} is outside {EARLIEST:%Y-%m-%d} .. {LATEST - timedelta(days=1):%Y-%m-%d}; "
+                         "pass a time in that range")
+    return parsed
 
 
 def data_as_of(newest: datetime | None, now: datetime, *, stale_after: timedelta = timedelta(days=1)) -> datetime:

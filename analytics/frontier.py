@@ -4,14 +4,15 @@ A sweep point is one backtest (:mod:`analytics.backtest`, same split, same scori
 with one knob value: ``{strategy, knob, value, savings_pct, cpu_overrun_pct, mem_overrun_pct}``.
 The knobs are the anchors' own published choices where they have them (AWS Compute Optimizer's CPU
 headroom 0/10/20/30 %; KRR's CPU percentile; VPA's target percentile), ours its CPU percentile (the
-uniform-percentile family) and its profiles, and ``rightsizer-budget`` the fleet risk budget
-(:mod:`analytics.rightsizing.budget`) as a share of training intervals.
+uniform-percentile family) and its profiles, ``rightsizer-budget`` the fleet risk budget
+(:mod:`analytics.rightsizing.budget`) as a share of training intervals, and ``rightsizer-memory`` the
+aggressive end where memory is traded too (:data:`MEMORY_CURVE_BASE`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from analytics.backtest import StrategyResult, _recommend, _score, _Split, _split, summarise
@@ -19,7 +20,6 @@ from analytics.rightsizing import get_strategy
 from analytics.rightsizing.base import FittingCatalogue, Recommendation
 from analytics.rightsizing.budget import BudgetVm, allocate
 from analytics.rightsizing.settings import (
-    DEFAULT_PROFILE,
     PROFILES,
     SETTINGS_TYPES,
     RightsizerSettings,
@@ -29,6 +29,11 @@ from analytics.rightsizing.settings import (
 from analytics.traces import TraceVm
 
 BUDGET_STRATEGY = "rightsizer-budget"
+MEMORY_STRATEGY = "rightsizer-memory"
+#: Our aggressive end: CPU at P90 of interval demand, no headroom, no vCPU floor, and memory sized at a
+#: percentile of used memory (below 100 memory overruns become possible: memory is traded too).
+MEMORY_CURVE_BASE: dict[str, float] = {"cpu_percentile": 90.0, "cpu_headroom_fraction": 0.0,
+                                       "memory_headroom_fraction": 0.0, "vcpu_floor_memory_headroom_fraction": 0.0}
 #: Strategy -> (knob, values). VPA's knob moves its CPU and memory target percentiles together.
 SWEEP_KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     "rightsizer": ("cpu_percentile", (80.0, 90.0, 95.0, 99.0, 99.5, 99.9, 100.0)),
@@ -36,6 +41,7 @@ SWEEP_KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     "krr": ("cpu_percentile", (80.0, 90.0, 95.0, 99.0, 100.0)),
     "vpa": ("target_percentile", (50.0, 75.0, 90.0, 95.0, 99.0)),
     BUDGET_STRATEGY: ("budget_pct", (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)),
+    MEMORY_STRATEGY: ("memory_percentile", (99.5, 99.8, 99.9, 99.95, 100.0)),
 }
 SWEEP_STRATEGIES: tuple[str, ...] = tuple(SWEEP_KNOBS)
 POINT_COLUMNS: tuple[str, ...] = ("strategy", "knob", "value", "savings_pct", "cpu_overrun_pct", "mem_overrun_pct")
@@ -125,6 +131,10 @@ class Frontier:
             for value in values:
                 if strategy == BUDGET_STRATEGY:
                     points.append(_point(self.score_budget(value), knob, value))
+                elif strategy == MEMORY_STRATEGY:
+                    chosen = RightsizerSettings.model_validate({**MEMORY_CURVE_BASE, knob: value})
+                    result = self.score("rightsizer", chosen)
+                    points.append(_point(replace(result, strategy=MEMORY_STRATEGY), knob, value))
                 else:
                     points.append(_point(self.score(strategy, knob_settings(strategy, knob, value)), knob, value))
             if strategy == "rightsizer":
@@ -140,5 +150,5 @@ def dominates(a: SweepPoint | StrategyResult, b: SweepPoint | StrategyResult) ->
             and a.mem_overrun_pct <= b.mem_overrun_pct + 1e-12)
 
 
-__all__ = ["BUDGET_STRATEGY", "DEFAULT_PROFILE", "Frontier", "POINT_COLUMNS", "SWEEP_KNOBS", "SweepPoint",
+__all__ = ["BUDGET_STRATEGY", "MEMORY_STRATEGY", "Frontier", "POINT_COLUMNS", "SWEEP_KNOBS", "SweepPoint",
            "dominates", "knob_settings"]

@@ -155,10 +155,13 @@ def _fleet_stats(frame: pd.DataFrame, timezone: str, idle_vcpus: float) -> _Stat
         profile = (bin_sum / bin_n).reshape(n, HOURS_PER_WEEK)
         resid = np.bincount(codes, weights=(cpu - profile.reshape(-1)[flat]) ** 2, minlength=n)
         r2 = 1.0 - resid / sq
-    quant = pd.DataFrame({"vm": codes, "cpu": cpu}).groupby("vm", sort=True)["cpu"].quantile([0.5, 0.99])
-    q = quant.unstack().reindex(range(n))
-    median = q[0.5].to_numpy(dtype=np.float64)
-    p99 = q[0.99].to_numpy(dtype=np.float64)
+    median = np.full(n, np.nan)
+    p99 = np.full(n, np.nan)
+    if cpu.size:
+        grouped = pd.DataFrame({"vm": codes, "cpu": cpu}).groupby("vm", sort=True)["cpu"]
+        have = grouped.size().index.to_numpy()
+        median[have] = grouped.quantile(0.5).to_numpy(dtype=np.float64)
+        p99[have] = grouped.quantile(0.99).to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         peak_ratio = p99 / np.maximum(median, idle_vcpus)
     return _Stats([str(u) for u in uniques], hours, span_days, idle_share, cv, r2, peak_ratio, profile)

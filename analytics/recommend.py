@@ -51,7 +51,7 @@ from analytics.rightsizing.base import (
     exclude_recommendation,
     resolve_policy,
 )
-from analytics.rightsizing.settings import Policy, StrategySettings
+from analytics.rightsizing.settings import Policy, RightsizerSettings, StrategySettings, profile_settings
 from analytics.schedules import ScheduleProposal, propose_fleet
 from analytics.trend import Trend, theil_sen, trend_from_fit
 from collector.actions.plan import RESIZE_FINDINGS, ResizeStep, SizeSpec
@@ -237,6 +237,7 @@ def recommend_fleet(
     min_monthly_savings: float | None = None,
     schedule_settings: ScheduleSettings | None = None,
     rules: LifecycleRules | None = None,
+    profile: str | None = None,
 ) -> list[VmFinding]:
     """Recommend a size for every VM the store knows, from the hourly rollups of the last lookback.
 
@@ -244,7 +245,8 @@ def recommend_fleet(
     and ``min_monthly_savings`` are ignored). ``idle_settings`` turns on idle detection
     (:func:`analytics.idle.find_idle`); idle VMs get the finding ``idle``. ``rules`` turns on the
     lifecycle findings (``stopped``, ``resize-regret``; see :func:`lifecycle_for`). Raises KeyError for an
-    unknown strategy and ValueError for a naive ``now``.
+    unknown strategy and ValueError for a naive ``now``. ``profile`` picks our strategy's profile
+    (when ``settings`` is None).
     """
     if now.tzinfo is None:
         raise ValueError(f"now must be timezone-aware (UTC), got {now!r}")
@@ -260,6 +262,7 @@ def recommend_fleet(
         frame, vms, catalogue, strategy=strategy, now=now, lookback_days=lookback_days,
         policies=policies, settings=settings, idle_settings=idle_settings,
         min_monthly_savings=min_monthly_savings, schedule_settings=schedule_settings, lifecycle=lifecycle,
+        profile=profile,
     )
 
 
@@ -406,6 +409,7 @@ def recommend_frame(
     min_monthly_savings: float | None = None,
     schedule_settings: ScheduleSettings | None = None,
     lifecycle: Lifecycle | None = None,
+    profile: str | None = None,
 ) -> list[VmFinding]:
     """:func:`recommend_fleet` on an hourly frame already read (columns per ``collector.store.base``).
 
@@ -417,6 +421,8 @@ def recommend_frame(
     chosen = get_strategy(strategy)
     if settings is None:
         update: dict[str, Any] = {"lookback_days": lookback_days}
+        if profile is not None and chosen.settings_type is RightsizerSettings:
+            update = {**profile_settings(profile), **update}
         if min_monthly_savings is not None:
             update["min_monthly_savings"] = min_monthly_savings
         settings = chosen.settings_type.model_validate(update)
@@ -437,7 +443,7 @@ def recommend_frame(
     for vm in vms:
         current, source = resolve_machine_type(vm, catalogue)
         resolved = resolve_policy(policies or (), uuid=vm.uuid, name=vm.name, labels=vm.labels or {})
-        vm_settings = apply_overrides(settings, resolved.overrides)
+        vm_settings = apply_overrides(settings, resolved.overrides, resolved.profile)
         s = series.get(vm.uuid, empty)
         history = UsageHistory(
             timestamps_s=s.ts_s, cpu_vcpus=s.cpu_p95, memory_used_bytes=s.mem_max, vcpus=vm.vcpus,
@@ -701,7 +707,7 @@ def findings_for_settings(
         lookback_days=float(rs.lookback_days if lookback_days is None else lookback_days),
         policies=configured_policies(settings) if policies is None else policies, idle_settings=settings.idle,
         min_monthly_savings=rs.min_monthly_savings, schedule_settings=settings.schedules,
-        rules=lifecycle_rules(settings, catalogue),
+        rules=lifecycle_rules(settings, catalogue), profile=rs.profile,
     )
 
 

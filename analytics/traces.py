@@ -12,6 +12,8 @@ Quirks handled here (each counted in :class:`TraceQuality`, nothing dropped sile
 
 * timestamps are Unix epoch **seconds** despite the ``[ms]`` label (1375308176 = 2013-07-31T22:02:56Z);
 * rows with zero cores / zero CPU capacity: the VM was not running (kept as shut-off, no usage);
+* provisioned memory 0 while running: a missing reading; the VM keeps its last known size (a file with
+  no running row that has a size is refused);
 * repeated timestamps (first row kept) and timestamps going backwards (row dropped);
 * gaps longer than two sampling steps (kept; the next row is flagged ``gap``);
 * CPU usage above capacity, memory used above provisioned (kept as measured, counted);
@@ -24,6 +26,7 @@ raises ``InputError`` naming the file, line, field and value. KB is taken as KiB
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -52,6 +55,16 @@ BITBRAINS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Network received throughput [KB/s]", "net_rx_kibps"),
     ("Network transmitted throughput [KB/s]", "net_tx_kibps"),
 )
+#: Largest value each field may hold, and whether it must be a whole number. Beyond these the trace is
+#: not a VM's (ts: 1970..2100 in epoch seconds; cores: libvirt's vCPU limit; memory: 1 PiB).
+FIELD_LIMITS: dict[str, tuple[float, bool]] = {
+    "ts_s": (4_102_444_800.0, False),
+    "cores": (4096.0, True),
+    "cpu_capacity_mhz": (1e8, False),
+    "cpu_usage_mhz": (1e8, False),
+    "memory_kib": (2.0**40, False),
+    "memory_used_kib": (2.0**40, False),
+}
 TRACE_NAMESPACE = uuid.UUID("6d1c1f8e-3c1b-5b8e-9a53-2b0b6c3f7a10")
 #: Frame columns produced for each VM (units in the names; NaN = not measured).
 FRAME_COLUMNS: tuple[str, ...] = (
@@ -169,7 +182,7 @@ class TraceVm:
                 ts=_utc(float(ts) + shift_s),
                 state=VmState.RUNNING if run else VmState.SHUTOFF,
                 vcpus=self.cores,
-                memory_bytes=int(mem) if run else self.memory_bytes,
+                memory_bytes=int(mem) if run and mem > 0 else self.memory_bytes,
                 cpu_vcpus=_opt(cpu) if run else None,
                 memory_used_bytes=None if not run or np.isnan(used) else int(used),
                 disk_read_bps=_opt(dr) if run else None,
@@ -221,8 +234,18 @@ def read_bitbrains_file(path: Path | str, *, dataset: str | None = None) -> Trac
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{path}: file is empty; pass a Bitbrains CSV file with a header and rows") from exc
     except pd.errors.ParserError as exc:
-        raise InputError(f"{path}: not a Bitbrains CSV ({exc}); every line needs 11 ';'-separated fields") \
-            from exc
+        counts = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if counts:
+            want, line, saw = counts.groups()
+            raise InputError(f"{path}:{line}: {saw} fields where the header has {want}; every line needs exactly "
+                             f"{len(BITBRAINS_COLUMNS)} ';'-separated fields -- fix or remove that line") from exc
+        raise InputError(f"{path}: not a Bitbrains CSV ({str(exc).strip()}); every line needs "
+                         f"{len(BITBRAINS_COLUMNS)} ';'-separated fields") from exc
+    if not raw.index.equals(pd.RangeIndex(len(raw))):
+        # pandas takes a row with more fields than the header as "index + columns": every column shifts
+        raise InputError(f"{path}:{_first_long_line(path)}: more fields than the header's "
+                         f"{len(BITBRAINS_COLUMNS)}; every line needs exactly {len(BITBRAINS_COLUMNS)} "
+                         "';'-separated fields -- fix or remove that line")
     header = [str(c).strip() for c in raw.columns]
     expected = [c for c, _ in BITBRAINS_COLUMNS]
     if header != expected:
@@ -235,23 +258,40 @@ def read_bitbrains_file(path: Path | str, *, dataset: str | None = None) -> Trac
     if raw.empty:
         raise InputError(f"{path}: no data rows after the header; pass a non-empty trace file")
     raw.columns = [name for _, name in BITBRAINS_COLUMNS]
-    num = {}
-    for label, name in BITBRAINS_COLUMNS:
-        column = raw[name]
-        if pd.api.types.is_numeric_dtype(column.dtype):
-            values = column.to_numpy(dtype=np.float64)
-        else:
-            values = pd.to_numeric(column.str.strip(), errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values) | (values < 0)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raw_value = column.iloc[i]
-            shown: object = ("" if pd.isna(raw_value) else float(raw_value)
-                             if isinstance(raw_value, int | float | np.number) else str(raw_value).strip())
-            raise InputError(f"{path}:{i + 2}: field {label!r} value {shown!r} is not a non-negative number; "
-                             "fix or remove that line")
-        num[name] = values
+    num = {name: _checked_column(path, label, name, raw[name]) for label, name in BITBRAINS_COLUMNS}
     return _to_trace_vm(path, dataset, num)
+
+
+def _first_long_line(path: Path) -> int:
+    """1-based number of the first line with more ';'-separated fields than the header."""
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.count(";") >= len(BITBRAINS_COLUMNS):
+                return number
+    return 2
+
+
+def _checked_column(path: Path, label: str, name: str, column: pd.Series) -> np.ndarray:
+    """The column as float64; raises InputError naming the first line whose value is out of range."""
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        values = column.to_numpy(dtype=np.float64)
+    else:
+        values = pd.to_numeric(column.str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+    limit, whole = FIELD_LIMITS.get(name, (np.inf, False))
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(values) | (values < 0) | (values > limit)
+        if whole:
+            bad |= values != np.floor(values)
+    if not bad.any():
+        return np.asarray(values, dtype=np.float64)
+    i = int(np.flatnonzero(bad)[0])
+    raw_value = column.iloc[i]
+    shown: object = ("" if pd.isna(raw_value) else float(raw_value)
+                     if isinstance(raw_value, int | float | np.number) else str(raw_value).strip())
+    kind = "a whole number" if whole else "a number"
+    bounds = f"from 0 to {limit:g}" if np.isfinite(limit) else "that is not negative"
+    raise InputError(f"{path}:{i + 2}: field {label!r} value {shown!r} is not {kind} {bounds}; "
+                     "fix or remove that line")
 
 
 def _to_trace_vm(path: Path, dataset: str, num: dict[str, np.ndarray]) -> TraceVm:
@@ -271,6 +311,11 @@ def _to_trace_vm(path: Path, dataset: str, num: dict[str, np.ndarray]) -> TraceV
     if not running.any():
         raise InputError(f"{path}: no row with CPU cores and capacity above zero; the VM never ran, "
                          "remove the file")
+    # provisioned memory 0 on a running row is a missing reading, not a VM without memory
+    sized = running & (col["memory_kib"] > 0)
+    if not sized.any():
+        raise InputError(f"{path}: provisioned memory is 0 on every row where the VM runs; a VM's trace needs its "
+                         "memory size, remove the file")
     nominal_cores = int(pd.Series(cores[running]).mode().iloc[0])
     with np.errstate(divide="ignore", invalid="ignore"):
         cpu_vcpus = np.where(running, col["cpu_usage_mhz"] / (cap / np.where(cores > 0, cores, 1)), np.nan)
@@ -280,7 +325,7 @@ def _to_trace_vm(path: Path, dataset: str, num: dict[str, np.ndarray]) -> TraceV
     steps = np.diff(ts)
     step_s = float(np.median(steps)) if len(steps) else 300.0
     gap = np.r_[False, steps > 2 * step_s]
-    last_running = int(np.flatnonzero(running)[-1])
+    last_sized = int(np.flatnonzero(sized)[-1])
     frame = pd.DataFrame({
         "ts_s": ts.astype(np.int64),
         "running": running,
@@ -312,7 +357,7 @@ def _to_trace_vm(path: Path, dataset: str, num: dict[str, np.ndarray]) -> TraceV
         path=path,
         frame=frame,
         cores=nominal_cores,
-        memory_bytes=int(memory_bytes[last_running]),
+        memory_bytes=int(memory_bytes[last_sized]),
         step_s=step_s,
         quality=quality,
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("bench.collector_bench", "bench.analytics_bench", "bench.dashboard_bench", "bench.patterns_bench")
+BENCHES = ("bench.collector_bench", "bench.analytics_bench", "bench.dashboard_bench", "bench.patterns_bench",
+           "bench.robustness_bench")
 
 
 def main(argv: list[str]) -> int:

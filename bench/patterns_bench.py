@@ -78,6 +78,23 @@ def synthetic_pattern_frame(
     return pd.concat(frames, ignore_index=True), truth
 
 
+def raw_frame_from_hourly(hourly: pd.DataFrame, *, vcpus: int = 4, memory_bytes: int = 8 << 30) -> pd.DataFrame:
+    """The store's raw frame (one running sample per hour, at half past) whose rollups give ``hourly``'s means."""
+    from collector.store.base import RAW_COLUMNS
+
+    raw = pd.DataFrame({c: np.full(len(hourly), np.nan) for c in RAW_COLUMNS})
+    raw["vm"] = hourly["vm"].to_numpy()
+    raw["ts"] = (hourly["ts"] + pd.Timedelta(minutes=30)).to_numpy()
+    raw["state"] = "running"
+    raw["vcpus"] = float(vcpus)
+    raw["memory_bytes"] = float(memory_bytes)
+    raw["cpu_vcpus"] = hourly["cpu_mean_vcpus"].to_numpy()
+    raw["memory_used_bytes"] = float(memory_bytes) * 0.75
+    raw["interval_s"] = 3600.0
+    raw["gap"] = False
+    return raw
+
+
 def _floor(frame: pd.DataFrame) -> float:
     start = time.perf_counter()
     _epoch, bins = week_bins(frame["ts"])

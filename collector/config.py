@@ -21,7 +21,7 @@ ENV_PREFIX = "RIGHTSIZER_"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _listen(value: str) -> str:
@@ -82,7 +82,8 @@ class RightsizingSettings(_Section):
     profile: Literal["conservative", "balanced", "aggressive"] = Field(
         default="balanced", description="our strategy's profile: conservative, balanced or aggressive")
     lookback_days: int = Field(default=14, ge=1, le=400)
-    min_monthly_savings: float = Field(default=1.0, ge=0, description="smallest saving worth a downsize")
+    min_monthly_savings: float = Field(default=1.0, ge=0, le=1_000_000,
+                                       description="smallest saving worth a downsize")
     policies_file: str = Field(default="", description="TOML file of [[policy]] overrides per VM or label")
     stopped_after: str = Field(default="7d", description="shut off this long (e.g. '7d', '36h', '2w') = stopped")
 

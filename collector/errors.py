@@ -47,6 +47,14 @@ class StoreError(RightsizerError):
     """The time-series store could not be read or written."""
 
 
+class StoreRefusedError(StoreError, InputError):
+    """The file given as the store is not one: another program's database, empty, or damaged (exit 2)."""
+
+
+class StoreLockedError(StoreError):
+    """Another process already writes to this store (one writer per store)."""
+
+
 class ActionError(RightsizerError):
     """Base for resize action failures."""
 

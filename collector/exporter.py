@@ -7,6 +7,7 @@ on one ``_info`` metric) and pass ``promtool check metrics``.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -22,8 +23,32 @@ from collector.model import VmState
 from collector.sampler import Snapshot
 
 _LABEL_KEY = re.compile(r"[^a-zA-Z0-9_]")
-#: Domain labels exported on rightsizer_vm_info as label_<key>, like kube-state-metrics does.
-_RESERVED = {"vm", "uuid", "host", "uri", "machine_type", "state"}
+log = logging.getLogger(__name__)
+
+
+def prometheus_labels(labels: Mapping[str, str], warned: set[tuple[str, ...]] | None = None) -> dict[str, str]:
+    """Domain labels as ``label_<key>`` (like kube-state-metrics), every one kept.
+
+    The prefix keeps ``vm``/``uuid`` labels apart from the identity labels. Keys that sanitise to one name
+    (``a-b`` and ``a_b``) all stay: the key already in Prometheus form keeps the name, the others get
+    ``_conflict1``, ``_conflict2`` … in key order, with one warning per set of keys (tracked in ``warned``).
+    """
+    groups: dict[str, list[str]] = {}
+    for key in sorted(labels):
+        groups.setdefault("label_" + _LABEL_KEY.sub("_", key), []).append(key)
+    out: dict[str, str] = {}
+    for name, keys in groups.items():
+        exact = [k for k in keys if "label_" + k == name]
+        ordered = exact + [k for k in keys if k not in exact]
+        out[name] = labels[ordered[0]]
+        for n, key in enumerate(ordered[1:], start=1):
+            out[f"{name}_conflict{n}"] = labels[key]
+        if len(keys) > 1 and (warned is None or tuple(keys) not in warned):
+            if warned is not None:
+                warned.add(tuple(keys))
+            log.warning("domain labels %s all map to Prometheus label %r; exported as %s", keys, name,
+                        [name] + [f"{name}_conflict{n}" for n in range(1, len(keys))])
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +78,7 @@ class RightsizerCollector(Collector):
                  economics: Callable[[], EconomicsView] = EconomicsView) -> None:
         self._snapshot = snapshot
         self._economics = economics
+        self._warned: set[tuple[str, ...]] = set()
 
     def describe(self) -> list[Metric]:
         return []  # families depend on the data; an empty describe keeps registration cheap
@@ -96,10 +122,7 @@ class RightsizerCollector(Collector):
                 e = econ.get(s.ref.uuid)
                 labels = {"vm": s.ref.name, "uuid": s.ref.uuid, "host": s.host, "uri": batch.uri,
                           "state": s.state.value, "machine_type": e.machine_type if e else ""}
-                for k, v in s.labels.items():
-                    key = "label_" + _LABEL_KEY.sub("_", k)
-                    if k not in _RESERVED:
-                        labels[key] = v
+                labels.update(prometheus_labels(s.labels, self._warned))
                 info.add_metric([], labels)
                 state.add_metric(base, 1.0 if s.state is VmState.RUNNING else 0.0)
                 vcpus.add_metric(base, float(s.vcpus))

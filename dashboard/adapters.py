@@ -56,7 +56,7 @@ def load_findings(data: DashboardData, snap: Snapshot, lookback_days: float | No
         frame, list(snap.vms), data.catalogue, strategy=rs.strategy, now=snap.cost_now,
         lookback_days=lookback, idle_settings=data.settings.idle,
         min_monthly_savings=rs.min_monthly_savings, policies=configured_policies(data.settings),
-        schedule_settings=data.settings.schedules, lifecycle=lifecycle,
+        schedule_settings=data.settings.schedules, lifecycle=lifecycle, profile=rs.profile,
     )
     return {f.uuid: finding_view(f, lookback) for f in findings}
 
@@ -86,6 +86,11 @@ def finding_view(f: VmFinding, lookback_days: float = 14.0) -> FindingView:
         action=f.action,
         risk_reasons=f.risk_reasons,
         need_statistic=f.need_cpu_statistic,
+        pattern=f.pattern,
+        schedule=f"{f.schedule.on} {f.schedule.timezone}" if f.schedule else "",
+        schedule_savings=f.schedule.monthly_savings if f.schedule else 0.0,
+        schedule_risk=f.schedule.risk if f.schedule else "",
+        schedule_risk_text=f.schedule.risk_text if f.schedule else "",
         other_options=tuple(f"{o['action']}: saves {float(o['monthly_savings']):.2f} {f.currency}/month"
                             + (f" ({o['note']})" if o.get("note") else "")
                             for o in f.options if o.get("action", "resize") != "resize"),

@@ -25,6 +25,7 @@ from collector.store.base import TimeSeriesStore
 from dashboard import ids
 from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, DashboardData, Filters
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
+from dashboard.security import add_security_headers
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ def create_app(
     for update in (overview.update, vms.update, recommendations.update, backups.update):
         data.add_warmer(functools.partial(update, data, DEFAULT_RANGE, None, None))
     app.server.config["RIGHTSIZER_DATA"] = data  # for the bench and tests
+    add_security_headers(app)  # after every callback exists: the CSP carries their inline scripts' hashes
     if warm:
         threading.Thread(target=_warm, args=(data,), name="dashboard-warm", daemon=True).start()
     return app

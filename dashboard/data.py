@@ -329,6 +329,7 @@ class DashboardData:
                     100.0 * mem_max / vm.memory_bytes if mem_max is not None and vm.memory_bytes else None, 1),
                 "need_vcpus": _round(need, 2),
                 "finding": f.finding if f else "(none)",
+                "pattern": f.pattern if f else "unknown",
                 "monthly_savings": _round(f.monthly_savings if f else None, 2),
                 "savings_pct": _round(f.savings_pct if f else None, 1),
             })
@@ -379,6 +380,8 @@ class DashboardData:
         findings = self._findings(snap, lookback)
         for uuid in self._selected(snap, filters):
             f = findings.get(uuid)
+            if f is not None and f.schedule:
+                rows.append(_schedule_row(snap.by_uuid[uuid], f))
             if f is None or f.finding == "optimized":
                 continue
             vm = snap.by_uuid[uuid]
@@ -419,8 +422,9 @@ class DashboardData:
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)
         for r in rows:
-            f = findings[r["id"]]
-            values = {**r, "uuid": r["id"], "currency": self.currency,
+            uuid = r["id"].split(SCHEDULE_ROW_SUFFIX)[0]
+            f = findings[uuid]
+            values = {**r, "uuid": uuid, "currency": self.currency,
                       "cpu_reason": f.reasons.get("cpu", ""), "memory_reason": f.reasons.get("memory", "")}
             writer.writerow([csv_safe("" if values.get(c) is None else values[c]) for c in columns])
         return buf.getvalue()
@@ -429,7 +433,7 @@ class DashboardData:
         """(UUID, VM name, option type names) of findings that could be applied."""
         snap = self.snapshot()
         rows = self._memo(snap, ("recs", filters.labels, filters.hosts), lambda: self._rec_rows(snap, filters))
-        return apply_choices(snap, [(r["id"], r["name"]) for r in rows])
+        return apply_choices(snap, [(r["id"], r["name"]) for r in rows if r["finding"] != "schedule"])
 
     def apply(self, hook: ApplyHook | None, vm_uuid: str | None, machine_type: str | None, token: str | None) -> str:
         """Check the token and call the apply hook; returns the message to show (never raises ActionError)."""
@@ -467,6 +471,20 @@ class DashboardData:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+SCHEDULE_ROW_SUFFIX = "#schedule"
+
+
+def _schedule_row(vm: VmRecord, f: FindingView) -> dict[str, Any]:
+    """A schedule proposal as its own recommendation row (kind "schedule"), saving after any resize."""
+    return {
+        "id": vm.uuid + SCHEDULE_ROW_SUFFIX, "name": vm.name, "host": vm.host, "labels": labels_text(vm.labels),
+        "finding": "schedule", "current_type": f.current_type or "", "recommended_type": f"on {f.schedule}",
+        "target_vcpus": None, "target_memory_gib": None, "monthly_savings": _round(f.schedule_savings, 2),
+        "risk": f.schedule_risk, "options": f"pattern {f.pattern}; stop outside the window (hourly billing)",
+        "reason": f.schedule_risk_text, "excluded": "",
+    }
+
+
 def _round(value: float | None, digits: int) -> float | None:
     if value is None or not math.isfinite(value):
         return None

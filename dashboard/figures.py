@@ -152,6 +152,25 @@ def _hline(fig: go.Figure, frame: pd.DataFrame, value: float | None, name: str, 
                     mode="lines", line={"color": colour, "width": 2, "dash": dash})
 
 
+def weekly_profile_figure(frame: pd.DataFrame, *, timezone: str = "UTC") -> go.Figure:
+    """Weekday x hour heat map of one VM's mean CPU (vCPUs) from hourly columns ``ts``, ``cpu_mean_vcpus``."""
+    title = f"Weekly pattern: mean CPU by weekday and hour ({inert(timezone)})"
+    if frame.empty or frame["cpu_mean_vcpus"].notna().sum() == 0:
+        return empty_figure(title, "No CPU data in the selected range")
+    local = pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(timezone)
+    data = pd.DataFrame({"day": local.dt.day_of_week.to_numpy(), "hour": local.dt.hour.to_numpy(),
+                         "cpu": pd.to_numeric(frame["cpu_mean_vcpus"], errors="coerce").to_numpy()})
+    grid = data.groupby(["day", "hour"])["cpu"].mean().unstack("hour").reindex(index=range(7), columns=range(24))
+    fig = _base(title, height=260)
+    fig.add_heatmap(z=grid.to_numpy(), x=[f"{h:02d}" for h in range(24)],
+                    y=["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], colorscale="Blues",
+                    colorbar={"title": {"text": "vCPUs"}}, hovertemplate="%{y} %{x}:00: %{z:.2f} vCPU<extra></extra>")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="hour")
+    fig.update_layout(hovermode="closest")
+    return fig
+
+
 def vm_cpu_figure(frame: pd.DataFrame, *, recommended_vcpus: float | None = None,
                   recommended_label: str = "recommended", needed_vcpus: float | None = None,
                   need_label: str = "needed") -> go.Figure:
@@ -253,8 +272,10 @@ def backup_age_figure(frame: pd.DataFrame) -> go.Figure:
     """Newest backup age vs policy, in hours, from ``name``, ``age_h``, ``policy_h``, ``status``."""
     title = "Newest backup age vs policy (hours)"
     data = frame.dropna(subset=["policy_h"]) if not frame.empty else frame
+    if not data.empty:
+        data = data[data["status"] != "unknown"]  # no source could show their backups: no age to draw
     if data.empty:
-        return empty_figure(title, "No VM has a backup policy")
+        return empty_figure(title, "No VM has a backup policy and a known backup state")
     data = data.sort_values("age_h", ascending=False, na_position="first")
     names = [inert(n) for n in data["name"]]
     colours = ["#c23030" if s != "ok" else "#0f9960" for s in data["status"]]

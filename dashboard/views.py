@@ -83,6 +83,11 @@ class FindingView:
     other_options: tuple[str, ...] = ()  # stop / snapshot-then-delete / delete, in words
     projection: Projection | None = None  # the lookback replayed on the recommended type
     lookback_days: float = 14.0
+    pattern: str = "unknown"  # analytics.patterns: office-hours, nightly-batch, steady, spiky, idle, unknown
+    schedule: str = ""  # proposed on-window with its zone, e.g. "Mon-Fri 07:00-19:00 UTC"; "" = none
+    schedule_savings: float = 0.0  # per month, after any resize
+    schedule_risk: str = ""  # low | medium | high
+    schedule_risk_text: str = ""
 
 
 @dataclass(frozen=True, slots=True)

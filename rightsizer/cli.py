@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx: Context | None = None
     try:
         settings = load_settings(args.config, overrides=_settings_overrides(args))
-        ctx = Context(settings=settings, out=Output(args.output))
+        ctx = Context(settings=settings, out=Output(args.output), command=args.command)
         code: int = args.func(args, ctx)
         return code
     except InputError as exc:

@@ -12,6 +12,7 @@ from rightsizer.output import Output
 if TYPE_CHECKING:
     from analytics.catalogue import CsvPriceCatalogue
     from collector.store.sqlite import SqliteStore
+    from collector.store.writer import WriterLock
 
 
 @dataclass
@@ -20,15 +21,20 @@ class Context:
 
     settings: Settings
     out: Output
+    command: str = ""
     _store: SqliteStore | None = field(default=None, repr=False)
     _catalogue: CsvPriceCatalogue | None = field(default=None, repr=False)
+    _writer: WriterLock | None = field(default=None, repr=False)
 
     @property
     def db_path(self) -> Path:
         return Path(self.settings.store.path)
 
-    def open_store(self, *, create: bool = True) -> SqliteStore:
-        """Open (and migrate) the SQLite store; with create=False a missing file is an InputError."""
+    def open_store(self, *, create: bool = True, writer: bool = False) -> SqliteStore:
+        """Open (and migrate) the SQLite store; with create=False a missing file is an InputError.
+
+        ``writer=True`` also takes the store's one-writer lock (StoreLockedError when another process holds it).
+        """
         if self._store is None:
             from collector.errors import InputError
             from collector.store.sqlite import SqliteStore
@@ -43,6 +49,12 @@ class Context:
                 raw_retention_days=self.settings.store.raw_retention_days,
                 rollup_retention_days=self.settings.store.rollup_retention_days,
             )
+        if writer and self._writer is None:  # after the store is known to be ours: no lock beside foreign files
+            from collector.store.writer import WriterLock
+
+            lock = WriterLock(self.db_path, holder=f"rightsizer {self.command}".strip())
+            lock.acquire()
+            self._writer = lock
         return self._store
 
     def catalogue(self) -> CsvPriceCatalogue:
@@ -56,3 +68,6 @@ class Context:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None

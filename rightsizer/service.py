@@ -34,6 +34,31 @@ def _split(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _bind(what: str, listen: str, make: Callable[[str, int], Any]) -> Any:
+    """Create a listening server on ``listen`` (HOST:PORT); an address that cannot be bound is an InputError."""
+    from collector.errors import InputError
+
+    host, port = _split(listen)
+    try:
+        _probe_bind(host, port)  # some servers print and exit on a bind error instead of raising it
+        return make(host, port)
+    except OSError as exc:  # busy port, foreign or invalid address (socket.gaierror is an OSError)
+        reason = exc.strerror or str(exc)
+        raise InputError(f"{what} {listen!r}: cannot listen there ({reason}); pick a free port on an address "
+                         "of this machine, e.g. 127.0.0.1:9179") from exc
+
+
+def _probe_bind(host: str, port: int) -> None:
+    """Bind and release ``host:port`` once; raises OSError when a server could not listen there."""
+    import socket
+
+    family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+
+
 def _close_server(server: Any) -> None:
     server.shutdown()
     server.server_close()
@@ -141,6 +166,12 @@ class Service:
         log.info("store: %s", self.store.path)
         scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
                                                                     "misfire_grace_time": 30})
+        registry = build_registry(self._snapshot, lambda: self.economics)
+        listen = self.settings.exporter.listen
+        server = _bind("--metrics-listen / [exporter] listen", listen,
+                       lambda host, port: serve_metrics(registry, host, port)[0])
+        self._stoppers.append(("metrics server", lambda: _close_server(server)))
+        log.info("metrics: http://%s/metrics", listen)
         interval = self.settings.collector.interval_s
         if self.sampler is not None:
             self.collect_once()
@@ -161,25 +192,27 @@ class Service:
             log.info("reports: %r into %s", self.settings.reports.cron, self.settings.reports.out_dir)
         scheduler.start()
         self._stoppers.append(("scheduler", lambda: scheduler.shutdown(wait=True)))
-
-        registry = build_registry(self._snapshot, lambda: self.economics)
-        host, port = _split(self.settings.exporter.listen)
-        server, _ = serve_metrics(registry, host, port)
-        self._stoppers.append(("metrics server", lambda: _close_server(server)))
-        log.info("metrics: http://%s/metrics", self.settings.exporter.listen)
-
         if self.settings.dashboard.enabled:
-            from werkzeug.serving import make_server
+            self._start_dashboard()
 
-            from dashboard.app import create_app
+    def _start_dashboard(self) -> None:
+        from werkzeug.serving import make_server
 
-            hook = make_apply_hook(self.settings, self.store, self.catalogue) if self.settings.actions.enabled else None
-            app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook)
-            host, port = _split(self.settings.dashboard.listen)
-            web = make_server(host, port, app.server, threaded=True)
-            threading.Thread(target=web.serve_forever, name="dashboard", daemon=True).start()
-            self._stoppers.append(("dashboard server", lambda: _close_server(web)))
-            log.info("dashboard: http://%s/", self.settings.dashboard.listen)
+        from dashboard.app import create_app
+        from dashboard.security import exposure_warning
+
+        listen = self.settings.dashboard.listen
+        actions = self.settings.actions.enabled
+        warning = exposure_warning(listen, actions_enabled=actions)
+        if warning:
+            log.warning("%s", warning)
+        hook = make_apply_hook(self.settings, self.store, self.catalogue) if actions else None
+        app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook)
+        web = _bind("--dashboard-listen / [dashboard] listen", listen,
+                    lambda host, port: make_server(host, port, app.server, threaded=True))
+        threading.Thread(target=web.serve_forever, name="dashboard", daemon=True).start()
+        self._stoppers.append(("dashboard server", lambda: _close_server(web)))
+        log.info("dashboard: http://%s/", listen)
 
     def _snapshot(self) -> Any:
         from collector.sampler import Snapshot

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from analytics.catalogue import HOURS_PER_MONTH, MachineType
-from analytics.rightsizing.settings import Policy, StrategySettings
+from analytics.rightsizing.settings import Policy, RightsizerSettings, StrategySettings, profile_overrides
 from analytics.trend import Trend, daily_quantiles, fit_trend
 from collector.domxml import EXCLUDE_LABEL, is_excluded
 
@@ -636,6 +636,7 @@ class ResolvedPolicy:
     overrides: Mapping[str, float]
     exclude: bool
     sources: tuple[str, ...]
+    profile: str | None = None  # our strategy's profile (the anchors ignore it)
 
 
 def resolve_policy(
@@ -649,8 +650,11 @@ def resolve_policy(
     matching.sort(key=lambda p: p.vm is not None)  # stable: label policies first, then per-VM ones
     overrides: dict[str, float] = {}
     exclude = False
+    profile: str | None = None
     sources: list[str] = []
     for p in matching:
+        if p.profile is not None:
+            profile = p.profile
         for key in ("cpu_percentile", "cpu_headroom_fraction", "memory_headroom_fraction", "lookback_days"):
             value = getattr(p, key)
             if value is not None:
@@ -662,17 +666,22 @@ def resolve_policy(
     if is_excluded(labels):
         exclude = True
         sources.append(f"label {EXCLUDE_LABEL}=true")
-    return ResolvedPolicy(overrides, exclude, tuple(sources))
+    return ResolvedPolicy(overrides, exclude, tuple(sources), profile)
 
 
-def apply_overrides(settings: StrategySettings, overrides: Mapping[str, float]) -> StrategySettings:
-    """A copy of ``settings`` with the overrides validated against the settings' bounds.
+def apply_overrides(settings: StrategySettings, overrides: Mapping[str, float],
+                    profile: str | None = None) -> StrategySettings:
+    """A copy of ``settings`` with a profile (our strategy only) and the overrides, validated.
 
     Raises pydantic.ValidationError when an override is out of bounds.
     """
-    if not overrides:
+    merged: dict[str, float] = {}
+    if profile is not None and isinstance(settings, RightsizerSettings):
+        merged.update(profile_overrides(profile))
+    merged.update(overrides)
+    if not merged:
         return settings
-    return type(settings).model_validate({**settings.model_dump(), **overrides})
+    return type(settings).model_validate({**settings.model_dump(), **merged})
 
 
 def exclude_recommendation(rec: Recommendation, sources: Sequence[str]) -> Recommendation:

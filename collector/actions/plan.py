@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import uuid as uuidlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,8 +115,10 @@ def _spec_dict(s: SizeSpec) -> dict[str, Any]:
 
 class _SpecIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    vcpus: int = Field(ge=1, le=4096, description="virtual CPUs")
-    memory_bytes: int = Field(ge=MIN_MEMORY_BYTES, le=2**50, description="memory in bytes, a multiple of 1024")
+    # strict: JSON true is not 1 vCPU, "2" is not 2
+    vcpus: int = Field(ge=1, le=4096, strict=True, description="virtual CPUs")
+    memory_bytes: int = Field(ge=MIN_MEMORY_BYTES, le=2**50, strict=True,
+                              description="memory in bytes, a multiple of 1024")
     machine_type: str | None = Field(default="", max_length=200, description="null or empty = unknown")
 
     @field_validator("memory_bytes")
@@ -261,6 +264,11 @@ def load_plan(path: Path | str, *, default_uri: str = "") -> ResizePlan:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"Plan file {str(p)!r} is not valid JSON: {exc}") from exc
+    except ValueError as exc:  # an integer beyond Python's digit limit
+        raise InputError(f"Plan file {str(p)!r} holds a number too long to be a size ({exc}); {_REGENERATE}") \
+            from exc
+    except RecursionError as exc:
+        raise InputError(f"Plan file {str(p)!r} is nested too deeply to be a plan; {_REGENERATE}") from exc
     return parse_plan(doc, source=str(p), default_uri=default_uri)
 
 
@@ -302,6 +310,9 @@ def plan_from_findings(
             spec = dict(doc.get(side) or {})
             if isinstance(spec.get("memory_bytes"), float) and spec["memory_bytes"].is_integer():
                 spec["memory_bytes"] = int(spec["memory_bytes"])
+            for key in ("vcpus", "memory_bytes"):  # numpy integers from analytics are plain ints here
+                if isinstance(spec.get(key), numbers.Integral) and not isinstance(spec[key], bool):
+                    spec[key] = int(spec[key])
             if spec.get("machine_type") is None:
                 spec.pop("machine_type", None)
             doc[side] = spec

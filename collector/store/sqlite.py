@@ -19,11 +19,12 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from collector.errors import StoreError
+from collector.errors import StoreError, StoreRefusedError
 from collector.model import SampleBatch, UsagePoint, VmRecord, VmSample, VmState
 from collector.store.base import HOUR_COLUMNS, RAW_COLUMNS, AuditEntry, Counters, Resolution
 
@@ -71,6 +72,11 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+#: ``PRAGMA application_id`` of a rightsizer store ("RSZR"): other programs' SQLite files are refused untouched.
+APPLICATION_ID = 0x52535A52
+#: Tables of schema version 1; a file without the id but with all of these is a store of an earlier release.
+_OUR_TABLES = frozenset({"meta", "vms", "samples", "hourly", "counters", "backups", "audit"})
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 _RAW_DB_COLUMNS = RAW_COLUMNS  # same names in table and frame
 _HOUR_DB_COLUMNS = HOUR_COLUMNS
 
@@ -117,6 +123,8 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"Cannot create directory for database {str(self.path)!r}: {exc}") from exc
+        if self.path.exists():
+            check_identity(self.path)
         self._migrate()
 
     # -- connections -------------------------------------------------------------------------
@@ -149,11 +157,25 @@ class SqliteStore:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise StoreError(f"Database {str(self.path)!r}: {exc}") from exc
+            raise self._translate(exc) from exc
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Run one query and fetch all rows; SQLite errors become StoreError (damage: StoreRefusedError)."""
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        if isinstance(exc, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text):
+            return StoreRefusedError(f"Database {str(self.path)!r} is damaged ({text}); restore it from a backup "
+                                     "or pass another --db")
+        return StoreError(f"Database {str(self.path)!r}: {text}")
 
     def _migrate(self) -> None:
         conn = self._conn()
@@ -161,7 +183,7 @@ class SqliteStore:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{str(self.path)!r} is not a rightsizer database: {exc}") from exc
-        if version > SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:  # after check_identity: a newer rightsizer's store
             raise StoreError(
                 f"Database {str(self.path)!r} has schema version {version}, newer than this rightsizer "
                 f"({SCHEMA_VERSION}); upgrade rightsizer"
@@ -172,6 +194,9 @@ class SqliteStore:
                     c.execute(statement)
                 c.execute(f"PRAGMA user_version={i + 1}")
             log.info("store %s migrated to schema version %d", self.path, i + 1)
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            with self._tx() as c:
+                c.execute(f"PRAGMA application_id={APPLICATION_ID}")
 
     def schema_version(self) -> int:
         return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
@@ -315,15 +340,15 @@ class SqliteStore:
 
     # -- reads -------------------------------------------------------------------------------
     def counters(self) -> dict[str, Counters]:
-        cur = self._conn().execute("SELECT * FROM counters")
-        return {r[0]: Counters(r[0], _dt(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in cur.fetchall()}
+        rows = self._read("SELECT * FROM counters")
+        return {r[0]: Counters(r[0], _dt(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows}
 
     def vms(self) -> list[VmRecord]:
-        cur = self._conn().execute(
+        rows = self._read(
             "SELECT v.*, (SELECT MAX(created_at) FROM backups b WHERE b.vm = v.uuid) FROM vms v ORDER BY name"
         )
         out = []
-        for r in cur.fetchall():
+        for r in rows:
             out.append(VmRecord(
                 uuid=r[0], name=r[1], uri=r[2], host=r[3], state=VmState(r[4]), vcpus=r[5], max_vcpus=r[6],
                 memory_bytes=r[7], max_memory_bytes=r[8], labels=json.loads(r[9]), first_seen=_dt(r[10]),
@@ -352,43 +377,83 @@ class SqliteStore:
             sql += f" AND vm IN ({','.join('?' * len(vm_list))})" if len(vm_list) < 900 else ""
             if len(vm_list) < 900:
                 params.extend(vm_list)
-        try:
-            rows = self._conn().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"Database {str(self.path)!r}: {exc}") from exc
+        rows = self._read(sql, params)
         frame = _columns_frame(rows, cols, resolution)
         if vms is not None and len(vms) >= 900:
             frame = frame[frame["vm"].isin(set(vms))]
         return frame.sort_values(["vm", "ts"], kind="stable").reset_index(drop=True)
 
     def time_range(self) -> tuple[datetime, datetime] | None:
-        lo, hi = self._conn().execute("SELECT MIN(ts), MAX(ts) FROM samples").fetchone()
+        [(lo, hi)] = self._read("SELECT MIN(ts), MAX(ts) FROM samples")
         if lo is None:
-            lo, hi = self._conn().execute("SELECT MIN(ts), MAX(ts) + 3600 FROM hourly").fetchone()
+            [(lo, hi)] = self._read("SELECT MIN(ts), MAX(ts) + 3600 FROM hourly")
         if lo is None:
             return None
         return _dt(lo), _dt(hi)
 
     def backups(self) -> dict[str, datetime]:
-        cur = self._conn().execute("SELECT vm, MAX(created_at) FROM backups GROUP BY vm")
-        return {vm: _dt(ts) for vm, ts in cur.fetchall()}
+        rows = self._read("SELECT vm, MAX(created_at) FROM backups GROUP BY vm")
+        return {vm: _dt(ts) for vm, ts in rows}
 
     def audit(self, vm_uuid: str | None = None) -> list[AuditEntry]:
         sql = "SELECT * FROM audit" + (" WHERE vm = ?" if vm_uuid else "") + " ORDER BY id"
-        cur = self._conn().execute(sql, (vm_uuid,) if vm_uuid else ())
+        rows = self._read(sql, (vm_uuid,) if vm_uuid else ())
         return [
             AuditEntry(ts=_dt(r[1]), actor=r[2], vm_uuid=r[3], vm_name=r[4], action=r[5], before=json.loads(r[6]),
                        after=json.loads(r[7]), result=r[8], reason=r[9], plan_id=r[10],
                        price_before_per_hour=r[11], price_after_per_hour=r[12], currency=r[13], id=r[0])
-            for r in cur.fetchall()
+            for r in rows
         ]
 
     def get_meta(self, key: str) -> str | None:
-        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if not rows else str(rows[0][0])
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def check_identity(path: Path) -> None:
+    """Refuse, without changing it, a file that is not a rightsizer store.
+
+    Accepted: a store with our ``application_id``; a store of an earlier release (no id, our tables), which
+    the next open stamps with the id; an SQLite file without tables. Raises StoreRefusedError otherwise
+    (a directory, an empty file, another format, another program's database).
+    """
+    shown = str(path)
+    if path.is_dir():
+        raise StoreRefusedError(f"--db {shown!r} is a directory; pass a database file path")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        raise StoreError(f"Cannot read database {shown!r}: {exc.strerror}") from exc
+    if not head:
+        raise StoreRefusedError(f"{shown!r} is an empty file, not a rightsizer store; remove it or pass another "
+                                "--db")
+    if not head.startswith(_SQLITE_MAGIC):
+        raise StoreRefusedError(f"{shown!r} is not an SQLite database, so not a rightsizer store; pass another "
+                                "--db")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreRefusedError(f"{shown!r} is not a readable SQLite database ({exc}); pass another --db") \
+            from exc
+    if app_id == APPLICATION_ID:
+        return
+    if app_id != 0:
+        raise StoreRefusedError(f"{shown!r} belongs to another program (SQLite application_id {app_id:#x}); "
+                                "rightsizer leaves it untouched -- pass another --db")
+    tables.discard("sqlite_sequence")
+    if tables and not _OUR_TABLES <= tables:
+        foreign = ", ".join(sorted(tables - _OUR_TABLES)[:5])
+        raise StoreRefusedError(f"{shown!r} is another program's SQLite database (tables {foreign}); rightsizer "
+                                "leaves it untouched -- pass another --db")
+
+
 def _split_sql(script: str) -> list[str]:
     """Split a migration into statements; ``END;`` closes a trigger body."""
     out: list[str] = []

@@ -67,6 +67,8 @@ def _build(data: DashboardData,
         kpi("Within policy", str(counts.get("ok", 0))),
         kpi("No policy", str(counts.get("no-policy", 0)), "backup_policy=none"),
     ]
+    if counts.get("unknown"):
+        cards.append(kpi("Unknown", str(counts["unknown"]), "no backup source (imported history)"))
     frame = pd.DataFrame(rows, columns=["name", "age_h", "policy_h", "status"]) if rows else pd.DataFrame(
         {"name": [], "age_h": [], "policy_h": [], "status": []})
     for col in ("age_h", "policy_h"):

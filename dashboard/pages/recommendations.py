@@ -106,14 +106,19 @@ def _build(data: DashboardData, filters: Filters, lookback: int,
            ) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure, list[dict[str, str]]]:
     rows = data.recommendation_rows(filters, lookback)
     cur = data.currency
-    down = sum(r["monthly_savings"] or 0.0 for r in rows if (r["monthly_savings"] or 0.0) > 0)
-    up = -sum(r["monthly_savings"] or 0.0 for r in rows if (r["monthly_savings"] or 0.0) < 0)
+    schedules = [r for r in rows if r["finding"] == "schedule"]
+    scheduled = sum(r["monthly_savings"] or 0.0 for r in schedules)
+    resizes = [r for r in rows if r["finding"] != "schedule"]
+    down = sum(r["monthly_savings"] or 0.0 for r in resizes if (r["monthly_savings"] or 0.0) > 0)
+    up = -sum(r["monthly_savings"] or 0.0 for r in resizes if (r["monthly_savings"] or 0.0) < 0)
     by_finding: dict[str, int] = {}
     for r in rows:
         by_finding[r["finding"]] = by_finding.get(r["finding"], 0) + 1
     cards = [
         kpi("Potential savings per month", money(down, cur),
-            f"{sum(1 for r in rows if (r['monthly_savings'] or 0) > 0)} VMs"),
+            f"{sum(1 for r in resizes if (r['monthly_savings'] or 0) > 0)} VMs"),
+        kpi("Schedules per month", money(scheduled, cur),
+            f"{len(schedules)} on/off windows (after resizes, no double counting)"),
         kpi("Upsizes per month", money(up, cur), f"{by_finding.get('under-provisioned', 0)} under-provisioned"),
         kpi("Idle VMs", str(by_finding.get("idle", 0)), "stopping saves their whole compute price"),
         kpi("Stopped VMs", str(by_finding.get("stopped", 0)),
@@ -123,7 +128,7 @@ def _build(data: DashboardData, filters: Filters, lookback: int,
         kpi("Insufficient data", str(by_finding.get("insufficient-data", 0)),
             f"need ≥ 30 h over ≥ 3 days in the last {lookback} days"),
     ]
-    frame = pd.DataFrame(rows, columns=["name", "monthly_savings", "finding"]) if rows else pd.DataFrame(
+    frame = pd.DataFrame(resizes, columns=["name", "monthly_savings", "finding"]) if resizes else pd.DataFrame(
         {"name": [], "monthly_savings": [], "finding": []})
     frame["monthly_savings"] = pd.to_numeric(frame["monthly_savings"]).fillna(0.0)
     choices = [{"label": name, "value": uuid} for uuid, name, _ in data.apply_choices(filters)]

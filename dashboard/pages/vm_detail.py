@@ -93,6 +93,22 @@ def _recommendation(f: FindingView | None, currency: str) -> list[Any]:
     return out
 
 
+def _pattern(f: FindingView | None, view: VmDetailView, timezone: str) -> list[Any]:
+    """The weekday x hour heat map, the VM's pattern and its proposed on/off schedule."""
+    text = f"Pattern: {f.pattern if f else 'unknown'}. "
+    if f is not None and f.schedule:
+        text += (f"Proposed schedule: on {f.schedule}, saving {money(f.schedule_savings, view.currency)} / month "
+                 f"(hourly billing; disks are billed anyway). Risk {f.schedule_risk_text}")
+    else:
+        text += "No on/off schedule proposed."
+    return [
+        html.H2("Weekly pattern"),
+        html.P(text, id=ids.VM_PATTERN),
+        dcc.Graph(id=ids.VM_HEATMAP, figure=figures.weekly_profile_figure(view.hours, timezone=timezone),
+                  config=_GRAPH_CONFIG),
+    ]
+
+
 def _options(f: FindingView | None, currency: str) -> Any:
     others = [html.P(text) for text in (f.other_options if f is not None else ())]
     if f is None or not f.options:
@@ -141,7 +157,7 @@ def _build(data: DashboardData, uuid: str, filters: Filters, lookback: int) -> _
         figures.vm_cost_figure(view.cost_day, currency=view.currency),
         [dcc.Graph(id=ids.VM_PROJECTION, config=_GRAPH_CONFIG, figure=figures.projection_figure(
             f.projection if f else None, target=(f.recommended_type or "?") if f else "?", lookback_days=lookback)),
-         *_recommendation(f, view.currency)],
+         *_recommendation(f, view.currency), *_pattern(f, view, data.settings.schedules.timezone)],
         _options(f, view.currency),
     )
 

@@ -33,6 +33,7 @@ def columns(currency: str) -> list[dict[str, Any]]:
         {"id": "memory_used_gib", "name": "Memory used max (GiB)", "type": "numeric", "format": _num(2)},
         {"id": "memory_used_pct", "name": "Memory used max (%)", "type": "numeric", "format": _num(1)},
         {"id": "finding", "name": "Finding"},
+        {"id": "pattern", "name": "Pattern"},
         {"id": "monthly_savings", "name": f"Savings ({currency}/month)", "type": "numeric", "format": _num(2)},
         {"id": "savings_pct", "name": "Savings (%)", "type": "numeric", "format": _num(1)},
         {"id": "labels", "name": "Labels"},

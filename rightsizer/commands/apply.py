@@ -61,17 +61,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return _history(args, ctx)
     if bool(args.plan) == bool(args.from_findings):
         raise InputError("give exactly one of PLAN.json or --from-findings (or --history to see past applies)")
-    if args.shutdown_timeout <= 0:
-        raise InputError(f"--shutdown-timeout {args.shutdown_timeout!r} must be > 0 seconds")
+    if not 0 < args.shutdown_timeout <= 86_400:  # also refuses nan and inf
+        raise InputError(f"--shutdown-timeout {args.shutdown_timeout!r} must be a number of seconds in (0, 86400]")
     findings = _current_findings(ctx) if args.from_findings else []
     plan = _load(args, ctx, findings)
     stops = _stop_steps(args, ctx, findings)
     if args.save_plan:
-        import json
-
-        doc = {**plan.to_dict(), "stops": [s.to_dict(allowed=args.allow_stop, note=_stop_note(args))
-                                           for s in stops]}
-        Path(args.save_plan).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        _save_plan({**plan.to_dict(), "stops": [s.to_dict(allowed=args.allow_stop, note=_stop_note(args))
+                                                for s in stops]}, Path(args.save_plan))
     results = _run_plan(plan, args, ctx)
     stopped = _run_stops(stops, args, ctx)
     _print(results, plan, args, ctx, stopped)
@@ -131,6 +128,19 @@ def _run_stops(stops: list[StopStep], args: argparse.Namespace, ctx: Context) ->
         out.append(stop_vm(control, step, apply=args.yes, audit=store, actor=args.actor or getpass.getuser(),
                            timeout_s=args.shutdown_timeout))
     return out
+
+
+def _save_plan(doc: dict[str, Any], path: Path) -> None:
+    """Write the plan document as JSON; a missing folder or a folder in the way is an InputError."""
+    import json
+
+    from collector.errors import InputError
+
+    try:
+        path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--save-plan {str(path)!r}: cannot write the plan there ({exc.strerror}); pass a file "
+                         "path in an existing folder") from exc
 
 
 def _default_uri(args: argparse.Namespace, ctx: Context) -> str:

@@ -45,6 +45,9 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--catalogue", metavar="PATH",
                    help="machine-type catalogue (CSV/TOML or built-in name; default: config [costs] catalogue)")
     p.add_argument("--per-vm", action="store_true", help="table/csv: print one row per VM and strategy")
+    p.add_argument("--schedules", action="store_true",
+                   help="score on/off schedules instead of resizes: patterns and windows from the training days, "
+                        "savings vs demand missed outside the window on the rest ([schedules] settings apply)")
     p.add_argument("--profile", choices=tuple(PROFILES), default=None,
                    help="our strategy's profile (default: config [rightsizing] profile, balanced)")
     p.add_argument("--sweep", action="store_true",
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     vms = read_bitbrains_dir(
         args.path, progress=lambda files: tqdm(files, desc="read", unit="file", file=sys.stderr, disable=None),
     )
+    if args.schedules:
+        return _run_schedules(args, ctx, vms, catalogue)
     if args.sweep:
         return _sweep(args, ctx, vms, catalogue)
     # Setting flags tune the named strategy, or ours with --strategy all (anchors keep published values).
@@ -94,6 +99,23 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.stream.write(
             f"hindsight bound: no strategy without memory overruns can save more than {bound:.2f} % here "
             "(cheapest type holding each VM's evaluation-window memory peak)\n")
+    return 0
+
+
+def _run_schedules(args: argparse.Namespace, ctx: Context, vms: Any, catalogue: Any) -> int:
+    from dataclasses import asdict
+
+    from analytics.schedule_backtest import score_schedules
+
+    result = score_schedules(vms, catalogue, train_days=args.train_days, settings=ctx.settings.schedules,
+                             idle=ctx.settings.idle)
+    if args.output == "json":
+        ctx.out.emit([result.as_dict()])
+    elif args.per_vm:
+        ctx.out.emit([asdict(r) for r in result.per_vm])
+    else:
+        summary = {k: v for k, v in result.as_dict().items() if k not in ("per_vm", "patterns")}
+        ctx.out.emit([{**summary, **{f"pattern_{k}": v for k, v in result.patterns.items()}}])
     return 0
 
 

@@ -71,6 +71,30 @@ def vm_rows(batches: list[SampleBatch], points: list[UsagePoint]) -> list[dict[s
     return rows
 
 
+def _collect_until_signal(sampler: Any, uris: list[str], ctx: Context) -> None:
+    """Run a cycle every interval until SIGTERM or SIGINT; the cycle in progress finishes first."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping after the current cycle", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    interval = ctx.settings.collector.interval_s
+    log.info("collecting from %s every %.0f s into %s", ", ".join(uris), interval, ctx.db_path)
+    next_at = time.monotonic() + interval
+    while not stop.wait(max(0.0, next_at - time.monotonic())):
+        next_at += interval
+        batches = sampler.poll_once()
+        n = sum(len(b.samples) for b in batches)
+        log.info("cycle: %d VMs from %d URI(s) in %.3f s", n, len(batches), sampler.snapshot.cycle_seconds)
+    log.info("stopped")
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from collector.errors import InputError
     from collector.sampler import Sampler
@@ -85,21 +109,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             reasons = "; ".join(f"{b.uri}: {', '.join(e.message for e in b.errors) or 'unreachable'}"
                                 for b in down)
             raise InputError(f"cannot reach libvirt ({reasons}); check --uri and that libvirtd runs")
-        sampler = Sampler(sources, ctx.open_store(), interval_s=ctx.settings.collector.interval_s)
+        sampler = Sampler(sources, ctx.open_store(writer=True), interval_s=ctx.settings.collector.interval_s)
         points = sampler.ingest(probe)
         if args.once:
             ctx.out.emit(vm_rows(probe, points), columns=None if ctx.out.fmt != "table" else
                          ["name", "host", "state", "vcpus", "memory_bytes", "memory_used_bytes", "cpu_vcpus"])
             return 0
-        interval = ctx.settings.collector.interval_s
-        log.info("collecting from %s every %.0f s into %s", ", ".join(uris), interval, ctx.db_path)
-        next_at = time.monotonic() + interval
-        while True:
-            time.sleep(max(0.0, next_at - time.monotonic()))
-            next_at += interval
-            batches = sampler.poll_once()
-            n = sum(len(b.samples) for b in batches)
-            log.info("cycle: %d VMs from %d URI(s) in %.3f s", n, len(batches), sampler.snapshot.cycle_seconds)
+        _collect_until_signal(sampler, uris, ctx)
+        return 0
     finally:
         for s in sources:
             s.close()

@@ -63,14 +63,18 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         records = [replace(r, first_seen=r.first_seen + delta, last_seen=r.last_seen + delta) for r in records]
     total = sum(vm.quality.kept for vm in vms)
     points = (p for vm in vms for p in vm.usage_points(shift_s=shift_s))
-    store = ctx.open_store()
-    if store.get_meta("data_mode") == "demo":
+    store = ctx.open_store(writer=True)
+    mode = store.get_meta("data_mode")
+    if mode == "demo":
         raise InputError(f"{ctx.db_path} holds the demo fleet's synthetic history; import real traces into "
                          "another store with --db PATH")
+    if mode == "live" or any(vm.source == "libvirt" for vm in store.vms()):
+        raise InputError(f"{ctx.db_path} holds history collected from libvirt; import traces into another "
+                         "store with --db PATH so the two are never mixed")
     written = store.write_history(
         records, tqdm(points, total=total, desc="write", unit="row", file=sys.stderr, disable=None),
     )
-    if store.get_meta("data_mode") is None:
+    if mode is None:
         store.set_meta("data_mode", "import")  # serve shows the store as imported traces
     rows: list[dict[str, Any]] = quality_rows(vms)
     totals: dict[str, Any] = {"file": "(total)", "vm": f"{len(vms)} VMs", "cores": sum(vm.cores for vm in vms)}

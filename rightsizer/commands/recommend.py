@@ -124,6 +124,9 @@ def settings_from_args(args: argparse.Namespace, strategy: str, base: dict[str, 
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
+        if getattr(args, f"set_{field}", None) is None and getattr(args, field, None) is None:
+            raise InputError(f"[rightsizing] {field} = {err.get('input')!r} (config file or environment variable "
+                             f"RIGHTSIZER_RIGHTSIZING__{field.upper()}): {err['msg']}") from exc
         raise InputError(f"{_flag(field)} {err.get('input')!r}: {err['msg']}; see 'rightsizer recommend --help'") \
             from exc
 

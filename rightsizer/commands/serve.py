@@ -94,7 +94,7 @@ def _prepare_demo(ctx: Context, args: argparse.Namespace) -> Any:
     uri = f"test://{fleet_path}"
     fleet = demo_fleet()
     write_demo_fleet_xml(fleet_path, vms=fleet)
-    store = ctx.open_store()
+    store = ctx.open_store(writer=True)
     if store.get_meta("data_mode") != "demo":
         log.info("seeding 30 days of synthetic demo history into %s", ctx.db_path)
         n = seed_synthetic_history(store, fleet, uri=uri)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     configured_policies(ctx.settings)  # a bad policy file stops serve at start (exit 2), not in a job
     mode, why, uris = _choose_mode(args, ctx)
     sources = [_prepare_demo(ctx, args)] if mode == DEMO else make_sources(ctx, uris)
-    store = ctx.open_store()
+    store = ctx.open_store(writer=True)
     sampler = None
     if sources:
         sampler = Sampler(sources, store, interval_s=ctx.settings.collector.interval_s)

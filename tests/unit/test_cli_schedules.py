@@ -6,13 +6,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
-from bench.patterns_bench import synthetic_pattern_frame
+from bench.patterns_bench import raw_frame_from_hourly, synthetic_pattern_frame
 from collector.model import VmRecord, VmState
-from collector.store.base import RAW_COLUMNS
 from collector.store.sqlite import SqliteStore
 from rightsizer import cli
 
@@ -30,16 +27,7 @@ LABELS = {
 def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     hourly, _truth = synthetic_pattern_frame(2, 21, seed=5, end=END)
     hourly = hourly[hourly["vm"].isin(LABELS)]
-    raw = pd.DataFrame({c: np.full(len(hourly), np.nan) for c in RAW_COLUMNS})
-    raw["vm"] = hourly["vm"].to_numpy()
-    raw["ts"] = (hourly["ts"] + pd.Timedelta(minutes=30)).to_numpy()
-    raw["state"] = "running"
-    raw["vcpus"] = 4.0
-    raw["memory_bytes"] = float(8 << 30)
-    raw["cpu_vcpus"] = hourly["cpu_mean_vcpus"].to_numpy()
-    raw["memory_used_bytes"] = float(6 << 30)
-    raw["interval_s"] = 3600.0
-    raw["gap"] = False
+    raw = raw_frame_from_hourly(hourly)
     vms = [VmRecord(uuid=name, name=name, uri="test:///default", host="h1", state=VmState.RUNNING, vcpus=4,
                     max_vcpus=4, memory_bytes=8 << 30, max_memory_bytes=8 << 30, labels=labels,
                     first_seen=END - timedelta(days=21), last_seen=END) for name, labels in LABELS.items()]

@@ -143,3 +143,21 @@ def test_parse_duration_refuses_with_input_error(text: str) -> None:
 def test_format_duration() -> None:
     assert [format_duration(timedelta(seconds=s)) for s in (59, 2700, 3600, 5400, 86400, 93600, -7200)] == [
         "0m", "45m", "1h", "1h 30m", "1d", "1d 2h", "-2h"]
+
+
+def test_defect18_imported_vm_without_backups_is_unknown_not_never() -> None:
+    from dataclasses import replace
+
+    from dashboard.figures import backup_age_figure
+
+    imported = replace(_vm("t1"), source="import")
+    live = _vm("l1")
+    found = {f.vm_uuid: f for f in check_backups([imported, live], {}, SETTINGS, NOW)}
+    assert (found["t1"].status, found["t1"].urgency) == ("unknown", "none")
+    assert "unknown" in found["t1"].reason and not found["t1"].is_overdue
+    assert (found["l1"].status, found["l1"].urgency) == ("never", "high")  # libvirt VMs: no snapshot = never
+    # an imported VM that does have a recorded backup is judged as usual
+    [judged] = check_backups([imported], {"t1": NOW - timedelta(days=10)}, SETTINGS, NOW)
+    assert judged.status == "overdue"
+    frame = pd.DataFrame({"name": ["vm-t1"], "age_h": [np.nan], "policy_h": [168.0], "status": ["unknown"]})
+    assert [t.name for t in backup_age_figure(frame).data] == []  # nothing drawn as "never backed up"

@@ -58,3 +58,12 @@ def test_centre_names() -> None:
 def test_empty_frame() -> None:
     cols = ["vm", "ts", "cpu_mean_vcpus", "cpu_max_vcpus"]
     assert fit_patterns(pd.DataFrame(columns=cols)).by_vm == {}
+
+
+def test_vms_without_cpu_data_are_unknown() -> None:
+    frame = pd.DataFrame({"vm": ["a", "a", "b"], "ts": pd.to_datetime(["2026-11-02T00:00Z", "2026-11-02T01:00Z",
+                                                                      "2026-11-02T00:00Z"]),
+                          "cpu_mean_vcpus": [np.nan, np.nan, 0.5], "cpu_max_vcpus": [np.nan, np.nan, 0.6]})
+    result = fit_patterns(frame)
+    assert result.pattern_of("a") == "unknown" and result.pattern_of("b") == "unknown"
+    assert fit_patterns(frame.iloc[:2]).pattern_of("a") == "unknown"

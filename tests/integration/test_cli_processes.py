@@ -1,0 +1,80 @@
+"""Long-running commands as processes: one writer per store (defect 7), clean stop on SIGTERM (defect 13)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import free_port
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env() -> dict[str, str]:
+    # nothing answers on local_uri, so serve never samples the session's guests on qemu:///system
+    return dict(os.environ, PYTHONPATH=str(REPO), RIGHTSIZER_COLLECTOR__LOCAL_URI="qemu+tcp://127.0.0.1:1/system")
+
+
+def _start(tmp_path: Path, name: str, *args: str, ready: str) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = tmp_path / f"{name}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "rightsizer", *args], stdout=log, stderr=subprocess.STDOUT,
+                                env=_env(), cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while ready not in log_path.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(10)
+            pytest.fail(f"{name} did not get ready: {log_path.read_text()}")
+        time.sleep(0.2)
+    return proc, log_path
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rightsizer", *args], capture_output=True, text=True, env=_env(),
+                          cwd=tmp_path, timeout=120)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(30)
+
+
+def test_defect7_second_serve_or_collect_on_one_store_is_refused(
+    tmp_path: Path, testdriver_fleet: Callable[..., str]
+) -> None:
+    uri = testdriver_fleet(3)
+    db = tmp_path / "rs.db"
+    first, _ = _start(tmp_path, "serve1", "serve", "--uri", uri, "--db", str(db), "--interval", "1",
+                      "--no-dashboard", "--metrics-listen", f"127.0.0.1:{free_port()}", ready="metrics: http")
+    try:
+        for args in (["serve", "--uri", uri, "--no-dashboard", "--metrics-listen", f"127.0.0.1:{free_port()}"],
+                     ["collect", "--uri", uri, "--interval", "1"], ["collect", "--once", "--uri", uri]):
+            second = _run(tmp_path, *args, "--db", str(db))
+            lines = second.stderr.strip().splitlines()
+            assert second.returncode == 1, second.stderr
+            assert len(lines) == 1 and "already written by pid" in lines[0] and "serve" in lines[0], lines
+        assert first.poll() is None  # the first writer carries on
+    finally:
+        assert _stop(first) == 0
+    # once the first writer is gone the store is free again
+    assert _run(tmp_path, "collect", "--once", "--uri", uri, "--db", str(db)).returncode == 0
+
+
+def test_defect13_continuous_collect_stops_cleanly_on_sigterm(
+    tmp_path: Path, testdriver_fleet: Callable[..., str]
+) -> None:
+    uri = testdriver_fleet(2)
+    db = tmp_path / "rs.db"
+    proc, log = _start(tmp_path, "collect", "collect", "--uri", uri, "--db", str(db), "--interval", "1", "-v",
+                       ready="cycle:")
+    assert _stop(proc) == 0, log.read_text()
+    assert "stopped" in log.read_text()
+    assert "Traceback" not in log.read_text()
