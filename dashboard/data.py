@@ -20,6 +20,7 @@ import pandas as pd
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
 from analytics.costs import summarise_costs
+from analytics.placement import PlacementRisk, placement_risks, risk_by_vm
 from collector.config import Settings
 from collector.model import VmRecord, VmState
 from collector.store.base import TimeSeriesStore
@@ -124,6 +125,16 @@ class DashboardData:
         snap.backups = self._backups_loader(self, snap)
         self._warm_views(snap)
         return snap
+
+    def placement(self) -> list[PlacementRisk]:
+        """Placement verdicts of every service with two or more running members, riskiest first."""
+        snap = self.snapshot()
+        return snap.memoised(("placement",), lambda: placement_risks(snap.vms, self.settings.placement))
+
+    def vm_placement(self, uuid: str) -> PlacementRisk | None:
+        """The placement risk of the VM's service, when it is at risk."""
+        snap = self.snapshot()
+        return risk_by_vm(self.placement(), [snap.by_uuid[uuid]] if uuid in snap.by_uuid else []).get(uuid)
 
     def warm(self) -> None:
         """Build the snapshot (if needed), the default views and the warmers' results."""
@@ -321,6 +332,15 @@ class DashboardData:
         return rows
 
     # -- VM detail -----------------------------------------------------------------------------
+    def find_vm(self, key: str) -> str | None:
+        """The UUID of the VM whose UUID or else name is ``key``; with one name on several hosts, the first
+        by host; None when no VM matches."""
+        snap = self.snapshot()
+        if key in snap.by_uuid:
+            return key
+        named = sorted((vm.host, vm.uuid) for vm in snap.vms if vm.name == key)
+        return named[0][1] if named else None
+
     def vm_detail(self, uuid: str, filters: Filters) -> VmDetailView | None:
         """Series, cost and finding of one VM over the range; None when the store does not know it."""
         snap = self.snapshot()
