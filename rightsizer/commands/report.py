@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction[Any], parent: argparse.ArgumentPa
                    help="right-sizing strategy (default: [rightsizing] strategy)")
     p.add_argument("--since", default=None, metavar="WHEN",
                    help="window start: ISO date/time or a duration before --until such as 14d "
-                        "(default: [rightsizing] lookback_days)")
+                        "(default: [costs] window_days, 14d -- the same window as 'costs' and the dashboard)")
     p.add_argument("--until", default=None, metavar="WHEN", help="window end and as-of time (default: now)")
     p.add_argument("--format", dest="formats", action="append", choices=("html", "csv", "json"),
                    help="write only this format (repeatable; default: all three)")
