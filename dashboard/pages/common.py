@@ -30,7 +30,7 @@ TABLE_STYLE: dict[str, Any] = {
     # Headers wrap (units on a second line) so that a column is as wide as its values, not its title.
     "style_header": {"fontWeight": "600", "backgroundColor": "#eef2f5", "borderBottom": "1px solid #c5d0d8",
                      "whiteSpace": "normal", "height": "auto", "verticalAlign": "bottom", "fontSize": "12px",
-                     "minWidth": "56px"},
+                     "minWidth": "48px"},
     "style_data_conditional": [
         {"if": {"row_index": "odd"}, "backgroundColor": "#fafcfd"},
         {"if": {"filter_query": '{finding} = "over-provisioned"', "column_id": "finding"}, "color": "#8a4a0a",
