@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -113,6 +113,11 @@ def _monthly(t: MachineType | None) -> float:
     return t.price_per_month if t is not None else 0.0
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Split:
     """One VM cut at the end of training: its history, spec, current type, and the evaluation arrays."""
@@ -144,7 +149,7 @@ def _recommend(split: _Split, strategy: Strategy, catalogue: FittingCatalogue,
     return strategy.recommend(split.history, spec, settings, catalogue=catalogue, current_type=current)
 
 
-def _score(vm: TraceVm, split: _Split, rec: Recommendation, recommended: MachineType | None) -> VmResult:
+def _score(vm: _Named, split: _Split, rec: Recommendation, recommended: MachineType | None) -> VmResult:
     """Score a recommended type on the evaluation window (``recommended`` None = keep the current type)."""
     current, cpu, mem = split.current, split.cpu_vcpus, split.mem_used_bytes
     recommended = recommended or current
@@ -156,7 +161,7 @@ def _score(vm: TraceVm, split: _Split, rec: Recommendation, recommended: Machine
         cpu_over = mem_over = 0
     return VmResult(
         vm=vm.name,
-        cores=vm.cores,
+        cores=split.spec.vcpus,
         memory_bytes=split.spec.memory_bytes,
         current_type=current.name if current else None,
         current_monthly_cost=_monthly(current),

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from analytics.backtest import StrategyResult, _recommend, _score, _Split, _split, summarise
+from analytics.backtest import StrategyResult, _Named, _recommend, _score, _Split, _split, summarise
 from analytics.rightsizing import get_strategy
 from analytics.rightsizing.base import FittingCatalogue, Recommendation
 from analytics.rightsizing.budget import BudgetVm, allocate
@@ -87,16 +87,32 @@ class Frontier:
     """The VMs of one trace cut at one training split, ready to be scored many times."""
 
     def __init__(self, vms: Iterable[TraceVm], catalogue: FittingCatalogue, *, train_days: float,
-                 currency: str = "EUR") -> None:
+                 currency: str = "EUR", lookback_days: float | None = None) -> None:
         if train_days <= 0:
             raise ValueError(f"train_days must be positive, got {train_days!r}")
         self.catalogue = catalogue
         self.train_days = train_days
         self.currency = currency
-        self.splits: list[tuple[TraceVm, _Split]] = [(vm, _split(vm, catalogue, train_days)) for vm in vms]
+        #: settings' lookback for every point (None: each strategy's own, as in the backtest)
+        self.lookback_days = lookback_days
+        self.splits: list[tuple[_Named, _Split]] = [(vm, _split(vm, catalogue, train_days)) for vm in vms]
+
+    @classmethod
+    def from_splits(cls, splits: Sequence[tuple[_Named, _Split]], catalogue: FittingCatalogue, *,
+                    train_days: float, currency: str) -> Frontier:
+        """A frontier over splits built elsewhere (e.g. from stored hourly rollups)."""
+        out = cls((), catalogue, train_days=train_days, currency=currency, lookback_days=train_days)
+        out.splits = list(splits)
+        return out
+
+    def _settings(self, settings: StrategySettings) -> StrategySettings:
+        if self.lookback_days is None:
+            return settings
+        return settings.model_copy(update={"lookback_days": self.lookback_days})
 
     def _recs(self, strategy: str, settings: StrategySettings) -> list[Recommendation]:
         chosen = get_strategy(strategy)
+        settings = self._settings(settings)
         return [_recommend(sp, chosen, self.catalogue, settings) for _, sp in self.splits]
 
     def score(self, strategy: str, settings: StrategySettings) -> StrategyResult:

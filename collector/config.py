@@ -169,6 +169,15 @@ class ScheduleSettings(_Section):
     _v = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
 
 
+class PlacementSettings(_Section):
+    zones: dict[str, str] = Field(default_factory=dict,
+                                  description="host -> availability zone, e.g. {hv1 = 'eu01-1', hv2 = 'eu01-2'}")
+    zone_label: str = Field(default="zone", min_length=1, max_length=100,
+                            description="VM label naming its host's zone when [placement] zones lacks the host")
+    service_label: str = Field(default="app", min_length=1, max_length=100,
+                               description="VM label whose value names the service a VM belongs to")
+
+
 class Settings(_Section):
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
@@ -181,6 +190,7 @@ class Settings(_Section):
     reports: ReportSettings = Field(default_factory=ReportSettings)
     actions: ActionSettings = Field(default_factory=ActionSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    placement: PlacementSettings = Field(default_factory=PlacementSettings)
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:

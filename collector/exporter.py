@@ -69,6 +69,8 @@ class EconomicsView:
     """Per-VM economics keyed by UUID; replaced whole by the analytics job."""
 
     by_vm: Mapping[str, VmEconomics] = field(default_factory=dict)
+    #: (service, level, 1.0 at risk else 0.0) for every service with two or more running members
+    placement: tuple[tuple[str, str, float], ...] = ()
 
 
 class RightsizerCollector(Collector):
@@ -164,6 +166,13 @@ class RightsizerCollector(Collector):
         for kind, count in sorted(snap.errors_total.items()):
             errs.add_metric([kind], float(count))
         yield errs
+        risk = GaugeMetricFamily("rightsizer_service_placement_risk",
+                                 "1 when every running member of the service is on one host (level single-host) or "
+                                 "in one zone while the fleet has another (level zone).",
+                                 labels=["service", "level"])
+        for service, level, value in self._economics().placement:
+            risk.add_metric([service, level], value)
+        yield risk
 
 
 def build_registry(snapshot: Callable[[], Snapshot],

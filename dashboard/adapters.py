@@ -14,6 +14,7 @@ from dashboard.snapshot import Snapshot
 from dashboard.views import GIB, BackupView, FindingView, OptionView
 
 if TYPE_CHECKING:
+    from analytics.own_frontier import OwnFrontier
     from dashboard.data import DashboardData
 
 _BACKUP_STATUS = {"not-required": "no-policy"}
@@ -53,6 +54,17 @@ def load_findings(data: DashboardData, snap: Snapshot) -> Mapping[str, FindingVi
         profile=rs.profile,
     )
     return {f.uuid: finding_view(f) for f in findings}
+
+
+def load_frontier(data: DashboardData, snap: Snapshot) -> OwnFrontier:
+    """The savings-vs-risk frontier of the snapshot's lookback (first half trains, second half scores)."""
+    from analytics.own_frontier import own_fleet_frontier
+
+    rs = data.settings.rightsizing
+    start = pd.Timestamp(snap.cost_now) - pd.Timedelta(days=rs.lookback_days)
+    frame = snap.hours[snap.hours["ts"] >= start] if len(snap.hours) else snap.hours
+    return own_fleet_frontier(frame, list(snap.vms), data.catalogue, now=snap.cost_now,
+                              lookback_days=float(rs.lookback_days), profile=rs.profile)
 
 
 def finding_view(f: VmFinding) -> FindingView:

@@ -23,6 +23,8 @@ from collector.config import Settings
 from collector.errors import RightsizerError
 from collector.store.base import TimeSeriesStore
 from dashboard import ids
+from dashboard.api.routes import mount_api
+from dashboard.api.service import ApiService, PlanRunner
 from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, DashboardData, Filters
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
 from dashboard.security import add_security_headers
@@ -125,12 +127,15 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     ttl_s: float = 60.0,
     warm: bool = True,
+    plan_runner: PlanRunner | None = None,
 ) -> Dash:
     """Build the dashboard for a store and catalogue.
 
     ``data_mode`` is "live", "demo" or "import" (shown in the banner). ``actions`` is the apply hook the
     Recommendations page calls when ``settings.actions.enabled`` (with the configured token); without it
     nothing can be applied. ``warm`` builds the data snapshot in a background thread right away.
+    The HTTP API (/api/v1, /healthz, /readyz) rides on the same Flask server; its writes run plans
+    through ``plan_runner`` (None: writes are refused as disabled).
     """
     data = DashboardData(settings, store, catalogue, data_mode=data_mode, storage=storage, clock=clock,
                          ttl_s=ttl_s)
@@ -157,6 +162,8 @@ def create_app(
     # What a user sees first is rebuilt right after every data refresh, off the request path.
     for update in (overview.update, vms.update, recommendations.update, backups.update):
         data.add_warmer(functools.partial(update, data, DEFAULT_RANGE, None, None))
+    mount_api(app.server, ApiService(settings, store, catalogue, runner=plan_runner, storage=storage,
+                                     clock=clock or (lambda: datetime.now(UTC))))
     app.server.config["RIGHTSIZER_DATA"] = data  # for the bench and tests
     add_security_headers(app)  # after every callback exists: the CSP carries their inline scripts' hashes
     if warm:

@@ -13,7 +13,7 @@ import io
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from analytics.costs import summarise_costs
 from collector.config import Settings
 from collector.model import VmRecord, VmState
 from collector.store.base import TimeSeriesStore
-from dashboard.adapters import load_backups, load_findings
+from dashboard.adapters import load_backups, load_findings, load_frontier
 from dashboard.apply import ApplyHook, apply_choices, apply_resize
 from dashboard.snapshot import Snapshot, SnapshotCache, build_snapshot, finite_or_none
 from dashboard.views import (
@@ -42,6 +42,9 @@ from dashboard.views import (
     csv_safe,
     labels_text,
 )
+
+if TYPE_CHECKING:
+    from analytics.own_frontier import OwnFrontier
 
 __all__ = [
     "DATA_MODES", "DEFAULT_RANGE", "GIB", "RANGES", "ApplyHook", "BackupView", "DashboardData", "Filters",
@@ -344,6 +347,11 @@ class DashboardData:
         return self._memo(snap, ("vm", uuid, filters.range_key), compute)
 
     # -- recommendations -----------------------------------------------------------------------
+    def savings_risk(self) -> OwnFrontier:
+        """The fleet's savings-vs-risk frontier from the stored lookback (memoised per snapshot)."""
+        snap = self.snapshot()
+        return self._memo(snap, ("frontier",), lambda: load_frontier(self, snap))
+
     def recommendation_rows(self, filters: Filters) -> list[dict[str, Any]]:
         """Findings that call for action (not optimized), biggest saving first."""
         snap = self.snapshot()

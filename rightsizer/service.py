@@ -105,7 +105,11 @@ def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datet
             current_type=mtype.name, recommended_type=(f.target_type or "") if f else "",
             monthly_savings=max(0.0, f.monthly_savings) if f else 0.0,
         )
-    return EconomicsView(by_vm=out)
+    from analytics.placement import LEVELS, placement_risks
+
+    placement = tuple((r.service, level, 1.0 if r.level == level else 0.0)
+                      for r in placement_risks(vms, settings.placement) for level in LEVELS)
+    return EconomicsView(by_vm=out, placement=placement)
 
 
 def make_apply_hook(settings: Settings, store: Any, catalogue: Any) -> Callable[..., str]:
@@ -207,7 +211,11 @@ class Service:
         if warning:
             log.warning("%s", warning)
         hook = make_apply_hook(self.settings, self.store, self.catalogue) if actions else None
-        app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook)
+        from dashboard.api.service import make_runner
+
+        runner = make_runner(self.settings, self.store) if actions else None
+        app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook,
+                         plan_runner=runner)
         web = _bind("--dashboard-listen / [dashboard] listen", listen,
                     lambda host, port: make_server(host, port, app.server, threaded=True))
         threading.Thread(target=web.serve_forever, name="dashboard", daemon=True).start()

@@ -197,6 +197,13 @@ def build_report(
             backup_reason=bk.reason if bk else "",
         ))
     rows.sort(key=lambda r: (-r.cost, r.name))
+    frontier = None
+    if used_strategy is not None and vms and len(window_hours):
+        from analytics.own_frontier import own_fleet_frontier
+
+        frontier = own_fleet_frontier(window_hours, vms, catalogue, now=now,
+                                      lookback_days=(now - start).total_seconds() / 86400.0,
+                                      profile=settings.rightsizing.profile)
     return Report(
         generated_at=now,
         window_start=start,
@@ -213,6 +220,7 @@ def build_report(
         backups=tuple(backups),
         realised_savings=tuple(savings),
         notes=tuple(notes),
+        frontier=frontier,
     )
 
 

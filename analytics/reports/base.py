@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from analytics.backups import BackupFinding
 from analytics.costs import CostSummary, GroupCost, RealisedSaving
 from analytics.idle import IdleFinding
+
+if TYPE_CHECKING:
+    from analytics.own_frontier import OwnFrontier
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class Report:
     backups: tuple[BackupFinding, ...]
     realised_savings: tuple[RealisedSaving, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    frontier: OwnFrontier | None = None  # savings vs risk of the stored lookback (None: not computed)
 
     @property
     def total_monthly_savings(self) -> float:

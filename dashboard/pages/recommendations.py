@@ -68,6 +68,7 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
             html.Span("Exports the rows below (label and host filters apply).", className="rs-note"),
         ], className="rs-actions"),
         html.Div(dcc.Graph(id=ids.RECS_SAVINGS, figure=fig, config={"displaylogo": False}), className="rs-card"),
+        *_frontier_section(data),
         html.H2("Every VM that is not optimized"),
         data_table(
             id=ids.RECS_TABLE,
@@ -83,6 +84,29 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
     if data.settings.actions.enabled:
         children.append(_apply_panel(data, hook, choices))
     return html.Div(children)
+
+
+def _frontier_section(data: DashboardData) -> list[Any]:
+    """"Savings vs risk": the stored lookback backtested (train on its first half, score on the second)."""
+    from analytics.reports.html_report import frontier_figure
+
+    own = data.savings_risk()
+    if not own.points or own.vms_evaluated == 0:
+        return [html.H2("Savings vs risk"),
+                html.P("Not enough history yet: each half of the lookback needs 30 h over 3 days per VM.",
+                       className="rs-note")]
+    chosen = own.chosen
+    where = ("" if chosen is None else f" The profile in use ({chosen.value}) would have saved "
+             f"{chosen.savings_pct:.1f} % with {chosen.cpu_overrun_pct:.3f} % of VM-hours over their vCPUs "
+             f"and {chosen.mem_overrun_pct:.3f} % over their memory.")
+    return [
+        html.H2("Savings vs risk"),
+        html.P(f"Each strategy trained on the first {own.train_days:.1f} days of the lookback and scored on the "
+               f"last {own.eval_days:.1f} ({own.vms_evaluated} VMs); risk = share of evaluated VM-hours whose "
+               f"peak demand exceeded the recommended size.{where}", className="rs-note"),
+        html.Div(dcc.Graph(id=ids.RECS_FRONTIER, figure=go.Figure(frontier_figure(own.points, chosen)),
+                           config={"displaylogo": False}), className="rs-card"),
+    ]
 
 
 def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | None,

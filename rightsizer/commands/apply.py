@@ -9,6 +9,7 @@ the store's audit log (``--history`` prints it).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +156,14 @@ def _load(args: argparse.Namespace, ctx: Context, findings: list[VmFinding]) -> 
 
     default_uri = _default_uri(args, ctx)
     if args.from_findings:
-        plan = plan_from_steps(step for f in findings if (step := f.resize_step(default_uri)) is not None)
+        from analytics.placement import one_restart_per_service
+
+        steps = [step for f in findings if (step := f.resize_step(default_uri)) is not None]
+        vms = {vm.uuid: vm for vm in ctx.open_store(create=False).vms()}
+        steps, held = one_restart_per_service(steps, vms, ctx.settings.placement)
+        for step, why in held:
+            print(f"apply: {step.vm.name} held back: {why}", file=sys.stderr)
+        plan = plan_from_steps(steps)
     else:
         plan = load_plan(args.plan, default_uri=default_uri)
     return plan.with_uri(args.uri) if args.uri else plan

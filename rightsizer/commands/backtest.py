@@ -52,6 +52,7 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
                    help="our strategy's profile (default: config [rightsizing] profile, balanced)")
     p.add_argument("--sweep", action="store_true",
                    help="each strategy's savings-risk curve across its own knob (points, not totals)")
+    p.add_argument("--html", metavar="FILE", help="with --sweep: also write the curves as an HTML chart")
     add_settings_flags(p)
     p.set_defaults(func=run)
 
@@ -143,12 +144,34 @@ def _sweep(args: argparse.Namespace, ctx: Context, vms: list[Any], catalogue: An
                          "window after it (need >= 30 h over >= 3 days, then more data); pass a longer trace "
                          "or a smaller --train-days")
     points = frontier.sweep(names, progress=lambda name: print(f"sweep: {name}", file=sys.stderr))
+    if args.html:
+        _write_html(args.html, points, args.train_days, args.profile or "balanced")
     rows = [p.as_dict() for p in points]
     if args.output == "json":
         ctx.out.emit(rows)
     else:
         ctx.out.emit([{k: r[k] for k in (*POINT_COLUMNS, "vms_changed")} for r in rows])
     return 0
+
+
+def _write_html(path: str, points: list[Any], train_days: float, profile: str) -> None:
+    """The sweep as one self-contained HTML page (plotly). Raises InputError for a path it cannot write."""
+    from pathlib import Path
+
+    import plotly.graph_objects as go
+
+    from analytics.reports.html_report import frontier_figure
+    from collector.errors import InputError
+
+    chosen = next((p for p in points if p.knob == "profile" and p.value == profile), None)
+    fig = go.Figure(frontier_figure(points, chosen))
+    fig.update_layout(title=f"Savings vs risk, {train_days:g} training days (rightsizer backtest --sweep)")
+    target = Path(path)
+    try:
+        target.write_text(fig.to_html(include_plotlyjs=True, full_html=True), encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--html {path!r}: cannot write it ({exc.strerror}); pass a file in an existing, "
+                         "writable folder") from exc
 
 
 def _usable(frontier: Any) -> bool:

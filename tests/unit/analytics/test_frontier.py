@@ -47,6 +47,20 @@ def test_sweep_table_and_csv(trace_dir: Path, tmp_path: Path, capsys: pytest.Cap
     assert len(lines) == 1 + len(SWEEP_KNOBS["aws"][1])
 
 
+def test_sweep_html_chart_and_bad_html_path(trace_dir: Path, tmp_path: Path,  # noqa: F811
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "curves.html"
+    args = ["backtest", str(trace_dir), "--sweep", "--strategy", "krr", "--catalogue",
+            str(_catalogue_file(tmp_path)), "--db", str(tmp_path / "x.db")]
+    assert main([*args, "--html", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert "krr (cpu_percentile)" in page and "Savings vs risk" in page
+    capsys.readouterr()
+    assert main([*args, "--html", str(tmp_path / "missing" / "c.html")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("sweep:")]
+    assert len(err) == 1 and "--html" in err[0]
+
+
 def test_sweep_on_a_folder_without_a_usable_vm_is_one_line_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = tmp_path / "short"

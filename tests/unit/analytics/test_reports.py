@@ -110,7 +110,8 @@ def test_files_written_and_html_escapes_names(store: SqliteStore, tmp_path: Path
     page = (out / "report.html").read_text(encoding="utf-8")
     assert EVIL_HTML not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert page.count("Plotly.newPlot(") == 5
+    assert page.count("Plotly.newPlot(") == 6  # five fleet charts and the savings-vs-risk frontier
+    assert 'id="savings-risk"' in page and "in use: balanced" in page
     assert re.search(r"<script[^>]*\bsrc=", page) is None  # plotly.js is inline: works offline
     assert "* plotly.js v" in page
     assert "Top savings per month" in page

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,8 @@ from analytics.catalogue import CsvPriceCatalogue, MachineType
 from analytics.rightsizing import get_strategy
 from analytics.rightsizing.base import (
     Finding,
+    Need,
+    Strategy,
     UsageHistory,
     VmSpec,
     apply_overrides,
@@ -199,6 +203,20 @@ def test_policies_merge_labels_then_vm_and_exclude_label_wins() -> None:
     assert settings.cpu_headroom_fraction == 0.5 and settings.lookback_days == 32
     with pytest.raises(ValueError, match="less than or equal to 400"):
         apply_overrides(RightsizerSettings(), {"lookback_days": 500})
+
+
+def test_a_nan_estimate_is_insufficient_data_not_a_traceback(catalogue) -> None:
+    """An estimator that returns NaN (odd history) gives a named insufficient-data result."""
+    krr = get_strategy("krr")
+
+    def nan_cpu(history: UsageHistory, settings: object) -> Need:
+        need = krr.estimate(history, settings)
+        return replace(need, cpu=replace(need.cpu, value=float("nan")))
+
+    broken = Strategy("broken", "returns NaN", krr.settings_type, nan_cpu)
+    rec = broken.recommend(_flat(10, 0.1, 0.5), VmSpec(4, 16 * GIB), catalogue=catalogue)
+    assert rec.finding is Finding.INSUFFICIENT_DATA
+    assert rec.reasons["overall"].startswith("insufficient data") and "undefined" in rec.reasons["overall"]
 
 
 def test_policy_profile_applies_to_our_strategy_only_and_fields_still_override_it() -> None:

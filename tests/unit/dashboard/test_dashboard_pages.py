@@ -183,3 +183,42 @@ def test_create_app_builds_shell_with_filters_and_banner(tiny_store: SqliteStore
     assert banner.className == "rs-banner rs-banner-demo"
     routes = {rule.rule for rule in app.server.url_map.iter_rules()}
     assert "/_dash-update-component" in routes
+
+
+def test_recommendations_page_says_when_history_is_too_short_for_savings_vs_risk(data: DashboardData) -> None:
+    # the tiny fleet's history is shorter than two halves of 30 h over 3 days
+    texts = " ".join(_texts(recommendations.layout(data, Filters())))
+    assert "Savings vs risk" in texts and "Not enough history yet" in texts
+
+
+def test_recommendations_page_draws_savings_vs_risk(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import uuid as uuid_mod
+    from datetime import timedelta
+
+    from collector.model import UsagePoint, VmRecord, VmState
+
+    first = NOW - timedelta(days=14)
+    vm = VmRecord(uuid=str(uuid_mod.uuid5(uuid_mod.NAMESPACE_DNS, "steady")), name="steady", uri="test:///default",
+                  host="h1", state=VmState.RUNNING, vcpus=4, max_vcpus=4, memory_bytes=16 * 1024**3,
+                  max_memory_bytes=16 * 1024**3, labels={}, first_seen=first, last_seen=NOW)
+    points = [UsagePoint(vm_uuid=vm.uuid, ts=first + timedelta(hours=i), state=VmState.RUNNING, vcpus=4,
+                         memory_bytes=vm.memory_bytes, cpu_vcpus=0.5, memory_used_bytes=1024**3, disk_read_bps=1e6,
+                         disk_write_bps=1e6, net_rx_bps=1e6, net_tx_bps=1e6, interval_s=3600.0)
+              for i in range(14 * 24)]
+    store = SqliteStore(tmp_path / "f.db")
+    store.write_history([vm], points)
+    data = make_data(store)
+    page = recommendations.layout(data, Filters())
+    graph = next(c for c in _walk(page) if getattr(c, "id", None) == ids.RECS_FRONTIER)
+    names = [t["name"] for t in graph.figure.to_dict()["data"]]
+    assert "in use: balanced" in names and "aws (cpu_headroom_fraction)" in names
+    assert data.savings_risk().vms_evaluated == 1
+    store.close()
+
+
+def _walk(component: object) -> list[object]:
+    out = [component]
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list) else [children] if children is not None else []:
+        out += _walk(child)
+    return out

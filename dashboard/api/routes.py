@@ -1,0 +1,397 @@
+"""The HTTP API under /api/v1 as a Flask blueprint, mounted on the Dash app's own server.
+
+Each operation is declared once in ``OPERATIONS`` with its query/body model and response model; the same
+declaration validates requests here and generates the OpenAPI document (``dashboard.api.openapi``).
+Writes need ``[actions] enabled``, ``Authorization: Bearer <[actions] token>`` (compared in constant
+time) and, for apply, an ``Idempotency-Key`` header: a replay of the same key with the same request gets
+the stored response again, with another request a 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, Response, request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import MethodNotAllowed
+
+from collector.errors import RightsizerError
+from dashboard.api import models as m
+from dashboard.api.problems import PROBLEM_MEDIA_TYPE, ParameterError, ProblemError, bad_parameter
+from dashboard.api.service import ApiService, select_vms
+from dashboard.apply import token_matches
+
+log = logging.getLogger(__name__)
+PREFIX = "/api/v1"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_MAX_BODY_BYTES = 4_000_000
+_MAX_KEYS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One endpoint: how it is called, what it takes and returns, and whether it writes."""
+
+    operation_id: str
+    method: str
+    path: str  # Flask rule, e.g. /api/v1/plans/<plan_id>
+    summary: str
+    response: type[BaseModel]
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    write: bool = False
+    idempotency_required: bool = False
+    status: int = 200
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("listVms", "GET", f"{PREFIX}/vms", "VMs in the store", m.Page[m.Vm], m.VmsQuery),
+    Operation("getVm", "GET", f"{PREFIX}/vms/<vm>", "One VM by UUID or name", m.Vm),
+    Operation("getCosts", "GET", f"{PREFIX}/costs", "Cost per VM and group over a window, month to date, "
+              "forecast (as `rightsizer costs --output json`)", m.Costs, m.CostsQuery),
+    Operation("listFindings", "GET", f"{PREFIX}/findings", "Right-sizing findings (as `rightsizer recommend "
+              "--output json`)", m.Page[m.FindingOut], m.FindingsQuery),
+    Operation("listBackups", "GET", f"{PREFIX}/backups", "Newest backup per VM against its policy",
+              m.Page[m.BackupOut], m.BackupsQuery),
+    Operation("listAudit", "GET", f"{PREFIX}/audit", "The audit log of resizes, newest first",
+              m.Page[m.AuditOut], m.AuditQuery),
+    Operation("getPlan", "GET", f"{PREFIX}/plans/<plan_id>", "A plan and its runs", m.Plan),
+    Operation("createPlan", "POST", f"{PREFIX}/plans", "Make a plan from the current findings", m.Plan,
+              body=m.PlanCreate, write=True, status=201),
+    Operation("dryRunPlan", "POST", f"{PREFIX}/plans/<plan_id>/dry-run", "Inspect each VM and say what "
+              "would change and when; changes nothing", m.PlanRun, body=m.EmptyBody, write=True),
+    Operation("applyPlan", "POST", f"{PREFIX}/plans/<plan_id>/apply", "Apply, verify, revert on failure, "
+              "audit (as `rightsizer apply --yes`)", m.PlanRun, body=m.EmptyBody, write=True,
+              idempotency_required=True),
+)
+
+
+def _json(payload: Any, status: int, headers: dict[str, str] | None = None,
+          media_type: str = "application/json") -> Response:
+    return Response(json.dumps(payload, default=str, allow_nan=False), status=status, mimetype=media_type,
+                    headers=headers)
+
+
+def problem_response(exc: ProblemError) -> Response:
+    """Render a ProblemError as ``application/problem+json``."""
+    return _json(exc.document(request.path), exc.status, dict(exc.headers), PROBLEM_MEDIA_TYPE)
+
+
+def parse_query(model: type[BaseModel]) -> Any:
+    """Validate the query string against ``model``; unknown or repeated scalar parameters are refused."""
+    fields = model.model_fields
+    raw: dict[str, Any] = {}
+    for key in request.args:
+        if key not in fields:
+            raise bad_parameter(key, f"unknown parameter; known: {', '.join(sorted(fields)) or '(none)'}")
+        values = request.args.getlist(key)
+        annotation = str(fields[key].annotation)
+        if annotation.startswith("list"):
+            raw[key] = values
+        elif len(values) > 1:
+            raise bad_parameter(key, "given more than once")
+        else:
+            raw[key] = values[0]
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise _validation_problem(exc, "query") from exc
+
+
+def parse_body(model: type[BaseModel]) -> Any:
+    """Validate a JSON body (empty = ``{}``) against ``model``."""
+    data = request.get_data(cache=True)
+    if len(data) > _MAX_BODY_BYTES:
+        raise ProblemError(413, "too-large", "Body too large", f"the body is over {_MAX_BODY_BYTES} bytes")
+    doc: Any = {}
+    if data.strip():
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise ProblemError(400, "bad-body", "Body is not JSON", f"the body does not parse as JSON: {exc}",
+                               (ParameterError(parameter="(body)", location="body", detail=str(exc)),)) from exc
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise _validation_problem(exc, "body", status=422) from exc
+
+
+def _validation_problem(exc: ValidationError, location: str, status: int = 400) -> ProblemError:
+    def name(loc: tuple[int | str, ...]) -> str:
+        if location == "query":  # the parameter itself; a list item's index goes into the detail
+            return str(loc[0]) if loc else "(query)"
+        return ".".join(str(p) for p in loc) or "(body)"
+
+    def detail(e: Any) -> str:
+        item = f" (item {e['loc'][1]})" if location == "query" and len(e["loc"]) > 1 else ""
+        return f"{e['msg']}{item}"
+
+    errors = tuple(ParameterError(parameter=name(tuple(e["loc"])), location=location, detail=detail(e))
+                   for e in exc.errors())
+    first = errors[0]
+    return ProblemError(status, "bad-parameter", "Bad parameter",
+                        f"{location} parameter {first.parameter!r}: {first.detail}", errors)
+
+
+class Idempotency:
+    """Responses of write requests by idempotency key, with a fingerprint of the request that made them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[str, Response | None]] = {}
+        self._busy = threading.Condition(self._lock)
+
+    def run(self, key: str, fingerprint: str, call: Callable[[], Response]) -> Response:
+        """Call once per key; replay the stored response for the same request, 409 for another one."""
+        with self._busy:
+            while True:
+                seen = self._seen.get(key)
+                if seen is None:
+                    if len(self._seen) >= _MAX_KEYS:
+                        self._seen.pop(next(iter(self._seen)))
+                    self._seen[key] = (fingerprint, None)
+                    break
+                if seen[0] != fingerprint:
+                    raise ProblemError(409, "idempotency-conflict", "Idempotency key reused",
+                                       f"{IDEMPOTENCY_HEADER} {key!r} was used for another request; use a new key")
+                if seen[1] is not None:
+                    replay = seen[1]
+                    return Response(replay.get_data(), status=replay.status_code, mimetype=replay.mimetype,
+                                    headers={"Idempotent-Replayed": "true"})
+                self._busy.wait(5.0)
+        try:
+            response = call()
+        except BaseException:
+            with self._busy:
+                self._seen.pop(key, None)
+                self._busy.notify_all()
+            raise
+        with self._busy:
+            self._seen[key] = (fingerprint, response)
+            self._busy.notify_all()
+        return response
+
+
+def check_token(service: ApiService) -> None:
+    """Refuse a write without ``[actions] enabled`` (403), without a bearer token (401) or a wrong one (403)."""
+    actions = service.settings.actions
+    expected = actions.token.get_secret_value()
+    if not actions.enabled or not expected or service.runner is None:
+        raise ProblemError(403, "actions-disabled", "Actions disabled",
+                           "writes need [actions] enabled = true and [actions] token set; restart serve after")
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ProblemError(401, "unauthenticated", "Token required",
+                           "send 'Authorization: Bearer <[actions] token>'",
+                           headers={"WWW-Authenticate": 'Bearer realm="rightsizer"'})
+    if not token_matches(token.strip(), expected):
+        raise ProblemError(403, "forbidden", "Wrong token", "the bearer token does not match [actions] token")
+
+
+def _idempotency_key(required: bool) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        if required:
+            raise bad_parameter(IDEMPOTENCY_HEADER, "required for this request (any unique text, e.g. a UUID)",
+                                location="header")
+        return None
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise bad_parameter(IDEMPOTENCY_HEADER, "must be 1-200 printable characters", location="header")
+    return key
+
+
+def _page(items: list[Any], q: Any, path: str) -> dict[str, Any]:
+    total = len(items)
+    chunk = items[q.offset:q.offset + q.limit]
+    nxt = None
+    if q.offset + q.limit < total:
+        args = request.args.to_dict(flat=False)
+        args["offset"] = [str(q.offset + q.limit)]
+        args["limit"] = [str(q.limit)]
+        from urllib.parse import urlencode
+
+        nxt = f"{path}?{urlencode(args, doseq=True)}"
+    return {"items": chunk, "total": total, "limit": q.limit, "offset": q.offset, "next": nxt}
+
+
+def _vm_doc(vm: Any) -> dict[str, Any]:
+    return {"uuid": vm.uuid, "name": vm.name, "uri": vm.uri, "host": vm.host, "state": vm.state.value,
+            "vcpus": vm.vcpus, "max_vcpus": vm.max_vcpus, "memory_bytes": vm.memory_bytes,
+            "max_memory_bytes": vm.max_memory_bytes, "labels": dict(vm.labels or {}), "source": vm.source,
+            "first_seen": vm.first_seen, "last_seen": vm.last_seen}
+
+
+def _plan_doc(stored: Any) -> dict[str, Any]:
+    return {**stored.plan.to_dict(), "runs": list(stored.runs)}
+
+
+def _handlers(service: ApiService) -> dict[str, Callable[..., Any]]:
+    def list_vms(q: m.VmsQuery) -> Any:
+        return _page([_vm_doc(v) for v in select_vms(service.vms(), q.host, q.label)], q, request.path)
+
+    def get_vm(vm: str) -> Any:
+        return _vm_doc(service.vm(vm))
+
+    def get_costs(q: m.CostsQuery) -> Any:
+        return service.costs(q.since, q.until, q.group_by)
+
+    def list_findings(q: m.FindingsQuery) -> Any:
+        chosen = {v.uuid for v in select_vms(service.vms(), q.host, q.label)}
+        rows = [f.plan_entry() for f in service.findings(q.lookback_days, q.profile, q.strategy)
+                if f.uuid in chosen and (not q.finding or f.finding.value in q.finding)]
+        rows.sort(key=lambda r: (-r["monthly_savings"], r["name"]))
+        return _page(rows, q, request.path)
+
+    def list_backups(q: m.BackupsQuery) -> Any:
+        rows = [{"vm_uuid": b.vm_uuid, "vm_name": b.vm_name, "newest": b.newest, "age_s": b.age_s,
+                 "policy": b.policy, "policy_source": b.policy_source, "max_age_s": b.max_age_s,
+                 "overdue_by_s": b.overdue_by_s, "status": b.status, "urgency": b.urgency, "reason": b.reason}
+                for b in service.backups(select_vms(service.vms(), q.host, q.label))]
+        return _page(rows, q, request.path)
+
+    def list_audit(q: m.AuditQuery) -> Any:
+        uuid = service.vm(q.vm).uuid if q.vm else None
+        entries = sorted(service.store.audit(uuid), key=lambda e: (e.ts, e.id or 0), reverse=True)
+        rows = [{"id": e.id, "ts": e.ts, "actor": e.actor, "vm_uuid": e.vm_uuid, "vm_name": e.vm_name,
+                 "action": e.action, "result": e.result, "reason": e.reason, "plan_id": e.plan_id,
+                 "price_before_per_hour": e.price_before_per_hour, "price_after_per_hour": e.price_after_per_hour,
+                 "currency": e.currency, "before": dict(e.before), "after": dict(e.after)} for e in entries]
+        return _page(rows, q, request.path)
+
+    def get_plan(plan_id: str) -> Any:
+        return _plan_doc(service.plan(plan_id))
+
+    def create_plan(body: m.PlanCreate) -> Any:
+        plan = service.create_plan(body.vms, body.host, body.label, body.lookback_days, body.profile,
+                                   body.strategy)
+        return _plan_doc(service.plan(plan.plan_id))
+
+    def dry_run(body: m.EmptyBody, plan_id: str) -> Any:
+        return service.run(plan_id, apply=False)
+
+    def apply(body: m.EmptyBody, plan_id: str) -> Any:
+        return service.run(plan_id, apply=True)
+
+    return {"listVms": list_vms, "getVm": get_vm, "getCosts": get_costs, "listFindings": list_findings,
+            "listBackups": list_backups, "listAudit": list_audit, "getPlan": get_plan, "createPlan": create_plan,
+            "dryRunPlan": dry_run, "applyPlan": apply}
+
+
+def _view(op: Operation, handler: Callable[..., Any], service: ApiService,
+          idempotency: Idempotency) -> Callable[..., Response]:
+    def view(**path: str) -> Response:
+        try:
+            if op.write:
+                check_token(service)
+                key = _idempotency_key(op.idempotency_required)
+                args = [parse_body(op.body)] if op.body is not None else []
+                if op.query is not None:
+                    args.append(parse_query(op.query))
+                elif request.args:
+                    raise bad_parameter(next(iter(request.args)), "this operation takes no query parameters")
+
+                def call() -> Response:
+                    return _json(op.response.model_validate(handler(*args, **path)).model_dump(mode="json"),
+                                 op.status)
+
+                if key is None:
+                    return call()
+                digest = hashlib.sha256(request.method.encode() + request.path.encode() + b"\0"
+                                        + request.get_data(cache=True)).hexdigest()
+                return idempotency.run(key, digest, call)
+            if op.query is not None:
+                payload = handler(parse_query(op.query), **path)
+            else:
+                if request.args:
+                    raise bad_parameter(next(iter(request.args)), "this operation takes no query parameters")
+                payload = handler(**path)
+            return _json(op.response.model_validate(payload).model_dump(mode="json"), op.status)
+        except ProblemError as exc:
+            return problem_response(exc)
+        except RightsizerError as exc:
+            log.warning("API %s %s failed: %s", request.method, request.path, exc)
+            return problem_response(ProblemError(503, "unavailable", "Service unavailable", str(exc)))
+
+    view.__name__ = op.operation_id
+    return view
+
+
+def api_blueprint(service: ApiService) -> Blueprint:
+    """The /api/v1 blueprint (plus /healthz and /readyz) over ``service``."""
+    from dashboard.api.openapi import openapi_document
+
+    bp = Blueprint("api_v1", __name__)
+    idempotency = Idempotency()
+    handlers = _handlers(service)
+    for op in OPERATIONS:
+        bp.add_url_rule(op.path, endpoint=op.operation_id, view_func=_view(op, handlers[op.operation_id], service,
+                                                                          idempotency), methods=[op.method])
+    document = openapi_document()
+
+    @bp.get(f"{PREFIX}/openapi.json")
+    def openapi() -> Response:
+        return _json(document, 200)
+
+    @bp.get("/healthz")
+    def healthz() -> Response:
+        return _json({"status": "ok", "detail": "serving"}, 200)
+
+    @bp.get("/readyz")
+    def readyz() -> Response:
+        try:
+            n = len(service.store.vms())
+        except RightsizerError as exc:
+            return _json({"status": "not-ready", "detail": f"store unreadable: {exc}"}, 503)
+        return _json({"status": "ready", "detail": f"store holds {n} VM(s)"}, 200)
+
+    return bp
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods the API serves on ``path`` (empty when no operation matches it)."""
+    methods = {"GET"} if path == f"{PREFIX}/openapi.json" else set()
+    for op in OPERATIONS:
+        if re.fullmatch(re.sub(r"<\w+>", "[^/]+", op.path), path):
+            methods.add(op.method)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods | {"OPTIONS"}) if methods else []
+
+
+def mount_api(server: Flask, service: ApiService) -> None:
+    """Register the API on the Dash app's Flask server.
+
+    Dash serves its pages from a catch-all route, so paths under /api/v1 that no operation serves (or a
+    method an operation does not take) are answered here with a 404/405 problem document, and OPTIONS
+    lists exactly the API's methods.
+    """
+    server.register_blueprint(api_blueprint(service))
+
+    @server.before_request
+    def _api_guard() -> Response | None:
+        if not request.path.startswith(PREFIX + "/"):
+            return None
+        rule = request.url_rule
+        if rule is not None and rule.rule.startswith(PREFIX) and request.method != "OPTIONS":
+            return None
+        allowed = allowed_methods(request.path)
+        allow = ", ".join(allowed)
+        if request.method == "OPTIONS" and allowed:
+            return Response(status=204, headers={"Allow": allow})
+        if allowed:
+            return problem_response(ProblemError(405, "method-not-allowed", "Method not allowed",
+                                                 f"{request.method} is not allowed on {request.path}; use {allow}",
+                                                 headers={"Allow": allow}))
+        return problem_response(ProblemError(404, "not-found", "Not found", f"no API endpoint {request.path!r}"))
+
+    @server.errorhandler(405)
+    def _method_not_allowed(exc: MethodNotAllowed) -> Response:
+        return Response("Method not allowed", status=405, headers={"Allow": ", ".join(sorted(exc.valid_methods or ()))})

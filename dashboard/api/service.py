@@ -1,0 +1,229 @@
+"""What the API serves, computed with the same analytics and the same plan runner as the CLI.
+
+Reads come from the store (through the dashboard's snapshot where it already holds the answer); findings
+are ``analytics.recommend`` results as ``recommend --output json`` prints them; plans are made from
+findings, kept in this process by id (the id is derived from the steps, so the same findings give the same
+plan), and run through ``collector.actions.runner.run_plan`` -- pre-checks, per-VM lock, verify, revert
+and audit exactly as ``rightsizer apply``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from analytics.backups import check_backups
+from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
+from analytics.costs import BUILTIN_GROUPS, fleet_costs, summarise_costs
+from analytics.fleet import data_as_of, parse_instant
+from analytics.placement import one_restart_per_service
+from analytics.recommend import VmFinding, configured_policies, lifecycle_rules, recommend_fleet
+from analytics.rightsizing.settings import SETTINGS_TYPES, profile_settings
+from collector.actions.plan import ResizePlan, plan_from_steps
+from collector.actions.result import ActionResult
+from collector.config import Settings
+from collector.errors import InputError
+from collector.model import VmRecord
+from collector.store.base import TimeSeriesStore
+from dashboard.api.problems import ProblemError, bad_parameter, not_found
+
+#: Instants outside these years are refused as bad input (Python's datetime arithmetic overflows near year 1/9999).
+_MIN_YEAR, _MAX_YEAR = 1970, 2200
+PlanRunner = Callable[[ResizePlan, bool, str], list[ActionResult]]
+
+
+@dataclass
+class StoredPlan:
+    plan: ResizePlan
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def select_vms(vms: Iterable[VmRecord], hosts: Sequence[str], labels: Sequence[str]) -> list[VmRecord]:
+    """VMs on any of ``hosts`` (all when empty) carrying the ``key=value`` labels (OR within a key)."""
+    wanted: dict[str, set[str]] = {}
+    for pair in labels:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise bad_parameter("label", f"{pair!r} is not key=value (e.g. team=payments)")
+        wanted.setdefault(key, set()).add(value)
+    out = []
+    for vm in vms:
+        if hosts and vm.host not in hosts:
+            continue
+        if all((vm.labels or {}).get(k) in values for k, values in wanted.items()):
+            out.append(vm)
+    return out
+
+
+def _instant(text: str, now: datetime, parameter: str) -> datetime:
+    try:
+        value = parse_instant(text, now=now, flag=parameter)
+    except InputError as exc:
+        raise bad_parameter(parameter, str(exc)) from exc
+    except (OverflowError, ValueError) as exc:
+        raise bad_parameter(parameter, f"{text!r} is out of range ({exc})") from exc
+    if not _MIN_YEAR <= value.year <= _MAX_YEAR:
+        raise bad_parameter(parameter, f"{text!r} is outside the years {_MIN_YEAR}-{_MAX_YEAR}")
+    return value
+
+
+class ApiService:
+    """The API's view of one store, catalogue and configuration; thread-safe."""
+
+    def __init__(self, settings: Settings, store: TimeSeriesStore, catalogue: CsvPriceCatalogue, *,
+                 runner: PlanRunner | None, storage: StoragePrices | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.settings = settings
+        self.store = store
+        self.catalogue = catalogue
+        self.runner = runner
+        self.storage = storage if storage is not None else load_storage_prices()
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._plans: dict[str, StoredPlan] = {}
+        self._findings: dict[tuple[Any, ...], list[VmFinding]] = {}
+
+    # -- reads ---------------------------------------------------------------------------------
+    def vms(self) -> list[VmRecord]:
+        return sorted(self.store.vms(), key=lambda v: (v.name, v.uuid))
+
+    def vm(self, key: str) -> VmRecord:
+        for vm in self.store.vms():
+            if key in (vm.uuid, vm.name):
+                return vm
+        raise not_found("VM", key, "vm")
+
+    def as_of(self) -> datetime:
+        span = self.store.time_range()
+        return data_as_of(span[1] if span else None, self.clock())
+
+    def findings(self, lookback_days: float | None, profile: str | None,
+                 strategy: str | None = None) -> list[VmFinding]:
+        """Findings as ``rightsizer recommend`` makes them (as of the newest data); memoised per arguments."""
+        rs = self.settings.rightsizing
+        span = self.store.time_range()
+        now = span[1] if span is not None else self.clock()
+        lookback = float(lookback_days if lookback_days is not None else rs.lookback_days)
+        name = strategy or rs.strategy
+        key = (now, lookback, name, profile, len(self.store.vms()))
+        with self._lock:
+            cached = self._findings.get(key)
+        if cached is not None:
+            return cached
+        base: dict[str, Any] = {"lookback_days": lookback, "min_monthly_savings": rs.min_monthly_savings}
+        if name == "rightsizer":
+            base = {**profile_settings(profile or rs.profile), **base}
+        found = recommend_fleet(
+            self.store, self.catalogue, strategy=name, now=now, policies=configured_policies(self.settings),
+            settings=SETTINGS_TYPES[name].model_validate(base), idle_settings=self.settings.idle,
+            rules=lifecycle_rules(self.settings, self.catalogue), schedule_settings=self.settings.schedules,
+        )
+        with self._lock:
+            if len(self._findings) > 32:
+                self._findings.clear()
+            self._findings[key] = found
+        return found
+
+    def backups(self, vms: Sequence[VmRecord]) -> list[Any]:
+        return check_backups(list(vms), self.store.backups(), self.settings.backups, self.clock())
+
+    def costs(self, since: str, until: str | None, group_by: str) -> dict[str, Any]:
+        """The ``rightsizer costs --output json`` totals, groups and per-VM rows for one window."""
+        now = self.as_of() if until is None else self.clock()
+        end = _instant(until, now, "until") if until else now
+        start = _instant(since, end, "since").replace(minute=0, second=0, microsecond=0)
+        if start >= end:
+            raise bad_parameter("since", f"{since!r} ({start.isoformat()}) is not before until ({end.isoformat()})")
+        vms = self.store.vms()
+        group_by = group_by.strip()
+        if group_by not in BUILTIN_GROUPS:
+            keys = sorted({k for vm in vms for k in vm.labels})
+            if group_by not in keys:
+                raise bad_parameter("group_by", f"{group_by!r} is not host, machine_type, vm or a label any VM "
+                                    f"has; labels: {', '.join(keys) or '(none)'}")
+        cost_settings = self.settings.costs
+        if cost_settings.include_storage and self.storage.currency != self.catalogue.currency:
+            cost_settings = cost_settings.model_copy(update={"include_storage": False})
+        month_start = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        hours = self.store.frame(min(start, month_start, end - timedelta(days=7)), end, resolution="hour")
+        frame = fleet_costs(hours, vms, self.catalogue, self.storage, cost_settings, now=end)
+        s = summarise_costs(frame, vms, group_by=group_by, now=end, start=start, end=end,
+                            currency=self.catalogue.currency)
+        return {
+            "window_start": start, "window_end": end, "currency": s.currency,
+            "stopped_vm_billing": cost_settings.stopped_vm_billing, "group_by": s.group_by, "total": s.total,
+            "compute_total": s.compute_total, "storage_total": s.storage_total, "month_to_date": s.month_to_date,
+            "forecast_month_end": s.forecast_month_end, "forecast_basis": s.forecast_basis,
+            "groups": [{"key": g.key, "vms": g.vms, "running_hours": g.running_hours, "cost": g.cost,
+                        "share_pct": 100 * g.share} for g in s.groups],
+            "vms": [{"vm": v.name, "uuid": v.vm_uuid, "host": v.host, "group": v.group,
+                     "machine_type": v.machine_type, "chosen_by": v.type_source, "price_per_hour": v.price_per_hour,
+                     "running_hours": v.running_hours, "compute_cost": v.compute_cost,
+                     "storage_cost": v.storage_cost, "cost": v.cost, "currency": v.currency} for v in s.per_vm],
+            "unpriced_vms": list(s.unpriced_vms),
+        }
+
+    # -- plans ---------------------------------------------------------------------------------
+    def create_plan(self, vms: Sequence[str], hosts: Sequence[str], labels: Sequence[str],
+                    lookback_days: float | None, profile: str | None, strategy: str | None = None) -> ResizePlan:
+        """A plan of the resizes the current findings propose for the selected VMs (may have no steps)."""
+        known = {v.uuid: v for v in self.store.vms()}
+        by_name = {v.name: v for v in known.values()}
+        for key in vms:
+            if key not in known and key not in by_name:
+                raise ProblemError(422, "unknown-vm", "Unknown VM", f"body field 'vms': no VM {key!r}")
+        chosen = {v.uuid for v in select_vms(known.values(), hosts, labels)}
+        if vms:
+            chosen &= {known[k].uuid if k in known else by_name[k].uuid for k in vms}
+        uri = self.settings.collector.uris[0] if self.settings.collector.uris else ""
+        steps = [s for f in self.findings(lookback_days, profile, strategy)
+                 if f.uuid in chosen and (s := f.resize_step(uri)) is not None]
+        steps, _held = one_restart_per_service(steps, known, self.settings.placement)
+        try:
+            plan = plan_from_steps(steps, source="api", now=self.clock())
+        except InputError as exc:
+            raise ProblemError(422, "invalid-plan", "Plan not valid", str(exc)) from exc
+        with self._lock:
+            stored = self._plans.get(plan.plan_id)
+            if stored is None:
+                self._plans[plan.plan_id] = StoredPlan(plan)
+            else:
+                plan = stored.plan
+        return plan
+
+    def plan(self, plan_id: str) -> StoredPlan:
+        with self._lock:
+            stored = self._plans.get(plan_id)
+        if stored is None:
+            raise not_found("plan", plan_id, "plan_id")
+        return stored
+
+    def run(self, plan_id: str, *, apply: bool) -> dict[str, Any]:
+        """Dry-run or apply a stored plan through the shared runner; returns the run (kind, at, results)."""
+        from collector.actions.output import result_row
+
+        stored = self.plan(plan_id)
+        if self.runner is None:
+            raise ProblemError(403, "actions-disabled", "Actions disabled",
+                               "set [actions] enabled = true and a token, then restart serve")
+        results = self.runner(stored.plan, apply, "api")
+        run = {"kind": "apply" if apply else "dry-run", "at": self.clock(),
+               "results": [result_row(r) for r in results]}
+        with self._lock:
+            stored.runs.append(run)
+        return run
+
+
+def make_runner(settings: Settings, store: Any) -> PlanRunner:
+    """The plan runner of ``rightsizer apply``: same pre-checks, lock, audit, verify and revert."""
+    from collector.actions.runner import run_plan
+
+    def run(plan: ResizePlan, apply: bool, actor: str) -> list[ActionResult]:
+        return run_plan(plan, settings.actions, store=store, db_path=Path(settings.store.path), apply=apply,
+                        actor=actor)
+
+    return run
