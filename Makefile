@@ -17,6 +17,7 @@ $(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e .
+	bash scripts/fetch-plotly.sh $(BIN)/python
 	touch $@
 
 $(TEST_STAMP): pyproject.toml $(RUN_STAMP)

@@ -101,7 +101,7 @@ def week_bins(ts: pd.Series, timezone: str = "UTC") -> tuple[np.ndarray, np.ndar
     Naive timestamps are taken as UTC. Raises ZoneInfoNotFoundError-like errors from pandas for an unknown zone.
     """
     stamps = pd.to_datetime(ts, utc=True)
-    epoch_s = stamps.dt.tz_localize(None).to_numpy().astype("datetime64[s]").astype(np.int64)
+    epoch_s = stamps.to_numpy(dtype="datetime64[ns]").view(np.int64) // 1_000_000_000
     if timezone == "UTC":
         hours = epoch_s // 3600
         days = hours // 24
@@ -110,6 +110,29 @@ def week_bins(ts: pd.Series, timezone: str = "UTC") -> tuple[np.ndarray, np.ndar
     local = stamps.dt.tz_convert(timezone)
     bins = local.dt.day_of_week.to_numpy() * 24 + local.dt.hour.to_numpy()
     return epoch_s.astype(np.float64), bins.astype(np.int64)
+
+
+def _group_quantiles(codes: np.ndarray, values: np.ndarray, n: int, qs: tuple[float, ...]) -> list[np.ndarray]:
+    """Per-group quantiles (linear interpolation, as numpy's default) by one sort; NaN for empty groups."""
+    # One float sort of code + value scaled into [0, 0.5): several times faster than np.lexsort here, and
+    # exact up to values closer than ~1e-12 of their range (their order cannot change a quantile visibly).
+    span = float(values.max() - values.min()) if values.size else 0.0
+    scaled = (values - (values.min() if values.size else 0.0)) / (2 * span) if span > 0 else np.zeros_like(values)
+    order = np.argsort(codes + scaled)
+    v = values[order]
+    counts = np.bincount(codes, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    out = []
+    for q in qs:
+        pos = starts + q * np.maximum(counts - 1, 0)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, starts + np.maximum(counts - 1, 0))
+        frac = pos - lo
+        ok = counts > 0
+        res = np.full(n, np.nan)
+        res[ok] = v[lo[ok]] * (1 - frac[ok]) + v[hi[ok]] * frac[ok]
+        out.append(res)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +162,8 @@ def _fleet_stats(frame: pd.DataFrame, timezone: str, idle_vcpus: float) -> _Stat
     peak = np.where(np.isfinite(peak[ok]), peak[ok], cpu)
     n = len(uniques)
     hours = np.bincount(codes, minlength=n).astype(np.float64)
-    first = np.full(n, np.inf)
-    last = np.full(n, -np.inf)
-    np.minimum.at(first, codes, epoch_s)
-    np.maximum.at(last, codes, epoch_s)
+    span = pd.Series(epoch_s).groupby(codes).agg(["min", "max"]).reindex(range(n))
+    first, last = span["min"].to_numpy(dtype=np.float64), span["max"].to_numpy(dtype=np.float64)
     span_days = np.where(hours > 0, (last - first + 3600.0) / 86400.0, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         idle_share = np.bincount(codes, weights=(peak < idle_vcpus).astype(np.float64), minlength=n) / hours
@@ -155,13 +176,7 @@ def _fleet_stats(frame: pd.DataFrame, timezone: str, idle_vcpus: float) -> _Stat
         profile = (bin_sum / bin_n).reshape(n, HOURS_PER_WEEK)
         resid = np.bincount(codes, weights=(cpu - profile.reshape(-1)[flat]) ** 2, minlength=n)
         r2 = 1.0 - resid / sq
-    median = np.full(n, np.nan)
-    p99 = np.full(n, np.nan)
-    if cpu.size:
-        grouped = pd.DataFrame({"vm": codes, "cpu": cpu}).groupby("vm", sort=True)["cpu"]
-        have = grouped.size().index.to_numpy()
-        median[have] = grouped.quantile(0.5).to_numpy(dtype=np.float64)
-        p99[have] = grouped.quantile(0.99).to_numpy(dtype=np.float64)
+    median, p99 = _group_quantiles(codes, cpu, n, (0.5, 0.99))
     with np.errstate(invalid="ignore", divide="ignore"):
         peak_ratio = p99 / np.maximum(median, idle_vcpus)
     return _Stats([str(u) for u in uniques], hours, span_days, idle_share, cv, r2, peak_ratio, profile)
@@ -203,7 +218,7 @@ def _cluster(profiles: np.ndarray, settings: PatternSettings) -> tuple[np.ndarra
     k = min(settings.clusters, len(profiles))
     distinct = len(np.unique(np.round(profiles, 6), axis=0))
     k = max(1, min(k, distinct))
-    model = KMeans(n_clusters=k, n_init=3, random_state=settings.seed)
+    model = KMeans(n_clusters=k, n_init=1, random_state=settings.seed)
     labels = model.fit_predict(profiles)
     centres: np.ndarray = model.cluster_centers_
     return np.asarray(labels, dtype=np.int64), centres

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -323,16 +324,19 @@ def upcoming_actions(
     end = start + timedelta(days=days)
     out: list[PlannedPower] = []
     for w in windows:
+        zone = ZoneInfo(w.zone)
+        text = f"{format_window(w.days, w.start_minute, w.duration_minutes)} {w.zone}"
         cursor = start
         while True:
             opening = w.next_opening(cursor) if not w.contains(cursor) else _current_opening(w, cursor)
+            opening = opening.astimezone(zone)
             if opening >= end:
                 break
-            closing = opening + timedelta(minutes=w.duration_minutes)
+            closing = opening + timedelta(minutes=w.duration_minutes)  # wall-clock minutes in the zone
             if opening >= start:
-                out.append(PlannedPower(opening, "start", str(w)))
+                out.append(PlannedPower(opening, "start", text))
             if start <= closing < end:
-                out.append(PlannedPower(closing, "stop", str(w)))
+                out.append(PlannedPower(closing, "stop", text))
             cursor = closing
     return sorted(out, key=lambda p: (p.when, p.action))
 

@@ -9,13 +9,16 @@ Figures, in one process:
 
 * data layer: snapshot build (store read + costs + recommendations + backups + default views), and each
   page's callback body as a plain function, cold (first call for a filter set) and warm (memoised);
-* HTTP + browser (Debian Chromium through Playwright): time from navigation until the overview's four
-  graphs are drawn ("interactive"), the same for the VMs grid, a label-filter change until the KPIs
-  change, and the server time of every ``_dash-update-component`` request (requestStart -> responseEnd).
+* HTTP + browser (Debian Chromium through Playwright): a first visit (new browser context, empty cache)
+  from navigation until the overview's four graphs are drawn ("interactive"), for the app as served
+  (partial plotly.js, gzip, cheroot: dashboard/web.py) and for Dash's defaults (full plotly.js, no gzip,
+  werkzeug) side by side; the same with a warm cache and for the VMs grid; a label-filter change until the
+  KPIs change; the server time of every ``_dash-update-component`` request (requestStart -> responseEnd).
 * floors measured in the same run: a bare Dash app (one callback) loaded in the same browser, its
   callback's server time, and ``store.frame`` of the same window for the snapshot build.
 
-Targets: overview interactive <= 2 s, every callback <= 300 ms. ``--strict`` exits 1 when one is missed.
+Targets: first visit of the overview <= 1 s at 1,000 VMs (<= 2 s above), every callback <= 300 ms.
+``--strict`` exits 1 when one is missed.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from collector.store.sqlite import SqliteStore
 from dashboard.app import create_app, dashboard_data
 from dashboard.data import DashboardData
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
+from dashboard.web import start_server
 from rightsizer.demo import demo_fleet
 from rightsizer.demo_history import seed_synthetic_history
 
@@ -49,6 +53,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TARGET_INTERACTIVE_S = 2.0
+TARGET_FIRST_VISIT_S = 1.0
 TARGET_CALLBACK_S = 0.300
 SEED = 20240601
 
@@ -120,6 +125,17 @@ def bench_data_layer(store: SqliteStore) -> dict[str, float]:
 
 @contextmanager
 def serve(app: Dash) -> Iterator[str]:
+    """Serve ``app`` the way ``rightsizer serve`` does (dashboard/web.py: cheroot)."""
+    server = start_server(app.server, "127.0.0.1", 0, name="bench")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@contextmanager
+def serve_plain(app: Dash) -> Iterator[str]:
+    """Serve ``app`` with werkzeug's development server, the setup before dashboard/web.py."""
     server: BaseWSGIServer = make_server("127.0.0.1", 0, app.server, threaded=True, request_handler=_Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -142,6 +158,9 @@ def bare_app() -> Dash:
     return app
 
 
+OVERVIEW_GRAPHS = ["overview-spend-hour", "overview-spend-day", "overview-utilisation", "overview-findings"]
+
+
 def _graphs_drawn(page: Any, graph_ids: Sequence[str]) -> None:
     page.wait_for_function(
         "ids => ids.every(id => { const g = document.querySelector('#' + id + ' .js-plotly-plot');"
@@ -149,6 +168,38 @@ def _graphs_drawn(page: Any, graph_ids: Sequence[str]) -> None:
         " && g.querySelectorAll('.main-svg .trace').length > 0; })",
         arg=list(graph_ids), timeout=120_000,
     )
+
+
+def _visit_overview(page: Any, url: str) -> float:
+    start = time.perf_counter()
+    page.goto(url + "/")
+    _graphs_drawn(page, OVERVIEW_GRAPHS)
+    page.wait_for_selector("#overview-kpi-mtd")
+    return time.perf_counter() - start
+
+
+def _visit_bare(page: Any, url: str) -> float:
+    start = time.perf_counter()
+    page.goto(url)
+    page.wait_for_function("() => document.querySelector('#out') && "
+                           "document.querySelector('#out').innerText === 'echo bare'")
+    return time.perf_counter() - start
+
+
+def first_visits(browser: Any, urls: dict[str, str], rounds: int = 3) -> dict[str, list[float]]:
+    """Seconds until interactive on a first visit (a new browser context: empty cache), per setup.
+
+    The setups take turns within each round, so a change in machine load hits them alike.
+    """
+    out: dict[str, list[float]] = {name: [] for name in urls}
+    for _ in range(rounds):
+        for name, url in urls.items():
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(120_000)
+            out[name].append(_visit_bare(page, url) if name == "bare" else _visit_overview(page, url))
+            context.close()
+    return out
 
 
 def bench_browser(store: SqliteStore) -> tuple[dict[str, float], dict[str, list[float]]]:
@@ -159,10 +210,19 @@ def bench_browser(store: SqliteStore) -> tuple[dict[str, float], dict[str, list[
     callbacks: dict[str, list[float]] = {}
     app = create_app(Settings(), store, load_catalogue(), data_mode="demo", ttl_s=3600, warm=False)
     out["app warm-up (snapshot build)"] = _timed(dashboard_data(app).warm)[0]
+    plain = create_app(Settings(), store, load_catalogue(), data_mode="demo", ttl_s=3600, warm=False, lean=False,
+                       data=dashboard_data(app))
     labels, _hosts = dashboard_data(app).filter_options()
     team = next(label for label in labels if label.startswith("team="))
-    with serve(app) as url, serve(bare_app()) as bare_url, sync_playwright() as p:
+    with serve(app) as url, serve_plain(plain) as plain_url, serve(bare_app()) as bare_url, \
+            sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        firsts = first_visits(browser, {"bare": bare_url, "plain": plain_url, "lean": url})
+        out["first visit: bare Dash page (median of 3)"] = statistics.median(firsts["bare"])
+        out["first visit: overview, Dash defaults: full plotly.js, werkzeug, no gzip (median of 3)"] = \
+            statistics.median(firsts["plain"])
+        out["first visit: overview (median of 3)"] = statistics.median(firsts["lean"])
+        out["first visit: overview (worst of 3)"] = max(firsts["lean"])
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
         page.set_default_timeout(120_000)
@@ -180,26 +240,16 @@ def bench_browser(store: SqliteStore) -> tuple[dict[str, float], dict[str, list[
         loads: dict[str, list[float]] = {"bare": [], "overview": [], "vms": []}
         for _ in range(3):
             current["label"] = "bare"
-            start = time.perf_counter()
-            page.goto(bare_url)
-            page.wait_for_function("() => document.querySelector('#out') && "
-                                   "document.querySelector('#out').innerText === 'echo bare'")
-            loads["bare"].append(time.perf_counter() - start)
+            loads["bare"].append(_visit_bare(page, bare_url))
             current["label"] = "overview"
-            start = time.perf_counter()
-            page.goto(url + "/")
-            _graphs_drawn(page, ["overview-spend-hour", "overview-spend-day", "overview-utilisation",
-                                 "overview-findings"])
-            page.wait_for_selector("#overview-kpi-mtd")
-            loads["overview"].append(time.perf_counter() - start)
+            loads["overview"].append(_visit_overview(page, url))
             current["label"] = "vms"
             start = time.perf_counter()
             page.goto(url + "/vms")
             page.wait_for_selector("#vms-table td[data-dash-column='name']")
             loads["vms"].append(time.perf_counter() - start)
         for key, values in loads.items():
-            out[f"page interactive: {key} (median of 3)"] = statistics.median(values)
-            out[f"page interactive: {key} (first)"] = values[0]
+            out[f"page interactive, cached: {key} (median of 3)"] = statistics.median(values)
         current["label"] = "filter"
         page.goto(url + "/")
         _graphs_drawn(page, ["overview-spend-hour"])
@@ -249,13 +299,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_browser:
         print("\n-- browser (headless Chromium) --")
         browser, callbacks = bench_browser(store)
-        floor_load = browser["page interactive: bare (median of 3)"]
         for name, seconds in browser.items():
-            ratio = f"  x{seconds / floor_load:5.2f} of the bare Dash page" if name.startswith("page") else ""
+            floor = browser["first visit: bare Dash page (median of 3)"] if name.startswith("first") else \
+                browser["page interactive, cached: bare (median of 3)"]
+            ratio = f"  x{seconds / floor:5.2f} of the bare Dash page" if name.startswith(("first", "page")) else ""
             print(f"{seconds * 1000:10.1f} ms  {name}{ratio}")
-        overview_s = browser["page interactive: overview (median of 3)"]
-        if overview_s > TARGET_INTERACTIVE_S:
-            missed.append(f"overview interactive {overview_s:.2f} s > {TARGET_INTERACTIVE_S} s")
+        first_s = browser["first visit: overview (median of 3)"]
+        target_first_s = TARGET_FIRST_VISIT_S if args.vms <= 1000 else TARGET_INTERACTIVE_S
+        if first_s > target_first_s:
+            missed.append(f"first visit of the overview {first_s:.2f} s > {target_first_s} s")
         bare_cb = [v for k, vs in callbacks.items() if k.startswith("bare:") for v in vs]
         floor_cb = statistics.median(bare_cb) if bare_cb else float("nan")
         print(f"\n-- callback server time per request (requestStart -> responseEnd); floor: bare callback "
@@ -269,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 missed.append(f"callback {key} max {worst * 1000:.0f} ms")
             print(f"{statistics.median(values) * 1000:8.1f} ms median {worst * 1000:8.1f} ms max "
                   f"x{statistics.median(values) / floor_cb:6.2f}  n={len(values):2d}  {key}{flag}")
-    print("\ntargets: overview interactive <= 2 s, every callback <= 300 ms (warm):",
+    print("\ntargets: first visit of the overview <= 1 s (1,000 VMs) / <= 2 s (more), every callback <= 300 ms:",
           "met" if not missed else "MISSED: " + "; ".join(missed))
     store.close()
     return 1 if (missed and args.strict) else 0

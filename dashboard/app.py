@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, html
+from flask import Flask
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices
 from collector.config import Settings
 from collector.errors import RightsizerError
 from collector.store.base import TimeSeriesStore
-from dashboard import ids
+from dashboard import ids, web
 from dashboard.api.routes import mount_api
 from dashboard.api.service import ApiService, PlanRunner
 from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, DashboardData, Filters
@@ -127,6 +128,8 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     ttl_s: float = 60.0,
     warm: bool = True,
+    lean: bool = True,
+    data: DashboardData | None = None,
     plan_runner: PlanRunner | None = None,
 ) -> Dash:
     """Build the dashboard for a store and catalogue.
@@ -134,19 +137,29 @@ def create_app(
     ``data_mode`` is "live", "demo" or "import" (shown in the banner). ``actions`` is the apply hook the
     Recommendations page calls when ``settings.actions.enabled`` (with the configured token); without it
     nothing can be applied. ``warm`` builds the data snapshot in a background thread right away.
+    ``lean`` (the default) loads the partial plotly.js bundle and gzips responses (dashboard/web.py);
+    ``lean=False`` is Dash's plain setup, kept as the bench's point of comparison. ``data`` shares the view
+    model of another app (its snapshot and memo) instead of building one.
     The HTTP API (/api/v1, /healthz, /readyz) rides on the same Flask server; its writes run plans
     through ``plan_runner`` (None: writes are refused as disabled).
     """
-    data = DashboardData(settings, store, catalogue, data_mode=data_mode, storage=storage, clock=clock,
-                         ttl_s=ttl_s)
+    shared = data is not None
+    if data is None:
+        data = DashboardData(settings, store, catalogue, data_mode=data_mode, storage=storage, clock=clock,
+                             ttl_s=ttl_s)
+    server = Flask(__name__)
     app = Dash(
         __name__,
+        server=server,  # type: ignore[arg-type]  # Dash accepts a Flask app; its stub says otherwise
+        external_scripts=web.plotly_script(server) if lean else [],
         assets_folder=str(ASSETS),
         title="rightsizer",
         update_title="",
         suppress_callback_exceptions=True,
         serve_locally=True,
     )
+    if lean:
+        web.enable_compression(server)
     app.layout = lambda: shell(data)
 
     @app.callback(
@@ -160,7 +173,7 @@ def create_app(
     for page in (overview, vms, vm_detail, recommendations, backups):
         page.register(app, data, hook=actions)
     # What a user sees first is rebuilt right after every data refresh, off the request path.
-    for update in (overview.update, vms.update, recommendations.update, backups.update):
+    for update in (overview.update, vms.update, recommendations.update, backups.update) if not shared else ():
         data.add_warmer(functools.partial(update, data, DEFAULT_RANGE, None, None))
     mount_api(app.server, ApiService(settings, store, catalogue, runner=plan_runner, storage=storage,
                                      clock=clock or (lambda: datetime.now(UTC))))
@@ -215,8 +228,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = store.get_meta("data_mode") or "live"
     host, _, port = settings.dashboard.listen.rpartition(":")
     app = create_app(settings, store, catalogue, data_mode=mode)
-    log.info("dashboard on http://%s:%s/ (%s)", host, port, banner_text(mode))
-    app.run(host=host, port=int(port), debug=False, threaded=True)
+    try:
+        server = web.start_server(app.server, host.strip("[]"), int(port))
+    except OSError as exc:
+        print(f"dashboard: --listen {settings.dashboard.listen!r}: cannot listen there "
+              f"({exc.strerror or exc}); pick a free port on an address of this machine", file=sys.stderr)
+        return 2
+    log.info("dashboard on %s/ (%s)", server.url, banner_text(mode))
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        store.close()
     return 0
 
 

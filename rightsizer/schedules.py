@@ -63,6 +63,9 @@ def resolve_scheduled(
             notes.append(f"{vm.name}: {'excluded' if is_excluded(labels) else 'imported trace'}; never scheduled")
             continue
         finding = findings.get(vm.uuid)
+        if getattr(finding, "excluded", False):
+            notes.append(f"{vm.name}: excluded by a policy; never scheduled")
+            continue
         source = "label"
         if text.lower() == AUTO_SCHEDULE:
             proposal = getattr(finding, "schedule", None)

@@ -37,26 +37,16 @@ def _split(listen: str) -> tuple[str, int]:
 def _bind(what: str, listen: str, make: Callable[[str, int], Any]) -> Any:
     """Create a listening server on ``listen`` (HOST:PORT); an address that cannot be bound is an InputError."""
     from collector.errors import InputError
+    from dashboard.web import probe_bind
 
     host, port = _split(listen)
     try:
-        _probe_bind(host, port)  # some servers print and exit on a bind error instead of raising it
+        probe_bind(host, port)  # some servers print and exit on a bind error instead of raising it
         return make(host, port)
     except OSError as exc:  # busy port, foreign or invalid address (socket.gaierror is an OSError)
         reason = exc.strerror or str(exc)
         raise InputError(f"{what} {listen!r}: cannot listen there ({reason}); pick a free port on an address "
                          "of this machine, e.g. 127.0.0.1:9179") from exc
-
-
-def _probe_bind(host: str, port: int) -> None:
-    """Bind and release ``host:port`` once; raises OSError when a server could not listen there."""
-    import socket
-
-    family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
 
 
 def _close_server(server: Any) -> None:
@@ -200,10 +190,9 @@ class Service:
             self._start_dashboard()
 
     def _start_dashboard(self) -> None:
-        from werkzeug.serving import make_server
-
         from dashboard.app import create_app
         from dashboard.security import exposure_warning
+        from dashboard.web import start_server
 
         listen = self.settings.dashboard.listen
         actions = self.settings.actions.enabled
@@ -217,10 +206,9 @@ class Service:
         app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook,
                          plan_runner=runner)
         web = _bind("--dashboard-listen / [dashboard] listen", listen,
-                    lambda host, port: make_server(host, port, app.server, threaded=True))
-        threading.Thread(target=web.serve_forever, name="dashboard", daemon=True).start()
-        self._stoppers.append(("dashboard server", lambda: _close_server(web)))
-        log.info("dashboard: http://%s/", listen)
+                    lambda host, port: start_server(app.server, host, port))
+        self._stoppers.append(("dashboard server", web.stop))
+        log.info("dashboard: %s/", web.url)
 
     def _snapshot(self) -> Any:
         from collector.sampler import Snapshot

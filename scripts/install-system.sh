@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages rightsizer needs (idempotent). Run as root on Debian 12.
-#   run:  headers to build libvirt-python (the libvirt client library, with its test driver, comes along)
+#   run:  headers to build libvirt-python (the libvirt client library, with its test driver, comes along),
+#         npm to fetch the dashboard's plotly.js bundle by name and version (scripts/fetch-plotly.sh)
 #   test: also the libvirt daemon + QEMU (collector and action tests on real guests), Prometheus (scrape
 #         tests), Chromium (dashboard browser tests), busybox + cpio for the tiny test guests' initramfs
 set -euo pipefail
 PROFILE=${1:-test}
 PKGS=(libvirt-dev pkg-config gcc)
+command -v npm >/dev/null || PKGS+=(npm)  # any npm will do (Debian's, or the one a nodejs package brings)
 case "$PROFILE" in
   run) ;;
   test) PKGS+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils

@@ -14,7 +14,10 @@ long keeps them. Decided from the training window only:
   fit the budget (a share of all training intervals). This is the Lagrangian of "minimise cost subject
   to total risk <= budget", so every VM spends risk at the same marginal saving per risked interval.
 
-Pure numpy over arrays passed in; nothing is fitted per VM.
+Pure numpy over arrays passed in; nothing is fitted per VM. No learned model (e.g. a scikit-learn
+quantile regressor of future peaks across the fleet) is used: each VM's own training tail already ranks
+its candidates, and on the dev trace this allocation lands on the uniform-percentile curve rather than
+above it, so a model would have nothing measured to improve on (README, "Backtest").
 """
 
 from __future__ import annotations

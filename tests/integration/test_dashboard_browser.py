@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -17,12 +16,12 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, sync_playwright
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from analytics.catalogue import load_catalogue
 from collector.config import Settings
 from collector.store.sqlite import SqliteStore
 from dashboard.app import create_app
+from dashboard.web import PLOTLY_ROUTE, plotly_bundle_path, plotly_version, start_server
 from rightsizer.demo import demo_fleet
 from rightsizer.demo_history import seed_synthetic_history
 
@@ -37,11 +36,6 @@ XSS_NAME = "<img src=x onerror=alert(1)>"
 XSS_LABEL = "<script>alert(2)</script>"
 XSS_UUID = "0badc0de-0000-4000-8000-00000000b00b"
 TIMEOUT_MS = 30_000
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -59,15 +53,11 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     seed_synthetic_history(store, fleet, days=30, now=now, seed=11, points_per_hour=2)
     app = create_app(Settings(), store, load_catalogue(), data_mode="demo")
-    server: BaseWSGIServer = make_server("127.0.0.1", 0, app.server, threaded=True,
-                                         request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="dashboard-test", daemon=True)
-    thread.start()
+    server = start_server(app.server, "127.0.0.1", 0, name="dashboard-test")  # as rightsizer serve does
     try:
-        yield Dashboard(url=f"http://127.0.0.1:{server.server_port}", fleet_size=len(fleet))
+        yield Dashboard(url=server.url, fleet_size=len(fleet))
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
         store.close()
 
 
@@ -142,6 +132,23 @@ def test_overview_loads_with_data(page: Page, dashboard: Dashboard) -> None:
     assert axis_titles == ["EUR per day"]
     assert "vCPUs" in pg.locator("#overview-utilisation .ytitle").all_text_contents()
     _shot(pg, "overview")
+
+
+def test_overview_draws_with_the_partial_plotly_bundle_gzipped(page: Page, dashboard: Dashboard) -> None:
+    """make test fetched the partial bundle: the full plotly.js is never requested, and text comes gzipped."""
+    assert plotly_bundle_path().is_file(), "run 'bash scripts/fetch-plotly.sh' (make run/test do)"
+    responses: list[tuple[str, str | None]] = []
+    page.on("response", lambda r: responses.append((r.url.split("?")[0], r.headers.get("content-encoding"))))
+    page.goto(dashboard.url + "/")
+    for graph in ("overview-spend-hour", "overview-spend-day", "overview-utilisation", "overview-findings"):
+        _graph_rendered(page, graph)
+    assert page.evaluate("() => !!window.Plotly && window.Plotly.version") == plotly_version()
+    seen = dict(responses)
+    assert not [url for url in seen if url.endswith("/plotly.min.js")], "the full plotly.js was loaded"
+    bundle = dashboard.url + PLOTLY_ROUTE + plotly_bundle_path().name
+    assert seen.get(bundle) == "gzip"
+    assert seen.get(dashboard.url + "/") == "gzip"
+    assert "gzip" in [enc for url, enc in responses if url.endswith("/_dash-update-component")]
 
 
 def test_defect8_security_headers_sent_and_pages_render_under_the_csp(page: Page, dashboard: Dashboard) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -150,3 +151,16 @@ def test_configured_profile_reaches_the_fleet_path(fleet) -> None:
     assert balanced["web-1"].need_memory_bytes == pytest.approx(1.15 * GIB, rel=1e-6)
     assert conservative["web-1"].need_memory_bytes == pytest.approx(1.2 * GIB, rel=1e-6)
     assert krr["web-1"].need_memory_bytes == pytest.approx(1.15 * GIB, rel=1e-6)  # anchors keep their own
+
+
+def test_vpa_on_a_vm_whose_memory_readings_stop_early_is_a_result_not_a_crash(store) -> None:
+    # memory use known only in the first 24 hours of 10 days: VPA's last 8 daily peaks are empty
+    vm = _vm("odd-1", 4, 16)
+    points = [p if i < 24 else replace(p, memory_used_bytes=None)
+              for i, p in enumerate(_points(vm, np.full(HOURS, 0.5)))]
+    store.write_history([vm], points)
+    for strategy in ("vpa", "rightsizer", "aws", "krr"):
+        [finding] = recommend_fleet(store, _catalogue(), now=NOW, strategy=strategy)
+        assert finding.target_type is not None and finding.reasons["memory"]
+    [vpa] = recommend_fleet(store, _catalogue(), now=NOW, strategy="vpa")
+    assert "no memory reading in the last 8 24 h intervals" in vpa.reasons["memory"]

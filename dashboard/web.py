@@ -1,0 +1,147 @@
+"""How the dashboard goes over HTTP: the WSGI server, compression and the plotly.js bundle.
+
+* Server: cheroot (CherryPy's pure-Python HTTP/1.1 server with a bounded thread pool). ``rightsizer serve``
+  runs the collector, scheduler, exporter and dashboard in one process sharing one in-memory data snapshot,
+  so the server must live in a thread of that process: a pre-fork server (gunicorn) would copy the snapshot
+  into every worker and wants to own the process. cheroot binds in ``prepare()`` (a busy port is an error
+  before anything runs), serves from a thread and stops on ``stop()``; see the README for the measurements.
+* Compression: gzip for every text response of 1 KiB or more (flask-compress); the fingerprinted,
+  immutable static bundles are compressed once and kept.
+* plotly.js: the dashboard draws only scatter and bar traces, so it loads plotly.js's "basic" partial
+  bundle (npm ``plotly.js-basic-dist-min``, the same version as the plotly Python package's own bundle),
+  fetched by ``scripts/fetch-plotly.sh`` into ``dashboard/vendor/``. dcc.Graph uses ``window.Plotly`` when
+  it is already defined, so the full bundle (4.6 MB) is then never requested. Without the fetched file the
+  app falls back to the full bundle and logs how to fetch it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, Response, request
+from flask_compress import Compress
+
+log = logging.getLogger(__name__)
+
+VENDOR = Path(__file__).resolve().parent / "vendor"
+PLOTLY_PACKAGE = "plotly.js-basic-dist-min"
+PLOTLY_ROUTE = "/_rightsizer/vendor/"
+#: Responses under these paths never change for a given URL (Dash puts a fingerprint in them).
+IMMUTABLE_PREFIXES = ("/_dash-component-suites/", PLOTLY_ROUTE)
+MIN_COMPRESS_BYTES = 1024
+SERVER_THREADS = 16
+
+
+def plotly_version() -> str:
+    """The plotly.js version the installed plotly Python package was built against (e.g. "4.1.1")."""
+    from plotly.offline import get_plotlyjs_version
+
+    version: str = get_plotlyjs_version()
+    return version
+
+
+def plotly_bundle_path(vendor: Path = VENDOR) -> Path:
+    """Where ``scripts/fetch-plotly.sh`` puts the partial bundle for the installed plotly version."""
+    return vendor / f"plotly-basic-{plotly_version()}.min.js"
+
+
+def enable_compression(server: Flask) -> None:
+    """gzip text responses of ``MIN_COMPRESS_BYTES`` or more; cache the compressed immutable bundles."""
+    server.config.update(COMPRESS_ALGORITHM=["gzip"], COMPRESS_LEVEL=6, COMPRESS_MIN_SIZE=MIN_COMPRESS_BYTES,
+                         COMPRESS_STREAMS=False)
+    Compress(server)
+    cache: dict[str, bytes] = {}
+    lock = threading.Lock()
+
+    # Registered after Compress, so Flask runs it first; Compress then skips what already has an encoding.
+    @server.after_request
+    def _compress_immutable(response: Response) -> Response:
+        if (not request.path.startswith(IMMUTABLE_PREFIXES) or response.status_code != 200
+                or "gzip" not in request.headers.get("Accept-Encoding", "")
+                or "Content-Encoding" in response.headers or response.is_streamed):
+            return response
+        with lock:
+            body = cache.get(request.path)
+        if body is None:
+            body = gzip.compress(response.get_data(), compresslevel=9, mtime=0)
+            with lock:
+                cache[request.path] = body
+        response.set_data(body)
+        response.headers["Content-Encoding"] = "gzip"
+        response.headers["Vary"] = "Accept-Encoding"
+        return response
+
+
+def add_plotly_bundle(server: Flask, bundle: Path) -> str:
+    """Serve ``bundle`` (a plotly.js build) under ``PLOTLY_ROUTE``; returns its URL path for a script tag."""
+    body = bundle.read_bytes()
+    url = PLOTLY_ROUTE + bundle.name
+
+    def _bundle() -> Response:
+        response = Response(body, mimetype="application/javascript")
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+
+    server.add_url_rule(url, endpoint="rightsizer_plotly_bundle", view_func=_bundle)
+    return url
+
+
+def plotly_script(server: Flask, vendor: Path = VENDOR) -> list[str]:
+    """The script URL of the partial plotly.js bundle when it was fetched, else [] (Dash's full bundle)."""
+    bundle = plotly_bundle_path(vendor)
+    if not bundle.is_file():
+        log.warning("%s is missing: the dashboard loads the full plotly.js (slower first visit); "
+                    "run 'bash scripts/fetch-plotly.sh' (make run does)", bundle)
+        return []
+    return [add_plotly_bundle(server, bundle)]
+
+
+def probe_bind(host: str, port: int) -> None:
+    """Bind and release ``host:port`` once; raises OSError when a server could not listen there."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+
+
+@dataclass
+class WebServer:
+    """A cheroot server on its own thread; ``port`` is the bound port (useful with port 0)."""
+
+    host: str
+    port: int
+    stop: Callable[[], None]
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def start_server(app: Callable[..., object], host: str, port: int, *, name: str = "dashboard",
+                 threads: int = SERVER_THREADS) -> WebServer:
+    """Bind ``host:port`` and serve the WSGI ``app`` from a daemon thread.
+
+    Raises OSError when the address cannot be bound (callers name the setting it came from).
+    """
+    from cheroot import wsgi
+
+    probe_bind(host, port)  # cheroot leaks its socket when bind fails; find out first
+    server = wsgi.Server((host, port), app, numthreads=threads, server_name="rightsizer", shutdown_timeout=2)
+    server.prepare()
+    bound = server.bind_addr
+    thread = threading.Thread(target=server.serve, name=name, daemon=True)
+    thread.start()
+
+    def _stop() -> None:
+        server.stop()
+        thread.join(5.0)
+
+    return WebServer(host=host, port=int(bound[1]) if isinstance(bound, tuple) else port, stop=_stop)
