@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from dash import Dash, Input, Output, State, dcc, html
 from flask import Flask
@@ -66,7 +67,8 @@ def route(data: DashboardData, pathname: str | None, filters: Filters | None = N
     path = pathname or "/"
     filters = filters or Filters()
     if path.startswith(vm_detail.PATH_PREFIX):
-        page = vm_detail.layout(data, path[len(vm_detail.PATH_PREFIX):].strip("/"), filters)
+        key = unquote(path[len(vm_detail.PATH_PREFIX):].strip("/"))  # /vm/<uuid> or /vm/<name>
+        page = vm_detail.layout(data, data.find_vm(key) or key, filters)
     elif path == vms.PATH:
         page = vms.layout(data, filters)
     elif path == recommendations.PATH:

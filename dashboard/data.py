@@ -321,6 +321,15 @@ class DashboardData:
         return rows
 
     # -- VM detail -----------------------------------------------------------------------------
+    def find_vm(self, key: str) -> str | None:
+        """The UUID of the VM whose UUID or else name is ``key``; with one name on several hosts, the first
+        by host; None when no VM matches."""
+        snap = self.snapshot()
+        if key in snap.by_uuid:
+            return key
+        named = sorted((vm.host, vm.uuid) for vm in snap.vms if vm.name == key)
+        return named[0][1] if named else None
+
     def vm_detail(self, uuid: str, filters: Filters) -> VmDetailView | None:
         """Series, cost and finding of one VM over the range; None when the store does not know it."""
         snap = self.snapshot()

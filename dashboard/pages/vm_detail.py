@@ -127,7 +127,7 @@ def _build(data: DashboardData, uuid: str,
     view = data.vm_detail(uuid, filters)
     if view is None:
         blank = figures.empty_figure("", "Unknown VM")
-        return (empty(f"No VM with UUID {uuid!r} in the store. Go back to the VM list."), blank, blank, blank,
+        return (empty(f"No VM with UUID or name {uuid!r} in the store. Go back to the VM list."), blank, blank, blank,
                 blank, None, None)
     f = view.finding
     rec_label = f"recommended: {f.recommended_type}" if f and f.recommended_type else "recommended"

@@ -216,6 +216,20 @@ def test_row_click_opens_vm_detail(page: Page, dashboard: Dashboard) -> None:
     _shot(pg, "vm-detail")
 
 
+def test_vm_page_by_name_in_the_address(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    pg.goto(dashboard.url + "/vms")
+    name = pg.locator("#vms-table td[data-dash-column='name']").nth(1).inner_text()
+    pg.goto(f"{dashboard.url}/vm/{name}")  # a link someone pasted: no click through the list
+    pg.wait_for_selector("#vm-name")
+    assert pg.inner_text("#vm-name") == name
+    _graph_rendered(pg, "vm-cpu")
+    pg.goto(dashboard.url + "/vm/no-such-vm")
+    pg.wait_for_function("() => document.querySelector('#vm-header')"
+                         " && document.querySelector('#vm-header').innerText.includes('no-such-vm')")
+    assert "No VM with UUID or name 'no-such-vm'" in pg.inner_text("#vm-header")
+
+
 def test_recommendations_csv_export_downloads(page: Page, dashboard: Dashboard) -> None:
     pg = page
     pg.goto(dashboard.url + "/recommendations")

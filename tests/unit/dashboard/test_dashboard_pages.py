@@ -100,7 +100,7 @@ def test_vm_detail_update(data: DashboardData) -> None:
 
 def test_vm_detail_unknown_uuid(data: DashboardData) -> None:
     header, *_figs, rec, options = vm_detail.update(data, "<script>", "7d", None, None)
-    assert _texts(header) == ["No VM with UUID '<script>' in the store. Go back to the VM list."]
+    assert _texts(header) == ["No VM with UUID or name '<script>' in the store. Go back to the VM list."]
     assert rec is None and options is None
 
 
@@ -150,6 +150,18 @@ def test_router_picks_pages_and_marks_navigation(data: DashboardData) -> None:
     assert "Page not found" in _texts(page)
     page, _ = app_module.route(data, None)
     assert ids.OVERVIEW_KPIS in _ids(page)
+
+
+def test_router_finds_a_vm_by_name_as_well_as_by_uuid(data: DashboardData) -> None:
+    def page_uuid(path: str) -> str:
+        page, _ = app_module.route(data, path)
+        return str(next(c for c in page.children if isinstance(c, dcc.Store)).data)
+
+    assert page_uuid("/vm/web-1") == B
+    assert page_uuid(f"/vm/{A}") == A
+    assert page_uuid("/vm/%3Dcmd%7Ccalc") == C  # the browser percent-encodes the name in the path
+    assert page_uuid("/vm/no-such-vm") == "no-such-vm"  # and the page says it does not know it
+    assert data.find_vm("pay-api") == A and data.find_vm("nope") is None
 
 
 def test_router_fills_pages_for_the_current_filters(data: DashboardData) -> None:
