@@ -11,7 +11,7 @@ import csv
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -228,6 +228,13 @@ class StoragePrices:
     per_disk_hour: Mapping[str, float]
     currency: str
     default_class: str = "storage_premium_perf0"
+    #: Performance-class limits from the same file: class -> (max IOPS, max throughput in bytes/s).
+    class_limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+    def disk_price_per_hour(self, capacity_bytes: float, performance_class: str | None = None) -> float:
+        """Hourly price of one volume: capacity (GB = 10**9 bytes as billed) plus its class fee."""
+        fee = self.per_disk_hour.get(performance_class or self.default_class, 0.0)
+        return capacity_bytes / 1e9 * self.per_gb_hour + fee
 
 
 def load_storage_prices(path: Path | None = None) -> StoragePrices:
@@ -237,6 +244,7 @@ def load_storage_prices(path: Path | None = None) -> StoragePrices:
         raise InputError(f"Storage price file {str(path)!r} not found")
     per_gb: float | None = None
     fees: dict[str, float] = {}
+    limits: dict[str, tuple[float, float]] = {}
     currency = "EUR"
     with path.open(newline="", encoding="utf-8") as fh:
         for i, row in enumerate(csv.DictReader(fh), start=2):
@@ -253,6 +261,9 @@ def load_storage_prices(path: Path | None = None) -> StoragePrices:
                 per_gb = price
             elif cls_.startswith("storage_premium_perf"):
                 fees[cls_] = price
+                if row.get("max_iops") and row.get("max_mb_s"):
+                    # STACKIT publishes MB/s; taken as 10**6 bytes per second like its GB billing unit
+                    limits[cls_] = (float(row["max_iops"]), float(row["max_mb_s"]) * 1e6)
     if per_gb is None:
         raise InputError(f"{path}: no 'capacity' row (price per GB-hour); add one")
-    return StoragePrices(per_gb_hour=per_gb, per_disk_hour=fees, currency=currency)
+    return StoragePrices(per_gb_hour=per_gb, per_disk_hour=fees, currency=currency, class_limits=limits)

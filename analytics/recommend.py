@@ -53,9 +53,18 @@ from analytics.rightsizing.base import (
 )
 from analytics.rightsizing.settings import Policy, RightsizerSettings, StrategySettings, profile_settings
 from analytics.schedules import ScheduleProposal, propose_fleet
+from analytics.signals import (
+    ContentionSignal,
+    PressureSignal,
+    add_pressure_reasons,
+    apply_contention,
+    contention_signals,
+    memory_under_pressure,
+    pressure_signals,
+)
 from analytics.trend import Trend, theil_sen, trend_from_fit
 from collector.actions.plan import RESIZE_FINDINGS, ResizeStep, SizeSpec
-from collector.config import CostSettings, IdleSettings, ScheduleSettings, Settings
+from collector.config import CostSettings, IdleSettings, ScheduleSettings, Settings, SignalSettings
 from collector.model import VmRecord, VmRef, VmState
 from collector.store.base import TimeSeriesStore
 
@@ -238,6 +247,7 @@ def recommend_fleet(
     schedule_settings: ScheduleSettings | None = None,
     rules: LifecycleRules | None = None,
     profile: str | None = None,
+    signal_settings: SignalSettings | None = None,
 ) -> list[VmFinding]:
     """Recommend a size for every VM the store knows, from the hourly rollups of the last lookback.
 
@@ -263,7 +273,7 @@ def recommend_fleet(
         frame, vms, catalogue, strategy=strategy, now=now, lookback_days=lookback_days,
         policies=policies, settings=settings, idle_settings=idle_settings,
         min_monthly_savings=min_monthly_savings, schedule_settings=schedule_settings, lifecycle=lifecycle,
-        profile=profile,
+        profile=profile, signal_settings=signal_settings,
     )
 
 
@@ -408,6 +418,7 @@ def recommend_frame(
     schedule_settings: ScheduleSettings | None = None,
     lifecycle: Lifecycle | None = None,
     profile: str | None = None,
+    signal_settings: SignalSettings | None = None,
 ) -> list[VmFinding]:
     """:func:`recommend_fleet` on an hourly frame already read (columns per ``collector.store.base``).
 
@@ -437,6 +448,13 @@ def recommend_frame(
         window = frame[pd.to_datetime(frame["ts"], utc=True) >= start]
         idle = find_idle(window, idle_settings)
     empty = _Series(np.empty(0), np.empty(0), np.empty(0), np.empty(0))
+    contention: dict[str, ContentionSignal] = {}
+    pressure: dict[str, PressureSignal] = {}
+    if signal_settings is not None:
+        contention = contention_signals(frame, vms, signal_settings, now=pd.Timestamp(now),
+                                        lookback_days=settings.lookback_days)
+        pressure = pressure_signals(frame, signal_settings, now=pd.Timestamp(now),
+                                    lookback_days=settings.lookback_days)
     findings: list[VmFinding] = []
     for vm in vms:
         current, source = resolve_machine_type(vm, catalogue)
@@ -444,7 +462,8 @@ def recommend_frame(
         vm_settings = apply_overrides(settings, resolved.overrides, resolved.profile)
         s = series.get(vm.uuid, empty)
         history = UsageHistory(
-            timestamps_s=s.ts_s, cpu_vcpus=s.cpu_p95, memory_used_bytes=s.mem_max, vcpus=vm.vcpus,
+            timestamps_s=s.ts_s, cpu_vcpus=s.cpu_p95, vcpus=vm.vcpus,
+            memory_used_bytes=memory_under_pressure(s.ts_s, s.mem_max, pressure.get(vm.uuid), vm.memory_bytes),
             memory_bytes=vm.memory_bytes, interval_s=3600.0, cpu_peak_vcpus=s.cpu_max, end_s=end_s,
         )
         same_window = vm_settings.lookback_days == settings.lookback_days
@@ -457,6 +476,7 @@ def recommend_frame(
         findings.append(_finding(vm, chosen.name, rec, source, idle.get(vm.uuid), series=s,
                                  lookback_days=vm_settings.lookback_days, end_s=end_s,
                                  lifecycle=lifecycle or Lifecycle()))
+    findings = add_pressure_reasons(apply_contention(findings, contention), pressure)
     lookback_start = pd.Timestamp(now) - pd.Timedelta(days=settings.lookback_days)
     recent = frame[pd.to_datetime(frame["ts"], utc=True) >= lookback_start] if not frame.empty else frame
     return with_schedules(
@@ -705,7 +725,7 @@ def findings_for_settings(
         lookback_days=float(rs.lookback_days if lookback_days is None else lookback_days),
         policies=configured_policies(settings) if policies is None else policies, idle_settings=settings.idle,
         min_monthly_savings=rs.min_monthly_savings, schedule_settings=settings.schedules,
-        rules=lifecycle_rules(settings, catalogue), profile=rs.profile,
+        rules=lifecycle_rules(settings, catalogue), profile=rs.profile, signal_settings=settings.signals,
     )
 
 

@@ -123,6 +123,18 @@ class IdleSettings(_Section):
     min_days: float = Field(default=3.0, gt=0)
 
 
+class SignalSettings(_Section):
+    contention_share: float = Field(
+        default=0.10, gt=0, le=1,
+        description="vCPU time waiting for a host CPU (P95 of hourly means) from which a VM is contended")
+    pressure_swap_bps: float = Field(default=256 * 1024.0, gt=0,
+                                     description="guest swap in+out, bytes/s, from which an interval is pressured")
+    pressure_major_faults_ps: float = Field(default=200.0, gt=0,
+                                            description="guest major page faults per second marking pressure")
+    storage_headroom: float = Field(default=0.25, ge=0, le=10, description="capacity kept above the used bytes")
+    storage_min_bytes: float = Field(default=10e9, ge=0, description="smallest volume proposed, bytes")
+
+
 class BackupSettings(_Section):
     default_policy: str = Field(default="7d", description="max backup age when a VM has no backup_policy label")
     prod_policy: str = Field(default="24h", description="max backup age for env=prod")
@@ -187,6 +199,7 @@ class Settings(_Section):
     rightsizing: RightsizingSettings = Field(default_factory=RightsizingSettings)
     idle: IdleSettings = Field(default_factory=IdleSettings)
     backups: BackupSettings = Field(default_factory=BackupSettings)
+    signals: SignalSettings = Field(default_factory=SignalSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     actions: ActionSettings = Field(default_factory=ActionSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)

@@ -1,28 +1,32 @@
-"""Prometheus exporter: serves the sampler's last snapshot and the latest cost/recommendation view.
+"""Prometheus exporter: the sampler's last snapshot and the latest cost/recommendation view as metric families.
 
-A scrape never calls libvirt: it reads two immutable snapshots that the collection cycle and the
-analytics job replace. Names follow Prometheus conventions (base units, ``_total`` counters, identity
-on one ``_info`` metric) and pass ``promtool check metrics``.
+A scrape never calls libvirt and never renders: ``collector.exposition`` renders these families once per
+collection cycle and per analytics refresh, and serves the bytes. Names follow Prometheus conventions (base
+units, ``_total`` counters, identity on one ``_info`` metric) and pass ``promtool check metrics``. A value
+the hypervisor did not report is absent, never 0. ``describe()`` lists every family, so
+``restricted_registry`` and ``/metrics?name[]=`` work.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from collector.model import VmState
+from collector.model import SampleBatch, VmSample, VmState
 from collector.sampler import Snapshot
 
 _LABEL_KEY = re.compile(r"[^a-zA-Z0-9_]")
+_VM = ("vm", "uuid", "host")
+_DISK = ("vm", "uuid", "host", "device")
+_NIC = _DISK
+_MONEY = ("vm", "uuid", "currency")
 log = logging.getLogger(__name__)
 
 
@@ -53,7 +57,12 @@ def prometheus_labels(labels: Mapping[str, str], warned: set[tuple[str, ...]] | 
 
 @dataclass(frozen=True, slots=True)
 class VmEconomics:
-    """Cost and right-sizing view of one VM, as computed by analytics (no analytics import here)."""
+    """Cost and right-sizing view of one VM, as computed by analytics (no analytics import here).
+
+    ``hourly_cost`` is what the VM costs per hour now: its machine type while billed plus its disks
+    (``storage_hourly_cost``). ``monthly_savings`` is signed: an upsize is a negative saving (its cost).
+    ``None`` means unknown (the metric is then absent).
+    """
 
     machine_type: str
     hourly_cost: float
@@ -62,6 +71,10 @@ class VmEconomics:
     current_type: str = ""
     recommended_type: str = ""
     monthly_savings: float = 0.0
+    storage_hourly_cost: float | None = None
+    backup_age_seconds: float | None = None  # None: never backed up
+    backup_overdue: bool | None = None  # None: no backup policy applies
+    idle: bool | None = None  # None: not enough data to judge
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +84,139 @@ class EconomicsView:
     by_vm: Mapping[str, VmEconomics] = field(default_factory=dict)
     #: (service, level, 1.0 at risk else 0.0) for every service with two or more running members
     placement: tuple[tuple[str, str, float], ...] = ()
+
+
+def _g(name: str, doc: str, labels: tuple[str, ...] = _VM) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=list(labels))
+
+
+def _c(name: str, doc: str, labels: tuple[str, ...] = _VM) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=list(labels))
+
+
+def _vm_families() -> dict[str, Metric]:
+    """Empty per-VM families, keyed by a short name (also what ``describe`` returns)."""
+    libvirt_doc = "https://libvirt.org/html/libvirt-libvirt-domain.html#virConnectGetAllDomainStats"
+    fams: dict[str, Metric] = {
+        "info": InfoMetricFamily("rightsizer_vm", "Identity of each VM; join on vm/uuid.", labels=None),
+        "running": _g("rightsizer_vm_running", "1 when the domain is running, else 0."),
+        "vcpus": _g("rightsizer_vm_vcpus", "vCPUs currently allocated."),
+        "cpu": _c("rightsizer_vm_cpu_seconds", "CPU time consumed by the domain."),
+        "delay": _c("rightsizer_vm_cpu_delay_seconds",
+                    "Time the vCPUs were runnable but waiting for a host CPU, summed over vCPUs "
+                    f"(vcpu.N.delay, {libvirt_doc})."),
+        "mem": _g("rightsizer_vm_memory_bytes", "Memory allocated (current balloon size)."),
+        "mem_max": _g("rightsizer_vm_memory_max_bytes", "Maximum memory of the domain."),
+        "used": _g("rightsizer_vm_memory_used_bytes",
+                   "Guest-used memory from balloon stats; absent when the guest reports none."),
+        "swap_in": _c("rightsizer_vm_memory_swap_in_bytes", "Bytes the guest read from swap (balloon.swap_in)."),
+        "swap_out": _c("rightsizer_vm_memory_swap_out_bytes", "Bytes the guest wrote to swap (balloon.swap_out)."),
+        "majflt": _c("rightsizer_vm_memory_major_faults", "Major page faults in the guest (balloon.major_fault)."),
+        "rd": _c("rightsizer_vm_disk_read_bytes", "Bytes read from each disk.", _DISK),
+        "wr": _c("rightsizer_vm_disk_write_bytes", "Bytes written to each disk.", _DISK),
+        "rd_reqs": _c("rightsizer_vm_disk_read_requests", "Read requests completed per disk.", _DISK),
+        "wr_reqs": _c("rightsizer_vm_disk_write_requests", "Write requests completed per disk.", _DISK),
+        "rd_time": _c("rightsizer_vm_disk_read_time_seconds", "Time spent on reads per disk (block.N.rd.times).",
+                      _DISK),
+        "wr_time": _c("rightsizer_vm_disk_write_time_seconds",
+                      "Time spent on writes per disk (block.N.wr.times).", _DISK),
+        "capacity": _g("rightsizer_vm_disk_capacity_bytes", "Guest-visible size of each disk.", _DISK),
+        "allocation": _g("rightsizer_vm_disk_allocation_bytes",
+                         "Highest written offset of each disk's image (how much of it is in use on the host).",
+                         _DISK),
+        "rx": _c("rightsizer_vm_network_receive_bytes", "Bytes received per interface.", _NIC),
+        "tx": _c("rightsizer_vm_network_transmit_bytes", "Bytes sent per interface.", _NIC),
+    }
+    return fams
+
+
+def _econ_families() -> dict[str, Metric]:
+    return {
+        "cost": _g("rightsizer_vm_hourly_cost",
+                   "What the VM costs per hour now: machine type while billed plus its disks.", _MONEY),
+        "storage_cost": _g("rightsizer_vm_storage_hourly_cost", "Hourly cost of the VM's disks.", _MONEY),
+        "rec": InfoMetricFamily("rightsizer_vm_recommendation", "Latest right-sizing finding of each VM."),
+        "savings": _g("rightsizer_vm_potential_monthly_savings",
+                      "Monthly saving if the recommendation is applied; negative for an upsize (its cost).",
+                      _MONEY),
+        "backup_age": _g("rightsizer_vm_backup_age_seconds",
+                         "Age of the newest backup/snapshot; absent when the VM was never backed up.", ("vm", "uuid")),
+        "backup_overdue": _g("rightsizer_vm_backup_overdue", "1 when the newest backup is older than the VM's policy.",
+                             ("vm", "uuid")),
+        "placement": _g("rightsizer_service_placement_risk",
+                        "1 when every running member of the service is on one host (level single-host) or in "
+                        "one zone while the fleet has another (level zone).", ("service", "level")),
+        "idle": _g("rightsizer_vm_idle", "1 when the VM is idle by the [idle] rule, 0 when not; absent when unknown.",
+                   ("vm", "uuid")),
+    }
+
+
+def _health_families() -> dict[str, Metric]:
+    return {
+        "up": _g("rightsizer_up", "1 when the last cycle reached the libvirt URI.", ("uri",)),
+        "vms": _g("rightsizer_collector_vms", "Domains sampled in the last cycle.", ("uri",)),
+        "host_cpus": _g("rightsizer_host_cpus", "Logical CPUs of each hypervisor host.", ("host",)),
+        "cycle": GaugeMetricFamily("rightsizer_collector_cycle_seconds", "Duration of the last collection cycle."),
+        "cycles": CounterMetricFamily("rightsizer_collector_cycles", "Collection cycles run."),
+        "errors": _c("rightsizer_collector_errors", "Errors by kind (per VM or per URI).", ("kind",)),
+    }
+
+
+def _info_labels(s: VmSample, batch: SampleBatch, e: VmEconomics | None,
+                 warned: set[tuple[str, ...]]) -> dict[str, str]:
+    labels = {"vm": s.ref.name, "uuid": s.ref.uuid, "host": s.host, "uri": batch.uri,
+              "state": s.state.value, "machine_type": e.machine_type if e else ""}
+    labels.update(prometheus_labels(s.labels, warned))
+    return labels
+
+
+def _add(fam: Metric, labels: list[str], value: float | int | None, scale: float = 1.0) -> None:
+    """Add a sample when the value is known (absent, never 0, when the hypervisor did not report it)."""
+    if value is not None:
+        fam.add_metric(labels, float(value) * scale)  # type: ignore[attr-defined]
+
+
+def _add_vm(f: dict[str, Metric], s: VmSample, batch: SampleBatch, e: VmEconomics | None,
+            warned: set[tuple[str, ...]]) -> None:
+    base = [s.ref.name, s.ref.uuid, s.host]
+    f["info"].add_metric([], _info_labels(s, batch, e, warned))  # type: ignore[attr-defined]
+    _add(f["running"], base, 1.0 if s.state is VmState.RUNNING else 0.0)
+    _add(f["vcpus"], base, s.vcpus)
+    _add(f["cpu"], base, s.cpu_time_ns, 1e-9)
+    _add(f["delay"], base, s.cpu_delay_ns, 1e-9)
+    _add(f["mem"], base, s.memory_bytes)
+    _add(f["mem_max"], base, s.max_memory_bytes)
+    _add(f["used"], base, s.memory_used_bytes)
+    _add(f["swap_in"], base, s.swap_in_bytes)
+    _add(f["swap_out"], base, s.swap_out_bytes)
+    _add(f["majflt"], base, s.major_faults)
+    for d in s.disks:
+        dev = base + [d.device]
+        _add(f["rd"], dev, d.read_bytes)
+        _add(f["wr"], dev, d.write_bytes)
+        _add(f["rd_reqs"], dev, d.read_reqs)
+        _add(f["wr_reqs"], dev, d.write_reqs)
+        _add(f["rd_time"], dev, d.read_time_ns, 1e-9)
+        _add(f["wr_time"], dev, d.write_time_ns, 1e-9)
+        _add(f["capacity"], dev, d.capacity_bytes)
+        _add(f["allocation"], dev, d.allocation_bytes)
+    for nic in s.nets:
+        _add(f["rx"], base + [nic.device], nic.rx_bytes)
+        _add(f["tx"], base + [nic.device], nic.tx_bytes)
+
+
+def _add_econ(f: dict[str, Metric], s: VmSample, e: VmEconomics) -> None:
+    money = [s.ref.name, s.ref.uuid, e.currency]
+    vm = [s.ref.name, s.ref.uuid]
+    _add(f["cost"], money, e.hourly_cost)
+    _add(f["storage_cost"], money, e.storage_hourly_cost)
+    if e.finding:
+        f["rec"].add_metric([], {"vm": s.ref.name, "uuid": s.ref.uuid, "finding": e.finding,  # type: ignore[attr-defined]
+                                 "current_type": e.current_type, "recommended_type": e.recommended_type})
+        _add(f["savings"], money, e.monthly_savings)
+    _add(f["backup_age"], vm, e.backup_age_seconds)
+    _add(f["backup_overdue"], vm, None if e.backup_overdue is None else int(e.backup_overdue))
+    _add(f["idle"], vm, None if e.idle is None else int(e.idle))
 
 
 class RightsizerCollector(Collector):
@@ -83,96 +229,36 @@ class RightsizerCollector(Collector):
         self._warned: set[tuple[str, ...]] = set()
 
     def describe(self) -> list[Metric]:
-        return []  # families depend on the data; an empty describe keeps registration cheap
+        return [*_vm_families().values(), *_econ_families().values(), *_health_families().values()]
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
-        econ = self._economics().by_vm
-        info = InfoMetricFamily("rightsizer_vm", "Identity of each VM; join on vm/uuid.",
-                                labels=None)
-        state = GaugeMetricFamily("rightsizer_vm_running", "1 when the domain is running, else 0.",
-                                  labels=["vm", "uuid", "host"])
-        vcpus = GaugeMetricFamily("rightsizer_vm_vcpus", "vCPUs currently allocated.",
-                                  labels=["vm", "uuid", "host"])
-        cpu = CounterMetricFamily("rightsizer_vm_cpu_seconds", "CPU time consumed by the domain.",
-                                  labels=["vm", "uuid", "host"], unit="")
-        mem = GaugeMetricFamily("rightsizer_vm_memory_bytes", "Memory allocated (current balloon size).",
-                                labels=["vm", "uuid", "host"])
-        mem_max = GaugeMetricFamily("rightsizer_vm_memory_max_bytes", "Maximum memory of the domain.",
-                                    labels=["vm", "uuid", "host"])
-        used = GaugeMetricFamily("rightsizer_vm_memory_used_bytes",
-                                 "Guest-used memory from balloon stats; absent when the guest reports none.",
-                                 labels=["vm", "uuid", "host"])
-        rd = CounterMetricFamily("rightsizer_vm_disk_read_bytes", "Bytes read from each disk.",
-                                 labels=["vm", "uuid", "host", "device"])
-        wr = CounterMetricFamily("rightsizer_vm_disk_write_bytes", "Bytes written to each disk.",
-                                 labels=["vm", "uuid", "host", "device"])
-        rx = CounterMetricFamily("rightsizer_vm_network_receive_bytes", "Bytes received per interface.",
-                                 labels=["vm", "uuid", "host", "device"])
-        tx = CounterMetricFamily("rightsizer_vm_network_transmit_bytes", "Bytes sent per interface.",
-                                 labels=["vm", "uuid", "host", "device"])
-        cost = GaugeMetricFamily("rightsizer_vm_hourly_cost",
-                                 "Pay-as-you-go price per hour of the VM's machine type (0 when not billed).",
-                                 labels=["vm", "uuid", "currency"])
-        rec = InfoMetricFamily("rightsizer_vm_recommendation", "Latest right-sizing finding of each VM.")
-        savings = GaugeMetricFamily("rightsizer_vm_potential_monthly_savings",
-                                    "Monthly saving if the recommendation is applied.",
-                                    labels=["vm", "uuid", "currency"])
+        view = self._economics()
+        econ = view.by_vm
+        vm_f, econ_f, health = _vm_families(), _econ_families(), _health_families()
         for batch in snap.batches.values():
             for s in batch.samples:
-                base = [s.ref.name, s.ref.uuid, s.host]
                 e = econ.get(s.ref.uuid)
-                labels = {"vm": s.ref.name, "uuid": s.ref.uuid, "host": s.host, "uri": batch.uri,
-                          "state": s.state.value, "machine_type": e.machine_type if e else ""}
-                labels.update(prometheus_labels(s.labels, self._warned))
-                info.add_metric([], labels)
-                state.add_metric(base, 1.0 if s.state is VmState.RUNNING else 0.0)
-                vcpus.add_metric(base, float(s.vcpus))
-                if s.cpu_time_ns is not None:
-                    cpu.add_metric(base, s.cpu_time_ns / 1e9)
-                mem.add_metric(base, float(s.memory_bytes))
-                mem_max.add_metric(base, float(s.max_memory_bytes))
-                if s.memory_used_bytes is not None:
-                    used.add_metric(base, float(s.memory_used_bytes))
-                for d in s.disks:
-                    rd.add_metric(base + [d.device], float(d.read_bytes))
-                    wr.add_metric(base + [d.device], float(d.write_bytes))
-                for nic in s.nets:
-                    rx.add_metric(base + [nic.device], float(nic.rx_bytes))
-                    tx.add_metric(base + [nic.device], float(nic.tx_bytes))
+                _add_vm(vm_f, s, batch, e, self._warned)
                 if e is not None:
-                    cost.add_metric([s.ref.name, s.ref.uuid, e.currency], e.hourly_cost)
-                    if e.finding:
-                        rec.add_metric([], {"vm": s.ref.name, "uuid": s.ref.uuid, "finding": e.finding,
-                                            "current_type": e.current_type,
-                                            "recommended_type": e.recommended_type})
-                        savings.add_metric([s.ref.name, s.ref.uuid, e.currency], e.monthly_savings)
-        yield from (info, state, vcpus, cpu, mem, mem_max, used, rd, wr, rx, tx, cost, rec, savings)
-
-        up = GaugeMetricFamily("rightsizer_up", "1 when the last cycle reached the libvirt URI.", labels=["uri"])
-        vms = GaugeMetricFamily("rightsizer_collector_vms", "Domains sampled in the last cycle.", labels=["uri"])
+                    _add_econ(econ_f, s, e)
+        for service, level, value in view.placement:
+            econ_f["placement"].add_metric([service, level], value)  # type: ignore[attr-defined]
         for uri, h in snap.health.items():
-            up.add_metric([uri], 1.0 if h.up else 0.0)
+            health["up"].add_metric([uri], 1.0 if h.up else 0.0)  # type: ignore[attr-defined]
             seen = snap.batches.get(uri)
-            vms.add_metric([uri], float(len(seen.samples)) if (seen is not None and h.up) else 0.0)
-        yield up
-        yield vms
-        yield GaugeMetricFamily("rightsizer_collector_cycle_seconds", "Duration of the last collection cycle.",
-                                value=snap.cycle_seconds)
-        yield CounterMetricFamily("rightsizer_collector_cycles", "Collection cycles run.",
-                                  value=float(snap.cycles_total))
-        errs = CounterMetricFamily("rightsizer_collector_errors", "Errors by kind (per VM or per URI).",
-                                   labels=["kind"])
+            health["vms"].add_metric(  # type: ignore[attr-defined]
+                [uri], float(len(seen.samples)) if (seen is not None and h.up) else 0.0)
+        for batch in snap.batches.values():
+            if batch.host_cpus is not None and batch.host:
+                health["host_cpus"].add_metric([batch.host], float(batch.host_cpus))  # type: ignore[attr-defined]
+        health["cycle"].add_metric([], snap.cycle_seconds)  # type: ignore[attr-defined]
+        health["cycles"].add_metric([], float(snap.cycles_total))  # type: ignore[attr-defined]
         for kind, count in sorted(snap.errors_total.items()):
-            errs.add_metric([kind], float(count))
-        yield errs
-        risk = GaugeMetricFamily("rightsizer_service_placement_risk",
-                                 "1 when every running member of the service is on one host (level single-host) or "
-                                 "in one zone while the fleet has another (level zone).",
-                                 labels=["service", "level"])
-        for service, level, value in self._economics().placement:
-            risk.add_metric([service, level], value)
-        yield risk
+            health["errors"].add_metric([kind], float(count))  # type: ignore[attr-defined]
+        yield from vm_f.values()
+        yield from econ_f.values()
+        yield from health.values()
 
 
 def build_registry(snapshot: Callable[[], Snapshot],
@@ -181,26 +267,3 @@ def build_registry(snapshot: Callable[[], Snapshot],
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RightsizerCollector(snapshot, economics))
     return registry
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-
-class _ThreadingWSGIServer(WSGIServer):
-    daemon_threads = True
-
-
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
-    """Serve /metrics on host:port in a daemon thread; returns the server (call shutdown()) and thread."""
-    from socketserver import ThreadingMixIn
-
-    class Server(ThreadingMixIn, _ThreadingWSGIServer):
-        pass
-
-    app = make_wsgi_app(registry)
-    server = make_server(host, port, app, server_class=Server, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
-    thread.start()
-    return server, thread

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -43,15 +43,22 @@ class VmRef:
 
 @dataclass(frozen=True, slots=True)
 class DiskSample:
-    """Cumulative counters of one block device (``block.N.*`` in libvirt bulk stats)."""
+    """Cumulative counters of one block device (``block.N.*`` in libvirt bulk stats).
+
+    ``None`` means the driver did not report the value. Times are nanoseconds spent on completed
+    requests (libvirt ``block.N.rd.times``/``wr.times``); capacity is the guest-visible size, allocation
+    the highest written offset of the image (``block.N.capacity``/``allocation``), both bytes.
+    """
 
     device: str
     read_bytes: int
     write_bytes: int
-    read_reqs: int
-    write_reqs: int
+    read_reqs: int | None
+    write_reqs: int | None
     capacity_bytes: int | None = None
     allocation_bytes: int | None = None
+    read_time_ns: int | None = None
+    write_time_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +87,10 @@ class VmSample:
     max_memory_bytes: int
     cpu_time_ns: int | None = None
     memory_used_bytes: int | None = None
-    swap_in_bytes: int | None = None
+    swap_in_bytes: int | None = None  # cumulative, guest balloon stats (libvirt reports KiB)
     swap_out_bytes: int | None = None
+    major_faults: int | None = None  # cumulative count of the guest's major page faults
+    cpu_delay_ns: int | None = None  # cumulative, summed over vCPUs: runnable but waiting for a host CPU
     disks: tuple[DiskSample, ...] = ()
     nets: tuple[NetSample, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -105,8 +114,33 @@ class VmSample:
 
     @property
     def disk_capacity_bytes(self) -> int | None:
-        caps = [d.capacity_bytes for d in self.disks if d.capacity_bytes is not None]
-        return sum(caps) if caps else None
+        return _sum_known(d.capacity_bytes for d in self.disks)
+
+    @property
+    def disk_allocation_bytes(self) -> int | None:
+        return _sum_known(d.allocation_bytes for d in self.disks)
+
+    @property
+    def disk_read_reqs(self) -> int | None:
+        return _sum_known(d.read_reqs for d in self.disks)
+
+    @property
+    def disk_write_reqs(self) -> int | None:
+        return _sum_known(d.write_reqs for d in self.disks)
+
+    @property
+    def disk_read_time_ns(self) -> int | None:
+        return _sum_known(d.read_time_ns for d in self.disks)
+
+    @property
+    def disk_write_time_ns(self) -> int | None:
+        return _sum_known(d.write_time_ns for d in self.disks)
+
+
+def _sum_known(values: Iterable[int | None]) -> int | None:
+    """Sum of the reported values; None when no disk reported one (absent, never 0)."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +164,7 @@ class SampleBatch:
     duration_s: float = 0.0
     ok: bool = True
     driver: str = ""  # libvirt driver type, e.g. "QEMU" or "Test"
+    host_cpus: int | None = None  # logical CPUs of the host (libvirt getInfo), for overcommit
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +190,15 @@ class UsagePoint:
     disk_capacity_bytes: int | None = None
     interval_s: float | None = None
     gap: bool = False
+    cpu_delay_vcpus: float | None = None  # host-CPU wait, summed over vCPUs, in vCPU-equivalents (s/s)
+    swap_in_bps: float | None = None
+    swap_out_bps: float | None = None
+    major_faults_ps: float | None = None
+    disk_read_iops: float | None = None
+    disk_write_iops: float | None = None
+    disk_read_time_s_per_s: float | None = None  # seconds spent on reads per second (sum over disks)
+    disk_write_time_s_per_s: float | None = None
+    disk_allocation_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

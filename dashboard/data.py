@@ -20,6 +20,7 @@ import pandas as pd
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
 from analytics.costs import summarise_costs
+from analytics.placement import PlacementRisk, placement_risks, risk_by_vm
 from collector.config import Settings
 from collector.model import VmRecord, VmState
 from collector.store.base import TimeSeriesStore
@@ -124,6 +125,16 @@ class DashboardData:
         snap.backups = self._backups_loader(self, snap)
         self._warm_views(snap)
         return snap
+
+    def placement(self) -> list[PlacementRisk]:
+        """Placement verdicts of every service with two or more running members, riskiest first."""
+        snap = self.snapshot()
+        return snap.memoised(("placement",), lambda: placement_risks(snap.vms, self.settings.placement))
+
+    def vm_placement(self, uuid: str) -> PlacementRisk | None:
+        """The placement risk of the VM's service, when it is at risk."""
+        snap = self.snapshot()
+        return risk_by_vm(self.placement(), [snap.by_uuid[uuid]] if uuid in snap.by_uuid else []).get(uuid)
 
     def warm(self) -> None:
         """Build the snapshot (if needed), the default views and the warmers' results."""

@@ -19,6 +19,8 @@ OVERVIEW_SPEND_DAY = "overview-spend-day"
 OVERVIEW_UTILISATION = "overview-utilisation"
 OVERVIEW_FINDINGS = "overview-findings"
 OVERVIEW_FORECAST_BASIS = "overview-forecast-basis"
+OVERVIEW_PLACEMENT = "overview-placement"
+VM_PLACEMENT = "vm-placement"
 
 # VMs
 VMS_TABLE = "vms-table"

@@ -1,13 +1,17 @@
 """Wiring of ``rightsizer serve``: collector, exporter, analytics refresh, reports, dashboard.
 
-Thin on purpose: every job calls a plain function from the packages. APScheduler runs the jobs in
-its thread pool with ``max_instances=1`` and ``coalesce`` so a slow cycle is never run twice at once.
+Thin on purpose: every job calls a plain function from the packages. The collection cycle runs in a
+thread of its own on a fixed grid (a late cycle delays the next, never skips it); APScheduler runs the
+analytics refresh and reports in its thread pool with ``max_instances=1`` and ``coalesce``.
+The /metrics exposition is rendered by the collection job and the analytics job after they finish, and
+served as bytes from the metrics server's own threads: a scrape never delays a cycle.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +20,8 @@ from typing import Any
 
 from collector.config import Settings
 from collector.errors import RightsizerError
-from collector.exporter import EconomicsView, VmEconomics, build_registry, serve_metrics
+from collector.exporter import EconomicsView, VmEconomics, build_registry
+from collector.exposition import ExpositionCache, serve_exposition
 from collector.sampler import Sampler
 
 log = logging.getLogger("rightsizer.serve")
@@ -71,35 +76,65 @@ def probe_local_libvirt(uri: str = "qemu:///system") -> tuple[bool, str]:
 
 
 def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datetime) -> EconomicsView:
-    """Per-VM price per hour of its machine type and its latest finding, for the exporter.
+    """Per-VM cost now, latest finding, backup state and idle flag, for the exporter.
 
-    The hourly cost is the machine type's pay-as-you-go price while the VM runs; a stopped VM costs what
-    ``costs.stopped_vm_billing`` says for compute (0 unless "full"). Disks are billed separately.
+    ``hourly_cost`` is the machine type's pay-as-you-go price while it is billed (running, or stopped under
+    ``costs.stopped_vm_billing = "full"``) plus the disks' price (capacity per GB-hour and the class fee) while
+    they are billed (running, or stopped under "full"/"storage-only"): a shut-off VM whose disks are billed is
+    not free. ``monthly_savings`` is signed; an upsize exports its cost as a negative saving.
     """
+    from analytics.backups import check_backups
+    from analytics.catalogue import load_storage_prices
     from analytics.fleet import resolve_machine_type
     from analytics.recommend import findings_for_settings
     from collector.model import VmState
 
     vms = store.vms()
     findings = {f.uuid: f for f in findings_for_settings(store, catalogue, settings, now=now)}
+    backups = {b.vm_uuid: b for b in check_backups(vms, store.backups(), settings.backups, now)}
+    capacity = _latest_capacity(store, now)
+    storage = load_storage_prices() if settings.costs.include_storage else None
+    rule = settings.costs.stopped_vm_billing
     out: dict[str, VmEconomics] = {}
     for vm in vms:
         mtype, _how = resolve_machine_type(vm, catalogue)
         if mtype is None:
             continue
-        billed = vm.state is VmState.RUNNING or settings.costs.stopped_vm_billing == "full"
+        running = vm.state is VmState.RUNNING
+        cap = capacity.get(vm.uuid)
+        disk_price = (storage.disk_price_per_hour(cap, settings.costs.storage_class)
+                      if storage is not None and cap else 0.0)
+        storage_cost = disk_price if running or rule in ("full", "storage-only") else 0.0
+        compute = mtype.price_per_hour if running or rule == "full" else 0.0
         f = findings.get(vm.uuid)
+        b = backups.get(vm.uuid)
         out[vm.uuid] = VmEconomics(
-            machine_type=mtype.name, hourly_cost=mtype.price_per_hour if billed else 0.0,
-            currency=mtype.currency, finding=f.finding if f else "",
-            current_type=mtype.name, recommended_type=(f.target_type or "") if f else "",
-            monthly_savings=max(0.0, f.monthly_savings) if f else 0.0,
+            machine_type=mtype.name, hourly_cost=compute + storage_cost, currency=mtype.currency,
+            finding=f.finding if f else "", current_type=mtype.name,
+            recommended_type=(f.target_type or "") if f else "",
+            monthly_savings=f.monthly_savings if f else 0.0, storage_hourly_cost=storage_cost,
+            backup_age_seconds=b.age_s if b is not None else None,
+            backup_overdue=(b.is_overdue if b is not None and b.max_age_s is not None else None),
+            idle=(f.idle.is_idle if f is not None and f.idle is not None and f.idle.status != "insufficient-data"
+                  else None),
         )
     from analytics.placement import LEVELS, placement_risks
 
     placement = tuple((r.service, level, 1.0 if r.level == level else 0.0)
                       for r in placement_risks(vms, settings.placement) for level in LEVELS)
     return EconomicsView(by_vm=out, placement=placement)
+
+
+def _latest_capacity(store: Any, now: datetime) -> dict[str, float]:
+    """Each VM's newest known total disk capacity (bytes) from the last two days of hourly rollups."""
+    from datetime import timedelta
+
+    hours = store.frame(now - timedelta(days=2), now + timedelta(hours=1), resolution="hour")
+    if hours.empty:
+        return {}
+    known = hours.dropna(subset=["disk_capacity_bytes"])
+    newest = known.sort_values("ts").groupby("vm")["disk_capacity_bytes"].last()
+    return {str(k): float(v) for k, v in newest.items()}
 
 
 def make_apply_hook(settings: Settings, store: Any, catalogue: Any) -> Callable[..., str]:
@@ -147,6 +182,7 @@ class Service:
     data_mode: str
     mode_detail: str = ""
     economics: EconomicsView = field(default_factory=EconomicsView)
+    exposition: ExpositionCache | None = None
     _scheduler: Any = None
     _power_job: Any = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -160,16 +196,21 @@ class Service:
         log.info("store: %s", self.store.path)
         scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
                                                                     "misfire_grace_time": 30})
-        registry = build_registry(self._snapshot, lambda: self.economics)
+        self.exposition = ExpositionCache(build_registry(self._snapshot, lambda: self.economics))
+        exposition = self.exposition
         listen = self.settings.exporter.listen
         server = _bind("--metrics-listen / [exporter] listen", listen,
-                       lambda host, port: serve_metrics(registry, host, port)[0])
+                       lambda host, port: serve_exposition(exposition, host, port)[0])
         self._stoppers.append(("metrics server", lambda: _close_server(server)))
         log.info("metrics: http://%s/metrics", listen)
         interval = self.settings.collector.interval_s
+        exposition.start()
+        self._stoppers.append(("exposition renderer", exposition.stop))
         if self.sampler is not None:
             self.collect_once()
-            scheduler.add_job(self.collect_once, "interval", seconds=interval, id="collect")
+            loop = threading.Thread(target=self._collect_loop, args=(interval,), name="collector", daemon=True)
+            loop.start()
+            self._stoppers.append(("collector", lambda: loop.join(10)))
         self.refresh_economics()
         scheduler.add_job(self.refresh_economics, "interval", seconds=max(interval, 300.0), id="economics")
         if self.settings.actions.schedules:
@@ -215,6 +256,22 @@ class Service:
 
         return self.sampler.snapshot if self.sampler is not None else Snapshot()
 
+    def _collect_loop(self, interval_s: float) -> None:
+        """Run a cycle every ``interval_s`` on a fixed grid in a thread of its own until ``stop``.
+
+        A cycle that overruns its slot delays the next one (which starts at once) instead of skipping it,
+        as APScheduler's ``max_instances`` would; nothing else (jobs, renders, scrapes) shares this thread.
+        """
+        next_at = time.monotonic() + interval_s
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            self.collect_once()
+            next_at += interval_s
+            late_s = time.monotonic() - next_at
+            if late_s > 0:
+                log.warning("collection cycle overran its %.0f s interval by %.1f s; next cycle starts now",
+                            interval_s, late_s)
+                next_at = time.monotonic()
+
     def collect_once(self) -> None:
         if self.sampler is None:
             return
@@ -222,12 +279,18 @@ class Service:
             self.sampler.poll_once()
         except RightsizerError:
             log.exception("collection cycle failed; retrying next interval")
+        self._render()
+
+    def _render(self) -> None:
+        if self.exposition is not None:
+            self.exposition.request_refresh()
 
     def refresh_economics(self) -> None:
         try:
             self.economics = compute_economics(self.store, self.catalogue, self.settings, datetime.now(UTC))
         except RightsizerError:
             log.exception("cost/recommendation refresh failed; keeping the previous view")
+        self._render()
         self.sync_schedules()
 
     def sync_schedules(self) -> None:

@@ -47,6 +47,7 @@ class Finding(enum.StrEnum):
     BELOW_THRESHOLD = "below-threshold"
     STOPPED = "stopped"
     RESIZE_REGRET = "resize-regret"
+    CONTENTION = "contention"  # starved by its host (vCPU delay), not undersized: no upsize
 
 
 class VmSpecLike(Protocol):

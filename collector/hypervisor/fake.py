@@ -40,6 +40,12 @@ class FakeVm:
     net_rx_bps: float = 0.0
     net_tx_bps: float = 0.0
     disk_capacity_bytes: int = 20 * _GIB
+    # Contention and pressure signals; None = the hypervisor does not report them (absent, never 0).
+    cpu_delay_vcpus: float | None = 0.0  # host-CPU wait summed over vCPUs, seconds per second
+    swap_in_bps: float | None = 0.0
+    swap_out_bps: float | None = 0.0
+    major_faults_ps: float | None = 0.0
+    disk_latency_s: float = 0.001  # time per request, for block rd/wr.times
     labels: Mapping[str, str] = field(default_factory=dict)
     snapshot_times: tuple[datetime, ...] = ()
 
@@ -87,6 +93,14 @@ class _Counters:
     write_bytes: float = 0.0
     rx_bytes: float = 0.0
     tx_bytes: float = 0.0
+    delay_ns: float = 0.0
+    swap_in_bytes: float = 0.0
+    swap_out_bytes: float = 0.0
+    major_faults: float = 0.0
+
+
+def _known(reported: float | None, value: float) -> int | None:
+    return None if reported is None else round(value)
 
 
 def _utcnow() -> datetime:
@@ -181,6 +195,10 @@ class FakeHypervisor:
                 c.write_bytes += vm.disk_write_bps * elapsed_s
                 c.rx_bytes += vm.net_rx_bps * elapsed_s
                 c.tx_bytes += vm.net_tx_bps * elapsed_s
+                c.delay_ns += (vm.cpu_delay_vcpus or 0.0) * elapsed_s * 1e9
+                c.swap_in_bytes += (vm.swap_in_bps or 0.0) * elapsed_s
+                c.swap_out_bytes += (vm.swap_out_bps or 0.0) * elapsed_s
+                c.major_faults += (vm.major_faults_ps or 0.0) * elapsed_s
         return now
 
     def sample_all(self) -> SampleBatch:
@@ -215,8 +233,10 @@ class FakeHypervisor:
             max_memory_bytes=vm.max_memory_bytes,
             cpu_time_ns=round(c.cpu_time_ns) if running else None,
             memory_used_bytes=vm.memory_used_bytes if running else None,
-            swap_in_bytes=0 if running else None,
-            swap_out_bytes=0 if running else None,
+            swap_in_bytes=_known(vm.swap_in_bps, c.swap_in_bytes) if running else None,
+            swap_out_bytes=_known(vm.swap_out_bps, c.swap_out_bytes) if running else None,
+            major_faults=_known(vm.major_faults_ps, c.major_faults) if running else None,
+            cpu_delay_ns=_known(vm.cpu_delay_vcpus, c.delay_ns) if running else None,
             disks=(
                 DiskSample(
                     device="vda",
@@ -226,6 +246,8 @@ class FakeHypervisor:
                     write_reqs=round(c.write_bytes / 4096),
                     capacity_bytes=vm.disk_capacity_bytes,
                     allocation_bytes=vm.disk_capacity_bytes,
+                    read_time_ns=round(c.read_bytes / 4096 * vm.disk_latency_s * 1e9),
+                    write_time_ns=round(c.write_bytes / 4096 * vm.disk_latency_s * 1e9),
                 ),
             ),
             nets=(NetSample(device="vnet0", rx_bytes=round(c.rx_bytes), tx_bytes=round(c.tx_bytes)),),

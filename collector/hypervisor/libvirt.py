@@ -5,7 +5,9 @@ per-domain path for drivers whose bulk call returns only the state group (the te
 ``LibvirtControl`` is the read-write side the resize actions build on. ``map_libvirt_errors``
 translates ``libvirtError`` codes into ``collector.errors`` classes.
 
-libvirt units: memory in KiB (balloon.*, info(), memoryStats()), CPU time in ns, block/net in bytes.
+libvirt units (https://libvirt.org/html/libvirt-libvirt-domain.html#virConnectGetAllDomainStats and
+virsh(1) dommemstat): memory in KiB (balloon.* incl. swap_in/swap_out, info(), memoryStats()), page faults
+as counts, CPU and vCPU delay time in ns, block rd/wr.times in ns, block/net sizes in bytes.
 """
 
 from __future__ import annotations
@@ -156,6 +158,47 @@ def memory_used_bytes(stats: Mapping[str, int], prefix: str = "balloon.") -> int
     return None
 
 
+def vcpu_delay_ns(stats: Mapping[str, int]) -> int | None:
+    """Sum of ``vcpu.N.delay`` over vCPUs (ns), or None when the driver reports none.
+
+    libvirt (https://libvirt.org/html/libvirt-libvirt-domain.html#virConnectGetAllDomainStats,
+    VIR_DOMAIN_STATS_VCPU): ``vcpu.<num>.delay`` is the time in ns the vCPU thread was enqueued by the host
+    scheduler but waiting instead of running (the guest sees it as steal time). libvirt 9.0 reports it.
+    """
+    total: int | None = None
+    for i in range(int(stats.get("vcpu.maximum", stats.get("vcpu.current", 0)))):
+        value = stats.get(f"vcpu.{i}.delay")
+        if value is not None:
+            total = (total or 0) + int(value)
+    return total
+
+
+def bulk_disks(stats: Mapping[str, Any]) -> tuple[DiskSample, ...]:
+    """Disks from ``block.N.*`` bulk stats; a value the driver left out stays None (absent, never 0).
+
+    libvirt units (same page, VIR_DOMAIN_STATS_BLOCK): ``rd.reqs``/``wr.reqs`` counts,
+    ``rd.bytes``/``wr.bytes`` bytes, ``rd.times``/``wr.times`` nanoseconds spent on reads/writes,
+    ``capacity`` the logical size in bytes, ``allocation`` the offset of the highest written sector in bytes.
+    """
+    disks: list[DiskSample] = []
+    for i in range(stats.get("block.count", 0)):
+        p = f"block.{i}."
+        disks.append(
+            DiskSample(
+                device=stats.get(p + "name", str(i)),
+                read_bytes=stats.get(p + "rd.bytes", 0),
+                write_bytes=stats.get(p + "wr.bytes", 0),
+                read_reqs=stats.get(p + "rd.reqs"),
+                write_reqs=stats.get(p + "wr.reqs"),
+                capacity_bytes=stats.get(p + "capacity"),
+                allocation_bytes=stats.get(p + "allocation"),
+                read_time_ns=stats.get(p + "rd.times"),
+                write_time_ns=stats.get(p + "wr.times"),
+            )
+        )
+    return tuple(disks)
+
+
 @dataclass(frozen=True, slots=True)
 class _XmlFacts:
     """What the per-domain path needs from the domain XML."""
@@ -199,6 +242,7 @@ class _DomainCache:
     snapshot_times: tuple[datetime, ...] | None = None
     xml_facts: _XmlFacts | None = None
     balloon_checked_id: int | None = None
+    block_info: dict[str, Any] = field(default_factory=dict)  # per-domain path: blockInfo by target dev
 
 
 def _utcnow() -> datetime:
@@ -256,6 +300,7 @@ class LibvirtSource:
         self._open_readwrite = open_readwrite or libvirt.open
         self._conn: Any = None
         self._host = ""
+        self._host_cpus: int | None = None
         self._driver = ""
         self._synthetic_cpu = False
         self._nowait = True
@@ -308,6 +353,7 @@ class LibvirtSource:
                 conn = self._open_readonly(self._uri)
                 driver = conn.getType()
                 host = conn.getHostname()
+                host_cpus = int(conn.getInfo()[2])  # [model, memory MiB, cpus, mhz, nodes, sockets, ...]
         except HypervisorError as exc:
             self._failures += 1
             delay = min(_MAX_RECONNECT_DELAY_S, 2.0 ** (self._failures - 1))
@@ -316,6 +362,7 @@ class LibvirtSource:
         self._conn = conn
         self._driver = driver
         self._host = host
+        self._host_cpus = host_cpus
         # The test driver's info() cpuTime is wall-clock ns since the epoch, not CPU time.
         self._synthetic_cpu = driver.lower() == "test"
         self._failures = 0
@@ -414,6 +461,7 @@ class LibvirtSource:
             duration_s=self._monotonic() - started,
             ok=ok,
             driver=self._driver,
+            host_cpus=self._host_cpus,
         )
 
     def _records(self, conn: Any) -> list[tuple[Any, Mapping[str, Any]]]:
@@ -474,20 +522,7 @@ class LibvirtSource:
     ) -> VmSample:
         state = vm_state(stats.get("state.state", libvirt.VIR_DOMAIN_NOSTATE))
         running = state is VmState.RUNNING or state is VmState.PAUSED
-        disks: list[DiskSample] = []
-        for i in range(stats.get("block.count", 0)):
-            p = f"block.{i}."
-            disks.append(
-                DiskSample(
-                    device=stats.get(p + "name", str(i)),
-                    read_bytes=stats.get(p + "rd.bytes", 0),
-                    write_bytes=stats.get(p + "wr.bytes", 0),
-                    read_reqs=stats.get(p + "rd.reqs", 0),
-                    write_reqs=stats.get(p + "wr.reqs", 0),
-                    capacity_bytes=stats.get(p + "capacity"),
-                    allocation_bytes=stats.get(p + "allocation"),
-                )
-            )
+        disks = bulk_disks(stats)
         nets = tuple(
             NetSample(
                 device=stats.get(f"net.{i}.name", str(i)),
@@ -499,6 +534,7 @@ class LibvirtSource:
         swap_in = stats.get("balloon.swap_in")
         swap_out = stats.get("balloon.swap_out")
         cpu_time = stats.get("cpu.time") if running and not self._synthetic_cpu else None
+        faults = stats.get("balloon.major_fault")
         return VmSample(
             ref=ref,
             host=self._host,
@@ -511,7 +547,9 @@ class LibvirtSource:
             memory_used_bytes=memory_used_bytes(stats) if running else None,
             swap_in_bytes=swap_in * _KIB if swap_in is not None and running else None,
             swap_out_bytes=swap_out * _KIB if swap_out is not None and running else None,
-            disks=tuple(disks),
+            major_faults=faults if running else None,
+            cpu_delay_ns=vcpu_delay_ns(stats) if running else None,
+            disks=disks,
             nets=nets,
             labels=labels,
             snapshot_times=snapshots,
@@ -552,6 +590,7 @@ class LibvirtSource:
             with map_libvirt_errors(f"XMLDesc({ref.name!r})"):
                 facts = parse_domain_xml(dom.XMLDesc(0))
             entry.xml_facts = facts
+            entry.block_info = {}  # capacity/allocation are re-read on the XML schedule, not every cycle
         mem_stats: Mapping[str, int] | None = None
         disks: list[DiskSample] = []
         nets: list[NetSample] = []
@@ -562,7 +601,10 @@ class LibvirtSource:
                 bs = self._optional("blockStats", "blockStats" + what, functools.partial(dom.blockStats, dev))
                 if bs is None:
                     continue
-                bi = self._optional("blockInfo", "blockInfo" + what, functools.partial(dom.blockInfo, dev))
+                bi = entry.block_info.get(dev)
+                if bi is None:
+                    bi = self._optional("blockInfo", "blockInfo" + what, functools.partial(dom.blockInfo, dev))
+                    entry.block_info[dev] = bi
                 # blockStats: (rd_req, rd_bytes, wr_req, wr_bytes, errs)
                 # blockInfo: [capacity, allocation, physical]
                 disks.append(
@@ -582,8 +624,10 @@ class LibvirtSource:
                 # interfaceStats: (rx_bytes, rx_packets, rx_errs, rx_drop, tx_bytes, tx_packets, ...)
                 if ns is not None:
                     nets.append(NetSample(device=dev, rx_bytes=ns[0], tx_bytes=ns[4]))
+        # memoryStats() keys carry no "balloon." prefix; swap_in/swap_out are KiB, major_fault a count.
         swap_in = mem_stats.get("swap_in") if mem_stats else None
         swap_out = mem_stats.get("swap_out") if mem_stats else None
+        faults = mem_stats.get("major_fault") if mem_stats else None
         return VmSample(
             ref=ref,
             host=self._host,
@@ -596,6 +640,7 @@ class LibvirtSource:
             memory_used_bytes=memory_used_bytes(mem_stats, prefix="") if mem_stats else None,
             swap_in_bytes=swap_in * _KIB if swap_in is not None else None,
             swap_out_bytes=swap_out * _KIB if swap_out is not None else None,
+            major_faults=faults,
             disks=tuple(disks),
             nets=tuple(nets),
             labels=labels,

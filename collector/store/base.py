@@ -5,12 +5,18 @@ Column names carry their units. The two resolutions:
 
 ``raw`` (one row per stored interval; rates over the interval ending at ``ts``)
     vm, ts, state, vcpus, memory_bytes, cpu_vcpus, memory_used_bytes, disk_read_bps, disk_write_bps,
-    net_rx_bps, net_tx_bps, disk_capacity_bytes, interval_s, gap
+    net_rx_bps, net_tx_bps, disk_capacity_bytes, interval_s, gap, then the signals:
+    cpu_delay_vcpus (host-CPU wait summed over vCPUs, s/s), swap_in_bps, swap_out_bps, major_faults_ps,
+    disk_read_iops, disk_write_iops, disk_read_time_s_per_s, disk_write_time_s_per_s (time spent on
+    requests per second, summed over disks), disk_allocation_bytes
 
 ``hour`` (one row per VM and hour; ``ts`` is the start of the hour)
     vm, ts, samples, running_s, vcpus, memory_bytes, cpu_mean_vcpus, cpu_p95_vcpus, cpu_max_vcpus,
     memory_used_max_bytes, memory_used_mean_bytes, disk_read_bytes, disk_write_bytes, net_rx_bytes,
-    net_tx_bytes, disk_capacity_bytes
+    net_tx_bytes, disk_capacity_bytes, then the signals: cpu_delay_mean_vcpus, cpu_delay_max_vcpus,
+    swap_in_bytes, swap_out_bytes, major_faults (sums over the hour), major_faults_max_ps, swap_max_bps
+    (worst interval), disk_read_reqs, disk_write_reqs, disk_read_time_s, disk_write_time_s (sums),
+    disk_iops_p99, disk_bps_p99 (read+write, P99 of the hour's intervals), disk_allocation_bytes
 
 ``vcpus``/``memory_bytes`` in the hour frame are the allocation's maximum within the hour; ``running_s``
 is the time the VM was seen running (what pay-as-you-go billing counts). Missing values are NaN.
@@ -27,15 +33,25 @@ import pandas as pd
 
 from collector.model import SampleBatch, UsagePoint, VmRecord
 
+#: Contention, memory-pressure and disk-performance signals (schema version 2); NaN where not reported.
+SIGNAL_RAW_COLUMNS: tuple[str, ...] = (
+    "cpu_delay_vcpus", "swap_in_bps", "swap_out_bps", "major_faults_ps", "disk_read_iops", "disk_write_iops",
+    "disk_read_time_s_per_s", "disk_write_time_s_per_s", "disk_allocation_bytes",
+)
+SIGNAL_HOUR_COLUMNS: tuple[str, ...] = (
+    "cpu_delay_mean_vcpus", "cpu_delay_max_vcpus", "swap_in_bytes", "swap_out_bytes", "major_faults",
+    "major_faults_max_ps", "swap_max_bps", "disk_read_reqs", "disk_write_reqs", "disk_read_time_s",
+    "disk_write_time_s", "disk_iops_p99", "disk_bps_p99", "disk_allocation_bytes",
+)
 RAW_COLUMNS: tuple[str, ...] = (
     "vm", "ts", "state", "vcpus", "memory_bytes", "cpu_vcpus", "memory_used_bytes",
     "disk_read_bps", "disk_write_bps", "net_rx_bps", "net_tx_bps", "disk_capacity_bytes",
-    "interval_s", "gap",
+    "interval_s", "gap", *SIGNAL_RAW_COLUMNS,
 )
 HOUR_COLUMNS: tuple[str, ...] = (
     "vm", "ts", "samples", "running_s", "vcpus", "memory_bytes", "cpu_mean_vcpus", "cpu_p95_vcpus",
     "cpu_max_vcpus", "memory_used_max_bytes", "memory_used_mean_bytes", "disk_read_bytes",
-    "disk_write_bytes", "net_rx_bytes", "net_tx_bytes", "disk_capacity_bytes",
+    "disk_write_bytes", "net_rx_bytes", "net_tx_bytes", "disk_capacity_bytes", *SIGNAL_HOUR_COLUMNS,
 )
 
 Resolution = Literal["raw", "hour"]
@@ -52,6 +68,14 @@ class Counters:
     disk_write_bytes: int | None
     net_rx_bytes: int | None
     net_tx_bytes: int | None
+    cpu_delay_ns: int | None = None
+    swap_in_bytes: int | None = None
+    swap_out_bytes: int | None = None
+    major_faults: int | None = None
+    disk_read_reqs: int | None = None
+    disk_write_reqs: int | None = None
+    disk_read_time_ns: int | None = None
+    disk_write_time_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

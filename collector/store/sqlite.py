@@ -26,7 +26,14 @@ import pandas as pd
 
 from collector.errors import StoreError, StoreRefusedError
 from collector.model import SampleBatch, UsagePoint, VmRecord, VmSample, VmState, natural_key
-from collector.store.base import HOUR_COLUMNS, RAW_COLUMNS, AuditEntry, Counters, Resolution
+from collector.store.base import (
+    HOUR_COLUMNS,
+    RAW_COLUMNS,
+    SIGNAL_RAW_COLUMNS,
+    AuditEntry,
+    Counters,
+    Resolution,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +77,47 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
     """,
+    # 2: contention, memory-pressure and disk-performance signals (collector.store.base.SIGNAL_*_COLUMNS)
+    """
+    ALTER TABLE samples ADD COLUMN cpu_delay_vcpus REAL;
+    ALTER TABLE samples ADD COLUMN swap_in_bps REAL;
+    ALTER TABLE samples ADD COLUMN swap_out_bps REAL;
+    ALTER TABLE samples ADD COLUMN major_faults_ps REAL;
+    ALTER TABLE samples ADD COLUMN disk_read_iops REAL;
+    ALTER TABLE samples ADD COLUMN disk_write_iops REAL;
+    ALTER TABLE samples ADD COLUMN disk_read_time_s_per_s REAL;
+    ALTER TABLE samples ADD COLUMN disk_write_time_s_per_s REAL;
+    ALTER TABLE samples ADD COLUMN disk_allocation_bytes INTEGER;
+    ALTER TABLE hourly ADD COLUMN cpu_delay_mean_vcpus REAL;
+    ALTER TABLE hourly ADD COLUMN cpu_delay_max_vcpus REAL;
+    ALTER TABLE hourly ADD COLUMN swap_in_bytes REAL;
+    ALTER TABLE hourly ADD COLUMN swap_out_bytes REAL;
+    ALTER TABLE hourly ADD COLUMN major_faults REAL;
+    ALTER TABLE hourly ADD COLUMN major_faults_max_ps REAL;
+    ALTER TABLE hourly ADD COLUMN swap_max_bps REAL;
+    ALTER TABLE hourly ADD COLUMN disk_read_reqs REAL;
+    ALTER TABLE hourly ADD COLUMN disk_write_reqs REAL;
+    ALTER TABLE hourly ADD COLUMN disk_read_time_s REAL;
+    ALTER TABLE hourly ADD COLUMN disk_write_time_s REAL;
+    ALTER TABLE hourly ADD COLUMN disk_iops_p99 REAL;
+    ALTER TABLE hourly ADD COLUMN disk_bps_p99 REAL;
+    ALTER TABLE hourly ADD COLUMN disk_allocation_bytes REAL;
+    ALTER TABLE counters ADD COLUMN cpu_delay_ns INTEGER;
+    ALTER TABLE counters ADD COLUMN swap_in_bytes INTEGER;
+    ALTER TABLE counters ADD COLUMN swap_out_bytes INTEGER;
+    ALTER TABLE counters ADD COLUMN major_faults INTEGER;
+    ALTER TABLE counters ADD COLUMN disk_read_reqs INTEGER;
+    ALTER TABLE counters ADD COLUMN disk_write_reqs INTEGER;
+    ALTER TABLE counters ADD COLUMN disk_read_time_ns INTEGER;
+    ALTER TABLE counters ADD COLUMN disk_write_time_ns INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+_COUNTER_COLUMNS = (
+    "vm", "ts", "cpu_time_ns", "disk_read_bytes", "disk_write_bytes", "net_rx_bytes", "net_tx_bytes",
+    "cpu_delay_ns", "swap_in_bytes", "swap_out_bytes", "major_faults", "disk_read_reqs", "disk_write_reqs",
+    "disk_read_time_ns", "disk_write_time_ns",
+)
 #: ``PRAGMA application_id`` of a rightsizer store ("RSZR"): other programs' SQLite files are refused untouched.
 APPLICATION_ID = 0x52535A52
 #: Tables of schema version 1; a file without the id but with all of these is a store of an earlier release.
@@ -225,9 +271,12 @@ class SqliteStore:
                 [_point_row(p) for p in points],
             )
             c.executemany(
-                "INSERT OR REPLACE INTO counters VALUES (?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO counters({','.join(_COUNTER_COLUMNS)}) VALUES "
+                f"({','.join('?' * len(_COUNTER_COLUMNS))})",
                 [(k.vm_uuid, _epoch(k.ts), k.cpu_time_ns, k.disk_read_bytes, k.disk_write_bytes,
-                  k.net_rx_bytes, k.net_tx_bytes) for k in counters],
+                  k.net_rx_bytes, k.net_tx_bytes, k.cpu_delay_ns, k.swap_in_bytes, k.swap_out_bytes,
+                  k.major_faults, k.disk_read_reqs, k.disk_write_reqs, k.disk_read_time_ns,
+                  k.disk_write_time_ns) for k in counters],
             )
             for s in batch.samples:
                 if s.snapshot_times:
@@ -340,8 +389,8 @@ class SqliteStore:
 
     # -- reads -------------------------------------------------------------------------------
     def counters(self) -> dict[str, Counters]:
-        rows = self._read("SELECT * FROM counters")
-        return {r[0]: Counters(r[0], _dt(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows}
+        rows = self._read(f"SELECT {','.join(_COUNTER_COLUMNS)} FROM counters")
+        return {r[0]: Counters(r[0], _dt(r[1]), *r[2:]) for r in rows}
 
     def vms(self) -> list[VmRecord]:
         rows = self._read(
@@ -479,7 +528,10 @@ def _record_from_sample(s: VmSample, taken_at: datetime) -> VmRecord:
 def _point_row(p: UsagePoint) -> tuple[object, ...]:
     return (p.vm_uuid, _epoch(p.ts), p.state.value, p.vcpus, p.memory_bytes, _opt(p.cpu_vcpus),
             _opt(p.memory_used_bytes), _opt(p.disk_read_bps), _opt(p.disk_write_bps), _opt(p.net_rx_bps),
-            _opt(p.net_tx_bps), _opt(p.disk_capacity_bytes), _opt(p.interval_s), int(p.gap))
+            _opt(p.net_tx_bps), _opt(p.disk_capacity_bytes), _opt(p.interval_s), int(p.gap),
+            _opt(p.cpu_delay_vcpus), _opt(p.swap_in_bps), _opt(p.swap_out_bps), _opt(p.major_faults_ps),
+            _opt(p.disk_read_iops), _opt(p.disk_write_iops), _opt(p.disk_read_time_s_per_s),
+            _opt(p.disk_write_time_s_per_s), _opt(p.disk_allocation_bytes))
 
 
 def _points_frame(points: Iterable[UsagePoint]) -> pd.DataFrame:
@@ -507,7 +559,7 @@ def _rollup(raw: pd.DataFrame) -> pd.DataFrame:
     """Hourly aggregates of raw rows (``ts`` epoch seconds) in the hour-frame columns."""
     f = raw.copy()
     for col in ("cpu_vcpus", "memory_used_bytes", "disk_read_bps", "disk_write_bps", "net_rx_bps",
-                "net_tx_bps", "interval_s", "disk_capacity_bytes", "vcpus", "memory_bytes"):
+                "net_tx_bps", "interval_s", "disk_capacity_bytes", "vcpus", "memory_bytes", *SIGNAL_RAW_COLUMNS):
         f[col] = pd.to_numeric(f[col], errors="coerce").astype("float64")
     f["hour"] = f["ts"].astype("int64") // 3600 * 3600
     interval = f["interval_s"].fillna(0.0).clip(upper=3600.0)
@@ -530,9 +582,36 @@ def _rollup(raw: pd.DataFrame) -> pd.DataFrame:
     sums = g[["disk_read_bytes", "disk_write_bytes", "net_rx_bytes", "net_tx_bytes"]].sum(min_count=1)
     out = out.join(sums)
     out["cpu_p95_vcpus"] = g["cpu_vcpus"].quantile(0.95)
+    out = out.join(_rollup_signals(f, interval))
     out = out.reset_index().rename(columns={"hour": "ts"})
     out["running_s"] = out["running_s"].clip(upper=3600.0)
     return out[list(_HOUR_DB_COLUMNS)]
+
+
+def _rollup_signals(f: pd.DataFrame, interval: pd.Series) -> pd.DataFrame:
+    """Hourly contention/pressure/disk aggregates: sums of counts, worst intervals and P99s."""
+    f = f.assign(
+        swap_in_bytes=f["swap_in_bps"] * interval, swap_out_bytes=f["swap_out_bps"] * interval,
+        major_faults=f["major_faults_ps"] * interval, disk_read_reqs=f["disk_read_iops"] * interval,
+        disk_write_reqs=f["disk_write_iops"] * interval, disk_read_time_s=f["disk_read_time_s_per_s"] * interval,
+        disk_write_time_s=f["disk_write_time_s_per_s"] * interval,
+        swap_bps=f["swap_in_bps"] + f["swap_out_bps"], disk_iops=f["disk_read_iops"] + f["disk_write_iops"],
+        disk_bps=f["disk_read_bps"] + f["disk_write_bps"],
+    )
+    g = f.groupby(["vm", "hour"], sort=False)
+    out = g.agg(
+        cpu_delay_mean_vcpus=("cpu_delay_vcpus", "mean"),
+        cpu_delay_max_vcpus=("cpu_delay_vcpus", "max"),
+        major_faults_max_ps=("major_faults_ps", "max"),
+        swap_max_bps=("swap_bps", "max"),
+        disk_allocation_bytes=("disk_allocation_bytes", "max"),
+    )
+    sums = g[["swap_in_bytes", "swap_out_bytes", "major_faults", "disk_read_reqs", "disk_write_reqs",
+              "disk_read_time_s", "disk_write_time_s"]].sum(min_count=1)
+    out = out.join(sums)
+    out["disk_iops_p99"] = g["disk_iops"].quantile(0.99)
+    out["disk_bps_p99"] = g["disk_bps"].quantile(0.99)
+    return out
 
 
 def _rows(frame: pd.DataFrame) -> Iterator[tuple[object, ...]]:

@@ -10,7 +10,7 @@ from dash import Dash, Output, dcc, html
 
 from dashboard import figures, ids
 from dashboard.data import RANGES, DashboardData, Filters
-from dashboard.pages.common import FILTER_INPUTS, kpi, money
+from dashboard.pages.common import FILTER_INPUTS, badge, kpi, money
 
 PATH = "/"
 TITLE = "Overview"
@@ -33,7 +33,28 @@ def layout(data: DashboardData, filters: Filters) -> html.Div:
             html.Div(dcc.Graph(id=ids.OVERVIEW_UTILISATION, figure=util, config=_GRAPH_CONFIG), className="rs-card"),
             html.Div(dcc.Graph(id=ids.OVERVIEW_FINDINGS, figure=found, config=_GRAPH_CONFIG), className="rs-card"),
         ], className="rs-grid-2"),
+        html.H2("Placement"),
+        html.Div(placement_section(data), id=ids.OVERVIEW_PLACEMENT, className="rs-card rs-card-pad"),
     ])
+
+
+def placement_section(data: DashboardData) -> list[Any]:
+    """Services whose running members share one host or one zone, with hosts and members named."""
+    risks = data.placement()
+    label = data.settings.placement.service_label
+    if not risks:
+        return [html.P(f"No service with two or more running members (services are named by the VM label "
+                       f"{label!r}).", className="rs-muted")]
+    at_risk = [r for r in risks if r.at_risk]
+    summary = (f"{len(at_risk)} of {len(risks)} services (label {label!r}) have every running member on one host "
+               "or in one zone." if at_risk else f"All {len(risks)} services (label {label!r}) are spread over "
+               "hosts and zones.")
+    rows = [html.Tr([html.Td(r.service), html.Td(badge(r.level) if r.level else "spread"),
+                     html.Td(", ".join(r.hosts)), html.Td(", ".join(r.zones) or "-"),
+                     html.Td(", ".join(r.members)), html.Td(r.detail)]) for r in risks]
+    return [html.P(summary), html.Table(
+        [html.Tr([html.Th(h) for h in ("Service", "Risk", "Hosts", "Zones", "Members", "Why")]), *rows],
+        className="rs-table")]
 
 
 def update(

@@ -33,9 +33,25 @@ def layout(data: DashboardData, uuid: str, filters: Filters) -> html.Div:
         ], className="rs-grid-2"),
         html.H2("Recommendation"),
         html.Div(rec, id=ids.VM_RECOMMENDATION, className="rs-card rs-card-pad"),
+        html.Div(placement_finding(data, uuid), id=ids.VM_PLACEMENT),
         html.H2("Options"),
         html.Div(options, id=ids.VM_OPTIONS, className="rs-card rs-card-pad"),
     ])
+
+
+def placement_finding(data: DashboardData, uuid: str) -> list[Any]:
+    """The placement-risk finding of the VM's service, or nothing when it is spread."""
+    risk = data.vm_placement(uuid)
+    if risk is None:
+        return []
+    return [html.H2("Placement"), html.Div([
+        html.Div([html.Span(f"placement risk: {risk.level}", className="rs-badge rs-badge-under-provisioned")]),
+        html.P(risk.detail),
+        html.Table([html.Tr([html.Th("Service"), html.Td(risk.service)]),
+                    html.Tr([html.Th("Hosts"), html.Td(", ".join(risk.hosts))]),
+                    html.Tr([html.Th("Zones"), html.Td(", ".join(risk.zones) or "-")]),
+                    html.Tr([html.Th("Members"), html.Td(", ".join(risk.members))])], className="rs-kv"),
+    ], className="rs-card rs-card-pad")]
 
 
 def _header(view: VmDetailView) -> html.Div:

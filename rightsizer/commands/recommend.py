@@ -27,6 +27,8 @@ finding per VM, with the current and target machine type, prices per hour, savin
                       (deleting is a person's act: rightsizer never deletes)
   resize-regret       an applied resize overran its new size in the lookback after it; proposes the
                       next size up or the revert (action: resize)
+  contention          the vCPUs wait for a host CPU ([signals] contention_share of their time or more):
+                      starved by the host it names, not undersized; no CPU upsize (move it or relieve the host)
   insufficient-data   too little history in the lookback for any advice
 
 "need" is the strategy's statistic plus headroom, named in need.cpu_statistic / need.memory_statistic
@@ -34,7 +36,8 @@ finding per VM, with the current and target machine type, prices per hour, savin
 catalogue knows it, else the cheapest eligible type covering its allocation (type_source).
 
 Shared rules: no recommendation with < 30 h of data or < 3 days of span; unknown memory use is never
-downsized; a downsize must save max(10 %, --min-monthly-savings); a growing trend blocks a downsize.
+downsized; a downsize must save max(10 %, --min-monthly-savings); a growing trend blocks a downsize;
+hours with guest swap or major-fault bursts count as memory fully used (memory pressure blocks a downsize).
 VMs labelled rightsizer_exclude=true, or matched by an excluding policy, are shown but never resized.
 
 Each VM also gets its workload pattern (office-hours, nightly-batch, steady, spiky, idle, unknown) from

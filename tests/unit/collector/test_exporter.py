@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import gzip
 import shutil
+import socket
 import subprocess
+import urllib.error
 import urllib.request
 
 import pytest
 from prometheus_client.exposition import generate_latest
 
-from collector.exporter import EconomicsView, VmEconomics, build_registry, serve_metrics
+from collector.exporter import EconomicsView, RightsizerCollector, VmEconomics, build_registry
+from collector.exposition import BACKLOG, ExpositionCache, render_text, serve_exposition
 from collector.hypervisor.fake import FakeHypervisor, Topology
 from collector.sampler import Sampler, Snapshot
 
@@ -77,19 +81,82 @@ def test_empty_snapshot_exposes_health_only():
     assert "rightsizer_vm_vcpus{" not in text
 
 
-def test_http_endpoint_serves_text_format(sampled):
-    sampler, _ = sampled
-    server, thread = serve_metrics(build_registry(lambda: sampler.snapshot), "127.0.0.1", 0)
+def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[bytes, dict[str, str]]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return resp.read(), dict(resp.headers)
+
+
+@pytest.fixture
+def served(sampled):
+    sampler, fake = sampled
+    cache = ExpositionCache(build_registry(lambda: sampler.snapshot))
+    cache.refresh()
+    server, thread = serve_exposition(cache, "127.0.0.1", 0)
     try:
-        port = server.server_address[1]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            body = resp.read().decode()
-            assert resp.headers["Content-Type"].startswith("text/plain")
-        assert 'rightsizer_vm_vcpus{host="hv1",uuid=' in body or "rightsizer_vm_vcpus{" in body
+        yield server.server_address[1], cache, sampler, fake
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_http_endpoint_serves_text_and_gzip(served):
+    port, cache, _, _ = served
+    body, headers = _get(port, "/metrics")
+    assert headers["Content-Type"].startswith("text/plain")
+    assert "Content-Encoding" not in headers
+    assert body == cache.current().text and b"rightsizer_vm_vcpus{" in body
+    zipped, headers = _get(port, "/metrics", {"Accept-Encoding": "gzip"})
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped) == body and len(zipped) < len(body)
+
+
+def test_scrapes_serve_the_rendered_bytes_until_the_next_refresh(served):
+    port, cache, sampler, fake = served
+    before, _ = _get(port, "/metrics")
+    fake.set_usage("web", vcpus=8)
+    sampler.poll_once()
+    assert _get(port, "/metrics")[0] == before  # nothing re-rendered by a scrape
+    cache.refresh()
+    after, _ = _get(port, "/metrics")
+    assert b'rightsizer_vm_vcpus{host="hv1",uuid="' + fake.vm("web").uuid.encode() + b'",vm="web"} 8.0' in after
+
+
+def test_name_filter_returns_only_the_named_families(served):
+    port, _, _, _ = served
+    body, _ = _get(port, "/metrics?name[]=rightsizer_vm_vcpus&name[]=rightsizer_collector_cycles_total")
+    names = {line.split("{")[0].split(" ")[0] for line in body.decode().splitlines() if not line.startswith("#")}
+    assert names == {"rightsizer_vm_vcpus", "rightsizer_collector_cycles_total"}
+
+
+def test_unknown_path_is_404(served):
+    port = served[0]
+    with pytest.raises(urllib.error.HTTPError) as err:
+        _get(port, "/nope")
+    assert err.value.code == 404
+    err.value.close()
+
+
+def test_listen_backlog_is_deep(served):
+    port = served[0]
+    assert BACKLOG >= 128
+    # 200 connections opened before any is accepted must all be queued, not refused
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(200)]
+    for s in socks:
+        s.close()
+
+
+def test_describe_lists_every_family_and_restricted_registry_works(sampled):
+    sampler, _ = sampled
+    reg = build_registry(lambda: sampler.snapshot)
+    described = {m.name for c in [RightsizerCollector(lambda: sampler.snapshot)] for m in c.describe()}
+    assert {"rightsizer_vm", "rightsizer_vm_vcpus", "rightsizer_vm_cpu_delay_seconds", "rightsizer_up",
+            "rightsizer_vm_storage_hourly_cost", "rightsizer_vm_backup_age_seconds", "rightsizer_vm_idle"} <= described
+    restricted = reg.restricted_registry(["rightsizer_vm_vcpus", "rightsizer_vm_cpu_delay_seconds_total"])
+    text = generate_latest(restricted).decode()
+    assert "rightsizer_vm_vcpus{" in text and "rightsizer_vm_cpu_delay_seconds_total{" in text
+    assert "rightsizer_vm_memory_bytes" not in text
 
 
 def test_promtool_check_metrics_is_clean(sampled):
@@ -108,6 +175,37 @@ def _promtool() -> str:
     if path is None:
         pytest.fail("promtool is missing: run `bash scripts/install-system.sh test` (Debian package prometheus)")
     return path
+
+
+def test_fast_renderer_writes_what_generate_latest_writes(sampled):
+    sampler, fake = sampled
+    fake.set_usage("web", labels={"team": 'pay"ments\\x', "note": "two\nlines"})
+    sampler.poll_once()
+    econ = EconomicsView({fake.vm("web").uuid: VmEconomics("g1.4", 0.15, "EUR", "over-provisioned", "g1.4",
+                                                           "g1.2", -68.12, storage_hourly_cost=0.0123,
+                                                           backup_age_seconds=3.5e9, backup_overdue=True,
+                                                           idle=False)})
+    reg = build_registry(lambda: sampler.snapshot, lambda: econ)
+    assert render_text(reg.collect()) == generate_latest(reg)
+
+
+def test_keep_alive_connection_serves_several_scrapes(served):
+    import http.client
+
+    port, cache, _, _ = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        for _ in range(3):
+            conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.getheader("Connection") == "keep-alive"
+            assert gzip.decompress(resp.read()) == cache.current().text
+        conn.request("POST", "/metrics", body=b"x")
+        resp = conn.getresponse()
+        assert resp.status == 405
+        resp.read()
+    finally:
+        conn.close()
 
 
 def test_defect11_colliding_and_identity_named_labels_are_all_kept(store, clock, caplog):

@@ -101,6 +101,9 @@ class StubConnection:
     def getHostname(self) -> str:  # noqa: N802
         return "node-1"
 
+    def getInfo(self) -> list[Any]:  # noqa: N802 - [model, memory MiB, cpus, MHz, nodes, sockets, cores, threads]
+        return ["x86_64", 24031, 2, 2600, 1, 1, 2, 1]
+
     def getAllDomainStats(self, stats: int, flags: int) -> list[tuple[StubDomain, dict[str, Any]]]:  # noqa: N802
         self.bulk_calls.append((stats, flags))
         if self.bulk_error is not None:

@@ -17,6 +17,11 @@ KNOWN_METRICS = {
     "rightsizer_vm_memory_used_bytes", "rightsizer_vm_disk_read_bytes_total", "rightsizer_vm_disk_write_bytes_total",
     "rightsizer_vm_hourly_cost", "rightsizer_vm_recommendation_info", "rightsizer_vm_potential_monthly_savings",
     "rightsizer_up", "rightsizer_collector_cycle_seconds", "rightsizer_collector_errors_total",
+    "rightsizer_vm_running", "rightsizer_vm_cpu_delay_seconds_total", "rightsizer_vm_memory_swap_in_bytes_total",
+    "rightsizer_vm_memory_swap_out_bytes_total", "rightsizer_vm_memory_major_faults_total",
+    "rightsizer_vm_disk_read_requests_total", "rightsizer_vm_disk_write_requests_total",
+    "rightsizer_vm_disk_write_time_seconds_total", "rightsizer_vm_storage_hourly_cost",
+    "rightsizer_vm_backup_age_seconds", "rightsizer_vm_backup_overdue", "rightsizer_vm_idle", "rightsizer_host_cpus",
 }
 _METRIC = re.compile(r"\b(rightsizer_[a-z0-9_]+)\b")
 _LABEL_NAMES = re.compile(r"\{[^}]*\}")
@@ -48,7 +53,21 @@ def test_every_expr_uses_known_metrics_only() -> None:
         used |= names
     # the cost, savings, recommendation and health metrics are all on the dashboard
     assert {"rightsizer_vm_hourly_cost", "rightsizer_vm_potential_monthly_savings",
-            "rightsizer_vm_recommendation_info", "rightsizer_up", "rightsizer_collector_errors_total"} <= used
+            "rightsizer_vm_recommendation_info", "rightsizer_up", "rightsizer_collector_errors_total",
+            "rightsizer_vm_storage_hourly_cost", "rightsizer_vm_backup_age_seconds",
+            "rightsizer_vm_cpu_delay_seconds_total", "rightsizer_host_cpus"} <= used
+
+
+def test_per_vm_panels_keep_the_vm_label_through_their_joins() -> None:
+    doc = json.loads(GRAFANA.read_text(encoding="utf-8"))
+    for p in doc["panels"]:
+        for t in p.get("targets", []):
+            expr, legend = t["expr"], t.get("legendFormat", "")
+            if "{{vm}}" in legend:
+                # a one-to-one "/ on (uuid)" keeps only uuid; every join must be group_left (or none at all)
+                assert " on (uuid) rightsizer" not in expr and " on (uuid, device) rate" not in expr, expr
+            if p["type"] == "stat" and "cost" in p["title"].lower():
+                assert p["fieldConfig"]["defaults"].get("unit") == "currencyEUR", p["title"]
 
 
 def test_every_expr_is_valid_promql(tmp_path: Path) -> None:

@@ -1,0 +1,333 @@
+"""Serving /metrics at no cost per scrape: the exposition is rendered once per refresh and served as bytes.
+
+The collection cycle (and the analytics refresh) call ``ExpositionCache.refresh``; it collects the registry
+once, renders the text format once and compresses it once. A scrape only copies those bytes to its socket,
+so any number of concurrent scrapers neither slow a collection cycle nor see a half-built view.
+``/metrics?name[]=a&name[]=b`` (the Prometheus federation style filter) renders the chosen families from
+the same collected families, never from live data.
+
+Rendering runs in a thread of its own (``start``): the collection job only asks for it, so neither a
+render nor any number of scrapes can make a cycle late.
+
+The server (``MetricsServer``) is a fixed pool of threads accepting on one socket with a listen backlog of
+``BACKLOG`` (the stdlib servers' default of 5 overflowed under tens of concurrent clients), HTTP/1.1
+keep-alive, and one ``sendall`` of prepared bytes per response.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import floatToGoString
+
+log = logging.getLogger(__name__)
+
+#: listen(2) backlog of the metrics socket (Linux caps it at net.core.somaxconn, 4096 on current kernels).
+BACKLOG = 512
+#: zlib level 6 compresses the 1,000-VM exposition ~15x in a few ms; higher levels gain <5 % for 2-3x time.
+GZIP_LEVEL = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Exposition:
+    """One rendered view: the collected families, their text format, and the same text gzip-compressed."""
+
+    families: tuple[Metric, ...]
+    text: bytes
+    gzipped: bytes
+    rendered_at: float  # time.time() of the render
+    render_seconds: float
+
+
+class _Families:
+    """A read-only collector over already collected families (what generate_latest renders)."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = tuple(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+    def describe(self) -> list[Metric]:
+        return list(self._families)
+
+
+def _render(families: Iterable[Metric]) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return generate_latest(registry)
+
+
+#: prometheus_client's float formatting (Go style: "+Inf", exponents past 1e7), so both renderers agree.
+_go_float: Callable[[float], str] = floatToGoString
+_TEXT_TYPES = {"counter": ("_total", "counter"), "info": ("_info", "gauge"), "gauge": ("", "gauge"),
+               "unknown": ("", "untyped")}
+
+
+def _escape_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+def render_text(families: Iterable[Metric]) -> bytes:
+    """Text format 0.0.4 of gauge/counter/info families, byte for byte what ``generate_latest`` writes.
+
+    About 4x faster on a fleet: a VM's label string is built once and reused by all its series (the label
+    sets repeat across families). Names must be valid legacy Prometheus names (ours are); other family
+    types go through ``generate_latest``.
+    """
+    out: list[str] = []
+    label_strings: dict[tuple[tuple[str, str], ...], str] = {}
+    for fam in families:
+        kind = _TEXT_TYPES.get(fam.type)
+        if kind is None:
+            out.append(_render([fam]).decode())
+            continue
+        name = fam.name + kind[0]
+        doc = fam.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind[1]}\n")
+        for sample in fam.samples:
+            key = tuple(sorted(sample.labels.items()))
+            text = label_strings.get(key)
+            if text is None:
+                text = "{" + ",".join(f'{k}="{_escape_value(v)}"' for k, v in key) + "}" if key else ""
+                label_strings[key] = text
+            out.append(f"{sample.name}{text} {_go_float(sample.value)}\n")
+    return "".join(out).encode("utf-8")
+
+
+def select_families(families: Iterable[Metric], names: Collection[str]) -> list[Metric]:
+    """The families whose samples carry one of ``names`` (sample names, e.g. ``x_total``), filtered to them."""
+    wanted = set(names)
+    out: list[Metric] = []
+    for fam in families:
+        samples = [s for s in fam.samples if s.name in wanted]
+        if not samples and fam.name not in wanted:
+            continue
+        if fam.name in wanted:
+            samples = list(fam.samples)
+        copy = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+        copy.samples = samples
+        out.append(copy)
+    return out
+
+
+class ExpositionCache:
+    """Holds the latest rendered exposition of ``registry``; ``refresh`` replaces it whole."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+        self._lock = threading.Lock()  # two refreshers (collector, analytics) render one after the other
+        self._current: Exposition | None = None
+        self._wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Render in a thread of its own from now on: ``request_refresh`` returns at once."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="exposition", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the render thread (a render under way finishes first)."""
+        self._stopping.set()
+        self._wanted.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    def request_refresh(self) -> None:
+        """Ask for a render of the newest data; requests that arrive during a render coalesce into one.
+
+        Without ``start`` the render runs in the caller's thread.
+        """
+        if self._thread is None:
+            self.refresh()
+        else:
+            self._wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            if self._stopping.is_set():
+                return
+            self._wanted.clear()
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - keep serving the previous exposition; the next cycle retries
+                log.exception("rendering /metrics failed; serving the previous exposition")
+
+    def refresh(self) -> Exposition:
+        """Collect and render now (called by the collection cycle and the analytics refresh)."""
+        with self._lock:
+            started = time.perf_counter()
+            families = tuple(self._registry.collect())
+            text = render_text(families)
+            exp = Exposition(families=families, text=text, gzipped=gzip.compress(text, GZIP_LEVEL, mtime=0),
+                             rendered_at=time.time(), render_seconds=time.perf_counter() - started)
+            self._current = exp
+            log.debug("/metrics rendered: %d bytes (%d gzip) in %.3f s", len(text), len(exp.gzipped),
+                      exp.render_seconds)
+            return exp
+
+    def current(self) -> Exposition:
+        """The latest exposition; rendered on first use when nothing refreshed it yet."""
+        exp = self._current
+        return exp if exp is not None else self.refresh()
+
+    def filtered(self, names: Collection[str]) -> bytes:
+        """Text format of only the families named in ``names`` (from the latest exposition)."""
+        return render_text(select_families(self.current().families, names))
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            431: "Request Header Fields Too Large"}
+_MAX_HEAD_BYTES = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    target: str
+    keep_alive: bool
+    accepts_gzip: bool
+
+
+def parse_request_head(head: bytes) -> _Request | None:
+    """Parse an HTTP/1.x request line and headers (without the blank line); None when malformed."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            return None
+        headers[name.strip().lower()] = value.strip().lower()
+    connection = headers.get("connection", "")
+    keep_alive = "close" not in connection if parts[2] == "HTTP/1.1" else "keep-alive" in connection
+    if "content-length" in headers or "transfer-encoding" in headers:
+        keep_alive = False  # we never read request bodies: do not try to find the next request after one
+    return _Request(parts[0], parts[1], keep_alive, "gzip" in headers.get("accept-encoding", ""))
+
+
+class MetricsServer:
+    """Serves an ``ExpositionCache`` over HTTP/1.1 from a fixed pool of worker threads.
+
+    Every worker blocks in ``accept()`` on the one listening socket (the kernel wakes one per connection),
+    so no thread is created per request and no central accept loop waits for the GIL; each response is
+    the cached bytes written with one ``sendall``. The listen backlog is ``BACKLOG``. A keep-alive
+    connection holds its worker until it has been idle for ``idle_timeout_s``; with more persistent
+    clients than ``workers`` the others wait in the backlog.
+    """
+
+    def __init__(self, cache: ExpositionCache, host: str, port: int, *, workers: int = 64,
+                 idle_timeout_s: float = 10.0) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.cache = cache
+        self._sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+        self.server_address: tuple[str, int] = self._sock.getsockname()[:2]
+        self._idle_timeout_s = idle_timeout_s
+        self._stopping = threading.Event()
+        self._workers = [threading.Thread(target=self._work, name=f"metrics-{i}", daemon=True)
+                         for i in range(workers)]
+
+    def serve_forever(self) -> None:
+        """Start the workers and return when ``shutdown`` is called."""
+        for worker in self._workers:
+            worker.start()
+        self._stopping.wait()
+
+    def shutdown(self) -> None:
+        """Stop accepting; workers finish the response they are writing."""
+        self._stopping.set()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes every accept() with an error
+        except OSError:
+            pass
+
+    def server_close(self) -> None:
+        self._sock.close()
+        for worker in self._workers:
+            if worker.is_alive():
+                worker.join(2)
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _addr = self._sock.accept()
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                continue
+            with conn:
+                try:
+                    conn.settimeout(self._idle_timeout_s)
+                    self._serve_connection(conn)
+                except OSError:
+                    pass  # client went away or idled out
+
+    def _serve_connection(self, conn: socket.socket) -> None:
+        buf = b""
+        while not self._stopping.is_set():
+            while b"\r\n\r\n" not in buf:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                if len(buf) > _MAX_HEAD_BYTES:
+                    conn.sendall(_response(431, b"request head too large\n", "text/plain", False, False))
+                    return
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            req = parse_request_head(head)
+            if req is None:
+                conn.sendall(_response(400, b"malformed request\n", "text/plain", False, False))
+                return
+            conn.sendall(self._answer(req))
+            if not req.keep_alive:
+                return
+
+    def _answer(self, req: _Request) -> bytes:
+        if req.method not in ("GET", "HEAD"):
+            return _response(405, b"only GET\n", "text/plain", False, req.keep_alive)
+        url = urlsplit(req.target)
+        if url.path not in ("/metrics", "/"):
+            return _response(404, b"not found; scrape /metrics\n", "text/plain", False, req.keep_alive)
+        names = parse_qs(url.query).get("name[]", [])
+        if names:
+            body, zipped = self.cache.filtered(names), False
+        else:
+            exp = self.cache.current()
+            body, zipped = (exp.gzipped, True) if req.accepts_gzip else (exp.text, False)
+        if req.method == "HEAD":
+            return _response(200, b"", CONTENT_TYPE_LATEST, zipped, req.keep_alive, length=len(body))
+        return _response(200, body, CONTENT_TYPE_LATEST, zipped, req.keep_alive)
+
+
+def _response(status: int, body: bytes, content_type: str, zipped: bool, keep_alive: bool,
+              length: int | None = None) -> bytes:
+    head = [f"HTTP/1.1 {status} {_REASONS[status]}", f"Content-Type: {content_type}",
+            f"Content-Length: {len(body) if length is None else length}",
+            "Connection: keep-alive" if keep_alive else "Connection: close"]
+    if zipped:
+        head.append("Content-Encoding: gzip")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+def serve_exposition(cache: ExpositionCache, host: str, port: int) -> tuple[MetricsServer, threading.Thread]:
+    """Serve ``cache`` on host:port (port 0 picks a free one); call ``shutdown()`` then ``server_close()``."""
+    server = MetricsServer(cache, host, port)
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    return server, thread

@@ -1,0 +1,63 @@
+"""A real ``rightsizer serve`` process for API tests: started on free loopback ports, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import free_port
+
+TOKEN = "api-s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@dataclass
+class Served:
+    base: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    cwd: Path
+    metrics: str = ""
+
+
+def serve(cwd: Path, *args: str, actions: bool = True) -> Iterator[Served]:
+    """Run serve in ``cwd`` with ``args``; yield once /readyz answers 200 (actions on, token TOKEN)."""
+    port, metrics_port = free_port(), free_port()
+    env = dict(os.environ, PYTHONPATH=os.getcwd(),
+               RIGHTSIZER_COLLECTOR__LOCAL_URI="qemu+tcp://127.0.0.1:1/system",  # nothing answers there
+               RIGHTSIZER_ACTIONS__ENABLED="true" if actions else "false", RIGHTSIZER_ACTIONS__TOKEN=TOKEN,
+               RIGHTSIZER_ACTIONS__RESTART="never")
+    log = cwd / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "rightsizer", "serve", *args,
+                                 "--dashboard-listen", f"127.0.0.1:{port}",
+                                 "--metrics-listen", f"127.0.0.1:{metrics_port}"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if requests.get(f"{base}/readyz", timeout=60).status_code == 200:
+                break
+        except requests.RequestException:  # not listening yet, or busy with its first snapshot
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"serve did not become ready:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+    try:
+        yield Served(base, proc, log, cwd, f"http://127.0.0.1:{metrics_port}/metrics")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,113 @@
+"""Contention and memory pressure change findings; storage advice picks the class its P99 load needs."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.catalogue import CsvPriceCatalogue, MachineType, load_storage_prices
+from analytics.recommend import recommend_fleet
+from analytics.rightsizing.base import Finding
+from analytics.signals import host_loads, needed_class, storage_advice
+from collector.config import SignalSettings
+from collector.model import UsagePoint, VmRecord, VmState
+
+GIB = 1024**3
+T0 = 1_700_006_400
+HOURS = 10 * 24
+NOW = datetime.fromtimestamp(T0 + HOURS * 3600, tz=UTC)
+
+
+def _catalogue() -> CsvPriceCatalogue:
+    return CsvPriceCatalogue([
+        MachineType("s.1", 1, GIB, 0.01, "EUR"),
+        MachineType("s.2", 2, 2 * GIB, 0.02, "EUR"),
+        MachineType("m.2", 2, 8 * GIB, 0.06, "EUR"),
+        MachineType("l.4", 4, 16 * GIB, 0.12, "EUR"),
+    ])
+
+
+def _vm(name: str, vcpus: int, mem_gib: int, host: str = "h1") -> VmRecord:
+    first = datetime.fromtimestamp(T0, tz=UTC)
+    return VmRecord(uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), name=name, uri="test:///default", host=host,
+                    state=VmState.RUNNING, vcpus=vcpus, max_vcpus=vcpus, memory_bytes=mem_gib * GIB,
+                    max_memory_bytes=mem_gib * GIB, labels={}, first_seen=first, last_seen=NOW)
+
+
+def _points(vm: VmRecord, cpu: float, used_gib: float, **signals: float) -> list[UsagePoint]:
+    return [UsagePoint(vm_uuid=vm.uuid, ts=datetime.fromtimestamp(T0 + 3600 * i, tz=UTC), state=VmState.RUNNING,
+                       vcpus=vm.vcpus, memory_bytes=vm.memory_bytes, cpu_vcpus=cpu,
+                       memory_used_bytes=int(used_gib * GIB), disk_read_bps=1e6, disk_write_bps=1e6,
+                       net_rx_bps=1e6, net_tx_bps=1e6, interval_s=3600.0, **signals)
+            for i in range(HOURS)]
+
+
+def _findings(store, vms, points):
+    store.write_history(vms, points)
+    return {f.name: f for f in recommend_fleet(store, _catalogue(), now=NOW, signal_settings=SignalSettings())}
+
+
+def test_a_busy_contended_vm_is_not_upsized_and_names_its_host(store) -> None:
+    hot, calm = _vm("hot", 2, 2, host="hv-7"), _vm("calm", 2, 2)
+    pts = _points(hot, 1.95, 1.0, cpu_delay_vcpus=0.8) + _points(calm, 1.95, 1.0, cpu_delay_vcpus=0.01)
+    f = _findings(store, [hot, calm], pts)
+    assert f["calm"].finding is Finding.UNDER_PROVISIONED  # the same load without delay is an upsize
+    assert f["hot"].finding is Finding.CONTENTION and f["hot"].target_type is None
+    assert f["hot"].monthly_savings == 0.0 and "hv-7" in f["hot"].reasons["overall"]
+    assert "40%" in f["hot"].reasons["contention"]  # 0.8 s/s over 2 vCPUs
+
+
+def test_without_signal_settings_findings_are_unchanged(store) -> None:
+    hot = _vm("hot", 2, 2)
+    store.write_history([hot], _points(hot, 1.95, 1.0, cpu_delay_vcpus=0.8))
+    (f,) = recommend_fleet(store, _catalogue(), now=NOW)
+    assert f.finding is Finding.UNDER_PROVISIONED
+
+
+def test_memory_pressure_blocks_the_memory_downsize(store) -> None:
+    # 8 GiB allocated, balloon says 1 GiB used: a downsize to s.2 unless the guest swaps
+    quiet, swapping = _vm("quiet", 2, 8), _vm("swapping", 2, 8)
+    pts = _points(quiet, 0.5, 1.0, swap_in_bps=0.0, swap_out_bps=0.0, major_faults_ps=0.0)
+    burst = _points(swapping, 0.5, 1.0, swap_in_bps=0.0, swap_out_bps=0.0, major_faults_ps=0.0)
+    burst[-5] = replace(burst[-5], swap_in_bps=4 * 2**20, major_faults_ps=900.0)
+    f = _findings(store, [quiet, swapping], pts + burst)
+    assert f["quiet"].finding is Finding.OVER_PROVISIONED and f["quiet"].target_memory_bytes == 2 * GIB
+    s = f["swapping"]
+    assert s.target_memory_bytes is None or s.target_memory_bytes >= 8 * GIB
+    assert s.finding is not Finding.OVER_PROVISIONED or (s.target_memory_bytes or 0) >= 8 * GIB
+    assert "1 hour(s)" in s.reasons["memory_pressure"]
+
+
+def test_storage_class_follows_p99_load_and_unused_capacity_is_priced() -> None:
+    prices = load_storage_prices()
+    assert needed_class(prices, 100, 20e6) == "storage_premium_perf0"  # 120 IOPS, 25 MB/s
+    assert needed_class(prices, 900, 80e6) == "storage_premium_perf2"  # 1000 IOPS, 100 MB/s
+    vm = _vm("db", 2, 8)
+    hours = pd.DataFrame({"vm": vm.uuid, "ts": pd.date_range(end=pd.Timestamp(NOW), periods=48, freq="h"),
+                          "disk_capacity_bytes": 100e9, "disk_allocation_bytes": 20e9,
+                          "disk_iops_p99": np.r_[np.full(47, 50.0), 400.0], "disk_bps_p99": 10e6})
+    settings = SignalSettings()
+    (adv,) = storage_advice(hours, [vm], prices, "storage_premium_perf1", settings, now=pd.Timestamp(NOW),
+                            lookback_days=14).values()
+    assert adv.needed_class == "storage_premium_perf1"  # P99 of the hours reaches the 400 IOPS burst
+    assert adv.used_source == "allocation" and adv.recommended_capacity_bytes == 25e9
+    assert adv.monthly_savings == pytest.approx(75e9 / 1e9 * prices.per_gb_hour * 720, abs=0.01)
+    (agent,) = storage_advice(hours, [vm], prices, "storage_premium_perf1", settings, now=pd.Timestamp(NOW),
+                              lookback_days=14, guest_fs_used={vm.uuid: 4e9}).values()
+    assert agent.used_source == "guest-agent" and agent.recommended_capacity_bytes == 10e9  # the 10 GB floor
+    unknown = hours.assign(disk_allocation_bytes=np.nan)
+    (none,) = storage_advice(unknown, [vm], prices, "storage_premium_perf1", settings, now=pd.Timestamp(NOW),
+                             lookback_days=14).values()
+    assert none.used_source == "unknown" and none.recommended_capacity_bytes is None
+    assert "unknown" in none.reason
+
+
+def test_host_overcommit() -> None:
+    a, b = _vm("a", 4, 2, host="hv1"), _vm("b", 2, 2, host="hv1")
+    (load,) = host_loads([a, b], {"hv1": 2}, {})
+    assert (load.vcpus_allocated, load.overcommit, load.delay_share) == (6, 3.0, None)
