@@ -11,12 +11,14 @@ What changes when (QEMU driver facts, NOTES-environment.md):
   the whole step is deferred and nothing is changed;
 * a shut-off VM gets every change in its persistent config, effective at its next start.
 
-Maxima are only ever raised, never lowered, so a later upsize can happen live.
+A memory downsize also lowers the persistent maximum (``<memory>``) to the target, so the guest cannot
+balloon back and boots as the smaller size; the live maximum stays until the next restart (QEMU cannot
+lower it live). The vCPU maximum is only ever raised, so a later vCPU upsize can happen live.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from collector.actions.plan import SizeSpec
@@ -41,6 +43,7 @@ class Change:
     effect: Effect
     when: str
     raises_maximum: bool = False
+    lowers_maximum: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,27 @@ class StepChanges:
     @property
     def unchanged(self) -> bool:
         return all(c.effect == "unchanged" for c in self.changes)
+
+    @property
+    def lowers_max_memory(self) -> bool:
+        return any(c.lowers_maximum for c in self.changes)
+
+
+def lowers_max_memory(snap: DomainSnapshot, target: SizeSpec) -> bool:
+    """Return True when the step shrinks memory and the persistent maximum is above the target."""
+    return target.memory_bytes < snap.config.memory_bytes and target.memory_bytes < snap.config.max_memory_bytes
+
+
+def _with_lowered_max(snap: DomainSnapshot, target: SizeSpec, change: Change) -> Change:
+    """Mark a memory change that also lowers the persistent maximum, and say when that takes effect."""
+    if change.dimension != "memory_bytes" or change.effect in ("unchanged", "deferred"):
+        return change
+    if not lowers_max_memory(snap, target):
+        return change
+    moment = {"live": "at next restart", "next-start": "at next start"}.get(change.effect, "now")
+    when = (f"{change.when}; max memory {format_bytes(snap.config.max_memory_bytes)} -> "
+            f"{format_bytes(target.memory_bytes)} {moment} (persistent config)")
+    return replace(change, when=when, lowers_maximum=True)
 
 
 def mem_close(a: int, b: int) -> bool:
@@ -84,10 +108,12 @@ def is_at_target(snap: DomainSnapshot, target: SizeSpec) -> bool:
 def plan_changes(snap: DomainSnapshot, target: SizeSpec, permission: RestartPermission) -> StepChanges:
     """Decide how each dimension changes and when it takes effect (pure; see the module doc)."""
     if not snap.running:
-        return _offline_changes(snap, target)
-    if target.vcpus > snap.live_max_vcpus or target.memory_bytes > snap.live_max_memory_bytes:
-        return _restart_changes(snap, target, permission)
-    return _live_changes(snap, target)
+        planned = _offline_changes(snap, target)
+    elif target.vcpus > snap.live_max_vcpus or target.memory_bytes > snap.live_max_memory_bytes:
+        planned = _restart_changes(snap, target, permission)
+    else:
+        planned = _live_changes(snap, target)
+    return replace(planned, changes=tuple(_with_lowered_max(snap, target, c) for c in planned.changes))
 
 
 def _offline_changes(snap: DomainSnapshot, target: SizeSpec) -> StepChanges:
@@ -191,6 +217,9 @@ def build_operations(snap: DomainSnapshot, target: SizeSpec, changes: StepChange
                              maximum=True))
     if cfg.memory_bytes != target.memory_bytes:
         ops.append(Operation("set memory (config)", "memory", target.memory_bytes, config=True))
+    if changes.lowers_max_memory:
+        ops.append(Operation("lower max memory (config)", "memory", target.memory_bytes, config=True,
+                             maximum=True))
     if target.vcpus > cfg.max_vcpus:
         ops.append(Operation("raise max vCPUs (config)", "vcpus", target.vcpus, config=True, maximum=True))
     if cfg.vcpus != target.vcpus:

@@ -243,6 +243,8 @@ class ResizeAction:
                 problems.append(f"config memory {snap.config.memory_bytes} != {t.memory_bytes}")
             if snap.config.max_vcpus < t.vcpus or snap.config.max_memory_bytes < t.memory_bytes:
                 problems.append("config maximum below target")
+            if changes.lowers_max_memory and snap.config.max_memory_bytes != t.memory_bytes:
+                problems.append(f"config max memory {snap.config.max_memory_bytes} != {t.memory_bytes}")
             if t.machine_type and snap.labels.get(MACHINE_TYPE_LABEL, "") != t.machine_type:
                 problems.append(f"label machine_type {snap.labels.get(MACHINE_TYPE_LABEL)!r} != {t.machine_type!r}")
             if expect_running != snap.running:
@@ -423,6 +425,9 @@ class ResizeAction:
                 moment = "next restart" if c.effect == "next-restart" else "next start"
                 notes.append(f"{DIM_NAMES[c.dimension]} {fmt_dim(c.dimension, c.before)} -> "
                              f"{fmt_dim(c.dimension, c.after)} takes effect at {moment}")
+            if c.lowers_maximum and c.effect == "live":
+                notes.append(f"max memory {format_bytes(snap.config.max_memory_bytes)} -> "
+                             f"{format_bytes(c.after)} takes effect at next restart")
         return self._result("applied", "; ".join(notes), snap, after, changes, ops)
 
     # -- helpers ----------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def test_running_guest_balloons_down_and_hotplugs_a_vcpu_live(rig: Rig) -> None:
     assert (info.state, info.vcpus, info.max_vcpus) == (VmState.RUNNING, 2, 2)
     assert abs(info.memory_bytes - 160 * MIB) <= 4 * MIB
     cfg = parse_config(rig.xml(LIVE))  # persistent
-    assert (cfg.vcpus, cfg.max_vcpus, cfg.memory_bytes, cfg.max_memory_bytes) == (2, 2, 160 * MIB, 224 * MIB)
+    assert (cfg.vcpus, cfg.max_vcpus, cfg.memory_bytes, cfg.max_memory_bytes) == (2, 2, 160 * MIB, 160 * MIB)
     assert parse_labels(rig.xml(LIVE)) == {"team": "payments", "machine_type": "t.medium"}
     assert "CPU1 has been hot-added" in rig.console.read_text(errors="replace")  # the guest saw it
     again = rig.run(rig.step(LIVE, 2, 160, "t.medium"))
@@ -209,3 +209,24 @@ def test_shut_off_guest_is_resized_in_config_and_boots_with_it(rig: Rig) -> None
         assert (info.state, info.vcpus, info.memory_bytes) == (VmState.RUNNING, 2, 192 * MIB)
     finally:
         rig.control.destroy(ref)
+
+
+def test_defect16_downsize_lowers_max_memory_and_the_guest_boots_smaller(rig: Rig) -> None:
+    before = rig.info(LIVE)
+    assert (before.state, before.memory_bytes, before.max_memory_bytes) == (VmState.RUNNING, 256 * MIB, 256 * MIB)
+    step = rig.step(LIVE, 1, 192)
+    plan = ResizeAction(rig.control, step, permission=restart_permission("never", (), datetime.now(UTC)),
+                        min_days_between_resizes=0).preview()
+    assert plan.result == "planned" and "lower max memory (config)" in plan.operations
+    assert any("max memory 256 MiB -> 192 MiB at next restart" in c.when for c in plan.changes)
+    res = rig.run(step)
+    assert res.result == "applied", res.reason
+    cfg = parse_config(rig.xml(LIVE))  # persistent <memory> and <currentMemory>
+    assert (cfg.memory_bytes, cfg.max_memory_bytes) == (192 * MIB, 192 * MIB)
+    info = rig.info(LIVE)  # live: ballooned down, the live maximum waits for the restart
+    assert abs(info.memory_bytes - 192 * MIB) <= 4 * MIB and info.max_memory_bytes == 256 * MIB
+    ref = rig.control.lookup(LIVE)
+    rig.control.destroy(ref)
+    rig.control.start(ref)
+    info = rig.info(LIVE)
+    assert (info.state, info.max_memory_bytes, info.memory_bytes) == (VmState.RUNNING, 192 * MIB, 192 * MIB)

@@ -147,11 +147,11 @@ def test_shut_off_vm_gets_vcpus_memory_and_label_in_config(rig: Rig) -> None:
     res = rig.action(step).execute()
     assert res.result == "applied", res.reason
     cfg = parse_config(rig.xml("rs-act-off"))
-    assert (cfg.vcpus, cfg.max_vcpus, cfg.memory_bytes, cfg.max_memory_bytes) == (4, 4, 2 * GIB, 4 * GIB)
+    assert (cfg.vcpus, cfg.max_vcpus, cfg.memory_bytes, cfg.max_memory_bytes) == (4, 4, 2 * GIB, 2 * GIB)
     assert parse_labels(rig.xml("rs-act-off"))["machine_type"] == "g1.1"
     assert rig.control.info(rig.ref("rs-act-off")).state is VmState.SHUTOFF
-    assert res.operations == ("set label machine_type=g1.1", "set memory (config)", "raise max vCPUs (config)",
-                              "set vCPUs (config)")
+    assert res.operations == ("set label machine_type=g1.1", "set memory (config)", "lower max memory (config)",
+                              "raise max vCPUs (config)", "set vCPUs (config)")
     (entry,) = audit_of(rig, "rs-act-off")
     assert (entry.result, entry.actor, entry.plan_id, entry.action) == ("applied", "tester", "plan-test", "resize")
     assert entry.before["config_vcpus"] == 2 and entry.after["config_vcpus"] == 4
@@ -167,7 +167,7 @@ def test_running_vm_memory_down_live_and_vcpu_hotplug_up(rig: Rig) -> None:
     info = rig.control.info(rig.ref("rs-act-run"))
     assert (info.state, info.vcpus, info.memory_bytes) == (VmState.RUNNING, 4, 2 * GIB)
     cfg = parse_config(rig.xml("rs-act-run"))
-    assert (cfg.vcpus, cfg.memory_bytes, cfg.max_memory_bytes) == (4, 2 * GIB, 4 * GIB)
+    assert (cfg.vcpus, cfg.memory_bytes, cfg.max_memory_bytes) == (4, 2 * GIB, 2 * GIB)
     assert [c.effect for c in res.changes] == ["live", "live"]
     assert res.operations[-1] == "hot-plug vCPUs (live)"
     # the collector reads live metadata: the new machine type must be visible there at once
@@ -299,11 +299,12 @@ def test_failure_after_live_changes_balloons_back(rig: Rig) -> None:
     def fail(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return rig.control.set_vcpus(ref, 64, live=True, config=False)
 
-    # ops: set memory (config), set vCPUs (config), set memory (live balloon), hot-plug vCPUs (live) <- fails
-    flaky = FlakyControl(rig.control, 4, fail)
+    # ops: set memory (config), lower max memory (config), set vCPUs (config), set memory (live balloon),
+    # hot-plug vCPUs (live) <- fails
+    flaky = FlakyControl(rig.control, 5, fail)
     res = rig.action(rig.step("rs-act-run", 3, 2 * GIB), control=flaky).execute()
     assert res.result == "reverted", res.reason
-    assert "step 4 (hot-plug vCPUs (live)) failed" in res.reason
+    assert "step 5 (hot-plug vCPUs (live)) failed" in res.reason
     assert "ballooned back to 4 GiB" in res.reason
     assert rig.xml("rs-act-run") == saved_xml
     assert rig.control.info(ref).memory_bytes == 4 * GIB
@@ -344,7 +345,7 @@ def test_domain_vanishing_mid_apply_is_reported_not_recreated(rig: Rig) -> None:
     flaky = FlakyControl(rig.control, 2, undefine_then_call)
     res = rig.action(rig.step("rs-act-off", 4, 2 * GIB), control=flaky).execute()
     assert res.result == "failed"
-    assert "step 2 (raise max vCPUs (config)) failed" in res.reason
+    assert "step 2 (lower max memory (config)) failed" in res.reason
     assert "no longer exists" in res.reason and "nothing was re-created" in res.reason
     assert ref.uuid not in {d.UUIDString() for d in rig.conn.listAllDomains()}
     assert audit_of(rig, "rs-act-off")[-1].result == "failed"
@@ -438,8 +439,8 @@ def test_preview_changes_nothing_and_writes_no_audit(rig: Rig) -> None:
     res = rig.action(rig.step("rs-act-run", 1, 2 * GIB, "g1.1")).preview()
     assert res.result == "planned"
     assert [c.effect for c in res.changes] == ["next-restart", "live"]
-    assert res.operations == ("set label machine_type=g1.1", "set memory (config)", "set vCPUs (config)",
-                              "set memory (live balloon)")
+    assert res.operations == ("set label machine_type=g1.1", "set memory (config)", "lower max memory (config)",
+                              "set vCPUs (config)", "set memory (live balloon)")
     assert rig.xml("rs-act-run") == before
     assert audit_of(rig, "rs-act-run") == []
 
@@ -490,3 +491,33 @@ def test_cli_bad_plan_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Captu
     assert "steps[0].target.vcpus = 0" in err and str(plan) in err
     assert main(["apply", "--db", str(tmp_path / "x.db")]) == 2
     assert "give exactly one of PLAN.json or --from-findings" in capsys.readouterr().err
+
+
+def test_defect16_downsize_lowers_persistent_max_memory_verified_and_reverted(rig: Rig) -> None:
+    ref = rig.ref("rs-act-run")
+    saved_xml = rig.xml("rs-act-run")
+    step = rig.step("rs-act-run", 2, 1 * GIB)
+    plan = rig.action(step).preview()
+    (mem,) = [c for c in plan.changes if c.dimension == "memory_bytes"]
+    assert mem.lowers_maximum and "max memory 4 GiB -> 1 GiB at next restart" in mem.when
+    assert "lower max memory (config)" in plan.operations
+    assert rig.xml("rs-act-run") == saved_xml  # the dry run changed nothing
+
+    # a failure after the maximum was lowered: the revert brings the saved <memory> back
+    def fail(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return rig.control.set_vcpus(ref, 64, live=True, config=False)
+
+    flaky = FlakyControl(rig.control, 3, fail)  # set memory (config), lower max (config), balloon <- fails
+    bad = rig.action(step, control=flaky).execute()
+    assert bad.result == "reverted", bad.reason
+    assert parse_config(rig.xml("rs-act-run")).max_memory_bytes == 4 * GIB
+    assert rig.xml("rs-act-run") == saved_xml
+
+    res = rig.action(step, min_days_between_resizes=0).execute()
+    assert res.result == "applied", res.reason
+    cfg = parse_config(rig.xml("rs-act-run"))
+    assert (cfg.memory_bytes, cfg.max_memory_bytes) == (1 * GIB, 1 * GIB)
+    info = rig.control.info(ref)
+    assert (info.memory_bytes, info.max_memory_bytes) == (1 * GIB, 4 * GIB)  # live max drops at next restart
+    assert "max memory 4 GiB -> 1 GiB takes effect at next restart" in res.reason
+    assert audit_of(rig, "rs-act-run")[-1].after["config_max_memory_bytes"] == 1 * GIB

@@ -66,10 +66,12 @@ def test_running_downsize_memory_live_vcpus_next_restart() -> None:
     assert (vc.dimension, vc.before, vc.after, vc.effect) == ("vcpus", 4, 2, "next-restart")
     assert vc.when.startswith("next restart")
     assert (mem.before, mem.after, mem.effect) == (8 * GIB, 4 * GIB, "live")
-    assert mem.when == "now (live balloon + persistent config)"
+    assert mem.when == ("now (live balloon + persistent config); max memory 8 GiB -> 4 GiB at next restart "
+                        "(persistent config)")
     ops = build_operations(snap(), SizeSpec(2, 4 * GIB), ch)
     assert [(o.name, o.value, o.live, o.config) for o in ops] == [
         ("set memory (config)", 4 * GIB, False, True),
+        ("lower max memory (config)", 4 * GIB, False, True),
         ("set vCPUs (config)", 2, False, True),
         ("set memory (live balloon)", 4 * GIB, True, False),
     ]
@@ -118,7 +120,8 @@ def test_shut_off_vm_changes_config_only() -> None:
     assert ch.changes[0].raises_maximum and not ch.changes[1].raises_maximum
     ops = build_operations(s, SizeSpec(6, 2 * GIB, "g1.1"), ch)
     assert [o.name for o in ops] == [
-        "set label machine_type=g1.1", "set memory (config)", "raise max vCPUs (config)", "set vCPUs (config)",
+        "set label machine_type=g1.1", "set memory (config)", "lower max memory (config)",
+        "raise max vCPUs (config)", "set vCPUs (config)",
     ]
 
 
@@ -140,7 +143,8 @@ def test_format_result_shows_sizes_prices_and_when() -> None:
     assert lines[1].split() [:4] == ["vCPUs", "4", "->", "2"]
     assert "next restart (persistent config only" in lines[1]
     assert lines[2].split()[:6] == ["memory", "8", "GiB", "->", "4", "GiB"]
-    assert lines[2].endswith("now (live balloon + persistent config)")
+    assert lines[2].endswith(
+        "now (live balloon + persistent config); max memory 8 GiB -> 4 GiB at next restart (persistent config)")
     assert lines[3].split() == ["type", "c1.2", "->", "g1.1"]
     # 0.224 - 0.112 = 0.112 EUR/h; x 720 h = 80.64 EUR/month
     assert lines[4].split() == ["price", "0.2240", "->", "0.1120", "EUR/h", "saves", "0.1120", "EUR/h",
@@ -162,7 +166,8 @@ def test_result_row_is_flat() -> None:
                                   operations=("set memory (config)",), audit_id=7))
     assert row["vcpus_before"] == 4 and row["vcpus_after"] == 2
     assert row["memory_bytes_after"] == 4 * GIB
-    assert row["memory_when"] == "now (live balloon + persistent config)"
+    assert row["memory_when"] == (
+        "now (live balloon + persistent config); max memory 8 GiB -> 4 GiB at next restart (persistent config)")
     assert row["operations"] == ["set memory (config)"] and row["audit_id"] == 7
 
 
@@ -172,3 +177,30 @@ def test_format_bytes() -> None:
     assert format_bytes(8 * GIB) == "8 GiB"
     assert format_bytes(160 * MIB) == "160 MiB"
     assert format_bytes(1536 * MIB) == "1.50 GiB"
+
+
+def test_defect16_memory_downsize_lowers_the_persistent_maximum() -> None:
+    # the real-guest report: 2 vCPU / 1 GiB -> 1 vCPU / 512 MiB left <memory> at 1 GiB
+    s = snap(vcpus=2, max_vcpus=2, mem=GIB, max_mem=GIB)
+    ch = plan_changes(s, SizeSpec(1, 512 * MIB), NEVER)
+    vc, mem = ch.changes
+    assert not vc.lowers_maximum and mem.lowers_maximum and ch.lowers_max_memory
+    assert mem.effect == "live"
+    assert mem.when.endswith("; max memory 1 GiB -> 512 MiB at next restart (persistent config)")
+    ops = build_operations(s, SizeSpec(1, 512 * MIB), ch)
+    lower = [o for o in ops if o.name == "lower max memory (config)"]
+    assert [(o.kind, o.value, o.live, o.config, o.maximum) for o in lower] == [
+        ("memory", 512 * MIB, False, True, True)]
+    assert [o.name for o in ops].index("set memory (config)") < [o.name for o in ops].index(lower[0].name)
+    # shut off: the maximum goes down with the memory, at next start
+    off = plan_changes(snap(running=False, mem=GIB, max_mem=GIB), SizeSpec(4, 512 * MIB), NEVER)
+    assert off.changes[1].lowers_maximum and "max memory 1 GiB -> 512 MiB at next start" in off.changes[1].when
+    # no memory downsize: the maximum is left alone (upsize, equal memory, memory already below max)
+    for target, sn in ((SizeSpec(4, 8 * GIB), snap()), (SizeSpec(2, 8 * GIB), snap()),
+                       (SizeSpec(4, 2 * GIB), snap(mem=2 * GIB, max_mem=4 * GIB))):
+        plan = plan_changes(sn, target, NEVER)
+        assert not plan.lowers_max_memory
+        assert "lower max memory (config)" not in [o.name for o in build_operations(sn, target, plan)]
+    # the dry-run diff says so
+    res = ActionResult(step=step(1, 512 * MIB), result="planned", reason="dry run", changes=ch.changes)
+    assert "max memory 1 GiB -> 512 MiB at next restart" in format_result(res)
