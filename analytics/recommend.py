@@ -262,12 +262,11 @@ def recommend_fleet(
         raise ValueError(f"now must be timezone-aware (UTC), got {now!r}")
     policies = list(policies or ())
     lookback = lookback_days if settings is None else settings.lookback_days
-    longest = max([lookback] + [p.lookback_days for p in policies if p.lookback_days is not None]
-                  + ([rules.stopped_after_days] if rules is not None else []))
+    longest = max([lookback] + [p.lookback_days for p in policies if p.lookback_days is not None])
     start = now - pd.Timedelta(days=longest).to_pytimedelta()
     frame = store.frame(start, now, resolution="hour")
     vms = store.vms()
-    lifecycle = lifecycle_for(store, frame, vms, catalogue, rules, now=now, lookback_days=lookback) \
+    lifecycle = lifecycle_for(store, vms, catalogue, rules, now=now, lookback_days=lookback) \
         if rules is not None else None
     return recommend_frame(
         frame, vms, catalogue, strategy=strategy, now=now, lookback_days=lookback_days,
@@ -287,18 +286,21 @@ class LifecycleRules:
 
 
 def lifecycle_for(
-    store: TimeSeriesStore, frame: pd.DataFrame, vms: Sequence[VmRecord], catalogue: FleetCatalogue,
-    rules: LifecycleRules, *, now: datetime, lookback_days: float,
+    store: TimeSeriesStore, vms: Sequence[VmRecord], catalogue: FleetCatalogue, rules: LifecycleRules, *,
+    now: datetime, lookback_days: float,
 ) -> Lifecycle:
-    """Stopped VMs (priced from ``frame`` by the billing rule) and regrets of resizes in the audit log.
+    """Stopped VMs (priced by the billing rule) and regrets of the resizes in the audit log.
 
-    Each resize in force is watched for ``lookback_days`` after it was applied.
+    Shut-off VMs are read over at least 30 days (or ``stopped_after``), so the verdict does not depend on
+    the lookback;
+    each resize in force is watched for ``lookback_days`` after it was applied.
     """
     off = [vm for vm in vms if vm.state is VmState.SHUTOFF]
     stopped: Mapping[str, StoppedVm] = {}
     if off:
-        ids = {vm.uuid for vm in off}
-        rows = frame[frame["vm"].astype(str).isin(ids)] if len(frame) else frame
+        days = max(rules.stopped_after_days, lookback_days, 30.0) + 1.0  # few VMs: read enough to date it
+        since = now - pd.Timedelta(days=days).to_pytimedelta()
+        rows = store.frame(since, now, resolution="hour", vms=[vm.uuid for vm in off])
         costs = fleet_costs(rows, off, catalogue, rules.storage, rules.cost_settings, now=now)
         stopped = find_stopped(costs, off, now=now, stopped_after_days=rules.stopped_after_days,
                                billing_rule=rules.cost_settings.stopped_vm_billing)

@@ -151,6 +151,9 @@ class ActionSettings(_Section):
     restart: Literal["never", "allowed", "window"] = "never"
     windows: list[str] = Field(default_factory=list, description="maintenance windows, e.g. 'sat 02:00-04:00'")
     min_days_between_resizes: int = Field(default=7, ge=0, le=365)
+    host_uris: dict[str, str] = Field(
+        default_factory=dict,
+        description="host -> libvirt URI to act on, e.g. hv1 = 'qemu+ssh://root@hv1/system' (central role)")
     schedules: bool = Field(default=False, description="let serve start/stop VMs on their schedule windows "
                             "(VMs with a 'schedule' label or an accepted schedule)")
 
@@ -181,6 +184,38 @@ class ScheduleSettings(_Section):
     _v = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
 
 
+class SourceSettings(_Section):
+    kind: Literal["sqlite", "prometheus"] = Field(
+        default="sqlite", description="where analytics read history: the embedded SQLite store or a PromQL API")
+    url: str = Field(default="", description="Prometheus-compatible query API, e.g. http://127.0.0.1:9090")
+    bearer_token_file: str = Field(default="", description="file holding a bearer token for the query API")
+    basic_auth_user: str = Field(default="", description="basic-auth user for the query API")
+    basic_auth_password_file: str = Field(default="", description="file holding the basic-auth password")
+    ca_file: str = Field(default="", description="CA bundle to verify an https query API")
+    timeout_s: float = Field(default=30.0, gt=0, le=600, description="seconds per HTTP request")
+    retries: int = Field(default=3, ge=0, le=10, description="retries (exponential backoff) on transient errors")
+    matchers: str = Field(default="", description='extra label matchers for every selector, e.g. cluster="a"')
+    series: Literal["rightsizer", "libvirt-exporter"] = Field(
+        default="rightsizer", description="read the agents' rightsizer_* series or the Go libvirt exporters'")
+    mapping_file: str = Field(default="", description="TOML [[vm]] labels/machine types for exporter series")
+    resolution_s: int = Field(default=60, ge=1, le=3600,
+                              description="collection interval of the series: the step of per-interval rates")
+    history_days: float = Field(default=93.0, gt=0, le=3650, description="how far back the inventory looks")
+    recording_rules: Literal["auto", "always", "never"] = Field(
+        default="auto", description="read the shipped recording rules' hourly rollups when present")
+    max_points_per_series: int = Field(default=11_000, ge=1, description="server's points limit per series")
+    max_samples_per_query: int = Field(default=20_000_000, ge=1000,
+                                       description="raw samples one query may load (Prometheus: 50M)")
+
+    @field_validator("matchers")
+    @classmethod
+    def _matchers(cls, v: str) -> str:
+        v = v.strip().strip("{}").strip()
+        if v and "=" not in v:
+            raise ValueError(f"{v!r} is not a label matcher list such as cluster=\"a\"")
+        return v
+
+
 class PlacementSettings(_Section):
     zones: dict[str, str] = Field(default_factory=dict,
                                   description="host -> availability zone, e.g. {hv1 = 'eu01-1', hv2 = 'eu01-2'}")
@@ -203,6 +238,7 @@ class Settings(_Section):
     reports: ReportSettings = Field(default_factory=ReportSettings)
     actions: ActionSettings = Field(default_factory=ActionSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    source: SourceSettings = Field(default_factory=SourceSettings)
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
 
 

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from collector.model import SampleBatch, VmSample, VmState
+from collector.model import SampleBatch, UsagePoint, VmSample, VmState
 from collector.sampler import Snapshot
 
 _LABEL_KEY = re.compile(r"[^a-zA-Z0-9_]")
@@ -102,6 +102,10 @@ def _vm_families() -> dict[str, Metric]:
         "running": _g("rightsizer_vm_running", "1 when the domain is running, else 0."),
         "vcpus": _g("rightsizer_vm_vcpus", "vCPUs currently allocated."),
         "cpu": _c("rightsizer_vm_cpu_seconds", "CPU time consumed by the domain."),
+        "usage": _g("rightsizer_vm_cpu_usage_vcpus",
+                    "CPU used over the last collection interval in vCPUs (the cycle's rate of cpu_seconds_total), "
+                    "stamped with the cycle's time so a central PromQL source rolls up the same samples as the "
+                    "embedded store."),
         "delay": _c("rightsizer_vm_cpu_delay_seconds",
                     "Time the vCPUs were runnable but waiting for a host CPU, summed over vCPUs "
                     f"(vcpu.N.delay, {libvirt_doc})."),
@@ -165,7 +169,8 @@ def _health_families() -> dict[str, Metric]:
 def _info_labels(s: VmSample, batch: SampleBatch, e: VmEconomics | None,
                  warned: set[tuple[str, ...]]) -> dict[str, str]:
     labels = {"vm": s.ref.name, "uuid": s.ref.uuid, "host": s.host, "uri": batch.uri,
-              "state": s.state.value, "machine_type": e.machine_type if e else ""}
+              # an agent has no economics: pass the domain's own machine_type label on
+              "state": s.state.value, "machine_type": e.machine_type if e else s.labels.get("machine_type", "")}
     labels.update(prometheus_labels(s.labels, warned))
     return labels
 
@@ -177,12 +182,14 @@ def _add(fam: Metric, labels: list[str], value: float | int | None, scale: float
 
 
 def _add_vm(f: dict[str, Metric], s: VmSample, batch: SampleBatch, e: VmEconomics | None,
-            warned: set[tuple[str, ...]]) -> None:
+            warned: set[tuple[str, ...]], point: UsagePoint | None = None) -> None:
     base = [s.ref.name, s.ref.uuid, s.host]
     f["info"].add_metric([], _info_labels(s, batch, e, warned))  # type: ignore[attr-defined]
     _add(f["running"], base, 1.0 if s.state is VmState.RUNNING else 0.0)
     _add(f["vcpus"], base, s.vcpus)
     _add(f["cpu"], base, s.cpu_time_ns, 1e-9)
+    if point is not None and point.cpu_vcpus is not None:
+        f["usage"].add_metric(base, point.cpu_vcpus, timestamp=point.ts.timestamp())  # type: ignore[attr-defined]
     _add(f["delay"], base, s.cpu_delay_ns, 1e-9)
     _add(f["mem"], base, s.memory_bytes)
     _add(f["mem_max"], base, s.max_memory_bytes)
@@ -239,7 +246,7 @@ class RightsizerCollector(Collector):
         for batch in snap.batches.values():
             for s in batch.samples:
                 e = econ.get(s.ref.uuid)
-                _add_vm(vm_f, s, batch, e, self._warned)
+                _add_vm(vm_f, s, batch, e, self._warned, snap.points.get(s.ref.uuid))
                 if e is not None:
                     _add_econ(econ_f, s, e)
         for service, level, value in view.placement:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analytics.backups import check_backups
-from analytics.recommend import VmFinding, configured_policies, recommend_frame
+from analytics.recommend import VmFinding, configured_policies, lifecycle_for, lifecycle_rules, recommend_frame
 from dashboard.snapshot import Snapshot
 from dashboard.views import GIB, BackupView, FindingView, OptionView
 
@@ -39,21 +39,27 @@ def load_backups(data: DashboardData, snap: Snapshot) -> Mapping[str, BackupView
     }
 
 
-def load_findings(data: DashboardData, snap: Snapshot) -> Mapping[str, FindingView]:
+def load_findings(data: DashboardData, snap: Snapshot, lookback_days: float | None = None) -> Mapping[str, FindingView]:
     """Right-size every VM from the snapshot's hourly rollups (analytics.recommend) and flatten the results.
 
-    Uses the configured strategy, lookback, minimum saving and idle rule, judged at the snapshot's cost time.
+    Uses the configured strategy, minimum saving, idle and stopped rules and the lookback (default
+    ``[rightsizing] lookback_days``), judged at the snapshot's cost time; resizes in the audit log are
+    watched for regret.
     """
     rs = data.settings.rightsizing
-    start = pd.Timestamp(snap.cost_now) - pd.Timedelta(days=rs.lookback_days)
+    lookback = float(rs.lookback_days if lookback_days is None else lookback_days)
+    rules = lifecycle_rules(data.settings, data.catalogue)
+    start = pd.Timestamp(snap.cost_now) - pd.Timedelta(days=lookback)
     frame = snap.hours[snap.hours["ts"] >= start] if len(snap.hours) else snap.hours
+    lifecycle = lifecycle_for(data.store, list(snap.vms), data.catalogue, rules, now=snap.cost_now,
+                              lookback_days=lookback)
     findings = recommend_frame(
         frame, list(snap.vms), data.catalogue, strategy=rs.strategy, now=snap.cost_now,
-        lookback_days=float(rs.lookback_days), idle_settings=data.settings.idle,
+        lookback_days=lookback, idle_settings=data.settings.idle,
         min_monthly_savings=rs.min_monthly_savings, policies=configured_policies(data.settings),
-        profile=rs.profile,
+        schedule_settings=data.settings.schedules, lifecycle=lifecycle, profile=rs.profile,
     )
-    return {f.uuid: finding_view(f) for f in findings}
+    return {f.uuid: finding_view(f, lookback) for f in findings}
 
 
 def load_frontier(data: DashboardData, snap: Snapshot) -> OwnFrontier:
@@ -67,7 +73,7 @@ def load_frontier(data: DashboardData, snap: Snapshot) -> OwnFrontier:
                               lookback_days=float(rs.lookback_days), profile=rs.profile)
 
 
-def finding_view(f: VmFinding) -> FindingView:
+def finding_view(f: VmFinding, lookback_days: float = 14.0) -> FindingView:
     """Flatten one VmFinding, turning its evidence into labelled text."""
     return FindingView(
         vm_uuid=f.uuid,
@@ -100,6 +106,8 @@ def finding_view(f: VmFinding) -> FindingView:
         other_options=tuple(f"{o['action']}: saves {float(o['monthly_savings']):.2f} {f.currency}/month"
                             + (f" ({o['note']})" if o.get("note") else "")
                             for o in f.options if o.get("action", "resize") != "resize"),
+        projection=f.projection,
+        lookback_days=lookback_days,
     )
 
 

@@ -94,6 +94,7 @@ def shell(data: DashboardData) -> html.Div:
         "demo": "usage numbers are generated, not measured; the inventory is the libvirt test driver's",
         "import": "figures describe the imported period, not this machine",
         "live": "sampled from libvirt by the collector",
+        "central": "collected by the agents on each host, read back through PromQL",
     }.get(data.data_mode, "")
     return html.Div([
         dcc.Location(id=ids.URL, refresh="callback-nav"),

@@ -32,6 +32,7 @@ from dashboard.views import (
     DEFAULT_RANGE,
     GIB,
     HOUR_S,
+    LOOKBACKS_DAYS,
     MODE_ALIASES,
     RANGES,
     BackupView,
@@ -269,6 +270,21 @@ class DashboardData:
 
         return self._memo(snap, key, compute)
 
+    # -- findings per lookback -----------------------------------------------------------------
+    def lookback_days(self, lookback: int | str | None) -> int:
+        """A valid lookback choice (days): one of ``LOOKBACKS_DAYS``, else ``[rightsizing] lookback_days``."""
+        try:
+            days = int(lookback) if lookback is not None else 0
+        except (TypeError, ValueError):
+            days = 0
+        return days if days in LOOKBACKS_DAYS else int(self.settings.rightsizing.lookback_days)
+
+    def _findings(self, snap: Snapshot, lookback: int | str | None) -> Mapping[str, FindingView]:
+        days = self.lookback_days(lookback)
+        if days == int(self.settings.rightsizing.lookback_days):
+            return snap.findings
+        return self._memo(snap, ("findings", days), lambda: load_findings(self, snap, float(days)))
+
     # -- VM table ------------------------------------------------------------------------------
     def vm_rows(self, filters: Filters) -> list[dict[str, Any]]:
         """One row per selected VM for the VMs grid (plain JSON values, ``id`` = UUID)."""
@@ -306,6 +322,7 @@ class DashboardData:
             st = stats.iloc[snap.codes[uuid]]
             mtype, source, _price, per_hour = snap.latest_cost.get(uuid, (None, "unknown", None, math.nan))
             f = snap.findings.get(uuid)
+            need = f.target_vcpus if f is not None and f.need_statistic else None
             cpu_p95 = finite_or_none(st["cpu_p95_vcpus"])
             mem_max = finite_or_none(st["memory_used_max_bytes"])
             rows.append({
@@ -324,9 +341,11 @@ class DashboardData:
                 "memory_used_gib": _round(mem_max / GIB if mem_max is not None else None, 2),
                 "memory_used_pct": _round(
                     100.0 * mem_max / vm.memory_bytes if mem_max is not None and vm.memory_bytes else None, 1),
+                "need_vcpus": _round(need, 2),
                 "finding": f.finding if f else "(none)",
                 "pattern": f.pattern if f else "unknown",
                 "monthly_savings": _round(f.monthly_savings if f else None, 2),
+                "savings_pct": _round(f.savings_pct if f else None, 1),
             })
         rows.sort(key=lambda r: (-(r["monthly_savings"] or 0.0), r["name"]))
         return rows
@@ -341,8 +360,8 @@ class DashboardData:
         named = sorted((vm.host, vm.uuid) for vm in snap.vms if vm.name == key)
         return named[0][1] if named else None
 
-    def vm_detail(self, uuid: str, filters: Filters) -> VmDetailView | None:
-        """Series, cost and finding of one VM over the range; None when the store does not know it."""
+    def vm_detail(self, uuid: str, filters: Filters, lookback: int | str | None = None) -> VmDetailView | None:
+        """Series, cost and finding (judged over ``lookback`` days) of one VM; None for an unknown VM."""
         snap = self.snapshot()
         vm = snap.by_uuid.get(uuid)
         if vm is None:
@@ -360,11 +379,11 @@ class DashboardData:
             mtype, source, price, _total = snap.latest_cost.get(uuid, (None, "unknown", None, math.nan))
             return VmDetailView(
                 vm=vm, currency=self.currency, hours=hours, cost_day=cost_day.fillna(0.0), machine_type=mtype,
-                type_source=source, price_per_hour=price, finding=snap.findings.get(uuid),
+                type_source=source, price_per_hour=price, finding=self._findings(snap, lookback).get(uuid),
                 backup=snap.backups.get(uuid),
             )
 
-        return self._memo(snap, ("vm", uuid, filters.range_key), compute)
+        return self._memo(snap, ("vm", uuid, filters.range_key, self.lookback_days(lookback)), compute)
 
     # -- recommendations -----------------------------------------------------------------------
     def savings_risk(self) -> OwnFrontier:
@@ -372,15 +391,23 @@ class DashboardData:
         snap = self.snapshot()
         return self._memo(snap, ("frontier",), lambda: load_frontier(self, snap))
 
-    def recommendation_rows(self, filters: Filters) -> list[dict[str, Any]]:
-        """Findings that call for action (not optimized), biggest saving first."""
+    def recommendation_rows(self, filters: Filters, lookback: int | str | None = None) -> list[dict[str, Any]]:
+        """Findings that call for action (not optimized) over ``lookback`` days, biggest saving first."""
         snap = self.snapshot()
-        return self._memo(snap, ("recs", filters.labels, filters.hosts), lambda: self._rec_rows(snap, filters))
+        days = self.lookback_days(lookback)
+        key = ("recs", filters.labels, filters.hosts) + ((days,) if days != self.lookback_days(None) else ())
+        return self._memo(snap, key, lambda: self._rec_rows(snap, filters, days))
 
-    def _rec_rows(self, snap: Snapshot, filters: Filters) -> list[dict[str, Any]]:
+    def need_statistic(self, lookback: int | str | None = None) -> str:
+        """The CPU statistic the findings call "need" (the same on every page, the report and the CLI)."""
+        snap = self.snapshot()
+        return next((f.need_statistic for f in self._findings(snap, lookback).values() if f.need_statistic), "")
+
+    def _rec_rows(self, snap: Snapshot, filters: Filters, lookback: int | None = None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
+        findings = self._findings(snap, lookback)
         for uuid in self._selected(snap, filters):
-            f = snap.findings.get(uuid)
+            f = findings.get(uuid)
             if f is not None and f.schedule:
                 rows.append(_schedule_row(snap.by_uuid[uuid], f))
             if f is None or f.finding == "optimized":
@@ -397,29 +424,34 @@ class DashboardData:
                 "target_vcpus": _round(f.target_vcpus, 2),
                 "target_memory_gib": _round(f.target_memory_bytes / GIB if f.target_memory_bytes else None, 2),
                 "monthly_savings": _round(f.monthly_savings, 2),
+                "savings_pct": _round(f.savings_pct, 1),
+                "action": f.action,
                 "risk": f.risk,
+                "risk_reasons": "; ".join(f.risk_reasons),
                 "options": "; ".join(
                     f"{o.machine_type} ({o.vcpus} vCPU, {o.memory_bytes / GIB:g} GiB, "
-                    f"{o.price_per_month:.2f} {self.currency}/month)" for o in f.options),
+                    f"{o.price_per_month:.2f} {self.currency}/month)" for o in f.options)
+                + ("; " if f.options and f.other_options else "") + "; ".join(f.other_options),
                 "reason": f.reasons.get("overall", ""),
                 "excluded": "yes" if f.excluded else "",
             })
         rows.sort(key=lambda r: (-(r["monthly_savings"] or 0.0), r["name"]))
         return rows
 
-    def recommendations_csv(self, filters: Filters) -> str:
+    def recommendations_csv(self, filters: Filters, lookback: int | str | None = None) -> str:
         """The recommendation rows as CSV text (formula-safe), with a currency column."""
         snap = self.snapshot()
-        rows = self._memo(snap, ("recs", filters.labels, filters.hosts), lambda: self._rec_rows(snap, filters))
+        rows = self.recommendation_rows(filters, lookback)
+        findings = self._findings(snap, lookback)
         buf = io.StringIO()
-        columns = ["name", "uuid", "host", "labels", "finding", "current_type", "recommended_type",
-                   "target_vcpus", "target_memory_gib", "monthly_savings", "currency", "risk", "options",
-                   "reason", "cpu_reason", "memory_reason", "excluded"]
+        columns = ["name", "uuid", "host", "labels", "finding", "action", "current_type", "recommended_type",
+                   "target_vcpus", "target_memory_gib", "monthly_savings", "savings_pct", "currency", "risk",
+                   "risk_reasons", "options", "reason", "cpu_reason", "memory_reason", "excluded"]
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)
         for r in rows:
             uuid = r["id"].split(SCHEDULE_ROW_SUFFIX)[0]
-            f = snap.findings[uuid]
+            f = findings[uuid]
             values = {**r, "uuid": uuid, "currency": self.currency,
                       "cpu_reason": f.reasons.get("cpu", ""), "memory_reason": f.reasons.get("memory", "")}
             writer.writerow([csv_safe("" if values.get(c) is None else values[c]) for c in columns])

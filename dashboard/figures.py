@@ -13,11 +13,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analytics.findings.projection import Projection
+
 GIB = 1024**3
 MIB = 1024**2
 
 FINDING_ORDER: tuple[str, ...] = (
-    "over-provisioned", "under-provisioned", "idle", "optimized", "insufficient-data",
+    "over-provisioned", "under-provisioned", "resize-regret", "idle", "stopped", "below-threshold", "optimized",
+    "insufficient-data",
 )
 FINDING_COLOURS: Mapping[str, str] = {
     "over-provisioned": "#d9822b",
@@ -25,6 +28,9 @@ FINDING_COLOURS: Mapping[str, str] = {
     "idle": "#5c7080",
     "optimized": "#0f9960",
     "insufficient-data": "#a7b6c2",
+    "below-threshold": "#7fa37a",
+    "stopped": "#394b59",
+    "resize-regret": "#8a1c1c",
 }
 _USED = "#2b6cb0"
 _USED_LIGHT = "#90b4de"
@@ -166,7 +172,8 @@ def weekly_profile_figure(frame: pd.DataFrame, *, timezone: str = "UTC") -> go.F
 
 
 def vm_cpu_figure(frame: pd.DataFrame, *, recommended_vcpus: float | None = None,
-                  recommended_label: str = "recommended", needed_vcpus: float | None = None) -> go.Figure:
+                  recommended_label: str = "recommended", needed_vcpus: float | None = None,
+                  need_label: str = "needed") -> go.Figure:
     """One VM's CPU in vCPUs from hourly columns ``ts``, ``cpu_mean_vcpus``, ``cpu_p95_vcpus``,
     ``cpu_max_vcpus``, ``vcpus``, plus allocated, recommended-size and needed lines."""
     title = "CPU (vCPUs)"
@@ -182,7 +189,7 @@ def vm_cpu_figure(frame: pd.DataFrame, *, recommended_vcpus: float | None = None
     fig.add_scatter(x=frame["ts"], y=frame["vcpus"], name="allocated", mode="lines",
                     line={"color": _ALLOCATED, "width": 2, "shape": "hv"})
     _hline(fig, frame, recommended_vcpus, inert(recommended_label), _RECOMMENDED, "dash")
-    _hline(fig, frame, needed_vcpus, "needed", _NEEDED, "dot")
+    _hline(fig, frame, needed_vcpus, inert(need_label), _NEEDED, "dot")
     fig.update_yaxes(title_text="vCPUs", rangemode="tozero")
     fig.update_xaxes(title_text="time (UTC)")
     return fig
@@ -283,4 +290,30 @@ def backup_age_figure(frame: pd.DataFrame) -> go.Figure:
     fig.update_layout(hovermode="closest")
     fig.update_xaxes(title_text="hours since newest backup", rangemode="tozero")
     fig.update_yaxes(type="category", autorange="reversed")
+    return fig
+
+
+def projection_figure(projection: Projection | None, *, target: str, lookback_days: float) -> go.Figure:
+    """The lookback replayed on the recommended type: hourly peak CPU and memory as % of its size.
+
+    Lines at 100 % (CPU saturated) and 90 % (memory tight); the title counts the hours over them.
+    """
+    title = f"Projected utilisation on {inert(target)} (last {lookback_days:g} days replayed)"
+    if projection is None or projection.hours == 0:
+        return empty_figure("Projected utilisation on the recommended type",
+                            "No resize proposed: nothing to project")
+    ts = pd.to_datetime(projection.hour_s, unit="s", utc=True)
+    fig = _base(f"{title}: {projection.hours_cpu_over} h over 100 % CPU, "
+                f"{projection.hours_memory_over} h over 90 % memory")
+    fig.add_scatter(x=ts, y=projection.cpu_pct, name="CPU: hourly peak / new vCPUs (%)", mode="lines",
+                    line={"color": _USED, "width": 1.5})
+    if projection.memory_known:
+        fig.add_scatter(x=ts, y=projection.memory_pct, name="memory: hourly max used / new memory (%)",
+                        mode="lines", line={"color": _NEEDED, "width": 1.5})
+    fig.add_hline(y=100.0, line={"color": "#c23030", "dash": "dash", "width": 1},
+                  annotation_text="100 % CPU", annotation_position="top left")
+    fig.add_hline(y=90.0, line={"color": _RECOMMENDED, "dash": "dot", "width": 1},
+                  annotation_text="90 % memory", annotation_position="bottom left")
+    fig.update_yaxes(title_text="% of the recommended size", rangemode="tozero")
+    fig.update_xaxes(title_text="time (UTC)")
     return fig

@@ -37,6 +37,9 @@ VM_OPTIONS = "vm-options"
 VM_PATTERN = "vm-pattern"
 VM_HEATMAP = "vm-heatmap"
 VM_UUID = "vm-uuid"
+VM_LOOKBACK = "vm-lookback"
+VM_PROJECTION = "vm-projection"
+VM_LEGEND = "vm-risk-legend"
 
 # Recommendations
 RECS_TABLE = "recs-table"
@@ -50,6 +53,8 @@ RECS_APPLY_TYPE = "recs-apply-type"
 RECS_APPLY_TOKEN = "recs-apply-token"
 RECS_APPLY_BUTTON = "recs-apply-button"
 RECS_APPLY_RESULT = "recs-apply-result"
+RECS_LOOKBACK = "recs-lookback"
+RECS_LEGEND = "recs-risk-legend"
 
 # Backups
 BACKUPS_TABLE = "backups-table"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from analytics.findings.projection import Projection
 from collector.model import VmRecord
 
 GIB = 1024**3
@@ -17,11 +18,15 @@ HOUR_S = 3600
 RANGES: Mapping[str, timedelta] = {
     "24h": timedelta(hours=24), "7d": timedelta(days=7), "14d": timedelta(days=14), "30d": timedelta(days=30),
 }
-DEFAULT_RANGE = "30d"
+#: The default cost window, the same as ``[costs] window_days`` (14) for 'costs' and 'report'.
+DEFAULT_RANGE = "14d"
+#: Lookback choices of the Recommendations and VM pages (days); the default is [rightsizing] lookback_days.
+LOOKBACKS_DAYS: tuple[int, ...] = (7, 14, 30)
 DATA_MODES: Mapping[str, str] = {
     "live": "Live data from libvirt",
     "demo": "Demo fleet on the libvirt test driver with SYNTHETIC usage history",
     "import": "Imported traces (historical data, not this machine)",
+    "central": "Central: fleet history from a Prometheus-compatible query API",
 }
 #: Other spellings of the modes (``rightsizer serve`` says "imported").
 MODE_ALIASES: Mapping[str, str] = {"imported": "import"}
@@ -77,6 +82,8 @@ class FindingView:
     risk_reasons: tuple[str, ...] = ()
     need_statistic: str = ""  # what target_vcpus is (the strategy's CPU statistic + headroom)
     other_options: tuple[str, ...] = ()  # stop / snapshot-then-delete / delete, in words
+    projection: Projection | None = None  # the lookback replayed on the recommended type
+    lookback_days: float = 14.0
     pattern: str = "unknown"  # analytics.patterns: office-hours, nightly-batch, steady, spiky, idle, unknown
     schedule: str = ""  # proposed on-window with its zone, e.g. "Mon-Fri 07:00-19:00 UTC"; "" = none
     schedule_savings: float = 0.0  # per month, after any resize

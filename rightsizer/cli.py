@@ -56,6 +56,10 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     over: dict[str, Any] = {}
     if getattr(args, "db", None):
         over.setdefault("store", {})["path"] = args.db
+    from rightsizer.commands.sourceflags import source_overrides
+
+    if source := source_overrides(args):
+        over["source"] = source
     hook = getattr(args, "settings_overrides", None)
     if hook is not None:
         for section, values in hook(args).items():

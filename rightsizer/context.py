@@ -11,6 +11,7 @@ from rightsizer.output import Output
 
 if TYPE_CHECKING:
     from analytics.catalogue import CsvPriceCatalogue
+    from collector.store.promql import PromqlStore
     from collector.store.sqlite import SqliteStore
     from collector.store.writer import WriterLock
 
@@ -24,6 +25,7 @@ class Context:
     command: str = ""
     _store: SqliteStore | None = field(default=None, repr=False)
     _catalogue: CsvPriceCatalogue | None = field(default=None, repr=False)
+    _source: PromqlStore | None = field(default=None, repr=False)
     _writer: WriterLock | None = field(default=None, repr=False)
 
     @property
@@ -57,6 +59,25 @@ class Context:
             self._writer = lock
         return self._store
 
+    @property
+    def is_promql(self) -> bool:
+        return self.settings.source.kind == "prometheus"
+
+    def open_source(self, *, create: bool = False) -> SqliteStore | PromqlStore:
+        """The history analytics read: the SQLite store, or the PromQL source ([source] kind = "prometheus").
+
+        The PromQL source is checked at once (URL, credentials, API), so a bad one fails before any work.
+        """
+        if not self.is_promql:
+            return self.open_store(create=create)
+        if self._source is None:
+            from collector.store.promql_factory import promql_client, promql_store
+
+            client = promql_client(self.settings)
+            client.labels()  # nothing is opened or written before the API answered
+            self._source = promql_store(self.settings, self.open_store(), client)
+        return self._source
+
     def catalogue(self) -> CsvPriceCatalogue:
         if self._catalogue is None:
             from analytics.catalogue import load_catalogue
@@ -65,6 +86,7 @@ class Context:
         return self._catalogue
 
     def close(self) -> None:
+        self._source = None
         if self._store is not None:
             self._store.close()
             self._store = None

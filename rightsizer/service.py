@@ -26,8 +26,9 @@ from collector.sampler import Sampler
 
 log = logging.getLogger("rightsizer.serve")
 
-LIVE, DEMO, IMPORTED = "live", "demo", "imported"
+LIVE, DEMO, IMPORTED, CENTRAL = "live", "demo", "imported", "central"
 MODE_TEXT = {
+    CENTRAL: "Central: history from a Prometheus-compatible query API (agents collect on each host)",
     LIVE: "Live: sampling libvirt",
     DEMO: "Demo fleet on the libvirt test driver with SYNTHETIC history (not real measurements)",
     IMPORTED: "Imported traces (history loaded with 'rightsizer import'; no live collection)",
@@ -181,6 +182,7 @@ class Service:
     sampler: Sampler | None
     data_mode: str
     mode_detail: str = ""
+    role: str = "all"  # all | agent (collector + exporter only)
     economics: EconomicsView = field(default_factory=EconomicsView)
     exposition: ExpositionCache | None = None
     _scheduler: Any = None
@@ -192,7 +194,8 @@ class Service:
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.cron import CronTrigger
 
-        log.info("data mode: %s (%s)", MODE_TEXT[self.data_mode], self.mode_detail)
+        log.info("data mode: %s (%s)%s", MODE_TEXT[self.data_mode], self.mode_detail,
+                 "; role: agent (collector + exporter only)" if self.role == "agent" else "")
         log.info("store: %s", self.store.path)
         scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
                                                                     "misfire_grace_time": 30})
@@ -211,12 +214,14 @@ class Service:
             loop = threading.Thread(target=self._collect_loop, args=(interval,), name="collector", daemon=True)
             loop.start()
             self._stoppers.append(("collector", lambda: loop.join(10)))
-        self.refresh_economics()
-        scheduler.add_job(self.refresh_economics, "interval", seconds=max(interval, 300.0), id="economics")
-        if self.settings.actions.schedules:
+        agent = self.role == "agent"
+        if not agent:
+            self.refresh_economics()
+            scheduler.add_job(self.refresh_economics, "interval", seconds=max(interval, 300.0), id="economics")
+        if self.settings.actions.schedules and not agent:
             self._scheduler = scheduler
             self.sync_schedules()
-        if self.settings.reports.cron:
+        if self.settings.reports.cron and not agent:
             try:
                 trigger = CronTrigger.from_crontab(self.settings.reports.cron, timezone=UTC)
             except ValueError as exc:
@@ -227,7 +232,7 @@ class Service:
             log.info("reports: %r into %s", self.settings.reports.cron, self.settings.reports.out_dir)
         scheduler.start()
         self._stoppers.append(("scheduler", lambda: scheduler.shutdown(wait=True)))
-        if self.settings.dashboard.enabled:
+        if self.settings.dashboard.enabled and not agent:
             self._start_dashboard()
 
     def _start_dashboard(self) -> None:

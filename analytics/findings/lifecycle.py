@@ -45,9 +45,11 @@ class StoppedVm:
         return self.price_per_hour * HOURS_PER_MONTH
 
     def reason(self, currency: str) -> str:
-        since = (f"since {self.last_running:%Y-%m-%d %H:%M} UTC" if self.last_running is not None
-                 else "and not seen running in the data")
-        return (f"shut off for {self.stopped_days:.1f} days ({since}); while off it costs "
+        if self.last_running is not None:
+            off = f"shut off for {self.stopped_days:.1f} days (since {self.last_running:%Y-%m-%d %H:%M} UTC)"
+        else:
+            off = f"shut off for at least {self.stopped_days:.1f} days (not seen running in the data read)"
+        return (f"{off}; while off it costs "
                 f"{self.monthly_cost:.2f} {currency}/month ({self.billing_rule} billing of a stopped VM)")
 
 

@@ -117,12 +117,12 @@ def build_report(
 ) -> Report:
     """Collect costs, utilisation, right-sizing, idle and backup findings into one ``Report``.
 
-    The window is ``since`` (default: ``rightsizing.lookback_days`` before ``now``) to ``now``, UTC.
+    The window is ``since`` (default: ``costs.window_days`` before ``now``) to ``now``, UTC.
     ``recommendations`` replaces the call to analytics.recommend (for tests and callers that have them).
     Raises InputError on a bad storage class or backup policy setting, StoreError from the store.
     """
     now = _utc(now)
-    start = _utc(since or now - timedelta(days=settings.rightsizing.lookback_days)).replace(
+    start = _utc(since or now - timedelta(days=settings.costs.window_days)).replace(
         minute=0, second=0, microsecond=0)
     notes: list[str] = []
     vms = store.vms()

@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from dash import Input, html
+from dash import Input, dcc, html
 from dash.dash_table.DataTable import DataTable
 
+from analytics.findings.risk import RISK_LEGEND
 from dashboard import ids
+from dashboard.views import LOOKBACKS_DAYS
 
 FILTER_INPUTS = [
     Input(ids.FILTER_RANGE, "value"),
@@ -76,3 +78,22 @@ def empty(message: str) -> html.Div:
 def data_table(**props: Any) -> DataTable:
     """A DataTable with the shared styling; cells render their values as text."""
     return DataTable(**{**TABLE_STYLE, **props})
+
+
+def risk_legend(legend_id: str) -> html.Div:
+    """What each risk word means: shown wherever a risk is shown."""
+    return html.Div([
+        html.Span("Risk legend: ", className="rs-legend-title"),
+        *[html.Span([html.B(level.value), f" {text}. "], className="rs-legend-item") for level, text in RISK_LEGEND],
+        html.Span("Savings % is the monthly saving over what the VM costs now.", className="rs-legend-item"),
+    ], id=legend_id, className="rs-note rs-legend")
+
+
+def lookback_control(control_id: str, default_days: int) -> html.Div:
+    """The 7/14/30-day lookback choice of the Recommendations and VM pages."""
+    value = default_days if default_days in LOOKBACKS_DAYS else LOOKBACKS_DAYS[1]
+    return html.Div([
+        html.Span("Lookback for recommendations: ", className="rs-note"),
+        dcc.RadioItems(id=control_id, options=[{"label": f"{d} days", "value": d} for d in LOOKBACKS_DAYS],
+                       value=value, inline=True, className="rs-filter-range"),
+    ], className="rs-actions")

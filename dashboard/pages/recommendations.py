@@ -12,25 +12,30 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboard import figures, ids
 from dashboard.data import ApplyHook, DashboardData, Filters
-from dashboard.pages.common import FILTER_INPUTS, data_table, kpi, money
+from dashboard.pages.common import FILTER_INPUTS, data_table, kpi, lookback_control, money, risk_legend
 
 PATH = "/recommendations"
 TITLE = "Recommendations"
 
 
-def columns(currency: str) -> list[dict[str, Any]]:
-    """Table columns; headers carry units and the currency."""
+def columns(currency: str, need_statistic: str = "") -> list[dict[str, Any]]:
+    """Table columns; headers carry units, the currency and the statistic behind "need"."""
     fixed2 = {"specifier": ",.2f"}
+    need = f"CPU need (vCPU; {need_statistic} + headroom)" if need_statistic else "CPU need (vCPU)"
     return [
         {"id": "name", "name": "VM"},
         {"id": "host", "name": "Host"},
         {"id": "finding", "name": "Finding"},
+        {"id": "action", "name": "Action"},
         {"id": "current_type", "name": "Current type"},
         {"id": "recommended_type", "name": "Recommended type"},
-        {"id": "target_vcpus", "name": "Needed (vCPU)", "type": "numeric", "format": fixed2},
-        {"id": "target_memory_gib", "name": "Needed (GiB)", "type": "numeric", "format": fixed2},
+        {"id": "target_vcpus", "name": need, "type": "numeric", "format": fixed2},
+        {"id": "target_memory_gib", "name": "Memory need (GiB; max used + headroom)", "type": "numeric",
+         "format": fixed2},
         {"id": "monthly_savings", "name": f"Savings ({currency}/month)", "type": "numeric", "format": fixed2},
+        {"id": "savings_pct", "name": "Savings (%)", "type": "numeric", "format": {"specifier": ",.1f"}},
         {"id": "risk", "name": "Risk"},
+        {"id": "risk_reasons", "name": "Risk set by"},
         {"id": "options", "name": "Options"},
         {"id": "reason", "name": "Reason"},
         {"id": "excluded", "name": "Excluded"},
@@ -58,9 +63,11 @@ def _apply_panel(data: DashboardData, hook: ApplyHook | None, choices: list[dict
 
 def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = None) -> html.Div:
     """The recommendations page, filled for ``filters``; the apply panel only when actions are enabled."""
-    rows, cards, fig, choices = update(data, filters.range_key, filters.labels, filters.hosts)
+    default = data.lookback_days(None)
+    rows, cards, fig, choices = update(data, filters.range_key, filters.labels, filters.hosts, default)
     children: list[Any] = [
         html.H1("Recommendations"),
+        lookback_control(ids.RECS_LOOKBACK, default),
         html.Div(cards, id=ids.RECS_SUMMARY, className="rs-kpis"),
         html.Div([
             html.Button("Export CSV", id=ids.RECS_EXPORT, n_clicks=0, className="rs-button"),
@@ -70,9 +77,10 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
         html.Div(dcc.Graph(id=ids.RECS_SAVINGS, figure=fig, config={"displaylogo": False}), className="rs-card"),
         *_frontier_section(data),
         html.H2("Every VM that is not optimized"),
+        risk_legend(ids.RECS_LEGEND),
         data_table(
             id=ids.RECS_TABLE,
-            columns=columns(data.currency),
+            columns=columns(data.currency, data.need_statistic()),
             data=rows,
             sort_action="native",
             filter_action="native",
@@ -110,15 +118,17 @@ def _frontier_section(data: DashboardData) -> list[Any]:
 
 
 def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | None,
-           hosts: Sequence[str] | None) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure, list[dict[str, str]]]:
+           hosts: Sequence[str] | None, lookback: int | None = None,
+           ) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure, list[dict[str, str]]]:
     """Callback body: table rows, summary cards, savings figure and the apply VM choices."""
     filters = Filters.of(range_key, labels, hosts)
-    return data.cached(("recs-page", filters.labels, filters.hosts), lambda: _build(data, filters))
+    days = data.lookback_days(lookback)
+    return data.cached(("recs-page", filters.labels, filters.hosts, days), lambda: _build(data, filters, days))
 
 
-def _build(data: DashboardData, filters: Filters,
+def _build(data: DashboardData, filters: Filters, lookback: int,
            ) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure, list[dict[str, str]]]:
-    rows = data.recommendation_rows(filters)
+    rows = data.recommendation_rows(filters, lookback)
     cur = data.currency
     schedules = [r for r in rows if r["finding"] == "schedule"]
     scheduled = sum(r["monthly_savings"] or 0.0 for r in schedules)
@@ -134,8 +144,13 @@ def _build(data: DashboardData, filters: Filters,
         kpi("Schedules per month", money(scheduled, cur),
             f"{len(schedules)} on/off windows (after resizes, no double counting)"),
         kpi("Upsizes per month", money(up, cur), f"{by_finding.get('under-provisioned', 0)} under-provisioned"),
-        kpi("Idle VMs", str(by_finding.get("idle", 0)), "candidates to stop or delete"),
-        kpi("Insufficient data", str(by_finding.get("insufficient-data", 0)), "need ≥ 30 h over ≥ 3 days"),
+        kpi("Idle VMs", str(by_finding.get("idle", 0)), "stopping saves their whole compute price"),
+        kpi("Stopped VMs", str(by_finding.get("stopped", 0)),
+            money(sum(r["monthly_savings"] or 0.0 for r in rows if r["finding"] == "stopped"), cur)
+            + "/month for their disks; deleting is a person's act"),
+        kpi("Below threshold", str(by_finding.get("below-threshold", 0)), "a smaller type saves too little"),
+        kpi("Insufficient data", str(by_finding.get("insufficient-data", 0)),
+            f"need ≥ 30 h over ≥ 3 days in the last {lookback} days"),
     ]
     frame = pd.DataFrame(resizes, columns=["name", "monthly_savings", "finding"]) if resizes else pd.DataFrame(
         {"name": [], "monthly_savings": [], "finding": []})
@@ -145,13 +160,14 @@ def _build(data: DashboardData, filters: Filters,
 
 
 def export(data: DashboardData, n_clicks: int | None, range_key: str | None, labels: list[str] | None,
-           hosts: list[str] | None) -> dict[str, Any] | Any:
+           hosts: list[str] | None, lookback: int | None = None) -> dict[str, Any] | Any:
     """Callback body: the CSV download for the current filters."""
     if not n_clicks:
         return no_update
     filters = Filters.of(range_key, labels, hosts)
     stamp = data.as_of().astimezone(UTC).strftime("%Y%m%dT%H%MZ")
-    return {"content": data.recommendations_csv(filters), "filename": f"rightsizer-recommendations-{stamp}.csv",
+    return {"content": data.recommendations_csv(filters, lookback),
+            "filename": f"rightsizer-recommendations-{stamp}.csv",
             "type": "text/csv", "base64": False}
 
 
@@ -172,19 +188,20 @@ def register(app: Dash, data: DashboardData, *, hook: ApplyHook | None = None, *
     if enabled:
         outputs.append(Output(ids.RECS_APPLY_VM, "options"))
 
-    @app.callback(*outputs, *FILTER_INPUTS, prevent_initial_call=True)
-    def _table(range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
-        result = update(data, range_key, labels, hosts)
+    @app.callback(*outputs, *FILTER_INPUTS, Input(ids.RECS_LOOKBACK, "value"), prevent_initial_call=True)
+    def _table(range_key: str, labels: list[str], hosts: list[str], lookback: int) -> tuple[Any, ...]:
+        result = update(data, range_key, labels, hosts, lookback)
         return result if enabled else result[:3]
 
     @app.callback(
         Output(ids.RECS_DOWNLOAD, "data"),
         Input(ids.RECS_EXPORT, "n_clicks"),
         State(ids.FILTER_RANGE, "value"), State(ids.FILTER_LABELS, "value"), State(ids.FILTER_HOSTS, "value"),
+        State(ids.RECS_LOOKBACK, "value"),
         prevent_initial_call=True,
     )
-    def _export(n_clicks: int, range_key: str, labels: list[str], hosts: list[str]) -> Any:
-        return export(data, n_clicks, range_key, labels, hosts)
+    def _export(n_clicks: int, range_key: str, labels: list[str], hosts: list[str], lookback: int) -> Any:
+        return export(data, n_clicks, range_key, labels, hosts, lookback)
 
     if not enabled:
         return

@@ -10,7 +10,7 @@ from dash import Dash, Input, Output, dcc, html
 
 from dashboard import figures, ids
 from dashboard.data import GIB, DashboardData, Filters, FindingView, VmDetailView
-from dashboard.pages.common import FILTER_INPUTS, badge, chips, empty, money
+from dashboard.pages.common import FILTER_INPUTS, badge, chips, empty, lookback_control, money, risk_legend
 
 PATH_PREFIX = "/vm/"
 TITLE = "VM"
@@ -20,8 +20,9 @@ _GRAPH_CONFIG: Any = {"displaylogo": False, "responsive": True}
 
 def layout(data: DashboardData, uuid: str, filters: Filters) -> html.Div:
     """The page of VM ``uuid``, filled for ``filters``; the callback refreshes it when they change."""
-    header, cpu, mem, disk, cost, rec, options = update(data, uuid, filters.range_key, filters.labels,
-                                                       filters.hosts)
+    default = data.lookback_days(None)
+    header, cpu, mem, disk, cost, rec, options = update(
+        data, uuid, filters.range_key, filters.labels, filters.hosts, default)
     return html.Div([
         dcc.Store(id=ids.VM_UUID, data=uuid),
         html.Div(header, id=ids.VM_HEADER),
@@ -32,7 +33,9 @@ def layout(data: DashboardData, uuid: str, filters: Filters) -> html.Div:
             html.Div(dcc.Graph(id=ids.VM_COST, figure=cost, config=_GRAPH_CONFIG), className="rs-card"),
         ], className="rs-grid-2"),
         html.H2("Recommendation"),
+        lookback_control(ids.VM_LOOKBACK, default),
         html.Div(rec, id=ids.VM_RECOMMENDATION, className="rs-card rs-card-pad"),
+        risk_legend(ids.VM_LEGEND),
         html.Div(placement_finding(data, uuid), id=ids.VM_PLACEMENT),
         html.H2("Options"),
         html.Div(options, id=ids.VM_OPTIONS, className="rs-card rs-card-pad"),
@@ -88,10 +91,14 @@ def _recommendation(f: FindingView | None, currency: str) -> list[Any]:
         html.Table([
             html.Tr([html.Th("Current type"), html.Td(f.current_type or "-")]),
             html.Tr([html.Th("Recommended type"), html.Td(f.recommended_type or "-")]),
-            html.Tr([html.Th("Needed"), html.Td(
+            html.Tr([html.Th("Action"), html.Td(f.action)]),
+            html.Tr([html.Th(f"Need ({f.need_statistic} + headroom)" if f.need_statistic else "Need"), html.Td(
                 (f"{f.target_vcpus:.2f} vCPUs" if f.target_vcpus is not None else "-") + ", "
                 + (f"{f.target_memory_bytes / GIB:.2f} GiB" if f.target_memory_bytes is not None else "-"))]),
-            html.Tr([html.Th("Savings"), html.Td(money(f.monthly_savings, currency) + " / month")]),
+            html.Tr([html.Th("Savings"), html.Td(money(f.monthly_savings, currency)
+                                                 + f" / month ({f.savings_pct:.1f} %)")]),
+            html.Tr([html.Th("Lookback"), html.Td(f"{f.lookback_days:g} days")]),
+            html.Tr([html.Th("Risk"), html.Td(f"{f.risk}: " + "; ".join(f.risk_reasons), id="vm-risk")]),
         ], className="rs-kv"),
         html.H2("Why"),
         html.Ul([html.Li([html.B(k + ": "), v]) for k, v in f.reasons.items()], className="rs-reasons"),
@@ -119,8 +126,9 @@ def _pattern(f: FindingView | None, view: VmDetailView, timezone: str) -> list[A
 
 
 def _options(f: FindingView | None, currency: str) -> Any:
+    others = [html.P(text) for text in (f.other_options if f is not None else ())]
     if f is None or not f.options:
-        return html.P("No alternative machine types.", className="rs-muted")
+        return others or html.P("No alternative machine types.", className="rs-muted")
     header = html.Tr([html.Th(h) for h in ("Machine type", "vCPUs", "Memory (GiB)",
                                            f"Price ({currency}/month)", f"Savings ({currency}/month)")])
     body = [
@@ -128,35 +136,44 @@ def _options(f: FindingView | None, currency: str) -> Any:
                  html.Td(f"{o.price_per_month:,.2f}"), html.Td(f"{o.monthly_savings:,.2f}")])
         for o in f.options
     ]
-    return html.Table([header, *body], className="rs-kv")
+    return [*others, html.Table([header, *body], className="rs-kv")]
+
+
+_PageParts = tuple[Any, go.Figure, go.Figure, go.Figure, go.Figure, Any, Any]
 
 
 def update(data: DashboardData, uuid: str | None, range_key: str | None, labels: Sequence[str] | None,
-           hosts: Sequence[str] | None) -> tuple[Any, go.Figure, go.Figure, go.Figure, go.Figure, Any, Any]:
-    """Callback body: header, CPU/memory/disk/cost figures, recommendation and options."""
+           hosts: Sequence[str] | None, lookback: int | None = None) -> _PageParts:
+    """Callback body: header, CPU/memory/disk/cost figures, recommendation (with the projected utilisation
+    on the recommended type), options."""
     filters = Filters.of(range_key, labels, hosts)
-    return data.cached(("vm-page", uuid or "", filters.range_key), lambda: _build(data, uuid or "", filters))
+    days = data.lookback_days(lookback)
+    return data.cached(("vm-page", uuid or "", filters.range_key, days),
+                       lambda: _build(data, uuid or "", filters, days))
 
 
-def _build(data: DashboardData, uuid: str,
-           filters: Filters) -> tuple[Any, go.Figure, go.Figure, go.Figure, go.Figure, Any, Any]:
-    view = data.vm_detail(uuid, filters)
+def _build(data: DashboardData, uuid: str, filters: Filters, lookback: int) -> _PageParts:
+    view = data.vm_detail(uuid, filters, lookback)
     if view is None:
         blank = figures.empty_figure("", "Unknown VM")
         return (empty(f"No VM with UUID or name {uuid!r} in the store. Go back to the VM list."), blank, blank, blank,
                 blank, None, None)
     f = view.finding
     rec_label = f"recommended: {f.recommended_type}" if f and f.recommended_type else "recommended"
+    need_label = f"need: {f.need_statistic} + headroom" if f and f.need_statistic else "need"
     return (
         _header(view),
         figures.vm_cpu_figure(view.hours, recommended_vcpus=f.recommended_vcpus if f else None,
-                              recommended_label=rec_label, needed_vcpus=f.target_vcpus if f else None),
+                              recommended_label=rec_label, needed_vcpus=f.target_vcpus if f else None,
+                              need_label=need_label),
         figures.vm_memory_figure(view.hours, recommended_bytes=f.recommended_memory_bytes if f else None,
                                  recommended_label=rec_label,
                                  needed_bytes=f.target_memory_bytes if f else None),
         figures.vm_disk_figure(view.hours),
         figures.vm_cost_figure(view.cost_day, currency=view.currency),
-        [*_recommendation(f, view.currency), *_pattern(f, view, data.settings.schedules.timezone)],
+        [dcc.Graph(id=ids.VM_PROJECTION, config=_GRAPH_CONFIG, figure=figures.projection_figure(
+            f.projection if f else None, target=(f.recommended_type or "?") if f else "?", lookback_days=lookback)),
+         *_recommendation(f, view.currency), *_pattern(f, view, data.settings.schedules.timezone)],
         _options(f, view.currency),
     )
 
@@ -174,7 +191,8 @@ def register(app: Dash, data: DashboardData, **_: Any) -> None:
         Output(ids.VM_OPTIONS, "children"),
         Input(ids.VM_UUID, "data"),
         *FILTER_INPUTS,
+        Input(ids.VM_LOOKBACK, "value"),
         prevent_initial_call=True,
     )
-    def _detail(uuid: str, range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
-        return update(data, uuid, range_key, labels, hosts)
+    def _detail(uuid: str, range_key: str, labels: list[str], hosts: list[str], lookback: int) -> tuple[Any, ...]:
+        return update(data, uuid, range_key, labels, hosts, lookback)

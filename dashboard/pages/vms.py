@@ -27,13 +27,15 @@ def columns(currency: str) -> list[dict[str, Any]]:
         {"id": "host", "name": "Host"},
         {"id": "machine_type", "name": "Machine type"},
         {"id": "hourly_cost", "name": f"Cost ({currency}/h)", "type": "numeric", "format": _num(4)},
-        {"id": "cpu_p95_vcpus", "name": "CPU p95 (vCPU)", "type": "numeric", "format": _num(2)},
-        {"id": "cpu_p95_pct", "name": "CPU p95 (%)", "type": "numeric", "format": _num(1)},
+        {"id": "need_vcpus", "name": "CPU need (vCPU)", "type": "numeric", "format": _num(2)},
+        {"id": "cpu_p95_vcpus", "name": "CPU p95 of hourly means (vCPU)", "type": "numeric", "format": _num(2)},
+        {"id": "cpu_p95_pct", "name": "CPU p95 of hourly means (%)", "type": "numeric", "format": _num(1)},
         {"id": "memory_used_gib", "name": "Memory used max (GiB)", "type": "numeric", "format": _num(2)},
         {"id": "memory_used_pct", "name": "Memory used max (%)", "type": "numeric", "format": _num(1)},
         {"id": "finding", "name": "Finding"},
         {"id": "pattern", "name": "Pattern"},
         {"id": "monthly_savings", "name": f"Savings ({currency}/month)", "type": "numeric", "format": _num(2)},
+        {"id": "savings_pct", "name": "Savings (%)", "type": "numeric", "format": _num(1)},
         {"id": "labels", "name": "Labels"},
         {"id": "state", "name": "State"},
         {"id": "vcpus", "name": "vCPUs", "type": "numeric"},
@@ -50,7 +52,10 @@ def layout(data: DashboardData, filters: Filters) -> html.Div:
         html.Div(note, id=ids.VMS_COUNT, className="rs-note"),
         html.P("Click a row to open the VM. Type in the row under the headers to filter a column "
                "(e.g. > 1 or payments); click a header to sort. * = machine type inferred from the size. "
-               "CPU p95 is the 95th percentile of hourly means over the selected range.", className="rs-note"),
+               "CPU need is what the recommendations size for: " + (data.need_statistic() or "the strategy's "
+               "statistic") + f" + headroom over the last {data.lookback_days(None)} days (the same name on the "
+               "Recommendations and VM pages, in the report and in 'rightsizer recommend'). CPU p95 of hourly "
+               "means is a utilisation figure over the selected range, not the need.", className="rs-note"),
         data_table(
             id=ids.VMS_TABLE,
             columns=columns(data.currency),

@@ -173,7 +173,7 @@ def _current_findings(ctx: Context) -> list[VmFinding]:
     """The current recommendations for the fleet in the store (resize and stop steps come from them)."""
     from analytics.recommend import findings_for_settings
 
-    store = ctx.open_store(create=False)
+    store = ctx.open_source()
     return findings_for_settings(store, ctx.catalogue(), ctx.settings)
 
 

@@ -7,6 +7,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from rightsizer.commands.sourceflags import add_source_flags
+
 if TYPE_CHECKING:
     from rightsizer.context import Context
 
@@ -22,7 +24,8 @@ Stopped VMs: the provider does not publish whether a stopped VM is billed. Choos
 
 Month to date counts from the first of --until's month (UTC). The month-end forecast adds the
 run-rate of the last 7 days (or all data, when there is less) times the hours left in the month.
-Realised savings come from applied resizes in the audit log: (price before - after) x hours since.
+Realised savings come from applied resizes in the audit log: (price before - after) x the hours the
+VM was seen running while the resize was in force (not every hour since).
 """
 
 
@@ -37,15 +40,17 @@ def add_parser(sub: argparse._SubParsersAction[Any], parent: argparse.ArgumentPa
     )
     p.add_argument("--group-by", default="host", metavar="KEY",
                    help="host, machine_type, vm, or any label key such as team or env (default: host)")
-    p.add_argument("--since", default="7d", metavar="WHEN",
+    p.add_argument("--since", default=None, metavar="WHEN",
                    help="window start: ISO date/time (UTC if no zone) or a duration before --until "
-                        "such as 7d, 24h (default: 7d); rounded down to the hour")
+                        "such as 7d, 24h (default: [costs] window_days, 14d -- the dashboard's and the "
+                        "report's default window too); rounded down to the hour")
     p.add_argument("--until", default=None, metavar="WHEN",
                    help="window end and as-of time for month to date and forecast (default: now, or the "
                         "newest stored data when that is older, e.g. imported traces)")
     p.add_argument("--stopped-vm-billing", choices=("none", "full", "storage-only"), default=None,
                    help="what a stopped VM costs; overrides [costs] stopped_vm_billing (not published "
                         "by the provider)")
+    add_source_flags(p)
     p.set_defaults(func=run, settings_overrides=_overrides)
 
 
@@ -78,14 +83,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from analytics.fleet import data_as_of
     from collector.errors import InputError
 
-    store = ctx.open_store(create=False)
+    store = ctx.open_source()
     store.refresh_rollups()
     wall = datetime.now(UTC)
     span = store.time_range()
     now = wall if args.until else data_as_of(span[1] if span else None, wall)
     anchored = "" if now == wall else (
         f"the newest data is from {now:%Y-%m-%d %H:%M} UTC; reporting as of then (pass --until to choose)")
-    start, end = window_bounds(args.since, args.until, now)
+    start, end = window_bounds(args.since or f"{ctx.settings.costs.window_days}d", args.until, now)
     vms = store.vms()
     group_by = args.group_by.strip()
     if group_by not in BUILTIN_GROUPS:
@@ -181,10 +186,13 @@ def _emit(ctx: Context, fmt: str, summary: Any, savings: list[Any], rule: str, n
         stream.write(f"\nBy {summary.group_by}:\n")
         ctx.out.emit([_text(r) for r in group_rows], "table")
     if saving_rows:
-        stream.write("\nRealised savings of applied resizes (hours assume the VM ran throughout):\n")
+        stream.write("\nRealised savings of applied resizes (running hours the collector saw while each was in "
+                     "force):\n")
         ctx.out.emit([_text(r) for r in saving_rows], "table")
     stream.write("\n")
     ctx.out.emit([{"figure": k, "value": _fmt(k, v)} for k, v in totals.items()], "table")
+    if summary.start is not None:
+        stream.write(f"cost window: {summary.start:%Y-%m-%d %H:%M} - {summary.end:%Y-%m-%d %H:%M} UTC\n")
     for note in notes:
         stream.write(f"note: {note}\n")
 

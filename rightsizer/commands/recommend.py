@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from rightsizer.commands.sourceflags import add_source_flags
+
 if TYPE_CHECKING:
 
     from analytics.rightsizing.settings import StrategySettings
@@ -164,6 +166,7 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--timezone", metavar="ZONE",
                    help="IANA time zone of weekly profiles and schedule windows (default: [schedules] timezone, UTC)")
     add_settings_flags(p)
+    add_source_flags(p)
     p.set_defaults(func=run)
 
 
@@ -175,8 +178,13 @@ def _parse_now(text: str, ctx: Context) -> Any:
     if text == "wall":
         return datetime.now(UTC)
     if text == "latest":
-        newest = ctx.open_store(create=False).time_range()
+        source = ctx.open_source()
+        newest = source.time_range()
         if newest is None:
+            if ctx.is_promql:
+                raise InputError(f"{source.path} holds no rightsizer series in the last "
+                                 f"{ctx.settings.source.history_days:g} days; check the scrape targets and "
+                                 "[source] matchers")
             raise InputError(f"Database {str(ctx.db_path)!r} holds no samples; run 'rightsizer collect' or "
                              "'rightsizer import' first")
         return newest[1]
@@ -242,7 +250,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     settings = settings_from_args(args, strategy, base)
     policies = load_policies(Path(args.policies)) if args.policies else configured_policies(ctx.settings)
     now = _parse_now(args.now, ctx)
-    store = ctx.open_store(create=False)
+    store = ctx.open_source()
     if args.vm:
         check_vms(args.vm, store.vms())
     catalogue = ctx.catalogue()

@@ -6,6 +6,8 @@ import argparse
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from rightsizer.commands.sourceflags import add_source_flags
+
 if TYPE_CHECKING:
     from rightsizer.context import Context
 
@@ -33,10 +35,11 @@ def add_parser(sub: argparse._SubParsersAction[Any], parent: argparse.ArgumentPa
                    help="right-sizing strategy (default: [rightsizing] strategy)")
     p.add_argument("--since", default=None, metavar="WHEN",
                    help="window start: ISO date/time or a duration before --until such as 14d "
-                        "(default: [rightsizing] lookback_days)")
+                        "(default: [costs] window_days, 14d -- the same window as 'costs' and the dashboard)")
     p.add_argument("--until", default=None, metavar="WHEN", help="window end and as-of time (default: now)")
     p.add_argument("--format", dest="formats", action="append", choices=("html", "csv", "json"),
                    help="write only this format (repeatable; default: all three)")
+    add_source_flags(p)
     p.set_defaults(func=run)
 
 
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         until = parse_instant(args.until, now=now, flag="--until")
     if args.since:  # check the syntax before touching the store
         parse_instant(args.since, now=now, flag="--since")
-    store = ctx.open_store(create=False)
+    store = ctx.open_source()
     store.refresh_rollups()
     if not args.until:  # imported history that ended long ago is reported as of its end
         span = store.time_range()

@@ -8,6 +8,8 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rightsizer.commands.sourceflags import add_source_flags
+
 if TYPE_CHECKING:
     from rightsizer.context import Context
 
@@ -31,6 +33,11 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--dashboard-listen", metavar="HOST:PORT", help="where the dashboard listens (127.0.0.1:8050)")
     p.add_argument("--demo", action="store_true", help="force the demo fleet (synthetic history)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
+    p.add_argument("--role", choices=("all", "agent"), default="all",
+                   help="all (default): everything in one process; agent: collector + /metrics only, for each "
+                        "hypervisor of a fleet scraped by Prometheus/vmagent (no analytics, reports or dashboard; "
+                        "same metric names). The central role is 'serve --source prometheus'.")
+    add_source_flags(p)
     p.set_defaults(func=run, settings_overrides=_overrides)
 
 
@@ -53,15 +60,21 @@ def _choose_mode(args: argparse.Namespace, ctx: Context) -> tuple[str, str, list
     Order: --demo; URIs from flags or config; [collector] local_uri when it has domains; a store that already
     holds data (imported traces, or history collected earlier); else the built-in demo fleet.
     """
-    from rightsizer.service import DEMO, IMPORTED, LIVE, probe_local_libvirt
+    from rightsizer.service import CENTRAL, DEMO, IMPORTED, LIVE, probe_local_libvirt
 
+    if ctx.is_promql:
+        if args.role == "agent":
+            from collector.errors import InputError
+
+            raise InputError("--role agent samples libvirt; it does not read --source prometheus (drop one)")
+        return CENTRAL, f"reading {ctx.settings.source.url}", []
     if args.demo:
         return DEMO, "requested with --demo", []
     if ctx.settings.collector.uris:
         return LIVE, "URIs from flags/config", list(ctx.settings.collector.uris)
     local = ctx.settings.collector.local_uri
     ok, why = probe_local_libvirt(local)
-    if ok:
+    if ok or args.role == "agent":  # an agent keeps sampling its host and reports rightsizer_up=0 meanwhile
         return LIVE, why, [local]
     if ctx.db_path.exists():
         store = ctx.open_store()
@@ -106,19 +119,20 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from analytics.recommend import configured_policies
     from collector.sampler import Sampler
     from rightsizer.commands.collect import make_sources
-    from rightsizer.service import DEMO, LIVE, Service
+    from rightsizer.service import CENTRAL, DEMO, LIVE, Service
 
-    configured_policies(ctx.settings)  # a bad policy file stops serve at start (exit 2), not in a job
+    if args.role != "agent":
+        configured_policies(ctx.settings)  # a bad policy file stops serve at start (exit 2), not in a job
     mode, why, uris = _choose_mode(args, ctx)
     sources = [_prepare_demo(ctx, args)] if mode == DEMO else make_sources(ctx, uris)
-    store = ctx.open_store(writer=True)
+    store = ctx.open_source() if mode == CENTRAL else ctx.open_store(writer=True)
     sampler = None
     if sources:
         sampler = Sampler(sources, store, interval_s=ctx.settings.collector.interval_s)
         if mode == LIVE:
             store.set_meta("data_mode", "live")
     service = Service(settings=ctx.settings, store=store, catalogue=ctx.catalogue(), sampler=sampler,
-                      data_mode=mode, mode_detail=why)
+                      data_mode=mode, mode_detail=why, role=args.role)
 
     def _on_signal(signum: int, _frame: object) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)

@@ -283,3 +283,51 @@ def test_html_in_vm_names_and_labels_is_shown_as_text(page: Page, dashboard: Das
     assert XSS_NAME in ticks  # Plotly shows the escaped name as literal text
     assert pg.locator("img[src='x']").count() == 0
     _shot(pg, "inert-names")  # the page fixture then asserts that no dialog fired
+
+
+RISK_WORDS = {"very-low", "low", "medium", "high", "very-high"}
+
+
+def test_recommendations_lookback_control_rejudges_the_fleet(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    pg.goto(dashboard.url + "/recommendations")
+    pg.wait_for_selector("#recs-table td[data-dash-column='name']")
+    assert "very-low" in pg.inner_text("#recs-risk-legend")  # a legend wherever risk is shown
+    risks = set(pg.locator("#recs-table td[data-dash-column='risk']").all_inner_texts())
+    assert risks and risks <= RISK_WORDS
+    assert pg.locator("#recs-table td[data-dash-column='savings_pct']").count() > 0
+    assert "in the last 14 days" in pg.inner_text("#recs-summary")
+    pg.locator("#recs-lookback label", has_text="7 days").click()
+    pg.wait_for_function("() => document.querySelector('#recs-summary').innerText.includes('in the last 7 days')")
+    pg.wait_for_selector("#recs-table td[data-dash-column='name']")
+    _shot(pg, "recommendations-7d")
+
+
+def test_vm_page_draws_projected_utilisation_and_follows_the_lookback(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    pg.goto(dashboard.url + "/vms")
+    pg.wait_for_selector("#vms-table td[data-dash-column='name']")
+    finding_filter = pg.locator("#vms-table th[data-dash-column='finding'] input[type='text']")
+    finding_filter.fill("over-provisioned")
+    finding_filter.press("Enter")
+    pg.wait_for_function(
+        "() => { const cells = [...document.querySelectorAll(\"#vms-table td[data-dash-column='finding']\")];"
+        " return cells.length > 0 && cells.every(c => c.innerText === 'over-provisioned'); }")
+    pg.locator("#vms-table td[data-dash-column='name']").first.click()
+    pg.wait_for_url("**/vm/*")
+    _graph_rendered(pg, "vm-projection")
+    title = pg.locator("#vm-projection .gtitle").text_content() or ""
+    assert "last 14 days replayed" in title and "h over 100 % CPU" in title and "h over 90 % memory" in title
+    legend = " ".join(pg.locator("#vm-projection .legendtext").all_text_contents())
+    assert "CPU: hourly peak / new vCPUs (%)" in legend
+    assert any(w in pg.inner_text("#vm-risk") for w in RISK_WORDS)
+    assert "very-high" in pg.inner_text("#vm-risk-legend")
+    cpu_legend = " ".join(pg.locator("#vm-cpu .legendtext").all_text_contents())
+    assert "need: " in cpu_legend and "hourly p95" in cpu_legend  # every statistic on the chart is named
+    _shot(pg, "vm-projection-14d")
+    pg.locator("#vm-lookback label", has_text="30 days").click()
+    pg.wait_for_function(
+        "() => { const t = document.querySelector('#vm-projection .gtitle');"
+        " return !!t && t.textContent.includes('last 30 days replayed'); }")
+    assert "30 days" in pg.inner_text("#vm-recommendation")
+    _shot(pg, "vm-projection-30d")

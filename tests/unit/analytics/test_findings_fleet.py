@@ -10,6 +10,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,10 +76,11 @@ def db(tmp_path: Path) -> Path:
     return path
 
 
-def _findings(db: Path) -> dict[str, object]:
+def _findings(db: Path, lookback_days: float | None = None) -> dict[str, Any]:
     store = SqliteStore(db)
     try:
-        return {f.name: f for f in findings_for_settings(store, CATALOGUE, Settings(), now=NOW)}
+        return {f.name: f for f in findings_for_settings(store, CATALOGUE, Settings(), now=NOW,
+                                                         lookback_days=lookback_days)}
     finally:
         store.close()
 
@@ -95,6 +97,12 @@ def test_shut_off_ten_days_is_stopped_with_its_disk_cost_as_the_saving(db: Path)
     assert [o["action"] for o in parked.options] == ["snapshot-then-delete", "delete"]
     assert "shut off for 10.0 days" in parked.reasons["overall"]
     assert "never deletes" in parked.reasons["delete"] and "cpu" not in parked.reasons
+
+
+@pytest.mark.parametrize("lookback_days", [7.0, 30.0])
+def test_stopped_does_not_depend_on_the_lookback(db: Path, lookback_days: float) -> None:
+    parked = _findings(db, lookback_days)["parked-1"]
+    assert parked.finding is Finding.STOPPED and "shut off for 10.0 days" in parked.reasons["overall"]
 
 
 def test_idle_is_priced_as_its_whole_compute_with_the_downsize_as_fallback(db: Path) -> None:

@@ -177,6 +177,28 @@ def _promtool() -> str:
     return path
 
 
+def test_cpu_usage_gauge_carries_the_cycle_rate_and_time(sampled, clock):
+    sampler, fake = sampled
+    web = fake.vm("web")
+    text = generate_latest(build_registry(lambda: sampler.snapshot)).decode()
+    line = next(x for x in text.splitlines()
+                if x.startswith("rightsizer_vm_cpu_usage_vcpus{") and web.uuid in x)
+    _labels, value, stamp_ms = line.rsplit(" ", 2)
+    point = sampler.snapshot.points[web.uuid]
+    assert float(value) == pytest.approx(1.0)
+    assert int(stamp_ms) == int(point.ts.timestamp() * 1000)
+
+
+def test_agent_without_economics_exports_the_domain_machine_type(store, clock):
+    topo = Topology().add_vm("db", labels={"machine_type": "c1.2"})
+    fake = FakeHypervisor(topo, clock=clock, host="hv2")
+    s = Sampler([fake], store, clock=clock, interval_s=60)
+    s.poll_once()
+    reg = build_registry(lambda: s.snapshot)
+    [info] = [x for m in reg.collect() if m.name == "rightsizer_vm" for x in m.samples]
+    assert info.labels["uuid"] == fake.vm("db").uuid and info.labels["machine_type"] == "c1.2"
+
+
 def test_fast_renderer_writes_what_generate_latest_writes(sampled):
     sampler, fake = sampled
     fake.set_usage("web", labels={"team": 'pay"ments\\x', "note": "two\nlines"})

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from tinyfleet import END, GIB, A, B, C, make_data
 
-from collector.config import Settings
+from collector.config import CostSettings, Settings
 from collector.errors import ActionFailed
-from dashboard.data import DashboardData, Filters, csv_safe
+from dashboard.data import DEFAULT_RANGE, DashboardData, Filters, csv_safe
 
 # Hand-computed hourly costs (see tinyfleet): compute price + capacity GB x 0.0000907638 + 0.00245833333.
 COST_A = 0.06065813333 + 20 * 0.0000907638 + 0.00245833333  # 0.06493174266
@@ -19,7 +19,9 @@ FLEET_PER_HOUR = COST_A + COST_B + COST_C
 
 
 def test_filters_normalise_order_and_unknown_range() -> None:
-    assert Filters.of("bogus", ["b=2", "a=1", "a=1"], None) == Filters("30d", ("a=1", "b=2"), ())
+    # one default cost window for the dashboard, 'costs' and 'report': [costs] window_days
+    assert DEFAULT_RANGE == f"{CostSettings().window_days}d" == "14d"
+    assert Filters.of("bogus", ["b=2", "a=1", "a=1"], None) == Filters(DEFAULT_RANGE, ("a=1", "b=2"), ())
     assert Filters.of(None, None, None) == Filters()
 
 

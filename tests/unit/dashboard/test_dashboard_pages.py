@@ -80,7 +80,8 @@ def test_vms_drilldown() -> None:
 def test_vms_columns_carry_units_and_currency() -> None:
     names = [c["name"] for c in vms.columns("EUR")]
     assert "Cost (EUR/h)" in names and "Savings (EUR/month)" in names
-    assert "CPU p95 (vCPU)" in names and "Memory used max (GiB)" in names
+    assert "CPU p95 of hourly means (vCPU)" in names and "Memory used max (GiB)" in names
+    assert "CPU need (vCPU)" in names and "Savings (%)" in names
 
 
 def test_vm_detail_update(data: DashboardData) -> None:
@@ -89,12 +90,13 @@ def test_vm_detail_update(data: DashboardData) -> None:
     assert "pay-api" in texts and "c1.2 (from the machine_type label)" in texts
     by_name = {t.name: t for t in cpu.data}
     assert list(by_name["recommended: g1.1"].y) == [1, 1]
-    assert list(by_name["needed"].y) == [0.6, 0.6]
+    (need,) = [t for t in cpu.data if t.name.startswith("need: ")]  # named by its statistic
+    assert list(need.y) == [0.6, 0.6] and need.name.endswith(" + headroom")
     assert mem.layout.yaxis.title.text == "GiB"
     assert disk.layout.yaxis.title.text == "MiB/s"
     assert cost.layout.yaxis.title.text == "EUR per day"
     rec_texts = _texts(rec)
-    assert "over-provisioned" in rec_texts and "20.50 EUR / month" in rec_texts
+    assert "over-provisioned" in rec_texts and any(t.startswith("20.50 EUR / month (") for t in rec_texts)
     assert "g1.1" in _texts(options)
 
 

@@ -63,16 +63,19 @@ def points() -> Iterator[UsagePoint]:
 def stub_findings(data: DashboardData, snap: object) -> dict[str, FindingView]:
     """Fixed findings: A over-provisioned (+20.50/month), B under-provisioned (-5.00), C idle (+3.00)."""
     return {
-        A: FindingView(A, "over-provisioned", "c1.2", "g1.1", 20.5, 1, 0.6, 2 * GIB, recommended_vcpus=1,
+        A: FindingView(A, "over-provisioned", "c1.2", "g1.1", 20.5, "low", 0.6, 2 * GIB, recommended_vcpus=1,
                        recommended_memory_bytes=4 * GIB,
                        options=(OptionView("g1.1", 1, 4 * GIB, 27.30, 20.5),),
                        reasons={"overall": "g1.1 covers the need", "cpu": "p90 0.52 vCPU + 15 %",
                                 "memory": "max 1 GiB + 15 %"},
-                       evidence={"lookback": "14 days", "coverage": "48.0 h"}),
-        B: FindingView(B, "under-provisioned", "g1.1", "g1.2", -5.0, 2, 1.2, 4 * GIB, recommended_vcpus=2,
+                       evidence={"lookback": "14 days", "coverage": "48.0 h"}, savings_pct=42.9,
+                       action="resize", need_statistic="p90 of daily peak-hour CPU demand",
+                       risk_reasons=("0 of 48 h in the lookback above the new size (0.0%)",)),
+        B: FindingView(B, "under-provisioned", "g1.1", "g1.2", -5.0, "medium", 1.2, 4 * GIB, recommended_vcpus=2,
                        recommended_memory_bytes=8 * GIB,
                        options=(OptionView("g1.2", 2, 8 * GIB, 54.59, -5.0),), reasons={"overall": "demand exceeds"}),
-        C: FindingView(C, "idle", None, None, 3.0, 0, None, None, reasons={"overall": "=SUM(A1) idle"}),
+        C: FindingView(C, "idle", None, None, 3.0, "low", None, None, reasons={"overall": "=SUM(A1) idle"},
+                       action="stop"),
     }
 
 
