@@ -8,6 +8,7 @@ vCPU busy for the whole interval).
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -218,3 +219,11 @@ class VmRecord:
     last_seen: datetime
     source: str = "libvirt"  # libvirt | import | demo
     newest_backup: datetime | None = None
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders embedded numbers by value: vm-2 before vm-10 (1, 2, ... 10), case-insensitive."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part.casefold()) for part in _DIGITS.split(text) if part)

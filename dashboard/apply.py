@@ -27,7 +27,9 @@ def apply_choices(snap: Snapshot, rec_ids: list[tuple[str, str]]) -> list[tuple[
     """(UUID, VM name, option type names) of the listed findings (id, name) that could be applied."""
     out = []
     for uuid, name in rec_ids:
-        f = snap.findings[uuid]
+        f = snap.findings.get(uuid)
+        if f is None:
+            continue
         if f.excluded or f.finding not in APPLICABLE_FINDINGS:
             continue
         names = [o.machine_type for o in f.options] or ([f.recommended_type] if f.recommended_type else [])
@@ -43,9 +45,13 @@ def token_matches(given: object, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def apply_resize(actions: ActionSettings, snap: Snapshot, hook: ApplyHook | None, vm_uuid: str | None,
-                 machine_type: str | None, token: str | None) -> str:
-    """Check the token and call the apply hook; returns the message to show (never raises ActionError)."""
+def apply_resize(actions: ActionSettings, snap: Snapshot, hook: ApplyHook | None, vm_uuid: object,
+                 machine_type: object, token: object) -> str:
+    """Check the token and the choice, then call the apply hook; returns the message to show.
+
+    The values come from a browser (or a crafted request): anything but text is refused, and the machine
+    type must be one of the options the dashboard offers for that VM. Never raises ActionError.
+    """
     if not actions.enabled or hook is None:
         return "Applying is disabled: set [actions] enabled = true and restart the dashboard."
     expected = actions.token.get_secret_value()
@@ -53,11 +59,17 @@ def apply_resize(actions: ActionSettings, snap: Snapshot, hook: ApplyHook | None
         return "Applying needs a token: set [actions] token in the config file."
     if not token_matches(token, expected):
         return "Wrong or missing token; nothing was applied."
-    if not vm_uuid or not machine_type:
+    if not isinstance(vm_uuid, str) or not isinstance(machine_type, str) or not vm_uuid or not machine_type:
         return "Choose a VM and a machine type first."
     vm = snap.by_uuid.get(vm_uuid)
     if vm is None:
         return f"VM {vm_uuid!r} is not in the store; reload the page."
+    offered = next((names for uuid, _name, names in apply_choices(snap, [(vm_uuid, vm.name)]) if uuid == vm_uuid),
+                   [])
+    if machine_type not in offered:
+        choices = ", ".join(offered) or "none (no applicable recommendation)"
+        return (f"{vm.name}: {machine_type!r} is not among the options offered for this VM ({choices}); "
+                "nothing was applied.")
     try:
         outcome = hook(vm_uuid, machine_type, actor="dashboard")
     except ActionError as exc:

@@ -488,7 +488,8 @@ class DashboardData:
                 "env": (vm.labels or {}).get("env", ""),
                 "policy": b.policy,
                 "policy_h": _round(b.policy_h, 1),
-                "newest_backup": b.newest.strftime("%Y-%m-%d %H:%M UTC") if b.newest else "never",
+                "newest_backup": (b.newest.strftime("%Y-%m-%d %H:%M UTC") if b.newest
+                                  else "unknown" if b.status == "unknown" else "never"),
                 "age_h": _round(b.age_h, 1),
                 "status": b.status,
                 "urgency": b.urgency,

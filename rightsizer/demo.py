@@ -22,18 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
-from xml.sax.saxutils import escape, quoteattr
 
-from collector.domxml import LABELS_NAMESPACE
+from collector.hypervisor.testfleet import FleetDomain, fleet_xml
 from collector.model import VmRecord, VmState
 
-TEST_NAMESPACE = "http://libvirt.org/schemas/domain/test/1.0"
 DEFAULT_SEED = 20240601
 DEFAULT_URI = "test:///demo/fleet.xml"
 GIB = 1024**3
-KIB = 1024
-#: libvirt's VIR_DOMAIN_SHUTOFF, as ``<test:runstate>`` expects it.
-_RUNSTATE_SHUTOFF = 5
 
 Profile = Literal[
     "steady", "oversized", "idle", "batch", "growing", "undersized", "no-balloon-stats", "shutoff",
@@ -160,52 +155,20 @@ def write_demo_fleet_xml(
     """
     now = utc_hour(now)
     fleet = tuple(vms) if vms is not None else demo_fleet(n, seed)
-    parts = [f"<node xmlns:test={quoteattr(TEST_NAMESPACE)}>\n"]
-    for vm in fleet:
-        parts.append(_domain_xml(vm, now))
-    parts.append("</node>\n")
+    domains = [
+        FleetDomain(
+            name=vm.name, uuid=vm.uuid, vcpus=vm.vcpus, max_vcpus=vm.vcpus, memory_bytes=vm.memory_bytes,
+            max_memory_bytes=vm.memory_bytes, running=vm.running, labels=dict(vm.labels), disks=1, nics=0,
+            snapshot_times=() if vm.backup_age_h is None else (now - timedelta(hours=vm.backup_age_h),),
+        )
+        for vm in fleet
+    ]
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("".join(parts), encoding="utf-8")
+    # through testfleet: its host_xml() sizes the test driver's host for the fleet (the driver's own default
+    # host, 16 CPUs and 3 GiB, fits none of the demo's resize targets)
+    target.write_text(fleet_xml(domains), encoding="utf-8")
     return fleet
-
-
-def _domain_xml(vm: DemoVm, now: datetime) -> str:
-    labels = "".join(
-        f"<rs:label name={quoteattr(k)}>{escape(v)}</rs:label>" for k, v in sorted(vm.labels.items())
-    )
-    mem_kib = vm.memory_bytes // KIB
-    lines = [
-        "  <domain type='test'>",
-        f"    <name>{escape(vm.name)}</name>",
-        f"    <uuid>{vm.uuid}</uuid>",
-        "    <description>rightsizer demo fleet (usage history is synthetic)</description>",
-        f"    <metadata><rs:labels xmlns:rs={quoteattr(LABELS_NAMESPACE)}>{labels}</rs:labels></metadata>",
-        f"    <memory unit='KiB'>{mem_kib}</memory>",
-        f"    <currentMemory unit='KiB'>{mem_kib}</currentMemory>",
-        f"    <vcpu placement='static'>{vm.vcpus}</vcpu>",
-        "    <os><type arch='x86_64'>hvm</type></os>",
-        "    <devices>",
-        f"      <disk type='file' device='disk'><source file='/var/lib/rightsizer-demo/{vm.uuid}.qcow2'/>"
-        "<target dev='vda' bus='virtio'/></disk>",
-        "      <memballoon model='virtio'/>",
-        "    </devices>",
-    ]
-    if not vm.running:
-        lines.append(f"    <test:runstate>{_RUNSTATE_SHUTOFF}</test:runstate>")
-    if vm.backup_age_h is not None:
-        created = int((now - timedelta(hours=vm.backup_age_h)).timestamp())
-        # The test driver parses <test:domainsnapshot> as a snapshot redefinition: it needs <active> and,
-        # to stay quiet, the domain definition the snapshot was taken of.
-        lines.append(
-            f"    <test:domainsnapshot><name>backup-{created}</name><state>shutoff</state>"
-            f"<creationTime>{created}</creationTime><active>0</active>"
-            f"<domain type='test'><name>{escape(vm.name)}</name><uuid>{vm.uuid}</uuid>"
-            f"<memory unit='KiB'>{mem_kib}</memory><vcpu>{vm.vcpus}</vcpu><os><type>hvm</type></os></domain>"
-            "</test:domainsnapshot>"
-        )
-    lines.append("  </domain>\n")
-    return "\n".join(lines)
 
 
 def demo_vm_records(

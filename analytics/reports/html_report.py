@@ -42,6 +42,10 @@ def _bar(x: Sequence[Any], y: Sequence[Any], *, name: str, horizontal: bool = Fa
     return trace
 
 
+#: Names on a bar axis are categories: plotly would read "2013-8" (a dataset) as a date and "10" as a number.
+_CATEGORY = {"type": "category"}
+
+
 def _label(text: str) -> str:
     # plotly renders a small HTML subset in labels and decodes entities, so escaped text displays as typed
     return html.escape(text, quote=False)
@@ -55,13 +59,13 @@ def figures(report: Report) -> list[tuple[str, str, dict[str, Any]]]:
         groups = report.spend_by_label
         figs.append(("spend-label", f"Spend by {report.label_key}", {
             "data": [_bar([_label(g.key) for g in groups], [round(g.cost, 4) for g in groups], name="cost")],
-            "layout": {"yaxis": {"title": {"text": cur}}, "margin": {"t": 30}},
+            "layout": {"xaxis": _CATEGORY, "yaxis": {"title": {"text": cur}}, "margin": {"t": 30}},
         }))
     if report.spend_by_host:
         groups = report.spend_by_host
         figs.append(("spend-host", "Spend by host", {
             "data": [_bar([_label(g.key) for g in groups], [round(g.cost, 4) for g in groups], name="cost")],
-            "layout": {"yaxis": {"title": {"text": cur}}, "margin": {"t": 30}},
+            "layout": {"xaxis": _CATEGORY, "yaxis": {"title": {"text": cur}}, "margin": {"t": 30}},
         }))
     savers = sorted((v for v in report.vms if (v.monthly_savings or 0) > 0),
                     key=lambda v: -(v.monthly_savings or 0))[:TOP_N]
@@ -70,7 +74,8 @@ def figures(report: Report) -> list[tuple[str, str, dict[str, Any]]]:
             "data": [_bar([_label(f"{v.name} → {v.recommended_type}") for v in reversed(savers)],
                           [round(v.monthly_savings or 0, 2) for v in reversed(savers)],
                           name="savings", horizontal=True)],
-            "layout": {"xaxis": {"title": {"text": f"{cur} per month"}}, "margin": {"t": 30, "l": 220}},
+            "layout": {"xaxis": {"title": {"text": f"{cur} per month"}}, "yaxis": _CATEGORY,
+                       "margin": {"t": 30, "l": 220}},
         }))
     top = sorted(report.vms, key=lambda v: -v.cost)[:TOP_N]
     if top:
@@ -81,7 +86,8 @@ def figures(report: Report) -> list[tuple[str, str, dict[str, Any]]]:
                 _bar(names, [None if v.cpu_p95_vcpus is None else round(v.cpu_p95_vcpus, 3) for v in top],
                      name="used, P95 of hourly P95 (vCPU)"),
             ],
-            "layout": {"barmode": "group", "yaxis": {"title": {"text": "vCPU"}}, "margin": {"t": 30}},
+            "layout": {"barmode": "group", "xaxis": _CATEGORY, "yaxis": {"title": {"text": "vCPU"}},
+                       "margin": {"t": 30}},
         }))
         figs.append(("util-memory", f"Memory: allocated vs used (top {len(top)} VMs by cost)", {
             "data": [
@@ -89,7 +95,8 @@ def figures(report: Report) -> list[tuple[str, str, dict[str, Any]]]:
                 _bar(names, [None if v.memory_used_max_bytes is None else round(v.memory_used_max_bytes / GIB, 2)
                              for v in top], name="used, max (GiB)"),
             ],
-            "layout": {"barmode": "group", "yaxis": {"title": {"text": "GiB"}}, "margin": {"t": 30}},
+            "layout": {"barmode": "group", "xaxis": _CATEGORY, "yaxis": {"title": {"text": "GiB"}},
+                       "margin": {"t": 30}},
         }))
     if report.frontier is not None and report.frontier.points:
         f = report.frontier

@@ -480,11 +480,16 @@ class ResizeAction:
     def _audited(self, res: ActionResult) -> ActionResult:
         if self.audit_log is None:
             return res
+        # libvirt's name for the UUID, not the plan's: a plan file may carry a stale or wrong name
+        name = self._ref.name if self._ref is not None and self._ref.name else self.step.vm.name
+        reason = res.reason
+        if name != self.step.vm.name:
+            reason = f"{reason} (the plan named this VM {self.step.vm.name!r})".strip()
         entry = AuditEntry(
             ts=self.clock(),
             actor=self.actor,
             vm_uuid=self.step.vm.uuid,
-            vm_name=self.step.vm.name,
+            vm_name=name,
             action=ACTION_NAME,
             before=res.before,
             after={**res.after, "target_vcpus": self.step.target.vcpus,
@@ -492,7 +497,7 @@ class ResizeAction:
                    "target_machine_type": self.step.target.machine_type,
                    "operations": list(self.done)},
             result=res.result,
-            reason=res.reason,
+            reason=reason,
             plan_id=self.plan_id,
             price_before_per_hour=self.step.price_before_per_hour,
             price_after_per_hour=self.step.price_after_per_hour,

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from collector.errors import StoreError, StoreRefusedError
-from collector.model import SampleBatch, UsagePoint, VmRecord, VmSample, VmState
+from collector.model import SampleBatch, UsagePoint, VmRecord, VmSample, VmState, natural_key
 from collector.store.base import (
     HOUR_COLUMNS,
     RAW_COLUMNS,
@@ -394,8 +394,9 @@ class SqliteStore:
 
     def vms(self) -> list[VmRecord]:
         rows = self._read(
-            "SELECT v.*, (SELECT MAX(created_at) FROM backups b WHERE b.vm = v.uuid) FROM vms v ORDER BY name"
+            "SELECT v.*, (SELECT MAX(created_at) FROM backups b WHERE b.vm = v.uuid) FROM vms v"
         )
+        rows.sort(key=lambda r: natural_key(r[1]))  # vm-2 before vm-10
         out = []
         for r in rows:
             out.append(VmRecord(

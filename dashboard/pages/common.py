@@ -24,10 +24,13 @@ FILTER_INPUTS = [
 
 TABLE_STYLE: dict[str, Any] = {
     "style_table": {"overflowX": "auto"},
-    "style_cell": {"fontFamily": "system-ui, sans-serif", "fontSize": "13px", "padding": "5px 8px",
-                   "textAlign": "left", "maxWidth": "320px", "overflow": "hidden", "textOverflow": "ellipsis",
+    "style_cell": {"fontFamily": "system-ui, sans-serif", "fontSize": "13px", "padding": "4px 6px",
+                   "textAlign": "left", "maxWidth": "240px", "overflow": "hidden", "textOverflow": "ellipsis",
                    "whiteSpace": "nowrap"},
-    "style_header": {"fontWeight": "600", "backgroundColor": "#eef2f5", "borderBottom": "1px solid #c5d0d8"},
+    # Headers wrap (units on a second line) so that a column is as wide as its values, not its title.
+    "style_header": {"fontWeight": "600", "backgroundColor": "#eef2f5", "borderBottom": "1px solid #c5d0d8",
+                     "whiteSpace": "normal", "height": "auto", "verticalAlign": "bottom", "fontSize": "12px",
+                     "minWidth": "48px"},
     "style_data_conditional": [
         {"if": {"row_index": "odd"}, "backgroundColor": "#fafcfd"},
         {"if": {"filter_query": '{finding} = "over-provisioned"', "column_id": "finding"}, "color": "#8a4a0a",
@@ -75,9 +78,15 @@ def empty(message: str) -> html.Div:
     return html.Div(message, className="rs-empty")
 
 
-def data_table(**props: Any) -> DataTable:
-    """A DataTable with the shared styling; cells render their values as text."""
-    return DataTable(**{**TABLE_STYLE, **props})
+def data_table(*, widths_px: dict[str, int] | None = None, **props: Any) -> DataTable:
+    """A DataTable with the shared styling; cells render their values as text.
+
+    ``widths_px`` caps the named text columns (longer text ends in an ellipsis; the VM page and the CSV
+    export show it whole), so that the tables fit a 1,360 px content area.
+    """
+    caps = [{"if": {"column_id": column}, "maxWidth": f"{px}px", "width": f"{px}px", "minWidth": f"{px}px"}
+            for column, px in (widths_px or {}).items()]
+    return DataTable(**{**TABLE_STYLE, "style_cell_conditional": caps, **props})
 
 
 def risk_legend(legend_id: str) -> html.Div:

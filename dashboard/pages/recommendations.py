@@ -81,6 +81,7 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
         data_table(
             id=ids.RECS_TABLE,
             columns=columns(data.currency, data.need_statistic()),
+            widths_px={"name": 140, "host": 90, "finding": 110, "options": 150, "reason": 150, "risk": 90},
             data=rows,
             sort_action="native",
             filter_action="native",

@@ -59,6 +59,7 @@ def layout(data: DashboardData, filters: Filters) -> html.Div:
         data_table(
             id=ids.VMS_TABLE,
             columns=columns(data.currency),
+            widths_px={"name": 120, "host": 80, "labels": 110, "pattern": 80, "finding": 100, "machine_type": 80},
             data=rows,
             sort_action="native",
             sort_mode="multi",

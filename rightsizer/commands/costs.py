@@ -206,7 +206,7 @@ def _fmt(key: str, value: Any) -> Any:
             return f"{value:.5f}"
         if key.endswith("hours") or key == "hours" or key.endswith("pct"):
             return f"{value:.1f}"
-        return f"{value:.4f}" if abs(value) < 100 else f"{value:.2f}"
+        return f"{value:.4f}"  # one precision per column, whatever the size
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M")
     return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,6 +34,12 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--shift-to-now", action="store_true",
                    help="move all timestamps so the newest sample falls in the current hour")
     p.set_defaults(func=run)
+
+
+def _then(items: Iterable[Any], message: str) -> Iterator[Any]:
+    """Yield ``items``, then say on stderr what the silent step after them does."""
+    yield from items
+    print(message, file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -71,9 +78,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if mode == "live" or any(vm.source == "libvirt" for vm in store.vms()):
         raise InputError(f"{ctx.db_path} holds history collected from libvirt; import traces into another "
                          "store with --db PATH so the two are never mixed")
-    written = store.write_history(
-        records, tqdm(points, total=total, desc="write", unit="row", file=sys.stderr, disable=None),
-    )
+    bar = tqdm(points, total=total, desc="convert", unit="row", file=sys.stderr, disable=None)
+    written = store.write_history(records, _then(bar, f"storing {total:,} rows and their hourly rollups in one "
+                                                      "transaction ..."))
     if mode is None:
         store.set_meta("data_mode", "import")  # serve shows the store as imported traces
     rows: list[dict[str, Any]] = quality_rows(vms)

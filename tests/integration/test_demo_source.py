@@ -44,3 +44,24 @@ def test_demo_source_keeps_fleet_hosts_and_yields_sane_rates(tmp_path, store, cl
             assert row["state"] == "shutoff" and row["cpu_vcpus"] == 0
     hosts = Counter(r.host for r in store.vms())
     assert len(hosts) > 1
+
+
+def test_defect14_the_demo_plan_dry_runs_cleanly(tmp_path, capsys):
+    import json
+
+    from collector.store.sqlite import SqliteStore
+    from rightsizer.cli import main
+    from rightsizer.demo_history import seed_synthetic_history
+
+    fleet = demo_fleet()
+    path = (tmp_path / "fleet.xml").resolve()
+    write_demo_fleet_xml(path, vms=fleet)
+    db = tmp_path / "demo.db"
+    store = SqliteStore(db)
+    seed_synthetic_history(store, fleet, uri=f"test://{path}")  # what 'serve --demo' seeds
+    store.set_meta("data_mode", "demo")
+    store.close()
+    assert main(["apply", "--from-findings", "--db", str(db), "--output", "json"]) == 0
+    results = [r for r in json.loads(capsys.readouterr().out) if r.get("action", "resize") == "resize"]
+    assert len(results) >= 3  # the demo fleet has over- and under-provisioned VMs to resize
+    assert not [r for r in results if "does not fit host" in str(r.get("reason"))]

@@ -180,3 +180,17 @@ def test_unknown_format_and_duplicate_registration(store: SqliteStore, tmp_path:
     with pytest.raises(ValueError, match="already registered"):
         register(Other())
     assert set(FORMATTERS) >= {"html", "csv", "json"}
+
+
+def test_spend_by_dataset_axis_is_categorical_not_dates() -> None:
+    from dataclasses import replace
+
+    stub = _report_stub()
+    group = replace(stub.spend_by_label[0], key="2013-8")  # a Bitbrains dataset name plotly would read as a date
+    report = replace(stub, label_key="dataset", spend_by_label=(group,))
+    figs = {fid: (title, fig) for fid, title, fig in figures(report)}
+    title, fig = figs["spend-label"]
+    assert title == "Spend by dataset" and fig["data"][0]["x"] == ["2013-8"]
+    assert fig["layout"]["xaxis"]["type"] == "category"
+    assert all(f["layout"].get("xaxis", {}).get("type") == "category" or f["layout"].get("yaxis", {}).get("type")
+               == "category" for _t, f in figs.values())

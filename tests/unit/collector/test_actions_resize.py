@@ -108,3 +108,16 @@ def test_shut_off_vm_gets_the_change_in_its_config() -> None:
     assert all(c.effect == "next-start" for c in res.changes)
     dom = control.domains[ref.uuid]
     assert (dom.config.max_vcpus, dom.config.vcpus, dom.config.memory_bytes) == (4, 4, 8 * GIB)
+
+
+def test_defect3_audit_records_libvirts_name_for_the_uuid_not_the_plans() -> None:
+    control = FakeControl()
+    web = control.add("web-1", vcpus=2, memory_bytes=4 * GIB)
+    control.add("db-1", vcpus=2, memory_bytes=4 * GIB)
+    audit = ListAudit()
+    forged = VmRef(uri=web.uri, uuid=web.uuid, name="db-1")  # web-1's UUID under another VM's name
+    res = _action(control, forged, SizeSpec(1, 2 * GIB, "g1.1"), audit).execute()
+    assert res.result == "applied", res.reason
+    (entry,) = audit.entries
+    assert (entry.vm_uuid, entry.vm_name) == (web.uuid, "web-1")
+    assert "the plan named this VM 'db-1'" in entry.reason

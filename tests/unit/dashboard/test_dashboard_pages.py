@@ -236,3 +236,20 @@ def _walk(component: object) -> list[object]:
     for child in children if isinstance(children, list) else [children] if children is not None else []:
         out += _walk(child)
     return out
+
+
+def test_defect18_backups_page_says_unknown_for_imported_vms(tmp_path) -> None:
+    from dataclasses import replace
+
+    from tinyfleet import RECORDS, points
+
+    store = SqliteStore(tmp_path / "imported.db")
+    store.write_history([replace(r, source="import") for r in RECORDS], points())
+    try:
+        rows, cards, _fig = backups.update(make_data(store), "30d", None, None)
+        web = next(r for r in rows if r["name"] == "web-1")
+        assert (web["status"], web["urgency"], web["newest_backup"]) == ("unknown", "none", "unknown")
+        assert "never" not in [r["status"] for r in rows]
+        assert "Unknown" in _texts(cards)
+    finally:
+        store.close()
