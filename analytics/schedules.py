@@ -57,6 +57,8 @@ def format_days(days: frozenset[int]) -> str:
 def format_window(days: frozenset[int], start_minute: int, duration_minutes: int) -> str:
     """``Mon-Fri 07:00-19:00`` for a window opening on ``days`` at ``start_minute`` for ``duration_minutes``."""
     end = (start_minute + duration_minutes) % MINUTES_PER_DAY
+    if duration_minutes >= MINUTES_PER_DAY:  # a whole day is written 00:00-24:00; 00:00-00:00 would be empty
+        start_minute, end = 0, MINUTES_PER_DAY
     return (f"{format_days(days)} {start_minute // 60:02d}:{start_minute % 60:02d}-"
             f"{end // 60:02d}:{end % 60:02d}")
 
@@ -137,9 +139,10 @@ def infer_window(on_duty: np.ndarray, margin_minutes: int) -> tuple[frozenset[in
     )
     if start_h * 60 < margin_minutes:  # the margin moves the opening to the evening before
         days = frozenset((d - 1) % 7 for d in days)
+    if length_h * 60 + 2 * margin_minutes >= MINUTES_PER_DAY:  # the span fills whole days: on all day
+        return frozenset(int(d) for d in np.nonzero(grid.any(axis=1))[0]), 0, MINUTES_PER_DAY
     start = (start_h * 60 - margin_minutes) % MINUTES_PER_DAY
-    duration = min(length_h * 60 + 2 * margin_minutes, MINUTES_PER_DAY)
-    return days, start, duration
+    return days, start, length_h * 60 + 2 * margin_minutes
 
 
 @dataclass(frozen=True, slots=True)

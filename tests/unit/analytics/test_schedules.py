@@ -10,6 +10,7 @@ from analytics.patterns import fit_patterns
 from analytics.rightsizing.settings import Policy
 from analytics.schedules import (
     format_days,
+    format_window,
     ineligible_reason,
     infer_window,
     parse_schedule,
@@ -95,6 +96,19 @@ def test_infer_window_wraps_midnight() -> None:
     days, start, duration = infer_window(on, 0)  # type: ignore[misc]
     assert days == frozenset(range(5)) and start == 22 * 60 and duration == 4 * 60
     assert infer_window(np.zeros(168, dtype=bool), 60) is None
+
+
+def test_a_span_that_fills_whole_days_is_a_whole_day_window_not_an_empty_one() -> None:
+    # 23 on-duty hours a day plus margins reach 24 h: once written "Mon-Sun 23:00-23:00", which parses as empty
+    on = np.zeros(168, dtype=bool)
+    for d in range(5):
+        on[d * 24: d * 24 + 23] = True
+    days, start, duration = infer_window(on, 60)  # type: ignore[misc]
+    assert days == frozenset(range(5)) and start == 0 and duration == 24 * 60
+    text = format_window(days, start, duration)
+    assert text == "Mon-Fri 00:00-24:00"
+    (window,) = parse_schedule(text)
+    assert window.duration_minutes == 24 * 60
 
 
 @pytest.mark.parametrize(
