@@ -19,8 +19,8 @@ GIB = 1024**3
 MIB = 1024**2
 
 FINDING_ORDER: tuple[str, ...] = (
-    "over-provisioned", "under-provisioned", "resize-regret", "idle", "stopped", "below-threshold", "optimized",
-    "insufficient-data",
+    "over-provisioned", "under-provisioned", "contention", "resize-regret", "idle", "stopped", "below-threshold",
+    "optimized", "insufficient-data",
 )
 FINDING_COLOURS: Mapping[str, str] = {
     "over-provisioned": "#d9822b",
@@ -31,6 +31,7 @@ FINDING_COLOURS: Mapping[str, str] = {
     "below-threshold": "#7fa37a",
     "stopped": "#394b59",
     "resize-regret": "#8a1c1c",
+    "contention": "#7157d9",
 }
 _USED = "#2b6cb0"
 _USED_LIGHT = "#90b4de"
