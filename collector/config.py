@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from collector.errors import ConfigError
 
 ENV_PREFIX = "RIGHTSIZER_"
+# The project's own variables that are not settings overrides: the config path and the test rig's locations.
+NON_SETTING_VARIABLES = frozenset(ENV_PREFIX + n for n in (
+    "CONFIG", "DATA", "SHARED_DIR", "GUEST_DIR", "GUEST_DISK", "GUEST_INITRD", "GUEST_KERNEL", "LIBVIRTD_TIMEOUT_S",
+))
 
 
 class _Section(BaseModel):
@@ -245,7 +249,7 @@ class Settings(_Section):
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in env.items():
-        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+        if not key.startswith(ENV_PREFIX) or key in NON_SETTING_VARIABLES:
             continue
         parts = key[len(ENV_PREFIX):].lower().split("__")
         if len(parts) != 2:

@@ -237,6 +237,8 @@ class DashboardData:
                 upsize -= f.monthly_savings
         running = sum(1 for u in selected if snap.by_uuid[u].state is VmState.RUNNING)
         unpriced = sum(1 for u in selected if snap.latest_cost.get(u, (None,))[0] is None)
+        now_running = [u for u in selected if u in snap.running_now]
+        rate_now = sum(finite_or_none(snap.latest_cost[u][3]) or 0.0 for u in now_running if u in snap.latest_cost)
         return OverviewView(
             currency=self.currency,
             spend_hour=spend_hour,
@@ -252,6 +254,8 @@ class DashboardData:
             vms_total=len(selected),
             vms_running=running,
             unpriced_vms=unpriced,
+            run_rate_now=rate_now,
+            running_now=len(now_running),
         )
 
     def _month_figures(self, snap: Snapshot, filters: Filters) -> tuple[float, float, str]:

@@ -19,8 +19,8 @@ GIB = 1024**3
 MIB = 1024**2
 
 FINDING_ORDER: tuple[str, ...] = (
-    "over-provisioned", "under-provisioned", "resize-regret", "idle", "stopped", "below-threshold", "optimized",
-    "insufficient-data",
+    "over-provisioned", "under-provisioned", "contention", "resize-regret", "idle", "stopped", "below-threshold",
+    "optimized", "insufficient-data",
 )
 FINDING_COLOURS: Mapping[str, str] = {
     "over-provisioned": "#d9822b",
@@ -31,6 +31,7 @@ FINDING_COLOURS: Mapping[str, str] = {
     "below-threshold": "#7fa37a",
     "stopped": "#394b59",
     "resize-regret": "#8a1c1c",
+    "contention": "#7157d9",
 }
 _USED = "#2b6cb0"
 _USED_LIGHT = "#90b4de"
@@ -152,22 +153,40 @@ def _hline(fig: go.Figure, frame: pd.DataFrame, value: float | None, name: str, 
                     mode="lines", line={"color": colour, "width": 2, "dash": dash})
 
 
-def weekly_profile_figure(frame: pd.DataFrame, *, timezone: str = "UTC") -> go.Figure:
-    """Weekday x hour heat map of one VM's mean CPU (vCPUs) from hourly columns ``ts``, ``cpu_mean_vcpus``."""
-    title = f"Weekly pattern: mean CPU by weekday and hour ({inert(timezone)})"
-    if frame.empty or frame["cpu_mean_vcpus"].notna().sum() == 0:
-        return empty_figure(title, "No CPU data in the selected range")
+WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def weekly_grid(frame: pd.DataFrame, *, timezone: str = "UTC") -> pd.DataFrame:
+    """Mean CPU (vCPUs) by weekday (7 rows, Monday first) and hour (24 columns) of hourly ``ts``,
+    ``cpu_mean_vcpus`` in ``timezone``; NaN where the range holds no sample for that hour."""
     local = pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(timezone)
     data = pd.DataFrame({"day": local.dt.day_of_week.to_numpy(), "hour": local.dt.hour.to_numpy(),
                          "cpu": pd.to_numeric(frame["cpu_mean_vcpus"], errors="coerce").to_numpy()})
-    grid = data.groupby(["day", "hour"])["cpu"].mean().unstack("hour").reindex(index=range(7), columns=range(24))
+    return data.groupby(["day", "hour"])["cpu"].mean().unstack("hour").reindex(index=range(7), columns=range(24))
+
+
+def weekly_profile_figure(frame: pd.DataFrame, *, timezone: str = "UTC") -> go.Figure:
+    """Weekday x hour heat map of one VM's mean CPU (vCPUs) from hourly columns ``ts``, ``cpu_mean_vcpus``.
+
+    Drawn as one horizontal bar per (weekday, hour) cell, spanning [hour, hour + 1) and coloured by its
+    value: the dashboard loads plotly.js's basic bundle (scatter, bar, pie; dashboard/web.py), which has
+    no heatmap trace and would draw one as a scatter line."""
+    title = f"Weekly pattern: mean CPU by weekday and hour ({inert(timezone)})"
+    if frame.empty or frame["cpu_mean_vcpus"].notna().sum() == 0:
+        return empty_figure(title, "No CPU data in the selected range")
+    cells = weekly_grid(frame, timezone=timezone).stack().dropna().rename("cpu").reset_index()
+    values = cells["cpu"].astype(float)
     fig = _base(title, height=260)
-    fig.add_heatmap(z=grid.to_numpy(), x=[f"{h:02d}" for h in range(24)],
-                    y=["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], colorscale="Blues",
-                    colorbar={"title": {"text": "vCPUs"}}, hovertemplate="%{y} %{x}:00: %{z:.2f} vCPU<extra></extra>")
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="hour")
-    fig.update_layout(hovermode="closest")
+    fig.add_bar(orientation="h", y=[WEEKDAYS[d] for d in cells["day"]], x=[1.0] * len(cells),
+                base=cells["hour"].astype(float).tolist(), width=1.0, customdata=cells["hour"].tolist(),
+                marker={"color": values.tolist(), "colorscale": "Blues", "cmin": 0.0,
+                        "cmax": max(float(values.max()), 1e-9), "line": {"width": 0},
+                        "colorbar": {"title": {"text": "vCPUs"}}, "showscale": True},
+                hovertemplate="%{y} %{customdata:02d}:00: %{marker.color:.2f} vCPU<extra></extra>")
+    fig.update_yaxes(categoryorder="array", categoryarray=list(WEEKDAYS), autorange="reversed")
+    fig.update_xaxes(title_text="hour", range=[0, 24], tickvals=list(range(0, 24, 3)),
+                     ticktext=[f"{h:02d}" for h in range(0, 24, 3)], showgrid=False)
+    fig.update_layout(hovermode="closest", barmode="overlay", bargap=0, showlegend=False)
     return fig
 
 

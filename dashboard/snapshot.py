@@ -25,8 +25,8 @@ import pandas as pd
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices
 from analytics.costs import fleet_costs
 from collector.config import Settings
-from collector.errors import RightsizerError
-from collector.model import VmRecord
+from collector.errors import RightsizerError, StoreError
+from collector.model import VmRecord, VmState
 from collector.store.base import TimeSeriesStore
 from dashboard.views import HOUR_S, RANGES, BackupView, FindingView
 
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Views kept per snapshot (least recently used dropped first).
 MEMO_SIZE = 256
+#: How far back from the newest data a raw sample still counts as "now" (a few collection cycles).
+NOW_WINDOW = timedelta(minutes=15)
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Snapshot:
     backups: Mapping[str, BackupView]
     label_options: tuple[str, ...]
     host_options: tuple[str, ...]
+    running_now: frozenset[str] = frozenset()  # VMs whose newest raw sample (see NOW_WINDOW) is running
     memo: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -119,6 +122,11 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
     codes = {vm.uuid: i for i, vm in enumerate(vms)}
     arrays = _arrays(hours, costs, codes, window_start)
     latest_cost = _latest_cost(costs)
+    try:
+        raw = store.frame(anchor - NOW_WINDOW, anchor + timedelta(seconds=1), resolution="raw")
+        running_now = _running_now(raw, known)
+    except StoreError:  # a source serving hourly rollups only (PromQL): the inventory's state
+        running_now = frozenset(vm.uuid for vm in vms if vm.state is VmState.RUNNING)
     snap = Snapshot(
         built_at=time.monotonic(),
         now=now,
@@ -137,6 +145,7 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
         backups={},
         label_options=tuple(sorted({p for vm in vms for p in _label_pairs(vm)})),
         host_options=tuple(sorted({vm.host for vm in vms})),
+        running_now=running_now,
     )
     return snap
 
@@ -259,6 +268,15 @@ def _arrays(hours: pd.DataFrame, costs: pd.DataFrame, codes: Mapping[str, int],
         "memory_allocated_bytes": np.where(running, mem_alloc, 0.0),
         "memory_known_allocated_bytes": np.where(running & np.isfinite(mem_used), mem_alloc, 0.0),
     }
+
+
+def _running_now(raw: pd.DataFrame, known: set[str]) -> frozenset[str]:
+    """VMs (of ``known``) whose newest raw sample in ``raw`` (columns ``vm``, ``ts``, ``state``) is running."""
+    if raw.empty:
+        return frozenset()
+    newest = raw.sort_values("ts", kind="stable").groupby("vm", sort=False).tail(1)
+    running = newest[newest["state"].astype(str) == VmState.RUNNING.value]["vm"]
+    return frozenset(str(u) for u in running if u in known)
 
 
 def _latest_cost(costs: pd.DataFrame) -> dict[str, tuple[str | None, str, float | None, float]]:

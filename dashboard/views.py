@@ -126,6 +126,8 @@ class OverviewView:
     vms_total: int
     vms_running: int
     unpriced_vms: int
+    run_rate_now: float = 0.0  # compute + storage per hour of the VMs running in their newest raw sample
+    running_now: int = 0  # VMs running in their newest raw sample
 
 
 @dataclass(frozen=True, slots=True)

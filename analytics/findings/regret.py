@@ -28,12 +28,18 @@ import pandas as pd
 
 from analytics.catalogue import HOURS_PER_MONTH, MachineType
 from analytics.rightsizing.base import FittingCatalogue
+from collector.config import SignalSettings
 from collector.store.base import AuditEntry
 
 SATURATED_FRACTION = 0.95
 HEADROOM_FRACTION = 0.15
-#: Hourly pressure columns (swap-in, major faults, vCPU run-queue delay) used when the frame has them.
-PRESSURE_COLUMNS = ("swap_in_bytes", "major_faults", "cpu_delay_seconds")
+#: Hourly memory-pressure columns and the level from which an hour counts as pressured: the worst interval's
+#: swap traffic (bytes/s) and major faults (/s), the same thresholds as the memory-pressure signal. A few major
+#: faults or a trickle of swap are normal in a healthy guest, so "any" would flag nearly every hour.
+PRESSURE_THRESHOLDS = {
+    "swap_max_bps": SignalSettings().pressure_swap_bps,
+    "major_faults_max_ps": SignalSettings().pressure_major_faults_ps,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +181,8 @@ def _judge(
     cpu_sat = np.nan_to_num(cpu) >= SATURATED_FRACTION * r.after_vcpus
     mem_full = np.nan_to_num(mem) >= SATURATED_FRACTION * r.after_memory_bytes
     pressure = np.zeros(n, dtype=bool)
-    for name in PRESSURE_COLUMNS:
-        pressure |= np.nan_to_num(_column(window, name)) > 0
+    for name, level in PRESSURE_THRESHOLDS.items():
+        pressure |= np.nan_to_num(_column(window, name)) >= level
     over = cpu_sat | mem_full | pressure
     overrun = int(np.count_nonzero(over))
     if overrun < min_hours or overrun < min_share * n:

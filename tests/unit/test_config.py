@@ -60,3 +60,10 @@ def test_shipped_example_config_is_valid():
     example = Path(__file__).resolve().parents[2] / "docs" / "config.example.toml"
     s = load_settings(example, env={})
     assert s.collector.interval_s == 60 and s.actions.enabled is False
+
+
+def test_the_rigs_own_variables_are_not_taken_for_settings() -> None:
+    env = {"RIGHTSIZER_SHARED_DIR": "/srv/shared", "RIGHTSIZER_GUEST_KERNEL": "/boot/vmlinuz"}
+    assert load_settings(env=env) == load_settings(env={})
+    with pytest.raises(ConfigError, match="RIGHTSIZER_SHARED"):
+        load_settings(env={"RIGHTSIZER_SHARED": "x"})

@@ -172,6 +172,21 @@ def test_resize_regret_proposes_next_size_up_or_revert_with_evidence() -> None:
     assert (full.proposal, full.target_type, full.target_vcpus) == ("revert", "s4", 4)  # next up = the old size
 
 
+def test_regret_counts_memory_pressure_only_past_the_signal_thresholds() -> None:
+    applied = T0 + timedelta(minutes=30)
+    resizes = resizes_in_force([_applied(applied, vm, before=(8, 16, "s8"), after=(2, 4, "s2"))
+                                for vm in ("calm", "swapping")])
+    calm = _hours("calm", [3600.0] * 48, cpu_p95=0.5, cpu_max=1.0)
+    calm["major_faults_max_ps"] = 3.0  # a few major faults an hour are normal in a healthy guest
+    calm["swap_max_bps"] = 1024.0
+    swapping = _hours("swapping", [3600.0] * 48, cpu_p95=0.5, cpu_max=1.0)
+    swapping["swap_max_bps"] = 8 * 1024 * 1024.0  # 8 MiB/s of swap: the new size is too small
+    regrets = find_regrets(resizes, pd.concat([calm, swapping], ignore_index=True), CATALOGUE,
+                           now=T0 + timedelta(days=2), watch_days=14)
+    assert set(regrets) == {"swapping"}
+    assert regrets["swapping"].pressure_hours == 47
+
+
 def test_regret_needs_enough_overrun_hours_and_ignores_hours_after_the_watch() -> None:
     applied = T0
     resizes = resizes_in_force([_applied(applied, "a", before=(8, 16, "s8"), after=(2, 4, "s2"))])

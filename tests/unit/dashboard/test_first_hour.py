@@ -1,0 +1,77 @@
+"""The first half hour on a real host: raw samples only, at most one partial hourly rollup.
+
+Cycles go through the real SqliteStore.write, as the collector writes them (the first point of a VM
+has no interval). The Overview's "run-rate now" comes from the VMs running in the newest raw samples
+and their hourly prices, not from the hourly rollups the run-rate of the forecast averages.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from analytics.catalogue import load_catalogue
+from collector.config import Settings
+from collector.model import SampleBatch, UsagePoint, VmRef, VmSample, VmState
+from collector.store.sqlite import SqliteStore
+from dashboard.data import DashboardData
+from dashboard.views import Filters
+
+GIB = 1024**3
+NOW = datetime(2026, 11, 27, 5, 20, tzinfo=UTC)
+BUSY = VmRef("test:///x", "00000000-0000-0000-0000-00000000000a", "busy")
+CALM = VmRef("test:///x", "00000000-0000-0000-0000-00000000000b", "calm")
+HALTED = VmRef("test:///x", "00000000-0000-0000-0000-00000000000c", "halted")  # stopped in the newest cycle
+
+
+def _state(ref: VmRef, cycle: int, last: int) -> VmState:
+    return VmState.SHUTOFF if ref is HALTED and cycle == last else VmState.RUNNING
+
+
+def _cycle(store: SqliteStore, cycle: int, last: int) -> None:
+    ts = NOW - timedelta(minutes=30) + timedelta(minutes=5 * cycle)
+    cpu = {BUSY.uuid: 1.0, CALM.uuid: 0.1, HALTED.uuid: 0.2}
+    samples, points = [], []
+    for ref in (BUSY, CALM, HALTED):
+        state = _state(ref, cycle, last)
+        samples.append(VmSample(ref=ref, host="h1", state=state, vcpus=1, max_vcpus=1, memory_bytes=GIB,
+                                max_memory_bytes=GIB,
+                                labels={"machine_type": "g1.1", "team": "web" if ref is CALM else "ops"}))
+        first = cycle == 0
+        points.append(UsagePoint(vm_uuid=ref.uuid, ts=ts, state=state, vcpus=1, memory_bytes=GIB,
+                                 cpu_vcpus=None if first else cpu[ref.uuid], memory_used_bytes=GIB // 2,
+                                 interval_s=None if first else 300.0))
+    store.write(SampleBatch(uri="test:///x", host="h1", taken_at=ts, samples=tuple(samples)), points, [])
+
+
+def _half_hour_store(path: Path) -> SqliteStore:
+    store = SqliteStore(path)
+    for cycle in range(7):  # 30 minutes of 5-minute cycles ending at NOW
+        _cycle(store, cycle, 6)
+    return store
+
+
+def test_first_half_hour_shows_run_rate_utilisation_and_when_findings_are_ready(tmp_path: Path) -> None:
+    store = _half_hour_store(tmp_path / "s.db")
+    try:
+        catalogue = load_catalogue()
+        data = DashboardData(Settings(), store, catalogue, data_mode="live", clock=lambda: NOW)
+        price = catalogue.get("g1.1")
+        assert price is not None
+        view = data.overview(Filters())
+        assert view.running_now == 2  # busy and calm; halted stopped in the newest cycle
+        assert view.run_rate_now > 0
+        assert abs(view.run_rate_now - 2 * price.price_per_hour) < 1e-9  # no disks: compute only
+        rows = {r["name"]: r for r in data.vm_rows(Filters())}
+        assert rows["busy"]["cpu_p95_vcpus"] == 1.0 and rows["calm"]["cpu_p95_vcpus"] == 0.1
+        assert rows["busy"]["memory_used_gib"] == 0.5
+        only_web = data.overview(Filters.of(None, ["team=web"], None))
+        assert only_web.running_now == 1 and abs(only_web.run_rate_now - price.price_per_hour) < 1e-9
+        for uuid in (BUSY.uuid, CALM.uuid):
+            f = data.snapshot().findings[uuid]
+            assert f.finding == "insufficient-data"
+            assert re.search(r"insufficient data: [0-9.]+ h of data in the last \d+ days, need 30 h",
+                             f.reasons["overall"]), f.reasons
+    finally:
+        store.close()
