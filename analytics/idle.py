@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from analytics.frames import numeric_column
 from collector.config import IdleSettings
 
 IdleStatus = Literal["idle", "active", "insufficient-data"]
@@ -87,31 +88,24 @@ def find_idle(
     return out
 
 
-def _numeric(frame: pd.DataFrame, name: str) -> np.ndarray:
-    if name not in frame.columns:
-        return np.full(len(frame), np.nan)
-    values: np.ndarray = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    return values
-
-
 def _hour_columns(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    running_s = np.nan_to_num(_numeric(frame, "running_s"))
+    running_s = np.nan_to_num(numeric_column(frame, "running_s"))
     seconds = np.where(running_s > 0, running_s, np.nan)
-    disk = (_numeric(frame, "disk_read_bytes") + _numeric(frame, "disk_write_bytes")) / seconds
-    net = (_numeric(frame, "net_rx_bytes") + _numeric(frame, "net_tx_bytes")) / seconds
-    return running_s, _numeric(frame, "cpu_max_vcpus"), disk, net
+    disk = (numeric_column(frame, "disk_read_bytes") + numeric_column(frame, "disk_write_bytes")) / seconds
+    net = (numeric_column(frame, "net_rx_bytes") + numeric_column(frame, "net_tx_bytes")) / seconds
+    return running_s, numeric_column(frame, "cpu_max_vcpus"), disk, net
 
 
 def _raw_columns(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    interval_s = np.nan_to_num(_numeric(frame, "interval_s"))
+    interval_s = np.nan_to_num(numeric_column(frame, "interval_s"))
     state = frame["state"].astype(str).str.lower().to_numpy() if "state" in frame.columns else None
     running = np.ones(len(frame), dtype=bool) if state is None else np.isin(state, ["running", "vmstate.running"])
     if "gap" in frame.columns:
         running &= ~frame["gap"].fillna(False).astype(bool).to_numpy()
     weights = np.where(running, interval_s, 0.0)
-    disk = _numeric(frame, "disk_read_bps") + _numeric(frame, "disk_write_bps")
-    net = _numeric(frame, "net_rx_bps") + _numeric(frame, "net_tx_bps")
-    return weights, _numeric(frame, "cpu_vcpus"), disk, net
+    disk = numeric_column(frame, "disk_read_bps") + numeric_column(frame, "disk_write_bps")
+    net = numeric_column(frame, "net_rx_bps") + numeric_column(frame, "net_tx_bps")
+    return weights, numeric_column(frame, "cpu_vcpus"), disk, net
 
 
 def _share(idle_w: float, total_w: float) -> float | None:

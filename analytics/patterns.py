@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from analytics.frames import numeric_column
+
 Pattern = Literal["office-hours", "nightly-batch", "steady", "spiky", "idle", "unknown"]
 PATTERNS: tuple[Pattern, ...] = ("office-hours", "nightly-batch", "steady", "spiky", "idle", "unknown")
 HOURS_PER_WEEK = 168
@@ -147,16 +149,11 @@ class _Stats:
     profile: np.ndarray  # (vms, 168) mean vCPU, NaN where no data
 
 
-def _numeric(frame: pd.DataFrame, name: str) -> np.ndarray:
-    values: np.ndarray = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    return values
-
-
 def _fleet_stats(frame: pd.DataFrame, timezone: str, idle_vcpus: float) -> _Stats:
     codes, uniques = pd.factorize(frame["vm"], sort=False)
     epoch_s, bins = week_bins(frame["ts"], timezone)
-    cpu = _numeric(frame, "cpu_mean_vcpus")
-    peak = _numeric(frame, "cpu_max_vcpus")
+    cpu = numeric_column(frame, "cpu_mean_vcpus")
+    peak = numeric_column(frame, "cpu_max_vcpus")
     ok = np.isfinite(cpu)
     codes, bins, cpu, epoch_s = codes[ok], bins[ok], cpu[ok], epoch_s[ok]
     peak = np.where(np.isfinite(peak[ok]), peak[ok], cpu)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.catalogue import HOURS_PER_MONTH
+from analytics.frames import numeric_column
 from analytics.patterns import DAY_LABELS, HOURS_PER_WEEK, FleetPatterns, week_bins
 from analytics.rightsizing.settings import Policy
 from collector.actions.policy import MINUTES_PER_DAY, MINUTES_PER_WEEK, MaintenanceWindow, parse_window
@@ -210,8 +211,8 @@ class _Hours:
 
 
 def _hours_of(frame: pd.DataFrame, zone: str, idle_vcpus: float, demand_fraction: float) -> _Hours:
-    cpu = pd.to_numeric(frame["cpu_mean_vcpus"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    peak = pd.to_numeric(frame["cpu_max_vcpus"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    cpu = numeric_column(frame, "cpu_mean_vcpus")
+    peak = numeric_column(frame, "cpu_max_vcpus")
     ok = np.isfinite(cpu)
     _epoch, bins = week_bins(frame["ts"][ok], zone)
     cpu = cpu[ok]

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.catalogue import HOURS_PER_MONTH, MachineType
+from analytics.frames import numeric_column
 from analytics.rightsizing.base import FittingCatalogue
 from collector.config import SignalSettings
 from collector.store.base import AuditEntry
@@ -162,13 +163,6 @@ def find_regrets(
     return out
 
 
-def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    if name not in frame.columns:
-        return np.full(len(frame), np.nan)
-    values: np.ndarray = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    return values
-
-
 def _judge(
     r: AppliedResize, window: pd.DataFrame, catalogue: FittingCatalogue, start: pd.Timestamp,
     until: pd.Timestamp, min_hours: int, min_share: float,
@@ -176,13 +170,13 @@ def _judge(
     n = len(window)
     if n == 0:
         return None
-    cpu = _column(window, "cpu_p95_vcpus")
-    mem = _column(window, "memory_used_max_bytes")
+    cpu = numeric_column(window, "cpu_p95_vcpus")
+    mem = numeric_column(window, "memory_used_max_bytes")
     cpu_sat = np.nan_to_num(cpu) >= SATURATED_FRACTION * r.after_vcpus
     mem_full = np.nan_to_num(mem) >= SATURATED_FRACTION * r.after_memory_bytes
     pressure = np.zeros(n, dtype=bool)
     for name, level in PRESSURE_THRESHOLDS.items():
-        pressure |= np.nan_to_num(_column(window, name)) >= level
+        pressure |= np.nan_to_num(numeric_column(window, name)) >= level
     over = cpu_sat | mem_full | pressure
     overrun = int(np.count_nonzero(over))
     if overrun < min_hours or overrun < min_share * n:
