@@ -91,3 +91,16 @@ def test_insufficient_data_counts_the_covered_time_not_hourly_points(tmp_path: P
     finally:
         store.close()
 
+
+def test_first_hour_forecast_runs_on_the_run_rate_now(tmp_path: Path) -> None:
+    """Month end = month to date + "Run-rate now" x hours left, not the rollups' diluted trailing average."""
+    store = _half_hour_store(tmp_path / "s.db")
+    try:
+        data = DashboardData(Settings(), store, load_catalogue(), data_mode="live", clock=lambda: NOW)
+        view = data.overview(Filters())
+        left_h = (datetime(2026, 12, 1, tzinfo=UTC) - NOW).total_seconds() / 3600
+        assert view.run_rate_now > 0
+        assert abs(view.forecast_month_end - (view.month_to_date + view.run_rate_now * left_h)) < 1e-6
+        assert "run-rate now" in view.forecast_basis and f"{left_h:.1f} h left" in view.forecast_basis
+    finally:
+        store.close()
