@@ -75,3 +75,32 @@ def test_first_half_hour_shows_run_rate_utilisation_and_when_findings_are_ready(
                              f.reasons["overall"]), f.reasons
     finally:
         store.close()
+
+
+def test_insufficient_data_counts_the_covered_time_not_hourly_points(tmp_path: Path) -> None:
+    """30 minutes of collection over two clock hours is 0.5 h of data, not 2 hourly points = 2 h."""
+    store = SqliteStore(tmp_path / "s.db", current_hour_refresh_s=0.0)  # the current hour rolled up each cycle
+    try:
+        for cycle in range(7):
+            _cycle(store, cycle, 6)
+        assert len(store.frame(NOW - timedelta(hours=2), NOW + timedelta(hours=1), resolution="hour")) == 6
+        data = DashboardData(Settings(), store, load_catalogue(), data_mode="live", clock=lambda: NOW)
+        f = data.snapshot().findings[BUSY.uuid]
+        assert f.finding == "insufficient-data"
+        assert f.reasons["overall"].startswith("insufficient data: 0.5 h of data in the last"), f.reasons
+    finally:
+        store.close()
+
+
+def test_first_hour_forecast_runs_on_the_run_rate_now(tmp_path: Path) -> None:
+    """Month end = month to date + "Run-rate now" x hours left, not the rollups' diluted trailing average."""
+    store = _half_hour_store(tmp_path / "s.db")
+    try:
+        data = DashboardData(Settings(), store, load_catalogue(), data_mode="live", clock=lambda: NOW)
+        view = data.overview(Filters())
+        left_h = (datetime(2026, 12, 1, tzinfo=UTC) - NOW).total_seconds() / 3600
+        assert view.run_rate_now > 0
+        assert abs(view.forecast_month_end - (view.month_to_date + view.run_rate_now * left_h)) < 1e-6
+        assert "run-rate now" in view.forecast_basis and f"{left_h:.1f} h left" in view.forecast_basis
+    finally:
+        store.close()
