@@ -17,7 +17,7 @@ strategy could save with krr's CPU and memory overrun or less, choosing each VM'
 evaluation window (memory by krr's rule), the same oracle restricted to sizes the training window exceeded
 no more often than krr's riskiest choice (P95: 5 %), and CPU and memory both in hindsight.
 
-Then, for ``--frontier-days`` (default 14): the whole frontier table (every strategy across its knob, with
+Then, for each split in ``--frontier-days`` (default 14): the whole frontier table (every strategy across its knob, with
 the anchors it weakly dominates) and the per-VM differences that explain it: krr against our aggressive
 profile, against aggressive with balanced's vCPU floor (AWS's 20 % memory headroom), and against the
 hindsight oracle, each with how often the training window exceeded each side's vCPUs.
@@ -159,12 +159,21 @@ def _print_diff(frontier: Frontier, krr: StrategyResult, other: StrategyResult, 
               f"{d.b_mem_overrun_intervals} mem over, training above {100 * d.b_train_exceedance:.2f} %)")
 
 
+def _days(text: str) -> list[float]:
+    """Comma-separated positive day counts; argparse turns the ValueError into a one-line usage error."""
+    days = [float(d) for d in text.split(",") if d.strip()]
+    if any(not d > 0 for d in days):
+        raise ValueError(text)
+    return days
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--trace", type=Path, default=None, help="Bitbrains trace folder (default: the dev trace)")
-    ap.add_argument("--train-days", default="7,10,14,21", help="comma-separated training splits")
-    ap.add_argument("--frontier-days", type=float, default=14.0,
-                    help="split whose whole frontier table and per-VM differences are printed (0 = none)")
+    ap.add_argument("--train-days", type=_days, default="7,10,14,21", help="comma-separated training splits")
+    ap.add_argument("--frontier-days", type=_days, default="14",
+                    help="comma-separated splits whose whole frontier table and per-VM differences are printed "
+                         "('' = none)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when balanced fails against aws at a split")
     args = ap.parse_args(argv if argv is not None else [])
     trace = args.trace or default_trace()
@@ -177,11 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trace {trace} ({len(vms)} VMs); overruns are % of evaluated VM-intervals; bound = hindsight "
           "savings % with no memory overrun")
     print(f"{'split':>5}  {'strategy':<26} {'savings':>8} {'cpu_over':>9} {'mem_over':>9} {'bound':>8} {'ratio':>6}")
-    results = [run_split(vms, catalogue, float(d)) for d in args.train_days.split(",")]
+    results = [run_split(vms, catalogue, d) for d in args.train_days]
     print(f"balanced weakly dominates aws (and beats it on savings or CPU) at {sum(results)} of {len(results)} "
           "splits")
-    if args.frontier_days > 0:
-        frontier_table(vms, catalogue, args.frontier_days)
+    for days in args.frontier_days:
+        frontier_table(vms, catalogue, days)
     return 1 if args.strict and not all(results) else 0
 
 
