@@ -15,7 +15,10 @@ krr and vpa, each marked ``=`` when it ties the anchor on all three figures and 
 better on one. Per split the hindsight bound at krr's overrun (:mod:`analytics.hindsight`): the most any
 strategy could save with krr's CPU and memory overrun or less, choosing each VM's vCPUs knowing the
 evaluation window (memory by krr's rule), the same oracle restricted to sizes the training window exceeded
-no more often than krr's riskiest choice (P95: 5 %), and CPU and memory both in hindsight.
+no more often than krr's riskiest choice (P95: 5 %), and CPU and memory both in hindsight. And the fleet
+risk budget along its whole Lagrangian path (every distinct allocation), against the uniform-percentile
+curves (ours and KRR's at every half percentile from P80 to P100): how many of its points no uniform point
+weakly dominates (new points on the frontier), and how many uniform points one of its points beats.
 
 Then, for each split in ``--frontier-days`` (default 14): the whole frontier table (every strategy across its knob, with
 the anchors it weakly dominates) and the per-VM differences that explain it: krr against our aggressive
@@ -102,6 +105,31 @@ def _hindsight(frontier: Frontier, catalogue: CsvPriceCatalogue) -> None:
           f"{full.oracle.savings_pct:.2f} % ({full.headroom_pct:+.2f} pt)")
 
 
+#: The uniform-percentile families the budget is measured against: ours (balanced's headroom and memory rule)
+#: and KRR's (no headroom), every half percentile from P80 to P100.
+UNIFORM_PERCENTILES = tuple(80.0 + 0.5 * i for i in range(41))
+
+
+def _budget_vs_uniform(frontier: Frontier, by: dict[str, SweepPoint]) -> None:
+    uniform = [_point_of(frontier, s, q) for s in ("rightsizer", "krr") for q in UNIFORM_PERCENTILES]
+    path = frontier.budget_path()
+    new = [p for p in path if not any(dominates(u, p) for u in uniform)]
+    beaten = [u for u in uniform if any(_relation(p, u) == ">" for p in path)]
+    behind = [p for p in path if any(_relation(u, p) == ">" for u in uniform)]
+    krr = [f"{p.value:g} ({_relation(p, by['krr'])})" for p in path if _relation(p, by["krr"])]
+    print(f"       fleet risk budget, whole path: {len(path)} allocations; {len(new)} not weakly dominated by any "
+          f"uniform-percentile point ({', '.join(f'{p.savings_pct:.2f}/{p.cpu_overrun_pct:.4f}' for p in new)}); "
+          f"its points beat {len(beaten)} of {len(uniform)} uniform points, uniform points beat {len(behind)} of its "
+          f"{len(path)}; risk prices weakly dominating krr: "
+          f"{', '.join(krr) or 'none'}")
+
+
+def _point_of(frontier: Frontier, strategy: str, q: float) -> SweepPoint:
+    r = frontier.score(strategy, knob_settings(strategy, "cpu_percentile", q))
+    return SweepPoint(strategy, "cpu_percentile", q, r.savings_pct, r.cpu_overrun_pct, r.mem_overrun_pct,
+                      r.vms_changed, frontier.train_days)
+
+
 def run_split(vms: list[TraceVm], catalogue: CsvPriceCatalogue, train_days: float) -> bool:
     """Print one split's rows and verdicts; True when balanced passes the bar against aws."""
     started = time.perf_counter()
@@ -119,6 +147,7 @@ def run_split(vms: list[TraceVm], catalogue: CsvPriceCatalogue, train_days: floa
           f"{ours.cpu_overrun_pct - aws.cpu_overrun_pct:+.4f} pt, memory overrun "
           f"{ours.mem_overrun_pct - aws.mem_overrun_pct:+.4f} pt -> {'PASS' if ok else 'FAIL'}")
     _verdicts(frontier, by)
+    _budget_vs_uniform(frontier, by)
     _hindsight(frontier, catalogue)
     print(f"       ({time.perf_counter() - started:.1f} s)")
     return ok
