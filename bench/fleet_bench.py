@@ -197,22 +197,30 @@ def hourly_frame(n_vms: int, days: int, seed: int = 20240601) -> tuple[list[VmRe
                     labels={"team": f"team-{i % 7}"}, first_seen=datetime.fromtimestamp(t0, tz=UTC), last_seen=end)
            for i, u in enumerate(uuids)]
     rows = n_vms * n_hours
+    f32 = np.float32
+
+    def const(value: float) -> np.ndarray:
+        return np.full(rows, value, dtype=f32)
+
+    # float32 for measurements (7 significant digits, far finer than any sizing step), a categorical VM
+    # column, and one block per column (copy=False) so pandas makes no 2-D copy of the whole frame
     frame = pd.DataFrame({
         "vm": pd.Categorical.from_codes(np.repeat(np.arange(n_vms, dtype=np.int32), n_hours), categories=uuids),
         "ts": pd.to_datetime(np.tile(t_s.astype("int64"), n_vms), unit="s", utc=True),
-        "samples": np.full(rows, 12.0),
-        "running_s": np.full(rows, 3600.0),
-        "vcpus": np.repeat(sizes[:, 0], n_hours).astype(np.float64),
-        "memory_bytes": np.repeat(sizes[:, 1] * GIB, n_hours).astype(np.float64),
-        "cpu_mean_vcpus": mean.ravel().astype(np.float64),
-        "cpu_p95_vcpus": (mean * spread).ravel().astype(np.float64),
-        "cpu_max_vcpus": (mean * spread * 1.2).ravel().astype(np.float64),
-        "memory_used_max_bytes": (mem * 1.05).ravel().astype(np.float64),
-        "memory_used_mean_bytes": mem.ravel().astype(np.float64),
-        "disk_read_bytes": np.full(rows, 1e6), "disk_write_bytes": np.full(rows, 1e6),
-        "net_rx_bytes": np.full(rows, 1e6), "net_tx_bytes": np.full(rows, 1e6),
-        "disk_capacity_bytes": np.full(rows, 50e9),
-    })
+        "samples": const(12.0),
+        "running_s": const(3600.0),
+        "vcpus": np.repeat(sizes[:, 0].astype(f32), n_hours),
+        "memory_bytes": np.repeat((sizes[:, 1] * GIB).astype(f32), n_hours),
+        "cpu_mean_vcpus": mean.ravel(),
+        "cpu_p95_vcpus": (mean * spread).ravel(),
+        "cpu_max_vcpus": (mean * spread * f32(1.2)).ravel(),
+        "memory_used_max_bytes": (mem * f32(1.05)).ravel(),
+        "memory_used_mean_bytes": mem.ravel(),
+        "disk_read_bytes": const(1e6), "disk_write_bytes": const(1e6),
+        "net_rx_bytes": const(1e6), "net_tx_bytes": const(1e6),
+        "disk_capacity_bytes": const(50e9),
+    }, copy=False)
+    del mean, mem, spread
     return vms, frame
 
 
