@@ -90,3 +90,37 @@ def group_percentile(codes: np.ndarray, values: np.ndarray, n: int, q: float) ->
         block = values[starts[members, None] + np.arange(length)[None, :]]
         out[members] = np.percentile(block, q, axis=1)
     return out
+
+
+def sorted_by_vm_and_time(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame in (vm, ts) order with a fresh 0..n-1 index, as a stable sort by those columns.
+
+    Stores return rows in that order already; then only the order is checked (no copy of the rows).
+    """
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    codes, _names = sorted_codes(frame["vm"])
+    order = vm_time_order(codes, epoch_ns(frame["ts"]))
+    if isinstance(order, slice):
+        return frame.reset_index(drop=True)  # copy-on-write: no data is copied
+    return frame.take(order).reset_index(drop=True)
+
+
+def appearance_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """``pd.factorize(values, sort=False)``: codes into the distinct values in order of first appearance.
+
+    A categorical column is recoded from its integer codes, without hashing every row.
+    """
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        codes, uniques = pd.factorize(values, sort=False)
+        return codes.astype(np.int64, copy=False), [str(u) for u in uniques]
+    raw = values.cat.codes.to_numpy().astype(np.int64)
+    names = values.cat.categories
+    if len(raw) and (raw >= 0).all() and (np.diff(raw) >= 0).all():
+        used = np.flatnonzero(np.bincount(raw, minlength=len(names)))  # sorted codes: appearance = code order
+    else:
+        seen, first = np.unique(raw[raw >= 0], return_index=True)
+        used = seen[np.argsort(first, kind="stable")]
+    recode = np.full(len(names), -1, dtype=np.int64)
+    recode[used] = np.arange(len(used), dtype=np.int64)
+    return np.where(raw >= 0, recode[raw], -1), [str(names[i]) for i in used]

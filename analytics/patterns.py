@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from analytics.frames import epoch_ns, numeric_column
+from analytics.frames import appearance_codes, epoch_ns, numeric_column
 
 Pattern = Literal["office-hours", "nightly-batch", "steady", "spiky", "idle", "unknown"]
 PATTERNS: tuple[Pattern, ...] = ("office-hours", "nightly-batch", "steady", "spiky", "idle", "unknown")
@@ -149,7 +149,7 @@ class _Stats:
 
 
 def _fleet_stats(frame: pd.DataFrame, timezone: str, idle_vcpus: float) -> _Stats:
-    codes, uniques = pd.factorize(frame["vm"], sort=False)
+    codes, uniques = appearance_codes(frame["vm"])
     epoch_s, bins = week_bins(frame["ts"], timezone)
     cpu = numeric_column(frame, "cpu_mean_vcpus")
     peak = numeric_column(frame, "cpu_max_vcpus")

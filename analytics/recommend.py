@@ -37,7 +37,7 @@ from analytics.findings.projection import Projection, project_utilisation
 from analytics.findings.regret import Regret, find_regrets, monthly_cost_change, resizes_in_force
 from analytics.findings.risk import NO_CHANGE, Risk, RiskFacts, RiskLevel, assess_risk
 from analytics.fleet import resolve_machine_type
-from analytics.frames import epoch_ns, group_percentile, rows_since
+from analytics.frames import appearance_codes, epoch_ns, group_percentile, rows_since
 from analytics.idle import IdleFinding, find_idle
 from analytics.patterns import fit_patterns
 from analytics.rightsizing import DEFAULT_STRATEGY, get_strategy
@@ -353,7 +353,7 @@ def _columns(frame: pd.DataFrame) -> _Columns:
     if frame.empty:
         empty = np.empty(0)
         return _Columns([], np.empty(0, dtype=np.int64), np.zeros(1, dtype=np.int64), empty, empty, empty, empty)
-    vm_codes, vm_names = pd.factorize(frame["vm"], sort=False)
+    vm_codes, vm_names = appearance_codes(frame["vm"])
     ts_s = _epoch_s(frame["ts"])
 
     def column(name: str) -> np.ndarray:
