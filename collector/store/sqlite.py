@@ -464,7 +464,7 @@ class SqliteStore:
         hour = int(newest) - int(newest) % 3600
         if not start_s <= hour < end_s:
             return hours
-        bounds = (hour, min(hour + 3600, end_s))
+        bounds = (hour, hour + 3600)  # a row covers its whole hour, as the stored rollups do
         fresh = pd.DataFrame.from_records(self._read(_CURRENT_HOUR_SQL, bounds), columns=list(_CURRENT_HOUR_COLUMNS))
         if fresh.empty:
             return hours
