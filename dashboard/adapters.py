@@ -98,6 +98,7 @@ def finding_view(f: VmFinding, lookback_days: float = 14.0) -> FindingView:
         action=f.action,
         risk_reasons=f.risk_reasons,
         need_statistic=f.need_cpu_statistic,
+        need_memory_statistic=f.need_memory_statistic,
         pattern=f.pattern,
         schedule=f"{f.schedule.on} {f.schedule.timezone}" if f.schedule else "",
         schedule_savings=f.schedule.monthly_savings if f.schedule else 0.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from dash import dcc, html, no_update
 from tinyfleet import NOW, A, B, C, make_data
 
@@ -98,6 +99,17 @@ def test_vm_detail_update(data: DashboardData) -> None:
     rec_texts = _texts(rec)
     assert "over-provisioned" in rec_texts and any(t.startswith("20.50 EUR / month (") for t in rec_texts)
     assert "g1.1" in _texts(options)
+
+
+def test_vm_detail_charts_name_every_statistic_and_need_by_its_statistic(data: DashboardData) -> None:
+    _header, cpu, mem, *_rest = vm_detail.update(data, A, "7d", None, None)
+    for fig in (cpu, mem):
+        assert all(t.name and t.showlegend is not False for t in fig.data), [t.name for t in fig.data]
+    finding = data.vm_detail(A, Filters.of("7d", None, None), 14).finding
+    assert finding is not None and finding.need_memory_statistic == "max of memory used"
+    (need,) = [t for t in mem.data if t.name.startswith("need: ")]
+    assert need.name == "need: max of memory used + headroom"
+    assert need.y[0] == pytest.approx(finding.target_memory_bytes / 1024**3)
 
 
 def test_vm_detail_unknown_uuid(data: DashboardData) -> None:
