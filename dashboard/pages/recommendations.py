@@ -77,7 +77,7 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
             html.Span("Exports the rows below (label and host filters apply).", className="rs-note"),
         ], className="rs-actions"),
         html.Div(dcc.Graph(id=ids.RECS_SAVINGS, figure=fig, config={"displaylogo": False}), className="rs-card"),
-        html.Div(frontier_section(data, default), id=ids.RECS_FRONTIER_SECTION),
+        html.Div(frontier_section(data, days), id=ids.RECS_FRONTIER_SECTION),
         html.H2("Every VM that is not optimized"),
         risk_legend(ids.RECS_LEGEND),
         data_table(
