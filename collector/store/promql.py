@@ -40,6 +40,14 @@ _EVAL_OFFSET_S = 0.001  # evaluate at H + 1h - 1 ms: subquery steps land on H, H
 
 
 @dataclass
+class QueryStats:
+    """How many time chunks :meth:`PromqlStore.frame` split its reads into (queries and seconds: the client's
+    ``timing``)."""
+
+    chunks: int = 0
+
+
+@dataclass
 class PromqlStore:
     """TimeSeriesStore reads over the PromQL HTTP API; audit/meta/backups in the ``local`` SQLite store."""
 
@@ -56,6 +64,7 @@ class PromqlStore:
     mapping: VmMapping = field(default_factory=VmMapping)
     concurrency: int = 2  # range queries in flight at once
     clock: Any = time.time
+    stats: QueryStats = field(default_factory=QueryStats)
     _rules: bool | None = None
     _oldest: tuple[float, float] | None = None  # (oldest sample, when seen) from time_range
     _warned: set[str] = field(default_factory=set)
@@ -199,8 +208,9 @@ class PromqlStore:
                                  rules=self.rules_present())
         wanted = queries.by_column if columns is None else {
             c: e for c, e in queries.by_column.items() if c in set(columns) | {"vcpus"}}
-        jobs = [(col, expr, h0, h1) for h0, h1 in self._chunks(first_h, last_h, subqueries=queries.subqueries)
-                for col, expr in wanted.items()]
+        chunks = self._chunks(first_h, last_h, subqueries=queries.subqueries)
+        self.stats.chunks += len(chunks)
+        jobs = [(col, expr, h0, h1) for h0, h1 in chunks for col, expr in wanted.items()]
         keep = None if vms is None else set(vms)
         parts = self._parallel(lambda j: self._rows(j[0], j[1], j[2], j[3], queries.identity, keep), jobs)
         return _assemble(parts)
@@ -389,4 +399,4 @@ def _assemble(parts: Sequence[_Part]) -> pd.DataFrame:
     return frame[list(HOUR_COLUMNS)]
 
 
-__all__ = ["PromqlStore", "PromqlInputError"]
+__all__ = ["PromqlStore", "PromqlInputError", "QueryStats"]
