@@ -35,6 +35,7 @@ from collector.store.promql_schema import RULES, Schema, rollup_queries
 log = logging.getLogger(__name__)
 
 _HOUR_S = 3600
+_MAX_NAMED_BYTES = 8000  # longest uuid=~"a|b|..." alternation a query carries
 _OLDEST_TTL_S = 300.0  # how long frame() trusts time_range's oldest sample to skip the empty hours before it
 _EVAL_OFFSET_S = 0.001  # evaluate at H + 1h - 1 ms: subquery steps land on H, H+R, ... (see promql_schema)
 
@@ -277,7 +278,10 @@ class PromqlStore:
         missing = [u for u in inventory if u not in latest.get("vcpus", {})]
         if missing:
             span = int(self.history_days * 86400)
-            older = self._latest(now, window=f"{span}s", only=missing)
+            # name the missing VMs in the query only while it stays short (VictoriaMetrics refuses queries over
+            # 16 KB by default); unnamed, the answer covers every VM and fills in only the missing ones
+            only = missing if sum(len(u) + 1 for u in missing) <= _MAX_NAMED_BYTES else []
+            older = self._latest(now, window=f"{span}s", only=only)
             for key, values in older.items():
                 for u, v in values.items():
                     latest.setdefault(key, {}).setdefault(u, v)
