@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from collector.hypervisor.base import ERROR_KINDS
 from collector.model import SampleBatch, UsagePoint, VmSample, VmState
 from collector.sampler import Snapshot
 
@@ -261,8 +262,9 @@ class RightsizerCollector(Collector):
                 health["host_cpus"].add_metric([batch.host], float(batch.host_cpus))  # type: ignore[attr-defined]
         health["cycle"].add_metric([], snap.cycle_seconds)  # type: ignore[attr-defined]
         health["cycles"].add_metric([], float(snap.cycles_total))  # type: ignore[attr-defined]
-        for kind, count in sorted(snap.errors_total.items()):
-            health["errors"].add_metric([kind], float(count))  # type: ignore[attr-defined]
+        # every known kind from the start, so rate() and alerts see 0 rather than no series
+        for kind in sorted(set(ERROR_KINDS) | set(snap.errors_total)):
+            health["errors"].add_metric([kind], float(snap.errors_total.get(kind, 0)))  # type: ignore[attr-defined]
         yield from vm_f.values()
         yield from econ_f.values()
         yield from health.values()

@@ -81,6 +81,16 @@ def test_empty_snapshot_exposes_health_only():
     assert "rightsizer_vm_vcpus{" not in text
 
 
+def test_every_error_kind_is_exported_at_zero_before_its_first_error():
+    from collector.hypervisor.base import ERROR_KINDS
+
+    reg = build_registry(lambda: Snapshot(errors_total={"no-data": 3}))
+    assert {"connection", "not-found", "hypervisor"} <= set(ERROR_KINDS)
+    for kind in ERROR_KINDS:
+        want = 3.0 if kind == "no-data" else 0.0
+        assert reg.get_sample_value("rightsizer_collector_errors_total", {"kind": kind}) == want
+
+
 def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[bytes, dict[str, str]]:
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
     with urllib.request.urlopen(req, timeout=5) as resp:

@@ -72,7 +72,8 @@ def test_per_vm_panels_keep_the_vm_label_through_their_joins() -> None:
 
 def test_every_expr_is_valid_promql(tmp_path: Path) -> None:
     rules = {"groups": [{"name": "grafana", "rules": [
-        {"record": f"rightsizer:check:{i}", "expr": expr.replace("$host", ".*").replace("$vm", ".*")}
+        {"record": f"rightsizer:check:{i}", "expr": expr.replace("$host", ".*").replace("$vm", ".*")
+                                                  .replace("$__rate_interval", "1m")}
         for i, expr in enumerate(_exprs())
     ]}]}
     path = tmp_path / "rules.json"  # promtool reads YAML, and JSON is YAML
