@@ -76,6 +76,11 @@ class VmEconomics:
     backup_age_seconds: float | None = None  # None: never backed up
     backup_overdue: bool | None = None  # None: no backup policy applies
     idle: bool | None = None  # None: not enough data to judge
+    #: storage advice: monthly saving of the advised class/capacity (None: no advice), classes, use source
+    storage_monthly_savings: float | None = None
+    storage_current_class: str = ""
+    storage_recommended_class: str = ""
+    storage_used_source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +156,12 @@ def _econ_families() -> dict[str, Metric]:
         "placement": _g("rightsizer_service_placement_risk",
                         "1 when every running member of the service is on one host (level single-host) or in "
                         "one zone while the fleet has another (level zone).", ("service", "level")),
+        "storage_savings": _g("rightsizer_vm_storage_potential_monthly_savings",
+                              "Monthly saving of the advised volume performance class and capacity (all disks).",
+                              _MONEY),
+        "storage_rec": InfoMetricFamily("rightsizer_vm_storage_recommendation",
+                                        "Storage advice of each VM: class now, class its P99 load needs, and where "
+                                        "the used bytes come from (guest-agent, allocation, unknown)."),
         "idle": _g("rightsizer_vm_idle", "1 when the VM is idle by the [idle] rule, 0 when not; absent when unknown.",
                    ("vm", "uuid")),
     }
@@ -222,6 +233,12 @@ def _add_econ(f: dict[str, Metric], s: VmSample, e: VmEconomics) -> None:
         f["rec"].add_metric([], {"vm": s.ref.name, "uuid": s.ref.uuid, "finding": e.finding,  # type: ignore[attr-defined]
                                  "current_type": e.current_type, "recommended_type": e.recommended_type})
         _add(f["savings"], money, e.monthly_savings)
+    if e.storage_monthly_savings is not None:
+        _add(f["storage_savings"], money, e.storage_monthly_savings)
+        f["storage_rec"].add_metric([], {"vm": s.ref.name, "uuid": s.ref.uuid,  # type: ignore[attr-defined]
+                                         "current_class": e.storage_current_class,
+                                         "recommended_class": e.storage_recommended_class,
+                                         "used_source": e.storage_used_source})
     _add(f["backup_age"], vm, e.backup_age_seconds)
     _add(f["backup_overdue"], vm, None if e.backup_overdue is None else int(e.backup_overdue))
     _add(f["idle"], vm, None if e.idle is None else int(e.idle))

@@ -5,7 +5,8 @@ fleet: machine types and costs, team labels, backups, findings including idle an
 the real QEMU guests (CPU time, vCPU delay, block request times, balloon swap and fault counters, which the
 test driver does not report). Prometheus loads dashboard/prometheus/rightsizer.rules.yml. Each query, with
 the Grafana variables replaced as "All" would, must return series, and each series must carry every label
-its legend names (``{{vm}}``, ``{{label_team}}`` …); a table panel's rows must carry the columns it shows.
+its legend names (``{{vm}}``, ``{{label_team}}`` …); a table panel's rows must carry the labels its joins
+bring in (finding, classes …).
 """
 
 from __future__ import annotations
@@ -33,8 +34,13 @@ RULES = REPO / "dashboard" / "prometheus" / "rightsizer.rules.yml"
 #: What "All" and Grafana's built-in interval become here (1 s scrapes, so 30 s holds many samples).
 VARIABLES = {"$__rate_interval": "30s", "$__interval": "30s", "$host": ".*", "$vm": ".*"}
 _LEGEND_LABEL = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
-#: Columns the recommendations table shows (its transformations keep these labels).
-TABLE_LABELS = {"vm", "finding", "current_type", "recommended_type", "currency"}
+_GROUP_LEFT = re.compile(r"group_left\s*\(([^)]*)\)")
+
+
+def table_labels(expr: str) -> set[str]:
+    """Columns a table panel shows: the VM, the currency and every label its joins bring in."""
+    joined = {name.strip() for names in _GROUP_LEFT.findall(expr) for name in names.split(",") if name.strip()}
+    return {"vm", "currency"} | joined
 
 
 def panel_queries() -> list[tuple[str, str, str, str]]:
@@ -121,7 +127,7 @@ def test_every_panel_query_returns_series_with_its_legend_labels(scraped: Engine
         if not result:
             failures.append(f"{title!r}: no series for {expr}")
             continue
-        wanted = set(_LEGEND_LABEL.findall(legend)) | (TABLE_LABELS if kind == "table" else set())
+        wanted = set(_LEGEND_LABEL.findall(legend)) | (table_labels(expr) if kind == "table" else set())
         for series in result:
             metric = series["metric"]
             assert isinstance(metric, dict)
