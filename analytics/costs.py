@@ -27,6 +27,7 @@ import pandas as pd
 
 from analytics.catalogue import PriceCatalogue, StoragePrices
 from analytics.fleet import MACHINE_TYPE_LABEL, label_value
+from collector.actions.stop import ACTION_NAME as STOP_ACTION
 from collector.config import CostSettings
 from collector.errors import InputError
 from collector.model import VmRecord
@@ -430,13 +431,13 @@ def realised_savings(
     currency: str = "",
     hour_frame: pd.DataFrame | None = None,
 ) -> list[RealisedSaving]:
-    """Savings of applied resizes: (price before - after) per hour x running hours while in force.
+    """Savings of applied resizes and stops: (price before - after) per hour x the hours they were in force.
 
     An "applied" entry is in force until the same VM's next "applied" or "reverted" entry, or ``now``.
     With ``hour_frame`` (hourly rollups: ``vm``, ``ts``, ``running_s``) the hours are the running hours the
     collector saw in that span (the apply's own hour pro rata); a VM that was off or unobserved saved
-    nothing then. Without it they are wall-clock hours (an upper bound). Entries without both prices are
-    skipped.
+    nothing then; a stop counts the hours the VM stayed off instead (until it is seen running again).
+    Without it they are wall-clock hours (an upper bound). Entries without both prices are skipped.
     """
     running = _running_by_vm(hour_frame) if hour_frame is not None else None
     ordered = sorted(entries, key=lambda e: (e.ts, e.id or 0))
@@ -456,8 +457,11 @@ def realised_savings(
         if entry.price_before_per_hour is None or entry.price_after_per_hour is None:
             continue
         stop = ended or now
+        wall_h = max((stop - entry.ts) / timedelta(hours=1), 0.0)
         if running is None:
-            hours = max((stop - entry.ts) / timedelta(hours=1), 0.0)
+            hours = wall_h
+        elif entry.action == STOP_ACTION:  # a stop saves the hours the VM stayed off
+            hours = max(wall_h - _running_hours(running.get(entry.vm_uuid), entry.ts, stop), 0.0)
         else:
             hours = _running_hours(running.get(entry.vm_uuid), entry.ts, stop)
         delta = entry.price_before_per_hour - entry.price_after_per_hour

@@ -11,14 +11,15 @@ aggressive end where memory is traded too (:data:`MEMORY_CURVE_BASE`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from analytics.backtest import StrategyResult, _Named, _recommend, _score, _Split, _split, summarise
+from analytics.catalogue import MachineType
 from analytics.rightsizing import get_strategy
 from analytics.rightsizing.base import FittingCatalogue, Recommendation
-from analytics.rightsizing.budget import BudgetVm, allocate
+from analytics.rightsizing.budget import BudgetVm, allocate, price_path
 from analytics.rightsizing.settings import (
     PROFILES,
     SETTINGS_TYPES,
@@ -110,31 +111,51 @@ class Frontier:
             return settings
         return settings.model_copy(update={"lookback_days": self.lookback_days})
 
-    def _recs(self, strategy: str, settings: StrategySettings) -> list[Recommendation]:
+    def recommendations(self, strategy: str, settings: StrategySettings) -> list[Recommendation]:
+        """Each VM's recommendation from its training window (same order as ``splits``)."""
         chosen = get_strategy(strategy)
         settings = self._settings(settings)
         return [_recommend(sp, chosen, self.catalogue, settings) for _, sp in self.splits]
 
+    def score_types(self, name: str, recs: Sequence[Recommendation],
+                    chosen: Mapping[int, MachineType]) -> StrategyResult:
+        """Score ``recs`` with some VMs' types replaced (``chosen``: index into ``splits`` -> type)."""
+        rows = [_score(vm, sp, rec, chosen.get(i, rec.recommended_type))
+                for i, ((vm, sp), rec) in enumerate(zip(self.splits, recs, strict=True))]
+        return summarise(name, rows, train_days=self.train_days, currency=self.currency)
+
     def score(self, strategy: str, settings: StrategySettings) -> StrategyResult:
         """One backtest of ``strategy`` with ``settings``."""
-        rows = [_score(vm, sp, rec, rec.recommended_type)
-                for (vm, sp), rec in zip(self.splits, self._recs(strategy, settings), strict=True)]
-        return summarise(strategy, rows, train_days=self.train_days, currency=self.currency)
+        return self.score_types(strategy, self.recommendations(strategy, settings), {})
 
-    def score_budget(self, budget_pct: float, base: RightsizerSettings | None = None) -> StrategyResult:
-        """Our base profile's memory rule, vCPUs chosen by the fleet risk budget (``budget_pct`` of intervals)."""
-        base = base or RightsizerSettings.model_validate({})
-        recs = self._recs("rightsizer", base)
+    def _budget_vms(self, base: RightsizerSettings) -> tuple[list[Recommendation], list[int], list[BudgetVm]]:
+        """The base profile's recommendations, the VMs the budget may move, and those VMs as it sees them."""
+        recs = self.recommendations("rightsizer", base)
         movable = [i for i, rec in enumerate(recs) if rec.is_determined and rec.recommended_type is not None
                    and rec.target_memory_bytes is not None]
         budget_vms = [BudgetVm(self.splits[i][1].history.cpu_vcpus, float(recs[i].target_memory_bytes or 0),
                                self.splits[i][1].spec.vcpus, recs[i].recommended_type)  # type: ignore[arg-type]
                       for i in movable]
+        return recs, movable, budget_vms
+
+    def score_budget(self, budget_pct: float, base: RightsizerSettings | None = None) -> StrategyResult:
+        """Our base profile's memory rule, vCPUs chosen by the fleet risk budget (``budget_pct`` of intervals)."""
+        base = base or RightsizerSettings.model_validate({})
+        recs, movable, budget_vms = self._budget_vms(base)
         chosen = dict(zip(movable, allocate(budget_vms, self.catalogue, budget_fraction=budget_pct / 100.0,
                                             headroom=base.cpu_headroom_fraction), strict=True))
-        rows = [_score(vm, sp, rec, chosen.get(i, rec.recommended_type))
-                for i, ((vm, sp), rec) in enumerate(zip(self.splits, recs, strict=True))]
-        return summarise(BUDGET_STRATEGY, rows, train_days=self.train_days, currency=self.currency)
+        return self.score_types(BUDGET_STRATEGY, recs, chosen)
+
+    def budget_path(self, base: RightsizerSettings | None = None) -> list[SweepPoint]:
+        """The fleet risk budget at every distinct allocation of its Lagrangian path (knob ``risk_price``:
+        currency per risked training interval), not only at the budget grid of :data:`SWEEP_KNOBS`."""
+        base = base or RightsizerSettings.model_validate({})
+        recs, movable, budget_vms = self._budget_vms(base)
+        points = []
+        for lam, types in price_path(budget_vms, self.catalogue, headroom=base.cpu_headroom_fraction):
+            result = self.score_types(BUDGET_STRATEGY, recs, dict(zip(movable, types, strict=True)))
+            points.append(_point(result, "risk_price", round(lam, 6)))
+        return points
 
     def sweep(self, strategies: Sequence[str] = SWEEP_STRATEGIES,
               progress: Callable[[str], None] | None = None) -> list[SweepPoint]:

@@ -341,6 +341,7 @@ class _Series:
     cpu_p95: np.ndarray
     cpu_max: np.ndarray
     mem_max: np.ndarray
+    running_s: np.ndarray | None = None  # seconds of each hour the samples cover (NaN/None: unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,13 +355,14 @@ class _Columns:
     cpu_p95: np.ndarray
     cpu_max: np.ndarray
     mem_max: np.ndarray
+    running_s: np.ndarray
 
     def series(self) -> dict[str, _Series]:
         out: dict[str, _Series] = {}
         for i in range(len(self.bounds) - 1):
             a, b = self.bounds[i], self.bounds[i + 1]
             out[self.names[int(self.codes[a])]] = _Series(
-                self.ts_s[a:b], self.cpu_p95[a:b], self.cpu_max[a:b], self.mem_max[a:b])
+                self.ts_s[a:b], self.cpu_p95[a:b], self.cpu_max[a:b], self.mem_max[a:b], self.running_s[a:b])
         return out
 
 
@@ -374,11 +376,14 @@ def _epoch_s(values: pd.Series) -> np.ndarray:
 def _columns(frame: pd.DataFrame) -> _Columns:
     if frame.empty:
         empty = np.empty(0)
-        return _Columns([], np.empty(0, dtype=np.int64), np.zeros(1, dtype=np.int64), empty, empty, empty, empty)
+        return _Columns([], np.empty(0, dtype=np.int64), np.zeros(1, dtype=np.int64), empty, empty, empty, empty,
+                        empty)
     vm_codes, vm_names = pd.factorize(frame["vm"], sort=False)
     ts_s = _epoch_s(frame["ts"])
 
     def column(name: str) -> np.ndarray:
+        if name not in frame.columns:
+            return np.full(len(frame), np.nan)
         values: np.ndarray = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         return values
 
@@ -391,7 +396,7 @@ def _columns(frame: pd.DataFrame) -> _Columns:
     np.not_equal(codes[1:], codes[:-1], out=change[1:-1])
     return _Columns(
         [str(v) for v in vm_names], codes, np.flatnonzero(change), ts_s[order], column("cpu_p95_vcpus")[order],
-        column("cpu_max_vcpus")[order], column("memory_used_max_bytes")[order],
+        column("cpu_max_vcpus")[order], column("memory_used_max_bytes")[order], column("running_s")[order],
     )
 
 
@@ -493,6 +498,7 @@ def recommend_frame(
             timestamps_s=s.ts_s, cpu_vcpus=s.cpu_p95, vcpus=vm.vcpus,
             memory_used_bytes=memory_under_pressure(s.ts_s, s.mem_max, pressure.get(vm.uuid), vm.memory_bytes),
             memory_bytes=vm.memory_bytes, interval_s=3600.0, cpu_peak_vcpus=s.cpu_max, end_s=end_s,
+            covered_s=s.running_s,
         )
         same_window = vm_settings.lookback_days == settings.lookback_days
         rec = decide(

@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+#: Hours of stored data from which the forecast uses the trailing run-rate (before: the current one).
+FORECAST_TRAILING_MIN_H = 24.0
 
 
 class DashboardData:
@@ -239,7 +241,8 @@ class DashboardData:
         running = sum(1 for u in selected if snap.by_uuid[u].state is VmState.RUNNING)
         unpriced = sum(1 for u in selected if snap.latest_cost.get(u, (None,))[0] is None)
         now_running = [u for u in selected if u in snap.running_now]
-        rate_now = sum(finite_or_none(snap.latest_cost[u][3]) or 0.0 for u in now_running if u in snap.latest_cost)
+        rate_now = self._rate_now(snap, selected)
+        mtd, forecast, basis = self._forecast_now(month, rate_now, len(now_running))
         return OverviewView(
             currency=self.currency,
             spend_hour=spend_hour,
@@ -247,9 +250,9 @@ class DashboardData:
             utilisation=util,
             finding_counts=counts,
             range_cost=float(spend_hour["cost"].sum()),
-            month_to_date=month[0],
-            forecast_month_end=month[1],
-            forecast_basis=month[2],
+            month_to_date=mtd,
+            forecast_month_end=forecast,
+            forecast_basis=basis,
             potential_monthly_savings=savings,
             upsize_monthly_cost=upsize,
             vms_total=len(selected),
@@ -259,11 +262,39 @@ class DashboardData:
             running_now=len(now_running),
         )
 
-    def _month_figures(self, snap: Snapshot, filters: Filters) -> tuple[float, float, str]:
-        """Month-to-date, forecast and its basis for the label/host filters (independent of the range)."""
+    @staticmethod
+    def _rate_now(snap: Snapshot, selected: Sequence[str]) -> float:
+        """Cost per hour now: compute + disks of the VMs running in the newest raw samples, disks of the others."""
+        rate = 0.0
+        for uuid in selected:
+            _mtype, _source, price, per_hour = snap.latest_cost.get(uuid, (None, "unknown", None, math.nan))
+            total = finite_or_none(per_hour) or 0.0
+            rate += total if uuid in snap.running_now else max(total - (finite_or_none(price) or 0.0), 0.0)
+        return rate
+
+    def _forecast_now(self, month: tuple[float, float, str, float, float], rate_now: float,
+                      running: int) -> tuple[float, float, str]:
+        """Month figures; the forecast runs on the current run-rate while the trailing one spans under a day.
+
+        A trailing average over less than a day is diluted by the partial first and current hours; the
+        current run-rate (the "Run-rate now" figure) is the better basis until a full day is stored.
+        """
+        mtd, forecast, basis, rate_hours, remaining_h = month
+        if rate_hours >= FORECAST_TRAILING_MIN_H:
+            return mtd, forecast, basis
+        cur = self.currency
+        return mtd, mtd + rate_now * remaining_h, (
+            f"month to date {mtd:.2f} {cur} + run-rate now {rate_now:.4f} {cur}/h ({running} VMs running in the "
+            f"newest samples, with the disks of the others; the trailing run-rate needs "
+            f"{FORECAST_TRAILING_MIN_H:g} h of data, {rate_hours:.1f} h stored) x {remaining_h:.1f} h left "
+            "in the month")
+
+    def _month_figures(self, snap: Snapshot, filters: Filters) -> tuple[float, float, str, float, float]:
+        """Month-to-date, forecast, its basis, the trailing run-rate's hours and the hours left in the month
+        for the label/host filters (independent of the range)."""
         key = ("month", filters.labels, filters.hosts)
 
-        def compute() -> tuple[float, float, str]:
+        def compute() -> tuple[float, float, str, float, float]:
             mask = self._row_mask(snap, filters, with_range=False)
             frame = snap.costs[mask] if not mask.all() else snap.costs
             selected = self._selected(snap, filters)
@@ -271,7 +302,8 @@ class DashboardData:
                 frame, [snap.by_uuid[u] for u in selected], group_by="host", now=snap.cost_now,
                 currency=self.currency,
             )
-            return summary.month_to_date, summary.forecast_month_end, summary.forecast_basis
+            return (summary.month_to_date, summary.forecast_month_end, summary.forecast_basis,
+                    summary.run_rate_hours, summary.remaining_hours)
 
         return self._memo(snap, key, compute)
 

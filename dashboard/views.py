@@ -128,7 +128,7 @@ class OverviewView:
     vms_total: int
     vms_running: int
     unpriced_vms: int
-    run_rate_now: float = 0.0  # compute + storage per hour of the VMs running in their newest raw sample
+    run_rate_now: float = 0.0  # compute + disks/h of the VMs running in the newest raw samples, disks of others
     running_now: int = 0  # VMs running in their newest raw sample
 
 

@@ -86,6 +86,8 @@ class UsageHistory:
     ``memory_used_bytes``: guest-used memory, the interval's peak when known (NaN = unknown).
     ``vcpus``/``memory_bytes``: the allocation during the history. ``interval_s``: nominal step.
     ``end_s``: the analysis time (defaults to the last timestamp plus one interval).
+    ``covered_s``: seconds each interval's measurements actually cover (hourly rollups: ``running_s``, the
+    sum of the running samples' intervals); ``None`` means every measured interval is a full ``interval_s``.
     """
 
     timestamps_s: np.ndarray
@@ -96,6 +98,7 @@ class UsageHistory:
     interval_s: float = 300.0
     cpu_peak_vcpus: np.ndarray | None = None
     end_s: float | None = None
+    covered_s: np.ndarray | None = None
 
     @classmethod
     def from_arrays(
@@ -148,8 +151,13 @@ class UsageHistory:
 
     @property
     def coverage_hours(self) -> float:
-        """Hours of measured CPU data (intervals with a value x the nominal step)."""
-        return float(np.count_nonzero(self.valid_cpu())) * self.interval_s / SECONDS_PER_HOUR
+        """Hours of measured CPU data: the covered seconds of intervals with a value (each at most the
+        nominal step; a full step each when ``covered_s`` is unknown)."""
+        valid = self.valid_cpu()
+        if self.covered_s is None:
+            return float(np.count_nonzero(valid)) * self.interval_s / SECONDS_PER_HOUR
+        covered = np.clip(np.nan_to_num(self.covered_s[valid], nan=self.interval_s), 0.0, self.interval_s)
+        return float(covered.sum()) / SECONDS_PER_HOUR
 
     @property
     def span_days(self) -> float:
@@ -173,6 +181,7 @@ class UsageHistory:
             memory_used_bytes=self.memory_used_bytes[keep],
             cpu_peak_vcpus=None if self.cpu_peak_vcpus is None else self.cpu_peak_vcpus[keep],
             end_s=end,
+            covered_s=None if self.covered_s is None else self.covered_s[keep],
         )
 
     def hourly(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -541,7 +550,7 @@ def _coverage(window: UsageHistory) -> tuple[int, float, float]:
     """Samples with CPU data, the hours they cover and the days they span."""
     valid_ts = window.timestamps_s[window.valid_cpu()]
     samples = len(valid_ts)
-    coverage = samples * window.interval_s / SECONDS_PER_HOUR
+    coverage = window.coverage_hours
     span = float(valid_ts[-1] - valid_ts[0] + window.interval_s) / SECONDS_PER_DAY if samples else 0.0
     return samples, coverage, span
 

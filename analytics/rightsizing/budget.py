@@ -96,3 +96,33 @@ def allocate(
         else:
             lo = mid
     return [c.types[i] for c, i in zip(cands, best, strict=True)]
+
+
+def _breakpoints(c: _Candidates) -> set[float]:
+    """Prices of risk at which this VM's cheapest-for-price-plus-risk candidate can change."""
+    out = set()
+    for a in range(len(c.types)):
+        for b in range(len(c.types)):
+            if c.risks[a] > c.risks[b] and c.prices[a] < c.prices[b]:
+                out.add(float((c.prices[b] - c.prices[a]) / (c.risks[a] - c.risks[b])))
+    return out
+
+
+def price_path(vms: Sequence[BudgetVm], catalogue: FittingCatalogue, *,
+               headroom: float) -> list[tuple[float, list[MachineType]]]:
+    """Every distinct allocation along the Lagrangian path: (price of risk, one type per VM).
+
+    From price 0 (each VM's cheapest candidate, whatever its risk) up past the last breakpoint (each VM
+    its least risky candidate): the whole family :func:`allocate` picks from, with no budget grid between.
+    """
+    cands = [_candidates(vm, catalogue, headroom) for vm in vms]
+    prices = sorted(set().union(*(_breakpoints(c) for c in cands)) if cands else set())
+    out: list[tuple[float, list[MachineType]]] = []
+    seen: set[tuple[int, ...]] = set()
+    for lam in [0.0, *(p * (1 + 1e-9) for p in prices)]:
+        picks, _ = _pick(cands, lam)
+        key = tuple(picks)
+        if key not in seen:
+            seen.add(key)
+            out.append((lam, [c.types[i] for c, i in zip(cands, picks, strict=True)]))
+    return out

@@ -65,13 +65,17 @@ class RightsizerSettings(StrategySettings):
 
 #: Our profiles: overrides of :class:`RightsizerSettings` (``balanced`` is the model's defaults).
 #: conservative: the largest CPU demand seen (P100) + 20 %, AWS's 20 % memory headroom. aggressive:
-#: KRR's CPU statistic (P95, no headroom) within balanced's memory rule and vCPU floor. Neither the
-#: daily-peak rule nor the growth rule is in a profile: on the backtest frontier they bought no less
-#: overrun for the savings they cost (README, "Backtest"); both stay available as settings.
+#: KRR's CPU statistic (P95, no headroom) with balanced's memory rule. Each profile's vCPU floor is the
+#: memory headroom of the anchor whose CPU rule it takes, so it never gets fewer vCPUs than that anchor's
+#: type: balanced AWS's 20 %, aggressive KRR's 15 % (equal to its own memory headroom, so the floor only
+#: acts when a policy trims memory further). Neither the daily-peak rule nor the growth rule is in a
+#: profile: on the backtest frontier they bought no less overrun for the savings they cost (README,
+#: "Backtest"); both stay available as settings.
 PROFILES: dict[str, dict[str, float | bool]] = {
     "conservative": {"cpu_percentile": 100.0, "memory_headroom_fraction": 0.20},
     "balanced": {},
-    "aggressive": {"cpu_percentile": 95.0, "cpu_headroom_fraction": 0.0},
+    "aggressive": {"cpu_percentile": 95.0, "cpu_headroom_fraction": 0.0,
+                   "vcpu_floor_memory_headroom_fraction": 0.15},
 }
 DEFAULT_PROFILE = "balanced"
 

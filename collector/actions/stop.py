@@ -88,6 +88,8 @@ def _done(step: StopStep, result: StopOutcome, reason: str, audit: StopAudit | N
         audit.append_audit(AuditEntry(
             ts=clock(), actor=actor, vm_uuid=step.vm.uuid, vm_name=step.vm.name, action=ACTION_NAME, before={},
             after={"state": "shutoff" if result in ("applied", "unchanged") else "unknown"}, result=result,
-            reason=reason, currency=step.currency,
+            reason=reason, currency=step.currency, price_before_per_hour=step.price_per_hour,
+            # a shut-off VM's compute is not billed; its disks are, before and after alike
+            price_after_per_hour=0.0 if step.price_per_hour is not None else None,
         ))
     return StopResult(step, result, reason)

@@ -4,8 +4,9 @@ Durability: WAL with ``synchronous=NORMAL`` keeps every committed cycle across a
 (SIGKILL); a crash mid-write rolls back that one transaction and leaves the file intact.
 Concurrency: one connection per thread; WAL lets other processes and threads read while the
 collector writes. Rollups: completed hours are rolled up as soon as a cycle lands in a later hour;
-the current hour is refreshed at most every ``current_hour_refresh_s`` seconds (default 300), so
-an ``hour`` frame may lag raw data by that much within the running hour.
+the current hour is refreshed at most every ``current_hour_refresh_s`` seconds (default 300); an
+``hour`` frame re-aggregates the newest raw sample's hour from raw rows when read, so its utilisation
+and running time are up to the minute (its signal columns may lag by that refresh interval).
 """
 
 from __future__ import annotations
@@ -125,6 +126,21 @@ _OUR_TABLES = frozenset({"meta", "vms", "samples", "hourly", "counters", "backup
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _RAW_DB_COLUMNS = RAW_COLUMNS  # same names in table and frame
 _HOUR_DB_COLUMNS = HOUR_COLUMNS
+#: The running hour's mergeable aggregates, as the writer's rollup computes them (see ``_rollup``).
+_CURRENT_HOUR_COLUMNS = (
+    "vm", "samples", "running_s", "vcpus", "memory_bytes", "cpu_mean_vcpus", "cpu_max_vcpus",
+    "memory_used_max_bytes", "memory_used_mean_bytes", "disk_read_bytes", "disk_write_bytes", "net_rx_bytes",
+    "net_tx_bytes", "disk_capacity_bytes",
+)
+_INTERVAL_SQL = "MIN(COALESCE(interval_s, 0), 3600)"
+_CURRENT_HOUR_SQL = (
+    f"SELECT vm, COUNT(*), MIN(SUM(CASE WHEN state = '{VmState.RUNNING.value}' THEN {_INTERVAL_SQL} ELSE 0 END), "
+    "3600), MAX(vcpus), MAX(memory_bytes), AVG(cpu_vcpus), MAX(cpu_vcpus), MAX(memory_used_bytes), "
+    "AVG(memory_used_bytes), "
+    + ", ".join(f"SUM({c} * {_INTERVAL_SQL})" for c in ("disk_read_bps", "disk_write_bps", "net_rx_bps",
+                                                         "net_tx_bps"))
+    + ", MAX(disk_capacity_bytes) FROM samples WHERE ts >= ? AND ts < ? GROUP BY vm"
+)
 
 
 def _epoch(ts: datetime) -> int:
@@ -429,9 +445,41 @@ class SqliteStore:
                 params.extend(vm_list)
         rows = self._read(sql, params)
         frame = _columns_frame(rows, cols, resolution)
-        if vms is not None and len(vms) >= 900:
+        if resolution == "hour":
+            frame = self._with_current_hour(frame, _epoch(start), _epoch(end))
+        if vms is not None and (len(vms) >= 900 or resolution == "hour"):
             frame = frame[frame["vm"].isin(set(vms))]
         return frame.sort_values(["vm", "ts"], kind="stable").reset_index(drop=True)
+
+    def _with_current_hour(self, hours: pd.DataFrame, start_s: int, end_s: int) -> pd.DataFrame:
+        """``hours`` with the newest raw sample's hour re-aggregated from its raw samples now (read only).
+
+        The writer refreshes the running hour's rollup at most every ``current_hour_refresh_s``; readers
+        get its utilisation, running time and traffic up to date (the signal columns keep the writer's
+        last refresh). One SQL aggregate plus the CPU column of at most one hour of raw rows.
+        """
+        [(newest,)] = self._read("SELECT MAX(ts) FROM samples")
+        if newest is None:
+            return hours
+        hour = int(newest) - int(newest) % 3600
+        if not start_s <= hour < end_s:
+            return hours
+        bounds = (hour, min(hour + 3600, end_s))
+        fresh = pd.DataFrame.from_records(self._read(_CURRENT_HOUR_SQL, bounds), columns=list(_CURRENT_HOUR_COLUMNS))
+        if fresh.empty:
+            return hours
+        cpu = pd.DataFrame.from_records(self._read(
+            "SELECT vm, cpu_vcpus FROM samples WHERE ts >= ? AND ts < ? AND cpu_vcpus IS NOT NULL", bounds),
+            columns=["vm", "cpu_vcpus"])
+        p95 = cpu.groupby("vm")["cpu_vcpus"].quantile(0.95).rename("cpu_p95_vcpus")
+        fresh = fresh.merge(p95, left_on="vm", right_index=True, how="left")
+        fresh["ts"] = hour
+        at_hour = (hours["ts"] == pd.Timestamp(hour, unit="s", tz="UTC")).to_numpy(dtype=bool)
+        kept_cols = [c for c in hours.columns if c not in fresh.columns]
+        fresh = fresh.merge(hours.loc[at_hour, ["vm", *kept_cols]], on="vm", how="left")
+        fresh = _typed(fresh[list(hours.columns)], "hour")
+        kept = hours[~at_hour]
+        return pd.concat([kept, fresh], ignore_index=True) if len(kept) else fresh
 
     def time_range(self) -> tuple[datetime, datetime] | None:
         [(lo, hi)] = self._read("SELECT MIN(ts), MAX(ts) FROM samples")

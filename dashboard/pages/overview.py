@@ -76,8 +76,11 @@ def _build(
             kpi_id="overview-kpi-range"),
         kpi("Month to date", money(view.month_to_date, cur), kpi_id="overview-kpi-mtd"),
         kpi("Run-rate now", f"{view.run_rate_now:,.4f} {cur}/h",
-            f"{view.running_now} VMs running in the newest samples", kpi_id="overview-kpi-rate-now"),
-        kpi("Forecast, month end", money(view.forecast_month_end, cur), "month to date + run-rate",
+            f"{view.running_now} VMs running in the newest samples (+ the others' disks)",
+            kpi_id="overview-kpi-rate-now"),
+        kpi("Forecast, month end", money(view.forecast_month_end, cur),
+            "month to date + run-rate now" if "run-rate now" in view.forecast_basis
+            else "month to date + trailing run-rate",
             kpi_id="overview-kpi-forecast"),
         kpi("Potential savings per month", money(view.potential_monthly_savings, cur),
             "over-provisioned and idle VMs", kpi_id="overview-kpi-savings"),

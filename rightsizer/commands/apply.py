@@ -102,10 +102,20 @@ def _stop_steps(args: argparse.Namespace, ctx: Context, findings: list[VmFinding
     uri = _default_uri(args, ctx)
     return [
         StopStep(vm=VmRef(uri=args.uri or r.get("uri") or uri, uuid=str(r["uuid"]), name=str(r.get("name", ""))),
-                 price_per_hour=r.get("price_before_per_hour"), currency=str(r.get("currency", "")))
+                 price_per_hour=_price(r.get("price_before_per_hour")), currency=str(r.get("currency", "")))
         for r in rows if isinstance(r, dict) and r.get("action") == "stop" and r.get("uuid")
         and not r.get("excluded")
     ]
+
+
+def _price(value: object) -> float | None:
+    """A plan row's hourly price when it is a finite number >= 0 (else unknown: the stop is not priced)."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    price = float(value)
+    return price if math.isfinite(price) and price >= 0 else None
 
 
 def _run_stops(stops: list[StopStep], args: argparse.Namespace, ctx: Context) -> list[StopResult]:

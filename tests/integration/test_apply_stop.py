@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from analytics.costs import realised_savings
 from collector.store.sqlite import SqliteStore
 from rightsizer import cli
 
@@ -20,7 +22,7 @@ def test_stop_step_needs_allow_stop_and_is_audited(monkeypatch: pytest.MonkeyPat
 
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps([{"uuid": TEST_UUID, "name": "test", "uri": "test:///default", "action": "stop",
-                                 "finding": "idle", "currency": "EUR"}]))
+                                 "finding": "idle", "currency": "EUR", "price_before_per_hour": 0.0165}]))
     db = tmp_path / "rs.db"
     monkeypatch.setattr(cli, "COMMANDS", ("apply",))
     assert cli.main(["apply", str(plan), "--db", str(db), "--yes", "--output", "json"]) == 0
@@ -39,4 +41,8 @@ def test_stop_step_needs_allow_stop_and_is_audited(monkeypatch: pytest.MonkeyPat
     finally:
         store.close()
     assert (entry.action, entry.result, entry.vm_name) == ("stop", "applied", "test")
+    # priced like a resize row: the compute price it saves per hour (after: 0, only the disks are billed)
+    assert (entry.price_before_per_hour, entry.price_after_per_hour, entry.currency) == (0.0165, 0.0, "EUR")
+    (saved,) = realised_savings([entry], entry.ts + timedelta(hours=2))
+    assert saved.saving == pytest.approx(2 * 0.0165)
     dom.create()  # leave the shared test driver as we found it

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -231,6 +232,15 @@ def test_realised_savings_since_apply_until_revert_or_now() -> None:
     assert savings["a"].saving == pytest.approx(2.00) and savings["a"].ended_at is None
     assert savings["b"].saving == pytest.approx(0.40) and savings["b"].hours == pytest.approx(4.0)
     assert savings["b"].ended_at == T0 + timedelta(hours=4)
+
+
+def test_a_stop_saves_the_hours_the_vm_stayed_off() -> None:
+    stop = replace(_audit(T0, "a", "applied", 0.30, 0.0), action="stop")
+    # seen running again in the 4th hour after the stop, for the whole hour
+    hours = pd.DataFrame({"vm": ["a"] * 6, "ts": [T0 + timedelta(hours=h) for h in range(6)],
+                          "running_s": [0.0, 0.0, 0.0, 3600.0, 0.0, 0.0]})
+    (saved,) = realised_savings([stop], T0 + timedelta(hours=6), hour_frame=hours)
+    assert saved.hours == pytest.approx(5.0) and saved.saving == pytest.approx(1.50)
 
 
 def test_second_resize_closes_the_first() -> None:

@@ -125,3 +125,31 @@ def test_vm_without_memory_readings_late_in_training_does_not_stop_the_backtest(
     docs = {doc["strategy"]: doc for doc in json.loads(capsys.readouterr().out)}
     [vpa] = docs["vpa"]["per_vm"]
     assert vpa["finding"] != "insufficient-data" and vpa["recommended_type"] is not None
+
+
+def test_budget_price_path_walks_from_cheapest_to_safest() -> None:
+    # the two VMs of the budget test: the spiky one gives up its vCPU first (2 risked intervals for 7.2 EUR),
+    # the busy one last (400 for 7.2 EUR)
+    from analytics.rightsizing.budget import price_path
+
+    catalogue = CsvPriceCatalogue([MachineType("one", 1, 4 * GIB, 0.01, "EUR"),
+                                   MachineType("two", 2, 4 * GIB, 0.02, "EUR")])
+    spiky = np.r_[np.full(998, 0.3), [1.5, 1.5]]
+    busy = np.r_[np.full(600, 0.5), np.full(400, 1.5)]
+    two = catalogue.cheapest_fitting(2, GIB)
+    assert two is not None
+    vms = [BudgetVm(spiky, GIB, 2, two), BudgetVm(busy, GIB, 2, two)]
+    path = price_path(vms, catalogue, headroom=0.0)
+    assert [[t.name for t in types] for _, types in path] == [["one", "one"], ["one", "two"], ["two", "two"]]
+    prices = [lam for lam, _ in path]
+    assert prices[0] == 0.0 and prices[1] == pytest.approx(7.2 / 400) and prices[2] == pytest.approx(7.2 / 2)
+
+
+def test_frontier_budget_path_points(trace_dir: Path) -> None:  # noqa: F811
+    frontier = Frontier(read_bitbrains_dir(trace_dir), CsvPriceCatalogue(_types()), train_days=14)
+    points = frontier.budget_path()
+    assert points and all(p.knob == "risk_price" and p.strategy == "rightsizer-budget" for p in points)
+    values = [float(p.value) for p in points]
+    assert values == sorted(values)
+    savings = [p.savings_pct for p in points]
+    assert savings == sorted(savings, reverse=True)  # a higher price of risk never buys a cheaper fleet

@@ -75,3 +75,56 @@ def test_first_half_hour_shows_run_rate_utilisation_and_when_findings_are_ready(
                              f.reasons["overall"]), f.reasons
     finally:
         store.close()
+
+
+def test_insufficient_data_counts_the_covered_time_not_hourly_points(tmp_path: Path) -> None:
+    """30 minutes of collection over two clock hours is 0.5 h of data, not 2 hourly points = 2 h."""
+    store = SqliteStore(tmp_path / "s.db", current_hour_refresh_s=0.0)  # the current hour rolled up each cycle
+    try:
+        for cycle in range(7):
+            _cycle(store, cycle, 6)
+        assert len(store.frame(NOW - timedelta(hours=2), NOW + timedelta(hours=1), resolution="hour")) == 6
+        data = DashboardData(Settings(), store, load_catalogue(), data_mode="live", clock=lambda: NOW)
+        f = data.snapshot().findings[BUSY.uuid]
+        assert f.finding == "insufficient-data"
+        assert f.reasons["overall"].startswith("insufficient data: 0.5 h of data in the last"), f.reasons
+    finally:
+        store.close()
+
+
+def test_first_hour_forecast_runs_on_the_run_rate_now(tmp_path: Path) -> None:
+    """Month end = month to date + "Run-rate now" x hours left, not the rollups' diluted trailing average."""
+    store = _half_hour_store(tmp_path / "s.db")
+    try:
+        data = DashboardData(Settings(), store, load_catalogue(), data_mode="live", clock=lambda: NOW)
+        view = data.overview(Filters())
+        left_h = (datetime(2026, 12, 1, tzinfo=UTC) - NOW).total_seconds() / 3600
+        assert view.run_rate_now > 0
+        assert abs(view.forecast_month_end - (view.month_to_date + view.run_rate_now * left_h)) < 1e-6
+        assert "run-rate now" in view.forecast_basis and f"{left_h:.1f} h left" in view.forecast_basis
+    finally:
+        store.close()
+
+
+def test_vms_table_cpu_in_the_first_minutes_comes_from_the_raw_samples(tmp_path: Path) -> None:
+    """The current hour is rolled up by the writer at most every 5 minutes; readers still see it up to date."""
+    store = SqliteStore(tmp_path / "s.db")  # default refresh: the current hour is rolled up at the first cycle only
+    start = NOW.replace(minute=2)
+    try:
+        for minute in range(4):  # 05:02 .. 05:05, one-minute cycles; the first point has no interval
+            ts = start + timedelta(minutes=minute)
+            first = minute == 0
+            sample = VmSample(ref=BUSY, host="h1", state=VmState.RUNNING, vcpus=2, max_vcpus=2, memory_bytes=GIB,
+                              max_memory_bytes=GIB, labels={"machine_type": "g1.2"})
+            point = UsagePoint(vm_uuid=BUSY.uuid, ts=ts, state=VmState.RUNNING, vcpus=2, memory_bytes=GIB,
+                               cpu_vcpus=None if first else 1.0 + minute / 10, memory_used_bytes=GIB // 4,
+                               interval_s=None if first else 60.0)
+            store.write(SampleBatch(uri="test:///x", host="h1", taken_at=ts, samples=(sample,)), [point], [])
+        clock_now = start + timedelta(minutes=3, seconds=20)
+        hour = store.frame(NOW.replace(minute=0), clock_now, resolution="hour")
+        assert hour["samples"].tolist() == [4.0] and hour["running_s"].tolist() == [180.0]
+        data = DashboardData(Settings(), store, load_catalogue(), data_mode="live", clock=lambda: clock_now)
+        [row] = data.vm_rows(Filters())
+        assert row["cpu_p95_vcpus"] is not None and abs(row["cpu_p95_vcpus"] - 1.2) < 1e-9  # mean of 1.1..1.3
+    finally:
+        store.close()

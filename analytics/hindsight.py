@@ -1,0 +1,221 @@
+"""The hindsight bound: the most any strategy could save at a reference strategy's overrun, knowing the future.
+
+For one training split (a :class:`analytics.frontier.Frontier`) and a reference strategy (e.g. ``krr``),
+the oracle chooses every VM's machine type *knowing its evaluation window* so that the fleet's cost is
+lowest while its CPU and memory overrun intervals stay at or below the reference's. No strategy that sees
+only the training window can save more at that risk, so a strategy weakly dominating the reference is
+possible only when the bound is above the reference's savings, and only with an allocation like the
+oracle's (the bench prints the per-VM difference with the training evidence for each change).
+
+Two oracles:
+
+* ``memory_rule=True``: every type must hold the reference's memory need (its training-window rule,
+  e.g. maximum used + 15 %); only the vCPUs are chosen in hindsight. This bounds every strategy that
+  shares the reference's memory rule (ours does) and isolates the CPU question.
+* ``memory_rule=False``: CPU and memory both chosen in hindsight (any eligible type).
+
+The choice is an exact two-constraint knapsack solved by dynamic programming over (CPU overrun intervals,
+memory overrun intervals) used so far: O(VMs x candidates x CPU budget x memory budget), with each VM's
+candidates pruned to those no other candidate beats on price and both overruns. VMs the reference could
+not judge (insufficient data, no current type) keep what the backtest gives them. Scoring reuses the
+backtest's own rule (:func:`analytics.backtest._score`), so the oracle's figures are comparable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics.backtest import StrategyResult
+from analytics.catalogue import MachineType
+from analytics.frontier import Frontier
+from analytics.rightsizing.settings import SETTINGS_TYPES, StrategySettings
+
+HINDSIGHT = "hindsight"
+#: DP cells (CPU budget + 1) x (memory budget + 1) above which the bound is refused (memory, time).
+MAX_DP_CELLS = 5_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One machine type for one VM and the overrun intervals it would have had in the evaluation window."""
+
+    machine_type: MachineType
+    cpu_overrun_intervals: int
+    mem_overrun_intervals: int
+
+    @property
+    def price_per_month(self) -> float:
+        return self.machine_type.price_per_month
+
+
+@dataclass(frozen=True, slots=True)
+class Hindsight:
+    """The reference strategy's result and the oracle's, scored the same way on the same split."""
+
+    reference: StrategyResult
+    oracle: StrategyResult
+    memory_rule: bool
+    within_reference_tail: bool = False
+
+    @property
+    def headroom_pct(self) -> float:
+        """Savings points the oracle gains over the reference at no more overrun (>= 0)."""
+        return self.oracle.savings_pct - self.reference.savings_pct
+
+
+def vm_candidates(cpu_vcpus: np.ndarray, mem_used_bytes: np.ndarray,
+                  types: Sequence[MachineType]) -> list[Candidate]:
+    """``types`` with their overruns on the evaluation arrays, Pareto-pruned.
+
+    ``cpu_vcpus``: running intervals' CPU demand (vCPUs); ``mem_used_bytes``: intervals' memory used.
+    A candidate is dropped when another is no dearer and overruns no more in either dimension. Sorted by
+    price. Empty for no types.
+    """
+    cpu = np.sort(cpu_vcpus[~np.isnan(cpu_vcpus)])
+    mem = np.sort(mem_used_bytes[~np.isnan(mem_used_bytes)])
+    every = [Candidate(t, len(cpu) - int(np.searchsorted(cpu, t.vcpus + 1e-9, side="right")),
+                       len(mem) - int(np.searchsorted(mem, t.memory_bytes, side="right")))
+             for t in dict.fromkeys(types)]
+    every.sort(key=lambda c: (c.price_per_month, c.cpu_overrun_intervals, c.mem_overrun_intervals))
+    kept: list[Candidate] = []
+    for c in every:  # cheapest first: keep c only if no cheaper-or-equal kept one overruns no more
+        if not any(k.cpu_overrun_intervals <= c.cpu_overrun_intervals
+                   and k.mem_overrun_intervals <= c.mem_overrun_intervals for k in kept):
+            kept.append(c)
+    return kept
+
+
+def cheapest_within(candidates: Sequence[Sequence[Candidate]], *, cpu_budget: int,
+                    mem_budget: int) -> list[int] | None:
+    """Index of one candidate per VM minimising total price with summed overruns within both budgets.
+
+    Exact (dynamic programming). None when no choice fits the budgets. Raises ValueError for a negative
+    budget, a VM without candidates, or a problem larger than :data:`MAX_DP_CELLS`.
+    """
+    if cpu_budget < 0 or mem_budget < 0:
+        raise ValueError(f"budgets must be >= 0, got cpu {cpu_budget!r}, memory {mem_budget!r}")
+    if (cpu_budget + 1) * (mem_budget + 1) > MAX_DP_CELLS:
+        raise ValueError(f"hindsight budgets too large: {cpu_budget} x {mem_budget} intervals")
+    # best[c, m]: least cost of the VMs so far with CPU overruns <= c and memory overruns <= m
+    best = np.zeros((cpu_budget + 1, mem_budget + 1))
+    picks: list[np.ndarray] = []
+    for i, cands in enumerate(candidates):
+        if not cands:
+            raise ValueError(f"VM #{i} has no candidate type")
+        new = np.full_like(best, math.inf)
+        pick = np.full(best.shape, -1, dtype=np.int32)
+        for j, c in enumerate(cands):
+            dc, dm = c.cpu_overrun_intervals, c.mem_overrun_intervals
+            if dc > cpu_budget or dm > mem_budget:
+                continue
+            trial = best[: cpu_budget + 1 - dc, : mem_budget + 1 - dm] + c.price_per_month
+            target = new[dc:, dm:]
+            better = trial < target
+            target[better] = trial[better]
+            pick[dc:, dm:][better] = j
+        best = new
+        picks.append(pick)
+    if not math.isfinite(best[cpu_budget, mem_budget]):
+        return None
+    out: list[int] = []
+    c_left, m_left = cpu_budget, mem_budget
+    for cands, pick in zip(reversed(candidates), reversed(picks), strict=True):
+        j = int(pick[c_left, m_left])
+        out.append(j)
+        c_left -= cands[j].cpu_overrun_intervals
+        m_left -= cands[j].mem_overrun_intervals
+    return out[::-1]
+
+
+def training_exceedance(demand_vcpus: np.ndarray, vcpus: float) -> float:
+    """Share (0..1) of the training intervals with a CPU reading whose demand exceeds ``vcpus``."""
+    known = demand_vcpus[~np.isnan(demand_vcpus)]
+    return float(np.count_nonzero(known > vcpus + 1e-9)) / len(known) if len(known) else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class VmDiff:
+    """One VM on which two results chose different types: each side's type, cost, overruns, and how often
+    the VM's training window exceeded each side's vCPUs (0..1)."""
+
+    vm: str
+    a_type: str | None
+    a_vcpus: int | None
+    a_monthly_cost: float
+    a_cpu_overrun_intervals: int
+    a_mem_overrun_intervals: int
+    a_train_exceedance: float
+    b_type: str | None
+    b_vcpus: int | None
+    b_monthly_cost: float
+    b_cpu_overrun_intervals: int
+    b_mem_overrun_intervals: int
+    b_train_exceedance: float
+
+
+def per_vm_diff(frontier: Frontier, a: StrategyResult, b: StrategyResult,
+                lookback_days: float = 14.0) -> list[VmDiff]:
+    """The VMs on which ``a`` and ``b`` (both scored on ``frontier``) differ, in ``splits`` order.
+
+    Training exceedance is measured over the last ``lookback_days`` of the training window (the
+    frontier's own lookback when it has one).
+    """
+    lookback = frontier.lookback_days or lookback_days
+    out = []
+    for (_, split), ra, rb in zip(frontier.splits, a.per_vm, b.per_vm, strict=True):
+        if ra.recommended_type == rb.recommended_type:
+            continue
+        demand = split.history.window(lookback).cpu_vcpus
+        out.append(VmDiff(
+            ra.vm, ra.recommended_type, ra.recommended_vcpus, ra.recommended_monthly_cost,
+            ra.cpu_overrun_intervals, ra.mem_overrun_intervals,
+            training_exceedance(demand, ra.recommended_vcpus or 0),
+            rb.recommended_type, rb.recommended_vcpus, rb.recommended_monthly_cost,
+            rb.cpu_overrun_intervals, rb.mem_overrun_intervals,
+            training_exceedance(demand, rb.recommended_vcpus or 0)))
+    return out
+
+
+def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strategy: str = "krr",
+                    settings: StrategySettings | None = None, memory_rule: bool = True,
+                    within_reference_tail: bool = False) -> Hindsight:
+    """The oracle at ``strategy``'s CPU and memory overrun on ``frontier``'s split (see the module doc).
+
+    ``types``: the eligible machine types (e.g. ``CsvPriceCatalogue.eligible()``). ``settings`` default to
+    the strategy's own. With ``within_reference_tail`` a VM may only get a type whose vCPUs its training
+    window exceeded no more often than the reference's riskiest choice did (for KRR at P95: at most 5 % of
+    intervals): the oracle may not take more *visible* risk on any VM than the reference accepts. The
+    reference's allocation is always feasible, so the oracle saves at least as much as the reference.
+    """
+    settings = settings or SETTINGS_TYPES[strategy].model_validate({})
+    recs = frontier.recommendations(strategy, settings)
+    reference = frontier.score_types(strategy, recs, {})
+    free = [i for i, rec in enumerate(recs)
+            if rec.is_determined and frontier.splits[i][1].current is not None]
+    lookback = frontier.lookback_days or settings.lookback_days
+    demand = {i: frontier.splits[i][1].history.window(lookback).cpu_vcpus for i in free}
+    tail = max((training_exceedance(demand[i], rt.vcpus) for i in free
+                if (rt := recs[i].recommended_type) is not None), default=0.0)
+    cands = []
+    for i in free:
+        split, rec = frontier.splits[i][1], recs[i]
+        floor = float(rec.target_memory_bytes or 0) if memory_rule else 0.0
+        allowed = [t for t in types if t.memory_bytes >= floor - 1 and (
+            not within_reference_tail or training_exceedance(demand[i], t.vcpus) <= tail)]
+        if rec.recommended_type is not None:  # the reference's own choice is always allowed
+            allowed.append(rec.recommended_type)
+        cands.append(vm_candidates(split.cpu_vcpus, split.mem_used_bytes, allowed))
+    chosen_idx = cheapest_within(cands, cpu_budget=reference.cpu_overrun_intervals,
+                                 mem_budget=reference.mem_overrun_intervals)
+    if chosen_idx is None:  # the reference's own choice always fits; kept to stay total
+        return Hindsight(reference, reference, memory_rule, within_reference_tail)
+    chosen = {i: cands[k][j].machine_type for k, (i, j) in enumerate(zip(free, chosen_idx, strict=True))}
+    return Hindsight(reference, frontier.score_types(HINDSIGHT, recs, chosen), memory_rule, within_reference_tail)
+
+
+__all__ = ["HINDSIGHT", "Candidate", "Hindsight", "VmDiff", "cheapest_within", "hindsight_bound", "per_vm_diff",
+           "training_exceedance", "vm_candidates"]

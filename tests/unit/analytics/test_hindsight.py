@@ -1,0 +1,138 @@
+"""Hindsight bound: the exact knapsack, candidate pruning, the oracle against krr, and the aggressive floor."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analytics.catalogue import CsvPriceCatalogue, MachineType
+from analytics.frontier import Frontier, knob_settings
+from analytics.hindsight import (
+    Candidate,
+    cheapest_within,
+    hindsight_bound,
+    per_vm_diff,
+    training_exceedance,
+    vm_candidates,
+)
+from analytics.rightsizing import get_strategy
+from analytics.rightsizing.base import UsageHistory, VmSpec
+from analytics.rightsizing.settings import KrrSettings, RightsizerSettings, profile_settings
+from analytics.traces import read_bitbrains_dir
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_backtest import HEADER, T0, _row  # noqa: E402
+
+GIB = 1024**3
+
+
+def _types() -> list[MachineType]:
+    return [MachineType("s.1", 1, GIB, 0.01, "EUR"), MachineType("s.2", 2, 2 * GIB, 0.02, "EUR"),
+            MachineType("c.4", 4, 2 * GIB, 0.04, "EUR")]
+
+
+@pytest.fixture
+def swap_trace(tmp_path: Path) -> Path:
+    """Two 4-core VMs, 14 training days + 6 evaluation days, hourly, 0.5 GiB used.
+
+    "a": 1.5 vCPU in training (krr: s.2), 3.0 in evaluation (overruns s.2 and s.1 alike).
+    "b": 1.5 vCPU with 34 of 336 training hours at 3.5 (P95 3.5: krr keeps c.4), 1.5 in evaluation.
+    Knowing the future, a goes to s.1 and b to s.2 for less money at the same overrun; but b at s.2 was
+    exceeded in 10 % of its training hours, more than krr accepts anywhere.
+    """
+    d = tmp_path / "swap"
+    d.mkdir()
+    a = [_row(T0 + 3600 * i, 4, 1.5 if i < 336 else 3.0, 2, 0.5) for i in range(480)]
+    b = [_row(T0 + 3600 * i, 4, 3.5 if i < 336 and i % 10 == 0 else 1.5, 2, 0.5) for i in range(480)]
+    (d / "a.csv").write_text("\n".join([HEADER, *a]) + "\n")
+    (d / "b.csv").write_text("\n".join([HEADER, *b]) + "\n")
+    return d
+
+
+def _cost(cands: list[list[Candidate]], combo: tuple[int, ...] | list[int]) -> float:
+    return sum(cands[v][j].price_per_month for v, j in enumerate(combo))
+
+
+def test_cheapest_within_matches_brute_force() -> None:
+    rng = np.random.default_rng(7)
+    t = MachineType("x", 1, GIB, 0.0, "EUR")
+    for _ in range(40):
+        cands = [[Candidate(MachineType(f"t{j}", 1, GIB, float(rng.uniform(0.01, 1.0)), "EUR"),
+                            int(rng.integers(0, 6)), int(rng.integers(0, 3))) for j in range(3)] for _ in range(4)]
+        cpu_budget, mem_budget = int(rng.integers(0, 12)), int(rng.integers(0, 5))
+        feasible = [combo for combo in itertools.product(range(3), repeat=4)
+                    if sum(cands[v][j].cpu_overrun_intervals for v, j in enumerate(combo)) <= cpu_budget
+                    and sum(cands[v][j].mem_overrun_intervals for v, j in enumerate(combo)) <= mem_budget]
+        got = cheapest_within(cands, cpu_budget=cpu_budget, mem_budget=mem_budget)
+        if not feasible:
+            assert got is None
+            continue
+        assert got is not None
+        assert _cost(cands, got) == pytest.approx(min(_cost(cands, c) for c in feasible))
+        assert sum(cands[v][j].cpu_overrun_intervals for v, j in enumerate(got)) <= cpu_budget
+    with pytest.raises(ValueError, match="budgets"):
+        cheapest_within([[Candidate(t, 0, 0)]], cpu_budget=-1, mem_budget=0)
+    with pytest.raises(ValueError, match="no candidate"):
+        cheapest_within([[]], cpu_budget=1, mem_budget=0)
+
+
+def test_candidates_count_overruns_and_drop_dominated_types() -> None:
+    small = MachineType("small", 1, GIB, 0.01, "EUR")
+    dear_small = MachineType("dear-small", 1, GIB, 0.05, "EUR")
+    big = MachineType("big", 2, 2 * GIB, 0.04, "EUR")
+    cpu = np.array([0.5, 1.5, np.nan, 1.2])
+    mem = np.array([0.5 * GIB, 1.5 * GIB, np.nan, 0.9 * GIB])
+    got = vm_candidates(cpu, mem, [dear_small, big, small, small])
+    assert [(c.machine_type.name, c.cpu_overrun_intervals, c.mem_overrun_intervals) for c in got] == [
+        ("small", 2, 1), ("big", 0, 0)]
+    assert training_exceedance(cpu, 1.0) == pytest.approx(2 / 3)
+    assert training_exceedance(np.array([np.nan]), 1.0) == 0.0
+
+
+def test_oracle_beats_krr_only_by_taking_more_training_risk_than_krr(swap_trace: Path) -> None:
+    catalogue = CsvPriceCatalogue(_types())
+    frontier = Frontier(read_bitbrains_dir(swap_trace), catalogue, train_days=14)
+    free = hindsight_bound(frontier, catalogue.eligible())
+    ref = {r.vm: r.recommended_type for r in free.reference.per_vm}
+    assert ref == {"a": "s.2", "b": "c.4"}
+    assert {r.vm: r.recommended_type for r in free.oracle.per_vm} == {"a": "s.1", "b": "s.2"}
+    assert free.oracle.cpu_overrun_intervals <= free.reference.cpu_overrun_intervals == 144
+    assert free.oracle.recommended_monthly_cost == pytest.approx(0.03 * 720)
+    assert free.headroom_pct > 0
+    tail = hindsight_bound(frontier, catalogue.eligible(), within_reference_tail=True)
+    assert tail.headroom_pct == pytest.approx(0.0)
+    full = hindsight_bound(frontier, catalogue.eligible(), memory_rule=False)
+    assert full.oracle.savings_pct >= free.oracle.savings_pct
+    diffs = {d.vm: d for d in per_vm_diff(frontier, free.reference, free.oracle)}
+    assert set(diffs) == {"a", "b"}
+    assert diffs["b"].a_train_exceedance == 0.0
+    assert diffs["b"].b_train_exceedance == pytest.approx(34 / 336)
+
+
+def test_aggressive_never_gets_fewer_vcpus_than_krr_even_when_memory_is_trimmed() -> None:
+    # 0.95 GiB used: krr needs 1.09 GiB -> s.2 (2 vCPU); memory trimmed to no headroom fits s.1 (1 vCPU).
+    catalogue = CsvPriceCatalogue(_types())
+    n = 24 * 7
+    history = UsageHistory.from_arrays(T0 + 3600.0 * np.arange(n), np.full(n, 0.4), np.full(n, 0.95 * GIB),
+                                       vcpus=4, memory_bytes=2 * GIB, interval_s=3600.0)
+    spec = VmSpec(4, 2 * GIB)
+    krr = get_strategy("krr").recommend(history, spec, KrrSettings(), catalogue=catalogue)
+    ours = get_strategy("rightsizer")
+    trimmed = RightsizerSettings.model_validate({**profile_settings("aggressive"), "memory_headroom_fraction": 0.0})
+    no_floor = trimmed.model_copy(update={"vcpu_floor_memory_headroom_fraction": 0.0})
+    assert krr.recommended_type is not None and krr.recommended_type.name == "s.2"
+    kept = ours.recommend(history, spec, trimmed, catalogue=catalogue).recommended_type
+    bare = ours.recommend(history, spec, no_floor, catalogue=catalogue).recommended_type
+    assert kept is not None and kept.vcpus >= krr.recommended_type.vcpus
+    assert bare is not None and bare.vcpus == 1
+
+
+def test_aggressive_profile_picks_krrs_types(swap_trace: Path) -> None:
+    frontier = Frontier(read_bitbrains_dir(swap_trace), CsvPriceCatalogue(_types()), train_days=14)
+    ours = frontier.score("rightsizer", knob_settings("rightsizer", "profile", "aggressive"))
+    krr = frontier.score("krr", KrrSettings())
+    assert [r.recommended_type for r in ours.per_vm] == [r.recommended_type for r in krr.per_vm]
