@@ -218,6 +218,7 @@ def test_fast_renderer_writes_what_generate_latest_writes(sampled):
                                                            backup_age_seconds=3.5e9, backup_overdue=True,
                                                            idle=False)})
     reg = build_registry(lambda: sampler.snapshot, lambda: econ)
+    assert render_text(reg.collect()) == generate_latest(reg)
 
 
 def test_keep_alive_connection_serves_several_scrapes(served):
