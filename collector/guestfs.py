@@ -12,28 +12,18 @@ total_bytes, filesystems, at}}``.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
+from collector.model import GuestFsUsage
 from collector.store.base import TimeSeriesStore
+from collector.store.jsonmeta import merge_json_meta, read_json_meta
 
 META_KEY = "guest_fs_usage"
 #: Pseudo filesystems the agent lists that hold no disk blocks.
 _VIRTUAL_FSTYPES = frozenset({"tmpfs", "devtmpfs", "proc", "sysfs", "overlay", "squashfs", "ramfs", "iso9660"})
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class GuestFsUsage:
-    """Bytes used and total over a guest's disk-backed filesystems, as the guest agent reported them."""
-
-    used_bytes: int
-    total_bytes: int
-    filesystems: int
-    at: datetime
 
 
 def parse_guest_info(info: Mapping[str, object], at: datetime) -> GuestFsUsage | None:
@@ -62,19 +52,17 @@ def parse_guest_info(info: Mapping[str, object], at: datetime) -> GuestFsUsage |
 
 def record_usage(store: TimeSeriesStore, readings: Mapping[str, GuestFsUsage]) -> None:
     """Merge fresh readings (by VM UUID) into the store's meta; older readings of other VMs stay."""
-    if not readings:
-        return
-    current = _raw(store)
-    for uuid, r in readings.items():
-        current[uuid] = {"used_bytes": r.used_bytes, "total_bytes": r.total_bytes, "filesystems": r.filesystems,
-                         "at": r.at.isoformat()}
-    store.set_meta(META_KEY, json.dumps(current, sort_keys=True))
+    merge_json_meta(store, META_KEY, {
+        uuid: {"used_bytes": r.used_bytes, "total_bytes": r.total_bytes, "filesystems": r.filesystems,
+               "at": r.at.isoformat()} for uuid, r in readings.items()})
 
 
 def stored_usage(store: TimeSeriesStore) -> dict[str, GuestFsUsage]:
     """The newest guest-agent reading of every VM that ever answered (empty when none did)."""
     out: dict[str, GuestFsUsage] = {}
-    for uuid, r in _raw(store).items():
+    for uuid, r in read_json_meta(store, META_KEY).items():
+        if not isinstance(r, dict):
+            continue
         try:
             out[uuid] = GuestFsUsage(int(str(r["used_bytes"])), int(str(r["total_bytes"])),
                                      int(str(r["filesystems"])), datetime.fromisoformat(str(r["at"])))
@@ -82,14 +70,3 @@ def stored_usage(store: TimeSeriesStore) -> dict[str, GuestFsUsage]:
             log.warning("guest filesystem reading of %s in the store is malformed: %r; ignored", uuid, r)
     return out
 
-
-def _raw(store: TimeSeriesStore) -> dict[str, dict[str, object]]:
-    text = store.get_meta(META_KEY)
-    if not text:
-        return {}
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
-        log.warning("store meta %r is not JSON; guest filesystem use starts afresh", META_KEY)
-        return {}
-    return {str(k): v for k, v in doc.items() if isinstance(v, dict)} if isinstance(doc, dict) else {}

@@ -21,10 +21,11 @@ import pandas as pd
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
 from analytics.costs import summarise_costs
 from analytics.placement import PlacementRisk, placement_risks, risk_by_vm
-from analytics.signals import StorageAdvice
+from analytics.signals import HostLoad, StorageAdvice, contention_signals, host_loads
 from collector.config import Settings
 from collector.model import VmRecord, VmState
 from collector.store.base import TimeSeriesStore
+from collector.store.jsonmeta import stored_host_cpus
 from dashboard.adapters import load_backups, load_findings, load_frontier
 from dashboard.apply import ApplyHook, apply_choices, apply_resize
 from dashboard.snapshot import Snapshot, SnapshotCache, build_snapshot, finite_or_none
@@ -505,6 +506,18 @@ class DashboardData:
     def apply(self, hook: ApplyHook | None, vm_uuid: str | None, machine_type: str | None, token: str | None) -> str:
         """Check the token and call the apply hook; returns the message to show (never raises ActionError)."""
         return apply_resize(self.settings.actions, self.snapshot(), hook, vm_uuid, machine_type, token)
+
+    # -- hosts ---------------------------------------------------------------------------------
+    def host_loads(self) -> list[HostLoad]:
+        """Each host's vCPUs allocated to running VMs against its CPUs, and its VMs' wait for a host CPU."""
+        snap = self.snapshot()
+        return self._memo(snap, ("hosts",), lambda: self._host_loads(snap))
+
+    def _host_loads(self, snap: Snapshot) -> list[HostLoad]:
+        vms = list(snap.vms)
+        contention = contention_signals(snap.hours, vms, self.settings.signals, now=pd.Timestamp(snap.cost_now),
+                                        lookback_days=float(self.lookback_days(None)))
+        return host_loads(vms, stored_host_cpus(self.store), contention)
 
     # -- backups -------------------------------------------------------------------------------
     def backup_rows(self, filters: Filters) -> list[dict[str, Any]]:

@@ -20,6 +20,8 @@ OVERVIEW_UTILISATION = "overview-utilisation"
 OVERVIEW_FINDINGS = "overview-findings"
 OVERVIEW_FORECAST_BASIS = "overview-forecast-basis"
 OVERVIEW_PLACEMENT = "overview-placement"
+OVERVIEW_HOSTS = "overview-hosts"
+OVERVIEW_HOSTS_TABLE = "overview-hosts-table"
 VM_PLACEMENT = "vm-placement"
 
 # VMs
