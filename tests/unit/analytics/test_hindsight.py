@@ -76,7 +76,7 @@ def test_cheapest_within_matches_brute_force() -> None:
         assert sum(cands[v][j].cpu_overrun_intervals for v, j in enumerate(got)) <= cpu_budget
     with pytest.raises(ValueError, match="budgets"):
         cheapest_within([[Candidate(t, 0, 0)]], cpu_budget=-1, mem_budget=0)
-    with pytest.raises(ValueError, match="no candidate"):
+    with pytest.raises(ValueError, match="0 candidate types"):
         cheapest_within([[]], cpu_budget=1, mem_budget=0)
 
 
@@ -136,3 +136,9 @@ def test_aggressive_profile_picks_krrs_types(swap_trace: Path) -> None:
     ours = frontier.score("rightsizer", knob_settings("rightsizer", "profile", "aggressive"))
     krr = frontier.score("krr", KrrSettings())
     assert [r.recommended_type for r in ours.per_vm] == [r.recommended_type for r in krr.per_vm]
+
+
+def test_a_problem_too_large_for_the_exact_knapsack_is_refused() -> None:
+    one = [Candidate(MachineType("x", 1, GIB, 0.01, "EUR"), 0, 0)]
+    with pytest.raises(ValueError, match="too large"):
+        cheapest_within([one] * 100, cpu_budget=1_000_000, mem_budget=0)
