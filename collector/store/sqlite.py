@@ -470,7 +470,7 @@ class SqliteStore:
             return hours
         cpu = pd.DataFrame.from_records(self._read(
             "SELECT vm, cpu_vcpus FROM samples WHERE ts >= ? AND ts < ? AND cpu_vcpus IS NOT NULL", bounds),
-            columns=["vm", "cpu_vcpus"])
+            columns=["vm", "cpu_vcpus"]).astype({"cpu_vcpus": "float64"})  # no rows yet: object otherwise
         p95 = cpu.groupby("vm")["cpu_vcpus"].quantile(0.95).rename("cpu_p95_vcpus")
         fresh = fresh.merge(p95, left_on="vm", right_index=True, how="left")
         fresh["ts"] = hour
