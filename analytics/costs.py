@@ -27,6 +27,7 @@ import pandas as pd
 
 from analytics.catalogue import PriceCatalogue, StoragePrices
 from analytics.fleet import MACHINE_TYPE_LABEL, label_value
+from analytics.frames import epoch_ns, numeric_column, sorted_codes, vm_time_order
 from collector.actions.stop import ACTION_NAME as STOP_ACTION
 from collector.config import CostSettings
 from collector.errors import InputError
@@ -139,16 +140,14 @@ def fleet_costs(
         )
     if hour_frame.empty:
         return _empty_costs()
-    vm_codes, vm_names = pd.factorize(hour_frame["vm"].astype(str), sort=True)
+    vm_codes, vm_names = sorted_codes(hour_frame["vm"])
     ts_ns = _utc_ns(hour_frame["ts"])
-    order = np.lexsort((ts_ns, vm_codes))
+    order = vm_time_order(vm_codes, ts_ns)
     vm_codes = vm_codes[order]
     ts_ns = ts_ns[order]
 
     def column(name: str) -> np.ndarray:
-        values: np.ndarray = pd.to_numeric(hour_frame[name], errors="coerce").to_numpy(
-            dtype=float, na_value=np.nan)
-        return np.asarray(values[order], dtype=float)
+        return numeric_column(hour_frame, name)[order]
 
     running_h = np.clip(np.nan_to_num(column("running_s")) / 3600.0, 0.0, 1.0)
     present_h = np.ones(len(running_h))
@@ -192,14 +191,12 @@ def fleet_costs(
         "storage_cost": storage_cost,
         "cost": np.nan_to_num(compute_cost) + storage_cost,
     }
-    return pd.DataFrame(data)
+    return pd.DataFrame(data, copy=False)  # one block per column: no 2-D copy of a fleet-sized frame
 
 
 def _utc_ns(values: pd.Series) -> np.ndarray:
     """Nanoseconds since the epoch (int64) of timestamps; naive values are taken as UTC."""
-    ts = pd.to_datetime(values, utc=True)
-    naive: np.ndarray = ts.dt.tz_localize(None).to_numpy().astype("datetime64[ns]")
-    return naive.view("int64")
+    return epoch_ns(values)
 
 
 def _timestamp(value: datetime) -> pd.Timestamp:
@@ -257,15 +254,15 @@ def _price_hours(
     rest = type_codes < 0
     if rest.any():
         # a missing shape falls back to the inventory's; still missing (-1) cannot be priced
-        v = np.where(np.isnan(vcpus), vm_vcpus[vm_codes], vcpus)[rest]
-        m = np.where(np.isnan(memory_bytes), vm_mem[vm_codes], memory_bytes)[rest]
-        v_codes, v_values = pd.factorize(np.nan_to_num(v, nan=-1.0))
-        m_codes, m_values = pd.factorize(np.nan_to_num(m, nan=-1.0))
-        shape_codes, shape_keys = pd.factorize(v_codes.astype(np.int64) * len(m_values) + m_codes)
-        u_type = np.full(len(shape_keys), -1)
-        u_price = np.full(len(shape_keys), np.nan)
-        for i, key in enumerate(shape_keys):
-            sv, sm = float(v_values[key // len(m_values)]), float(m_values[key % len(m_values)])
+        v = np.nan_to_num(np.where(np.isnan(vcpus), vm_vcpus[vm_codes], vcpus)[rest], nan=-1.0)
+        m = np.nan_to_num(np.where(np.isnan(memory_bytes), vm_mem[vm_codes], memory_bytes)[rest], nan=-1.0)
+        # a VM keeps its shape for long runs of hours: look up each run's shape once, not each row's
+        starts = np.flatnonzero(np.concatenate([[True], (v[1:] != v[:-1]) | (m[1:] != m[:-1])]))
+        run_shapes, run_codes = np.unique(np.stack([v[starts], m[starts]], axis=1), axis=0, return_inverse=True)
+        shape_codes = np.repeat(run_codes.ravel(), np.diff(np.append(starts, len(v))))
+        u_type = np.full(len(run_shapes), -1)
+        u_price = np.full(len(run_shapes), np.nan)
+        for i, (sv, sm) in enumerate(run_shapes.tolist()):
             found = catalogue.cheapest_fitting(sv, sm) if sv > 0 and sm > 0 else None
             if found is not None:
                 u_type[i], u_price[i] = code_of(found.name), found.price_per_hour

@@ -12,3 +12,115 @@ def numeric_column(frame: pd.DataFrame, name: str) -> np.ndarray:
         return np.full(len(frame), np.nan)
     values: np.ndarray = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     return values
+
+
+def sorted_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Codes (int64) into the sorted distinct values of ``values`` as strings (``pd.factorize(sort=True)``).
+
+    A categorical column is recoded from its categories (no per-row strings are made); unused categories
+    are dropped, so the result is the same as factorizing the rows' string values.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        raw = values.cat.codes.to_numpy()
+        names = np.asarray(values.cat.categories.astype(str), dtype=object)
+        used = np.flatnonzero(np.bincount(raw[raw >= 0], minlength=len(names)) > 0) if len(raw) else raw[:0]
+        ranked = used[np.argsort(names[used], kind="stable")]
+        recode = np.full(len(names), -1, dtype=np.int64)
+        recode[ranked] = np.arange(len(ranked), dtype=np.int64)
+        return recode[raw], [str(n) for n in names[ranked]]
+    codes, uniques = pd.factorize(values, sort=True)
+    if not all(isinstance(u, str) for u in uniques):  # mixed types: order and merge them as strings
+        codes, uniques = pd.factorize(values.astype(str), sort=True)
+    return codes.astype(np.int64, copy=False), [str(u) for u in uniques]
+
+
+def vm_time_order(codes: np.ndarray, ts: np.ndarray) -> slice | np.ndarray:
+    """The row order sorting by (code, ts): ``slice(None)`` when the rows are in that order already.
+
+    Stores return rows grouped by VM in time order, so the common case costs one linear check instead
+    of a sort.
+    """
+    if len(codes) < 2:
+        return slice(None)
+    step = np.diff(codes)
+    if (step >= 0).all() and (np.diff(ts)[step == 0] >= 0).all():
+        return slice(None)
+    order: np.ndarray = np.lexsort((ts, codes))
+    return order
+
+
+def epoch_ns(values: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch (int64) of timestamps; naive values are taken as UTC.
+
+    Datetime columns are read from their integer storage (no per-row time-zone work).
+    """
+    dtype = values.dtype
+    if not (isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "M")):
+        values = pd.to_datetime(values, utc=True)
+    stamps = pd.DatetimeIndex(values)
+    ns: np.ndarray = stamps.as_unit("ns").asi8
+    return ns
+
+
+def rows_since(frame: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
+    """Rows with ``ts >= start`` (naive stamps are UTC); the frame itself, not a copy, when all qualify."""
+    if frame.empty:
+        return frame
+    keep = epoch_ns(frame["ts"]) >= _utc(start).value
+    return frame if keep.all() else frame[keep]
+
+
+def _utc(ts: pd.Timestamp) -> pd.Timestamp:
+    stamp = pd.Timestamp(ts)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def group_percentile(codes: np.ndarray, values: np.ndarray, n: int, q: float) -> np.ndarray:
+    """Per-group ``np.percentile(values, q)`` (NaN for empty groups), equal to the per-group call.
+
+    ``codes`` (0..n-1) must be sorted ascending with ``values`` aligned. Groups of the same size are
+    stacked into one 2-D array and done in one call, so a fleet whose VMs share a history length costs
+    a handful of numpy calls instead of one per VM.
+    """
+    counts = np.bincount(codes, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    out = np.full(n, np.nan)
+    for length in np.unique(counts[counts > 0]):
+        members = np.flatnonzero(counts == length)
+        block = values[starts[members, None] + np.arange(length)[None, :]]
+        out[members] = np.percentile(block, q, axis=1)
+    return out
+
+
+def sorted_by_vm_and_time(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame in (vm, ts) order with a fresh 0..n-1 index, as a stable sort by those columns.
+
+    Stores return rows in that order already; then only the order is checked (no copy of the rows).
+    """
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    codes, _names = sorted_codes(frame["vm"])
+    order = vm_time_order(codes, epoch_ns(frame["ts"]))
+    if isinstance(order, slice):
+        return frame.reset_index(drop=True)  # copy-on-write: no data is copied
+    return frame.take(order).reset_index(drop=True)
+
+
+def appearance_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """``pd.factorize(values, sort=False)``: codes into the distinct values in order of first appearance.
+
+    A categorical column is recoded from its integer codes, without hashing every row.
+    """
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        codes, uniques = pd.factorize(values, sort=False)
+        return codes.astype(np.int64, copy=False), [str(u) for u in uniques]
+    raw = values.cat.codes.to_numpy().astype(np.int64)
+    names = values.cat.categories
+    if len(raw) and (raw >= 0).all() and (np.diff(raw) >= 0).all():
+        used = np.flatnonzero(np.bincount(raw, minlength=len(names)))  # sorted codes: appearance = code order
+    else:
+        seen, first = np.unique(raw[raw >= 0], return_index=True)
+        used = seen[np.argsort(first, kind="stable")]
+    recode = np.full(len(names), -1, dtype=np.int64)
+    recode[used] = np.arange(len(used), dtype=np.int64)
+    return np.where(raw >= 0, recode[raw], -1), [str(names[i]) for i in used]

@@ -13,13 +13,14 @@ A dimension without any data does not block the verdict; its share is reported a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from analytics.frames import numeric_column
+from analytics.frames import numeric_column, sorted_codes
 from collector.config import IdleSettings
 
 IdleStatus = Literal["idle", "active", "insufficient-data"]
@@ -68,24 +69,39 @@ def find_idle(
         )
     if frame.empty:
         return {}
-    vm = frame["vm"].astype(str).to_numpy()
+    codes, names = sorted_codes(frame["vm"])
     running = weights > 0
-    data = pd.DataFrame({
-        "vm": vm,
-        "cpu_w": np.where(running & np.isfinite(cpu), weights, 0.0),
-        "cpu_idle_w": np.where(running & np.isfinite(cpu) & (cpu < settings.cpu_vcpus_below), weights, 0.0),
-        "disk_w": np.where(running & np.isfinite(disk), weights, 0.0),
-        "disk_idle_w": np.where(running & np.isfinite(disk) & (disk < settings.disk_bps_below), weights, 0.0),
-        "net_w": np.where(running & np.isfinite(net), weights, 0.0),
-        "net_idle_w": np.where(running & np.isfinite(net) & (net < settings.net_bps_below), weights, 0.0),
-    })
-    sums = data.groupby("vm", sort=True).sum()
+    n = len(names)
+
+    def total(ok: np.ndarray) -> np.ndarray:
+        summed: np.ndarray = np.bincount(codes, weights=np.where(ok, weights, 0.0), minlength=n)
+        return summed
+
+    cpu_ok, disk_ok, net_ok = running & np.isfinite(cpu), running & np.isfinite(disk), running & np.isfinite(net)
+    sums = {
+        "cpu_w": total(cpu_ok), "cpu_idle_w": total(cpu_ok & (cpu < settings.cpu_vcpus_below)),
+        "disk_w": total(disk_ok), "disk_idle_w": total(disk_ok & (disk < settings.disk_bps_below)),
+        "net_w": total(net_ok), "net_idle_w": total(net_ok & (net < settings.net_bps_below)),
+    }
+    judged = range(n) if include_all else np.flatnonzero(_maybe_idle(sums, settings))
     out: dict[str, IdleFinding] = {}
-    for uuid, row in sums.iterrows():
-        finding = _judge(str(uuid), row, resolution, settings)
+    for i in judged:
+        finding = _judge(names[i], {k: float(v[i]) for k, v in sums.items()}, resolution, settings)
         if include_all or finding.is_idle:
             out[finding.vm_uuid] = finding
     return out
+
+
+def _maybe_idle(sums: dict[str, np.ndarray], settings: IdleSettings) -> np.ndarray:
+    """VMs that can be idle by :func:`_judge`'s rule (enough days; no measured share below the need)."""
+    ok = sums["cpu_w"] / 86400.0 >= settings.min_days
+    for key in ("cpu", "disk", "net"):
+        w = sums[f"{key}_w"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            below = (w > 0) & (sums[f"{key}_idle_w"] / w < settings.share_of_time)
+        ok &= ~below
+    mask: np.ndarray = ok
+    return mask
 
 
 def _hour_columns(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -112,7 +128,7 @@ def _share(idle_w: float, total_w: float) -> float | None:
     return idle_w / total_w if total_w > 0 else None
 
 
-def _judge(uuid: str, row: pd.Series, resolution: str, settings: IdleSettings) -> IdleFinding:
+def _judge(uuid: str, row: Mapping[str, float], resolution: str, settings: IdleSettings) -> IdleFinding:
     observed_days = float(row["cpu_w"]) / 86400.0
     cpu = _share(float(row["cpu_idle_w"]), float(row["cpu_w"]))
     disk = _share(float(row["disk_idle_w"]), float(row["disk_w"]))

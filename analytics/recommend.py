@@ -37,6 +37,7 @@ from analytics.findings.projection import Projection, project_utilisation
 from analytics.findings.regret import Regret, find_regrets, monthly_cost_change, resizes_in_force
 from analytics.findings.risk import NO_CHANGE, Risk, RiskFacts, RiskLevel, assess_risk
 from analytics.fleet import resolve_machine_type
+from analytics.frames import appearance_codes, epoch_ns, group_percentile, rows_since
 from analytics.idle import IdleFinding, find_idle
 from analytics.patterns import fit_patterns
 from analytics.rightsizing import DEFAULT_STRATEGY, get_strategy
@@ -368,8 +369,7 @@ class _Columns:
 
 def _epoch_s(values: pd.Series) -> np.ndarray:
     """Epoch seconds (float64) of timestamps; naive values are taken as UTC."""
-    ts = pd.to_datetime(values, utc=True).dt.tz_localize(None)
-    seconds: np.ndarray = ts.to_numpy().astype("datetime64[ns]").view(np.int64) / 1e9
+    seconds: np.ndarray = epoch_ns(values) / 1e9
     return seconds
 
 
@@ -378,7 +378,7 @@ def _columns(frame: pd.DataFrame) -> _Columns:
         empty = np.empty(0)
         return _Columns([], np.empty(0, dtype=np.int64), np.zeros(1, dtype=np.int64), empty, empty, empty, empty,
                         empty)
-    vm_codes, vm_names = pd.factorize(frame["vm"], sort=False)
+    vm_codes, vm_names = appearance_codes(frame["vm"])
     ts_s = _epoch_s(frame["ts"])
 
     def column(name: str) -> np.ndarray:
@@ -478,8 +478,7 @@ def recommend_frame(
     idle: dict[str, IdleFinding] = {}
     if idle_settings is not None and not frame.empty:
         start = pd.Timestamp(now) - pd.Timedelta(days=settings.lookback_days)
-        window = frame[pd.to_datetime(frame["ts"], utc=True) >= start]
-        idle = find_idle(window, idle_settings)
+        idle = find_idle(rows_since(frame, start), idle_settings)
     empty = _Series(np.empty(0), np.empty(0), np.empty(0), np.empty(0))
     contention: dict[str, ContentionSignal] = {}
     pressure: dict[str, PressureSignal] = {}
@@ -488,6 +487,7 @@ def recommend_frame(
                                         lookback_days=settings.lookback_days)
         pressure = pressure_signals(frame, signal_settings, now=pd.Timestamp(now),
                                     lookback_days=settings.lookback_days)
+    peak_ratios = fleet_peak_ratios(cols, end_s=end_s, lookback_days=settings.lookback_days)
     findings: list[VmFinding] = []
     for vm in vms:
         current, source = resolve_machine_type(vm, catalogue)
@@ -509,7 +509,8 @@ def recommend_frame(
             rec = exclude_recommendation(rec, resolved.sources)
         findings.append(_finding(vm, chosen.name, rec, source, idle.get(vm.uuid), series=s,
                                  lookback_days=vm_settings.lookback_days, end_s=end_s,
-                                 lifecycle=lifecycle or Lifecycle()))
+                                 lifecycle=lifecycle or Lifecycle(),
+                                 peak_ratio=peak_ratios.get(vm.uuid, math.nan) if same_window else None))
     findings = add_pressure_reasons(apply_contention(findings, contention), pressure)
     if signal_settings is not None and storage is not None:
         advice = storage_advice(frame, vms, storage.prices, storage.current_class, signal_settings,
@@ -517,7 +518,7 @@ def recommend_frame(
                                 guest_fs_used=storage.guest_fs_used_bytes)
         findings = add_storage_advice(findings, advice)
     lookback_start = pd.Timestamp(now) - pd.Timedelta(days=settings.lookback_days)
-    recent = frame[pd.to_datetime(frame["ts"], utc=True) >= lookback_start] if not frame.empty else frame
+    recent = rows_since(frame, lookback_start)
     return with_schedules(
         findings, recent, vms, schedule_settings or ScheduleSettings(), idle_settings or IdleSettings(),
         lookback_days=settings.lookback_days, policies=policies or (),
@@ -646,10 +647,31 @@ def _verdict(
                     risk if action == "resize" else NO_CHANGE, resize_options, reasons)
 
 
+def fleet_peak_ratios(cols: _Columns, *, end_s: float, lookback_days: float) -> dict[str, float]:
+    """Per VM: max / p95 of its hourly CPU peaks over the lookback (NaN without data or p95 of 0).
+
+    The same figure :func:`_risk_and_projection` computes for one VM, done for the fleet at once.
+    """
+    cpu = cols.cpu_max
+    ok = (cols.ts_s >= end_s - lookback_days * SECONDS_PER_DAY) & ~np.isnan(cpu)
+    n = len(cols.names)
+    codes, values = cols.codes[ok], cpu[ok]
+    p95 = group_percentile(codes, values, n, 95.0)
+    peak = np.full(n, -np.inf)
+    np.maximum.at(peak, codes, values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(p95 > 0, peak / p95, np.nan)
+    return dict(zip(cols.names, ratio.tolist(), strict=True))
+
+
 def _risk_and_projection(
-    rec: Recommendation, series: _Series, *, lookback_days: float, end_s: float
+    rec: Recommendation, series: _Series, *, lookback_days: float, end_s: float, peak_ratio: float | None = None,
 ) -> tuple[Risk, Projection | None]:
-    """Replay the lookback's hourly peaks on the recommended type and score the move's risk."""
+    """Replay the lookback's hourly peaks on the recommended type and score the move's risk.
+
+    ``peak_ratio`` is the VM's max / p95 of hourly CPU peaks over the same lookback when known already
+    (:func:`fleet_peak_ratios`).
+    """
     target = rec.recommended_type
     if not rec.changes_type or target is None or rec.evidence is None:
         return NO_CHANGE, None
@@ -657,10 +679,12 @@ def _risk_and_projection(
     projection = project_utilisation(series.ts_s[keep], series.cpu_max[keep], series.mem_max[keep],
                                      target_vcpus=target.vcpus, target_memory_bytes=target.memory_bytes)
     ev = rec.evidence
-    cpu = series.cpu_max[keep]
-    cpu = cpu[~np.isnan(cpu)]
-    p95 = float(np.percentile(cpu, 95)) if len(cpu) else math.nan
-    ratio = float(cpu.max()) / p95 if len(cpu) and p95 > 0 else math.nan
+    if peak_ratio is None:
+        cpu = series.cpu_max[keep]
+        cpu = cpu[~np.isnan(cpu)]
+        p95 = float(np.percentile(cpu, 95)) if len(cpu) else math.nan
+        peak_ratio = float(cpu.max()) / p95 if len(cpu) and p95 > 0 else math.nan
+    ratio = peak_ratio
     growing = any(t is not None and t.growing for t in (ev.cpu_trend, ev.memory_trend))
     facts = RiskFacts(hours=projection.hours, hours_over=projection.hours_over, growing=growing,
                       span_days=ev.span_days, cpu_peak_to_p95=ratio, memory_known=projection.memory_known)
@@ -669,12 +693,13 @@ def _risk_and_projection(
 
 def _finding(
     vm: VmRecord, strategy: str, rec: Recommendation, source: str, idle: IdleFinding | None, *,
-    series: _Series, lookback_days: float, end_s: float, lifecycle: Lifecycle,
+    series: _Series, lookback_days: float, end_s: float, lifecycle: Lifecycle, peak_ratio: float | None = None,
 ) -> VmFinding:
     current = rec.current_type
     priced = current if current is not None else rec.recommended_type
     currency = priced.currency if priced is not None else ""
-    risk, projection = _risk_and_projection(rec, series, lookback_days=lookback_days, end_s=end_s)
+    risk, projection = _risk_and_projection(rec, series, lookback_days=lookback_days, end_s=end_s,
+                                            peak_ratio=peak_ratio)
     v = _verdict(rec, idle, lifecycle.stopped.get(vm.uuid), lifecycle.regrets.get(vm.uuid), risk, currency)
     ev = rec.evidence
     return VmFinding(

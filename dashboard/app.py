@@ -18,17 +18,18 @@ from typing import Any
 from urllib.parse import unquote
 
 from dash import Dash, Input, Output, State, dcc, html
-from flask import Flask
+from flask import Flask, has_request_context, request
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices
 from collector.config import Settings
 from collector.errors import RightsizerError
 from collector.store.base import TimeSeriesStore
-from dashboard import ids, web
+from dashboard import ids, location, web
 from dashboard.api.routes import mount_api
 from dashboard.api.service import ApiService, PlanRunner
 from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, DashboardData, Filters
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
+from dashboard.pages.common import FILTER_INPUTS
 from dashboard.security import add_security_headers
 
 log = logging.getLogger(__name__)
@@ -48,31 +49,35 @@ def banner_text(data_mode: str) -> str:
     return DATA_MODES.get(data_mode, f"Data mode: {data_mode}")
 
 
-def _nav(pathname: str) -> list[Any]:
+def _nav(pathname: str, query: str = "") -> list[Any]:
     links = []
     for path, title in NAV_PAGES:
         active = pathname == path or (path == vms.PATH and pathname.startswith(vm_detail.PATH_PREFIX))
         link_id = f"app-nav-{path.strip('/') or 'overview'}"
-        links.append(dcc.Link(title, href=path, className="active" if active else "", id=link_id))
+        links.append(dcc.Link(title, href=path + query, className="active" if active else "", id=link_id))
     return links
 
 
 def route(data: DashboardData, pathname: str | None, filters: Filters | None = None,
-          hook: ApplyHook | None = None) -> tuple[Any, list[Any]]:
-    """Callback body of the router: the page for ``pathname``, filled for ``filters``, and the navigation.
+          hook: ApplyHook | None = None, *, state: location.ViewState | None = None,
+          query: str = "") -> tuple[Any, list[Any]]:
+    """The page for ``pathname``, filled for ``filters`` (and the lookback/table search of ``state``), and the
+    navigation whose links carry ``query``.
 
-    Pages arrive filled, so a page load costs one callback round trip; their own callbacks only run when a
-    filter changes.
+    Pages arrive filled, so a page load costs no callback round trip; their own callbacks only run when a
+    control changes.
     """
     path = pathname or "/"
-    filters = filters or Filters()
+    state = state or location.ViewState(filters or Filters())
+    filters = filters or state.filters
     if path.startswith(vm_detail.PATH_PREFIX):
         key = unquote(path[len(vm_detail.PATH_PREFIX):].strip("/"))  # /vm/<uuid> or /vm/<name>
-        page = vm_detail.layout(data, data.find_vm(key) or key, filters)
+        page = vm_detail.layout(data, data.find_vm(key) or key, filters, lookback=state.lookback_days)
     elif path == vms.PATH:
-        page = vms.layout(data, filters)
+        page = vms.layout(data, filters, table_filter=state.table_filter)
     elif path == recommendations.PATH:
-        page = recommendations.layout(data, filters, hook=hook)
+        page = recommendations.layout(data, filters, hook=hook, lookback=state.lookback_days,
+                                      table_filter=state.table_filter)
     elif path == backups.PATH:
         page = backups.layout(data, filters)
     elif path in ("/", "/overview"):
@@ -80,44 +85,127 @@ def route(data: DashboardData, pathname: str | None, filters: Filters | None = N
     else:
         page = html.Div([html.H1("Page not found"), html.P(f"There is no page at {path!r}."),
                          dcc.Link("Go to the overview", href="/")])
-    return page, _nav(path)
+    return page, _nav(path, query)
 
 
-def shell(data: DashboardData) -> html.Div:
-    """The page frame: header with navigation, data-mode banner, global filters, page container.
-
-    Built per page load so that filter choices and the as-of time are current.
-    """
+def filter_bar(data: DashboardData, filters: Filters) -> html.Div:
+    """The global filters, set to ``filters``; their values live in the address (dashboard/location.py)."""
     labels, hosts = data.filter_options()
     as_of = data.as_of().astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return html.Div([
+        dcc.Dropdown(id=ids.FILTER_LABELS, options=[{"label": p, "value": p} for p in labels], multi=True,
+                     value=list(filters.labels), placeholder="Filter by label (key=value)", className="rs-filter"),
+        dcc.Dropdown(id=ids.FILTER_HOSTS, options=[{"label": h, "value": h} for h in hosts], multi=True,
+                     value=list(filters.hosts), placeholder="Filter by host", className="rs-filter"),
+        dcc.RadioItems(id=ids.FILTER_RANGE, options=[{"label": f"last {k}", "value": k} for k in RANGES],
+                       value=filters.range_key, inline=True, className="rs-filter-range"),
+        html.Span(f"Data as of {as_of} · money in {data.currency}", id=ids.DATA_AS_OF, className="rs-asof"),
+    ], className="rs-filters")
+
+
+def view(data: DashboardData, pathname: str | None, search: str | None,
+         hook: ApplyHook | None = None) -> tuple[list[Any], list[Any], str]:
+    """Callback body of the router: filter bar and page for an address, the navigation, and the view key."""
+    labels, hosts = data.filter_options()
+    state = location.parse(search, labels=labels, hosts=hosts)
+    page, nav = route(data, pathname, hook=hook, state=state, query=location.global_part(search))
+    return ([filter_bar(data, state.filters), html.Main(page, id=ids.PAGE, className="rs-page")], nav,
+            view_key(pathname, search))
+
+
+def view_key(pathname: str | None, search: str | None) -> str:
+    """What identifies a rendered view: the path and the query string, as the browser shows them."""
+    return (pathname or "/") + (search or "")
+
+
+def shell(data: DashboardData, hook: ApplyHook | None = None, address: str | None = None) -> html.Div:
+    """The page frame: header with navigation, data-mode banner, and the view for ``address``.
+
+    Built per page load. ``address`` is the URL the browser shows (the Referer of the layout request): the
+    view for it comes inside the layout, so a first visit needs no callback round trip before it draws.
+    Without it the view is left empty and the router fills it.
+    """
     detail = {
         "demo": "usage numbers are generated, not measured; the inventory is the libvirt test driver's",
         "import": "figures describe the imported period, not this machine",
         "live": "sampled from libvirt by the collector",
         "central": "collected by the agents on each host, read back through PromQL",
     }.get(data.data_mode, "")
+    where = location.path_and_query(address)
+    if where is not None:
+        body, nav, key = view(data, where[0], where[1], hook)
+    else:
+        body, nav, key = [filter_bar(data, Filters()), html.Main(id=ids.PAGE, className="rs-page")], _nav("/"), None
     return html.Div([
         dcc.Location(id=ids.URL, refresh="callback-nav"),
+        dcc.Store(id=ids.VIEW_KEY, data=key),
+        dcc.Store(id=ids.ROUTE),
         html.Header([
             html.Div("rightsizer", className="rs-brand"),
-            html.Nav(_nav("/"), id=ids.NAV, className="rs-nav"),
+            html.Nav(nav, id=ids.NAV, className="rs-nav"),
         ], className="rs-header"),
         html.Div([banner_text(data.data_mode), html.Small(detail)],
                  id=ids.BANNER, className=f"rs-banner rs-banner-{data.data_mode}"),
-        html.Div([
-            dcc.Dropdown(id=ids.FILTER_LABELS, options=[{"label": p, "value": p} for p in labels], multi=True,
-                         placeholder="Filter by label (key=value)", className="rs-filter",
-                         persistence=True, persistence_type="session"),
-            dcc.Dropdown(id=ids.FILTER_HOSTS, options=[{"label": h, "value": h} for h in hosts], multi=True,
-                         placeholder="Filter by host", className="rs-filter",
-                         persistence=True, persistence_type="session"),
-            dcc.RadioItems(id=ids.FILTER_RANGE, options=[{"label": f"last {k}", "value": k} for k in RANGES],
-                           value=DEFAULT_RANGE, inline=True, className="rs-filter-range",
-                           persistence=True, persistence_type="session"),
-            html.Span(f"Data as of {as_of} · money in {data.currency}", id=ids.DATA_AS_OF, className="rs-asof"),
-        ], className="rs-filters"),
-        html.Main(id=ids.PAGE, className="rs-page"),
+        html.Div(body, id=ids.VIEW),
     ])
+
+
+#: Asks the router for a view only when the address differs from the one shown (a link, back/forward, or a
+#: first load whose layout came without the view); a control that rewrote the address has updated the key.
+_ROUTE_GUARD = """
+function(pathname, search, shown) {
+    if (pathname === undefined || pathname === null) { return window.dash_clientside.no_update; }
+    const wanted = pathname + (search || "");
+    return wanted === shown ? window.dash_clientside.no_update : wanted;
+}
+"""
+
+
+def _request_address() -> str | None:
+    """The page address behind the current layout request (its Referer, same origin only), if any."""
+    if not has_request_context():
+        return None
+    referrer = request.referrer
+    if not referrer or not referrer.startswith(request.host_url):
+        return None
+    return referrer
+
+
+def register_router(app: Dash, data: DashboardData, hook: ApplyHook | None) -> None:
+    """The router and the controls that write the address."""
+    app.clientside_callback(  # type: ignore[no-untyped-call]  # Dash leaves it untyped
+        _ROUTE_GUARD, Output(ids.ROUTE, "data"), Input(ids.URL, "pathname"), Input(ids.URL, "search"),
+        State(ids.VIEW_KEY, "data"))
+
+    @app.callback(Output(ids.VIEW, "children"), Output(ids.NAV, "children"),
+                  Output(ids.VIEW_KEY, "data"), Input(ids.ROUTE, "data"), prevent_initial_call=True)
+    def _route(wanted: str | None) -> tuple[Any, ...]:
+        where = location.path_and_query(wanted) or ("/", "")
+        return view(data, where[0], where[1], hook)
+
+    @app.callback(Output(ids.URL, "search", allow_duplicate=True), Output(ids.VIEW_KEY, "data", allow_duplicate=True),
+                  Output(ids.NAV, "children", allow_duplicate=True), *FILTER_INPUTS, State(ids.URL, "pathname"),
+                  State(ids.URL, "search"), prevent_initial_call=True)
+    def _filters_to_address(range_key: str | None, labels: list[str] | None, hosts: list[str] | None,
+                            pathname: str | None, search: str | None) -> tuple[Any, ...]:
+        new = location.with_values(search, location.filter_values(Filters.of(range_key, labels, hosts)))
+        return new, view_key(pathname, new), _nav(pathname or "/", location.global_part(new))
+
+    for control, key in ((Input(ids.VMS_TABLE, "filter_query"), location.FILTER),
+                         (Input(ids.RECS_TABLE, "filter_query"), location.FILTER),
+                         (Input(ids.RECS_LOOKBACK, "value"), location.LOOKBACK),
+                         (Input(ids.VM_LOOKBACK, "value"), location.LOOKBACK)):
+        _address_follows(app, control, key)
+
+
+def _address_follows(app: Dash, control: Input, key: str) -> None:
+    """Write ``control``'s value into the address under ``key`` when the user changes it."""
+
+    @app.callback(Output(ids.URL, "search", allow_duplicate=True), Output(ids.VIEW_KEY, "data", allow_duplicate=True),
+                  control, State(ids.URL, "pathname"), State(ids.URL, "search"), prevent_initial_call=True)
+    def _to_address(value: Any, pathname: str | None, search: str | None) -> tuple[str, str]:
+        new = location.with_values(search, {key: value})
+        return new, view_key(pathname, new)
 
 
 def create_app(
@@ -163,16 +251,8 @@ def create_app(
     )
     if lean:
         web.enable_compression(server)
-    app.layout = lambda: shell(data)
-
-    @app.callback(
-        Output(ids.PAGE, "children"), Output(ids.NAV, "children"), Input(ids.URL, "pathname"),
-        State(ids.FILTER_RANGE, "value"), State(ids.FILTER_LABELS, "value"), State(ids.FILTER_HOSTS, "value"),
-    )
-    def _route(pathname: str | None, range_key: str | None, labels: list[str] | None,
-               hosts: list[str] | None) -> tuple[Any, list[Any]]:
-        return route(data, pathname, Filters.of(range_key, labels, hosts), actions)
-
+    app.layout = lambda: shell(data, actions, _request_address())
+    register_router(app, data, actions)
     for page in (overview, vms, vm_detail, recommendations, backups):
         page.register(app, data, hook=actions)
     # What a user sees first is rebuilt right after every data refresh, off the request path.

@@ -39,7 +39,11 @@ _ALLOCATED = "#1a1a1a"
 _RECOMMENDED = "#d9822b"
 _NEEDED = "#8f398f"
 _HEIGHT = 300
-_MARGIN = {"l": 60, "r": 20, "t": 40, "b": 40}
+#: Fixed margins (``autoexpand`` off): with auto-expanding margins plotly.js measures the legend and tick
+#: labels after drawing and, when they overflow, draws the whole figure again -- about two thirds of the
+#: overview's drawing time (bench/dashboard_bench.py). Every figure whose labels have a known length gets
+#: margins wide enough for them; figures with user-named category axes keep auto-expansion.
+_MARGIN = {"l": 80, "r": 20, "t": 44, "b": 40, "autoexpand": False}
 
 
 def inert(text: object) -> str:
@@ -47,13 +51,13 @@ def inert(text: object) -> str:
     return html.escape(str(text), quote=False)
 
 
-def _base(title: str, *, height: int = _HEIGHT) -> go.Figure:
+def _base(title: str, *, height: int = _HEIGHT, margin: Mapping[str, object] | None = None) -> go.Figure:
     fig = go.Figure()
     fig.update_layout(
         title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}},
         template="plotly_white",
         height=height,
-        margin=_MARGIN,
+        margin={**_MARGIN, **(margin or {})},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
         hovermode="x unified",
     )
@@ -133,7 +137,7 @@ def findings_figure(counts: Mapping[str, int]) -> go.Figure:
     if not counts or sum(counts.values()) == 0:
         return empty_figure(title, "No findings yet")
     keys = [k for k in FINDING_ORDER if k in counts] + sorted(k for k in counts if k not in FINDING_ORDER)
-    fig = _base(title, height=240)
+    fig = _base(title, height=240, margin={"l": 12 + 7 * max(len(k) for k in keys)})
     fig.add_bar(
         y=[inert(k) for k in keys], x=[counts[k] for k in keys], orientation="h",
         marker_color=[FINDING_COLOURS.get(k, "#5c7080") for k in keys],
@@ -176,7 +180,7 @@ def weekly_profile_figure(frame: pd.DataFrame, *, timezone: str = "UTC") -> go.F
         return empty_figure(title, "No CPU data in the selected range")
     cells = weekly_grid(frame, timezone=timezone).stack().dropna().rename("cpu").reset_index()
     values = cells["cpu"].astype(float)
-    fig = _base(title, height=260)
+    fig = _base(title, height=260, margin={"l": 48, "r": 96})  # the colour bar sits in the right margin
     fig.add_bar(orientation="h", y=[WEEKDAYS[d] for d in cells["day"]], x=[1.0] * len(cells),
                 base=cells["hour"].astype(float).tolist(), width=1.0, customdata=cells["hour"].tolist(),
                 marker={"color": values.tolist(), "colorscale": "Blues", "cmin": 0.0,
@@ -275,7 +279,7 @@ def savings_figure(frame: pd.DataFrame, *, currency: str, top: int = 15) -> go.F
     data = frame[frame["monthly_savings"] > 0].nlargest(top, "monthly_savings") if not frame.empty else frame
     if data.empty:
         return empty_figure(title, "No savings found")
-    fig = _base(title, height=max(240, 28 * len(data) + 80))
+    fig = _base(title, height=max(240, 28 * len(data) + 80), margin={"autoexpand": True})
     fig.add_bar(
         y=[inert(n) for n in data["name"]], x=data["monthly_savings"], orientation="h",
         marker_color=[FINDING_COLOURS.get(f, "#5c7080") for f in data["finding"]],
@@ -300,7 +304,7 @@ def backup_age_figure(frame: pd.DataFrame) -> go.Figure:
     colours = ["#c23030" if s != "ok" else "#0f9960" for s in data["status"]]
     # A VM never backed up is drawn past the longest policy so that it stands out.
     ages = data["age_h"].fillna(float(data["policy_h"].max()) * 1.5)
-    fig = _base(title, height=max(260, 22 * len(data) + 100))
+    fig = _base(title, height=max(260, 22 * len(data) + 100), margin={"autoexpand": True})
     fig.add_bar(y=names, x=ages, orientation="h", marker_color=colours, name="age",
                 text=["never backed up" if s == "never" else "" for s in data["status"]], textposition="inside",
                 customdata=data["status"], hovertemplate="%{y}: %{x:.1f} h (%{customdata})<extra></extra>")

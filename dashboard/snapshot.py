@@ -24,6 +24,7 @@ import pandas as pd
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices
 from analytics.costs import fleet_costs
+from analytics.frames import sorted_by_vm_and_time
 from collector.config import Settings
 from collector.errors import RightsizerError, StoreError
 from collector.model import VmRecord, VmState
@@ -108,7 +109,7 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
     longest = max(RANGES.values())
     window_start = min(window_end - longest, _month_start(anchor))
     hours = store.frame(window_start, window_end, resolution="hour")
-    hours = hours.sort_values(["vm", "ts"], kind="stable", ignore_index=True)
+    hours = sorted_by_vm_and_time(hours)
     known = {vm.uuid for vm in vms}
     if len(hours) and not hours["vm"].isin(known).all():
         hours = hours[hours["vm"].isin(known)].reset_index(drop=True)

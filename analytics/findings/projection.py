@@ -38,8 +38,8 @@ class Projection:
     @property
     def hours_over(self) -> int:
         """Hours with CPU over 100 % or memory over 90 % of the target (an hour counts once)."""
-        cpu = np.nan_to_num(self.cpu_pct, nan=0.0) > CPU_OVER_FRACTION * 100.0
-        mem = np.nan_to_num(self.memory_pct, nan=0.0) > MEMORY_OVER_FRACTION * 100.0
+        cpu = self.cpu_pct > CPU_OVER_FRACTION * 100.0  # NaN compares False: unknown is not over
+        mem = self.memory_pct > MEMORY_OVER_FRACTION * 100.0
         return int(np.count_nonzero(cpu | mem))
 
     def summary(self) -> str:
@@ -82,6 +82,6 @@ def project_utilisation(
         target_memory_bytes=int(target_memory_bytes),
         hours=len(ts),
         hours_cpu_over=int(np.count_nonzero(cpu_pct > CPU_OVER_FRACTION * 100.0)),
-        hours_memory_over=int(np.count_nonzero(np.nan_to_num(mem_pct, nan=0.0) > MEMORY_OVER_FRACTION * 100.0)),
+        hours_memory_over=int(np.count_nonzero(mem_pct > MEMORY_OVER_FRACTION * 100.0)),
         memory_known=bool(np.any(~np.isnan(mem))),
     )

@@ -61,13 +61,15 @@ def _apply_panel(data: DashboardData, hook: ApplyHook | None, choices: list[dict
     ], className="rs-apply")
 
 
-def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = None) -> html.Div:
-    """The recommendations page, filled for ``filters``; the apply panel only when actions are enabled."""
-    default = data.lookback_days(None)
-    rows, cards, fig, choices = update(data, filters.range_key, filters.labels, filters.hosts, default)
+def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = None, lookback: int | None = None,
+           table_filter: str = "") -> html.Div:
+    """The recommendations page, filled for ``filters`` and ``lookback`` (days; None: the configured one), its
+    table searched by ``table_filter``; the apply panel only when actions are enabled."""
+    days = data.lookback_days(lookback)
+    rows, cards, fig, choices = update(data, filters.range_key, filters.labels, filters.hosts, days)
     children: list[Any] = [
         html.H1("Recommendations"),
-        lookback_control(ids.RECS_LOOKBACK, default),
+        lookback_control(ids.RECS_LOOKBACK, days),
         html.Div(cards, id=ids.RECS_SUMMARY, className="rs-kpis"),
         html.Div([
             html.Button("Export CSV", id=ids.RECS_EXPORT, n_clicks=0, className="rs-button"),
@@ -85,6 +87,7 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
             data=rows,
             sort_action="native",
             filter_action="native",
+            filter_query=table_filter,
             page_action="native",
             page_size=25,
             tooltip_duration=None,

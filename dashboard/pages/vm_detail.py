@@ -18,9 +18,10 @@ TITLE = "VM"
 _GRAPH_CONFIG: Any = {"displaylogo": False, "responsive": True}
 
 
-def layout(data: DashboardData, uuid: str, filters: Filters) -> html.Div:
-    """The page of VM ``uuid``, filled for ``filters``; the callback refreshes it when they change."""
-    default = data.lookback_days(None)
+def layout(data: DashboardData, uuid: str, filters: Filters, *, lookback: int | None = None) -> html.Div:
+    """The page of VM ``uuid``, filled for ``filters`` and ``lookback`` (days; None: the configured one); the
+    callback refreshes it when they change."""
+    default = data.lookback_days(lookback)
     header, cpu, mem, disk, cost, rec, options = update(
         data, uuid, filters.range_key, filters.labels, filters.hosts, default)
     return html.Div([

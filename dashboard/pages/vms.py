@@ -44,8 +44,8 @@ def columns(currency: str) -> list[dict[str, Any]]:
     ]
 
 
-def layout(data: DashboardData, filters: Filters) -> html.Div:
-    """The VMs page, filled for ``filters``."""
+def layout(data: DashboardData, filters: Filters, *, table_filter: str = "") -> html.Div:
+    """The VMs page, filled for ``filters``, its table searched by ``table_filter`` (a filter_query)."""
     rows, note = update(data, filters.range_key, filters.labels, filters.hosts)
     return html.Div([
         html.H1("Virtual machines"),
@@ -64,6 +64,7 @@ def layout(data: DashboardData, filters: Filters) -> html.Div:
             sort_action="native",
             sort_mode="multi",
             filter_action="native",
+            filter_query=table_filter,
             page_action="native",
             page_size=25,
             cell_selectable=True,

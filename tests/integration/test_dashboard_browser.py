@@ -148,7 +148,9 @@ def test_overview_draws_with_the_partial_plotly_bundle_gzipped(page: Page, dashb
     bundle = dashboard.url + PLOTLY_ROUTE + plotly_bundle_path().name
     assert seen.get(bundle) == "gzip"
     assert seen.get(dashboard.url + "/") == "gzip"
-    assert "gzip" in [enc for url, enc in responses if url.endswith("/_dash-update-component")]
+    # the overview comes inside the (gzipped) layout: no callback round trip before it draws
+    assert seen.get(dashboard.url + "/_dash-layout") == "gzip"
+    assert [url for url, _ in responses if url.endswith("/_dash-update-component")] == []
 
 
 def test_defect8_security_headers_sent_and_pages_render_under_the_csp(page: Page, dashboard: Dashboard) -> None:
@@ -303,16 +305,21 @@ def test_recommendations_lookback_control_rejudges_the_fleet(page: Page, dashboa
     _shot(pg, "recommendations-7d")
 
 
+def _search_findings(pg: Page, finding: str) -> None:
+    """Type ``finding`` into the VMs table's search row under "Finding" and wait until only it is shown."""
+    pg.wait_for_selector("#vms-table td[data-dash-column='name']")
+    finding_filter = pg.locator("#vms-table th[data-dash-column='finding'] input[type='text']")
+    finding_filter.fill(finding)
+    finding_filter.press("Enter")
+    pg.wait_for_function(
+        "f => { const cells = [...document.querySelectorAll(\"#vms-table td[data-dash-column='finding']\")];"
+        " return cells.length > 0 && cells.every(c => c.innerText === f); }", arg=finding)
+
+
 def test_vm_page_draws_projected_utilisation_and_follows_the_lookback(page: Page, dashboard: Dashboard) -> None:
     pg = page
     pg.goto(dashboard.url + "/vms")
-    pg.wait_for_selector("#vms-table td[data-dash-column='name']")
-    finding_filter = pg.locator("#vms-table th[data-dash-column='finding'] input[type='text']")
-    finding_filter.fill("over-provisioned")
-    finding_filter.press("Enter")
-    pg.wait_for_function(
-        "() => { const cells = [...document.querySelectorAll(\"#vms-table td[data-dash-column='finding']\")];"
-        " return cells.length > 0 && cells.every(c => c.innerText === 'over-provisioned'); }")
+    _search_findings(pg, "over-provisioned")
     pg.locator("#vms-table td[data-dash-column='name']").first.click()
     pg.wait_for_url("**/vm/*")
     _graph_rendered(pg, "vm-projection")
@@ -331,6 +338,62 @@ def test_vm_page_draws_projected_utilisation_and_follows_the_lookback(page: Page
         " return !!t && t.textContent.includes('last 30 days replayed'); }")
     assert "30 days" in pg.inner_text("#vm-recommendation")
     _shot(pg, "vm-projection-30d")
+
+
+def _query(pg: Page) -> dict[str, list[str]]:
+    from urllib.parse import parse_qs, urlsplit
+
+    return parse_qs(urlsplit(pg.url).query)
+
+
+def test_filters_and_table_search_live_in_the_address(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    pg.goto(dashboard.url + "/vms")
+    _search_findings(pg, "over-provisioned")
+    pg.wait_for_function("() => new URLSearchParams(location.search).get('filter') !== null")
+    pg.locator("#app-filter-range label", has_text="last 24h").click()
+    pg.wait_for_function("() => new URLSearchParams(location.search).get('range') === '24h'")
+    shared = pg.url
+    assert "over-provisioned" in _query(pg)["filter"][0]
+    # the navigation carries the shared filters, not the page's own search
+    assert pg.get_attribute("#app-nav-backups", "href") == "/backups?range=24h"
+
+    other = pg.context.new_page()  # someone opens the shared address
+    other.goto(shared)
+    other.wait_for_selector("#vms-table td[data-dash-column='name']")
+    findings = other.locator("#vms-table td[data-dash-column='finding']").all_inner_texts()
+    assert findings and set(findings) == {"over-provisioned"}
+    assert other.is_checked("#app-filter-range input[value='24h']")
+    # the table shows the restored search with its operator spelled out ("scontains over-provisioned")
+    shown = other.input_value("#vms-table th[data-dash-column='finding'] input[type='text']")
+    assert shown.endswith("over-provisioned")
+    assert "over the last 24h" in other.inner_text("#vms-count")
+    other.close()
+
+    pg.go_back()  # back to the 14-day view: the address drives the view
+    pg.wait_for_function("() => new URLSearchParams(location.search).get('range') === null")
+    pg.wait_for_function("() => document.querySelector(\"#app-filter-range input[value='14d']\").checked")
+    pg.wait_for_function("() => document.querySelector('#vms-count').innerText.includes('over the last 14d')")
+
+
+def test_label_filter_and_lookback_from_the_address_and_back_into_it(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    pg.goto(dashboard.url + "/recommendations?label=team%3Dpayments&lookback=7")
+    pg.wait_for_selector("#recs-table td[data-dash-column='name']")
+    assert "in the last 7 days" in pg.inner_text("#recs-summary")
+    assert pg.is_checked("#recs-lookback input[value='7']")
+    assert "team=payments" in pg.inner_text("#app-filter-labels")
+    pg.get_by_role("link", name="VMs").click()
+    pg.wait_for_url("**/vms?label=team%3Dpayments")
+    pg.wait_for_selector("#vms-table td[data-dash-column='name']")
+    labels = pg.locator("#vms-table td[data-dash-column='labels']").all_inner_texts()
+    assert labels and all("team=payments" in text for text in labels)
+    pg.go_back()
+    pg.wait_for_selector("#recs-lookback")
+    pg.locator("#recs-lookback label", has_text="30 days").click()
+    pg.wait_for_function("() => new URLSearchParams(location.search).get('lookback') === '30'")
+    pg.wait_for_function("() => document.querySelector('#recs-summary').innerText.includes('in the last 30 days')")
+    assert _query(pg)["label"] == ["team=payments"]
 
 
 # -- Hosts section: overcommit per host, its vCPU wait, the contended VMs -------------------------------------

@@ -6,7 +6,7 @@ import csv
 import io
 
 from dash import dcc, html, no_update
-from tinyfleet import NOW, A, B, C, make_data
+from tinyfleet import NOW, A, B, C, components, make_data
 
 from analytics.catalogue import load_catalogue
 from collector.config import Settings
@@ -19,20 +19,7 @@ from dashboard.pages import backups, overview, recommendations, vm_detail, vms
 
 def _ids(component: object) -> set[str]:
     """Every component id in a layout tree."""
-    found: set[str] = set()
-    stack = [component]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list | tuple):
-            stack.extend(node)
-            continue
-        cid = getattr(node, "id", None)
-        if isinstance(cid, str):
-            found.add(cid)
-        children = getattr(node, "children", None)
-        if children is not None and not isinstance(children, str):
-            stack.append(children)
-    return found
+    return {c.id for c in components(component) if isinstance(getattr(c, "id", None), str)}
 
 
 def _texts(component: object) -> list[str]:

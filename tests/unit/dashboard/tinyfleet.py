@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from analytics.catalogue import load_catalogue
 from collector.config import Settings
@@ -83,3 +84,22 @@ def make_data(store: SqliteStore, settings: Settings | None = None) -> Dashboard
     """The view model over ``store`` with the fixed clock and the stub findings."""
     return DashboardData(settings or Settings(), store, load_catalogue(), data_mode="demo", clock=lambda: NOW,
                          findings_loader=stub_findings)
+
+
+def components(tree: object) -> Iterator[Any]:
+    """Every component in a Dash layout tree."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list | tuple):
+            stack.extend(node)
+            continue
+        yield node
+        children = getattr(node, "children", None)
+        if children is not None and not isinstance(children, str):
+            stack.append(children)
+
+
+def find_component(tree: object, component_id: str) -> Any:
+    """The component with ``component_id`` in a Dash layout tree, or None."""
+    return next((c for c in components(tree) if getattr(c, "id", None) == component_id), None)
