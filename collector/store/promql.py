@@ -233,8 +233,9 @@ class PromqlStore:
             keys.append(np.full(len(ts), vm, dtype=object))
             stamps.append(ts)
             values.append(np.asarray(s.values, dtype=np.float64))
-        if not keys:
-            return pd.Series(dtype="float64", index=pd.MultiIndex.from_arrays([[], []], names=["vm", "ts"]))
+        if not keys:  # named like a full part: concatenating chunks keeps the column's name
+            return pd.Series(dtype="float64", index=pd.MultiIndex.from_arrays([[], []], names=["vm", "ts"]),
+                             name=col)
         index = pd.MultiIndex.from_arrays([np.concatenate(keys), np.concatenate(stamps)], names=["vm", "ts"])
         return pd.Series(np.concatenate(values), index=index, name=col)
 

@@ -12,6 +12,8 @@ Fixtures:
     restart_libvirtd   -> LibvirtdRig.restart
     guest_images       -> domains.GuestImages (kernel + initramfs from scripts/build-guest.sh)
     guests             -> {"busy"|"idle"|"disk": GuestSpec} of booted rs-test-* guests
+    mem_guest          -> GuestSpec of rs-test-mem (module scope): the mem workload holding 96 MiB of tmpfs and
+                          reading it again every second, with a swap disk, booted at 192 MiB
     testdriver_fleet   -> factory(n, **make_fleet kwargs) -> test:///... URI of n domains
     prometheus         -> factory(targets, scrape_interval_s=1) -> PrometheusServer
 """
@@ -124,6 +126,29 @@ def guests(libvirtd: str, guest_images: GuestImages, guest_dir: Path) -> Iterato
                 remove_domain(conn, spec.name)
         finally:
             conn.close()
+
+
+@pytest.fixture(scope="module")
+def mem_guest(libvirtd: str, guest_images: GuestImages, guest_dir: Path) -> Iterator[GuestSpec]:
+    """Boot rs-test-mem for one module: 96 MiB working set re-read every second, swap on a 128 MiB disk.
+
+    Module scope: squeezed, it swaps continuously and burns a host core, so it never outlives its tests.
+    """
+    spec = GuestSpec(
+        name=f"{TEST_GUEST_PREFIX}mem", workload="mem", memory_mib=192, mem_touch_mib=96, mem_pass_s=1,
+        disk=create_disk(guest_dir / "mem-swap.qcow2", 128), swap=True,
+        console_log=guest_dir / "mem.console.log", labels={"team": "cache", "env": "prod"},
+    )
+    conn = libvirt.open(libvirtd)
+    try:
+        boot_guest(conn, spec, guest_images)
+        wait_for_console(spec.console_log, marker="rs-init: holding", timeout_s=180)
+        if "rs-init: swap on /dev/vda\n" not in spec.console_log.read_text(errors="replace"):
+            raise RuntimeError(f"{spec.name} booted without swap; console: {spec.console_log}")
+        yield spec
+    finally:
+        remove_domain(conn, spec.name)
+        conn.close()
 
 
 @pytest.fixture

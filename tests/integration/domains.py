@@ -45,11 +45,13 @@ class GuestSpec:
     vcpus: int = 1
     max_vcpus: int | None = None
     mem_touch_mib: int = 64  # what the mem workload fills and holds
+    mem_pass_s: int = 0  # > 0: the mem workload reads its working set again every N s (swap-in when squeezed)
     disk_mib_per_s: int = 4  # what the disk workload writes per second at most
     balloon_driver: bool = True  # False boots with rs.noballoon=1: the guest never reports memory stats
     balloon_period_s: int = 2  # 0 = no <stats period>, stats arrive once when the driver loads
     disk: Path | None = None
     disk_format: str = "qcow2"
+    swap: bool = False  # mkswap + swapon the disk (vda) at boot; needs ``disk``
     console_log: Path | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
 
@@ -90,6 +92,12 @@ def guest_domain_xml(spec: GuestSpec, images: GuestImages) -> str:
         f"console=ttyS0 panic=-1 rs.workload={spec.workload} rs.mem_mib={spec.mem_touch_mib} "
         f"rs.disk_mib={spec.disk_mib_per_s}"
     )
+    if spec.mem_pass_s:
+        cmdline += f" rs.mem_pass_s={spec.mem_pass_s}"
+    if spec.swap:
+        if spec.disk is None:
+            raise ValueError(f"guest {spec.name}: swap=True needs a disk to swap on")
+        cmdline += " rs.swap=vda"
     if not spec.balloon_driver:
         cmdline += " rs.noballoon=1"
     labels = labels_xml(spec.labels)
