@@ -320,20 +320,23 @@ def lifecycle_for(
     """
     off = [vm for vm in vms if vm.state is VmState.SHUTOFF]
     stopped: Mapping[str, StoppedVm] = {}
+    shut_off: Mapping[str, StoppedVm] = {}
     if off:
         days = max(rules.stopped_after_days, lookback_days, 30.0) + 1.0  # few VMs: read enough to date it
         since = now - pd.Timedelta(days=days).to_pytimedelta()
         rows = store.frame(since, now, resolution="hour", vms=[vm.uuid for vm in off])
         costs = fleet_costs(rows, off, catalogue, rules.storage, rules.cost_settings, now=now)
-        stopped = find_stopped(costs, off, now=now, stopped_after_days=rules.stopped_after_days,
-                               billing_rule=rules.cost_settings.stopped_vm_billing)
+        every_off = find_stopped(costs, off, now=now, stopped_after_days=0.0,
+                                 billing_rule=rules.cost_settings.stopped_vm_billing)
+        stopped = {u: s for u, s in every_off.items() if s.stopped_days >= rules.stopped_after_days}
+        shut_off = {u: s for u, s in every_off.items() if u not in stopped}
     resizes = resizes_in_force(store.audit())
     regrets: Mapping[str, Regret] = {}
     if resizes:
         since = min(r.applied_at for r in resizes) - pd.Timedelta(hours=1).to_pytimedelta()
         watched = store.frame(since, now, resolution="hour", vms=[r.vm_uuid for r in resizes])
         regrets = find_regrets(resizes, watched, catalogue, now=now, watch_days=lookback_days)
-    return Lifecycle(stopped=stopped, regrets=regrets)
+    return Lifecycle(stopped=stopped, regrets=regrets, shut_off=shut_off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,10 +558,12 @@ def with_schedules(
 
 @dataclass(frozen=True, slots=True)
 class Lifecycle:
-    """What the fleet path knows beside usage, by VM UUID: stopped VMs and resizes that overran."""
+    """What the fleet path knows beside usage, by VM UUID: stopped VMs, resizes that overran, and VMs shut
+    off now for less than ``stopped_after`` (their size advice is informational: nothing saved while off)."""
 
     stopped: Mapping[str, StoppedVm] = field(default_factory=dict)
     regrets: Mapping[str, Regret] = field(default_factory=dict)
+    shut_off: Mapping[str, StoppedVm] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -647,6 +652,24 @@ def _verdict(
                     risk if action == "resize" else NO_CHANGE, resize_options, reasons)
 
 
+def _while_shut_off(v: _Verdict, off: StoppedVm, rec: Recommendation, currency: str) -> _Verdict:
+    """A VM off now, for less than ``stopped_after``: its size advice is kept for information only.
+
+    Nothing is counted as saved while it is off (its compute is not billed then) and no step is planned;
+    its options show the sizes its history fits, for when it runs again.
+    """
+    when = (f"since {off.last_running:%Y-%m-%d %H:%M} UTC" if off.last_running is not None
+            else "not seen running in the data read")
+    reasons = dict(v.reasons)
+    reasons["overall"] = (f"shut off for {off.stopped_days:.1f} days ({when}), less than [rightsizing] "
+                          f"stopped_after: advice informational, no saving counted while it is off; "
+                          f"when running: {rec.reasons.get('overall', v.finding.value)}")
+    options = tuple(_option(o.machine_type, o.monthly_savings) for o in rec.options)
+    current = _spec(rec.current_type)
+    return replace(v, action="none", target=current, savings=0.0, risk=NO_CHANGE, options=options,
+                   reasons=reasons)
+
+
 def fleet_peak_ratios(cols: _Columns, *, end_s: float, lookback_days: float) -> dict[str, float]:
     """Per VM: max / p95 of its hourly CPU peaks over the lookback (NaN without data or p95 of 0).
 
@@ -701,6 +724,9 @@ def _finding(
     risk, projection = _risk_and_projection(rec, series, lookback_days=lookback_days, end_s=end_s,
                                             peak_ratio=peak_ratio)
     v = _verdict(rec, idle, lifecycle.stopped.get(vm.uuid), lifecycle.regrets.get(vm.uuid), risk, currency)
+    off = lifecycle.shut_off.get(vm.uuid)
+    if off is not None and v.finding is not Finding.STOPPED:
+        v = _while_shut_off(v, off, rec, currency)
     ev = rec.evidence
     return VmFinding(
         uuid=vm.uuid,

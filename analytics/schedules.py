@@ -218,7 +218,7 @@ def _hours_of(frame: pd.DataFrame, zone: str, idle_vcpus: float, demand_fraction
     cpu = cpu[ok]
     p95 = float(np.percentile(cpu, 95)) if cpu.size else 0.0
     threshold = max(idle_vcpus, demand_fraction * p95)
-    return _Hours(bins, cpu > threshold, np.where(np.isfinite(peak[ok]), peak[ok], cpu[ok]))
+    return _Hours(bins, cpu > threshold, np.where(np.isfinite(peak[ok]), peak[ok], cpu))  # cpu: already [ok]
 
 
 def propose_schedule(

@@ -70,15 +70,15 @@ def load_findings(data: DashboardData, snap: Snapshot, lookback_days: float | No
     return {f.uuid: finding_view(f, lookback) for f in findings}
 
 
-def load_frontier(data: DashboardData, snap: Snapshot) -> OwnFrontier:
-    """The savings-vs-risk frontier of the snapshot's lookback (first half trains, second half scores)."""
+def load_frontier(data: DashboardData, snap: Snapshot, lookback_days: float) -> OwnFrontier:
+    """The savings-vs-risk frontier of the last ``lookback_days`` (first half trains, second half scores)."""
     from analytics.own_frontier import own_fleet_frontier
 
     rs = data.settings.rightsizing
-    start = pd.Timestamp(snap.cost_now) - pd.Timedelta(days=rs.lookback_days)
+    start = pd.Timestamp(snap.cost_now) - pd.Timedelta(days=lookback_days)
     frame = snap.hours[snap.hours["ts"] >= start] if len(snap.hours) else snap.hours
     return own_fleet_frontier(frame, list(snap.vms), data.catalogue, now=snap.cost_now,
-                              lookback_days=float(rs.lookback_days), profile=rs.profile)
+                              lookback_days=lookback_days, profile=rs.profile)
 
 
 def finding_view(f: VmFinding, lookback_days: float = 14.0) -> FindingView:
@@ -106,6 +106,7 @@ def finding_view(f: VmFinding, lookback_days: float = 14.0) -> FindingView:
         action=f.action,
         risk_reasons=f.risk_reasons,
         need_statistic=f.need_cpu_statistic,
+        need_memory_statistic=f.need_memory_statistic,
         pattern=f.pattern,
         schedule=f"{f.schedule.on} {f.schedule.timezone}" if f.schedule else "",
         schedule_savings=f.schedule.monthly_savings if f.schedule else 0.0,

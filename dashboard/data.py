@@ -424,10 +424,12 @@ class DashboardData:
         return self._memo(snap, ("vm", uuid, filters.range_key, self.lookback_days(lookback)), compute)
 
     # -- recommendations -----------------------------------------------------------------------
-    def savings_risk(self) -> OwnFrontier:
-        """The fleet's savings-vs-risk frontier from the stored lookback (memoised per snapshot)."""
+    def savings_risk(self, lookback: int | str | None = None) -> OwnFrontier:
+        """The fleet's savings-vs-risk frontier over ``lookback`` days (a valid choice, else the configured
+        lookback) of stored history, memoised per snapshot and lookback."""
         snap = self.snapshot()
-        return self._memo(snap, ("frontier",), lambda: load_frontier(self, snap))
+        days = self.lookback_days(lookback)
+        return self._memo(snap, ("frontier", days), lambda: load_frontier(self, snap, float(days)))
 
     def recommendation_rows(self, filters: Filters, lookback: int | str | None = None) -> list[dict[str, Any]]:
         """Findings that call for action (not optimized) over ``lookback`` days, biggest saving first."""

@@ -219,7 +219,8 @@ def vm_cpu_figure(frame: pd.DataFrame, *, recommended_vcpus: float | None = None
 
 
 def vm_memory_figure(frame: pd.DataFrame, *, recommended_bytes: float | None = None,
-                     recommended_label: str = "recommended", needed_bytes: float | None = None) -> go.Figure:
+                     recommended_label: str = "recommended", needed_bytes: float | None = None,
+                     need_label: str = "need") -> go.Figure:
     """One VM's memory in GiB from ``ts``, ``memory_used_max_bytes``, ``memory_used_mean_bytes``,
     ``memory_bytes``, plus allocated, recommended-size and needed lines."""
     title = "Memory (GiB)"
@@ -238,7 +239,7 @@ def vm_memory_figure(frame: pd.DataFrame, *, recommended_bytes: float | None = N
     fig.add_scatter(x=frame["ts"], y=frame["memory_bytes"] / GIB, name="allocated", mode="lines",
                     line={"color": _ALLOCATED, "width": 2, "shape": "hv"})
     _hline(fig, frame, recommended_bytes, inert(recommended_label), _RECOMMENDED, "dash", scale=GIB)
-    _hline(fig, frame, needed_bytes, "needed", _NEEDED, "dot", scale=GIB)
+    _hline(fig, frame, needed_bytes, inert(need_label), _NEEDED, "dot", scale=GIB)
     fig.update_yaxes(title_text="GiB", rangemode="tozero")
     fig.update_xaxes(title_text="time (UTC)")
     return fig

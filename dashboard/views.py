@@ -82,6 +82,7 @@ class FindingView:
     action: str = "none"  # resize | stop | none
     risk_reasons: tuple[str, ...] = ()
     need_statistic: str = ""  # what target_vcpus is (the strategy's CPU statistic + headroom)
+    need_memory_statistic: str = ""  # what target_memory_bytes is (the memory statistic + headroom)
     other_options: tuple[str, ...] = ()  # stop / snapshot-then-delete / delete, in words
     projection: Projection | None = None  # the lookback replayed on the recommended type
     lookback_days: float = 14.0

@@ -69,6 +69,23 @@ def lowers_max_memory(snap: DomainSnapshot, target: SizeSpec) -> bool:
     return target.memory_bytes < snap.config.memory_bytes and target.memory_bytes < snap.config.max_memory_bytes
 
 
+def leftover_max_memory(snap: DomainSnapshot, target: SizeSpec) -> bool:
+    """Return True when the VM already is the target type at its memory, but its persistent maximum is
+    still above it (a downsize by an older rightsizer that left ``<memory>`` as it was)."""
+    return (bool(target.machine_type) and snap.labels.get(MACHINE_TYPE_LABEL, "") == target.machine_type
+            and snap.config.memory_bytes == target.memory_bytes < snap.config.max_memory_bytes)
+
+
+def _lower_leftover_max(snap: DomainSnapshot, target: SizeSpec, change: Change) -> Change:
+    """The memory change of a VM with a leftover maximum: only the persistent maximum is lowered."""
+    if change.dimension != "memory_bytes" or change.effect != "unchanged" or not leftover_max_memory(snap, target):
+        return change
+    effect: Effect = "next-restart" if snap.running else "next-start"
+    when = (f"max memory {format_bytes(snap.config.max_memory_bytes)} -> {format_bytes(target.memory_bytes)} "
+            f"at {effect.replace('-', ' ')} (persistent config; an earlier downsize left it above the memory)")
+    return replace(change, effect=effect, when=when, lowers_maximum=True)
+
+
 def _with_lowered_max(snap: DomainSnapshot, target: SizeSpec, change: Change) -> Change:
     """Mark a memory change that also lowers the persistent maximum, and say when that takes effect."""
     if change.dimension != "memory_bytes" or change.effect in ("unchanged", "deferred"):
@@ -99,6 +116,8 @@ def is_at_target(snap: DomainSnapshot, target: SizeSpec) -> bool:
         return False
     if target.machine_type and snap.labels.get(MACHINE_TYPE_LABEL, "") != target.machine_type:
         return False
+    if leftover_max_memory(snap, target):
+        return False
     if not snap.running:
         return True
     return mem_close(snap.live_memory_bytes, target.memory_bytes) and snap.live_vcpus >= target.vcpus
@@ -113,7 +132,8 @@ def plan_changes(snap: DomainSnapshot, target: SizeSpec, permission: RestartPerm
         planned = _restart_changes(snap, target, permission)
     else:
         planned = _live_changes(snap, target)
-    return replace(planned, changes=tuple(_with_lowered_max(snap, target, c) for c in planned.changes))
+    return replace(planned, changes=tuple(_lower_leftover_max(snap, target, _with_lowered_max(snap, target, c))
+                                          for c in planned.changes))
 
 
 def _offline_changes(snap: DomainSnapshot, target: SizeSpec) -> StepChanges:

@@ -421,10 +421,13 @@ class ResizeAction:
             return self._result(outcome, f"{cause}; {text}", snap, now, changes, ops)
         notes = ["applied and verified against libvirt"]
         for c in changes.changes:
-            if c.effect in ("next-restart", "next-start"):
-                moment = "next restart" if c.effect == "next-restart" else "next start"
+            moment = "next restart" if c.effect == "next-restart" else "next start"
+            if c.effect in ("next-restart", "next-start") and c.before != c.after:
                 notes.append(f"{DIM_NAMES[c.dimension]} {fmt_dim(c.dimension, c.before)} -> "
                              f"{fmt_dim(c.dimension, c.after)} takes effect at {moment}")
+            elif c.lowers_maximum and c.effect in ("next-restart", "next-start"):  # only a leftover maximum
+                notes.append(f"max memory {format_bytes(snap.config.max_memory_bytes)} -> "
+                             f"{format_bytes(c.after)} takes effect at {moment}")
             if c.lowers_maximum and c.effect == "live":
                 notes.append(f"max memory {format_bytes(snap.config.max_memory_bytes)} -> "
                              f"{format_bytes(c.after)} takes effect at next restart")

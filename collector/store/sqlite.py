@@ -464,13 +464,13 @@ class SqliteStore:
         hour = int(newest) - int(newest) % 3600
         if not start_s <= hour < end_s:
             return hours
-        bounds = (hour, min(hour + 3600, end_s))
+        bounds = (hour, hour + 3600)  # a row covers its whole hour, as the stored rollups do
         fresh = pd.DataFrame.from_records(self._read(_CURRENT_HOUR_SQL, bounds), columns=list(_CURRENT_HOUR_COLUMNS))
         if fresh.empty:
             return hours
         cpu = pd.DataFrame.from_records(self._read(
             "SELECT vm, cpu_vcpus FROM samples WHERE ts >= ? AND ts < ? AND cpu_vcpus IS NOT NULL", bounds),
-            columns=["vm", "cpu_vcpus"]).astype({"cpu_vcpus": "float64"})  # no rows yet: object otherwise
+            columns=["vm", "cpu_vcpus"]).astype({"vm": object, "cpu_vcpus": "float64"})
         p95 = cpu.groupby("vm")["cpu_vcpus"].quantile(0.95).rename("cpu_p95_vcpus")
         fresh = fresh.merge(p95, left_on="vm", right_index=True, how="left")
         fresh["ts"] = hour

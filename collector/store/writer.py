@@ -2,6 +2,10 @@
 
 Two collectors on one store overwrite each other's rows (same primary key, different counters), so the
 second one is refused. The kernel drops the lock when its holder exits or crashes; the file itself may stay.
+
+``apply`` (CLI or dashboard) does not take this lock: it writes only audit rows, appended in their own short
+transactions under SQLite's write lock (``BEGIN IMMEDIATE``, 30 s busy timeout), so it never overwrites a
+collector's rows and runs beside ``serve``; taking the lock would refuse every apply while a collector runs.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
             html.Span("Exports the rows below (label and host filters apply).", className="rs-note"),
         ], className="rs-actions"),
         html.Div(dcc.Graph(id=ids.RECS_SAVINGS, figure=fig, config={"displaylogo": False}), className="rs-card"),
-        *_frontier_section(data),
+        html.Div(frontier_section(data, days), id=ids.RECS_FRONTIER_SECTION),
         html.H2("Every VM that is not optimized"),
         risk_legend(ids.RECS_LEGEND),
         data_table(
@@ -98,11 +98,11 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
     return html.Div(children)
 
 
-def _frontier_section(data: DashboardData) -> list[Any]:
-    """"Savings vs risk": the stored lookback backtested (train on its first half, score on the second)."""
+def frontier_section(data: DashboardData, lookback: int | None) -> list[Any]:
+    """"Savings vs risk": the page's lookback backtested (train on its first half, score on the second)."""
     from analytics.reports.html_report import frontier_figure
 
-    own = data.savings_risk()
+    own = data.savings_risk(lookback)
     if not own.points or own.vms_evaluated == 0:
         return [html.H2("Savings vs risk"),
                 html.P("Not enough history yet: each half of the lookback needs 30 h over 3 days per VM.",
@@ -113,7 +113,8 @@ def _frontier_section(data: DashboardData) -> list[Any]:
              f"and {chosen.mem_overrun_pct:.3f} % over their memory.")
     return [
         html.H2("Savings vs risk"),
-        html.P(f"Each strategy trained on the first {own.train_days:.1f} days of the lookback and scored on the "
+        html.P(f"Each strategy trained on the first {own.train_days:.1f} days of the "
+               f"{data.lookback_days(lookback)}-day lookback and scored on the "
                f"last {own.eval_days:.1f} ({own.vms_evaluated} VMs); risk = share of evaluated VM-hours whose "
                f"peak demand exceeded the recommended size.{where}", className="rs-note"),
         html.Div(dcc.Graph(id=ids.RECS_FRONTIER, figure=go.Figure(frontier_figure(own.points, chosen)),
@@ -199,6 +200,11 @@ def register(app: Dash, data: DashboardData, *, hook: ApplyHook | None = None, *
     def _table(range_key: str, labels: list[str], hosts: list[str], lookback: int) -> tuple[Any, ...]:
         result = update(data, range_key, labels, hosts, lookback)
         return result if enabled else result[:3]
+
+    @app.callback(Output(ids.RECS_FRONTIER_SECTION, "children"), Input(ids.RECS_LOOKBACK, "value"),
+                  prevent_initial_call=True)
+    def _frontier(lookback: int) -> list[Any]:
+        return frontier_section(data, lookback)
 
     @app.callback(
         Output(ids.RECS_DOWNLOAD, "data"),

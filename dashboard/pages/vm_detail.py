@@ -191,7 +191,9 @@ def _build(data: DashboardData, uuid: str, filters: Filters, lookback: int) -> _
                               need_label=need_label),
         figures.vm_memory_figure(view.hours, recommended_bytes=f.recommended_memory_bytes if f else None,
                                  recommended_label=rec_label,
-                                 needed_bytes=f.target_memory_bytes if f else None),
+                                 needed_bytes=f.target_memory_bytes if f else None,
+                                 need_label=(f"need: {f.need_memory_statistic} + headroom"
+                                             if f and f.need_memory_statistic else "need")),
         figures.vm_disk_figure(view.hours),
         figures.vm_cost_figure(view.cost_day, currency=view.currency),
         [dcc.Graph(id=ids.VM_PROJECTION, config=_GRAPH_CONFIG, figure=figures.projection_figure(

@@ -521,3 +521,27 @@ def test_defect16_downsize_lowers_persistent_max_memory_verified_and_reverted(ri
     assert (info.memory_bytes, info.max_memory_bytes) == (1 * GIB, 4 * GIB)  # live max drops at next restart
     assert "max memory 4 GiB -> 1 GiB takes effect at next restart" in res.reason
     assert audit_of(rig, "rs-act-run")[-1].after["config_max_memory_bytes"] == 1 * GIB
+
+
+def test_leftover_max_memory_of_an_older_downsize_is_lowered_on_rerun(rig: Rig) -> None:
+    """A VM downsized before the maximum was lowered: at its type's memory, ``<memory>`` still above it."""
+    import re
+
+    step = rig.step("rs-act-run", 2, 1 * GIB, "g1.1")
+    assert rig.action(step).execute().result == "applied"
+    # what the older code left behind: the same downsize with the persistent maximum untouched
+    legacy = re.sub(r"<memory unit='KiB'>\d+</memory>", f"<memory unit='KiB'>{4 * GIB // 1024}</memory>",
+                    rig.xml("rs-act-run"), count=1)
+    rig.conn.defineXML(legacy)
+    cfg = parse_config(rig.xml("rs-act-run"))
+    assert (cfg.memory_bytes, cfg.max_memory_bytes) == (1 * GIB, 4 * GIB)
+
+    step = rig.step("rs-act-run", 2, 1 * GIB, "g1.1")  # a plan made now, for the type it already has
+    plan = rig.action(step, min_days_between_resizes=0).preview()
+    assert plan.result == "planned" and "lower max memory (config)" in plan.operations, plan.reason
+    res = rig.action(step, min_days_between_resizes=0).execute()
+    assert res.result == "applied", res.reason
+    assert "max memory 4 GiB -> 1 GiB takes effect at next restart" in res.reason
+    cfg = parse_config(rig.xml("rs-act-run"))
+    assert (cfg.memory_bytes, cfg.max_memory_bytes) == (1 * GIB, 1 * GIB)
+    assert rig.action(step, min_days_between_resizes=0).execute().result == "unchanged"

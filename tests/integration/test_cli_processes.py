@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,48 @@ def test_defect13_continuous_collect_stops_cleanly_on_sigterm(
     assert _stop(proc) == 0, log.read_text()
     assert "stopped" in log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+def test_apply_appends_its_audit_rows_beside_a_running_collector(
+    tmp_path: Path, testdriver_fleet: Callable[..., str]
+) -> None:
+    """``apply --yes`` does not take the one-writer lock (it would be refused whenever ``serve`` runs): its
+    audit rows are appends under SQLite's own write lock, waiting for a collector's transaction to end."""
+    import json
+    import sqlite3
+
+    from collector.store.sqlite import SqliteStore
+
+    uri = testdriver_fleet(3)
+    db = tmp_path / "rs.db"
+    serve, _ = _start(tmp_path, "serve", "serve", "--uri", uri, "--db", str(db), "--interval", "1",
+                      "--no-dashboard", "--metrics-listen", f"127.0.0.1:{free_port()}", ready="metrics: http")
+    plan = tmp_path / "plan.json"
+    # test:///default's own running domain "test" (each process gets a fresh copy of that driver)
+    plan.write_text(json.dumps([{"uuid": "6695eb01-f6a4-8304-79aa-97f2502e193f", "name": "test",
+                                 "uri": "test:///default", "action": "stop", "finding": "idle",
+                                 "currency": "EUR", "price_before_per_hour": 0.02}]))
+    blocker = sqlite3.connect(db, isolation_level=None, timeout=30)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # another process in the middle of a long write
+        apply = subprocess.Popen([sys.executable, "-m", "rightsizer", "apply", str(plan), "--db", str(db), "--yes",
+                                  "--allow-stop", "--output", "json"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+        time.sleep(3)
+        assert apply.poll() is None  # waiting for the write lock, not failing
+        blocker.execute("COMMIT")
+        out, err = apply.communicate(timeout=60)
+        assert apply.returncode == 0, err
+        assert [r["result"] for r in json.loads(out)] == ["applied"]
+        assert serve.poll() is None  # the collector carries on; the store is still its to write
+    finally:
+        blocker.close()
+        assert _stop(serve) == 0
+    store = SqliteStore(db)
+    try:
+        (entry,) = store.audit()
+        cycles = store.frame(entry.ts - timedelta(minutes=5), entry.ts + timedelta(minutes=5), resolution="raw")
+    finally:
+        store.close()
+    assert (entry.action, entry.result, entry.price_before_per_hour) == ("stop", "applied", 0.02)
+    assert cycles["ts"].nunique() >= 3  # serve's cycles before, during and after the apply all landed

@@ -182,3 +182,25 @@ def test_lookback_flag_changes_the_window(monkeypatch: pytest.MonkeyPatch, capsy
                 "--vm", "busy-1", "--now", NOW.isoformat()) == 0
     (busy,) = json.loads(capsys.readouterr().out)
     assert busy["projected"]["hours"] == 7 * 24
+
+
+def test_shut_off_under_stopped_after_gets_no_resize_savings(tmp_path: Path) -> None:
+    """Off for 2 days (< [rightsizing] stopped_after = 7 d): advice stays, informational, nothing counted."""
+    paused = _vm("paused-1", 8, 32, VmState.SHUTOFF)
+    busy = FLEET["busy-1"]
+    store = SqliteStore(tmp_path / "paused.db")
+    try:
+        store.write_history([paused, busy], _points(paused, range(12 * 24), 0.5, used_gib=2)
+                            + _points(paused, range(12 * 24, DAYS * 24), 0, used_gib=0, running=False)
+                            + _points(busy, range(DAYS * 24), 0.5, used_gib=2))
+        found = {f.name: f for f in findings_for_settings(store, CATALOGUE, Settings(), now=NOW)}
+    finally:
+        store.close()
+    running, off = found["busy-1"], found["paused-1"]
+    assert running.finding is Finding.OVER_PROVISIONED and running.monthly_savings > 0  # the same usage, running
+    assert off.finding is Finding.OVER_PROVISIONED  # what its history says, for information
+    assert off.monthly_savings == 0.0 and off.savings_pct == 0.0
+    assert off.action == "none" and not off.is_actionable
+    assert off.reasons["overall"].startswith("shut off for 2.0 days (since 2026-10-13 00:00 UTC)"), off.reasons
+    assert "informational" in off.reasons["overall"]
+    assert off.options and off.options[0]["action"] == "resize"  # the sizes it would fit, when it runs again

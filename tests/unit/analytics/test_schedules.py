@@ -140,3 +140,14 @@ def test_dry_run_lists_a_week_of_starts_and_stops() -> None:
     assert actions[0].when == datetime(2026, 11, 2, 19, 0, tzinfo=UTC)
     assert sum(a.action == "start" for a in actions) == 5 and sum(a.action == "stop" for a in actions) == 5
     assert all(a.when < datetime(2026, 11, 9, 12, 0, tzinfo=UTC) for a in actions)
+
+
+def test_an_hour_without_a_cpu_figure_is_skipped_not_fatal(fleet: tuple[pd.DataFrame, dict[str, str]]) -> None:
+    """The running hour of a collector's first cycle has no CPU mean yet (no interval to rate over)."""
+    frame, truth = fleet
+    office = frame["vm"] == "office-hours-00000"
+    last = frame.index[office][-1]
+    gappy = frame.copy()
+    gappy.loc[last, "cpu_mean_vcpus"] = np.nan
+    props = _propose(gappy, [_vm(v) for v in truth])
+    assert props["office-hours-00000"].on == "Mon-Fri 07:00-19:00"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from dash import dcc, html, no_update
 from tinyfleet import NOW, A, B, C, components, make_data
 
@@ -85,6 +86,17 @@ def test_vm_detail_update(data: DashboardData) -> None:
     rec_texts = _texts(rec)
     assert "over-provisioned" in rec_texts and any(t.startswith("20.50 EUR / month (") for t in rec_texts)
     assert "g1.1" in _texts(options)
+
+
+def test_vm_detail_charts_name_every_statistic_and_need_by_its_statistic(data: DashboardData) -> None:
+    _header, cpu, mem, *_rest = vm_detail.update(data, A, "7d", None, None)
+    for fig in (cpu, mem):
+        assert all(t.name and t.showlegend is not False for t in fig.data), [t.name for t in fig.data]
+    finding = data.vm_detail(A, Filters.of("7d", None, None), 14).finding
+    assert finding is not None and finding.need_memory_statistic == "max of memory used"
+    (need,) = [t for t in mem.data if t.name.startswith("need: ")]
+    assert need.name == "need: max of memory used + headroom"
+    assert need.y[0] == pytest.approx(finding.target_memory_bytes / 1024**3)
 
 
 def test_vm_detail_unknown_uuid(data: DashboardData) -> None:
@@ -192,7 +204,8 @@ def test_recommendations_page_says_when_history_is_too_short_for_savings_vs_risk
     assert "Savings vs risk" in texts and "Not enough history yet" in texts
 
 
-def test_recommendations_page_draws_savings_vs_risk(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def _steady_store(tmp_path) -> SqliteStore:  # type: ignore[no-untyped-def]
+    """One VM at 0.5 of 4 vCPUs for 14 days of hourly history."""
     import uuid as uuid_mod
     from datetime import timedelta
 
@@ -208,6 +221,11 @@ def test_recommendations_page_draws_savings_vs_risk(tmp_path) -> None:  # type: 
               for i in range(14 * 24)]
     store = SqliteStore(tmp_path / "f.db")
     store.write_history([vm], points)
+    return store
+
+
+def test_recommendations_page_draws_savings_vs_risk(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = _steady_store(tmp_path)
     data = make_data(store)
     page = recommendations.layout(data, Filters())
     graph = next(c for c in _walk(page) if getattr(c, "id", None) == ids.RECS_FRONTIER)
@@ -215,6 +233,24 @@ def test_recommendations_page_draws_savings_vs_risk(tmp_path) -> None:  # type: 
     assert "in use: balanced" in names and "aws (cpu_headroom_fraction)" in names
     assert data.savings_risk().vms_evaluated == 1
     store.close()
+
+
+def test_savings_vs_risk_follows_the_lookback_control(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = _steady_store(tmp_path)
+    try:
+        data = make_data(store)
+        page = recommendations.layout(data, Filters())
+        section = next(c for c in _walk(page) if getattr(c, "id", None) == ids.RECS_FRONTIER_SECTION)
+        assert "trained on the first 7.0 days of the 14-day lookback" in " ".join(_texts(section))
+        week = " ".join(_texts(html.Div(recommendations.frontier_section(data, 7))))
+        assert "trained on the first 3.5 days of the 7-day lookback" in week
+        assert data.savings_risk(7).train_days == 3.5 and data.savings_risk(14).train_days == 7.0
+        app = app_module.create_app(Settings(), store, load_catalogue(), data_mode="live", clock=lambda: NOW,
+                                    warm=False)
+        assert any(ids.RECS_FRONTIER_SECTION in key and ids.RECS_LOOKBACK in str(cb.get("inputs"))
+                   for key, cb in app.callback_map.items())
+    finally:
+        store.close()
 
 
 def _walk(component: object) -> list[object]:

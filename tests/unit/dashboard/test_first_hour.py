@@ -128,3 +128,13 @@ def test_vms_table_cpu_in_the_first_minutes_comes_from_the_raw_samples(tmp_path:
         assert row["cpu_p95_vcpus"] is not None and abs(row["cpu_p95_vcpus"] - 1.2) < 1e-9  # mean of 1.1..1.3
     finally:
         store.close()
+
+
+def test_running_hour_without_any_cpu_measurement_reads_as_unknown(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    try:
+        _cycle(store, 0, 6)  # one first cycle: no interval, so no CPU figure yet
+        hour = store.frame(NOW - timedelta(hours=2), NOW + timedelta(hours=1), resolution="hour")
+        assert len(hour) == 3 and hour["cpu_p95_vcpus"].isna().all() and (hour["samples"] == 1).all()
+    finally:
+        store.close()

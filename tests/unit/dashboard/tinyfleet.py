@@ -71,6 +71,7 @@ def stub_findings(data: DashboardData, snap: object) -> dict[str, FindingView]:
                                 "memory": "max 1 GiB + 15 %"},
                        evidence={"lookback": "14 days", "coverage": "48.0 h"}, savings_pct=42.9,
                        action="resize", need_statistic="p90 of daily peak-hour CPU demand",
+                       need_memory_statistic="max of memory used",
                        risk_reasons=("0 of 48 h in the lookback above the new size (0.0%)",)),
         B: FindingView(B, "under-provisioned", "g1.1", "g1.2", -5.0, "medium", 1.2, 4 * GIB, recommended_vcpus=2,
                        recommended_memory_bytes=8 * GIB,
