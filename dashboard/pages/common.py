@@ -7,6 +7,7 @@ as text; nothing here builds HTML or Markdown from data.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from dash import Input, dcc, html
@@ -78,15 +79,38 @@ def empty(message: str) -> html.Div:
     return html.Div(message, className="rs-empty")
 
 
-def data_table(*, widths_px: dict[str, int] | None = None, **props: Any) -> DataTable:
+#: Lines a wrapped cell shows before it ends in an ellipsis (its tooltip holds the whole text).
+WRAP_LINES = 3
+
+
+def tooltips(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """DataTable ``tooltip_data`` showing the whole text of ``columns`` (as text, never markup) per row."""
+    return [{c: {"value": str(r.get(c) or ""), "type": "text"} for c in columns if r.get(c)} for r in rows]
+
+
+def data_table(*, widths_px: dict[str, int] | None = None, wrap_px: dict[str, int] | None = None,
+               hidden: Sequence[str] = (), **props: Any) -> DataTable:
     """A DataTable with the shared styling; cells render their values as text.
 
-    ``widths_px`` caps the named text columns (longer text ends in an ellipsis; the VM page and the CSV
-    export show it whole), so that the tables fit a 1,360 px content area.
+    So that the tables fit a 1,360 px content area: ``widths_px`` caps the named short-text columns (longer
+    text ends in an ellipsis), ``wrap_px`` gives long-text columns (labels, reasons, options) a width in
+    which their text wraps onto up to ``WRAP_LINES`` lines (pass ``tooltip_data=tooltips(rows, wrap_px)``
+    so that hovering shows it whole; the VM page and the CSV export show it too), and the ``hidden`` columns
+    start hidden behind the table's "Toggle Columns" button, which shows them.
     """
     caps = [{"if": {"column_id": column}, "maxWidth": f"{px}px", "width": f"{px}px", "minWidth": f"{px}px"}
             for column, px in (widths_px or {}).items()]
-    return DataTable(**{**TABLE_STYLE, "style_cell_conditional": caps, **props})
+    wraps = [{"if": {"column_id": column}, "maxWidth": f"{px}px", "width": f"{px}px", "minWidth": f"{px}px",
+              "whiteSpace": "normal", "height": "auto", "overflowWrap": "anywhere"}
+             for column, px in (wrap_px or {}).items()]
+    clamp = [{"selector": f"td[data-dash-column='{column}'] .dash-cell-value",
+              "rule": f"display: -webkit-box; -webkit-line-clamp: {WRAP_LINES}; -webkit-box-orient: vertical; "
+                      "overflow: hidden;"} for column in (wrap_px or {})]
+    if hidden:
+        props["columns"] = [{**c, "hideable": True} if c["id"] in hidden else c for c in props["columns"]]
+        props["hidden_columns"] = list(hidden)
+    return DataTable(**{**TABLE_STYLE, "style_cell_conditional": caps + wraps, "css": TABLE_STYLE["css"] + clamp,
+                        "tooltip_delay": 300, "tooltip_duration": None, **props})
 
 
 def risk_legend(legend_id: str) -> html.Div:

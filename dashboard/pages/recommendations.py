@@ -12,10 +12,16 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboard import figures, ids
 from dashboard.data import ApplyHook, DashboardData, Filters
-from dashboard.pages.common import FILTER_INPUTS, data_table, kpi, lookback_control, money, risk_legend
+from dashboard.pages.common import FILTER_INPUTS, data_table, kpi, lookback_control, money, risk_legend, tooltips
 
 PATH = "/recommendations"
 TITLE = "Recommendations"
+#: Columns behind the table's "Toggle Columns" button at first (the finding implies the action; exclusion
+#: is rare and the VM page says it).
+HIDDEN_AT_FIRST = ("action", "excluded")
+#: Columns whose text wraps onto up to three lines (px wide); the long ones show whole in a tooltip.
+WRAPPED = {"name": 130, "host": 90, "finding": 100, "risk_reasons": 140, "options": 160, "reason": 150}
+TOOLTIPS = ("risk_reasons", "options", "reason")
 
 
 def columns(currency: str, need_statistic: str = "") -> list[dict[str, Any]]:
@@ -28,11 +34,11 @@ def columns(currency: str, need_statistic: str = "") -> list[dict[str, Any]]:
         {"id": "finding", "name": "Finding"},
         {"id": "action", "name": "Action"},
         {"id": "current_type", "name": "Current type"},
-        {"id": "recommended_type", "name": "Recommended type"},
+        {"id": "recommended_type", "name": "Recom\u00admended type"},  # a soft hyphen: may break as Recom-/mended
         {"id": "target_vcpus", "name": need, "type": "numeric", "format": fixed2},
         {"id": "target_memory_gib", "name": "Memory need (GiB; max used + headroom)", "type": "numeric",
          "format": fixed2},
-        {"id": "monthly_savings", "name": f"Savings ({currency}/month)", "type": "numeric", "format": fixed2},
+        {"id": "monthly_savings", "name": f"Savings ({currency} / month)", "type": "numeric", "format": fixed2},
         {"id": "savings_pct", "name": "Savings (%)", "type": "numeric", "format": {"specifier": ",.1f"}},
         {"id": "risk", "name": "Risk"},
         {"id": "risk_reasons", "name": "Risk set by"},
@@ -83,14 +89,16 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
         data_table(
             id=ids.RECS_TABLE,
             columns=columns(data.currency, data.need_statistic()),
-            widths_px={"name": 140, "host": 90, "finding": 110, "options": 150, "reason": 150, "risk": 90},
+            widths_px={"risk": 76, "recommended_type": 90},
+            wrap_px=WRAPPED,
+            hidden=HIDDEN_AT_FIRST,
             data=rows,
+            tooltip_data=tooltips(rows, TOOLTIPS),
             sort_action="native",
             filter_action="native",
             filter_query=table_filter,
             page_action="native",
             page_size=25,
-            tooltip_duration=None,
         ),
     ]
     if data.settings.actions.enabled:
@@ -190,16 +198,17 @@ def type_choices(data: DashboardData, vm_uuid: str | None, range_key: str | None
 
 def register(app: Dash, data: DashboardData, *, hook: ApplyHook | None = None, **_: Any) -> None:
     """Register table, export and (when enabled) apply callbacks."""
-    outputs = [Output(ids.RECS_TABLE, "data"), Output(ids.RECS_SUMMARY, "children"),
-               Output(ids.RECS_SAVINGS, "figure")]
+    outputs = [Output(ids.RECS_TABLE, "data"), Output(ids.RECS_TABLE, "tooltip_data"),
+               Output(ids.RECS_SUMMARY, "children"), Output(ids.RECS_SAVINGS, "figure")]
     enabled = data.settings.actions.enabled
     if enabled:
         outputs.append(Output(ids.RECS_APPLY_VM, "options"))
 
     @app.callback(*outputs, *FILTER_INPUTS, Input(ids.RECS_LOOKBACK, "value"), prevent_initial_call=True)
     def _table(range_key: str, labels: list[str], hosts: list[str], lookback: int) -> tuple[Any, ...]:
-        result = update(data, range_key, labels, hosts, lookback)
-        return result if enabled else result[:3]
+        rows, *rest = update(data, range_key, labels, hosts, lookback)
+        result = (rows, tooltips(rows, TOOLTIPS), *rest)
+        return result if enabled else result[:4]
 
     @app.callback(Output(ids.RECS_FRONTIER_SECTION, "children"), Input(ids.RECS_LOOKBACK, "value"),
                   prevent_initial_call=True)

@@ -9,10 +9,15 @@ from dash import Dash, Input, Output, html, no_update
 
 from dashboard import ids
 from dashboard.data import DashboardData, Filters
-from dashboard.pages.common import FILTER_INPUTS, data_table
+from dashboard.pages.common import FILTER_INPUTS, data_table, tooltips
 
 PATH = "/vms"
 TITLE = "VMs"
+#: Columns behind the table's "Toggle Columns" button at first: the size is in the machine type's name.
+HIDDEN_AT_FIRST = ("vcpus", "memory_gib")
+#: Columns whose text wraps onto up to three lines (px wide); the long ones show whole in a tooltip.
+WRAPPED = {"name": 130, "host": 90, "finding": 100, "labels": 160}
+TOOLTIPS = ("labels",)
 
 
 def _num(precision: int) -> dict[str, str]:
@@ -26,7 +31,7 @@ def columns(currency: str) -> list[dict[str, Any]]:
         {"id": "name", "name": "VM"},
         {"id": "host", "name": "Host"},
         {"id": "machine_type", "name": "Machine type"},
-        {"id": "hourly_cost", "name": f"Cost ({currency}/h)", "type": "numeric", "format": _num(4)},
+        {"id": "hourly_cost", "name": f"Cost ({currency} / h)", "type": "numeric", "format": _num(4)},
         {"id": "need_vcpus", "name": "CPU need (vCPU)", "type": "numeric", "format": _num(2)},
         {"id": "cpu_p95_vcpus", "name": "CPU p95 of hourly means (vCPU)", "type": "numeric", "format": _num(2)},
         {"id": "cpu_p95_pct", "name": "CPU p95 of hourly means (%)", "type": "numeric", "format": _num(1)},
@@ -34,7 +39,7 @@ def columns(currency: str) -> list[dict[str, Any]]:
         {"id": "memory_used_pct", "name": "Memory used max (%)", "type": "numeric", "format": _num(1)},
         {"id": "finding", "name": "Finding"},
         {"id": "pattern", "name": "Pattern"},
-        {"id": "monthly_savings", "name": f"Savings ({currency}/month)", "type": "numeric", "format": _num(2)},
+        {"id": "monthly_savings", "name": f"Savings ({currency} / month)", "type": "numeric", "format": _num(2)},
         {"id": "savings_pct", "name": "Savings (%)", "type": "numeric", "format": _num(1)},
         {"id": "labels", "name": "Labels"},
         {"id": "state", "name": "State"},
@@ -59,8 +64,11 @@ def layout(data: DashboardData, filters: Filters, *, table_filter: str = "") -> 
         data_table(
             id=ids.VMS_TABLE,
             columns=columns(data.currency),
-            widths_px={"name": 120, "host": 80, "labels": 110, "pattern": 80, "finding": 100, "machine_type": 80},
+            widths_px={"pattern": 76, "machine_type": 80},
+            wrap_px=WRAPPED,
+            hidden=HIDDEN_AT_FIRST,
             data=rows,
+            tooltip_data=tooltips(rows, TOOLTIPS),
             sort_action="native",
             sort_mode="multi",
             filter_action="native",
@@ -92,10 +100,11 @@ def drilldown(active_cell: dict[str, Any] | None) -> str | Any:
 def register(app: Dash, data: DashboardData, **_: Any) -> None:
     """Register the grid and drilldown callbacks."""
 
-    @app.callback(Output(ids.VMS_TABLE, "data"), Output(ids.VMS_COUNT, "children"), *FILTER_INPUTS,
-                  prevent_initial_call=True)
+    @app.callback(Output(ids.VMS_TABLE, "data"), Output(ids.VMS_TABLE, "tooltip_data"),
+                  Output(ids.VMS_COUNT, "children"), *FILTER_INPUTS, prevent_initial_call=True)
     def _rows(range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
-        return update(data, range_key, labels, hosts)
+        rows, note = update(data, range_key, labels, hosts)
+        return rows, tooltips(rows, TOOLTIPS), note
 
     @app.callback(
         Output(ids.URL, "pathname", allow_duplicate=True),

@@ -396,6 +396,52 @@ def test_label_filter_and_lookback_from_the_address_and_back_into_it(page: Page,
     assert _query(pg)["label"] == ["team=payments"]
 
 
+CONTENT_WIDTH_PX = 1360  # the page's content area at the tests' 1,400 px viewport (20 px padding each side)
+
+
+def _table_fits(pg: Page, table: str) -> None:
+    content = pg.evaluate("() => { const m = document.querySelector('#app-page'); const s = getComputedStyle(m);"
+                          " return m.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight); }")
+    assert content == CONTENT_WIDTH_PX
+    width = pg.evaluate(f"() => document.querySelector('#{table} table').getBoundingClientRect().width")
+    assert width <= CONTENT_WIDTH_PX + 1, f"{table} is {width} px wide"
+    overflowing = pg.evaluate(f"() => [...document.querySelectorAll('#{table} .dash-spreadsheet-container')]"
+                              ".filter(d => d.scrollWidth > d.clientWidth + 1).length")
+    assert overflowing == 0
+
+
+def _show_column(pg: Page, table: str, column: str, title: str) -> None:
+    assert pg.locator(f"#{table} th[data-dash-column='{column}']").count() == 0  # hidden at first
+    pg.click(f"#{table} button.show-hide")
+    pg.locator(f"#{table} .show-hide-menu-item", has_text=title).locator("input").check()
+    pg.wait_for_selector(f"#{table} th[data-dash-column='{column}']")
+
+
+def test_tables_fit_the_content_area_and_hidden_columns_can_be_shown(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    pg.goto(dashboard.url + "/vms")
+    pg.wait_for_selector("#vms-table td[data-dash-column='name']")
+    _table_fits(pg, "vms-table")
+    for column in ("state", "labels"):  # visible without asking
+        assert pg.locator(f"#vms-table td[data-dash-column='{column}']").first.is_visible()
+    labels = pg.locator("#vms-table td[data-dash-column='labels']").first
+    full = labels.inner_text()
+    labels.hover()  # a long cell shows its whole text in a tooltip
+    tip = pg.locator("#vms-table .dash-tooltip")
+    tip.wait_for()
+    assert " ".join(tip.inner_text().split()) == " ".join(full.split())  # the cell shows three lines of it
+    _show_column(pg, "vms-table", "vcpus", "vCPUs")
+    _shot(pg, "vms-columns")
+
+    pg.goto(dashboard.url + "/recommendations")
+    pg.wait_for_selector("#recs-table td[data-dash-column='name']")
+    _table_fits(pg, "recs-table")
+    for column in ("options", "reason", "risk_reasons"):
+        assert pg.locator(f"#recs-table td[data-dash-column='{column}']").first.is_visible()
+    _show_column(pg, "recs-table", "excluded", "Excluded")
+    _shot(pg, "recommendations-columns")
+
+
 # -- Hosts section: overcommit per host, its vCPU wait, the contended VMs -------------------------------------
 # A store with two hosts as the collector leaves it: hv-busy (2 CPUs) runs 6 vCPUs whose VMs wait for a host
 # CPU 40 % of their vCPU time; hv-calm (8 CPUs) runs 2 vCPUs that hardly wait. Host CPU counts are what the

@@ -67,7 +67,7 @@ def test_vms_drilldown() -> None:
 
 def test_vms_columns_carry_units_and_currency() -> None:
     names = [c["name"] for c in vms.columns("EUR")]
-    assert "Cost (EUR/h)" in names and "Savings (EUR/month)" in names
+    assert "Cost (EUR / h)" in names and "Savings (EUR / month)" in names  # spaced so that headers wrap
     assert "CPU p95 of hourly means (vCPU)" in names and "Memory used max (GiB)" in names
     assert "CPU need (vCPU)" in names and "Savings (%)" in names
 
