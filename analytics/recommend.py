@@ -36,7 +36,7 @@ from analytics.findings.lifecycle import DELETE_IS_MANUAL, StoppedVm, find_stopp
 from analytics.findings.projection import Projection, project_utilisation
 from analytics.findings.regret import Regret, find_regrets, monthly_cost_change, resizes_in_force
 from analytics.findings.risk import NO_CHANGE, Risk, RiskFacts, RiskLevel, assess_risk
-from analytics.fleet import resolve_machine_type
+from analytics.fleet import MACHINE_TYPE_LABEL, resolve_machine_type
 from analytics.frames import appearance_codes, epoch_ns, group_percentile, rows_since
 from analytics.idle import IdleFinding, find_idle
 from analytics.patterns import fit_patterns
@@ -687,6 +687,15 @@ def fleet_peak_ratios(cols: _Columns, *, end_s: float, lookback_days: float) -> 
     return dict(zip(cols.names, ratio.tolist(), strict=True))
 
 
+def _max_memory_note(vm: VmRecord, type_name: str) -> str:
+    """Why a persistent maximum above the memory matters, and how it gets lowered."""
+    labelled = (vm.labels or {}).get(MACHINE_TYPE_LABEL, "") == type_name
+    how = (f"a plan step to {type_name} lowers it at next restart" if labelled
+           else "lower <memory> in its persistent config (takes effect at next restart)")
+    return (f"persistent max memory {vm.max_memory_bytes / GIB:.2f} GiB is above its {vm.memory_bytes / GIB:.2f} "
+            f"GiB (left by an earlier downsize?): the guest can balloon beyond {type_name}; {how}")
+
+
 def _risk_and_projection(
     rec: Recommendation, series: _Series, *, lookback_days: float, end_s: float, peak_ratio: float | None = None,
 ) -> tuple[Risk, Projection | None]:
@@ -727,6 +736,8 @@ def _finding(
     off = lifecycle.shut_off.get(vm.uuid)
     if off is not None and v.finding is not Finding.STOPPED:
         v = _while_shut_off(v, off, rec, currency)
+    if vm.max_memory_bytes > vm.memory_bytes and current is not None and v.action != "resize":
+        v = replace(v, reasons={**v.reasons, "max_memory": _max_memory_note(vm, current.name)})
     ev = rec.evidence
     return VmFinding(
         uuid=vm.uuid,

@@ -204,3 +204,21 @@ def test_shut_off_under_stopped_after_gets_no_resize_savings(tmp_path: Path) -> 
     assert off.reasons["overall"].startswith("shut off for 2.0 days (since 2026-10-13 00:00 UTC)"), off.reasons
     assert "informational" in off.reasons["overall"]
     assert off.options and off.options[0]["action"] == "resize"  # the sizes it would fit, when it runs again
+
+
+def test_max_memory_left_above_the_memory_is_named_in_the_reasons(tmp_path: Path) -> None:
+    """A VM at its size whose persistent maximum an older downsize left above its memory."""
+    snug = FLEET["snug-1"]
+    legacy = VmRecord(uuid=snug.uuid, name=snug.name, uri=snug.uri, host=snug.host, state=VmState.RUNNING,
+                      vcpus=snug.vcpus, max_vcpus=snug.max_vcpus, memory_bytes=snug.memory_bytes,
+                      max_memory_bytes=2 * snug.memory_bytes, labels={}, first_seen=T0, last_seen=NOW)
+    store = SqliteStore(tmp_path / "legacy.db")
+    try:
+        store.write_history([legacy], _points(legacy, range(DAYS * 24), 2.2, used_gib=5.0))
+        (found,) = findings_for_settings(store, CATALOGUE, Settings(), now=NOW)
+    finally:
+        store.close()
+    assert found.action != "resize"
+    assert found.reasons["max_memory"].startswith("persistent max memory 32.00 GiB is above its 16.00 GiB")
+    assert found.reasons["max_memory"].endswith("lower <memory> in its persistent config (takes effect at next "
+                                                "restart)")  # unlabelled: a plan step would not lower it
