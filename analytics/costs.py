@@ -117,6 +117,10 @@ class RealisedSaving:
     currency: str
 
 
+#: The hour-frame columns :func:`fleet_costs` reads (a store asked for only these may leave the rest NaN).
+COST_INPUT_COLUMNS: tuple[str, ...] = ("running_s", "vcpus", "memory_bytes", "disk_capacity_bytes")
+
+
 def fleet_costs(
     hour_frame: pd.DataFrame,
     vms: Sequence[VmRecord],

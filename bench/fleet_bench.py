@@ -115,32 +115,70 @@ def _load(url: str, n_vms: int, days: int, end_s: int, seed: int) -> int:
     return sent
 
 
-def central(url: str, work: Path) -> dict[str, Any]:
-    """Run costs + recommend through the CLI in this process; split the time into engine vs ours."""
+def _load_avg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+class _Clock:
+    """Wall time inside the PromQL store's reads (frame, vms, time_range) and every client it makes."""
+
+    def __init__(self) -> None:
+        self.store_s = 0.0
+        self.clients: list[Any] = []
+
+    def install(self) -> None:
+        from collector.store import promql, promql_http
+
+        clock = self
+        post_init = promql_http.PromqlClient.__post_init__
+
+        def track(client: Any) -> None:
+            post_init(client)
+            clock.clients.append(client)
+
+        promql_http.PromqlClient.__post_init__ = track  # type: ignore[method-assign,assignment]
+        for name in ("frame", "vms", "time_range"):
+            original = getattr(promql.PromqlStore, name)
+
+            def timed(self: Any, *a: Any, _f: Any = original, **kw: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return _f(self, *a, **kw)
+                finally:
+                    clock.store_s += time.perf_counter() - t0
+
+            setattr(promql.PromqlStore, name, timed)
+
+    def reset(self) -> None:
+        self.store_s = 0.0
+        self.clients = []
+
+    def totals(self) -> dict[str, float]:
+        keys = ("queries", "engine_wall_s", "request_s", "decode_s")
+        return {k: sum(getattr(c.timing, k) for c in self.clients) for k in keys}
+
+
+def central(url: str, work: Path, concurrency: int) -> dict[str, Any]:
+    """Run recommend + costs through the CLI in this process; split each command's wall time.
+
+    engine_s: wall time with at least one query in flight (the engine computing and sending); ours_s: the rest
+    (decoding what is not overlapped, building frames, analytics, output). decode_s and store_s (all of the
+    PromQL store's reads, engine included) are shown beside them; analytics_s = wall - store_s.
+    """
     import contextlib
     import io
 
-    from collector.store import promql_http
     from rightsizer.cli import main as cli_main
 
-    engine = {"s": 0.0, "queries": 0}
-    original = promql_http.PromqlClient._call
-
-    def timed(self: Any, path: str, params: Any, what: str) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return original(self, path, params, what)
-        finally:
-            engine["s"] += time.perf_counter() - t0
-            engine["queries"] += 1
-
-    promql_http.PromqlClient._call = timed  # type: ignore[method-assign]
+    clock = _Clock()
+    clock.install()
     cfg = work / "central.toml"
-    cfg.write_text(f'[source]\nkind = "prometheus"\nurl = "{url}"\nresolution_s = {STEP_S}\n')
+    cfg.write_text(f'[source]\nkind = "prometheus"\nurl = "{url}"\nresolution_s = {STEP_S}\n'
+                   f"query_concurrency = {concurrency}\n")
     out: dict[str, Any] = {}
     for name, argv in (("recommend", ["recommend", "--output", "json"]),
                        ("costs", ["costs", "--group-by", "host", "--output", "json"])):
-        engine["s"], engine["queries"] = 0.0, 0
+        clock.reset()
         buf = io.StringIO()
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
@@ -149,15 +187,53 @@ def central(url: str, work: Path) -> dict[str, Any]:
         if code != 0:
             raise RuntimeError(f"{name} exited {code}")
         doc = json.loads(buf.getvalue())
-        out[name] = {"wall_s": round(wall, 2), "engine_s": round(engine["s"], 2),
-                     "ours_s": round(wall - engine["s"], 2), "queries": engine["queries"],
+        t = clock.totals()
+        out[name] = {"wall_s": round(wall, 2), "engine_s": round(t["engine_wall_s"], 2),
+                     "ours_s": round(wall - t["engine_wall_s"], 2), "queries": int(t["queries"]),
+                     "request_s_sum": round(t["request_s"], 2), "decode_s": round(t["decode_s"], 2),
+                     "store_s": round(clock.store_s, 2), "analytics_s": round(wall - clock.store_s, 2),
                      "items": len(doc) if isinstance(doc, list) else len(doc.get("vms", []))}
     out["total_s"] = round(sum(v["wall_s"] for v in out.values() if isinstance(v, dict)), 2)
     out["peak_rss_gib"] = round(_rss_gib(), 3)
     return out
 
 
-def run_promql(n_vms: int, days: int) -> dict[str, Any]:
+def engine_floor(url: str, concurrency: int, lookback_days: float = 14.0) -> dict[str, Any]:
+    """The engine alone for the minimal data: the hourly rollups recommend reads (every column, every VM, the
+    lookback), fetched and discarded undecoded, one at a time and ``concurrency`` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from collector.store.promql import PromqlStore
+    from collector.store.promql_http import PromqlClient
+    from collector.store.promql_schema import RIGHTSIZER, rollup_queries
+
+    store = PromqlStore(client=PromqlClient(url, timeout_s=600), schema=RIGHTSIZER, local=None,
+                        resolution_s=STEP_S)
+    span = store.time_range()
+    if span is None:
+        raise RuntimeError("the engine holds no data")
+    end_h = span[1].timestamp() // 3600 * 3600
+    first_h = end_h - lookback_days * 86400 + 3600
+    queries = rollup_queries(RIGHTSIZER, matchers="", resolution_s=STEP_S, rules=False)
+    jobs = [(expr, h0, h1) for h0, h1 in store._chunks(first_h, end_h, subqueries=False)
+            for expr in queries.by_column.values()]
+
+    def fetch(job: tuple[str, float, float]) -> int:
+        expr, h0, h1 = job
+        params = {"query": expr, "start": f"{h0 + 3599.999:.3f}", "end": f"{h1 + 3599.999:.3f}", "step": "3600"}
+        return len(store.client._fetch("/api/v1/query_range", params, expr))
+
+    out: dict[str, Any] = {"queries": len(jobs)}
+    for workers in sorted({1, concurrency}):
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            size = sum(pool.map(fetch, jobs))
+        out[f"fetch_s_{workers}_in_flight"] = round(time.perf_counter() - t0, 2)
+        out["answer_mb"] = round(size / 1e6, 1)
+    return out
+
+
+def run_promql(n_vms: int, days: int, concurrency: int) -> dict[str, Any]:
     from tests.integration.engines import start_victoria_metrics
 
     with tempfile.TemporaryDirectory(prefix="rs-fleet-bench-") as tmp:
@@ -168,15 +244,20 @@ def run_promql(n_vms: int, days: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             lines = _load(engine.url, n_vms, days, end_s, seed=20240601)
             load_s = time.perf_counter() - t0
+            load_before = _load_avg()
             proc = subprocess.run([sys.executable, "-m", "bench.fleet_bench", "central", "--url", engine.url,
-                                   "--work", str(work)], capture_output=True, text=True, timeout=1800,
+                                   "--work", str(work), "--concurrency", str(concurrency)],
+                                  capture_output=True, text=True, timeout=3600,
                                   env={k: v for k, v in os.environ.items() if not k.startswith("RIGHTSIZER_")})
             if proc.returncode != 0:
                 raise RuntimeError(proc.stderr[-3000:])
             result: dict[str, Any] = json.loads(proc.stdout)
+            load_after = _load_avg()
+            result["engine_floor"] = engine_floor(engine.url, concurrency)
         finally:
             engine.stop()
     result.update({"vms": n_vms, "days": days, "series_lines": lines, "load_s_untimed": round(load_s, 1),
+                   "query_concurrency": concurrency, "load_avg_before": load_before, "load_avg_after": load_after,
                    "targets": {"total_s": 60, "peak_rss_gib": 2}})
     return result
 
@@ -262,19 +343,26 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("promql")
     p.add_argument("--vms", type=int, default=5000)
     p.add_argument("--days", type=int, default=14)
+    p.add_argument("--concurrency", type=int, default=2, help="[source] query_concurrency of the central role")
     q = sub.add_parser("inprocess")
     q.add_argument("--vms", type=int, default=50000)
     q.add_argument("--days", type=int, default=30)
     c = sub.add_parser("central", help="internal: the timed central run against --url")
     c.add_argument("--url", required=True)
     c.add_argument("--work", type=Path, required=True)
+    c.add_argument("--concurrency", type=int, default=2)
+    f = sub.add_parser("floor", help="the engine alone: fetch recommend's rollups from --url, undecoded")
+    f.add_argument("--url", required=True)
+    f.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args(argv)
     if args.what == "promql":
-        print(json.dumps(run_promql(args.vms, args.days), indent=2))
+        print(json.dumps(run_promql(args.vms, args.days, args.concurrency), indent=2))
     elif args.what == "inprocess":
         print(json.dumps(run_inprocess(args.vms, args.days), indent=2))
+    elif args.what == "floor":
+        print(json.dumps(engine_floor(args.url, args.concurrency)))
     else:
-        print(json.dumps(central(args.url, args.work)))
+        print(json.dumps(central(args.url, args.work, args.concurrency)))
     return 0
 
 

@@ -1,11 +1,13 @@
 """Same history, same answers: recommend and costs from the SQLite store vs the PromQL source.
 
 Imports a Bitbrains trace into SQLite (shifted to end now), writes the same rows into a throwaway
-VictoriaMetrics as the agent's rightsizer_* series (collector/store/promexport.py), then runs
+VictoriaMetrics as the agent's rightsizer_* series (collector/store/promexport.py) -- or, with
+``--engine prometheus``, into TSDB blocks built by ``promtool tsdb create-blocks-from openmetrics`` under a
+throwaway Prometheus -- then runs
 ``rightsizer recommend --output json`` and ``rightsizer costs --group-by vm --output json`` against both and
 prints how many VMs get the same recommended type and how far costs differ, with every difference listed.
 
-    RIGHTSIZER_SHARED_DIR=/work/shared python -m bench.promql_equality [--trace DIR]
+    RIGHTSIZER_SHARED_DIR=/work/shared python -m bench.promql_equality [--trace DIR] [--engine prometheus]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,13 @@ from typing import Any
 from collector.store.promexport import history_lines
 from collector.store.sqlite import SqliteStore
 from rightsizer.cli import main as cli_main
-from tests.integration.engines import Engine, import_prometheus_text, start_victoria_metrics
+from tests.integration.engines import (
+    Engine,
+    import_prometheus_text,
+    promtool_backfill,
+    start_prometheus,
+    start_victoria_metrics,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 #: The shared data folder sits beside the checkout (as in tests/conftest.py).
@@ -61,16 +70,34 @@ def import_trace(trace: Path, db: Path) -> None:
         raise RuntimeError(f"import failed ({code}): {err}")
 
 
-def backfill(db: Path, engine: Engine) -> int:
-    """Write the store's raw rows into the engine as rightsizer_* series; returns lines sent."""
+def _store_lines(db: Path, *, openmetrics: bool) -> Iterator[str]:
+    """The store's raw rows as the agent's rightsizer_* series (exposition or OpenMetrics sample lines)."""
     store = SqliteStore(db)
     try:
         span = store.time_range()
         assert span is not None
         raw = store.frame(span[0], span[1] + (span[1] - span[0]), resolution="raw")
-        return import_prometheus_text(engine, history_lines(store.vms(), raw))
+        vms = store.vms()
     finally:
         store.close()
+    yield from history_lines(vms, raw, openmetrics=openmetrics)
+
+
+def backfill(db: Path, engine: Engine) -> int:
+    """Write the store's raw rows into VictoriaMetrics as rightsizer_* series; returns lines sent."""
+    return import_prometheus_text(engine, _store_lines(db, openmetrics=False))
+
+
+def start_backfilled_prometheus(db: Path, work: Path) -> tuple[Engine, int]:
+    """A Prometheus (no scrape targets) over TSDB blocks that promtool built from the store's rows."""
+    lines = promtool_backfill(_store_lines(db, openmetrics=True), work / "data", work)
+    engine = start_prometheus(work, {}, data=work / "data")
+    try:
+        engine.wait_for("last_over_time(rightsizer_vm_info[400d])", timeout_s=120)
+    except BaseException:
+        engine.stop()
+        raise
+    return engine, lines
 
 
 def promql_config(path: Path, url: str) -> Path:
@@ -124,14 +151,18 @@ def compare(sq: list[dict[str, Any]], pq: list[dict[str, Any]], sq_costs: list[d
     )
 
 
-def measure(trace: Path, work: Path) -> tuple[Comparison, dict[str, float]]:
+def measure(trace: Path, work: Path, engine_name: str = "victoria-metrics") -> tuple[Comparison, dict[str, float]]:
     db = work / "trace.db"
     t0 = time.perf_counter()
     import_trace(trace, db)
     t1 = time.perf_counter()
-    engine = start_victoria_metrics(work / "vm")
+    if engine_name == "prometheus":
+        engine, lines = start_backfilled_prometheus(db, work / "prom")
+    else:
+        engine = start_victoria_metrics(work / "vm")
     try:
-        lines = backfill(db, engine)
+        if engine_name != "prometheus":
+            lines = backfill(db, engine)
         t2 = time.perf_counter()
         sq, sq_costs, sq_rec_s, sq_cost_s = results(db, None)
         config = promql_config(work / "promql.toml", engine.url)
@@ -148,10 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.promql_equality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
+    parser.add_argument("--engine", choices=("victoria-metrics", "prometheus"), default="victoria-metrics",
+                        help="VictoriaMetrics (import API) or Prometheus (promtool-built blocks)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rs-equality-") as tmp:
-        cmp_, times = measure(args.trace.resolve(), Path(tmp))
-    print(json.dumps({"vms": cmp_.vms, "same_recommended_type": cmp_.same_type,
+        cmp_, times = measure(args.trace.resolve(), Path(tmp), args.engine)
+    print(json.dumps({"engine": args.engine, "vms": cmp_.vms, "same_recommended_type": cmp_.same_type,
                       "same_pct": round(cmp_.same_type / cmp_.vms * 100, 1) if cmp_.vms else 0.0,
                       "cost_sqlite": round(cmp_.cost_sqlite, 4), "cost_promql": round(cmp_.cost_promql, 4),
                       "cost_diff_pct": round(cmp_.cost_diff_pct, 4),

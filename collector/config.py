@@ -214,6 +214,8 @@ class SourceSettings(_Section):
     max_points_per_series: int = Field(default=11_000, ge=1, description="server's points limit per series")
     max_samples_per_query: int = Field(default=20_000_000, ge=1000,
                                        description="raw samples one query may load (Prometheus: 50M)")
+    query_concurrency: int = Field(default=2, ge=1, le=32,
+                                   description="range queries in flight at once when reading a fleet's rollups")
 
     @field_validator("matchers")
     @classmethod

@@ -123,8 +123,13 @@ class TimeSeriesStore(Protocol):
         *,
         resolution: Resolution = "hour",
         vms: Collection[str] | None = None,
+        columns: Collection[str] | None = None,
     ) -> pd.DataFrame:
-        """Usage rows with ``start <= ts < end`` in long format (see module doc for columns)."""
+        """Usage rows with ``start <= ts < end`` in long format (see module doc for columns).
+
+        ``columns``: the only value columns the caller reads; a store may leave the others NaN (a remote source
+        then fetches less). The rows are the same either way.
+        """
 
     def time_range(self) -> tuple[datetime, datetime] | None:
         """Oldest and newest raw timestamp stored, or None when empty."""

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,22 +28,23 @@ import pandas as pd
 from collector.errors import StoreError
 from collector.model import SampleBatch, UsagePoint, VmRecord, VmState
 from collector.store.base import HOUR_COLUMNS, AuditEntry, Counters, Resolution
-from collector.store.promql_http import PromqlClient, PromqlInputError, Sample
+from collector.store.promql_http import Matrix, PromqlClient, PromqlInputError, Sample
 from collector.store.promql_mapping import VmMapping
 from collector.store.promql_schema import RULES, Schema, rollup_queries
 
 log = logging.getLogger(__name__)
 
 _HOUR_S = 3600
+_MAX_NAMED_BYTES = 8000  # longest uuid=~"a|b|..." alternation a query carries
+_OLDEST_TTL_S = 300.0  # how long frame() trusts time_range's oldest sample to skip the empty hours before it
 _EVAL_OFFSET_S = 0.001  # evaluate at H + 1h - 1 ms: subquery steps land on H, H+R, ... (see promql_schema)
 
 
 @dataclass
 class QueryStats:
-    """Where the time went: engine (HTTP round trips) vs our code."""
+    """How many time chunks :meth:`PromqlStore.frame` split its reads into (queries and seconds: the client's
+    ``timing``)."""
 
-    queries: int = 0
-    engine_s: float = 0.0
     chunks: int = 0
 
 
@@ -61,9 +63,11 @@ class PromqlStore:
     use_rules: str = "auto"  # auto | always | never (recording rules)
     host_uris: Mapping[str, str] = field(default_factory=dict)
     mapping: VmMapping = field(default_factory=VmMapping)
+    concurrency: int = 2  # range queries in flight at once
     clock: Any = time.time
     stats: QueryStats = field(default_factory=QueryStats)
     _rules: bool | None = None
+    _oldest: tuple[float, float] | None = None  # (oldest sample, when seen) from time_range
     _warned: set[str] = field(default_factory=set)
 
     @property
@@ -134,20 +138,10 @@ class PromqlStore:
         return f"{metric}{{{self.matchers}}}" if self.matchers else metric
 
     def _range(self, expr: str, start_s: float, end_s: float, step_s: float) -> list[Sample]:
-        before_q, before_s = self.client.queries, self.client.seconds
-        try:
-            return self.client.query_range(expr, start_s, end_s, step_s)
-        finally:
-            self.stats.queries += self.client.queries - before_q
-            self.stats.engine_s += self.client.seconds - before_s
+        return self.client.query_range(expr, start_s, end_s, step_s)
 
     def _instant(self, expr: str, at_s: float) -> list[Sample]:
-        before_q, before_s = self.client.queries, self.client.seconds
-        try:
-            return self.client.query(expr, at_s)
-        finally:
-            self.stats.queries += self.client.queries - before_q
-            self.stats.engine_s += self.client.seconds - before_s
+        return self.client.query(expr, at_s)
 
     def time_range(self) -> tuple[datetime, datetime] | None:
         """Oldest and newest sample of the inventory series within ``history_days``, to the second.
@@ -160,84 +154,102 @@ class PromqlStore:
         probe = self._sel(self.schema.vcpus)
         start = math.floor((now - self.history_days * day) / day) * day + day
         end = math.floor(now / day) * day + day
-        days = self._steps(probe, start, end, day)
+        days = self._starts(probe, start, end, day)
         if not days:
             return None
+        whole = days[0] > start  # the window's first day has no data: the oldest sample lies inside the window
         edges = []
         for first, t in ((True, days[0]), (False, days[-1])):
-            step = day
+            span = day
             for finer in (3600.0, 60.0, 1.0):
-                found = self._steps(probe, t - step, t, finer)
+                found = self._starts(probe, t, t + span, finer)
                 if not found:
                     return None
-                t, step = (found[0] if first else found[-1]), finer
+                t, span = (found[0] if first else found[-1]), finer
             edges.append(t)
+        self._oldest = (edges[0], now) if whole else None
         return _utc(edges[0]), _utc(edges[1])
 
-    def _steps(self, probe: str, lo: float, hi: float, step: float) -> list[float]:
-        """Evaluation times in ``(lo, hi]`` (multiples of ``step``) whose window ``(t - step, t]`` has samples."""
-        start = math.floor(lo / step) * step + step
+    def _data_start_h(self) -> int | None:
+        """The hour of the oldest sample, when a recent :meth:`time_range` saw the whole history (else None)."""
+        if self._oldest is None or self.clock() - self._oldest[1] > _OLDEST_TTL_S:
+            return None
+        return math.floor(self._oldest[0] / _HOUR_S) * _HOUR_S
+
+    def _starts(self, probe: str, lo: float, hi: float, step: float) -> list[float]:
+        """Multiples ``t`` of ``step`` in ``[lo, hi)`` whose interval ``[t, t + step)`` has samples.
+
+        Evaluated at ``t + step - 1ms`` like the hourly rollups, so Prometheus (window closed on the left) and
+        VictoriaMetrics (open on the left) count the same millisecond samples.
+        """
+        first = math.ceil(lo / step) * step
         window = f"{int(step)}s"
-        found = self._range(f"count(count_over_time({probe}[{window}]))", start, hi, step)
-        return sorted(t for s in found for t, v in zip(s.ts_s, s.values, strict=True) if v > 0)
+        found = self._range(f"count(count_over_time({probe}[{window}]))", first + step - _EVAL_OFFSET_S,
+                            hi - _EVAL_OFFSET_S, step)
+        return sorted(round(t + _EVAL_OFFSET_S) - step for s in found
+                      for t, v in zip(s.ts_s, s.values, strict=True) if v > 0)
 
     def frame(self, start: datetime, end: datetime, *, resolution: Resolution = "hour",
-              vms: Collection[str] | None = None) -> pd.DataFrame:
-        """Hourly rollups with ``start <= ts < end`` (``ts`` = start of the hour), computed by the engine."""
+              vms: Collection[str] | None = None, columns: Collection[str] | None = None) -> pd.DataFrame:
+        """Hourly rollups with ``start <= ts < end`` (``ts`` = start of the hour), computed by the engine.
+
+        ``columns`` names the hour columns the caller reads: only those are queried (plus ``vcpus``, the inventory
+        gauge that marks the hours a VM existed, so the rows are the same); the others come back as NaN.
+        """
         if resolution != "hour":
             raise StoreError(f"resolution {resolution!r}: the PromQL source serves hourly rollups only")
         first_h = math.ceil(start.timestamp() / _HOUR_S) * _HOUR_S
         last_h = math.ceil(end.timestamp() / _HOUR_S) * _HOUR_S - _HOUR_S
+        oldest_h = self._data_start_h()
+        if oldest_h is not None:  # no rows before the oldest sample: the engine need not step through them
+            first_h = max(first_h, oldest_h)
         if last_h < first_h:
             return _empty_hours()
         queries = rollup_queries(self.schema, matchers=self.matchers, resolution_s=self.resolution_s,
                                  rules=self.rules_present())
-        columns: dict[str, pd.Series] = {}
-        for h0, h1 in self._chunks(first_h, last_h, subqueries=queries.subqueries):
-            self.stats.chunks += 1
-            for col, expr in queries.by_column.items():
-                part = self._rows(expr, col, h0, h1, queries.identity)
-                columns[col] = part if col not in columns else pd.concat([columns[col], part])
-        frame = _assemble(columns)
-        if vms is not None:
-            frame = frame[frame["vm"].isin(set(vms))].reset_index(drop=True)
-        return frame
+        wanted = queries.by_column if columns is None else {
+            c: e for c, e in queries.by_column.items() if c in set(columns) | {"vcpus"}}
+        chunks = self._chunks(first_h, last_h, subqueries=queries.subqueries)
+        self.stats.chunks += len(chunks)
+        jobs = [(col, expr, h0, h1) for h0, h1 in chunks for col, expr in wanted.items()]
+        keep = None if vms is None else set(vms)
+        parts = self._parallel(lambda j: self._rows(j[0], j[1], j[2], j[3], queries.identity, keep), jobs)
+        return _assemble(parts)
+
+    def _parallel(self, fn: Callable[[Any], _Part], jobs: Sequence[Any]) -> list[_Part]:
+        """``fn`` over ``jobs`` with up to ``concurrency`` requests in flight; results in job order."""
+        if self.concurrency <= 1 or len(jobs) <= 1:
+            return [fn(j) for j in jobs]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(jobs)),
+                                thread_name_prefix="promql") as pool:
+            return list(pool.map(fn, jobs))
 
     def _chunks(self, first_h: float, last_h: float, *, subqueries: bool) -> list[tuple[float, float]]:
-        """Hour ranges that keep each query within the points and samples limits."""
+        """Hour ranges of about equal length that keep each query within the points and samples limits."""
         fleet = max(1, len(self._inventory_series(first_h, last_h + _HOUR_S)))
         per_hour = fleet * _HOUR_S / self.resolution_s
         hours = int(max(1, min(self.max_points_per_series, self.max_samples_per_query // max(per_hour, 1.0))))
         if subqueries:  # a subquery's inner steps over the chunk (plus its 1h window) count as points per series
             hours = max(1, min(hours, int(self.max_points_per_series * self.resolution_s // _HOUR_S) - 1))
-        out = []
-        h = first_h
-        while h <= last_h:
-            nxt = min(last_h, h + (hours - 1) * _HOUR_S)
-            out.append((h, nxt))
-            h = nxt + _HOUR_S
-        return out
+        total = int((last_h - first_h) // _HOUR_S) + 1
+        n = -(-total // hours)
+        size = -(-total // n)
+        return [(first_h + i * _HOUR_S, first_h + (min(i + size, total) - 1) * _HOUR_S) for i in range(0, total, size)]
 
-    def _rows(self, expr: str, col: str, h0: float, h1: float, ident: str) -> pd.Series:
-        result = self._range(expr, h0 + _HOUR_S - _EVAL_OFFSET_S, h1 + _HOUR_S - _EVAL_OFFSET_S, _HOUR_S)
-        keys: list[np.ndarray] = []
-        stamps: list[np.ndarray] = []
-        values: list[np.ndarray] = []
-        for s in result:
-            vm = s.labels.get(ident, "")
-            if not vm:
-                self._warn_once(f"series without {ident!r} label in query {expr!r} ({col}); skipped. Relabel the "
-                                f"scrape so every series carries {ident!r}")
-                continue
-            ts = np.floor(np.asarray(s.ts_s, dtype=np.float64) / _HOUR_S) * _HOUR_S
-            keys.append(np.full(len(ts), vm, dtype=object))
-            stamps.append(ts)
-            values.append(np.asarray(s.values, dtype=np.float64))
-        if not keys:  # named like a full part: concatenating chunks keeps the column's name
-            return pd.Series(dtype="float64", index=pd.MultiIndex.from_arrays([[], []], names=["vm", "ts"]),
-                             name=col)
-        index = pd.MultiIndex.from_arrays([np.concatenate(keys), np.concatenate(stamps)], names=["vm", "ts"])
-        return pd.Series(np.concatenate(values), index=index, name=col)
+    def _rows(self, col: str, expr: str, h0: float, h1: float, ident: str, keep: set[str] | None) -> _Part:
+        """One column over hours ``h0..h1``: the identity of each series and its points, hour-aligned."""
+        m = self.client.query_range_matrix(expr, h0 + _HOUR_S - _EVAL_OFFSET_S, h1 + _HOUR_S - _EVAL_OFFSET_S,
+                                           _HOUR_S)
+        names = [lab.get(ident, "") for lab in m.labels]
+        if "" in names:
+            self._warn_once(f"series without {ident!r} label in query {expr!r} ({col}); skipped. Relabel the "
+                            f"scrape so every series carries {ident!r}")
+        use = [bool(n) and (keep is None or n in keep) for n in names]
+        if not all(use):
+            m = _select(m, use)
+            names = [n for n, u in zip(names, use, strict=True) if u]
+        hours = np.floor(m.ts_s / _HOUR_S).astype(np.int64)
+        return _Part(col, names, np.diff(m.offsets), hours, m.values)
 
     def _warn_once(self, message: str) -> None:
         if message not in self._warned:
@@ -266,7 +278,10 @@ class PromqlStore:
         missing = [u for u in inventory if u not in latest.get("vcpus", {})]
         if missing:
             span = int(self.history_days * 86400)
-            older = self._latest(now, window=f"{span}s", only=missing)
+            # name the missing VMs in the query only while it stays short (VictoriaMetrics refuses queries over
+            # 16 KB by default); unnamed, the answer covers every VM and fills in only the missing ones
+            only = missing if sum(len(u) + 1 for u in missing) <= _MAX_NAMED_BYTES else []
+            older = self._latest(now, window=f"{span}s", only=only)
             for key, values in older.items():
                 for u, v in values.items():
                     latest.setdefault(key, {}).setdefault(u, v)
@@ -333,17 +348,58 @@ def _empty_hours() -> pd.DataFrame:
     return frame
 
 
-def _assemble(columns: Mapping[str, pd.Series]) -> pd.DataFrame:
-    """One row per (vm, hour) that any column has, in the hour-frame column order, sorted by vm then ts."""
-    parts = [s.groupby(level=[0, 1]).max() for s in columns.values() if len(s)]
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One column's answer for one chunk: series ``i`` is VM ``names[i]`` with ``counts[i]`` points."""
+
+    column: str
+    names: list[str]
+    counts: np.ndarray
+    hours: np.ndarray  # epoch hours (int64)
+    values: np.ndarray
+
+
+def _select(m: Matrix, use: Sequence[bool]) -> Matrix:
+    counts = np.diff(m.offsets)
+    mask = np.repeat(np.asarray(use, dtype=bool), counts)
+    kept = counts[np.asarray(use, dtype=bool)]
+    return Matrix([lab for lab, u in zip(m.labels, use, strict=True) if u],
+                  np.concatenate(([0], np.cumsum(kept))).astype(np.int64), m.ts_s[mask], m.values[mask])
+
+
+def _assemble(parts: Sequence[_Part]) -> pd.DataFrame:
+    """One row per (vm, hour) that any column has, in the hour-frame column order, sorted by vm then ts.
+
+    Several points of one column for the same (vm, hour) keep the largest (NaN only when all are NaN).
+    """
+    parts = [p for p in parts if len(p.values)]
     if not parts:
         return _empty_hours()
-    joined = pd.concat(parts, axis=1).sort_index()
-    joined = joined.reset_index()
-    frame = pd.DataFrame({"vm": joined["vm"].astype(object),
-                          "ts": pd.to_datetime(joined["ts"].astype("int64"), unit="s", utc=True)})
+    vm_names = sorted({n for p in parts for n in p.names})
+    code_of = {n: i for i, n in enumerate(vm_names)}
+    keys_by_col: dict[str, list[np.ndarray]] = {}
+    values_by_col: dict[str, list[np.ndarray]] = {}
+    for p in parts:
+        codes = np.repeat(np.array([code_of[n] for n in p.names], dtype=np.int64), p.counts)
+        keys_by_col.setdefault(p.column, []).append((codes << 32) | p.hours)  # epoch hours < 2**32
+        values_by_col.setdefault(p.column, []).append(p.values)
+    keys = {c: np.concatenate(k) for c, k in keys_by_col.items()}
+    rows = np.sort(np.concatenate(list(keys.values())))
+    rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]  # (np.unique hashes: slower here)
+    frame = pd.DataFrame({
+        "vm": pd.Series(np.array(vm_names, dtype=object)[rows >> 32], dtype=object),
+        "ts": pd.to_datetime((rows & 0xFFFFFFFF) * _HOUR_S, unit="s", utc=True),
+    })
     for col in HOUR_COLUMNS[2:]:
-        frame[col] = joined[col].astype("float64") if col in joined.columns else np.nan
+        out = np.full(len(rows), np.nan)
+        if col in keys:
+            pos = np.searchsorted(rows, keys[col])
+            values = np.concatenate(values_by_col[col])
+            if np.bincount(pos, minlength=len(rows)).max() <= 1:
+                out[pos] = values
+            else:
+                np.fmax.at(out, pos, values)
+        frame[col] = out
     return frame[list(HOUR_COLUMNS)]
 
 

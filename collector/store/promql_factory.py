@@ -38,5 +38,5 @@ def promql_store(settings: Settings, local: Any, client: PromqlClient | None = N
         resolution_s=src.resolution_s, history_days=src.history_days,
         max_points_per_series=src.max_points_per_series, max_samples_per_query=src.max_samples_per_query,
         use_rules=src.recording_rules, host_uris=dict(settings.actions.host_uris),
-        mapping=load_mapping(src.mapping_file),
+        mapping=load_mapping(src.mapping_file), concurrency=src.query_concurrency,
     )

@@ -429,8 +429,10 @@ class SqliteStore:
         *,
         resolution: Resolution = "hour",
         vms: Collection[str] | None = None,
+        columns: Collection[str] | None = None,
     ) -> pd.DataFrame:
-        """Rows with ``start <= ts < end`` (see collector.store.base for the columns)."""
+        """Rows with ``start <= ts < end`` (see collector.store.base for the columns; all are read here, so
+        ``columns`` changes nothing)."""
         if resolution not in ("raw", "hour"):
             raise StoreError(f"resolution {resolution!r} is not 'raw' or 'hour'")
         table, cols = ("samples", _RAW_DB_COLUMNS) if resolution == "raw" else ("hourly", _HOUR_DB_COLUMNS)

@@ -79,7 +79,13 @@ def window_bounds(since: str, until: str | None, now: datetime) -> tuple[datetim
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Compute and print the cost report; returns the exit code."""
     from analytics.catalogue import load_storage_prices
-    from analytics.costs import BUILTIN_GROUPS, fleet_costs, realised_savings_for_store, summarise_costs
+    from analytics.costs import (
+        BUILTIN_GROUPS,
+        COST_INPUT_COLUMNS,
+        fleet_costs,
+        realised_savings_for_store,
+        summarise_costs,
+    )
     from analytics.fleet import data_as_of
     from collector.errors import InputError
 
@@ -112,7 +118,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                      f"the catalogue in {catalogue.currency}")
     month_start = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     fetch_start = min(start, month_start, end - timedelta(days=7))
-    hours = store.frame(fetch_start, end, resolution="hour")
+    hours = store.frame(fetch_start, end, resolution="hour", columns=COST_INPUT_COLUMNS)
     cost_frame = fleet_costs(hours, vms, catalogue, storage, cost_settings, now=end)
     summary = summarise_costs(
         cost_frame, vms, group_by=group_by, now=end, start=start, end=end, currency=catalogue.currency

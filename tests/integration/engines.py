@@ -143,6 +143,8 @@ def scrape_config(targets: Mapping[str, Mapping[str, str]], interval: str) -> st
     a test gives two test-driver fleets on one machine two distinct ``host`` values.
     """
     out = f"global:\n  scrape_interval: {interval}\n"
+    if not targets:  # a query-only server (e.g. over backfilled blocks)
+        return out
     out += "scrape_configs:\n  - job_name: rightsizer\n    static_configs:\n"
     for target, labels in targets.items():
         out += f"      - targets: [{json.dumps(target)}]\n        labels: {json.dumps(dict(labels))}\n"
@@ -163,6 +165,32 @@ def start_vmagent(work: Path, targets: Mapping[str, Mapping[str, str]], remote_w
     ], work, f"http://127.0.0.1:{port}")
     engine.wait_ready("/health")
     return engine
+
+
+def promtool_backfill(lines: Iterable[str], data: Path, work: Path) -> int:
+    """Backfill a Prometheus TSDB directory: OpenMetrics sample lines (second timestamps, e.g.
+    ``collector.store.promexport.history_lines(..., openmetrics=True)``) are written to a file ending in ``# EOF``
+    and turned into blocks in ``data`` by ``promtool tsdb create-blocks-from openmetrics``; returns lines written.
+    Start Prometheus on ``data`` afterwards (``start_prometheus(..., data=data)``)."""
+    work.mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    path = work / "backfill.om"
+    written = 0
+    with path.open("w", encoding="utf-8") as out:
+        for line in lines:
+            out.write(line + "\n")
+            written += 1
+        out.write("# EOF\n")
+    # promtool re-reads the whole file once per block: its default 2h blocks make a month of history 360 passes
+    # (minutes); the (hidden) --max-block-duration makes it a few passes with blocks up to 486h
+    proc = subprocess.run([binary("promtool"), "tsdb", "create-blocks-from", "openmetrics", "--quiet",
+                           "--max-block-duration=1000h", str(path), str(data)],
+                          capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"promtool create-blocks-from openmetrics {path} failed ({proc.returncode}):\n"
+                           + (proc.stdout + proc.stderr)[-2000:])
+    path.unlink()
+    return written
 
 
 def start_prometheus(work: Path, targets: Mapping[str, Mapping[str, str]], *, interval: str = "1s",

@@ -17,12 +17,13 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from engines import Engine, free_port, import_prometheus_text, start_prometheus, start_victoria_metrics, start_vmagent
 
-from bench.promql_equality import backfill, compare, import_trace, results, run_cli
+from bench.promql_equality import backfill, compare, import_trace, results, run_cli, start_backfilled_prometheus
 from collector.config import load_settings
 from collector.errors import RightsizerError
 from collector.hypervisor.testfleet import make_fleet, write_fleet
@@ -240,8 +241,10 @@ def test_recommend_on_backfilled_bitbrains_equals_sqlite(tmp_path, victoria, tra
     try:
         span = sqlite.time_range()
         assert span is not None and store.time_range() == span
-        a = sqlite.frame(span[0], span[1])
-        b = store.frame(span[0], span[1])
+        # through the newest sample: the embedded store re-aggregates the newest hour from raw rows before ``end``
+        end = span[1] + timedelta(seconds=1)
+        a = sqlite.frame(span[0], end)
+        b = store.frame(span[0], end)
         assert len(a) == len(b)
         for col in ("running_s", "vcpus", "memory_bytes", "cpu_mean_vcpus", "cpu_p95_vcpus", "cpu_max_vcpus",
                     "memory_used_max_bytes"):
@@ -249,6 +252,31 @@ def test_recommend_on_backfilled_bitbrains_equals_sqlite(tmp_path, victoria, tra
     finally:
         sqlite.close()
         store.close()
+
+
+def test_recommend_on_promtool_backfilled_prometheus_equals_sqlite(tmp_path, trace_subset):
+    """The same trace as OpenMetrics -> promtool blocks -> Prometheus: recommend and costs equal SQLite's."""
+    db = tmp_path / "trace.db"
+    import_trace(trace_subset, db)
+    prom, lines = start_backfilled_prometheus(db, tmp_path / "prom")
+    try:
+        assert lines > 0
+        cfg = _config(tmp_path / "central.toml", prom.url, resolution_s="300", history_days="400")
+        sq, sq_costs, _, _ = results(db, None)
+        pq, pq_costs, _, _ = results(tmp_path / "central.db", cfg)
+        store = promql_store(load_settings(cfg), SqliteStore(tmp_path / "central.db"))
+        sqlite = SqliteStore(db)
+        try:
+            assert store.time_range() == sqlite.time_range()
+        finally:
+            sqlite.close()
+            store.close()
+    finally:
+        prom.stop()
+    cmp_ = compare(sq, pq, sq_costs, pq_costs)
+    assert cmp_.vms == len(TRACE_FILES)
+    assert cmp_.same_type == cmp_.vms, cmp_.differences
+    assert cmp_.cost_diff_pct <= 0.5
 
 
 def test_bad_sources_exit_2_naming_url_or_query(tmp_path, victoria, caplog):
