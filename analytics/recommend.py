@@ -57,11 +57,15 @@ from analytics.schedules import ScheduleProposal, propose_fleet
 from analytics.signals import (
     ContentionSignal,
     PressureSignal,
+    StorageAdvice,
+    StorageRules,
     add_pressure_reasons,
+    add_storage_advice,
     apply_contention,
     contention_signals,
     memory_under_pressure,
     pressure_signals,
+    storage_advice,
 )
 from analytics.trend import Trend, theil_sen, trend_from_fit
 from collector.actions.plan import RESIZE_FINDINGS, ResizeStep, SizeSpec
@@ -124,6 +128,7 @@ class VmFinding:
     regret: Regret | None = field(default=None, repr=False, compare=False)
     pattern: str = "unknown"
     schedule: ScheduleProposal | None = None
+    storage: StorageAdvice | None = None  # volume class and capacity advice (all disks together)
 
     @property
     def is_actionable(self) -> bool:
@@ -165,6 +170,8 @@ class VmFinding:
             "pattern": self.pattern,
             "schedule": self.schedule.on if self.schedule is not None else "",
             "schedule_savings": round(self.schedule.monthly_savings, 2) if self.schedule is not None else 0.0,
+            "storage_class": self.storage.recommended_class if self.storage is not None else "",
+            "storage_savings": round(self.storage.monthly_savings, 2) if self.storage is not None else 0.0,
             "uuid": self.uuid,
         }
 
@@ -229,6 +236,7 @@ class VmFinding:
             "reasons": dict(self.reasons),
             "options": list(self.options),
             "pattern": self.pattern,
+            "storage": self.storage.as_json() if self.storage is not None else None,
             **({"schedule": self.schedule.as_json(),
                 "combined_monthly_savings": round(self.combined_monthly_savings, 4)} if self.schedule else {}),
         }
@@ -274,7 +282,21 @@ def recommend_fleet(
         policies=policies, settings=settings, idle_settings=idle_settings,
         min_monthly_savings=min_monthly_savings, schedule_settings=schedule_settings, lifecycle=lifecycle,
         profile=profile, signal_settings=signal_settings,
+        storage=storage_rules(store, rules) if rules is not None else None,
     )
+
+
+def storage_rules(store: TimeSeriesStore, rules: LifecycleRules) -> StorageRules | None:
+    """Storage advice inputs: the billed class and prices, and the guest agent's filesystem use in ``store``.
+
+    None when storage is not priced (``[costs] include_storage = false`` or another currency).
+    """
+    from collector.guestfs import stored_usage
+
+    if not rules.cost_settings.include_storage:
+        return None
+    used = {uuid: float(u.used_bytes) for uuid, u in stored_usage(store).items()}
+    return StorageRules(rules.storage, rules.cost_settings.storage_class, used)
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,8 +451,12 @@ def recommend_frame(
     lifecycle: Lifecycle | None = None,
     profile: str | None = None,
     signal_settings: SignalSettings | None = None,
+    storage: StorageRules | None = None,
 ) -> list[VmFinding]:
     """:func:`recommend_fleet` on an hourly frame already read (columns per ``collector.store.base``).
+
+    With ``signal_settings``, contention and memory pressure shape the findings; with ``storage`` too,
+    every VM with a known disk capacity gets storage advice (:func:`analytics.signals.storage_advice`).
 
     ``lifecycle`` names stopped VMs and resize regrets (they take precedence over the size finding).
     Every finding also carries the VM's workload pattern and, where one fits, a schedule proposal
@@ -489,6 +515,11 @@ def recommend_frame(
                                  lifecycle=lifecycle or Lifecycle(),
                                  peak_ratio=peak_ratios.get(vm.uuid, math.nan) if same_window else None))
     findings = add_pressure_reasons(apply_contention(findings, contention), pressure)
+    if signal_settings is not None and storage is not None:
+        advice = storage_advice(frame, vms, storage.prices, storage.current_class, signal_settings,
+                                now=pd.Timestamp(now), lookback_days=settings.lookback_days,
+                                guest_fs_used=storage.guest_fs_used_bytes)
+        findings = add_storage_advice(findings, advice)
     lookback_start = pd.Timestamp(now) - pd.Timedelta(days=settings.lookback_days)
     recent = rows_since(frame, lookback_start)
     return with_schedules(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -92,6 +92,36 @@ class StorageAdvice:
     monthly_savings: float
     currency: str
     reason: str
+
+    @property
+    def recommended_class(self) -> str:
+        """The class to move to (the current one when the load is unknown or beyond every class)."""
+        return self.needed_class or self.current_class
+
+    @property
+    def is_change(self) -> bool:
+        """True when moving class or shrinking capacity saves money."""
+        return self.monthly_savings > 0
+
+    def as_json(self) -> dict[str, object]:
+        """The advice with units in the field names (recommend JSON, API)."""
+        return {
+            "capacity_bytes": self.capacity_bytes, "used_bytes": self.used_bytes, "used_source": self.used_source,
+            "iops_p99": self.iops_p99, "bytes_per_second_p99": self.bps_p99,
+            "current_class": self.current_class, "recommended_class": self.recommended_class,
+            "recommended_capacity_bytes": self.recommended_capacity_bytes, "monthly_cost": self.monthly_cost,
+            "recommended_monthly_cost": self.recommended_monthly_cost, "monthly_savings": self.monthly_savings,
+            "currency": self.currency, "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StorageRules:
+    """What storage advice needs beside the rollups: prices, the class disks are billed at, guest fs use."""
+
+    prices: StoragePrices
+    current_class: str
+    guest_fs_used_bytes: Mapping[str, float] = field(default_factory=dict)
 
 
 def _window(hours: pd.DataFrame, now: pd.Timestamp, lookback_days: float) -> pd.DataFrame:
@@ -252,6 +282,18 @@ def _advise(uuid: str, cap: float, used: float | None, source: str, iops: float 
     return StorageAdvice(uuid, cap, used, source, iops, bps, current_class, cls, new_cap if used else None,
                          round(before, 2), round(after, 2), round(before - after, 2), prices.currency,
                          "; ".join(parts))
+
+
+def add_storage_advice(findings: Sequence[VmFinding], advice: Mapping[str, StorageAdvice]) -> list[VmFinding]:
+    """Attach each VM's storage advice; a saving names itself in the reasons."""
+    out: list[VmFinding] = []
+    for f in findings:
+        a = advice.get(f.uuid)
+        if a is None:
+            out.append(f)
+        else:
+            out.append(replace(f, storage=a, reasons={**f.reasons, "storage": a.reason}))
+    return out
 
 
 def apply_contention(findings: Sequence[VmFinding], contention: Mapping[str, ContentionSignal]) -> list[VmFinding]:

@@ -42,6 +42,10 @@ class CollectorSettings(_Section):
     interval_s: float = Field(default=60.0, ge=1.0, le=3600.0, description="seconds between cycles")
     balloon_period_s: int = Field(default=10, ge=0, le=3600, description="guest balloon stats period to enable")
     enable_balloon_stats: bool = Field(default=True, description="turn on balloon stats (needs read-write)")
+    guest_agent_interval_s: float = Field(
+        default=3600.0, ge=0, le=86400,
+        description="seconds between QEMU guest agent filesystem queries per VM (read-write, off the collection "
+                    "cycle); 0 = never")
 
     @field_validator("uris")
     @classmethod

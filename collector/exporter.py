@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from collector.hypervisor.base import ERROR_KINDS
 from collector.model import SampleBatch, UsagePoint, VmSample, VmState
 from collector.sampler import Snapshot
 
@@ -75,6 +76,11 @@ class VmEconomics:
     backup_age_seconds: float | None = None  # None: never backed up
     backup_overdue: bool | None = None  # None: no backup policy applies
     idle: bool | None = None  # None: not enough data to judge
+    #: storage advice: monthly saving of the advised class/capacity (None: no advice), classes, use source
+    storage_monthly_savings: float | None = None
+    storage_current_class: str = ""
+    storage_recommended_class: str = ""
+    storage_used_source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,12 @@ def _econ_families() -> dict[str, Metric]:
         "placement": _g("rightsizer_service_placement_risk",
                         "1 when every running member of the service is on one host (level single-host) or in "
                         "one zone while the fleet has another (level zone).", ("service", "level")),
+        "storage_savings": _g("rightsizer_vm_storage_potential_monthly_savings",
+                              "Monthly saving of the advised volume performance class and capacity (all disks).",
+                              _MONEY),
+        "storage_rec": InfoMetricFamily("rightsizer_vm_storage_recommendation",
+                                        "Storage advice of each VM: class now, class its P99 load needs, and where "
+                                        "the used bytes come from (guest-agent, allocation, unknown)."),
         "idle": _g("rightsizer_vm_idle", "1 when the VM is idle by the [idle] rule, 0 when not; absent when unknown.",
                    ("vm", "uuid")),
     }
@@ -221,6 +233,12 @@ def _add_econ(f: dict[str, Metric], s: VmSample, e: VmEconomics) -> None:
         f["rec"].add_metric([], {"vm": s.ref.name, "uuid": s.ref.uuid, "finding": e.finding,  # type: ignore[attr-defined]
                                  "current_type": e.current_type, "recommended_type": e.recommended_type})
         _add(f["savings"], money, e.monthly_savings)
+    if e.storage_monthly_savings is not None:
+        _add(f["storage_savings"], money, e.storage_monthly_savings)
+        f["storage_rec"].add_metric([], {"vm": s.ref.name, "uuid": s.ref.uuid,  # type: ignore[attr-defined]
+                                         "current_class": e.storage_current_class,
+                                         "recommended_class": e.storage_recommended_class,
+                                         "used_source": e.storage_used_source})
     _add(f["backup_age"], vm, e.backup_age_seconds)
     _add(f["backup_overdue"], vm, None if e.backup_overdue is None else int(e.backup_overdue))
     _add(f["idle"], vm, None if e.idle is None else int(e.idle))
@@ -261,8 +279,9 @@ class RightsizerCollector(Collector):
                 health["host_cpus"].add_metric([batch.host], float(batch.host_cpus))  # type: ignore[attr-defined]
         health["cycle"].add_metric([], snap.cycle_seconds)  # type: ignore[attr-defined]
         health["cycles"].add_metric([], float(snap.cycles_total))  # type: ignore[attr-defined]
-        for kind, count in sorted(snap.errors_total.items()):
-            health["errors"].add_metric([kind], float(count))  # type: ignore[attr-defined]
+        # every known kind from the start, so rate() and alerts see 0 rather than no series
+        for kind in sorted(set(ERROR_KINDS) | set(snap.errors_total)):
+            health["errors"].add_metric([kind], float(snap.errors_total.get(kind, 0)))  # type: ignore[attr-defined]
         yield from vm_f.values()
         yield from econ_f.values()
         yield from health.values()

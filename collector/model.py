@@ -165,6 +165,18 @@ class SampleBatch:
     ok: bool = True
     driver: str = ""  # libvirt driver type, e.g. "QEMU" or "Test"
     host_cpus: int | None = None  # logical CPUs of the host (libvirt getInfo), for overcommit
+    #: guest-agent filesystem readings that arrived since the last batch, by VM UUID (most cycles: none)
+    guest_fs: Mapping[str, GuestFsUsage] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GuestFsUsage:
+    """Bytes used and total over a guest's disk-backed filesystems, as its QEMU guest agent reported them."""
+
+    used_bytes: int
+    total_bytes: int
+    filesystems: int
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from collector.errors import RightsizerError
+from collector.guestfs import record_usage
 from collector.hypervisor.base import HypervisorSource
 from collector.model import SampleBatch, UsagePoint, VmError, VmSample, VmState
 from collector.store.base import Counters, TimeSeriesStore
+from collector.store.jsonmeta import HOST_CPUS_KEY, merge_json_meta
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,7 @@ class Sampler:
         self._lock = threading.Lock()
         self._last_prune = 0.0
         self._pool: ThreadPoolExecutor | None = None
+        self._host_cpus: dict[str, int] = {}  # as last recorded in the store's meta
 
     @property
     def snapshot(self) -> Snapshot:
@@ -232,6 +235,9 @@ class Sampler:
                 points.append(point)
                 counters.append(new)
             self.store.write(batch, points, counters)
+            self._record_host_cpus(batch)
+            if batch.guest_fs:
+                record_usage(self.store, batch.guest_fs)
             all_points.extend(points)
             for point, new in zip(points, counters, strict=True):
                 self._prev[new.vm_uuid] = new
@@ -245,6 +251,13 @@ class Sampler:
             errors_total=errors, taken_at=self.clock(),
         )
         return all_points
+
+    def _record_host_cpus(self, batch: SampleBatch) -> None:
+        """Keep each host's CPU count in the store (for overcommit views); written only when it changes."""
+        if not batch.host or not batch.host_cpus or self._host_cpus.get(batch.host) == batch.host_cpus:
+            return
+        merge_json_meta(self.store, HOST_CPUS_KEY, {batch.host: batch.host_cpus})
+        self._host_cpus[batch.host] = batch.host_cpus
 
     def _maybe_prune(self) -> None:
         mono = time.monotonic()

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analytics.backups import check_backups
-from analytics.recommend import VmFinding, configured_policies, lifecycle_for, lifecycle_rules, recommend_frame
+from analytics.recommend import (
+    VmFinding,
+    configured_policies,
+    lifecycle_for,
+    lifecycle_rules,
+    recommend_frame,
+    storage_rules,
+)
 from dashboard.snapshot import Snapshot
 from dashboard.views import GIB, BackupView, FindingView, OptionView
 
@@ -58,6 +65,7 @@ def load_findings(data: DashboardData, snap: Snapshot, lookback_days: float | No
         lookback_days=lookback, idle_settings=data.settings.idle,
         min_monthly_savings=rs.min_monthly_savings, policies=configured_policies(data.settings),
         schedule_settings=data.settings.schedules, lifecycle=lifecycle, profile=rs.profile,
+        signal_settings=data.settings.signals, storage=storage_rules(data.store, rules),
     )
     return {f.uuid: finding_view(f, lookback) for f in findings}
 
@@ -109,6 +117,7 @@ def finding_view(f: VmFinding, lookback_days: float = 14.0) -> FindingView:
                             for o in f.options if o.get("action", "resize") != "resize"),
         projection=f.projection,
         lookback_days=lookback_days,
+        storage=f.storage,
     )
 
 

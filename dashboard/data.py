@@ -21,9 +21,11 @@ import pandas as pd
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
 from analytics.costs import summarise_costs
 from analytics.placement import PlacementRisk, placement_risks, risk_by_vm
+from analytics.signals import HostLoad, StorageAdvice, contention_signals, host_loads
 from collector.config import Settings
 from collector.model import VmRecord, VmState
 from collector.store.base import TimeSeriesStore
+from collector.store.jsonmeta import stored_host_cpus
 from dashboard.adapters import load_backups, load_findings, load_frontier
 from dashboard.apply import ApplyHook, apply_choices, apply_resize
 from dashboard.snapshot import Snapshot, SnapshotCache, build_snapshot, finite_or_none
@@ -448,6 +450,8 @@ class DashboardData:
             f = findings.get(uuid)
             if f is not None and f.schedule:
                 rows.append(_schedule_row(snap.by_uuid[uuid], f))
+            if f is not None and f.storage is not None and f.storage.is_change:
+                rows.append(_storage_row(snap.by_uuid[uuid], f, f.storage))
             if f is None or f.finding == "optimized":
                 continue
             vm = snap.by_uuid[uuid]
@@ -488,7 +492,7 @@ class DashboardData:
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)
         for r in rows:
-            uuid = r["id"].split(SCHEDULE_ROW_SUFFIX)[0]
+            uuid = r["id"].split("#")[0]  # schedule and storage rows carry a #kind suffix
             f = findings[uuid]
             values = {**r, "uuid": uuid, "currency": self.currency,
                       "cpu_reason": f.reasons.get("cpu", ""), "memory_reason": f.reasons.get("memory", "")}
@@ -499,11 +503,23 @@ class DashboardData:
         """(UUID, VM name, option type names) of findings that could be applied."""
         snap = self.snapshot()
         rows = self._memo(snap, ("recs", filters.labels, filters.hosts), lambda: self._rec_rows(snap, filters))
-        return apply_choices(snap, [(r["id"], r["name"]) for r in rows if r["finding"] != "schedule"])
+        return apply_choices(snap, [(r["id"], r["name"]) for r in rows if r["finding"] not in ("schedule", "storage")])
 
     def apply(self, hook: ApplyHook | None, vm_uuid: str | None, machine_type: str | None, token: str | None) -> str:
         """Check the token and call the apply hook; returns the message to show (never raises ActionError)."""
         return apply_resize(self.settings.actions, self.snapshot(), hook, vm_uuid, machine_type, token)
+
+    # -- hosts ---------------------------------------------------------------------------------
+    def host_loads(self) -> list[HostLoad]:
+        """Each host's vCPUs allocated to running VMs against its CPUs, and its VMs' wait for a host CPU."""
+        snap = self.snapshot()
+        return self._memo(snap, ("hosts",), lambda: self._host_loads(snap))
+
+    def _host_loads(self, snap: Snapshot) -> list[HostLoad]:
+        vms = list(snap.vms)
+        contention = contention_signals(snap.hours, vms, self.settings.signals, now=pd.Timestamp(snap.cost_now),
+                                        lookback_days=float(self.lookback_days(None)))
+        return host_loads(vms, stored_host_cpus(self.store), contention)
 
     # -- backups -------------------------------------------------------------------------------
     def backup_rows(self, filters: Filters) -> list[dict[str, Any]]:
@@ -549,6 +565,25 @@ def _schedule_row(vm: VmRecord, f: FindingView) -> dict[str, Any]:
         "target_vcpus": None, "target_memory_gib": None, "monthly_savings": _round(f.schedule_savings, 2),
         "risk": f.schedule_risk, "options": f"pattern {f.pattern}; stop outside the window (hourly billing)",
         "reason": f.schedule_risk_text, "excluded": "",
+    }
+
+
+STORAGE_ROW_SUFFIX = "#storage"
+
+
+def _storage_row(vm: VmRecord, f: FindingView, advice: StorageAdvice) -> dict[str, Any]:
+    """Storage advice as its own recommendation row (kind "storage"): class and capacity, priced per month."""
+    size = (f"{advice.recommended_capacity_bytes / 1e9:,.0f} GB" if advice.recommended_capacity_bytes is not None
+            else f"{advice.capacity_bytes / 1e9:,.0f} GB")
+    return {
+        "id": vm.uuid + STORAGE_ROW_SUFFIX, "name": vm.name, "host": vm.host, "labels": labels_text(vm.labels),
+        "finding": "storage", "action": "none", "current_type": f"{advice.current_class}, "
+        f"{advice.capacity_bytes / 1e9:,.0f} GB", "recommended_type": f"{advice.recommended_class}, {size}",
+        "target_vcpus": None, "target_memory_gib": None, "monthly_savings": _round(advice.monthly_savings, 2),
+        "savings_pct": _round(100.0 * advice.monthly_savings / advice.monthly_cost if advice.monthly_cost else None,
+                              1),
+        "risk": "low", "options": f"used bytes from {advice.used_source}; a volume is resized by its owner",
+        "reason": advice.reason, "excluded": "yes" if f.excluded else "",
     }
 
 

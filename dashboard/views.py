@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from analytics.findings.projection import Projection
+from analytics.signals import StorageAdvice
 from collector.model import VmRecord
 
 GIB = 1024**3
@@ -90,6 +91,7 @@ class FindingView:
     schedule_savings: float = 0.0  # per month, after any resize
     schedule_risk: str = ""  # low | medium | high
     schedule_risk_text: str = ""
+    storage: StorageAdvice | None = None  # volume class and capacity advice (all disks together)
 
 
 @dataclass(frozen=True, slots=True)

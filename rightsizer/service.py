@@ -16,13 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector.config import Settings
 from collector.errors import RightsizerError
 from collector.exporter import EconomicsView, VmEconomics, build_registry
 from collector.exposition import ExpositionCache, serve_exposition
 from collector.sampler import Sampler
+
+if TYPE_CHECKING:
+    from analytics.signals import StorageAdvice
 
 log = logging.getLogger("rightsizer.serve")
 
@@ -118,12 +121,21 @@ def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datet
             backup_overdue=(b.is_overdue if b is not None and b.max_age_s is not None else None),
             idle=(f.idle.is_idle if f is not None and f.idle is not None and f.idle.status != "insufficient-data"
                   else None),
+            **_storage_fields(f.storage if f is not None else None),
         )
     from analytics.placement import LEVELS, placement_risks
 
     placement = tuple((r.service, level, 1.0 if r.level == level else 0.0)
                       for r in placement_risks(vms, settings.placement) for level in LEVELS)
     return EconomicsView(by_vm=out, placement=placement)
+
+
+def _storage_fields(advice: StorageAdvice | None) -> dict[str, Any]:
+    """The VmEconomics fields of a VM's storage advice (none without advice)."""
+    if advice is None:
+        return {}
+    return {"storage_monthly_savings": advice.monthly_savings, "storage_current_class": advice.current_class,
+            "storage_recommended_class": advice.recommended_class, "storage_used_source": advice.used_source}
 
 
 def _latest_capacity(store: Any, now: datetime) -> dict[str, float]:

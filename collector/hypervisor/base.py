@@ -148,6 +148,10 @@ _KINDS: tuple[tuple[type[HypervisorError], str], ...] = (
 )
 
 
+#: Every slug ``error_kind`` returns; the exporter shows each at 0 before its first error.
+ERROR_KINDS: tuple[str, ...] = (*(kind for _cls, kind in _KINDS), "hypervisor")
+
+
 def error_kind(exc: HypervisorError) -> str:
     """Return the short slug used for ``VmError.kind`` and the ``errors_total{kind}`` metric."""
     for cls, kind in _KINDS:

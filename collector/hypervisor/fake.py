@@ -117,10 +117,12 @@ class FakeHypervisor:
         uri: str = "fake:///default",
         host: str = "fake-host",
         clock: Callable[[], datetime] = _utcnow,
+        host_cpus: int | None = None,
     ) -> None:
         vms = topology.vms if isinstance(topology, Topology) else topology
         self._uri = uri
         self._host = host
+        self._host_cpus = host_cpus
         self._clock = clock
         self._vms: dict[str, FakeVm] = {vm.name: vm for vm in vms}
         self._counters: dict[str, _Counters] = {vm.name: _Counters() for vm in vms}
@@ -218,7 +220,8 @@ class FakeHypervisor:
                 continue
             samples.append(self._sample(ref, vm, self._counters[name]))
         return SampleBatch(
-            self._uri, self._host, now, samples=tuple(samples), errors=tuple(errors), driver="Fake"
+            self._uri, self._host, now, samples=tuple(samples), errors=tuple(errors), driver="Fake",
+            host_cpus=self._host_cpus,
         )
 
     def _sample(self, ref: VmRef, vm: FakeVm, c: _Counters) -> VmSample:

@@ -38,7 +38,8 @@ from collector.errors import (
     VmShutOffError,
 )
 from collector.hypervisor.base import DomainInfo, HostCapacity, error_kind
-from collector.model import DiskSample, NetSample, SampleBatch, VmError, VmRef, VmSample, VmState
+from collector.hypervisor.guestagent import GuestAgentProbe
+from collector.model import DiskSample, GuestFsUsage, NetSample, SampleBatch, VmError, VmRef, VmSample, VmState
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +281,8 @@ class LibvirtSource:
         monotonic: Callable[[], float] = time.monotonic,
         open_readonly: Callable[[str], Any] | None = None,
         open_readwrite: Callable[[str], Any] | None = None,
+        guest_agent_every_s: float = 0.0,
+        guest_agent_timeout_s: float = 10.0,
     ) -> None:
         if balloon_period_s < 0:
             raise ValueError(f"balloon_period_s must be >= 0 seconds, got {balloon_period_s!r}")
@@ -311,6 +314,9 @@ class LibvirtSource:
         self._cycle = 0
         self._cache: dict[str, _DomainCache] = {}
         self._label_cache: dict[str, dict[str, str]] = {}
+        self._agent = (GuestAgentProbe(uri, every_s=guest_agent_every_s, timeout_s=guest_agent_timeout_s,
+                                       open_readwrite=self._open_readwrite, clock=clock)
+                       if guest_agent_every_s > 0 else None)
 
     @property
     def uri(self) -> str:
@@ -322,7 +328,9 @@ class LibvirtSource:
         return self._driver
 
     def close(self) -> None:
-        """Close the connection; the next ``sample_all`` reconnects at once."""
+        """Close the connection (and the guest-agent probe's); the next ``sample_all`` reconnects at once."""
+        if self._agent is not None:
+            self._agent.close()
         conn, self._conn = self._conn, None
         self._next_attempt_at = 0.0
         self._failures = 0
@@ -441,7 +449,20 @@ class LibvirtSource:
             del self._cache[uuid]
         if new_running:
             self._turn_on_balloon_stats(new_running)
-        return self._batch(taken_at, started, tuple(samples), tuple(errors), ok=True)
+        return self._batch(taken_at, started, tuple(samples), tuple(errors), ok=True,
+                           guest_fs=self._guest_fs(samples))
+
+    def _guest_fs(self, samples: list[VmSample]) -> Mapping[str, GuestFsUsage]:
+        """Hand the running QEMU domains that are due to the guest-agent probe; return what it has so far."""
+        if self._agent is None or self._driver.upper() != "QEMU":  # only the QEMU driver has guest agents
+            return {}
+        self._agent.request(s.ref.uuid for s in samples if s.state is VmState.RUNNING)
+        return self._agent.take()
+
+    @property
+    def guest_agent(self) -> GuestAgentProbe | None:
+        """The guest filesystem probe (None when ``guest_agent_every_s`` is 0)."""
+        return self._agent
 
     def _batch(
         self,
@@ -451,6 +472,7 @@ class LibvirtSource:
         errors: tuple[VmError, ...],
         *,
         ok: bool,
+        guest_fs: Mapping[str, GuestFsUsage] | None = None,
     ) -> SampleBatch:
         return SampleBatch(
             uri=self._uri,
@@ -462,6 +484,7 @@ class LibvirtSource:
             ok=ok,
             driver=self._driver,
             host_cpus=self._host_cpus,
+            guest_fs=guest_fs or {},
         )
 
     def _records(self, conn: Any) -> list[tuple[Any, Mapping[str, Any]]]:

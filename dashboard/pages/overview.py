@@ -33,9 +33,37 @@ def layout(data: DashboardData, filters: Filters) -> html.Div:
             html.Div(dcc.Graph(id=ids.OVERVIEW_UTILISATION, figure=util, config=_GRAPH_CONFIG), className="rs-card"),
             html.Div(dcc.Graph(id=ids.OVERVIEW_FINDINGS, figure=found, config=_GRAPH_CONFIG), className="rs-card"),
         ], className="rs-grid-2"),
+        html.H2("Hosts"),
+        html.Div(hosts_section(data), id=ids.OVERVIEW_HOSTS, className="rs-card rs-card-pad"),
         html.H2("Placement"),
         html.Div(placement_section(data), id=ids.OVERVIEW_PLACEMENT, className="rs-card rs-card-pad"),
     ])
+
+
+def hosts_section(data: DashboardData) -> list[Any]:
+    """Each host's overcommit (vCPUs of running VMs per host CPU) and how long its vCPUs waited for a CPU."""
+    loads = data.host_loads()
+    if not loads:
+        return [html.P("No hosts known yet.", className="rs-muted")]
+    share = data.settings.signals.contention_share
+
+    def ratio(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f} : 1"
+
+    rows = [html.Tr([
+        html.Td(h.host), html.Td(str(h.vcpus_allocated)), html.Td("-" if h.host_cpus is None else str(h.host_cpus)),
+        html.Td(ratio(h.overcommit), className="rs-warn" if (h.overcommit or 0) > 1 else None),
+        html.Td("-" if h.delay_share is None else f"{h.delay_share:.1%}",
+                className="rs-warn" if (h.delay_share or 0) >= share else None),
+        html.Td(", ".join(h.contended_vms) or "-"),
+    ]) for h in loads]
+    heads = ("Host", "vCPUs allocated (running)", "Host CPUs", "Overcommit (vCPU : CPU)",
+             "vCPU wait for a host CPU (P95 of hourly means, vCPU-weighted)", "Contended VMs")
+    note = (f"A VM whose vCPUs wait {share:.0%} of their time or more is contended: starved by its host, not "
+            "undersized, so it gets no CPU upsize. Host CPUs come from libvirt (getInfo) on each collection.")
+    table = html.Table([html.Tr([html.Th(h) for h in heads]), *rows], className="rs-table",
+                       id=ids.OVERVIEW_HOSTS_TABLE)
+    return [table, html.P(note, className="rs-note")]
 
 
 def placement_section(data: DashboardData) -> list[Any]:

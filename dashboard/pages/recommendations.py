@@ -145,7 +145,8 @@ def _build(data: DashboardData, filters: Filters, lookback: int,
     cur = data.currency
     schedules = [r for r in rows if r["finding"] == "schedule"]
     scheduled = sum(r["monthly_savings"] or 0.0 for r in schedules)
-    resizes = [r for r in rows if r["finding"] != "schedule"]
+    storage = [r for r in rows if r["finding"] == "storage"]
+    resizes = [r for r in rows if r["finding"] not in ("schedule", "storage")]
     down = sum(r["monthly_savings"] or 0.0 for r in resizes if (r["monthly_savings"] or 0.0) > 0)
     up = -sum(r["monthly_savings"] or 0.0 for r in resizes if (r["monthly_savings"] or 0.0) < 0)
     by_finding: dict[str, int] = {}
@@ -156,6 +157,8 @@ def _build(data: DashboardData, filters: Filters, lookback: int,
             f"{sum(1 for r in resizes if (r['monthly_savings'] or 0) > 0)} VMs"),
         kpi("Schedules per month", money(scheduled, cur),
             f"{len(schedules)} on/off windows (after resizes, no double counting)"),
+        kpi("Storage per month", money(sum(r["monthly_savings"] or 0.0 for r in storage), cur),
+            f"{len(storage)} VMs' volumes: performance class by P99 load, capacity by use"),
         kpi("Upsizes per month", money(up, cur), f"{by_finding.get('under-provisioned', 0)} under-provisioned"),
         kpi("Idle VMs", str(by_finding.get("idle", 0)), "stopping saves their whole compute price"),
         kpi("Stopped VMs", str(by_finding.get("stopped", 0)),

@@ -110,6 +110,28 @@ def _recommendation(f: FindingView | None, currency: str) -> list[Any]:
     return out
 
 
+def _storage(f: FindingView | None) -> list[Any]:
+    """The VM's storage advice: class its P99 load needs, capacity by use, monthly prices."""
+    a = f.storage if f is not None else None
+    if a is None:
+        return []
+
+    def gb(value: float | None) -> str:
+        return "-" if value is None else f"{value / 1e9:,.1f} GB"
+
+    load = ("-" if a.iops_p99 is None else f"{a.iops_p99:,.0f} IOPS") + ", " + (
+        "-" if a.bps_p99 is None else f"{a.bps_p99 / 1e6:,.1f} MB/s")
+    return [html.H2("Storage"), html.Table([
+        html.Tr([html.Th("Performance class"), html.Td(f"{a.current_class} -> {a.recommended_class}")]),
+        html.Tr([html.Th("Disk load (P99)"), html.Td(load)]),
+        html.Tr([html.Th("Capacity"), html.Td(f"{gb(a.capacity_bytes)} -> {gb(a.recommended_capacity_bytes)}")]),
+        html.Tr([html.Th("Used"), html.Td(f"{gb(a.used_bytes)} ({a.used_source})")]),
+        html.Tr([html.Th("Price"), html.Td(f"{money(a.monthly_cost, a.currency)} -> "
+                                           f"{money(a.recommended_monthly_cost, a.currency)} / month")]),
+        html.Tr([html.Th("Savings"), html.Td(money(a.monthly_savings, a.currency) + " / month")]),
+    ], className="rs-kv", id=ids.VM_STORAGE), html.P(a.reason, className="rs-note")]
+
+
 def _pattern(f: FindingView | None, view: VmDetailView, timezone: str) -> list[Any]:
     """The weekday x hour heat map, the VM's pattern and its proposed on/off schedule."""
     text = f"Pattern: {f.pattern if f else 'unknown'}. "
@@ -176,7 +198,7 @@ def _build(data: DashboardData, uuid: str, filters: Filters, lookback: int) -> _
         figures.vm_cost_figure(view.cost_day, currency=view.currency),
         [dcc.Graph(id=ids.VM_PROJECTION, config=_GRAPH_CONFIG, figure=figures.projection_figure(
             f.projection if f else None, target=(f.recommended_type or "?") if f else "?", lookback_days=lookback)),
-         *_recommendation(f, view.currency), *_pattern(f, view, data.settings.schedules.timezone)],
+         *_recommendation(f, view.currency), *_storage(f), *_pattern(f, view, data.settings.schedules.timezone)],
         _options(f, view.currency),
     )
 

@@ -38,12 +38,17 @@ def collector_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return over
 
 
-def make_sources(ctx: Context, uris: list[str]) -> list[Any]:
-    """One read-only LibvirtSource per URI, configured from settings."""
+def make_sources(ctx: Context, uris: list[str], *, long_running: bool = True) -> list[Any]:
+    """One read-only LibvirtSource per URI, configured from settings.
+
+    Long-running collectors also ask guest agents for filesystem use (``[collector] guest_agent_interval_s``);
+    a one-shot cycle does not (the answer would arrive after it ended).
+    """
     from collector.hypervisor.libvirt import LibvirtSource
 
     c = ctx.settings.collector
-    return [LibvirtSource(u, balloon_period_s=c.balloon_period_s, enable_balloon_stats=c.enable_balloon_stats)
+    return [LibvirtSource(u, balloon_period_s=c.balloon_period_s, enable_balloon_stats=c.enable_balloon_stats,
+                          guest_agent_every_s=c.guest_agent_interval_s if long_running else 0.0)
             for u in uris]
 
 
@@ -100,7 +105,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from collector.sampler import Sampler
 
     uris = ctx.settings.collector.uris or [DEFAULT_URI]
-    sources = make_sources(ctx, uris)
+    sources = make_sources(ctx, uris, long_running=not args.once)
     try:
         probe = [s.sample_all() for s in sources]
         down = [b for b in probe if not b.ok]

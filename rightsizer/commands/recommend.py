@@ -33,6 +33,12 @@ finding per VM, with the current and target machine type, prices per hour, savin
                       starved by the host it names, not undersized; no CPU upsize (move it or relieve the host)
   insufficient-data   too little history in the lookback for any advice
 
+Storage advice (JSON 'storage', table storage_class/storage_savings), beside the finding, for every VM with
+a known disk capacity: the cheapest STACKIT performance class whose published IOPS and MB/s limits cover the
+disks' P99 load, and the capacity to keep (bytes used + [signals] storage_headroom, at least
+storage_min_bytes; used = the guest's filesystems through the QEMU guest agent when it answered, else the
+image allocation, else unknown and no shrink), priced per month against [costs] storage_class.
+
 "need" is the strategy's statistic plus headroom, named in need.cpu_statistic / need.memory_statistic
 (the same name the dashboard and the report show). The current type is the VM's 'machine_type' label when the
 catalogue knows it, else the cheapest eligible type covering its allocation (type_source).
@@ -50,7 +56,7 @@ env=prod VMs get one only with a 'schedule' label or a policy with schedules = t
 
 --output json prints one object per VM (uuid, name, uri, current and target vcpus/memory/type, need,
 action, prices, monthly_savings, savings_pct, risk, risk_reasons, projected, reasons, options, pattern,
-schedule). With --actionable only the VMs with an action (resize or stop) are printed: exactly the
+schedule, storage). With --actionable only the VMs with an action (resize or stop) are printed: exactly the
 steps of 'rightsizer apply --from-findings'; 'rightsizer apply FILE.json' takes either list, applies
 resizes and applies stops only with --allow-stop. Strategy settings below override the strategy's
 defaults; each applies only to strategies that have it.
@@ -199,7 +205,7 @@ def _parse_now(text: str, ctx: Context) -> Any:
 TABLE_COLUMNS = (
     "name", "finding", "action", "current_type", "type_source", "vcpus", "memory_gib", "need_vcpus",
     "need_memory_gib", "target_type", "price_before_per_hour", "price_after_per_hour", "monthly_savings",
-    "savings_pct", "risk", "pattern", "schedule", "schedule_savings", "reason",
+    "savings_pct", "risk", "pattern", "schedule", "schedule_savings", "storage_class", "storage_savings", "reason",
 )
 
 
@@ -257,7 +263,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     findings = recommend_fleet(
         store, catalogue, strategy=strategy, now=now, policies=policies, settings=settings,
         idle_settings=ctx.settings.idle, rules=lifecycle_rules(ctx.settings, catalogue),
-        schedule_settings=schedule_settings_from_args(args, ctx),
+        schedule_settings=schedule_settings_from_args(args, ctx), signal_settings=ctx.settings.signals,
     )
     if args.vm:
         wanted = set(args.vm)

@@ -11,7 +11,7 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -440,3 +440,60 @@ def test_tables_fit_the_content_area_and_hidden_columns_can_be_shown(page: Page,
         assert pg.locator(f"#recs-table td[data-dash-column='{column}']").first.is_visible()
     _show_column(pg, "recs-table", "excluded", "Excluded")
     _shot(pg, "recommendations-columns")
+
+
+# -- Hosts section: overcommit per host, its vCPU wait, the contended VMs -------------------------------------
+# A store with two hosts as the collector leaves it: hv-busy (2 CPUs) runs 6 vCPUs whose VMs wait for a host
+# CPU 40 % of their vCPU time; hv-calm (8 CPUs) runs 2 vCPUs that hardly wait. Host CPU counts are what the
+# sampler records from libvirt getInfo (store meta ``host_cpus``).
+HOSTS_END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+#: name, host, vCPUs, vCPU-equivalents spent waiting for a host CPU
+HOSTS_VMS = (("web-1", "hv-busy", 2, 0.8), ("web-2", "hv-busy", 4, 1.6), ("db-1", "hv-calm", 2, 0.01))
+
+
+@pytest.fixture
+def hosts_dashboard(tmp_path: Path) -> Iterator[str]:
+    import uuid
+
+    from collector.model import UsagePoint, VmRecord, VmState
+    from collector.store.jsonmeta import HOST_CPUS_KEY, merge_json_meta
+
+    gib = 1 << 30
+    first = HOSTS_END - timedelta(days=10)
+    store = SqliteStore(tmp_path / "hosts.db")
+    vms = [VmRecord(str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), name, "qemu:///system", host, VmState.RUNNING,
+                    vcpus, vcpus, 4 * gib, 4 * gib, {"team": "web"}, first, HOSTS_END)
+           for name, host, vcpus, _ in HOSTS_VMS]
+    points = [UsagePoint(vm.uuid, HOSTS_END - timedelta(hours=240 - h), VmState.RUNNING, vm.vcpus, 4 * gib,
+                         cpu_vcpus=0.9 * vm.vcpus, memory_used_bytes=2 * gib, interval_s=3600.0,
+                         cpu_delay_vcpus=delay)
+              for vm, (_n, _h, _v, delay) in zip(vms, HOSTS_VMS, strict=True) for h in range(240)]
+    store.write_history(vms, points)
+    merge_json_meta(store, HOST_CPUS_KEY, {"hv-busy": 2, "hv-calm": 8})
+    app = create_app(Settings(), store, load_catalogue(), data_mode="live")
+    server = start_server(app.server, "127.0.0.1", 0, name="hosts-test")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        store.close()
+
+
+def test_hosts_section_shows_overcommit_wait_and_the_contended_vms(page: Page, hosts_dashboard: str) -> None:
+    page.goto(hosts_dashboard + "/")
+    page.wait_for_selector("#overview-hosts-table")
+    rows = page.eval_on_selector_all(
+        "#overview-hosts-table tr", "rs => rs.map(r => [...r.cells].map(c => c.innerText.trim()))")
+    by_host = {r[0]: r for r in rows[1:]}
+    assert set(by_host) == {"hv-busy", "hv-calm"}
+    # hv-busy: 2 + 4 vCPUs on 2 CPUs; every vCPU waits 40 % of its time; both VMs contended
+    assert by_host["hv-busy"][1:4] == ["6", "2", "3.00 : 1"]
+    assert by_host["hv-busy"][4] == "40.0%" and by_host["hv-busy"][5] == "web-1, web-2"
+    assert by_host["hv-calm"][1:6] == ["2", "8", "0.25 : 1", "0.5%", "-"]
+    warn = page.eval_on_selector_all("#overview-hosts-table td.rs-warn", "cs => cs.map(c => c.innerText)")
+    assert warn == ["3.00 : 1", "40.0%"]
+    _shot(page, "hosts")
+    # the contention finding names its host on the VM page
+    page.goto(hosts_dashboard + "/vm/web-2")
+    page.wait_for_selector("text=contention")
+    assert "on host 'hv-busy'" in page.inner_text("body")

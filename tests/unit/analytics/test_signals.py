@@ -111,3 +111,37 @@ def test_host_overcommit() -> None:
     a, b = _vm("a", 4, 2, host="hv1"), _vm("b", 2, 2, host="hv1")
     (load,) = host_loads([a, b], {"hv1": 2}, {})
     assert (load.vcpus_allocated, load.overcommit, load.delay_share) == (6, 3.0, None)
+
+
+def _disk_points(vm: VmRecord) -> list[UsagePoint]:
+    return [replace(p, disk_capacity_bytes=200_000_000_000, disk_allocation_bytes=30_000_000_000,
+                    disk_read_iops=20.0, disk_write_iops=20.0)
+            for p in _points(vm, 0.5, 1.0)]
+
+
+def test_storage_advice_reaches_the_findings_with_guest_agent_use_from_the_store(store) -> None:
+    from analytics.recommend import LifecycleRules
+    from collector.config import CostSettings
+    from collector.guestfs import GuestFsUsage, record_usage
+
+    vm, other = _vm("files", 2, 2), _vm("plain", 2, 2)
+    store.write_history([vm, other], _disk_points(vm) + _disk_points(other))
+    record_usage(store, {vm.uuid: GuestFsUsage(5_000_000_000, 190_000_000_000, 1, NOW)})
+    prices = load_storage_prices()
+    rules = LifecycleRules(7.0, CostSettings(), prices)
+    found = {f.name: f for f in recommend_fleet(store, _catalogue(), now=NOW, signal_settings=SignalSettings(),
+                                                rules=rules)}
+    agent, alloc = found["files"].storage, found["plain"].storage
+    assert agent is not None and alloc is not None
+    assert (agent.used_source, agent.recommended_capacity_bytes) == ("guest-agent", 10e9)  # 10 GB floor
+    assert (alloc.used_source, alloc.recommended_capacity_bytes) == ("allocation", 38e9)  # 30 GB + 25 %
+    assert agent.recommended_class == "storage_premium_perf0"
+    assert agent.monthly_savings == pytest.approx(190 * prices.per_gb_hour * 720, abs=0.01)
+    entry = found["files"].plan_entry()["storage"]
+    assert entry["used_source"] == "guest-agent" and entry["monthly_savings"] == agent.monthly_savings
+    assert entry["currency"] == "EUR" and "guest-agent" in found["files"].reasons["storage"]
+    assert found["files"].row()["storage_savings"] == round(agent.monthly_savings, 2)
+    # without [costs] include_storage there is nothing to price: no advice
+    unpriced = LifecycleRules(7.0, CostSettings(include_storage=False), prices)
+    assert all(f.storage is None for f in recommend_fleet(store, _catalogue(), now=NOW,
+                                                          signal_settings=SignalSettings(), rules=unpriced))

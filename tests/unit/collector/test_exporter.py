@@ -81,6 +81,16 @@ def test_empty_snapshot_exposes_health_only():
     assert "rightsizer_vm_vcpus{" not in text
 
 
+def test_every_error_kind_is_exported_at_zero_before_its_first_error():
+    from collector.hypervisor.base import ERROR_KINDS
+
+    reg = build_registry(lambda: Snapshot(errors_total={"no-data": 3}))
+    assert {"connection", "not-found", "hypervisor"} <= set(ERROR_KINDS)
+    for kind in ERROR_KINDS:
+        want = 3.0 if kind == "no-data" else 0.0
+        assert reg.get_sample_value("rightsizer_collector_errors_total", {"kind": kind}) == want
+
+
 def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[bytes, dict[str, str]]:
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
     with urllib.request.urlopen(req, timeout=5) as resp:
@@ -247,3 +257,22 @@ def test_defect11_colliding_and_identity_named_labels_are_all_kept(store, clock,
     assert {info.labels["label_a_b_conflict1"], info.labels["label_a_b_conflict2"]} == {"dash", "dot"}
     warnings = [r for r in caplog.records if "label_a_b" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_storage_advice_is_exported_as_savings_and_info(sampled):
+    sampler, fake = sampled
+    web, nob = fake.vm("web"), fake.vm("nob")
+    econ = EconomicsView({
+        web.uuid: VmEconomics("g1.4", 0.15, "EUR", storage_monthly_savings=12.42,
+                              storage_current_class="storage_premium_perf1",
+                              storage_recommended_class="storage_premium_perf0", storage_used_source="guest-agent"),
+        nob.uuid: VmEconomics("g1.4", 0.15, "EUR"),  # no advice: absent, not 0
+    })
+    reg = build_registry(lambda: sampler.snapshot, lambda: econ)
+    money = {"vm": "web", "uuid": web.uuid, "currency": "EUR"}
+    assert reg.get_sample_value("rightsizer_vm_storage_potential_monthly_savings", money) == 12.42
+    assert reg.get_sample_value("rightsizer_vm_storage_recommendation_info", {
+        "vm": "web", "uuid": web.uuid, "current_class": "storage_premium_perf1",
+        "recommended_class": "storage_premium_perf0", "used_source": "guest-agent"}) == 1
+    assert reg.get_sample_value("rightsizer_vm_storage_potential_monthly_savings",
+                                {**money, "vm": "nob", "uuid": nob.uuid}) is None

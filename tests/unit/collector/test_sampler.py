@@ -106,3 +106,19 @@ def test_unknown_guest_memory_stays_unknown(store, clock):
     raw = store.frame(clock.now.replace(hour=0), clock.now.replace(hour=23), resolution="raw")
     assert raw["memory_used_bytes"].isna().all()
     assert (raw["memory_bytes"] == 2048 * 1024**2).all()
+
+
+def test_each_hosts_cpu_count_is_kept_in_the_store_and_written_only_when_it_changes(store, clock):
+    from collector.store.jsonmeta import stored_host_cpus
+
+    writes: list[str] = []
+    real_set_meta = store.set_meta
+    store.set_meta = lambda key, value: (writes.append(key), real_set_meta(key, value))  # count the writes
+    hv1 = FakeHypervisor(Topology().add_vm("a"), uri="fake:///1", host="hv1", clock=clock, host_cpus=8)
+    hv2 = FakeHypervisor(Topology().add_vm("b"), uri="fake:///2", host="hv2", clock=clock, host_cpus=2)
+    sampler = Sampler([hv1, hv2], store, clock=clock, interval_s=60)
+    for _ in range(3):
+        sampler.poll_once()
+        clock.advance(60)
+    assert stored_host_cpus(store) == {"hv1": 8, "hv2": 2}
+    assert writes.count("host_cpus") == 2  # once per host, not once per cycle

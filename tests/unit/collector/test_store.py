@@ -164,3 +164,13 @@ def test_closed_store_raises_store_error(tmp_path):
     s.close()
     with pytest.raises(StoreError, match="closed"):
         s.vms()
+
+
+def test_hour_frame_after_a_first_cycle_without_cpu_rates(store, clock):
+    """The first cycle has no CPU rate yet (rates need two samples): reading hours must not fail on it."""
+    from collector.hypervisor.fake import FakeHypervisor, Topology
+    from collector.sampler import Sampler
+
+    Sampler([FakeHypervisor(Topology().add_vm("a"), clock=clock)], store, clock=clock).poll_once()
+    hours = store.frame(clock() - timedelta(hours=2), clock() + timedelta(hours=1), resolution="hour")
+    assert len(hours) == 1 and pd.isna(hours["cpu_p95_vcpus"].iloc[0])

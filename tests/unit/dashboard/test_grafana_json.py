@@ -22,6 +22,7 @@ KNOWN_METRICS = {
     "rightsizer_vm_disk_read_requests_total", "rightsizer_vm_disk_write_requests_total",
     "rightsizer_vm_disk_write_time_seconds_total", "rightsizer_vm_storage_hourly_cost",
     "rightsizer_vm_backup_age_seconds", "rightsizer_vm_backup_overdue", "rightsizer_vm_idle", "rightsizer_host_cpus",
+    "rightsizer_vm_storage_potential_monthly_savings", "rightsizer_vm_storage_recommendation_info",
 }
 _METRIC = re.compile(r"\b(rightsizer_[a-z0-9_]+)\b")
 _LABEL_NAMES = re.compile(r"\{[^}]*\}")
@@ -55,7 +56,8 @@ def test_every_expr_uses_known_metrics_only() -> None:
     assert {"rightsizer_vm_hourly_cost", "rightsizer_vm_potential_monthly_savings",
             "rightsizer_vm_recommendation_info", "rightsizer_up", "rightsizer_collector_errors_total",
             "rightsizer_vm_storage_hourly_cost", "rightsizer_vm_backup_age_seconds",
-            "rightsizer_vm_cpu_delay_seconds_total", "rightsizer_host_cpus"} <= used
+            "rightsizer_vm_cpu_delay_seconds_total", "rightsizer_host_cpus",
+            "rightsizer_vm_storage_potential_monthly_savings"} <= used
 
 
 def test_per_vm_panels_keep_the_vm_label_through_their_joins() -> None:
@@ -72,7 +74,8 @@ def test_per_vm_panels_keep_the_vm_label_through_their_joins() -> None:
 
 def test_every_expr_is_valid_promql(tmp_path: Path) -> None:
     rules = {"groups": [{"name": "grafana", "rules": [
-        {"record": f"rightsizer:check:{i}", "expr": expr.replace("$host", ".*").replace("$vm", ".*")}
+        {"record": f"rightsizer:check:{i}", "expr": expr.replace("$host", ".*").replace("$vm", ".*")
+                                                  .replace("$__rate_interval", "1m")}
         for i, expr in enumerate(_exprs())
     ]}]}
     path = tmp_path / "rules.json"  # promtool reads YAML, and JSON is YAML
