@@ -11,7 +11,7 @@ from dash import Dash, Output, dcc, html
 
 from dashboard import figures, ids
 from dashboard.data import DashboardData, Filters
-from dashboard.pages.common import FILTER_INPUTS, data_table, kpi
+from dashboard.pages.common import FILTER_INPUTS, data_table, kpi, register_drilldown
 
 PATH = "/backups"
 TITLE = "Backups"
@@ -77,7 +77,8 @@ def _build(data: DashboardData,
 
 
 def register(app: Dash, data: DashboardData, **_: Any) -> None:
-    """Register the backups callback."""
+    """Register the backups callback; a row opens its VM's page."""
+    register_drilldown(app, ids.BACKUPS_TABLE)
 
     @app.callback(
         Output(ids.BACKUPS_TABLE, "data"), Output(ids.BACKUPS_SUMMARY, "children"), Output(ids.BACKUPS_AGE, "figure"),

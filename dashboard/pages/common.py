@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from dash import Input, dcc, html
+from dash import Dash, Input, Output, dcc, html, no_update
 from dash.dash_table.DataTable import DataTable
 
 from analytics.findings.risk import RISK_LEGEND
@@ -130,3 +130,21 @@ def lookback_control(control_id: str, default_days: int) -> html.Div:
         dcc.RadioItems(id=control_id, options=[{"label": f"{d} days", "value": d} for d in LOOKBACKS_DAYS],
                        value=value, inline=True, className="rs-filter-range"),
     ], className="rs-actions")
+
+
+def drilldown(active_cell: dict[str, Any] | None) -> str | Any:
+    """Callback body: the VM page path for a clicked row (a row's id is its VM's UUID, with a ``#kind`` suffix on
+    schedule and storage rows), or no change."""
+    row_id = (active_cell or {}).get("row_id")
+    if not isinstance(row_id, str) or not row_id:
+        return no_update
+    return f"/vm/{row_id.split('#', 1)[0]}"
+
+
+def register_drilldown(app: Dash, table_id: str) -> None:
+    """A click on any row of ``table_id`` opens that VM's page (the address keeps its query: filters carry over)."""
+
+    @app.callback(Output(ids.URL, "pathname", allow_duplicate=True), Input(table_id, "active_cell"),
+                  prevent_initial_call=True)
+    def _open(active_cell: dict[str, Any] | None) -> Any:
+        return drilldown(active_cell)

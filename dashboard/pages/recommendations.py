@@ -12,7 +12,16 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboard import figures, ids
 from dashboard.data import ApplyHook, DashboardData, Filters
-from dashboard.pages.common import FILTER_INPUTS, data_table, kpi, lookback_control, money, risk_legend, tooltips
+from dashboard.pages.common import (
+    FILTER_INPUTS,
+    data_table,
+    kpi,
+    lookback_control,
+    money,
+    register_drilldown,
+    risk_legend,
+    tooltips,
+)
 
 PATH = "/recommendations"
 TITLE = "Recommendations"
@@ -197,7 +206,8 @@ def type_choices(data: DashboardData, vm_uuid: str | None, range_key: str | None
 
 
 def register(app: Dash, data: DashboardData, *, hook: ApplyHook | None = None, **_: Any) -> None:
-    """Register table, export and (when enabled) apply callbacks."""
+    """Register table, export and (when enabled) apply callbacks; a row opens its VM's page."""
+    register_drilldown(app, ids.RECS_TABLE)
     outputs = [Output(ids.RECS_TABLE, "data"), Output(ids.RECS_TABLE, "tooltip_data"),
                Output(ids.RECS_SUMMARY, "children"), Output(ids.RECS_SAVINGS, "figure")]
     enabled = data.settings.actions.enabled

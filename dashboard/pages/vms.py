@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dash import Dash, Input, Output, html, no_update
+from dash import Dash, Output, html
 
 from dashboard import ids
 from dashboard.data import DashboardData, Filters
-from dashboard.pages.common import FILTER_INPUTS, data_table, tooltips
+from dashboard.pages.common import FILTER_INPUTS, data_table, register_drilldown, tooltips
 
 PATH = "/vms"
 TITLE = "VMs"
@@ -90,13 +90,6 @@ def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | N
     return rows, note
 
 
-def drilldown(active_cell: dict[str, Any] | None) -> str | Any:
-    """Callback body: the VM page path for the clicked row, or no change."""
-    if not active_cell or not active_cell.get("row_id"):
-        return no_update
-    return f"/vm/{active_cell['row_id']}"
-
-
 def register(app: Dash, data: DashboardData, **_: Any) -> None:
     """Register the grid and drilldown callbacks."""
 
@@ -106,10 +99,4 @@ def register(app: Dash, data: DashboardData, **_: Any) -> None:
         rows, note = update(data, range_key, labels, hosts)
         return rows, tooltips(rows, TOOLTIPS), note
 
-    @app.callback(
-        Output(ids.URL, "pathname", allow_duplicate=True),
-        Input(ids.VMS_TABLE, "active_cell"),
-        prevent_initial_call=True,
-    )
-    def _open(active_cell: dict[str, Any] | None) -> Any:
-        return drilldown(active_cell)
+    register_drilldown(app, ids.VMS_TABLE)

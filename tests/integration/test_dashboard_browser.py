@@ -218,6 +218,20 @@ def test_row_click_opens_vm_detail(page: Page, dashboard: Dashboard) -> None:
     _shot(pg, "vm-detail")
 
 
+def test_recommendation_and_backup_rows_open_their_vm_page(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    for path, table in (("/recommendations", "recs-table"), ("/backups", "backups-table")):
+        pg.goto(dashboard.url + path + "?range=30d")
+        cell = pg.locator(f"#{table} td[data-dash-column='host']").first
+        row = cell.locator("xpath=..")
+        name = row.locator("td[data-dash-column='name']").inner_text()
+        cell.click()
+        pg.wait_for_url("**/vm/*")
+        pg.wait_for_selector("#vm-name")
+        assert pg.inner_text("#vm-name") == name, path
+        assert "range=30d" in pg.url, pg.url  # the filters travel with the click
+
+
 def test_vm_page_by_name_in_the_address(page: Page, dashboard: Dashboard) -> None:
     pg = page
     pg.goto(dashboard.url + "/vms")

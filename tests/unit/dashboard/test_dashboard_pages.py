@@ -16,6 +16,7 @@ from dashboard import app as app_module
 from dashboard import ids
 from dashboard.data import DashboardData, Filters
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
+from dashboard.pages.common import drilldown
 
 
 def _ids(component: object) -> set[str]:
@@ -59,10 +60,12 @@ def test_vms_update_follows_filters(data: DashboardData) -> None:
     assert note.startswith("2 VMs match the filters (of 3)")
 
 
-def test_vms_drilldown() -> None:
-    assert vms.drilldown({"row": 0, "column": 0, "column_id": "name", "row_id": A}) == f"/vm/{A}"
-    assert vms.drilldown(None) is no_update
-    assert vms.drilldown({"row": 0, "column": 0, "column_id": "name"}) is no_update
+def test_drilldown_opens_the_rows_vm_for_every_table() -> None:
+    assert drilldown({"row": 0, "column": 0, "column_id": "name", "row_id": A}) == f"/vm/{A}"
+    assert drilldown({"row": 3, "column": 2, "column_id": "risk", "row_id": A + "#schedule"}) == f"/vm/{A}"
+    assert drilldown({"row": 1, "column": 0, "column_id": "name", "row_id": A + "#storage"}) == f"/vm/{A}"
+    assert drilldown(None) is no_update
+    assert drilldown({"row": 0, "column": 0, "column_id": "name"}) is no_update
 
 
 def test_vms_columns_carry_units_and_currency() -> None:
