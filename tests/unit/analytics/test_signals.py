@@ -10,26 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.catalogue import CsvPriceCatalogue, MachineType, load_storage_prices
+from analytics.catalogue import load_storage_prices
 from analytics.recommend import recommend_fleet
 from analytics.rightsizing.base import Finding
 from analytics.signals import host_loads, needed_class, storage_advice
 from collector.config import SignalSettings
 from collector.model import UsagePoint, VmRecord, VmState
-
-GIB = 1024**3
-T0 = 1_700_006_400
-HOURS = 10 * 24
-NOW = datetime.fromtimestamp(T0 + HOURS * 3600, tz=UTC)
-
-
-def _catalogue() -> CsvPriceCatalogue:
-    return CsvPriceCatalogue([
-        MachineType("s.1", 1, GIB, 0.01, "EUR"),
-        MachineType("s.2", 2, 2 * GIB, 0.02, "EUR"),
-        MachineType("m.2", 2, 8 * GIB, 0.06, "EUR"),
-        MachineType("l.4", 4, 16 * GIB, 0.12, "EUR"),
-    ])
+from tests.unit.analytics.test_rightsizing_fleet import GIB, HOURS, NOW, T0, _catalogue
 
 
 def _vm(name: str, vcpus: int, mem_gib: int, host: str = "h1") -> VmRecord:
