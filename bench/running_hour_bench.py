@@ -92,13 +92,13 @@ def measure(store: SqliteStore, days: int, rounds: int) -> dict[str, float]:
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vms", type=int, default=1000)
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--minutes", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         store = build(Path(tmp) / "bench.db", args.vms, args.days, args.minutes)
