@@ -3,7 +3,9 @@
 ``rightsizer.demo_history.seed_synthetic_history`` builds one ``UsagePoint`` per sample and writes the whole
 history in one transaction, which is fine for a demo but needs tens of GiB and hours at 50,000 VMs. This
 writes the same rows (same generator, same seeds, same values: tests/unit/dashboard/test_dashboard_seed.py
-compares both) as numpy columns, one day of the whole fleet per transaction, in the table's key order.
+compares both) as numpy columns, one day of the whole fleet per transaction, in the table's key order. The
+first day goes through ``SqliteStore.write_history`` (inventory, rollup); later days insert their raw rows and
+their hourly rows directly: with one sample per hour, an hour's rollup is that sample (as ``_rollup`` gives it).
 """
 
 from __future__ import annotations
@@ -52,7 +54,10 @@ def seed_history_fast(
     for first in range(0, count, CHUNK_H):
         cols = slice(first, min(first + CHUNK_H, count))
         frame = _chunk_frame(fleet, series, epoch_s[cols], cols, interval_s)
-        written += store.write_history(records if first == 0 else [], frame)
+        if first == 0:
+            written += store.write_history(records, frame)
+        else:
+            written += _insert_day(store.path, frame)
         if progress is not None:
             progress(f"{min(first + CHUNK_H, count)}/{count} h, {written:,} rows")
     _record_backups(store.path, [(r.uuid, r.newest_backup) for r in records if r.newest_backup is not None])
@@ -60,6 +65,42 @@ def seed_history_fast(
     store.set_meta("demo_seed", str(seed))
     store.set_meta("demo_history", f"synthetic, {days:g} days, 1 points per hour, until {end.isoformat()}")
     return written
+
+
+_RAW_INSERTED = ("vm", "ts", "state", "vcpus", "memory_bytes", "cpu_vcpus", "memory_used_bytes", "disk_read_bps",
+                 "disk_write_bps", "net_rx_bps", "net_tx_bps", "disk_capacity_bytes", "interval_s", "gap")
+_HOUR_INSERTED = ("vm", "ts", "samples", "running_s", "vcpus", "memory_bytes", "cpu_mean_vcpus", "cpu_p95_vcpus",
+                  "cpu_max_vcpus", "memory_used_max_bytes", "memory_used_mean_bytes", "disk_read_bytes",
+                  "disk_write_bytes", "net_rx_bytes", "net_tx_bytes", "disk_capacity_bytes", "disk_bps_p99")
+
+
+def _hour_rows(raw: pd.DataFrame) -> pd.DataFrame:
+    """The rollup of hours holding one sample each (the other signal columns stay NULL, as their inputs)."""
+    interval = raw["interval_s"].fillna(0.0).clip(upper=3600.0)
+    return pd.DataFrame({
+        "vm": raw["vm"], "ts": raw["ts"] // 3600 * 3600, "samples": 1,
+        "running_s": np.where(raw["state"] == VmState.RUNNING.value, interval, 0.0).clip(max=3600.0),
+        "vcpus": raw["vcpus"], "memory_bytes": raw["memory_bytes"], "cpu_mean_vcpus": raw["cpu_vcpus"],
+        "cpu_p95_vcpus": raw["cpu_vcpus"], "cpu_max_vcpus": raw["cpu_vcpus"],
+        "memory_used_max_bytes": raw["memory_used_bytes"], "memory_used_mean_bytes": raw["memory_used_bytes"],
+        "disk_read_bytes": raw["disk_read_bps"] * interval, "disk_write_bytes": raw["disk_write_bps"] * interval,
+        "net_rx_bytes": raw["net_rx_bps"] * interval, "net_tx_bytes": raw["net_tx_bps"] * interval,
+        "disk_capacity_bytes": raw["disk_capacity_bytes"],
+        "disk_bps_p99": raw["disk_read_bps"] + raw["disk_write_bps"],
+    })
+
+
+def _insert_day(path: Path, raw: pd.DataFrame) -> int:
+    """Insert a day's raw rows and their hourly rollups in one transaction; returns the raw rows."""
+    raw = raw.sort_values(["ts", "vm"], kind="stable")  # key order: the B-tree appends
+    raw = raw.assign(state=raw["state"].astype(str), gap=raw["gap"].astype(int))
+    hours = _hour_rows(raw)
+    with closing(sqlite3.connect(path, timeout=30.0)) as conn, conn:
+        for table, cols, frame in (("samples", _RAW_INSERTED, raw), ("hourly", _HOUR_INSERTED, hours)):
+            conn.executemany(  # NaN binds as NULL
+                f"INSERT OR REPLACE INTO {table}({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+                zip(*(frame[c].tolist() for c in cols), strict=True))
+    return len(raw)
 
 
 def _record_backups(path: Path, newest: Sequence[tuple[str, datetime]]) -> None:
