@@ -592,3 +592,47 @@ def test_leftover_max_memory_without_a_machine_type_label_is_lowered(rig: Rig) -
     after = audit_of(rig, "rs-act-legacy")[-1]
     assert after.result == "applied" and after.after["config_max_memory_bytes"] == 1 * GIB
     assert rig.action(step, min_days_between_resizes=0).execute().result == "unchanged"
+
+
+def test_cli_from_findings_lowers_a_leftover_max_memory_without_the_label(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Findings over a store -> ``apply --from-findings`` dry run -> ``--yes``, on an unlabelled test-driver VM
+    at g1.3's size (4 vCPU, 16 GiB) whose ``<memory>`` is still 32 GiB."""
+    import json
+
+    from collector.model import VmRecord
+    from rightsizer.cli import main
+    from tests.unit.analytics.test_findings_fleet import DAYS, FLEET, NOW, T0, _points
+
+    snug = FLEET["snug-1"]  # its history: below-threshold at g1.3, no resize proposed
+    fleet = tmp_path / "fleet.xml"
+    fleet.write_text(fleet_xml([FleetDomain(snug.name, snug.uuid, vcpus=4, max_vcpus=4, memory_bytes=16 * GIB,
+                                            max_memory_bytes=32 * GIB)]))
+    legacy = VmRecord(uuid=snug.uuid, name=snug.name, uri=snug.uri, host=snug.host, state=VmState.RUNNING,
+                      vcpus=4, max_vcpus=4, memory_bytes=16 * GIB, max_memory_bytes=32 * GIB, labels={},
+                      first_seen=T0, last_seen=NOW)
+    db = tmp_path / "fleet.db"
+    store = SqliteStore(db)
+    store.write_history([legacy], _points(legacy, range(DAYS * 24), 2.2, used_gib=5.0))
+    store.close()
+    uri = f"test://{fleet}"
+
+    assert main(["apply", "--from-findings", "--uri", uri, "--db", str(db), "--output", "json"]) == 0
+    (planned,) = json.loads(capsys.readouterr().out)
+    assert (planned["name"], planned["result"]) == (snug.name, "planned"), planned
+    assert "lower max memory (config)" in planned["operations"], planned
+    assert planned["memory_when"].startswith("max memory 32 GiB -> 16 GiB at next restart"), planned
+    assert (planned["memory_bytes_before"], planned["memory_bytes_after"]) == (16 * GIB, 16 * GIB)
+
+    # each CLI run opens its own test:/// copy of the fleet file: the applied run's own verification is the proof
+    assert main(["apply", "--from-findings", "--uri", uri, "--db", str(db), "--yes", "--output", "json"]) == 0
+    (applied,) = json.loads(capsys.readouterr().out)
+    assert applied["result"] == "applied", applied
+    assert "max memory 32 GiB -> 16 GiB takes effect at next restart" in applied["reason"]
+    audit = SqliteStore(db)
+    try:
+        (entry,) = audit.audit(snug.uuid)
+    finally:
+        audit.close()
+    assert entry.result == "applied" and entry.after["config_max_memory_bytes"] == 16 * GIB
+    assert entry.after["machine_type"] == "g1.3" and entry.before["config_max_memory_bytes"] == 32 * GIB
