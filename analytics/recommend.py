@@ -52,6 +52,7 @@ from analytics.rightsizing.base import (
     exclude_recommendation,
     resolve_policy,
 )
+from analytics.rightsizing.batch import FleetColumns, fleet_needs
 from analytics.rightsizing.settings import Policy, RightsizerSettings, StrategySettings, profile_settings
 from analytics.schedules import ScheduleProposal, propose_fleet
 from analytics.signals import (
@@ -491,6 +492,9 @@ def recommend_frame(
         pressure = pressure_signals(frame, signal_settings, now=pd.Timestamp(now),
                                     lookback_days=settings.lookback_days)
     peak_ratios = fleet_peak_ratios(cols, end_s=end_s, lookback_days=settings.lookback_days)
+    prepared = fleet_needs(FleetColumns(len(cols.names), cols.codes, cols.ts_s, cols.cpu_p95, cols.cpu_max,
+                                        cols.mem_max, cols.running_s), chosen, settings, end_s=end_s)
+    code_of = {name: i for i, name in enumerate(cols.names)} if prepared is not None else {}
     findings: list[VmFinding] = []
     for vm in vms:
         current, source = resolve_machine_type(vm, catalogue)
@@ -504,9 +508,14 @@ def recommend_frame(
             covered_s=s.running_s,
         )
         same_window = vm_settings.lookback_days == settings.lookback_days
+        code = code_of.get(vm.uuid)
+        # the fleet-wide window stands for this VM's when its settings and memory series are the fleet's
+        ready = (prepared[code] if prepared is not None and code is not None and vm_settings is settings
+                 and history.memory_used_bytes is s.mem_max else None)
         rec = decide(
             chosen, history, vm, vm_settings, catalogue=catalogue, current_type=current,
             trends=trends.get(vm.uuid, (None, None)) if same_window and settings.trend_blocks_downsize else None,
+            prepared=ready,
         )
         if resolved.exclude:
             rec = exclude_recommendation(rec, resolved.sources)
