@@ -143,10 +143,13 @@ def appearance_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     if not isinstance(values.dtype, pd.CategoricalDtype):
         codes, uniques = pd.factorize(values, sort=False)
         return codes.astype(np.int64, copy=False), [str(u) for u in uniques]
-    raw = values.cat.codes.to_numpy().astype(np.int64)
+    raw = values.cat.codes.to_numpy()  # its own width (int16/int32): a fleet frame has tens of millions of rows
     names = values.cat.categories
-    if len(raw) and (raw >= 0).all() and (np.diff(raw) >= 0).all():
+    ascending = len(raw) > 0 and bool((raw[1:] >= raw[:-1]).all()) and raw[0] >= 0
+    if ascending:
         used = np.flatnonzero(np.bincount(raw, minlength=len(names)))  # sorted codes: appearance = code order
+        if len(used) == len(names):  # every category used, in code order: the codes are the answer
+            return raw.astype(np.int64), [str(n) for n in names]
     else:
         seen, first = np.unique(raw[raw >= 0], return_index=True)
         used = seen[np.argsort(first, kind="stable")]

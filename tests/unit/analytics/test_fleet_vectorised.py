@@ -255,3 +255,18 @@ def test_fleet_costs_equal_a_row_by_row_price() -> None:
         running = min(max((0.0 if math.isnan(row.running_s) else float(row.running_s)) / 3600.0, 0.0), 1.0)
         present = max(min(max((now.timestamp() - row.ts.timestamp()) / 3600.0, 0.0), 1.0), running)
         assert got_cost == pytest.approx(want.price_per_hour * present, rel=1e-12)
+
+
+@pytest.mark.parametrize("case", ["in-code-order", "unused-category", "other-order", "missing", "empty"])
+def test_appearance_codes_of_a_categorical_equal_factorizing_its_strings(case: str) -> None:
+    from analytics.frames import appearance_codes
+
+    categories = ["b", "a", "c"]
+    rows = {"in-code-order": ["b", "b", "a", "c", "c"], "unused-category": ["b", "a", "a"],
+            "other-order": ["c", "c", "b", "a", "b"], "missing": ["b", None, "a", "c"], "empty": []}[case]
+    column = pd.Series(pd.Categorical(rows, categories=categories))
+    codes, names = appearance_codes(column)
+    expected_codes, expected_names = pd.factorize(pd.Series(rows, dtype=object), sort=False)
+    assert codes.dtype == np.int64
+    assert codes.tolist() == expected_codes.tolist()
+    assert names == [str(u) for u in expected_names]
