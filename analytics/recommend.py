@@ -36,7 +36,7 @@ from analytics.findings.lifecycle import DELETE_IS_MANUAL, StoppedVm, find_stopp
 from analytics.findings.projection import Projection, project_utilisation
 from analytics.findings.regret import Regret, find_regrets, monthly_cost_change, resizes_in_force
 from analytics.findings.risk import NO_CHANGE, Risk, RiskFacts, RiskLevel, assess_risk
-from analytics.fleet import MACHINE_TYPE_LABEL, resolve_machine_type
+from analytics.fleet import resolve_machine_type
 from analytics.frames import appearance_codes, epoch_ns, group_percentile, rows_since
 from analytics.idle import IdleFinding, find_idle
 from analytics.patterns import fit_patterns
@@ -129,6 +129,9 @@ class VmFinding:
     pattern: str = "unknown"
     schedule: ScheduleProposal | None = None
     storage: StorageAdvice | None = None  # volume class and capacity advice (all disks together)
+    #: At its type's size, with a persistent maximum memory an older downsize left above it: the plan gets a
+    #: step to the same size that only lowers ``<memory>`` (effective at next restart).
+    lowers_max_memory: bool = False
 
     @property
     def is_actionable(self) -> bool:
@@ -179,8 +182,16 @@ class VmFinding:
         """The resize this finding proposes as the plan's own value type; None when it proposes none.
 
         Only findings whose action is a resize (over-/under-provisioned, resize-regret), not excluded,
-        whose target size differs get a step. The VM's URI is ``default_uri`` when the store recorded none.
+        whose target size differs get a step; and a VM whose persistent maximum memory is left above its
+        type's memory gets a step to the size it has, which lowers only that maximum. The VM's URI is
+        ``default_uri`` when the store recorded none.
         """
+        if self.lowers_max_memory and self.current_type and not self.excluded:
+            size = SizeSpec(self.current_vcpus, self.current_memory_bytes, self.current_type)
+            return ResizeStep(vm=VmRef(uri=self.uri or default_uri, uuid=self.uuid, name=self.name), current=size,
+                              target=size, price_before_per_hour=self.price_before_per_hour,
+                              price_after_per_hour=self.price_before_per_hour, currency=self.currency,
+                              finding=self.finding.value)
         if (self.action != "resize" or self.finding.value not in RESIZE_FINDINGS or self.excluded
                 or self.target_vcpus is None or self.target_memory_bytes is None):
             return None
@@ -237,6 +248,7 @@ class VmFinding:
             "options": list(self.options),
             "pattern": self.pattern,
             "storage": self.storage.as_json() if self.storage is not None else None,
+            "lowers_max_memory": self.lowers_max_memory,
             **({"schedule": self.schedule.as_json(),
                 "combined_monthly_savings": round(self.combined_monthly_savings, 4)} if self.schedule else {}),
         }
@@ -687,11 +699,19 @@ def fleet_peak_ratios(cols: _Columns, *, end_s: float, lookback_days: float) -> 
     return dict(zip(cols.names, ratio.tolist(), strict=True))
 
 
-def _max_memory_note(vm: VmRecord, type_name: str) -> str:
+def _leftover_max_memory(vm: VmRecord, current: MachineType | None, v: _Verdict, excluded: bool) -> bool | None:
+    """None when the VM's persistent maximum memory is not above its memory (or the verdict resizes it anyway);
+    else whether a plan step can lower it: the VM is exactly its type's size and nothing else is planned."""
+    if current is None or vm.max_memory_bytes <= vm.memory_bytes or v.action == "resize":
+        return None
+    return (v.action == "none" and not excluded
+            and (current.vcpus, current.memory_bytes) == (vm.vcpus, vm.memory_bytes))
+
+
+def _max_memory_note(vm: VmRecord, type_name: str, steppable: bool) -> str:
     """Why a persistent maximum above the memory matters, and how it gets lowered."""
-    labelled = (vm.labels or {}).get(MACHINE_TYPE_LABEL, "") == type_name
-    how = (f"a plan step to {type_name} lowers it at next restart" if labelled
-           else "lower <memory> in its persistent config (takes effect at next restart)")
+    how = (f"the plan's step to {type_name} at this size lowers it at next restart (persistent config)"
+           if steppable else "lower <memory> in its persistent config (takes effect at next restart)")
     return (f"persistent max memory {vm.max_memory_bytes / GIB:.2f} GiB is above its {vm.memory_bytes / GIB:.2f} "
             f"GiB (left by an earlier downsize?): the guest can balloon beyond {type_name}; {how}")
 
@@ -736,8 +756,9 @@ def _finding(
     off = lifecycle.shut_off.get(vm.uuid)
     if off is not None and v.finding is not Finding.STOPPED:
         v = _while_shut_off(v, off, rec, currency)
-    if vm.max_memory_bytes > vm.memory_bytes and current is not None and v.action != "resize":
-        v = replace(v, reasons={**v.reasons, "max_memory": _max_memory_note(vm, current.name)})
+    steppable = _leftover_max_memory(vm, current, v, rec.excluded)
+    if steppable is not None and current is not None:
+        v = replace(v, reasons={**v.reasons, "max_memory": _max_memory_note(vm, current.name, steppable)})
     ev = rec.evidence
     return VmFinding(
         uuid=vm.uuid,
@@ -773,6 +794,7 @@ def _finding(
         projection=projection if v.finding in (Finding.OVER_PROVISIONED, Finding.UNDER_PROVISIONED) else None,
         stopped=lifecycle.stopped.get(vm.uuid),
         regret=lifecycle.regrets.get(vm.uuid),
+        lowers_max_memory=bool(steppable),
     )
 
 

@@ -105,7 +105,9 @@ def wait_for_metrics(port: int, proc: subprocess.Popen[bytes], log: Path, timeou
             conn.request("GET", "/metrics")
             body = conn.getresponse().read()
             conn.close()
-            if b"rightsizer_collector_cycles_total" in body and b"rightsizer_vm_info" in body:
+            # samples, not just the HELP lines of the empty exposition served before the first cycle: the
+            # load phase must not overlap the start-up cycle and the first cost refresh
+            if b"\nrightsizer_vm_info{" in body and b"\nrightsizer_vm_hourly_cost{" in body:
                 return body
         except OSError:
             pass
@@ -154,10 +156,20 @@ S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 """
 
 
-def floor_static(size: int, clients: int, seconds: float, work: Path) -> LoadResult:
-    """Same load against the least a server can do: fixed bytes of the same size from a stdlib server."""
+def fetch_gzip(port: int) -> bytes:
+    """One gzip scrape, as the load clients get it (the bytes the floor then serves)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+        return conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+def floor_static(served: bytes, clients: int, seconds: float, work: Path) -> LoadResult:
+    """Same load against the least a server can do: the bytes our server sent, fixed, from a stdlib server."""
     body = work / "floor.bin"
-    body.write_bytes(os.urandom(size))
+    body.write_bytes(served)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", _FLOOR_SERVER, str(port), str(body)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -194,6 +206,7 @@ def bench_load(vms: int, clients: int, seconds: float, interval: float, work: Pa
         c0, t0 = cycles_total(port), time.time()
         loaded = hammer(port, "/metrics", clients, seconds)
         c1, t1 = cycles_total(port), time.time()
+        served = fetch_gzip(port)
         hole = longest_hole_s(db, t0)
     finally:
         proc.terminate()
@@ -203,9 +216,12 @@ def bench_load(vms: int, clients: int, seconds: float, interval: float, work: Pa
     missed = text.count("was missed by")
     overran = text.count("collection cycle overran")
     due = int((t1 - t0) // interval)
-    floor = floor_static(max(1, loaded.bytes_read // max(1, len(loaded.latencies))), clients, min(seconds, 10), work)
+    load_during = os.getloadavg()[0]
+    floor = floor_static(served, clients, min(seconds, 10), work)
     print(f"load: serve on a {vms}-domain test-driver fleet, interval {interval:g} s; exposition {len(body)} bytes "
-          f"uncompressed, {loaded.bytes_read // max(1, len(loaded.latencies))} bytes per gzip response")
+          f"uncompressed, {loaded.bytes_read // max(1, len(loaded.latencies))} bytes per gzip response "
+          f"(floor serves the last one, {len(served)} bytes); 1-min load average {load_during:.2f} after the "
+          f"run, {os.getloadavg()[0]:.2f} after the floor")
     print(f"  1 client, 5 s                    n={len(one.latencies):5d}  p50 {pct(one.latencies, .5) * 1e3:8.1f} ms"
           f"  p99 {pct(one.latencies, .99) * 1e3:8.1f} ms  errors {one.errors}")
     print(f"  {clients} clients, {seconds:g} s               n={len(loaded.latencies):5d}  "

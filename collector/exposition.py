@@ -11,7 +11,9 @@ render nor any number of scrapes can make a cycle late.
 
 The server (``MetricsServer``) is a fixed pool of threads accepting on one socket with a listen backlog of
 ``BACKLOG`` (the stdlib servers' default of 5 overflowed under tens of concurrent clients), HTTP/1.1
-keep-alive, and one ``sendall`` of prepared bytes per response.
+keep-alive, and one blocking ``sendall`` of a prepared buffer (head and body, built once per exposition)
+per response. ``serve`` runs it in a process of its own (``collector.metrics_process``), away from the
+interpreter lock the collection cycle and the render hold.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from __future__ import annotations
 import gzip
 import logging
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry
@@ -105,20 +109,27 @@ def render_text(families: Iterable[Metric]) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-def select_families(families: Iterable[Metric], names: Collection[str]) -> list[Metric]:
-    """The families whose samples carry one of ``names`` (sample names, e.g. ``x_total``), filtered to them."""
-    wanted = set(names)
-    out: list[Metric] = []
-    for fam in families:
-        samples = [s for s in fam.samples if s.name in wanted]
-        if not samples and fam.name not in wanted:
-            continue
-        if fam.name in wanted:
-            samples = list(fam.samples)
-        copy = Metric(fam.name, fam.documentation, fam.type, fam.unit)
-        copy.samples = samples
-        out.append(copy)
-    return out
+def filter_text(text: bytes, names: Collection[str]) -> bytes:
+    """The families of a rendered exposition that ``names`` asks for (``/metrics?name[]=``).
+
+    A family is kept whole when its name is asked for, with or without the ``_total``/``_info`` suffix
+    its samples carry (``x`` or ``x_total``); otherwise only the samples whose name is asked for are kept,
+    under their family's HELP and TYPE lines. Works on the text alone, so a server process that holds
+    only bytes filters the same way.
+    """
+    wanted = {n.encode() for n in names}
+    out: list[bytes] = []
+    for block in (b"\n" + text).split(b"\n# HELP ")[1:]:  # a label value holds no raw newline
+        lines = block.split(b"\n")
+        family = lines[0].split(b" ", 1)[0]
+        whole = family in wanted or any(family.endswith(x) and family[:-len(x)] in wanted for x in
+                                        (b"_total", b"_info"))
+        samples = [ln for ln in lines[1:] if ln and not ln.startswith(b"#")
+                   and (whole or ln.split(b"{", 1)[0].split(b" ", 1)[0] in wanted)]
+        if whole or samples:
+            head = [ln for ln in lines[1:] if ln.startswith(b"#")]
+            out.append(b"\n".join([b"# HELP " + lines[0], *head, *samples]) + b"\n")
+    return b"".join(out)
 
 
 class ExpositionCache:
@@ -131,6 +142,11 @@ class ExpositionCache:
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._subscribers: list[Callable[[Exposition], None]] = []
+
+    def subscribe(self, on_render: Callable[[Exposition], None]) -> None:
+        """Call ``on_render`` with every new exposition (in the rendering thread)."""
+        self._subscribers.append(on_render)
 
     def start(self) -> None:
         """Render in a thread of its own from now on: ``request_refresh`` returns at once."""
@@ -178,6 +194,8 @@ class ExpositionCache:
             self._current = exp
             log.debug("/metrics rendered: %d bytes (%d gzip) in %.3f s", len(text), len(exp.gzipped),
                       exp.render_seconds)
+            for on_render in self._subscribers:
+                on_render(exp)
             return exp
 
     def current(self) -> Exposition:
@@ -187,12 +205,20 @@ class ExpositionCache:
 
     def filtered(self, names: Collection[str]) -> bytes:
         """Text format of only the families named in ``names`` (from the latest exposition)."""
-        return render_text(select_families(self.current().families, names))
+        return filter_text(self.current().text, names)
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             431: "Request Header Fields Too Large"}
 _MAX_HEAD_BYTES = 16384
+
+
+class ExpositionSource(Protocol):
+    """What ``MetricsServer`` serves: the latest exposition and a name filter over it."""
+
+    def current(self) -> Exposition: ...
+
+    def filtered(self, names: Collection[str]) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,14 +258,16 @@ class MetricsServer:
     clients than ``workers`` the others wait in the backlog.
     """
 
-    def __init__(self, cache: ExpositionCache, host: str, port: int, *, workers: int = 64,
-                 idle_timeout_s: float = 10.0) -> None:
+    def __init__(self, cache: ExpositionSource, host: str = "127.0.0.1", port: int = 0, *,
+                 sock: socket.socket | None = None, workers: int = 64, idle_timeout_s: float = 10.0) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.cache = cache
-        self._sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+        self._sock = sock if sock is not None else socket.create_server((host, port), family=family,
+                                                                         backlog=BACKLOG)
         self.server_address: tuple[str, int] = self._sock.getsockname()[:2]
         self._idle_timeout_s = idle_timeout_s
         self._stopping = threading.Event()
+        self._prepared: tuple[Exposition | None, dict[tuple[bool, bool], bytes]] = (None, {})
         self._workers = [threading.Thread(target=self._work, name=f"metrics-{i}", daemon=True)
                          for i in range(workers)]
 
@@ -273,7 +301,7 @@ class MetricsServer:
                 continue
             with conn:
                 try:
-                    conn.settimeout(self._idle_timeout_s)
+                    _tune(conn, self._idle_timeout_s)
                     self._serve_connection(conn)
                 except OSError:
                     pass  # client went away or idled out
@@ -306,13 +334,43 @@ class MetricsServer:
             return _response(404, b"not found; scrape /metrics\n", "text/plain", False, req.keep_alive)
         names = parse_qs(url.query).get("name[]", [])
         if names:
-            body, zipped = self.cache.filtered(names), False
-        else:
-            exp = self.cache.current()
-            body, zipped = (exp.gzipped, True) if req.accepts_gzip else (exp.text, False)
+            body = self.cache.filtered(names)
+            if req.method == "HEAD":
+                return _response(200, b"", CONTENT_TYPE_LATEST, False, req.keep_alive, length=len(body))
+            return _response(200, body, CONTENT_TYPE_LATEST, False, req.keep_alive)
         if req.method == "HEAD":
-            return _response(200, b"", CONTENT_TYPE_LATEST, zipped, req.keep_alive, length=len(body))
-        return _response(200, body, CONTENT_TYPE_LATEST, zipped, req.keep_alive)
+            exp = self.cache.current()
+            length = len(exp.gzipped if req.accepts_gzip else exp.text)
+            return _response(200, b"", CONTENT_TYPE_LATEST, req.accepts_gzip, req.keep_alive, length=length)
+        return self._prepared_response(req.accepts_gzip, req.keep_alive)
+
+    def _prepared_response(self, zipped: bool, keep_alive: bool) -> bytes:
+        """Head and body of a full scrape as one buffer, built once per exposition and variant."""
+        exp = self.cache.current()
+        prepared = self._prepared
+        if prepared[0] is not exp:
+            prepared = (exp, {})
+            self._prepared = prepared  # one swap; a racing worker at worst builds a variant twice
+        out = prepared[1].get((zipped, keep_alive))
+        if out is None:
+            out = _response(200, exp.gzipped if zipped else exp.text, CONTENT_TYPE_LATEST, zipped, keep_alive)
+            prepared[1][(zipped, keep_alive)] = out
+        return out
+
+
+def _tune(conn: socket.socket, idle_timeout_s: float) -> None:
+    """Blocking socket with kernel time-outs, so ``sendall`` of a whole response is one system call.
+
+    ``settimeout`` would make the socket non-blocking: ``sendall`` then writes in socket-buffer-sized pieces
+    and takes the GIL back between them, which under load (other busy threads, a busy CPU) is where a
+    scrape's tail latency came from. SO_RCVTIMEO/SO_SNDTIMEO bound an idle keep-alive connection and a
+    client that stops reading instead. TCP_NODELAY: the response is written at once, never in small pieces.
+    """
+    seconds = int(idle_timeout_s)
+    timeval = struct.pack("ll", seconds, int((idle_timeout_s - seconds) * 1e6))
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _response(status: int, body: bytes, content_type: str, zipped: bool, keep_alive: bool,

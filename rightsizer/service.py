@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from collector.config import Settings
 from collector.errors import RightsizerError
 from collector.exporter import EconomicsView, VmEconomics, build_registry
-from collector.exposition import ExpositionCache, serve_exposition
+from collector.exposition import ExpositionCache
+from collector.metrics_process import MetricsProcess
 from collector.sampler import Sampler
 
 if TYPE_CHECKING:
@@ -215,7 +216,7 @@ class Service:
         exposition = self.exposition
         listen = self.settings.exporter.listen
         server = _bind("--metrics-listen / [exporter] listen", listen,
-                       lambda host, port: serve_exposition(exposition, host, port)[0])
+                       lambda host, port: MetricsProcess(exposition, host, port))
         self._stoppers.append(("metrics server", lambda: _close_server(server)))
         log.info("metrics: http://%s/metrics", listen)
         interval = self.settings.collector.interval_s

@@ -70,9 +70,14 @@ def lowers_max_memory(snap: DomainSnapshot, target: SizeSpec) -> bool:
 
 
 def leftover_max_memory(snap: DomainSnapshot, target: SizeSpec) -> bool:
-    """Return True when the VM already is the target type at its memory, but its persistent maximum is
-    still above it (a downsize by an older rightsizer that left ``<memory>`` as it was)."""
-    return (bool(target.machine_type) and snap.labels.get(MACHINE_TYPE_LABEL, "") == target.machine_type
+    """Return True when the VM already has the target's memory, but its persistent maximum is still above
+    it (a downsize by an older rightsizer, or by hand, that left ``<memory>`` as it was).
+
+    The step must name the machine type the VM is to be: that type's memory is all the VM may balloon to.
+    Whether the VM carries the ``machine_type`` label yet does not matter (the step sets it). A bare size
+    step leaves the maximum alone, as an operator may keep headroom for a later live upsize.
+    """
+    return (bool(target.machine_type)
             and snap.config.memory_bytes == target.memory_bytes < snap.config.max_memory_bytes)
 
 

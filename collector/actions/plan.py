@@ -164,8 +164,16 @@ _FLAT_ALIASES: Mapping[str, tuple[str, ...]] = {
 }
 
 
+def _lowers_max_memory(raw: Any) -> bool:
+    """True for a recommend row whose step only lowers the persistent maximum memory (``lowers_max_memory``)."""
+    return isinstance(raw, Mapping) and raw.get("lowers_max_memory") is True
+
+
 def _nest(raw: Any) -> Any:
-    """Turn a flat recommend row (``current_vcpus``, ``target_memory_bytes`` …) into the nested form."""
+    """Turn a flat recommend row (``current_vcpus``, ``target_memory_bytes`` …) into the nested form.
+
+    A row that only lowers the persistent maximum memory targets the size the VM has, at the same price.
+    """
     if not isinstance(raw, Mapping):
         return raw
     out = dict(raw)
@@ -180,6 +188,9 @@ def _nest(raw: Any) -> Any:
             flat = {k[len(side) + 1:]: v for k, v in raw.items() if k.startswith(side + "_")}
             if flat:
                 out[side] = flat
+    if _lowers_max_memory(raw) and isinstance(out.get("current"), Mapping):
+        out["target"] = dict(out["current"])
+        out["price_after_per_hour"] = out.get("price_before_per_hour")
     return out
 
 
@@ -217,8 +228,8 @@ def parse_plan(doc: Any, *, source: str = "plan", default_uri: str = "") -> Resi
     doc = dict(doc)
     if isinstance(doc.get("steps"), list):
         # recommend's full output lists every VM: entries whose action is not a resize are no step
-        doc["steps"] = [_nest(s) for s in doc["steps"]
-                        if not (isinstance(s, Mapping) and s.get("action") in NOT_RESIZE_ACTIONS)]
+        doc["steps"] = [_nest(s) for s in doc["steps"] if _lowers_max_memory(s)
+                        or not (isinstance(s, Mapping) and s.get("action") in NOT_RESIZE_ACTIONS)]
     try:
         model = _PlanIn.model_validate(doc)
     except ValidationError as exc:
@@ -291,20 +302,24 @@ def plan_from_findings(
 
     Rows are nested like ``VmFinding.plan_entry()`` or carry the flat keys ``current_vcpus``,
     ``target_memory_bytes`` ... Rows with another finding, no target, the same size, or ``excluded`` set
-    are left out. Raises InputError on a row with bad values.
+    are left out, except a row with ``lowers_max_memory`` true: it becomes a step to the size the VM has,
+    which lowers only the persistent maximum memory left above it. Raises InputError on a row with bad values.
     """
     docs: list[dict[str, Any]] = []
     for row in rows:
         finding = row.get("finding", "") or ""
         finding = str(getattr(finding, "value", finding))
-        if finding not in RESIZE_FINDINGS or row.get("excluded", False):
+        if row.get("excluded", False):
+            continue
+        if finding not in RESIZE_FINDINGS and not _lowers_max_memory(row):
             continue
         doc = _nest({**row, "finding": finding})
         target = doc.get("target") or {}
         if target.get("vcpus") is None or target.get("memory_bytes") is None:
             continue
         current = doc.get("current") or {}
-        if current.get("vcpus") == target.get("vcpus") and current.get("memory_bytes") == target.get("memory_bytes"):
+        same = (current.get("vcpus"), current.get("memory_bytes")) == (target.get("vcpus"), target.get("memory_bytes"))
+        if same and not _lowers_max_memory(row):
             continue
         for side in ("current", "target"):
             spec = dict(doc.get(side) or {})

@@ -13,6 +13,7 @@ What is not in the engine stays local: the audit log, metadata and backup times 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -28,6 +29,7 @@ import pandas as pd
 from collector.errors import StoreError
 from collector.model import SampleBatch, UsagePoint, VmRecord, VmState
 from collector.store.base import HOUR_COLUMNS, AuditEntry, Counters, Resolution
+from collector.store.jsonmeta import HOST_CPUS_KEY, read_json_meta
 from collector.store.promql_http import Matrix, PromqlClient, PromqlInputError, Sample
 from collector.store.promql_mapping import VmMapping
 from collector.store.promql_schema import RULES, Schema, rollup_queries
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 _HOUR_S = 3600
 _MAX_NAMED_BYTES = 8000  # longest uuid=~"a|b|..." alternation a query carries
 _OLDEST_TTL_S = 300.0  # how long frame() trusts time_range's oldest sample to skip the empty hours before it
+_HOST_CPUS_WINDOW_S = 86400  # a host's CPU count changes rarely; its last day of samples is enough
 _EVAL_OFFSET_S = 0.001  # evaluate at H + 1h - 1 ms: subquery steps land on H, H+R, ... (see promql_schema)
 
 
@@ -124,8 +127,35 @@ class PromqlStore:
         return list(self.local.audit(vm_uuid))
 
     def get_meta(self, key: str) -> str | None:
+        """The local meta entry; for ``host_cpus`` merged with the agents' ``rightsizer_host_cpus`` (newer)."""
         value: str | None = self.local.get_meta(key)
-        return value
+        if key != HOST_CPUS_KEY or not self.schema.host_cpus:
+            return value
+        from_engine = self.host_cpus()
+        if not from_engine:
+            return value
+        doc = {**read_json_meta(self.local, key), **from_engine}
+        return json.dumps(doc, sort_keys=True)
+
+    def host_cpus(self) -> dict[str, int]:
+        """Logical CPUs per host as the agents last exported them within ``_HOST_CPUS_WINDOW_S`` (libvirt
+        getInfo on each agent). Empty when the schema has no such series or the engine does not answer."""
+        if not self.schema.host_cpus:
+            return {}
+        host = self.schema.host_label
+        expr = (f"max by ({host}) (last_over_time({self._sel(self.schema.host_cpus)}"
+                f"[{_HOST_CPUS_WINDOW_S}s]))")
+        try:
+            found = self._instant(expr, self.clock())
+        except StoreError as exc:  # the dashboard then shows "-" for CPUs and overcommit, as before
+            self._warn_once(f"host CPU counts unreadable ({exc}); overcommit unknown")
+            return {}
+        out: dict[str, int] = {}
+        for s in found:
+            name, cpus = s.labels.get(host, ""), s.values[0] if len(s.values) else math.nan
+            if name and math.isfinite(cpus) and cpus >= 1:
+                out[name] = int(cpus)
+        return out
 
     def set_meta(self, key: str, value: str) -> None:
         self.local.set_meta(key, value)

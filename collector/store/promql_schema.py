@@ -48,6 +48,7 @@ class Schema:
     info: str  # identity series for the inventory
     disk_capacity: str = ""
     cpu_usage: str = ""  # per-cycle CPU rate gauge stamped with the cycle's time ("" = rates from the counter)
+    host_cpus: str = ""  # logical CPUs per host, labelled with ``host_label`` ("" = the exporters do not say)
 
 
 RIGHTSIZER = Schema(
@@ -57,7 +58,7 @@ RIGHTSIZER = Schema(
     disk_read="rightsizer_vm_disk_read_bytes_total", disk_write="rightsizer_vm_disk_write_bytes_total",
     net_rx="rightsizer_vm_network_receive_bytes_total", net_tx="rightsizer_vm_network_transmit_bytes_total",
     running="rightsizer_vm_running", info="rightsizer_vm_info", disk_capacity="rightsizer_vm_disk_capacity_bytes",
-    cpu_usage="rightsizer_vm_cpu_usage_vcpus",
+    cpu_usage="rightsizer_vm_cpu_usage_vcpus", host_cpus="rightsizer_host_cpus",
 )
 
 LIBVIRT_EXPORTER = Schema(
@@ -70,6 +71,8 @@ LIBVIRT_EXPORTER = Schema(
     net_rx="libvirt_domain_interface_stats_receive_bytes_total",
     net_tx="libvirt_domain_interface_stats_transmit_bytes_total",
     running="", info="libvirt_domain_info_virtual_cpus",
+    # no host CPU gauge: the Go libvirt exporters (Tinkoff, inovex prometheus-libvirt-exporter README metric
+    # list) export domain, storage-pool and health series only, so overcommit stays unknown on this schema
 )
 
 SCHEMAS: dict[str, Schema] = {s.name: s for s in (RIGHTSIZER, LIBVIRT_EXPORTER)}

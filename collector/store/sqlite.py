@@ -11,6 +11,7 @@ and running time are up to the minute (its signal columns may lag by that refres
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import sqlite3
@@ -181,6 +182,8 @@ class SqliteStore:
         self._conns_lock = threading.Lock()
         self._last_current_rollup = 0.0
         self._closed = False
+        self._commits = itertools.count()  # next() per commit made through this object (any thread)
+        self._commit_gen = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -216,6 +219,7 @@ class SqliteStore:
             conn.execute("BEGIN IMMEDIATE")
             yield conn
             conn.execute("COMMIT")
+            self._commit_gen = next(self._commits) + 1
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -466,22 +470,43 @@ class SqliteStore:
         hour = int(newest) - int(newest) % 3600
         if not start_s <= hour < end_s:
             return hours
-        bounds = (hour, hour + 3600)  # a row covers its whole hour, as the stored rollups do
-        fresh = pd.DataFrame.from_records(self._read(_CURRENT_HOUR_SQL, bounds), columns=list(_CURRENT_HOUR_COLUMNS))
+        fresh = self._running_hour_rows(hour)
         if fresh.empty:
             return hours
-        cpu = pd.DataFrame.from_records(self._read(
-            "SELECT vm, cpu_vcpus FROM samples WHERE ts >= ? AND ts < ? AND cpu_vcpus IS NOT NULL", bounds),
-            columns=["vm", "cpu_vcpus"]).astype({"vm": object, "cpu_vcpus": "float64"})
-        p95 = cpu.groupby("vm")["cpu_vcpus"].quantile(0.95).rename("cpu_p95_vcpus")
-        fresh = fresh.merge(p95, left_on="vm", right_index=True, how="left")
-        fresh["ts"] = hour
         at_hour = (hours["ts"] == pd.Timestamp(hour, unit="s", tz="UTC")).to_numpy(dtype=bool)
         kept_cols = [c for c in hours.columns if c not in fresh.columns]
         fresh = fresh.merge(hours.loc[at_hour, ["vm", *kept_cols]], on="vm", how="left")
         fresh = _typed(fresh[list(hours.columns)], "hour")
         kept = hours[~at_hour]
         return pd.concat([kept, fresh], ignore_index=True) if len(kept) else fresh
+
+    def _running_hour_rows(self, hour: int) -> pd.DataFrame:
+        """The hour starting at ``hour`` aggregated from its raw rows (a fresh copy per call).
+
+        Kept per thread until the next commit by any connection (``PRAGMA data_version`` of this thread's
+        connection, plus the commits made through this object): the dashboard's views and API requests between
+        two collection cycles then read the same answer without aggregating the hour again.
+        """
+        conn = self._conn()
+        try:
+            [(version,)] = conn.execute("PRAGMA data_version").fetchall()
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        key = (int(version), self._commit_gen, hour)
+        cached: tuple[tuple[int, ...], pd.DataFrame] | None = getattr(self._local, "running_hour", None)
+        if cached is not None and cached[0] == key:
+            return cached[1].copy()
+        bounds = (hour, hour + 3600)  # a row covers its whole hour, as the stored rollups do
+        fresh = pd.DataFrame.from_records(self._read(_CURRENT_HOUR_SQL, bounds), columns=list(_CURRENT_HOUR_COLUMNS))
+        if not fresh.empty:
+            cpu = pd.DataFrame.from_records(self._read(
+                "SELECT vm, cpu_vcpus FROM samples WHERE ts >= ? AND ts < ? AND cpu_vcpus IS NOT NULL", bounds),
+                columns=["vm", "cpu_vcpus"]).astype({"vm": object, "cpu_vcpus": "float64"})
+            p95 = cpu.groupby("vm")["cpu_vcpus"].quantile(0.95).rename("cpu_p95_vcpus")
+            fresh = fresh.merge(p95, left_on="vm", right_index=True, how="left")
+            fresh["ts"] = hour
+        self._local.running_hour = (key, fresh)
+        return fresh.copy()
 
     def time_range(self) -> tuple[datetime, datetime] | None:
         [(lo, hi)] = self._read("SELECT MIN(ts), MAX(ts) FROM samples")

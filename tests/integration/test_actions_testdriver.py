@@ -47,6 +47,9 @@ def _fleet() -> list[FleetDomain]:
                     max_memory_bytes=4 * GIB, running=False, labels={"machine_type": "c1.2"}),
         FleetDomain("rs-act-excl", domain_uuid("rs-act-excl"), labels={"rightsizer_exclude": "true"}),
         FleetDomain("rs-act-bystander", domain_uuid("rs-act-bystander")),
+        # downsized by hand or by an older rightsizer: 1 GiB, <memory> still 4 GiB, no machine_type label
+        FleetDomain("rs-act-legacy", domain_uuid("rs-act-legacy"), vcpus=2, max_vcpus=2, memory_bytes=1 * GIB,
+                    max_memory_bytes=4 * GIB),
     ]
 
 
@@ -545,3 +548,91 @@ def test_leftover_max_memory_of_an_older_downsize_is_lowered_on_rerun(rig: Rig) 
     cfg = parse_config(rig.xml("rs-act-run"))
     assert (cfg.memory_bytes, cfg.max_memory_bytes) == (1 * GIB, 1 * GIB)
     assert rig.action(step, min_days_between_resizes=0).execute().result == "unchanged"
+
+
+def test_leftover_max_memory_without_a_machine_type_label_is_lowered(rig: Rig) -> None:
+    """The step findings make for such a VM (to the size it has, naming its type): plan, a failure that
+    reverts, apply, verify, and a rerun that finds nothing left to do."""
+    ref = rig.ref("rs-act-legacy")
+    saved_xml = rig.xml("rs-act-legacy")
+    assert "machine_type" not in parse_labels(saved_xml)
+    size = SizeSpec(2, 1 * GIB, "g1.1")
+    step = ResizeStep(vm=ref, current=size, target=size, price_before_per_hour=0.05, price_after_per_hour=0.05,
+                      currency="EUR", finding="optimized")
+    plan = rig.action(step).preview()
+    assert plan.result == "planned", plan.reason
+    assert plan.operations == ("set label machine_type=g1.1", "lower max memory (config)")
+    (mem,) = [c for c in plan.changes if c.dimension == "memory_bytes"]
+    assert (mem.effect, mem.lowers_maximum) == ("next-restart", True)
+    assert mem.when.startswith("max memory 4 GiB -> 1 GiB at next restart (persistent config")
+    assert rig.xml("rs-act-legacy") == saved_xml and audit_of(rig, "rs-act-legacy") == []  # a dry run
+
+    # the maximum is lowered, then libvirt refuses a call: the revert restores <memory> and the labels
+    def lower_then_fail(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        rig.control.set_memory(*args, **kwargs)
+        assert parse_config(rig.xml("rs-act-legacy")).max_memory_bytes == 1 * GIB
+        return rig.control.set_vcpus(ref, 64, live=False, config=True)  # beyond the maximum: a real error
+
+    flaky = FlakyControl(rig.control, 2, lower_then_fail)
+    res = rig.action(step, control=flaky).execute()
+    assert res.result == "reverted", res.reason
+    assert flaky.calls[:2] == ["set_labels", "set_memory"]  # then the revert's calls
+    assert "step 2 (lower max memory (config)) failed" in res.reason
+    assert rig.xml("rs-act-legacy") == saved_xml
+
+    res = rig.action(step, min_days_between_resizes=0).execute()
+    assert res.result == "applied", res.reason
+    assert "max memory 4 GiB -> 1 GiB takes effect at next restart" in res.reason
+    xml = rig.xml("rs-act-legacy")
+    cfg = parse_config(xml)
+    assert (cfg.vcpus, cfg.memory_bytes, cfg.max_memory_bytes) == (2, 1 * GIB, 1 * GIB)
+    assert parse_labels(xml)["machine_type"] == "g1.1"
+    info = rig.control.info(ref)
+    assert (info.memory_bytes, info.max_memory_bytes) == (1 * GIB, 4 * GIB)  # the live maximum: next restart
+    after = audit_of(rig, "rs-act-legacy")[-1]
+    assert after.result == "applied" and after.after["config_max_memory_bytes"] == 1 * GIB
+    assert rig.action(step, min_days_between_resizes=0).execute().result == "unchanged"
+
+
+def test_cli_from_findings_lowers_a_leftover_max_memory_without_the_label(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Findings over a store -> ``apply --from-findings`` dry run -> ``--yes``, on an unlabelled test-driver VM
+    at g1.3's size (4 vCPU, 16 GiB) whose ``<memory>`` is still 32 GiB."""
+    import json
+
+    from collector.model import VmRecord
+    from rightsizer.cli import main
+    from tests.unit.analytics.test_findings_fleet import DAYS, FLEET, NOW, T0, _points
+
+    snug = FLEET["snug-1"]  # its history: below-threshold at g1.3, no resize proposed
+    fleet = tmp_path / "fleet.xml"
+    fleet.write_text(fleet_xml([FleetDomain(snug.name, snug.uuid, vcpus=4, max_vcpus=4, memory_bytes=16 * GIB,
+                                            max_memory_bytes=32 * GIB)]))
+    legacy = VmRecord(uuid=snug.uuid, name=snug.name, uri=snug.uri, host=snug.host, state=VmState.RUNNING,
+                      vcpus=4, max_vcpus=4, memory_bytes=16 * GIB, max_memory_bytes=32 * GIB, labels={},
+                      first_seen=T0, last_seen=NOW)
+    db = tmp_path / "fleet.db"
+    store = SqliteStore(db)
+    store.write_history([legacy], _points(legacy, range(DAYS * 24), 2.2, used_gib=5.0))
+    store.close()
+    uri = f"test://{fleet}"
+
+    assert main(["apply", "--from-findings", "--uri", uri, "--db", str(db), "--output", "json"]) == 0
+    (planned,) = json.loads(capsys.readouterr().out)
+    assert (planned["name"], planned["result"]) == (snug.name, "planned"), planned
+    assert "lower max memory (config)" in planned["operations"], planned
+    assert planned["memory_when"].startswith("max memory 32 GiB -> 16 GiB at next restart"), planned
+    assert (planned["memory_bytes_before"], planned["memory_bytes_after"]) == (16 * GIB, 16 * GIB)
+
+    # each CLI run opens its own test:/// copy of the fleet file: the applied run's own verification is the proof
+    assert main(["apply", "--from-findings", "--uri", uri, "--db", str(db), "--yes", "--output", "json"]) == 0
+    (applied,) = json.loads(capsys.readouterr().out)
+    assert applied["result"] == "applied", applied
+    assert "max memory 32 GiB -> 16 GiB takes effect at next restart" in applied["reason"]
+    audit = SqliteStore(db)
+    try:
+        (entry,) = audit.audit(snug.uuid)
+    finally:
+        audit.close()
+    assert entry.result == "applied" and entry.after["config_max_memory_bytes"] == 16 * GIB
+    assert entry.after["machine_type"] == "g1.3" and entry.before["config_max_memory_bytes"] == 32 * GIB

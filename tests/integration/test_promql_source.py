@@ -26,7 +26,7 @@ from engines import Engine, free_port, import_prometheus_text, start_prometheus,
 from bench.promql_equality import backfill, compare, import_trace, results, run_cli, start_backfilled_prometheus
 from collector.config import load_settings
 from collector.errors import RightsizerError
-from collector.hypervisor.testfleet import make_fleet, write_fleet
+from collector.hypervisor.testfleet import HOST_CPUS, make_fleet, write_fleet
 from collector.store.promql_factory import promql_store
 from collector.store.sqlite import SqliteStore
 
@@ -91,6 +91,17 @@ def _config(path: Path, url: str, **extra: str) -> Path:
 HOSTS = ("hv-a", "hv-b", "hv-real")
 
 
+def libvirt_host_cpus(uri: str) -> int:
+    """The CPU count libvirt's getInfo gives the agent on ``uri`` (read-only connection)."""
+    import libvirt
+
+    conn = libvirt.openReadOnly(uri)
+    try:
+        return int(conn.getInfo()[2])
+    finally:
+        conn.close()
+
+
 @pytest.mark.guests
 def test_two_agents_through_prometheus_and_vmagent_reach_the_central_role(tmp_path, victoria, libvirtd, guests):
     """Two test-driver agents plus one agent on qemu:///system with the session guests (busy, idle, disk)."""
@@ -117,7 +128,7 @@ def test_two_agents_through_prometheus_and_vmagent_reach_the_central_role(tmp_pa
             assert len([f for f in found if f["host"] != "hv-real"]) == 10
             assert {f["host"] for f in found} == set(HOSTS)
             assert {g.name for g in guests.values()} <= {f["name"] for f in found if f["host"] == "hv-real"}
-            _dashboard_lists_every_host(tmp_path, cfg, busy, idle)
+            _dashboard_lists_every_host(tmp_path, cfg, busy, idle, libvirtd)
         _central_apply_acts_on_the_mapped_host(tmp_path, victoria.url)
     finally:
         for engine in engines:
@@ -126,8 +137,9 @@ def test_two_agents_through_prometheus_and_vmagent_reach_the_central_role(tmp_pa
             _stop(proc)
 
 
-def _dashboard_lists_every_host(tmp_path: Path, cfg: Path, busy: str, idle: str) -> None:
-    """The dashboard's VM list over the central source: every host's VMs, the real guests' CPU use."""
+def _dashboard_lists_every_host(tmp_path: Path, cfg: Path, busy: str, idle: str, real_uri: str) -> None:
+    """The dashboard's VM list over the central source: every host's VMs, the real guests' CPU use, and each
+    host's CPU count (overcommit)."""
     from analytics.catalogue import load_catalogue
     from dashboard.app import create_app, dashboard_data
     from dashboard.views import Filters
@@ -147,6 +159,12 @@ def _dashboard_lists_every_host(tmp_path: Path, cfg: Path, busy: str, idle: str)
         busy_cpu, idle_cpu = real[busy]["cpu_p95_vcpus"], real[idle]["cpu_p95_vcpus"]
         assert busy_cpu is not None and 0.15 < busy_cpu < 1.3, real[busy]
         assert idle_cpu is not None and idle_cpu < 0.1 and busy_cpu > 3 * idle_cpu, real[idle]
+        # each agent's libvirt getInfo CPU count, through rightsizer_host_cpus: the Hosts section's overcommit
+        real_cpus = libvirt_host_cpus(real_uri)
+        assert store.host_cpus() == {"hv-a": HOST_CPUS, "hv-b": HOST_CPUS, "hv-real": real_cpus}
+        loads = {h.host: h for h in data.host_loads()}
+        assert loads["hv-a"].host_cpus == HOST_CPUS and loads["hv-real"].host_cpus == real_cpus, loads
+        assert loads["hv-a"].overcommit == pytest.approx(loads["hv-a"].vcpus_allocated / HOST_CPUS)
         data.wait_for_refresh(180)
     finally:
         store.close()
@@ -315,6 +333,30 @@ def test_bad_sources_exit_2_naming_url_or_query(tmp_path, victoria, caplog):
     finally:
         store.close()
     assert not (tmp_path / "out").exists()
+
+
+def test_central_role_reads_each_hosts_cpu_count(tmp_path, victoria):
+    """``rightsizer_host_cpus{host}`` as agents export it: the newest count per host, over what the central
+    store's own meta holds; a host with no series keeps its meta entry."""
+    from collector.store.jsonmeta import HOST_CPUS_KEY, merge_json_meta, stored_host_cpus
+
+    now_ms = int(time.time() * 1000)
+    import_prometheus_text(victoria, [
+        f'rightsizer_host_cpus{{host="hv-1",instance="a:9178"}} 8 {now_ms - 120_000}',
+        f'rightsizer_host_cpus{{host="hv-1",instance="a:9178"}} 16 {now_ms}',  # a CPU hot-add: the newest counts
+        f'rightsizer_host_cpus{{host="hv-2",instance="b:9178"}} 2 {now_ms}',
+    ])
+    local = SqliteStore(tmp_path / "central.db")
+    merge_json_meta(local, HOST_CPUS_KEY, {"hv-1": 4, "hv-old": 32})
+    store = promql_store(load_settings(_config(tmp_path / "c.toml", victoria.url)), local)
+    try:
+        deadline = time.monotonic() + 30
+        while store.host_cpus() != {"hv-1": 16, "hv-2": 2} and time.monotonic() < deadline:
+            time.sleep(0.5)  # VictoriaMetrics makes imported rows searchable within a second or so
+        assert store.host_cpus() == {"hv-1": 16, "hv-2": 2}
+        assert stored_host_cpus(store) == {"hv-1": 16, "hv-2": 2, "hv-old": 32}
+    finally:
+        store.close()
 
 
 def test_go_libvirt_exporter_series_through_the_mapping(tmp_path, victoria):

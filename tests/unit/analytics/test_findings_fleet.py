@@ -206,19 +206,50 @@ def test_shut_off_under_stopped_after_gets_no_resize_savings(tmp_path: Path) -> 
     assert off.options and off.options[0]["action"] == "resize"  # the sizes it would fit, when it runs again
 
 
-def test_max_memory_left_above_the_memory_is_named_in_the_reasons(tmp_path: Path) -> None:
-    """A VM at its size whose persistent maximum an older downsize left above its memory."""
+def _legacy(tmp_path: Path, *, memory_bytes: int, labels: dict[str, str] | None = None) -> Any:
+    """snug-1 at ``memory_bytes`` with a persistent maximum twice that (an older downsize left it)."""
     snug = FLEET["snug-1"]
     legacy = VmRecord(uuid=snug.uuid, name=snug.name, uri=snug.uri, host=snug.host, state=VmState.RUNNING,
-                      vcpus=snug.vcpus, max_vcpus=snug.max_vcpus, memory_bytes=snug.memory_bytes,
-                      max_memory_bytes=2 * snug.memory_bytes, labels={}, first_seen=T0, last_seen=NOW)
+                      vcpus=snug.vcpus, max_vcpus=snug.max_vcpus, memory_bytes=memory_bytes,
+                      max_memory_bytes=2 * memory_bytes, labels=labels or {}, first_seen=T0, last_seen=NOW)
     store = SqliteStore(tmp_path / "legacy.db")
     try:
         store.write_history([legacy], _points(legacy, range(DAYS * 24), 2.2, used_gib=5.0))
         (found,) = findings_for_settings(store, CATALOGUE, Settings(), now=NOW)
     finally:
         store.close()
-    assert found.action != "resize"
+    return found
+
+
+@pytest.mark.parametrize("labels", [{}, {"machine_type": "g1.3"}], ids=["unlabelled", "labelled"])
+def test_max_memory_left_above_the_memory_gets_a_plan_step_with_or_without_the_label(
+        tmp_path: Path, labels: dict[str, str]) -> None:
+    """A VM at its type's size whose persistent maximum an older downsize left above its memory."""
+    from collector.actions.plan import SizeSpec, parse_plan, plan_from_findings
+
+    found = _legacy(tmp_path, memory_bytes=16 * GIB, labels=labels)
+    assert found.current_type == "g1.3" and found.action == "none"  # 4 vCPU, 16 GiB: exactly its type
     assert found.reasons["max_memory"].startswith("persistent max memory 32.00 GiB is above its 16.00 GiB")
+    assert found.reasons["max_memory"].endswith("the plan's step to g1.3 at this size lowers it at next restart "
+                                                "(persistent config)")
+    assert found.lowers_max_memory and not found.is_actionable  # no saving, no resize: not counted as a change
+    step = found.resize_step("test:///x.xml")
+    assert step is not None and step.current == step.target == SizeSpec(4, 16 * GIB, "g1.3")
+    assert step.price_after_per_hour == step.price_before_per_hour  # the same type: no saving claimed
+    # the JSON entries make the same step (recommend --output json -> apply --from-findings / a plan file)
+    from_json = plan_from_findings([found.plan_entry()], default_uri="test:///x.xml")
+    assert from_json.steps == (step,)
+    assert parse_plan([found.plan_entry()], default_uri="test:///x.xml").steps == (step,)  # saved as a file
+
+
+def test_max_memory_above_a_size_that_is_no_catalogue_type_is_left_to_a_person(tmp_path: Path) -> None:
+    """15 GiB is no type's memory: a step would label the VM with a type it is not, so none is planned."""
+    found = _legacy(tmp_path, memory_bytes=15 * GIB)
+    assert not found.lowers_max_memory and found.resize_step("test:///x.xml") is None
     assert found.reasons["max_memory"].endswith("lower <memory> in its persistent config (takes effect at next "
-                                                "restart)")  # unlabelled: a plan step would not lower it
+                                                "restart)")
+
+
+def test_excluded_vm_with_max_memory_left_above_gets_no_step(tmp_path: Path) -> None:
+    found = _legacy(tmp_path, memory_bytes=16 * GIB, labels={"rightsizer_exclude": "true"})
+    assert found.excluded and not found.lowers_max_memory and found.resize_step("test:///x.xml") is None

@@ -206,3 +206,22 @@ def test_defect16_memory_downsize_lowers_the_persistent_maximum() -> None:
     # the dry-run diff says so
     res = ActionResult(step=step(1, 512 * MIB), result="planned", reason="dry run", changes=ch.changes)
     assert "max memory 1 GiB -> 512 MiB at next restart" in format_result(res)
+
+
+def test_leftover_max_memory_is_lowered_whether_or_not_the_vm_carries_the_label() -> None:
+    """At the step's type's memory with ``<memory>`` above it: the step lowers only the maximum, next restart."""
+    target = SizeSpec(2, 2 * GIB, "g1.1")
+    for labels in ({}, {"machine_type": "g1.1"}, {"machine_type": "c1.2"}):
+        s = snap(vcpus=2, max_vcpus=2, mem=2 * GIB, max_mem=4 * GIB, labels=labels)
+        assert not is_at_target(s, target)
+        ch = plan_changes(s, target, NEVER)
+        vc, mem = ch.changes
+        assert vc.effect == "unchanged" and (mem.effect, mem.lowers_maximum) == ("next-restart", True)
+        assert mem.when.startswith("max memory 4 GiB -> 2 GiB at next restart (persistent config")
+        names = [o.name for o in build_operations(s, target, ch)]
+        label = [] if labels.get("machine_type") == "g1.1" else ["set label machine_type=g1.1"]
+        assert names == [*label, "lower max memory (config)"]
+    # a bare size step (no type named) keeps an operator's headroom
+    s = snap(vcpus=2, max_vcpus=2, mem=2 * GIB, max_mem=4 * GIB, labels={})
+    assert not plan_changes(s, SizeSpec(2, 2 * GIB), NEVER).lowers_max_memory
+    assert is_at_target(s, SizeSpec(2, 2 * GIB))

@@ -276,3 +276,20 @@ def test_storage_advice_is_exported_as_savings_and_info(sampled):
         "recommended_class": "storage_premium_perf0", "used_source": "guest-agent"}) == 1
     assert reg.get_sample_value("rightsizer_vm_storage_potential_monthly_savings",
                                 {**money, "vm": "nob", "uuid": nob.uuid}) is None
+
+
+def test_each_hosts_cpu_count_is_exported_once_per_host(store, clock):
+    """``rightsizer_host_cpus{host}``: what the central role reads for overcommit; absent when unknown."""
+    hv1 = FakeHypervisor(Topology().add_vm("a"), uri="fake:///1", host="hv1", clock=clock, host_cpus=8)
+    hv2 = FakeHypervisor(Topology().add_vm("b"), uri="fake:///2", host="hv2", clock=clock, host_cpus=2)
+    hv3 = FakeHypervisor(Topology().add_vm("c"), uri="fake:///3", host="hv3", clock=clock)  # getInfo unknown
+    s = Sampler([hv1, hv2, hv3], store, clock=clock, interval_s=60)
+    s.poll_once()
+    reg = build_registry(lambda: s.snapshot)
+    assert reg.get_sample_value("rightsizer_host_cpus", {"host": "hv1"}) == 8
+    assert reg.get_sample_value("rightsizer_host_cpus", {"host": "hv2"}) == 2
+    assert reg.get_sample_value("rightsizer_host_cpus", {"host": "hv3"}) is None
+    text = generate_latest(reg).decode()
+    assert "# TYPE rightsizer_host_cpus gauge" in text
+    assert sorted(line.split(" ")[0] for line in text.splitlines() if line.startswith("rightsizer_host_cpus{")) == [
+        'rightsizer_host_cpus{host="hv1"}', 'rightsizer_host_cpus{host="hv2"}']
