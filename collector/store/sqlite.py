@@ -184,7 +184,6 @@ class SqliteStore:
         self._closed = False
         self._commits = itertools.count()  # next() per commit made through this object (any thread)
         self._commit_gen = 0
-        self._running_hour: tuple[tuple[int, ...], pd.DataFrame] | None = None  # (change token + hour, rows)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -484,17 +483,17 @@ class SqliteStore:
     def _running_hour_rows(self, hour: int) -> pd.DataFrame:
         """The hour starting at ``hour`` aggregated from its raw rows (a fresh copy per call).
 
-        Kept until the next commit by any connection (``PRAGMA data_version`` of this thread's connection, plus
-        the commits made through this object): the dashboard's views and API requests between two collection
-        cycles then read the same answer without aggregating the hour again.
+        Kept per thread until the next commit by any connection (``PRAGMA data_version`` of this thread's
+        connection, plus the commits made through this object): the dashboard's views and API requests between
+        two collection cycles then read the same answer without aggregating the hour again.
         """
         conn = self._conn()
         try:
             [(version,)] = conn.execute("PRAGMA data_version").fetchall()
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
-        key = (id(conn), int(version), self._commit_gen, hour)
-        cached = self._running_hour
+        key = (int(version), self._commit_gen, hour)
+        cached: tuple[tuple[int, ...], pd.DataFrame] | None = getattr(self._local, "running_hour", None)
         if cached is not None and cached[0] == key:
             return cached[1].copy()
         bounds = (hour, hour + 3600)  # a row covers its whole hour, as the stored rollups do
@@ -506,7 +505,7 @@ class SqliteStore:
             p95 = cpu.groupby("vm")["cpu_vcpus"].quantile(0.95).rename("cpu_p95_vcpus")
             fresh = fresh.merge(p95, left_on="vm", right_index=True, how="left")
             fresh["ts"] = hour
-        self._running_hour = (key, fresh)
+        self._local.running_hour = (key, fresh)
         return fresh.copy()
 
     def time_range(self) -> tuple[datetime, datetime] | None:

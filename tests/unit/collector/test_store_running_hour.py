@@ -57,3 +57,20 @@ def test_running_hour_is_read_again_unchanged_and_follows_every_commit(tmp_path)
     finally:
         other.close()
         store.close()
+
+
+def test_a_reader_thread_sees_the_collector_threads_commit(tmp_path):
+    """As in ``serve``: one thread writes cycles, another (the dashboard's refresh) reads through the same store."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = SqliteStore(tmp_path / "s.db")
+    try:
+        store.write_history([_vm("a")], _rows("a", [0.5, 1.0], 0))
+        with ThreadPoolExecutor(max_workers=1) as reader:  # one long-lived reader thread, its own connection
+            first = reader.submit(store.frame, T0, END).result()
+            pd.testing.assert_frame_equal(reader.submit(store.frame, T0, END).result(), first)
+            store.write_history([_vm("a")], _rows("a", [2.5], 5))  # the writer thread's commit
+            assert _cpu_max(reader.submit(store.frame, T0, END).result(), "a") == 2.5
+        assert _cpu_max(first, "a") == 1.0 and _cpu_max(store.frame(T0, END), "a") == 2.5
+    finally:
+        store.close()
