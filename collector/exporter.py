@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
@@ -282,9 +282,24 @@ class RightsizerCollector(Collector):
         # every known kind from the start, so rate() and alerts see 0 rather than no series
         for kind in sorted(set(ERROR_KINDS) | set(snap.errors_total)):
             health["errors"].add_metric([kind], float(snap.errors_total.get(kind, 0)))  # type: ignore[attr-defined]
-        yield from vm_f.values()
-        yield from econ_f.values()
-        yield from health.values()
+        yield from alternate_order([*vm_f.values(), *econ_f.values(), *health.values()])
+
+
+def alternate_order(families: Iterable[Metric]) -> Iterator[Metric]:
+    """Every other family of more than one sample lists its samples in reverse order.
+
+    gzip (deflate) refers back at most 32 KiB, and one per-VM family of 1,000 VMs is ~120 KB of text: in one
+    order throughout, a VM's uuid is never within reach of its line in the family before. Reversed, the VMs
+    that close one family open the next, so their uuids compress to back-references (9 % fewer gzip bytes at
+    1,000 VMs). The order of samples within a family means nothing to Prometheus.
+    """
+    flip = False
+    for fam in families:
+        if len(fam.samples) > 1:
+            if flip:
+                fam.samples.reverse()
+            flip = not flip
+        yield fam
 
 
 def build_registry(snapshot: Callable[[], Snapshot],

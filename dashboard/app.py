@@ -44,6 +44,42 @@ NAV_PAGES: tuple[tuple[str, str], ...] = (
 )
 
 
+#: Component chunks Dash loads on demand: dcc's dropdown (the filter bar, on every page) and graph, and
+#: dash_table's grid with its highlighter; the index page preloads the ones its page draws (dashboard/web.py).
+_DROPDOWN, _GRAPH = "dash/dcc/async-dropdown.js", "dash/dcc/async-graph.js"
+_TABLE = ("dash/dash_table/async-table.js", "dash/dash_table/async-highlight.js")
+
+
+def first_chunks(pathname: str) -> tuple[str, ...]:
+    """The on-demand component chunks the page at ``pathname`` draws first."""
+    if pathname in (recommendations.PATH, backups.PATH):
+        return (_DROPDOWN, _GRAPH, *_TABLE)
+    if pathname == vms.PATH:
+        return (_DROPDOWN, *_TABLE)
+    if pathname.startswith(vm_detail.PATH_PREFIX) or pathname in ("/", "/overview"):
+        return (_DROPDOWN, _GRAPH)
+    return (_DROPDOWN,)
+
+
+class LeanDash(Dash):
+    """Dash whose index page loads less and asks earlier (dashboard/web.py): the regenerator-runtime in
+    place of Dash's polyfill bundle (when fetched) and preloads for the layout and the page's chunks."""
+
+    runtime_url: str | None = None
+
+    def interpolate_index(self, metas: str = "", title: str = "", css: str = "", config: str = "",
+                          scripts: str = "", app_entry: str = "", favicon: str = "", renderer: str = "") -> str:
+        if self.runtime_url is not None:
+            scripts = web.without_polyfill(scripts, self.runtime_url)
+        path = request.path if has_request_context() else "/"
+        prefix = str(self.config.requests_pathname_prefix or "/")
+        metas += web.preload_links(prefix, first_chunks(path))
+        index: str = super().interpolate_index(  # type: ignore[no-untyped-call]  # Dash leaves it untyped
+            metas=metas, title=title, css=css, config=config, scripts=scripts, app_entry=app_entry,
+            favicon=favicon, renderer=renderer)
+        return index
+
+
 def banner_text(data_mode: str) -> str:
     """The data-mode banner sentence; an unknown mode is shown as is."""
     return DATA_MODES.get(data_mode, f"Data mode: {data_mode}")
@@ -270,7 +306,7 @@ def create_app(
         data = DashboardData(settings, store, catalogue, data_mode=data_mode, storage=storage, clock=clock,
                              ttl_s=ttl_s)
     server = Flask(__name__)
-    app = Dash(
+    app = (LeanDash if lean else Dash)(
         __name__,
         server=server,  # type: ignore[arg-type]  # Dash accepts a Flask app; its stub says otherwise
         external_scripts=web.plotly_script(server) if lean else [],
@@ -280,8 +316,9 @@ def create_app(
         suppress_callback_exceptions=True,
         serve_locally=True,
     )
-    if lean:
+    if isinstance(app, LeanDash):
         web.enable_compression(server)
+        app.runtime_url = web.regenerator_script(server)
     app.layout = lambda: shell(data, actions, _request_address())
     register_router(app, data, actions)
     for page in (overview, vms, vm_detail, recommendations, backups):

@@ -132,12 +132,16 @@ def utilisation_figure(frame: pd.DataFrame) -> go.Figure:
 
 
 def findings_figure(counts: Mapping[str, int]) -> go.Figure:
-    """Horizontal bars: number of VMs per finding."""
+    """Horizontal bars: number of VMs per finding.
+
+    As tall as the utilisation figure beside it on the overview: the grid row stretches the card to that
+    height anyway, and a figure drawn at another height is drawn twice (once more when dcc.Graph resizes it).
+    """
     title = "VMs by finding"
     if not counts or sum(counts.values()) == 0:
         return empty_figure(title, "No findings yet")
     keys = [k for k in FINDING_ORDER if k in counts] + sorted(k for k in counts if k not in FINDING_ORDER)
-    fig = _base(title, height=240, margin={"l": 12 + 7 * max(len(k) for k in keys)})
+    fig = _base(title, height=2 * _HEIGHT, margin={"l": 12 + 7 * max(len(k) for k in keys)})
     fig.add_bar(
         y=[inert(k) for k in keys], x=[counts[k] for k in keys], orientation="h",
         marker_color=[FINDING_COLOURS.get(k, "#5c7080") for k in keys],

@@ -12,15 +12,26 @@
   fetched by ``scripts/fetch-plotly.sh`` into ``dashboard/vendor/``. dcc.Graph uses ``window.Plotly`` when
   it is already defined, so the full bundle (4.6 MB) is then never requested. Without the fetched file the
   app falls back to the full bundle and logs how to fetch it.
+* Dash's polyfill bundle (@babel/polyfill: core-js 2 plus regenerator-runtime, ~100 KB, the largest script
+  a first visit parses after plotly.js) is left out: the browsers Dash supports have every core-js feature
+  natively, and the one global Dash's bundles need from it is ``regeneratorRuntime`` (their async-chunk
+  loader is a transpiled generator). The same ``regenerator-runtime`` package, at the version the polyfill
+  carries, is fetched by name and version next to plotly.js and served instead (25 KB). Without the fetched
+  file Dash's polyfill stays.
+* The first visit's requests start early: the index page preloads ``/_dash-layout``,
+  ``/_dash-dependencies`` and the lazily loaded component chunks the page will ask for, so the server
+  builds the view while the browser is still parsing scripts (Dash asks for them only after its scripts
+  ran).
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
+import re
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +43,11 @@ log = logging.getLogger(__name__)
 VENDOR = Path(__file__).resolve().parent / "vendor"
 PLOTLY_PACKAGE = "plotly.js-basic-dist-min"
 PLOTLY_ROUTE = "/_rightsizer/vendor/"
+REGENERATOR_PACKAGE = "regenerator-runtime"
+#: The newest release within the range @babel/polyfill 7.12 (Dash's polyfill bundle) depends on (^0.13.4).
+REGENERATOR_VERSION = "0.13.11"
+#: Dash's polyfill script tag in the index page's script block.
+_DASH_POLYFILL = re.compile(r'<script src="[^"]*/deps/polyfill@[^"]*"></script>\s*')
 #: Responses under these paths never change for a given URL (Dash puts a fingerprint in them).
 IMMUTABLE_PREFIXES = ("/_dash-component-suites/", PLOTLY_ROUTE)
 MIN_COMPRESS_BYTES = 1024
@@ -78,17 +94,17 @@ def enable_compression(server: Flask) -> None:
         return response
 
 
-def add_plotly_bundle(server: Flask, bundle: Path) -> str:
-    """Serve ``bundle`` (a plotly.js build) under ``PLOTLY_ROUTE``; returns its URL path for a script tag."""
-    body = bundle.read_bytes()
-    url = PLOTLY_ROUTE + bundle.name
+def add_vendor_script(server: Flask, script: Path) -> str:
+    """Serve ``script`` (a fetched, versioned file) under ``PLOTLY_ROUTE``; returns its URL path."""
+    body = script.read_bytes()
+    url = PLOTLY_ROUTE + script.name
 
-    def _bundle() -> Response:
+    def _script() -> Response:
         response = Response(body, mimetype="application/javascript")
         response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return response
 
-    server.add_url_rule(url, endpoint="rightsizer_plotly_bundle", view_func=_bundle)
+    server.add_url_rule(url, endpoint=f"rightsizer_vendor_{script.stem}", view_func=_script)
     return url
 
 
@@ -99,7 +115,42 @@ def plotly_script(server: Flask, vendor: Path = VENDOR) -> list[str]:
         log.warning("%s is missing: the dashboard loads the full plotly.js (slower first visit); "
                     "run 'bash scripts/fetch-plotly.sh' (make run does)", bundle)
         return []
-    return [add_plotly_bundle(server, bundle)]
+    return [add_vendor_script(server, bundle)]
+
+
+def regenerator_path(vendor: Path = VENDOR) -> Path:
+    """Where ``scripts/fetch-plotly.sh`` puts regenerator-runtime, the one part of Dash's polyfill in use."""
+    return vendor / f"{REGENERATOR_PACKAGE}-{REGENERATOR_VERSION}.js"
+
+
+def regenerator_script(server: Flask, vendor: Path = VENDOR) -> str | None:
+    """The URL of the served regenerator-runtime when it was fetched, else None (keep Dash's polyfill)."""
+    runtime = regenerator_path(vendor)
+    if not runtime.is_file():
+        log.warning("%s is missing: the dashboard loads Dash's polyfill bundle (slower first visit); "
+                    "run 'bash scripts/fetch-plotly.sh' (make run does)", runtime)
+        return None
+    return add_vendor_script(server, runtime)
+
+
+def without_polyfill(scripts: str, runtime_url: str) -> str:
+    """Dash's script tags with its polyfill bundle replaced by the regenerator-runtime at ``runtime_url``.
+
+    Returns ``scripts`` unchanged when it holds no polyfill tag (a Dash that no longer ships one).
+    """
+    return _DASH_POLYFILL.sub(f'<script src="{runtime_url}"></script>\n', scripts, count=1)
+
+
+def preload_links(prefix: str, chunks: Sequence[str]) -> str:
+    """``<link rel=preload>`` tags for the layout, the callback graph and the component ``chunks``
+    (paths under ``_dash-component-suites/``) a page will ask for; ``prefix`` is Dash's
+    ``requests_pathname_prefix``. The JSON ones are fetched the way Dash fetches them (same origin, with
+    credentials), so the browser hands the preloaded answer to Dash's request.
+    """
+    links = [f'<link rel="preload" href="{prefix}{name}" as="fetch" crossorigin="anonymous">'
+             for name in ("_dash-layout", "_dash-dependencies")]
+    links += [f'<link rel="preload" href="{prefix}_dash-component-suites/{chunk}" as="script">' for chunk in chunks]
+    return "\n".join(links)
 
 
 def probe_bind(host: str, port: int) -> None:

@@ -94,7 +94,9 @@ def _counter(series: str, ts_s: np.ndarray, rates: np.ndarray, interval: np.ndar
     prev_ts: float | None = None
     for t, rate, step in zip(ts_s, rates, interval, strict=True):
         start = float(t) - float(step)
-        if step > 0 and (prev_ts is None or prev_ts != start):
+        # a row whose interval starts before the previous row (timestamps jitter around a nominal interval, e.g. a
+        # trace's 299 s between two 300 s rows) continues the counter: a reset point there would go back in time
+        if step > 0 and (prev_ts is None or start > prev_ts):
             yield f"{series} {total!r} {int(start * scale)}"
         if math.isfinite(rate):
             total += float(rate) * float(step)

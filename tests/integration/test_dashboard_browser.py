@@ -21,7 +21,7 @@ from analytics.catalogue import load_catalogue
 from collector.config import Settings
 from collector.store.sqlite import SqliteStore
 from dashboard.app import create_app, dashboard_data
-from dashboard.web import PLOTLY_ROUTE, plotly_bundle_path, plotly_version, start_server
+from dashboard.web import PLOTLY_ROUTE, plotly_bundle_path, plotly_version, regenerator_path, start_server
 from rightsizer.demo import demo_fleet
 from rightsizer.demo_history import seed_synthetic_history
 
@@ -152,6 +152,52 @@ def test_overview_draws_with_the_partial_plotly_bundle_gzipped(page: Page, dashb
     # the overview comes inside the (gzipped) layout: no callback round trip before it draws
     assert seen.get(dashboard.url + "/_dash-layout") == "gzip"
     assert [url for url, _ in responses if url.endswith("/_dash-update-component")] == []
+
+
+def test_first_visit_asks_early_once_and_without_dash_polyfill(page: Page, dashboard: Dashboard) -> None:
+    """The index preloads the layout, the callback graph and the page's chunks, and Dash's own requests get
+    those answers (each URL is fetched once); regenerator-runtime stands in for Dash's polyfill bundle on
+    every page, including the ones whose grids Dash loads on demand."""
+    assert regenerator_path().is_file(), "run 'bash scripts/fetch-plotly.sh' (make run/test do)"
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url.removeprefix(dashboard.url).split("?")[0]))
+    page.goto(dashboard.url + "/")
+    for graph in ("overview-spend-hour", "overview-spend-day", "overview-utilisation", "overview-findings"):
+        _graph_rendered(page, graph)
+    for url in ("/_dash-layout", "/_dash-dependencies", "/_dash-component-suites/dash/dcc/async-graph.js",
+                "/_dash-component-suites/dash/dcc/async-dropdown.js"):
+        assert requests.count(url) == 1, (url, requests)
+    assert page.evaluate("() => typeof regeneratorRuntime.mark") == "function"
+    for path, cell in (("/vms", "#vms-table td[data-dash-column='name']"),
+                       ("/recommendations", "#recs-table td[data-dash-column='name']")):
+        page.click(f"a[href='{path}']")
+        page.wait_for_selector(cell)
+    assert PLOTLY_ROUTE + regenerator_path().name in requests
+    assert not [url for url in requests if "/deps/polyfill@" in url]
+
+
+def test_graphs_skip_same_size_resizes_and_follow_a_real_one(page: Page, dashboard: Dashboard) -> None:
+    """dashboard/assets/graph-resize.js: a resize to the size a graph has answers at once (plotly.js would
+    relayout it 100 ms later); a window that really changed size still resizes every graph."""
+    page.goto(dashboard.url + "/")
+    for graph in ("overview-spend-hour", "overview-findings"):
+        _graph_rendered(page, graph)
+    same = page.evaluate("""async () => {
+        const gd = document.querySelector('#overview-spend-hour .js-plotly-plot');
+        const timer = gd._redrawTimer, width = gd._fullLayout.width;
+        await Plotly.Plots.resize(gd);
+        return [gd._redrawTimer === timer, gd._fullLayout.width === width];
+    }""")
+    assert same == [True, True]
+    # each graph is drawn at the size its card gives it, so dcc.Graph's resizes after the first draw are no-ops
+    sizes = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(gd =>
+        [Math.round(parseFloat(getComputedStyle(gd).height)), gd._fullLayout.height])""")
+    assert sizes and all(css == drawn for css, drawn in sizes), sizes
+    before = page.evaluate("() => document.querySelector('#overview-spend-day .js-plotly-plot')._fullLayout.width")
+    page.set_viewport_size({"width": 1000, "height": 1000})  # the two-column grid becomes one column
+    page.wait_for_function(
+        "w => document.querySelector('#overview-spend-day .js-plotly-plot')._fullLayout.width > w + 100",
+        arg=before)
 
 
 def test_defect8_security_headers_sent_and_pages_render_under_the_csp(page: Page, dashboard: Dashboard) -> None:

@@ -48,6 +48,15 @@ def test_counter_deltas_give_back_the_rates_across_a_gap():
     assert _series(lines, "rightsizer_vm_vcpus") == [(300.0, 2.0), (600.0, 2.0), (1500.0, 2.0)]
 
 
+def test_rows_closer_than_their_interval_keep_the_counter_in_time_order():
+    # a trace row 299 s after the previous one whose rate covers a nominal 300 s: no point before the previous row
+    lines = list(history_lines([_vm()], _raw([300, 599, 900], [0.5, 1.0, 2.0])))
+    counter = _series(lines, "rightsizer_vm_cpu_seconds_total")
+    stamps = [t for t, _ in counter]
+    assert stamps == sorted(set(stamps)) == [0.0, 300.0, 599.0, 600.0, 900.0]
+    assert [v for _, v in counter] == [0.0, 150.0, 450.0, 450.0, 1050.0]  # every row's rate x interval counted
+
+
 def test_info_labels_escape_and_carry_machine_type():
     lines = list(history_lines([_vm()], _raw([300], [0.5]), extra_labels={"cluster": "a"}))
     info = next(x for x in lines if x.startswith("rightsizer_vm_info{"))

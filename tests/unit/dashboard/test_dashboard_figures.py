@@ -61,6 +61,13 @@ def test_findings_figure_orders_and_colours_findings() -> None:
     assert list(bar.marker.color) == [figures.FINDING_COLOURS[k] for k in ("over-provisioned", "idle", "optimized")]
 
 
+def test_findings_figure_is_drawn_at_the_height_of_the_utilisation_figure_beside_it() -> None:
+    frame = pd.DataFrame({"ts": TS, "cpu_used_vcpus": [1.0] * 3, "cpu_allocated_vcpus": [4.0] * 3,
+                          "memory_used_bytes": [GIB] * 3, "memory_allocated_bytes": [8 * GIB] * 3})
+    found = figures.findings_figure({"optimized": 5, "idle": 2})
+    assert found.layout.height == figures.utilisation_figure(frame).layout.height
+
+
 def _vm_hours() -> pd.DataFrame:
     return pd.DataFrame({
         "ts": TS, "cpu_mean_vcpus": [0.2, 0.3, 0.4], "cpu_p95_vcpus": [0.3, 0.4, 0.5],

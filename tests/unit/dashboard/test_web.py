@@ -98,3 +98,63 @@ def test_busy_port_raises_before_anything_starts(tiny_store: SqliteStore) -> Non
             web.start_server(_app(tiny_store), "127.0.0.1", port)
     finally:
         holder.close()
+
+
+def _scripts(index: str) -> list[str]:
+    return [part.split('"')[0] for part in index.split('<script src="')[1:]]
+
+
+def test_polyfill_is_replaced_by_the_fetched_regenerator_runtime(tmp_path: Path) -> None:
+    from dash import Dash, html
+
+    app = Dash(__name__, serve_locally=True)
+    app.layout = html.Div("x")
+    with app.server.test_request_context("/"):
+        dash_scripts = app._generate_scripts_html()
+    assert [s for s in _scripts(dash_scripts) if "/deps/polyfill@" in s], "Dash no longer ships its polyfill"
+    runtime = web.regenerator_path(tmp_path)
+    runtime.write_text("regeneratorRuntime = runtime;")
+    server = Flask(__name__)
+    web.enable_compression(server)
+    url = web.regenerator_script(server, vendor=tmp_path)
+    assert url == web.PLOTLY_ROUTE + runtime.name
+    lean = _scripts(web.without_polyfill(dash_scripts, url))
+    assert lean[0] == url and not [s for s in lean if "polyfill" in s]
+    assert lean[1:] == [s for s in _scripts(dash_scripts) if "/deps/polyfill@" not in s]  # the rest, in order
+    response = server.test_client().get(url, headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200 and gzip.decompress(response.data) == runtime.read_bytes()
+
+
+def test_missing_runtime_keeps_dash_polyfill_and_says_how_to_fetch(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    assert web.regenerator_script(Flask(__name__), vendor=tmp_path) is None
+    assert "scripts/fetch-plotly.sh" in caplog.text
+
+
+def test_app_index_drops_the_polyfill_when_the_runtime_was_fetched(tiny_store: SqliteStore) -> None:
+    lean = _scripts(_app(tiny_store).test_client().get("/").data.decode())
+    plain = _scripts(_app(tiny_store, lean=False).test_client().get("/").data.decode())
+    assert [s for s in plain if "/deps/polyfill@" in s]
+    if web.regenerator_path().is_file():
+        assert web.PLOTLY_ROUTE + web.regenerator_path().name in lean
+        assert not [s for s in lean if "/deps/polyfill@" in s]
+    else:  # make run/test fetch it; a bare pip install keeps Dash's polyfill
+        assert [s for s in lean if "/deps/polyfill@" in s]
+
+
+@pytest.mark.parametrize(("path", "chunks"), [
+    ("/", {"async-dropdown.js", "async-graph.js"}),
+    ("/vms", {"async-dropdown.js", "async-table.js", "async-highlight.js"}),
+    ("/backups", {"async-dropdown.js", "async-graph.js", "async-table.js", "async-highlight.js"}),
+    ("/vm/demo-vm-1", {"async-dropdown.js", "async-graph.js"}),
+])
+def test_index_preloads_the_layout_and_the_chunks_its_page_draws(tiny_store: SqliteStore, path: str,
+                                                                 chunks: set[str]) -> None:
+    client = _app(tiny_store).test_client()
+    index = client.get(path).data.decode()
+    preloads = [part.split('"')[0] for part in index.split('<link rel="preload" href="')[1:]]
+    assert preloads[:2] == ["/_dash-layout", "/_dash-dependencies"]
+    assert {p.rsplit("/", 1)[1] for p in preloads[2:]} == chunks
+    for url in preloads[2:]:  # a chunk Dash renamed would be preloaded in vain: each must be served
+        assert client.get(url).status_code == 200, url
+    assert '<link rel="preload"' not in _app(tiny_store, lean=False).test_client().get(path).data.decode()
