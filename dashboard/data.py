@@ -178,9 +178,13 @@ class DashboardData:
         return risk_by_vm(self.placement(), [snap.by_uuid[uuid]] if uuid in snap.by_uuid else []).get(uuid)
 
     def warm(self) -> None:
-        """Build the snapshot (if needed), the default views and the warmers' results."""
-        self._warm_views(self.snapshot())
+        """Build the snapshot (if needed), the default views and the warmers' results; after a short first
+        window, start reading the full one in the background."""
+        snap = self.snapshot()
+        self._warm_views(snap)
         self._cache.run_warmers()
+        if not snap.complete:
+            self._cache.start_refresh()
 
     def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
         """Memoise ``compute()`` under ``key`` for the life of the current snapshot (e.g. built figures)."""

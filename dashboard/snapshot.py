@@ -46,6 +46,9 @@ SNAPSHOT_COLUMNS: tuple[str, ...] | None = (
     "net_tx_bytes", "disk_capacity_bytes", "cpu_delay_mean_vcpus", "cpu_delay_max_vcpus", "major_faults_max_ps",
     "swap_max_bps", "disk_iops_p99", "disk_bps_p99", "disk_allocation_bytes",
 )
+#: Seconds a short first window waits for its views to be warmed (``start_refresh``) before a request starts
+#: reading the full window: the first pages do not share the CPU with the full read.
+FIRST_GRACE_S = 5.0
 #: The first snapshot of a large fleet covers only this much (see ``build_snapshot``'s ``quick_above_vm_hours``).
 QUICK_WINDOW = timedelta(hours=24)
 
@@ -196,6 +199,7 @@ class SnapshotCache:
         self._refresher: threading.Thread | None = None
         self.last_build_s = 0.0
         self.last_error: str | None = None
+        self._failed_at = -math.inf  # monotonic time of the last failed refresh
 
     def get(self) -> Snapshot:
         """Return the current snapshot; build it now if there is none, refresh it in the background if stale."""
@@ -205,17 +209,20 @@ class SnapshotCache:
                 if self._snapshot is None:
                     self._snapshot = self._timed_build(self._first)
                     self.first_build_s = self.last_build_s
-                first = self._snapshot
-            if not first.complete and self._snapshot is first:  # the full window is read in the background
-                self._start_refresh()
-            return first
+                return self._snapshot
+        if not snap.complete:  # a short first window: the full one is read in the background (start_refresh)
+            waited_s = time.monotonic() - max(snap.built_at, self._failed_at + self.ttl_s - FIRST_GRACE_S)
+            if waited_s > FIRST_GRACE_S and self._snapshot is snap:  # after a failure: retry after ttl_s
+                self.start_refresh()
+            return snap
         # A rebuild of a big fleet takes seconds of CPU: refresh at most every 5 builds' worth of time.
         ttl_s = max(self.ttl_s, 5.0 * self.last_build_s)
         if time.monotonic() - snap.built_at > ttl_s:
-            self._start_refresh()
+            self.start_refresh()
         return snap
 
-    def _start_refresh(self) -> None:
+    def start_refresh(self) -> None:
+        """Rebuild the snapshot in a background thread, unless one is running."""
         with self._state_lock:
             if self._refreshing:
                 return
@@ -261,6 +268,7 @@ class SnapshotCache:
             self.last_error = None
         except RightsizerError as exc:  # keep serving the previous snapshot
             self.last_error = str(exc)
+            self._failed_at = time.monotonic()
             log.warning("dashboard refresh failed, keeping the previous data: %s", exc)
         finally:
             with self._state_lock:

@@ -124,6 +124,7 @@ def test_staged_snapshot_shows_a_short_window_first_then_the_full_numbers(store:
                                   reference.spend_hour.tail(24).reset_index(drop=True))
     assert staged.range_text("14d") == "last 24 h (loading last 14d)"
     assert ids.STAGED_POLL in str(shell(staged))  # the page polls, and reloads once the full window is in
+    staged.warm()  # the default views of the first window, then the full window in the background
     release.set()
     staged.wait_for_refresh(300)
     assert staged.is_complete() and staged.loading_note() == "" and staged.range_text("14d") == "last 14d"
