@@ -7,6 +7,7 @@ same columns can replace it. Memory as published by the provider is nominal GB; 
 
 from __future__ import annotations
 
+import bisect
 import csv
 import math
 import tomllib
@@ -101,6 +102,11 @@ class CsvPriceCatalogue:
         self._types = tuple(sorted(types, key=lambda t: (t.price_per_hour, t.vcpus, t.memory_bytes, t.name)))
         self._by_name = {t.name: t for t in self._types}
         self._eligible = tuple(t for t in self._types if t.generally_available)
+        # fitting() depends on a request only through the smallest vCPU count and memory size of an
+        # eligible type that cover it: the answers are kept per such pair (at most levels x levels)
+        self._vcpu_levels = sorted({t.vcpus for t in self._eligible})
+        self._memory_levels = sorted({t.memory_bytes for t in self._eligible})
+        self._fits: dict[tuple[int, int], tuple[MachineType, ...]] = {}
         self.path = path
         self.currency = self._types[0].currency if self._types else "EUR"
 
@@ -166,7 +172,27 @@ class CsvPriceCatalogue:
         return self._by_name.get(name)
 
     def fitting(self, vcpus: float, memory_bytes: float, n: int = 3) -> list[MachineType]:
-        """The ``n`` cheapest eligible types with at least ``vcpus`` vCPUs and ``memory_bytes`` memory."""
+        """The ``n`` cheapest eligible types with at least ``vcpus`` vCPUs and ``memory_bytes`` memory.
+
+        Same answer as :meth:`fitting_scan`, from a table keyed by the levels that cover the request.
+        """
+        if vcpus != vcpus or memory_bytes != memory_bytes:  # NaN: no type is at least NaN
+            return []
+        key = (bisect.bisect_left(self._vcpu_levels, vcpus - 1e-9),
+               bisect.bisect_left(self._memory_levels, memory_bytes - 1))
+        fits = self._fits.get(key)
+        if fits is None:
+            v_at, m_at = key
+            if v_at >= len(self._vcpu_levels) or m_at >= len(self._memory_levels):
+                fits = ()
+            else:
+                v, m = self._vcpu_levels[v_at], self._memory_levels[m_at]
+                fits = tuple(t for t in self._eligible if t.vcpus >= v and t.memory_bytes >= m)
+            self._fits[key] = fits
+        return list(fits[:max(n, 1)])  # the scan keeps its first fit before it checks n
+
+    def fitting_scan(self, vcpus: float, memory_bytes: float, n: int = 3) -> list[MachineType]:
+        """:meth:`fitting` by scanning every eligible type (the reference the table is tested against)."""
         out: list[MachineType] = []
         for t in self._eligible:
             if t.vcpus >= vcpus - 1e-9 and t.memory_bytes >= memory_bytes - 1:

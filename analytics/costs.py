@@ -151,51 +151,96 @@ def fleet_costs(
     ts_ns = ts_ns[order]
 
     def column(name: str) -> np.ndarray:
-        return numeric_column(hour_frame, name)[order]
+        return numeric_column(hour_frame, name, order)
 
-    running_h = np.clip(np.nan_to_num(column("running_s")) / 3600.0, 0.0, 1.0)
-    present_h = np.ones(len(running_h))
-    if now is not None:
-        elapsed_h = (_timestamp(now).value - ts_ns) / 3.6e12
-        present_h = np.clip(elapsed_h, 0.0, 1.0)
-    present_h = np.maximum(present_h, running_h)
-    stopped_h = present_h - running_h
-    rule = settings.stopped_vm_billing
-    compute_h = running_h + (stopped_h if rule == "full" else 0.0)
-    storage_h = running_h + (stopped_h if rule in ("full", "storage-only") else 0.0)
-
+    hours = _billed_hours(column("running_s"), ts_ns, now, settings.stopped_vm_billing)
     type_codes, type_names, prices, source_codes = _price_hours(
-        vm_codes, list(vm_names), column("vcpus"), column("memory_bytes"), vms, catalogue
+        vm_codes, list(vm_names), _raw_column(hour_frame, "vcpus", order),
+        _raw_column(hour_frame, "memory_bytes", order), vms, catalogue
     )
-
     cap = column("disk_capacity_bytes")
     if np.isnan(cap).any():
         filled = pd.Series(cap).groupby(vm_codes, sort=False)
         cap = filled.ffill().fillna(filled.bfill()).to_numpy(dtype=float)
-    if settings.include_storage:
-        has_disk = np.isfinite(cap) & (cap > 0)
-        fee = storage.per_disk_hour[settings.storage_class]
-        storage_price = np.where(has_disk, np.nan_to_num(cap) / 1e9 * storage.per_gb_hour + fee, 0.0)
-    else:
-        storage_price = np.zeros(len(cap))
-    compute_cost = prices * compute_h
-    storage_cost = storage_price * storage_h
+    storage_price = _storage_price(cap, storage, settings)
+    # the same arithmetic as elementwise expressions, done in place: each fleet-sized temporary is
+    # hundreds of MB, so the frame's own columns are the only new arrays
+    compute_cost = prices * hours.compute
+    storage_cost = np.multiply(storage_price, hours.storage,
+                               out=hours.storage if hours.storage_is_temporary else None)
+    cost = np.nan_to_num(compute_cost)
+    cost += storage_cost
     data = {
         "vm": pd.Categorical.from_codes(vm_codes, categories=vm_names),
-        "ts": pd.to_datetime(ts_ns, unit="ns", utc=True),
+        "ts": pd.DatetimeIndex(ts_ns.view("M8[ns]")).tz_localize(UTC),
         "machine_type": pd.Categorical.from_codes(type_codes, categories=type_names),
         "type_source": pd.Categorical.from_codes(source_codes, categories=list(TYPE_SOURCES)),
         "price_per_hour": prices,
-        "running_hours": running_h,
-        "present_hours": present_h,
-        "stopped_hours": stopped_h,
+        "running_hours": hours.running,
+        "present_hours": hours.present,
+        "stopped_hours": hours.stopped,
         "disk_capacity_bytes": cap,
         "storage_price_per_hour": storage_price,
         "compute_cost": compute_cost,
         "storage_cost": storage_cost,
-        "cost": np.nan_to_num(compute_cost) + storage_cost,
+        "cost": cost,
     }
     return pd.DataFrame(data, copy=False)  # one block per column: no 2-D copy of a fleet-sized frame
+
+
+@dataclass(frozen=True, slots=True)
+class _Hours:
+    """Per row: running, present and stopped hours (0..1) and the hours billed for compute and storage."""
+
+    running: np.ndarray
+    present: np.ndarray
+    stopped: np.ndarray
+    compute: np.ndarray
+    storage: np.ndarray
+    storage_is_temporary: bool  # ``storage`` is no other field: it may be overwritten
+
+
+def _billed_hours(running_s: np.ndarray, ts_ns: np.ndarray, now: datetime | None, rule: str) -> _Hours:
+    """The hours of each row: ``running_s / 3600`` clipped to 0..1; present up to ``now``; the rest stopped."""
+    running_h = np.nan_to_num(running_s)  # a fresh array: the steps below work in place
+    running_h /= 3600.0
+    np.clip(running_h, 0.0, 1.0, out=running_h)
+    if now is not None:
+        present_h = np.subtract(_timestamp(now).value, ts_ns) / 3.6e12
+        np.clip(present_h, 0.0, 1.0, out=present_h)
+    else:
+        present_h = np.ones(len(running_h))
+    np.maximum(present_h, running_h, out=present_h)
+    stopped_h = present_h - running_h
+    # a stopped hour is billed for compute only under "full", for storage under "full" and "storage-only"
+    compute_h = running_h + stopped_h if rule == "full" else running_h
+    storage_h = running_h + stopped_h if rule in ("full", "storage-only") else running_h
+    return _Hours(running_h, present_h, stopped_h, compute_h, storage_h,
+                  storage_is_temporary=storage_h is not running_h)
+
+
+def _storage_price(cap: np.ndarray, storage: StoragePrices, settings: CostSettings) -> np.ndarray:
+    """Per row: capacity per GB-hour plus the class fee for a VM with disks, else 0 (per hour)."""
+    if not settings.include_storage:
+        return np.zeros(len(cap))
+    price: np.ndarray = np.nan_to_num(cap)
+    price /= 1e9
+    price *= storage.per_gb_hour
+    price += storage.per_disk_hour[settings.storage_class]
+    has_disk = np.isfinite(cap)
+    np.logical_and(has_disk, cap > 0, out=has_disk)
+    price[~has_disk] = 0.0
+    return price
+
+
+def _raw_column(frame: pd.DataFrame, name: str, rows: slice | np.ndarray) -> np.ndarray:
+    """Column ``name`` picked by ``rows`` at its own float width (float32 stays float32; NaN when absent)."""
+    if name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, np.dtype) and column.dtype.kind == "f":
+            picked: np.ndarray = column.to_numpy()[rows]
+            return picked
+    return numeric_column(frame, name, rows)
 
 
 def _utc_ns(values: pd.Series) -> np.ndarray:
@@ -252,30 +297,48 @@ def _price_hours(
         if found is not None:
             vm_type[i], vm_price[i] = code_of(found.name), found.price_per_hour
 
-    type_codes = vm_type[vm_codes]
-    prices = vm_price[vm_codes]
-    source_codes = np.where(type_codes >= 0, _SOURCE_CODE["label"], _SOURCE_CODE["unknown"])
-    rest = type_codes < 0
+    # a VM keeps its shape for long runs of hours: price each run once and repeat it over the run's rows
+    starts = _shape_runs(vm_codes, vcpus, memory_bytes)
+    lengths = np.diff(np.append(starts, len(vm_codes)))
+    run_vm = vm_codes[starts]
+    run_type = vm_type[run_vm]
+    run_price = vm_price[run_vm]
+    run_source = np.where(run_type >= 0, _SOURCE_CODE["label"], _SOURCE_CODE["unknown"])
+    rest = run_type < 0
     if rest.any():
         # a missing shape falls back to the inventory's; still missing (-1) cannot be priced
-        v = np.nan_to_num(np.where(np.isnan(vcpus), vm_vcpus[vm_codes], vcpus)[rest], nan=-1.0)
-        m = np.nan_to_num(np.where(np.isnan(memory_bytes), vm_mem[vm_codes], memory_bytes)[rest], nan=-1.0)
-        # a VM keeps its shape for long runs of hours: look up each run's shape once, not each row's
-        starts = np.flatnonzero(np.concatenate([[True], (v[1:] != v[:-1]) | (m[1:] != m[:-1])]))
-        run_shapes, run_codes = np.unique(np.stack([v[starts], m[starts]], axis=1), axis=0, return_inverse=True)
-        shape_codes = np.repeat(run_codes.ravel(), np.diff(np.append(starts, len(v))))
+        rv = vcpus[starts[rest]].astype(np.float64)
+        rm = memory_bytes[starts[rest]].astype(np.float64)
+        v = np.nan_to_num(np.where(np.isnan(rv), vm_vcpus[run_vm[rest]], rv), nan=-1.0)
+        m = np.nan_to_num(np.where(np.isnan(rm), vm_mem[run_vm[rest]], rm), nan=-1.0)
+        run_shapes, shape_codes = np.unique(np.stack([v, m], axis=1), axis=0, return_inverse=True)
+        shape_codes = shape_codes.ravel()
         u_type = np.full(len(run_shapes), -1)
         u_price = np.full(len(run_shapes), np.nan)
         for i, (sv, sm) in enumerate(run_shapes.tolist()):
             found = catalogue.cheapest_fitting(sv, sm) if sv > 0 and sm > 0 else None
             if found is not None:
                 u_type[i], u_price[i] = code_of(found.name), found.price_per_hour
-        type_codes[rest] = u_type[shape_codes]
-        prices[rest] = u_price[shape_codes]
-        source_codes[rest] = np.where(
-            u_type[shape_codes] >= 0, _SOURCE_CODE["inferred"], _SOURCE_CODE["unknown"]
-        )
-    return type_codes, type_names, prices, source_codes
+        run_type[rest] = u_type[shape_codes]
+        run_price[rest] = u_price[shape_codes]
+        run_source[rest] = np.where(u_type[shape_codes] >= 0, _SOURCE_CODE["inferred"], _SOURCE_CODE["unknown"])
+    small = np.int16 if len(type_names) < 2**15 else np.int64
+    return (np.repeat(run_type.astype(small), lengths), type_names, np.repeat(run_price, lengths),
+            np.repeat(run_source.astype(np.int8), lengths))
+
+
+def _shape_runs(vm_codes: np.ndarray, vcpus: np.ndarray, memory_bytes: np.ndarray) -> np.ndarray:
+    """Row indices where a run of one VM's rows with the same vCPUs and memory starts (NaN equals NaN)."""
+    if len(vm_codes) == 0:
+        return np.empty(0, dtype=np.int64)
+    change = vm_codes[1:] != vm_codes[:-1]
+    for values in (vcpus, memory_bytes):
+        differs = values[1:] != values[:-1]
+        both_nan = np.isnan(values[1:])
+        both_nan &= np.isnan(values[:-1])
+        differs &= ~both_nan
+        change |= differs
+    return np.concatenate([[0], np.flatnonzero(change) + 1])
 
 
 TYPE_SOURCES: tuple[str, ...] = ("label", "inferred", "unknown")

@@ -6,12 +6,23 @@ import numpy as np
 import pandas as pd
 
 
-def numeric_column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """Return column ``name`` as float64 with NaN for missing or non-numeric cells (all NaN when absent)."""
+def numeric_column(frame: pd.DataFrame, name: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
+    """Return column ``name`` as float64 with NaN for missing or non-numeric cells (all NaN when absent).
+
+    ``rows`` (a slice or an index array) picks rows first, so a float32 column is gathered at its own width
+    and converted once (float32 -> float64 is exact: the values are those of converting, then picking).
+    """
     if name not in frame.columns:
-        return np.full(len(frame), np.nan)
-    values: np.ndarray = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    return values
+        picked = range(len(frame)) if rows is None else range(len(frame))[rows] if isinstance(rows, slice) else rows
+        return np.full(len(picked), np.nan)
+    column = frame[name]
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "fiu":
+        raw = column.to_numpy()
+        picked = raw if rows is None else raw[rows]
+        converted: np.ndarray = picked.astype(np.float64, copy=False)
+        return converted
+    values: np.ndarray = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return values if rows is None else values[rows]
 
 
 def sorted_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
@@ -35,16 +46,34 @@ def sorted_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
 
 
 def vm_time_order(codes: np.ndarray, ts: np.ndarray) -> slice | np.ndarray:
-    """The row order sorting by (code, ts): ``slice(None)`` when the rows are in that order already.
+    """The row order sorting by (code, ts) stably: ``slice(None)`` when the rows are in that order already.
 
-    Stores return rows grouped by VM in time order, so the common case costs one linear check instead
-    of a sort.
+    Equal to ``np.lexsort((ts, codes))``. Stores return rows grouped by VM in time order, so the common
+    cases cost linear checks: rows already in order, or each VM's rows in one time-ordered block with the
+    blocks in another VM order (then the blocks are put in code order without sorting rows).
     """
     if len(codes) < 2:
         return slice(None)
-    step = np.diff(codes)
-    if (step >= 0).all() and (np.diff(ts)[step == 0] >= 0).all():
+    same = codes[1:] == codes[:-1]  # bool temporaries only: a fleet frame has tens of millions of rows
+    in_time = ts[1:] >= ts[:-1]
+    np.logical_or(in_time, ~same, out=in_time)
+    if not in_time.all():
+        return _lexsort(codes, ts)
+    starts = np.concatenate([[0], np.flatnonzero(~same) + 1])
+    block_codes = codes[starts]
+    if len(block_codes) < 2 or bool((block_codes[1:] > block_codes[:-1]).all()):
         return slice(None)
+    rank = np.argsort(block_codes, kind="stable")
+    if bool((block_codes[rank][1:] == block_codes[rank][:-1]).any()):  # a VM in two blocks
+        return _lexsort(codes, ts)
+    lengths = np.diff(np.append(starts, len(codes)))[rank]
+    new_starts = np.cumsum(lengths) - lengths
+    order = np.repeat(starts[rank] - new_starts, lengths)
+    order += np.arange(len(codes), dtype=order.dtype)
+    return order
+
+
+def _lexsort(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
     order: np.ndarray = np.lexsort((ts, codes))
     return order
 
@@ -114,10 +143,13 @@ def appearance_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     if not isinstance(values.dtype, pd.CategoricalDtype):
         codes, uniques = pd.factorize(values, sort=False)
         return codes.astype(np.int64, copy=False), [str(u) for u in uniques]
-    raw = values.cat.codes.to_numpy().astype(np.int64)
+    raw = values.cat.codes.to_numpy()  # its own width (int16/int32): a fleet frame has tens of millions of rows
     names = values.cat.categories
-    if len(raw) and (raw >= 0).all() and (np.diff(raw) >= 0).all():
+    ascending = len(raw) > 0 and bool((raw[1:] >= raw[:-1]).all()) and raw[0] >= 0
+    if ascending:
         used = np.flatnonzero(np.bincount(raw, minlength=len(names)))  # sorted codes: appearance = code order
+        if len(used) == len(names):  # every category used, in code order: the codes are the answer
+            return raw.astype(np.int64), [str(n) for n in names]
     else:
         seen, first = np.unique(raw[raw >= 0], return_index=True)
         used = seen[np.argsort(first, kind="stable")]

@@ -39,7 +39,7 @@ from analytics.findings.risk import NO_CHANGE, Risk, RiskFacts, RiskLevel, asses
 from analytics.fleet import resolve_machine_type
 from analytics.frames import appearance_codes, epoch_ns, group_percentile, rows_since
 from analytics.idle import IdleFinding, find_idle
-from analytics.patterns import fit_patterns
+from analytics.patterns import FleetPatterns, fit_patterns
 from analytics.rightsizing import DEFAULT_STRATEGY, get_strategy
 from analytics.rightsizing.base import (
     SECONDS_PER_DAY,
@@ -52,6 +52,7 @@ from analytics.rightsizing.base import (
     exclude_recommendation,
     resolve_policy,
 )
+from analytics.rightsizing.batch import FleetColumns, fleet_needs
 from analytics.rightsizing.settings import Policy, RightsizerSettings, StrategySettings, profile_settings
 from analytics.schedules import ScheduleProposal, propose_fleet
 from analytics.signals import (
@@ -503,6 +504,13 @@ def recommend_frame(
         pressure = pressure_signals(frame, signal_settings, now=pd.Timestamp(now),
                                     lookback_days=settings.lookback_days)
     peak_ratios = fleet_peak_ratios(cols, end_s=end_s, lookback_days=settings.lookback_days)
+    prepared = fleet_needs(FleetColumns(len(cols.names), cols.codes, cols.ts_s, cols.cpu_p95, cols.cpu_max,
+                                        cols.mem_max, cols.running_s), chosen, settings, end_s=end_s)
+    code_of = {name: i for i, name in enumerate(cols.names)} if prepared is not None else {}
+    recent = rows_since(frame, pd.Timestamp(now) - pd.Timedelta(days=settings.lookback_days))
+    schedules = schedule_settings or ScheduleSettings()
+    # patterns are fitted before the findings are made, so each finding is made with its own
+    patterns = fit_vm_patterns(recent, schedules, idle_settings or IdleSettings())
     findings: list[VmFinding] = []
     for vm in vms:
         current, source = resolve_machine_type(vm, catalogue)
@@ -516,15 +524,20 @@ def recommend_frame(
             covered_s=s.running_s,
         )
         same_window = vm_settings.lookback_days == settings.lookback_days
+        code = code_of.get(vm.uuid)
+        # the fleet-wide window stands for this VM's when its settings and memory series are the fleet's
+        ready = (prepared[code] if prepared is not None and code is not None and vm_settings is settings
+                 and history.memory_used_bytes is s.mem_max else None)
         rec = decide(
             chosen, history, vm, vm_settings, catalogue=catalogue, current_type=current,
             trends=trends.get(vm.uuid, (None, None)) if same_window and settings.trend_blocks_downsize else None,
+            prepared=ready,
         )
         if resolved.exclude:
             rec = exclude_recommendation(rec, resolved.sources)
         findings.append(_finding(vm, chosen.name, rec, source, idle.get(vm.uuid), series=s,
                                  lookback_days=vm_settings.lookback_days, end_s=end_s,
-                                 lifecycle=lifecycle or Lifecycle(),
+                                 lifecycle=lifecycle or Lifecycle(), pattern=patterns.pattern_of(vm.uuid),
                                  peak_ratio=peak_ratios.get(vm.uuid, math.nan) if same_window else None))
     findings = add_pressure_reasons(apply_contention(findings, contention), pressure)
     if signal_settings is not None and storage is not None:
@@ -532,11 +545,9 @@ def recommend_frame(
                                 now=pd.Timestamp(now), lookback_days=settings.lookback_days,
                                 guest_fs_used=storage.guest_fs_used_bytes)
         findings = add_storage_advice(findings, advice)
-    lookback_start = pd.Timestamp(now) - pd.Timedelta(days=settings.lookback_days)
-    recent = rows_since(frame, lookback_start)
     return with_schedules(
-        findings, recent, vms, schedule_settings or ScheduleSettings(), idle_settings or IdleSettings(),
-        lookback_days=settings.lookback_days, policies=policies or (),
+        findings, recent, vms, schedules, idle_settings or IdleSettings(),
+        lookback_days=settings.lookback_days, policies=policies or (), patterns=patterns,
     )
 
 
@@ -552,10 +563,14 @@ def with_schedules(
     *,
     lookback_days: float,
     policies: Sequence[Policy] = (),
+    patterns: FleetPatterns | None = None,
 ) -> list[VmFinding]:
-    """The findings with each VM's pattern and schedule proposal (fitted once over the whole frame)."""
-    patterns = fit_patterns(frame, timezone=schedule_settings.timezone, idle_vcpus=idle_settings.cpu_vcpus_below,
-                            idle_share=idle_settings.share_of_time)
+    """The findings with each VM's pattern and schedule proposal (fitted once over the whole frame).
+
+    ``patterns`` is :func:`analytics.patterns.fit_patterns` on ``frame`` when already fitted.
+    """
+    if patterns is None:
+        patterns = fit_vm_patterns(frame, schedule_settings, idle_settings)
     prices: dict[str, tuple[float, str]] = {}
     for f in findings:
         price = f.price_after_per_hour if f.changes_type else f.price_before_per_hour
@@ -565,7 +580,20 @@ def with_schedules(
         frame, vms, patterns, prices, settings=schedule_settings, idle_vcpus=idle_settings.cpu_vcpus_below,
         lookback_days=lookback_days, excluded=frozenset(f.uuid for f in findings if f.excluded), policies=policies,
     )
-    return [replace(f, pattern=patterns.pattern_of(f.uuid), schedule=proposals.get(f.uuid)) for f in findings]
+    out: list[VmFinding] = []
+    for f in findings:
+        pattern, proposal = patterns.pattern_of(f.uuid), proposals.get(f.uuid)
+        # a copy of a 40-field finding costs more than the rest of this loop: only for what changes
+        same = f.pattern == pattern and f.schedule is None and proposal is None
+        out.append(f if same else replace(f, pattern=pattern, schedule=proposal))
+    return out
+
+
+def fit_vm_patterns(frame: pd.DataFrame, schedule_settings: ScheduleSettings, idle_settings: IdleSettings
+                    ) -> FleetPatterns:
+    """Every VM's workload pattern on ``frame`` under the ``[schedules]`` zone and ``[idle]`` thresholds."""
+    return fit_patterns(frame, timezone=schedule_settings.timezone, idle_vcpus=idle_settings.cpu_vcpus_below,
+                        idle_share=idle_settings.share_of_time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -746,6 +774,7 @@ def _risk_and_projection(
 def _finding(
     vm: VmRecord, strategy: str, rec: Recommendation, source: str, idle: IdleFinding | None, *,
     series: _Series, lookback_days: float, end_s: float, lifecycle: Lifecycle, peak_ratio: float | None = None,
+    pattern: str = "unknown",
 ) -> VmFinding:
     current = rec.current_type
     priced = current if current is not None else rec.recommended_type
@@ -795,6 +824,7 @@ def _finding(
         stopped=lifecycle.stopped.get(vm.uuid),
         regret=lifecycle.regrets.get(vm.uuid),
         lowers_max_memory=bool(steppable),
+        pattern=pattern,
     )
 
 

@@ -135,8 +135,14 @@ def filter_bar(data: DashboardData, filters: Filters) -> html.Div:
                      value=list(filters.hosts), placeholder="Filter by host", className="rs-filter"),
         dcc.RadioItems(id=ids.FILTER_RANGE, options=[{"label": f"last {k}", "value": k} for k in RANGES],
                        value=filters.range_key, inline=True, className="rs-filter-range"),
-        html.Span(f"Data as of {as_of} · money in {data.currency}", id=ids.DATA_AS_OF, className="rs-asof"),
+        html.Span(f"Data as of {as_of}{_loading_text(data)} · money in {data.currency}", id=ids.DATA_AS_OF,
+                  className="rs-asof"),
     ], className="rs-filters")
+
+
+def _loading_text(data: DashboardData) -> str:
+    note = data.loading_note()
+    return f" · {note}" if note else ""
 
 
 def view(data: DashboardData, pathname: str | None, search: str | None,
@@ -183,7 +189,25 @@ def shell(data: DashboardData, hook: ApplyHook | None = None, address: str | Non
         html.Div([banner_text(data.data_mode), html.Small(detail)],
                  id=ids.BANNER, className=f"rs-banner rs-banner-{data.data_mode}"),
         html.Div(body, id=ids.VIEW),
+        *_staged_poll(data),
     ])
+
+
+def _staged_poll(data: DashboardData) -> list[Any]:
+    """While a short first window is shown: a poll that reloads the page once the full window is in."""
+    if data.is_complete():
+        return []
+    return [dcc.Interval(id=ids.STAGED_POLL, interval=STAGED_POLL_MS), dcc.Store(id=ids.STAGED_DONE)]
+
+
+#: How often a page showing the short first window asks whether the full one is in.
+STAGED_POLL_MS = 3000
+_RELOAD_WHEN_DONE = """
+function(done) {
+    if (done === true) { window.location.reload(); }
+    return window.dash_clientside.no_update;
+}
+"""
 
 
 #: Asks the router for a view only when the address differs from the one shown (a link, back/forward, or a
@@ -212,6 +236,13 @@ def register_router(app: Dash, data: DashboardData, hook: ApplyHook | None) -> N
     app.clientside_callback(  # type: ignore[no-untyped-call]  # Dash leaves it untyped
         _ROUTE_GUARD, Output(ids.ROUTE, "data"), Input(ids.URL, "pathname"), Input(ids.URL, "search"),
         State(ids.VIEW_KEY, "data"))
+
+    @app.callback(Output(ids.STAGED_DONE, "data"), Input(ids.STAGED_POLL, "n_intervals"), prevent_initial_call=True)
+    def _staged(_n: int | None) -> bool:
+        return data.is_complete()
+
+    app.clientside_callback(  # type: ignore[no-untyped-call]  # Dash leaves it untyped
+        _RELOAD_WHEN_DONE, Output(ids.STAGED_POLL, "disabled"), Input(ids.STAGED_DONE, "data"))
 
     @app.callback(Output(ids.VIEW, "children"), Output(ids.NAV, "children"),
                   Output(ids.VIEW_KEY, "data"), Input(ids.ROUTE, "data"), prevent_initial_call=True)

@@ -13,13 +13,14 @@ import io
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
 from analytics.costs import summarise_costs
+from analytics.own_frontier import OwnFrontier
 from analytics.placement import PlacementRisk, placement_risks, risk_by_vm
 from analytics.signals import HostLoad, StorageAdvice, contention_signals, host_loads
 from collector.config import Settings
@@ -47,15 +48,15 @@ from dashboard.views import (
     labels_text,
 )
 
-if TYPE_CHECKING:
-    from analytics.own_frontier import OwnFrontier
-
 __all__ = [
     "DATA_MODES", "DEFAULT_RANGE", "GIB", "RANGES", "ApplyHook", "BackupView", "DashboardData", "Filters",
     "FindingView", "OptionView", "OverviewView", "Snapshot", "VmDetailView", "csv_safe",
 ]
 
 T = TypeVar("T")
+#: A fleet whose loaded window holds more VM-hours than this is shown in two steps: the last QUICK_WINDOW first
+#: (seconds), then the whole window (read and right-sized in the background). 1,000 VMs x 31 days is 744,000.
+STAGED_ABOVE_VM_HOURS = 250_000
 #: Hours of stored data from which the forecast uses the trailing run-rate (before: the current one).
 FORECAST_TRAILING_MIN_H = 24.0
 
@@ -75,6 +76,7 @@ class DashboardData:
         ttl_s: float = 60.0,
         findings_loader: Callable[[DashboardData, Snapshot], Mapping[str, FindingView]] | None = None,
         backups_loader: Callable[[DashboardData, Snapshot], Mapping[str, BackupView]] | None = None,
+        staged_above_vm_hours: int | None = STAGED_ABOVE_VM_HOURS,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -85,7 +87,8 @@ class DashboardData:
         self.currency = getattr(catalogue, "currency", "") or "EUR"
         self._findings_loader = findings_loader or load_findings
         self._backups_loader = backups_loader or load_backups
-        self._cache = SnapshotCache(self._build, ttl_s=ttl_s)
+        self.staged_above_vm_hours = staged_above_vm_hours
+        self._cache = SnapshotCache(self._build, ttl_s=ttl_s, first=self._build_first)
 
     # -- snapshot ------------------------------------------------------------------------------
     @property
@@ -124,8 +127,41 @@ class DashboardData:
         """Run ``warmer`` after every rebuild (e.g. a page's default view), so users hit a warm cache."""
         self._cache.add_warmer(warmer)
 
+    @property
+    def first_build_s(self) -> float:
+        """Seconds the first snapshot took (the short first window of a large fleet)."""
+        return self._cache.first_build_s
+
+    def is_complete(self) -> bool:
+        """Whether the views show the whole loaded window with findings (not yet the short first window)."""
+        return self.snapshot().complete
+
+    def loading_note(self) -> str:
+        """What the views lack while the first, short window is shown; empty once the full window is in."""
+        snap = self.snapshot()
+        if snap.complete:
+            return ""
+        hours = (snap.window_end - snap.window_start).total_seconds() / HOUR_S
+        return (f"showing the last {hours:g} h while the full {max(RANGES.values()).days} days are read; month to "
+                "date, forecast and findings follow")
+
+    def range_text(self, range_key: str) -> str:
+        """How a range reads on the page: "last 14d", or the hours shown while the first window is."""
+        text = f"last {range_key}" if range_key in RANGES else range_key
+        snap = self.snapshot()
+        if snap.complete:
+            return text
+        return f"last {(snap.window_end - snap.window_start).total_seconds() / HOUR_S:g} h (loading {text})"
+
+    def _build_first(self) -> Snapshot:
+        snap = build_snapshot(self.settings, self.store, self.catalogue, self.storage, self.clock,
+                              quick_above_vm_hours=self.staged_above_vm_hours)
+        return self._analysed(snap) if snap.complete else snap
+
     def _build(self) -> Snapshot:
-        snap = build_snapshot(self.settings, self.store, self.catalogue, self.storage, self.clock)
+        return self._analysed(build_snapshot(self.settings, self.store, self.catalogue, self.storage, self.clock))
+
+    def _analysed(self, snap: Snapshot) -> Snapshot:
         snap.findings = self._findings_loader(self, snap)
         snap.backups = self._backups_loader(self, snap)
         self._warm_views(snap)
@@ -179,7 +215,8 @@ class DashboardData:
         return self._memo(snap, ("vms", filters.labels, filters.hosts), lambda: _select(snap.vms, filters))
 
     def _range_start(self, snap: Snapshot, range_key: str) -> datetime:
-        return snap.window_end - RANGES.get(range_key, RANGES[DEFAULT_RANGE])
+        """Where ``range_key`` starts, within the loaded window (a short first window cuts every range)."""
+        return max(snap.window_end - RANGES.get(range_key, RANGES[DEFAULT_RANGE]), snap.window_start)
 
     def _row_mask(self, snap: Snapshot, filters: Filters, *, with_range: bool = True) -> np.ndarray:
         selected = self._selected(snap, filters)
@@ -244,6 +281,9 @@ class DashboardData:
         now_running = [u for u in selected if u in snap.running_now]
         rate_now = self._rate_now(snap, selected)
         mtd, forecast, basis = self._forecast_now(month, rate_now, len(now_running))
+        if not snap.complete:  # a short first window: no month figures or findings yet
+            mtd = forecast = savings = upsize = math.nan
+            basis = self.loading_note()
         return OverviewView(
             currency=self.currency,
             spend_hour=spend_hour,
@@ -319,7 +359,7 @@ class DashboardData:
 
     def _findings(self, snap: Snapshot, lookback: int | str | None) -> Mapping[str, FindingView]:
         days = self.lookback_days(lookback)
-        if days == int(self.settings.rightsizing.lookback_days):
+        if days == int(self.settings.rightsizing.lookback_days) or not snap.complete:
             return snap.findings
         return self._memo(snap, ("findings", days), lambda: load_findings(self, snap, float(days)))
 
@@ -429,6 +469,8 @@ class DashboardData:
         lookback) of stored history, memoised per snapshot and lookback."""
         snap = self.snapshot()
         days = self.lookback_days(lookback)
+        if not snap.complete:  # the short first window backtests nothing
+            return OwnFrontier((), self.settings.rightsizing.profile, 0.0, 0.0, 0)
         return self._memo(snap, ("frontier", days), lambda: load_frontier(self, snap, float(days)))
 
     def recommendation_rows(self, filters: Filters, lookback: int | str | None = None) -> list[dict[str, Any]]:
@@ -517,7 +559,8 @@ class DashboardData:
 
     def _host_loads(self, snap: Snapshot) -> list[HostLoad]:
         vms = list(snap.vms)
-        contention = contention_signals(snap.hours, vms, self.settings.signals, now=pd.Timestamp(snap.cost_now),
+        hours = snap.hours if snap.complete else snap.hours.iloc[:0]  # vCPU wait is judged over the lookback
+        contention = contention_signals(hours, vms, self.settings.signals, now=pd.Timestamp(snap.cost_now),
                                         lookback_days=float(self.lookback_days(None)))
         return host_loads(vms, stored_host_cpus(self.store), contention)
 

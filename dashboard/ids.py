@@ -67,3 +67,7 @@ RECS_LEGEND = "recs-risk-legend"
 BACKUPS_TABLE = "backups-table"
 BACKUPS_SUMMARY = "backups-summary"
 BACKUPS_AGE = "backups-age"
+
+# Staged data (a large fleet's short first window): poll until the full window is in, then reload
+STAGED_POLL = "app-staged-poll"
+STAGED_DONE = "app-staged-done"

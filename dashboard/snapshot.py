@@ -37,6 +37,17 @@ T = TypeVar("T")
 MEMO_SIZE = 256
 #: How far back from the newest data a raw sample still counts as "now" (a few collection cycles).
 NOW_WINDOW = timedelta(minutes=15)
+#: The hour columns the snapshot's readers use: costs, the views, right-sizing (strategies, idle, signals,
+#: regret), backup churn and the VM page. The others (sample counts, swap and fault totals, disk request counts
+#: and times) are not read from the store.
+SNAPSHOT_COLUMNS: tuple[str, ...] | None = (
+    "running_s", "vcpus", "memory_bytes", "cpu_mean_vcpus", "cpu_p95_vcpus", "cpu_max_vcpus",
+    "memory_used_max_bytes", "memory_used_mean_bytes", "disk_read_bytes", "disk_write_bytes", "net_rx_bytes",
+    "net_tx_bytes", "disk_capacity_bytes", "cpu_delay_mean_vcpus", "cpu_delay_max_vcpus", "major_faults_max_ps",
+    "swap_max_bps", "disk_iops_p99", "disk_bps_p99", "disk_allocation_bytes",
+)
+#: The first snapshot of a large fleet covers only this much (see ``build_snapshot``'s ``quick_above_vm_hours``).
+QUICK_WINDOW = timedelta(hours=24)
 
 
 @dataclass
@@ -61,6 +72,7 @@ class Snapshot:
     label_options: tuple[str, ...]
     host_options: tuple[str, ...]
     running_now: frozenset[str] = frozenset()  # VMs whose newest raw sample (see NOW_WINDOW) is running
+    complete: bool = True  # False: a first, short window (QUICK_WINDOW) without findings; the full one follows
     memo: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -93,11 +105,14 @@ def _label_pairs(vm: VmRecord) -> list[str]:
 
 
 def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPriceCatalogue,
-                   storage: StoragePrices, clock: Callable[[], datetime]) -> Snapshot:
+                   storage: StoragePrices, clock: Callable[[], datetime], *,
+                   quick_above_vm_hours: int | None = None) -> Snapshot:
     """Read the inventory and the loaded window's hourly rollups and price them; findings come later.
 
     The window ends at the end of the newest data's hour and covers the longest range and month-to-date.
-    Raises the store's RightsizerError subclasses.
+    With ``quick_above_vm_hours``, a fleet whose window holds more VM-hours than that gets an incomplete
+    snapshot of the last ``QUICK_WINDOW`` only (``complete=False``), read in a fraction of the time.
+    Only the ``SNAPSHOT_COLUMNS`` are read. Raises the store's RightsizerError subclasses.
     """
     now = clock()
     vms = tuple(store.vms())
@@ -108,7 +123,15 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
     window_end = _floor_hour(anchor) + timedelta(hours=1)
     longest = max(RANGES.values())
     window_start = min(window_end - longest, _month_start(anchor))
-    hours = store.frame(window_start, window_end, resolution="hour")
+    window_h = (window_end - window_start).total_seconds() / HOUR_S
+    complete = quick_above_vm_hours is None or len(vms) * window_h <= quick_above_vm_hours
+    if not complete:
+        window_start = window_end - QUICK_WINDOW
+    columns = SNAPSHOT_COLUMNS  # None reads and keeps every column (tests compare both)
+    hours = store.frame(window_start, window_end, resolution="hour", columns=columns)
+    if columns is not None:
+        kept = {"vm", "ts", *columns}
+        hours = hours[[c for c in hours.columns if c in kept]]
     hours = sorted_by_vm_and_time(hours)
     known = {vm.uuid for vm in vms}
     if len(hours) and not hours["vm"].isin(known).all():
@@ -147,6 +170,7 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
         label_options=tuple(sorted({p for vm in vms for p in _label_pairs(vm)})),
         host_options=tuple(sorted({vm.host for vm in vms})),
         running_now=running_now,
+        complete=complete,
     )
     return snap
 
@@ -158,8 +182,11 @@ class SnapshotCache:
     rebuild so users hit a warm cache. Thread-safe: at most one background refresh runs at a time.
     """
 
-    def __init__(self, build: Callable[[], Snapshot], *, ttl_s: float = 60.0) -> None:
+    def __init__(self, build: Callable[[], Snapshot], *, ttl_s: float = 60.0,
+                 first: Callable[[], Snapshot] | None = None) -> None:
         self._build = build
+        self._first = first or build
+        self.first_build_s = 0.0
         self.ttl_s = ttl_s
         self._snapshot: Snapshot | None = None
         self._warmers: list[Callable[[], object]] = []
@@ -176,18 +203,25 @@ class SnapshotCache:
         if snap is None:
             with self._build_lock:
                 if self._snapshot is None:
-                    self._snapshot = self._timed_build()
-                return self._snapshot
+                    self._snapshot = self._timed_build(self._first)
+                    self.first_build_s = self.last_build_s
+                first = self._snapshot
+            if not first.complete and self._snapshot is first:  # the full window is read in the background
+                self._start_refresh()
+            return first
         # A rebuild of a big fleet takes seconds of CPU: refresh at most every 5 builds' worth of time.
         ttl_s = max(self.ttl_s, 5.0 * self.last_build_s)
         if time.monotonic() - snap.built_at > ttl_s:
-            with self._state_lock:
-                if self._refreshing:
-                    return snap
-                self._refreshing = True
-                self._refresher = threading.Thread(target=self._refresh, name="dashboard-refresh", daemon=True)
-            self._refresher.start()
+            self._start_refresh()
         return snap
+
+    def _start_refresh(self) -> None:
+        with self._state_lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+            self._refresher = threading.Thread(target=self._refresh, name="dashboard-refresh", daemon=True)
+        self._refresher.start()
 
     def wait_for_refresh(self, timeout_s: float = 60.0) -> None:
         """Block until a background refresh in progress (if any) has finished."""
@@ -211,12 +245,12 @@ class SnapshotCache:
         for warmer in self._warmers:
             warmer()
 
-    def _timed_build(self) -> Snapshot:
+    def _timed_build(self, build: Callable[[], Snapshot] | None = None) -> Snapshot:
         started = time.perf_counter()
-        snap = self._build()
+        snap = (build or self._build)()
         self.last_build_s = time.perf_counter() - started
-        log.info("dashboard data built in %.2f s: %d VMs, %d VM-hours", self.last_build_s, len(snap.vms),
-                 len(snap.hours))
+        log.info("dashboard data built in %.2f s: %d VMs, %d VM-hours%s", self.last_build_s, len(snap.vms),
+                 len(snap.hours), "" if snap.complete else f" (first {QUICK_WINDOW}; the full window follows)")
         return snap
 
     def _refresh(self) -> None:

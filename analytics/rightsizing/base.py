@@ -20,7 +20,7 @@ import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from analytics.catalogue import HOURS_PER_MONTH, MachineType
 from analytics.rightsizing.settings import Policy, RightsizerSettings, StrategySettings, profile_overrides
 from analytics.trend import Trend, daily_quantiles, fit_trend
 from collector.domxml import EXCLUDE_LABEL, is_excluded
+
+if TYPE_CHECKING:
+    from analytics.rightsizing.batch import PreparedNeed
 
 GIB = 1024**3
 SECONDS_PER_HOUR = 3600.0
@@ -487,6 +490,7 @@ def decide(
     catalogue: FittingCatalogue,
     current_type: MachineType | None = None,
     trends: tuple[Trend | None, Trend | None] | None = None,
+    prepared: PreparedNeed | None = None,
 ) -> Recommendation:
     """Turn a strategy's need into a finding, options and a recommended type under the shared rules.
 
@@ -494,25 +498,35 @@ def decide(
     may be passed precomputed (the fleet path fits them all at once); otherwise they are fitted here when
     ``settings.trend_blocks_downsize``. A growing trend blocks the downsize of its dimension when the
     projected daily p95 plus headroom would outgrow the recommended type within one more lookback.
-    Never raises for data problems: too little data is an ``insufficient-data`` result.
+    ``prepared`` is this history's window measured for the whole fleet at once
+    (:func:`analytics.rightsizing.batch.fleet_needs`, same result); ``history`` is then read only for
+    trends not passed in. Never raises for data problems: too little data is an ``insufficient-data`` result.
     """
     if current_type is None:
         current_type = catalogue.cheapest_fitting(spec.vcpus, spec.memory_bytes)
-    window = history.window(settings.lookback_days)
-    samples, coverage, span = _coverage(window)
+    window = None
+    if prepared is None:
+        window = history.window(settings.lookback_days)
+        samples, coverage, span = _coverage(window)
+    else:
+        samples, coverage, span = prepared.samples, prepared.coverage_hours, prepared.span_days
     problem = _check_data(coverage, span, settings) if samples else "insufficient data: no CPU measurement"
     if problem is not None:
         evidence = Evidence(strategy.name, settings.lookback_days, coverage, span, samples)
         return Recommendation.undetermined(problem, current_type=current_type, evidence=evidence)
 
-    need = strategy.estimate(window, settings)
+    if prepared is not None and prepared.need is not None:
+        need = prepared.need
+    else:
+        need = strategy.estimate(window if window is not None else history.window(settings.lookback_days), settings)
     unusable = _unusable_need(need)
     if unusable is not None:
         evidence = Evidence(strategy.name, settings.lookback_days, coverage, span, samples)
         return Recommendation.undetermined(unusable, current_type=current_type, evidence=evidence)
     cpu_trend = mem_trend = None
     if settings.trend_blocks_downsize:
-        cpu_trend, mem_trend = trends if trends is not None else history_trends(window, settings)
+        cpu_trend, mem_trend = trends if trends is not None else history_trends(
+            window if window is not None else history.window(settings.lookback_days), settings)
     sizing = _initial_sizing(need, spec)
     sizing.cpu_need = _vcpu_floor(sizing.cpu_need, sizing.mem_need, need, spec, catalogue, sizing.reasons)
     types = catalogue.fitting(sizing.cpu_need, math.ceil(sizing.mem_need), n=3)

@@ -133,6 +133,9 @@ _CURRENT_HOUR_COLUMNS = (
     "memory_used_max_bytes", "memory_used_mean_bytes", "disk_read_bytes", "disk_write_bytes", "net_rx_bytes",
     "net_tx_bytes", "disk_capacity_bytes",
 )
+#: Rows fetched from SQLite per chunk when reading a frame.
+_FETCH_ROWS = 65_536
+_TEXT_COLUMNS = frozenset({"vm", "state"})
 _INTERVAL_SQL = "MIN(COALESCE(interval_s, 0), 3600)"
 _CURRENT_HOUR_SQL = (
     f"SELECT vm, COUNT(*), MIN(SUM(CASE WHEN state = '{VmState.RUNNING.value}' THEN {_INTERVAL_SQL} ELSE 0 END), "
@@ -435,12 +438,17 @@ class SqliteStore:
         vms: Collection[str] | None = None,
         columns: Collection[str] | None = None,
     ) -> pd.DataFrame:
-        """Rows with ``start <= ts < end`` (see collector.store.base for the columns; all are read here, so
-        ``columns`` changes nothing)."""
+        """Rows with ``start <= ts < end`` (see collector.store.base for the columns).
+
+        ``columns``: the value columns the caller reads; only those are read from the file (with ``vm``, ``ts``
+        and, for raw rows, ``state`` and ``gap``), the others come back NaN. Raises StoreError (an unknown
+        column or resolution, a damaged file).
+        """
         if resolution not in ("raw", "hour"):
             raise StoreError(f"resolution {resolution!r} is not 'raw' or 'hour'")
         table, cols = ("samples", _RAW_DB_COLUMNS) if resolution == "raw" else ("hourly", _HOUR_DB_COLUMNS)
-        sql = f"SELECT {','.join(cols)} FROM {table} WHERE ts >= ? AND ts < ?"
+        read = cols if columns is None else _read_columns(cols, columns, resolution)
+        sql = f"SELECT {','.join(read)} FROM {table} WHERE ts >= ? AND ts < ?"
         params: list[object] = [_epoch(start), _epoch(end)]
         if vms is not None:
             vm_list = list(vms)
@@ -449,20 +457,48 @@ class SqliteStore:
             sql += f" AND vm IN ({','.join('?' * len(vm_list))})" if len(vm_list) < 900 else ""
             if len(vm_list) < 900:
                 params.extend(vm_list)
-        rows = self._read(sql, params)
-        frame = _columns_frame(rows, cols, resolution)
+        frame = self._read_frame(sql, params, read, cols, resolution)
         if resolution == "hour":
-            frame = self._with_current_hour(frame, _epoch(start), _epoch(end))
+            frame = self._with_current_hour(frame, _epoch(start), _epoch(end), read)
         if vms is not None and (len(vms) >= 900 or resolution == "hour"):
             frame = frame[frame["vm"].isin(set(vms))]
         return _by_vm_and_time(frame)
 
-    def _with_current_hour(self, hours: pd.DataFrame, start_s: int, end_s: int) -> pd.DataFrame:
+    def _read_frame(self, sql: str, params: Sequence[object], read: Sequence[str], cols: Sequence[str],
+                    resolution: Resolution) -> pd.DataFrame:
+        """Run ``sql`` and decode its rows (columns ``read``) chunk by chunk into a frame of ``cols``.
+
+        Chunks keep the Python rows of at most ``_FETCH_ROWS`` alive at once (a month of a large fleet as
+        tuples would take tens of GiB); each chunk becomes numpy columns through one object array.
+        """
+        parts: list[dict[str, np.ndarray]] = []
+        try:
+            cursor = self._conn().execute(sql, params)
+            while rows := cursor.fetchmany(_FETCH_ROWS):
+                parts.append(_decode(rows, read))
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        if not parts:
+            return _typed(_empty(cols), resolution)
+        n = sum(len(p["vm"]) for p in parts)
+        data: dict[str, object] = {}
+        for name in cols:
+            if name not in read:
+                data[name] = np.full(n, np.nan)
+            elif name == "ts":
+                data[name] = pd.to_datetime(np.concatenate([p[name] for p in parts]), unit="s", utc=True)
+            else:
+                data[name] = np.concatenate([p[name] for p in parts])
+        return pd.DataFrame(data)
+
+    def _with_current_hour(self, hours: pd.DataFrame, start_s: int, end_s: int,
+                           read: Sequence[str] = _HOUR_DB_COLUMNS) -> pd.DataFrame:
         """``hours`` with the newest raw sample's hour re-aggregated from its raw samples now (read only).
 
         The writer refreshes the running hour's rollup at most every ``current_hour_refresh_s``; readers
         get its utilisation, running time and traffic up to date (the signal columns keep the writer's
-        last refresh). One SQL aggregate plus the CPU column of at most one hour of raw rows.
+        last refresh). One SQL aggregate plus the CPU column of at most one hour of raw rows (kept until the
+        next commit: ``_running_hour_rows``). Columns not in ``read`` stay NaN, as in the stored hours.
         """
         [(newest,)] = self._read("SELECT MAX(ts) FROM samples")
         if newest is None:
@@ -473,6 +509,7 @@ class SqliteStore:
         fresh = self._running_hour_rows(hour)
         if fresh.empty:
             return hours
+        fresh = fresh.drop(columns=[c for c in fresh.columns if c not in read])
         at_hour = (hours["ts"] == pd.Timestamp(hour, unit="s", tz="UTC")).to_numpy(dtype=bool)
         kept_cols = [c for c in hours.columns if c not in fresh.columns]
         fresh = fresh.merge(hours.loc[at_hour, ["vm", *kept_cols]], on="vm", how="left")
@@ -694,22 +731,32 @@ def _rows(frame: pd.DataFrame) -> Iterator[tuple[object, ...]]:
     return zip(*(frame[c].tolist() for c in frame.columns), strict=True)
 
 
-def _columns_frame(rows: list[tuple[object, ...]], cols: Sequence[str], resolution: Resolution) -> pd.DataFrame:
-    """Build a typed frame column by column (much faster than per-cell conversion)."""
-    if not rows:
-        return _typed(_empty(cols), resolution)
-    columns = list(zip(*rows, strict=True))
-    data: dict[str, object] = {}
-    for name, values in zip(cols, columns, strict=True):
-        if name in ("vm", "state"):
-            data[name] = np.array(values, dtype=object)
+def _read_columns(cols: Sequence[str], wanted: Collection[str], resolution: Resolution) -> tuple[str, ...]:
+    """The table columns to read for the value columns ``wanted``: the keys first, then table order."""
+    unknown = sorted(set(wanted) - set(cols))
+    if unknown:
+        raise StoreError(f"unknown {resolution} column(s) {unknown}; see collector.store.base")
+    keys = ("vm", "ts", "state", "gap") if resolution == "raw" else ("vm", "ts")
+    return tuple(c for c in cols if c in keys or c in set(wanted))
+
+
+def _decode(rows: list[tuple[object, ...]], cols: Sequence[str]) -> dict[str, np.ndarray]:
+    """Numpy columns of fetched rows: strings as objects, ``ts`` int64 epoch seconds, ``gap`` bool, the rest
+    float64 (NULL -> NaN), through one object array instead of a Python loop per column."""
+    grid = np.array(rows, dtype=object)
+    out: dict[str, np.ndarray] = {}
+    numeric = [i for i, c in enumerate(cols) if c not in _TEXT_COLUMNS and c not in ("ts", "gap")]
+    values = grid[:, numeric].astype("float64") if numeric else np.zeros((len(rows), 0))
+    for j, i in enumerate(numeric):
+        out[cols[i]] = np.ascontiguousarray(values[:, j])
+    for i, name in enumerate(cols):
+        if name in _TEXT_COLUMNS:
+            out[name] = grid[:, i].copy()
         elif name == "ts":
-            data[name] = pd.to_datetime(np.array(values, dtype="int64"), unit="s", utc=True)
+            out[name] = grid[:, i].astype("int64")
         elif name == "gap":
-            data[name] = np.array(values, dtype=bool)
-        else:
-            data[name] = np.array(values, dtype="float64")
-    return pd.DataFrame(data)
+            out[name] = grid[:, i].astype(bool)
+    return out
 
 
 def _by_vm_and_time(frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from dash import Dash, Output, dcc, html
 
 from dashboard import figures, ids
-from dashboard.data import RANGES, DashboardData, Filters
+from dashboard.data import DashboardData, Filters
 from dashboard.pages.common import FILTER_INPUTS, badge, kpi, money
 
 PATH = "/"
@@ -98,7 +98,7 @@ def _build(
 ) -> tuple[list[html.Div], go.Figure, go.Figure, go.Figure, go.Figure, str]:
     view = data.overview(filters)
     cur = view.currency
-    range_text = f"last {filters.range_key}" if filters.range_key in RANGES else filters.range_key
+    range_text = data.range_text(filters.range_key)
     cards = [
         kpi("Spend, " + range_text, money(view.range_cost, cur), f"{view.vms_total} VMs, {view.vms_running} running",
             kpi_id="overview-kpi-range"),

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 from analytics.catalogue import load_catalogue
 from collector.config import Settings
 from collector.store.sqlite import SqliteStore
-from dashboard.app import create_app
+from dashboard.app import create_app, dashboard_data
 from dashboard.web import PLOTLY_ROUTE, plotly_bundle_path, plotly_version, regenerator_path, start_server
 from rightsizer.demo import demo_fleet
 from rightsizer.demo_history import seed_synthetic_history
@@ -53,6 +53,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     seed_synthetic_history(store, fleet, days=30, now=now, seed=11, points_per_hour=2)
     app = create_app(Settings(), store, load_catalogue(), data_mode="demo")
+    dashboard_data(app).snapshot()  # built before the first page: on a loaded machine it outlasts a page timeout
     server = start_server(app.server, "127.0.0.1", 0, name="dashboard-test")  # as rightsizer serve does
     try:
         yield Dashboard(url=server.url, fleet_size=len(fleet))

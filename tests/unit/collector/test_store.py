@@ -174,3 +174,22 @@ def test_hour_frame_after_a_first_cycle_without_cpu_rates(store, clock):
     Sampler([FakeHypervisor(Topology().add_vm("a"), clock=clock)], store, clock=clock).poll_once()
     hours = store.frame(clock() - timedelta(hours=2), clock() + timedelta(hours=1), resolution="hour")
     assert len(hours) == 1 and pd.isna(hours["cpu_p95_vcpus"].iloc[0])
+
+
+@pytest.mark.parametrize("resolution", ["raw", "hour"])
+def test_frame_reads_only_the_columns_asked_for(store, resolution):
+    # two VMs over three hours, the newest hour still running (the hour frame re-aggregates it from raw rows)
+    store.write_history([_vm("a"), _vm("b")], pd.concat([
+        _history("a", [0.1 * i for i in range(36)]), _history("b", [0.2] * 30 + [None] * 6)]))
+    start, end = T0, T0 + timedelta(hours=4)
+    full = store.frame(start, end, resolution=resolution)
+    wanted = ["cpu_mean_vcpus", "memory_bytes"] if resolution == "hour" else ["cpu_vcpus", "memory_bytes"]
+    part = store.frame(start, end, resolution=resolution, columns=wanted)
+    assert list(part.columns) == list(full.columns)
+    keys = ["vm", "ts", "state", "gap"] if resolution == "raw" else ["vm", "ts"]
+    pd.testing.assert_frame_equal(part[keys + wanted], full[keys + wanted])
+    others = [c for c in full.columns if c not in keys + wanted]
+    assert full[others].notna().any().any()  # the full read has values there ...
+    assert part[others].isna().all().all()  # ... the column-limited one leaves them NaN
+    with pytest.raises(StoreError, match="unknown"):
+        store.frame(start, end, resolution=resolution, columns=["no_such_column"])

@@ -1,0 +1,188 @@
+"""The data half of :func:`analytics.rightsizing.base.decide` for a whole fleet at once.
+
+``decide`` first cuts one VM's history to its lookback, counts the data (samples, covered hours, span) and
+asks the strategy for its need; then it applies the shared rules. On a fleet of 50,000 VMs the first half
+is tens of numpy calls per VM. :func:`fleet_needs` does it for every VM in a handful of calls over the
+fleet's sorted columns and hands ``decide`` one :class:`PreparedNeed` per VM; the rules stay per VM.
+
+Results are the per-VM path's, bit for bit: groups of equal length are stacked into 2-D arrays and
+reduced row by row with the same numpy operations (a row's sum is the same pairwise sum as the 1-D call;
+percentiles use :func:`analytics.rightsizing.base.percentile`'s own interpolation), never regrouped sums
+such as ``np.bincount`` whose rounding differs. Strategies: those whose estimate is
+:func:`~analytics.rightsizing.base.percentile_estimate` (``aws``, ``krr``) and ours without the daily-peak
+rule; anything else returns ``None`` and runs the per-VM path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics.rightsizing.base import (
+    SECONDS_PER_DAY,
+    SECONDS_PER_HOUR,
+    DimensionNeed,
+    Need,
+    Strategy,
+    percentile_estimate,
+)
+from analytics.rightsizing.settings import RightsizerSettings, StrategySettings
+
+#: The history step of the fleet path (hourly rollups), seconds.
+INTERVAL_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedNeed:
+    """One VM's lookback as ``decide`` measures it: samples with CPU data, hours they cover, days they
+    span, and the strategy's need (None when there are no samples)."""
+
+    samples: int
+    coverage_hours: float
+    span_days: float
+    need: Need | None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetColumns:
+    """A fleet's hourly history as arrays sorted by (VM code, time): ``codes`` 0..n-1 ascending."""
+
+    n: int
+    codes: np.ndarray
+    ts_s: np.ndarray
+    cpu_p95: np.ndarray
+    cpu_max: np.ndarray
+    mem_max: np.ndarray
+    running_s: np.ndarray
+
+
+def supports(strategy: Strategy, settings: StrategySettings) -> bool:
+    """True when :func:`fleet_needs` gives this strategy's needs (see the module doc)."""
+    if strategy.estimate is percentile_estimate:
+        return True
+    from analytics.rightsizing.default import estimate as ours
+
+    return (strategy.estimate is ours and isinstance(settings, RightsizerSettings)
+            and settings.daily_peak_percentile <= 0)
+
+
+def fleet_needs(cols: FleetColumns, strategy: Strategy, settings: StrategySettings, *, end_s: float
+                ) -> list[PreparedNeed] | None:
+    """Per VM code: what ``decide`` measures on ``history.window(settings.lookback_days)`` (end ``end_s``).
+
+    None when the strategy is not supported (:func:`supports`).
+    """
+    if not supports(strategy, settings):
+        return None
+    n = cols.n
+    in_window = cols.ts_s >= float(end_s) - settings.lookback_days * SECONDS_PER_DAY
+    valid = in_window & ~np.isnan(cols.cpu_p95)
+    codes = cols.codes[valid]
+    samples = np.bincount(codes, minlength=n)
+    covered = np.clip(np.nan_to_num(cols.running_s[valid], nan=INTERVAL_S), 0.0, INTERVAL_S)
+    coverage = stacked(codes, covered, n, lambda block: block.sum(axis=1))
+    span = _span_days(codes, cols.ts_s[valid], samples)
+    cpu = stacked(codes, cols.cpu_p95[valid], n, _percentile_rows(settings.cpu_percentile))
+    peak = group_max_or_nan(codes, cols.cpu_max[valid], n)
+    known = in_window & ~np.isnan(cols.mem_max)
+    mem_codes, mem = cols.codes[known], cols.mem_max[known]
+    mem_peak = group_max_or_nan(mem_codes, mem, n)
+    q_mem = settings.memory_percentile
+    mem_observed = mem_peak if q_mem >= 100 else stacked(mem_codes, mem, n, _percentile_rows(q_mem))
+    has_memory = np.bincount(mem_codes, minlength=n) > 0
+    floor_fraction = getattr(settings, "vcpu_floor_memory_headroom_fraction", 0.0)
+    out: list[PreparedNeed] = []
+    for k, cov, sp, obs, pk, mo, mp, hm in zip(
+            samples.tolist(), coverage.tolist(), span.tolist(), cpu.tolist(), peak.tolist(),
+            mem_observed.tolist(), mem_peak.tolist(), has_memory.tolist(), strict=True):
+        if k == 0:
+            out.append(PreparedNeed(0, 0.0, 0.0, None))
+            continue
+        memory = _memory_need(mo, mp, settings) if hm else None
+        floor = None
+        if memory is not None and floor_fraction > 0:
+            floor = memory.observed * (1.0 + floor_fraction)
+        cpu_need = DimensionNeed(value=obs * (1.0 + settings.cpu_headroom_fraction),
+                                 statistic=f"p{settings.cpu_percentile:g} of CPU demand", observed=obs,
+                                 headroom_fraction=settings.cpu_headroom_fraction, peak=pk)
+        out.append(PreparedNeed(k, cov / SECONDS_PER_HOUR, sp, Need(cpu=cpu_need, memory=memory,
+                                                                   cpu_floor_memory_bytes=floor)))
+    return out
+
+
+def _memory_need(observed: float, peak: float, settings: StrategySettings) -> DimensionNeed:
+    """As :func:`analytics.rightsizing.base.memory_need` from the group's statistic and maximum."""
+    q = settings.memory_percentile
+    return DimensionNeed(
+        value=observed * (1.0 + settings.memory_headroom_fraction),
+        statistic="max of memory used" if q >= 100 else f"p{q:g} of memory used",
+        observed=observed,
+        headroom_fraction=settings.memory_headroom_fraction,
+        peak=peak,
+    )
+
+
+def _span_days(codes: np.ndarray, ts_s: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """Days from each group's first to its last timestamp plus one interval (0 without samples)."""
+    span = np.zeros(len(samples))
+    has = samples > 0
+    if not has.any():
+        return span
+    ends = np.cumsum(samples)
+    first = ts_s[(ends - samples)[has]]
+    last = ts_s[ends[has] - 1]
+    span[has] = (last - first + INTERVAL_S) / SECONDS_PER_DAY
+    return span
+
+
+def stacked(codes: np.ndarray, values: np.ndarray, n: int, rows: Callable[[np.ndarray], np.ndarray]
+            ) -> np.ndarray:
+    """Per group: ``rows`` applied to a 2-D block of the groups of one length (NaN for empty groups).
+
+    ``codes`` (0..n-1) ascending, ``values`` aligned. ``rows`` maps a (groups, length) block to one value
+    per row; reducing a row of a C-ordered block runs the same loop as the 1-D call on that group.
+    """
+    counts = np.bincount(codes, minlength=n)
+    starts = np.cumsum(counts) - counts
+    out = np.full(n, np.nan)
+    for length in np.unique(counts[counts > 0]).tolist():
+        members = np.flatnonzero(counts == length)
+        block = values[starts[members, None] + np.arange(length)[None, :]]
+        out[members] = rows(np.ascontiguousarray(block, dtype=np.float64))
+    return out
+
+
+def _percentile_rows(q: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Row-wise :func:`analytics.rightsizing.base.percentile` (no NaN in the rows)."""
+
+    def rows(block: np.ndarray) -> np.ndarray:
+        length = block.shape[1]
+        if q >= 100.0:
+            result: np.ndarray = block.max(axis=1)
+            return result
+        ordered = np.sort(block, axis=1)
+        pos = q / 100.0 * (length - 1)
+        lo = int(pos)
+        hi = min(lo + 1, length - 1)
+        low = ordered[:, lo]
+        value: np.ndarray = low + (ordered[:, hi] - low) * (pos - lo)
+        return value
+
+    return rows
+
+
+def group_max_or_nan(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per group: the largest non-NaN value, NaN when there is none (``codes`` 0..n-1 ascending)."""
+    out = np.full(n, np.nan)
+    if len(codes) == 0:
+        return out
+    counts = np.bincount(codes, minlength=n)
+    present = np.flatnonzero(counts)
+    starts = (np.cumsum(counts) - counts)[present]
+    filled = np.where(np.isnan(values), -math.inf, values)
+    out[present] = np.maximum.reduceat(filled, starts)
+    out[np.bincount(codes, weights=~np.isnan(values), minlength=n) == 0] = np.nan
+    return out
