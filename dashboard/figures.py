@@ -2,6 +2,11 @@
 
 Every axis names its unit; money axes name the currency. Text that comes from users (VM names, labels)
 is HTML-escaped before it reaches Plotly, which otherwise interprets a subset of HTML in labels.
+
+Every figure is on the ``plotly_white`` template, set as plotly's default template when this module is
+imported (``plotly.io.templates.default``): plotly gives each new figure its default template as it is,
+while naming a template in ``update_layout`` validates all of its properties again, about 40-70 ms per
+figure, most of an overview callback's figure building (bench/dashboard_bench.py).
 """
 
 from __future__ import annotations
@@ -11,12 +16,15 @@ from collections.abc import Mapping
 
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from analytics.findings.projection import Projection
 
 GIB = 1024**3
 MIB = 1024**2
+TEMPLATE = "plotly_white"
+pio.templates.default = TEMPLATE
 
 FINDING_ORDER: tuple[str, ...] = (
     "over-provisioned", "under-provisioned", "contention", "resize-regret", "idle", "stopped", "below-threshold",
@@ -55,7 +63,6 @@ def _base(title: str, *, height: int = _HEIGHT, margin: Mapping[str, object] | N
     fig = go.Figure()
     fig.update_layout(
         title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}},
-        template="plotly_white",
         height=height,
         margin={**_MARGIN, **(margin or {})},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
@@ -122,7 +129,7 @@ def utilisation_figure(frame: pd.DataFrame) -> go.Figure:
                         line={"color": "#5c7080", "width": 1, "dash": "dash", "shape": "hv"})
     fig.update_layout(
         title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}},
-        template="plotly_white", height=2 * _HEIGHT, margin={**_MARGIN, "t": 90}, hovermode="x unified",
+        height=2 * _HEIGHT, margin={**_MARGIN, "t": 90}, hovermode="x unified",
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.06, "xanchor": "right", "x": 1.0},
     )
     fig.update_yaxes(title_text="vCPUs", rangemode="tozero", row=1, col=1)

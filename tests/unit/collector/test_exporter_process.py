@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import urllib.request
 
@@ -135,3 +136,36 @@ def test_filter_text_by_every_family_name_returns_the_whole_exposition(sampler):
     assert len(families) > 20
     assert filter_text(text, families) == text
     assert filter_text(text, families[1:]) == text[text.index(b"# HELP " + families[1].encode()):]
+
+
+def test_silent_and_idle_keep_alive_connections_do_not_hold_up_a_scrape(sampler):
+    import http.client
+    import socket
+
+    from collector.exposition import MetricsServer
+
+    s, _ = sampler
+    cache = ExpositionCache(build_registry(lambda: s.snapshot))
+    server = MetricsServer(cache, workers=2, waiting=16, idle_timeout_s=30)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]  # connect, never ask
+    kept = []
+    for _ in range(4):  # one scrape each, then the connections stay open and idle
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/metrics")
+        conn.getresponse().read()
+        kept.append(conn)
+    try:
+        started = time.monotonic()
+        body, _ = _get(port)  # 2 accepting workers, 8 connections waiting on 30 s time-outs
+        assert body == cache.current().text and time.monotonic() - started < 5
+        kept[0].request("GET", "/metrics")  # a kept connection is still served
+        assert kept[0].getresponse().read() == cache.current().text
+    finally:
+        for sock in silent:
+            sock.close()
+        for conn in kept:
+            conn.close()
+        server.shutdown()
+        server.server_close()

@@ -123,3 +123,15 @@ def test_backup_age_figure_marks_gaps_and_escapes_names() -> None:
     assert list(bars.x) == [252.0, 50.0, 3.0]  # never backed up: drawn at 1.5 x the longest policy
     assert list(bars.marker.color) == ["#c23030", "#c23030", "#0f9960"]
     assert list(fig.data[1].x) == [168.0, 24.0, 24.0]
+
+
+def test_every_figure_is_on_the_white_template_without_naming_it() -> None:
+    import plotly.io as pio
+
+    frame = pd.DataFrame({"ts": TS, "cpu_used_vcpus": [1.0] * 3, "cpu_allocated_vcpus": [4.0] * 3,
+                          "memory_used_bytes": [GIB] * 3, "memory_allocated_bytes": [8 * GIB] * 3})
+    spend = pd.DataFrame({"ts": TS, "compute_cost": [1.0] * 3, "storage_cost": [0.1] * 3})
+    white = pio.templates["plotly_white"]
+    for fig in (figures.utilisation_figure(frame), figures.findings_figure({"idle": 1}),
+                figures.spend_figure(spend, currency="EUR", period="hour"), figures.empty_figure("x")):
+        assert fig.layout.template == white
