@@ -5,8 +5,8 @@ is HTML-escaped before it reaches Plotly, which otherwise interprets a subset of
 
 Every figure is on the ``plotly_white`` template, set as plotly's default template when this module is
 imported (``plotly.io.templates.default``): plotly gives each new figure its default template as it is,
-while naming a template in ``update_layout`` validates all of its properties again, about 40-70 ms per
-figure, most of an overview callback's figure building (bench/dashboard_bench.py).
+while naming a template in ``update_layout`` validates all of its properties again: most of an
+overview callback's figure building (cProfile of ``overview.update``).
 """
 
 from __future__ import annotations
