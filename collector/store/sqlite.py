@@ -546,9 +546,11 @@ class SqliteStore:
         return fresh.copy()
 
     def time_range(self) -> tuple[datetime, datetime] | None:
-        [(lo, hi)] = self._read("SELECT MIN(ts), MAX(ts) FROM samples")
+        # One aggregate per SELECT: SQLite answers a lone MIN or MAX from the (ts, vm) key's ends, MIN and MAX
+        # together by scanning every row (seconds at thousands of VMs x a month).
+        [(lo, hi)] = self._read("SELECT (SELECT MIN(ts) FROM samples), (SELECT MAX(ts) FROM samples)")
         if lo is None:
-            [(lo, hi)] = self._read("SELECT MIN(ts), MAX(ts) + 3600 FROM hourly")
+            [(lo, hi)] = self._read("SELECT (SELECT MIN(ts) FROM hourly), (SELECT MAX(ts) + 3600 FROM hourly)")
         if lo is None:
             return None
         return _dt(lo), _dt(hi)
