@@ -115,7 +115,11 @@ def _assert_pressure_blocks_memory_downsize(hours: pd.DataFrame, store: SqliteSt
     allocation = vms[0].memory_bytes
     assert allocation == SQUEEZE_MIB * MIB
     # what the guest reports as used (available - usable, ~40 MiB) is far below the squeezed allocation ...
-    assert blind.finding is Finding.OVER_PROVISIONED, blind
+    # (the overall verdict is over-provisioned unless the thrash itself kept the one vCPU busy enough for a CPU
+    # upsize on this shared 2-core host; then it is under-provisioned on CPU alone, its memory still a downsize)
+    cpu_upsize = blind.target_vcpus is not None and blind.target_vcpus > blind.current_vcpus
+    expected = Finding.UNDER_PROVISIONED if cpu_upsize else Finding.OVER_PROVISIONED
+    assert blind.finding is expected, (blind, blind.need_vcpus, blind.reasons)
     assert blind.need_memory_bytes is not None and blind.need_memory_bytes < allocation, blind
     assert blind.target_memory_bytes is not None and blind.target_memory_bytes < allocation, blind
     assert "memory_pressure" not in blind.reasons
