@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
-from analytics.costs import summarise_costs
+from analytics.costs import month_figures
+from analytics.frames import epoch_ns
 from analytics.own_frontier import OwnFrontier
 from analytics.placement import PlacementRisk, placement_risks, risk_by_vm
 from analytics.signals import HostLoad, StorageAdvice, contention_signals, host_loads
@@ -341,14 +342,12 @@ class DashboardData:
 
         def compute() -> tuple[float, float, str, float, float]:
             mask = self._row_mask(snap, filters, with_range=False)
-            frame = snap.costs[mask] if not mask.all() else snap.costs
-            selected = self._selected(snap, filters)
-            summary = summarise_costs(
-                frame, [snap.by_uuid[u] for u in selected], group_by="host", now=snap.cost_now,
-                currency=self.currency,
-            )
-            return (summary.month_to_date, summary.forecast_month_end, summary.forecast_basis,
-                    summary.run_rate_hours, summary.remaining_hours)
+            arr = snap.arrays
+            ts_ns = epoch_ns(snap.hours["ts"])
+            month = month_figures(ts_ns if mask.all() else ts_ns[mask], _row_costs(arr, mask), now=snap.cost_now,
+                                  currency=self.currency)
+            return (month.month_to_date, month.forecast_month_end, month.forecast_basis,
+                    month.run_rate_hours, month.remaining_hours)
 
         return self._memo(snap, key, compute)
 
@@ -451,11 +450,11 @@ class DashboardData:
 
         def compute() -> VmDetailView:
             start = pd.Timestamp(self._range_start(snap, filters.range_key))
-            rows = snap.arrays["code"] == snap.codes[uuid]
-            hours = snap.hours[rows]
-            hours = hours[hours["ts"] >= start].reset_index(drop=True)
-            costs = snap.costs[rows]
-            costs = costs[costs["ts"] >= start]
+            rows = np.flatnonzero(snap.arrays["code"] == snap.codes[uuid])
+            rows = rows[(snap.hours["ts"].iloc[rows] >= start).to_numpy(dtype=bool)]
+            hours = snap.hours.iloc[rows].reset_index(drop=True)
+            hours["vm"] = hours["vm"].astype(str)
+            costs = _cost_rows(snap, rows)
             cost_day = (costs.assign(ts=costs["ts"].dt.floor("D"))
                         .groupby("ts", as_index=False)[["compute_cost", "storage_cost", "cost"]].sum(min_count=1))
             mtype, source, price, _total = snap.latest_cost.get(uuid, (None, "unknown", None, math.nan))
@@ -601,6 +600,23 @@ class DashboardData:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+def _row_costs(arr: Mapping[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """fleet_costs' ``cost`` of the rows (a mask or positions): compute (0 when unpriced) plus storage."""
+    cost: np.ndarray = arr["compute_cost"][rows] + arr["storage_cost"][rows]
+    return cost
+
+
+def _cost_rows(snap: Snapshot, rows: np.ndarray) -> pd.DataFrame:
+    """fleet_costs' ``ts``, ``compute_cost`` (NaN when unpriced), ``storage_cost`` and ``cost`` of the rows."""
+    arr = snap.arrays
+    return pd.DataFrame({
+        "ts": pd.DatetimeIndex(snap.hours["ts"].iloc[rows]).as_unit("ns"),
+        "compute_cost": np.where(arr["priced"][rows], arr["compute_cost"][rows], np.nan),
+        "storage_cost": arr["storage_cost"][rows],
+        "cost": _row_costs(arr, rows),
+    })
+
+
 SCHEDULE_ROW_SUFFIX = "#schedule"
 
 
