@@ -196,6 +196,8 @@ class DashboardData:
         default = Filters()
         self._memo(snap, ("overview", default), lambda: self._overview(snap, default))
         self._memo(snap, ("vm_rows", default), lambda: self._vm_rows(snap, default))
+        for range_key in RANGES:  # a range change on the VMs page then only reads them
+            self._range_stats(snap, range_key)
         self._memo(snap, ("recs", (), ()), lambda: self._rec_rows(snap, default))
         self._memo(snap, ("backups", (), ()), lambda: self._backup_rows(snap, default))
 
@@ -244,14 +246,12 @@ class DashboardData:
         return self._memo(snap, ("overview", filters), lambda: self._overview(snap, filters))
 
     def _overview(self, snap: Snapshot, filters: Filters) -> OverviewView:
-        arr = snap.arrays
-        mask = self._row_mask(snap, filters)
         start_h = int((self._range_start(snap, filters.range_key) - snap.window_start).total_seconds()) // HOUR_S
         n_hours = int((snap.window_end - snap.window_start).total_seconds()) // HOUR_S
-        hour_idx = arr["hour"][mask]
+        sums = self._hour_sums(snap, filters)
 
         def per_hour(name: str) -> np.ndarray:
-            return np.bincount(hour_idx, weights=arr[name][mask], minlength=n_hours)[start_h:]
+            return sums[name][start_h:]
 
         ts = pd.date_range(snap.window_start + timedelta(hours=start_h), periods=n_hours - start_h, freq="h")
         spend_hour = pd.DataFrame({"ts": ts, "compute_cost": per_hour("compute_cost"),
@@ -307,6 +307,22 @@ class DashboardData:
             run_rate_now=rate_now,
             running_now=len(now_running),
         )
+
+    def _hour_sums(self, snap: Snapshot, filters: Filters) -> Mapping[str, np.ndarray]:
+        """Per hour of the window, the sums of the overview's arrays over the selected VMs' rows.
+
+        A range is a tail of these (an hour's sum is over the same rows in the same order), so a change of
+        range reuses them; memoised per label and host filter.
+        """
+        def compute() -> Mapping[str, np.ndarray]:
+            arr = snap.arrays
+            mask = self._row_mask(snap, filters, with_range=False)
+            n_hours = int((snap.window_end - snap.window_start).total_seconds()) // HOUR_S
+            hour_idx = arr["hour"] if mask.all() else arr["hour"][mask]
+            return {name: np.bincount(hour_idx, weights=arr[name] if mask.all() else arr[name][mask],
+                                      minlength=n_hours) for name in _HOUR_SUMS}
+
+        return self._memo(snap, ("hour_sums", filters.labels, filters.hosts), compute)
 
     @staticmethod
     def _rate_now(snap: Snapshot, selected: Sequence[str]) -> float:
@@ -396,11 +412,13 @@ class DashboardData:
         return self._memo(snap, ("range_stats", range_key), compute)
 
     def _vm_rows(self, snap: Snapshot, filters: Filters) -> list[dict[str, Any]]:
-        stats = self._range_stats(snap, filters.range_key)
+        frame = self._range_stats(snap, filters.range_key)
+        stats = {name: frame[name].to_numpy() for name in frame.columns}  # one lookup per value, not a row Series
         rows: list[dict[str, Any]] = []
         for uuid in self._selected(snap, filters):
             vm = snap.by_uuid[uuid]
-            st = stats.iloc[snap.codes[uuid]]
+            code = snap.codes[uuid]
+            st = {name: values[code] for name, values in stats.items()}
             mtype, source, _price, per_hour = snap.latest_cost.get(uuid, (None, "unknown", None, math.nan))
             f = snap.findings.get(uuid)
             need = f.target_vcpus if f is not None and f.need_statistic else None
@@ -600,6 +618,10 @@ class DashboardData:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+_HOUR_SUMS = ("compute_cost", "storage_cost", "cpu_used_vcpus", "cpu_allocated_vcpus", "memory_used_bytes",
+              "memory_allocated_bytes", "memory_known_allocated_bytes")
+
+
 def _row_costs(arr: Mapping[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     """fleet_costs' ``cost`` of the rows (a mask or positions): compute (0 when unpriced) plus storage."""
     cost: np.ndarray = arr["compute_cost"][rows] + arr["storage_cost"][rows]
