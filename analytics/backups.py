@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.fleet import format_duration, parse_duration
+from analytics.frames import appearance_codes, epoch_ns, numeric_column
 from collector.config import BackupSettings
 from collector.errors import InputError
 from collector.model import VmRecord
@@ -123,26 +124,38 @@ def check_backups(
 def _churn(
     hour_frame: pd.DataFrame | None, newest: Mapping[str, datetime], vms: Sequence[VmRecord]
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Bytes written since each VM's newest backup, and its newest known disk capacity."""
+    """Bytes written since each VM's newest backup, and its newest known disk capacity.
+
+    Works on integer VM codes and epoch nanoseconds (no per-row strings or timestamps): linear in the rows.
+    """
     if hour_frame is None or hour_frame.empty or "disk_write_bytes" not in hour_frame.columns:
         return {}, {}
-    frame = pd.DataFrame({
-        "vm": hour_frame["vm"].astype(str).to_numpy(),
-        "ts": pd.to_datetime(hour_frame["ts"], utc=True).to_numpy(),
-        "written": pd.to_numeric(hour_frame["disk_write_bytes"], errors="coerce").to_numpy(dtype=float),
-        "capacity": pd.to_numeric(hour_frame.get("disk_capacity_bytes"), errors="coerce").to_numpy(dtype=float)
-        if "disk_capacity_bytes" in hour_frame.columns else np.nan,
-    })
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    codes, names = appearance_codes(hour_frame["vm"])
+    ts_ns = epoch_ns(hour_frame["ts"])
+    written = numeric_column(hour_frame, "disk_write_bytes")
     since = {vm.uuid: newest.get(vm.uuid) or vm.newest_backup for vm in vms}
-    cutoff = pd.to_datetime(
-        frame["vm"].map({u: pd.Timestamp(t) for u, t in since.items() if t is not None}), utc=True
-    )
+    none = np.iinfo(np.int64).max
+    cutoff = np.array([_epoch_ns(since.get(name)) for name in names], dtype=np.int64)
     # an hour whose start precedes the backup still counts: its writes may be after it (conservative)
-    after = cutoff.isna() | (frame["ts"] + pd.Timedelta(hours=1) > cutoff)
-    written = frame[after].groupby("vm")["written"].sum(min_count=1).dropna()
-    capacity = frame.dropna(subset=["capacity"]).sort_values("ts").groupby("vm")["capacity"].last()
-    return {str(k): float(v) for k, v in written.items()}, {str(k): float(v) for k, v in capacity.items()}
+    row_cutoff = cutoff[codes] if len(cutoff) else np.full(len(codes), none)
+    after = ((row_cutoff == none) | (ts_ns + _HOUR_NS > row_cutoff)) & (codes >= 0)
+    sums = pd.Series(written[after]).groupby(codes[after]).sum(min_count=1).dropna()
+    capacity = numeric_column(hour_frame, "disk_capacity_bytes")
+    known = np.flatnonzero(~np.isnan(capacity) & (codes >= 0))
+    newest_row = pd.Series(ts_ns[known]).groupby(codes[known]).idxmax()  # the newest known capacity's row
+    return ({names[int(c)]: float(v) for c, v in sums.items()},
+            {names[int(c)]: float(capacity[known[int(i)]]) for c, i in newest_row.items()})
+
+
+_HOUR_NS = 3_600_000_000_000
+
+
+def _epoch_ns(ts: datetime | None) -> int:
+    """Epoch nanoseconds of ``ts`` (naive: UTC); None (no backup) is the largest int64."""
+    if ts is None:
+        return int(np.iinfo(np.int64).max)
+    stamp = pd.Timestamp(ts)
+    return int((stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).value)
 
 
 def _bump(urgency: str) -> str:

@@ -385,21 +385,7 @@ def summarise_costs(
     groups = _groups(per_vm)
     total = float(sum(v.cost for v in per_vm))
 
-    month_start = now_ts.replace(day=1, hour=0, minute=0, second=0, microsecond=0, nanosecond=0)
-    next_month = month_start + pd.DateOffset(months=1)
-    mtd = float(cost_frame.loc[(ts >= month_start) & (ts < now_ts), "cost"].sum())
-    rate_start = now_ts - pd.Timedelta(days=RUN_RATE_DAYS)
-    if len(cost_frame):
-        rate_start = max(rate_start, ts.min())
-    rate_hours = max((now_ts - rate_start) / _HOUR, 0.0)
-    rate_cost = float(cost_frame.loc[(ts >= rate_start) & (ts < now_ts), "cost"].sum())
-    rate = rate_cost / rate_hours if rate_hours > 0 else 0.0
-    remaining = max((next_month - now_ts) / _HOUR, 0.0)
-    span = "last 7 days" if rate_hours >= RUN_RATE_DAYS * 24 - 1e-9 else f"last {rate_hours:.1f} h (all data)"
-    basis = (
-        f"month to date {mtd:.2f} {currency} + run-rate of the {span} "
-        f"{rate:.4f} {currency}/h x {remaining:.1f} h left in the month"
-    )
+    month = month_figures(epoch_ns(ts), cost_frame["cost"].to_numpy(dtype=float), now=now_ts, currency=currency)
     unpriced = tuple(sorted({v.vm_uuid for v in per_vm if v.machine_type is None}))
     return CostSummary(
         currency=currency,
@@ -411,15 +397,55 @@ def summarise_costs(
         storage_total=float(sum(v.storage_cost for v in per_vm)),
         groups=groups,
         per_vm=per_vm,
-        month_start=month_start.to_pydatetime(),
-        month_to_date=mtd,
-        run_rate_per_hour=rate,
-        run_rate_hours=float(rate_hours),
-        remaining_hours=float(remaining),
-        forecast_month_end=mtd + rate * remaining,
-        forecast_basis=basis,
+        month_start=month.month_start,
+        month_to_date=month.month_to_date,
+        run_rate_per_hour=month.run_rate_per_hour,
+        run_rate_hours=month.run_rate_hours,
+        remaining_hours=month.remaining_hours,
+        forecast_month_end=month.forecast_month_end,
+        forecast_basis=month.forecast_basis,
         unpriced_vms=unpriced,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MonthFigures:
+    """Month to date, the trailing run-rate and the month-end forecast of a set of priced hours."""
+
+    month_start: datetime
+    month_to_date: float
+    run_rate_per_hour: float
+    run_rate_hours: float
+    remaining_hours: float
+    forecast_month_end: float
+    forecast_basis: str
+
+
+def month_figures(ts_ns: np.ndarray, cost: np.ndarray, *, now: datetime, currency: str) -> MonthFigures:
+    """Month figures of priced hours: ``ts_ns`` (epoch ns, UTC) and ``cost`` per row, in the frame's row order.
+
+    Month to date sums rows from the first of ``now``'s month up to ``now``; the forecast adds the run-rate of
+    the trailing ``RUN_RATE_DAYS`` (or the shorter span the rows hold) times the hours left in the month.
+    """
+    now_ts = _timestamp(now)
+    month_start = now_ts.replace(day=1, hour=0, minute=0, second=0, microsecond=0, nanosecond=0)
+    next_month = month_start + pd.DateOffset(months=1)
+    before_now = ts_ns < now_ts.value
+    mtd = float(pd.Series(cost[(ts_ns >= month_start.value) & before_now]).sum())
+    rate_start = now_ts - pd.Timedelta(days=RUN_RATE_DAYS)
+    if len(ts_ns):
+        rate_start = max(rate_start, pd.Timestamp(int(ts_ns.min()), tz="UTC"))
+    rate_hours = max((now_ts - rate_start) / _HOUR, 0.0)
+    rate_cost = float(pd.Series(cost[(ts_ns >= rate_start.value) & before_now]).sum())
+    rate = rate_cost / rate_hours if rate_hours > 0 else 0.0
+    remaining = max((next_month - now_ts) / _HOUR, 0.0)
+    span = "last 7 days" if rate_hours >= RUN_RATE_DAYS * 24 - 1e-9 else f"last {rate_hours:.1f} h (all data)"
+    basis = (
+        f"month to date {mtd:.2f} {currency} + run-rate of the {span} "
+        f"{rate:.4f} {currency}/h x {remaining:.1f} h left in the month"
+    )
+    return MonthFigures(month_start.to_pydatetime(), mtd, rate, float(rate_hours), float(remaining),
+                        mtd + rate * remaining, basis)
 
 
 def _per_vm(window: pd.DataFrame, vms: Sequence[VmRecord], group_by: str, currency: str) -> tuple[VmCost, ...]:

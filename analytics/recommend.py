@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.catalogue import HOURS_PER_MONTH, MachineType, StoragePrices, load_storage_prices
-from analytics.costs import fleet_costs
+from analytics.costs import COST_INPUT_COLUMNS, fleet_costs
 from analytics.findings.lifecycle import DELETE_IS_MANUAL, StoppedVm, find_stopped
 from analytics.findings.projection import Projection, project_utilisation
 from analytics.findings.regret import Regret, find_regrets, monthly_cost_change, resizes_in_force
@@ -337,7 +337,8 @@ def lifecycle_for(
     if off:
         days = max(rules.stopped_after_days, lookback_days, 30.0) + 1.0  # few VMs: read enough to date it
         since = now - pd.Timedelta(days=days).to_pytimedelta()
-        rows = store.frame(since, now, resolution="hour", vms=[vm.uuid for vm in off])
+        rows = store.frame(since, now, resolution="hour", vms=[vm.uuid for vm in off],
+                           columns=COST_INPUT_COLUMNS)  # all fleet_costs reads
         costs = fleet_costs(rows, off, catalogue, rules.storage, rules.cost_settings, now=now)
         every_off = find_stopped(costs, off, now=now, stopped_after_days=0.0,
                                  billing_rule=rules.cost_settings.stopped_vm_billing)

@@ -326,6 +326,8 @@ def create_app(
     # What a user sees first is rebuilt right after every data refresh, off the request path.
     for update in (overview.update, vms.update, recommendations.update, backups.update) if not shared else ():
         data.add_warmer(functools.partial(update, data, DEFAULT_RANGE, None, None))
+    if not shared:
+        data.add_warmer(functools.partial(overview.sections, data))
     mount_api(app.server, ApiService(settings, store, catalogue, runner=plan_runner, storage=storage,
                                      clock=clock or (lambda: datetime.now(UTC))))
     app.server.config["RIGHTSIZER_DATA"] = data  # for the bench and tests

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
-from analytics.costs import summarise_costs
+from analytics.costs import month_figures
+from analytics.frames import epoch_ns
 from analytics.own_frontier import OwnFrontier
 from analytics.placement import PlacementRisk, placement_risks, risk_by_vm
 from analytics.signals import HostLoad, StorageAdvice, contention_signals, host_loads
@@ -195,6 +196,8 @@ class DashboardData:
         default = Filters()
         self._memo(snap, ("overview", default), lambda: self._overview(snap, default))
         self._memo(snap, ("vm_rows", default), lambda: self._vm_rows(snap, default))
+        for range_key in RANGES:  # a range change on the VMs page then only reads them
+            self._range_stats(snap, range_key)
         self._memo(snap, ("recs", (), ()), lambda: self._rec_rows(snap, default))
         self._memo(snap, ("backups", (), ()), lambda: self._backup_rows(snap, default))
 
@@ -243,14 +246,12 @@ class DashboardData:
         return self._memo(snap, ("overview", filters), lambda: self._overview(snap, filters))
 
     def _overview(self, snap: Snapshot, filters: Filters) -> OverviewView:
-        arr = snap.arrays
-        mask = self._row_mask(snap, filters)
         start_h = int((self._range_start(snap, filters.range_key) - snap.window_start).total_seconds()) // HOUR_S
         n_hours = int((snap.window_end - snap.window_start).total_seconds()) // HOUR_S
-        hour_idx = arr["hour"][mask]
+        sums = self._hour_sums(snap, filters)
 
         def per_hour(name: str) -> np.ndarray:
-            return np.bincount(hour_idx, weights=arr[name][mask], minlength=n_hours)[start_h:]
+            return sums[name][start_h:]
 
         ts = pd.date_range(snap.window_start + timedelta(hours=start_h), periods=n_hours - start_h, freq="h")
         spend_hour = pd.DataFrame({"ts": ts, "compute_cost": per_hour("compute_cost"),
@@ -307,6 +308,22 @@ class DashboardData:
             running_now=len(now_running),
         )
 
+    def _hour_sums(self, snap: Snapshot, filters: Filters) -> Mapping[str, np.ndarray]:
+        """Per hour of the window, the sums of the overview's arrays over the selected VMs' rows.
+
+        A range is a tail of these (an hour's sum is over the same rows in the same order), so a change of
+        range reuses them; memoised per label and host filter.
+        """
+        def compute() -> Mapping[str, np.ndarray]:
+            arr = snap.arrays
+            mask = self._row_mask(snap, filters, with_range=False)
+            n_hours = int((snap.window_end - snap.window_start).total_seconds()) // HOUR_S
+            hour_idx = arr["hour"] if mask.all() else arr["hour"][mask]
+            return {name: np.bincount(hour_idx, weights=arr[name] if mask.all() else arr[name][mask],
+                                      minlength=n_hours) for name in _HOUR_SUMS}
+
+        return self._memo(snap, ("hour_sums", filters.labels, filters.hosts), compute)
+
     @staticmethod
     def _rate_now(snap: Snapshot, selected: Sequence[str]) -> float:
         """Cost per hour now: compute + disks of the VMs running in the newest raw samples, disks of the others."""
@@ -341,14 +358,12 @@ class DashboardData:
 
         def compute() -> tuple[float, float, str, float, float]:
             mask = self._row_mask(snap, filters, with_range=False)
-            frame = snap.costs[mask] if not mask.all() else snap.costs
-            selected = self._selected(snap, filters)
-            summary = summarise_costs(
-                frame, [snap.by_uuid[u] for u in selected], group_by="host", now=snap.cost_now,
-                currency=self.currency,
-            )
-            return (summary.month_to_date, summary.forecast_month_end, summary.forecast_basis,
-                    summary.run_rate_hours, summary.remaining_hours)
+            arr = snap.arrays
+            ts_ns = epoch_ns(snap.hours["ts"])
+            month = month_figures(ts_ns if mask.all() else ts_ns[mask], _row_costs(arr, mask), now=snap.cost_now,
+                                  currency=self.currency)
+            return (month.month_to_date, month.forecast_month_end, month.forecast_basis,
+                    month.run_rate_hours, month.remaining_hours)
 
         return self._memo(snap, key, compute)
 
@@ -397,11 +412,13 @@ class DashboardData:
         return self._memo(snap, ("range_stats", range_key), compute)
 
     def _vm_rows(self, snap: Snapshot, filters: Filters) -> list[dict[str, Any]]:
-        stats = self._range_stats(snap, filters.range_key)
+        frame = self._range_stats(snap, filters.range_key)
+        stats = {name: frame[name].to_numpy() for name in frame.columns}  # one lookup per value, not a row Series
         rows: list[dict[str, Any]] = []
         for uuid in self._selected(snap, filters):
             vm = snap.by_uuid[uuid]
-            st = stats.iloc[snap.codes[uuid]]
+            code = snap.codes[uuid]
+            st = {name: values[code] for name, values in stats.items()}
             mtype, source, _price, per_hour = snap.latest_cost.get(uuid, (None, "unknown", None, math.nan))
             f = snap.findings.get(uuid)
             need = f.target_vcpus if f is not None and f.need_statistic else None
@@ -451,11 +468,11 @@ class DashboardData:
 
         def compute() -> VmDetailView:
             start = pd.Timestamp(self._range_start(snap, filters.range_key))
-            rows = snap.arrays["code"] == snap.codes[uuid]
-            hours = snap.hours[rows]
-            hours = hours[hours["ts"] >= start].reset_index(drop=True)
-            costs = snap.costs[rows]
-            costs = costs[costs["ts"] >= start]
+            rows = np.flatnonzero(snap.arrays["code"] == snap.codes[uuid])
+            rows = rows[(snap.hours["ts"].iloc[rows] >= start).to_numpy(dtype=bool)]
+            hours = snap.hours.iloc[rows].reset_index(drop=True)
+            hours["vm"] = hours["vm"].astype(str)
+            costs = _cost_rows(snap, rows)
             cost_day = (costs.assign(ts=costs["ts"].dt.floor("D"))
                         .groupby("ts", as_index=False)[["compute_cost", "storage_cost", "cost"]].sum(min_count=1))
             mtype, source, price, _total = snap.latest_cost.get(uuid, (None, "unknown", None, math.nan))
@@ -601,6 +618,27 @@ class DashboardData:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+_HOUR_SUMS = ("compute_cost", "storage_cost", "cpu_used_vcpus", "cpu_allocated_vcpus", "memory_used_bytes",
+              "memory_allocated_bytes", "memory_known_allocated_bytes")
+
+
+def _row_costs(arr: Mapping[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """fleet_costs' ``cost`` of the rows (a mask or positions): compute (0 when unpriced) plus storage."""
+    cost: np.ndarray = arr["compute_cost"][rows] + arr["storage_cost"][rows]
+    return cost
+
+
+def _cost_rows(snap: Snapshot, rows: np.ndarray) -> pd.DataFrame:
+    """fleet_costs' ``ts``, ``compute_cost`` (NaN when unpriced), ``storage_cost`` and ``cost`` of the rows."""
+    arr = snap.arrays
+    return pd.DataFrame({
+        "ts": pd.DatetimeIndex(snap.hours["ts"].iloc[rows]).as_unit("ns"),
+        "compute_cost": np.where(arr["priced"][rows], arr["compute_cost"][rows], np.nan),
+        "storage_cost": arr["storage_cost"][rows],
+        "cost": _row_costs(arr, rows),
+    })
+
+
 SCHEDULE_ROW_SUFFIX = "#schedule"
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices
 from analytics.costs import fleet_costs
-from analytics.frames import sorted_by_vm_and_time
+from analytics.frames import epoch_ns, sorted_by_vm_and_time, sorted_codes
 from collector.config import Settings
 from collector.errors import RightsizerError, StoreError
 from collector.model import VmRecord, VmState
@@ -66,9 +66,8 @@ class Snapshot:
     vms: tuple[VmRecord, ...]
     by_uuid: Mapping[str, VmRecord]
     codes: Mapping[str, int]  # VM UUID -> row code in the arrays below
-    hours: pd.DataFrame  # hour frame of the whole window, sorted by (vm, ts)
-    costs: pd.DataFrame  # fleet_costs of ``hours``, same row order
-    arrays: Mapping[str, np.ndarray]
+    hours: pd.DataFrame  # hour frame of the whole window, sorted by (vm, ts); ``vm`` categorical
+    arrays: Mapping[str, np.ndarray]  # per row of ``hours``: VM code, hour, costs (of fleet_costs), utilisation
     latest_cost: Mapping[str, tuple[str | None, str, float | None, float]]  # type, source, price, total/h
     findings: Mapping[str, FindingView]
     backups: Mapping[str, BackupView]
@@ -135,10 +134,11 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
     if columns is not None:
         kept = {"vm", "ts", *columns}
         hours = hours[[c for c in hours.columns if c in kept]]
-    hours = sorted_by_vm_and_time(hours)
+    hours = _categorical_vm(sorted_by_vm_and_time(hours))
     known = {vm.uuid for vm in vms}
     if len(hours) and not hours["vm"].isin(known).all():
         hours = hours[hours["vm"].isin(known)].reset_index(drop=True)
+        hours["vm"] = hours["vm"].cat.remove_unused_categories()
     # Costs and month figures count up to the wall clock, or to the end of the data's last hour when the
     # data is older (demo, imports): then every stored hour is complete.
     cost_now = min(now, window_end)
@@ -149,6 +149,7 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
     codes = {vm.uuid: i for i, vm in enumerate(vms)}
     arrays = _arrays(hours, costs, codes, window_start)
     latest_cost = _latest_cost(costs)
+    del costs  # the views read its columns from ``arrays``
     try:
         raw = store.frame(anchor - NOW_WINDOW, anchor + timedelta(seconds=1), resolution="raw")
         running_now = _running_now(raw, known)
@@ -165,7 +166,6 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
         by_uuid={vm.uuid: vm for vm in vms},
         codes=codes,
         hours=hours,
-        costs=costs,
         arrays=arrays,
         latest_cost=latest_cost,
         findings={},
@@ -284,26 +284,44 @@ def finite_or_none(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _categorical_vm(hours: pd.DataFrame) -> pd.DataFrame:
+    """``hours`` with its ``vm`` column categorical (an integer code per row instead of a string pointer)."""
+    if isinstance(hours["vm"].dtype, pd.CategoricalDtype):
+        return hours
+    codes, names = sorted_codes(hours["vm"])
+    hours["vm"] = pd.Categorical.from_codes(codes.astype(np.int32), categories=names)
+    return hours
+
+
 def _arrays(hours: pd.DataFrame, costs: pd.DataFrame, codes: Mapping[str, int],
             window_start: datetime) -> dict[str, np.ndarray]:
-    """Flat numpy columns for fast per-hour sums (np.bincount) over any VM subset."""
+    """Flat numpy columns for fast per-hour sums (np.bincount) over any VM subset.
+
+    ``compute_cost`` is 0 where no machine type priced the hour (``priced`` False); a row's cost is
+    ``compute_cost + storage_cost`` (fleet_costs' ``cost``).
+    """
     n = len(hours)
     if n == 0:
-        empty_i = np.zeros(0, dtype=np.int64)
+        empty_i = np.zeros(0, dtype=np.int32)
         empty_f = np.zeros(0)
-        return {"code": empty_i, "hour": empty_i, **{k: empty_f for k in (
+        return {"code": empty_i, "hour": empty_i, "priced": np.zeros(0, dtype=bool), **{k: empty_f for k in (
             "compute_cost", "storage_cost", "cpu_used_vcpus", "cpu_allocated_vcpus", "memory_used_bytes",
             "memory_allocated_bytes", "memory_known_allocated_bytes")}}
-    code = hours["vm"].map(codes).fillna(len(codes)).to_numpy(dtype=np.int64)
-    ts_s = hours["ts"].dt.as_unit("s").astype("int64").to_numpy()
-    hour = (ts_s - int(window_start.timestamp())) // HOUR_S
+    vm = hours["vm"]
+    to_code = np.array([codes.get(str(name), len(codes)) for name in vm.cat.categories] + [len(codes)],
+                       dtype=np.int32)
+    code = to_code[vm.cat.codes.to_numpy()]  # code -1 (no VM) picks the trailing "unknown"
+    ts_s = epoch_ns(hours["ts"]) // 1_000_000_000
+    hour = ((ts_s - int(window_start.timestamp())) // HOUR_S).astype(np.int32)
     running = hours["running_s"].fillna(0.0).to_numpy() > 0
     mem_used = hours["memory_used_mean_bytes"].to_numpy(dtype=float)
     mem_alloc = hours["memory_bytes"].fillna(0.0).to_numpy(dtype=float)
+    compute = costs["compute_cost"].to_numpy(dtype=float)
     return {
         "code": code,
-        "hour": hour.astype(np.int64),
-        "compute_cost": np.nan_to_num(costs["compute_cost"].to_numpy(dtype=float)),
+        "hour": hour,
+        "priced": ~np.isnan(compute),
+        "compute_cost": np.nan_to_num(compute),
         "storage_cost": np.nan_to_num(costs["storage_cost"].to_numpy(dtype=float)),
         "cpu_used_vcpus": np.nan_to_num(hours["cpu_mean_vcpus"].to_numpy(dtype=float)),
         "cpu_allocated_vcpus": np.where(running, hours["vcpus"].fillna(0.0).to_numpy(dtype=float), 0.0),

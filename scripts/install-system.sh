@@ -4,7 +4,8 @@
 #         npm to fetch the dashboard's plotly.js bundle by name and version (scripts/fetch-plotly.sh)
 #   test: also the libvirt daemon + QEMU (collector and action tests on real guests), Prometheus (scrape
 #         tests), VictoriaMetrics + vmagent (PromQL source tests), Chromium (dashboard browser tests),
-#         busybox + cpio for the tiny test guests' initramfs
+#         busybox + cpio for the tiny test guests' initramfs, qemu-guest-agent (its qemu-ga and the
+#         libraries it links go into that initramfs: guest filesystem use through a live agent)
 set -euo pipefail
 PROFILE=${1:-test}
 PKGS=(libvirt-dev pkg-config gcc)
@@ -12,7 +13,8 @@ command -v npm >/dev/null || PKGS+=(npm)  # any npm will do (Debian's, or the on
 case "$PROFILE" in
   run) ;;
   test) PKGS+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
-               prometheus victoria-metrics chromium busybox-static cpio gzip xz-utils) ;;
+               prometheus victoria-metrics chromium busybox-static cpio gzip xz-utils
+               qemu-guest-agent) ;;
   *) echo "install-system: unknown profile '$PROFILE'; use 'run' or 'test'" >&2; exit 2 ;;
 esac
 missing=()

@@ -127,8 +127,8 @@ class TimeSeriesStore(Protocol):
     ) -> pd.DataFrame:
         """Usage rows with ``start <= ts < end`` in long format (see module doc for columns).
 
-        ``columns``: the only value columns the caller reads; a store may leave the others NaN (a remote source
-        then fetches less). The rows are the same either way.
+        ``columns``: the only value columns the caller reads; a store may leave the others NaN or out of the frame
+        (a remote source then fetches less, a local one holds less). The rows are the same either way.
         """
 
     def time_range(self) -> tuple[datetime, datetime] | None:

@@ -440,9 +440,9 @@ class SqliteStore:
     ) -> pd.DataFrame:
         """Rows with ``start <= ts < end`` (see collector.store.base for the columns).
 
-        ``columns``: the value columns the caller reads; only those are read from the file (with ``vm``, ``ts``
-        and, for raw rows, ``state`` and ``gap``), the others come back NaN. Raises StoreError (an unknown
-        column or resolution, a damaged file).
+        ``columns``: the value columns the caller reads; only those are read from the file and returned (with
+        ``vm``, ``ts`` and, for raw rows, ``state`` and ``gap``): a month of a large fleet has no room for columns
+        nobody reads. Raises StoreError (an unknown column or resolution, a damaged file).
         """
         if resolution not in ("raw", "hour"):
             raise StoreError(f"resolution {resolution!r} is not 'raw' or 'hour'")
@@ -453,43 +453,44 @@ class SqliteStore:
         if vms is not None:
             vm_list = list(vms)
             if not vm_list:
-                return _empty(cols)
-            sql += f" AND vm IN ({','.join('?' * len(vm_list))})" if len(vm_list) < 900 else ""
+                return _typed(_empty(read), resolution)
             if len(vm_list) < 900:
+                sql += f" AND vm IN ({','.join('?' * len(vm_list))})"
                 params.extend(vm_list)
-        frame = self._read_frame(sql, params, read, cols, resolution)
+            else:  # one parameter for any number of VMs: SQLite's variable limit may be 999
+                sql += " AND vm IN (SELECT value FROM json_each(?))"
+                params.append(json.dumps(vm_list))
+        frame = self._read_frame(sql, params, read, resolution)
         if resolution == "hour":
             frame = self._with_current_hour(frame, _epoch(start), _epoch(end), read)
-        if vms is not None and (len(vms) >= 900 or resolution == "hour"):
+        if vms is not None and resolution == "hour":  # the re-aggregated running hour holds every VM
             frame = frame[frame["vm"].isin(set(vms))]
         return _by_vm_and_time(frame)
 
-    def _read_frame(self, sql: str, params: Sequence[object], read: Sequence[str], cols: Sequence[str],
+    def _read_frame(self, sql: str, params: Sequence[object], read: Sequence[str],
                     resolution: Resolution) -> pd.DataFrame:
-        """Run ``sql`` and decode its rows (columns ``read``) chunk by chunk into a frame of ``cols``.
+        """Run ``sql`` and decode its rows (columns ``read``) chunk by chunk into a frame.
 
         Chunks keep the Python rows of at most ``_FETCH_ROWS`` alive at once (a month of a large fleet as
-        tuples would take tens of GiB); each chunk becomes numpy columns through one object array.
+        tuples would take tens of GiB); each chunk becomes numpy columns through one object array, its VM
+        strings shared (one object per VM, not per row). Columns are joined one at a time, each chunk's
+        copy dropped as it is joined, and the frame keeps one block per column (no 2-D copy).
         """
         parts: list[dict[str, np.ndarray]] = []
+        names: dict[str, str] = {}
         try:
             cursor = self._conn().execute(sql, params)
             while rows := cursor.fetchmany(_FETCH_ROWS):
-                parts.append(_decode(rows, read))
+                parts.append(_decode(rows, read, names))
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         if not parts:
-            return _typed(_empty(cols), resolution)
-        n = sum(len(p["vm"]) for p in parts)
+            return _typed(_empty(read), resolution)
         data: dict[str, object] = {}
-        for name in cols:
-            if name not in read:
-                data[name] = np.full(n, np.nan)
-            elif name == "ts":
-                data[name] = pd.to_datetime(np.concatenate([p[name] for p in parts]), unit="s", utc=True)
-            else:
-                data[name] = np.concatenate([p[name] for p in parts])
-        return pd.DataFrame(data)
+        for name in read:
+            joined = np.concatenate([p.pop(name) for p in parts])
+            data[name] = pd.to_datetime(joined, unit="s", utc=True) if name == "ts" else joined
+        return pd.DataFrame(data, copy=False)
 
     def _with_current_hour(self, hours: pd.DataFrame, start_s: int, end_s: int,
                            read: Sequence[str] = _HOUR_DB_COLUMNS) -> pd.DataFrame:
@@ -514,6 +515,9 @@ class SqliteStore:
         kept_cols = [c for c in hours.columns if c not in fresh.columns]
         fresh = fresh.merge(hours.loc[at_hour, ["vm", *kept_cols]], on="vm", how="left")
         fresh = _typed(fresh[list(hours.columns)], "hour")
+        first = int(np.argmax(at_hour)) if at_hour.any() else len(at_hour)
+        if at_hour[first:].all():  # the hour's rows are the last ones (rows come in time order): no mask copy
+            return _spliced(hours, first, fresh)
         kept = hours[~at_hour]
         return pd.concat([kept, fresh], ignore_index=True) if len(kept) else fresh
 
@@ -742,9 +746,13 @@ def _read_columns(cols: Sequence[str], wanted: Collection[str], resolution: Reso
     return tuple(c for c in cols if c in keys or c in set(wanted))
 
 
-def _decode(rows: list[tuple[object, ...]], cols: Sequence[str]) -> dict[str, np.ndarray]:
+def _decode(rows: list[tuple[object, ...]], cols: Sequence[str], names: dict[str, str]) -> dict[str, np.ndarray]:
     """Numpy columns of fetched rows: strings as objects, ``ts`` int64 epoch seconds, ``gap`` bool, the rest
-    float64 (NULL -> NaN), through one object array instead of a Python loop per column."""
+    float64 (NULL -> NaN), through one object array instead of a Python loop per column.
+
+    VM UUIDs are replaced by one shared string per VM (``names``, kept across chunks): a row then holds a
+    pointer, not its own 36-character string, and later hashing of the column reuses each string's hash.
+    """
     grid = np.array(rows, dtype=object)
     out: dict[str, np.ndarray] = {}
     numeric = [i for i, c in enumerate(cols) if c not in _TEXT_COLUMNS and c not in ("ts", "gap")]
@@ -752,7 +760,11 @@ def _decode(rows: list[tuple[object, ...]], cols: Sequence[str]) -> dict[str, np
     for j, i in enumerate(numeric):
         out[cols[i]] = np.ascontiguousarray(values[:, j])
     for i, name in enumerate(cols):
-        if name in _TEXT_COLUMNS:
+        if name == "vm":
+            codes, uniques = pd.factorize(grid[:, i])
+            shared = np.array([names.setdefault(u, u) for u in uniques] + [None], dtype=object)
+            out[name] = shared[codes]  # code -1 (a NULL) picks the trailing None
+        elif name in _TEXT_COLUMNS:
             out[name] = grid[:, i].copy()
         elif name == "ts":
             out[name] = grid[:, i].astype("int64")
@@ -762,17 +774,39 @@ def _decode(rows: list[tuple[object, ...]], cols: Sequence[str]) -> dict[str, np
 
 
 def _by_vm_and_time(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame.sort_values(["vm", "ts"], kind="stable")`` with a fresh index, by integer keys.
+    """``frame.sort_values(["vm", "ts"], kind="stable")`` with a fresh index, by integer keys; consumes ``frame``.
 
     The table's key is (ts, vm), so rows arrive in time order; sorting the VM strings themselves would
-    compare millions of Python strings. The VMs are ranked once and the rows ordered by (rank, ts).
+    compare millions of Python strings. The VMs are ranked once and the rows ordered by (rank, ts): rows in
+    time order need only a stable sort of the ranks. The columns are reordered one at a time, each old
+    column dropped from ``frame`` as its reordered copy is made, so at most one extra column is alive.
     """
     if frame.empty:
         return frame.reset_index(drop=True)
     ranks, _names = pd.factorize(frame["vm"], sort=True)
     ts = pd.DatetimeIndex(frame["ts"]).asi8
-    order = np.lexsort((ts, ranks))
-    return frame.take(order).reset_index(drop=True)
+    if len(ts) < 2 or bool((ts[1:] >= ts[:-1]).all()):
+        small = ranks.astype(np.int16 if len(_names) <= np.iinfo(np.int16).max else np.int32)
+        order = np.argsort(small, kind="stable")  # a radix sort for 16-bit ranks
+    else:
+        order = np.lexsort((ts, ranks))
+    del ranks, ts
+    if bool((order[1:] > order[:-1]).all()):
+        return frame.reset_index(drop=True)
+    data: dict[str, object] = {}
+    for name in list(frame.columns):
+        data[name] = frame[name].array.take(order)
+        del frame[name]
+    return pd.DataFrame(data, copy=False)
+
+
+def _spliced(hours: pd.DataFrame, first: int, fresh: pd.DataFrame) -> pd.DataFrame:
+    """``hours``' first ``first`` rows followed by ``fresh``, built one column at a time; consumes ``hours``."""
+    data: dict[str, object] = {}
+    for name in list(hours.columns):
+        data[name] = pd.concat([hours[name].iloc[:first], fresh[name]], ignore_index=True)
+        del hours[name]
+    return pd.DataFrame(data, copy=False)
 
 
 def _empty(cols: Sequence[str]) -> pd.DataFrame:

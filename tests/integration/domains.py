@@ -7,6 +7,8 @@ Reusable by every integration test that needs a real QEMU domain (``rs-test-*`` 
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +19,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import libvirt
+import libvirt_qemu
 
 from collector.hypervisor.testfleet import domain_uuid, labels_xml
 
@@ -28,10 +31,11 @@ LIBVIRTD_PIDFILE = Path("/var/run/libvirtd.pid")
 
 @dataclass(frozen=True, slots=True)
 class GuestImages:
-    """Paths of the cached guest kernel and initramfs."""
+    """Paths of the cached guest kernel and initramfs (``initrd_agent``: with qemu-ga and the ext2 modules)."""
 
     kernel: Path
     initrd: Path
+    initrd_agent: Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,8 @@ class GuestSpec:
     disk: Path | None = None
     disk_format: str = "qcow2"
     swap: bool = False  # mkswap + swapon the disk (vda) at boot; needs ``disk``
+    filesystem: bool = False  # mke2fs the disk (vda) at boot and mount it at /data; needs ``disk``
+    guest_agent: bool = False  # an org.qemu.guest_agent.0 channel, and qemu-ga started on it by the guest's init
     console_log: Path | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
 
@@ -71,7 +77,8 @@ def build_guest_images() -> GuestImages:
     ).stdout
     values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     return GuestImages(
-        kernel=Path(values["RIGHTSIZER_GUEST_KERNEL"]), initrd=Path(values["RIGHTSIZER_GUEST_INITRD"])
+        kernel=Path(values["RIGHTSIZER_GUEST_KERNEL"]), initrd=Path(values["RIGHTSIZER_GUEST_INITRD"]),
+        initrd_agent=Path(values["RIGHTSIZER_GUEST_INITRD_AGENT"]),
     )
 
 
@@ -98,8 +105,17 @@ def guest_domain_xml(spec: GuestSpec, images: GuestImages) -> str:
         if spec.disk is None:
             raise ValueError(f"guest {spec.name}: swap=True needs a disk to swap on")
         cmdline += " rs.swap=vda"
+    if spec.filesystem:
+        if spec.disk is None or spec.swap:
+            raise ValueError(f"guest {spec.name}: filesystem=True needs a disk of its own (and no swap)")
+        cmdline += " rs.fs=vda"
+    channel = ""
+    if spec.guest_agent:
+        cmdline += " rs.agent=1"
+        channel = "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
     if not spec.balloon_driver:
         cmdline += " rs.noballoon=1"
+    initrd = images.initrd_agent if spec.guest_agent or spec.filesystem else images.initrd
     labels = labels_xml(spec.labels)
     metadata = f"<metadata>{labels}</metadata>" if labels else ""
     disk = ""
@@ -124,7 +140,7 @@ def guest_domain_xml(spec: GuestSpec, images: GuestImages) -> str:
   <os>
     <type arch='x86_64'>hvm</type>
     <kernel>{escape(str(images.kernel))}</kernel>
-    <initrd>{escape(str(images.initrd))}</initrd>
+    <initrd>{escape(str(initrd))}</initrd>
     <cmdline>{cmdline}</cmdline>
   </os>
   <features><acpi/></features>
@@ -135,6 +151,7 @@ def guest_domain_xml(spec: GuestSpec, images: GuestImages) -> str:
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     {disk}
     {serial}
+    {channel}
     <memballoon model='virtio'>{stats}</memballoon>
   </devices>
 </domain>
@@ -153,6 +170,35 @@ def wait_for_console(path: Path, marker: str = READY_MARKER, timeout_s: float = 
         time.sleep(0.2)
     tail = path.read_text(errors="replace")[-2000:] if path.exists() else "(no console log)"
     raise TimeoutError(f"guest console {path} never showed {marker!r} within {timeout_s}s; tail:\n{tail}")
+
+
+def wait_for_agent(dom: libvirt.virDomain, timeout_s: float = 60.0) -> None:
+    """Wait until the guest's QEMU guest agent answers ``guest-ping``; raises TimeoutError with the last error."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            libvirt_qemu.qemuAgentCommand(dom, '{"execute": "guest-ping"}', 5, 0)
+            return
+        except libvirt.libvirtError as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"guest agent of {dom.name()} silent for {timeout_s}s: {exc}") from exc
+        time.sleep(0.5)
+
+
+def guest_exec(dom: libvirt.virDomain, argv: list[str], timeout_s: float = 60.0) -> tuple[int, str]:
+    """Run ``argv`` in the guest through its agent (``guest-exec``); return (exit code, stdout)."""
+    def agent(cmd: str, **arguments: object) -> dict[str, object]:
+        reply = libvirt_qemu.qemuAgentCommand(dom, json.dumps({"execute": cmd, "arguments": arguments}), 10, 0)
+        out: dict[str, object] = json.loads(reply)["return"]
+        return out
+
+    pid = agent("guest-exec", path=argv[0], arg=argv[1:], **{"capture-output": True})["pid"]
+    deadline = time.monotonic() + timeout_s
+    while not (status := agent("guest-exec-status", pid=pid))["exited"]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{argv} in {dom.name()} still running after {timeout_s}s")
+        time.sleep(0.1)
+    return int(str(status.get("exitcode", -1))), base64.b64decode(str(status.get("out-data", ""))).decode()
 
 
 def remove_domain(conn: libvirt.virConnect, name: str) -> None:

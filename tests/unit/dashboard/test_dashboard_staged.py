@@ -79,7 +79,9 @@ def test_column_limited_snapshot_equals_the_every_column_build(store: SqliteStor
     assert new.complete and len(new.hours) == len(old.hours) == 40 * 30 * 24
     assert len(new.hours.columns) < len(old.hours.columns) == len(HOUR_COLUMNS)
     pd.testing.assert_frame_equal(new.hours, old.hours[list(new.hours.columns)])
-    pd.testing.assert_frame_equal(new.costs, old.costs)
+    assert list(new.arrays) == list(old.arrays)
+    for name in new.arrays:
+        np.testing.assert_array_equal(new.arrays[name], old.arrays[name])
     assert new.latest_cost == old.latest_cost and new.running_now == old.running_now
     _same(new.findings, old.findings)
     _same(new.backups, old.backups)
