@@ -110,16 +110,17 @@ def project_fleet(
     first, lengths = bounds[groups], bounds[groups + 1] - bounds[groups]
     rows = np.repeat(first - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
     owner = np.repeat(np.arange(len(groups)), lengths)
-    ts, cpu = hour_s[rows], cpu_peak_vcpus[rows]
+    ts, cpu, mem = hour_s[rows], cpu_peak_vcpus[rows], memory_used_bytes[rows]
     keep = (ts >= start_s) & ~np.isnan(cpu)
-    owner, ts, cpu, mem = owner[keep], ts[keep], cpu[keep], memory_used_bytes[rows][keep]
+    if not keep.all():  # hours before the window or without CPU data are dropped
+        owner, ts, cpu, mem = owner[keep], ts[keep], cpu[keep], mem[keep]
+    m = len(groups)
+    hours = np.bincount(owner, minlength=m)
     vcpus = np.asarray(target_vcpus, dtype=np.int64)
     memory = np.asarray(target_memory_bytes, dtype=np.int64)
     # elementwise, as the per-VM call divides by its integer target: the same float64 results
-    cpu_pct = cpu / vcpus.astype(np.float64)[owner] * 100.0
-    mem_pct = mem / memory.astype(np.float64)[owner] * 100.0
-    m = len(groups)
-    hours = np.bincount(owner, minlength=m)
+    cpu_pct = cpu / np.repeat(vcpus.astype(np.float64), hours) * 100.0
+    mem_pct = mem / np.repeat(memory.astype(np.float64), hours) * 100.0
     cpu_over = np.bincount(owner[cpu_pct > CPU_OVER_FRACTION * 100.0], minlength=m)
     mem_over = np.bincount(owner[mem_pct > MEMORY_OVER_FRACTION * 100.0], minlength=m)
     known = np.bincount(owner[~np.isnan(mem)], minlength=m) > 0

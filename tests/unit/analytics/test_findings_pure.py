@@ -125,17 +125,19 @@ def test_fleet_projection_equals_one_vm_at_a_time() -> None:
     mem[bounds[5]:bounds[6]] = np.nan  # one VM without memory data
     groups = np.flatnonzero(rng.random(40) < 0.6)
     vcpus, memory = rng.integers(1, 9, len(groups)), rng.integers(1, 9, len(groups)) * GIB
-    got = project_fleet(bounds, ts, cpu, mem, groups, vcpus, memory, start_s=7200.0)
-    for g, v, m, p in zip(groups.tolist(), vcpus.tolist(), memory.tolist(), got, strict=True):
-        a, b = bounds[g], bounds[g + 1]
-        keep = ts[a:b] >= 7200.0
-        want = project_utilisation(ts[a:b][keep], cpu[a:b][keep], mem[a:b][keep], target_vcpus=v,
-                                   target_memory_bytes=m)
-        for name in ("target_vcpus", "target_memory_bytes", "hours", "hours_cpu_over", "hours_memory_over",
-                     "memory_known", "hours_over"):
-            assert getattr(p, name) == getattr(want, name), name
-        for name in ("hour_s", "cpu_pct", "memory_pct"):
-            assert np.array_equal(getattr(p, name), getattr(want, name), equal_nan=True), name
+    # some hours dropped (before the window, no CPU data), and every hour kept
+    for cpu_peak, start_s in ((cpu, 7200.0), (np.nan_to_num(cpu, nan=0.3), 0.0)):
+        got = project_fleet(bounds, ts, cpu_peak, mem, groups, vcpus, memory, start_s=start_s)
+        for g, v, m, p in zip(groups.tolist(), vcpus.tolist(), memory.tolist(), got, strict=True):
+            a, b = bounds[g], bounds[g + 1]
+            keep = ts[a:b] >= start_s
+            want = project_utilisation(ts[a:b][keep], cpu_peak[a:b][keep], mem[a:b][keep], target_vcpus=v,
+                                       target_memory_bytes=m)
+            for name in ("target_vcpus", "target_memory_bytes", "hours", "hours_cpu_over", "hours_memory_over",
+                         "memory_known", "hours_over"):
+                assert getattr(p, name) == getattr(want, name), name
+            for name in ("hour_s", "cpu_pct", "memory_pct"):
+                assert np.array_equal(getattr(p, name), getattr(want, name), equal_nan=True), name
     assert project_fleet(bounds, ts, cpu, mem, groups[:0], vcpus[:0], memory[:0], start_s=0.0) == []
 
 
