@@ -59,10 +59,8 @@ def find_idle(
     """
     if "cpu_max_vcpus" in frame.columns:
         resolution = "hour"
-        weights, cpu, disk, net = _hour_columns(frame)
     elif "cpu_vcpus" in frame.columns:
         resolution = "raw"
-        weights, cpu, disk, net = _raw_columns(frame)
     else:
         raise ValueError(
             f"Frame has neither 'cpu_max_vcpus' (hour) nor 'cpu_vcpus' (raw) columns: {list(frame.columns)!r}"
@@ -70,20 +68,29 @@ def find_idle(
     if frame.empty:
         return {}
     codes, names = sorted_codes(frame["vm"])
-    running = weights > 0
+    weights, cpu = _hour_weights_cpu(frame) if resolution == "hour" else _raw_weights_cpu(frame)
     n = len(names)
 
-    def total(ok: np.ndarray) -> np.ndarray:
-        summed: np.ndarray = np.bincount(codes, weights=np.where(ok, weights, 0.0), minlength=n)
+    def total(group: np.ndarray, w: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        summed: np.ndarray = np.bincount(group, weights=np.where(ok, w, 0.0), minlength=n)
         return summed
 
-    cpu_ok, disk_ok, net_ok = running & np.isfinite(cpu), running & np.isfinite(disk), running & np.isfinite(net)
-    sums = {
-        "cpu_w": total(cpu_ok), "cpu_idle_w": total(cpu_ok & (cpu < settings.cpu_vcpus_below)),
-        "disk_w": total(disk_ok), "disk_idle_w": total(disk_ok & (disk < settings.disk_bps_below)),
-        "net_w": total(net_ok), "net_idle_w": total(net_ok & (net < settings.net_bps_below)),
-    }
-    judged = range(n) if include_all else np.flatnonzero(_maybe_idle(sums, settings))
+    cpu_ok = (weights > 0) & np.isfinite(cpu)
+    sums = {"cpu_w": total(codes, weights, cpu_ok),
+            "cpu_idle_w": total(codes, weights, cpu_ok & (cpu < settings.cpu_vcpus_below))}
+    # disk and network matter only where CPU allows idle: their sums are taken over those VMs' rows
+    # alone (the same rows in the same order, so each VM's sum is the same)
+    candidates = np.ones(n, dtype=bool) if include_all else _maybe_idle(sums, settings, ("cpu",))
+    rows: slice | np.ndarray = slice(None) if candidates.all() else np.flatnonzero(candidates[codes])
+    group, w = codes[rows], weights[rows]
+    disk, net = _hour_disk_net(frame, w, rows) if resolution == "hour" else _raw_disk_net(frame, rows)
+    running = w > 0
+    disk_ok, net_ok = running & np.isfinite(disk), running & np.isfinite(net)
+    sums.update({
+        "disk_w": total(group, w, disk_ok), "disk_idle_w": total(group, w, disk_ok & (disk < settings.disk_bps_below)),
+        "net_w": total(group, w, net_ok), "net_idle_w": total(group, w, net_ok & (net < settings.net_bps_below)),
+    })
+    judged = range(n) if include_all else np.flatnonzero(_maybe_idle(sums, settings) & candidates)
     out: dict[str, IdleFinding] = {}
     for i in judged:
         finding = _judge(names[i], {k: float(v[i]) for k, v in sums.items()}, resolution, settings)
@@ -92,10 +99,12 @@ def find_idle(
     return out
 
 
-def _maybe_idle(sums: dict[str, np.ndarray], settings: IdleSettings) -> np.ndarray:
-    """VMs that can be idle by :func:`_judge`'s rule (enough days; no measured share below the need)."""
+def _maybe_idle(sums: dict[str, np.ndarray], settings: IdleSettings,
+                kinds: tuple[str, ...] = ("cpu", "disk", "net")) -> np.ndarray:
+    """VMs that can be idle by :func:`_judge`'s rule (enough days; no measured share of ``kinds`` below the
+    need)."""
     ok = sums["cpu_w"] / 86400.0 >= settings.min_days
-    for key in ("cpu", "disk", "net"):
+    for key in kinds:
         w = sums[f"{key}_w"]
         with np.errstate(invalid="ignore", divide="ignore"):
             below = (w > 0) & (sums[f"{key}_idle_w"] / w < settings.share_of_time)
@@ -104,24 +113,34 @@ def _maybe_idle(sums: dict[str, np.ndarray], settings: IdleSettings) -> np.ndarr
     return mask
 
 
-def _hour_columns(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    running_s = np.nan_to_num(numeric_column(frame, "running_s"))
+def _hour_weights_cpu(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Hourly rows: the running seconds (weights) and the hour's CPU peak."""
+    return np.nan_to_num(numeric_column(frame, "running_s")), numeric_column(frame, "cpu_max_vcpus")
+
+
+def _hour_disk_net(frame: pd.DataFrame, running_s: np.ndarray, rows: slice | np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Disk and network bytes per running second of the picked hourly rows (``running_s`` already picked)."""
     seconds = np.where(running_s > 0, running_s, np.nan)
-    disk = (numeric_column(frame, "disk_read_bytes") + numeric_column(frame, "disk_write_bytes")) / seconds
-    net = (numeric_column(frame, "net_rx_bytes") + numeric_column(frame, "net_tx_bytes")) / seconds
-    return running_s, numeric_column(frame, "cpu_max_vcpus"), disk, net
+    disk = (numeric_column(frame, "disk_read_bytes", rows) + numeric_column(frame, "disk_write_bytes", rows)) / seconds
+    net = (numeric_column(frame, "net_rx_bytes", rows) + numeric_column(frame, "net_tx_bytes", rows)) / seconds
+    return disk, net
 
 
-def _raw_columns(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _raw_weights_cpu(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Raw samples: the interval of each running sample (0 when not running or a gap) and its CPU."""
     interval_s = np.nan_to_num(numeric_column(frame, "interval_s"))
     state = frame["state"].astype(str).str.lower().to_numpy() if "state" in frame.columns else None
     running = np.ones(len(frame), dtype=bool) if state is None else np.isin(state, ["running", "vmstate.running"])
     if "gap" in frame.columns:
         running &= ~frame["gap"].fillna(False).astype(bool).to_numpy()
-    weights = np.where(running, interval_s, 0.0)
-    disk = numeric_column(frame, "disk_read_bps") + numeric_column(frame, "disk_write_bps")
-    net = numeric_column(frame, "net_rx_bps") + numeric_column(frame, "net_tx_bps")
-    return weights, numeric_column(frame, "cpu_vcpus"), disk, net
+    return np.where(running, interval_s, 0.0), numeric_column(frame, "cpu_vcpus")
+
+
+def _raw_disk_net(frame: pd.DataFrame, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    disk = numeric_column(frame, "disk_read_bps", rows) + numeric_column(frame, "disk_write_bps", rows)
+    net = numeric_column(frame, "net_rx_bps", rows) + numeric_column(frame, "net_tx_bps", rows)
+    return disk, net
 
 
 def _share(idle_w: float, total_w: float) -> float | None:

@@ -102,37 +102,68 @@ def week_bins(ts: pd.Series, timezone: str = "UTC") -> tuple[np.ndarray, np.ndar
 
     Naive timestamps are taken as UTC. Raises ZoneInfoNotFoundError-like errors from pandas for an unknown zone.
     """
-    epoch_s = epoch_ns(ts) // 1_000_000_000
-    if timezone == "UTC":
-        hours = epoch_s // 3600
-        days = hours // 24
-        bins = ((days + _EPOCH_WEEKDAY) % 7) * 24 + hours % 24
-        return epoch_s.astype(np.float64), bins.astype(np.int64)
-    local = pd.to_datetime(ts, utc=True).dt.tz_convert(timezone)
-    bins = local.dt.day_of_week.to_numpy() * 24 + local.dt.hour.to_numpy()
-    return epoch_s.astype(np.float64), bins.astype(np.int64)
+    ns, bins = _ns_and_bins(ts, timezone)
+    epoch_s: np.ndarray = (ns // 1_000_000_000).astype(np.float64)
+    return epoch_s, bins
+
+
+_NS_PER_HOUR = 3_600_000_000_000
+
+
+def _ns_and_bins(ts: pd.Series, timezone: str) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch nanoseconds (int64) and the weekday x hour bin of each timestamp (see :func:`week_bins`).
+
+    In UTC a frame's hours fall in a short range (its lookback): the bin of each distinct hour is worked out
+    once and looked up, instead of four integer divisions per row.
+    """
+    ns = epoch_ns(ts)
+    if timezone != "UTC":
+        local = pd.to_datetime(ts, utc=True).dt.tz_convert(timezone)
+        return ns, (local.dt.day_of_week.to_numpy() * 24 + local.dt.hour.to_numpy()).astype(np.int64)
+    hours = ns // _NS_PER_HOUR
+    if len(hours) == 0:
+        return ns, hours.astype(np.int64)
+    first, last = int(hours.min()), int(hours.max())
+    if last - first > len(hours):  # sparse hours: a table would be larger than the rows
+        return ns, _utc_bins(hours)
+    table = _utc_bins(np.arange(first, last + 1, dtype=np.int64))
+    hours -= first
+    return ns, table[hours]
+
+
+def _utc_bins(hours: np.ndarray) -> np.ndarray:
+    """Weekday x hour bin of hours since the epoch (UTC)."""
+    days = hours // 24
+    bins: np.ndarray = (((days + _EPOCH_WEEKDAY) % 7) * 24 + hours % 24).astype(np.int64)
+    return bins
 
 
 def _group_quantiles(codes: np.ndarray, values: np.ndarray, n: int, qs: tuple[float, ...]) -> list[np.ndarray]:
-    """Per-group quantiles (linear interpolation, as numpy's default) by one sort; NaN for empty groups."""
-    # One float sort of code + value scaled into [0, 0.5): several times faster than np.lexsort here, and
-    # exact up to values closer than ~1e-12 of their range (their order cannot change a quantile visibly).
-    span = float(values.max() - values.min()) if values.size else 0.0
-    scaled = (values - (values.min() if values.size else 0.0)) / (2 * span) if span > 0 else np.zeros_like(values)
-    order = np.argsort(codes + scaled)
-    v = values[order]
+    """Per-group quantiles (linear interpolation, as numpy's default); NaN for empty groups.
+
+    Groups are ordered by code (a stable sort of the integer codes, skipped when they are ascending, as in a
+    store's frame), then the groups of one length are stacked into a 2-D block and only the order statistics
+    the quantiles read are placed (``np.partition`` along rows): each group's values in sorted order at those
+    positions, without sorting the fleet's tens of millions of values as one array.
+    """
     counts = np.bincount(codes, minlength=n)
+    if len(codes) > 1 and not bool((codes[1:] >= codes[:-1]).all()):
+        values = values[np.argsort(codes, kind="stable")]
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    out = []
-    for q in qs:
-        pos = starts + q * np.maximum(counts - 1, 0)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, starts + np.maximum(counts - 1, 0))
-        frac = pos - lo
-        ok = counts > 0
-        res = np.full(n, np.nan)
-        res[ok] = v[lo[ok]] * (1 - frac[ok]) + v[hi[ok]] * frac[ok]
-        out.append(res)
+    out = [np.full(n, np.nan) for _ in qs]
+    for length in np.unique(counts[counts > 0]).tolist():
+        members = np.flatnonzero(counts == length)
+        first = starts[members]
+        # each quantile's position counted from the fleet array's start, as a global sort would read it
+        pos = [first + q * (length - 1) for q in qs]
+        lows = [np.floor(p).astype(np.int64) - first for p in pos]
+        highs = [np.minimum(lo + 1, length - 1) for lo in lows]
+        kth = np.unique(np.concatenate(lows + highs))
+        block = np.partition(values[first[:, None] + np.arange(length)[None, :]], kth, axis=1)
+        rows = np.arange(len(members))
+        for res, p, lo, hi in zip(out, pos, lows, highs, strict=True):
+            frac = p - (lo + first)
+            res[members] = block[rows, lo] * (1 - frac) + block[rows, hi] * frac
     return out
 
 
@@ -150,16 +181,18 @@ class _Stats:
 
 def _fleet_stats(frame: pd.DataFrame, timezone: str, idle_vcpus: float) -> _Stats:
     codes, uniques = appearance_codes(frame["vm"])
-    epoch_s, bins = week_bins(frame["ts"], timezone)
+    ns, bins = _ns_and_bins(frame["ts"], timezone)
     cpu = numeric_column(frame, "cpu_mean_vcpus")
     peak = numeric_column(frame, "cpu_max_vcpus")
     ok = np.isfinite(cpu)
-    codes, bins, cpu, epoch_s = codes[ok], bins[ok], cpu[ok], epoch_s[ok]
-    peak = np.where(np.isfinite(peak[ok]), peak[ok], cpu)
+    if not ok.all():
+        codes, bins, cpu, ns, peak = codes[ok], bins[ok], cpu[ok], ns[ok], peak[ok]
+    peak = np.where(np.isfinite(peak), peak, cpu)
     n = len(uniques)
     hours = np.bincount(codes, minlength=n).astype(np.float64)
-    span = pd.Series(epoch_s).groupby(codes).agg(["min", "max"]).reindex(range(n))
-    first, last = span["min"].to_numpy(dtype=np.float64), span["max"].to_numpy(dtype=np.float64)
+    first, last = _group_min_max(codes, ns, n)
+    # whole epoch seconds, as week_bins gives them (flooring keeps each group's minimum and maximum)
+    first, last = (first // 1_000_000_000).astype(np.float64), (last // 1_000_000_000).astype(np.float64)
     span_days = np.where(hours > 0, (last - first + 3600.0) / 86400.0, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         idle_share = np.bincount(codes, weights=(peak < idle_vcpus).astype(np.float64), minlength=n) / hours
@@ -176,6 +209,23 @@ def _fleet_stats(frame: pd.DataFrame, timezone: str, idle_vcpus: float) -> _Stat
     with np.errstate(invalid="ignore", divide="ignore"):
         peak_ratio = p99 / np.maximum(median, idle_vcpus)
     return _Stats([str(u) for u in uniques], hours, span_days, idle_share, cv, r2, peak_ratio, profile)
+
+
+def _group_min_max(codes: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group (codes 0..n-1): the smallest and largest value (int64; 0 for groups without rows)."""
+    first, last = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    if len(codes) == 0:
+        return first, last
+    if bool((codes[1:] >= codes[:-1]).all()):  # grouped, as a store's frame: one reduction per group
+        starts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]]))
+        first[codes[starts]] = np.minimum.reduceat(values, starts)
+        last[codes[starts]] = np.maximum.reduceat(values, starts)
+        return first, last
+    first[:] = np.iinfo(np.int64).max
+    last[:] = np.iinfo(np.int64).min
+    np.minimum.at(first, codes, values)
+    np.maximum.at(last, codes, values)
+    return first, last
 
 
 def name_centre(centre: np.ndarray, settings: PatternSettings) -> Pattern:
@@ -217,10 +267,7 @@ def _cluster(profiles: np.ndarray, settings: PatternSettings) -> tuple[np.ndarra
     """Labels and centres of a k-means fit over scaled weekly profiles (one row per VM)."""
     from sklearn.cluster import KMeans
 
-    k = min(settings.clusters, len(profiles))
-    rounded = np.ascontiguousarray(np.round(profiles, 6))
-    distinct = len({row.tobytes() for row in rounded})  # as np.unique(axis=0), without sorting 168 columns
-    k = max(1, min(k, distinct))
+    k = max(1, _distinct_rows(profiles, min(settings.clusters, len(profiles))))
     model = KMeans(n_clusters=k, n_init=1, random_state=settings.seed)
     if len(profiles) <= FIT_SAMPLE:
         labels = model.fit_predict(profiles)
@@ -231,6 +278,16 @@ def _cluster(profiles: np.ndarray, settings: PatternSettings) -> tuple[np.ndarra
         labels = model.predict(profiles)
     centres: np.ndarray = model.cluster_centers_
     return np.asarray(labels, dtype=np.int64), centres
+
+
+def _distinct_rows(profiles: np.ndarray, enough: int) -> int:
+    """How many distinct rows (rounded to 6 decimals) ``profiles`` has, counting no further than ``enough``."""
+    seen: set[bytes] = set()
+    for row in profiles:
+        seen.add(np.round(row, 6).tobytes())
+        if len(seen) >= enough:
+            break
+    return min(len(seen), enough)
 
 
 def _edge_rule(i: int, st: _Stats, settings: PatternSettings, idle_share_needed: float) -> tuple[Pattern, str] | None:

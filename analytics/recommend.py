@@ -20,12 +20,14 @@ the whole fleet are fitted in one vectorised pass (:func:`analytics.trend.theil_
 
 from __future__ import annotations
 
+import functools
+import gc
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -33,7 +35,7 @@ import pandas as pd
 from analytics.catalogue import HOURS_PER_MONTH, MachineType, StoragePrices, load_storage_prices
 from analytics.costs import COST_INPUT_COLUMNS, fleet_costs
 from analytics.findings.lifecycle import DELETE_IS_MANUAL, StoppedVm, find_stopped
-from analytics.findings.projection import Projection, project_utilisation
+from analytics.findings.projection import Projection, project_fleet, project_utilisation
 from analytics.findings.regret import Regret, find_regrets, monthly_cost_change, resizes_in_force
 from analytics.findings.risk import NO_CHANGE, Risk, RiskFacts, RiskLevel, assess_risk
 from analytics.fleet import resolve_machine_type
@@ -449,6 +451,31 @@ def fleet_trends(
     return {cols.names[int(code)]: (cpu_t[i], mem_t[i]) for i, code in enumerate(cpu_m.index)}
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _without_cyclic_gc(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``func`` with Python's cyclic garbage collector paused while it runs (reference counting goes on).
+
+    The fleet path makes hundreds of thousands of small objects that live on (findings, reasons, options);
+    each automatic collection rescans all of them, which on 50,000 VMs costs seconds and frees nothing.
+    """
+
+    @functools.wraps(func)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if not gc.isenabled():
+            return func(*args, **kwargs)
+        gc.disable()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return run
+
+
+@_without_cyclic_gc
 def recommend_frame(
     frame: pd.DataFrame,
     vms: Sequence[VmRecord],
@@ -512,7 +539,7 @@ def recommend_frame(
     schedules = schedule_settings or ScheduleSettings()
     # patterns are fitted before the findings are made, so each finding is made with its own
     patterns = fit_vm_patterns(recent, schedules, idle_settings or IdleSettings())
-    findings: list[VmFinding] = []
+    decided: list[tuple[Recommendation, str, float]] = []
     for vm in vms:
         current, source = resolve_machine_type(vm, catalogue)
         resolved = resolve_policy(policies or (), uuid=vm.uuid, name=vm.name, labels=vm.labels or {})
@@ -536,9 +563,15 @@ def recommend_frame(
         )
         if resolved.exclude:
             rec = exclude_recommendation(rec, resolved.sources)
-        findings.append(_finding(vm, chosen.name, rec, source, idle.get(vm.uuid), series=s,
-                                 lookback_days=vm_settings.lookback_days, end_s=end_s,
-                                 lifecycle=lifecycle or Lifecycle(), pattern=patterns.pattern_of(vm.uuid),
+        decided.append((rec, source, vm_settings.lookback_days))
+    replays = fleet_replays(cols, vms, decided, end_s=end_s)
+    findings: list[VmFinding] = []
+    for vm, (rec, type_source, vm_lookback) in zip(vms, decided, strict=True):
+        same_window = vm_lookback == settings.lookback_days
+        findings.append(_finding(vm, chosen.name, rec, type_source, idle.get(vm.uuid),
+                                 series=series.get(vm.uuid, empty),
+                                 lookback_days=vm_lookback, end_s=end_s, lifecycle=lifecycle or Lifecycle(),
+                                 pattern=patterns.pattern_of(vm.uuid), replay=replays.get(vm.uuid),
                                  peak_ratio=peak_ratios.get(vm.uuid, math.nan) if same_window else None))
     findings = add_pressure_reasons(apply_contention(findings, contention), pressure)
     if signal_settings is not None and storage is not None:
@@ -728,6 +761,39 @@ def fleet_peak_ratios(cols: _Columns, *, end_s: float, lookback_days: float) -> 
     return dict(zip(cols.names, ratio.tolist(), strict=True))
 
 
+def _replays(rec: Recommendation) -> bool:
+    """True when a finding made from ``rec`` replays the lookback on its target (:func:`_risk_and_projection`)."""
+    return rec.changes_type and rec.recommended_type is not None and rec.evidence is not None
+
+
+def fleet_replays(cols: _Columns, vms: Sequence[VmRecord], decided: Sequence[tuple[Recommendation, str, float]],
+                  *, end_s: float) -> dict[str, Projection]:
+    """The projection :func:`_risk_and_projection` makes for each VM whose recommendation changes its type,
+    for the whole fleet in one pass per lookback (:func:`analytics.findings.projection.project_fleet`).
+
+    ``decided`` is (recommendation, type source, lookback days) per VM of ``vms``; VMs without hours in
+    ``cols`` are left to the per-VM path.
+    """
+    code_of = {name: i for i, name in enumerate(cols.names)}
+    group_of_code = np.empty(len(cols.names), dtype=np.int64)
+    group_of_code[cols.codes[cols.bounds[:-1]]] = np.arange(len(cols.bounds) - 1)
+    picked: dict[float, list[tuple[str, int, MachineType]]] = {}
+    for vm, (rec, _source, lookback) in zip(vms, decided, strict=True):
+        target, code = rec.recommended_type, code_of.get(vm.uuid)
+        if code is None or target is None or not _replays(rec) or target.vcpus < 1 or target.memory_bytes < 1:
+            continue
+        picked.setdefault(lookback, []).append((vm.uuid, int(group_of_code[code]), target))
+    out: dict[str, Projection] = {}
+    for lookback, chosen in picked.items():
+        chosen.sort(key=lambda c: c[1])
+        projections = project_fleet(
+            cols.bounds, cols.ts_s, cols.cpu_max, cols.mem_max, np.array([c[1] for c in chosen], dtype=np.int64),
+            np.array([c[2].vcpus for c in chosen]), np.array([c[2].memory_bytes for c in chosen]),
+            start_s=end_s - lookback * SECONDS_PER_DAY)
+        out.update((c[0], p) for c, p in zip(chosen, projections, strict=True))
+    return out
+
+
 def _leftover_max_memory(vm: VmRecord, current: MachineType | None, v: _Verdict, excluded: bool) -> bool | None:
     """None when the VM's persistent maximum memory is not above its memory (or the verdict resizes it anyway);
     else whether a plan step can lower it: the VM is exactly its type's size and nothing else is planned."""
@@ -747,18 +813,20 @@ def _max_memory_note(vm: VmRecord, type_name: str, steppable: bool) -> str:
 
 def _risk_and_projection(
     rec: Recommendation, series: _Series, *, lookback_days: float, end_s: float, peak_ratio: float | None = None,
+    replay: Projection | None = None,
 ) -> tuple[Risk, Projection | None]:
     """Replay the lookback's hourly peaks on the recommended type and score the move's risk.
 
     ``peak_ratio`` is the VM's max / p95 of hourly CPU peaks over the same lookback when known already
-    (:func:`fleet_peak_ratios`).
+    (:func:`fleet_peak_ratios`); ``replay`` the projection when made already (:func:`fleet_replays`).
     """
     target = rec.recommended_type
-    if not rec.changes_type or target is None or rec.evidence is None:
+    if not _replays(rec) or target is None or rec.evidence is None:
         return NO_CHANGE, None
     keep = series.ts_s >= end_s - lookback_days * SECONDS_PER_DAY
-    projection = project_utilisation(series.ts_s[keep], series.cpu_max[keep], series.mem_max[keep],
-                                     target_vcpus=target.vcpus, target_memory_bytes=target.memory_bytes)
+    projection = replay if replay is not None else project_utilisation(
+        series.ts_s[keep], series.cpu_max[keep], series.mem_max[keep], target_vcpus=target.vcpus,
+        target_memory_bytes=target.memory_bytes)
     ev = rec.evidence
     if peak_ratio is None:
         cpu = series.cpu_max[keep]
@@ -775,13 +843,13 @@ def _risk_and_projection(
 def _finding(
     vm: VmRecord, strategy: str, rec: Recommendation, source: str, idle: IdleFinding | None, *,
     series: _Series, lookback_days: float, end_s: float, lifecycle: Lifecycle, peak_ratio: float | None = None,
-    pattern: str = "unknown",
+    pattern: str = "unknown", replay: Projection | None = None,
 ) -> VmFinding:
     current = rec.current_type
     priced = current if current is not None else rec.recommended_type
     currency = priced.currency if priced is not None else ""
     risk, projection = _risk_and_projection(rec, series, lookback_days=lookback_days, end_s=end_s,
-                                            peak_ratio=peak_ratio)
+                                            peak_ratio=peak_ratio, replay=replay)
     v = _verdict(rec, idle, lifecycle.stopped.get(vm.uuid), lifecycle.regrets.get(vm.uuid), risk, currency)
     off = lifecycle.shut_off.get(vm.uuid)
     if off is not None and v.finding is not Finding.STOPPED:

@@ -306,12 +306,71 @@ def hourly_frame(n_vms: int, days: int, seed: int = 20240601) -> tuple[list[VmRe
     return vms, frame
 
 
+#: The parts of ``recommend_frame`` the in-process bench times (module, function), in call order.
+_RECOMMEND_PARTS = (
+    ("analytics.recommend", "_columns"), ("analytics.recommend", "fleet_trends"), ("analytics.recommend", "find_idle"),
+    ("analytics.recommend", "fleet_peak_ratios"), ("analytics.recommend", "fleet_needs"),
+    ("analytics.recommend", "rows_since"), ("analytics.recommend", "fit_vm_patterns"),
+    ("analytics.patterns", "_fleet_stats"), ("analytics.patterns", "_cluster"), ("analytics.recommend", "decide"),
+    ("analytics.recommend", "_finding"), ("analytics.recommend", "with_schedules"),
+    ("analytics.recommend", "fleet_findings"), ("analytics.recommend", "fleet_decisions"),
+)
+
+
+class _Split:
+    """Wall seconds inside named module functions (wrapped for the run; calls counted)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def install(self) -> None:
+        import importlib
+
+        for module_name, name in _RECOMMEND_PARTS:
+            module = importlib.import_module(module_name)
+            original = getattr(module, name, None)
+            if original is None:
+                continue
+            self.seconds[name], self.cpu_seconds[name], self.calls[name] = 0.0, 0.0, 0
+
+            def timed(*a: Any, _f: Any = original, _n: str = name, **kw: Any) -> Any:
+                t0, c0 = time.perf_counter(), time.process_time()
+                try:
+                    return _f(*a, **kw)
+                finally:
+                    self.seconds[_n] += time.perf_counter() - t0
+                    self.cpu_seconds[_n] += time.process_time() - c0
+                    self.calls[_n] += 1
+
+            setattr(module, name, timed)
+
+    def report(self) -> dict[str, str]:
+        """Per part: "wall s / CPU s" (and the number of calls when more than one)."""
+        return {name: f"{s:.2f} / {self.cpu_seconds[name]:.2f}"
+                + (f" ({self.calls[name]} calls)" if self.calls[name] > 1 else "")
+                for name, s in self.seconds.items() if self.calls[name]}
+
+
+def sklearn_import_s() -> float:
+    """Wall seconds of ``from sklearn.cluster import KMeans`` in a fresh interpreter that has numpy and pandas."""
+    code = ("import time, numpy, pandas; t = time.perf_counter(); from sklearn.cluster import KMeans; "
+            "print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600)
+    return round(float(out.stdout), 2)
+
+
 def run_inprocess(n_vms: int, days: int) -> dict[str, Any]:
     from analytics.catalogue import load_catalogue, load_storage_prices
     from analytics.costs import fleet_costs
     from analytics.recommend import recommend_frame
     from collector.config import CostSettings, IdleSettings
 
+    sklearn_s = sklearn_import_s()  # before the frame exists: a fork then copies nothing large
+    split = _Split()
+    split.install()
+    sklearn_before = "sklearn" in sys.modules
     t0, c0 = time.perf_counter(), time.process_time()
     vms, frame = hourly_frame(n_vms, days)
     build_s, build_cpu_s = time.perf_counter() - t0, time.process_time() - c0
@@ -328,6 +387,10 @@ def run_inprocess(n_vms: int, days: int) -> dict[str, Any]:
             "frame_build_cpu_s": round(build_cpu_s, 2),
             "costs_s": round(t2 - t1, 2), "recommend_s": round(t3 - t2, 2),
             "costs_plus_recommend_s": round(t3 - t1, 2), "ratio_vs_frame_build": round((t3 - t1) / build_s, 2),
+            # wall / CPU seconds inside recommend's main parts (_fleet_stats and _cluster are inside fit_vm_patterns;
+            # _cluster includes the scikit-learn import when it is the first use in this process)
+            "recommend_split_s": split.report(), "sklearn_imported_in_recommend": not sklearn_before,
+            "sklearn_import_s_fresh_process": sklearn_s,
             # CPU seconds of this process: what the work costs when other jobs share the cores
             "costs_cpu_s": round(c2 - c1, 2), "recommend_cpu_s": round(c3 - c2, 2),
             "cpu_ratio_vs_frame_build": round((c3 - c1) / build_cpu_s, 2),

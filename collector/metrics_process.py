@@ -6,8 +6,9 @@ same process waited for it at each step (accept, read, write), which made the ta
 parent binds the listening socket (so bind errors and port 0 behave as before) and hands it to a child
 ``python -m collector.metrics_process FD``; after each render it writes the text and gzip bytes to the
 child's stdin as one frame (two lengths, then the bytes). The child runs ``MetricsServer`` over the latest
-frame and exits when its stdin closes, so it never outlives the parent. A child that died is started
-again on the next render, on the same socket, with the latest exposition.
+frame (one thread: its event loop also reads the pipe) and exits when its stdin closes, so it never
+outlives the parent. A child that died is started again on the next render, on the same socket, with the
+latest exposition.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from collector.exposition import (
 
 log = logging.getLogger(__name__)
 _FRAME = struct.Struct("!QQ")  # text length, gzip length
+_PIPE_READ_BYTES = 1 << 20
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -109,49 +111,84 @@ def _write_frame(out: BinaryIO, text: bytes, gzipped: bytes) -> None:
     out.flush()
 
 
-def _read_exactly(src: BinaryIO, size: int) -> bytes | None:
-    data = src.read(size)  # a buffered reader returns short only at end of file
-    return data if len(data) == size else None
+class _Frames:
+    """Frames read from the parent's pipe, in pieces as they arrive; ``feed`` returns the newest complete one."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, chunk: bytes) -> tuple[bytes, bytes] | None:
+        self._buf += chunk
+        newest = None
+        while len(self._buf) >= _FRAME.size:
+            text_len, gz_len = _FRAME.unpack_from(self._buf)
+            end = _FRAME.size + text_len + gz_len
+            if len(self._buf) < end:
+                break
+            newest = (bytes(self._buf[_FRAME.size:_FRAME.size + text_len]),
+                      bytes(self._buf[_FRAME.size + text_len:end]))
+            del self._buf[:end]
+        return newest
 
 
 class _Published:
     """The latest frame from the parent, as the ``ExpositionSource`` the server reads."""
 
-    def __init__(self) -> None:
-        self._current: Exposition | None = None
-        self.ready = threading.Event()
+    def __init__(self, text: bytes, gzipped: bytes) -> None:
+        self._current = _exposition(text, gzipped)
 
     def set(self, text: bytes, gzipped: bytes) -> None:
-        self._current = Exposition(families=(), text=text, gzipped=gzipped, rendered_at=time.time(),
-                                   render_seconds=0.0)
-        self.ready.set()
+        self._current = _exposition(text, gzipped)
 
     def current(self) -> Exposition:
-        self.ready.wait()
-        assert self._current is not None
         return self._current
 
     def filtered(self, names: Collection[str]) -> bytes:
-        return filter_text(self.current().text, names)
+        return filter_text(self._current.text, names)
 
 
-def child_main(fd: int, src: BinaryIO) -> int:
-    """Serve the listening socket ``fd`` with frames read from ``src`` until it closes."""
+def _exposition(text: bytes, gzipped: bytes) -> Exposition:
+    return Exposition(families=(), text=text, gzipped=gzipped, rendered_at=time.time(), render_seconds=0.0)
+
+
+def _first_frame(fd: int, frames: _Frames) -> tuple[bytes, bytes] | None:
+    """Block until the parent's first frame (connections wait in the backlog meanwhile); None at end of pipe."""
+    while (chunk := os.read(fd, _PIPE_READ_BYTES)):
+        if (frame := frames.feed(chunk)) is not None:
+            return frame
+    return None
+
+
+def child_main(fd: int, src_fd: int) -> int:
+    """Serve the listening socket ``fd`` with frames read from ``src_fd`` until the parent closes it.
+
+    One thread: the server's loop also reads the pipe, so a new exposition is taken between two
+    writes and a response under way keeps the bytes it started with.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
-    published = _Published()
-    sock = socket.socket(fileno=fd)
-    server = MetricsServer(published, sock=sock)
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    while True:
-        head = _read_exactly(src, _FRAME.size)
-        if head is None:
-            return 0
-        text_len, gz_len = _FRAME.unpack(head)
-        text, gzipped = _read_exactly(src, text_len), _read_exactly(src, gz_len)
-        if text is None or gzipped is None:
-            return 0
-        published.set(text, gzipped)
+    frames = _Frames()
+    first = _first_frame(src_fd, frames)
+    if first is None:
+        return 0
+    published = _Published(*first)
+    server = MetricsServer(published, sock=socket.socket(fileno=fd))
+    os.set_blocking(src_fd, False)
+
+    def on_pipe() -> None:
+        try:
+            chunk = os.read(src_fd, _PIPE_READ_BYTES)
+        except BlockingIOError:
+            return
+        if not chunk:
+            server.shutdown()  # the parent let go
+        elif (frame := frames.feed(chunk)) is not None:
+            published.set(*frame)
+
+    server.watch(src_fd, on_pipe)
+    server.serve_forever()
+    server.server_close()
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(int(sys.argv[1]), sys.stdin.buffer))
+    sys.exit(child_main(int(sys.argv[1]), sys.stdin.fileno()))

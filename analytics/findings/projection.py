@@ -85,3 +85,49 @@ def project_utilisation(
         hours_memory_over=int(np.count_nonzero(mem_pct > MEMORY_OVER_FRACTION * 100.0)),
         memory_known=bool(np.any(~np.isnan(mem))),
     )
+
+
+def project_fleet(
+    bounds: np.ndarray,
+    hour_s: np.ndarray,
+    cpu_peak_vcpus: np.ndarray,
+    memory_used_bytes: np.ndarray,
+    groups: np.ndarray,
+    target_vcpus: np.ndarray,
+    target_memory_bytes: np.ndarray,
+    *,
+    start_s: float,
+) -> list[Projection]:
+    """:func:`project_utilisation` of many VMs in one pass over a fleet's columns, the same results.
+
+    The columns hold the fleet's hours sorted by VM; rows ``bounds[g]:bounds[g + 1]`` are group ``g``.
+    ``groups`` picks the VMs (ascending), ``target_*`` their targets (integers >= 1), and only hours at or
+    after ``start_s`` are replayed. One projection per picked group, in order; their arrays are views into
+    one compact copy of the picked rows.
+    """
+    if len(groups) == 0:
+        return []
+    first, lengths = bounds[groups], bounds[groups + 1] - bounds[groups]
+    rows = np.repeat(first - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
+    owner = np.repeat(np.arange(len(groups)), lengths)
+    ts, cpu = hour_s[rows], cpu_peak_vcpus[rows]
+    keep = (ts >= start_s) & ~np.isnan(cpu)
+    owner, ts, cpu, mem = owner[keep], ts[keep], cpu[keep], memory_used_bytes[rows][keep]
+    vcpus = np.asarray(target_vcpus, dtype=np.int64)
+    memory = np.asarray(target_memory_bytes, dtype=np.int64)
+    # elementwise, as the per-VM call divides by its integer target: the same float64 results
+    cpu_pct = cpu / vcpus.astype(np.float64)[owner] * 100.0
+    mem_pct = mem / memory.astype(np.float64)[owner] * 100.0
+    m = len(groups)
+    hours = np.bincount(owner, minlength=m)
+    cpu_over = np.bincount(owner[cpu_pct > CPU_OVER_FRACTION * 100.0], minlength=m)
+    mem_over = np.bincount(owner[mem_pct > MEMORY_OVER_FRACTION * 100.0], minlength=m)
+    known = np.bincount(owner[~np.isnan(mem)], minlength=m) > 0
+    ends = np.cumsum(hours)
+    out: list[Projection] = []
+    for g, (a, b) in enumerate(zip((ends - hours).tolist(), ends.tolist(), strict=True)):
+        out.append(Projection(hour_s=ts[a:b], cpu_pct=cpu_pct[a:b], memory_pct=mem_pct[a:b],
+                              target_vcpus=int(vcpus[g]), target_memory_bytes=int(memory[g]), hours=b - a,
+                              hours_cpu_over=int(cpu_over[g]), hours_memory_over=int(mem_over[g]),
+                              memory_known=bool(known[g])))
+    return out

@@ -79,7 +79,7 @@ def fleet_needs(cols: FleetColumns, strategy: Strategy, settings: StrategySettin
         return None
     n = cols.n
     in_window = cols.ts_s >= float(end_s) - settings.lookback_days * SECONDS_PER_DAY
-    valid = in_window & ~np.isnan(cols.cpu_p95)
+    valid = _rows(in_window & ~np.isnan(cols.cpu_p95))
     codes = cols.codes[valid]
     samples = np.bincount(codes, minlength=n)
     covered = np.clip(np.nan_to_num(cols.running_s[valid], nan=INTERVAL_S), 0.0, INTERVAL_S)
@@ -87,7 +87,7 @@ def fleet_needs(cols: FleetColumns, strategy: Strategy, settings: StrategySettin
     span = _span_days(codes, cols.ts_s[valid], samples)
     cpu = stacked(codes, cols.cpu_p95[valid], n, _percentile_rows(settings.cpu_percentile))
     peak = group_max_or_nan(codes, cols.cpu_max[valid], n)
-    known = in_window & ~np.isnan(cols.mem_max)
+    known = _rows(in_window & ~np.isnan(cols.mem_max))
     mem_codes, mem = cols.codes[known], cols.mem_max[known]
     mem_peak = group_max_or_nan(mem_codes, mem, n)
     q_mem = settings.memory_percentile
@@ -111,6 +111,11 @@ def fleet_needs(cols: FleetColumns, strategy: Strategy, settings: StrategySettin
         out.append(PreparedNeed(k, cov / SECONDS_PER_HOUR, sp, Need(cpu=cpu_need, memory=memory,
                                                                    cpu_floor_memory_bytes=floor)))
     return out
+
+
+def _rows(mask: np.ndarray) -> slice | np.ndarray:
+    """``mask`` as an index: every row (a slice, so picking copies nothing) when all are set."""
+    return slice(None) if mask.all() else mask
 
 
 def _memory_need(observed: float, peak: float, settings: StrategySettings) -> DimensionNeed:
@@ -148,7 +153,10 @@ def stacked(codes: np.ndarray, values: np.ndarray, n: int, rows: Callable[[np.nd
     counts = np.bincount(codes, minlength=n)
     starts = np.cumsum(counts) - counts
     out = np.full(n, np.nan)
-    for length in np.unique(counts[counts > 0]).tolist():
+    lengths = np.unique(counts[counts > 0]).tolist()
+    if len(lengths) == 1 and len(codes) == n * lengths[0]:  # every group, one length: the rows as they lie
+        return rows(np.ascontiguousarray(values, dtype=np.float64).reshape(n, lengths[0]))
+    for length in lengths:
         members = np.flatnonzero(counts == length)
         block = values[starts[members, None] + np.arange(length)[None, :]]
         out[members] = rows(np.ascontiguousarray(block, dtype=np.float64))
@@ -163,10 +171,11 @@ def _percentile_rows(q: float) -> Callable[[np.ndarray], np.ndarray]:
         if q >= 100.0:
             result: np.ndarray = block.max(axis=1)
             return result
-        ordered = np.sort(block, axis=1)
         pos = q / 100.0 * (length - 1)
         lo = int(pos)
         hi = min(lo + 1, length - 1)
+        # only the two order statistics read are placed: the same values a full sort puts there
+        ordered = np.partition(block, sorted({lo, hi}), axis=1)
         low = ordered[:, lo]
         value: np.ndarray = low + (ordered[:, hi] - low) * (pos - lo)
         return value

@@ -11,7 +11,7 @@ import pytest
 from analytics.catalogue import GIB, CsvPriceCatalogue, MachineType, StoragePrices
 from analytics.costs import fleet_costs, realised_savings
 from analytics.findings.lifecycle import find_stopped
-from analytics.findings.projection import project_utilisation
+from analytics.findings.projection import project_fleet, project_utilisation
 from analytics.findings.regret import find_regrets, resizes_in_force
 from analytics.findings.risk import RISK_LEGEND, RiskFacts, RiskLevel, assess_risk, legend_text
 from collector.config import CostSettings
@@ -111,6 +111,32 @@ def test_projection_counts_hours_over_the_target() -> None:
     assert "2 h over 100% CPU" in p.summary()
     with pytest.raises(ValueError):
         project_utilisation(ts, cpu, mem, target_vcpus=0, target_memory_bytes=GIB)
+
+
+def test_fleet_projection_equals_one_vm_at_a_time() -> None:
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(0, 60, 40)
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    ts = np.concatenate([np.arange(k) * 3600.0 for k in lengths])
+    cpu = rng.lognormal(0.0, 1.0, len(ts))
+    cpu[rng.random(len(ts)) < 0.1] = np.nan
+    mem = rng.uniform(0.5, 5.0, len(ts)) * GIB
+    mem[rng.random(len(ts)) < 0.2] = np.nan
+    mem[bounds[5]:bounds[6]] = np.nan  # one VM without memory data
+    groups = np.flatnonzero(rng.random(40) < 0.6)
+    vcpus, memory = rng.integers(1, 9, len(groups)), rng.integers(1, 9, len(groups)) * GIB
+    got = project_fleet(bounds, ts, cpu, mem, groups, vcpus, memory, start_s=7200.0)
+    for g, v, m, p in zip(groups.tolist(), vcpus.tolist(), memory.tolist(), got, strict=True):
+        a, b = bounds[g], bounds[g + 1]
+        keep = ts[a:b] >= 7200.0
+        want = project_utilisation(ts[a:b][keep], cpu[a:b][keep], mem[a:b][keep], target_vcpus=v,
+                                   target_memory_bytes=m)
+        for name in ("target_vcpus", "target_memory_bytes", "hours", "hours_cpu_over", "hours_memory_over",
+                     "memory_known", "hours_over"):
+            assert getattr(p, name) == getattr(want, name), name
+        for name in ("hour_s", "cpu_pct", "memory_pct"):
+            assert np.array_equal(getattr(p, name), getattr(want, name), equal_nan=True), name
+    assert project_fleet(bounds, ts, cpu, mem, groups[:0], vcpus[:0], memory[:0], start_s=0.0) == []
 
 
 # --- risk -----------------------------------------------------------------------------------------------

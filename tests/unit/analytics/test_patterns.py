@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.patterns import PATTERNS, PatternSettings, fit_patterns, name_centre, week_bins
+from analytics.patterns import PATTERNS, PatternSettings, _group_quantiles, fit_patterns, name_centre, week_bins
 from bench.patterns_bench import synthetic_pattern_frame
 
 
@@ -67,3 +67,32 @@ def test_vms_without_cpu_data_are_unknown() -> None:
     result = fit_patterns(frame)
     assert result.pattern_of("a") == "unknown" and result.pattern_of("b") == "unknown"
     assert fit_patterns(frame.iloc[:2]).pattern_of("a") == "unknown"
+
+
+def test_group_quantiles_equal_numpy_per_group() -> None:
+    rng = np.random.default_rng(11)
+    counts = rng.integers(0, 50, 300)
+    codes = np.repeat(np.arange(300), counts)
+    values = np.round(rng.lognormal(0.0, 1.0, len(codes)), 2)  # ties as well
+    shuffled = rng.permutation(len(codes))
+    for c, v in ((codes, values), (codes[shuffled], values[shuffled])):
+        median, p99 = _group_quantiles(c, v, 301, (0.5, 0.99))
+        for g in range(301):
+            mine = v[c == g]
+            if len(mine) == 0:
+                assert np.isnan(median[g]) and np.isnan(p99[g])
+                continue
+            assert median[g] == pytest.approx(np.quantile(mine, 0.5), rel=1e-12)
+            assert p99[g] == pytest.approx(np.quantile(mine, 0.99), rel=1e-12)
+
+
+def test_week_bins_in_utc_and_a_zone_over_sparse_and_dense_hours() -> None:
+    dense = pd.Series(pd.date_range("2026-03-28", periods=24 * 10, freq="h", tz="UTC"))
+    sparse = pd.Series(pd.to_datetime(["2020-01-06 05:00", "2026-03-29 01:00"], utc=True))
+    for ts in (dense, sparse):
+        for zone in ("UTC", "Europe/Berlin"):
+            local = ts.dt.tz_convert(zone)
+            want = local.dt.day_of_week.to_numpy() * 24 + local.dt.hour.to_numpy()
+            epoch_s, bins = week_bins(ts, zone)
+            assert bins.tolist() == want.tolist()
+            assert epoch_s.tolist() == [t.timestamp() for t in ts]
