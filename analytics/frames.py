@@ -114,7 +114,11 @@ def group_percentile(codes: np.ndarray, values: np.ndarray, n: int, q: float) ->
     counts = np.bincount(codes, minlength=n)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     out = np.full(n, np.nan)
-    for length in np.unique(counts[counts > 0]):
+    lengths = np.unique(counts[counts > 0])
+    if len(lengths) == 1 and len(codes) == n * int(lengths[0]):  # one length for all: the rows as they lie
+        result: np.ndarray = np.percentile(values.reshape(n, int(lengths[0])), q, axis=1)
+        return result
+    for length in lengths:
         members = np.flatnonzero(counts == length)
         block = values[starts[members, None] + np.arange(length)[None, :]]
         out[members] = np.percentile(block, q, axis=1)

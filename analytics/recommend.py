@@ -39,7 +39,7 @@ from analytics.findings.projection import Projection, project_fleet, project_uti
 from analytics.findings.regret import Regret, find_regrets, monthly_cost_change, resizes_in_force
 from analytics.findings.risk import NO_CHANGE, Risk, RiskFacts, RiskLevel, assess_risk
 from analytics.fleet import resolve_machine_type
-from analytics.frames import appearance_codes, epoch_ns, group_percentile, rows_since
+from analytics.frames import appearance_codes, epoch_ns, group_percentile, numeric_column, rows_since
 from analytics.idle import IdleFinding, find_idle
 from analytics.patterns import FleetPatterns, fit_patterns
 from analytics.rightsizing import DEFAULT_STRATEGY, get_strategy
@@ -401,14 +401,12 @@ def _columns(frame: pd.DataFrame) -> _Columns:
     ts_s = _epoch_s(frame["ts"])
 
     def column(name: str) -> np.ndarray:
-        if name not in frame.columns:
-            return np.full(len(frame), np.nan)
-        values: np.ndarray = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        return values
+        return numeric_column(frame, name)  # float64, NaN for missing or non-numeric cells
 
     # Stores return rows grouped by VM in time order; sort only when they are not.
-    same_vm = vm_codes[1:] == vm_codes[:-1]
-    ordered = bool(np.all(vm_codes[1:] >= vm_codes[:-1])) and bool(np.all(ts_s[1:][same_vm] > ts_s[:-1][same_vm]))
+    later = ts_s[1:] > ts_s[:-1]
+    later |= vm_codes[1:] != vm_codes[:-1]  # time order is checked within a VM only
+    ordered = bool(np.all(vm_codes[1:] >= vm_codes[:-1])) and bool(later.all())
     order = slice(None) if ordered else np.lexsort((ts_s, vm_codes))
     codes = vm_codes[order]
     change = np.ones(len(codes) + 1, dtype=bool)
@@ -752,10 +750,13 @@ def fleet_peak_ratios(cols: _Columns, *, end_s: float, lookback_days: float) -> 
     cpu = cols.cpu_max
     ok = (cols.ts_s >= end_s - lookback_days * SECONDS_PER_DAY) & ~np.isnan(cpu)
     n = len(cols.names)
-    codes, values = cols.codes[ok], cpu[ok]
+    rows = slice(None) if ok.all() else ok  # no copies when every hour counts
+    codes, values = cols.codes[rows], cpu[rows]
     p95 = group_percentile(codes, values, n, 95.0)
     peak = np.full(n, -np.inf)
-    np.maximum.at(peak, codes, values)
+    if len(codes):  # codes ascending: one maximum per run of a VM's rows (as exact as np.maximum.at)
+        starts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]]))
+        peak[codes[starts]] = np.maximum.reduceat(values, starts)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(p95 > 0, peak / p95, np.nan)
     return dict(zip(cols.names, ratio.tolist(), strict=True))

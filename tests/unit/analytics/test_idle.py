@@ -115,3 +115,23 @@ def test_raw_frame_weighted_by_interval() -> None:
 def test_frame_without_cpu_column_is_refused() -> None:
     with pytest.raises(ValueError, match="cpu_max_vcpus"):
         find_idle(pd.DataFrame({"vm": ["a"]}), SETTINGS)
+
+
+def test_idle_vms_are_the_idle_ones_of_the_full_judgement() -> None:
+    # CPU-quiet VMs whose disk or network is busy, CPU-busy VMs with quiet I/O, gaps, short histories,
+    # rows out of order: judging disk and network only where CPU allows idle changes no verdict or figure
+    rng = np.random.default_rng(4)
+    parts = []
+    for i in range(60):
+        hours = int(rng.integers(40, 200))
+        cpu = np.where(rng.random(hours) < rng.uniform(0.9, 1.0), 0.01, 0.5)
+        cpu[rng.random(hours) < 0.05] = np.nan
+        part = _hours(f"vm-{i:02d}", cpu.tolist(), disk_bytes=float(rng.choice([0.0, 1e9])),
+                      net_bytes=float(rng.choice([0.0, 1e9])))
+        part.loc[rng.random(hours) < 0.1, "running_s"] = 0.0
+        parts.append(part)
+    frame = pd.concat(parts).sample(frac=1.0, random_state=1)
+    every = find_idle(frame, SETTINGS, include_all=True)
+    idle = find_idle(frame, SETTINGS)
+    assert idle == {uuid: f for uuid, f in every.items() if f.is_idle}
+    assert 0 < len(idle) < len(every) == 60
