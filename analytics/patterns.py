@@ -187,7 +187,8 @@ def _fleet_stats(frame: pd.DataFrame, timezone: str, idle_vcpus: float) -> _Stat
     ok = np.isfinite(cpu)
     if not ok.all():
         codes, bins, cpu, ns, peak = codes[ok], bins[ok], cpu[ok], ns[ok], peak[ok]
-    peak = np.where(np.isfinite(peak), peak, cpu)
+    if not np.isfinite(peak).all():
+        peak = np.where(np.isfinite(peak), peak, cpu)
     n = len(uniques)
     hours = np.bincount(codes, minlength=n).astype(np.float64)
     first, last = _group_min_max(codes, ns, n)
@@ -197,18 +198,24 @@ def _fleet_stats(frame: pd.DataFrame, timezone: str, idle_vcpus: float) -> _Stat
     with np.errstate(invalid="ignore", divide="ignore"):
         idle_share = np.bincount(codes, weights=(peak < idle_vcpus).astype(np.float64), minlength=n) / hours
         mean = np.bincount(codes, weights=cpu, minlength=n) / hours
-        sq = np.bincount(codes, weights=(cpu - mean[codes]) ** 2, minlength=n)
+        sq = np.bincount(codes, weights=_squared(cpu - mean[codes]), minlength=n)
         cv = np.sqrt(sq / hours) / mean
         flat = codes * HOURS_PER_WEEK + bins
         bin_n = np.bincount(flat, minlength=n * HOURS_PER_WEEK).astype(np.float64)
         bin_sum = np.bincount(flat, weights=cpu, minlength=n * HOURS_PER_WEEK)
         profile = (bin_sum / bin_n).reshape(n, HOURS_PER_WEEK)
-        resid = np.bincount(codes, weights=(cpu - profile.reshape(-1)[flat]) ** 2, minlength=n)
+        resid = np.bincount(codes, weights=_squared(cpu - profile.reshape(-1)[flat]), minlength=n)
         r2 = 1.0 - resid / sq
     median, p99 = _group_quantiles(codes, cpu, n, (0.5, 0.99))
     with np.errstate(invalid="ignore", divide="ignore"):
         peak_ratio = p99 / np.maximum(median, idle_vcpus)
     return _Stats([str(u) for u in uniques], hours, span_days, idle_share, cv, r2, peak_ratio, profile)
+
+
+def _squared(values: np.ndarray) -> np.ndarray:
+    """``values ** 2`` in place (``values`` is a temporary: no second fleet-sized array)."""
+    squared: np.ndarray = np.multiply(values, values, out=values)
+    return squared
 
 
 def _group_min_max(codes: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -312,8 +312,8 @@ _RECOMMEND_PARTS = (
     ("analytics.recommend", "fleet_peak_ratios"), ("analytics.recommend", "fleet_needs"),
     ("analytics.recommend", "rows_since"), ("analytics.recommend", "fit_vm_patterns"),
     ("analytics.patterns", "_fleet_stats"), ("analytics.patterns", "_cluster"), ("analytics.recommend", "decide"),
-    ("analytics.recommend", "_finding"), ("analytics.recommend", "with_schedules"),
-    ("analytics.recommend", "fleet_findings"), ("analytics.recommend", "fleet_decisions"),
+    ("analytics.recommend", "fleet_replays"), ("analytics.recommend", "_finding"),
+    ("analytics.recommend", "with_schedules"),
 )
 
 

@@ -94,6 +94,7 @@ def fleet_needs(cols: FleetColumns, strategy: Strategy, settings: StrategySettin
     mem_observed = mem_peak if q_mem >= 100 else stacked(mem_codes, mem, n, _percentile_rows(q_mem))
     has_memory = np.bincount(mem_codes, minlength=n) > 0
     floor_fraction = getattr(settings, "vcpu_floor_memory_headroom_fraction", 0.0)
+    statistic = f"p{settings.cpu_percentile:g} of CPU demand"  # one string for every VM
     out: list[PreparedNeed] = []
     for k, cov, sp, obs, pk, mo, mp, hm in zip(
             samples.tolist(), coverage.tolist(), span.tolist(), cpu.tolist(), peak.tolist(),
@@ -106,7 +107,7 @@ def fleet_needs(cols: FleetColumns, strategy: Strategy, settings: StrategySettin
         if memory is not None and floor_fraction > 0:
             floor = memory.observed * (1.0 + floor_fraction)
         cpu_need = DimensionNeed(value=obs * (1.0 + settings.cpu_headroom_fraction),
-                                 statistic=f"p{settings.cpu_percentile:g} of CPU demand", observed=obs,
+                                 statistic=statistic, observed=obs,
                                  headroom_fraction=settings.cpu_headroom_fraction, peak=pk)
         out.append(PreparedNeed(k, cov / SECONDS_PER_HOUR, sp, Need(cpu=cpu_need, memory=memory,
                                                                    cpu_floor_memory_bytes=floor)))
