@@ -25,7 +25,6 @@ OVERVIEW_FORECAST_BASIS = "overview-forecast-basis"
 OVERVIEW_PLACEMENT = "overview-placement"
 OVERVIEW_HOSTS = "overview-hosts"
 OVERVIEW_HOSTS_TABLE = "overview-hosts-table"
-OVERVIEW_BELOW = "overview-below"
 VM_PLACEMENT = "vm-placement"
 
 # VMs

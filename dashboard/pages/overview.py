@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, dcc, html
+from dash import Dash, Output, dcc, html
 
 from dashboard import figures, ids
 from dashboard.data import DashboardData, Filters
@@ -35,43 +35,10 @@ def layout(data: DashboardData, filters: Filters) -> html.Div:
             html.Div(dcc.Graph(id=ids.OVERVIEW_FINDINGS, figure=found, config=_GRAPH_CONFIG), className="rs-card"),
         ], className="rs-grid-2"),
         html.H2("Hosts"),
-        html.Div(_later(), id=ids.OVERVIEW_HOSTS, className="rs-card rs-card-pad"),
+        html.Div(hosts, id=ids.OVERVIEW_HOSTS, className="rs-card rs-card-pad"),
         html.H2("Placement"),
-        html.Div(_later(), id=ids.OVERVIEW_PLACEMENT, className="rs-card rs-card-pad"),
-        dcc.Store(id=ids.OVERVIEW_BELOW, data={"hosts": hosts, "placement": placement}),
+        html.Div(placement, id=ids.OVERVIEW_PLACEMENT, className="rs-card rs-card-pad"),
     ])
-
-
-def _later() -> html.P:
-    """What a section below the graphs shows until the page has drawn its graphs.
-
-    Dash renders every component through its store subscription: the hosts table (seven components per host)
-    rendered with the rest of the layout delayed the graphs' first drawing (bench/dashboard_profile.py). The
-    sections come in the layout as data (a dcc.Store) and a clientside callback puts them on the page once
-    the graphs are drawn, with no round trip to the server.
-    """
-    return html.P("Loading...", className="rs-muted")
-
-
-#: Waits until every graph of the page has drawn (3 s at most), then shows the sections below the graphs.
-_WHEN_DRAWN = """
-function(sections) {
-    const started = Date.now();
-    return new Promise(resolve => {
-        const check = () => {
-            const graphs = document.querySelectorAll('.dash-graph');
-            const drawn = graphs.length > 0
-                && Array.from(graphs).every(g => g.querySelector('.main-svg') !== null);
-            if (drawn || Date.now() - started > 3000) {
-                resolve([sections.hosts, sections.placement]);
-            } else {
-                setTimeout(check, 50);
-            }
-        };
-        check();
-    });
-}
-"""
 
 
 def sections(data: DashboardData) -> tuple[list[Any], list[Any]]:
@@ -169,8 +136,7 @@ def _build(
 
 
 def register(app: Dash, data: DashboardData, **_: Any) -> None:
-    """Register the overview callbacks: the filters refresh the page; the sections below the graphs come
-    on screen once the graphs are drawn."""
+    """Register the overview callback."""
 
     @app.callback(
         Output(ids.OVERVIEW_KPIS, "children"),
@@ -184,8 +150,3 @@ def register(app: Dash, data: DashboardData, **_: Any) -> None:
     )
     def _overview(range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
         return update(data, range_key, labels, hosts)
-
-    app.clientside_callback(  # type: ignore[no-untyped-call]  # Dash leaves it untyped
-        _WHEN_DRAWN,
-        Output(ids.OVERVIEW_HOSTS, "children"), Output(ids.OVERVIEW_PLACEMENT, "children"),
-        Input(ids.OVERVIEW_BELOW, "data"))
