@@ -192,7 +192,10 @@ def group_max_or_nan(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarra
     counts = np.bincount(codes, minlength=n)
     present = np.flatnonzero(counts)
     starts = (np.cumsum(counts) - counts)[present]
-    filled = np.where(np.isnan(values), -math.inf, values)
-    out[present] = np.maximum.reduceat(filled, starts)
-    out[np.bincount(codes, weights=~np.isnan(values), minlength=n) == 0] = np.nan
+    missing = np.isnan(values)
+    if not missing.any():
+        out[present] = np.maximum.reduceat(values, starts)
+        return out
+    out[present] = np.maximum.reduceat(np.where(missing, -math.inf, values), starts)
+    out[present[np.logical_and.reduceat(missing, starts)]] = np.nan  # groups with no value at all
     return out
