@@ -54,6 +54,25 @@ def _mib_catalogue() -> CsvPriceCatalogue:
     )
 
 
+def _wait_until_used_settles(dom: libvirt.virDomain, below_mib: int, timeout_s: float = 60.0) -> None:
+    """Wait until the guest's balloon-reported use (available - usable) stays below ``below_mib`` on two reads.
+
+    Right after the balloon inflates, the guest still reports the use it had while giving the memory back
+    (up to ~68 MiB seen); a sample taken then would be the hour's maximum and decide the blind memory need.
+    """
+    deadline = time.monotonic() + timeout_s
+    below = 0
+    used_kib = None
+    while below < 2:
+        stats = dom.memoryStats()
+        if "available" in stats and "usable" in stats:
+            used_kib = stats["available"] - stats["usable"]
+            below = below + 1 if used_kib < below_mib * 1024 else 0
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{dom.name()} still reports {used_kib} KiB used, not below {below_mib} MiB")
+        time.sleep(1.5)
+
+
 def test_squeezed_mem_guest_swaps_and_its_memory_is_not_downsized(tmp_path: Path, libvirtd, guests, mem_guest):
     conn = libvirt.open(libvirtd)
     dom = conn.lookupByName(mem_guest.name)
@@ -61,6 +80,7 @@ def test_squeezed_mem_guest_swaps_and_its_memory_is_not_downsized(tmp_path: Path
     sampler = Sampler([LibvirtSource(libvirtd)], store, interval_s=3)
     try:
         _squeeze(dom, SQUEEZE_MIB)
+        _wait_until_used_settles(dom, below_mib=SQUEEZE_MIB // 2)
         for _ in range(3):
             sampler.poll_once()
             time.sleep(3)
