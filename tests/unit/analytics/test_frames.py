@@ -12,8 +12,8 @@ from analytics.catalogue import GIB, load_catalogue, load_storage_prices
 from analytics.costs import fleet_costs
 from analytics.frames import (
     appearance_codes,
-    epoch_ns,
     code_dtype,
+    epoch_ns,
     group_percentile,
     nan_to_num_lean,
     rows_since,
