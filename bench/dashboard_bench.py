@@ -57,7 +57,7 @@ from collector.config import Settings
 from collector.store.sqlite import SqliteStore
 from dashboard import ids, web
 from dashboard.app import ASSETS, LeanDash, create_app, dashboard_data
-from dashboard.data import DashboardData
+from dashboard.data import DEFAULT_RANGE, DashboardData
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
 from dashboard.snapshot import SNAPSHOT_COLUMNS
 from dashboard.web import start_server
@@ -386,7 +386,14 @@ def bench_browser(store: SqliteStore, data: DashboardData, rounds: int = 3
     out: dict[str, float] = {}
     callbacks: dict[str, list[float]] = {}
     app = create_app(Settings(), store, load_catalogue(), data_mode="demo", ttl_s=3600, warm=False, data=data)
-    out["app warm-up (views of the full snapshot)"] = _timed(dashboard_data(app).warm)[0]
+    # An app sharing its view model registers no warmers: build what the served app's warm-up builds (the
+    # overview's default view and its hosts/placement sections), so that no first visit pays for it.
+    def _warm_up() -> None:
+        dashboard_data(app).warm()
+        overview.update(data, DEFAULT_RANGE, None, None)
+        overview.sections(data)
+
+    out["app warm-up (views of the full snapshot)"] = _timed(_warm_up)[0]
     plain = create_app(Settings(), store, load_catalogue(), data_mode="demo", ttl_s=3600, warm=False, lean=False,
                        data=dashboard_data(app))
     labels, _hosts = dashboard_data(app).filter_options()
