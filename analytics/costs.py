@@ -19,7 +19,7 @@ Assumptions the data forces on us:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -39,6 +39,8 @@ COST_COLUMNS: tuple[str, ...] = (
     "vm", "ts", "machine_type", "type_source", "price_per_hour", "running_hours", "present_hours",
     "stopped_hours", "disk_capacity_bytes", "storage_price_per_hour", "compute_cost", "storage_cost", "cost",
 )
+#: Field metadata key: a nested value's fields are written in place of the field (see reports.to_plain).
+FLATTEN = "flatten"
 #: Group keys that are not labels.
 BUILTIN_GROUPS = ("vm", "host", "machine_type")
 #: The forecast extrapolates the cost of this many trailing days.
@@ -79,6 +81,19 @@ class GroupCost:
 
 
 @dataclass(frozen=True, slots=True)
+class MonthFigures:
+    """Month to date, the trailing run-rate and the month-end forecast of a set of priced hours."""
+
+    month_start: datetime
+    month_to_date: float
+    run_rate_per_hour: float
+    run_rate_hours: float
+    remaining_hours: float
+    forecast_month_end: float
+    forecast_basis: str
+
+
+@dataclass(frozen=True, slots=True)
 class CostSummary:
     """Totals of a cost frame: the window, per group, per VM, month to date and the month-end forecast."""
 
@@ -91,13 +106,8 @@ class CostSummary:
     storage_total: float
     groups: tuple[GroupCost, ...]
     per_vm: tuple[VmCost, ...]
-    month_start: datetime
-    month_to_date: float
-    run_rate_per_hour: float
-    run_rate_hours: float
-    remaining_hours: float
-    forecast_month_end: float
-    forecast_basis: str
+    # its fields read as the summary's own in reports (flat keys: month_to_date, forecast_month_end, ...)
+    month: MonthFigures = field(metadata={FLATTEN: True})
     unpriced_vms: tuple[str, ...]  # UUIDs with no machine type the catalogue could price
 
 
@@ -411,28 +421,9 @@ def summarise_costs(
         storage_total=float(sum(v.storage_cost for v in per_vm)),
         groups=groups,
         per_vm=per_vm,
-        month_start=month.month_start,
-        month_to_date=month.month_to_date,
-        run_rate_per_hour=month.run_rate_per_hour,
-        run_rate_hours=month.run_rate_hours,
-        remaining_hours=month.remaining_hours,
-        forecast_month_end=month.forecast_month_end,
-        forecast_basis=month.forecast_basis,
+        month=month,
         unpriced_vms=unpriced,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class MonthFigures:
-    """Month to date, the trailing run-rate and the month-end forecast of a set of priced hours."""
-
-    month_start: datetime
-    month_to_date: float
-    run_rate_per_hour: float
-    run_rate_hours: float
-    remaining_hours: float
-    forecast_month_end: float
-    forecast_basis: str
 
 
 def month_figures(ts_ns: np.ndarray, cost: np.ndarray, *, now: datetime, currency: str) -> MonthFigures:

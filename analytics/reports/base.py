@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from analytics.backups import BackupFinding
-from analytics.costs import CostSummary, GroupCost, RealisedSaving
+from analytics.costs import FLATTEN, CostSummary, GroupCost, RealisedSaving
 from analytics.idle import IdleFinding
 
 if TYPE_CHECKING:
@@ -99,7 +99,14 @@ def to_plain(value: Any) -> Any:
     import math
 
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            plain = to_plain(getattr(value, f.name))
+            if f.metadata.get(FLATTEN) and isinstance(plain, dict):  # a nested value's fields, in its place
+                out.update(plain)
+            else:
+                out[f.name] = plain
+        return out
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, float):

@@ -190,8 +190,8 @@ class HtmlFormatter:
         kpis = [
             (f"Cost {report.window_start:%Y-%m-%d %H:%M} – {report.window_end:%Y-%m-%d %H:%M} UTC",
              _money(c.total, cur)),
-            ("Month to date", _money(c.month_to_date, cur)),
-            ("Forecast month end", _money(c.forecast_month_end, cur)),
+            ("Month to date", _money(c.month.month_to_date, cur)),
+            ("Forecast month end", _money(c.month.forecast_month_end, cur)),
             ("Potential savings per month", _money(report.total_monthly_savings, cur)
              if report.strategy else "not computed"),
             ("Realised savings", _money(sum(s.saving for s in report.realised_savings), cur)),
@@ -209,7 +209,7 @@ class HtmlFormatter:
             f"Strategy: {_e(report.strategy or 'none')}. Stopped VMs billed as: {_e(report.stopped_vm_billing)} "
             "(the provider does not publish this rule).</p>",
             "<div>" + "".join(f'<div class="kpi">{_e(k)}<b>{_e(v)}</b></div>' for k, v in kpis) + "</div>",
-            f"<p>{_e(c.forecast_basis)}</p>",
+            f"<p>{_e(c.month.forecast_basis)}</p>",
         ]
         parts += [f'<p class="note">{_e(n)}</p>' for n in report.notes]
         figs = figures(report)

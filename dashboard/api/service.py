@@ -156,8 +156,8 @@ class ApiService:
         return {
             "window_start": start, "window_end": end, "currency": s.currency,
             "stopped_vm_billing": cost_settings.stopped_vm_billing, "group_by": s.group_by, "total": s.total,
-            "compute_total": s.compute_total, "storage_total": s.storage_total, "month_to_date": s.month_to_date,
-            "forecast_month_end": s.forecast_month_end, "forecast_basis": s.forecast_basis,
+            "compute_total": s.compute_total, "storage_total": s.storage_total, "month_to_date": s.month.month_to_date,
+            "forecast_month_end": s.month.forecast_month_end, "forecast_basis": s.month.forecast_basis,
             "groups": [{"key": g.key, "vms": g.vms, "running_hours": g.running_hours, "cost": g.cost,
                         "share_pct": 100 * g.share} for g in s.groups],
             "vms": [{"vm": v.name, "uuid": v.vm_uuid, "host": v.host, "group": v.group,

@@ -169,9 +169,9 @@ def _emit(ctx: Context, fmt: str, summary: Any, savings: list[Any], rule: str, n
         "total": summary.total,
         "compute_total": summary.compute_total,
         "storage_total": summary.storage_total,
-        "month_to_date": summary.month_to_date,
-        "forecast_month_end": summary.forecast_month_end,
-        "forecast_basis": summary.forecast_basis,
+        "month_to_date": summary.month.month_to_date,
+        "forecast_month_end": summary.month.forecast_month_end,
+        "forecast_basis": summary.month.forecast_basis,
         "realised_savings_total": sum(s.saving for s in savings),
     }
     if fmt == "json":

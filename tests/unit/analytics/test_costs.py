@@ -183,13 +183,13 @@ def test_month_to_date_and_forecast_from_7_day_run_rate() -> None:
     frame = _hours("f", [3600.0] * int((now - start) / timedelta(hours=1)), start=start, vcpus=1, memory_gib=2)
     costs = fleet_costs(frame, vms, CATALOGUE, STORAGE, _settings(), now=now)
     summary = summarise_costs(costs, vms, group_by="host", now=now)
-    assert summary.month_start == datetime(2026, 5, 1, tzinfo=UTC)
-    assert summary.month_to_date == pytest.approx(24.00)  # 240 h x 0.10
-    assert summary.run_rate_per_hour == pytest.approx(0.10)
-    assert summary.run_rate_hours == pytest.approx(168.0)
-    assert summary.remaining_hours == pytest.approx(504.0)  # 21 days left in May
-    assert summary.forecast_month_end == pytest.approx(74.40)
-    assert "last 7 days" in summary.forecast_basis
+    assert summary.month.month_start == datetime(2026, 5, 1, tzinfo=UTC)
+    assert summary.month.month_to_date == pytest.approx(24.00)  # 240 h x 0.10
+    assert summary.month.run_rate_per_hour == pytest.approx(0.10)
+    assert summary.month.run_rate_hours == pytest.approx(168.0)
+    assert summary.month.remaining_hours == pytest.approx(504.0)  # 21 days left in May
+    assert summary.month.forecast_month_end == pytest.approx(74.40)
+    assert "last 7 days" in summary.month.forecast_basis
 
 
 def test_forecast_uses_all_data_when_less_than_7_days() -> None:
@@ -199,17 +199,18 @@ def test_forecast_uses_all_data_when_less_than_7_days() -> None:
     frame = _hours("g", [0.0] * 24 + [3600.0] * 24, start=now - timedelta(hours=48), vcpus=1, memory_gib=2)
     costs = fleet_costs(frame, vms, CATALOGUE, STORAGE, _settings(), now=now)
     summary = summarise_costs(costs, vms, group_by="host", now=now)
-    assert summary.run_rate_hours == pytest.approx(48.0)
-    assert summary.run_rate_per_hour == pytest.approx(2.4 / 48)
-    assert summary.forecast_month_end == pytest.approx(2.4 + 0.05 * 48)  # 48 h left in May
-    assert "48.0 h (all data)" in summary.forecast_basis
+    assert summary.month.run_rate_hours == pytest.approx(48.0)
+    assert summary.month.run_rate_per_hour == pytest.approx(2.4 / 48)
+    assert summary.month.forecast_month_end == pytest.approx(2.4 + 0.05 * 48)  # 48 h left in May
+    assert "48.0 h (all data)" in summary.month.forecast_basis
 
 
 def test_empty_frame_gives_zero_summary() -> None:
     costs = fleet_costs(pd.DataFrame({c: [] for c in HOUR_COLUMNS}), [], CATALOGUE, STORAGE, _settings())
     assert list(costs.columns) == list(COST_COLUMNS) and costs.empty
     summary = summarise_costs(costs, [], group_by="team", now=T0)
-    assert (summary.total, summary.month_to_date, summary.forecast_month_end, summary.per_vm) == (0, 0, 0, ())
+    month = summary.month
+    assert (summary.total, month.month_to_date, month.forecast_month_end, summary.per_vm) == (0, 0, 0, ())
 
 
 def _audit(ts: datetime, vm: str, result: str, before: float | None, after: float | None) -> AuditEntry:
@@ -263,7 +264,7 @@ def test_naive_times_are_taken_as_utc() -> None:
     aware = summarise_costs(costs, vms, now=T0 + timedelta(hours=3), start=T0 + timedelta(hours=1))
     naive = summarise_costs(costs, vms, now=datetime(2026, 5, 4, 3), start=datetime(2026, 5, 4, 1))
     assert naive.total == aware.total == pytest.approx(0.324 + 0.107)
-    assert naive.month_to_date == aware.month_to_date
+    assert naive.month.month_to_date == aware.month.month_to_date
 
 
 @pytest.mark.parametrize("width", [np.float32, np.float64])

@@ -20,6 +20,7 @@ from analytics.reports import (
     write_files,
     write_report,
 )
+from analytics.reports.base import to_plain
 from analytics.reports.html_report import figures
 from collector.config import Settings
 from collector.errors import InputError
@@ -144,17 +145,28 @@ def test_chart_labels_are_escaped() -> None:
 
 
 def _report_stub() -> Report:
-    from analytics.costs import CostSummary, GroupCost
+    from analytics.costs import CostSummary, GroupCost, MonthFigures
 
     group = GroupCost(key="<b>", vms=1, running_hours=1.0, compute_cost=1.0, storage_cost=0.0, cost=1.0, share=1.0)
     summary = CostSummary(
         currency="EUR", start=T0, end=NOW, group_by="host", total=1.0, compute_total=1.0, storage_total=0.0,
-        groups=(group,), per_vm=(), month_start=T0, month_to_date=1.0, run_rate_per_hour=0.0, run_rate_hours=0.0,
-        remaining_hours=0.0, forecast_month_end=1.0, forecast_basis="", unpriced_vms=(),
+        groups=(group,), per_vm=(), unpriced_vms=(),
+        month=MonthFigures(month_start=T0, month_to_date=1.0, run_rate_per_hour=0.0, run_rate_hours=0.0,
+                           remaining_hours=0.0, forecast_month_end=1.0, forecast_basis=""),
     )
     return Report(generated_at=NOW, window_start=T0, window_end=NOW, currency="EUR", stopped_vm_billing="none",
                   strategy=None, costs=summary, label_key="team", spend_by_label=(group,), spend_by_host=(group,),
                   vms=(), idle=(), backups=())
+
+
+def test_cost_summary_month_figures_stay_flat_keys_in_plain_output() -> None:
+    plain = to_plain(_report_stub().costs)
+    assert list(plain) == [
+        "currency", "start", "end", "group_by", "total", "compute_total", "storage_total", "groups", "per_vm",
+        "month_start", "month_to_date", "run_rate_per_hour", "run_rate_hours", "remaining_hours",
+        "forecast_month_end", "forecast_basis", "unpriced_vms",
+    ]
+    assert plain["month_to_date"] == 1.0 and plain["month_start"] == T0.isoformat() and "month" not in plain
 
 
 def test_write_report_entry_point(store: SqliteStore, tmp_path: Path) -> None:
