@@ -27,7 +27,7 @@ import pandas as pd
 
 from analytics.catalogue import PriceCatalogue, StoragePrices
 from analytics.fleet import MACHINE_TYPE_LABEL, label_value
-from analytics.frames import epoch_ns, numeric_column, sorted_codes, vm_time_order
+from analytics.frames import code_dtype, epoch_ns, numeric_column, sorted_codes, vm_time_order
 from collector.actions.stop import ACTION_NAME as STOP_ACTION
 from collector.config import CostSettings
 from collector.errors import InputError
@@ -144,16 +144,19 @@ def fleet_costs(
         )
     if hour_frame.empty:
         return _empty_costs()
-    vm_codes, vm_names = sorted_codes(hour_frame["vm"])
+    # codes at the width the categorical keeps them: the output's "vm" column takes them without a copy
+    vm_codes, vm_names = sorted_codes(hour_frame["vm"], compact=True)
     ts_ns = _utc_ns(hour_frame["ts"])
     order = vm_time_order(vm_codes, ts_ns)
     vm_codes = vm_codes[order]
     ts_ns = ts_ns[order]
+    if isinstance(order, slice):  # a view of the input's stamps: the output gets its own
+        ts_ns = ts_ns.copy()
 
     def column(name: str) -> np.ndarray:
         return numeric_column(hour_frame, name, order)
 
-    hours = _billed_hours(column("running_s"), ts_ns, now, settings.stopped_vm_billing)
+    hours = _billed_hours(_raw_column(hour_frame, "running_s", order), ts_ns, now, settings.stopped_vm_billing)
     type_codes, type_names, prices, source_codes = _price_hours(
         vm_codes, list(vm_names), _raw_column(hour_frame, "vcpus", order),
         _raw_column(hour_frame, "memory_bytes", order), vms, catalogue
@@ -168,11 +171,14 @@ def fleet_costs(
     compute_cost = prices * hours.compute
     storage_cost = np.multiply(storage_price, hours.storage,
                                out=hours.storage if hours.storage_is_temporary else None)
-    cost = np.nan_to_num(compute_cost)
-    cost += storage_cost
+    cost = np.add(compute_cost, storage_cost)
+    unpriced = np.isfinite(compute_cost)
+    np.logical_not(unpriced, out=unpriced)
+    if unpriced.any():  # as nan_to_num(compute_cost) + storage_cost, on the few rows that need it
+        cost[unpriced] = np.nan_to_num(compute_cost[unpriced]) + storage_cost[unpriced]
     data = {
         "vm": pd.Categorical.from_codes(vm_codes, categories=vm_names),
-        "ts": pd.DatetimeIndex(ts_ns.view("M8[ns]")).tz_localize(UTC),
+        "ts": pd.DatetimeIndex(ts_ns, dtype="datetime64[ns, UTC]", copy=False),  # epoch ns are UTC
         "machine_type": pd.Categorical.from_codes(type_codes, categories=type_names),
         "type_source": pd.Categorical.from_codes(source_codes, categories=list(TYPE_SOURCES)),
         "price_per_hour": prices,
@@ -201,16 +207,23 @@ class _Hours:
 
 
 def _billed_hours(running_s: np.ndarray, ts_ns: np.ndarray, now: datetime | None, rule: str) -> _Hours:
-    """The hours of each row: ``running_s / 3600`` clipped to 0..1; present up to ``now``; the rest stopped."""
-    running_h = np.nan_to_num(running_s)  # a fresh array: the steps below work in place
-    running_h /= 3600.0
+    """The hours of each row: ``running_s / 3600`` clipped to 0..1; present up to ``now``; the rest stopped.
+
+    ``running_s`` may be float32: it is divided in float64, as if converted first. NaN runs 0 h, +-inf 1 h
+    and 0 h (as ``nan_to_num`` would give them, without its seven passes over the rows).
+    """
+    running_h = np.divide(running_s, 3600.0, dtype=np.float64)  # a fresh array: the steps below work in place
     np.clip(running_h, 0.0, 1.0, out=running_h)
+    np.fmax(running_h, 0.0, out=running_h)  # NaN -> 0
+    present_h = np.ones(len(running_h))
     if now is not None:
-        present_h = np.subtract(_timestamp(now).value, ts_ns) / 3.6e12
-        np.clip(present_h, 0.0, 1.0, out=present_h)
-    else:
-        present_h = np.ones(len(running_h))
-    np.maximum(present_h, running_h, out=present_h)
+        # only hours that start within the hour before ``now`` are cut short; every older hour is present
+        # in full (its (now - ts) / 1 h is >= 1 and clips to 1, which no running share exceeds)
+        now_ns = _timestamp(now).value
+        recent = np.flatnonzero(ts_ns > now_ns - _HOUR.value)
+        part = np.subtract(now_ns, ts_ns[recent]) / 3.6e12
+        np.clip(part, 0.0, 1.0, out=part)
+        present_h[recent] = np.maximum(part, running_h[recent])
     stopped_h = present_h - running_h
     # a stopped hour is billed for compute only under "full", for storage under "full" and "storage-only"
     compute_h = running_h + stopped_h if rule == "full" else running_h
@@ -223,13 +236,14 @@ def _storage_price(cap: np.ndarray, storage: StoragePrices, settings: CostSettin
     """Per row: capacity per GB-hour plus the class fee for a VM with disks, else 0 (per hour)."""
     if not settings.include_storage:
         return np.zeros(len(cap))
-    price: np.ndarray = np.nan_to_num(cap)
-    price /= 1e9
-    price *= storage.per_gb_hour
-    price += storage.per_disk_hour[settings.storage_class]
-    has_disk = np.isfinite(cap)
-    np.logical_and(has_disk, cap > 0, out=has_disk)
-    price[~has_disk] = 0.0
+    with np.errstate(invalid="ignore"):  # unknown or infinite capacities are set to 0 below
+        price: np.ndarray = np.divide(cap, 1e9)
+        price *= storage.per_gb_hour
+        price += storage.per_disk_hour[settings.storage_class]
+    no_disk = cap > 0
+    np.logical_and(no_disk, np.isfinite(cap), out=no_disk)
+    np.logical_not(no_disk, out=no_disk)
+    price[no_disk] = 0.0
     return price
 
 
@@ -322,7 +336,7 @@ def _price_hours(
         run_type[rest] = u_type[shape_codes]
         run_price[rest] = u_price[shape_codes]
         run_source[rest] = np.where(u_type[shape_codes] >= 0, _SOURCE_CODE["inferred"], _SOURCE_CODE["unknown"])
-    small = np.int16 if len(type_names) < 2**15 else np.int64
+    small = code_dtype(len(type_names))  # the categorical's own code width: no copy when it is built
     return (np.repeat(run_type.astype(small), lengths), type_names, np.repeat(run_price, lengths),
             np.repeat(run_source.astype(np.int8), lengths))
 

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from analytics.frames import numeric_column, sorted_codes
+from analytics.frames import nan_to_num_lean, numeric_column, sorted_codes
 from collector.config import IdleSettings
 
 IdleStatus = Literal["idle", "active", "insufficient-data"]
@@ -115,7 +115,7 @@ def _maybe_idle(sums: dict[str, np.ndarray], settings: IdleSettings,
 
 def _hour_weights_cpu(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Hourly rows: the running seconds (weights) and the hour's CPU peak."""
-    return np.nan_to_num(numeric_column(frame, "running_s")), numeric_column(frame, "cpu_max_vcpus")
+    return nan_to_num_lean(numeric_column(frame, "running_s")), numeric_column(frame, "cpu_max_vcpus")
 
 
 def _hour_disk_net(frame: pd.DataFrame, running_s: np.ndarray, rows: slice | np.ndarray

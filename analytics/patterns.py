@@ -21,6 +21,9 @@ week does not give it a pattern of its own.
 
 from __future__ import annotations
 
+import importlib
+import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -159,7 +162,11 @@ def _group_quantiles(codes: np.ndarray, values: np.ndarray, n: int, qs: tuple[fl
         lows = [np.floor(p).astype(np.int64) - first for p in pos]
         highs = [np.minimum(lo + 1, length - 1) for lo in lows]
         kth = np.unique(np.concatenate(lows + highs))
-        block = np.partition(values[first[:, None] + np.arange(length)[None, :]], kth, axis=1)
+        if len(members) * length == len(values):  # one length for all: the groups as they lie, no gather
+            rows_of = values.reshape(len(members), length)
+        else:
+            rows_of = values[first[:, None] + np.arange(length)[None, :]]
+        block = np.partition(rows_of, kth, axis=1)
         rows = np.arange(len(members))
         for res, p, lo, hi in zip(out, pos, lows, highs, strict=True):
             frac = p - (lo + first)
@@ -196,7 +203,8 @@ def _fleet_stats(frame: pd.DataFrame, timezone: str, idle_vcpus: float) -> _Stat
     first, last = (first // 1_000_000_000).astype(np.float64), (last // 1_000_000_000).astype(np.float64)
     span_days = np.where(hours > 0, (last - first + 3600.0) / 86400.0, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        idle_share = np.bincount(codes, weights=(peak < idle_vcpus).astype(np.float64), minlength=n) / hours
+        # counting the idle hours (whole numbers, exact) gives the weighted sum of 0/1 without a float per row
+        idle_share = np.bincount(codes[peak < idle_vcpus], minlength=n).astype(np.float64) / hours
         mean = np.bincount(codes, weights=cpu, minlength=n) / hours
         sq = np.bincount(codes, weights=_squared(cpu - mean[codes]), minlength=n)
         cv = np.sqrt(sq / hours) / mean
@@ -268,6 +276,24 @@ def _scaled_profiles(profile: np.ndarray) -> np.ndarray:
 #: to its nearest centre. Eight centres over 168 bins are well determined by 10,000 profiles, and the fit
 #: stays a second or two however large the fleet.
 FIT_SAMPLE = 10_000
+
+
+def prefetch_clustering() -> None:
+    """Start importing scikit-learn's k-means in a background thread, unless it is imported already.
+
+    The import is about a second of module loading; started before a fleet's statistics are worked out
+    it runs while numpy works without the interpreter lock, instead of after them. :func:`_cluster`'s own
+    import then finds it done, or waits for it to finish (and raises there if it failed).
+    """
+    if "sklearn.cluster" not in sys.modules:
+        threading.Thread(target=_import_kmeans, name="import-sklearn-cluster").start()
+
+
+def _import_kmeans() -> None:
+    try:
+        importlib.import_module("sklearn.cluster")
+    except Exception:  # the import in _cluster raises it where it is needed
+        pass
 
 
 def _cluster(profiles: np.ndarray, settings: PatternSettings) -> tuple[np.ndarray, np.ndarray]:

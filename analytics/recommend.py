@@ -41,7 +41,7 @@ from analytics.findings.risk import NO_CHANGE, Risk, RiskFacts, RiskLevel, asses
 from analytics.fleet import resolve_machine_type
 from analytics.frames import appearance_codes, epoch_ns, group_percentile, numeric_column, rows_since
 from analytics.idle import IdleFinding, find_idle
-from analytics.patterns import FleetPatterns, fit_patterns
+from analytics.patterns import FleetPatterns, fit_patterns, prefetch_clustering
 from analytics.rightsizing import DEFAULT_STRATEGY, get_strategy
 from analytics.rightsizing.base import (
     SECONDS_PER_DAY,
@@ -502,6 +502,8 @@ def recommend_frame(
     (:mod:`analytics.patterns`, :mod:`analytics.schedules`; ``schedule_settings`` default: ``[schedules]``
     defaults).
     """
+    if not frame.empty:
+        prefetch_clustering()  # the patterns below fit k-means: its import overlaps the work before it
     chosen = get_strategy(strategy)
     if settings is None:
         update: dict[str, Any] = {"lookback_days": lookback_days}

@@ -14,7 +14,8 @@ Figures, in one process:
   from navigation until the overview's four graphs are drawn ("interactive"), for the app as served
   (partial plotly.js, gzip, cheroot: dashboard/web.py) and for Dash's defaults (full plotly.js, no gzip,
   werkzeug) side by side; the same with a warm cache and for the VMs grid; a label-filter change until the
-  KPIs change; the server time of every ``_dash-update-component`` request (requestStart -> responseEnd).
+  KPIs change; turning to the hosts table's second page (when there is one); the server time of every
+  ``_dash-update-component`` request (requestStart -> responseEnd).
 * floors measured in the same run: a bare Dash app (one callback) loaded in the same browser, its
   callback's server time, and ``store.frame`` of the same window for the snapshot build; for the first visit
   also the plotly.js floors: a page served as the dashboard is (same partial plotly.js, assets, gzip,
@@ -56,7 +57,7 @@ from collector.config import Settings
 from collector.store.sqlite import SqliteStore
 from dashboard import ids, web
 from dashboard.app import ASSETS, LeanDash, create_app, dashboard_data
-from dashboard.data import DashboardData
+from dashboard.data import DEFAULT_RANGE, DashboardData
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
 from dashboard.snapshot import SNAPSHOT_COLUMNS
 from dashboard.web import start_server
@@ -385,7 +386,14 @@ def bench_browser(store: SqliteStore, data: DashboardData, rounds: int = 3
     out: dict[str, float] = {}
     callbacks: dict[str, list[float]] = {}
     app = create_app(Settings(), store, load_catalogue(), data_mode="demo", ttl_s=3600, warm=False, data=data)
-    out["app warm-up (views of the full snapshot)"] = _timed(dashboard_data(app).warm)[0]
+    # An app sharing its view model registers no warmers: build what the served app's warm-up builds (the
+    # overview's default view and its hosts/placement sections), so that no first visit pays for it.
+    def _warm_up() -> None:
+        dashboard_data(app).warm()
+        overview.update(data, DEFAULT_RANGE, None, None)
+        overview.sections(data)
+
+    out["app warm-up (views of the full snapshot)"] = _timed(_warm_up)[0]
     plain = create_app(Settings(), store, load_catalogue(), data_mode="demo", ttl_s=3600, warm=False, lean=False,
                        data=dashboard_data(app))
     labels, _hosts = dashboard_data(app).filter_options()
@@ -436,6 +444,13 @@ def bench_browser(store: SqliteStore, data: DashboardData, rounds: int = 3
         page.wait_for_function("() => document.querySelector('#overview-kpi-range').innerText.includes('7D')"
                                " || document.querySelector('#overview-kpi-range').innerText.includes('7d')")
         out["overview range change (7d) until KPIs change"] = time.perf_counter() - start
+        if page.locator("#overview-hosts-next").count():  # more hosts than one page holds
+            current["label"] = "hosts page"
+            start = time.perf_counter()
+            page.click("#overview-hosts-next")
+            page.wait_for_function("() => !document.querySelector('#overview-hosts-status').innerText"
+                                   ".startsWith('hosts 1-')")
+            out["overview hosts table, next page until shown"] = time.perf_counter() - start
         browser.close()
     return out, callbacks
 
@@ -525,7 +540,8 @@ def _first_visit_only(store: SqliteStore, vms: int, rounds: int, strict: bool) -
         browser.close()
     missed: list[str] = []
     _report_firsts(firsts, vms, missed)
-    print(f"{_load()}; target: first visit of the overview <= {TARGET_FIRST_VISIT_S:g} s:",
+    target_s = TARGET_FIRST_VISIT_S if vms <= 1000 else TARGET_INTERACTIVE_S
+    print(f"{_load()}; target: first visit of the overview <= {target_s:g} s:",
           "met" if not missed else "MISSED")
     store.close()
     return 1 if (missed and strict) else 0

@@ -366,8 +366,10 @@ def run_inprocess(n_vms: int, days: int) -> dict[str, Any]:
     from analytics.costs import fleet_costs
     from analytics.recommend import recommend_frame
     from collector.config import CostSettings, IdleSettings
+    from rightsizer.heap import retain_freed_memory
 
     sklearn_s = sklearn_import_s()  # before the frame exists: a fork then copies nothing large
+    heap_retained = retain_freed_memory()  # as the CLI's analytics commands and the central serve do
     split = _Split()
     split.install()
     sklearn_before = "sklearn" in sys.modules
@@ -377,12 +379,12 @@ def run_inprocess(n_vms: int, days: int) -> dict[str, Any]:
     rss_frame = _rss_gib()
     catalogue = load_catalogue()
     now = frame["ts"].iloc[-1].to_pydatetime() + pd.Timedelta(hours=1).to_pytimedelta()
-    t1, c1 = time.perf_counter(), time.process_time()
+    t1, c1, s1 = time.perf_counter(), time.process_time(), os.times().system
     fleet_costs(frame, vms, catalogue, load_storage_prices(), CostSettings(), now=now)
-    t2, c2 = time.perf_counter(), time.process_time()
+    t2, c2, s2 = time.perf_counter(), time.process_time(), os.times().system
     findings = recommend_frame(frame, vms, catalogue, now=now, lookback_days=float(days),
                                idle_settings=IdleSettings())  # as the dashboard: idle, patterns, schedules
-    t3, c3 = time.perf_counter(), time.process_time()
+    t3, c3, s3 = time.perf_counter(), time.process_time(), os.times().system
     return {"vms": n_vms, "days": days, "rows": len(frame), "frame_build_s_floor": round(build_s, 2),
             "frame_build_cpu_s": round(build_cpu_s, 2),
             "costs_s": round(t2 - t1, 2), "recommend_s": round(t3 - t2, 2),
@@ -393,6 +395,9 @@ def run_inprocess(n_vms: int, days: int) -> dict[str, Any]:
             "sklearn_import_s_fresh_process": sklearn_s,
             # CPU seconds of this process: what the work costs when other jobs share the cores
             "costs_cpu_s": round(c2 - c1, 2), "recommend_cpu_s": round(c3 - c2, 2),
+            # of which in the kernel (page faults of fresh memory, mostly); heap_retained: freed memory reused
+            "costs_system_cpu_s": round(s2 - s1, 2), "recommend_system_cpu_s": round(s3 - s2, 2),
+            "heap_retained": heap_retained,
             "cpu_ratio_vs_frame_build": round((c3 - c1) / build_cpu_s, 2),
             "load_average_1m": round(os.getloadavg()[0], 1),
             "rss_after_frame_gib": round(rss_frame, 2), "peak_rss_gib": round(_rss_gib(), 2),

@@ -70,6 +70,7 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     from collector.config import load_settings
     from rightsizer.context import Context
+    from rightsizer.heap import retain_freed_memory
     from rightsizer.output import Output
 
     parser = build_parser()
@@ -83,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # one-shot commands report connection problems as their own one-line error
         logging.getLogger("collector.hypervisor").setLevel(logging.ERROR)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one INFO line per job run is noise
+    if not long_running or (args.command == "serve" and args.role != "agent"):
+        # analytics over a large fleet: freed arrays' pages are reused instead of faulted in again
+        retain_freed_memory()
     ctx: Context | None = None
     try:
         settings = load_settings(args.config, overrides=_settings_overrides(args))

@@ -10,6 +10,7 @@ from dash import Dash, Output, dcc, html
 
 from dashboard import figures, ids
 from dashboard.data import DashboardData, Filters
+from dashboard.pages import paged
 from dashboard.pages.common import FILTER_INPUTS, badge, kpi, money
 
 PATH = "/"
@@ -41,36 +42,79 @@ def layout(data: DashboardData, filters: Filters) -> html.Div:
     ])
 
 
+#: The hosts table and the placement table: one page of rows at a time (dashboard/pages/paged.py).
+HOSTS_TABLE = paged.PagedIds(ids.OVERVIEW_HOSTS)
+PLACEMENT_TABLE = paged.PagedIds(ids.OVERVIEW_PLACEMENT)
+HOST_HEADS = ("Host", "Spend, {range} ({currency})", "vCPUs allocated (running)", "Host CPUs",
+              "Overcommit (vCPU : CPU)", "vCPU wait for a host CPU (P95 of hourly means, vCPU-weighted)",
+              "Contended VMs")
+PLACEMENT_HEADS = ("Service", "Risk", "Hosts", "Zones", "Members", "Why")
+
+
 def sections(data: DashboardData) -> tuple[list[Any], list[Any]]:
     """The hosts and placement sections (the same for every filter), built once per data refresh: the vCPU
     wait behind the hosts table reads every hour of the window."""
     return data.cached(("overview-sections",), lambda: (hosts_section(data), placement_section(data)))
 
 
-def hosts_section(data: DashboardData) -> list[Any]:
-    """Each host's overcommit (vCPUs of running VMs per host CPU) and how long its vCPUs waited for a CPU."""
-    loads = data.host_loads()
-    if not loads:
-        return [html.P("No hosts known yet.", className="rs-muted")]
+def host_spend(data: DashboardData) -> dict[str, float]:
+    """Each host's spend over the default range (the VMs grid's "cost in range", summed by host)."""
+    spend: dict[str, float] = {}
+    for row in data.vm_rows(Filters()):
+        if row["host"]:
+            spend[row["host"]] = spend.get(row["host"], 0.0) + (row["range_cost"] or 0.0)
+    return spend
+
+
+def host_rows(data: DashboardData) -> list[html.Tr]:
+    """One row per host, the biggest spender first (then by name)."""
+    return data.cached(("overview-host-rows",), lambda: _host_rows(data))
+
+
+def _host_rows(data: DashboardData) -> list[html.Tr]:
     share = data.settings.signals.contention_share
+    spend = host_spend(data)
 
     def ratio(x: float | None) -> str:
         return "-" if x is None else f"{x:.2f} : 1"
 
-    rows = [html.Tr([
-        html.Td(h.host), html.Td(str(h.vcpus_allocated)), html.Td("-" if h.host_cpus is None else str(h.host_cpus)),
+    loads = sorted(data.host_loads(), key=lambda h: (-spend.get(h.host, 0.0), h.host))
+    return [html.Tr([
+        html.Td(h.host), html.Td(f"{spend.get(h.host, 0.0):,.2f}"), html.Td(str(h.vcpus_allocated)),
+        html.Td("-" if h.host_cpus is None else str(h.host_cpus)),
         html.Td(ratio(h.overcommit), className="rs-warn" if (h.overcommit or 0) > 1 else None),
         html.Td("-" if h.delay_share is None else f"{h.delay_share:.1%}",
                 className="rs-warn" if (h.delay_share or 0) >= share else None),
         html.Td(", ".join(h.contended_vms) or "-"),
     ]) for h in loads]
-    heads = ("Host", "vCPUs allocated (running)", "Host CPUs", "Overcommit (vCPU : CPU)",
-             "vCPU wait for a host CPU (P95 of hourly means, vCPU-weighted)", "Contended VMs")
+
+
+def hosts_section(data: DashboardData) -> list[Any]:
+    """Each host's spend, overcommit (vCPUs of running VMs per host CPU) and how long its vCPUs waited for a
+    CPU: one page of hosts, the biggest spenders first, and how many hosts are past a threshold."""
+    loads = data.host_loads()
+    if not loads:
+        return [html.P("No hosts known yet.", className="rs-muted")]
+    share = data.settings.signals.contention_share
+    over = sum(1 for h in loads if (h.overcommit or 0) > 1)
+    waiting = sum(1 for h in loads if (h.delay_share or 0) >= share)
+    contended = sum(1 for h in loads if h.contended_vms)
+    summary = (f"{len(loads)} hosts, the biggest spenders first: {over} overcommitted (more running vCPUs than "
+               f"CPUs), {waiting} whose vCPUs wait {share:.0%} of their time or more, {contended} with contended "
+               "VMs (marked in orange).")
     note = (f"A VM whose vCPUs wait {share:.0%} of their time or more is contended: starved by its host, not "
             "undersized, so it gets no CPU upsize. Host CPUs come from libvirt (getInfo) on each collection.")
-    table = html.Table([html.Tr([html.Th(h) for h in heads]), *rows], className="rs-table",
-                       id=ids.OVERVIEW_HOSTS_TABLE)
-    return [table, html.P(note, className="rs-note")]
+    heads = [h.format(range=data.range_text(Filters().range_key), currency=data.currency) for h in HOST_HEADS]
+    return [html.P(summary), paged.table(HOSTS_TABLE, heads, host_rows(data), "hosts"),
+            html.P(note, className="rs-note")]
+
+
+def placement_rows(data: DashboardData) -> list[html.Tr]:
+    """One row per service with two or more running members, the riskiest first."""
+    return data.cached(("overview-placement-rows",), lambda: [
+        html.Tr([html.Td(r.service), html.Td(badge(r.level) if r.level else "spread"), html.Td(", ".join(r.hosts)),
+                 html.Td(", ".join(r.zones) or "-"), html.Td(", ".join(r.members)), html.Td(r.detail)])
+        for r in data.placement()])
 
 
 def placement_section(data: DashboardData) -> list[Any]:
@@ -84,12 +128,7 @@ def placement_section(data: DashboardData) -> list[Any]:
     summary = (f"{len(at_risk)} of {len(risks)} services (label {label!r}) have every running member on one host "
                "or in one zone." if at_risk else f"All {len(risks)} services (label {label!r}) are spread over "
                "hosts and zones.")
-    rows = [html.Tr([html.Td(r.service), html.Td(badge(r.level) if r.level else "spread"),
-                     html.Td(", ".join(r.hosts)), html.Td(", ".join(r.zones) or "-"),
-                     html.Td(", ".join(r.members)), html.Td(r.detail)]) for r in risks]
-    return [html.P(summary), html.Table(
-        [html.Tr([html.Th(h) for h in ("Service", "Risk", "Hosts", "Zones", "Members", "Why")]), *rows],
-        className="rs-table")]
+    return [html.P(summary), paged.table(PLACEMENT_TABLE, PLACEMENT_HEADS, placement_rows(data), "services")]
 
 
 def update(
@@ -150,3 +189,6 @@ def register(app: Dash, data: DashboardData, **_: Any) -> None:
     )
     def _overview(range_key: str, labels: list[str], hosts: list[str]) -> tuple[Any, ...]:
         return update(data, range_key, labels, hosts)
+
+    paged.register(app, HOSTS_TABLE, lambda: host_rows(data), "hosts")
+    paged.register(app, PLACEMENT_TABLE, lambda: placement_rows(data), "services")

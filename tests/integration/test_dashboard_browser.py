@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +21,7 @@ from analytics.catalogue import load_catalogue
 from collector.config import Settings
 from collector.store.sqlite import SqliteStore
 from dashboard.app import create_app, dashboard_data
+from dashboard.pages.paged import PAGE_ROWS
 from dashboard.web import PLOTLY_ROUTE, plotly_bundle_path, plotly_version, regenerator_path, start_server
 from rightsizer.demo import demo_fleet
 from rightsizer.demo_history import seed_synthetic_history
@@ -512,8 +513,10 @@ HOSTS_END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 HOSTS_VMS = (("web-1", "hv-busy", 2, 0.8), ("web-2", "hv-busy", 4, 1.6), ("db-1", "hv-calm", 2, 0.01))
 
 
-@pytest.fixture
-def hosts_dashboard(tmp_path: Path) -> Iterator[str]:
+def _serve_hosts(path: Path, spec: Sequence[tuple[str, str, int, float]],
+                 host_cpus: dict[str, int]) -> Iterator[str]:
+    """Serve a store of ``spec`` VMs (name, host, vCPUs, vCPU-equivalents waiting for a host CPU), each running
+    the last 10 days at 90 % CPU, with ``host_cpus`` as the sampler records them."""
     import uuid
 
     from collector.model import UsagePoint, VmRecord, VmState
@@ -521,16 +524,16 @@ def hosts_dashboard(tmp_path: Path) -> Iterator[str]:
 
     gib = 1 << 30
     first = HOSTS_END - timedelta(days=10)
-    store = SqliteStore(tmp_path / "hosts.db")
+    store = SqliteStore(path)
     vms = [VmRecord(str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), name, "qemu:///system", host, VmState.RUNNING,
                     vcpus, vcpus, 4 * gib, 4 * gib, {"team": "web"}, first, HOSTS_END)
-           for name, host, vcpus, _ in HOSTS_VMS]
+           for name, host, vcpus, _ in spec]
     points = [UsagePoint(vm.uuid, HOSTS_END - timedelta(hours=240 - h), VmState.RUNNING, vm.vcpus, 4 * gib,
                          cpu_vcpus=0.9 * vm.vcpus, memory_used_bytes=2 * gib, interval_s=3600.0,
                          cpu_delay_vcpus=delay)
-              for vm, (_n, _h, _v, delay) in zip(vms, HOSTS_VMS, strict=True) for h in range(240)]
+              for vm, (_n, _h, _v, delay) in zip(vms, spec, strict=True) for h in range(240)]
     store.write_history(vms, points)
-    merge_json_meta(store, HOST_CPUS_KEY, {"hv-busy": 2, "hv-calm": 8})
+    merge_json_meta(store, HOST_CPUS_KEY, host_cpus)
     app = create_app(Settings(), store, load_catalogue(), data_mode="live")
     server = start_server(app.server, "127.0.0.1", 0, name="hosts-test")
     try:
@@ -540,21 +543,76 @@ def hosts_dashboard(tmp_path: Path) -> Iterator[str]:
         store.close()
 
 
+@pytest.fixture
+def hosts_dashboard(tmp_path: Path) -> Iterator[str]:
+    yield from _serve_hosts(tmp_path / "hosts.db", HOSTS_VMS, {"hv-busy": 2, "hv-calm": 8})
+
+
+def _table_cells(pg: Page, table: str) -> list[list[str]]:
+    return pg.eval_on_selector_all(  # type: ignore[no-any-return]
+        f"#{table} tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.innerText.trim()))")
+
+
 def test_hosts_section_shows_overcommit_wait_and_the_contended_vms(page: Page, hosts_dashboard: str) -> None:
     page.goto(hosts_dashboard + "/")
     page.wait_for_selector("#overview-hosts-table")
-    rows = page.eval_on_selector_all(
-        "#overview-hosts-table tr", "rs => rs.map(r => [...r.cells].map(c => c.innerText.trim()))")
-    by_host = {r[0]: r for r in rows[1:]}
-    assert set(by_host) == {"hv-busy", "hv-calm"}
+    rows = _table_cells(page, "overview-hosts-table")
+    assert [r[0] for r in rows] == ["hv-busy", "hv-calm"]  # the biggest spender (6 vCPUs against 2) first
+    by_host = {r[0]: r for r in rows}
+    assert float(by_host["hv-busy"][1].replace(",", "")) > float(by_host["hv-calm"][1].replace(",", "")) > 0
     # hv-busy: 2 + 4 vCPUs on 2 CPUs; every vCPU waits 40 % of its time; both VMs contended
-    assert by_host["hv-busy"][1:4] == ["6", "2", "3.00 : 1"]
-    assert by_host["hv-busy"][4] == "40.0%" and by_host["hv-busy"][5] == "web-1, web-2"
-    assert by_host["hv-calm"][1:6] == ["2", "8", "0.25 : 1", "0.5%", "-"]
+    assert by_host["hv-busy"][2:5] == ["6", "2", "3.00 : 1"]
+    assert by_host["hv-busy"][5] == "40.0%" and by_host["hv-busy"][6] == "web-1, web-2"
+    assert by_host["hv-calm"][2:7] == ["2", "8", "0.25 : 1", "0.5%", "-"]
     warn = page.eval_on_selector_all("#overview-hosts-table td.rs-warn", "cs => cs.map(c => c.innerText)")
     assert warn == ["3.00 : 1", "40.0%"]
+    summary = page.inner_text("#overview-hosts")
+    assert "2 hosts, the biggest spenders first: 1 overcommitted" in summary and "1 with contended VMs" in summary
+    assert page.locator("#overview-hosts-next").count() == 0  # one page: no controls
     _shot(page, "hosts")
     # the contention finding names its host on the VM page
     page.goto(hosts_dashboard + "/vm/web-2")
     page.wait_for_selector("text=contention")
     assert "on host 'hv-busy'" in page.inner_text("body")
+
+
+# -- Many hosts: the overview renders one page of them, the biggest spenders first; paging reaches every one ---
+#: 22 hosts of one 2-vCPU VM each and hv-top, whose three 8-vCPU VMs make it the biggest spender.
+MANY_HOSTS_VMS = (*((f"vm-{i:02d}", f"hv-{i:02d}", 2, 0.0) for i in range(22)),
+                  *((f"big-{i}", "hv-top", 8, 0.0) for i in range(3)))
+
+
+@pytest.fixture
+def many_hosts_dashboard(tmp_path: Path) -> Iterator[str]:
+    yield from _serve_hosts(tmp_path / "many.db", MANY_HOSTS_VMS, {f"hv-{i:02d}": 4 for i in range(22)})
+
+
+def test_hosts_table_shows_one_page_biggest_spender_first_and_pages_reach_every_host(
+        page: Page, many_hosts_dashboard: str) -> None:
+    page.goto(many_hosts_dashboard + "/")
+    page.wait_for_selector("#overview-hosts-table")
+    first = _table_cells(page, "overview-hosts-table")
+    assert len(first) == PAGE_ROWS and first[0][0] == "hv-top"
+    spend = [float(r[1].replace(",", "")) for r in first]
+    assert spend == sorted(spend, reverse=True) and spend[0] > spend[1]
+    assert page.inner_text("#overview-hosts-status") == f"hosts 1-{PAGE_ROWS} of 23"
+    assert page.is_disabled("#overview-hosts-prev") and not page.is_disabled("#overview-hosts-next")
+    seen = [r[0] for r in first]
+    while not page.is_disabled("#overview-hosts-next"):
+        shown = page.inner_text("#overview-hosts-status")
+        page.click("#overview-hosts-next")
+        page.wait_for_function("s => document.querySelector('#overview-hosts-status').innerText !== s", arg=shown)
+        seen += [r[0] for r in _table_cells(page, "overview-hosts-table")]
+    assert page.inner_text("#overview-hosts-status") == "hosts 21-23 of 23"
+    assert len(seen) == 23 and set(seen) == {"hv-top", *(f"hv-{i:02d}" for i in range(22))}
+    page.click("#overview-hosts-prev")
+    page.wait_for_function("() => document.querySelector('#overview-hosts-status').innerText === 'hosts 11-20 of 23'")
+    page.click("#overview-hosts-all")
+    page.wait_for_function("() => document.querySelectorAll('#overview-hosts-table tbody tr').length === 23")
+    assert [r[0] for r in _table_cells(page, "overview-hosts-table")] == seen
+    assert page.inner_text("#overview-hosts-all") == f"Show {PAGE_ROWS} per page"
+    page.click("#overview-hosts-all")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#overview-hosts-table tbody tr').length === {PAGE_ROWS}")
+    assert page.inner_text("#overview-hosts-status") == f"hosts 1-{PAGE_ROWS} of 23"
+    _shot(page, "hosts-paged")

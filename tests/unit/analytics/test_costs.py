@@ -264,3 +264,35 @@ def test_naive_times_are_taken_as_utc() -> None:
     naive = summarise_costs(costs, vms, now=datetime(2026, 5, 4, 3), start=datetime(2026, 5, 4, 1))
     assert naive.total == aware.total == pytest.approx(0.324 + 0.107)
     assert naive.month_to_date == aware.month_to_date
+
+
+@pytest.mark.parametrize("width", [np.float32, np.float64])
+@pytest.mark.parametrize("rule", ["none", "storage-only", "full"])
+def test_odd_hours_and_capacities_are_billed_as_nan_to_num_and_clip_give_them(width: type, rule: str) -> None:
+    # running seconds and capacities out of range or missing, some rows in the hour containing now (and after it)
+    running = [3600, np.nan, np.inf, -np.inf, -5, 7200, 1800, 0.0, -0.0, 900, 3600, 10]
+    caps = [100e9, np.nan, np.inf, -np.inf, 0.0, -1.0, 50e9, 20e9, 1e9, np.nan, 5e9, 3e9]
+    frame = _hours("a", running, vcpus=2, memory_gib=4, disk=caps)
+    frame["running_s"] = frame["running_s"].astype(width)
+    frame["disk_capacity_bytes"] = frame["disk_capacity_bytes"].astype(width)
+    frame = frame.iloc[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]].reset_index(drop=True)  # the last two stay out
+    now = T0 + timedelta(hours=8, minutes=20)  # hour 8 is a third elapsed, hour 9 not begun
+    out = fleet_costs(frame, [_vm("a", 2, 4)], CATALOGUE, STORAGE, _settings(rule), now=now)
+
+    run_h = np.clip(np.nan_to_num(frame["running_s"].to_numpy(dtype=float)) / 3600.0, 0.0, 1.0)
+    ts_ns = frame["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    present = np.maximum(np.clip((pd.Timestamp(now).value - ts_ns) / 3.6e12, 0.0, 1.0), run_h)
+    stopped = present - run_h
+    cap = pd.Series(frame["disk_capacity_bytes"].to_numpy(dtype=float)).ffill().bfill().to_numpy()
+    price = np.nan_to_num(cap) / 1e9 * STORAGE.per_gb_hour + STORAGE.per_disk_hour["perf0"]
+    price[~(np.isfinite(cap) & (cap > 0))] = 0.0
+    storage_h = run_h + stopped if rule != "none" else run_h
+    compute_h = run_h + stopped if rule == "full" else run_h
+    compute = 0.30 * compute_h  # "big" fits 2 vCPUs / 4 GiB
+    expected = {"running_hours": run_h, "present_hours": present, "stopped_hours": stopped,
+                "storage_price_per_hour": price, "storage_cost": price * storage_h, "compute_cost": compute,
+                "cost": np.nan_to_num(compute) + price * storage_h}
+    for name, values in expected.items():
+        assert out[name].to_numpy().tobytes() == values.tobytes(), name
+    assert out["ts"].dtype == "datetime64[ns, UTC]" and (out["ts"] == frame["ts"]).all()
+    assert not np.shares_memory(out["ts"].array.asi8, frame["ts"].array.asi8)

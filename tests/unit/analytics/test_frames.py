@@ -12,8 +12,10 @@ from analytics.catalogue import GIB, load_catalogue, load_storage_prices
 from analytics.costs import fleet_costs
 from analytics.frames import (
     appearance_codes,
+    code_dtype,
     epoch_ns,
     group_percentile,
+    nan_to_num_lean,
     rows_since,
     sorted_by_vm_and_time,
     sorted_codes,
@@ -47,6 +49,34 @@ def test_codes_match_factorize_for_categoricals_and_strings(seed: int) -> None:
     codes, names = appearance_codes(ordered)
     ref_codes, ref_names = pd.factorize(ordered.astype(str), sort=False)
     assert names == list(ref_names) and (codes == ref_codes).all()
+
+
+@pytest.mark.parametrize("n_names", [1, 126, 127, 300, 32766, 32767, 40000])
+def test_compact_codes_are_the_categoricals_own_width(n_names: int) -> None:
+    rng = np.random.default_rng(n_names)
+    names = [f"vm-{i:05d}" for i in rng.permutation(n_names)]
+    series = pd.Series(pd.Categorical(rng.choice(names, size=3 * n_names), categories=names))
+    for values in (series, series.astype(str)):
+        wide, wide_names = sorted_codes(values)
+        small, small_names = sorted_codes(values, compact=True)
+        built = pd.Categorical.from_codes(small, categories=small_names)
+        assert small_names == wide_names and (small == wide).all()
+        assert small.dtype == code_dtype(len(small_names)) == built.codes.dtype
+        assert np.shares_memory(built.codes, small)  # taken as they are: no copy
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_nan_to_num_lean_equals_nan_to_num(dtype: type) -> None:
+    if np.dtype(dtype).kind == "f":
+        values = np.array([1.5, -0.0, 0.0, 3e38, -7.25, np.nan, np.inf, -np.inf, np.nan], dtype=dtype)
+    else:
+        values = np.array([1, -7, 0, 2**40], dtype=dtype)
+    got = nan_to_num_lean(values)
+    want = np.nan_to_num(values)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    assert not np.shares_memory(got, values)
+    clean = np.array([1.0, 2.0], dtype=dtype)
+    assert nan_to_num_lean(clean).tobytes() == np.nan_to_num(clean).tobytes()
 
 
 def test_group_percentile_equals_per_group_percentile() -> None:

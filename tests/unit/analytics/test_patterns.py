@@ -96,3 +96,19 @@ def test_week_bins_in_utc_and_a_zone_over_sparse_and_dense_hours() -> None:
             epoch_s, bins = week_bins(ts, zone)
             assert bins.tolist() == want.tolist()
             assert epoch_s.tolist() == [t.timestamp() for t in ts]
+
+
+def test_prefetch_imports_kmeans_in_the_background() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, threading\n"
+            "from analytics.patterns import prefetch_clustering\n"
+            "assert 'sklearn.cluster' not in sys.modules\n"
+            "prefetch_clustering()\n"
+            "names = [t.name for t in threading.enumerate()]\n"
+            "for t in threading.enumerate():\n"
+            "    if t.name == 'import-sklearn-cluster': t.join()\n"
+            "print('import-sklearn-cluster' in names, 'sklearn.cluster' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.split() == ["True", "True"]
