@@ -826,7 +826,8 @@ def _risk_and_projection(
     target = rec.recommended_type
     if not _replays(rec) or target is None or rec.evidence is None:
         return NO_CHANGE, None
-    keep = series.ts_s >= end_s - lookback_days * SECONDS_PER_DAY
+    # the lookback's rows, worked out only when the fleet-wide replay or peak ratio is not given
+    keep = series.ts_s >= end_s - lookback_days * SECONDS_PER_DAY if replay is None or peak_ratio is None else None
     projection = replay if replay is not None else project_utilisation(
         series.ts_s[keep], series.cpu_max[keep], series.mem_max[keep], target_vcpus=target.vcpus,
         target_memory_bytes=target.memory_bytes)
