@@ -518,6 +518,44 @@ def _report_browser(browser: dict[str, float], callbacks: dict[str, list[float]]
               f"x{statistics.median(values) / floor_cb:6.2f}  n={len(values):2d}  {key}{flag}")
 
 
+GROWTH_FIGURES = (("server CPU seconds at data on screen", "CPU s, data on screen"),
+                  ("server CPU seconds at the full window", "CPU s, full window"),
+                  ("server peak RSS (GiB)", "peak RSS GiB"),
+                  (START_DATA, "s to data on screen"),
+                  ("full 30 days on screen after start (month to date, findings)", "s to full window"))
+
+
+def _growth(sizes: Sequence[int], days: int, fresh: bool, timeout_s: float) -> int:
+    """``bench_start`` at each fleet size (stores seeded when missing), then a table and the growth per 1,000 VMs
+    between consecutive sizes: linear growth keeps the per-1,000-VM slopes level."""
+    rows: dict[int, dict[str, float]] = {}
+    for n in sizes:
+        path = RESULTS / f"dashboard-{n}x{days}.db"
+        open_store(path, n, days, fresh).close()
+        print(f"\n-- {n:,} VMs x {days} days from process start; {_load()} --", flush=True)
+        rows[n] = bench_start(path, timeout_s)
+        print(f"{n:,} VMs: " + ", ".join(f"{rows[n][key]:.2f} {label}" for key, label in GROWTH_FIGURES)
+              + f"; {_load()}", flush=True)
+    print(f"\n-- growth with the fleet ({days} days of hourly rows); {_load()} --")
+    print(f"{'VMs':>8} " + " ".join(f"{label:>22}" for _, label in GROWTH_FIGURES))
+    for n in sizes:
+        print(f"{n:>8,} " + " ".join(f"{rows[n][key]:22.2f}" for key, _ in GROWTH_FIGURES))
+    print("per 1,000 VMs between sizes (level slopes: linear growth):")
+    for lo, hi in zip(sizes, sizes[1:], strict=False):
+        per = (hi - lo) / 1000.0
+        print(f"{lo:>8,} -> {hi:>7,} " + " ".join(
+            f"{(rows[hi][key] - rows[lo][key]) / per:22.3f}" for key, _ in GROWTH_FIGURES))
+    first = sizes[0]
+    print("per 1,000 VMs at each size (figure / VMs x 1,000; the first size's share of fixed cost is largest):")
+    for n in sizes:
+        print(f"{n:>8,} " + " ".join(f"{rows[n][key] / n * 1000:22.3f}" for key, _ in GROWTH_FIGURES))
+    if len(sizes) > 1:
+        last = sizes[-1]
+        print(f"ratio {last:,}/{first:,} VMs = x{last / first:.1f}: " + ", ".join(
+            f"{label} x{rows[last][key] / rows[first][key]:.2f}" for key, label in GROWTH_FIGURES))
+    return 0
+
+
 def _load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -562,11 +600,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="only the first visits of the overview and of its floors")
     parser.add_argument("--rounds", type=int, default=3, help="first visits per setup (default 3)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--growth", metavar="N,N,...",
+                        help="only the from-start figures at each of these fleet sizes (e.g. 1000,5000,20000,50000; "
+                             "stores seeded when missing), then their growth per 1,000 VMs")
     parser.add_argument("--serve", metavar="DB", help=argparse.SUPPRESS)  # the process bench_start starts
     args = parser.parse_args(list(argv) if argv is not None else [])
     if args.serve is not None:
         return serve_main(None if args.serve == "-" else Path(args.serve))
     RESULTS.mkdir(exist_ok=True)
+    if args.growth is not None:
+        try:
+            sizes = sorted({int(v) for v in args.growth.split(",") if v.strip()})
+        except ValueError:
+            parser.error(f"--growth {args.growth!r}: give fleet sizes as integers separated by commas")
+        if not sizes or sizes[0] < 1:
+            parser.error(f"--growth {args.growth!r}: give at least one fleet size of 1 VM or more")
+        return _growth(sizes, args.days, args.fresh, args.start_timeout)
     path = args.db or RESULTS / f"dashboard-{args.vms}x{args.days}.db"
     store = open_store(path, args.vms, args.days, args.fresh)
     missed: list[str] = []

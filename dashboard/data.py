@@ -156,17 +156,21 @@ class DashboardData:
 
     def _build_first(self) -> Snapshot:
         snap = build_snapshot(self.settings, self.store, self.catalogue, self.storage, self.clock,
-                              quick_above_vm_hours=self.staged_above_vm_hours)
-        return self._analysed(snap) if snap.complete else snap
+                              quick_above_vm_hours=self.staged_above_vm_hours, analyse=self._analyse)
+        if snap.complete:
+            self._warm_views(snap)
+        return snap
 
     def _build(self) -> Snapshot:
-        return self._analysed(build_snapshot(self.settings, self.store, self.catalogue, self.storage, self.clock))
-
-    def _analysed(self, snap: Snapshot) -> Snapshot:
-        snap.findings = self._findings_loader(self, snap)
-        snap.backups = self._backups_loader(self, snap)
+        snap = build_snapshot(self.settings, self.store, self.catalogue, self.storage, self.clock,
+                              analyse=self._analyse)
         self._warm_views(snap)
         return snap
+
+    def _analyse(self, snap: Snapshot) -> None:
+        """Findings and backup checks of a complete snapshot (they read its hours, not its cost arrays)."""
+        snap.findings = self._findings_loader(self, snap)
+        snap.backups = self._backups_loader(self, snap)
 
     def placement(self) -> list[PlacementRisk]:
         """Placement verdicts of every service with two or more running members, riskiest first."""

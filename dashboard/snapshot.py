@@ -108,13 +108,17 @@ def _label_pairs(vm: VmRecord) -> list[str]:
 
 def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPriceCatalogue,
                    storage: StoragePrices, clock: Callable[[], datetime], *,
-                   quick_above_vm_hours: int | None = None) -> Snapshot:
+                   quick_above_vm_hours: int | None = None,
+                   analyse: Callable[[Snapshot], object] | None = None) -> Snapshot:
     """Read the inventory and the loaded window's hourly rollups and price them; findings come later.
 
     The window ends at the end of the newest data's hour and covers the longest range and month-to-date.
     With ``quick_above_vm_hours``, a fleet whose window holds more VM-hours than that gets an incomplete
     snapshot of the last ``QUICK_WINDOW`` only (``complete=False``), read in a fraction of the time.
-    Only the ``SNAPSHOT_COLUMNS`` are read. Raises the store's RightsizerError subclasses.
+    Only the ``SNAPSHOT_COLUMNS`` are read. ``analyse`` is called with a complete snapshot as soon as its
+    hours are read, before they are priced (its ``arrays`` and ``latest_cost`` are still empty): findings,
+    which read the hours only, then never share the memory with the cost frame and the per-row arrays.
+    Raises the store's RightsizerError subclasses.
     """
     now = clock()
     vms = tuple(store.vms())
@@ -142,14 +146,6 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
     # Costs and month figures count up to the wall clock, or to the end of the data's last hour when the
     # data is older (demo, imports): then every stored hour is complete.
     cost_now = min(now, window_end)
-    costs = fleet_costs(hours, vms, catalogue, storage, settings.costs, now=cost_now)
-    costs = costs.reset_index(drop=True)
-    if len(costs) != len(hours) or not (costs["vm"].to_numpy() == hours["vm"].to_numpy()).all():
-        costs = hours[["vm", "ts"]].merge(costs, on=["vm", "ts"], how="left")
-    codes = {vm.uuid: i for i, vm in enumerate(vms)}
-    arrays = _arrays(hours, costs, codes, window_start)
-    latest_cost = _latest_cost(costs)
-    del costs  # the views read its columns from ``arrays``
     try:
         raw = store.frame(anchor - NOW_WINDOW, anchor + timedelta(seconds=1), resolution="raw")
         running_now = _running_now(raw, known)
@@ -164,10 +160,10 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
         window_end=window_end,
         vms=vms,
         by_uuid={vm.uuid: vm for vm in vms},
-        codes=codes,
+        codes={vm.uuid: i for i, vm in enumerate(vms)},
         hours=hours,
-        arrays=arrays,
-        latest_cost=latest_cost,
+        arrays={},
+        latest_cost={},
         findings={},
         backups={},
         label_options=tuple(sorted({p for vm in vms for p in _label_pairs(vm)})),
@@ -175,6 +171,18 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
         running_now=running_now,
         complete=complete,
     )
+    if analyse is not None and complete:
+        analyse(snap)
+    costs = fleet_costs(hours, vms, catalogue, storage, settings.costs, now=cost_now)
+    costs = costs.reset_index(drop=True)
+    if not _same_vm_rows(costs, hours):
+        costs = hours[["vm", "ts"]].merge(costs, on=["vm", "ts"], how="left")
+    snap.latest_cost = _latest_cost(costs)
+    arrays = _cost_arrays(costs)
+    del costs  # the views read its columns from ``arrays``; dropped before the usage columns are made
+    arrays.update(_usage_arrays(hours, snap.codes, window_start))
+    snap.arrays = arrays
+    snap.built_at = time.monotonic()
     return snap
 
 
@@ -293,36 +301,49 @@ def _categorical_vm(hours: pd.DataFrame) -> pd.DataFrame:
     return hours
 
 
-def _arrays(hours: pd.DataFrame, costs: pd.DataFrame, codes: Mapping[str, int],
-            window_start: datetime) -> dict[str, np.ndarray]:
-    """Flat numpy columns for fast per-hour sums (np.bincount) over any VM subset.
+def _same_vm_rows(costs: pd.DataFrame, hours: pd.DataFrame) -> bool:
+    """Whether ``costs`` has ``hours``' rows in its order (the same VM on every row), by categorical codes."""
+    if len(costs) != len(hours):
+        return False
+    a, b = costs["vm"], hours["vm"]
+    if (isinstance(a.dtype, pd.CategoricalDtype) and isinstance(b.dtype, pd.CategoricalDtype)
+            and a.cat.categories.equals(b.cat.categories)):
+        return bool((a.cat.codes.to_numpy() == b.cat.codes.to_numpy()).all())
+    return bool((a.to_numpy() == b.to_numpy()).all())
 
-    ``compute_cost`` is 0 where no machine type priced the hour (``priced`` False); a row's cost is
-    ``compute_cost + storage_cost`` (fleet_costs' ``cost``).
+
+def _cost_arrays(costs: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``priced``, ``compute_cost`` (0 where no machine type priced the hour) and ``storage_cost`` per row.
+
+    A row's cost is ``compute_cost + storage_cost`` (fleet_costs' ``cost``).
     """
-    n = len(hours)
-    if n == 0:
+    compute = costs["compute_cost"].to_numpy(dtype=float) if len(costs) else np.zeros(0)
+    storage = costs["storage_cost"].to_numpy(dtype=float) if len(costs) else np.zeros(0)
+    return {"priced": ~np.isnan(compute), "compute_cost": np.nan_to_num(compute),
+            "storage_cost": np.nan_to_num(storage)}
+
+
+def _usage_arrays(hours: pd.DataFrame, codes: Mapping[str, int], window_start: datetime) -> dict[str, np.ndarray]:
+    """Flat numpy columns for fast per-hour sums (np.bincount) over any VM subset: VM code, hour of the
+    window and the utilisation columns, per row of ``hours``."""
+    if len(hours) == 0:
         empty_i = np.zeros(0, dtype=np.int32)
-        empty_f = np.zeros(0)
-        return {"code": empty_i, "hour": empty_i, "priced": np.zeros(0, dtype=bool), **{k: empty_f for k in (
-            "compute_cost", "storage_cost", "cpu_used_vcpus", "cpu_allocated_vcpus", "memory_used_bytes",
-            "memory_allocated_bytes", "memory_known_allocated_bytes")}}
+        return {"code": empty_i, "hour": empty_i, **{k: np.zeros(0) for k in (
+            "cpu_used_vcpus", "cpu_allocated_vcpus", "memory_used_bytes", "memory_allocated_bytes",
+            "memory_known_allocated_bytes")}}
     vm = hours["vm"]
     to_code = np.array([codes.get(str(name), len(codes)) for name in vm.cat.categories] + [len(codes)],
                        dtype=np.int32)
     code = to_code[vm.cat.codes.to_numpy()]  # code -1 (no VM) picks the trailing "unknown"
     ts_s = epoch_ns(hours["ts"]) // 1_000_000_000
     hour = ((ts_s - int(window_start.timestamp())) // HOUR_S).astype(np.int32)
+    del ts_s
     running = hours["running_s"].fillna(0.0).to_numpy() > 0
     mem_used = hours["memory_used_mean_bytes"].to_numpy(dtype=float)
     mem_alloc = hours["memory_bytes"].fillna(0.0).to_numpy(dtype=float)
-    compute = costs["compute_cost"].to_numpy(dtype=float)
     return {
         "code": code,
         "hour": hour,
-        "priced": ~np.isnan(compute),
-        "compute_cost": np.nan_to_num(compute),
-        "storage_cost": np.nan_to_num(costs["storage_cost"].to_numpy(dtype=float)),
         "cpu_used_vcpus": np.nan_to_num(hours["cpu_mean_vcpus"].to_numpy(dtype=float)),
         "cpu_allocated_vcpus": np.where(running, hours["vcpus"].fillna(0.0).to_numpy(dtype=float), 0.0),
         "memory_used_bytes": np.nan_to_num(mem_used),
@@ -341,16 +362,27 @@ def _running_now(raw: pd.DataFrame, known: set[str]) -> frozenset[str]:
 
 
 def _latest_cost(costs: pd.DataFrame) -> dict[str, tuple[str | None, str, float | None, float]]:
-    """Per VM: machine type, its source, compute price per hour and compute + storage per hour (newest hour)."""
+    """Per VM: machine type, its source, compute price per hour and compute + storage per hour (newest hour).
+
+    The newest hour is each VM's last row (``costs`` comes sorted by VM and time); picked by position, with
+    no per-group copy of the fleet-sized frame.
+    """
     if costs.empty:
         return {}
-    last = costs.groupby("vm", sort=False).tail(1)
+    vm = costs["vm"]
+    codes = vm.cat.codes.to_numpy() if isinstance(vm.dtype, pd.CategoricalDtype) else pd.factorize(vm)[0]
+    if not bool((codes[1:] >= codes[:-1]).all()):
+        last_rows = np.flatnonzero(costs.groupby("vm", sort=False, observed=True).cumcount(ascending=False)
+                                   .to_numpy() == 0)
+    else:
+        last_rows = np.flatnonzero(np.append(codes[1:] != codes[:-1], True))
+    last = costs.iloc[last_rows[codes[last_rows] >= 0]]
     out: dict[str, tuple[str | None, str, float | None, float]] = {}
-    for vm, mtype, source, price, storage in zip(
+    for name, mtype, source, price, storage in zip(
         last["vm"], last["machine_type"], last["type_source"], last["price_per_hour"],
         last["storage_price_per_hour"], strict=True,
     ):
         p = finite_or_none(price)
-        out[str(vm)] = (mtype if isinstance(mtype, str) else None, str(source), p,
-                        (p or 0.0) + (finite_or_none(storage) or 0.0) if p is not None else math.nan)
+        out[str(name)] = (mtype if isinstance(mtype, str) else None, str(source), p,
+                          (p or 0.0) + (finite_or_none(storage) or 0.0) if p is not None else math.nan)
     return out

@@ -36,6 +36,7 @@ from collector.store.base import (
     Counters,
     Resolution,
 )
+from collector.store.columns import ColumnBuffers
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ _CURRENT_HOUR_COLUMNS = (
 )
 #: Rows fetched from SQLite per chunk when reading a frame.
 _FETCH_ROWS = 65_536
+#: At most this many rows are allocated for before an hourly read (more grow the columns as they come).
+_MAX_EXPECTED_ROWS = 1 << 27
 _TEXT_COLUMNS = frozenset({"vm", "state"})
 _INTERVAL_SQL = "MIN(COALESCE(interval_s, 0), 3600)"
 _CURRENT_HOUR_SQL = (
@@ -460,7 +463,7 @@ class SqliteStore:
             else:  # one parameter for any number of VMs: SQLite's variable limit may be 999
                 sql += " AND vm IN (SELECT value FROM json_each(?))"
                 params.append(json.dumps(vm_list))
-        frame = self._read_frame(sql, params, read, resolution)
+        frame = self._read_frame(sql, params, read, resolution, self._expected_rows(start, end, resolution, vms))
         if resolution == "hour":
             frame = self._with_current_hour(frame, _epoch(start), _epoch(end), read)
         if vms is not None and resolution == "hour":  # the re-aggregated running hour holds every VM
@@ -468,29 +471,41 @@ class SqliteStore:
         return _by_vm_and_time(frame)
 
     def _read_frame(self, sql: str, params: Sequence[object], read: Sequence[str],
-                    resolution: Resolution) -> pd.DataFrame:
+                    resolution: Resolution, capacity_rows: int = _FETCH_ROWS) -> pd.DataFrame:
         """Run ``sql`` and decode its rows (columns ``read``) chunk by chunk into a frame.
 
         Chunks keep the Python rows of at most ``_FETCH_ROWS`` alive at once (a month of a large fleet as
-        tuples would take tens of GiB); each chunk becomes numpy columns through one object array, its VM
-        strings shared (one object per VM, not per row). Columns are joined one at a time, each chunk's
-        copy dropped as it is joined, and the frame keeps one block per column (no 2-D copy).
+        tuples would take tens of GiB); each chunk is decoded in place into one array per column, allocated
+        for ``capacity_rows`` (the expected rows; grown when more come), so no chunk copies are joined at the
+        end. VM strings are shared (one object per VM, not per row); the frame keeps one block per column.
         """
-        parts: list[dict[str, np.ndarray]] = []
-        names: dict[str, str] = {}
+        buffers = ColumnBuffers(read, _TEXT_COLUMNS, capacity_rows)
         try:
             cursor = self._conn().execute(sql, params)
             while rows := cursor.fetchmany(_FETCH_ROWS):
-                parts.append(_decode(rows, read, names))
+                buffers.append(rows)
+                del rows
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
-        if not parts:
+        if not buffers.rows:
             return _typed(_empty(read), resolution)
         data: dict[str, object] = {}
-        for name in read:
-            joined = np.concatenate([p.pop(name) for p in parts])
-            data[name] = pd.to_datetime(joined, unit="s", utc=True) if name == "ts" else joined
+        for name, column in buffers.columns().items():
+            data[name] = pd.to_datetime(column, unit="s", utc=True) if name == "ts" else column
         return pd.DataFrame(data, copy=False)
+
+    def _expected_rows(self, start: datetime, end: datetime, resolution: Resolution,
+                       vms: Collection[str] | None) -> int:
+        """Rows an hourly read of ``[start, end)`` returns when every VM has every hour (at most
+        ``_MAX_EXPECTED_ROWS``): the size its columns are allocated at. Raw reads start at one chunk."""
+        if resolution != "hour":
+            return _FETCH_ROWS
+        if vms is None:
+            [(n_vms,)] = self._read("SELECT COUNT(*) FROM vms")
+        else:
+            n_vms = len(set(vms))
+        hours = max(0, -(-(_epoch(end) - _epoch(start)) // 3600))
+        return int(min(max(int(n_vms) * hours, _FETCH_ROWS), _MAX_EXPECTED_ROWS))
 
     def _with_current_hour(self, hours: pd.DataFrame, start_s: int, end_s: int,
                            read: Sequence[str] = _HOUR_DB_COLUMNS) -> pd.DataFrame:
@@ -744,33 +759,6 @@ def _read_columns(cols: Sequence[str], wanted: Collection[str], resolution: Reso
         raise StoreError(f"unknown {resolution} column(s) {unknown}; see collector.store.base")
     keys = ("vm", "ts", "state", "gap") if resolution == "raw" else ("vm", "ts")
     return tuple(c for c in cols if c in keys or c in set(wanted))
-
-
-def _decode(rows: list[tuple[object, ...]], cols: Sequence[str], names: dict[str, str]) -> dict[str, np.ndarray]:
-    """Numpy columns of fetched rows: strings as objects, ``ts`` int64 epoch seconds, ``gap`` bool, the rest
-    float64 (NULL -> NaN), through one object array instead of a Python loop per column.
-
-    VM UUIDs are replaced by one shared string per VM (``names``, kept across chunks): a row then holds a
-    pointer, not its own 36-character string, and later hashing of the column reuses each string's hash.
-    """
-    grid = np.array(rows, dtype=object)
-    out: dict[str, np.ndarray] = {}
-    numeric = [i for i, c in enumerate(cols) if c not in _TEXT_COLUMNS and c not in ("ts", "gap")]
-    values = grid[:, numeric].astype("float64") if numeric else np.zeros((len(rows), 0))
-    for j, i in enumerate(numeric):
-        out[cols[i]] = np.ascontiguousarray(values[:, j])
-    for i, name in enumerate(cols):
-        if name == "vm":
-            codes, uniques = pd.factorize(grid[:, i])
-            shared = np.array([names.setdefault(u, u) for u in uniques] + [None], dtype=object)
-            out[name] = shared[codes]  # code -1 (a NULL) picks the trailing None
-        elif name in _TEXT_COLUMNS:
-            out[name] = grid[:, i].copy()
-        elif name == "ts":
-            out[name] = grid[:, i].astype("int64")
-        elif name == "gap":
-            out[name] = grid[:, i].astype(bool)
-    return out
 
 
 def _by_vm_and_time(frame: pd.DataFrame) -> pd.DataFrame:
