@@ -13,7 +13,7 @@ import pytest
 from analytics.catalogue import load_storage_prices
 from analytics.recommend import recommend_fleet
 from analytics.rightsizing.base import Finding
-from analytics.signals import host_loads, needed_class, storage_advice
+from analytics.signals import ContentionSignal, host_loads, needed_class, storage_advice
 from collector.config import SignalSettings
 from collector.model import UsagePoint, VmRecord, VmState
 from tests.unit.analytics.test_rightsizing_fleet import GIB, HOURS, NOW, T0, _catalogue
@@ -98,6 +98,19 @@ def test_host_overcommit() -> None:
     a, b = _vm("a", 4, 2, host="hv1"), _vm("b", 2, 2, host="hv1")
     (load,) = host_loads([a, b], {"hv1": 2}, {})
     assert (load.vcpus_allocated, load.overcommit, load.delay_share) == (6, 3.0, None)
+
+
+def test_host_loads_split_an_interleaved_fleet_by_host() -> None:
+    a, b, c = _vm("a", 4, 2, host="hv2"), _vm("b", 2, 2, host="hv1"), _vm("c", 2, 2, host="hv2")
+    stopped, unplaced = replace(_vm("d", 8, 2, host="hv1"), state=VmState.SHUTOFF), _vm("e", 2, 2, host="")
+    contention = {vm.uuid: ContentionSignal(vm.uuid, vm.host, share, share, share >= 0.5, "")
+                  for vm, share in ((a, 0.6), (c, 0.9), (b, 0.1))}
+    hv1, hv2 = host_loads([a, b, c, stopped, unplaced], {"hv2": 3}, contention)
+    assert (hv1.host, hv1.vcpus_allocated, hv1.host_cpus, hv1.overcommit) == ("hv1", 2, None, None)
+    assert (hv1.delay_share, hv1.contended_vms) == (0.1, ())
+    assert (hv2.host, hv2.vcpus_allocated, hv2.overcommit) == ("hv2", 6, 2.0)
+    assert hv2.delay_share == pytest.approx((0.6 * 4 + 0.9 * 2) / 6)
+    assert hv2.contended_vms == ("a", "c")  # inventory order within the host
 
 
 def _disk_points(vm: VmRecord) -> list[UsagePoint]:
