@@ -371,7 +371,7 @@ def run_inprocess(n_vms: int, days: int) -> dict[str, Any]:
     from rightsizer.heap import retain_freed_memory
 
     sklearn_s = sklearn_import_s()  # before the frame exists: a fork then copies nothing large
-    heap_retained = retain_freed_memory()  # as the CLI's analytics commands and the central serve do
+    heap_retained = retain_freed_memory()  # as the one-shot CLI commands (costs, recommend, report) do
     split = _Split()
     split.install()
     sklearn_before = "sklearn" in sys.modules

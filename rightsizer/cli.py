@@ -84,8 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # one-shot commands report connection problems as their own one-line error
         logging.getLogger("collector.hypervisor").setLevel(logging.ERROR)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one INFO line per job run is noise
-    if not long_running or (args.command == "serve" and args.role != "agent"):
-        # analytics over a large fleet: freed arrays' pages are reused instead of faulted in again
+    if not long_running:
+        # a one-shot analytics run over a large fleet reuses freed arrays' pages instead of faulting in new
+        # ones; a long-running serve keeps glibc's defaults, so memory freed after a refresh goes back
         retain_freed_memory()
     ctx: Context | None = None
     try:

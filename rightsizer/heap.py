@@ -1,4 +1,4 @@
-"""Process memory tuning for the analytics commands: reuse freed memory instead of faulting in new pages.
+"""Process memory tuning for the one-shot analytics commands: reuse freed memory instead of faulting in new pages.
 
 Costs and recommendations over a large fleet make dozens of short-lived arrays of hundreds of MB each
 (36 M rows x 8 bytes = 288 MB per float64 column). glibc's malloc serves every block above 32 MiB with
@@ -6,6 +6,7 @@ its own ``mmap`` and unmaps it on free, so each such array faults in fresh zeroe
 at 50,000 VMs x 30 days that is several seconds of system time (``python -m bench.fleet_bench inprocess``
 prints it). Served from the heap and kept there once freed, the next array reuses pages already mapped.
 The peak stays that of the largest moment of the computation; the process keeps it until it exits.
+A long-running ``serve`` does not use it: what a refresh frees there goes back to the kernel.
 """
 
 from __future__ import annotations
