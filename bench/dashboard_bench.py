@@ -23,7 +23,9 @@ Figures, in one process:
   draws four graphs, so the four-graph floor bounds what its first visit can reach on the machine.
 
 ``--first-visit-only`` runs only the first visits (overview, its floors, Dash's defaults); ``--rounds N`` sets
-how many turns each setup takes (default 3; more on a loaded machine).
+how many turns each setup takes (default 3; more on a loaded machine). Each first visit starts once the CPUs
+are idle again after the previous one (``settle``: a closed browser context keeps working for a second or
+more); ``--no-settle`` starts them back to back, as before.
 
 Targets: first visit of the overview <= 1 s at 1,000 VMs (<= 2 s above), every callback <= 300 ms.
 ``--strict`` exits 1 when one is missed.
@@ -326,16 +328,80 @@ def _visit_bare(page: Any, url: str) -> float:
     return time.perf_counter() - start
 
 
+#: Before each first visit: wait until the CPUs are this idle (share of the last ``SETTLE_WINDOW_S``), for at
+#: least ``SETTLE_MIN_S`` and at most ``SETTLE_MAX_S`` seconds.
+SETTLE_IDLE = 0.85
+SETTLE_WINDOW_S = 0.25
+SETTLE_MIN_S = 1.0
+SETTLE_MAX_S = 4.0
+#: What ``settle`` waited before each first visit of this run (seconds) and how many waits hit the cap.
+SETTLE_WAITS: list[float] = []
+#: ``--no-settle``: start each first visit right after the previous one closed (the method before ``settle``).
+SETTLE_OFF = False
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs from /proc/stat; None where there is no /proc/stat."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8])
+
+
+def settle(idle: float = SETTLE_IDLE, window_s: float = SETTLE_WINDOW_S, min_s: float = SETTLE_MIN_S,
+           max_s: float = SETTLE_MAX_S) -> float:
+    """Wait until the machine's CPUs are ``idle`` idle over ``window_s``, then return the seconds waited.
+
+    Closing a browser context does not end its work: the renderer process exits, collects garbage and frees
+    memory in the background for a second or more after a heavy page. A visit started at once shares the
+    2 cores with that and is measured ~20 % slower, the more so after a heavy setup (the overview right
+    after Dash's defaults with the full plotly.js: A/B in one run, 1.53 s -> 1.79 s median back to back,
+    1.24 s both with a pause). A user's first visit does not start inside another page's teardown, so every
+    setup waits alike. Gives up after ``max_s`` on a busy machine (counted in ``SETTLE_WAITS``).
+    """
+    if SETTLE_OFF:
+        return 0.0
+    start = time.perf_counter()
+    time.sleep(min_s)
+    before = _cpu_times()
+    if before is None:
+        time.sleep(max(0.0, 1.0 - min_s))
+    while before is not None and time.perf_counter() - start < max_s:
+        time.sleep(window_s)
+        after = _cpu_times()
+        assert after is not None
+        busy_total = after[1] - before[1]
+        if busy_total > 0 and (after[0] - before[0]) / busy_total >= idle:
+            break
+        before = after
+    waited = time.perf_counter() - start
+    SETTLE_WAITS.append(waited)
+    return waited
+
+
+def settle_summary() -> str:
+    """One line: how long the first visits waited for an idle machine, and how many gave up."""
+    if not SETTLE_WAITS:
+        return "each first visit started right after the previous one closed (--no-settle)"
+    capped = sum(1 for w in SETTLE_WAITS if w >= SETTLE_MAX_S)
+    return (f"each first visit started on idle CPUs (>= {SETTLE_IDLE:.0%} idle over {SETTLE_WINDOW_S:.1f} s): "
+            f"waits median {statistics.median(SETTLE_WAITS):.2f} s, max {max(SETTLE_WAITS):.2f} s, "
+            f"{capped} of {len(SETTLE_WAITS)} gave up after {SETTLE_MAX_S:.0f} s")
+
+
 def first_visits(browser: Any, urls: dict[str, str], rounds: int = 3) -> dict[str, list[float]]:
     """Seconds until interactive on a first visit (a new browser context: empty cache), per setup.
 
     "bare" ends when the bare page's callback answered, a "graphs" floor when its graphs are drawn, every other
     setup when the overview's four graphs are drawn. The setups take turns within each round, so a change in
-    machine load hits them alike.
+    machine load hits them alike; each visit starts once the machine is idle again (``settle``).
     """
     out: dict[str, list[float]] = {name: [] for name in urls}
     for _ in range(rounds):
         for name, url in urls.items():
+            settle()
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
             page = context.new_page()
             page.set_default_timeout(120_000)
@@ -489,6 +555,7 @@ def _report_firsts(firsts: dict[str, float], vms: int, missed: list[str]) -> Non
         if name in (FIRST, FIRST_WORST, FIRST_PLAIN):
             ratio += f", x{seconds / firsts[FIRST_FOUR]:5.2f} of four graphs"
         print(f"{seconds * 1000:10.1f} ms  {name}{ratio}")
+    print(settle_summary())
     target_s = TARGET_FIRST_VISIT_S if vms <= 1000 else TARGET_INTERACTIVE_S
     if firsts[FIRST] > target_s:
         missed.append(f"first visit of the overview {firsts[FIRST]:.2f} s > {target_s} s")
@@ -599,6 +666,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first-visit-only", action="store_true",
                         help="only the first visits of the overview and of its floors")
     parser.add_argument("--rounds", type=int, default=3, help="first visits per setup (default 3)")
+    parser.add_argument("--no-settle", action="store_true",
+                        help="start each first visit right after the previous one closed, without waiting for "
+                             "idle CPUs (the method before the wait; for comparison)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--growth", metavar="N,N,...",
                         help="only the from-start figures at each of these fleet sizes (e.g. 1000,5000,20000,50000; "
@@ -608,6 +678,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve is not None:
         return serve_main(None if args.serve == "-" else Path(args.serve))
     RESULTS.mkdir(exist_ok=True)
+    global SETTLE_OFF
+    SETTLE_OFF = args.no_settle
     if args.growth is not None:
         try:
             sizes = sorted({int(v) for v in args.growth.split(",") if v.strip()})

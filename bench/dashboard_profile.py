@@ -38,6 +38,8 @@ from bench.dashboard_bench import (
     floor_graph_ids,
     open_store,
     serve,
+    settle,
+    settle_summary,
 )
 from collector.config import Settings
 from dashboard.app import create_app, dashboard_data
@@ -231,11 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for name, (target, end) in targets.items():
                 path = args.trace_out / f"{name.replace(' ', '-')}.json"
+                settle()
                 runs[name].append(visit(browser, target, end, path))
         browser.close()
     for name, got in runs.items():
         report(name, got)
-    print(f"\nload average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"\n{settle_summary()}")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     store.close()
     return 0
 
