@@ -359,7 +359,9 @@ def settle(idle: float = SETTLE_IDLE, window_s: float = SETTLE_WINDOW_S, min_s: 
     2 cores with that and is measured ~20 % slower, the more so after a heavy setup (the overview right
     after Dash's defaults with the full plotly.js: A/B in one run, 1.53 s -> 1.79 s median back to back,
     1.24 s both with a pause). A user's first visit does not start inside another page's teardown, so every
-    setup waits alike. Gives up after ``max_s`` on a busy machine (counted in ``SETTLE_WAITS``).
+    setup waits alike: at least ``min_s`` (a fixed pause of 1.5 s gave the tightest spread of those tried),
+    then until one ``window_s`` window is ``idle``. Gives up after ``max_s`` on a busy machine (counted in
+    ``SETTLE_WAITS``).
     """
     if SETTLE_OFF:
         return 0.0
