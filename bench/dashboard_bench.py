@@ -1,7 +1,7 @@
 """Dashboard speed with 1,000 VMs x 30 days of hourly rollups in a SqliteStore.
 
     python -m bench.dashboard_bench [--vms 1000] [--days 30] [--db PATH] [--fresh] [--no-browser] [--strict]
-                                    [--first-visit-only] [--rounds N]
+                                    [--first-visit-only] [--rounds N] [--no-settle] [--start-only] [--refresh]
 
 The store is the demo fleet generator (rightsizer/demo.py) scaled to ``--vms`` with one point per hour
 (hourly rollups are what the fleet views read). It is seeded once into bench/results/ and reused.
@@ -212,16 +212,32 @@ def floor_apps(graphs: int) -> dict[str, Dash]:
 
 def serve_main(db: Path | None) -> int:
     """The dashboard as ``rightsizer serve`` starts it on an existing store (``db``; None: the bare Dash page):
-    print its URL, serve until standard input closes."""
+    print its URL, serve until standard input closes. A line "refresh" on standard input rebuilds the data the
+    way a stale snapshot is rebuilt (the old one serves meanwhile), then prints "refreshed SECONDS"."""
     if db is None:
         app = bare_app()
     else:
         app = create_app(Settings(), SqliteStore(db), load_catalogue(), data_mode="demo")  # builds at once
     server = start_server(app.server, "127.0.0.1", 0, name="bench")
     print(server.url, flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:
+        if line.strip() == "refresh" and db is not None:
+            started = time.perf_counter()
+            dashboard_data(app).refresh()  # as a background refresh: the old snapshot serves until it is done
+            print(f"refreshed {time.perf_counter() - started:.3f}", flush=True)
     server.stop()
     return 0
+
+
+def _rss_gib(pid: int) -> float:
+    """Resident set size (GiB) of process ``pid`` now."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 2**20
+
+
+def _reset_peak_rss(pid: int) -> None:
+    """Start process ``pid``'s peak RSS (VmHWM) over from its RSS now (Linux: clear_refs 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def _proc_figures(pid: int) -> tuple[float, float]:
@@ -263,12 +279,36 @@ def _start_server(db: Path | None) -> tuple[subprocess.Popen[str], str]:
     return proc, proc.stdout.readline().strip()
 
 
-def bench_start(db: Path, timeout_s: float) -> dict[str, float]:
+def _bench_refresh(proc: subprocess.Popen[str]) -> dict[str, float]:
+    """One background refresh of the full window in the serving process ``proc``: its seconds and CPU
+    seconds, the RSS before and after it, and the peak RSS while the new snapshot is built beside the old."""
+    assert proc.stdin is not None and proc.stdout is not None
+    time.sleep(2.0)  # let the warmers of the full window finish
+    cpu_before, _ = _proc_figures(proc.pid)
+    before = _rss_gib(proc.pid)
+    _reset_peak_rss(proc.pid)
+    proc.stdin.write("refresh\n")
+    proc.stdin.flush()
+    answer = proc.stdout.readline().split()
+    if answer[:1] != ["refreshed"]:
+        raise RuntimeError(f"the serving process did not refresh: {' '.join(answer)!r}")
+    cpu_after, peak = _proc_figures(proc.pid)
+    return {REFRESH_S: float(answer[1]), "refresh CPU seconds": cpu_after - cpu_before,
+            "server RSS before the refresh (GiB)": before, REFRESH_PEAK: peak,
+            "server RSS after the refresh (GiB)": _rss_gib(proc.pid)}
+
+
+REFRESH_S = "refresh of the full window in the background (the old snapshot serving)"
+REFRESH_PEAK = "server peak RSS during the refresh (GiB)"
+
+
+def bench_start(db: Path, timeout_s: float, refresh: int = 0) -> dict[str, float]:
     """Seconds from process start until the overview shows the fleet's numbers, and until the full window.
 
     A new process serves the dashboard as ``rightsizer serve`` does (create_app builds the data at once); a
     browser, launched beforehand, opens the overview as soon as the server listens. Floor: the same for a
-    process with the same imports serving the bare Dash page.
+    process with the same imports serving the bare Dash page. ``refresh``: then one background refresh of the
+    full window, ``refresh`` times, as a stale snapshot gets (``_bench_refresh``).
     """
     from playwright.sync_api import sync_playwright
 
@@ -295,6 +335,8 @@ def bench_start(db: Path, timeout_s: float) -> dict[str, float]:
         _poll(page, _FULL_SHOWN, timeout_s)
         out["full 30 days on screen after start (month to date, findings)"] = time.perf_counter() - started
         out["server CPU seconds at the full window"], out["server peak RSS (GiB)"] = _proc_figures(proc.pid)
+        for i in range(refresh):
+            out.update({(f"{k} #{i + 1}" if refresh > 1 else k): v for k, v in _bench_refresh(proc).items()})
         proc.communicate("", timeout=60)
         browser.close()
     return out
@@ -526,7 +568,7 @@ def bench_browser(store: SqliteStore, data: DashboardData, rounds: int = 3
 def _report_start(start: dict[str, float], missed: list[str]) -> None:
     floor = start[START_FLOOR]
     for name, value in start.items():
-        if "CPU" in name:
+        if "CPU" in name or name.startswith(REFRESH_S):
             print(f"{value:10.1f} s   {name}")
         elif "RSS" in name:
             print(f"{value:10.2f} GiB {name}")
@@ -663,6 +705,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium parts")
     parser.add_argument("--no-start", action="store_true", help="skip the data-on-screen-after-start part")
     parser.add_argument("--start-only", action="store_true", help="only the data-on-screen-after-start part")
+    parser.add_argument("--refresh", type=int, nargs="?", const=1, default=0, metavar="N",
+                        help="after the full window is on screen, time N (default 1) background refreshes of it "
+                             "one after the other, and the server's RSS before, during (peak) and after each")
     parser.add_argument("--start-timeout", type=float, default=3600.0, metavar="SECONDS",
                         help="give up waiting for the dashboard after this long (default 3600)")
     parser.add_argument("--first-visit-only", action="store_true",
@@ -698,7 +743,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _first_visit_only(store, args.vms, args.rounds, args.strict)
     if not (args.no_browser or args.no_start):
         print("\n-- from process start (a new process serving the dashboard, headless Chromium) --")
-        _report_start(bench_start(path, args.start_timeout), missed)
+        _report_start(bench_start(path, args.start_timeout, refresh=args.refresh), missed)
         print(_load())
     if args.start_only:
         store.close()

@@ -368,7 +368,7 @@ def run_inprocess(n_vms: int, days: int) -> dict[str, Any]:
     from analytics.costs import fleet_costs
     from analytics.recommend import recommend_frame
     from collector.config import CostSettings, IdleSettings
-    from rightsizer.heap import retain_freed_memory
+    from collector.heap import retain_freed_memory
 
     sklearn_s = sklearn_import_s()  # before the frame exists: a fork then copies nothing large
     heap_retained = retain_freed_memory()  # as the one-shot CLI commands (costs, recommend, report) do

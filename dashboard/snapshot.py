@@ -27,6 +27,7 @@ from analytics.costs import fleet_costs
 from analytics.frames import epoch_ns, sorted_by_vm_and_time, sorted_codes
 from collector.config import Settings
 from collector.errors import RightsizerError, StoreError
+from collector.heap import release_free_memory
 from collector.model import VmRecord, VmState
 from collector.store.base import TimeSeriesStore
 from dashboard.views import HOUR_S, RANGES, BackupView, FindingView
@@ -250,6 +251,7 @@ class SnapshotCache:
         with self._build_lock:
             self._snapshot = self._timed_build()
         self.run_warmers()
+        release_free_memory()
 
     def add_warmer(self, warmer: Callable[[], object]) -> None:
         """Run ``warmer`` after every rebuild (e.g. a page's default view)."""
@@ -274,6 +276,7 @@ class SnapshotCache:
                 self._snapshot = self._timed_build()
             self.run_warmers()
             self.last_error = None
+            release_free_memory()  # the old snapshot is gone: its pages back to the kernel
         except RightsizerError as exc:  # keep serving the previous snapshot
             self.last_error = str(exc)
             self._failed_at = time.monotonic()

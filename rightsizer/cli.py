@@ -69,8 +69,8 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from collector.config import load_settings
+    from collector.heap import retain_freed_memory
     from rightsizer.context import Context
-    from rightsizer.heap import retain_freed_memory
     from rightsizer.output import Output
 
     parser = build_parser()
