@@ -430,7 +430,7 @@ def settle_summary() -> str:
     if not SETTLE_WAITS:
         return "each first visit started right after the previous one closed (--no-settle)"
     capped = sum(1 for w in SETTLE_WAITS if w >= SETTLE_MAX_S)
-    return (f"each first visit started on idle CPUs (>= {SETTLE_IDLE:.0%} idle over {SETTLE_WINDOW_S:.1f} s): "
+    return (f"each first visit started on idle CPUs (>= {SETTLE_IDLE:.0%} idle over {SETTLE_WINDOW_S:.2f} s): "
             f"waits median {statistics.median(SETTLE_WAITS):.2f} s, max {max(SETTLE_WAITS):.2f} s, "
             f"{capped} of {len(SETTLE_WAITS)} gave up after {SETTLE_MAX_S:.0f} s")
 
