@@ -229,10 +229,10 @@ def serve_main(db: Path | None) -> int:
     return 0
 
 
-def _rss_gib(pid: int) -> float:
-    """Resident set size (GiB) of process ``pid`` now."""
+def _status_gib(pid: int, key: str) -> float:
+    """A kB field of /proc/PID/status (``VmRSS``, ``VmHWM``) in GiB."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 2**20
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith(key + ":")) / 2**20
 
 
 def _reset_peak_rss(pid: int) -> None:
@@ -244,9 +244,7 @@ def _proc_figures(pid: int) -> tuple[float, float]:
     """CPU seconds (user + system) and peak RSS (GiB) of process ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    status = Path(f"/proc/{pid}/status").read_text()
-    hwm_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-    return cpu_s, hwm_kib / 2**20
+    return cpu_s, _status_gib(pid, "VmHWM")
 
 
 def _poll(page: Any, script: str, timeout_s: float) -> None:
@@ -285,7 +283,7 @@ def _bench_refresh(proc: subprocess.Popen[str]) -> dict[str, float]:
     assert proc.stdin is not None and proc.stdout is not None
     time.sleep(2.0)  # let the warmers of the full window finish
     cpu_before, _ = _proc_figures(proc.pid)
-    before = _rss_gib(proc.pid)
+    before = _status_gib(proc.pid, "VmRSS")
     _reset_peak_rss(proc.pid)
     proc.stdin.write("refresh\n")
     proc.stdin.flush()
@@ -295,7 +293,7 @@ def _bench_refresh(proc: subprocess.Popen[str]) -> dict[str, float]:
     cpu_after, peak = _proc_figures(proc.pid)
     return {REFRESH_S: float(answer[1]), "refresh CPU seconds": cpu_after - cpu_before,
             "server RSS before the refresh (GiB)": before, REFRESH_PEAK: peak,
-            "server RSS after the refresh (GiB)": _rss_gib(proc.pid)}
+            "server RSS after the refresh (GiB)": _status_gib(proc.pid, "VmRSS")}
 
 
 REFRESH_S = "refresh of the full window in the background (the old snapshot serving)"
@@ -307,8 +305,8 @@ def bench_start(db: Path, timeout_s: float, refresh: int = 0) -> dict[str, float
 
     A new process serves the dashboard as ``rightsizer serve`` does (create_app builds the data at once); a
     browser, launched beforehand, opens the overview as soon as the server listens. Floor: the same for a
-    process with the same imports serving the bare Dash page. ``refresh``: then one background refresh of the
-    full window, ``refresh`` times, as a stale snapshot gets (``_bench_refresh``).
+    process with the same imports serving the bare Dash page. Then ``refresh`` background refreshes of the
+    full window one after the other, as a stale snapshot gets them (``_bench_refresh``).
     """
     from playwright.sync_api import sync_playwright
 
@@ -409,9 +407,7 @@ def settle(idle: float = SETTLE_IDLE, window_s: float = SETTLE_WINDOW_S, min_s: 
         return 0.0
     start = time.perf_counter()
     time.sleep(min_s)
-    before = _cpu_times()
-    if before is None:
-        time.sleep(max(0.0, 1.0 - min_s))
+    before = _cpu_times()  # None without /proc/stat: the fixed ``min_s`` only
     while before is not None and time.perf_counter() - start < max_s:
         time.sleep(window_s)
         after = _cpu_times()

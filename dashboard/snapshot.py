@@ -247,11 +247,11 @@ class SnapshotCache:
             refresher.join(timeout_s)
 
     def refresh(self) -> None:
-        """Rebuild the snapshot now (blocking)."""
+        """Rebuild the snapshot now (blocking); the old one serves until the new one is in."""
         with self._build_lock:
             self._snapshot = self._timed_build()
         self.run_warmers()
-        release_free_memory()
+        release_free_memory()  # the old snapshot is gone: its freed pages back to the kernel
 
     def add_warmer(self, warmer: Callable[[], object]) -> None:
         """Run ``warmer`` after every rebuild (e.g. a page's default view)."""
@@ -272,11 +272,8 @@ class SnapshotCache:
 
     def _refresh(self) -> None:
         try:
-            with self._build_lock:
-                self._snapshot = self._timed_build()
-            self.run_warmers()
+            self.refresh()
             self.last_error = None
-            release_free_memory()  # the old snapshot is gone: its pages back to the kernel
         except RightsizerError as exc:  # keep serving the previous snapshot
             self.last_error = str(exc)
             self._failed_at = time.monotonic()
