@@ -26,11 +26,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from analytics.fleet import format_duration, parse_duration
+from analytics.fleet import format_duration
 from analytics.frames import appearance_codes, epoch_ns, numeric_column
-from collector.config import BackupSettings
 from collector.errors import InputError
 from collector.model import VmRecord
+from core.durations import parse_duration
+from core.settings import BackupSettings
 
 BACKUP_POLICY_LABEL = "backup_policy"
 NO_POLICY = frozenset({"none", "off", "never", "no", "false", "disabled"})

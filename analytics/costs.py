@@ -28,11 +28,11 @@ import pandas as pd
 from analytics.catalogue import PriceCatalogue, StoragePrices
 from analytics.fleet import MACHINE_TYPE_LABEL, label_value
 from analytics.frames import code_dtype, epoch_ns, numeric_column, sorted_codes, vm_time_order
-from collector.actions.stop import ACTION_NAME as STOP_ACTION
-from collector.config import CostSettings
 from collector.errors import InputError
 from collector.model import VmRecord
 from collector.store.base import AuditEntry, TimeSeriesStore
+from core.plan import STOP_ACTION
+from core.settings import CostSettings
 
 #: Columns of the frame ``fleet_costs`` returns, one row per VM and hour.
 COST_COLUMNS: tuple[str, ...] = (
@@ -611,3 +611,12 @@ def realised_savings_for_store(store: TimeSeriesStore, now: datetime, *, currenc
         return []
     hours = store.frame(min(applied) - timedelta(hours=1), now, resolution="hour")
     return realised_savings(entries, now, currency=currency, hour_frame=hours)
+
+
+def billed_per_hour(compute_per_hour: float, storage_per_hour: float, *, running: bool, rule: str) -> float:
+    """What a VM costs per hour now: compute while it runs (or when stopped under ``full``), disks while it
+    runs or when stopped under ``full``/``storage-only``. The one rule every "cost per hour now" figure uses
+    (the VMs table, the run-rate, ``rightsizer_vm_hourly_cost``)."""
+    if running or rule == "full":
+        return compute_per_hour + storage_per_hour
+    return storage_per_hour if rule == "storage-only" else 0.0

@@ -184,3 +184,18 @@ def appearance_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     recode = np.full(len(names), -1, dtype=np.int64)
     recode[used] = np.arange(len(used), dtype=np.int64)
     return np.where(raw >= 0, recode[raw], -1), [str(names[i]) for i in used]
+
+
+def window_rows(hours: pd.DataFrame, now: pd.Timestamp, lookback_days: float) -> pd.DataFrame:
+    """The rows of ``hours`` in the ``lookback_days`` up to and including ``now``."""
+    if hours.empty:
+        return hours
+    ts = pd.to_datetime(hours["ts"], utc=True)
+    return hours[(ts >= now - pd.Timedelta(days=lookback_days)) & (ts <= now)]
+
+
+def numeric_series(frame: pd.DataFrame, col: str) -> pd.Series:
+    """Column ``col`` as float64 (NaN where missing or not a number; all NaN when the column is absent)."""
+    if col not in frame.columns:
+        return pd.Series(np.nan, index=frame.index, dtype="float64")
+    return pd.to_numeric(frame[col], errors="coerce").astype("float64")

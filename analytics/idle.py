@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.frames import nan_to_num_lean, numeric_column, sorted_codes
-from collector.config import IdleSettings
+from core.settings import IdleSettings
 
 IdleStatus = Literal["idle", "active", "insufficient-data"]
 

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from analytics.backtest import _Split
+from analytics.findings.context import FleetCatalogue
 from analytics.fleet import resolve_machine_type
 from analytics.frontier import Frontier, SweepPoint, knob_settings
-from analytics.recommend import FleetCatalogue, _columns
+from analytics.hourcolumns import hour_columns
 from analytics.rightsizing.base import SECONDS_PER_DAY, UsageHistory, VmSpec
 from analytics.rightsizing.settings import PROFILES
 from collector.model import VmRecord
@@ -84,7 +85,7 @@ def own_fleet_frontier(
     end_s = now.timestamp()
     start_s = end_s - lookback_days * SECONDS_PER_DAY
     split_s = start_s + train_fraction * lookback_days * SECONDS_PER_DAY
-    series = _columns(frame).series()
+    series = hour_columns(frame).series()
     splits = []
     for vm in vms:
         s = series.get(vm.uuid)

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from collector.actions.plan import ResizeStep
-from collector.config import PlacementSettings
 from collector.model import VmRecord, VmState
+from core.plan import ResizeStep
+from core.settings import PlacementSettings
 
 SINGLE_HOST = "single-host"
 ZONE = "zone"

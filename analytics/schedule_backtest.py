@@ -26,7 +26,7 @@ from analytics.patterns import fit_patterns, week_bins
 from analytics.rightsizing.base import FittingCatalogue
 from analytics.schedules import hour_mask, parse_schedule, propose_fleet
 from analytics.traces import TraceVm
-from collector.config import IdleSettings, ScheduleSettings
+from core.settings import IdleSettings, ScheduleSettings
 
 SECONDS_PER_DAY = 86400.0
 

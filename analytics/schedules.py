@@ -31,10 +31,10 @@ from analytics.catalogue import HOURS_PER_MONTH
 from analytics.frames import numeric_column
 from analytics.patterns import DAY_LABELS, HOURS_PER_WEEK, FleetPatterns, week_bins
 from analytics.rightsizing.settings import Policy
-from collector.actions.policy import MINUTES_PER_DAY, MINUTES_PER_WEEK, MaintenanceWindow, parse_window
-from collector.config import ScheduleSettings
 from collector.errors import InputError
 from collector.model import VmRecord
+from core.settings import ScheduleSettings
+from core.windows import MINUTES_PER_DAY, MINUTES_PER_WEEK, MaintenanceWindow, parse_window
 
 SCHEDULE_LABEL = "schedule"
 AUTO_SCHEDULE = "auto"  # label value: apply the proposed window

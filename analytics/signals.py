@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from analytics.catalogue import HOURS_PER_MONTH, StoragePrices
+from analytics.frames import numeric_series, window_rows
 from analytics.rightsizing.base import Finding
-from collector.config import SignalSettings
+from analytics.storage import StorageAdvice
 from collector.model import VmRecord
+from core.settings import SignalSettings
 
 if TYPE_CHECKING:
-    from analytics.recommend import VmFinding
+    from analytics.findings.finding import VmFinding
 
 _MIB = 1024 * 1024
 
@@ -74,78 +75,15 @@ class HostLoad:
     contended_vms: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class StorageAdvice:
-    """Storage right-sizing of one VM (all disks together): class by P99 load and unused capacity."""
-
-    vm_uuid: str
-    capacity_bytes: float
-    used_bytes: float | None  # guest filesystem use, else image allocation; None when unknown
-    used_source: str  # "guest-agent" | "allocation" | "unknown"
-    iops_p99: float | None
-    bps_p99: float | None
-    current_class: str
-    needed_class: str | None  # None: load unknown, or beyond every published class
-    recommended_capacity_bytes: float | None
-    monthly_cost: float
-    recommended_monthly_cost: float
-    monthly_savings: float
-    currency: str
-    reason: str
-
-    @property
-    def recommended_class(self) -> str:
-        """The class to move to (the current one when the load is unknown or beyond every class)."""
-        return self.needed_class or self.current_class
-
-    @property
-    def is_change(self) -> bool:
-        """True when moving class or shrinking capacity saves money."""
-        return self.monthly_savings > 0
-
-    def as_json(self) -> dict[str, object]:
-        """The advice with units in the field names (recommend JSON, API)."""
-        return {
-            "capacity_bytes": self.capacity_bytes, "used_bytes": self.used_bytes, "used_source": self.used_source,
-            "iops_p99": self.iops_p99, "bytes_per_second_p99": self.bps_p99,
-            "current_class": self.current_class, "recommended_class": self.recommended_class,
-            "recommended_capacity_bytes": self.recommended_capacity_bytes, "monthly_cost": self.monthly_cost,
-            "recommended_monthly_cost": self.recommended_monthly_cost, "monthly_savings": self.monthly_savings,
-            "currency": self.currency, "reason": self.reason,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class StorageRules:
-    """What storage advice needs beside the rollups: prices, the class disks are billed at, guest fs use."""
-
-    prices: StoragePrices
-    current_class: str
-    guest_fs_used_bytes: Mapping[str, float] = field(default_factory=dict)
-
-
-def _window(hours: pd.DataFrame, now: pd.Timestamp, lookback_days: float) -> pd.DataFrame:
-    if hours.empty:
-        return hours
-    ts = pd.to_datetime(hours["ts"], utc=True)
-    return hours[(ts >= now - pd.Timedelta(days=lookback_days)) & (ts <= now)]
-
-
-def _num(frame: pd.DataFrame, col: str) -> pd.Series:
-    if col not in frame.columns:
-        return pd.Series(np.nan, index=frame.index, dtype="float64")
-    return pd.to_numeric(frame[col], errors="coerce").astype("float64")
-
-
 def contention_signals(hours: pd.DataFrame, vms: Sequence[VmRecord], settings: SignalSettings, *,
                        now: pd.Timestamp, lookback_days: float) -> dict[str, ContentionSignal]:
     """Per VM with delay data: the P95 hourly delay share and whether it is contended (``contention_share``)."""
-    w = _window(hours, now, lookback_days)
+    w = window_rows(hours, now, lookback_days)
     if w.empty:
         return {}
-    vcpus = _num(w, "vcpus").where(lambda v: v > 0)
-    share = _num(w, "cpu_delay_mean_vcpus") / vcpus
-    worst = _num(w, "cpu_delay_max_vcpus") / vcpus
+    vcpus = numeric_series(w, "vcpus").where(lambda v: v > 0)
+    share = numeric_series(w, "cpu_delay_mean_vcpus") / vcpus
+    worst = numeric_series(w, "cpu_delay_max_vcpus") / vcpus
     frame = pd.DataFrame({"vm": w["vm"].astype(str), "share": share, "worst": worst}).dropna(subset=["share"])
     by_uuid = {vm.uuid: vm for vm in vms}
     out: dict[str, ContentionSignal] = {}
@@ -166,11 +104,11 @@ def contention_signals(hours: pd.DataFrame, vms: Sequence[VmRecord], settings: S
 def pressure_signals(hours: pd.DataFrame, settings: SignalSettings, *, now: pd.Timestamp,
                      lookback_days: float) -> dict[str, PressureSignal]:
     """Per VM with swap/fault data: the hours whose worst interval swapped or faulted past the thresholds."""
-    w = _window(hours, now, lookback_days)
+    w = window_rows(hours, now, lookback_days)
     if w.empty:
         return {}
-    swap = _num(w, "swap_max_bps")
-    faults = _num(w, "major_faults_max_ps")
+    swap = numeric_series(w, "swap_max_bps")
+    faults = numeric_series(w, "major_faults_max_ps")
     known = swap.notna() | faults.notna()
     frame = pd.DataFrame({"vm": w["vm"].astype(str), "ts": pd.to_datetime(w["ts"], utc=True), "swap": swap,
                           "faults": faults})[known]
@@ -226,70 +164,6 @@ def host_loads(vms: Sequence[VmRecord], host_cpus: Mapping[str, int],
             contended_vms=tuple(vm.name for vm in mine if vm.uuid in contention and contention[vm.uuid].contended),
         ))
     return out
-
-
-def storage_advice(hours: pd.DataFrame, vms: Sequence[VmRecord], prices: StoragePrices, current_class: str,
-                   settings: SignalSettings, *, now: pd.Timestamp, lookback_days: float,
-                   guest_fs_used: Mapping[str, float] | None = None) -> dict[str, StorageAdvice]:
-    """Per VM with a known disk capacity: the class its P99 load needs and the capacity it never used."""
-    w = _window(hours, now, lookback_days)
-    if w.empty:
-        return {}
-    frame = pd.DataFrame({"vm": w["vm"].astype(str), "cap": _num(w, "disk_capacity_bytes"),
-                          "alloc": _num(w, "disk_allocation_bytes"), "iops": _num(w, "disk_iops_p99"),
-                          "bps": _num(w, "disk_bps_p99")})
-    out: dict[str, StorageAdvice] = {}
-    known = {vm.uuid for vm in vms}
-    for uuid, g in frame.groupby("vm", sort=False):
-        cap = g["cap"].dropna()
-        if str(uuid) not in known or cap.empty:
-            continue
-        iops = _p99(g["iops"])
-        bps = _p99(g["bps"])
-        fs = (guest_fs_used or {}).get(str(uuid))
-        alloc = g["alloc"].dropna()
-        used, source = ((fs, "guest-agent") if fs is not None else
-                        (float(alloc.iloc[-1]), "allocation") if not alloc.empty else (None, "unknown"))
-        out[str(uuid)] = _advise(str(uuid), float(cap.iloc[-1]), used, source, iops, bps, prices, current_class,
-                                 settings)
-    return out
-
-
-def _p99(values: pd.Series) -> float | None:
-    v = values.dropna().to_numpy()
-    return float(np.quantile(v, 0.99)) if len(v) else None
-
-
-def needed_class(prices: StoragePrices, iops: float, bps: float) -> str | None:
-    """The cheapest performance class whose published IOPS and throughput limits both cover the load."""
-    fitting = [c for c, (max_iops, max_bps) in prices.class_limits.items() if max_iops >= iops and max_bps >= bps]
-    return min(fitting, key=lambda c: prices.per_disk_hour.get(c, math.inf)) if fitting else None
-
-
-def _advise(uuid: str, cap: float, used: float | None, source: str, iops: float | None, bps: float | None,
-            prices: StoragePrices, current_class: str, settings: SignalSettings) -> StorageAdvice:
-    cls = needed_class(prices, iops, bps) if iops is not None and bps is not None else None
-    target_class = cls or current_class
-    new_cap = cap
-    if used is not None:
-        wanted_gb = math.ceil(max(used * (1 + settings.storage_headroom), settings.storage_min_bytes) / 1e9)
-        new_cap = min(cap, wanted_gb * 1e9)
-    before = prices.disk_price_per_hour(cap, current_class) * HOURS_PER_MONTH
-    after = prices.disk_price_per_hour(new_cap, target_class) * HOURS_PER_MONTH
-    parts = []
-    if iops is not None and bps is not None:
-        parts.append(f"P99 {iops:.0f} IOPS and {bps / 1e6:.1f} MB/s need class {cls or 'beyond every class'}"
-                     f" (now {current_class})")
-    else:
-        parts.append(f"disk load unknown: class stays {current_class}")
-    if used is None:
-        parts.append("capacity use unknown (no guest agent answered and no allocation reported)")
-    else:
-        parts.append(f"{used / 1e9:.1f} GB used of {cap / 1e9:.1f} GB ({source}); with "
-                     f"{settings.storage_headroom:.0%} headroom {new_cap / 1e9:.0f} GB")
-    return StorageAdvice(uuid, cap, used, source, iops, bps, current_class, cls, new_cap if used else None,
-                         round(before, 2), round(after, 2), round(before - after, 2), prices.currency,
-                         "; ".join(parts))
 
 
 def add_storage_advice(findings: Sequence[VmFinding], advice: Mapping[str, StorageAdvice]) -> list[VmFinding]:

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from analytics.catalogue import load_storage_prices
         from analytics.costs import fleet_costs
-        from collector.config import CostSettings
+        from core.settings import CostSettings
     except ImportError:  # the costs module is optional for this bench
         fleet_costs = None  # type: ignore[assignment]
 

@@ -55,8 +55,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from analytics.catalogue import load_catalogue
 from bench.dashboard_seed import seed_history_fast
-from collector.config import Settings
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 from dashboard import ids, web
 from dashboard.app import ASSETS, LeanDash, create_app, dashboard_data
 from dashboard.data import DEFAULT_RANGE, DashboardData

@@ -41,7 +41,7 @@ from bench.dashboard_bench import (
     settle,
     settle_summary,
 )
-from collector.config import Settings
+from core.settings import Settings
 from dashboard.app import create_app, dashboard_data
 
 CATEGORIES = ["devtools.timeline", "v8.execute", "disabled-by-default-devtools.timeline", "blink.user_timing",

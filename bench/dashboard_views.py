@@ -28,8 +28,8 @@ import pandas as pd
 
 from analytics.catalogue import load_catalogue
 from bench.dashboard_bench import RESULTS
-from collector.config import Settings
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 from dashboard.data import DashboardData, Filters
 
 

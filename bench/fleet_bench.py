@@ -308,7 +308,8 @@ def hourly_frame(n_vms: int, days: int, seed: int = 20240601) -> tuple[list[VmRe
 
 #: The parts of ``recommend_frame`` the in-process bench times (module, function), in call order.
 _RECOMMEND_PARTS = (
-    ("analytics.recommend", "_columns"), ("analytics.recommend", "fleet_trends"), ("analytics.recommend", "find_idle"),
+    ("analytics.recommend", "hour_columns"), ("analytics.recommend", "fleet_trends"),
+    ("analytics.recommend", "find_idle"),
     ("analytics.recommend", "fleet_peak_ratios"), ("analytics.recommend", "fleet_needs"),
     ("analytics.recommend", "rows_since"), ("analytics.recommend", "fit_vm_patterns"),
     ("analytics.patterns", "_fleet_stats"), ("analytics.patterns", "_cluster"), ("analytics.recommend", "decide"),
@@ -367,8 +368,8 @@ def run_inprocess(n_vms: int, days: int) -> dict[str, Any]:
     from analytics.catalogue import load_catalogue, load_storage_prices
     from analytics.costs import fleet_costs
     from analytics.recommend import recommend_frame
-    from collector.config import CostSettings, IdleSettings
     from collector.heap import retain_freed_memory
+    from core.settings import CostSettings, IdleSettings
 
     sklearn_s = sklearn_import_s()  # before the frame exists: a fork then copies nothing large
     heap_retained = retain_freed_memory()  # as the one-shot CLI commands (costs, recommend, report) do

@@ -101,7 +101,7 @@ def _in_process(n_vms: int) -> Iterator[tuple[str, str]]:
     from analytics.catalogue import load_catalogue, load_storage_prices
     from analytics.costs import fleet_costs
     from analytics.recommend import recommend_frame
-    from collector.config import CostSettings, IdleSettings, SignalSettings
+    from core.settings import CostSettings, IdleSettings, SignalSettings
 
     days = 30
     vms, frame = hourly_frame(n_vms, days)

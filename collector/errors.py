@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
+# The base classes live in core (settings raise them too); collector's kinds below extend them.
+from core.errors import ConfigError, InputError, RightsizerError
 
-class RightsizerError(Exception):
-    """Base of every error the CLI reports as one line (exit 1)."""
-
-
-class InputError(RightsizerError):
-    """Bad user input: config, catalogue, trace, plan, flag value. The CLI exits 2."""
-
-
-class ConfigError(InputError):
-    """The configuration file or an environment override is invalid."""
+__all__ = ["ConfigError", "InputError", "RightsizerError"]
 
 
 class HypervisorError(RightsizerError):

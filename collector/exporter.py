@@ -81,6 +81,9 @@ class VmEconomics:
     storage_current_class: str = ""
     storage_recommended_class: str = ""
     storage_used_source: str = ""
+    risk: str = ""  # the finding's risk in words (very-low .. very-high); a label of the recommendation info
+    pattern: str = ""  # workload pattern (office-hours, nightly-batch, steady, spiky, idle, unknown)
+    schedule_monthly_savings: float | None = None  # the proposed on/off schedule's saving (None: no schedule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,9 @@ def _econ_families() -> dict[str, Metric]:
         "storage_rec": InfoMetricFamily("rightsizer_vm_storage_recommendation",
                                         "Storage advice of each VM: class now, class its P99 load needs, and where "
                                         "the used bytes come from (guest-agent, allocation, unknown)."),
+        "schedule_savings": _g("rightsizer_vm_schedule_monthly_savings",
+                               "Monthly saving of the proposed on/off schedule, after any resize (absent: none).",
+                               _MONEY),
         "idle": _g("rightsizer_vm_idle", "1 when the VM is idle by the [idle] rule, 0 when not; absent when unknown.",
                    ("vm", "uuid")),
     }
@@ -231,8 +237,10 @@ def _add_econ(f: dict[str, Metric], s: VmSample, e: VmEconomics) -> None:
     _add(f["storage_cost"], money, e.storage_hourly_cost)
     if e.finding:
         f["rec"].add_metric([], {"vm": s.ref.name, "uuid": s.ref.uuid, "finding": e.finding,  # type: ignore[attr-defined]
-                                 "current_type": e.current_type, "recommended_type": e.recommended_type})
+                                 "current_type": e.current_type, "recommended_type": e.recommended_type,
+                                 "risk": e.risk, "pattern": e.pattern})
         _add(f["savings"], money, e.monthly_savings)
+    _add(f["schedule_savings"], money, e.schedule_monthly_savings)
     if e.storage_monthly_savings is not None:
         _add(f["storage_savings"], money, e.storage_monthly_savings)
         f["storage_rec"].add_metric([], {"vm": s.ref.name, "uuid": s.ref.uuid,  # type: ignore[attr-defined]

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from core.identity import VmRef as VmRef  # the model's identity type (defined in core), part of this API
+
 #: URI scheme of VMs imported from traces: they have history but no libvirt domain behind them.
 TRACE_URI_SCHEME = "trace"
 
@@ -30,15 +32,6 @@ class VmState(str, enum.Enum):
     SHUTOFF = "shutoff"
     CRASHED = "crashed"
     OTHER = "other"
-
-
-@dataclass(frozen=True, slots=True)
-class VmRef:
-    """Identity of a VM: the URI it lives on, its UUID and its name."""
-
-    uri: str
-    uuid: str
-    name: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,15 +8,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from analytics.analysis import AnalysisOptions, analyse_frame
 from analytics.backups import check_backups
-from analytics.recommend import (
-    VmFinding,
-    configured_policies,
-    lifecycle_for,
-    lifecycle_rules,
-    recommend_frame,
-    storage_rules,
-)
+from analytics.findings.finding import VmFinding
 from dashboard.snapshot import Snapshot
 from dashboard.views import GIB, BackupView, FindingView, OptionView
 
@@ -47,27 +41,14 @@ def load_backups(data: DashboardData, snap: Snapshot) -> Mapping[str, BackupView
 
 
 def load_findings(data: DashboardData, snap: Snapshot, lookback_days: float | None = None) -> Mapping[str, FindingView]:
-    """Right-size every VM from the snapshot's hourly rollups (analytics.recommend) and flatten the results.
-
-    Uses the configured strategy, minimum saving, idle and stopped rules and the lookback (default
-    ``[rightsizing] lookback_days``), judged at the snapshot's cost time; resizes in the audit log are
-    watched for regret.
-    """
-    rs = data.settings.rightsizing
-    lookback = float(rs.lookback_days if lookback_days is None else lookback_days)
-    rules = lifecycle_rules(data.settings, data.catalogue)
-    start = pd.Timestamp(snap.cost_now) - pd.Timedelta(days=lookback)
+    """Analyse the fleet on the snapshot's hourly rollups with the one analysis core, judged at the snapshot's
+    cost time (``[rightsizing] lookback_days`` unless ``lookback_days`` is given), and flatten each finding."""
+    options = AnalysisOptions.from_settings(data.settings, data.catalogue, lookback_days=lookback_days,
+                                            now=snap.cost_now)
+    start = pd.Timestamp(snap.cost_now) - pd.Timedelta(days=options.effective_lookback_days)
     frame = snap.hours[snap.hours["ts"] >= start] if len(snap.hours) else snap.hours
-    lifecycle = lifecycle_for(data.store, list(snap.vms), data.catalogue, rules, now=snap.cost_now,
-                              lookback_days=lookback)
-    findings = recommend_frame(
-        frame, list(snap.vms), data.catalogue, strategy=rs.strategy, now=snap.cost_now,
-        lookback_days=lookback, idle_settings=data.settings.idle,
-        min_monthly_savings=rs.min_monthly_savings, policies=configured_policies(data.settings),
-        schedule_settings=data.settings.schedules, lifecycle=lifecycle, profile=rs.profile,
-        signal_settings=data.settings.signals, storage=storage_rules(data.store, rules),
-    )
-    return {f.uuid: finding_view(f, lookback) for f in findings}
+    analysis = analyse_frame(frame, list(snap.vms), data.store, data.catalogue, options, now=snap.cost_now)
+    return {f.uuid: finding_view(f, options.effective_lookback_days) for f in analysis.findings}
 
 
 def load_frontier(data: DashboardData, snap: Snapshot, lookback_days: float) -> OwnFrontier:
@@ -118,6 +99,8 @@ def finding_view(f: VmFinding, lookback_days: float = 14.0) -> FindingView:
         projection=f.projection,
         lookback_days=lookback_days,
         storage=f.storage,
+        currency=f.currency,
+        source=f,
     )
 
 

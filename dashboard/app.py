@@ -21,9 +21,9 @@ from dash import Dash, Input, Output, State, dcc, html
 from flask import Flask, has_request_context, request
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices
-from collector.config import Settings
 from collector.errors import RightsizerError
 from collector.store.base import TimeSeriesStore
+from core.settings import Settings
 from dashboard import ids, location, web
 from dashboard.api.routes import mount_api
 from dashboard.api.service import ApiService, PlanRunner
@@ -353,8 +353,8 @@ def dashboard_data(app: Dash) -> DashboardData:
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the dashboard for an existing store: ``python -m dashboard.app --db var/rightsizer.db``."""
     from analytics.catalogue import load_catalogue
-    from collector.config import load_settings
     from collector.store.sqlite import SqliteStore
+    from core.settings import load_settings
 
     parser = argparse.ArgumentParser(prog="python -m dashboard.app", description=main.__doc__)
     parser.add_argument("--config", metavar="FILE", help="TOML config file")

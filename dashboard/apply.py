@@ -6,8 +6,8 @@ import hmac
 import math
 from typing import Protocol
 
-from collector.config import ActionSettings
 from collector.errors import ActionError, RightsizerError
+from core.settings import ActionSettings
 from dashboard.snapshot import Snapshot
 
 #: Findings the apply control offers a resize for.

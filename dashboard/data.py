@@ -8,8 +8,6 @@ control in ``dashboard.apply`` and the calls into analytics in ``dashboard.adapt
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,14 +18,18 @@ import pandas as pd
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
 from analytics.costs import month_figures
+from analytics.findings.finding import FINDING_CSV_COLUMNS
+from analytics.findings.headline import headline_of
 from analytics.frames import epoch_ns
 from analytics.own_frontier import OwnFrontier
 from analytics.placement import PlacementRisk, placement_risks, risk_by_vm
-from analytics.signals import HostLoad, StorageAdvice, contention_signals, host_loads
-from collector.config import Settings
+from analytics.signals import HostLoad, contention_signals, host_loads
+from analytics.storage import StorageAdvice
 from collector.model import VmRecord, VmState
 from collector.store.base import TimeSeriesStore
 from collector.store.jsonmeta import stored_host_cpus
+from core.settings import Settings
+from core.textsafe import findings_csv
 from dashboard.adapters import load_backups, load_findings, load_frontier
 from dashboard.apply import ApplyHook, apply_choices, apply_resize
 from dashboard.snapshot import Snapshot, SnapshotCache, build_snapshot, finite_or_none
@@ -273,18 +275,12 @@ class DashboardData:
         })
         selected = self._selected(snap, filters)
         month = self._month_figures(snap, filters)
+        shown = [snap.findings[u] for u in selected if u in snap.findings]
         counts: dict[str, int] = {}
-        savings = 0.0
-        upsize = 0.0
-        for uuid in selected:
-            f = snap.findings.get(uuid)
-            if f is None:
-                continue
+        for f in shown:
             counts[f.finding] = counts.get(f.finding, 0) + 1
-            if f.monthly_savings > 0:
-                savings += f.monthly_savings
-            elif f.monthly_savings < 0:
-                upsize -= f.monthly_savings
+        headline = headline_of(shown)
+        savings, upsize = headline.gross_monthly_savings, headline.upsize_monthly_cost
         running = sum(1 for u in selected if snap.by_uuid[u].state is VmState.RUNNING)
         unpriced = sum(1 for u in selected if snap.latest_cost.get(u, (None,))[0] is None)
         now_running = [u for u in selected if u in snap.running_now]
@@ -305,6 +301,7 @@ class DashboardData:
             forecast_basis=basis,
             potential_monthly_savings=savings,
             upsize_monthly_cost=upsize,
+            headline=headline if snap.complete else None,
             vms_total=len(selected),
             vms_running=running,
             unpriced_vms=unpriced,
@@ -548,23 +545,13 @@ class DashboardData:
         return rows
 
     def recommendations_csv(self, filters: Filters, lookback: int | str | None = None) -> str:
-        """The recommendation rows as CSV text (formula-safe), with a currency column."""
+        """The selected VMs' findings as CSV text in the one findings schema (the report's findings.csv and
+        ``recommend --output csv``), in the order of the Recommendations table."""
         snap = self.snapshot()
-        rows = self.recommendation_rows(filters, lookback)
         findings = self._findings(snap, lookback)
-        buf = io.StringIO()
-        columns = ["name", "uuid", "host", "labels", "finding", "action", "current_type", "recommended_type",
-                   "target_vcpus", "target_memory_gib", "monthly_savings", "savings_pct", "currency", "risk",
-                   "risk_reasons", "options", "reason", "cpu_reason", "memory_reason", "excluded"]
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(columns)
-        for r in rows:
-            uuid = r["id"].split("#")[0]  # schedule and storage rows carry a #kind suffix
-            f = findings[uuid]
-            values = {**r, "uuid": uuid, "currency": self.currency,
-                      "cpu_reason": f.reasons.get("cpu", ""), "memory_reason": f.reasons.get("memory", "")}
-            writer.writerow([csv_safe("" if values.get(c) is None else values[c]) for c in columns])
-        return buf.getvalue()
+        uuids = dict.fromkeys(r["id"].split("#")[0] for r in self.recommendation_rows(filters, lookback))
+        rows = [src.csv_row() for u in uuids if (src := findings[u].source) is not None]
+        return findings_csv(rows, FINDING_CSV_COLUMNS)
 
     def apply_choices(self, filters: Filters) -> list[tuple[str, str, list[str]]]:
         """(UUID, VM name, option type names) of findings that could be applied."""

@@ -25,11 +25,11 @@ import pandas as pd
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices
 from analytics.costs import fleet_costs
 from analytics.frames import epoch_ns, sorted_by_vm_and_time, sorted_codes
-from collector.config import Settings
 from collector.errors import RightsizerError, StoreError
 from collector.heap import release_free_memory
 from collector.model import VmRecord, VmState
 from collector.store.base import TimeSeriesStore
+from core.settings import Settings
 from dashboard.views import HOUR_S, RANGES, BackupView, FindingView
 
 log = logging.getLogger(__name__)

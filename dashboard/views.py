@@ -9,8 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from analytics.findings.finding import VmFinding
+from analytics.findings.headline import Headline, headline_saving
 from analytics.findings.projection import Projection
-from analytics.signals import StorageAdvice
+from analytics.storage import StorageAdvice
 from collector.model import VmRecord
 
 GIB = 1024**3
@@ -92,6 +94,17 @@ class FindingView:
     schedule_risk: str = ""  # low | medium | high
     schedule_risk_text: str = ""
     storage: StorageAdvice | None = None  # volume class and capacity advice (all disks together)
+    currency: str = ""
+    source: VmFinding | None = field(default=None, repr=False, compare=False)  # the finding this view shows
+
+    @property
+    def schedule_monthly_savings(self) -> float:
+        return 0.0 if self.excluded else self.schedule_savings
+
+    @property
+    def combined_savings(self) -> float:
+        """What this VM adds to the headline's gross savings (its own saving by kind plus its schedule's)."""
+        return headline_saving(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +144,7 @@ class OverviewView:
     unpriced_vms: int
     run_rate_now: float = 0.0  # compute + disks/h of the VMs running in the newest raw samples, disks of others
     running_now: int = 0  # VMs running in their newest raw sample
+    headline: Headline | None = None  # the selected VMs' savings by kind (analytics.findings.headline)
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,8 +68,8 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from collector.config import load_settings
     from collector.heap import retain_freed_memory
+    from core.settings import load_settings
     from rightsizer.context import Context
     from rightsizer.output import Output
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from collector.config import Settings
+from core.settings import Settings
 from rightsizer.output import Output
 
 if TYPE_CHECKING:

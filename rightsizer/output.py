@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import IO, Any
 
-from analytics.textsafe import csv_safe
 from collector.model import natural_key
+from core.textsafe import csv_safe
 
 __all__ = ["FORMATS", "Output", "csv_safe", "natural_key", "render_table"]
 FORMATS = ("table", "json", "csv")

@@ -23,12 +23,12 @@ from analytics.schedules import (
     parse_schedule,
     upcoming_actions,
 )
-from collector.actions.policy import DAY_NAMES, MINUTES_PER_DAY, MaintenanceWindow
 from collector.actions.schedule import PowerAction, PowerSettings, ScheduledVm, StoreCpu, run_power
-from collector.config import Settings
 from collector.domxml import is_excluded
 from collector.errors import InputError
 from collector.model import VmRecord, VmRef, is_trace_uri
+from core.settings import Settings
+from core.windows import DAY_NAMES, MINUTES_PER_DAY, MaintenanceWindow
 
 log = logging.getLogger("rightsizer.schedule")
 JOB_PREFIX = "schedule-"

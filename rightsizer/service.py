@@ -18,15 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector.config import Settings
 from collector.errors import RightsizerError
 from collector.exporter import EconomicsView, VmEconomics, build_registry
 from collector.exposition import ExpositionCache
 from collector.metrics_process import MetricsProcess
 from collector.sampler import Sampler
+from core.settings import Settings
 
 if TYPE_CHECKING:
-    from analytics.signals import StorageAdvice
+    from analytics.storage import StorageAdvice
 
 log = logging.getLogger("rightsizer.serve")
 
@@ -88,18 +88,21 @@ def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datet
     they are billed (running, or stopped under "full"/"storage-only"): a shut-off VM whose disks are billed is
     not free. ``monthly_savings`` is signed; an upsize exports its cost as a negative saving.
     """
+    from analytics.analysis import AnalysisOptions, analyse_fleet
     from analytics.backups import check_backups
     from analytics.catalogue import load_storage_prices
+    from analytics.costs import billed_per_hour
     from analytics.fleet import resolve_machine_type
-    from analytics.recommend import findings_for_settings
     from collector.model import VmState
 
     vms = store.vms()
-    findings = {f.uuid: f for f in findings_for_settings(store, catalogue, settings, now=now)}
+    analysis = analyse_fleet(store, catalogue, AnalysisOptions.from_settings(settings, catalogue, now=now))
+    findings = analysis.by_uuid()
     backups = {b.vm_uuid: b for b in check_backups(vms, store.backups(), settings.backups, now)}
     capacity = _latest_capacity(store, now)
-    storage = load_storage_prices() if settings.costs.include_storage else None
-    rule = settings.costs.stopped_vm_billing
+    cost_settings = analysis.options.lifecycle.cost_settings if analysis.options.lifecycle else settings.costs
+    storage = load_storage_prices() if cost_settings.include_storage else None
+    rule = cost_settings.stopped_vm_billing
     out: dict[str, VmEconomics] = {}
     for vm in vms:
         mtype, _how = resolve_machine_type(vm, catalogue)
@@ -107,14 +110,14 @@ def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datet
             continue
         running = vm.state is VmState.RUNNING
         cap = capacity.get(vm.uuid)
-        disk_price = (storage.disk_price_per_hour(cap, settings.costs.storage_class)
+        disk_price = (storage.disk_price_per_hour(cap, cost_settings.storage_class)
                       if storage is not None and cap else 0.0)
-        storage_cost = disk_price if running or rule in ("full", "storage-only") else 0.0
-        compute = mtype.price_per_hour if running or rule == "full" else 0.0
+        storage_cost = billed_per_hour(0.0, disk_price, running=running, rule=rule)
         f = findings.get(vm.uuid)
         b = backups.get(vm.uuid)
         out[vm.uuid] = VmEconomics(
-            machine_type=mtype.name, hourly_cost=compute + storage_cost, currency=mtype.currency,
+            machine_type=mtype.name, currency=mtype.currency,
+            hourly_cost=billed_per_hour(mtype.price_per_hour, disk_price, running=running, rule=rule),
             finding=f.finding if f else "", current_type=mtype.name,
             recommended_type=(f.target_type or "") if f else "",
             monthly_savings=f.monthly_savings if f else 0.0, storage_hourly_cost=storage_cost,
@@ -122,6 +125,9 @@ def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datet
             backup_overdue=(b.is_overdue if b is not None and b.max_age_s is not None else None),
             idle=(f.idle.is_idle if f is not None and f.idle is not None and f.idle.status != "insufficient-data"
                   else None),
+            risk=f.risk.value if f else "", pattern=f.pattern if f else "",
+            schedule_monthly_savings=(f.schedule.monthly_savings if f is not None and f.schedule is not None
+                                      and not f.excluded else None),
             **_storage_fields(f.storage if f is not None else None),
         )
     from analytics.placement import LEVELS, placement_risks
@@ -315,14 +321,14 @@ class Service:
         """(Re)register the start/stop cron jobs of every scheduled VM ([actions] schedules = true)."""
         if self._scheduler is None:
             return
-        from analytics.recommend import findings_for_settings
+        from analytics.analysis import AnalysisOptions, analyse_fleet
         from rightsizer.schedules import make_power_job, register_jobs, resolve_scheduled
 
         try:
             vms = self.store.vms()
             labelled = any((vm.labels or {}).get("schedule") for vm in vms)
-            findings = {f.uuid: f for f in findings_for_settings(self.store, self.catalogue, self.settings)} \
-                if labelled else {}
+            findings = analyse_fleet(self.store, self.catalogue, AnalysisOptions.from_settings(
+                self.settings, self.catalogue)).by_uuid() if labelled else {}
             resolved = resolve_scheduled(vms, findings, self.settings)
             if self._power_job is None:
                 self._power_job = make_power_job(self.settings, self.store)

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from analytics.catalogue import HOURS_PER_MONTH
-from collector.actions.stop import DELETE_IS_MANUAL
 from collector.model import VmRecord, VmState
+from core.plan import DELETE_IS_MANUAL
 
 __all__ = ["DELETE_IS_MANUAL", "StoppedVm", "find_stopped"]
 

@@ -29,8 +29,8 @@ import pandas as pd
 from analytics.catalogue import HOURS_PER_MONTH, MachineType
 from analytics.frames import numeric_column
 from analytics.rightsizing.base import FittingCatalogue
-from collector.config import SignalSettings
 from collector.store.base import AuditEntry
+from core.settings import SignalSettings
 
 SATURATED_FRACTION = 0.95
 HEADROOM_FRACTION = 0.15

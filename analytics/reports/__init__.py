@@ -7,50 +7,38 @@ formula-safe) and ``json`` (report.json). ``write_report`` is what the CLI and t
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from analytics.analysis import FleetAnalysis, storage_pricing
 from analytics.backups import check_backups
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
 from analytics.costs import fleet_costs, realised_savings_for_store, summarise_costs
+from analytics.findings.finding import VmFinding
+from analytics.findings.headline import saving_kind
 from analytics.idle import find_idle
-from analytics.reports import csv_report, html_report, json_report  # noqa: F401  (register formatters)
+from analytics.reports import csv_report, html_report, json_report, vms_csv_report  # noqa: F401  (register formatters)
 from analytics.reports.base import FORMATTERS, Report, ReportFormatter, VmReportRow, register
-from collector.config import Settings
 from collector.errors import InputError
 from collector.model import VmRecord
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from collector.store.base import TimeSeriesStore
 
 __all__ = [
-    "FORMATTERS", "RightsizingSummary", "Report", "ReportFormatter", "VmReportRow", "build_report", "register",
+    "FORMATTERS", "Report", "ReportFormatter", "VmReportRow", "build_report", "register",
     "write_report",
 ]
 
-DEFAULT_FORMATS: tuple[str, ...] = ("html", "csv", "json")
+DEFAULT_FORMATS: tuple[str, ...] = ("html", "csv", "vms-csv", "json")
 #: Labels tried, in order, for the "spend by label" chart.
 PREFERRED_LABELS: tuple[str, ...] = ("team", "project", "env")
 _NOT_GROUPING_LABELS = frozenset({"machine_type", "backup_policy", "rightsizer_exclude"})
-
-
-@dataclass(frozen=True, slots=True)
-class RightsizingSummary:
-    """The part of a right-sizing finding the report shows."""
-
-    finding: str
-    recommended_type: str | None
-    monthly_savings: float
-    risk: str
-    reason: str
-    savings_pct: float = 0.0
-    need_vcpus: float | None = None
-    need_statistic: str = ""
 
 
 def choose_label_key(vms: Sequence[VmRecord]) -> str | None:
@@ -72,32 +60,15 @@ def _utilisation(hours: pd.DataFrame) -> tuple[dict[str, float], dict[str, float
     return {str(k): float(v) for k, v in cpu.items()}, {str(k): float(v) for k, v in mem.items()}
 
 
-def _recommendations(
-    store: TimeSeriesStore, catalogue: CsvPriceCatalogue, settings: Settings, strategy: str, now: datetime
-) -> tuple[dict[str, RightsizingSummary] | None, str | None]:
-    """Right-sizing per VM UUID from analytics.recommend, or (None, why not) when unavailable.
+def _analysis(
+    store: TimeSeriesStore, catalogue: CsvPriceCatalogue, settings: Settings, strategy: str | None, now: datetime
+) -> FleetAnalysis:
+    """The one fleet analysis at ``now`` (the surfaces' shared entry point). Raises InputError for an unknown
+    strategy name."""
+    from analytics.analysis import AnalysisOptions, analyse_fleet
 
-    Raises InputError for an unknown strategy name.
-    """
-    from analytics.recommend import findings_for_settings
-
-    try:
-        findings = findings_for_settings(store, catalogue, settings, now=now, strategy=strategy)
-    except KeyError as exc:
-        raise InputError(f"{exc.args[0] if exc.args else exc}; pass one of them to --strategy") from exc
-    return {
-        f.uuid: RightsizingSummary(
-            finding=f.finding.value,
-            recommended_type=f.target_type if f.changes_type else None,
-            monthly_savings=float(f.monthly_savings) if f.is_actionable or f.finding == "stopped" else 0.0,
-            risk=f.risk.value,
-            reason="; ".join(f"{k}: {v}" for k, v in f.reasons.items()),
-            savings_pct=f.savings_pct if f.is_actionable or f.finding == "stopped" else 0.0,
-            need_vcpus=f.need_vcpus,
-            need_statistic=f.need_cpu_statistic,
-        )
-        for f in findings
-    }, None
+    return analyse_fleet(store, catalogue, AnalysisOptions.from_settings(settings, catalogue, strategy=strategy,
+                                                                         now=now))
 
 
 def _utc(value: datetime) -> datetime:
@@ -113,12 +84,12 @@ def build_report(
     strategy: str | None = None,
     since: datetime | None = None,
     storage: StoragePrices | None = None,
-    recommendations: Mapping[str, RightsizingSummary] | None = None,
+    analysis: FleetAnalysis | None = None,
 ) -> Report:
     """Collect costs, utilisation, right-sizing, idle and backup findings into one ``Report``.
 
     The window is ``since`` (default: ``costs.window_days`` before ``now``) to ``now``, UTC.
-    ``recommendations`` replaces the call to analytics.recommend (for tests and callers that have them).
+    ``analysis`` is the fleet analysis when the caller has it already (else it is made here).
     Raises InputError on a bad storage class or backup policy setting, StoreError from the store.
     """
     now = _utc(now)
@@ -127,11 +98,9 @@ def build_report(
     notes: list[str] = []
     vms = store.vms()
     storage = storage or load_storage_prices()
-    cost_settings = settings.costs
-    if cost_settings.include_storage and storage.currency != catalogue.currency:
-        cost_settings = cost_settings.model_copy(update={"include_storage": False})
-        notes.append(f"Storage is not priced: its prices are in {storage.currency}, the catalogue's in "
-                     f"{catalogue.currency}.")
+    cost_settings, storage_note = storage_pricing(settings, catalogue.currency)
+    if storage_note:
+        notes.append(storage_note)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     hours = store.frame(min(start, month_start, now - timedelta(days=7)), now, resolution="hour")
     cost_frame = fleet_costs(hours, vms, catalogue, storage, cost_settings, now=now)
@@ -148,14 +117,10 @@ def build_report(
     backups = check_backups(vms, store.backups(), settings.backups, now, hour_frame=hours)
     savings = realised_savings_for_store(store, now, currency=catalogue.currency)
 
-    wanted_strategy = strategy or settings.rightsizing.strategy
-    used_strategy: str | None = wanted_strategy
-    if recommendations is None:
-        recs, why_not = _recommendations(store, catalogue, settings, wanted_strategy, now)
-        if recs is None:
-            used_strategy = None
-            notes.append(why_not or "no recommendations")
-        recommendations = recs or {}
+    if analysis is None:
+        analysis = _analysis(store, catalogue, settings, strategy, now)
+    used_strategy: str | None = analysis.options.strategy
+    recommendations = analysis.by_uuid()
     if by_host.unpriced_vms:
         notes.append(f"{len(by_host.unpriced_vms)} VM(s) fit no machine type in the catalogue and are not priced.")
     if not vms:
@@ -183,14 +148,7 @@ def build_report(
             memory_bytes=vm.memory_bytes,
             cpu_p95_vcpus=cpu_p95.get(vm.uuid),
             memory_used_max_bytes=mem_max.get(vm.uuid),
-            finding=rec.finding if rec else None,
-            recommended_type=rec.recommended_type if rec else None,
-            monthly_savings=rec.monthly_savings if rec else None,
-            risk=rec.risk if rec else None,
-            savings_pct=rec.savings_pct if rec else None,
-            cpu_need_vcpus=rec.need_vcpus if rec else None,
-            cpu_need_statistic=rec.need_statistic if rec else "",
-            recommendation_reason=rec.reason if rec else "",
+            **_finding_fields(rec),
             idle_status=idle_f.status if idle_f else None,
             backup_status=bk.status if bk else None,
             backup_urgency=bk.urgency if bk else None,
@@ -221,7 +179,26 @@ def build_report(
         realised_savings=tuple(savings),
         notes=tuple(notes),
         frontier=frontier,
+        findings=analysis.findings,
+        headline=analysis.headline,
     )
+
+
+def _finding_fields(f: VmFinding | None) -> dict[str, Any]:
+    """A report row's right-sizing columns, from the VM's finding (its headline saving, signed for upsizes)."""
+    if f is None:
+        return {}
+    kind = saving_kind(f)
+    return {
+        "finding": f.finding.value, "recommended_type": f.target_type if f.changes_type else None,
+        "monthly_savings": f.monthly_savings if kind is not None else 0.0, "risk": f.risk.value,
+        "savings_pct": f.savings_pct if kind is not None else 0.0, "cpu_need_vcpus": f.need_vcpus,
+        "cpu_need_statistic": f.need_cpu_statistic,
+        "recommendation_reason": "; ".join(f"{k}: {v}" for k, v in f.reasons.items()),
+        "pattern": f.pattern, "schedule": f.schedule.as_json() if f.schedule is not None else None,
+        "schedule_monthly_savings": (f.schedule.monthly_savings if f.schedule is not None and not f.excluded
+                                     else 0.0),
+    }
 
 
 def write_files(report: Report, out_dir: Path | str, formats: Sequence[str] = DEFAULT_FORMATS) -> list[Path]:

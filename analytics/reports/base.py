@@ -9,10 +9,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from analytics.backups import BackupFinding
 from analytics.costs import FLATTEN, CostSummary, GroupCost, RealisedSaving
+from analytics.findings.headline import Headline
 from analytics.idle import IdleFinding
 
 if TYPE_CHECKING:
+    from analytics.findings.finding import VmFinding
     from analytics.own_frontier import OwnFrontier
+
+#: Field metadata: ``to_plain`` leaves the field out (the report's findings go to findings.csv, not report.json).
+SKIP = "skip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,9 @@ class VmReportRow:
     cpu_need_vcpus: float | None = None  # the strategy's CPU need, named by cpu_need_statistic
     cpu_need_statistic: str = ""
     recommendation_reason: str = ""
+    pattern: str = "unknown"
+    schedule: Mapping[str, Any] | None = None  # the proposed on/off schedule (as in recommend --output json)
+    schedule_monthly_savings: float = 0.0
     idle_status: str | None = None
     backup_status: str | None = None
     backup_urgency: str | None = None
@@ -66,10 +74,13 @@ class Report:
     realised_savings: tuple[RealisedSaving, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
     frontier: OwnFrontier | None = None  # savings vs risk of the stored lookback (None: not computed)
+    findings: tuple[VmFinding, ...] = field(default=(), repr=False, metadata={SKIP: True})
+    headline: Headline | None = None
 
     @property
     def total_monthly_savings(self) -> float:
-        return sum(v.monthly_savings or 0.0 for v in self.vms if (v.monthly_savings or 0.0) > 0)
+        """The headline's gross savings (resizes, idle stops, stopped VMs' disks, schedules)."""
+        return self.headline.gross_monthly_savings if self.headline is not None else 0.0
 
 
 class ReportFormatter(Protocol):
@@ -100,7 +111,11 @@ def to_plain(value: Any) -> Any:
 
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out: dict[str, Any] = {}
+        if isinstance(value, Headline):
+            return value.as_json()
         for f in dataclasses.fields(value):
+            if f.metadata.get(SKIP):
+                continue
             plain = to_plain(getattr(value, f.name))
             if f.metadata.get(FLATTEN) and isinstance(plain, dict):  # a nested value's fields, in its place
                 out.update(plain)

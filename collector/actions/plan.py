@@ -22,7 +22,6 @@ import json
 import numbers
 import uuid as uuidlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,86 +30,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from collector.errors import InputError
 from collector.model import VmRef
+from core.plan import (
+    MIN_MEMORY_BYTES,
+    NOT_RESIZE_ACTIONS,
+    PLAN_VERSION,
+    RESIZE_FINDINGS,
+    ResizePlan,
+    ResizeStep,
+    SizeSpec,
+)
+from core.units import KIB
 
-PLAN_VERSION = 1
-KIB = 1024
-MIB = 1024**2
-#: Smallest memory a plan may set; a guest below this does not boot a usual kernel.
-MIN_MEMORY_BYTES = 64 * MIB
-#: Findings for which ``plan_from_findings`` proposes a resize.
-RESIZE_FINDINGS = frozenset({"over-provisioned", "under-provisioned", "resize-regret"})
-#: ``action`` values of ``recommend --output json`` entries that are not resizes (left out of a resize plan).
-NOT_RESIZE_ACTIONS = frozenset({"stop", "none"})
 _REGENERATE = "fix the plan file or regenerate it with 'rightsizer apply --from-findings'"
-
-
-@dataclass(frozen=True, slots=True)
-class SizeSpec:
-    """A VM size: vCPUs, memory in bytes and the machine type it corresponds to (may be empty)."""
-
-    vcpus: int
-    memory_bytes: int
-    machine_type: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ResizeStep:
-    """Resize one VM from ``current`` to ``target``; prices are per hour in ``currency``."""
-
-    vm: VmRef
-    current: SizeSpec
-    target: SizeSpec
-    price_before_per_hour: float | None = None
-    price_after_per_hour: float | None = None
-    currency: str = ""
-    finding: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "uuid": self.vm.uuid,
-            "name": self.vm.name,
-            "uri": self.vm.uri,
-            "current": _spec_dict(self.current),
-            "target": _spec_dict(self.target),
-            "price_before_per_hour": self.price_before_per_hour,
-            "price_after_per_hour": self.price_after_per_hour,
-            "currency": self.currency,
-            "finding": self.finding,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ResizePlan:
-    """An ordered set of resize steps, at most one per VM. ``plan_id`` is derived from the steps."""
-
-    plan_id: str
-    created_at: datetime
-    steps: tuple[ResizeStep, ...] = ()
-    source: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": PLAN_VERSION,
-            "plan_id": self.plan_id,
-            "created_at": self.created_at.isoformat(),
-            "steps": [s.to_dict() for s in self.steps],
-        }
-
-    def with_uri(self, uri: str) -> ResizePlan:
-        """Return the same plan with every VM on ``uri`` (the ``--uri`` override)."""
-        steps = tuple(
-            ResizeStep(
-                vm=VmRef(uri=uri, uuid=s.vm.uuid, name=s.vm.name), current=s.current, target=s.target,
-                price_before_per_hour=s.price_before_per_hour, price_after_per_hour=s.price_after_per_hour,
-                currency=s.currency, finding=s.finding,
-            )
-            for s in self.steps
-        )
-        return ResizePlan(plan_id=self.plan_id, created_at=self.created_at, steps=steps, source=self.source)
-
-
-def _spec_dict(s: SizeSpec) -> dict[str, Any]:
-    return {"vcpus": s.vcpus, "memory_bytes": s.memory_bytes, "machine_type": s.machine_type}
 
 
 class _SpecIn(BaseModel):

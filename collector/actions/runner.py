@@ -12,13 +12,14 @@ from pathlib import Path
 
 from collector.actions.locks import lock_dir_for
 from collector.actions.plan import ResizePlan, ResizeStep, SizeSpec, plan_id_for
-from collector.actions.policy import parse_windows, restart_permission
+from collector.actions.policy import restart_permission
 from collector.actions.resize import ResizeAction
 from collector.actions.result import ActionResult
 from collector.actions.snapshot import AuditLog, DomainControl
-from collector.config import ActionSettings
 from collector.errors import HypervisorError
 from collector.model import VmRef, is_trace_uri
+from core.settings import ActionSettings
+from core.windows import parse_windows
 
 
 def run_plan(

@@ -15,10 +15,9 @@ from typing import Any, Literal, Protocol
 from collector.errors import HypervisorError
 from collector.model import VmRef, VmState
 from collector.store.base import AuditEntry
+from core.plan import STOP_ACTION
 
-ACTION_NAME = "stop"
-#: Deleting stays a person's act: plans and findings carry this sentence beside every delete option.
-DELETE_IS_MANUAL = "deleting a VM is left to a person: rightsizer never deletes"
+ACTION_NAME = STOP_ACTION
 StopOutcome = Literal["planned", "applied", "unchanged", "skipped", "failed"]
 
 

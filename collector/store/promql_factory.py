@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.config import Settings
 from collector.errors import InputError
 from collector.store.promql import PromqlStore
 from collector.store.promql_http import Credentials, PromqlClient, read_secret
 from collector.store.promql_mapping import load_mapping
 from collector.store.promql_schema import SCHEMAS
+from core.settings import Settings
 
 
 def promql_client(settings: Settings) -> PromqlClient:

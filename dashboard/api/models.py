@@ -152,6 +152,25 @@ class FindingOut(BaseModel):
     risk: Any
     reasons: dict[str, Any]
     options: list[dict[str, Any]]
+    savings_pct: float
+    pattern: str
+    storage: dict[str, Any] | None
+    schedule: dict[str, Any] | None = None
+
+
+class Summary(BaseModel):
+    """The savings headline of the selected VMs' findings: one definition on every surface (720-hour month)."""
+
+    currency: str
+    vms: int
+    findings: dict[str, int]
+    actions: int
+    savings_by_kind: dict[str, float] = Field(description="resize, idle-stop, stopped-disks, schedule")
+    vms_by_kind: dict[str, int]
+    gross_monthly_savings: float
+    upsize_monthly_cost: float
+    net_monthly_savings: float
+    hours_per_month: int
 
 
 class BackupOut(BaseModel):

@@ -58,6 +58,8 @@ OPERATIONS: tuple[Operation, ...] = (
               "forecast (as `rightsizer costs --output json`)", m.Costs, m.CostsQuery),
     Operation("listFindings", "GET", f"{PREFIX}/findings", "Right-sizing findings (as `rightsizer recommend "
               "--output json`)", m.Page[m.FindingOut], m.FindingsQuery),
+    Operation("getSummary", "GET", f"{PREFIX}/summary", "The savings headline of the selected findings (as "
+              "the summary of `rightsizer recommend` and the dashboard's Overview)", m.Summary, m.FindingsQuery),
     Operation("listBackups", "GET", f"{PREFIX}/backups", "Newest backup per VM against its policy",
               m.Page[m.BackupOut], m.BackupsQuery),
     Operation("listAudit", "GET", f"{PREFIX}/audit", "The audit log of resizes, newest first",
@@ -250,6 +252,13 @@ def _handlers(service: ApiService) -> dict[str, Callable[..., Any]]:
         rows.sort(key=lambda r: (-r["monthly_savings"], r["name"]))
         return _page(rows, q, request.path)
 
+    def get_summary(q: m.FindingsQuery) -> Any:
+        from analytics.findings.headline import headline_of
+
+        chosen = {v.uuid for v in select_vms(service.vms(), q.host, q.label)}
+        return headline_of(f for f in service.findings(q.lookback_days, q.profile, q.strategy)
+                           if f.uuid in chosen and (not q.finding or f.finding.value in q.finding)).as_json()
+
     def list_backups(q: m.BackupsQuery) -> Any:
         rows = [{"vm_uuid": b.vm_uuid, "vm_name": b.vm_name, "newest": b.newest, "age_s": b.age_s,
                  "policy": b.policy, "policy_source": b.policy_source, "max_age_s": b.max_age_s,
@@ -281,6 +290,7 @@ def _handlers(service: ApiService) -> dict[str, Callable[..., Any]]:
         return service.run(plan_id, apply=True)
 
     return {"listVms": list_vms, "getVm": get_vm, "getCosts": get_costs, "listFindings": list_findings,
+            "getSummary": get_summary,
             "listBackups": list_backups, "listAudit": list_audit, "getPlan": get_plan, "createPlan": create_plan,
             "dryRunPlan": dry_run, "applyPlan": apply}
 

@@ -16,19 +16,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from analytics.analysis import AnalysisOptions, FleetAnalysis, analyse_fleet, storage_pricing
 from analytics.backups import check_backups
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
 from analytics.costs import BUILTIN_GROUPS, fleet_costs, summarise_costs
+from analytics.findings.finding import VmFinding
 from analytics.fleet import data_as_of, parse_instant
 from analytics.placement import one_restart_per_service
-from analytics.recommend import VmFinding, configured_policies, lifecycle_rules, recommend_fleet
-from analytics.rightsizing.settings import SETTINGS_TYPES, profile_settings
 from collector.actions.plan import ResizePlan, plan_from_steps
 from collector.actions.result import ActionResult
-from collector.config import Settings
 from collector.errors import InputError
 from collector.model import VmRecord
 from collector.store.base import TimeSeriesStore
+from core.settings import Settings
 from dashboard.api.problems import ProblemError, bad_parameter, not_found
 
 #: Instants outside these years are refused as bad input (Python's datetime arithmetic overflows near year 1/9999).
@@ -85,7 +85,7 @@ class ApiService:
         self.clock = clock
         self._lock = threading.Lock()
         self._plans: dict[str, StoredPlan] = {}
-        self._findings: dict[tuple[Any, ...], list[VmFinding]] = {}
+        self._analyses: dict[tuple[Any, ...], FleetAnalysis] = {}
 
     # -- reads ---------------------------------------------------------------------------------
     def vms(self) -> list[VmRecord]:
@@ -101,32 +101,34 @@ class ApiService:
         span = self.store.time_range()
         return data_as_of(span[1] if span else None, self.clock())
 
-    def findings(self, lookback_days: float | None, profile: str | None,
-                 strategy: str | None = None) -> list[VmFinding]:
-        """Findings as ``rightsizer recommend`` makes them (as of the newest data); memoised per arguments."""
-        rs = self.settings.rightsizing
+    def analysis(self, lookback_days: float | None, profile: str | None,
+                 strategy: str | None = None) -> FleetAnalysis:
+        """The fleet analysis ``rightsizer recommend`` makes (as of the newest data); memoised per arguments."""
         span = self.store.time_range()
         now = span[1] if span is not None else self.clock()
-        lookback = float(lookback_days if lookback_days is not None else rs.lookback_days)
-        name = strategy or rs.strategy
-        key = (now, lookback, name, profile, len(self.store.vms()))
+        try:
+            options = AnalysisOptions.from_settings(self.settings, self.catalogue, strategy=strategy,
+                                                    lookback_days=lookback_days, now=now)
+        except InputError as exc:
+            raise bad_parameter("strategy", str(exc)) from exc
+        if profile is not None:
+            options = options.with_changes(profile=profile)
+        key = (now, options.lookback_days, options.strategy, options.profile, len(self.store.vms()))
         with self._lock:
-            cached = self._findings.get(key)
+            cached = self._analyses.get(key)
         if cached is not None:
             return cached
-        base: dict[str, Any] = {"lookback_days": lookback, "min_monthly_savings": rs.min_monthly_savings}
-        if name == "rightsizer":
-            base = {**profile_settings(profile or rs.profile), **base}
-        found = recommend_fleet(
-            self.store, self.catalogue, strategy=name, now=now, policies=configured_policies(self.settings),
-            settings=SETTINGS_TYPES[name].model_validate(base), idle_settings=self.settings.idle,
-            rules=lifecycle_rules(self.settings, self.catalogue), schedule_settings=self.settings.schedules,
-        )
+        found = analyse_fleet(self.store, self.catalogue, options)
         with self._lock:
-            if len(self._findings) > 32:
-                self._findings.clear()
-            self._findings[key] = found
+            if len(self._analyses) > 32:
+                self._analyses.clear()
+            self._analyses[key] = found
         return found
+
+    def findings(self, lookback_days: float | None, profile: str | None,
+                 strategy: str | None = None) -> list[VmFinding]:
+        """The findings of :meth:`analysis`, in store order."""
+        return list(self.analysis(lookback_days, profile, strategy).findings)
 
     def backups(self, vms: Sequence[VmRecord]) -> list[Any]:
         return check_backups(list(vms), self.store.backups(), self.settings.backups, self.clock())
@@ -145,9 +147,7 @@ class ApiService:
             if group_by not in keys:
                 raise bad_parameter("group_by", f"{group_by!r} is not host, machine_type, vm or a label any VM "
                                     f"has; labels: {', '.join(keys) or '(none)'}")
-        cost_settings = self.settings.costs
-        if cost_settings.include_storage and self.storage.currency != self.catalogue.currency:
-            cost_settings = cost_settings.model_copy(update={"include_storage": False})
+        cost_settings, _note = storage_pricing(self.settings, self.catalogue.currency)
         month_start = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         hours = self.store.frame(min(start, month_start, end - timedelta(days=7)), end, resolution="hour")
         frame = fleet_costs(hours, vms, self.catalogue, self.storage, cost_settings, now=end)

@@ -8,6 +8,7 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import Dash, Output, dcc, html
 
+from analytics.findings.headline import KIND_TEXT, SAVING_KINDS, Headline
 from dashboard import figures, ids
 from dashboard.data import DashboardData, Filters
 from dashboard.pages import paged
@@ -157,9 +158,9 @@ def _build(
             else "month to date + trailing run-rate",
             kpi_id="overview-kpi-forecast"),
         kpi("Potential savings per month", money(view.potential_monthly_savings, cur),
-            "over-provisioned and idle VMs", kpi_id="overview-kpi-savings"),
+            _savings_note(view.headline), kpi_id="overview-kpi-savings"),
         kpi("Upsizes needed per month", money(view.upsize_monthly_cost, cur),
-            "extra cost of under-provisioned VMs", kpi_id="overview-kpi-upsize"),
+            "extra cost of under-provisioned VMs and resize regrets", kpi_id="overview-kpi-upsize"),
     ]
     if view.unpriced_vms:
         cards.append(kpi("Unpriced VMs", str(view.unpriced_vms), "no catalogue type fits them"))
@@ -192,3 +193,12 @@ def register(app: Dash, data: DashboardData, **_: Any) -> None:
 
     paged.register(app, HOSTS_TABLE, lambda: host_rows(data), "hosts")
     paged.register(app, PLACEMENT_TABLE, lambda: placement_rows(data), "services")
+
+
+def _savings_note(headline: Headline | None) -> str:
+    """The gross savings by kind, in the words every surface uses (analytics.findings.headline)."""
+    if headline is None:
+        return "resizes, idle stops, stopped VMs' disks and schedules"
+    parts = [f"{KIND_TEXT[k]} {headline.savings_by_kind[k]:,.2f}" for k in SAVING_KINDS
+             if headline.vms_by_kind.get(k)]
+    return "; ".join(parts) + f"; net of upsizes {headline.net_monthly_savings:,.2f}" if parts else "none found"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from analytics.recommend import VmFinding
+    from analytics.findings.finding import VmFinding
     from collector.actions.plan import ResizePlan
     from collector.actions.result import ActionResult
     from collector.actions.stop import StopResult, StopStep
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _stop_note(args: argparse.Namespace) -> str:
-    from collector.actions.stop import DELETE_IS_MANUAL
+    from core.plan import DELETE_IS_MANUAL
 
     return ("stop only; " if args.allow_stop else "needs --allow-stop (stop only; ") + DELETE_IS_MANUAL + \
         ("" if args.allow_stop else ")")
@@ -181,10 +181,11 @@ def _load(args: argparse.Namespace, ctx: Context, findings: list[VmFinding]) -> 
 
 def _current_findings(ctx: Context) -> list[VmFinding]:
     """The current recommendations for the fleet in the store (resize and stop steps come from them)."""
-    from analytics.recommend import findings_for_settings
+    from analytics.analysis import AnalysisOptions, analyse_fleet
 
     store = ctx.open_source()
-    return findings_for_settings(store, ctx.catalogue(), ctx.settings)
+    catalogue = ctx.catalogue()
+    return list(analyse_fleet(store, catalogue, AnalysisOptions.from_settings(ctx.settings, catalogue)).findings)
 
 
 def _run_plan(plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> list[ActionResult]:

@@ -30,7 +30,7 @@ fleet risk budget, a share of training intervals). --strategy narrows it to one.
 
 def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     from analytics.rightsizing.settings import PROFILES, STRATEGY_NAMES
-    from rightsizer.commands.recommend import add_settings_flags
+    from rightsizer.commands.strategyflags import add_settings_flags
 
     p = sub.add_parser(
         "backtest", parents=[parent], help="compare right-sizing strategies on a VM trace",
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from analytics.rightsizing import DEFAULT_STRATEGY, STRATEGIES
     from analytics.traces import read_bitbrains_dir
     from collector.errors import InputError
-    from rightsizer.commands.recommend import settings_from_args
+    from rightsizer.commands.strategyflags import profile_base, settings_from_args
 
     if not 0 < args.train_days <= 365:
         raise InputError(f"--train-days {args.train_days!r} must be > 0 and <= 365 days")
@@ -118,18 +118,6 @@ def _run_schedules(args: argparse.Namespace, ctx: Context, vms: Any, catalogue: 
         summary = {k: v for k, v in result.as_dict().items() if k not in ("per_vm", "patterns")}
         ctx.out.emit([{**summary, **{f"pattern_{k}": v for k, v in result.patterns.items()}}])
     return 0
-
-
-def profile_base(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
-    """Our settings values for ``--profile`` (else config [rightsizing] profile). Raises InputError."""
-    from analytics.rightsizing.settings import PROFILES, profile_settings
-    from collector.errors import InputError
-
-    name = args.profile or getattr(ctx.settings.rightsizing, "profile", "balanced")
-    if name not in PROFILES:
-        raise InputError(f"profile {name!r} (config [rightsizing] profile) is unknown; use one of "
-                         f"{', '.join(PROFILES)}")
-    return profile_settings(name)
 
 
 def _sweep(args: argparse.Namespace, ctx: Context, vms: list[Any], catalogue: Any) -> int:

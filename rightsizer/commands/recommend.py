@@ -7,10 +7,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rightsizer.commands.sourceflags import add_source_flags
+from rightsizer.commands.strategyflags import add_settings_flags, settings_from_args
 
 if TYPE_CHECKING:
 
-    from analytics.rightsizing.settings import StrategySettings
     from rightsizer.context import Context
 
 DESCRIPTION = """\
@@ -61,85 +61,6 @@ steps of 'rightsizer apply --from-findings'; 'rightsizer apply FILE.json' takes 
 resizes and applies stops only with --allow-stop. Strategy settings below override the strategy's
 defaults; each applies only to strategies that have it.
 """
-
-_SKIP_FIELDS = frozenset({"lookback_days", "min_monthly_savings"})
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _bounds(info: Any) -> str:
-    parts = []
-    for m in getattr(info, "metadata", ()):
-        for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
-            value = getattr(m, attr, None)
-            if value is not None:
-                parts.append(f"{sym} {value:g}" if isinstance(value, int | float) else f"{sym} {value}")
-    return ", ".join(parts)
-
-
-def add_settings_flags(p: argparse.ArgumentParser) -> None:
-    """Add one flag per strategy setting, with its description, bounds and each strategy's default."""
-    from analytics.rightsizing.settings import SETTINGS_TYPES
-
-    group = p.add_argument_group("strategy settings (override the chosen strategy's defaults)")
-    seen: dict[str, list[tuple[str, Any]]] = {}
-    infos: dict[str, Any] = {}
-    for strategy, model in SETTINGS_TYPES.items():
-        for name, info in model.model_fields.items():
-            if name in _SKIP_FIELDS:
-                continue
-            seen.setdefault(name, []).append((strategy, info.default))
-            infos.setdefault(name, info)
-    for name, defaults in seen.items():
-        info = infos[name]
-        per = ", ".join(f"{s}: {d:g}" if isinstance(d, float) else f"{s}: {d}" for s, d in defaults)
-        bounds = _bounds(info)
-        text = f"{info.description} (default {per}" + (f"; {bounds})" if bounds else ")")
-        if len(defaults) < len(SETTINGS_TYPES):
-            text += f"; only {', '.join(s for s, _ in defaults)}"
-        text = text.replace("%", "%%")
-        if info.annotation in (bool, "bool"):
-            group.add_argument(_flag(name), dest=f"set_{name}", action=argparse.BooleanOptionalAction,
-                               default=None, help=text)
-        else:
-            kind = int if info.annotation in (int, "int") else float
-            group.add_argument(_flag(name), dest=f"set_{name}", type=kind, default=None,
-                               metavar=name.split("_")[-1].upper(), help=text)
-
-
-def settings_from_args(args: argparse.Namespace, strategy: str, base: dict[str, Any] | None = None,
-                       *, strict: bool = True) -> StrategySettings:
-    """Build the strategy's settings from flags over ``base``. Raises InputError naming a bad flag/value."""
-    from pydantic import ValidationError
-
-    from analytics.rightsizing.settings import SETTINGS_TYPES
-    from collector.errors import InputError
-
-    model = SETTINGS_TYPES[strategy]
-    values = dict(base or {})
-    for key, value in vars(args).items():
-        if not key.startswith("set_") or value is None:
-            continue
-        name = key[4:]
-        if name not in model.model_fields:
-            if strict:
-                owners = [s for s, m in SETTINGS_TYPES.items() if name in m.model_fields]
-                raise InputError(f"{_flag(name)} does not apply to strategy {strategy!r}; it is a setting of "
-                                 f"{', '.join(owners)}")
-            continue
-        values[name] = value
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else "?"
-        if getattr(args, f"set_{field}", None) is None and getattr(args, field, None) is None:
-            raise InputError(f"[rightsizing] {field} = {err.get('input')!r} (config file or environment variable "
-                             f"RIGHTSIZER_RIGHTSIZING__{field.upper()}): {err['msg']}") from exc
-        raise InputError(f"{_flag(field)} {err.get('input')!r}: {err['msg']}; see 'rightsizer recommend --help'") \
-            from exc
 
 
 def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -211,8 +132,8 @@ TABLE_COLUMNS = (
 
 def schedule_settings_from_args(args: argparse.Namespace, ctx: Context) -> Any:
     """``[schedules]`` with ``--timezone`` applied. Raises InputError naming an unknown zone."""
-    from collector.config import ScheduleSettings
     from collector.errors import InputError
+    from core.settings import ScheduleSettings
 
     base: ScheduleSettings = ctx.settings.schedules
     zone = getattr(args, "timezone", None)
@@ -231,18 +152,13 @@ def schedule_settings_from_args(args: argparse.Namespace, ctx: Context) -> Any:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from pathlib import Path
 
+    from analytics.analysis import AnalysisOptions, analyse_fleet
+    from analytics.findings.headline import headline_of
     from analytics.findings.risk import legend_text
-    from analytics.recommend import configured_policies, fleet_summary, lifecycle_rules, recommend_fleet
     from analytics.rightsizing.settings import load_policies
 
     rs = ctx.settings.rightsizing
     strategy = args.strategy or rs.strategy
-    from analytics.rightsizing.settings import STRATEGY_NAMES
-    from collector.errors import InputError
-
-    if strategy not in STRATEGY_NAMES:
-        raise InputError(f"strategy {strategy!r} (config [rightsizing] strategy) is unknown; use one of "
-                         f"{', '.join(STRATEGY_NAMES)}")
     lookback_days = lookback_days_arg(args.lookback, args.lookback_days, float(rs.lookback_days))
     base = {
         "lookback_days": lookback_days,
@@ -250,21 +166,20 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                                 else rs.min_monthly_savings),
     }
     if strategy == "rightsizer":
-        from rightsizer.commands.backtest import profile_base
+        from rightsizer.commands.strategyflags import profile_base
 
         base = {**profile_base(args, ctx), **base}
-    settings = settings_from_args(args, strategy, base)
-    policies = load_policies(Path(args.policies)) if args.policies else configured_policies(ctx.settings)
-    now = _parse_now(args.now, ctx)
+    catalogue = ctx.catalogue()
+    options = AnalysisOptions.from_settings(
+        ctx.settings, catalogue, strategy=strategy, lookback_days=lookback_days, now=_parse_now(args.now, ctx),
+        policies=load_policies(Path(args.policies)) if args.policies else None,
+        strategy_settings=settings_from_args(args, strategy, base),
+        schedules=schedule_settings_from_args(args, ctx), min_monthly_savings=base["min_monthly_savings"])
     store = ctx.open_source()
     if args.vm:
         check_vms(args.vm, store.vms())
-    catalogue = ctx.catalogue()
-    findings = recommend_fleet(
-        store, catalogue, strategy=strategy, now=now, policies=policies, settings=settings,
-        idle_settings=ctx.settings.idle, rules=lifecycle_rules(ctx.settings, catalogue),
-        schedule_settings=schedule_settings_from_args(args, ctx), signal_settings=ctx.settings.signals,
-    )
+    analysis = analyse_fleet(store, catalogue, options)
+    findings = list(analysis.findings)
     if args.vm:
         wanted = set(args.vm)
         findings = [f for f in findings if f.name in wanted or f.uuid in wanted]
@@ -275,15 +190,18 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.output == "json":
         ctx.out.emit([f.plan_entry() for f in findings])
         return 0
-    ctx.out.emit([f.row() for f in findings], columns=TABLE_COLUMNS if args.output == "table" else None)
-    summary = fleet_summary(findings)
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["findings"].items()))
-    print(f"{summary['vms']} VMs ({counts}); {summary['changes']} actions (resize/stop), net savings "
-          f"{summary['monthly_savings']:.2f} {summary['currency']} per 720-hour month; stopped VMs still cost "
-          f"{summary['stopped_monthly_cost']:.2f} {summary['currency']}/month; {summary['schedules']} "
-          f"schedules saving {summary['schedule_monthly_savings']:.2f} more "
-          f"(strategy {strategy}, lookback {lookback_days:g} d, analysis time {now:%Y-%m-%d %H:%M} UTC)",
-          file=sys.stderr)
+    if args.output == "csv":
+        from analytics.findings.finding import FINDING_CSV_COLUMNS
+
+        ctx.out.emit([f.csv_row() for f in findings], columns=list(FINDING_CSV_COLUMNS))
+        return 0
+    ctx.out.emit([f.row() for f in findings], columns=TABLE_COLUMNS)
+    # the headline of the whole fleet when nothing is filtered, else of the rows shown
+    shown = analysis.headline if len(findings) == len(analysis.findings) else headline_of(findings)
+    for line in shown.lines():
+        print(line, file=sys.stderr)
+    print(f"strategy {options.strategy}, lookback {options.effective_lookback_days:g} d, analysis time "
+          f"{analysis.now:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
     print(f"risk legend: {legend_text()}", file=sys.stderr)
     return 0
 
@@ -296,7 +214,7 @@ def lookback_days_arg(text: str | None, days: float | None, default: float) -> f
         if days is not None and days <= 0:
             raise InputError(f"--lookback-days {days!r} must be > 0; e.g. 14")
         return default if days is None else float(days)
-    from analytics.fleet import parse_duration
+    from core.durations import parse_duration
 
     try:
         value = parse_duration(text).total_seconds() / 86400.0

@@ -47,7 +47,7 @@ def _start(text: str | None) -> Any:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from analytics.recommend import findings_for_settings
+    from analytics.analysis import AnalysisOptions, analyse_fleet
     from analytics.schedules import parse_schedule
     from collector.errors import InputError
     from rightsizer.commands.recommend import schedule_settings_from_args
@@ -70,7 +70,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if missing:
             raise InputError(f"--vm {sorted(missing)[0]!r} is not in the store; see 'rightsizer recommend'")
     overrides = {v.uuid: args.window for v in vms} if args.window else None
-    findings = {f.uuid: f for f in findings_for_settings(store, ctx.catalogue(), settings)}
+    catalogue = ctx.catalogue()
+    findings = analyse_fleet(store, catalogue, AnalysisOptions.from_settings(settings, catalogue)).by_uuid()
     resolved = resolve_scheduled(vms, findings, settings, overrides=overrides)
     rows = dry_run(resolved, start, days=args.days)
     ctx.out.emit(rows, columns=("when", "vm", "action", "window", "source") if args.output == "table" else None)

@@ -116,7 +116,7 @@ def _prepare_demo(ctx: Context, args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from analytics.recommend import configured_policies
+    from analytics.analysis import configured_policies
     from collector.sampler import Sampler
     from rightsizer.commands.collect import make_sources
     from rightsizer.service import CENTRAL, DEMO, LIVE, Service

@@ -19,7 +19,7 @@ import pytest
 
 from collector.actions.locks import VmLock
 from collector.actions.plan import ResizeStep, SizeSpec
-from collector.actions.policy import parse_windows, restart_permission
+from collector.actions.policy import restart_permission
 from collector.actions.resize import ResizeAction
 from collector.actions.result import ActionResult
 from collector.domxml import parse_config, parse_labels
@@ -29,6 +29,7 @@ from collector.hypervisor.testfleet import TEST_NAMESPACE, FleetDomain, domain_u
 from collector.model import VmRef, VmState
 from collector.store.base import AuditEntry
 from collector.store.sqlite import SqliteStore
+from core.windows import parse_windows
 
 pytestmark = pytest.mark.integration
 

@@ -7,12 +7,12 @@ from datetime import timedelta
 import pytest
 
 from analytics.catalogue import load_catalogue
-from collector.config import load_settings
 from collector.hypervisor.libvirt import LibvirtControl, LibvirtSource
 from collector.hypervisor.testfleet import FleetDomain, domain_uuid, write_fleet
 from collector.model import UsagePoint, VmState
 from collector.sampler import Sampler
 from collector.store.sqlite import SqliteStore
+from core.settings import load_settings
 from dashboard.data import DashboardData
 from rightsizer.service import make_apply_hook
 

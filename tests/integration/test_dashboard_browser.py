@@ -18,8 +18,8 @@ import pytest
 from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 
 from analytics.catalogue import load_catalogue
-from collector.config import Settings
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 from dashboard.app import create_app, dashboard_data
 from dashboard.pages.paged import PAGE_ROWS
 from dashboard.web import PLOTLY_ROUTE, plotly_bundle_path, plotly_version, regenerator_path, start_server

@@ -35,11 +35,11 @@ from domains import (
 
 from analytics.catalogue import load_catalogue, load_storage_prices
 from analytics.recommend import LifecycleRules, recommend_fleet
-from collector.config import CostSettings, Settings, SignalSettings
 from collector.guestfs import stored_usage
 from collector.hypervisor.libvirt import LibvirtSource
 from collector.sampler import Sampler
 from collector.store.sqlite import SqliteStore
+from core.settings import CostSettings, Settings, SignalSettings
 from rightsizer.service import compute_economics
 
 pytestmark = [pytest.mark.integration, pytest.mark.guests]

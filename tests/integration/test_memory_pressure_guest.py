@@ -21,12 +21,12 @@ from analytics.recommend import recommend_frame
 from analytics.rightsizing.base import Finding
 from analytics.rightsizing.settings import RightsizerSettings
 from analytics.signals import pressure_signals
-from collector.config import SignalSettings
 from collector.exporter import build_registry
 from collector.exposition import render_text
 from collector.hypervisor.libvirt import LibvirtSource
 from collector.sampler import Sampler
 from collector.store.sqlite import SqliteStore
+from core.settings import SignalSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.guests]
 

@@ -12,9 +12,9 @@ import requests
 from served import AUTH, Served, serve
 
 from analytics.catalogue import load_catalogue
-from collector.config import load_settings
 from collector.hypervisor.testfleet import FleetDomain, domain_uuid, write_fleet
 from collector.store.sqlite import SqliteStore
+from core.settings import load_settings
 from dashboard.data import DashboardData, Filters
 from dashboard.pages import overview, vm_detail
 from rightsizer.demo import DemoVm

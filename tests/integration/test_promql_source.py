@@ -24,11 +24,11 @@ import pytest
 from engines import Engine, free_port, import_prometheus_text, start_prometheus, start_victoria_metrics, start_vmagent
 
 from bench.promql_equality import backfill, compare, import_trace, results, run_cli, start_backfilled_prometheus
-from collector.config import load_settings
 from collector.errors import RightsizerError
 from collector.hypervisor.testfleet import HOST_CPUS, make_fleet, write_fleet
 from collector.store.promql_factory import promql_store
 from collector.store.sqlite import SqliteStore
+from core.settings import load_settings
 
 pytestmark = pytest.mark.integration
 

@@ -16,12 +16,12 @@ import pytest
 from domains import boot_guest, remove_domain, wait_for_console
 
 from analytics.signals import contention_signals
-from collector.config import SignalSettings
 from collector.exporter import build_registry
 from collector.exposition import render_text
 from collector.hypervisor.libvirt import LibvirtSource
 from collector.sampler import Sampler
 from collector.store.sqlite import SqliteStore
+from core.settings import SignalSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.guests]
 

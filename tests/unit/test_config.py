@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from collector.config import load_settings
 from collector.errors import ConfigError
+from core.settings import load_settings
 
 
 def test_defaults_are_loopback_and_documented_ports():

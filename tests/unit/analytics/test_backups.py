@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 
 from analytics.backups import check_backups, policy_for
-from analytics.fleet import format_duration, parse_duration
-from collector.config import BackupSettings
+from analytics.fleet import format_duration
 from collector.errors import InputError
 from collector.model import VmRecord, VmState
 from collector.store.base import HOUR_COLUMNS
+from core.durations import parse_duration
+from core.settings import BackupSettings
 
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
 SETTINGS = BackupSettings()  # default 7d, prod 24h

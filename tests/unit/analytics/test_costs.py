@@ -10,10 +10,10 @@ import pytest
 from analytics.catalogue import GIB, CsvPriceCatalogue, MachineType, StoragePrices
 from analytics.costs import COST_COLUMNS, fleet_costs, realised_savings, summarise_costs
 from analytics.fleet import resolve_machine_type
-from collector.config import CostSettings
 from collector.errors import InputError
 from collector.model import VmRecord, VmState
 from collector.store.base import HOUR_COLUMNS, AuditEntry
+from core.settings import CostSettings
 
 T0 = datetime(2026, 5, 4, 0, 0, tzinfo=UTC)
 

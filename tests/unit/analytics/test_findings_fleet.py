@@ -17,11 +17,11 @@ import pytest
 
 from analytics.catalogue import load_catalogue, load_storage_prices
 from analytics.findings.risk import RiskLevel
-from analytics.recommend import findings_for_settings
+from analytics.analysis import AnalysisOptions, analyse_fleet
 from analytics.rightsizing.base import Finding
-from collector.config import Settings
 from collector.model import UsagePoint, VmRecord, VmState
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 from rightsizer import cli
 
 GIB = 1024**3
@@ -79,8 +79,8 @@ def db(tmp_path: Path) -> Path:
 def _findings(db: Path, lookback_days: float | None = None) -> dict[str, Any]:
     store = SqliteStore(db)
     try:
-        return {f.name: f for f in findings_for_settings(store, CATALOGUE, Settings(), now=NOW,
-                                                         lookback_days=lookback_days)}
+        return {f.name: f for f in analyse_fleet(store, CATALOGUE, AnalysisOptions.from_settings(
+            Settings(), CATALOGUE, now=NOW, lookback_days=lookback_days)).findings}
     finally:
         store.close()
 
@@ -193,7 +193,8 @@ def test_shut_off_under_stopped_after_gets_no_resize_savings(tmp_path: Path) -> 
         store.write_history([paused, busy], _points(paused, range(12 * 24), 0.5, used_gib=2)
                             + _points(paused, range(12 * 24, DAYS * 24), 0, used_gib=0, running=False)
                             + _points(busy, range(DAYS * 24), 0.5, used_gib=2))
-        found = {f.name: f for f in findings_for_settings(store, CATALOGUE, Settings(), now=NOW)}
+        found = {f.name: f for f in analyse_fleet(store, CATALOGUE, AnalysisOptions.from_settings(
+            Settings(), CATALOGUE, now=NOW)).findings}
     finally:
         store.close()
     running, off = found["busy-1"], found["paused-1"]
@@ -215,7 +216,7 @@ def _legacy(tmp_path: Path, *, memory_bytes: int, labels: dict[str, str] | None 
     store = SqliteStore(tmp_path / "legacy.db")
     try:
         store.write_history([legacy], _points(legacy, range(DAYS * 24), 2.2, used_gib=5.0))
-        (found,) = findings_for_settings(store, CATALOGUE, Settings(), now=NOW)
+        (found,) = analyse_fleet(store, CATALOGUE, AnalysisOptions.from_settings(Settings(), CATALOGUE, now=NOW)).findings
     finally:
         store.close()
     return found

@@ -14,9 +14,9 @@ from analytics.findings.lifecycle import find_stopped
 from analytics.findings.projection import project_fleet, project_utilisation
 from analytics.findings.regret import find_regrets, resizes_in_force
 from analytics.findings.risk import RISK_LEGEND, RiskFacts, RiskLevel, assess_risk, legend_text
-from collector.config import CostSettings
 from collector.model import VmRecord, VmState
 from collector.store.base import HOUR_COLUMNS, AuditEntry
+from core.settings import CostSettings
 
 T0 = datetime(2026, 5, 1, 0, 0, tzinfo=UTC)
 

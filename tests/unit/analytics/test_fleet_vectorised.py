@@ -25,8 +25,8 @@ from analytics.rightsizing import get_strategy
 from analytics.rightsizing.base import UsageHistory, decide
 from analytics.rightsizing.batch import FleetColumns, fleet_needs
 from analytics.rightsizing.settings import AwsSettings, KrrSettings, Policy, RightsizerSettings, profile_settings
-from collector.config import CostSettings, IdleSettings
 from collector.model import VmRecord, VmState
+from core.settings import CostSettings, IdleSettings
 
 GIB = 1024**3
 T0 = 1_700_006_400  # UTC midnight

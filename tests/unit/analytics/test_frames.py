@@ -23,8 +23,8 @@ from analytics.frames import (
 )
 from analytics.idle import find_idle
 from analytics.recommend import recommend_frame
-from collector.config import CostSettings, IdleSettings
 from collector.model import VmRecord, VmState
+from core.settings import CostSettings, IdleSettings
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 

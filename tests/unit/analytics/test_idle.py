@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from analytics.idle import find_idle
-from collector.config import IdleSettings
 from collector.store.base import HOUR_COLUMNS, RAW_COLUMNS
+from core.settings import IdleSettings
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 SETTINGS = IdleSettings()  # 0.03 vCPU, 97 %, 10 kB/s disk and net, 3 days

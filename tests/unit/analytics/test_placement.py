@@ -10,8 +10,8 @@ from analytics.placement import (
     risk_by_vm,
 )
 from collector.actions.plan import ResizeStep, SizeSpec
-from collector.config import PlacementSettings
 from collector.model import VmRecord, VmRef, VmState
+from core.settings import PlacementSettings
 
 GIB = 1024**3
 T = datetime(2026, 11, 1, tzinfo=UTC)

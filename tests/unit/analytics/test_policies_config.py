@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from analytics.catalogue import load_catalogue
-from analytics.recommend import configured_policies, findings_for_settings
+from analytics.analysis import AnalysisOptions, analyse_fleet, configured_policies
 from analytics.rightsizing.settings import load_policies
-from collector.config import load_settings
 from collector.errors import InputError
 from collector.model import VmRecord, VmState
 from collector.store.base import RAW_COLUMNS
+from core.settings import load_settings
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 GIB = 1024**3
@@ -40,9 +40,12 @@ def test_policies_file_from_settings_excludes_matching_vms(store, tmp_path):
     _seed(store)
     policy = tmp_path / "policies.toml"
     policy.write_text('[[policy]]\nlabels = { team = "data" }\nexclude = true\n')
-    plain = {f.name: f for f in findings_for_settings(store, load_catalogue(), load_settings(env={}))}
+    catalogue = load_catalogue()
+    plain = {f.name: f for f in analyse_fleet(store, catalogue, AnalysisOptions.from_settings(
+        load_settings(env={}), catalogue)).findings}
     settings = load_settings(env={}, overrides={"rightsizing": {"policies_file": str(policy)}})
-    with_policy = {f.name: f for f in findings_for_settings(store, load_catalogue(), settings)}
+    with_policy = {f.name: f for f in analyse_fleet(store, catalogue, AnalysisOptions.from_settings(
+        settings, catalogue)).findings}
     assert plain["db-1"].finding == "over-provisioned" and not plain["db-1"].excluded
     assert with_policy["db-1"].excluded
     assert with_policy["web-1"].finding == "over-provisioned" and not with_policy["web-1"].excluded

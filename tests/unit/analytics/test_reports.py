@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analytics.analysis import AnalysisOptions, FleetAnalysis, analyse_fleet
 from analytics.catalogue import load_catalogue
+from analytics.findings.finding import FINDING_CSV_COLUMNS
 from analytics.reports import (
     FORMATTERS,
     Report,
-    RightsizingSummary,
     build_report,
     register,
     write_files,
@@ -22,11 +23,11 @@ from analytics.reports import (
 )
 from analytics.reports.base import to_plain
 from analytics.reports.html_report import figures
-from collector.config import Settings
 from collector.errors import InputError
 from collector.model import VmRecord, VmState
 from collector.store.base import RAW_COLUMNS
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 NOW = T0 + timedelta(days=4)
@@ -74,14 +75,13 @@ def store(tmp_path: Path) -> SqliteStore:
     s.close()
 
 
-RECS = {
-    "u2": RightsizingSummary(finding="over-provisioned", recommended_type="g1.1", monthly_savings=80.0, risk=1,
-                             reason="cpu: P95 0.3 vCPU"),
-}
-
-
 def _report(store: SqliteStore) -> Report:
-    return build_report(store, load_catalogue(), Settings(), NOW, recommendations=RECS)
+    return build_report(store, load_catalogue(), Settings(), NOW)
+
+
+def _analysis(store: SqliteStore) -> FleetAnalysis:
+    catalogue = load_catalogue()
+    return analyse_fleet(store, catalogue, AnalysisOptions.from_settings(Settings(), catalogue, now=NOW))
 
 
 def test_report_rows_costs_and_findings(store: SqliteStore) -> None:
@@ -94,8 +94,14 @@ def test_report_rows_costs_and_findings(store: SqliteStore) -> None:
     assert rows["u3"].idle_status == "idle" and rows["u1"].idle_status == "active"
     assert (rows["u2"].backup_status, rows["u2"].backup_urgency) == ("overdue", "medium")
     assert rows["u1"].backup_status == "never"
-    assert rows["u2"].recommended_type == "g1.1" and rows["u1"].finding is None
-    assert report.total_monthly_savings == 80.0
+    # the right-sizing columns are the one analysis's findings, and the total is its headline
+    analysis = _analysis(store)
+    for f in analysis.findings:
+        assert rows[f.uuid].finding == f.finding.value
+        assert rows[f.uuid].recommended_type == (f.target_type if f.changes_type else None)
+    assert rows["u2"].finding == "over-provisioned" and rows["u2"].monthly_savings > 0
+    assert report.total_monthly_savings == pytest.approx(analysis.headline.gross_monthly_savings)
+    assert report.headline == analysis.headline
     assert report.label_key == "team"
     assert {g.key for g in report.spend_by_label} == {"pay", "web"}
     assert {g.key for g in report.spend_by_host} == {"h1", "h2"}
@@ -106,7 +112,7 @@ def test_report_rows_costs_and_findings(store: SqliteStore) -> None:
 def test_files_written_and_html_escapes_names(store: SqliteStore, tmp_path: Path) -> None:
     out = tmp_path / "out"
     paths = write_files(_report(store), out)
-    assert [p.name for p in paths] == ["report.html", "findings.csv", "report.json"]
+    assert [p.name for p in paths] == ["report.html", "findings.csv", "vms.csv", "report.json"]
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
     page = (out / "report.html").read_text(encoding="utf-8")
     assert EVIL_HTML not in page
@@ -118,14 +124,20 @@ def test_files_written_and_html_escapes_names(store: SqliteStore, tmp_path: Path
     assert "Top savings per month" in page
 
 
-def test_findings_csv_is_formula_safe(store: SqliteStore, tmp_path: Path) -> None:
-    write_files(_report(store), tmp_path, ["csv"])
+def test_findings_csv_is_formula_safe_and_in_the_one_findings_schema(store: SqliteStore, tmp_path: Path) -> None:
+    write_files(_report(store), tmp_path, ["csv", "vms-csv"])
     with (tmp_path / "findings.csv").open(newline="", encoding="utf-8") as fh:
-        rows = {r["uuid"]: r for r in csv.DictReader(fh)}
-    assert rows["u1"]["vm"] == "'" + EVIL_CSV
-    assert rows["u2"]["vm"] == EVIL_HTML
-    assert rows["u2"]["monthly_savings"] == "80.00"
-    for row in rows.values():
+        reader = csv.DictReader(fh)
+        rows = {r["uuid"]: r for r in reader}
+        assert tuple(reader.fieldnames or ()) == FINDING_CSV_COLUMNS
+    assert rows["u1"]["name"] == "'" + EVIL_CSV
+    assert rows["u2"]["name"] == EVIL_HTML
+    by_uuid = _analysis(store).by_uuid()
+    assert rows["u2"]["monthly_savings"] == f"{round(by_uuid['u2'].monthly_savings, 2)}"
+    with (tmp_path / "vms.csv").open(newline="", encoding="utf-8") as fh:
+        vms = {r["uuid"]: r for r in csv.DictReader(fh)}
+    assert vms["u1"]["vm"] == "'" + EVIL_CSV
+    for row in [*rows.values(), *vms.values()]:
         for key, value in row.items():
             assert not value.startswith(("=", "+", "@")), (key, value)
 
@@ -133,7 +145,11 @@ def test_findings_csv_is_formula_safe(store: SqliteStore, tmp_path: Path) -> Non
 def test_report_json_round_trips(store: SqliteStore, tmp_path: Path) -> None:
     write_files(_report(store), tmp_path, ["json"])
     doc = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
-    assert doc["strategy"] == "rightsizer" and doc["total_monthly_savings"] == 80.0
+    headline = _analysis(store).headline
+    assert doc["strategy"] == "rightsizer"
+    assert doc["total_monthly_savings"] == pytest.approx(headline.gross_monthly_savings)
+    assert doc["headline"] == headline.as_json()
+    assert all("schedule" in v and "pattern" in v for v in doc["vms"])
     assert len(doc["vms"]) == 3 and doc["generated_at"] == NOW.isoformat()
     assert doc["costs"]["total"] == pytest.approx(sum(v["cost"] for v in doc["vms"]))
 
@@ -171,7 +187,7 @@ def test_cost_summary_month_figures_stay_flat_keys_in_plain_output() -> None:
 
 def test_write_report_entry_point(store: SqliteStore, tmp_path: Path) -> None:
     paths = write_report(store, load_catalogue(), Settings(), tmp_path / "sched", NOW)
-    assert sorted(p.name for p in paths) == ["findings.csv", "report.html", "report.json"]
+    assert sorted(p.name for p in paths) == ["findings.csv", "report.html", "report.json", "vms.csv"]
     doc = json.loads((tmp_path / "sched" / "report.json").read_text(encoding="utf-8"))
     assert len(doc["vms"]) == 3
     # either right-sizing ran, or the report says it is costs-only

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from analytics.catalogue import CsvPriceCatalogue, MachineType
-from analytics.recommend import fleet_summary, recommend_fleet
+from analytics.findings.headline import headline_of
 from analytics.rightsizing.base import Finding, UsageHistory, history_trends
 from analytics.rightsizing.settings import Policy, RightsizerSettings, profile_settings
 from collector.actions.plan import plan_from_findings, plan_from_steps
-from collector.config import IdleSettings
 from collector.model import UsagePoint, VmRecord, VmState
+from core.settings import IdleSettings
 
 GIB = 1024**3
 T0 = 1_700_006_400  # UTC midnight
@@ -67,8 +67,8 @@ def fleet(store):
     return store
 
 
-def test_findings_per_vm(fleet) -> None:
-    findings = {f.name: f for f in recommend_fleet(fleet, _catalogue(), now=NOW, idle_settings=IdleSettings())}
+def test_findings_per_vm(fleet, analyse) -> None:
+    findings = {f.name: f for f in analyse(fleet, _catalogue(), now=NOW, idle_settings=IdleSettings())}
     web = findings["web-1"]
     # ours (balanced): p99.5 0.5 x 1.2 -> 0.6 vCPU; memory 1 GiB x 1.15 -> s.2; from l.4 saves (0.12 - 0.02) x 720
     assert (web.finding, web.current_type, web.current_type_source, web.target_type) == (
@@ -84,12 +84,16 @@ def test_findings_per_vm(fleet) -> None:
     assert findings["new-1"].finding is Finding.INSUFFICIENT_DATA
     idle = findings["idle-1"]
     assert idle.finding is Finding.IDLE and "consider stopping" in idle.reasons["idle"]
-    summary = fleet_summary(list(findings.values()))
-    assert summary["changes"] == 2 and summary["findings"]["idle"] == 1  # web-1 and idle-1 change type
+    headline = headline_of(findings.values())
+    assert headline.actions == 2 and headline.counts["idle"] == 1  # web-1 and idle-1 change type
+    # the headline sums the unrounded savings by kind: web-1's resize and idle-1's stop
+    assert headline.savings_by_kind["resize"] == pytest.approx(72.0)
+    assert headline.savings_by_kind["idle-stop"] == pytest.approx(idle.monthly_savings)
+    assert headline.net_monthly_savings == pytest.approx(72.0 + idle.monthly_savings)
 
 
-def test_json_rows_are_a_resize_plan(fleet) -> None:
-    findings = recommend_fleet(fleet, _catalogue(), now=NOW, idle_settings=IdleSettings())
+def test_json_rows_are_a_resize_plan(fleet, analyse) -> None:
+    findings = analyse(fleet, _catalogue(), now=NOW, idle_settings=IdleSettings())
     entries = [f.plan_entry() for f in findings]
     web = next(e for e in entries if e["name"] == "web-1")
     assert web["current"] == {"machine_type": "l.4", "type_source": "label", "vcpus": 4, "memory_bytes": 16 * GIB}
@@ -99,8 +103,8 @@ def test_json_rows_are_a_resize_plan(fleet) -> None:
     assert [s.vm.name for s in plan.steps] == ["web-1"]  # excluded, idle, optimized and new VMs stay put
 
 
-def test_findings_emit_the_plans_own_step_type(fleet) -> None:
-    findings = recommend_fleet(fleet, _catalogue(), now=NOW, idle_settings=IdleSettings())
+def test_findings_emit_the_plans_own_step_type(fleet, analyse) -> None:
+    findings = analyse(fleet, _catalogue(), now=NOW, idle_settings=IdleSettings())
     steps = [s for f in findings if (s := f.resize_step("test:///x.xml")) is not None]
     typed = plan_from_steps(steps)
     from_json = plan_from_findings([f.plan_entry() for f in findings], default_uri="test:///x.xml")
@@ -108,23 +112,23 @@ def test_findings_emit_the_plans_own_step_type(fleet) -> None:
     assert [s.vm.name for s in typed.steps] == ["web-1"]
 
 
-def test_policy_overrides_apply_per_vm(fleet) -> None:
+def test_policy_overrides_apply_per_vm(fleet, analyse) -> None:
     policies = [Policy(vm="web-1", cpu_headroom_fraction=3.0), Policy(labels={"machine_type": "l.4"})]
-    web = next(f for f in recommend_fleet(fleet, _catalogue(), now=NOW, policies=policies) if f.name == "web-1")
+    web = next(f for f in analyse(fleet, _catalogue(), now=NOW, policies=policies) if f.name == "web-1")
     assert web.need_vcpus == pytest.approx(0.5 * 4.0)  # 300 % headroom
     assert web.target_type == "s.2"
-    excluded = next(f for f in recommend_fleet(fleet, _catalogue(), now=NOW,
+    excluded = next(f for f in analyse(fleet, _catalogue(), now=NOW,
                                                policies=[Policy(vm="db-1", exclude=True)]) if f.name == "db-1")
     assert excluded.excluded
 
 
-def test_fleet_trends_match_the_single_vm_rule(store) -> None:
+def test_fleet_trends_match_the_single_vm_rule(store, analyse) -> None:
     vm = _vm("grow-1", 4, 16)
     cpu = 0.1 + 0.1 * np.arange(HOURS) / 24  # +0.1 vCPU a day
     store.write_history([vm], _points(vm, cpu))
     conservative = RightsizerSettings.model_validate({**profile_settings("conservative"),
                                                       "trend_blocks_downsize": True})
-    [finding] = recommend_fleet(store, _catalogue(), now=NOW, settings=conservative)
+    [finding] = analyse(store, _catalogue(), now=NOW, settings=conservative)
     fleet_trend = finding.recommendation.evidence.cpu_trend
     ts = T0 + 3600.0 * np.arange(HOURS)
     single_cpu, _ = history_trends(
@@ -139,28 +143,28 @@ def test_fleet_trends_match_the_single_vm_rule(store) -> None:
     assert finding.target_vcpus == 4
 
 
-def test_naive_now_is_refused(fleet) -> None:
+def test_naive_now_is_refused(fleet, analyse) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        recommend_fleet(fleet, _catalogue(), now=datetime(2026, 1, 1))
+        analyse(fleet, _catalogue(), now=datetime(2026, 1, 1))
 
 
-def test_configured_profile_reaches_the_fleet_path(fleet) -> None:
-    balanced = {f.name: f for f in recommend_fleet(fleet, _catalogue(), now=NOW)}
-    conservative = {f.name: f for f in recommend_fleet(fleet, _catalogue(), now=NOW, profile="conservative")}
-    krr = {f.name: f for f in recommend_fleet(fleet, _catalogue(), now=NOW, strategy="krr", profile="conservative")}
+def test_configured_profile_reaches_the_fleet_path(fleet, analyse) -> None:
+    balanced = {f.name: f for f in analyse(fleet, _catalogue(), now=NOW)}
+    conservative = {f.name: f for f in analyse(fleet, _catalogue(), now=NOW, profile="conservative")}
+    krr = {f.name: f for f in analyse(fleet, _catalogue(), now=NOW, strategy="krr", profile="conservative")}
     assert balanced["web-1"].need_memory_bytes == pytest.approx(1.15 * GIB, rel=1e-6)
     assert conservative["web-1"].need_memory_bytes == pytest.approx(1.2 * GIB, rel=1e-6)
     assert krr["web-1"].need_memory_bytes == pytest.approx(1.15 * GIB, rel=1e-6)  # anchors keep their own
 
 
-def test_vpa_on_a_vm_whose_memory_readings_stop_early_is_a_result_not_a_crash(store) -> None:
+def test_vpa_on_a_vm_whose_memory_readings_stop_early_is_a_result_not_a_crash(store, analyse) -> None:
     # memory use known only in the first 24 hours of 10 days: VPA's last 8 daily peaks are empty
     vm = _vm("odd-1", 4, 16)
     points = [p if i < 24 else replace(p, memory_used_bytes=None)
               for i, p in enumerate(_points(vm, np.full(HOURS, 0.5)))]
     store.write_history([vm], points)
     for strategy in ("vpa", "rightsizer", "aws", "krr"):
-        [finding] = recommend_fleet(store, _catalogue(), now=NOW, strategy=strategy)
+        [finding] = analyse(store, _catalogue(), now=NOW, strategy=strategy)
         assert finding.target_type is not None and finding.reasons["memory"]
-    [vpa] = recommend_fleet(store, _catalogue(), now=NOW, strategy="vpa")
+    [vpa] = analyse(store, _catalogue(), now=NOW, strategy="vpa")
     assert "no memory reading in the last 8 24 h intervals" in vpa.reasons["memory"]

@@ -18,9 +18,9 @@ from analytics.schedules import (
     upcoming_actions,
 )
 from bench.patterns_bench import synthetic_pattern_frame
-from collector.config import ScheduleSettings
 from collector.errors import InputError
 from collector.model import VmRecord, VmState
+from core.settings import ScheduleSettings
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
 

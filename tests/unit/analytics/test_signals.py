@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from analytics.catalogue import load_storage_prices
-from analytics.recommend import recommend_fleet
 from analytics.rightsizing.base import Finding
-from analytics.signals import ContentionSignal, host_loads, needed_class, storage_advice
-from collector.config import SignalSettings
+from analytics.signals import ContentionSignal, host_loads
+from analytics.storage import needed_class, storage_advice
 from collector.model import UsagePoint, VmRecord, VmState
+from core.settings import SignalSettings
 from tests.unit.analytics.test_rightsizing_fleet import GIB, HOURS, NOW, T0, _catalogue
 
 
@@ -34,35 +34,35 @@ def _points(vm: VmRecord, cpu: float, used_gib: float, **signals: float) -> list
             for i in range(HOURS)]
 
 
-def _findings(store, vms, points):
+def _findings(store, vms, points, analyse):
     store.write_history(vms, points)
-    return {f.name: f for f in recommend_fleet(store, _catalogue(), now=NOW, signal_settings=SignalSettings())}
+    return {f.name: f for f in analyse(store, _catalogue(), now=NOW, signal_settings=SignalSettings())}
 
 
-def test_a_busy_contended_vm_is_not_upsized_and_names_its_host(store) -> None:
+def test_a_busy_contended_vm_is_not_upsized_and_names_its_host(store, analyse) -> None:
     hot, calm = _vm("hot", 2, 2, host="hv-7"), _vm("calm", 2, 2)
     pts = _points(hot, 1.95, 1.0, cpu_delay_vcpus=0.8) + _points(calm, 1.95, 1.0, cpu_delay_vcpus=0.01)
-    f = _findings(store, [hot, calm], pts)
+    f = _findings(store, [hot, calm], pts, analyse)
     assert f["calm"].finding is Finding.UNDER_PROVISIONED  # the same load without delay is an upsize
     assert f["hot"].finding is Finding.CONTENTION and f["hot"].target_type is None
     assert f["hot"].monthly_savings == 0.0 and "hv-7" in f["hot"].reasons["overall"]
     assert "40%" in f["hot"].reasons["contention"]  # 0.8 s/s over 2 vCPUs
 
 
-def test_without_signal_settings_findings_are_unchanged(store) -> None:
+def test_without_signal_settings_findings_are_unchanged(store, analyse) -> None:
     hot = _vm("hot", 2, 2)
     store.write_history([hot], _points(hot, 1.95, 1.0, cpu_delay_vcpus=0.8))
-    (f,) = recommend_fleet(store, _catalogue(), now=NOW)
+    (f,) = analyse(store, _catalogue(), now=NOW)
     assert f.finding is Finding.UNDER_PROVISIONED
 
 
-def test_memory_pressure_blocks_the_memory_downsize(store) -> None:
+def test_memory_pressure_blocks_the_memory_downsize(store, analyse) -> None:
     # 8 GiB allocated, balloon says 1 GiB used: a downsize to s.2 unless the guest swaps
     quiet, swapping = _vm("quiet", 2, 8), _vm("swapping", 2, 8)
     pts = _points(quiet, 0.5, 1.0, swap_in_bps=0.0, swap_out_bps=0.0, major_faults_ps=0.0)
     burst = _points(swapping, 0.5, 1.0, swap_in_bps=0.0, swap_out_bps=0.0, major_faults_ps=0.0)
     burst[-5] = replace(burst[-5], swap_in_bps=4 * 2**20, major_faults_ps=900.0)
-    f = _findings(store, [quiet, swapping], pts + burst)
+    f = _findings(store, [quiet, swapping], pts + burst, analyse)
     assert f["quiet"].finding is Finding.OVER_PROVISIONED and f["quiet"].target_memory_bytes == 2 * GIB
     s = f["swapping"]
     assert s.target_memory_bytes is None or s.target_memory_bytes >= 8 * GIB
@@ -119,17 +119,17 @@ def _disk_points(vm: VmRecord) -> list[UsagePoint]:
             for p in _points(vm, 0.5, 1.0)]
 
 
-def test_storage_advice_reaches_the_findings_with_guest_agent_use_from_the_store(store) -> None:
-    from analytics.recommend import LifecycleRules
-    from collector.config import CostSettings
+def test_storage_advice_reaches_the_findings_with_guest_agent_use_from_the_store(store, analyse) -> None:
+    from analytics.findings.context import LifecycleRules
     from collector.guestfs import GuestFsUsage, record_usage
+    from core.settings import CostSettings
 
     vm, other = _vm("files", 2, 2), _vm("plain", 2, 2)
     store.write_history([vm, other], _disk_points(vm) + _disk_points(other))
     record_usage(store, {vm.uuid: GuestFsUsage(5_000_000_000, 190_000_000_000, 1, NOW)})
     prices = load_storage_prices()
     rules = LifecycleRules(7.0, CostSettings(), prices)
-    found = {f.name: f for f in recommend_fleet(store, _catalogue(), now=NOW, signal_settings=SignalSettings(),
+    found = {f.name: f for f in analyse(store, _catalogue(), now=NOW, signal_settings=SignalSettings(),
                                                 rules=rules)}
     agent, alloc = found["files"].storage, found["plain"].storage
     assert agent is not None and alloc is not None
@@ -143,5 +143,5 @@ def test_storage_advice_reaches_the_findings_with_guest_agent_use_from_the_store
     assert found["files"].row()["storage_savings"] == round(agent.monthly_savings, 2)
     # without [costs] include_storage there is nothing to price: no advice
     unpriced = LifecycleRules(7.0, CostSettings(include_storage=False), prices)
-    assert all(f.storage is None for f in recommend_fleet(store, _catalogue(), now=NOW,
+    assert all(f.storage is None for f in analyse(store, _catalogue(), now=NOW,
                                                           signal_settings=SignalSettings(), rules=unpriced))

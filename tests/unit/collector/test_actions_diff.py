@@ -5,11 +5,12 @@ from datetime import UTC, datetime
 from collector.actions.changes import build_operations, is_at_target, plan_changes
 from collector.actions.output import format_result, format_results, result_row
 from collector.actions.plan import ResizeStep, SizeSpec
-from collector.actions.policy import parse_windows, restart_permission
+from collector.actions.policy import restart_permission
 from collector.actions.result import ActionResult
 from collector.actions.snapshot import DomainSnapshot
 from collector.domxml import ConfigSpec, parse_config, parse_labels
 from collector.model import VmRef, VmState
+from core.windows import parse_windows
 
 GIB = 1024**3
 MIB = 1024**2

@@ -4,13 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from collector.actions.policy import (
-    check_policy,
-    parse_window,
-    parse_windows,
-    restart_permission,
-)
+from collector.actions.policy import check_policy, restart_permission
 from collector.errors import InputError
+from core.windows import parse_window, parse_windows
 
 # 2024-06-01 is a Saturday, 2024-06-03 a Monday.
 SAT = datetime(2024, 6, 1, tzinfo=UTC)

@@ -36,7 +36,8 @@ def test_metrics_from_snapshot(sampled):
     web = fake.vm("web")
     econ = EconomicsView({web.uuid: VmEconomics("g1.4", 0.15, "EUR", finding="over-provisioned",
                                                 current_type="g1.4", recommended_type="g1.2",
-                                                monthly_savings=54.0)})
+                                                monthly_savings=54.0, risk="low", pattern="office-hours",
+                                                schedule_monthly_savings=12.5)})
     reg = build_registry(lambda: sampler.snapshot, lambda: econ)
     base = {"vm": "web", "uuid": web.uuid, "host": "hv1"}
     assert reg.get_sample_value("rightsizer_vm_vcpus", base) == 4
@@ -49,7 +50,9 @@ def test_metrics_from_snapshot(sampled):
                                 {"vm": "web", "uuid": web.uuid, "currency": "EUR"}) == 54.0
     assert reg.get_sample_value("rightsizer_vm_recommendation_info", {
         "vm": "web", "uuid": web.uuid, "finding": "over-provisioned", "current_type": "g1.4",
-        "recommended_type": "g1.2"}) == 1
+        "recommended_type": "g1.2", "risk": "low", "pattern": "office-hours"}) == 1
+    assert reg.get_sample_value("rightsizer_vm_schedule_monthly_savings",
+                                {"vm": "web", "uuid": web.uuid, "currency": "EUR"}) == 12.5
     info = {"vm": "web", "uuid": web.uuid, "host": "hv1", "uri": "fake:///default", "state": "running",
             "machine_type": "g1.4", "label_team": "payments", "label_env": "prod"}
     assert reg.get_sample_value("rightsizer_vm_info", info) == 1

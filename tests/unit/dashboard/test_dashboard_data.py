@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from tinyfleet import END, GIB, A, B, C, make_data
 
-from collector.config import CostSettings, Settings
 from collector.errors import ActionFailed
+from core.settings import CostSettings, Settings
 from dashboard.data import DEFAULT_RANGE, DashboardData, Filters, csv_safe
 
 # Hand-computed hourly costs (see tinyfleet): compute price + capacity GB x 0.0000907638 + 0.00245833333.

@@ -10,8 +10,8 @@ from dash import dcc, html, no_update
 from tinyfleet import NOW, A, B, C, components, make_data
 
 from analytics.catalogue import load_catalogue
-from collector.config import Settings
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 from dashboard import app as app_module
 from dashboard import ids
 from dashboard.data import DashboardData, Filters

@@ -12,9 +12,9 @@ from dash import dcc, html
 
 from analytics.catalogue import load_catalogue
 from bench.patterns_bench import raw_frame_from_hourly, synthetic_pattern_frame
-from collector.config import Settings
 from collector.model import VmRecord, VmState
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 from dashboard import figures, ids
 from dashboard.data import DashboardData
 from dashboard.pages import recommendations, vm_detail, vms

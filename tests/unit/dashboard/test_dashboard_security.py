@@ -6,8 +6,8 @@ import pytest
 from tinyfleet import NOW
 
 from analytics.catalogue import load_catalogue
-from collector.config import Settings
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 from dashboard.app import create_app
 from dashboard.security import exposure_warning, is_loopback
 

@@ -16,9 +16,9 @@ import pytest
 
 from analytics.catalogue import load_catalogue
 from bench.dashboard_seed import seed_history_fast
-from collector.config import Settings
 from collector.store.base import HOUR_COLUMNS
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 from dashboard import ids, snapshot
 from dashboard.adapters import load_findings
 from dashboard.app import shell

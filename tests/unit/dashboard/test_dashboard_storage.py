@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,10 +13,10 @@ import pytest
 from dash import html
 
 from analytics.catalogue import load_catalogue
-from collector.config import Settings
 from collector.guestfs import GuestFsUsage, record_usage
 from collector.model import UsagePoint, VmRecord, VmState
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 from dashboard import ids
 from dashboard.data import DashboardData
 from dashboard.pages import recommendations, vm_detail
@@ -70,7 +72,9 @@ def test_storage_is_a_recommendation_kind_with_a_total(data: DashboardData) -> N
     assert "Storage per month" in _texts(html.Div(cards))
     assert all(c["value"] != "big-disk#storage" for c in choices)  # nothing to apply
     csv_lines = recommendations.export(data, 1, "30d", None, None)["content"].splitlines()
-    assert any(line.startswith("big-disk,big-disk,h1,") and ",storage," in line for line in csv_lines)
+    exported = {r["name"]: r for r in csv.DictReader(csv_lines)}
+    assert exported["big-disk"]["storage_recommended_class"] == "storage_premium_perf0"
+    assert float(exported["big-disk"]["storage_monthly_savings"]) == pytest.approx(row["monthly_savings"], abs=0.01)
 
 
 def test_vm_page_shows_the_storage_advice(data: DashboardData) -> None:

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from analytics.catalogue import load_catalogue
-from collector.config import Settings
 from collector.model import SampleBatch, UsagePoint, VmRef, VmSample, VmState
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 from dashboard.data import DashboardData
 from dashboard.views import Filters
 

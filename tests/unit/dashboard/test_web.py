@@ -12,8 +12,8 @@ from flask import Flask
 from tinyfleet import NOW
 
 from analytics.catalogue import load_catalogue
-from collector.config import Settings
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 from dashboard import web
 from dashboard.app import create_app
 

@@ -15,13 +15,14 @@ GB-hour, storage_premium_perf0 fee 0.00245833333 per disk-hour.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from analytics.catalogue import load_catalogue
-from collector.config import Settings
 from collector.model import UsagePoint, VmRecord, VmState
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 from dashboard.data import DashboardData, FindingView, OptionView
 
 GIB = 1024**3
@@ -61,8 +62,32 @@ def points() -> Iterator[UsagePoint]:
                          disk_capacity_bytes=10 * 10**9, interval_s=3600.0)
 
 
+def with_source(view: FindingView, name: str) -> FindingView:
+    """The view with the finding it shows (what ``finding_view`` keeps): the CSV export and headline read it."""
+    from analytics.findings.finding import VmFinding
+    from analytics.findings.risk import RiskLevel
+    from analytics.rightsizing.base import Finding
+
+    source = VmFinding(
+        uuid=view.vm_uuid, name=name, uri="test:///default", host="", strategy="rightsizer",
+        finding=Finding(view.finding), current_type=view.current_type, current_type_source="label",
+        current_vcpus=2, current_memory_bytes=4 * GIB, need_vcpus=view.target_vcpus,
+        need_memory_bytes=view.target_memory_bytes, target_type=view.recommended_type,
+        target_vcpus=view.recommended_vcpus, target_memory_bytes=view.recommended_memory_bytes,
+        price_before_per_hour=None, price_after_per_hour=None, currency="EUR", monthly_savings=view.monthly_savings,
+        risk=RiskLevel(view.risk), excluded=view.excluded, reasons=dict(view.reasons), options=(),
+        recommendation=None,  # type: ignore[arg-type]  # not read by the views under test
+        action=view.action, savings_pct=view.savings_pct)
+    return replace(view, source=source, currency="EUR")
+
+
 def stub_findings(data: DashboardData, snap: object) -> dict[str, FindingView]:
     """Fixed findings: A over-provisioned (+20.50/month), B under-provisioned (-5.00), C idle (+3.00)."""
+    names = {vm.uuid: vm.name for vm in RECORDS}
+    return {uuid: with_source(view, names[uuid]) for uuid, view in _stub_views().items()}
+
+
+def _stub_views() -> dict[str, FindingView]:
     return {
         A: FindingView(A, "over-provisioned", "c1.2", "g1.1", 20.5, "low", 0.6, 2 * GIB, recommended_vcpus=1,
                        recommended_memory_bytes=4 * GIB,
@@ -75,7 +100,8 @@ def stub_findings(data: DashboardData, snap: object) -> dict[str, FindingView]:
                        risk_reasons=("0 of 48 h in the lookback above the new size (0.0%)",)),
         B: FindingView(B, "under-provisioned", "g1.1", "g1.2", -5.0, "medium", 1.2, 4 * GIB, recommended_vcpus=2,
                        recommended_memory_bytes=8 * GIB,
-                       options=(OptionView("g1.2", 2, 8 * GIB, 54.59, -5.0),), reasons={"overall": "demand exceeds"}),
+                       options=(OptionView("g1.2", 2, 8 * GIB, 54.59, -5.0),), reasons={"overall": "demand exceeds"},
+                       action="resize"),
         C: FindingView(C, "idle", None, None, 3.0, "low", None, None, reasons={"overall": "=SUM(A1) idle"},
                        action="stop"),
     }

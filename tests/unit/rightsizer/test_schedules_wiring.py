@@ -6,8 +6,8 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from collector.config import Settings
 from collector.model import VmRecord, VmState
+from core.settings import Settings
 from rightsizer.schedules import dry_run, register_jobs, resolve_scheduled
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # a Monday

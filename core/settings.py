@@ -6,7 +6,6 @@ Loaded once by the CLI and passed down. Environment keys use ``__`` for nesting:
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -15,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from collector.errors import ConfigError
+from core.durations import duration_days
+from core.errors import ConfigError, InputError
 
 ENV_PREFIX = "RIGHTSIZER_"
 # The project's own variables that are not settings overrides: the config path and the test rig's locations.
@@ -106,21 +106,12 @@ class RightsizingSettings(_Section):
         return stopped_after_days(self.stopped_after)
 
 
-_DURATION_DAYS = {"h": 1 / 24, "d": 1.0, "w": 7.0}
-
-
 def stopped_after_days(text: str) -> float:
-    """Days in a duration like '7d', '36h' or '2w'. Raises ValueError naming the value."""
-    cleaned = text.strip().lower()
-    unit = cleaned[-1:] if cleaned[-1:] in _DURATION_DAYS else ""
-    number = cleaned[: len(cleaned) - len(unit)] if unit else ""
+    """Days in a duration of the one grammar (``core.durations``). Raises ValueError naming the value."""
     try:
-        days = float(number) * _DURATION_DAYS[unit] if unit else math.nan
-    except ValueError:
-        days = math.nan
-    if not math.isfinite(days) or days <= 0:
-        raise ValueError(f"expected a positive duration such as '7d', '36h' or '2w', got {text!r}")
-    return days
+        return duration_days(text)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class IdleSettings(_Section):
