@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from analytics.analysis import AnalysisOptions, analyse_frame
+from analytics.analysis import AnalysisOptions, analyse_frame, analysis_time
 from analytics.backups import check_backups
 from analytics.findings.finding import VmFinding
 from dashboard.snapshot import Snapshot
@@ -43,11 +43,13 @@ def load_backups(data: DashboardData, snap: Snapshot) -> Mapping[str, BackupView
 def load_findings(data: DashboardData, snap: Snapshot, lookback_days: float | None = None) -> Mapping[str, FindingView]:
     """Analyse the fleet on the snapshot's hourly rollups with the one analysis core, judged at the snapshot's
     cost time (``[rightsizing] lookback_days`` unless ``lookback_days`` is given), and flatten each finding."""
-    options = AnalysisOptions.from_settings(data.settings, data.catalogue, lookback_days=lookback_days,
-                                            now=snap.cost_now)
-    start = pd.Timestamp(snap.cost_now) - pd.Timedelta(days=options.effective_lookback_days)
-    frame = snap.hours[snap.hours["ts"] >= start] if len(snap.hours) else snap.hours
-    analysis = analyse_frame(frame, list(snap.vms), data.store, data.catalogue, options, now=snap.cost_now)
+    # judged as of the newest data, as the CLI, the API, /metrics and the report judge it
+    now = min(analysis_time(data.store, None), snap.cost_now)
+    options = AnalysisOptions.from_settings(data.settings, data.catalogue, lookback_days=lookback_days, now=now)
+    start = pd.Timestamp(now) - pd.Timedelta(days=options.effective_lookback_days)
+    # the rows a store returns for [start, now): the same hours the other surfaces read
+    frame = snap.hours[(snap.hours["ts"] >= start) & (snap.hours["ts"] < now)] if len(snap.hours) else snap.hours
+    analysis = analyse_frame(frame, list(snap.vms), data.store, data.catalogue, options, now=now)
     return {f.uuid: finding_view(f, options.effective_lookback_days) for f in analysis.findings}
 
 

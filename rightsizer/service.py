@@ -96,7 +96,8 @@ def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datet
     from collector.model import VmState
 
     vms = store.vms()
-    analysis = analyse_fleet(store, catalogue, AnalysisOptions.from_settings(settings, catalogue, now=now))
+    # judged as of the newest data, as every other surface judges it (``now`` dates backups and bills)
+    analysis = analyse_fleet(store, catalogue, AnalysisOptions.from_settings(settings, catalogue))
     findings = analysis.by_uuid()
     backups = {b.vm_uuid: b for b in check_backups(vms, store.backups(), settings.backups, now)}
     capacity = _latest_capacity(store, now)
@@ -157,6 +158,19 @@ def _latest_capacity(store: Any, now: datetime) -> dict[str, float]:
     return {str(k): float(v) for k, v in newest.items()}
 
 
+#: Modules ``serve`` imports before it starts any thread (see :func:`preload_modules`).
+PRELOADED: tuple[str, ...] = ("sklearn.cluster", "apscheduler.schedulers.background", "apscheduler.triggers.cron")
+DASHBOARD_PRELOADED: tuple[str, ...] = ("dashboard.app", "plotly.graph_objects", "dash")
+
+
+def preload_modules(*, dashboard: bool) -> None:
+    """Import the modules that threads of ``serve`` would otherwise import concurrently, in this thread."""
+    import importlib
+
+    for name in PRELOADED + (DASHBOARD_PRELOADED if dashboard else ()):
+        importlib.import_module(name)
+
+
 def make_apply_hook(settings: Settings, store: Any, catalogue: Any) -> Callable[..., str]:
     """The dashboard's apply control: resize one VM to a machine type through the action module.
 
@@ -213,6 +227,10 @@ class Service:
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.cron import CronTrigger
 
+        # Every heavy import finishes here, in this thread, before the first thread starts: two threads
+        # importing the same modules (dash -> plotly -> narwhals here, scikit-learn's k-means in the pattern
+        # fit) can end in importlib's _DeadlockError and kill serve at start.
+        preload_modules(dashboard=self.settings.dashboard.enabled and self.role != "agent")
         log.info("data mode: %s (%s)%s", MODE_TEXT[self.data_mode], self.mode_detail,
                  "; role: agent (collector + exporter only)" if self.role == "agent" else "")
         log.info("store: %s", self.store.path)

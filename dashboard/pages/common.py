@@ -118,7 +118,8 @@ def risk_legend(legend_id: str) -> html.Div:
     return html.Div([
         html.Span("Risk legend: ", className="rs-legend-title"),
         *[html.Span([html.B(level.value), f" {text}. "], className="rs-legend-item") for level, text in RISK_LEGEND],
-        html.Span("Savings % is the monthly saving over what the VM costs now.", className="rs-legend-item"),
+        html.Span("Savings % is the monthly saving over the VM's compute price now (a stopped VM: its disks).",
+                  className="rs-legend-item"),
     ], id=legend_id, className="rs-note rs-legend")
 
 

@@ -97,7 +97,10 @@ def _recommendation(f: FindingView | None, currency: str) -> list[Any]:
                 (f"{f.target_vcpus:.2f} vCPUs" if f.target_vcpus is not None else "-") + ", "
                 + (f"{f.target_memory_bytes / GIB:.2f} GiB" if f.target_memory_bytes is not None else "-"))]),
             html.Tr([html.Th("Savings"), html.Td(money(f.monthly_savings, currency)
-                                                 + f" / month ({f.savings_pct:.1f} %)")]),
+                                                 + f" / month ({f.savings_pct:.1f} % of its compute price)")]),
+            *([html.Tr([html.Th("Schedule"), html.Td(
+                f"on {f.schedule}: saves {money(f.schedule_savings, currency)} / month more (total "
+                f"{money(f.combined_savings, currency)})", id="vm-schedule")])] if f.schedule else []),
             html.Tr([html.Th("Lookback"), html.Td(f"{f.lookback_days:g} days")]),
             html.Tr([html.Th("Risk"), html.Td(f"{f.risk}: " + "; ".join(f.risk_reasons), id="vm-risk")]),
         ], className="rs-kv"),

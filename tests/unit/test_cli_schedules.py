@@ -61,8 +61,8 @@ def test_recommend_json_carries_pattern_and_schedule(monkeypatch: pytest.MonkeyP
     assert doc["office-hours-00000"]["combined_monthly_savings"] == pytest.approx(resize + sched["monthly_savings"],
                                                                                    abs=1e-3)
     assert doc["nightly-batch-00000"]["schedule"]["on"] == "Mon-Sun 00:00-05:00"
-    assert "schedule" not in doc["steady-00000"] and "schedule" not in doc["idle-00000"]
-    assert "schedule" not in doc["office-hours-00001"]  # env=prod without an opt-in
+    assert doc["steady-00000"]["schedule"] is None and doc["idle-00000"]["schedule"] is None
+    assert doc["office-hours-00001"]["schedule"] is None  # env=prod without an opt-in
 
 
 def test_recommend_timezone_and_bad_zone(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
