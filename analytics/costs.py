@@ -217,7 +217,8 @@ class _Hours:
 
 
 def _billed_hours(running_s: np.ndarray, ts_ns: np.ndarray, now: datetime | None, rule: str) -> _Hours:
-    """The hours of each row: ``running_s / 3600`` clipped to 0..1; present up to ``now``; the rest stopped.
+    """The hours of each row: ``running_s / 3600`` clipped to 0..1; present up to ``now`` (an hour starting at
+    or after ``now``: none); the rest stopped.
 
     ``running_s`` may be float32: it is divided in float64, as if converted first. NaN runs 0 h, +-inf 1 h
     and 0 h (as ``nan_to_num`` would give them, without its seven passes over the rows).
@@ -234,6 +235,11 @@ def _billed_hours(running_s: np.ndarray, ts_ns: np.ndarray, now: datetime | None
         part = np.subtract(now_ns, ts_ns[recent]) / 3.6e12
         np.clip(part, 0.0, 1.0, out=part)
         present_h[recent] = np.maximum(part, running_h[recent])
+        # an hour that starts at or after ``now`` is not billed yet (a store returns rows with ts < end, so
+        # every surface counts the same hours for the same window)
+        later = recent[ts_ns[recent] >= now_ns]
+        running_h[later] = 0.0
+        present_h[later] = 0.0
     stopped_h = present_h - running_h
     # a stopped hour is billed for compute only under "full", for storage under "full" and "storage-only"
     compute_h = running_h + stopped_h if rule == "full" else running_h

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 KIB = 1024
 MIB = 1024**2
 GIB = 1024**3
@@ -13,3 +15,8 @@ HOURS_PER_MONTH = 720.0
 DEFAULT_LOOKBACK_DAYS = 14
 #: Lookbacks the surfaces offer (AWS Compute Optimizer offers 14, 32 and 93 days).
 LOOKBACK_CHOICES_DAYS: tuple[int, ...] = (7, 14, 30, 93)
+
+
+def hour_floor(when: datetime) -> datetime:
+    """The start of the hour that holds ``when`` (cost windows start on whole hours everywhere)."""
+    return when.replace(minute=0, second=0, microsecond=0)

@@ -30,6 +30,7 @@ from collector.store.base import TimeSeriesStore
 from collector.store.jsonmeta import stored_host_cpus
 from core.settings import Settings
 from core.textsafe import findings_csv
+from core.units import hour_floor
 from dashboard.adapters import load_backups, load_findings, load_frontier
 from dashboard.apply import ApplyHook, apply_choices, apply_resize
 from dashboard.snapshot import Snapshot, SnapshotCache, build_snapshot, finite_or_none
@@ -228,8 +229,13 @@ class DashboardData:
         return self._memo(snap, ("vms", filters.labels, filters.hosts), lambda: _select(snap.vms, filters))
 
     def _range_start(self, snap: Snapshot, range_key: str) -> datetime:
-        """Where ``range_key`` starts, within the loaded window (a short first window cuts every range)."""
-        return max(snap.window_end - RANGES.get(range_key, RANGES[DEFAULT_RANGE]), snap.window_start)
+        """Where ``range_key`` starts, within the loaded window (a short first window cuts every range).
+
+        The hour that holds ``cost_now - range``, as ``costs --since 14d``, the API and the report start
+        theirs: the same 14 days cost the same on every surface.
+        """
+        length = RANGES.get(range_key, RANGES[DEFAULT_RANGE])
+        return max(hour_floor(snap.cost_now - length), snap.window_start)
 
     def _row_mask(self, snap: Snapshot, filters: Filters, *, with_range: bool = True) -> np.ndarray:
         selected = self._selected(snap, filters)

@@ -29,6 +29,7 @@ from collector.errors import InputError
 from collector.model import VmRecord
 from collector.store.base import TimeSeriesStore
 from core.settings import Settings
+from core.units import hour_floor
 from dashboard.api.problems import ProblemError, bad_parameter, not_found
 
 #: Instants outside these years are refused as bad input (Python's datetime arithmetic overflows near year 1/9999).
@@ -137,7 +138,7 @@ class ApiService:
         """The ``rightsizer costs --output json`` totals, groups and per-VM rows for one window."""
         now = self.as_of() if until is None else self.clock()
         end = _instant(until, now, "until") if until else now
-        start = _instant(since, end, "since").replace(minute=0, second=0, microsecond=0)
+        start = hour_floor(_instant(since, end, "since"))
         if start >= end:
             raise bad_parameter("since", f"{since!r} ({start.isoformat()}) is not before until ({end.isoformat()})")
         vms = self.store.vms()

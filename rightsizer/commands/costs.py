@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from core.units import hour_floor
 from rightsizer.commands.sourceflags import add_source_flags
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def window_bounds(since: str, until: str | None, now: datetime) -> tuple[datetim
 
     end = parse_instant(until, now=now, flag="--until") if until else now
     start = parse_instant(since, now=end, flag="--since")
-    start = start.replace(minute=0, second=0, microsecond=0)
+    start = hour_floor(start)
     if start >= end:
         raise InputError(
             f"--since {since!r} ({start.isoformat()}) is not before --until ({end.isoformat()}); "

@@ -169,3 +169,25 @@ def test_the_headline_is_the_same_on_every_surface(surfaces: dict[str, Any]) -> 
     assert doc["savings_by_kind"]["idle-stop"] == pytest.approx(round(stops, 2), abs=0.011)
     scheds = sum(r["schedule"]["monthly_savings"] for r in cli if r.get("schedule") and not r["excluded"])
     assert doc["savings_by_kind"]["schedule"] == pytest.approx(round(scheds, 2), abs=0.011)
+
+
+def test_the_same_window_costs_the_same_on_every_surface(fleet_db: Path, surfaces: dict[str, Any]) -> None:
+    now = surfaces["analysis"].now
+    cli = json.loads(_cli(fleet_db, "costs", "--since", "14d", "--until", now.isoformat(), "--output",
+                          "json").stdout)
+    settings, catalogue = Settings(), load_catalogue()
+    store = SqliteStore(fleet_db)
+    try:
+        data = DashboardData(settings, store, catalogue, data_mode="demo", clock=lambda: now,
+                             staged_above_vm_hours=None)
+        dashboard = data.overview(Filters.of("14d", None, None)).range_cost
+        app = create_app(settings, store, catalogue, data_mode="demo", data=data, warm=False)
+        api = app.server.test_client().get(
+            "/api/v1/costs", query_string={"since": "14d", "until": now.isoformat()}).get_json()
+        report = build_report(store, catalogue, settings, now).costs.total
+    finally:
+        store.close()
+    assert cli["total"] > 0
+    assert dashboard == pytest.approx(cli["total"], rel=1e-9)
+    assert api["total"] == pytest.approx(cli["total"], rel=1e-9)
+    assert report == pytest.approx(cli["total"], rel=1e-9)

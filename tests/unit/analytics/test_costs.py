@@ -283,6 +283,10 @@ def test_odd_hours_and_capacities_are_billed_as_nan_to_num_and_clip_give_them(wi
     run_h = np.clip(np.nan_to_num(frame["running_s"].to_numpy(dtype=float)) / 3600.0, 0.0, 1.0)
     ts_ns = frame["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     present = np.maximum(np.clip((pd.Timestamp(now).value - ts_ns) / 3.6e12, 0.0, 1.0), run_h)
+    later = ts_ns >= pd.Timestamp(now).value  # hour 9 has not begun: nothing of it is billed yet
+    assert later.sum() == 1
+    run_h[later] = 0.0
+    present[later] = 0.0
     stopped = present - run_h
     cap = pd.Series(frame["disk_capacity_bytes"].to_numpy(dtype=float)).ffill().bfill().to_numpy()
     price = np.nan_to_num(cap) / 1e9 * STORAGE.per_gb_hour + STORAGE.per_disk_hour["perf0"]

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from analytics.analysis import AnalysisOptions, analyse_fleet
 from analytics.catalogue import load_catalogue, load_storage_prices
 from analytics.findings.risk import RiskLevel
-from analytics.analysis import AnalysisOptions, analyse_fleet
 from analytics.rightsizing.base import Finding
 from collector.model import UsagePoint, VmRecord, VmState
 from collector.store.sqlite import SqliteStore
@@ -216,7 +216,8 @@ def _legacy(tmp_path: Path, *, memory_bytes: int, labels: dict[str, str] | None 
     store = SqliteStore(tmp_path / "legacy.db")
     try:
         store.write_history([legacy], _points(legacy, range(DAYS * 24), 2.2, used_gib=5.0))
-        (found,) = analyse_fleet(store, CATALOGUE, AnalysisOptions.from_settings(Settings(), CATALOGUE, now=NOW)).findings
+        options = AnalysisOptions.from_settings(Settings(), CATALOGUE, now=NOW)
+        (found,) = analyse_fleet(store, CATALOGUE, options).findings
     finally:
         store.close()
     return found

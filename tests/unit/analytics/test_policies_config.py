@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.catalogue import load_catalogue
 from analytics.analysis import AnalysisOptions, analyse_fleet, configured_policies
+from analytics.catalogue import load_catalogue
 from analytics.rightsizing.settings import load_policies
 from collector.errors import InputError
 from collector.model import VmRecord, VmState
