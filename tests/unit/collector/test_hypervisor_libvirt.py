@@ -17,14 +17,8 @@ import pytest
 
 from collector.domxml import parse_labels
 from collector.errors import OperationInvalidError, VmNotFoundError
-from collector.hypervisor.libvirt import (
-    STATS_GROUPS,
-    LibvirtControl,
-    LibvirtSource,
-    memory_used_bytes,
-    parse_domain_xml,
-    parse_snapshot_time,
-)
+from collector.hypervisor.libvirt import STATS_GROUPS, LibvirtControl, LibvirtSource
+from collector.hypervisor.libvirt.stats import memory_used_bytes, parse_domain_xml, parse_snapshot_time
 from collector.hypervisor.testfleet import FleetDomain, domain_uuid, write_fleet
 from collector.model import VmState
 
