@@ -10,20 +10,13 @@ import pytest
 from analytics.backtest import comparison_rows, memory_hindsight_savings_pct, run_backtest
 from analytics.catalogue import CsvPriceCatalogue, MachineType
 from analytics.rightsizing import get_strategy
-from analytics.traces import BITBRAINS_COLUMNS, read_bitbrains_dir
+from analytics.traces import read_bitbrains_dir
 from rightsizer.cli import main
+from tests.helpers.bitbrains import HEADER, usage_row
 
 GIB = 1024**3
 KIB = 1024
 T0 = 1375308000  # epoch seconds
-HEADER = ";\t".join(label for label, _ in BITBRAINS_COLUMNS)
-
-
-def _row(ts: int, cores: int, cpu_vcpus: float, mem_gib: float, used_gib: float) -> str:
-    cap = 2600.0 * cores
-    use = cpu_vcpus * 2600.0
-    return ";\t".join(str(v) for v in (ts, cores, cap, use, 100 * use / cap, mem_gib * GIB / KIB,
-                                        used_gib * GIB / KIB, 0.0, 0.0, 0.0, 0.0))
 
 
 @pytest.fixture
@@ -39,10 +32,10 @@ def trace_dir(tmp_path: Path) -> Path:
             cpu = 2.5
         if 400 <= i < 403:
             used = 2.5
-        rows.append(_row(T0 + 3600 * i, 4, cpu, 16, used))
+        rows.append(usage_row(T0 + 3600 * i, 4, cpu, 16, used))
     (d / "1.csv").write_text("\n".join([HEADER, *rows]) + "\n")
     # VM 2: 1 core, 2 GiB, only 20 hours of data -> insufficient, keeps its type, not evaluated.
-    rows = [_row(T0 + 3600 * i, 1, 0.2, 2, 0.5) for i in range(20)]
+    rows = [usage_row(T0 + 3600 * i, 1, 0.2, 2, 0.5) for i in range(20)]
     (d / "2.csv").write_text("\n".join([HEADER, *rows]) + "\n")
     return d
 

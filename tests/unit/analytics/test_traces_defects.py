@@ -6,31 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from analytics.traces import BITBRAINS_COLUMNS, read_bitbrains_file
+from analytics.traces import read_bitbrains_file
 from collector.errors import InputError
 from rightsizer.cli import main
-
-HEADER = ";\t".join(label for label, _ in BITBRAINS_COLUMNS)
-T0 = 1375308176
-
-
-def _row(ts: float = T0, cores: object = 2, mem_kib: object = 4194304.0) -> str:
-    return ";\t".join(str(v) for v in (ts, cores, 5200.0, 1300.0, 25.0, mem_kib, 1048576.0, 1.0, 2.0, 3.0, 4.0))
-
-
-def _write(path: Path, rows: list[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
-    return path
+from tests.helpers.bitbrains import T0, trace_row, write_trace
 
 
 def test_defect1_twelve_field_rows_under_eleven_field_header_exit_2_nothing_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     d = tmp_path / "trace"
-    _write(d / "1.csv", [_row(T0 + 300 * i) for i in range(3)])
+    write_trace(d / "1.csv", [trace_row(T0 + 300 * i) for i in range(3)])
     # every row carries one extra field: pandas would take the first as an index and shift the rest
-    _write(d / "2.csv", [_row(T0 + 300 * i) + ";\t7.0" for i in range(100)])
+    write_trace(d / "2.csv", [trace_row(T0 + 300 * i) + ";\t7.0" for i in range(100)])
     db = tmp_path / "rs.db"
     assert main(["import", "--format", "bitbrains", str(d), "--db", str(db)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -40,40 +28,42 @@ def test_defect1_twelve_field_rows_under_eleven_field_header_exit_2_nothing_writ
 
 
 def test_defect1_one_long_row_in_the_middle_names_its_line(tmp_path: Path) -> None:
-    rows = [_row(T0 + 300 * i) for i in range(5)]
+    rows = [trace_row(T0 + 300 * i) for i in range(5)]
     rows[3] += ";\t9.0"
     with pytest.raises(InputError, match=r"5\.csv:5: 12 fields where the header has 11"):
-        read_bitbrains_file(_write(tmp_path / "5.csv", rows))
+        read_bitbrains_file(write_trace(tmp_path / "5.csv", rows))
 
 
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        (_row(ts=1e18), r"x\.csv:3: field 'Timestamp \[ms\]' value 1e\+18 is not a number from 0 to"),
-        (_row(mem_kib=1e30), r"x\.csv:3: field 'Memory capacity provisioned \[KB\]' value 1e\+30"),
-        (_row(cores=1.5), r"x\.csv:3: field 'CPU cores' value 1\.5 is not a whole number"),
-        (_row(cores=10**12),
+        (trace_row(ts=1e18), r"x\.csv:3: field 'Timestamp \[ms\]' value 1e\+18 is not a number from 0 to"),
+        (trace_row(mem_kib=1e30), r"x\.csv:3: field 'Memory capacity provisioned \[KB\]' value 1e\+30"),
+        (trace_row(cores=1.5), r"x\.csv:3: field 'CPU cores' value 1\.5 is not a whole number"),
+        (trace_row(cores=10**12),
          r"x\.csv:3: field .CPU cores. value 1000000000000\.0 is not a whole number from 0 to 4096"),
     ],
     ids=["defect4-ts-1e18", "defect4-memory-1e30", "defect9-cores-1.5", "defect9-cores-1e12"],
 )
 def test_defect4_defect9_out_of_range_trace_values_are_refused(tmp_path: Path, row: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
-        read_bitbrains_file(_write(tmp_path / "x.csv", [_row(T0 - 300), row]))
+        read_bitbrains_file(write_trace(tmp_path / "x.csv", [trace_row(T0 - 300), row]))
 
 
 def test_defect4_trace_ts_1e18_through_import_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = tmp_path / "trace"
-    _write(d / "1.csv", [_row(T0), _row(1e18)])
+    write_trace(d / "1.csv", [trace_row(T0), trace_row(1e18)])
     assert main(["import", str(d), "--db", str(tmp_path / "rs.db")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "1.csv:3" in err[0]
 
 
 def test_defect9_zero_provisioned_memory_is_a_missing_reading_not_a_size(tmp_path: Path) -> None:
-    vm = read_bitbrains_file(_write(tmp_path / "m.csv", [_row(T0), _row(T0 + 300), _row(T0 + 600, mem_kib=0.0)]))
+    rows = [trace_row(T0), trace_row(T0 + 300), trace_row(T0 + 600, mem_kib=0.0)]
+    vm = read_bitbrains_file(write_trace(tmp_path / "m.csv", rows))
     assert vm.memory_bytes == 4194304 * 1024  # the last row's 0 is not the VM's size
     assert vm.record(dataset="d").memory_bytes == 4194304 * 1024
     assert [p.memory_bytes for p in vm.usage_points()] == [4194304 * 1024] * 3
     with pytest.raises(InputError, match="provisioned memory is 0 on every row where the VM runs"):
-        read_bitbrains_file(_write(tmp_path / "z.csv", [_row(T0, mem_kib=0.0), _row(T0 + 300, mem_kib=0.0)]))
+        rows = [trace_row(T0, mem_kib=0.0), trace_row(T0 + 300, mem_kib=0.0)]
+        read_bitbrains_file(write_trace(tmp_path / "z.csv", rows))

@@ -12,8 +12,8 @@ import pytest
 
 from collector.store.sqlite import APPLICATION_ID, SqliteStore
 from rightsizer.cli import main
-from tests.unit.analytics.test_traces_defects import _row, _write
-from tests.unit.test_cli_costs import _raw, _vm
+from tests.helpers.bitbrains import trace_row, write_trace
+from tests.helpers.history import raw_history, vm_record
 
 UUID = "3f1c5e0a-6b1d-4d2e-9c1a-0f5e2b7d9a41"
 
@@ -22,7 +22,7 @@ UUID = "3f1c5e0a-6b1d-4d2e-9c1a-0f5e2b7d9a41"
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "rs.db"
     store = SqliteStore(path)
-    store.write_history([_vm("u1", "web-1", 2, 4, "h1")], _raw("u1", 2, 4, 20e9))
+    store.write_history([vm_record("u1", "web-1", 2, 4, "h1")], raw_history("u1", 2, 4, 20e9))
     store.close()
     return path
 
@@ -136,7 +136,7 @@ def test_defect12_import_into_live_collected_store_is_refused(db: Path, tmp_path
         store.set_meta("data_mode", mode)
         store.close()
     trace = tmp_path / "trace"
-    _write(trace / "1.csv", [_row(1375308176 + 300 * i) for i in range(3)])
+    write_trace(trace / "1.csv", [trace_row(1375308176 + 300 * i) for i in range(3)])
     _one_line_exit_2(capsys, ["import", str(trace), "--db", str(db)], "collected from libvirt")
     store = SqliteStore(db)
     try:
@@ -185,7 +185,7 @@ def test_defect6_foreign_files_are_refused_untouched(tmp_path: Path, capsys: pyt
 def test_defect6_store_of_the_previous_release_is_adopted(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     store = SqliteStore(path)
-    store.write_history([_vm("u1", "web-1", 2, 4, "h1")], _raw("u1", 2, 4, 20e9))
+    store.write_history([vm_record("u1", "web-1", 2, 4, "h1")], raw_history("u1", 2, 4, 20e9))
     store.close()
     _sqlite(path, "PRAGMA application_id=0")  # as written by the release before the id existed
     store = SqliteStore(path)
