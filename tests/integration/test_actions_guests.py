@@ -211,7 +211,7 @@ def test_shut_off_guest_is_resized_in_config_and_boots_with_it(rig: Rig) -> None
         rig.control.destroy(ref)
 
 
-def test_defect16_downsize_lowers_max_memory_and_the_guest_boots_smaller(rig: Rig) -> None:
+def test_downsize_lowers_max_memory_and_the_guest_boots_smaller(rig: Rig) -> None:
     before = rig.info(LIVE)
     assert (before.state, before.memory_bytes, before.max_memory_bytes) == (VmState.RUNNING, 256 * MIB, 256 * MIB)
     step = rig.step(LIVE, 1, 192)

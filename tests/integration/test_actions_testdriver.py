@@ -496,7 +496,7 @@ def test_cli_bad_plan_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Captu
     assert "give exactly one of PLAN.json or --from-findings" in capsys.readouterr().err
 
 
-def test_defect16_downsize_lowers_persistent_max_memory_verified_and_reverted(rig: Rig) -> None:
+def test_downsize_lowers_persistent_max_memory_verified_and_reverted(rig: Rig) -> None:
     ref = rig.ref("rs-act-run")
     saved_xml = rig.xml("rs-act-run")
     step = rig.step("rs-act-run", 2, 1 * GIB)

@@ -46,7 +46,7 @@ def test_demo_source_keeps_fleet_hosts_and_yields_sane_rates(tmp_path, store, cl
     assert len(hosts) > 1
 
 
-def test_defect14_the_demo_plan_dry_runs_cleanly(tmp_path, capsys):
+def test_the_demo_plan_dry_runs_cleanly(tmp_path, capsys):
     import json
 
     from collector.store.sqlite import SqliteStore

@@ -181,7 +181,7 @@ def test_format_bytes() -> None:
     assert format_bytes(1536 * MIB) == "1.50 GiB"
 
 
-def test_defect16_memory_downsize_lowers_the_persistent_maximum() -> None:
+def test_memory_downsize_lowers_the_persistent_maximum() -> None:
     # the real-guest report: 2 vCPU / 1 GiB -> 1 vCPU / 512 MiB left <memory> at 1 GiB
     s = snap(vcpus=2, max_vcpus=2, mem=GIB, max_mem=GIB)
     ch = plan_changes(s, SizeSpec(1, 512 * MIB), NEVER)

@@ -79,7 +79,7 @@ def test_upsize_past_the_maximum_is_deferred_under_restart_policy_never() -> Non
 
 @pytest.mark.parametrize("value", ["true", "yes", "1", "on", " YES ", "True"])
 def test_is_excluded_one_rule_for_analytics_and_resize_action(value: str) -> None:
-    """Defect 15: analytics and the resize action agree on every spelling of rightsizer_exclude."""
+    """Analytics and the resize action agree on every spelling of rightsizer_exclude."""
     labels = {"rightsizer_exclude": value}
     assert is_excluded(labels)
     assert resolve_policy([], uuid="u", name="n", labels=labels).exclude
@@ -110,7 +110,7 @@ def test_shut_off_vm_gets_the_change_in_its_config() -> None:
     assert (dom.config.max_vcpus, dom.config.vcpus, dom.config.memory_bytes) == (4, 4, 8 * GIB)
 
 
-def test_defect3_audit_records_libvirts_name_for_the_uuid_not_the_plans() -> None:
+def test_audit_records_libvirts_name_for_the_uuid_not_the_plans() -> None:
     control = FakeControl()
     web = control.add("web-1", vcpus=2, memory_bytes=4 * GIB)
     control.add("db-1", vcpus=2, memory_bytes=4 * GIB)

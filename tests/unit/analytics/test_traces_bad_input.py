@@ -12,7 +12,7 @@ from rightsizer.cli import main
 from tests.helpers.bitbrains import T0, trace_row, write_trace
 
 
-def test_defect1_twelve_field_rows_under_eleven_field_header_exit_2_nothing_written(
+def test_twelve_field_rows_under_eleven_field_header_exit_2_nothing_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     d = tmp_path / "trace"
@@ -27,7 +27,7 @@ def test_defect1_twelve_field_rows_under_eleven_field_header_exit_2_nothing_writ
     assert not db.exists()
 
 
-def test_defect1_one_long_row_in_the_middle_names_its_line(tmp_path: Path) -> None:
+def test_one_long_row_in_the_middle_names_its_line(tmp_path: Path) -> None:
     rows = [trace_row(T0 + 300 * i) for i in range(5)]
     rows[3] += ";\t9.0"
     with pytest.raises(InputError, match=r"5\.csv:5: 12 fields where the header has 11"):
@@ -43,14 +43,14 @@ def test_defect1_one_long_row_in_the_middle_names_its_line(tmp_path: Path) -> No
         (trace_row(cores=10**12),
          r"x\.csv:3: field .CPU cores. value 1000000000000\.0 is not a whole number from 0 to 4096"),
     ],
-    ids=["defect4-ts-1e18", "defect4-memory-1e30", "defect9-cores-1.5", "defect9-cores-1e12"],
+    ids=["ts-1e18", "memory-1e30", "cores-1.5", "cores-1e12"],
 )
-def test_defect4_defect9_out_of_range_trace_values_are_refused(tmp_path: Path, row: str, message: str) -> None:
+def test_out_of_range_trace_values_are_refused(tmp_path: Path, row: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         read_bitbrains_file(write_trace(tmp_path / "x.csv", [trace_row(T0 - 300), row]))
 
 
-def test_defect4_trace_ts_1e18_through_import_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_trace_ts_1e18_through_import_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = tmp_path / "trace"
     write_trace(d / "1.csv", [trace_row(T0), trace_row(1e18)])
     assert main(["import", str(d), "--db", str(tmp_path / "rs.db")]) == 2
@@ -58,7 +58,7 @@ def test_defect4_trace_ts_1e18_through_import_exits_2(tmp_path: Path, capsys: py
     assert len(err) == 1 and "1.csv:3" in err[0]
 
 
-def test_defect9_zero_provisioned_memory_is_a_missing_reading_not_a_size(tmp_path: Path) -> None:
+def test_zero_provisioned_memory_is_a_missing_reading_not_a_size(tmp_path: Path) -> None:
     rows = [trace_row(T0), trace_row(T0 + 300), trace_row(T0 + 600, mem_kib=0.0)]
     vm = read_bitbrains_file(write_trace(tmp_path / "m.csv", rows))
     assert vm.memory_bytes == 4194304 * 1024  # the last row's 0 is not the VM's size
