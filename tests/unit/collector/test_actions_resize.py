@@ -105,7 +105,7 @@ def test_shut_off_vm_gets_the_change_in_its_config() -> None:
     ref = control.add("off-1", vcpus=2, memory_bytes=4 * GIB, state=VmState.SHUTOFF)
     res = _action(control, ref, SizeSpec(4, 8 * GIB, "")).execute()
     assert res.result == "applied", res.reason
-    assert all(c.effect == "next-start" for c in res.changes)
+    assert {c.effect for c in res.changes} == {"next-start"}
     dom = control.domains[ref.uuid]
     assert (dom.config.max_vcpus, dom.config.vcpus, dom.config.memory_bytes) == (4, 4, 8 * GIB)
 
