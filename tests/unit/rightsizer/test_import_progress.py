@@ -11,7 +11,8 @@ import sys
 import termios
 from pathlib import Path
 
-from tests.helpers.bitbrains import HEADER, T0, usage_row
+from tests.helpers.backtest import T0
+from tests.helpers.bitbrains import HEADER, usage_row
 
 
 def _trace(tmp_path: Path) -> Path:
