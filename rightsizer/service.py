@@ -178,10 +178,10 @@ def make_apply_hook(settings: Settings, store: Any, catalogue: Any) -> Callable[
     subclasses for refusals; returns the outcome text otherwise.
     """
     from analytics.fleet import resolve_machine_type
-    from collector.actions.plan import SizeSpec
     from collector.actions.runner import run_plan, single_step_plan
     from collector.errors import ActionFailed, ActionSkipped
     from collector.model import VmRef
+    from core.plan import SizeSpec
 
     def apply(vm_uuid: str, machine_type: str, *, actor: str) -> str:
         vm = next((v for v in store.vms() if v.uuid == vm_uuid), None)

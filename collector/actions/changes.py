@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from collector.actions.plan import SizeSpec
 from collector.actions.policy import RestartPermission
 from collector.actions.snapshot import DomainSnapshot
 from collector.domxml import MACHINE_TYPE_LABEL, MIB, format_bytes
+from core.plan import SizeSpec
 
 #: Live memory counts as "at target" within this much: the balloon settles on whole pages.
 MEMORY_TOLERANCE_BYTES = 4 * MIB

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from collector.actions.changes import Change
-from collector.actions.plan import ResizeStep
+from core.plan import ResizeStep
 
 Result = Literal[
     "planned", "applied", "unchanged", "deferred", "skipped", "failed", "reverted", "revert-failed"

@@ -18,13 +18,13 @@ import libvirt
 import pytest
 from domains import GuestImages, GuestSpec, boot_guest, guest_domain_xml, remove_domain, wait_for_console
 
-from collector.actions.plan import ResizeStep, SizeSpec
 from collector.actions.policy import restart_permission
 from collector.actions.resize import ResizeAction
 from collector.domxml import parse_config, parse_labels
 from collector.hypervisor.libvirt import LibvirtControl
 from collector.model import VmState
 from collector.store.sqlite import SqliteStore
+from core.plan import ResizeStep, SizeSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.guests]
 
@@ -211,7 +211,7 @@ def test_shut_off_guest_is_resized_in_config_and_boots_with_it(rig: Rig) -> None
         rig.control.destroy(ref)
 
 
-def test_defect16_downsize_lowers_max_memory_and_the_guest_boots_smaller(rig: Rig) -> None:
+def test_downsize_lowers_max_memory_and_the_guest_boots_smaller(rig: Rig) -> None:
     before = rig.info(LIVE)
     assert (before.state, before.memory_bytes, before.max_memory_bytes) == (VmState.RUNNING, 256 * MIB, 256 * MIB)
     step = rig.step(LIVE, 1, 192)

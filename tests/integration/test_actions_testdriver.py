@@ -18,7 +18,6 @@ import libvirt
 import pytest
 
 from collector.actions.locks import VmLock
-from collector.actions.plan import ResizeStep, SizeSpec
 from collector.actions.policy import restart_permission
 from collector.actions.resize import ResizeAction
 from collector.actions.result import ActionResult
@@ -29,6 +28,7 @@ from collector.hypervisor.testfleet import TEST_NAMESPACE, FleetDomain, domain_u
 from collector.model import VmRef, VmState
 from collector.store.base import AuditEntry
 from collector.store.sqlite import SqliteStore
+from core.plan import ResizeStep, SizeSpec
 from core.windows import parse_windows
 
 pytestmark = pytest.mark.integration
@@ -497,7 +497,7 @@ def test_cli_bad_plan_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Captu
     assert "give exactly one of PLAN.json or --from-findings" in capsys.readouterr().err
 
 
-def test_defect16_downsize_lowers_persistent_max_memory_verified_and_reverted(rig: Rig) -> None:
+def test_downsize_lowers_persistent_max_memory_verified_and_reverted(rig: Rig) -> None:
     ref = rig.ref("rs-act-run")
     saved_xml = rig.xml("rs-act-run")
     step = rig.step("rs-act-run", 2, 1 * GIB)

@@ -19,7 +19,7 @@ def test_schedule_backtest_json(bitbrains_dir: Path, monkeypatch: pytest.MonkeyP
     assert cli.main(["backtest", str(bitbrains_dir), "--schedules", "--output", "json"]) == 0
     (doc,) = json.loads(capsys.readouterr().out)
     assert doc["strategy"] == "schedules" and doc["vms"] == sum(doc["patterns"].values())
-    assert doc["vms_scheduled"] == len(doc["per_vm"])
+    assert doc["vms_scheduled"] == len(doc["per_vm"]) > 0  # the rows below are checked, not an empty list
     assert 0 <= doc["missed_demand_hours"] <= doc["demand_hours"]
     assert doc["scheduled_monthly_savings"] == pytest.approx(sum(r["monthly_savings"] for r in doc["per_vm"]),
                                                              abs=0.02)

@@ -1,4 +1,4 @@
-"""Long-running commands as processes: one writer per store (defect 7), clean stop on SIGTERM (defect 13)."""
+"""Long-running commands as processes: one writer per store, and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
     return proc.wait(30)
 
 
-def test_defect7_second_serve_or_collect_on_one_store_is_refused(
+def test_second_serve_or_collect_on_one_store_is_refused(
     tmp_path: Path, testdriver_fleet: Callable[..., str]
 ) -> None:
     uri = testdriver_fleet(3)
@@ -69,7 +69,7 @@ def test_defect7_second_serve_or_collect_on_one_store_is_refused(
     assert _run(tmp_path, "collect", "--once", "--uri", uri, "--db", str(db)).returncode == 0
 
 
-def test_defect13_continuous_collect_stops_cleanly_on_sigterm(
+def test_continuous_collect_stops_cleanly_on_sigterm(
     tmp_path: Path, testdriver_fleet: Callable[..., str]
 ) -> None:
     uri = testdriver_fleet(2)

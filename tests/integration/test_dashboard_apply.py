@@ -123,7 +123,7 @@ def _post_apply(url, vm_uuid, machine_type, token):
 
 @pytest.mark.parametrize("machine_type", ["m1.amphora", "t1.1", "g1.2x", ["g1.1"]],
                          ids=["appliance", "too-small-for-16GiB", "unknown", "list"])
-def test_defect2_crafted_post_with_a_type_not_offered_is_refused(served, machine_type):
+def test_crafted_post_with_a_type_not_offered_is_refused(served, machine_type):
     url, store = served
     (vm,) = store.vms()
     text = _post_apply(url, vm.uuid, machine_type, "s3cret")
@@ -132,7 +132,7 @@ def test_defect2_crafted_post_with_a_type_not_offered_is_refused(served, machine
 
 
 @pytest.mark.parametrize("token", [["s3cret"], {"t": "s3cret"}, 12345, None], ids=["list", "dict", "int", "null"])
-def test_defect5_token_of_the_wrong_json_type_is_a_refusal_not_http_500(served, token):
+def test_token_of_the_wrong_json_type_is_a_refusal_not_http_500(served, token):
     url, store = served
     (vm,) = store.vms()
     text = _post_apply(url, vm.uuid, "g1.1", token)

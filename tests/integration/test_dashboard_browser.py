@@ -201,7 +201,7 @@ def test_graphs_skip_same_size_resizes_and_follow_a_real_one(page: Page, dashboa
         arg=before)
 
 
-def test_defect8_security_headers_sent_and_pages_render_under_the_csp(page: Page, dashboard: Dashboard) -> None:
+def test_security_headers_sent_and_pages_render_under_the_csp(page: Page, dashboard: Dashboard) -> None:
     pg = page
     response = pg.goto(dashboard.url + "/")
     assert response is not None

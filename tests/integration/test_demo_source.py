@@ -26,6 +26,8 @@ def test_demo_source_keeps_fleet_hosts_and_yields_sane_rates(tmp_path, store, cl
     clock.advance(60)
     (batch,) = sampler.poll_once()
     by_uuid = {vm.uuid: vm for vm in fleet}
+    assert {vm.running for vm in fleet} == {True, False}  # both branches below are checked
+    assert any(vm.profile == "no-balloon-stats" and vm.running for vm in fleet)
     assert {s.ref.uuid for s in batch.samples} == set(by_uuid)
     for s in batch.samples:
         assert s.host == by_uuid[s.ref.uuid].host  # not the test driver's own hostname
@@ -46,7 +48,7 @@ def test_demo_source_keeps_fleet_hosts_and_yields_sane_rates(tmp_path, store, cl
     assert len(hosts) > 1
 
 
-def test_defect14_the_demo_plan_dry_runs_cleanly(tmp_path, capsys):
+def test_the_demo_plan_dry_runs_cleanly(tmp_path, capsys):
     import json
 
     from collector.store.sqlite import SqliteStore

@@ -33,8 +33,9 @@ from domains import (
     wait_for_console,
 )
 
+from analytics.analysis import AnalysisOptions, analyse_fleet
 from analytics.catalogue import load_catalogue, load_storage_prices
-from analytics.recommend import LifecycleRules, recommend_fleet
+from analytics.findings.context import LifecycleRules
 from collector.guestfs import stored_usage
 from collector.hypervisor.libvirt import LibvirtSource
 from collector.sampler import Sampler
@@ -84,8 +85,8 @@ def test_guests_without_an_agent_are_unknown_quietly_and_the_cycle_does_not_wait
                     if s.ref.name == guests["disk"].name)
         now = sampler.snapshot.taken_at + timedelta(hours=1)
         rules = LifecycleRules(7.0, CostSettings(), load_storage_prices())
-        findings = {f.uuid: f for f in recommend_fleet(store, load_catalogue(), now=now, rules=rules,
-                                                       signal_settings=SignalSettings())}
+        options = AnalysisOptions(profile=None, idle=None, signals=SignalSettings(), lifecycle=rules, now=now)
+        findings = analyse_fleet(store, load_catalogue(), options).by_uuid()
         advice = findings[disk.ref.uuid].storage
         assert advice is not None and advice.used_source == "allocation", advice
     finally:
@@ -156,8 +157,8 @@ def test_a_live_agent_reports_guest_filesystem_use_that_is_stored_and_drives_sto
 
         now = sampler.snapshot.taken_at + timedelta(hours=1)
         rules = LifecycleRules(7.0, CostSettings(), load_storage_prices())
-        findings = {f.uuid: f for f in recommend_fleet(store, load_catalogue(), now=now, rules=rules,
-                                                       signal_settings=SignalSettings())}
+        options = AnalysisOptions(profile=None, idle=None, signals=SignalSettings(), lifecycle=rules, now=now)
+        findings = analyse_fleet(store, load_catalogue(), options).by_uuid()
         advice = findings[uuid].storage
         assert advice is not None and advice.used_source == "guest-agent", advice
         assert advice.used_bytes == second.used_bytes

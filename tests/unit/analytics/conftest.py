@@ -1,14 +1,16 @@
-"""Shared helpers of the analytics tests."""
+"""Fixtures shared by the analytics tests: the one analysis entry point, the backtest trace."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from analytics.analysis import AnalysisOptions, analyse_fleet
 from analytics.findings.finding import VmFinding
+from tests.helpers.backtest import write_two_vm_trace
 
 
 def _analyse(store: Any, catalogue: Any, *, now: Any, strategy: str = "rightsizer", profile: str | None = None,
@@ -26,3 +28,9 @@ def _analyse(store: Any, catalogue: Any, *, now: Any, strategy: str = "rightsize
 def analyse() -> Callable[..., list[VmFinding]]:
     """``analyse(store, catalogue, now=..., **options)`` -> findings, through ``analytics.analysis``."""
     return _analyse
+
+
+@pytest.fixture
+def trace_dir(tmp_path: Path) -> Path:
+    """The hand-computed two-VM Bitbrains trace (see ``tests.helpers.backtest``)."""
+    return write_two_vm_trace(tmp_path / "trace")

@@ -8,58 +8,16 @@ from pathlib import Path
 import pytest
 
 from analytics.backtest import comparison_rows, memory_hindsight_savings_pct, run_backtest
-from analytics.catalogue import CsvPriceCatalogue, MachineType
+from analytics.catalogue import CsvPriceCatalogue
 from analytics.rightsizing import get_strategy
-from analytics.traces import BITBRAINS_COLUMNS, read_bitbrains_dir
+from analytics.traces import read_bitbrains_dir
 from rightsizer.cli import main
-
-GIB = 1024**3
-KIB = 1024
-T0 = 1375308000  # epoch seconds
-HEADER = ";\t".join(label for label, _ in BITBRAINS_COLUMNS)
-
-
-def _row(ts: int, cores: int, cpu_vcpus: float, mem_gib: float, used_gib: float) -> str:
-    cap = 2600.0 * cores
-    use = cpu_vcpus * 2600.0
-    return ";\t".join(str(v) for v in (ts, cores, cap, use, 100 * use / cap, mem_gib * GIB / KIB,
-                                        used_gib * GIB / KIB, 0.0, 0.0, 0.0, 0.0))
-
-
-@pytest.fixture
-def trace_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "trace"
-    d.mkdir()
-    # VM 1: 4 cores, 16 GiB, hourly rows for 20 days. Training (first 14 days = 336 rows): 0.5 vCPU, 1 GiB.
-    # Evaluation (144 rows): same, except 10 hours at 2.5 vCPU and 3 hours at 2.5 GiB.
-    rows = []
-    for i in range(480):
-        cpu, used = 0.5, 1.0
-        if 336 <= i < 346:
-            cpu = 2.5
-        if 400 <= i < 403:
-            used = 2.5
-        rows.append(_row(T0 + 3600 * i, 4, cpu, 16, used))
-    (d / "1.csv").write_text("\n".join([HEADER, *rows]) + "\n")
-    # VM 2: 1 core, 2 GiB, only 20 hours of data -> insufficient, keeps its type, not evaluated.
-    rows = [_row(T0 + 3600 * i, 1, 0.2, 2, 0.5) for i in range(20)]
-    (d / "2.csv").write_text("\n".join([HEADER, *rows]) + "\n")
-    return d
-
-
-def _types() -> list[MachineType]:
-    return [
-        MachineType("gpu.1", 64, 512 * GIB, 0.001, "EUR", category="gpu"),
-        MachineType("s.1", 1, GIB, 0.01, "EUR"),
-        MachineType("s.2", 2, 2 * GIB, 0.02, "EUR"),
-        MachineType("m.2", 2, 8 * GIB, 0.06, "EUR"),
-        MachineType("l.4", 4, 16 * GIB, 0.12, "EUR"),
-    ]
+from tests.helpers.backtest import backtest_types, write_catalogue
 
 
 def test_krr_backtest_costs_and_overruns(trace_dir: Path) -> None:
     vms = read_bitbrains_dir(trace_dir)
-    [result] = run_backtest(vms, [get_strategy("krr")], CsvPriceCatalogue(_types()), train_days=14)
+    [result] = run_backtest(vms, [get_strategy("krr")], CsvPriceCatalogue(backtest_types()), train_days=14)
     by_vm = {r.vm: r for r in result.per_vm}
     # VM 1: current l.4 (cheapest with >= 4 vCPUs and 16 GiB; the GPU type is never eligible).
     # KRR: P95 0.5 vCPU, memory 1 GiB x 1.15 -> s.2. Evaluation: 10 of 144 intervals above 2 vCPUs,
@@ -79,7 +37,7 @@ def test_krr_backtest_costs_and_overruns(trace_dir: Path) -> None:
 
 def test_training_window_hides_the_evaluation(trace_dir: Path) -> None:
     vms = read_bitbrains_dir(trace_dir)
-    catalogue = CsvPriceCatalogue(_types())
+    catalogue = CsvPriceCatalogue(backtest_types())
     # With 15 training days the strategy sees the 2.5 vCPU hours (10 of 360 = 2.8 %, under P95's 5 %),
     # and the 2.5 GiB peak stays in the evaluation: the same type is chosen.
     [short] = run_backtest(vms, [get_strategy("krr")], catalogue, train_days=15)
@@ -93,7 +51,7 @@ def test_training_window_hides_the_evaluation(trace_dir: Path) -> None:
 
 def test_json_keys_and_comparison_rows(trace_dir: Path) -> None:
     results = run_backtest(read_bitbrains_dir(trace_dir), [get_strategy("rightsizer"), get_strategy("vpa")],
-                           CsvPriceCatalogue(_types()))
+                           CsvPriceCatalogue(backtest_types()))
     doc = results[0].as_dict()
     for key in ("strategy", "vms", "vms_evaluated", "current_monthly_cost", "recommended_monthly_cost",
                 "savings_pct", "cpu_overrun_pct", "mem_overrun_pct", "per_vm"):
@@ -101,21 +59,12 @@ def test_json_keys_and_comparison_rows(trace_dir: Path) -> None:
     assert doc["strategy"] == "rightsizer" and len(doc["per_vm"]) == 2
     assert [r["strategy"] for r in comparison_rows(results)] == ["rightsizer", "vpa"]
     with pytest.raises(ValueError, match="train_days"):
-        run_backtest([], [get_strategy("krr")], CsvPriceCatalogue(_types()), train_days=0)
-
-
-def _catalogue_file(tmp_path: Path) -> Path:
-    lines = ["name,vcpus,memory_gib,price_per_hour,currency,category,source,as_of"]
-    for t in _types():
-        lines.append(f"{t.name},{t.vcpus},{t.memory_bytes / GIB:g},{t.price_per_hour},EUR,{t.category},test,2026-01-01")
-    path = tmp_path / "types.csv"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+        run_backtest([], [get_strategy("krr")], CsvPriceCatalogue(backtest_types()), train_days=0)
 
 
 def test_cli_prints_the_json_contract(trace_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["backtest", str(trace_dir), "--format", "bitbrains", "--strategy", "krr", "--train-days", "14",
-                 "--catalogue", str(_catalogue_file(tmp_path)), "--output", "json", "--db", str(tmp_path / "x.db")])
+                 "--catalogue", str(write_catalogue(tmp_path)), "--output", "json", "--db", str(tmp_path / "x.db")])
     assert code == 0
     [doc] = json.loads(capsys.readouterr().out)
     assert doc["strategy"] == "krr" and doc["vms_evaluated"] == 1
@@ -123,7 +72,7 @@ def test_cli_prints_the_json_contract(trace_dir: Path, tmp_path: Path, capsys: p
 
 
 def test_cli_table_compares_all_strategies(trace_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["backtest", str(trace_dir), "--catalogue", str(_catalogue_file(tmp_path)),
+    code = main(["backtest", str(trace_dir), "--catalogue", str(write_catalogue(tmp_path)),
                  "--db", str(tmp_path / "x.db")])
     assert code == 0
     out = capsys.readouterr().out
@@ -142,5 +91,5 @@ def test_cli_bad_directory_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Cap
 def test_memory_hindsight_bound(trace_dir: Path) -> None:
     # VM 1's evaluation peak is 2.5 GiB: the cheapest type holding it is m.2 (8 GiB, 0.06/h) instead of l.4
     # (0.12/h); VM 2 has too little history and keeps s.2 (0.02/h). (100.8 - 57.6) / 100.8 = 42.857 %.
-    bound = memory_hindsight_savings_pct(read_bitbrains_dir(trace_dir), CsvPriceCatalogue(_types()))
+    bound = memory_hindsight_savings_pct(read_bitbrains_dir(trace_dir), CsvPriceCatalogue(backtest_types()))
     assert bound == pytest.approx(100 * (100.8 - 57.6) / 100.8)

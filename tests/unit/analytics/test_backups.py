@@ -146,7 +146,7 @@ def test_format_duration() -> None:
         "0m", "45m", "1h", "1h 30m", "1d", "1d 2h", "-2h"]
 
 
-def test_defect18_imported_vm_without_backups_is_unknown_not_never() -> None:
+def test_imported_vm_without_backups_is_unknown_not_never() -> None:
     from dataclasses import replace
 
     from dashboard.figures import backup_age_figure

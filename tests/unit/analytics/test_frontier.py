@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +13,16 @@ from analytics.frontier import SWEEP_KNOBS, Frontier, dominates
 from analytics.rightsizing.budget import BudgetVm, allocate
 from analytics.traces import read_bitbrains_dir
 from rightsizer.cli import main
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_backtest import HEADER, T0, _catalogue_file, _row, _types, trace_dir  # noqa: E402,F401
+from tests.helpers.backtest import T0, backtest_types, write_catalogue
+from tests.helpers.bitbrains import HEADER, usage_row
 
 GIB = 1024**3
 
 
 def test_sweep_json_points_cover_every_strategy_and_knob(
-        trace_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+        trace_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["backtest", str(trace_dir), "--format", "bitbrains", "--sweep", "--output", "json",
-                 "--catalogue", str(_catalogue_file(tmp_path)), "--db", str(tmp_path / "x.db")])
+                 "--catalogue", str(write_catalogue(tmp_path)), "--db", str(tmp_path / "x.db")])
     assert code == 0
     points = json.loads(capsys.readouterr().out)
     for p in points:
@@ -38,20 +36,20 @@ def test_sweep_json_points_cover_every_strategy_and_knob(
     assert krr == sorted(krr, reverse=True)
 
 
-def test_sweep_table_and_csv(trace_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+def test_sweep_table_and_csv(trace_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["backtest", str(trace_dir), "--sweep", "--strategy", "aws", "--output", "csv",
-                 "--catalogue", str(_catalogue_file(tmp_path)), "--db", str(tmp_path / "x.db")])
+                 "--catalogue", str(write_catalogue(tmp_path)), "--db", str(tmp_path / "x.db")])
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("strategy,knob,value,savings_pct,cpu_overrun_pct,mem_overrun_pct")
     assert len(lines) == 1 + len(SWEEP_KNOBS["aws"][1])
 
 
-def test_sweep_html_chart_and_bad_html_path(trace_dir: Path, tmp_path: Path,  # noqa: F811
+def test_sweep_html_chart_and_bad_html_path(trace_dir: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "curves.html"
     args = ["backtest", str(trace_dir), "--sweep", "--strategy", "krr", "--catalogue",
-            str(_catalogue_file(tmp_path)), "--db", str(tmp_path / "x.db")]
+            str(write_catalogue(tmp_path)), "--db", str(tmp_path / "x.db")]
     assert main([*args, "--html", str(out)]) == 0
     page = out.read_text(encoding="utf-8")
     assert "krr (cpu_percentile)" in page and "Savings vs risk" in page
@@ -65,15 +63,15 @@ def test_sweep_on_a_folder_without_a_usable_vm_is_one_line_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = tmp_path / "short"
     d.mkdir()
-    (d / "1.csv").write_text("\n".join([HEADER, *[_row(T0 + 3600 * i, 1, 0.2, 2, 0.5) for i in range(20)]]) + "\n")
-    code = main(["backtest", str(d), "--sweep", "--catalogue", str(_catalogue_file(tmp_path)),
+    (d / "1.csv").write_text("\n".join([HEADER, *[usage_row(T0 + 3600 * i, 1, 0.2, 2, 0.5) for i in range(20)]]) + "\n")
+    code = main(["backtest", str(d), "--sweep", "--catalogue", str(write_catalogue(tmp_path)),
                  "--db", str(tmp_path / "x.db")])
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("sweep:")]
     assert code == 2
     assert len(err) == 1 and str(d) in err[0] and "--train-days" in err[0]
 
 
-def test_unknown_profile_is_one_line_exit_2(trace_dir: Path, tmp_path: Path,  # noqa: F811
+def test_unknown_profile_is_one_line_exit_2(trace_dir: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["backtest", str(trace_dir), "--profile", "nosuch", "--db", str(tmp_path / "x.db")])
@@ -81,8 +79,8 @@ def test_unknown_profile_is_one_line_exit_2(trace_dir: Path, tmp_path: Path,  # 
     assert exc.value.code == 2 and len(err) == 1 and "'nosuch'" in err[0]
 
 
-def test_profiles_order_risk(trace_dir: Path) -> None:  # noqa: F811
-    frontier = Frontier(read_bitbrains_dir(trace_dir), CsvPriceCatalogue(_types()), train_days=14)
+def test_profiles_order_risk(trace_dir: Path) -> None:
+    frontier = Frontier(read_bitbrains_dir(trace_dir), CsvPriceCatalogue(backtest_types()), train_days=14)
     points = {p.value: p for p in frontier.sweep(["rightsizer"]) if p.knob == "profile"}
     assert points["conservative"].savings_pct <= points["balanced"].savings_pct <= points["aggressive"].savings_pct
     assert dominates(points["balanced"], points["balanced"])
@@ -114,13 +112,13 @@ def test_vm_without_memory_readings_late_in_training_does_not_stop_the_backtest(
     for i in range(30 * 720):
         day = i / 720
         off = 5 <= day <= 20
-        fields = _row(T0 + 120 * i, 2, 0.4, 0 if day < 25 else 4, 0.5).split(";\t")
+        fields = usage_row(T0 + 120 * i, 2, 0.4, 0 if day < 25 else 4, 0.5).split(";\t")
         if off:
             fields[2] = fields[3] = fields[4] = "0"
         rows.append(";\t".join(fields))
     (d / "1.csv").write_text("\n".join([HEADER, *rows]) + "\n")
     code = main(["backtest", str(d), "--strategy", "all", "--output", "json",
-                 "--catalogue", str(_catalogue_file(tmp_path)), "--db", str(tmp_path / "x.db")])
+                 "--catalogue", str(write_catalogue(tmp_path)), "--db", str(tmp_path / "x.db")])
     assert code == 0
     docs = {doc["strategy"]: doc for doc in json.loads(capsys.readouterr().out)}
     [vpa] = docs["vpa"]["per_vm"]
@@ -145,8 +143,8 @@ def test_budget_price_path_walks_from_cheapest_to_safest() -> None:
     assert prices[0] == 0.0 and prices[1] == pytest.approx(7.2 / 400) and prices[2] == pytest.approx(7.2 / 2)
 
 
-def test_frontier_budget_path_points(trace_dir: Path) -> None:  # noqa: F811
-    frontier = Frontier(read_bitbrains_dir(trace_dir), CsvPriceCatalogue(_types()), train_days=14)
+def test_frontier_budget_path_points(trace_dir: Path) -> None:
+    frontier = Frontier(read_bitbrains_dir(trace_dir), CsvPriceCatalogue(backtest_types()), train_days=14)
     points = frontier.budget_path()
     assert points and all(p.knob == "risk_price" and p.strategy == "rightsizer-budget" for p in points)
     values = [float(p.value) for p in points]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,8 @@ from analytics.rightsizing import get_strategy
 from analytics.rightsizing.base import UsageHistory, VmSpec
 from analytics.rightsizing.settings import KrrSettings, RightsizerSettings, profile_settings
 from analytics.traces import read_bitbrains_dir
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_backtest import HEADER, T0, _row  # noqa: E402
+from tests.helpers.backtest import T0
+from tests.helpers.bitbrains import HEADER, usage_row
 
 GIB = 1024**3
 
@@ -46,8 +44,8 @@ def swap_trace(tmp_path: Path) -> Path:
     """
     d = tmp_path / "swap"
     d.mkdir()
-    a = [_row(T0 + 3600 * i, 4, 1.5 if i < 336 else 3.0, 2, 0.5) for i in range(480)]
-    b = [_row(T0 + 3600 * i, 4, 3.5 if i < 336 and i % 10 == 0 else 1.5, 2, 0.5) for i in range(480)]
+    a = [usage_row(T0 + 3600 * i, 4, 1.5 if i < 336 else 3.0, 2, 0.5) for i in range(480)]
+    b = [usage_row(T0 + 3600 * i, 4, 3.5 if i < 336 and i % 10 == 0 else 1.5, 2, 0.5) for i in range(480)]
     (d / "a.csv").write_text("\n".join([HEADER, *a]) + "\n")
     (d / "b.csv").write_text("\n".join([HEADER, *b]) + "\n")
     return d

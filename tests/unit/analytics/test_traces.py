@@ -9,36 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analytics.traces import BITBRAINS_COLUMNS, bitbrains_files, read_bitbrains_dir, read_bitbrains_file
+from analytics.traces import bitbrains_files, read_bitbrains_dir, read_bitbrains_file
 from collector.errors import InputError
 from collector.model import VmState
-
-HEADER = ";\t".join(label for label, _ in BITBRAINS_COLUMNS)
-T0 = 1375308176  # 2013-07-31T22:02:56Z, epoch seconds despite the "[ms]" label
-
-
-def _row(ts: int, cores: int = 2, cap: float = 5200.0, use: float = 1300.0, mem_kib: float = 4194304.0,
-         used_kib: float = 1048576.0) -> str:
-    pct = 100.0 * use / cap if cap else 0.0
-    return ";\t".join(str(v) for v in (ts, cores, cap, use, pct, mem_kib, used_kib, 1.0, 2.0, 3.0, 4.0))
-
-
-def _write(path: Path, rows: list[str]) -> Path:
-    path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
-    return path
+from tests.helpers.bitbrains import T0, trace_row, write_trace
 
 
 def test_units_and_quirks(tmp_path: Path) -> None:
     rows = [
-        _row(T0),
-        _row(T0 + 300, use=2600.0),                 # 2600 MHz / (5200 MHz / 2 cores) = 1.0 vCPU
-        _row(T0 + 300, use=9999.0),                 # duplicate timestamp: dropped, first kept
-        _row(T0 + 600, cores=0, cap=0.0, use=0.0),  # not running
-        _row(T0 + 200, use=100.0),                  # goes back in time: dropped
-        _row(T0 + 2400),                            # gap of 1800 s > 2 steps
-        _row(T0 + 2700, use=6000.0, used_kib=5000000.0),  # CPU above capacity, memory above provisioned
+        trace_row(T0),
+        trace_row(T0 + 300, use=2600.0),                 # 2600 MHz / (5200 MHz / 2 cores) = 1.0 vCPU
+        trace_row(T0 + 300, use=9999.0),                 # duplicate timestamp: dropped, first kept
+        trace_row(T0 + 600, cores=0, cap=0.0, use=0.0),  # not running
+        trace_row(T0 + 200, use=100.0),                  # goes back in time: dropped
+        trace_row(T0 + 2400),                            # gap of 1800 s > 2 steps
+        trace_row(T0 + 2700, use=6000.0, used_kib=5000000.0),  # CPU above capacity, memory above provisioned
     ]
-    vm = read_bitbrains_file(_write(tmp_path / "7.csv", rows))
+    vm = read_bitbrains_file(write_trace(tmp_path / "7.csv", rows))
     q = vm.quality
     assert (q.rows, q.kept, q.duplicate_timestamps, q.out_of_order) == (7, 5, 1, 1)
     assert (q.not_running, q.gaps, q.cpu_above_capacity, q.memory_above_provisioned) == (1, 1, 1, 1)
@@ -58,7 +45,8 @@ def test_units_and_quirks(tmp_path: Path) -> None:
 
 
 def test_usage_points_and_record(tmp_path: Path) -> None:
-    vm = read_bitbrains_file(_write(tmp_path / "3.csv", [_row(T0), _row(T0 + 300, cores=0, cap=0.0, use=0.0)]))
+    rows = [trace_row(T0), trace_row(T0 + 300, cores=0, cap=0.0, use=0.0)]
+    vm = read_bitbrains_file(write_trace(tmp_path / "3.csv", rows))
     points = list(vm.usage_points(shift_s=100.0))
     assert [p.state for p in points] == [VmState.RUNNING, VmState.SHUTOFF]
     assert points[0].cpu_vcpus == pytest.approx(0.5) and points[1].cpu_vcpus is None
@@ -72,7 +60,7 @@ def test_usage_points_and_record(tmp_path: Path) -> None:
 
 def test_directory_is_read_in_numeric_order(tmp_path: Path) -> None:
     for name in ("10.csv", "2.csv", "1.csv"):
-        _write(tmp_path / name, [_row(T0)])
+        write_trace(tmp_path / name, [trace_row(T0)])
     (tmp_path / "README.txt").write_text("not a trace")
     assert [p.name for p in bitbrains_files(tmp_path)] == ["1.csv", "2.csv", "10.csv"]
     assert [vm.name for vm in read_bitbrains_dir(tmp_path)] == ["1", "2", "10"]
@@ -81,15 +69,17 @@ def test_directory_is_read_in_numeric_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ([_row(T0), _row(T0 + 300).replace("1300.0", "abc", 1)], r"2\.csv:3: field 'CPU usage \[MHZ\]' value 'abc'"),
-        ([_row(T0), _row(T0 + 300).replace("4194304.0", "-1.0", 1)],
+        ([trace_row(T0), trace_row(T0 + 300).replace("1300.0", "abc", 1)],
+         r"2\.csv:3: field 'CPU usage \[MHZ\]' value 'abc'"),
+        ([trace_row(T0), trace_row(T0 + 300).replace("4194304.0", "-1.0", 1)],
          r"2\.csv:3: field 'Memory capacity provisioned \[KB\]' value -1\.0"),
-        ([";\t".join(_row(T0).split(";\t")[:5])], r"2\.csv:2: field 'Memory capacity provisioned \[KB\]' value ''"),
+        ([";\t".join(trace_row(T0).split(";\t")[:5])],
+         r"2\.csv:2: field 'Memory capacity provisioned \[KB\]' value ''"),
     ],
 )
 def test_malformed_rows_name_file_line_field_value(tmp_path: Path, rows: list[str], message: str) -> None:
     with pytest.raises(InputError, match=message):
-        read_bitbrains_file(_write(tmp_path / "2.csv", rows))
+        read_bitbrains_file(write_trace(tmp_path / "2.csv", rows))
 
 
 def test_bad_header_empty_file_and_missing_directory(tmp_path: Path) -> None:
@@ -107,7 +97,7 @@ def test_bad_header_empty_file_and_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"holds no \*\.csv file"):
         read_bitbrains_dir(tmp_path / "d")
     with pytest.raises(InputError, match="never ran"):
-        read_bitbrains_file(_write(tmp_path / "z.csv", [_row(T0, cores=0, cap=0.0, use=0.0)]))
+        read_bitbrains_file(write_trace(tmp_path / "z.csv", [trace_row(T0, cores=0, cap=0.0, use=0.0)]))
 
 
 def test_import_command_writes_history_and_reports_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,7 +106,7 @@ def test_import_command_writes_history_and_reports_counts(tmp_path: Path, capsys
 
     d = tmp_path / "2013-8"
     d.mkdir()
-    _write(d / "1.csv", [_row(T0), _row(T0 + 300), _row(T0 + 300)])
+    write_trace(d / "1.csv", [trace_row(T0), trace_row(T0 + 300), trace_row(T0 + 300)])
     db = tmp_path / "rs.db"
     assert main(["import", "--format", "bitbrains", str(d), "--db", str(db), "--output", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -139,7 +129,7 @@ def test_import_into_the_demo_store_is_refused(tmp_path: Path, capsys: pytest.Ca
 
     d = tmp_path / "2013-8"
     d.mkdir()
-    _write(d / "1.csv", [_row(T0), _row(T0 + 300)])
+    write_trace(d / "1.csv", [trace_row(T0), trace_row(T0 + 300)])
     db = tmp_path / "demo.db"
     demo = SqliteStore(db)
     demo.set_meta("data_mode", "demo")
@@ -156,8 +146,8 @@ def test_import_of_a_malformed_file_writes_nothing(tmp_path: Path, capsys: pytes
 
     d = tmp_path / "trace"
     d.mkdir()
-    _write(d / "1.csv", [_row(T0)])
-    _write(d / "2.csv", [_row(T0), _row(T0 + 300).replace("1300.0", "x", 1)])
+    write_trace(d / "1.csv", [trace_row(T0)])
+    write_trace(d / "2.csv", [trace_row(T0), trace_row(T0 + 300).replace("1300.0", "x", 1)])
     db = tmp_path / "rs.db"
     assert main(["import", "--format", "bitbrains", str(d), "--db", str(db)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

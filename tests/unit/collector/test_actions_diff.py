@@ -4,47 +4,20 @@ from datetime import UTC, datetime
 
 from collector.actions.changes import build_operations, is_at_target, plan_changes
 from collector.actions.output import format_result, format_results, result_row
-from collector.actions.plan import ResizeStep, SizeSpec
 from collector.actions.policy import restart_permission
 from collector.actions.result import ActionResult
-from collector.actions.snapshot import DomainSnapshot
 from collector.domxml import ConfigSpec, parse_config, parse_labels
-from collector.model import VmRef, VmState
+from core.plan import ResizeStep, SizeSpec
 from core.windows import parse_windows
+from tests.helpers.snapshots import DOMAIN_XML, REF, snapshot
 
 GIB = 1024**3
 MIB = 1024**2
 NOW = datetime(2024, 6, 3, 12, tzinfo=UTC)  # a Monday
-REF = VmRef("qemu:///system", "3f1c5e0a-6b1d-4d2e-9c1a-0f5e2b7d9a41", "web-1")
 NEVER = restart_permission("never", (), NOW)
 ALLOWED = restart_permission("allowed", (), NOW)
 WINDOW = restart_permission("window", parse_windows(["sat 02:00-04:00"]), NOW)
 
-XML = """<domain type='kvm'>
-  <name>web-1</name>
-  <uuid>3f1c5e0a-6b1d-4d2e-9c1a-0f5e2b7d9a41</uuid>
-  <metadata>
-    <rs:labels xmlns:rs="https://rightsizer.dev/xmlns/labels/1">
-      <rs:label name="team">payments</rs:label>
-      <rs:label name="machine_type">c1.2</rs:label>
-    </rs:labels>
-    <other:thing xmlns:other="https://example.org/other">keep</other:thing>
-  </metadata>
-  <memory unit='KiB'>8388608</memory>
-  <currentMemory unit='KiB'>8388608</currentMemory>
-  <vcpu placement='static' current='4'>8</vcpu>
-</domain>"""
-
-
-def snap(*, running: bool = True, vcpus: int = 4, max_vcpus: int = 8, mem: int = 8 * GIB,
-         max_mem: int = 8 * GIB, cfg_vcpus: int | None = None, cfg_mem: int | None = None,
-         labels: dict[str, str] | None = None) -> DomainSnapshot:
-    return DomainSnapshot(
-        ref=REF, state=VmState.RUNNING if running else VmState.SHUTOFF, persistent=True,
-        live_vcpus=vcpus, live_max_vcpus=max_vcpus, live_memory_bytes=mem, live_max_memory_bytes=max_mem,
-        config=ConfigSpec(cfg_vcpus or vcpus, max_vcpus, cfg_mem or mem, max_mem),
-        labels=labels if labels is not None else {"machine_type": "c1.2"}, inactive_xml=XML, taken_at=NOW,
-    )
 
 
 def step(vcpus: int, mem: int, machine_type: str = "") -> ResizeStep:
@@ -54,14 +27,14 @@ def step(vcpus: int, mem: int, machine_type: str = "") -> ResizeStep:
 
 
 def test_parse_config_and_labels() -> None:
-    assert parse_config(XML) == ConfigSpec(vcpus=4, max_vcpus=8, memory_bytes=8 * GIB, max_memory_bytes=8 * GIB)
-    assert parse_labels(XML) == {"team": "payments", "machine_type": "c1.2"}
+    assert parse_config(DOMAIN_XML) == ConfigSpec(vcpus=4, max_vcpus=8, memory_bytes=8 * GIB, max_memory_bytes=8 * GIB)
+    assert parse_labels(DOMAIN_XML) == {"team": "payments", "machine_type": "c1.2"}
     mib_xml = "<domain><memory unit='MiB'>256</memory><vcpu>2</vcpu></domain>"
     assert parse_config(mib_xml) == ConfigSpec(2, 2, 256 * MIB, 256 * MIB)
 
 
 def test_running_downsize_memory_live_vcpus_next_restart() -> None:
-    ch = plan_changes(snap(), SizeSpec(2, 4 * GIB), NEVER)
+    ch = plan_changes(snapshot(), SizeSpec(2, 4 * GIB), NEVER)
     assert not ch.restart and not ch.deferred
     vc, mem = ch.changes
     assert (vc.dimension, vc.before, vc.after, vc.effect) == ("vcpus", 4, 2, "next-restart")
@@ -69,7 +42,7 @@ def test_running_downsize_memory_live_vcpus_next_restart() -> None:
     assert (mem.before, mem.after, mem.effect) == (8 * GIB, 4 * GIB, "live")
     assert mem.when == ("now (live balloon + persistent config); max memory 8 GiB -> 4 GiB at next restart "
                         "(persistent config)")
-    ops = build_operations(snap(), SizeSpec(2, 4 * GIB), ch)
+    ops = build_operations(snapshot(), SizeSpec(2, 4 * GIB), ch)
     assert [(o.name, o.value, o.live, o.config) for o in ops] == [
         ("set memory (config)", 4 * GIB, False, True),
         ("lower max memory (config)", 4 * GIB, False, True),
@@ -79,7 +52,7 @@ def test_running_downsize_memory_live_vcpus_next_restart() -> None:
 
 
 def test_running_vcpu_hotplug_within_max_is_live_and_last() -> None:
-    s = snap(vcpus=2, cfg_vcpus=2)
+    s = snapshot(vcpus=2, cfg_vcpus=2)
     ch = plan_changes(s, SizeSpec(6, 8 * GIB), NEVER)
     assert [c.effect for c in ch.changes] == ["live", "unchanged"]
     ops = build_operations(s, SizeSpec(6, 8 * GIB), ch)
@@ -88,24 +61,24 @@ def test_running_vcpu_hotplug_within_max_is_live_and_last() -> None:
 
 def test_raising_a_maximum_follows_the_restart_policy() -> None:
     target = SizeSpec(4, 16 * GIB)
-    never = plan_changes(snap(), target, NEVER)
+    never = plan_changes(snapshot(), target, NEVER)
     assert never.deferred and not never.restart
     assert never.changes[0].effect == "unchanged"
     assert never.changes[1].effect == "deferred" and never.changes[1].raises_maximum
     assert never.changes[1].when == "deferred (needs a restart; restart policy 'never')"
     assert never.reason == ("deferred: needs a restart to raise max memory 8 GiB -> 16 GiB; restart policy "
                             "'never' (use --restart allowed or --restart window)")
-    assert build_operations(snap(), target, never) == []
+    assert build_operations(snapshot(), target, never) == []
 
-    window = plan_changes(snap(), target, WINDOW)
+    window = plan_changes(snapshot(), target, WINDOW)
     assert window.deferred
     assert window.changes[1].when == "in window sat 02:00-04:00 UTC (next opens 2024-06-08 02:00 UTC)"
     assert window.reason.startswith("deferred: needs a restart to raise max memory 8 GiB -> 16 GiB; in window")
 
-    allowed = plan_changes(snap(), target, ALLOWED)
+    allowed = plan_changes(snapshot(), target, ALLOWED)
     assert allowed.restart and not allowed.deferred
     assert allowed.changes[1].effect == "restart-now"
-    ops = build_operations(snap(), target, allowed)
+    ops = build_operations(snapshot(), target, allowed)
     assert [(o.name, o.maximum) for o in ops] == [
         ("graceful shutdown", False),
         ("raise max memory (config)", True),
@@ -115,7 +88,7 @@ def test_raising_a_maximum_follows_the_restart_policy() -> None:
 
 
 def test_shut_off_vm_changes_config_only() -> None:
-    s = snap(running=False, vcpus=4, max_vcpus=4)
+    s = snapshot(running=False, vcpus=4, max_vcpus=4)
     ch = plan_changes(s, SizeSpec(6, 2 * GIB, "g1.1"), NEVER)
     assert [c.effect for c in ch.changes] == ["next-start", "next-start"]
     assert ch.changes[0].raises_maximum and not ch.changes[1].raises_maximum
@@ -127,17 +100,18 @@ def test_shut_off_vm_changes_config_only() -> None:
 
 
 def test_is_at_target() -> None:
-    assert is_at_target(snap(cfg_vcpus=2, cfg_mem=4 * GIB, mem=4 * GIB + MIB), SizeSpec(2, 4 * GIB))
-    assert not is_at_target(snap(cfg_vcpus=2, cfg_mem=4 * GIB), SizeSpec(2, 4 * GIB))  # balloon not down
-    assert not is_at_target(snap(cfg_vcpus=2, cfg_mem=4 * GIB, mem=4 * GIB), SizeSpec(2, 4 * GIB, "g1.1"))
-    assert is_at_target(snap(running=False, vcpus=2, mem=4 * GIB, max_mem=4 * GIB), SizeSpec(2, 4 * GIB, "c1.2"))
+    assert is_at_target(snapshot(cfg_vcpus=2, cfg_mem=4 * GIB, mem=4 * GIB + MIB), SizeSpec(2, 4 * GIB))
+    assert not is_at_target(snapshot(cfg_vcpus=2, cfg_mem=4 * GIB), SizeSpec(2, 4 * GIB))  # balloon not down
+    assert not is_at_target(snapshot(cfg_vcpus=2, cfg_mem=4 * GIB, mem=4 * GIB), SizeSpec(2, 4 * GIB, "g1.1"))
+    assert is_at_target(snapshot(running=False, vcpus=2, mem=4 * GIB, max_mem=4 * GIB), SizeSpec(2, 4 * GIB, "c1.2"))
     # at its type's memory, but an older downsize left the persistent maximum above it: not done yet
-    assert not is_at_target(snap(running=False, vcpus=2, mem=4 * GIB, max_mem=8 * GIB), SizeSpec(2, 4 * GIB, "c1.2"))
-    assert not is_at_target(snap(vcpus=2, cfg_vcpus=4), SizeSpec(4, 8 * GIB))  # hot-plug still to do
+    leftover_max = snapshot(running=False, vcpus=2, mem=4 * GIB, max_mem=8 * GIB)
+    assert not is_at_target(leftover_max, SizeSpec(2, 4 * GIB, "c1.2"))
+    assert not is_at_target(snapshot(vcpus=2, cfg_vcpus=4), SizeSpec(4, 8 * GIB))  # hot-plug still to do
 
 
 def test_format_result_shows_sizes_prices_and_when() -> None:
-    ch = plan_changes(snap(), SizeSpec(2, 4 * GIB), NEVER)
+    ch = plan_changes(snapshot(), SizeSpec(2, 4 * GIB), NEVER)
     res = ActionResult(step=step(2, 4 * GIB, "g1.1"), result="planned", reason="dry run; add --yes to apply",
                        changes=ch.changes)
     text = format_result(res)
@@ -164,7 +138,7 @@ def test_format_results_without_inspection_and_total() -> None:
 
 
 def test_result_row_is_flat() -> None:
-    ch = plan_changes(snap(), SizeSpec(2, 4 * GIB), NEVER)
+    ch = plan_changes(snapshot(), SizeSpec(2, 4 * GIB), NEVER)
     row = result_row(ActionResult(step=step(2, 4 * GIB), result="applied", reason="ok", changes=ch.changes,
                                   operations=("set memory (config)",), audit_id=7))
     assert row["vcpus_before"] == 4 and row["vcpus_after"] == 2
@@ -182,9 +156,9 @@ def test_format_bytes() -> None:
     assert format_bytes(1536 * MIB) == "1.50 GiB"
 
 
-def test_defect16_memory_downsize_lowers_the_persistent_maximum() -> None:
+def test_memory_downsize_lowers_the_persistent_maximum() -> None:
     # the real-guest report: 2 vCPU / 1 GiB -> 1 vCPU / 512 MiB left <memory> at 1 GiB
-    s = snap(vcpus=2, max_vcpus=2, mem=GIB, max_mem=GIB)
+    s = snapshot(vcpus=2, max_vcpus=2, mem=GIB, max_mem=GIB)
     ch = plan_changes(s, SizeSpec(1, 512 * MIB), NEVER)
     vc, mem = ch.changes
     assert not vc.lowers_maximum and mem.lowers_maximum and ch.lowers_max_memory
@@ -196,11 +170,11 @@ def test_defect16_memory_downsize_lowers_the_persistent_maximum() -> None:
         ("memory", 512 * MIB, False, True, True)]
     assert [o.name for o in ops].index("set memory (config)") < [o.name for o in ops].index(lower[0].name)
     # shut off: the maximum goes down with the memory, at next start
-    off = plan_changes(snap(running=False, mem=GIB, max_mem=GIB), SizeSpec(4, 512 * MIB), NEVER)
+    off = plan_changes(snapshot(running=False, mem=GIB, max_mem=GIB), SizeSpec(4, 512 * MIB), NEVER)
     assert off.changes[1].lowers_maximum and "max memory 1 GiB -> 512 MiB at next start" in off.changes[1].when
     # no memory downsize: the maximum is left alone (upsize, equal memory, memory already below max)
-    for target, sn in ((SizeSpec(4, 8 * GIB), snap()), (SizeSpec(2, 8 * GIB), snap()),
-                       (SizeSpec(4, 2 * GIB), snap(mem=2 * GIB, max_mem=4 * GIB))):
+    for target, sn in ((SizeSpec(4, 8 * GIB), snapshot()), (SizeSpec(2, 8 * GIB), snapshot()),
+                       (SizeSpec(4, 2 * GIB), snapshot(mem=2 * GIB, max_mem=4 * GIB))):
         plan = plan_changes(sn, target, NEVER)
         assert not plan.lowers_max_memory
         assert "lower max memory (config)" not in [o.name for o in build_operations(sn, target, plan)]
@@ -213,7 +187,7 @@ def test_leftover_max_memory_is_lowered_whether_or_not_the_vm_carries_the_label(
     """At the step's type's memory with ``<memory>`` above it: the step lowers only the maximum, next restart."""
     target = SizeSpec(2, 2 * GIB, "g1.1")
     for labels in ({}, {"machine_type": "g1.1"}, {"machine_type": "c1.2"}):
-        s = snap(vcpus=2, max_vcpus=2, mem=2 * GIB, max_mem=4 * GIB, labels=labels)
+        s = snapshot(vcpus=2, max_vcpus=2, mem=2 * GIB, max_mem=4 * GIB, labels=labels)
         assert not is_at_target(s, target)
         ch = plan_changes(s, target, NEVER)
         vc, mem = ch.changes
@@ -223,6 +197,6 @@ def test_leftover_max_memory_is_lowered_whether_or_not_the_vm_carries_the_label(
         label = [] if labels.get("machine_type") == "g1.1" else ["set label machine_type=g1.1"]
         assert names == [*label, "lower max memory (config)"]
     # a bare size step (no type named) keeps an operator's headroom
-    s = snap(vcpus=2, max_vcpus=2, mem=2 * GIB, max_mem=4 * GIB, labels={})
+    s = snapshot(vcpus=2, max_vcpus=2, mem=2 * GIB, max_mem=4 * GIB, labels={})
     assert not plan_changes(s, SizeSpec(2, 2 * GIB), NEVER).lowers_max_memory
     assert is_at_target(s, SizeSpec(2, 2 * GIB))

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 import pytest
 
 from analytics.rightsizing.base import resolve_policy
-from collector.actions.plan import ResizeStep, SizeSpec
 from collector.actions.policy import restart_permission
 from collector.actions.resize import ResizeAction
 from collector.domxml import is_excluded
@@ -16,6 +15,7 @@ from collector.hypervisor.base import HypervisorControl
 from collector.hypervisor.fakecontrol import FakeControl
 from collector.model import VmRef, VmState
 from collector.store.base import AuditEntry
+from core.plan import ResizeStep, SizeSpec
 
 GIB = 1024**3
 NOW = datetime(2024, 6, 3, 12, tzinfo=UTC)
@@ -79,7 +79,7 @@ def test_upsize_past_the_maximum_is_deferred_under_restart_policy_never() -> Non
 
 @pytest.mark.parametrize("value", ["true", "yes", "1", "on", " YES ", "True"])
 def test_is_excluded_one_rule_for_analytics_and_resize_action(value: str) -> None:
-    """Defect 15: analytics and the resize action agree on every spelling of rightsizer_exclude."""
+    """Analytics and the resize action agree on every spelling of rightsizer_exclude."""
     labels = {"rightsizer_exclude": value}
     assert is_excluded(labels)
     assert resolve_policy([], uuid="u", name="n", labels=labels).exclude
@@ -105,12 +105,12 @@ def test_shut_off_vm_gets_the_change_in_its_config() -> None:
     ref = control.add("off-1", vcpus=2, memory_bytes=4 * GIB, state=VmState.SHUTOFF)
     res = _action(control, ref, SizeSpec(4, 8 * GIB, "")).execute()
     assert res.result == "applied", res.reason
-    assert all(c.effect == "next-start" for c in res.changes)
+    assert {c.effect for c in res.changes} == {"next-start"}
     dom = control.domains[ref.uuid]
     assert (dom.config.max_vcpus, dom.config.vcpus, dom.config.memory_bytes) == (4, 4, 8 * GIB)
 
 
-def test_defect3_audit_records_libvirts_name_for_the_uuid_not_the_plans() -> None:
+def test_audit_records_libvirts_name_for_the_uuid_not_the_plans() -> None:
     control = FakeControl()
     web = control.add("web-1", vcpus=2, memory_bytes=4 * GIB)
     control.add("db-1", vcpus=2, memory_bytes=4 * GIB)

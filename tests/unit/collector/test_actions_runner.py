@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from collector.actions.plan import SizeSpec
 from collector.actions.runner import run_plan, single_step_plan
 from collector.model import VmRef
+from core.plan import SizeSpec
 from core.settings import ActionSettings
 
 GIB = 1024**3

@@ -243,7 +243,7 @@ def test_keep_alive_connection_serves_several_scrapes(served):
         conn.close()
 
 
-def test_defect11_colliding_and_identity_named_labels_are_all_kept(store, clock, caplog):
+def test_colliding_and_identity_named_labels_are_all_kept(store, clock, caplog):
     labels = {"a-b": "dash", "a_b": "underscore", "a.b": "dot", "vm": "label-vm", "uuid": "label-uuid"}
     topo = Topology().add_vm("lab", labels=labels)
     fake = FakeHypervisor(topo, clock=clock, host="hv1")

@@ -17,14 +17,7 @@ import pytest
 
 from collector.domxml import parse_labels
 from collector.errors import OperationInvalidError, VmNotFoundError
-from collector.hypervisor.libvirt import (
-    STATS_GROUPS,
-    LibvirtControl,
-    LibvirtSource,
-    memory_used_bytes,
-    parse_domain_xml,
-    parse_snapshot_time,
-)
+from collector.hypervisor.libvirt import STATS_GROUPS, LibvirtControl, LibvirtSource
 from collector.hypervisor.testfleet import FleetDomain, domain_uuid, write_fleet
 from collector.model import VmState
 
@@ -465,36 +458,6 @@ def test_balloon_stats_period_left_alone(xml: str, enabled: bool) -> None:
 )
 def test_parse_labels(xml: str, expected: dict[str, str]) -> None:
     assert parse_labels(xml) == expected
-
-
-def test_parse_snapshot_time_and_domain_xml() -> None:
-    assert parse_snapshot_time(
-        "<domainsnapshot><creationTime>86400</creationTime></domainsnapshot>"
-    ) == datetime(1970, 1, 2, tzinfo=UTC)
-    assert parse_snapshot_time("<domainsnapshot/>") is None
-    facts = parse_domain_xml(
-        "<domain><vcpu current='1'>3</vcpu><devices>"
-        "<disk device='cdrom'><target dev='hdc'/></disk><disk device='disk'><target dev='vda'/></disk>"
-        "<interface><mac address='52:54:00:00:00:01'/></interface>"
-        "<interface><target dev='vnet3'/></interface>"
-        "</devices></domain>"
-    )
-    assert (facts.max_vcpus, facts.disks, facts.nics) == (3, ("vda",), ("52:54:00:00:00:01", "vnet3"))
-
-
-@pytest.mark.parametrize(
-    ("stats", "expected"),
-    [
-        ({"balloon.available": 1000, "balloon.usable": 700, "balloon.unused": 500}, 300 * 1024),
-        ({"balloon.available": 1000, "balloon.unused": 500}, 500 * 1024),
-        ({"balloon.current": 2048, "balloon.rss": 3000}, None),
-        ({"balloon.available": 1000}, None),
-    ],
-)
-def test_memory_used_prefers_usable_and_never_falls_back_to_allocation(
-    stats: dict[str, int], expected: int | None
-) -> None:
-    assert memory_used_bytes(stats) == expected
 
 
 # -- the libvirt test driver, in-process -----------------------------------------------------------

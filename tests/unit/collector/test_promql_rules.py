@@ -36,5 +36,7 @@ def test_rules_compute_the_expected_hour():
 
 def test_every_rule_the_source_reads_is_recorded():
     text = RULES_FILE.read_text()
+    # the source reads the hourly CPU, memory, allocation and running-time rollups
+    assert {"cpu_mean_vcpus", "cpu_p95_vcpus", "memory_used_max_bytes", "running_s", "vcpus"} <= RULES.keys()
     for record in RULES.values():
         assert f"record: {record}\n" in text

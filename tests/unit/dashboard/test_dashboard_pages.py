@@ -264,7 +264,7 @@ def _walk(component: object) -> list[object]:
     return out
 
 
-def test_defect18_backups_page_says_unknown_for_imported_vms(tmp_path) -> None:
+def test_backups_page_says_unknown_for_imported_vms(tmp_path) -> None:
     from dataclasses import replace
 
     from tinyfleet import RECORDS, points

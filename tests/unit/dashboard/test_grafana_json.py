@@ -62,27 +62,36 @@ def test_every_expr_uses_known_metrics_only() -> None:
 
 def test_per_vm_panels_keep_the_vm_label_through_their_joins() -> None:
     doc = json.loads(GRAFANA.read_text(encoding="utf-8"))
-    for p in doc["panels"]:
-        for t in p.get("targets", []):
-            expr, legend = t["expr"], t.get("legendFormat", "")
-            if "{{vm}}" in legend:
-                # a one-to-one "/ on (uuid)" keeps only uuid; every join must be group_left (or none at all)
-                assert " on (uuid) rightsizer" not in expr and " on (uuid, device) rate" not in expr, expr
-            if p["type"] == "stat" and "cost" in p["title"].lower():
-                assert p["fieldConfig"]["defaults"].get("unit") == "currencyEUR", p["title"]
+    per_vm = [t["expr"] for p in doc["panels"] for t in p.get("targets", [])
+              if "{{vm}}" in t.get("legendFormat", "")]
+    assert len(per_vm) >= 5, per_vm  # the per-VM CPU, memory, disk, cost and savings panels
+    for expr in per_vm:
+        # a one-to-one "/ on (uuid)" keeps only uuid; every join must be group_left (or none at all)
+        assert " on (uuid) rightsizer" not in expr and " on (uuid, device) rate" not in expr, expr
+
+
+def test_cost_stat_panels_are_in_euros() -> None:
+    doc = json.loads(GRAFANA.read_text(encoding="utf-8"))
+    cost_stats = [p for p in doc["panels"] if p["type"] == "stat" and "cost" in p["title"].lower()]
+    assert cost_stats, [p["title"] for p in doc["panels"]]
+    for p in cost_stats:
+        assert p["fieldConfig"]["defaults"].get("unit") == "currencyEUR", p["title"]
 
 
 def test_every_expr_is_valid_promql(tmp_path: Path) -> None:
+    exprs = _exprs()
+    assert exprs
     rules = {"groups": [{"name": "grafana", "rules": [
         {"record": f"rightsizer:check:{i}", "expr": expr.replace("$host", ".*").replace("$vm", ".*")
                                                   .replace("$__rate_interval", "1m")}
-        for i, expr in enumerate(_exprs())
+        for i, expr in enumerate(exprs)
     ]}]}
     path = tmp_path / "rules.json"  # promtool reads YAML, and JSON is YAML
     path.write_text(json.dumps(rules), encoding="utf-8")
     result = subprocess.run([_promtool(), "check", "rules", str(path)], capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in result.stdout, result.stdout
 
 
 def _promtool() -> str:

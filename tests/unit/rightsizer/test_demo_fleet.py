@@ -63,6 +63,7 @@ def test_fleet_xml_shape(tmp_path: Path) -> None:
 def test_fleet_xml_opens_in_the_libvirt_test_driver(tmp_path: Path) -> None:
     path = tmp_path / "fleet.xml"
     fleet = demo.write_demo_fleet_xml(path, n=24, seed=7, now=NOW)
+    assert {vm.backup_age_h is None for vm in fleet} == {True, False}  # both kinds of snapshot list are checked
     libvirt.registerErrorHandler(lambda *_: None, None)
     conn = libvirt.openReadOnly(f"test://{path}")
     try:
@@ -120,6 +121,7 @@ def test_synthetic_history_behaves_as_labelled(tmp_path: Path) -> None:
     by_hour = steady.groupby(steady["ts"].dt.hour)["cpu_mean_vcpus"].mean()
     assert by_hour.loc[13:15].mean() > by_hour.loc[[1, 2, 3]].mean() * 1.5  # working-day rhythm
     backups = store.backups()
+    assert {vm.backup_age_h is None for vm in fleet} == {True, False}
     for vm in fleet:
         if vm.backup_age_h is None:
             assert vm.uuid not in backups

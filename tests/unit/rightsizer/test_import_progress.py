@@ -11,14 +11,15 @@ import sys
 import termios
 from pathlib import Path
 
-from tests.unit.analytics.test_backtest import HEADER, T0, _row
+from tests.helpers.backtest import T0
+from tests.helpers.bitbrains import HEADER, usage_row
 
 
 def _trace(tmp_path: Path) -> Path:
     trace = tmp_path / "trace"
     trace.mkdir()
     for vm in (1, 2, 3):
-        rows = [_row(T0 + 300 * i, 2, 0.5, 4, 1.0) for i in range(400)]
+        rows = [usage_row(T0 + 300 * i, 2, 0.5, 4, 1.0) for i in range(400)]
         (trace / f"{vm}.csv").write_text("\n".join([HEADER, *rows]) + "\n")
     return trace
 

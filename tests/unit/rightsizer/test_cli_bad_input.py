@@ -12,8 +12,8 @@ import pytest
 
 from collector.store.sqlite import APPLICATION_ID, SqliteStore
 from rightsizer.cli import main
-from tests.unit.analytics.test_traces_defects import _row, _write
-from tests.unit.test_cli_costs import _raw, _vm
+from tests.helpers.bitbrains import trace_row, write_trace
+from tests.helpers.history import raw_history, vm_record
 
 UUID = "3f1c5e0a-6b1d-4d2e-9c1a-0f5e2b7d9a41"
 
@@ -22,7 +22,7 @@ UUID = "3f1c5e0a-6b1d-4d2e-9c1a-0f5e2b7d9a41"
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "rs.db"
     store = SqliteStore(path)
-    store.write_history([_vm("u1", "web-1", 2, 4, "h1")], _raw("u1", 2, 4, 20e9))
+    store.write_history([vm_record("u1", "web-1", 2, 4, "h1")], raw_history("u1", 2, 4, 20e9))
     store.close()
     return path
 
@@ -78,7 +78,7 @@ PLANS = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_defect4_bad_value_gives_one_line_and_exit_2(
+def test_bad_value_gives_one_line_and_exit_2(
     case: str, db: Path, tmp_path: Path, busy_port: int, capsys: pytest.CaptureFixture[str],
 ) -> None:
     argv, expected = CASES[case]
@@ -102,20 +102,20 @@ def test_defect4_bad_value_gives_one_line_and_exit_2(
      ({"memory_bytes": True}, "target.memory_bytes = True")],
     ids=["vcpus-true", "vcpus-string", "memory-true"],
 )
-def test_defect9_plan_json_true_is_not_a_size(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_plan_json_true_is_not_a_size(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                               target: dict[str, object], message: str) -> None:
     plan = _plan(tmp_path, json.dumps({"steps": [_step(**target)]}))
     _one_line_exit_2(capsys, ["apply", str(plan), "--db", str(tmp_path / "x.db")], message)
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "1e9"])
-def test_defect9_shutdown_timeout_must_be_finite_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_shutdown_timeout_must_be_finite_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                           value: str) -> None:
     plan = _plan(tmp_path, json.dumps({"steps": [_step()]}))
     _one_line_exit_2(capsys, ["apply", str(plan), f"--shutdown-timeout={value}"], "--shutdown-timeout")
 
 
-def test_defect10_env_variable_is_named_not_the_flag(db: Path, capsys: pytest.CaptureFixture[str],
+def test_bad_env_value_names_the_variable_not_the_flag(db: Path, capsys: pytest.CaptureFixture[str],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RIGHTSIZER_RIGHTSIZING__MIN_MONTHLY_SAVINGS", "inf")
     line = _one_line_exit_2(capsys, ["recommend", "--db", str(db)],
@@ -129,14 +129,14 @@ def test_defect10_env_variable_is_named_not_the_flag(db: Path, capsys: pytest.Ca
 
 
 @pytest.mark.parametrize("mode", ["live", None], ids=["mode-live", "libvirt-rows-without-mode"])
-def test_defect12_import_into_live_collected_store_is_refused(db: Path, tmp_path: Path, mode: str | None,
+def test_import_into_live_collected_store_is_refused(db: Path, tmp_path: Path, mode: str | None,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     if mode:
         store = SqliteStore(db)
         store.set_meta("data_mode", mode)
         store.close()
     trace = tmp_path / "trace"
-    _write(trace / "1.csv", [_row(1375308176 + 300 * i) for i in range(3)])
+    write_trace(trace / "1.csv", [trace_row(1375308176 + 300 * i) for i in range(3)])
     _one_line_exit_2(capsys, ["import", str(trace), "--db", str(db)], "collected from libvirt")
     store = SqliteStore(db)
     try:
@@ -173,7 +173,7 @@ def _foreign_app(path: Path) -> Path:
     ids=["foreign-tables", "foreign-application-id", "zero-bytes", "not-sqlite"],
 )
 @pytest.mark.parametrize("command", [["costs"], ["collect", "--once", "--uri", "test:///default"]])
-def test_defect6_foreign_files_are_refused_untouched(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_foreign_files_are_refused_untouched(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                      make: object, message: str, command: list[str]) -> None:
     path = make(tmp_path / "other.db")  # type: ignore[operator]
     before = path.read_bytes()
@@ -182,10 +182,10 @@ def test_defect6_foreign_files_are_refused_untouched(tmp_path: Path, capsys: pyt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]  # no -wal/-shm/lock left beside it
 
 
-def test_defect6_store_of_the_previous_release_is_adopted(tmp_path: Path) -> None:
+def test_store_of_the_previous_release_is_adopted(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     store = SqliteStore(path)
-    store.write_history([_vm("u1", "web-1", 2, 4, "h1")], _raw("u1", 2, 4, 20e9))
+    store.write_history([vm_record("u1", "web-1", 2, 4, "h1")], raw_history("u1", 2, 4, 20e9))
     store.close()
     _sqlite(path, "PRAGMA application_id=0")  # as written by the release before the id existed
     store = SqliteStore(path)
@@ -199,7 +199,7 @@ def test_defect6_store_of_the_previous_release_is_adopted(tmp_path: Path) -> Non
     fresh.close()
 
 
-def test_defect7_second_writer_on_one_store_is_refused(db: Path) -> None:
+def test_second_writer_on_one_store_is_refused(db: Path) -> None:
     from collector.errors import StoreLockedError
     from collector.store.writer import WriterLock
 

@@ -7,47 +7,25 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from collector.model import VmRecord, VmState
-from collector.store.base import RAW_COLUMNS, AuditEntry
+from collector.store.base import AuditEntry
 from collector.store.sqlite import SqliteStore
 from rightsizer import cli
+from tests.helpers.history import T0, raw_history, vm_record
 
-T0 = datetime(2026, 5, 1, tzinfo=UTC)
 EVIL = "=cmd|' /C calc'!A0"
 WINDOW = ["--since", "2026-05-01", "--until", "2026-05-01T10:00Z"]
-
-
-def _vm(uuid: str, name: str, vcpus: int, gib: int, host: str, **labels: str) -> VmRecord:
-    return VmRecord(uuid=uuid, name=name, uri="test:///default", host=host, state=VmState.RUNNING, vcpus=vcpus,
-                    max_vcpus=vcpus, memory_bytes=gib * 2**30, max_memory_bytes=gib * 2**30, labels=labels,
-                    first_seen=T0, last_seen=T0 + timedelta(hours=10))
-
-
-def _raw(uuid: str, vcpus: int, gib: int, capacity_bytes: float, hours: int = 10) -> pd.DataFrame:
-    n = hours * 12  # 5-minute samples, all running
-    frame = pd.DataFrame({c: np.full(n, np.nan) for c in RAW_COLUMNS})
-    frame["vm"] = uuid
-    frame["ts"] = pd.date_range(T0, periods=n, freq="5min", tz="UTC")
-    frame["state"] = "running"
-    frame["vcpus"] = float(vcpus)
-    frame["memory_bytes"] = float(gib * 2**30)
-    frame["cpu_vcpus"] = 0.2
-    frame["interval_s"] = 300.0
-    frame["disk_capacity_bytes"] = capacity_bytes
-    frame["gap"] = False
-    return frame
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "rs.db"
     store = SqliteStore(path)
-    vms = [_vm("u1", EVIL, 1, 4, "h1", machine_type="g1.1", team="pay"), _vm("u2", "web-1", 2, 4, "h2", team="web")]
-    store.write_history(vms, pd.concat([_raw("u1", 1, 4, 64e9), _raw("u2", 2, 4, 20e9)]))
+    vms = [vm_record("u1", EVIL, 1, 4, "h1", machine_type="g1.1", team="pay"),
+           vm_record("u2", "web-1", 2, 4, "h2", team="web")]
+    store.write_history(vms, pd.concat([raw_history("u1", 1, 4, 64e9), raw_history("u2", 2, 4, 20e9)]))
     store.append_audit(AuditEntry(
         ts=T0 + timedelta(hours=5), actor="test", vm_uuid="u2", vm_name="web-1", action="resize", before={},
         after={}, result="applied", reason="", price_before_per_hour=0.1, price_after_per_hour=0.04, currency="EUR",
