@@ -31,6 +31,11 @@ from bench.dashboard_bench import RESULTS
 from collector.store.sqlite import SqliteStore
 from core.settings import Settings
 from dashboard.data import DashboardData, Filters
+from dashboard.viewmodel.backups import backup_rows
+from dashboard.viewmodel.overview import host_loads_view, overview_view
+from dashboard.viewmodel.recommendations import recommendation_rows, recommendations_csv
+from dashboard.viewmodel.vm_detail import vm_detail_view
+from dashboard.viewmodel.vms import vm_rows
 
 
 def canonical(value: Any) -> Any:
@@ -71,18 +76,18 @@ def dump(store: SqliteStore) -> dict[str, Any]:
     for range_key in ("24h", "7d", "30d"):
         filter_sets += [Filters(range_key), Filters(range_key, tuple(teams[:1])),
                         Filters(range_key, tuple(teams), (hosts[0],))]
-    out: dict[str, Any] = {"host_loads": canonical(data.host_loads())}
+    out: dict[str, Any] = {"host_loads": canonical(host_loads_view(data))}
     snap = data.snapshot()
     some_vms = [vm.uuid for vm in snap.vms[:: max(1, len(snap.vms) // 5)]]
     for f in filter_sets:
         tag = f"{f.range_key}|{','.join(f.labels)}|{','.join(f.hosts)}"
-        out[f"overview {tag}"] = canonical(data.overview(f))
-        out[f"vm_rows {tag}"] = canonical(data.vm_rows(f))
-        out[f"recommendation_rows {tag}"] = canonical(data.recommendation_rows(f))
-        out[f"recommendations_csv {tag}"] = data.recommendations_csv(f)
-        out[f"backup_rows {tag}"] = canonical(data.backup_rows(f))
+        out[f"overview {tag}"] = canonical(overview_view(data, f))
+        out[f"vm_rows {tag}"] = canonical(vm_rows(data, f))
+        out[f"recommendation_rows {tag}"] = canonical(recommendation_rows(data, f))
+        out[f"recommendations_csv {tag}"] = recommendations_csv(data, f)
+        out[f"backup_rows {tag}"] = canonical(backup_rows(data, f))
         for uuid in some_vms:
-            out[f"vm_detail {uuid} {tag}"] = canonical(data.vm_detail(uuid, f))
+            out[f"vm_detail {uuid} {tag}"] = canonical(vm_detail_view(data, uuid, f))
     return out
 
 

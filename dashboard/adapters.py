@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
@@ -15,13 +15,26 @@ from dashboard.snapshot import Snapshot
 from dashboard.views import GIB, BackupView, FindingView, OptionView
 
 if TYPE_CHECKING:
+    from analytics.findings.context import FleetCatalogue
     from analytics.own_frontier import OwnFrontier
-    from dashboard.data import DashboardData
+    from collector.store.base import TimeSeriesStore
+    from core.settings import Settings
 
 _BACKUP_STATUS = {"not-required": "no-policy"}
 
 
-def load_backups(data: DashboardData, snap: Snapshot) -> Mapping[str, BackupView]:
+class AnalysisInputs(Protocol):
+    """What the adapters read of the view model: its settings, store and catalogue."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def store(self) -> TimeSeriesStore: ...
+    @property
+    def catalogue(self) -> FleetCatalogue: ...
+
+
+def load_backups(data: AnalysisInputs, snap: Snapshot) -> Mapping[str, BackupView]:
     """Judge every VM's newest backup against its policy (analytics.backups) at the snapshot's time."""
     findings = check_backups(list(snap.vms), data.store.backups(), data.settings.backups, snap.now,
                              hour_frame=snap.hours)
@@ -40,7 +53,8 @@ def load_backups(data: DashboardData, snap: Snapshot) -> Mapping[str, BackupView
     }
 
 
-def load_findings(data: DashboardData, snap: Snapshot, lookback_days: float | None = None) -> Mapping[str, FindingView]:
+def load_findings(data: AnalysisInputs, snap: Snapshot,
+                  lookback_days: float | None = None) -> Mapping[str, FindingView]:
     """Analyse the fleet on the snapshot's hourly rollups with the one analysis core, judged at the snapshot's
     cost time (``[rightsizing] lookback_days`` unless ``lookback_days`` is given), and flatten each finding."""
     # judged as of the newest data, as the CLI, the API, /metrics and the report judge it
@@ -53,7 +67,7 @@ def load_findings(data: DashboardData, snap: Snapshot, lookback_days: float | No
     return {f.uuid: finding_view(f, options.effective_lookback_days) for f in analysis.findings}
 
 
-def load_frontier(data: DashboardData, snap: Snapshot, lookback_days: float) -> OwnFrontier:
+def load_frontier(data: AnalysisInputs, snap: Snapshot, lookback_days: float) -> OwnFrontier:
     """The savings-vs-risk frontier of the last ``lookback_days`` (first half trains, second half scores)."""
     from analytics.own_frontier import own_fleet_frontier
 

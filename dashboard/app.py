@@ -31,6 +31,8 @@ from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, Dashboa
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
 from dashboard.pages.common import FILTER_INPUTS
 from dashboard.security import add_security_headers
+from dashboard.viewmodel.vm_detail import find_vm
+from dashboard.viewmodel.warm import warm_default_views
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,7 @@ def route(data: DashboardData, pathname: str | None, filters: Filters | None = N
     filters = filters or state.filters
     if path.startswith(vm_detail.PATH_PREFIX):
         key = unquote(path[len(vm_detail.PATH_PREFIX):].strip("/"))  # /vm/<uuid> or /vm/<name>
-        page = vm_detail.layout(data, data.find_vm(key) or key, filters, lookback=state.lookback_days)
+        page = vm_detail.layout(data, find_vm(data, key) or key, filters, lookback=state.lookback_days)
     elif path == vms.PATH:
         page = vms.layout(data, filters, table_filter=state.table_filter)
     elif path == recommendations.PATH:
@@ -304,7 +306,7 @@ def create_app(
     shared = data is not None
     if data is None:
         data = DashboardData(settings, store, catalogue, data_mode=data_mode, storage=storage, clock=clock,
-                             ttl_s=ttl_s)
+                             ttl_s=ttl_s, view_warmer=warm_default_views)
     server = Flask(__name__)
     app = (LeanDash if lean else Dash)(
         __name__,

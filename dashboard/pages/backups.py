@@ -12,6 +12,7 @@ from dash import Dash, Output, dcc, html
 from dashboard import figures, ids
 from dashboard.data import DashboardData, Filters
 from dashboard.pages.common import FILTER_INPUTS, data_table, kpi, register_drilldown
+from dashboard.viewmodel.backups import backup_rows
 
 PATH = "/backups"
 TITLE = "Backups"
@@ -57,7 +58,7 @@ def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | N
 
 def _build(data: DashboardData,
            filters: Filters) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure]:
-    rows = data.backup_rows(filters)
+    rows = backup_rows(data, filters)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1

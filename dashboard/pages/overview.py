@@ -13,6 +13,8 @@ from dashboard import figures, ids
 from dashboard.data import DashboardData, Filters
 from dashboard.pages import paged
 from dashboard.pages.common import FILTER_INPUTS, badge, kpi, money
+from dashboard.viewmodel.overview import host_loads_view, overview_view
+from dashboard.viewmodel.vms import vm_rows
 
 PATH = "/"
 TITLE = "Overview"
@@ -61,7 +63,7 @@ def sections(data: DashboardData) -> tuple[list[Any], list[Any]]:
 def host_spend(data: DashboardData) -> dict[str, float]:
     """Each host's spend over the default range (the VMs grid's "cost in range", summed by host)."""
     spend: dict[str, float] = {}
-    for row in data.vm_rows(Filters()):
+    for row in vm_rows(data, Filters()):
         if row["host"]:
             spend[row["host"]] = spend.get(row["host"], 0.0) + (row["range_cost"] or 0.0)
     return spend
@@ -79,7 +81,7 @@ def _host_rows(data: DashboardData) -> list[html.Tr]:
     def ratio(x: float | None) -> str:
         return "-" if x is None else f"{x:.2f} : 1"
 
-    loads = sorted(data.host_loads(), key=lambda h: (-spend.get(h.host, 0.0), h.host))
+    loads = sorted(host_loads_view(data), key=lambda h: (-spend.get(h.host, 0.0), h.host))
     return [html.Tr([
         html.Td(h.host), html.Td(f"{spend.get(h.host, 0.0):,.2f}"), html.Td(str(h.vcpus_allocated)),
         html.Td("-" if h.host_cpus is None else str(h.host_cpus)),
@@ -93,7 +95,7 @@ def _host_rows(data: DashboardData) -> list[html.Tr]:
 def hosts_section(data: DashboardData) -> list[Any]:
     """Each host's spend, overcommit (vCPUs of running VMs per host CPU) and how long its vCPUs waited for a
     CPU: one page of hosts, the biggest spenders first, and how many hosts are past a threshold."""
-    loads = data.host_loads()
+    loads = host_loads_view(data)
     if not loads:
         return [html.P("No hosts known yet.", className="rs-muted")]
     share = data.settings.signals.contention_share
@@ -143,7 +145,7 @@ def update(
 def _build(
     data: DashboardData, filters: Filters,
 ) -> tuple[list[html.Div], go.Figure, go.Figure, go.Figure, go.Figure, str]:
-    view = data.overview(filters)
+    view = overview_view(data, filters)
     cur = view.currency
     range_text = data.range_text(filters.range_key)
     cards = [

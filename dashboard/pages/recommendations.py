@@ -22,6 +22,14 @@ from dashboard.pages.common import (
     risk_legend,
     tooltips,
 )
+from dashboard.viewmodel.recommendations import (
+    apply_choice,
+    apply_choices,
+    need_statistic,
+    recommendation_rows,
+    recommendations_csv,
+    savings_risk,
+)
 
 PATH = "/recommendations"
 TITLE = "Recommendations"
@@ -97,7 +105,7 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
         risk_legend(ids.RECS_LEGEND),
         data_table(
             id=ids.RECS_TABLE,
-            columns=columns(data.currency, data.need_statistic()),
+            columns=columns(data.currency, need_statistic(data)),
             widths_px={"risk": 76, "recommended_type": 90},
             wrap_px=WRAPPED,
             hidden=HIDDEN_AT_FIRST,
@@ -119,7 +127,7 @@ def frontier_section(data: DashboardData, lookback: int | None) -> list[Any]:
     """"Savings vs risk": the page's lookback backtested (train on its first half, score on the second)."""
     from analytics.reports.html_report import frontier_figure
 
-    own = data.savings_risk(lookback)
+    own = savings_risk(data, lookback)
     if not own.points or own.vms_evaluated == 0:
         return [html.H2("Savings vs risk"),
                 html.P("Not enough history yet: each half of the lookback needs 30 h over 3 days per VM.",
@@ -150,7 +158,7 @@ def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | N
 
 def _build(data: DashboardData, filters: Filters, lookback: int,
            ) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure, list[dict[str, str]]]:
-    rows = data.recommendation_rows(filters, lookback)
+    rows = recommendation_rows(data, filters, lookback)
     cur = data.currency
     schedules = [r for r in rows if r["finding"] == "schedule"]
     scheduled = sum(r["monthly_savings"] or 0.0 for r in schedules)
@@ -180,7 +188,7 @@ def _build(data: DashboardData, filters: Filters, lookback: int,
     frame = pd.DataFrame(resizes, columns=["name", "monthly_savings", "finding"]) if resizes else pd.DataFrame(
         {"name": [], "monthly_savings": [], "finding": []})
     frame["monthly_savings"] = pd.to_numeric(frame["monthly_savings"]).fillna(0.0)
-    choices = [{"label": name, "value": uuid} for uuid, name, _ in data.apply_choices(filters)]
+    choices = [{"label": name, "value": uuid} for uuid, name, _ in apply_choices(data, filters)]
     return rows, cards, figures.savings_figure(frame, currency=cur), choices
 
 
@@ -191,7 +199,7 @@ def export(data: DashboardData, n_clicks: int | None, range_key: str | None, lab
         return no_update
     filters = Filters.of(range_key, labels, hosts)
     stamp = data.as_of().astimezone(UTC).strftime("%Y%m%dT%H%MZ")
-    return {"content": data.recommendations_csv(filters, lookback),
+    return {"content": recommendations_csv(data, filters, lookback),
             "filename": f"rightsizer-recommendations-{stamp}.csv",
             "type": "text/csv", "base64": False}
 
@@ -199,7 +207,7 @@ def export(data: DashboardData, n_clicks: int | None, range_key: str | None, lab
 def type_choices(data: DashboardData, vm_uuid: str | None, range_key: str | None, labels: list[str] | None,
                  hosts: list[str] | None) -> list[dict[str, str]]:
     """Callback body: machine types the chosen VM may be resized to (its options)."""
-    for uuid, _name, names in data.apply_choices(Filters.of(range_key, labels, hosts)):
+    for uuid, _name, names in apply_choices(data, Filters.of(range_key, labels, hosts)):
         if uuid == vm_uuid:
             return [{"label": n, "value": n} for n in names]
     return []
@@ -256,4 +264,4 @@ def register(app: Dash, data: DashboardData, *, hook: ApplyHook | None = None, *
         if not n_clicks:
             return no_update
         stamp = datetime.now(UTC).strftime("%H:%M:%S UTC")
-        return f"{stamp} {data.apply(hook, vm_uuid, machine_type, token)}"
+        return f"{stamp} {apply_choice(data, hook, vm_uuid, machine_type, token)}"

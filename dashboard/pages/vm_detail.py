@@ -11,6 +11,7 @@ from dash import Dash, Input, Output, dcc, html
 from dashboard import figures, ids
 from dashboard.data import GIB, DashboardData, Filters, FindingView, VmDetailView
 from dashboard.pages.common import FILTER_INPUTS, badge, chips, empty, lookback_control, money, risk_legend
+from dashboard.viewmodel.vm_detail import vm_detail_view
 
 PATH_PREFIX = "/vm/"
 TITLE = "VM"
@@ -179,7 +180,7 @@ def update(data: DashboardData, uuid: str | None, range_key: str | None, labels:
 
 
 def _build(data: DashboardData, uuid: str, filters: Filters, lookback: int) -> _PageParts:
-    view = data.vm_detail(uuid, filters, lookback)
+    view = vm_detail_view(data, uuid, filters, lookback)
     if view is None:
         blank = figures.empty_figure("", "Unknown VM")
         return (empty(f"No VM with UUID or name {uuid!r} in the store. Go back to the VM list."), blank, blank, blank,

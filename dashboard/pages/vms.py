@@ -10,6 +10,8 @@ from dash import Dash, Output, html
 from dashboard import ids
 from dashboard.data import DashboardData, Filters
 from dashboard.pages.common import FILTER_INPUTS, data_table, register_drilldown, tooltips
+from dashboard.viewmodel.recommendations import need_statistic
+from dashboard.viewmodel.vms import vm_rows
 
 PATH = "/vms"
 TITLE = "VMs"
@@ -57,7 +59,7 @@ def layout(data: DashboardData, filters: Filters, *, table_filter: str = "") -> 
         html.Div(note, id=ids.VMS_COUNT, className="rs-note"),
         html.P("Click a row to open the VM. Type in the row under the headers to filter a column "
                "(e.g. > 1 or payments); click a header to sort. * = machine type inferred from the size. "
-               "CPU need is what the recommendations size for: " + (data.need_statistic() or "the strategy's "
+               "CPU need is what the recommendations size for: " + (need_statistic(data) or "the strategy's "
                "statistic") + f" + headroom over the last {data.lookback_days(None)} days (the same name on the "
                "Recommendations and VM pages, in the report and in 'rightsizer recommend'). CPU p95 of hourly "
                "means is a utilisation figure over the selected range, not the need.", className="rs-note"),
@@ -84,7 +86,7 @@ def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | N
            hosts: Sequence[str] | None) -> tuple[list[dict[str, Any]], str]:
     """Callback body: grid rows and the count line."""
     filters = Filters.of(range_key, labels, hosts)
-    rows = data.vm_rows(filters)
+    rows = vm_rows(data, filters)
     total = len(data.selected_vms(Filters()))
     note = f"{len(rows)} VMs match the filters (of {total}); figures over the last {filters.range_key}."
     return rows, note

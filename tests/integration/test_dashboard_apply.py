@@ -14,6 +14,7 @@ from collector.sampler import Sampler
 from collector.store.sqlite import SqliteStore
 from core.settings import load_settings
 from dashboard.data import DashboardData
+from dashboard.viewmodel.recommendations import apply_choice, apply_choices
 from rightsizer.service import make_apply_hook
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,7 @@ def _quiet_history(store, uuid):
 def _offered(data, uuid):
     from dashboard.data import Filters
 
-    return next(names for u, _n, names in data.apply_choices(Filters()) if u == uuid)
+    return next(names for u, _n, names in apply_choices(data, Filters()) if u == uuid)
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def rig(tmp_path):
 def test_wrong_token_applies_nothing(rig):
     _uri, store, data, hook = rig
     (vm,) = store.vms()
-    message = data.apply(hook, vm.uuid, "g1.2", "guess")
+    message = apply_choice(data, hook, vm.uuid, "g1.2", "guess")
     assert "Wrong or missing token" in message
     assert store.audit() == []
 
@@ -65,14 +66,14 @@ def test_right_token_resizes_through_the_action_module(rig):
     uri, store, data, hook = rig
     (vm,) = store.vms()
     first, second = _offered(data, vm.uuid)[:2]
-    message = data.apply(hook, vm.uuid, first, "s3cret")
+    message = apply_choice(data, hook, vm.uuid, first, "s3cret")
     assert message.startswith("rs-dash-web: applied"), message
     (entry,) = store.audit(vm.uuid)
     assert entry.result == "applied" and entry.actor == "dashboard"
     assert entry.after["machine_type"] == first
     assert entry.price_after_per_hour == pytest.approx(load_catalogue().get(first).price_per_hour)
     # a second apply right away is refused by the same pre-check the CLI has (resized recently)
-    again = data.apply(hook, vm.uuid, second, "s3cret")
+    again = apply_choice(data, hook, vm.uuid, second, "s3cret")
     assert "skipped" in again or "recently" in again, again
     assert LibvirtControl(uri).host_capacity().cpus > 0
 

@@ -30,6 +30,9 @@ from collector.store.sqlite import SqliteStore
 from core.settings import Settings
 from dashboard.app import create_app
 from dashboard.data import DashboardData
+from dashboard.viewmodel.overview import overview_view
+from dashboard.viewmodel.recommendations import recommendations_csv
+from dashboard.viewmodel.vm_detail import vm_detail_view
 from dashboard.views import Filters
 from rightsizer.demo import demo_fleet
 from rightsizer.demo_history import seed_synthetic_history
@@ -76,9 +79,9 @@ def _surface_rows(db: Path) -> dict[str, Any]:
         summary = client.get("/api/v1/summary").get_json()
         snap = data.snapshot()
         dash_findings = dict(snap.findings)
-        overview = data.overview(Filters.of("30d", None, None))
-        dash_csv = list(csv.DictReader(io.StringIO(data.recommendations_csv(Filters.of("30d", None, None)))))
-        details = {u: data.vm_detail(u, Filters.of("30d", None, None)) for u in dash_findings}
+        overview = overview_view(data, Filters.of("30d", None, None))
+        dash_csv = list(csv.DictReader(io.StringIO(recommendations_csv(data, Filters.of("30d", None, None)))))
+        details = {u: vm_detail_view(data, u, Filters.of("30d", None, None)) for u in dash_findings}
         return {"analysis": analysis, "economics": economics, "report": report, "api": api, "summary": summary,
                 "dash": dash_findings, "overview": overview, "dash_csv": dash_csv, "details": details}
     finally:
@@ -180,7 +183,7 @@ def test_the_same_window_costs_the_same_on_every_surface(fleet_db: Path, surface
     try:
         data = DashboardData(settings, store, catalogue, data_mode="demo", clock=lambda: now,
                              staged_above_vm_hours=None)
-        dashboard = data.overview(Filters.of("14d", None, None)).range_cost
+        dashboard = overview_view(data, Filters.of("14d", None, None)).range_cost
         app = create_app(settings, store, catalogue, data_mode="demo", data=data, warm=False)
         api = app.server.test_client().get(
             "/api/v1/costs", query_string={"since": "14d", "until": now.isoformat()}).get_json()

@@ -29,6 +29,8 @@ from collector.hypervisor.testfleet import HOST_CPUS, make_fleet, write_fleet
 from collector.store.promql_factory import promql_store
 from collector.store.sqlite import SqliteStore
 from core.settings import load_settings
+from dashboard.viewmodel.overview import host_loads_view
+from dashboard.viewmodel.vms import vm_rows
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +152,7 @@ def _dashboard_lists_every_host(tmp_path: Path, cfg: Path, busy: str, idle: str,
         app = create_app(settings, store, load_catalogue(settings.costs.catalogue), data_mode="central")
         data = dashboard_data(app)
         data.wait_for_refresh(180)
-        rows = data.vm_rows(Filters())
+        rows = vm_rows(data, Filters())
         assert {r["host"] for r in rows} == set(HOSTS)
         assert len([r for r in rows if r["host"] != "hv-real"]) == 10
         real = {r["name"]: r for r in rows if r["host"] == "hv-real"}
@@ -162,7 +164,7 @@ def _dashboard_lists_every_host(tmp_path: Path, cfg: Path, busy: str, idle: str,
         # each agent's libvirt getInfo CPU count, through rightsizer_host_cpus: the Hosts section's overcommit
         real_cpus = libvirt_host_cpus(real_uri)
         assert store.host_cpus() == {"hv-a": HOST_CPUS, "hv-b": HOST_CPUS, "hv-real": real_cpus}
-        loads = {h.host: h for h in data.host_loads()}
+        loads = {h.host: h for h in host_loads_view(data)}
         assert loads["hv-a"].host_cpus == HOST_CPUS and loads["hv-real"].host_cpus == real_cpus, loads
         assert loads["hv-a"].overcommit == pytest.approx(loads["hv-a"].vcpus_allocated / HOST_CPUS)
         data.wait_for_refresh(180)

@@ -10,6 +10,11 @@ from tinyfleet import END, GIB, A, B, C, make_data
 from collector.errors import ActionFailed
 from core.settings import CostSettings, Settings
 from dashboard.data import DEFAULT_RANGE, DashboardData, Filters, csv_safe
+from dashboard.viewmodel.backups import backup_rows
+from dashboard.viewmodel.overview import overview_view
+from dashboard.viewmodel.recommendations import apply_choice, recommendation_rows, recommendations_csv
+from dashboard.viewmodel.vm_detail import vm_detail_view
+from dashboard.viewmodel.vms import vm_rows
 
 # Hand-computed hourly costs (see tinyfleet): compute price + capacity GB x 0.0000907638 + 0.00245833333.
 COST_A = 0.06065813333 + 20 * 0.0000907638 + 0.00245833333  # 0.06493174266
@@ -49,7 +54,7 @@ def test_filter_options_and_as_of(data: DashboardData) -> None:
 
 
 def test_overview_spend_month_to_date_and_forecast(data: DashboardData) -> None:
-    view = data.overview(Filters("24h"))
+    view = overview_view(data, Filters("24h"))
     assert view.currency == "EUR"
     assert len(view.spend_hour) == 24
     assert view.spend_hour["ts"].iloc[-1].to_pydatetime() == END
@@ -68,7 +73,7 @@ def test_overview_spend_month_to_date_and_forecast(data: DashboardData) -> None:
 
 
 def test_overview_utilisation_counts_running_vms_only(data: DashboardData) -> None:
-    util = data.overview(Filters("24h")).utilisation
+    util = overview_view(data, Filters("24h")).utilisation
     first = util.iloc[0]
     assert first["cpu_used_vcpus"] == pytest.approx(0.75)
     assert first["cpu_allocated_vcpus"] == pytest.approx(3.0)  # C is shut off
@@ -80,7 +85,7 @@ def test_overview_utilisation_counts_running_vms_only(data: DashboardData) -> No
 
 
 def test_overview_follows_label_filter(data: DashboardData) -> None:
-    view = data.overview(Filters("24h", ("team=web",)))
+    view = overview_view(data, Filters("24h", ("team=web",)))
     assert view.range_cost == pytest.approx(24 * COST_B)
     assert view.month_to_date == pytest.approx(48 * COST_B)
     assert view.finding_counts == {"under-provisioned": 1}
@@ -88,7 +93,7 @@ def test_overview_follows_label_filter(data: DashboardData) -> None:
 
 
 def test_vm_rows(data: DashboardData) -> None:
-    rows = {r["id"]: r for r in data.vm_rows(Filters("24h"))}
+    rows = {r["id"]: r for r in vm_rows(data, Filters("24h"))}
     a = rows[A]
     assert a["name"] == "pay-api" and a["host"] == "h1" and a["machine_type"] == "c1.2"
     assert a["hourly_cost"] == pytest.approx(round(COST_A, 4))
@@ -101,11 +106,11 @@ def test_vm_rows(data: DashboardData) -> None:
     assert rows[B]["memory_used_gib"] is None
     assert rows[C]["state"] == "shutoff" and rows[C]["cpu_p95_vcpus"] is None
     assert rows[C]["machine_type"].endswith(" *")  # inferred from the size
-    assert [r["id"] for r in data.vm_rows(Filters("24h"))] == [A, C, B]  # biggest saving first
+    assert [r["id"] for r in vm_rows(data, Filters("24h"))] == [A, C, B]  # biggest saving first
 
 
 def test_vm_detail(data: DashboardData) -> None:
-    view = data.vm_detail(A, Filters("7d"))
+    view = vm_detail_view(data, A, Filters("7d"))
     assert view is not None
     assert len(view.hours) == 48 and view.hours["vm"].eq(A).all()
     assert view.machine_type == "c1.2" and view.type_source == "label"
@@ -113,14 +118,14 @@ def test_vm_detail(data: DashboardData) -> None:
     assert view.cost_day["cost"].sum() == pytest.approx(48 * COST_A)
     assert view.finding is not None and view.finding.recommended_type == "g1.1"
     assert view.backup is not None and view.backup.status == "ok"
-    assert data.vm_detail("no-such-uuid", Filters()) is None
+    assert vm_detail_view(data, "no-such-uuid", Filters()) is None
 
 
 def test_recommendation_rows_and_csv_are_formula_safe(data: DashboardData) -> None:
-    rows = data.recommendation_rows(Filters())
+    rows = recommendation_rows(data, Filters())
     assert [r["id"] for r in rows] == [A, C, B]
     assert rows[0]["options"] == "g1.1 (1 vCPU, 4 GiB, 27.30 EUR/month)"
-    text = data.recommendations_csv(Filters())
+    text = recommendations_csv(data, Filters())
     parsed = list(csv.reader(io.StringIO(text)))
     header, body = parsed[0], parsed[1:]
     assert header[:3] == ["name", "uuid", "host"] and "currency" in header
@@ -139,11 +144,11 @@ def test_csv_safe() -> None:
 
 
 def test_backup_rows(data: DashboardData) -> None:
-    rows = {r["id"]: r for r in data.backup_rows(Filters())}
+    rows = {r["id"]: r for r in backup_rows(data, Filters())}
     assert rows[A]["status"] == "ok" and rows[A]["age_h"] == 3.0 and rows[A]["policy_h"] == 24.0
     assert rows[B]["status"] == "never" and rows[B]["policy"] == "24h"  # env=prod default policy
     assert rows[C]["status"] == "no-policy"
-    assert [r["id"] for r in data.backup_rows(Filters())][0] == B  # most urgent first
+    assert [r["id"] for r in backup_rows(data, Filters())][0] == B  # most urgent first
 
 
 def test_apply_refuses_without_enabled_actions(data: DashboardData) -> None:
@@ -153,7 +158,7 @@ def test_apply_refuses_without_enabled_actions(data: DashboardData) -> None:
         calls.append((vm_uuid, machine_type, actor))
         return "applied"
 
-    assert "disabled" in data.apply(hook, A, "g1.1", "secret")
+    assert "disabled" in apply_choice(data, hook, A, "g1.1", "secret")
     assert calls == []
 
 
@@ -166,12 +171,12 @@ def test_apply_checks_token_then_calls_hook(tiny_store: object) -> None:
         calls.append((vm_uuid, machine_type, actor))
         return "applied g1.1"
 
-    assert "Wrong or missing token" in data.apply(hook, A, "g1.1", "guess")
-    assert "Wrong or missing token" in data.apply(hook, A, "g1.1", None)
+    assert "Wrong or missing token" in apply_choice(data, hook, A, "g1.1", "guess")
+    assert "Wrong or missing token" in apply_choice(data, hook, A, "g1.1", None)
     assert calls == []
-    assert data.apply(hook, A, "g1.1", "s3cret") == "pay-api: applied g1.1"
+    assert apply_choice(data, hook, A, "g1.1", "s3cret") == "pay-api: applied g1.1"
     assert calls == [(A, "g1.1", "dashboard")]
-    assert "not in the store" in data.apply(hook, "nope", "g1.1", "s3cret")  # starts a refresh: applied
+    assert "not in the store" in apply_choice(data, hook, "nope", "g1.1", "s3cret")  # starts a refresh: applied
     data.wait_for_refresh()
     assert data.snapshot().built_at > 0
 
@@ -183,23 +188,23 @@ def test_apply_reports_action_errors(tiny_store: object) -> None:
     def hook(vm_uuid: str, machine_type: str, *, actor: str) -> str:
         raise ActionFailed("target needs 8 vCPUs, host has 4")
 
-    assert data.apply(hook, A, "g1.1", "t") == "pay-api: not applied: target needs 8 vCPUs, host has 4"
+    assert apply_choice(data, hook, A, "g1.1", "t") == "pay-api: not applied: target needs 8 vCPUs, host has 4"
 
 
 def test_snapshot_is_reused_within_ttl_and_views_are_memoised(data: DashboardData) -> None:
     first = data.snapshot()
     assert data.snapshot() is first
-    assert data.overview(Filters("24h")) is data.overview(Filters("24h"))
+    assert overview_view(data, Filters("24h")) is overview_view(data, Filters("24h"))
     data.refresh()
     assert data.snapshot() is not first
 
 
 def test_empty_store_gives_empty_views(store: object) -> None:
     data = make_data(store)  # type: ignore[arg-type]
-    view = data.overview(Filters())
+    view = overview_view(data, Filters())
     assert view.vms_total == 0 and view.range_cost == 0.0
-    assert data.vm_rows(Filters()) == []
-    assert data.backup_rows(Filters()) == []
+    assert vm_rows(data, Filters()) == []
+    assert backup_rows(data, Filters()) == []
 
 
 def test_stale_snapshot_is_served_while_a_background_refresh_runs(data: DashboardData) -> None:

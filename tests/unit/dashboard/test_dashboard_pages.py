@@ -17,6 +17,8 @@ from dashboard import ids
 from dashboard.data import DashboardData, Filters
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
 from dashboard.pages.common import drilldown
+from dashboard.viewmodel.recommendations import savings_risk
+from dashboard.viewmodel.vm_detail import find_vm, vm_detail_view
 
 
 def _ids(component: object) -> set[str]:
@@ -95,7 +97,7 @@ def test_vm_detail_charts_name_every_statistic_and_need_by_its_statistic(data: D
     _header, cpu, mem, *_rest = vm_detail.update(data, A, "7d", None, None)
     for fig in (cpu, mem):
         assert all(t.name and t.showlegend is not False for t in fig.data), [t.name for t in fig.data]
-    finding = data.vm_detail(A, Filters.of("7d", None, None), 14).finding
+    finding = vm_detail_view(data, A, Filters.of("7d", None, None), 14).finding
     assert finding is not None and finding.need_memory_statistic == "max of memory used"
     (need,) = [t for t in mem.data if t.name.startswith("need: ")]
     assert need.name == "need: max of memory used + headroom"
@@ -165,7 +167,7 @@ def test_router_finds_a_vm_by_name_as_well_as_by_uuid(data: DashboardData) -> No
     assert page_uuid(f"/vm/{A}") == A
     assert page_uuid("/vm/%3Dcmd%7Ccalc") == C  # the browser percent-encodes the name in the path
     assert page_uuid("/vm/no-such-vm") == "no-such-vm"  # and the page says it does not know it
-    assert data.find_vm("pay-api") == A and data.find_vm("nope") is None
+    assert find_vm(data, "pay-api") == A and find_vm(data, "nope") is None
 
 
 def test_router_fills_pages_for_the_current_filters(data: DashboardData) -> None:
@@ -234,7 +236,7 @@ def test_recommendations_page_draws_savings_vs_risk(tmp_path) -> None:  # type: 
     graph = next(c for c in _walk(page) if getattr(c, "id", None) == ids.RECS_FRONTIER)
     names = [t["name"] for t in graph.figure.to_dict()["data"]]
     assert "in use: balanced" in names and "aws (cpu_headroom_fraction)" in names
-    assert data.savings_risk().vms_evaluated == 1
+    assert savings_risk(data).vms_evaluated == 1
     store.close()
 
 
@@ -247,7 +249,7 @@ def test_savings_vs_risk_follows_the_lookback_control(tmp_path) -> None:  # type
         assert "trained on the first 7.0 days of the 14-day lookback" in " ".join(_texts(section))
         week = " ".join(_texts(html.Div(recommendations.frontier_section(data, 7))))
         assert "trained on the first 3.5 days of the 7-day lookback" in week
-        assert data.savings_risk(7).train_days == 3.5 and data.savings_risk(14).train_days == 7.0
+        assert savings_risk(data, 7).train_days == 3.5 and savings_risk(data, 14).train_days == 7.0
         app = app_module.create_app(Settings(), store, load_catalogue(), data_mode="live", clock=lambda: NOW,
                                     warm=False)
         assert any(ids.RECS_FRONTIER_SECTION in key and ids.RECS_LOOKBACK in str(cb.get("inputs"))

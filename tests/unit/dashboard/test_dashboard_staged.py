@@ -24,6 +24,11 @@ from dashboard.adapters import load_findings
 from dashboard.app import shell
 from dashboard.data import DashboardData, Filters, FindingView, Snapshot
 from dashboard.snapshot import QUICK_WINDOW, build_snapshot
+from dashboard.viewmodel.backups import backup_rows
+from dashboard.viewmodel.overview import host_loads_view, overview_view
+from dashboard.viewmodel.recommendations import recommendation_rows, savings_risk
+from dashboard.viewmodel.vm_detail import vm_detail_view
+from dashboard.viewmodel.vms import vm_rows
 from rightsizer.demo import demo_fleet
 
 END = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -87,15 +92,15 @@ def test_column_limited_snapshot_equals_the_every_column_build(store: SqliteStor
     _same(new.backups, old.backups)
     assert {f.finding for f in new.findings.values()} >= {"over-provisioned", "idle", "optimized"}
     for filters in FILTER_SETS:
-        _same(after.overview(filters), before.overview(filters))
-        _same(after.vm_rows(filters), before.vm_rows(filters))
-        _same(after.recommendation_rows(filters), before.recommendation_rows(filters))
-        _same(after.backup_rows(filters), before.backup_rows(filters))
+        _same(overview_view(after, filters), overview_view(before, filters))
+        _same(vm_rows(after, filters), vm_rows(before, filters))
+        _same(recommendation_rows(after, filters), recommendation_rows(before, filters))
+        _same(backup_rows(after, filters), backup_rows(before, filters))
     for lookback in (7, 30):
-        _same(after.recommendation_rows(Filters(), lookback), before.recommendation_rows(Filters(), lookback))
-    _same(after.host_loads(), before.host_loads())
+        _same(recommendation_rows(after, Filters(), lookback), recommendation_rows(before, Filters(), lookback))
+    _same(host_loads_view(after), host_loads_view(before))
     uuid = new.vms[0].uuid
-    detail_new, detail_old = after.vm_detail(uuid, Filters("30d")), before.vm_detail(uuid, Filters("30d"))
+    detail_new, detail_old = vm_detail_view(after, uuid, Filters("30d")), vm_detail_view(before, uuid, Filters("30d"))
     assert detail_new is not None and detail_old is not None
     _same(dataclasses.replace(detail_new, hours=detail_new.hours),
           dataclasses.replace(detail_old, hours=detail_old.hours[list(detail_new.hours.columns)]))
@@ -116,11 +121,11 @@ def test_staged_snapshot_shows_a_short_window_first_then_the_full_numbers(store:
     assert not first.complete and first.findings == {} and first.backups == {}
     assert first.window_end - first.window_start == QUICK_WINDOW
     assert "showing the last 24 h" in staged.loading_note()
-    view = staged.overview(Filters())  # the 14-day range is cut to the window shown
+    view = overview_view(staged, Filters())  # the 14-day range is cut to the window shown
     assert len(view.spend_hour) == 24 and view.vms_total == 40
     assert math.isnan(view.month_to_date) and math.isnan(view.potential_monthly_savings)
     assert view.forecast_basis == staged.loading_note()
-    reference = full.overview(Filters())
+    reference = overview_view(full, Filters())
     assert view.run_rate_now == pytest.approx(reference.run_rate_now)
     pd.testing.assert_frame_equal(view.spend_hour.reset_index(drop=True),
                                   reference.spend_hour.tail(24).reset_index(drop=True))
@@ -132,7 +137,7 @@ def test_staged_snapshot_shows_a_short_window_first_then_the_full_numbers(store:
     assert staged.is_complete() and staged.loading_note() == "" and staged.range_text("14d") == "last 14d"
     assert ids.STAGED_POLL not in str(shell(staged))
     for filters in FILTER_SETS:
-        _same(staged.overview(filters), full.overview(filters))
-        _same(staged.vm_rows(filters), full.vm_rows(filters))
-        _same(staged.recommendation_rows(filters), full.recommendation_rows(filters))
-    _same(staged.savings_risk(14), full.savings_risk(14))
+        _same(overview_view(staged, filters), overview_view(full, filters))
+        _same(vm_rows(staged, filters), vm_rows(full, filters))
+        _same(recommendation_rows(staged, filters), recommendation_rows(full, filters))
+    _same(savings_risk(staged, 14), savings_risk(full, 14))

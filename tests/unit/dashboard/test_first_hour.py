@@ -16,6 +16,8 @@ from collector.model import SampleBatch, UsagePoint, VmRef, VmSample, VmState
 from collector.store.sqlite import SqliteStore
 from core.settings import Settings
 from dashboard.data import DashboardData
+from dashboard.viewmodel.overview import overview_view
+from dashboard.viewmodel.vms import vm_rows
 from dashboard.views import Filters
 
 GIB = 1024**3
@@ -59,14 +61,14 @@ def test_first_half_hour_shows_run_rate_utilisation_and_when_findings_are_ready(
         data = DashboardData(Settings(), store, catalogue, data_mode="live", clock=lambda: NOW)
         price = catalogue.get("g1.1")
         assert price is not None
-        view = data.overview(Filters())
+        view = overview_view(data, Filters())
         assert view.running_now == 2  # busy and calm; halted stopped in the newest cycle
         assert view.run_rate_now > 0
         assert abs(view.run_rate_now - 2 * price.price_per_hour) < 1e-9  # no disks: compute only
-        rows = {r["name"]: r for r in data.vm_rows(Filters())}
+        rows = {r["name"]: r for r in vm_rows(data, Filters())}
         assert rows["busy"]["cpu_p95_vcpus"] == 1.0 and rows["calm"]["cpu_p95_vcpus"] == 0.1
         assert rows["busy"]["memory_used_gib"] == 0.5
-        only_web = data.overview(Filters.of(None, ["team=web"], None))
+        only_web = overview_view(data, Filters.of(None, ["team=web"], None))
         assert only_web.running_now == 1 and abs(only_web.run_rate_now - price.price_per_hour) < 1e-9
         for uuid in (BUSY.uuid, CALM.uuid):
             f = data.snapshot().findings[uuid]
@@ -97,7 +99,7 @@ def test_first_hour_forecast_runs_on_the_run_rate_now(tmp_path: Path) -> None:
     store = _half_hour_store(tmp_path / "s.db")
     try:
         data = DashboardData(Settings(), store, load_catalogue(), data_mode="live", clock=lambda: NOW)
-        view = data.overview(Filters())
+        view = overview_view(data, Filters())
         left_h = (datetime(2026, 12, 1, tzinfo=UTC) - NOW).total_seconds() / 3600
         assert view.run_rate_now > 0
         assert abs(view.forecast_month_end - (view.month_to_date + view.run_rate_now * left_h)) < 1e-6
@@ -124,7 +126,7 @@ def test_vms_table_cpu_in_the_first_minutes_comes_from_the_raw_samples(tmp_path:
         hour = store.frame(NOW.replace(minute=0), clock_now, resolution="hour")
         assert hour["samples"].tolist() == [4.0] and hour["running_s"].tolist() == [180.0]
         data = DashboardData(Settings(), store, load_catalogue(), data_mode="live", clock=lambda: clock_now)
-        [row] = data.vm_rows(Filters())
+        [row] = vm_rows(data, Filters())
         assert row["cpu_p95_vcpus"] is not None and abs(row["cpu_p95_vcpus"] - 1.2) < 1e-9  # mean of 1.1..1.3
     finally:
         store.close()

@@ -1,0 +1,34 @@
+"""Helpers the page views share: per-row costs of the snapshot's arrays, rounding for JSON rows."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from dashboard.snapshot import Snapshot
+
+
+def row_costs(arr: Mapping[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """fleet_costs' ``cost`` of the rows (a mask or positions): compute (0 when unpriced) plus storage."""
+    cost: np.ndarray = arr["compute_cost"][rows] + arr["storage_cost"][rows]
+    return cost
+
+
+def cost_rows(snap: Snapshot, rows: np.ndarray) -> pd.DataFrame:
+    """fleet_costs' ``ts``, ``compute_cost`` (NaN when unpriced), ``storage_cost`` and ``cost`` of the rows."""
+    arr = snap.arrays
+    return pd.DataFrame({
+        "ts": pd.DatetimeIndex(snap.hours["ts"].iloc[rows]).as_unit("ns"),
+        "compute_cost": np.where(arr["priced"][rows], arr["compute_cost"][rows], np.nan),
+        "storage_cost": arr["storage_cost"][rows],
+        "cost": row_costs(arr, rows),
+    })
+
+
+def round_or_none(value: float | None, digits: int) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), digits)
