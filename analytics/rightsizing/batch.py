@@ -9,8 +9,8 @@ Results are the per-VM path's, bit for bit: groups of equal length are stacked i
 reduced row by row with the same numpy operations (a row's sum is the same pairwise sum as the 1-D call;
 percentiles use :func:`analytics.rightsizing.base.percentile`'s own interpolation), never regrouped sums
 such as ``np.bincount`` whose rounding differs. Strategies: those whose estimate is
-:func:`~analytics.rightsizing.base.percentile_estimate` (``aws``, ``krr``) and ours without the daily-peak
-rule; anything else returns ``None`` and runs the per-VM path.
+:func:`~analytics.rightsizing.base.percentile_estimate` (``aws``, ``krr``) and ours by the percentile rule
+without the daily-peak rule; anything else returns ``None`` and runs the per-VM path.
 """
 
 from __future__ import annotations
@@ -24,26 +24,15 @@ import numpy as np
 from analytics.rightsizing.base import (
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
-    DimensionNeed,
-    Need,
     Strategy,
     percentile_estimate,
 )
+from analytics.rightsizing.default import estimate as ours
+from analytics.rightsizing.needs import DimensionNeed, Need, PreparedNeed
 from analytics.rightsizing.settings import RightsizerSettings, StrategySettings
 
 #: The history step of the fleet path (hourly rollups), seconds.
 INTERVAL_S = 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedNeed:
-    """One VM's lookback as ``decide`` measures it: samples with CPU data, hours they cover, days they
-    span, and the strategy's need (None when there are no samples)."""
-
-    samples: int
-    coverage_hours: float
-    span_days: float
-    need: Need | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +52,9 @@ def supports(strategy: Strategy, settings: StrategySettings) -> bool:
     """True when :func:`fleet_needs` gives this strategy's needs (see the module doc)."""
     if strategy.estimate is percentile_estimate:
         return True
-    from analytics.rightsizing.default import estimate as ours
-
     return (strategy.estimate is ours and isinstance(settings, RightsizerSettings)
-            and settings.daily_peak_percentile <= 0)
+            and settings.daily_peak_percentile <= 0 and settings.cpu_risk_pct is None
+            and settings.memory_risk_pct is None)
 
 
 def fleet_needs(cols: FleetColumns, strategy: Strategy, settings: StrategySettings, *, end_s: float
