@@ -68,7 +68,7 @@ SWEEP_KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     "vpa": ("target_percentile", (50.0, 75.0, 90.0, 95.0, 99.0)),
     BUDGET_STRATEGY: ("budget_pct", (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)),
     MEMORY_STRATEGY: ("memory_percentile", (99.5, 99.8, 99.9, 99.95, 100.0)),
-    RISK_STRATEGY: ("risk_pct", (0.3, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0)),
+    RISK_STRATEGY: ("risk_pct", (0.3, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 35.0, 50.0)),
 }
 SWEEP_STRATEGIES: tuple[str, ...] = tuple(SWEEP_KNOBS)
 POINT_COLUMNS: tuple[str, ...] = ("strategy", "knob", "value", "savings_pct", "cpu_overrun_pct", "mem_overrun_pct")

@@ -45,8 +45,12 @@ from analytics.rightsizing.base import UsageHistory
 from analytics.rightsizing.needs import DimensionNeed
 from analytics.rightsizing.settings import RightsizerSettings
 
-#: CPU: the percentile of interval demand the margin is added to, and the centre of the spread.
+#: The base levels the calibration chooses from (percentiles of the training values), per dimension; the
+#: defaults when a dimension has no calibration yet; and the centre of the spread.
+CPU_BASES: tuple[float, ...] = (90.0, 95.0, 99.0, 99.9, 100.0)
+MEMORY_BASES: tuple[float, ...] = (95.0, 99.0, 99.9, 100.0)
 CPU_BASE_PERCENTILE = 99.0
+MEMORY_BASE_PERCENTILE = 100.0
 CENTRE_PERCENTILE = 50.0
 #: Part of the base level every scale has, so that a flat series still gets a margin (share of base).
 SPREAD_FLOOR = 0.02
@@ -101,23 +105,13 @@ def row_percentiles(block: np.ndarray, qs: Sequence[float]) -> np.ndarray:
     return out
 
 
-def _shapes(block: np.ndarray, base_q: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row: base, centre and scale arrays (NaN for rows with too few values)."""
-    stats = row_percentiles(block, (base_q, CENTRE_PERCENTILE))
-    base, centre = stats[:, 0], stats[:, 1]
-    scale = (base - centre) + SPREAD_FLOOR * base
-    few = np.count_nonzero(~np.isnan(block), axis=1) < MIN_CALIBRATION_INTERVALS
-    scale[few | ~(scale > 0)] = np.nan
-    return base, centre, scale
-
-
 def shape(values: np.ndarray, *, base_percentile: float) -> Shape | None:
     """The shape of one VM's series (NaN = no value); None when it has no value."""
-    base, centre, _ = _shapes(values[None, :], base_percentile)
-    if math.isnan(base[0]):
+    base, centre = row_percentiles(values[None, :], (base_percentile, CENTRE_PERCENTILE))[0]
+    if math.isnan(base):
         return None
-    scale = (base[0] - centre[0]) + SPREAD_FLOOR * base[0]
-    return Shape(float(base[0]), float(centre[0]), float(scale))
+    scale = (base - centre) + SPREAD_FLOOR * base
+    return Shape(float(base), float(centre), float(scale))
 
 
 def _padded(series: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -131,28 +125,84 @@ def _padded(series: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
     return times, values
 
 
-def pooled_scores(series: Sequence[tuple[np.ndarray, np.ndarray]], *, base_percentile: float,
-                  cut_fractions: Sequence[float] = CUT_FRACTIONS) -> np.ndarray:
-    """Every held-out score ``(value - base) / scale`` of every VM and cut, pooled (1-D, finite).
-
-    ``series``: per VM, ascending times (s) and values (NaN = none) of its training window only.
-    """
+def _cuts(series: Sequence[tuple[np.ndarray, np.ndarray]], qs: Sequence[float],
+          cut_fractions: Sequence[float]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per cut: the percentiles ``qs`` of each VM's part before it (rows x qs; rows with fewer than
+    :data:`MIN_CALIBRATION_INTERVALS` values NaN), its median, and the held-out values after it (rows x width)."""
     times, values = _padded(series)
     if values.size == 0:
-        return np.empty(0)
+        return []
     valid = ~np.isnan(values)
     has = valid.any(axis=1)
     first = np.where(has, np.where(valid, times, np.inf).min(axis=1), 0.0)
     last = np.where(has, np.where(valid, times, -np.inf).max(axis=1), 0.0)
     out = []
     for f in cut_fractions:
-        cut = (first + f * (last - first))[:, None]
-        before = times < cut
-        base, _, scale = _shapes(np.where(before, values, np.nan), base_percentile)
-        held = np.where(before, np.nan, values)
-        scores = (held - base[:, None]) / scale[:, None]
+        before = times < (first + f * (last - first))[:, None]
+        part = np.where(before, values, np.nan)
+        stats = row_percentiles(part, (*qs, CENTRE_PERCENTILE))
+        stats[np.count_nonzero(~np.isnan(part), axis=1) < MIN_CALIBRATION_INTERVALS] = np.nan
+        out.append((stats[:, :-1], stats[:, -1], np.where(before, np.nan, values)))
+    return out
+
+
+def _scale(base: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Each VM's margin unit, (base - centre) + SPREAD_FLOOR x base; NaN where it is not positive."""
+    scale: np.ndarray = (base - centre) + SPREAD_FLOOR * base
+    scale[~(scale > 0)] = np.nan
+    return scale
+
+
+def pooled_scores(series: Sequence[tuple[np.ndarray, np.ndarray]], *, base_percentile: float,
+                  cut_fractions: Sequence[float] = CUT_FRACTIONS) -> np.ndarray:
+    """Every held-out score ``(value - base) / scale`` of every VM and cut, pooled (1-D, finite).
+
+    ``series``: per VM, ascending times (s) and values (NaN = none) of its training window only.
+    """
+    out = [np.empty(0)]
+    for stats, centre, held in _cuts(series, (base_percentile,), cut_fractions):
+        scores = (held - stats[:, :1]) / _scale(stats[:, 0], centre)[:, None]
         out.append(scores[np.isfinite(scores)])
     return np.concatenate(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """One dimension's fleet calibration: the base percentile chosen, its margin, and the held-out cost
+    it minimised (sum over VMs and cuts of need x held-out intervals, in the dimension's unit)."""
+
+    base_percentile: float
+    margin: float
+    held_out_cost: float
+
+
+def calibrate_dimension(series: Sequence[tuple[np.ndarray, np.ndarray]], risk_pct: float,
+                        bases: Sequence[float], cut_fractions: Sequence[float] = CUT_FRACTIONS
+                        ) -> Calibration | None:
+    """The base percentile (of ``bases``) and margin that meet ``risk_pct`` on the held-out parts at the
+    least held-out cost; None when no VM has enough history for a score.
+
+    For each candidate base the margin is the conformal quantile of the pooled scores; the candidates are
+    then compared by what their needs would have cost over the held-out parts (need x intervals): at the
+    same held-out overrun rate, the statistic that predicts the future best needs the least.
+    """
+    cuts = _cuts(series, bases, cut_fractions)
+    best: Calibration | None = None
+    for j, q in enumerate(bases):
+        parts = [(stats[:, j], _scale(stats[:, j], centre), held) for stats, centre, held in cuts]
+        scores = [((held - base[:, None]) / scale[:, None]) for base, scale, held in parts]
+        pooled = np.concatenate([np.empty(0), *(z[np.isfinite(z)] for z in scores)])
+        margin = conformal_margin(pooled, risk_pct)
+        if margin is None:
+            continue
+        cost = 0.0
+        for (base, scale, _), z in zip(parts, scores, strict=True):
+            counts = np.count_nonzero(np.isfinite(z), axis=1)
+            need = np.maximum(base + margin * scale, 0.0)
+            cost += float(np.sum(np.where(counts > 0, need * counts, 0.0)))
+        if best is None or cost < best.held_out_cost:
+            best = Calibration(q, margin, cost)
+    return best
 
 
 def conformal_margin(scores: np.ndarray, risk_pct: float) -> float | None:
@@ -178,24 +228,23 @@ def _windows(histories: Sequence[UsageHistory], lookback_days: float, memory: bo
 
 
 def calibrate(histories: Sequence[UsageHistory], settings: RightsizerSettings) -> RightsizerSettings:
-    """``settings`` with ``cpu_margin`` / ``memory_margin`` fitted on the histories' training windows.
+    """``settings`` with each calibrated dimension's base percentile and margin fitted on the histories.
 
     ``histories``: :class:`~analytics.rightsizing.base.UsageHistory` values, each only what the strategy
-    may see. A dimension whose risk target is None, or that has no scores (no history long enough), keeps
-    its margin.
+    may see (the training window). A dimension whose risk target is None, or that has no scores (no
+    history long enough), keeps its settings.
     """
     update: dict[str, float] = {}
     if settings.cpu_risk_pct is not None:
-        scores = pooled_scores(_windows(histories, settings.lookback_days, False),
-                               base_percentile=CPU_BASE_PERCENTILE)
-        margin = conformal_margin(scores, settings.cpu_risk_pct)
-        if margin is not None:
-            update["cpu_margin"] = margin
+        cpu = calibrate_dimension(_windows(histories, settings.lookback_days, False), settings.cpu_risk_pct,
+                                  CPU_BASES)
+        if cpu is not None:
+            update |= {"cpu_margin": cpu.margin, "cpu_base_percentile": cpu.base_percentile}
     if settings.memory_risk_pct is not None:
-        scores = pooled_scores(_windows(histories, settings.lookback_days, True), base_percentile=100.0)
-        margin = conformal_margin(scores, settings.memory_risk_pct)
-        if margin is not None:
-            update["memory_margin"] = margin
+        mem = calibrate_dimension(_windows(histories, settings.lookback_days, True), settings.memory_risk_pct,
+                                  MEMORY_BASES)
+        if mem is not None:
+            update |= {"memory_margin": mem.margin, "memory_base_percentile": mem.base_percentile}
     return settings.model_copy(update=update) if update else settings
 
 

@@ -45,7 +45,13 @@ from analytics.rightsizing.base import (
     percentile,
     percentile_estimate,
 )
-from analytics.rightsizing.calibrated import CPU_BASE_PERCENTILE, calibrate, dimension_need, shape
+from analytics.rightsizing.calibrated import (
+    CPU_BASE_PERCENTILE,
+    MEMORY_BASE_PERCENTILE,
+    calibrate,
+    dimension_need,
+    shape,
+)
 from analytics.rightsizing.needs import DimensionNeed, Need
 from analytics.rightsizing.settings import RightsizerSettings
 
@@ -94,26 +100,28 @@ def estimate(history: UsageHistory, settings: RightsizerSettings) -> Need:
         peak_need = daily_peak_need(history, settings)
         if peak_need.value > cpu.value:
             cpu = peak_need
+    floor = None
+    if settings.cpu_risk_pct is None and memory is not None and settings.vcpu_floor_memory_headroom_fraction > 0:
+        floor = memory.observed * (1.0 + settings.vcpu_floor_memory_headroom_fraction)
     if settings.cpu_risk_pct is None and settings.memory_risk_pct is None:
-        floor = None
-        if memory is not None and settings.vcpu_floor_memory_headroom_fraction > 0:
-            floor = memory.observed * (1.0 + settings.vcpu_floor_memory_headroom_fraction)
         return Need(cpu=cpu, memory=memory, cpu_floor_memory_bytes=floor)
     if ((settings.cpu_risk_pct is not None and settings.cpu_margin is None)
             or (settings.memory_risk_pct is not None and settings.memory_margin is None)):
         settings = calibrate([history], settings)
-    window = history
     if settings.cpu_risk_pct is not None and settings.cpu_margin is not None:
-        s = shape(window.cpu_vcpus, base_percentile=CPU_BASE_PERCENTILE)
+        q = settings.cpu_base_percentile or CPU_BASE_PERCENTILE
+        s = shape(history.cpu_vcpus, base_percentile=q)
         if s is not None:
             cpu = dimension_need(s, settings.cpu_margin, settings.cpu_risk_pct, what="CPU",
-                                 statistic=f"p{CPU_BASE_PERCENTILE:g} of CPU demand", peak=cpu.peak)
+                                 statistic=f"p{q:g} of CPU demand", peak=cpu.peak)
     if memory is not None and settings.memory_risk_pct is not None and settings.memory_margin is not None:
-        s = shape(window.memory_used_bytes, base_percentile=100.0)
+        q = settings.memory_base_percentile or MEMORY_BASE_PERCENTILE
+        s = shape(history.memory_used_bytes, base_percentile=q)
         if s is not None:
             memory = dimension_need(s, settings.memory_margin, settings.memory_risk_pct, what="memory",
-                                    statistic="max of memory used", peak=memory.peak)
-    return Need(cpu=cpu, memory=memory)
+                                    statistic="max of memory used" if q >= 100 else f"p{q:g} of memory used",
+                                    peak=memory.peak)
+    return Need(cpu=cpu, memory=memory, cpu_floor_memory_bytes=floor)
 
 
 def calibrate_fleet(histories: Sequence[UsageHistory], settings: RightsizerSettings) -> RightsizerSettings:

@@ -75,6 +75,12 @@ class RightsizerSettings(StrategySettings):
     memory_margin: float | None = Field(
         None, ge=-1, le=1000,
         description="calibrated memory margin in units of each VM's spread (set by the fleet calibration)")
+    cpu_base_percentile: float | None = Field(
+        None, gt=0, le=100,
+        description="calibrated CPU base level, a percentile of interval demand (set by the fleet calibration)")
+    memory_base_percentile: float | None = Field(
+        None, gt=0, le=100,
+        description="calibrated memory base level, a percentile of memory used (set by the fleet calibration)")
 
 
 #: The settings that turn the calibrated rules off: our strategy then sizes by the percentile rule above
