@@ -532,6 +532,8 @@ def recommend_frame(
         pressure = pressure_signals(frame, signal_settings, now=pd.Timestamp(now),
                                     lookback_days=settings.lookback_days)
     peak_ratios = fleet_peak_ratios(cols, end_s=end_s, lookback_days=settings.lookback_days)
+    histories = [_history(vm, series.get(vm.uuid, empty), pressure.get(vm.uuid), end_s) for vm in vms]
+    settings = chosen.fleet_settings(histories, settings)  # ours: margins calibrated on the whole fleet
     prepared = fleet_needs(FleetColumns(len(cols.names), cols.codes, cols.ts_s, cols.cpu_p95, cols.cpu_max,
                                         cols.mem_max, cols.running_s), chosen, settings, end_s=end_s)
     code_of = {name: i for i, name in enumerate(cols.names)} if prepared is not None else {}
@@ -540,8 +542,6 @@ def recommend_frame(
     # patterns are fitted before the findings are made, so each finding is made with its own
     patterns = fit_vm_patterns(recent, schedules, idle_settings or IdleSettings())
     decided: list[tuple[Recommendation, str, float]] = []
-    histories = [_history(vm, series.get(vm.uuid, empty), pressure.get(vm.uuid), end_s) for vm in vms]
-    settings = chosen.fleet_settings(histories, settings)  # ours: margins calibrated on the whole fleet
     for vm, history in zip(vms, histories, strict=True):
         current, source = resolve_machine_type(vm, catalogue)
         resolved = resolve_policy(policies or (), uuid=vm.uuid, name=vm.name, labels=vm.labels or {})
