@@ -62,7 +62,9 @@ resizes and applies stops only with --allow-stop. Strategy settings below overri
 defaults; each applies only to strategies that have it.
 """
 
-_SKIP_FIELDS = frozenset({"lookback_days", "min_monthly_savings"})
+_SKIP_FIELDS = frozenset({"lookback_days", "min_monthly_savings",
+                          # outputs of the fleet calibration, not inputs
+                          "cpu_margin", "memory_margin", "cpu_base_percentile", "memory_base_percentile"})
 
 
 def _flag(name: str) -> str:
