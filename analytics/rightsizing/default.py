@@ -26,6 +26,12 @@ frontier showed they buy no less overrun for the savings they cost: the P90 of t
 demand (``daily_peak_percentile``) and "a growing trend blocks a downsize" (``trend_blocks_downsize``;
 at 21 training days it cost 15 points of savings for no change in CPU overrun).
 
+With ``cpu_risk_pct`` / ``memory_risk_pct`` set (no profile sets them; ``--sweep``'s ``rightsizer-risk``
+curve and the flags of the same names do) a dimension is sized instead by per-VM headroom calibrated on the
+fleet (:mod:`analytics.rightsizing.calibrated`): its own base level plus a fleet margin in units of its own
+spread. On the dev trace that curve does not dominate the profiles' points at 7-14 training days (README,
+"Backtest"), so the profiles keep the rules above.
+
 Memory is not compressible; no profile sizes it below the maximum used. Unknown memory use is never
 downsized (shared rule). The same rules run on stored hourly rollups and on raw traces.
 """
