@@ -110,12 +110,25 @@ def row_percentiles(block: np.ndarray, qs: Sequence[float]) -> np.ndarray:
 
 
 def shape(values: np.ndarray, *, base_percentile: float) -> Shape | None:
-    """The shape of one VM's series (NaN = no value); None when it has no value."""
-    base, centre = row_percentiles(values[None, :], (base_percentile, CENTRE_PERCENTILE))[0]
-    if math.isnan(base):
+    """The shape of one VM's series (NaN = no value); None when it has no value.
+
+    The same interpolation as :func:`row_percentiles` (and the fleet path's), on one sorted series.
+    """
+    ordered = np.sort(values[~np.isnan(values)])
+    if len(ordered) == 0:
         return None
-    scale = (base - centre) + SPREAD_FLOOR * base
-    return Shape(float(base), float(centre), float(scale))
+    base, centre = (_at(ordered, q) for q in (base_percentile, CENTRE_PERCENTILE))
+    return Shape(base, centre, (base - centre) + SPREAD_FLOOR * base)
+
+
+def _at(ordered: np.ndarray, q: float) -> float:
+    """The q-th percentile (0..100, linear) of an ascending array without NaN."""
+    last = len(ordered) - 1
+    pos = q / 100.0 * last
+    lo = math.floor(pos)
+    hi = min(lo + 1, last)
+    low = ordered[lo]
+    return float(low + (ordered[hi] - low) * (pos - lo))
 
 
 def _padded(series: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
