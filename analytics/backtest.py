@@ -194,13 +194,24 @@ def evaluate_vm(
     train_days: float,
     settings: Mapping[str, StrategySettings] | None = None,
 ) -> dict[str, VmResult]:
-    """Train every strategy on the VM's first ``train_days`` and score it on the rest (per strategy name)."""
+    """Train every strategy on the VM's first ``train_days`` and score it on the rest (per strategy name).
+
+    A strategy with a fleet pass (ours: calibrated margins) runs it on this VM alone here; a fleet
+    backtest (:func:`run_backtest`) runs it once over every VM's training window.
+    """
     split = _split(vm, catalogue, train_days)
     out: dict[str, VmResult] = {}
     for strategy in strategies:
-        rec = _recommend(split, strategy, catalogue, (settings or {}).get(strategy.name))
+        chosen = fleet_settings(strategy, [split], (settings or {}).get(strategy.name))
+        rec = _recommend(split, strategy, catalogue, chosen)
         out[strategy.name] = _score(vm, split, rec, rec.recommended_type)
     return out
+
+
+def fleet_settings(strategy: Strategy, splits: Sequence[_Split],
+                   settings: StrategySettings | None) -> StrategySettings:
+    """The strategy's settings after its fleet pass over the splits' *training* histories only."""
+    return strategy.fleet_settings([sp.history for sp in splits], settings or strategy.default_settings())
 
 
 def summarise(strategy: str, rows: Sequence[VmResult], *, train_days: float, currency: str) -> StrategyResult:
@@ -247,11 +258,14 @@ def run_backtest(
     """
     if train_days <= 0:
         raise ValueError(f"train_days must be positive, got {train_days!r}")
-    per_strategy: dict[str, list[VmResult]] = {s.name: [] for s in strategies}
-    for vm in (progress(vms) if progress is not None else vms):
-        for name, row in evaluate_vm(vm, strategies, catalogue, train_days=train_days, settings=settings).items():
-            per_strategy[name].append(row)
-    return [summarise(s.name, per_strategy[s.name], train_days=train_days, currency=currency) for s in strategies]
+    splits = [(vm, _split(vm, catalogue, train_days)) for vm in (progress(vms) if progress is not None else vms)]
+    out = []
+    for strategy in strategies:
+        chosen = fleet_settings(strategy, [sp for _, sp in splits], (settings or {}).get(strategy.name))
+        rows = [_score(vm, sp, rec, rec.recommended_type)
+                for vm, sp in splits for rec in (_recommend(sp, strategy, catalogue, chosen),)]
+        out.append(summarise(strategy.name, rows, train_days=train_days, currency=currency))
+    return out
 
 
 COMPARISON_COLUMNS: tuple[str, ...] = (

@@ -5,8 +5,10 @@ with one knob value: ``{strategy, knob, value, savings_pct, cpu_overrun_pct, mem
 The knobs are the anchors' own published choices where they have them (AWS Compute Optimizer's CPU
 headroom 0/10/20/30 %; KRR's CPU percentile; VPA's target percentile), ours its CPU percentile (the
 uniform-percentile family) and its profiles, ``rightsizer-budget`` the fleet risk budget
-(:mod:`analytics.rightsizing.budget`) as a share of training intervals, and ``rightsizer-memory`` the
-aggressive end where memory is traded too (:data:`MEMORY_CURVE_BASE`).
+(:mod:`analytics.rightsizing.budget`) as a share of training intervals, ``rightsizer-memory`` the
+aggressive end where memory is traded too (:data:`MEMORY_CURVE_BASE`), and ``rightsizer-risk`` our
+fleet-calibrated per-VM headroom (:mod:`analytics.rightsizing.calibrated`) across its risk target
+(knob ``risk_pct``: the CPU overrun target in % of intervals, memory at :data:`MEMORY_RISK_SHARE` of it).
 """
 
 from __future__ import annotations
@@ -15,12 +17,22 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from analytics.backtest import StrategyResult, _Named, _recommend, _score, _Split, _split, summarise
+from analytics.backtest import (
+    StrategyResult,
+    _Named,
+    _recommend,
+    _score,
+    _Split,
+    _split,
+    fleet_settings,
+    summarise,
+)
 from analytics.catalogue import MachineType
 from analytics.rightsizing import get_strategy
 from analytics.rightsizing.base import FittingCatalogue, Recommendation
 from analytics.rightsizing.budget import BudgetVm, allocate, price_path
 from analytics.rightsizing.settings import (
+    PERCENTILE_RULE,
     PROFILES,
     SETTINGS_TYPES,
     RightsizerSettings,
@@ -31,10 +43,23 @@ from analytics.traces import TraceVm
 
 BUDGET_STRATEGY = "rightsizer-budget"
 MEMORY_STRATEGY = "rightsizer-memory"
+RISK_STRATEGY = "rightsizer-risk"
 #: Our aggressive end: CPU at P90 of interval demand, no headroom, no vCPU floor, and memory sized at a
 #: percentile of used memory (below 100 memory overruns become possible: memory is traded too).
-MEMORY_CURVE_BASE: dict[str, float] = {"cpu_percentile": 90.0, "cpu_headroom_fraction": 0.0,
-                                       "memory_headroom_fraction": 0.0, "vcpu_floor_memory_headroom_fraction": 0.0}
+MEMORY_CURVE_BASE: dict[str, float | None] = {
+    **PERCENTILE_RULE, "cpu_percentile": 90.0, "cpu_headroom_fraction": 0.0, "memory_headroom_fraction": 0.0,
+    "vcpu_floor_memory_headroom_fraction": 0.0}
+#: Our knobs that size by the percentile rule (the uniform-headroom family), not the calibrated one.
+PERCENTILE_KNOBS = frozenset({"cpu_percentile", "cpu_headroom_fraction", "memory_percentile",
+                              "memory_headroom_fraction"})
+
+
+def risk_curve_settings(risk_pct: float) -> dict[str, float]:
+    """Our calibrated rules at one risk target: CPU at ``risk_pct``, memory at :data:`MEMORY_RISK_SHARE` of it."""
+    return {"cpu_risk_pct": risk_pct, "memory_risk_pct": risk_pct * MEMORY_RISK_SHARE}
+
+
+MEMORY_RISK_SHARE = 0.01
 #: Strategy -> (knob, values). VPA's knob moves its CPU and memory target percentiles together.
 SWEEP_KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     "rightsizer": ("cpu_percentile", (80.0, 90.0, 95.0, 99.0, 99.5, 99.9, 100.0)),
@@ -43,6 +68,7 @@ SWEEP_KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     "vpa": ("target_percentile", (50.0, 75.0, 90.0, 95.0, 99.0)),
     BUDGET_STRATEGY: ("budget_pct", (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)),
     MEMORY_STRATEGY: ("memory_percentile", (99.5, 99.8, 99.9, 99.95, 100.0)),
+    RISK_STRATEGY: ("risk_pct", (0.3, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 35.0, 50.0)),
 }
 SWEEP_STRATEGIES: tuple[str, ...] = tuple(SWEEP_KNOBS)
 POINT_COLUMNS: tuple[str, ...] = ("strategy", "knob", "value", "savings_pct", "cpu_overrun_pct", "mem_overrun_pct")
@@ -76,6 +102,10 @@ def knob_settings(strategy: str, knob: str, value: float | str) -> StrategySetti
         return model.model_validate(profile_settings(str(value)))
     if knob == "target_percentile":
         return model.model_validate({"cpu_percentile": value, "memory_percentile": value})
+    if model is RightsizerSettings and knob in PERCENTILE_KNOBS:  # our uniform-percentile family
+        return model.model_validate({**PERCENTILE_RULE, knob: value})
+    if knob == "risk_pct":
+        return model.model_validate(risk_curve_settings(float(value)))
     return model.model_validate({knob: value})
 
 
@@ -114,7 +144,7 @@ class Frontier:
     def recommendations(self, strategy: str, settings: StrategySettings) -> list[Recommendation]:
         """Each VM's recommendation from its training window (same order as ``splits``)."""
         chosen = get_strategy(strategy)
-        settings = self._settings(settings)
+        settings = fleet_settings(chosen, [sp for _, sp in self.splits], self._settings(settings))
         return [_recommend(sp, chosen, self.catalogue, settings) for _, sp in self.splits]
 
     def score_types(self, name: str, recs: Sequence[Recommendation],
@@ -140,7 +170,7 @@ class Frontier:
 
     def score_budget(self, budget_pct: float, base: RightsizerSettings | None = None) -> StrategyResult:
         """Our base profile's memory rule, vCPUs chosen by the fleet risk budget (``budget_pct`` of intervals)."""
-        base = base or RightsizerSettings.model_validate({})
+        base = base or RightsizerSettings.model_validate(PERCENTILE_RULE)
         recs, movable, budget_vms = self._budget_vms(base)
         chosen = dict(zip(movable, allocate(budget_vms, self.catalogue, budget_fraction=budget_pct / 100.0,
                                             headroom=base.cpu_headroom_fraction), strict=True))
@@ -149,7 +179,7 @@ class Frontier:
     def budget_path(self, base: RightsizerSettings | None = None) -> list[SweepPoint]:
         """The fleet risk budget at every distinct allocation of its Lagrangian path (knob ``risk_price``:
         currency per risked training interval), not only at the budget grid of :data:`SWEEP_KNOBS`."""
-        base = base or RightsizerSettings.model_validate({})
+        base = base or RightsizerSettings.model_validate(PERCENTILE_RULE)
         recs, movable, budget_vms = self._budget_vms(base)
         points = []
         for lam, types in price_path(budget_vms, self.catalogue, headroom=base.cpu_headroom_fraction):
@@ -172,6 +202,9 @@ class Frontier:
                     chosen = RightsizerSettings.model_validate({**MEMORY_CURVE_BASE, knob: value})
                     result = self.score("rightsizer", chosen)
                     points.append(_point(replace(result, strategy=MEMORY_STRATEGY), knob, value))
+                elif strategy == RISK_STRATEGY:
+                    result = self.score("rightsizer", knob_settings("rightsizer", knob, value))
+                    points.append(_point(replace(result, strategy=RISK_STRATEGY), knob, value))
                 else:
                     points.append(_point(self.score(strategy, knob_settings(strategy, knob, value)), knob, value))
             if strategy == "rightsizer":
@@ -187,5 +220,5 @@ def dominates(a: SweepPoint | StrategyResult, b: SweepPoint | StrategyResult) ->
             and a.mem_overrun_pct <= b.mem_overrun_pct + 1e-12)
 
 
-__all__ = ["BUDGET_STRATEGY", "MEMORY_STRATEGY", "Frontier", "POINT_COLUMNS", "SWEEP_KNOBS", "SweepPoint",
-           "dominates", "knob_settings"]
+__all__ = ["BUDGET_STRATEGY", "MEMORY_STRATEGY", "RISK_STRATEGY", "Frontier", "POINT_COLUMNS", "SWEEP_KNOBS",
+           "SweepPoint", "dominates", "knob_settings"]

@@ -184,7 +184,7 @@ def per_vm_diff(frontier: Frontier, a: StrategyResult, b: StrategyResult,
 
 def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strategy: str = "krr",
                     settings: StrategySettings | None = None, memory_rule: bool = True,
-                    within_reference_tail: bool = False) -> Hindsight:
+                    within_reference_tail: bool = False, relax_cpu: bool = False) -> Hindsight:
     """The oracle at ``strategy``'s CPU and memory overrun on ``frontier``'s split (see the module doc).
 
     ``types``: the eligible machine types (e.g. ``CsvPriceCatalogue.eligible()``). ``settings`` default to
@@ -192,6 +192,8 @@ def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strateg
     window exceeded no more often than the reference's riskiest choice did (for KRR at P95: at most 5 % of
     intervals): the oracle may not take more *visible* risk on any VM than the reference accepts. The
     reference's allocation is always feasible, so the oracle saves at least as much as the reference.
+    With ``relax_cpu`` the CPU budget is dropped (only memory overruns are limited): a looser bound, for
+    references whose exact two-budget problem is too large; its oracle may overrun CPU more.
     """
     settings = settings or SETTINGS_TYPES[strategy].model_validate({})
     recs = frontier.recommendations(strategy, settings)
@@ -210,8 +212,9 @@ def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strateg
             not within_reference_tail or training_exceedance(demand[i], t.vcpus) <= tail)]
         if rec.recommended_type is not None:  # the reference's own choice is always allowed
             allowed.append(rec.recommended_type)
-        cands.append(vm_candidates(split.cpu_vcpus, split.mem_used_bytes, allowed))
-    chosen_idx = cheapest_within(cands, cpu_budget=reference.cpu_overrun_intervals,
+        cpu = np.empty(0) if relax_cpu else split.cpu_vcpus  # no CPU reading: no CPU overrun to count
+        cands.append(vm_candidates(cpu, split.mem_used_bytes, allowed))
+    chosen_idx = cheapest_within(cands, cpu_budget=0 if relax_cpu else reference.cpu_overrun_intervals,
                                  mem_budget=reference.mem_overrun_intervals)
     if chosen_idx is None:  # the reference's own choice always fits; kept to stay total
         return Hindsight(reference, reference, memory_rule, within_reference_tail)

@@ -26,11 +26,13 @@ from analytics.rightsizing.base import SECONDS_PER_DAY, UsageHistory, VmSpec
 from analytics.rightsizing.settings import PROFILES
 from collector.model import VmRecord
 
-#: (strategy, knob, values) drawn for the own fleet: our uniform CPU-percentile curve, our profiles, and
-#: each anchor at its published defaults (a few points keep this cheap enough for a page load).
+#: (strategy, knob, values) drawn for the own fleet: our uniform CPU-percentile curve, our profiles, our
+#: fleet-calibrated per-VM headroom across its risk target (``risk_pct``, :mod:`analytics.rightsizing.calibrated`),
+#: and each anchor at its published defaults (a few points keep this cheap enough for a page load).
 OWN_CURVES: tuple[tuple[str, str, tuple[float | str, ...]], ...] = (
     ("rightsizer", "cpu_percentile", (90.0, 95.0, 99.0, 99.5, 100.0)),
     ("rightsizer", "profile", tuple(PROFILES)),
+    ("rightsizer", "risk_pct", (1.0, 3.0, 10.0)),
     ("aws", "cpu_headroom_fraction", (0.0, 0.2)),
     ("krr", "cpu_percentile", (95.0,)),
     ("vpa", "target_percentile", (90.0,)),

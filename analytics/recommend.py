@@ -150,6 +150,8 @@ def recommend_frame(
         pressure = pressure_signals(frame, signal_settings, now=pd.Timestamp(now),
                                     lookback_days=settings.lookback_days)
     peak_ratios = fleet_peak_ratios(cols, end_s=end_s, lookback_days=settings.lookback_days)
+    histories = [_history(vm, series.get(vm.uuid, empty), pressure.get(vm.uuid), end_s) for vm in vms]
+    settings = chosen.fleet_settings(histories, settings)  # ours: margins calibrated on the whole fleet
     prepared = fleet_needs(FleetColumns(len(cols.names), cols.codes, cols.ts_s, cols.cpu_p95, cols.cpu_max,
                                         cols.mem_max, cols.running_s), chosen, settings, end_s=end_s)
     code_of = {name: i for i, name in enumerate(cols.names)} if prepared is not None else {}
@@ -158,17 +160,11 @@ def recommend_frame(
     # patterns are fitted before the findings are made, so each finding is made with its own
     patterns = fit_vm_patterns(recent, schedules, idle_settings or IdleSettings())
     decided: list[tuple[Recommendation, str, float]] = []
-    for vm in vms:
+    for vm, history in zip(vms, histories, strict=True):
         current, source = resolve_machine_type(vm, catalogue)
         resolved = resolve_policy(policies or (), uuid=vm.uuid, name=vm.name, labels=vm.labels or {})
         vm_settings = apply_overrides(settings, resolved.overrides, resolved.profile)
         s = series.get(vm.uuid, empty)
-        history = UsageHistory(
-            timestamps_s=s.ts_s, cpu_vcpus=s.cpu_p95, vcpus=vm.vcpus,
-            memory_used_bytes=memory_under_pressure(s.ts_s, s.mem_max, pressure.get(vm.uuid), vm.memory_bytes),
-            memory_bytes=vm.memory_bytes, interval_s=3600.0, cpu_peak_vcpus=s.cpu_max, end_s=end_s,
-            covered_s=s.running_s,
-        )
         same_window = vm_settings.lookback_days == settings.lookback_days
         code = code_of.get(vm.uuid)
         # the fleet-wide window stands for this VM's when its settings and memory series are the fleet's
@@ -200,6 +196,16 @@ def recommend_frame(
     return with_schedules(
         findings, recent, vms, schedules, idle_settings or IdleSettings(),
         lookback_days=settings.lookback_days, policies=policies or (), patterns=patterns,
+    )
+
+
+def _history(vm: VmRecord, s: HourSeries, pressure: PressureSignal | None, end_s: float) -> UsageHistory:
+    """One VM's stored hourly history as the strategies read it (memory under pressure counts as full)."""
+    return UsageHistory(
+        timestamps_s=s.ts_s, cpu_vcpus=s.cpu_p95, vcpus=vm.vcpus,
+        memory_used_bytes=memory_under_pressure(s.ts_s, s.mem_max, pressure, vm.memory_bytes),
+        memory_bytes=vm.memory_bytes, interval_s=3600.0, cpu_peak_vcpus=s.cpu_max, end_s=end_s,
+        covered_s=s.running_s,
     )
 
 

@@ -8,6 +8,11 @@
         Builds the hourly frame (vms x days x 24 rows; float32, categorical VM) in memory and times costs +
         recommendations (idle, patterns, schedules, as the dashboard asks for them) on it, with the frame
         build as the floor. Targets: <= 30 s, <= 8 GiB.
+    python -m bench.fleet_bench calibration [--vms 5000] [--days 30] [--repeats 3]
+        The same frame, recommendations timed with our percentile rule (balanced, today's default) and with
+        the fleet-calibrated per-VM headroom (cpu_risk_pct 1, memory_risk_pct 0.01: one calibration pass
+        over the fleet, then per-VM estimates), alternating after one untimed warm-up; prints both medians
+        and their ratio. Target: calibrated <= 2 x percentile rule.
 """
 
 from __future__ import annotations
@@ -408,6 +413,53 @@ def run_inprocess(n_vms: int, days: int) -> dict[str, Any]:
             "findings": len(findings), "targets": {"costs_plus_recommend_s": 30, "peak_rss_gib": 8}}
 
 
+def run_calibration(n_vms: int, days: int, repeats: int) -> dict[str, Any]:
+    """Median wall seconds of ``recommend_frame`` with the percentile rule and with calibrated headroom."""
+    from analytics.catalogue import load_catalogue
+    from analytics.recommend import recommend_frame
+    from analytics.rightsizing.settings import RightsizerSettings
+    from collector.config import IdleSettings
+
+    vms, frame = hourly_frame(n_vms, days)
+    catalogue = load_catalogue()
+    now = frame["ts"].iloc[-1].to_pydatetime() + pd.Timedelta(hours=1).to_pytimedelta()
+    rules = {
+        "percentile_rule": RightsizerSettings.model_validate({"lookback_days": float(days)}),
+        "calibrated": RightsizerSettings.model_validate(
+            {"lookback_days": float(days), "cpu_risk_pct": 1.0, "memory_risk_pct": 0.01}),
+    }
+
+    def once(name: str) -> tuple[float, float, int]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        findings = recommend_frame(frame, vms, catalogue, now=now, settings=rules[name],
+                                   idle_settings=IdleSettings())
+        changed = sum(1 for f in findings if f.recommendation.changes_type)
+        return time.perf_counter() - t0, time.process_time() - c0, changed
+
+    once("percentile_rule")  # warm-up: imports, the k-means import, first-touch of the frame
+    seconds: dict[str, list[float]] = {name: [] for name in rules}
+    cpu_seconds: dict[str, list[float]] = {name: [] for name in rules}
+    changed: dict[str, int] = {}
+    for _ in range(repeats):
+        for name in rules:
+            wall, cpu, changed[name] = once(name)
+            seconds[name].append(wall)
+            cpu_seconds[name].append(cpu)
+    median = {name: float(np.median(v)) for name, v in seconds.items()}
+    cpu_median = {name: float(np.median(v)) for name, v in cpu_seconds.items()}
+    return {"vms": n_vms, "days": days, "repeats": repeats,
+            "recommend_s_percentile_rule": round(median["percentile_rule"], 2),
+            "recommend_s_calibrated": round(median["calibrated"], 2),
+            "ratio": round(median["calibrated"] / median["percentile_rule"], 2),
+            # process CPU seconds: steadier than wall time when other jobs share the cores
+            "recommend_cpu_s_percentile_rule": round(cpu_median["percentile_rule"], 2),
+            "recommend_cpu_s_calibrated": round(cpu_median["calibrated"], 2),
+            "cpu_ratio": round(cpu_median["calibrated"] / cpu_median["percentile_rule"], 2),
+            "runs_s": {k: [round(x, 2) for x in v] for k, v in seconds.items()},
+            "vms_changing_type": changed, "load_average_1m": round(os.getloadavg()[0], 1),
+            "target_ratio": 2.0}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -419,6 +471,10 @@ def main(argv: list[str] | None = None) -> int:
     q = sub.add_parser("inprocess")
     q.add_argument("--vms", type=int, default=50000)
     q.add_argument("--days", type=int, default=30)
+    k = sub.add_parser("calibration", help="recommend time: percentile rule vs fleet-calibrated headroom")
+    k.add_argument("--vms", type=int, default=5000)
+    k.add_argument("--days", type=int, default=30)
+    k.add_argument("--repeats", type=int, default=3)
     c = sub.add_parser("central", help="internal: the timed central run against --url")
     c.add_argument("--url", required=True)
     c.add_argument("--work", type=Path, required=True)
@@ -431,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_promql(args.vms, args.days, args.concurrency), indent=2))
     elif args.what == "inprocess":
         print(json.dumps(run_inprocess(args.vms, args.days), indent=2))
+    elif args.what == "calibration":
+        print(json.dumps(run_calibration(args.vms, args.days, args.repeats), indent=2))
     elif args.what == "floor":
         print(json.dumps(engine_floor(args.url, args.concurrency)))
     else:

@@ -20,17 +20,19 @@ import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from analytics.catalogue import HOURS_PER_MONTH, MachineType
+
+# DimensionNeed and Need are re-exported: strategies and callers have imported them from here
+from analytics.rightsizing.needs import DimensionNeed as DimensionNeed
+from analytics.rightsizing.needs import Need as Need
+from analytics.rightsizing.needs import PreparedNeed
 from analytics.rightsizing.settings import Policy, RightsizerSettings, StrategySettings, profile_overrides
 from analytics.trend import Trend, daily_quantiles, fit_trend
 from collector.domxml import EXCLUDE_LABEL, is_excluded
-
-if TYPE_CHECKING:
-    from analytics.rightsizing.batch import PreparedNeed
 
 GIB = 1024**3
 SECONDS_PER_HOUR = 3600.0
@@ -205,33 +207,6 @@ class UsageHistory:
 
 
 @dataclass(frozen=True, slots=True)
-class DimensionNeed:
-    """What one dimension needs and the evidence for it.
-
-    ``value`` is vCPUs (float) or bytes. ``statistic`` names what was measured (e.g. "p99 of hourly
-    peaks"), ``observed`` is its value, ``headroom_fraction`` what was added, ``peak`` the largest value
-    seen in the lookback.
-    """
-
-    value: float
-    statistic: str
-    observed: float
-    headroom_fraction: float
-    peak: float
-
-
-@dataclass(frozen=True, slots=True)
-class Need:
-    """A strategy's estimate; ``memory`` is None when memory use is unknown (``memory_note`` says why)."""
-
-    cpu: DimensionNeed
-    memory: DimensionNeed | None
-    memory_note: str = "memory use unknown (no guest balloon stats)"
-    #: Keep at least the vCPUs of the cheapest type holding this much memory (bytes; None = no floor).
-    cpu_floor_memory_bytes: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Option:
     """One machine type that covers the need, with its monthly price and saving vs the current type."""
 
@@ -308,6 +283,7 @@ class Recommendation:
 
 
 NeedEstimator = Callable[[UsageHistory, Any], Need]
+FleetCalibration = Callable[[Sequence[UsageHistory], Any], StrategySettings]
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,9 +294,16 @@ class Strategy:
     summary: str
     settings_type: type[StrategySettings]
     estimate: NeedEstimator
+    #: The fleet pass a strategy may have (ours: calibrated margins), run once over every VM's history
+    #: before the per-VM estimates; None = none.
+    calibrate: FleetCalibration | None = None
 
     def default_settings(self) -> StrategySettings:
         return self.settings_type.model_validate({})
+
+    def fleet_settings(self, histories: Sequence[UsageHistory], settings: StrategySettings) -> StrategySettings:
+        """``settings`` after the strategy's fleet pass over ``histories`` (what each VM may see)."""
+        return settings if self.calibrate is None else self.calibrate(histories, settings)
 
     def recommend(
         self,
@@ -699,10 +682,17 @@ def apply_overrides(settings: StrategySettings, overrides: Mapping[str, float],
 
     Raises pydantic.ValidationError when an override is out of bounds.
     """
-    merged: dict[str, float] = {}
+    merged: dict[str, float | bool | None] = {}
     if profile is not None and isinstance(settings, RightsizerSettings):
         merged.update(profile_overrides(profile))
     merged.update(overrides)
+    if isinstance(settings, RightsizerSettings):
+        # a policy's own CPU percentile/headroom or memory headroom sizes that dimension by the percentile
+        # rule, not the calibrated one it would otherwise silently replace
+        if "cpu_percentile" in overrides or "cpu_headroom_fraction" in overrides:
+            merged["cpu_risk_pct"] = None
+        if "memory_headroom_fraction" in overrides:
+            merged["memory_risk_pct"] = None
     if not merged:
         return settings
     return type(settings).model_validate({**settings.model_dump(), **merged})

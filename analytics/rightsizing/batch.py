@@ -9,8 +9,8 @@ Results are the per-VM path's, bit for bit: groups of equal length are stacked i
 reduced row by row with the same numpy operations (a row's sum is the same pairwise sum as the 1-D call;
 percentiles use :func:`analytics.rightsizing.base.percentile`'s own interpolation), never regrouped sums
 such as ``np.bincount`` whose rounding differs. Strategies: those whose estimate is
-:func:`~analytics.rightsizing.base.percentile_estimate` (``aws``, ``krr``) and ours without the daily-peak
-rule; anything else returns ``None`` and runs the per-VM path.
+:func:`~analytics.rightsizing.base.percentile_estimate` (``aws``, ``krr``) and ours by the percentile rule
+without the daily-peak rule; anything else returns ``None`` and runs the per-VM path.
 """
 
 from __future__ import annotations
@@ -24,26 +24,23 @@ import numpy as np
 from analytics.rightsizing.base import (
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
-    DimensionNeed,
-    Need,
     Strategy,
     percentile_estimate,
 )
+from analytics.rightsizing.calibrated import (
+    CENTRE_PERCENTILE,
+    CPU_BASE_PERCENTILE,
+    MEMORY_BASE_PERCENTILE,
+    SPREAD_FLOOR,
+    Shape,
+    dimension_need,
+)
+from analytics.rightsizing.default import estimate as ours
+from analytics.rightsizing.needs import DimensionNeed, Need, PreparedNeed
 from analytics.rightsizing.settings import RightsizerSettings, StrategySettings
 
 #: The history step of the fleet path (hourly rollups), seconds.
 INTERVAL_S = 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedNeed:
-    """One VM's lookback as ``decide`` measures it: samples with CPU data, hours they cover, days they
-    span, and the strategy's need (None when there are no samples)."""
-
-    samples: int
-    coverage_hours: float
-    span_days: float
-    need: Need | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +60,23 @@ def supports(strategy: Strategy, settings: StrategySettings) -> bool:
     """True when :func:`fleet_needs` gives this strategy's needs (see the module doc)."""
     if strategy.estimate is percentile_estimate:
         return True
-    from analytics.rightsizing.default import estimate as ours
-
     return (strategy.estimate is ours and isinstance(settings, RightsizerSettings)
-            and settings.daily_peak_percentile <= 0)
+            and settings.daily_peak_percentile <= 0
+            and (settings.cpu_risk_pct is None or settings.cpu_margin is not None)
+            and (settings.memory_risk_pct is None or settings.memory_margin is not None))
+
+
+def _shapes(codes: np.ndarray, values: np.ndarray, n: int, q: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: the base percentile ``q`` and the median, as :func:`calibrated.shape` computes them."""
+    return (stacked(codes, values, n, _percentile_rows(q)),
+            stacked(codes, values, n, _percentile_rows(CENTRE_PERCENTILE)))
+
+
+def _calibrated(base: float, centre: float, margin: float, risk_pct: float, *, what: str, statistic: str,
+                peak: float) -> DimensionNeed:
+    """As the per-VM estimate sizes a calibrated dimension from its shape."""
+    shape = Shape(base, centre, (base - centre) + SPREAD_FLOOR * base)
+    return dimension_need(shape, margin, risk_pct, what=what, statistic=statistic, peak=peak)
 
 
 def fleet_needs(cols: FleetColumns, strategy: Strategy, settings: StrategySettings, *, end_s: float
@@ -95,20 +105,37 @@ def fleet_needs(cols: FleetColumns, strategy: Strategy, settings: StrategySettin
     has_memory = np.bincount(mem_codes, minlength=n) > 0
     floor_fraction = getattr(settings, "vcpu_floor_memory_headroom_fraction", 0.0)
     statistic = f"p{settings.cpu_percentile:g} of CPU demand"  # one string for every VM
+    cal = settings if isinstance(settings, RightsizerSettings) else None
+    cpu_cal = cal is not None and cal.cpu_risk_pct is not None and cal.cpu_margin is not None
+    mem_cal = cal is not None and cal.memory_risk_pct is not None and cal.memory_margin is not None
+    nan = np.full(n, np.nan)
+    cpu_q = (cal.cpu_base_percentile or CPU_BASE_PERCENTILE) if cal is not None else 0.0
+    mem_q = (cal.memory_base_percentile or MEMORY_BASE_PERCENTILE) if cal is not None else 0.0
+    cpu_base, cpu_centre = _shapes(codes, cols.cpu_p95[valid], n, cpu_q) if cpu_cal else (nan, nan)
+    mem_base, mem_centre = _shapes(mem_codes, mem, n, mem_q) if mem_cal else (nan, nan)
     out: list[PreparedNeed] = []
-    for k, cov, sp, obs, pk, mo, mp, hm in zip(
+    for k, cov, sp, obs, pk, mo, mp, hm, cb, cc, mb, mc in zip(
             samples.tolist(), coverage.tolist(), span.tolist(), cpu.tolist(), peak.tolist(),
-            mem_observed.tolist(), mem_peak.tolist(), has_memory.tolist(), strict=True):
+            mem_observed.tolist(), mem_peak.tolist(), has_memory.tolist(), cpu_base.tolist(),
+            cpu_centre.tolist(), mem_base.tolist(), mem_centre.tolist(), strict=True):
         if k == 0:
             out.append(PreparedNeed(0, 0.0, 0.0, None))
             continue
         memory = _memory_need(mo, mp, settings) if hm else None
         floor = None
-        if memory is not None and floor_fraction > 0:
+        if memory is not None and floor_fraction > 0 and not cpu_cal:
             floor = memory.observed * (1.0 + floor_fraction)
-        cpu_need = DimensionNeed(value=obs * (1.0 + settings.cpu_headroom_fraction),
-                                 statistic=statistic, observed=obs,
-                                 headroom_fraction=settings.cpu_headroom_fraction, peak=pk)
+        if cal is not None and mem_cal and memory is not None:
+            memory = _calibrated(mb, mc, cal.memory_margin or 0.0, cal.memory_risk_pct or 0.0, what="memory",
+                                 statistic="max of memory used" if mem_q >= 100 else f"p{mem_q:g} of memory used",
+                                 peak=mp)
+        if cal is not None and cpu_cal:
+            cpu_need = _calibrated(cb, cc, cal.cpu_margin or 0.0, cal.cpu_risk_pct or 0.0, what="CPU",
+                                   statistic=f"p{cpu_q:g} of CPU demand", peak=pk)
+        else:
+            cpu_need = DimensionNeed(value=obs * (1.0 + settings.cpu_headroom_fraction),
+                                     statistic=statistic, observed=obs,
+                                     headroom_fraction=settings.cpu_headroom_fraction, peak=pk)
         out.append(PreparedNeed(k, cov / SECONDS_PER_HOUR, sp, Need(cpu=cpu_need, memory=memory,
                                                                    cpu_floor_memory_bytes=floor)))
     return out

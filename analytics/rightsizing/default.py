@@ -26,6 +26,12 @@ frontier showed they buy no less overrun for the savings they cost: the P90 of t
 demand (``daily_peak_percentile``) and "a growing trend blocks a downsize" (``trend_blocks_downsize``;
 at 21 training days it cost 15 points of savings for no change in CPU overrun).
 
+With ``cpu_risk_pct`` / ``memory_risk_pct`` set (no profile sets them; ``--sweep``'s ``rightsizer-risk``
+curve and the flags of the same names do) a dimension is sized instead by per-VM headroom calibrated on the
+fleet (:mod:`analytics.rightsizing.calibrated`): its own base level plus a fleet margin in units of its own
+spread. On the dev trace that curve does not dominate the profiles' points at 7-14 training days (README,
+"Backtest"), so the profiles keep the rules above.
+
 Memory is not compressible; no profile sizes it below the maximum used. Unknown memory use is never
 downsized (shared rule). The same rules run on stored hourly rollups and on raw traces.
 """
@@ -33,19 +39,26 @@ downsized (shared rule). The same rules run on stored hourly rollups and on raw 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from analytics.rightsizing.base import (
     SECONDS_PER_DAY,
-    DimensionNeed,
-    Need,
     Strategy,
     UsageHistory,
     group_starts,
     percentile,
     percentile_estimate,
 )
+from analytics.rightsizing.calibrated import (
+    CPU_BASE_PERCENTILE,
+    MEMORY_BASE_PERCENTILE,
+    calibrate,
+    dimension_need,
+    shape,
+)
+from analytics.rightsizing.needs import DimensionNeed, Need
 from analytics.rightsizing.settings import RightsizerSettings
 
 NAME = "rightsizer"
@@ -78,24 +91,51 @@ def daily_peak_need(history: UsageHistory, settings: RightsizerSettings) -> Dime
 
 
 def estimate(history: UsageHistory, settings: RightsizerSettings) -> Need:
-    """CPU need from the interval percentile (and the daily peaks when set), memory need from the maximum.
+    """CPU and memory needs: calibrated per-VM headroom where a risk target is set, else the percentile rule.
 
-    With ``vcpu_floor_memory_headroom_fraction`` > 0 the need also names the memory (max used x (1 +
-    that headroom)) whose cheapest type's vCPUs are kept; ``decide`` applies it against the catalogue.
+    With ``cpu_risk_pct`` (``memory_risk_pct``) set the dimension is sized by
+    :mod:`analytics.rightsizing.calibrated` at the settings' fleet margin; a history estimated without a
+    fleet calibration (no margin yet) is calibrated on itself. Otherwise CPU is the interval percentile
+    (and the daily peaks when set) plus headroom, memory the maximum plus headroom; then, with
+    ``vcpu_floor_memory_headroom_fraction`` > 0, the need also names the memory (max used x (1 + that
+    headroom)) whose cheapest type's vCPUs are kept; ``decide`` applies it against the catalogue.
     """
     need = percentile_estimate(history, settings)
-    cpu = need.cpu
+    cpu, memory = need.cpu, need.memory
     if settings.daily_peak_percentile > 0:
         peak_need = daily_peak_need(history, settings)
         if peak_need.value > cpu.value:
             cpu = peak_need
     floor = None
-    if need.memory is not None and settings.vcpu_floor_memory_headroom_fraction > 0:
-        floor = need.memory.observed * (1.0 + settings.vcpu_floor_memory_headroom_fraction)
-    return Need(cpu=cpu, memory=need.memory, cpu_floor_memory_bytes=floor)
+    if settings.cpu_risk_pct is None and memory is not None and settings.vcpu_floor_memory_headroom_fraction > 0:
+        floor = memory.observed * (1.0 + settings.vcpu_floor_memory_headroom_fraction)
+    if settings.cpu_risk_pct is None and settings.memory_risk_pct is None:
+        return Need(cpu=cpu, memory=memory, cpu_floor_memory_bytes=floor)
+    if ((settings.cpu_risk_pct is not None and settings.cpu_margin is None)
+            or (settings.memory_risk_pct is not None and settings.memory_margin is None)):
+        settings = calibrate([history], settings)
+    if settings.cpu_risk_pct is not None and settings.cpu_margin is not None:
+        q = settings.cpu_base_percentile or CPU_BASE_PERCENTILE
+        s = shape(history.cpu_vcpus, base_percentile=q)
+        if s is not None:
+            cpu = dimension_need(s, settings.cpu_margin, settings.cpu_risk_pct, what="CPU",
+                                 statistic=f"p{q:g} of CPU demand", peak=cpu.peak)
+    if memory is not None and settings.memory_risk_pct is not None and settings.memory_margin is not None:
+        q = settings.memory_base_percentile or MEMORY_BASE_PERCENTILE
+        s = shape(history.memory_used_bytes, base_percentile=q)
+        if s is not None:
+            memory = dimension_need(s, settings.memory_margin, settings.memory_risk_pct, what="memory",
+                                    statistic="max of memory used" if q >= 100 else f"p{q:g} of memory used",
+                                    peak=memory.peak)
+    return Need(cpu=cpu, memory=memory, cpu_floor_memory_bytes=floor)
+
+
+def calibrate_fleet(histories: Sequence[UsageHistory], settings: RightsizerSettings) -> RightsizerSettings:
+    """The fleet pass: ``settings`` with the margins fitted on every VM's training window."""
+    return calibrate(histories, settings)
 
 
 STRATEGY = Strategy(
     NAME, "ours (balanced): CPU P99.5 + 20 %, memory max + 15 %, never fewer vCPUs than the aws anchor",
-    RightsizerSettings, estimate,
+    RightsizerSettings, estimate, calibrate_fleet,
 )

@@ -61,6 +61,31 @@ class RightsizerSettings(StrategySettings):
         description=("keep at least the vCPUs of the cheapest type holding memory used with this headroom "
                      "(0 = off): trimming memory headroom never takes vCPUs away"))
     trend_blocks_downsize: bool = Field(False, description="a growing trend blocks a downsize of that dimension")
+    cpu_risk_pct: float | None = Field(
+        None, ge=0, le=50,
+        description=("fleet CPU overrun target, % of intervals: each VM's CPU headroom is calibrated on the fleet's "
+                     "training windows to meet it (None: the percentile rule, cpu_percentile + headroom)"))
+    memory_risk_pct: float | None = Field(
+        None, ge=0, le=50,
+        description=("fleet memory overrun target, % of intervals, calibrated like the CPU one (None: maximum "
+                     "used + memory_headroom_fraction)"))
+    cpu_margin: float | None = Field(
+        None, ge=-1, le=1000,
+        description="calibrated CPU margin in units of each VM's spread (set by the fleet calibration)")
+    memory_margin: float | None = Field(
+        None, ge=-1, le=1000,
+        description="calibrated memory margin in units of each VM's spread (set by the fleet calibration)")
+    cpu_base_percentile: float | None = Field(
+        None, gt=0, le=100,
+        description="calibrated CPU base level, a percentile of interval demand (set by the fleet calibration)")
+    memory_base_percentile: float | None = Field(
+        None, gt=0, le=100,
+        description="calibrated memory base level, a percentile of memory used (set by the fleet calibration)")
+
+
+#: The settings that turn the calibrated rules off: our strategy then sizes by the percentile rule above
+#: (the uniform-headroom family of earlier versions, kept for policies and the sweep's comparison curves).
+PERCENTILE_RULE: dict[str, float | None] = {"cpu_risk_pct": None, "memory_risk_pct": None}
 
 
 #: Our profiles: overrides of :class:`RightsizerSettings` (``balanced`` is the model's defaults).
@@ -71,7 +96,7 @@ class RightsizerSettings(StrategySettings):
 #: acts when a policy trims memory further). Neither the daily-peak rule nor the growth rule is in a
 #: profile: on the backtest frontier they bought no less overrun for the savings they cost (README,
 #: "Backtest"); both stay available as settings.
-PROFILES: dict[str, dict[str, float | bool]] = {
+PROFILES: dict[str, dict[str, float | bool | None]] = {
     "conservative": {"cpu_percentile": 100.0, "memory_headroom_fraction": 0.20},
     "balanced": {},
     "aggressive": {"cpu_percentile": 95.0, "cpu_headroom_fraction": 0.0,
@@ -80,7 +105,7 @@ PROFILES: dict[str, dict[str, float | bool]] = {
 DEFAULT_PROFILE = "balanced"
 
 
-def profile_overrides(name: str) -> dict[str, float | bool]:
+def profile_overrides(name: str) -> dict[str, float | bool | None]:
     """Every setting any profile touches, at profile ``name``'s value (so one profile replaces another)."""
     keys = sorted({k for values in PROFILES.values() for k in values})
     defaults = RightsizerSettings.model_fields

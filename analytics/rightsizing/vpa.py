@@ -26,12 +26,11 @@ import math
 import numpy as np
 
 from analytics.rightsizing.base import (
-    DimensionNeed,
-    Need,
     Strategy,
     UsageHistory,
     group_starts,
 )
+from analytics.rightsizing.needs import DimensionNeed, Need
 from analytics.rightsizing.settings import VpaSettings
 
 NAME = "vpa"

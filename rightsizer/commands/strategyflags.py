@@ -10,7 +10,9 @@ if TYPE_CHECKING:
     from rightsizer.context import Context
 
 
-_SKIP_FIELDS = frozenset({"lookback_days", "min_monthly_savings"})
+_SKIP_FIELDS = frozenset({"lookback_days", "min_monthly_savings",
+                          # outputs of the fleet calibration, not inputs
+                          "cpu_margin", "memory_margin", "cpu_base_percentile", "memory_base_percentile"})
 
 
 def _flag(name: str) -> str:

@@ -28,11 +28,21 @@ def test_own_frontier_scores_the_second_half_and_marks_the_profile(store) -> Non
     assert own.vms_evaluated == 2
     chosen = own.chosen
     assert chosen is not None and chosen.value == "conservative"
-    # every strategy moves both VMs from l.4 (0.12/h) to s.2 (0.02/h, 2 vCPU); the 1.5 vCPU burst fits
-    # 2 vCPUs, so nothing overruns, and the savings are (0.12 - 0.02) / 0.12.
+    # every percentile rule moves both VMs from l.4 (0.12/h) to s.2 (0.02/h, 2 vCPU); the 1.5 vCPU burst
+    # fits 2 vCPUs, so nothing overruns, and the savings are (0.12 - 0.02) / 0.12.
     for p in own.points:
+        if p.knob == "risk_pct":
+            continue
         assert p.savings_pct == pytest.approx(100 * 0.10 / 0.12)
         assert p.cpu_overrun_pct == 0.0 and p.mem_overrun_pct == 0.0
+    # the calibrated per-VM headroom sees two flat training halves (every held-out score 0: margin 0), so it
+    # sizes both at their own level: s.1 (0.01/h, 1 vCPU, 1 GiB holds the 1 GiB used), and the burst's 20
+    # hours above 1 vCPU overrun, of 2 x 120 evaluated hours
+    risk = [p for p in own.points if p.knob == "risk_pct"]
+    assert len(risk) == 3
+    for p in risk:
+        assert p.savings_pct == pytest.approx(100 * 0.11 / 0.12)
+        assert p.cpu_overrun_pct == pytest.approx(100 * 20 / 240) and p.mem_overrun_pct == 0.0
     strategies = {p.strategy for p in own.points}
     assert strategies == {"rightsizer", "aws", "krr", "vpa"}
 

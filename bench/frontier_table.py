@@ -1,0 +1,139 @@
+"""The savings-risk frontier per training split: which anchor sweep points a point of ours beats.
+
+    python -m bench.frontier_table TRACE_DIR [--splits 7,10,14,21] [--json]
+
+For every split, every ``aws``/``krr``/``vpa`` sweep point (``backtest --sweep``'s knobs) is listed with the
+first point of ours that beats it ("beaten" = at least as good on savings, CPU overrun and memory overrun
+and strictly better on one; a tie does not count), and each curve of ours that does. An anchor point no
+point of ours beats gets the hindsight bound at its own overruns (:mod:`analytics.hindsight`, CPU and
+memory chosen knowing the evaluation window; where that exact problem is too large, the looser bound with
+only memory overruns limited): if the oracle saves no more than the anchor, nothing can beat it; otherwise
+the gap says how much a strategy seeing only the training window could at most still win there. Then each
+profile of ours with the anchor points that beat it, and the default against ``aws``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from analytics.catalogue import load_catalogue
+from analytics.frontier import SWEEP_STRATEGIES, Frontier, SweepPoint, knob_settings
+from analytics.hindsight import hindsight_bound
+from analytics.traces import read_bitbrains_dir
+
+ANCHORS = ("aws", "krr", "vpa")
+
+
+def beats(a: SweepPoint, b: SweepPoint) -> bool:
+    """``a`` at least as good as ``b`` on all three axes and strictly better on one."""
+    at_least = (a.savings_pct >= b.savings_pct and a.cpu_overrun_pct <= b.cpu_overrun_pct
+                and a.mem_overrun_pct <= b.mem_overrun_pct)
+    strictly = (a.savings_pct > b.savings_pct or a.cpu_overrun_pct < b.cpu_overrun_pct
+                or a.mem_overrun_pct < b.mem_overrun_pct)
+    return at_least and strictly
+
+
+def _name(p: SweepPoint) -> str:
+    return f"{p.strategy} {p.knob}={p.value}"
+
+
+def _axes(p: SweepPoint) -> str:
+    return f"{p.savings_pct:7.3f} % / {p.cpu_overrun_pct:.4f} % / {p.mem_overrun_pct:.4f} %"
+
+
+def split_table(frontier: Frontier, types: Any) -> dict[str, Any]:
+    """One split: the anchors' rows, our profiles' rows, and the default against aws."""
+    points = frontier.sweep(SWEEP_STRATEGIES)
+    ours = [p for p in points if p.strategy not in ANCHORS]
+    rows = []
+    for a in (p for p in points if p.strategy in ANCHORS):
+        by = [o for o in ours if beats(o, a)]
+        row: dict[str, Any] = {"anchor": _name(a), "savings_pct": round(a.savings_pct, 3),
+                               "cpu_overrun_pct": round(a.cpu_overrun_pct, 4),
+                               "mem_overrun_pct": round(a.mem_overrun_pct, 4),
+                               "beaten_by": _name(by[0]) if by else None,
+                               "curves_beating": sorted({o.strategy for o in by})}
+        if not by:
+            try:
+                bound = hindsight_bound(frontier, types, strategy=a.strategy,
+                                        settings=knob_settings(a.strategy, a.knob, a.value), memory_rule=False)
+                row["hindsight_savings_pct"] = round(bound.oracle.savings_pct, 3)
+                row["hindsight_gap_pct"] = round(bound.headroom_pct, 3)
+            except ValueError:  # the exact knapsack is too large at this many CPU overrun intervals:
+                # bound with memory overruns limited alone (looser: the oracle may overrun CPU more)
+                bound = hindsight_bound(frontier, types, strategy=a.strategy, memory_rule=False, relax_cpu=True,
+                                        settings=knob_settings(a.strategy, a.knob, a.value))
+                row["hindsight_memory_only_savings_pct"] = round(bound.oracle.savings_pct, 3)
+                row["hindsight_gap_pct"] = round(bound.headroom_pct, 3)
+        rows.append(row)
+    profiles = [{"profile": p.value, "savings_pct": round(p.savings_pct, 3),
+                 "cpu_overrun_pct": round(p.cpu_overrun_pct, 4), "mem_overrun_pct": round(p.mem_overrun_pct, 4),
+                 "beaten_by": [_name(a) for a in points if a.strategy in ANCHORS and beats(a, p)]}
+                for p in points if p.knob == "profile"]
+    balanced = next(p for p in points if p.knob == "profile" and p.value == "balanced")
+    aws = next(p for p in points if p.strategy == "aws" and p.value == 0.2)
+    return {"train_days": frontier.train_days, "anchors": rows, "profiles": profiles,
+            "beaten": sum(1 for r in rows if r["beaten_by"]), "anchor_points": len(rows),
+            "balanced_vs_aws": {"weakly_dominates": (balanced.savings_pct >= aws.savings_pct
+                                                     and balanced.cpu_overrun_pct <= aws.cpu_overrun_pct
+                                                     and balanced.mem_overrun_pct <= aws.mem_overrun_pct),
+                                "savings_gain_pct": round(balanced.savings_pct - aws.savings_pct, 3)},
+            "risk_curve": [{"risk_pct": p.value, "savings_pct": round(p.savings_pct, 3),
+                            "cpu_overrun_pct": round(p.cpu_overrun_pct, 4),
+                            "mem_overrun_pct": round(p.mem_overrun_pct, 4)}
+                           for p in points if p.strategy == "rightsizer-risk"]}
+
+
+def _print(table: dict[str, Any]) -> None:
+    print(f"== {table['train_days']:g} training days: {table['beaten']}/{table['anchor_points']} anchor points "
+          "beaten (savings / CPU overrun / memory overrun)")
+    for r in table["anchors"]:
+        axes = f"{r['savings_pct']:7.3f} % / {r['cpu_overrun_pct']:.4f} % / {r['mem_overrun_pct']:.4f} %"
+        if r["beaten_by"]:
+            verdict = f"beaten by {r['beaten_by']} (curves: {', '.join(r['curves_beating'])})"
+        elif "hindsight_savings_pct" in r:
+            verdict = (f"NOT beaten; hindsight bound {r['hindsight_savings_pct']:.3f} % "
+                       f"({r['hindsight_gap_pct']:+.3f} pt)")
+        else:
+            verdict = (f"NOT beaten; hindsight bound, memory overruns alone limited, "
+                       f"{r['hindsight_memory_only_savings_pct']:.3f} % ({r['hindsight_gap_pct']:+.3f} pt)")
+        print(f"  {r['anchor']:32} {axes}  {verdict}")
+    for p in table["profiles"]:
+        beaten = ", ".join(p["beaten_by"]) or "no anchor point"
+        print(f"  profile {p['profile']:12} {p['savings_pct']:7.3f} % / {p['cpu_overrun_pct']:.4f} % / "
+              f"{p['mem_overrun_pct']:.4f} %  beaten by: {beaten}")
+    b = table["balanced_vs_aws"]
+    print(f"  balanced vs aws (P99.5 + 20 %): weakly dominates {b['weakly_dominates']}, "
+          f"savings {b['savings_gain_pct']:+.3f} pt")
+    curve = "; ".join(f"{c['risk_pct']:g}: {c['savings_pct']:.2f}/{c['cpu_overrun_pct']:.3f}/{c['mem_overrun_pct']:.4f}"
+                      for c in table["risk_curve"])
+    print(f"  rightsizer-risk (risk_pct: savings/CPU/memory) {curve}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.frontier_table", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("trace", help="Bitbrains trace directory")
+    parser.add_argument("--splits", default="7,10,14,21", help="training days, comma-separated")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    args = parser.parse_args(argv)
+    catalogue = load_catalogue()
+    vms = read_bitbrains_dir(args.trace)
+    tables = []
+    for days in (float(x) for x in args.splits.split(",")):
+        table = split_table(Frontier(vms, catalogue, train_days=days, currency=catalogue.currency),
+                            catalogue.eligible())
+        tables.append(table)
+        if not args.json:
+            _print(table)
+            sys.stdout.flush()
+    if args.json:
+        print(json.dumps(tables, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
