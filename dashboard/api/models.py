@@ -56,8 +56,10 @@ class FindingsQuery(SelectQuery):
 
 
 class CostsQuery(_Query):
-    since: str = Field(default="7d", pattern=WHEN_PATTERN,
-                       description="window start: ISO date/time or a duration before until (7d)")
+    since: str | None = Field(default=None, pattern=WHEN_PATTERN,
+                              description="window start: ISO date/time or a duration before until (default: "
+                                          "[costs] window_days, 14d, as `rightsizer costs`, the dashboard and "
+                                          "the report)")
     until: str | None = Field(default=None, pattern=WHEN_PATTERN,
                               description="window end: ISO date/time or a duration before now (default: now, "
                                           "or the newest data)")

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-#: Problem type URIs are relative references into the README's API section (RFC 9457 section 3.1.1).
+#: Problem type URIs are relative references, documented in docs/api.md (RFC 9457 section 3.1.1).
 _TYPE_BASE = "/api/v1/problems/"
 
 

@@ -134,8 +134,10 @@ class ApiService:
     def backups(self, vms: Sequence[VmRecord]) -> list[Any]:
         return check_backups(list(vms), self.store.backups(), self.settings.backups, self.clock())
 
-    def costs(self, since: str, until: str | None, group_by: str) -> dict[str, Any]:
-        """The ``rightsizer costs --output json`` totals, groups and per-VM rows for one window."""
+    def costs(self, since: str | None, until: str | None, group_by: str) -> dict[str, Any]:
+        """The ``rightsizer costs --output json`` totals, groups and per-VM rows for one window (default
+        ``[costs] window_days`` before ``until``, the window of every other surface)."""
+        since = since or f"{self.settings.costs.window_days}d"
         now = self.as_of() if until is None else self.clock()
         end = _instant(until, now, "until") if until else now
         start = hour_floor(_instant(since, end, "since"))
