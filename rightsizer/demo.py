@@ -55,6 +55,8 @@ _WORKLOADS: tuple[tuple[str, str, str], ...] = (
     ("platform", "ci", "runner"), ("platform", "monitoring", "tsdb"), ("web", "shop", "frontend"),
     ("web", "cms", "app"),
 )
+#: The demo service whose members all run on one host (a placement risk to show).
+_ONE_HOST_SERVICE = "checkout-api"
 #: (vCPUs, memory GiB, machine type of the default catalogue with exactly that shape).
 _SHAPES: tuple[tuple[int, int, str], ...] = (
     (1, 4, "g1.1"), (2, 4, "c1.2"), (2, 8, "g1.2"), (4, 8, "c1.3"), (4, 16, "g1.3"),
@@ -90,6 +92,7 @@ def demo_fleet(n: int = 24, seed: int = DEFAULT_SEED) -> tuple[DemoVm, ...]:
     rng = random.Random(seed)
     hosts = [f"demo-host-{i + 1}" for i in range(max(3, math.ceil(n / 25)))]
     counters: dict[str, int] = {}
+    single_host: dict[str, str] = {}
     vms: list[DemoVm] = []
     profiles = list(_PROFILE_WEIGHTS)
     weights = list(_PROFILE_WEIGHTS.values())
@@ -103,7 +106,9 @@ def demo_fleet(n: int = 24, seed: int = DEFAULT_SEED) -> tuple[DemoVm, ...]:
         env = "prod" if rng.random() < 0.55 else rng.choice(("staging", "dev"))
         if profile == "idle" and env == "prod":
             env = "dev"
-        labels: dict[str, str] = {"team": team, "env": env, "project": project}
+        # the service a VM belongs to ([placement] service_label, default "app"): every checkout API runs on
+        # one host (Placement shows that risk), the other services are spread over the hosts
+        labels: dict[str, str] = {"team": team, "env": env, "project": project, "app": key}
         policy = "24h" if env == "prod" else rng.choice(("7d", "7d", "24h", "none"))
         labels["backup_policy"] = policy
         if rng.random() < 0.3:
@@ -125,7 +130,8 @@ def demo_fleet(n: int = 24, seed: int = DEFAULT_SEED) -> tuple[DemoVm, ...]:
             DemoVm(
                 name=name,
                 uuid=str(uuidlib.UUID(int=rng.getrandbits(128), version=4)),
-                host=hosts[i % len(hosts)],
+                host=single_host.setdefault(key, hosts[i % len(hosts)]) if key == _ONE_HOST_SERVICE
+                else hosts[i % len(hosts)],
                 vcpus=vcpus,
                 memory_bytes=mem_gib * GIB,
                 disk_capacity_bytes=rng.choice((20, 50, 100, 200, 500)) * 10**9,
