@@ -219,8 +219,8 @@ class VmFinding:
             "pattern": self.pattern,
             "storage": self.storage.as_json() if self.storage is not None else None,
             "lowers_max_memory": self.lowers_max_memory,
-            "schedule": self.schedule.as_json() if self.schedule else None,
-            "combined_monthly_savings": round(self.combined_monthly_savings, 4),
+            "schedule": self.schedule.as_json() if self.schedule else None,  # null when none is proposed
+            **({"combined_monthly_savings": round(self.combined_monthly_savings, 4)} if self.schedule else {}),
         }
 
 
