@@ -98,13 +98,13 @@ class Headline:
         for kind in SAVING_KINDS:
             n = self.vms_by_kind.get(kind, 0)
             if n:
-                out.append(f"  {KIND_TEXT[kind]}: {self.savings_by_kind.get(kind, 0.0):.2f} {cur}/month "
+                out.append(f"  {KIND_TEXT[kind]}: {self.savings_by_kind.get(kind, 0.0):,.2f} {cur}/month "
                            f"({n} VM{'' if n == 1 else 's'})")
-        out.append(f"gross savings {self.gross_monthly_savings:.2f} {cur}/month")
+        out.append(f"gross savings {self.gross_monthly_savings:,.2f} {cur}/month")
         if self.upsize_monthly_cost:
             n = self.vms_by_kind.get("upsize", 0)
-            out.append(f"upsizes cost {self.upsize_monthly_cost:.2f} {cur}/month ({n} VM{'' if n == 1 else 's'})")
-        out.append(f"net savings {self.net_monthly_savings:.2f} {cur}/month (720-hour month)")
+            out.append(f"upsizes cost {self.upsize_monthly_cost:,.2f} {cur}/month ({n} VM{'' if n == 1 else 's'})")
+        out.append(f"net savings {self.net_monthly_savings:,.2f} {cur}/month (720-hour month)")
         return out
 
 

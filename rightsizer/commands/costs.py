@@ -186,18 +186,22 @@ def _emit(ctx: Context, fmt: str, summary: Any, savings: list[Any], rule: str, n
         return
     stream = ctx.out.stream
     if vm_rows:
-        ctx.out.emit([_text({k: v for k, v in r.items() if k != "uuid"}) for r in vm_rows], "table")
+        ctx.out.emit([_table_row(r) for r in vm_rows], "table")
+        stream.write(f"money in {summary.currency}, 2 decimals; prices per hour to 5 (--output csv or json for "
+                     "full precision)\n")
     else:
         stream.write("No VM-hours in the window.\n")
     if group_rows:
         stream.write(f"\nBy {summary.group_by}:\n")
-        ctx.out.emit([_text(r) for r in group_rows], "table")
+        ctx.out.emit([_table_row(r) for r in group_rows], "table")
     if saving_rows:
         stream.write("\nRealised savings of applied resizes (running hours the collector saw while each was in "
                      "force):\n")
         ctx.out.emit([_text(r) for r in saving_rows], "table")
     stream.write("\n")
-    ctx.out.emit([{"figure": k, "value": _fmt(k, v)} for k, v in totals.items()], "table")
+    money = ("total", "compute_total", "storage_total", "month_to_date", "forecast_month_end", "realised_savings_total")
+    ctx.out.emit([{"figure": k, "value": f"{v:,.2f}" if k in money and isinstance(v, int | float) else _fmt(k, v)}
+                  for k, v in totals.items()], "table")
     if summary.start is not None:
         stream.write(f"cost window: {summary.start:%Y-%m-%d %H:%M} - {summary.end:%Y-%m-%d %H:%M} UTC\n")
     for note in notes:
@@ -217,6 +221,24 @@ def _fmt(key: str, value: Any) -> Any:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M")
     return value
+
+
+#: Table headings of the costs columns (the JSON and CSV keep the long names).
+_SHORT = {"machine_type": "type", "chosen_by": "chosen by", "price_per_hour": "price/h", "running_hours": "hours",
+          "compute_cost": "compute", "storage_cost": "storage", "share_pct": "share %"}
+
+
+def _table_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A costs row for a terminal: short headings, money to 2 decimals, no currency or UUID column."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if k in ("uuid", "currency"):
+            continue
+        if isinstance(v, float) and (k == "cost" or k.endswith("_cost") or k == "saving"):
+            out[_SHORT.get(k, k)] = f"{v:,.2f}"
+        else:
+            out[_SHORT.get(k, k)] = _fmt(k, v)
+    return out
 
 
 def _text(row: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from rightsizer.commands.sourceflags import add_source_flags
 from rightsizer.commands.strategyflags import add_settings_flags, settings_from_args
 
 if TYPE_CHECKING:
-
+    from analytics.findings.finding import VmFinding
     from rightsizer.context import Context
 
 DESCRIPTION = """\
@@ -85,6 +85,10 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
                    help="analysis time: 'latest' = newest data in the store (default), 'wall' = the clock, "
                         "or an ISO-8601 UTC time")
     p.add_argument("--vm", action="append", metavar="NAME_OR_UUID", help="only these VMs (repeatable)")
+    p.add_argument("--wide", action="store_true",
+                   help="table: every column of each finding (one block per VM) instead of one line per VM")
+    p.add_argument("--explain", metavar="NAME_OR_UUID",
+                   help="table: one VM's finding in full (reasons, risk, options, evidence)")
     p.add_argument("--finding", action="append", metavar="FINDING",
                    choices=tuple(f.value for f in FINDINGS),
                    help="only VMs with this finding (repeatable)")
@@ -123,11 +127,43 @@ def _parse_now(text: str, ctx: Context) -> Any:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-TABLE_COLUMNS = (
+#: ``--wide``: every column of a finding's row (too wide for a terminal: one block per VM).
+WIDE_COLUMNS = (
     "name", "finding", "action", "current_type", "type_source", "vcpus", "memory_gib", "need_vcpus",
     "need_memory_gib", "target_type", "price_before_per_hour", "price_after_per_hour", "monthly_savings",
     "savings_pct", "risk", "pattern", "schedule", "schedule_savings", "storage_class", "storage_savings", "reason",
 )
+#: The default table: one line per VM within 120 columns, biggest saving first.
+TABLE_COLUMNS = ("name", "finding", "change", "saving", "risk", "schedule")
+
+
+def short_row(f: VmFinding) -> dict[str, Any]:
+    """A finding in one terminal line: the change it proposes, its saving by the headline's rule, its risk."""
+    from analytics.findings.headline import headline_saving, saving_kind
+
+    kind = saving_kind(f)
+    if f.action == "stop":
+        change = f"stop ({f.current_type or '?'})"
+    elif f.changes_type:
+        change = f"{f.current_type} -> {f.target_type}"
+    else:
+        change = f.current_type or "(unpriced)"
+    saving = headline_saving(f) if kind != "upsize" else f.monthly_savings
+    return {
+        "name": f.name, "finding": f.finding.value + (" (excluded)" if f.excluded else ""), "change": change,
+        "saving": f"{saving:,.2f} {f.currency}/mo" if f.currency else "-", "risk": f.risk.value,
+        "schedule": f"on {f.schedule.on} {f.schedule.timezone}" if f.schedule is not None else "",
+    }
+
+
+def explain(f: VmFinding) -> list[dict[str, Any]]:
+    """One VM's finding in full: every field of its row, its reasons, risk reasons and options."""
+    rows = [{"field": k, "value": v} for k, v in f.row().items() if v not in (None, "")]
+    rows += [{"field": f"why: {k}", "value": v} for k, v in f.reasons.items()]
+    rows += [{"field": "risk because", "value": r} for r in f.risk_reasons]
+    rows += [{"field": f"option {i + 1}", "value": ", ".join(f"{k}={v}" for k, v in o.items())}
+             for i, o in enumerate(f.options)]
+    return rows
 
 
 def schedule_settings_from_args(args: argparse.Namespace, ctx: Context) -> Any:
@@ -176,8 +212,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         strategy_settings=settings_from_args(args, strategy, base),
         schedules=schedule_settings_from_args(args, ctx), min_monthly_savings=base["min_monthly_savings"])
     store = ctx.open_source()
-    if args.vm:
-        check_vms(args.vm, store.vms())
+    if args.vm or args.explain:
+        check_vms([*(args.vm or ()), *([args.explain] if args.explain else [])], store.vms())
     analysis = analyse_fleet(store, catalogue, options)
     findings = list(analysis.findings)
     if args.vm:
@@ -195,14 +231,26 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
         ctx.out.emit([f.csv_row() for f in findings], columns=list(FINDING_CSV_COLUMNS))
         return 0
-    ctx.out.emit([f.row() for f in findings], columns=TABLE_COLUMNS)
+    if args.explain:
+        chosen = next(f for f in analysis.findings if args.explain in (f.name, f.uuid))
+        ctx.out.emit(explain(chosen), columns=("field", "value"))
+        return 0
+    if args.wide:
+        ctx.out.emit([f.row() for f in findings], columns=WIDE_COLUMNS)
+    else:
+        from analytics.findings.headline import headline_saving
+
+        ordered = sorted(findings, key=lambda f: (-headline_saving(f), f.monthly_savings, f.name))
+        ctx.out.emit([short_row(f) for f in ordered], columns=TABLE_COLUMNS)
     # the headline of the whole fleet when nothing is filtered, else of the rows shown
     shown = analysis.headline if len(findings) == len(analysis.findings) else headline_of(findings)
     for line in shown.lines():
         print(line, file=sys.stderr)
     print(f"strategy {options.strategy}, lookback {options.effective_lookback_days:g} d, analysis time "
           f"{analysis.now:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
-    print(f"risk legend: {legend_text()}", file=sys.stderr)
+    import textwrap
+
+    print("\n".join(textwrap.wrap(f"risk legend: {legend_text()}", 120, subsequent_indent="  ")), file=sys.stderr)
     return 0
 
 

@@ -164,8 +164,8 @@ def test_the_headline_is_the_same_on_every_surface(surfaces: dict[str, Any]) -> 
     assert overview.upsize_monthly_cost == pytest.approx(headline.upsize_monthly_cost)
     assert overview.headline == headline
     summary_text = surfaces["cli_summary"]
-    assert f"gross savings {headline.gross_monthly_savings:.2f}" in summary_text
-    assert f"net savings {headline.net_monthly_savings:.2f}" in summary_text
+    assert f"gross savings {headline.gross_monthly_savings:,.2f}" in summary_text
+    assert f"net savings {headline.net_monthly_savings:,.2f}" in summary_text
     # every kind's sum is the sum of the CLI rows of that kind
     cli = surfaces["cli"].values()
     stops = sum(r["monthly_savings"] for r in cli if r["action"] == "stop" and not r["excluded"])

@@ -81,13 +81,12 @@ def test_costs_table_shows_type_source_and_summary(monkeypatch: pytest.MonkeyPat
     assert _run(monkeypatch, "costs", "--db", str(db), *WINDOW) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert _header(lines) == ["vm", "host", "machine_type", "chosen_by", "price_per_hour", "running_hours",
-                              "compute_cost", "storage_cost", "cost", "currency"]
+    assert _header(lines) == ["vm", "host", "type", "chosen by", "price/h", "hours", "compute", "storage", "cost"]
     row = next(line for line in lines if line.startswith("web-1"))
-    assert row.split() == ["web-1", "h2", "c2i.2", "inferred", "0.04329", "10.0", "0.4329", "0.0427", "0.4756",
-                           "EUR"]
-    assert max(len(line) for line in lines) <= 120  # the header wraps after '_' to fit
-    assert "By host:" in out and "forecast_month_end" in out and "realised_savings_total  0.3000" in out
+    assert row.split() == ["web-1", "h2", "c2i.2", "inferred", "0.04329", "10.0", "0.43", "0.04", "0.48"]
+    assert max(len(line) for line in lines) <= 120
+    assert "money in EUR, 2 decimals" in out
+    assert "By host:" in out and "forecast_month_end" in out and "realised_savings_total  0.30" in out
 
 
 def test_costs_csv_neutralises_formula_names(monkeypatch: pytest.MonkeyPatch,

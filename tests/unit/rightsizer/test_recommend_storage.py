@@ -52,7 +52,22 @@ def test_recommend_json_and_table_show_storage_advice(monkeypatch, capsys, tmp_p
     # 190 GB less at the STACKIT eu01 capacity price 0.0000907638 EUR per GB-hour, 720 h
     assert storage["monthly_savings"] == pytest.approx(190 * 0.0000907638 * 720, abs=0.01)
     assert storage["currency"] == "EUR" and "guest-agent" in entry["reasons"]["storage"]
-    assert _run(monkeypatch, "recommend", "--db", str(db)) == 0
+    assert _run(monkeypatch, "recommend", "--db", str(db), "--wide") == 0
     table = capsys.readouterr().out
     assert re.search(rf"storage_savings\s+{storage['monthly_savings']:.2f}\n", table), table
     assert re.search(r"storage_class\s+storage_premium_perf0\n", table), table
+
+
+def test_recommend_table_is_one_line_per_vm_within_120_columns_and_explain_gives_the_detail(
+        monkeypatch, capsys, tmp_path) -> None:
+    db, _uuid = _db(tmp_path)
+    assert _run(monkeypatch, "recommend", "--db", str(db)) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].split() == ["name", "finding", "change", "saving", "risk", "schedule"]
+    assert len(lines) == 1 + 1 and max(len(line) for line in lines) <= 120  # header + one line per VM
+    assert all(len(line) <= 120 for line in captured.err.splitlines())
+    assert "net savings" in captured.err and "1 VM: 1 over-provisioned" in captured.err
+    assert _run(monkeypatch, "recommend", "--db", str(db), "--explain", "files") == 0
+    explained = capsys.readouterr().out
+    assert re.search(r"why: storage\s+", explained) and re.search(r"storage_class\s+storage_premium_perf0", explained)
