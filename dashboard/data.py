@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
-from analytics.costs import month_figures
 from analytics.findings.finding import FINDING_CSV_COLUMNS
 from analytics.findings.headline import headline_of
+from analytics.forecast import month_figures
 from analytics.frames import epoch_ns
 from analytics.own_frontier import OwnFrontier
 from analytics.placement import PlacementRisk, placement_risks, risk_by_vm

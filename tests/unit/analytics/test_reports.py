@@ -161,7 +161,8 @@ def test_chart_labels_are_escaped() -> None:
 
 
 def _report_stub() -> Report:
-    from analytics.costs import CostSummary, GroupCost, MonthFigures
+    from analytics.cost_summary import CostSummary, GroupCost
+    from analytics.forecast import MonthFigures
 
     group = GroupCost(key="<b>", vms=1, running_hours=1.0, compute_cost=1.0, storage_cost=0.0, cost=1.0, share=1.0)
     summary = CostSummary(
