@@ -96,6 +96,7 @@ def test_report_rows_costs_and_findings(store: SqliteStore) -> None:
     assert rows["u1"].backup_status == "never"
     # the right-sizing columns are the one analysis's findings, and the total is its headline
     analysis = _analysis(store)
+    assert {f.uuid for f in analysis.findings} == set(rows)
     for f in analysis.findings:
         assert rows[f.uuid].finding == f.finding.value
         assert rows[f.uuid].recommended_type == (f.target_type if f.changes_type else None)
