@@ -23,8 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port
-from engines import Engine, start_prometheus
+from engines import Engine, free_port, start_prometheus
 
 pytestmark = [pytest.mark.integration, pytest.mark.guests]
 
