@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pandas as pd
 
@@ -119,13 +121,14 @@ def rows_since(frame: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
     """Rows with ``ts >= start`` (naive stamps are UTC); the frame itself, not a copy, when all qualify."""
     if frame.empty:
         return frame
-    keep = epoch_ns(frame["ts"]) >= _utc(start).value
+    keep = epoch_ns(frame["ts"]) >= utc_timestamp(start).value
     return frame if keep.all() else frame[keep]
 
 
-def _utc(ts: pd.Timestamp) -> pd.Timestamp:
-    stamp = pd.Timestamp(ts)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+def utc_timestamp(value: datetime | pd.Timestamp) -> pd.Timestamp:
+    """A UTC ``Timestamp`` (naive values are taken as UTC)."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
 
 
 def group_percentile(codes: np.ndarray, values: np.ndarray, n: int, q: float) -> np.ndarray:

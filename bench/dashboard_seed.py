@@ -2,7 +2,7 @@
 
 ``rightsizer.demo_history.seed_synthetic_history`` builds one ``UsagePoint`` per sample and writes the whole
 history in one transaction, which is fine for a demo but needs tens of GiB and hours at 50,000 VMs. This
-writes the same rows (same generator, same seeds, same values: tests/unit/dashboard/test_dashboard_seed.py
+writes the same rows (same generator, same seeds, same values: tests/unit/bench/test_dashboard_seed.py
 compares both) as numpy columns, one day of the whole fleet per transaction, in the table's key order. The
 first day goes through ``SqliteStore.write_history`` (inventory, rollup); later days insert their raw rows and
 their hourly rows directly: with one sample per hour, an hour's rollup is that sample (as ``_rollup`` gives it).

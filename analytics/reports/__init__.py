@@ -7,7 +7,7 @@ formula-safe) and ``json`` (report.json). ``write_report`` is what the CLI and t
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,19 +15,22 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from analytics.analysis import FleetAnalysis, storage_pricing
-from analytics.backups import check_backups
+from analytics.backups import BackupFinding, check_backups
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
-from analytics.costs import fleet_costs, realised_savings_for_store, summarise_costs
+from analytics.cost_summary import CostSummary, GroupCost, summarise_costs
+from analytics.costs import fleet_costs
 from analytics.findings.finding import VmFinding
 from analytics.findings.headline import saving_kind
-from analytics.idle import find_idle
+from analytics.idle import IdleFinding, find_idle
+from analytics.realised import realised_savings_for_store
 from analytics.reports import csv_report, html_report, json_report, vms_csv_report  # noqa: F401  (register formatters)
 from analytics.reports.base import FORMATTERS, Report, ReportFormatter, VmReportRow, register
 from collector.errors import InputError
 from collector.model import VmRecord
-from core.settings import Settings
+from core.settings import CostSettings, Settings
 
 if TYPE_CHECKING:
+    from analytics.own_frontier import OwnFrontier
     from collector.store.base import TimeSeriesStore
 
 __all__ = [
@@ -101,8 +104,51 @@ def build_report(
     cost_settings, storage_note = storage_pricing(settings, catalogue.currency)
     if storage_note:
         notes.append(storage_note)
+    hours = store.frame(_first_hour_read(now, start), now, resolution="hour")
+    by_host, label_key, by_label = _spend(hours, vms, catalogue, storage, cost_settings, now=now, start=start)
+    window_hours = hours[pd.to_datetime(hours["ts"], utc=True) >= pd.Timestamp(start)] if len(hours) else hours
+    cpu_p95, mem_max = _utilisation(window_hours)
+    idle = find_idle(window_hours, settings.idle, include_all=True) if len(window_hours) else {}
+    backups = check_backups(vms, store.backups(), settings.backups, now, hour_frame=hours)
+    savings = realised_savings_for_store(store, now, currency=catalogue.currency)
+    if analysis is None:
+        analysis = _analysis(store, catalogue, settings, strategy, now)
+    notes.extend(_coverage_notes(by_host, vms))
+    rows = _report_rows(vms, by_host, analysis.by_uuid(), idle, backups, cpu_p95, mem_max)
+    frontier = _frontier(analysis.options.strategy, window_hours, vms, catalogue, settings, now=now, start=start)
+    return Report(
+        generated_at=now,
+        window_start=start,
+        window_end=now,
+        currency=catalogue.currency,
+        stopped_vm_billing=cost_settings.stopped_vm_billing,
+        strategy=analysis.options.strategy,
+        costs=by_host,
+        label_key=label_key,
+        spend_by_label=by_label,
+        spend_by_host=by_host.groups,
+        vms=tuple(rows),
+        idle=tuple(sorted(idle.values(), key=lambda i: i.vm_uuid)),
+        backups=tuple(backups),
+        realised_savings=tuple(savings),
+        notes=tuple(notes),
+        frontier=frontier,
+        findings=analysis.findings,
+        headline=analysis.headline,
+    )
+
+
+def _first_hour_read(now: datetime, start: datetime) -> datetime:
+    """The oldest hour the report reads: its window, the month to date and the forecast's trailing 7 days."""
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    hours = store.frame(min(start, month_start, now - timedelta(days=7)), now, resolution="hour")
+    return min(start, month_start, now - timedelta(days=7))
+
+
+def _spend(
+    hours: pd.DataFrame, vms: Sequence[VmRecord], catalogue: CsvPriceCatalogue, storage: StoragePrices,
+    cost_settings: CostSettings, *, now: datetime, start: datetime,
+) -> tuple[CostSummary, str | None, tuple[GroupCost, ...]]:
+    """The window's costs by host (with month figures), the label charted and the spend by that label."""
     cost_frame = fleet_costs(hours, vms, catalogue, storage, cost_settings, now=now)
     by_host = summarise_costs(cost_frame, vms, group_by="host", now=now, start=start, end=now,
                               currency=catalogue.currency)
@@ -111,27 +157,35 @@ def build_report(
         summarise_costs(cost_frame, vms, group_by=label_key, now=now, start=start, end=now,
                         currency=catalogue.currency).groups if label_key else ()
     )
-    window_hours = hours[pd.to_datetime(hours["ts"], utc=True) >= pd.Timestamp(start)] if len(hours) else hours
-    cpu_p95, mem_max = _utilisation(window_hours)
-    idle = find_idle(window_hours, settings.idle, include_all=True) if len(window_hours) else {}
-    backups = check_backups(vms, store.backups(), settings.backups, now, hour_frame=hours)
-    savings = realised_savings_for_store(store, now, currency=catalogue.currency)
+    return by_host, label_key, tuple(by_label)
 
-    if analysis is None:
-        analysis = _analysis(store, catalogue, settings, strategy, now)
-    used_strategy: str | None = analysis.options.strategy
-    recommendations = analysis.by_uuid()
+
+def _coverage_notes(by_host: CostSummary, vms: Sequence[VmRecord]) -> list[str]:
+    """Notes on what the report could not cover: unpriced VMs, an empty store."""
+    notes: list[str] = []
     if by_host.unpriced_vms:
         notes.append(f"{len(by_host.unpriced_vms)} VM(s) fit no machine type in the catalogue and are not priced.")
     if not vms:
         notes.append("The store holds no VMs yet; run 'rightsizer collect' or 'rightsizer import'.")
+    return notes
 
+
+def _report_rows(
+    vms: Sequence[VmRecord],
+    by_host: CostSummary,
+    findings: Mapping[str, VmFinding],
+    idle: Mapping[str, IdleFinding],
+    backups: Sequence[BackupFinding],
+    cpu_p95: Mapping[str, float],
+    mem_max: Mapping[str, float],
+) -> list[VmReportRow]:
+    """One row per VM (cost, size, utilisation, finding, idle and backup state), most expensive first."""
     costs_by_vm = {v.vm_uuid: v for v in by_host.per_vm}
     backup_by_vm = {b.vm_uuid: b for b in backups}
     rows: list[VmReportRow] = []
     for vm in vms:
         cost = costs_by_vm.get(vm.uuid)
-        rec = recommendations.get(vm.uuid)
+        rec = findings.get(vm.uuid)
         bk = backup_by_vm.get(vm.uuid)
         idle_f = idle.get(vm.uuid)
         rows.append(VmReportRow(
@@ -155,33 +209,21 @@ def build_report(
             backup_reason=bk.reason if bk else "",
         ))
     rows.sort(key=lambda r: (-r.cost, r.name))
-    frontier = None
-    if used_strategy is not None and vms and len(window_hours):
-        from analytics.own_frontier import own_fleet_frontier
+    return rows
 
-        frontier = own_fleet_frontier(window_hours, vms, catalogue, now=now,
-                                      lookback_days=(now - start).total_seconds() / 86400.0,
-                                      profile=settings.rightsizing.profile)
-    return Report(
-        generated_at=now,
-        window_start=start,
-        window_end=now,
-        currency=catalogue.currency,
-        stopped_vm_billing=cost_settings.stopped_vm_billing,
-        strategy=used_strategy,
-        costs=by_host,
-        label_key=label_key,
-        spend_by_label=tuple(by_label),
-        spend_by_host=by_host.groups,
-        vms=tuple(rows),
-        idle=tuple(sorted(idle.values(), key=lambda i: i.vm_uuid)),
-        backups=tuple(backups),
-        realised_savings=tuple(savings),
-        notes=tuple(notes),
-        frontier=frontier,
-        findings=analysis.findings,
-        headline=analysis.headline,
-    )
+
+def _frontier(
+    strategy: str | None, window_hours: pd.DataFrame, vms: Sequence[VmRecord], catalogue: CsvPriceCatalogue,
+    settings: Settings, *, now: datetime, start: datetime,
+) -> OwnFrontier | None:
+    """The own-fleet frontier over the window, when a strategy ran and there is data."""
+    if strategy is None or not vms or not len(window_hours):
+        return None
+    from analytics.own_frontier import own_fleet_frontier
+
+    return own_fleet_frontier(window_hours, vms, catalogue, now=now,
+                              lookback_days=(now - start).total_seconds() / 86400.0,
+                              profile=settings.rightsizing.profile)
 
 
 def _finding_fields(f: VmFinding | None) -> dict[str, Any]:

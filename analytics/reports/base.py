@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from analytics.backups import BackupFinding
-from analytics.costs import FLATTEN, CostSummary, GroupCost, RealisedSaving
+from analytics.cost_summary import FLATTEN, CostSummary, GroupCost
 from analytics.findings.headline import Headline
 from analytics.idle import IdleFinding
+from analytics.realised import RealisedSaving
 
 if TYPE_CHECKING:
     from analytics.findings.finding import VmFinding

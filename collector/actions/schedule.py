@@ -5,7 +5,7 @@ domain to reach shut-off; it is never forced. A stop is skipped -- and audited -
 (``rightsizer_exclude``), already off, or busy: its CPU exceeded the idle threshold in any sample of the
 last ``busy_lookback_s`` (or there is no sample to tell). A start boots a shut-off domain and is skipped when
 it already runs. Every attempt becomes one append-only audit row (action ``schedule-stop``/``schedule-start``)
-with the compute price before and after, so realised savings (``analytics.costs.realised_savings``) count
+with the compute price before and after, so realised savings (``analytics.realised.realised_savings``) count
 the stopped hours the same way as a resize.
 """
 

@@ -19,7 +19,8 @@ from typing import Any
 from analytics.analysis import AnalysisOptions, FleetAnalysis, analyse_fleet, storage_pricing
 from analytics.backups import check_backups
 from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_prices
-from analytics.costs import BUILTIN_GROUPS, fleet_costs, summarise_costs
+from analytics.cost_summary import BUILTIN_GROUPS, summarise_costs
+from analytics.costs import fleet_costs
 from analytics.findings.finding import VmFinding
 from analytics.fleet import data_as_of, parse_instant
 from analytics.placement import one_restart_per_service

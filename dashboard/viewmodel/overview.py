@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from analytics.costs import month_figures
 from analytics.findings.headline import headline_of
+from analytics.forecast import month_figures
 from analytics.frames import epoch_ns
 from analytics.signals import HostLoad, contention_signals, host_loads
 from collector.model import VmState

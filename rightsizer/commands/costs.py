@@ -80,14 +80,10 @@ def window_bounds(since: str, until: str | None, now: datetime) -> tuple[datetim
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Compute and print the cost report; returns the exit code."""
     from analytics.catalogue import load_storage_prices
-    from analytics.costs import (
-        BUILTIN_GROUPS,
-        COST_INPUT_COLUMNS,
-        fleet_costs,
-        realised_savings_for_store,
-        summarise_costs,
-    )
+    from analytics.cost_summary import BUILTIN_GROUPS, summarise_costs
+    from analytics.costs import COST_INPUT_COLUMNS, fleet_costs
     from analytics.fleet import data_as_of
+    from analytics.realised import realised_savings_for_store
     from collector.errors import InputError
 
     store = ctx.open_source()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from analytics.catalogue import MachineType
 from tests.helpers.bitbrains import HEADER, usage_row
+from tests.helpers.catalogues import FOUR_TYPES
 
 GIB = 1024**3
 T0 = 1375308000  # 2013-07-31T22:00:00Z: on the hour, so hourly rows are whole hours
@@ -37,10 +38,7 @@ def backtest_types() -> list[MachineType]:
     """s.1 < s.2 < m.2 < l.4 by price, and a GPU type cheaper than all that must never be chosen."""
     return [
         MachineType("gpu.1", 64, 512 * GIB, 0.001, "EUR", category="gpu"),
-        MachineType("s.1", 1, GIB, 0.01, "EUR"),
-        MachineType("s.2", 2, 2 * GIB, 0.02, "EUR"),
-        MachineType("m.2", 2, 8 * GIB, 0.06, "EUR"),
-        MachineType("l.4", 4, 16 * GIB, 0.12, "EUR"),
+        *FOUR_TYPES,
     ]
 
 

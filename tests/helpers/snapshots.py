@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from collector.actions.snapshot import DomainSnapshot
 from collector.domxml import ConfigSpec
 from collector.model import VmRef, VmState
+from core.plan import ResizeStep, SizeSpec
 
 GIB = 1024**3
 TAKEN_AT = datetime(2024, 6, 3, 12, tzinfo=UTC)
@@ -37,3 +38,10 @@ def snapshot(*, running: bool = True, vcpus: int = 4, max_vcpus: int = 8, mem: i
         config=ConfigSpec(cfg_vcpus or vcpus, max_vcpus, cfg_mem or mem, max_mem),
         labels=labels if labels is not None else {"machine_type": "c1.2"}, inactive_xml=DOMAIN_XML, taken_at=TAKEN_AT,
     )
+
+
+def resize_step(vcpus: int, mem: int, machine_type: str = "") -> ResizeStep:
+    """web-1 from c1.2 (4 vCPUs, 8 GiB, 0.224 EUR/h) to ``vcpus`` and ``mem`` bytes at 0.112 EUR/h."""
+    return ResizeStep(vm=REF, current=SizeSpec(4, 8 * GIB, "c1.2"), target=SizeSpec(vcpus, mem, machine_type),
+                      price_before_per_hour=0.224, price_after_per_hour=0.112, currency="EUR",
+                      finding="over-provisioned")

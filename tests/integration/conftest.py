@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -46,6 +45,7 @@ from domains import (
     remove_domain,
     wait_for_console,
 )
+from engines import free_port
 
 from collector.hypervisor.libvirt import silence_libvirt_stderr
 from collector.hypervisor.testfleet import make_fleet, write_fleet
@@ -159,14 +159,6 @@ def testdriver_fleet(tmp_path: Path) -> Callable[..., str]:
         return write_fleet(tmp_path / f"fleet-{n}.xml", make_fleet(n, **kwargs))
 
     return make
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port
+from engines import free_port
 
 TOKEN = "api-s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -603,7 +603,7 @@ def test_cli_from_findings_lowers_a_leftover_max_memory_without_the_label(
 
     from collector.model import VmRecord
     from rightsizer.cli import main
-    from tests.unit.analytics.test_findings_fleet import DAYS, FLEET, NOW, T0, _points
+    from tests.helpers.lifecycle_fleet import DAYS, FLEET, NOW, T0, lifecycle_points
 
     snug = FLEET["snug-1"]  # its history: below-threshold at g1.3, no resize proposed
     fleet = tmp_path / "fleet.xml"
@@ -614,7 +614,7 @@ def test_cli_from_findings_lowers_a_leftover_max_memory_without_the_label(
                       first_seen=T0, last_seen=NOW)
     db = tmp_path / "fleet.db"
     store = SqliteStore(db)
-    store.write_history([legacy], _points(legacy, range(DAYS * 24), 2.2, used_gib=5.0))
+    store.write_history([legacy], lifecycle_points(legacy, range(DAYS * 24), 2.2, used_gib=5.0))
     store.close()
     uri = f"test://{fleet}"
 

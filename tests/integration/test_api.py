@@ -86,13 +86,14 @@ def test_findings_have_the_recommend_json_field_names(demo: Served) -> None:
     cli = json.loads(out.stdout)
     assert api["total"] == len(cli) == 24
     by_uuid = {r["uuid"]: r for r in cli}
+    assert len(api["items"]) == 24
     for row in api["items"]:
         assert set(row) == set(by_uuid[row["uuid"]]), row["name"]
         assert row["finding"] == by_uuid[row["uuid"]]["finding"]
     over = requests.get(f"{demo.base}/api/v1/findings", params={"finding": "over-provisioned", "strategy": "krr",
                                                                  "lookback_days": 14}, timeout=120).json()
-    assert over["total"] >= 1 and all(r["finding"] == "over-provisioned" and r["strategy"] == "krr"
-                                       for r in over["items"])
+    assert len(over["items"]) == over["total"] >= 1
+    assert all(r["finding"] == "over-provisioned" and r["strategy"] == "krr" for r in over["items"])
 
 
 @pytest.mark.parametrize(("path", "params", "status", "parameter"), [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics.costs import realised_savings
+from analytics.realised import realised_savings
 from collector.store.sqlite import SqliteStore
 from rightsizer import cli
 

@@ -63,6 +63,7 @@ def test_bulk_cycle_sees_every_test_guest(two_cycles: TwoCycles, guests: dict[st
     finally:
         conn.close()
 
+    assert guests  # every check below is over the test guests
     for batch in (two_cycles.first, two_cycles.second):
         assert batch.ok and batch.driver == "QEMU" and batch.host == hostname
         assert {spec.name for spec in guests.values()} <= set(ours(batch))

@@ -112,6 +112,7 @@ def test_metrics_report_and_dashboard_agree_with_the_cli(surfaces: dict[str, Any
     econ = surfaces["economics"].by_vm
     report_rows = {r["vm_uuid"]: r for r in to_plain(surfaces["report"])["vms"]}
     dash = surfaces["dash"]
+    assert cli and set(econ) & set(cli)  # the checks below run, on priced VMs too
     for uuid, row in cli.items():
         name = row["name"]
         f = next(f for f in surfaces["analysis"].findings if f.uuid == uuid)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import free_port
 from domains import REPO_ROOT, GuestImages, GuestSpec, boot_guest, remove_domain, wait_for_console
+from engines import free_port
 
 from collector.store.sqlite import SqliteStore
 

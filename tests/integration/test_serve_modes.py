@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import free_port
+from engines import free_port
 
 from collector.model import VmRecord, VmState
 from collector.store.base import RAW_COLUMNS

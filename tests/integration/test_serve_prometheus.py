@@ -10,7 +10,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import free_port
+from engines import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.guests]
 

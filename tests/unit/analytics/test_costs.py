@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from analytics.catalogue import GIB, CsvPriceCatalogue, MachineType, StoragePrices
-from analytics.costs import COST_COLUMNS, fleet_costs, realised_savings, summarise_costs
+from analytics.cost_summary import summarise_costs
+from analytics.costs import COST_COLUMNS, fleet_costs
 from analytics.fleet import resolve_machine_type
+from analytics.realised import realised_savings
 from collector.errors import InputError
 from collector.model import VmRecord, VmState
 from collector.store.base import HOUR_COLUMNS, AuditEntry

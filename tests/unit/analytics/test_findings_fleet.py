@@ -7,58 +7,31 @@ below-threshold; one plan shape from ``recommend --actionable`` and ``apply --fr
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from analytics.analysis import AnalysisOptions, analyse_fleet
 from analytics.catalogue import load_catalogue, load_storage_prices
 from analytics.findings.risk import RiskLevel
 from analytics.rightsizing.base import Finding
-from collector.model import UsagePoint, VmRecord, VmState
+from collector.model import VmRecord, VmState
 from collector.store.sqlite import SqliteStore
 from core.settings import Settings
 from rightsizer import cli
+from tests.helpers.lifecycle_fleet import (
+    DAYS,
+    DISK_BYTES,
+    FLEET,
+    GIB,
+    NOW,
+    T0,
+    lifecycle_points,
+    lifecycle_vm,
+)
 
-GIB = 1024**3
-T0 = datetime(2026, 10, 1, tzinfo=UTC)
-DAYS = 14
-NOW = T0 + timedelta(days=DAYS)
-DISK_BYTES = 50e9
 CATALOGUE = load_catalogue()
-
-
-def _vm(name: str, vcpus: int, mem_gib: int, state: VmState = VmState.RUNNING) -> VmRecord:
-    return VmRecord(uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), name=name, uri="test:///default", host="h1",
-                    state=state, vcpus=vcpus, max_vcpus=vcpus, memory_bytes=mem_gib * GIB,
-                    max_memory_bytes=mem_gib * GIB, labels={}, first_seen=T0, last_seen=NOW)
-
-
-def _points(vm: VmRecord, hours: range, cpu: float, *, used_gib: float, io_bps: float = 1e6,
-            running: bool = True) -> list[UsagePoint]:
-    rng = np.random.default_rng(7)
-    return [
-        UsagePoint(vm_uuid=vm.uuid, ts=T0 + timedelta(hours=h), state=VmState.RUNNING if running else VmState.SHUTOFF,
-                   vcpus=vm.vcpus, memory_bytes=vm.memory_bytes,
-                   cpu_vcpus=float(cpu * (1 + 0.1 * rng.random())) if running else None,
-                   memory_used_bytes=int(used_gib * GIB) if running else None,
-                   disk_read_bps=io_bps if running else None, disk_write_bps=io_bps if running else None,
-                   net_rx_bps=io_bps if running else None, net_tx_bps=io_bps if running else None,
-                   disk_capacity_bytes=int(DISK_BYTES), interval_s=3600.0)
-        for h in hours
-    ]
-
-
-FLEET = {
-    "busy-1": _vm("busy-1", 8, 32),  # 0.5 vCPU, 2 GiB used: over-provisioned
-    "parked-1": _vm("parked-1", 4, 16, VmState.SHUTOFF),  # ran 4 days, shut off for the last 10
-    "sleepy-1": _vm("sleepy-1", 4, 16),  # idle throughout
-    "snug-1": _vm("snug-1", 4, 16),  # g1.3; fits c1.3 (4 vCPU, 8 GiB), which saves under 10 %
-}
 
 
 @pytest.fixture
@@ -66,11 +39,11 @@ def db(tmp_path: Path) -> Path:
     path = tmp_path / "fleet.db"
     store = SqliteStore(path)
     all_hours = range(DAYS * 24)
-    points = _points(FLEET["busy-1"], all_hours, 0.5, used_gib=2)
-    points += _points(FLEET["parked-1"], range(4 * 24), 1.5, used_gib=6)
-    points += _points(FLEET["parked-1"], range(4 * 24, DAYS * 24), 0, used_gib=0, running=False)
-    points += _points(FLEET["sleepy-1"], all_hours, 0.005, used_gib=1, io_bps=10.0)
-    points += _points(FLEET["snug-1"], all_hours, 2.2, used_gib=5.0)
+    points = lifecycle_points(FLEET["busy-1"], all_hours, 0.5, used_gib=2)
+    points += lifecycle_points(FLEET["parked-1"], range(4 * 24), 1.5, used_gib=6)
+    points += lifecycle_points(FLEET["parked-1"], range(4 * 24, DAYS * 24), 0, used_gib=0, running=False)
+    points += lifecycle_points(FLEET["sleepy-1"], all_hours, 0.005, used_gib=1, io_bps=10.0)
+    points += lifecycle_points(FLEET["snug-1"], all_hours, 2.2, used_gib=5.0)
     store.write_history(list(FLEET.values()), points)
     store.close()
     return path
@@ -186,13 +159,13 @@ def test_lookback_flag_changes_the_window(monkeypatch: pytest.MonkeyPatch, capsy
 
 def test_shut_off_under_stopped_after_gets_no_resize_savings(tmp_path: Path) -> None:
     """Off for 2 days (< [rightsizing] stopped_after = 7 d): advice stays, informational, nothing counted."""
-    paused = _vm("paused-1", 8, 32, VmState.SHUTOFF)
+    paused = lifecycle_vm("paused-1", 8, 32, VmState.SHUTOFF)
     busy = FLEET["busy-1"]
     store = SqliteStore(tmp_path / "paused.db")
     try:
-        store.write_history([paused, busy], _points(paused, range(12 * 24), 0.5, used_gib=2)
-                            + _points(paused, range(12 * 24, DAYS * 24), 0, used_gib=0, running=False)
-                            + _points(busy, range(DAYS * 24), 0.5, used_gib=2))
+        store.write_history([paused, busy], lifecycle_points(paused, range(12 * 24), 0.5, used_gib=2)
+                            + lifecycle_points(paused, range(12 * 24, DAYS * 24), 0, used_gib=0, running=False)
+                            + lifecycle_points(busy, range(DAYS * 24), 0.5, used_gib=2))
         found = {f.name: f for f in analyse_fleet(store, CATALOGUE, AnalysisOptions.from_settings(
             Settings(), CATALOGUE, now=NOW)).findings}
     finally:
@@ -215,7 +188,7 @@ def _legacy(tmp_path: Path, *, memory_bytes: int, labels: dict[str, str] | None 
                       max_memory_bytes=2 * memory_bytes, labels=labels or {}, first_seen=T0, last_seen=NOW)
     store = SqliteStore(tmp_path / "legacy.db")
     try:
-        store.write_history([legacy], _points(legacy, range(DAYS * 24), 2.2, used_gib=5.0))
+        store.write_history([legacy], lifecycle_points(legacy, range(DAYS * 24), 2.2, used_gib=5.0))
         options = AnalysisOptions.from_settings(Settings(), CATALOGUE, now=NOW)
         (found,) = analyse_fleet(store, CATALOGUE, options).findings
     finally:

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from analytics.catalogue import GIB, CsvPriceCatalogue, MachineType, StoragePrices
-from analytics.costs import fleet_costs, realised_savings
+from analytics.costs import fleet_costs
 from analytics.findings.lifecycle import find_stopped
 from analytics.findings.projection import project_fleet, project_utilisation
 from analytics.findings.regret import find_regrets, resizes_in_force
 from analytics.findings.risk import RISK_LEGEND, RiskFacts, RiskLevel, assess_risk, legend_text
+from analytics.realised import realised_savings
 from collector.model import VmRecord, VmState
 from collector.store.base import HOUR_COLUMNS, AuditEntry
 from core.settings import CostSettings

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from analytics.own_frontier import own_fleet_frontier
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_rightsizing_fleet import HOURS, NOW, T0, _catalogue, _points, _vm  # noqa: E402
+from tests.helpers.catalogues import small_catalogue
+from tests.helpers.ten_days import HOURS, NOW, T0, hourly_points, running_vm
 
 
 def test_own_frontier_scores_the_second_half_and_marks_the_profile(store) -> None:
     # steady-1 is flat at 0.5 vCPU; burst-1 is flat at 0.5 in the first 5 days, then 1.5 vCPU for 20 hours.
-    steady, burst = _vm("steady-1", 4, 16), _vm("burst-1", 4, 16)
+    steady, burst = running_vm("steady-1", 4, 16), running_vm("burst-1", 4, 16)
     flat = np.full(HOURS, 0.5)
     late = flat.copy()
     late[HOURS - 30:HOURS - 10] = 1.5
-    store.write_history([steady, burst], _points(steady, flat) + _points(burst, late))
+    store.write_history([steady, burst], hourly_points(steady, flat) + hourly_points(burst, late))
     frame = store.frame(datetime.fromtimestamp(T0, tz=UTC), NOW, resolution="hour")
-    own = own_fleet_frontier(frame, [steady, burst], _catalogue(), now=NOW, lookback_days=10, profile="conservative")
+    own = own_fleet_frontier(frame, [steady, burst], small_catalogue(), now=NOW, lookback_days=10,
+                             profile="conservative")
     assert own.train_days == pytest.approx(5.0) and own.eval_days == pytest.approx(5.0)
     assert own.vms_evaluated == 2
     chosen = own.chosen
@@ -49,13 +47,13 @@ def test_own_frontier_scores_the_second_half_and_marks_the_profile(store) -> Non
 
 def test_own_frontier_counts_overruns_on_peak_hours(store) -> None:
     # 0.3 vCPU in training, 1.6 vCPU for 12 of the 120 evaluated hours: s.1 (1 vCPU) overruns 10 %.
-    vm = _vm("grow-1", 4, 16)
+    vm = running_vm("grow-1", 4, 16)
     cpu = np.full(HOURS, 0.3)
     cpu[HOURS - 12:] = 1.6
-    store.write_history([vm], _points(vm, cpu, used_gib=0.5))
+    store.write_history([vm], hourly_points(vm, cpu, used_gib=0.5))
     frame = store.frame(datetime.fromtimestamp(T0, tz=UTC), NOW, resolution="hour")
-    own = own_fleet_frontier(frame, [vm], _catalogue(), now=NOW, lookback_days=10)
+    own = own_fleet_frontier(frame, [vm], small_catalogue(), now=NOW, lookback_days=10)
     krr = next(p for p in own.points if p.strategy == "krr")
     assert krr.cpu_overrun_pct == pytest.approx(100 * 12 / 120)
     with pytest.raises(ValueError, match="train_fraction"):
-        own_fleet_frontier(frame, [vm], _catalogue(), now=NOW, lookback_days=10, train_fraction=1.0)
+        own_fleet_frontier(frame, [vm], small_catalogue(), now=NOW, lookback_days=10, train_fraction=1.0)

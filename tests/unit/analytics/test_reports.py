@@ -96,6 +96,7 @@ def test_report_rows_costs_and_findings(store: SqliteStore) -> None:
     assert rows["u1"].backup_status == "never"
     # the right-sizing columns are the one analysis's findings, and the total is its headline
     analysis = _analysis(store)
+    assert {f.uuid for f in analysis.findings} == set(rows)
     for f in analysis.findings:
         assert rows[f.uuid].finding == f.finding.value
         assert rows[f.uuid].recommended_type == (f.target_type if f.changes_type else None)
@@ -161,7 +162,8 @@ def test_chart_labels_are_escaped() -> None:
 
 
 def _report_stub() -> Report:
-    from analytics.costs import CostSummary, GroupCost, MonthFigures
+    from analytics.cost_summary import CostSummary, GroupCost
+    from analytics.forecast import MonthFigures
 
     group = GroupCost(key="<b>", vms=1, running_hours=1.0, compute_cost=1.0, storage_cost=0.0, cost=1.0, share=1.0)
     summary = CostSummary(

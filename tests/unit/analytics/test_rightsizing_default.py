@@ -9,19 +9,11 @@ from analytics.catalogue import CsvPriceCatalogue, MachineType
 from analytics.rightsizing import default, get_strategy
 from analytics.rightsizing.base import Finding, UsageHistory, VmSpec
 from analytics.rightsizing.settings import RightsizerSettings, profile_settings
+from tests.helpers.catalogues import small_catalogue
 
 GIB = 1024**3
 T0 = 1_700_006_400.0  # UTC midnight
 DAY = 86400.0
-
-
-def _catalogue() -> CsvPriceCatalogue:
-    return CsvPriceCatalogue([
-        MachineType("s.1", 1, GIB, 0.01, "EUR"),
-        MachineType("s.2", 2, 2 * GIB, 0.02, "EUR"),
-        MachineType("m.2", 2, 8 * GIB, 0.06, "EUR"),
-        MachineType("l.4", 4, 16 * GIB, 0.12, "EUR"),
-    ])
 
 
 def _ten_days(seed: int = 7) -> UsageHistory:
@@ -91,7 +83,7 @@ def test_vcpu_floor_keeps_the_vcpus_the_aws_type_bundles() -> None:
 
 
 def test_recommendation_picks_the_bundle_covering_both_needs() -> None:
-    rec = default.STRATEGY.recommend(_ten_days(), VmSpec(4, 16 * GIB), _conservative(), catalogue=_catalogue())
+    rec = default.STRATEGY.recommend(_ten_days(), VmSpec(4, 16 * GIB), _conservative(), catalogue=small_catalogue())
     # needs 1.2765 vCPU and 1.725 GiB: s.2 (2 vCPU, 2 GiB) is the cheapest covering both
     assert rec.finding is Finding.OVER_PROVISIONED
     assert rec.recommended_type.name == "s.2"
@@ -111,8 +103,8 @@ def test_daily_peak_rule_same_answer_from_raw_samples_and_from_hourly_rollups() 
                     for h in hours])
     rollup = UsageHistory.from_arrays(hours, p95, mem_peaks, vcpus=4, memory_bytes=16 * GIB, interval_s=3600.0,
                                       cpu_peak_vcpus=peaks, end_s=raw.analysis_end_s)
-    a = default.STRATEGY.recommend(raw, VmSpec(4, 16 * GIB), only_peaks, catalogue=_catalogue())
-    b = default.STRATEGY.recommend(rollup, VmSpec(4, 16 * GIB), only_peaks, catalogue=_catalogue())
+    a = default.STRATEGY.recommend(raw, VmSpec(4, 16 * GIB), only_peaks, catalogue=small_catalogue())
+    b = default.STRATEGY.recommend(rollup, VmSpec(4, 16 * GIB), only_peaks, catalogue=small_catalogue())
     assert a.target_vcpus == pytest.approx(b.target_vcpus)
     assert a.target_memory_bytes == b.target_memory_bytes
     assert a.recommended_type == b.recommended_type

@@ -2,73 +2,42 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from analytics.catalogue import CsvPriceCatalogue, MachineType
 from analytics.findings.headline import headline_of
 from analytics.rightsizing.base import Finding, UsageHistory, history_trends
 from analytics.rightsizing.settings import Policy, RightsizerSettings, profile_settings
 from collector.actions.plan import plan_from_findings, plan_from_steps
-from collector.model import UsagePoint, VmRecord, VmState
 from core.settings import IdleSettings
-
-GIB = 1024**3
-T0 = 1_700_006_400  # UTC midnight
-HOURS = 10 * 24
-NOW = datetime.fromtimestamp(T0 + HOURS * 3600, tz=UTC)
-
-
-def _catalogue() -> CsvPriceCatalogue:
-    return CsvPriceCatalogue([
-        MachineType("s.1", 1, GIB, 0.01, "EUR"),
-        MachineType("s.2", 2, 2 * GIB, 0.02, "EUR"),
-        MachineType("m.2", 2, 8 * GIB, 0.06, "EUR"),
-        MachineType("l.4", 4, 16 * GIB, 0.12, "EUR"),
-    ])
-
-
-def _vm(name: str, vcpus: int, mem_gib: int, **labels: str) -> VmRecord:
-    first = datetime.fromtimestamp(T0, tz=UTC)
-    return VmRecord(uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), name=name, uri="test:///default", host="h1",
-                    state=VmState.RUNNING, vcpus=vcpus, max_vcpus=vcpus, memory_bytes=mem_gib * GIB,
-                    max_memory_bytes=mem_gib * GIB, labels=labels, first_seen=first, last_seen=NOW)
-
-
-def _points(vm: VmRecord, cpu: np.ndarray, *, used_gib: float = 1.0, io_bps: float = 1e6) -> list[UsagePoint]:
-    return [
-        UsagePoint(vm_uuid=vm.uuid, ts=datetime.fromtimestamp(T0 + 3600 * i, tz=UTC), state=VmState.RUNNING,
-                   vcpus=vm.vcpus, memory_bytes=vm.memory_bytes, cpu_vcpus=float(c),
-                   memory_used_bytes=int(used_gib * GIB), disk_read_bps=io_bps, disk_write_bps=io_bps,
-                   net_rx_bps=io_bps, net_tx_bps=io_bps, interval_s=3600.0)
-        for i, c in enumerate(cpu)
-    ]
+from tests.helpers.catalogues import small_catalogue
+from tests.helpers.ten_days import GIB, HOURS, NOW, T0, hourly_points, running_vm
 
 
 @pytest.fixture
 def fleet(store):
     vms = [
-        _vm("web-1", 4, 16, machine_type="l.4"),
-        _vm("db-1", 2, 2),
-        _vm("batch-1", 4, 16, rightsizer_exclude="true"),
-        _vm("new-1", 2, 2),
-        _vm("idle-1", 2, 8),
+        running_vm("web-1", 4, 16, machine_type="l.4"),
+        running_vm("db-1", 2, 2),
+        running_vm("batch-1", 4, 16, rightsizer_exclude="true"),
+        running_vm("new-1", 2, 2),
+        running_vm("idle-1", 2, 8),
     ]
     flat = np.full(HOURS, 0.5)
-    points = _points(vms[0], flat) + _points(vms[1], flat) + _points(vms[2], flat)
-    points += _points(vms[4], np.full(HOURS, 0.001), io_bps=0.0)
+    points = hourly_points(vms[0], flat) + hourly_points(vms[1], flat) + hourly_points(vms[2], flat)
+    points += hourly_points(vms[4], np.full(HOURS, 0.001), io_bps=0.0)
     # new-1 has only the last 10 hours
-    points += [p for p in _points(vms[3], flat) if p.ts >= datetime.fromtimestamp(T0 + 3600 * (HOURS - 10), tz=UTC)]
+    last_10 = datetime.fromtimestamp(T0 + 3600 * (HOURS - 10), tz=UTC)
+    points += [p for p in hourly_points(vms[3], flat) if p.ts >= last_10]
     store.write_history(vms, points)
     return store
 
 
 def test_findings_per_vm(fleet, analyse) -> None:
-    findings = {f.name: f for f in analyse(fleet, _catalogue(), now=NOW, idle_settings=IdleSettings())}
+    findings = {f.name: f for f in analyse(fleet, small_catalogue(), now=NOW, idle_settings=IdleSettings())}
     web = findings["web-1"]
     # ours (balanced): p99.5 0.5 x 1.2 -> 0.6 vCPU; memory 1 GiB x 1.15 -> s.2; from l.4 saves (0.12 - 0.02) x 720
     assert (web.finding, web.current_type, web.current_type_source, web.target_type) == (
@@ -93,7 +62,7 @@ def test_findings_per_vm(fleet, analyse) -> None:
 
 
 def test_json_rows_are_a_resize_plan(fleet, analyse) -> None:
-    findings = analyse(fleet, _catalogue(), now=NOW, idle_settings=IdleSettings())
+    findings = analyse(fleet, small_catalogue(), now=NOW, idle_settings=IdleSettings())
     entries = [f.plan_entry() for f in findings]
     web = next(e for e in entries if e["name"] == "web-1")
     assert web["current"] == {"machine_type": "l.4", "type_source": "label", "vcpus": 4, "memory_bytes": 16 * GIB}
@@ -104,7 +73,7 @@ def test_json_rows_are_a_resize_plan(fleet, analyse) -> None:
 
 
 def test_findings_emit_the_plans_own_step_type(fleet, analyse) -> None:
-    findings = analyse(fleet, _catalogue(), now=NOW, idle_settings=IdleSettings())
+    findings = analyse(fleet, small_catalogue(), now=NOW, idle_settings=IdleSettings())
     steps = [s for f in findings if (s := f.resize_step("test:///x.xml")) is not None]
     typed = plan_from_steps(steps)
     from_json = plan_from_findings([f.plan_entry() for f in findings], default_uri="test:///x.xml")
@@ -114,21 +83,21 @@ def test_findings_emit_the_plans_own_step_type(fleet, analyse) -> None:
 
 def test_policy_overrides_apply_per_vm(fleet, analyse) -> None:
     policies = [Policy(vm="web-1", cpu_headroom_fraction=3.0), Policy(labels={"machine_type": "l.4"})]
-    web = next(f for f in analyse(fleet, _catalogue(), now=NOW, policies=policies) if f.name == "web-1")
+    web = next(f for f in analyse(fleet, small_catalogue(), now=NOW, policies=policies) if f.name == "web-1")
     assert web.need_vcpus == pytest.approx(0.5 * 4.0)  # 300 % headroom
     assert web.target_type == "s.2"
-    excluded = next(f for f in analyse(fleet, _catalogue(), now=NOW,
+    excluded = next(f for f in analyse(fleet, small_catalogue(), now=NOW,
                                                policies=[Policy(vm="db-1", exclude=True)]) if f.name == "db-1")
     assert excluded.excluded
 
 
 def test_fleet_trends_match_the_single_vm_rule(store, analyse) -> None:
-    vm = _vm("grow-1", 4, 16)
+    vm = running_vm("grow-1", 4, 16)
     cpu = 0.1 + 0.1 * np.arange(HOURS) / 24  # +0.1 vCPU a day
-    store.write_history([vm], _points(vm, cpu))
+    store.write_history([vm], hourly_points(vm, cpu))
     conservative = RightsizerSettings.model_validate({**profile_settings("conservative"),
                                                       "trend_blocks_downsize": True})
-    [finding] = analyse(store, _catalogue(), now=NOW, settings=conservative)
+    [finding] = analyse(store, small_catalogue(), now=NOW, settings=conservative)
     fleet_trend = finding.recommendation.evidence.cpu_trend
     ts = T0 + 3600.0 * np.arange(HOURS)
     single_cpu, _ = history_trends(
@@ -145,13 +114,13 @@ def test_fleet_trends_match_the_single_vm_rule(store, analyse) -> None:
 
 def test_naive_now_is_refused(fleet, analyse) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        analyse(fleet, _catalogue(), now=datetime(2026, 1, 1))
+        analyse(fleet, small_catalogue(), now=datetime(2026, 1, 1))
 
 
 def test_configured_profile_reaches_the_fleet_path(fleet, analyse) -> None:
-    balanced = {f.name: f for f in analyse(fleet, _catalogue(), now=NOW)}
-    conservative = {f.name: f for f in analyse(fleet, _catalogue(), now=NOW, profile="conservative")}
-    krr = {f.name: f for f in analyse(fleet, _catalogue(), now=NOW, strategy="krr", profile="conservative")}
+    balanced = {f.name: f for f in analyse(fleet, small_catalogue(), now=NOW)}
+    conservative = {f.name: f for f in analyse(fleet, small_catalogue(), now=NOW, profile="conservative")}
+    krr = {f.name: f for f in analyse(fleet, small_catalogue(), now=NOW, strategy="krr", profile="conservative")}
     assert balanced["web-1"].need_memory_bytes == pytest.approx(1.15 * GIB, rel=1e-6)
     assert conservative["web-1"].need_memory_bytes == pytest.approx(1.2 * GIB, rel=1e-6)
     assert krr["web-1"].need_memory_bytes == pytest.approx(1.15 * GIB, rel=1e-6)  # anchors keep their own
@@ -159,12 +128,12 @@ def test_configured_profile_reaches_the_fleet_path(fleet, analyse) -> None:
 
 def test_vpa_on_a_vm_whose_memory_readings_stop_early_is_a_result_not_a_crash(store, analyse) -> None:
     # memory use known only in the first 24 hours of 10 days: VPA's last 8 daily peaks are empty
-    vm = _vm("odd-1", 4, 16)
+    vm = running_vm("odd-1", 4, 16)
     points = [p if i < 24 else replace(p, memory_used_bytes=None)
-              for i, p in enumerate(_points(vm, np.full(HOURS, 0.5)))]
+              for i, p in enumerate(hourly_points(vm, np.full(HOURS, 0.5)))]
     store.write_history([vm], points)
     for strategy in ("vpa", "rightsizer", "aws", "krr"):
-        [finding] = analyse(store, _catalogue(), now=NOW, strategy=strategy)
+        [finding] = analyse(store, small_catalogue(), now=NOW, strategy=strategy)
         assert finding.target_type is not None and finding.reasons["memory"]
-    [vpa] = analyse(store, _catalogue(), now=NOW, strategy="vpa")
+    [vpa] = analyse(store, small_catalogue(), now=NOW, strategy="vpa")
     assert "no memory reading in the last 8 24 h intervals" in vpa.reasons["memory"]

@@ -9,19 +9,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from analytics.catalogue import CsvPriceCatalogue, MachineType
 from analytics.rightsizing import STRATEGY_NAMES, get_strategy
 from analytics.rightsizing.base import Finding, UsageHistory, VmSpec
 from analytics.rightsizing.settings import PROFILES, SETTINGS_TYPES, profile_settings
+from tests.helpers.catalogues import small_catalogue
 
 GIB = 1024**3
 T0 = 1_700_000_000.0
-CATALOGUE = CsvPriceCatalogue([
-    MachineType("s.1", 1, GIB, 0.01, "EUR"),
-    MachineType("s.2", 2, 2 * GIB, 0.02, "EUR"),
-    MachineType("m.2", 2, 8 * GIB, 0.06, "EUR"),
-    MachineType("l.4", 4, 16 * GIB, 0.12, "EUR"),
-])
+CATALOGUE = small_catalogue()
 #: Data rules off, so the estimators themselves meet the odd data (the defaults would stop most at 30 h).
 NO_DATA_RULES = {"min_coverage_hours": 0.0, "min_span_days": 0.0}
 SPEC = VmSpec(4, 16 * GIB)

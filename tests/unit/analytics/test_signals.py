@@ -16,7 +16,8 @@ from analytics.signals import ContentionSignal, host_loads
 from analytics.storage import needed_class, storage_advice
 from collector.model import UsagePoint, VmRecord, VmState
 from core.settings import SignalSettings
-from tests.unit.analytics.test_rightsizing_fleet import GIB, HOURS, NOW, T0, _catalogue
+from tests.helpers.catalogues import small_catalogue
+from tests.helpers.ten_days import GIB, HOURS, NOW, T0
 
 
 def _vm(name: str, vcpus: int, mem_gib: int, host: str = "h1") -> VmRecord:
@@ -36,7 +37,7 @@ def _points(vm: VmRecord, cpu: float, used_gib: float, **signals: float) -> list
 
 def _findings(store, vms, points, analyse):
     store.write_history(vms, points)
-    return {f.name: f for f in analyse(store, _catalogue(), now=NOW, signal_settings=SignalSettings())}
+    return {f.name: f for f in analyse(store, small_catalogue(), now=NOW, signal_settings=SignalSettings())}
 
 
 def test_a_busy_contended_vm_is_not_upsized_and_names_its_host(store, analyse) -> None:
@@ -52,7 +53,7 @@ def test_a_busy_contended_vm_is_not_upsized_and_names_its_host(store, analyse) -
 def test_without_signal_settings_findings_are_unchanged(store, analyse) -> None:
     hot = _vm("hot", 2, 2)
     store.write_history([hot], _points(hot, 1.95, 1.0, cpu_delay_vcpus=0.8))
-    (f,) = analyse(store, _catalogue(), now=NOW)
+    (f,) = analyse(store, small_catalogue(), now=NOW)
     assert f.finding is Finding.UNDER_PROVISIONED
 
 
@@ -129,7 +130,7 @@ def test_storage_advice_reaches_the_findings_with_guest_agent_use_from_the_store
     record_usage(store, {vm.uuid: GuestFsUsage(5_000_000_000, 190_000_000_000, 1, NOW)})
     prices = load_storage_prices()
     rules = LifecycleRules(7.0, CostSettings(), prices)
-    found = {f.name: f for f in analyse(store, _catalogue(), now=NOW, signal_settings=SignalSettings(),
+    found = {f.name: f for f in analyse(store, small_catalogue(), now=NOW, signal_settings=SignalSettings(),
                                                 rules=rules)}
     agent, alloc = found["files"].storage, found["plain"].storage
     assert agent is not None and alloc is not None
@@ -143,5 +144,5 @@ def test_storage_advice_reaches_the_findings_with_guest_agent_use_from_the_store
     assert found["files"].row()["storage_savings"] == round(agent.monthly_savings, 2)
     # without [costs] include_storage there is nothing to price: no advice
     unpriced = LifecycleRules(7.0, CostSettings(include_storage=False), prices)
-    assert all(f.storage is None for f in analyse(store, _catalogue(), now=NOW,
-                                                          signal_settings=SignalSettings(), rules=unpriced))
+    unpriced_findings = analyse(store, small_catalogue(), now=NOW, signal_settings=SignalSettings(), rules=unpriced)
+    assert unpriced_findings and all(f.storage is None for f in unpriced_findings)

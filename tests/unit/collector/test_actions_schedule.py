@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from analytics.costs import realised_savings
+from analytics.realised import realised_savings
 from collector.actions.schedule import PowerSettings, ScheduledVm, audit_entry, run_power, start_vm, stop_vm
 from collector.hypervisor.fakecontrol import FakeControl
 from collector.model import VmState

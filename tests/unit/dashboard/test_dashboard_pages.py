@@ -96,7 +96,7 @@ def test_vm_detail_update(data: DashboardData) -> None:
 def test_vm_detail_charts_name_every_statistic_and_need_by_its_statistic(data: DashboardData) -> None:
     _header, cpu, mem, *_rest = vm_detail.update(data, A, "7d", None, None)
     for fig in (cpu, mem):
-        assert all(t.name and t.showlegend is not False for t in fig.data), [t.name for t in fig.data]
+        assert fig.data and all(t.name and t.showlegend is not False for t in fig.data), [t.name for t in fig.data]
     finding = vm_detail_view(data, A, Filters.of("7d", None, None), 14).finding
     assert finding is not None and finding.need_memory_statistic == "max of memory used"
     (need,) = [t for t in mem.data if t.name.startswith("need: ")]

@@ -1,15 +1,17 @@
+"""Resize planning: which changes are live and which wait for a restart, the operations, and when a VM is at its
+target."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from collector.actions.changes import build_operations, is_at_target, plan_changes
-from collector.actions.output import format_result, format_results, result_row
+from collector.actions.output import format_result
 from collector.actions.policy import restart_permission
 from collector.actions.result import ActionResult
-from collector.domxml import ConfigSpec, parse_config, parse_labels
-from core.plan import ResizeStep, SizeSpec
+from core.plan import SizeSpec
 from core.windows import parse_windows
-from tests.helpers.snapshots import DOMAIN_XML, REF, snapshot
+from tests.helpers.snapshots import resize_step, snapshot
 
 GIB = 1024**3
 MIB = 1024**2
@@ -17,20 +19,6 @@ NOW = datetime(2024, 6, 3, 12, tzinfo=UTC)  # a Monday
 NEVER = restart_permission("never", (), NOW)
 ALLOWED = restart_permission("allowed", (), NOW)
 WINDOW = restart_permission("window", parse_windows(["sat 02:00-04:00"]), NOW)
-
-
-
-def step(vcpus: int, mem: int, machine_type: str = "") -> ResizeStep:
-    return ResizeStep(vm=REF, current=SizeSpec(4, 8 * GIB, "c1.2"), target=SizeSpec(vcpus, mem, machine_type),
-                      price_before_per_hour=0.224, price_after_per_hour=0.112, currency="EUR",
-                      finding="over-provisioned")
-
-
-def test_parse_config_and_labels() -> None:
-    assert parse_config(DOMAIN_XML) == ConfigSpec(vcpus=4, max_vcpus=8, memory_bytes=8 * GIB, max_memory_bytes=8 * GIB)
-    assert parse_labels(DOMAIN_XML) == {"team": "payments", "machine_type": "c1.2"}
-    mib_xml = "<domain><memory unit='MiB'>256</memory><vcpu>2</vcpu></domain>"
-    assert parse_config(mib_xml) == ConfigSpec(2, 2, 256 * MIB, 256 * MIB)
 
 
 def test_running_downsize_memory_live_vcpus_next_restart() -> None:
@@ -110,52 +98,6 @@ def test_is_at_target() -> None:
     assert not is_at_target(snapshot(vcpus=2, cfg_vcpus=4), SizeSpec(4, 8 * GIB))  # hot-plug still to do
 
 
-def test_format_result_shows_sizes_prices_and_when() -> None:
-    ch = plan_changes(snapshot(), SizeSpec(2, 4 * GIB), NEVER)
-    res = ActionResult(step=step(2, 4 * GIB, "g1.1"), result="planned", reason="dry run; add --yes to apply",
-                       changes=ch.changes)
-    text = format_result(res)
-    lines = text.splitlines()
-    assert lines[0] == f"web-1 ({REF.uuid}) on qemu:///system -- over-provisioned  [planned]"
-    assert lines[1].split() [:4] == ["vCPUs", "4", "->", "2"]
-    assert "next restart (persistent config only" in lines[1]
-    assert lines[2].split()[:6] == ["memory", "8", "GiB", "->", "4", "GiB"]
-    assert lines[2].endswith(
-        "now (live balloon + persistent config); max memory 8 GiB -> 4 GiB at next restart (persistent config)")
-    assert lines[3].split() == ["type", "c1.2", "->", "g1.1"]
-    # 0.224 - 0.112 = 0.112 EUR/h; x 720 h = 80.64 EUR/month
-    assert lines[4].split() == ["price", "0.2240", "->", "0.1120", "EUR/h", "saves", "0.1120", "EUR/h",
-                                "(80.64", "EUR/month)"]
-    assert lines[5] == "  dry run; add --yes to apply"
-
-
-def test_format_results_without_inspection_and_total() -> None:
-    skipped = ActionResult(step=step(2, 4 * GIB), result="skipped", reason="VM 'web-1' no longer exists")
-    text = format_results([skipped, skipped])
-    assert "vCPUs   4 -> 2" in text and "memory  8 GiB -> 4 GiB" in text
-    assert text.endswith("2 VM(s): 2 skipped\n")
-    assert format_results([]) == "The plan has no steps: nothing to do.\n"
-
-
-def test_result_row_is_flat() -> None:
-    ch = plan_changes(snapshot(), SizeSpec(2, 4 * GIB), NEVER)
-    row = result_row(ActionResult(step=step(2, 4 * GIB), result="applied", reason="ok", changes=ch.changes,
-                                  operations=("set memory (config)",), audit_id=7))
-    assert row["vcpus_before"] == 4 and row["vcpus_after"] == 2
-    assert row["memory_bytes_after"] == 4 * GIB
-    assert row["memory_when"] == (
-        "now (live balloon + persistent config); max memory 8 GiB -> 4 GiB at next restart (persistent config)")
-    assert row["operations"] == ["set memory (config)"] and row["audit_id"] == 7
-
-
-def test_format_bytes() -> None:
-    from collector.domxml import format_bytes
-
-    assert format_bytes(8 * GIB) == "8 GiB"
-    assert format_bytes(160 * MIB) == "160 MiB"
-    assert format_bytes(1536 * MIB) == "1.50 GiB"
-
-
 def test_memory_downsize_lowers_the_persistent_maximum() -> None:
     # the real-guest report: 2 vCPU / 1 GiB -> 1 vCPU / 512 MiB left <memory> at 1 GiB
     s = snapshot(vcpus=2, max_vcpus=2, mem=GIB, max_mem=GIB)
@@ -179,7 +121,7 @@ def test_memory_downsize_lowers_the_persistent_maximum() -> None:
         assert not plan.lowers_max_memory
         assert "lower max memory (config)" not in [o.name for o in build_operations(sn, target, plan)]
     # the dry-run diff says so
-    res = ActionResult(step=step(1, 512 * MIB), result="planned", reason="dry run", changes=ch.changes)
+    res = ActionResult(step=resize_step(1, 512 * MIB), result="planned", reason="dry run", changes=ch.changes)
     assert "max memory 1 GiB -> 512 MiB at next restart" in format_result(res)
 
 

@@ -57,7 +57,7 @@ def test_bad_environment_override_names_the_variable():
 def test_shipped_example_config_is_valid():
     from pathlib import Path
 
-    example = Path(__file__).resolve().parents[2] / "docs" / "config.example.toml"
+    example = Path(__file__).resolve().parents[3] / "docs" / "config.example.toml"
     s = load_settings(example, env={})
     assert s.collector.interval_s == 60 and s.actions.enabled is False
 

@@ -69,6 +69,7 @@ def test_fleet_xml_opens_in_the_libvirt_test_driver(tmp_path: Path) -> None:
     try:
         domains = {d.UUIDString(): d for d in conn.listAllDomains()}
         assert set(domains) == {vm.uuid for vm in fleet}
+        assert all(vm.labels for vm in fleet)  # each VM's labels are checked below
         for vm in fleet:
             dom = domains[vm.uuid]
             assert dom.name() == vm.name
