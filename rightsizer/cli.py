@@ -18,6 +18,7 @@ from collector.errors import InputError, RightsizerError
 #: Subcommands in the order --help lists them; each is rightsizer.commands.<module>.
 COMMANDS: tuple[str, ...] = (
     "serve", "collect", "import_", "costs", "recommend", "report", "apply", "backtest", "schedule",
+    "doctor", "store", "catalogue", "service_unit",
 )
 
 
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rightsizer",
         description="Per-VM hourly cost, right-sizing and safe resizes for libvirt/KVM hosts.",
     )
+    from rightsizer import __version__
+
+    parser.add_argument("--version", action="version", version=f"rightsizer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     parent = common_flags()

@@ -260,6 +260,12 @@ class SqliteStore:
                 f"Database {str(self.path)!r} has schema version {version}, newer than this rightsizer "
                 f"({SCHEMA_VERSION}); upgrade rightsizer"
             )
+        if 0 < version < SCHEMA_VERSION:  # a store with history: keep a copy before changing its schema
+            from collector.store.care import pre_migration_backup
+
+            saved = pre_migration_backup(self.path, version, SCHEMA_VERSION)
+            log.warning("store %s has schema version %d; backed up to %s before migrating to %d", self.path,
+                        version, saved, SCHEMA_VERSION)
         for i in range(version, SCHEMA_VERSION):
             with self._tx() as c:
                 for statement in _split_sql(_MIGRATIONS[i]):
