@@ -82,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     if args.command == "serve":
         level = min(level, logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from rightsizer.journal import configure_logging
+
+    configure_logging(level)  # stderr with timestamps; under systemd, stdout for journald
     long_running = args.command == "serve" or (args.command == "collect" and not args.once)
     if not long_running and not args.verbose:
         # one-shot commands report connection problems as their own one-line error

@@ -231,6 +231,8 @@ class Doctor:
                                 rollup_retention_days=s.rollup_retention_days)
         except RightsizerError as exc:
             return Check("store", FAIL, str(exc))
+        if report.schema_version < 0:  # not even readable
+            return Check("store", FAIL, "; ".join(report.problems))
         if report.raw_span is not None:
             self.newest_sample = report.raw_span[1]
         elif report.hourly_span is not None:

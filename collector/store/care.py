@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collector.errors import InputError, StoreError
+from collector.errors import InputError, StoreError, StoreRefusedError
 
 #: Tables whose rows ``check`` counts.
 TABLES = ("vms", "samples", "hourly", "counters", "backups", "audit", "meta")
@@ -104,8 +104,14 @@ def check(path: Path | str, *, raw_retention_days: int | None = None,
     p = Path(path)
     if not p.is_file():
         raise InputError(f"store {str(p)!r} does not exist; pass --db or --config with the store's path")
-    check_identity(p)
     wal = p.with_name(p.name + "-wal")
+    try:
+        check_identity(p)
+    except StoreRefusedError as exc:
+        if not _unreadable_sqlite(p):  # another program's file, empty, a directory: bad input
+            raise
+        return StoreReport(p, p.stat().st_size, wal.stat().st_size if wal.exists() else 0, -1, "unreadable",
+                           problems=(f"{exc}; restore the store from a backup",))
     problems: list[str] = []
     try:
         conn = _ro(p)
@@ -136,6 +142,24 @@ def check(path: Path | str, *, raw_retention_days: int | None = None,
                             "collector prunes them hourly; is one running on this store?")
     return StoreReport(p, p.stat().st_size, wal.stat().st_size if wal.exists() else 0, version, integrity, rows,
                        raw, hourly, tuple(problems))
+
+
+def _unreadable_sqlite(path: Path) -> bool:
+    """True for a file that starts like an SQLite database but whose schema cannot be read (damaged)."""
+    from collector.store.sqlite import _SQLITE_MAGIC
+
+    with path.open("rb") as fh:
+        if fh.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+            return False
+    try:
+        conn = _ro(path)
+        try:
+            conn.execute("SELECT name FROM sqlite_master").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return True
+    return False
 
 
 def _span(conn: sqlite3.Connection, table: str, width_s: int) -> tuple[datetime, datetime] | None:

@@ -141,17 +141,20 @@ class PromqlStore:
         self.resolution_s = int(round(measured))
 
     def sample_interval_s(self, now: float | None = None) -> float | None:
-        """The collection interval in the data, from the median number of distinct CPU counter values per VM over
-        ``_INTERVAL_WINDOW_S`` (a counter scraped more often than it is collected repeats its value, so changes
-        count, not samples), snapped to a common interval within 5 %. Measured at ``now``, else at the newest
-        sample; None when no VM's counter moved.
+        """The collection interval in the data: ``_INTERVAL_WINDOW_S`` over the largest number of distinct CPU counter
+        values any VM has in it, snapped to a common interval within 5 %. Changes count, not samples: a counter
+        scraped more often than it is collected repeats its value. The busiest VM counts, not the median: an idle
+        VM's counter stands still for whole cycles. Measured at ``now``, else at the newest sample; None when no
+        VM's counter moved.
         """
         now = self.clock() if now is None else now
         window = _INTERVAL_WINDOW_S
-        expr = f"quantile(0.5, changes({self._sel(self.schema.cpu_seconds)}[{window}s]) > 0)"
+        expr = f"max(changes({self._sel(self.schema.cpu_seconds)}[{window}s]))"
         for at in (now, None):
             if at is None:
+                oldest = self._oldest
                 span = self.time_range()
+                self._oldest = oldest  # a probe: frame() trusts only the time_range its caller asked for
                 if span is None:
                     return None
                 at = span[1].timestamp()

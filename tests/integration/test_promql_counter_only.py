@@ -1,0 +1,81 @@
+"""The central role when agents export only the CPU counter (no ``rightsizer_vm_cpu_usage_vcpus``) at 300-s samples
+and ``[source] resolution_s`` is not set: CPU from the counter's rate, the interval measured from the data, the
+same recommendations as the embedded store; an explicit ``resolution_s`` that does not fit is warned about."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.promql_equality import backfill, import_trace, measure, promql_config
+from collector.config import load_settings
+from collector.store.promql_factory import promql_store
+from collector.store.sqlite import SqliteStore
+from doctor_helpers import run_doctor
+from tests.integration.engines import start_victoria_metrics
+
+pytestmark = pytest.mark.integration
+
+
+def test_bitbrains_with_only_the_counter_and_no_resolution_matches_sqlite(bitbrains_dir, tmp_path):
+    cmp_, _times = measure(bitbrains_dir, tmp_path, counter_only=True, measured_interval=True)
+    assert cmp_.vms == 40
+    assert cmp_.same_type >= 38, cmp_.differences
+    assert cmp_.cost_diff_pct <= 0.5
+
+
+def test_warnings_name_the_missing_gauge_and_the_resolution_that_does_not_fit(bitbrains_dir, tmp_path, caplog):
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    for name in ("1.csv", "2.csv", "3.csv"):
+        shutil.copy(bitbrains_dir / name, trace / name)
+    db = tmp_path / "trace.db"
+    import_trace(trace, db)
+    engine = start_victoria_metrics(tmp_path / "vm")
+    try:
+        backfill(db, engine, counter_only=True)
+        measured = promql_config(tmp_path / "measured.toml", engine.url, resolution=False)
+        store = promql_store(load_settings(measured, env={}), SqliteStore(tmp_path / "central.db"))
+        try:
+            with caplog.at_level(logging.INFO, logger="collector.store.promql"):
+                span = store.time_range()
+                assert span is not None
+                hours = store.frame(span[0], span[1])
+            assert store.resolution_s == 300 and store.measured_interval_s == 300
+            assert hours["cpu_p95_vcpus"].notna().sum() > 0.9 * len(hours)
+            assert hours["running_s"].max() == 3600
+            text = caplog.text
+            assert "series rightsizer_vm_cpu_usage_vcpus is absent: CPU is computed from the rate of " \
+                   "rightsizer_vm_cpu_seconds_total" in text
+            assert "sample interval 300 s measured on rightsizer_vm_cpu_seconds_total; using it" in text
+        finally:
+            store.close()
+        caplog.clear()
+        explicit = tmp_path / "explicit.toml"
+        explicit.write_text(measured.read_text() + "resolution_s = 60\n", encoding="utf-8")
+        store = promql_store(load_settings(explicit, env={}), SqliteStore(tmp_path / "central2.db"))
+        try:
+            with caplog.at_level(logging.WARNING, logger="collector.store.promql"):
+                span = store.time_range()
+                assert span is not None
+                store.frame(span[0], span[1])
+            assert store.resolution_s == 60
+            assert "[source] resolution_s = 60 but rightsizer_vm_cpu_seconds_total is sampled every 300 s " \
+                   "(measured)" in caplog.text
+        finally:
+            store.close()
+        # doctor: the explicit value that does not fit fails, the unset one passes
+        code, lines = run_doctor(tmp_path, explicit)
+        assert code == 1
+        assert "FAIL sample interval: measured 300 s but resolution_s = 60; set resolution_s = 300" in "\n".join(lines)
+        assert any(line.startswith("WARN prometheus: ") and "rightsizer_vm_cpu_usage_vcpus absent" in line
+                   for line in lines), lines
+        code, lines = run_doctor(tmp_path, measured)
+        assert code == 0, lines
+        assert "OK   sample interval: measured 300 s; resolution_s not set, so 300 is used" in lines
+        assert any(line.startswith("OK   machine types: 3 VM(s) priced") for line in lines), lines
+    finally:
+        engine.stop()
