@@ -271,7 +271,10 @@ class SqliteStore:
                 for statement in _split_sql(_MIGRATIONS[i]):
                     c.execute(statement)
                 c.execute(f"PRAGMA user_version={i + 1}")
-            log.info("store %s migrated to schema version %d", self.path, i + 1)
+            if version:  # a new store is created, not migrated: one line for it below
+                log.info("store %s migrated to schema version %d", self.path, i + 1)
+        if version == 0:
+            log.info("store %s created (schema version %d)", self.path, SCHEMA_VERSION)
         if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
             with self._tx() as c:
                 c.execute(f"PRAGMA application_id={APPLICATION_ID}")

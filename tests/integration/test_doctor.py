@@ -92,3 +92,24 @@ def test_a_busy_port_and_a_damaged_store_fail(tmp_path):
         busy.close()
     assert code == 1
     assert f"FAIL exporter listen: 127.0.0.1:{port} cannot be bound" in out.getvalue()
+
+
+def test_store_line_names_the_process_writing_it(tmp_path):
+    import os
+
+    from collector.store.sqlite import SqliteStore
+    from collector.store.writer import WriterLock
+
+    db = tmp_path / "live.db"
+    SqliteStore(db).close()
+    lock = WriterLock(db, holder="rightsizer serve")
+    lock.acquire()
+    try:
+        code, lines, _ = _doctor(tmp_path, "--demo", "--db", str(db))
+    finally:
+        lock.release()
+    assert code == 0, lines
+    (store,) = [line for line in lines if line.startswith("OK   store: ")]
+    assert store.endswith(f"; written by pid {os.getpid()} rightsizer serve"), store
+    code, lines, _ = _doctor(tmp_path, "--demo", "--db", str(db))
+    assert "written by" not in next(line for line in lines if " store: " in line)

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-from pathlib import Path
 
 import pytest
+from doctor_helpers import run_doctor
 
 from bench.promql_equality import backfill, import_trace, measure, promql_config
 from collector.config import load_settings
 from collector.store.promql_factory import promql_store
 from collector.store.sqlite import SqliteStore
-from doctor_helpers import run_doctor
 from tests.integration.engines import start_victoria_metrics
 
 pytestmark = pytest.mark.integration
