@@ -124,6 +124,11 @@ def smoke(wheel: Path, work: Path) -> None:
     if version != f"rightsizer {expected}":
         raise Failed(f"--version printed {version!r}, expected 'rightsizer {expected}'")
     step(version)
+    data_dir = run([str(venv / "bin" / "python"), "-c", "from analytics.catalogue import DATA_DIR; print(DATA_DIR)"],
+                   cwd=empty, env=env).strip()
+    if not data_dir.startswith(str(venv)) or not data_dir.endswith("/rightsizer/data"):
+        raise Failed(f"the installed package reads its prices from {data_dir!r}, not from its own rightsizer/data")
+    step(f"price data from {data_dir}")
     metrics, dash = free_port(), free_port()
     listen = ["--metrics-listen", f"127.0.0.1:{metrics}", "--dashboard-listen", f"127.0.0.1:{dash}"]
     cfg = empty / "ports.toml"

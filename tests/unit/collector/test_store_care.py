@@ -162,3 +162,21 @@ def test_a_store_written_by_the_previous_release_opens_with_nothing_lost(tmp_pat
     assert _recommend(db) == expected["recommend"]
     report = care.check(db)
     assert report.ok and report.rows == expected["rows"]
+
+
+def test_store_cli_exit_codes(tmp_path, capsys):
+    db = tmp_path / "s.db"
+    store = SqliteStore(db)
+    store.write_history([_vm("a")], _rows("a", T0, 12))
+    store.close()
+    assert main(["store", "check", "--db", str(db)]) == 0
+    damaged = tmp_path / "d.db"
+    damaged.write_bytes(b"SQLite format 3\x00" + b"\x00" * 4000)
+    assert main(["store", "check", "--db", str(damaged)]) == 1
+    assert "problem: " in capsys.readouterr().out
+    (tmp_path / "t.txt").write_text("hello")
+    assert main(["store", "check", "--db", str(tmp_path / "t.txt")]) == 2
+    assert main(["store", "backup", "--db", str(db)]) == 2
+    assert "store backup needs a destination PATH" in capsys.readouterr().err
+    assert main(["store", "backup", str(tmp_path / "copy.db"), "--db", str(db)]) == 0
+    assert _count(tmp_path / "copy.db", "samples") == 12
