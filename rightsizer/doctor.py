@@ -146,7 +146,10 @@ class Doctor:
         needed = (schema.info, schema.cpu_seconds, schema.vcpus, schema.memory_bytes)
         try:
             missing = [m for m in needed if not client.series(store._sel(m), start, now)]
-            gauge = bool(schema.cpu_usage) and bool(client.series(store._sel(schema.cpu_usage), start, now))
+            ident = schema.uuid_label
+            gauge = {s.get(ident) for s in client.series(store._sel(schema.cpu_usage), start, now)} \
+                if schema.cpu_usage else set()
+            counter = {s.get(ident) for s in client.series(store._sel(schema.cpu_seconds), start, now)}
             measured = store.sample_interval_s(now) if not missing else None
             engine_now = client.query("time()", now)
             vms = store.vms() if not missing else []
@@ -157,7 +160,12 @@ class Doctor:
             yield Check("prometheus", FAIL, f"{client.url} answers but holds no {', '.join(missing)} in the last "
                         f"{store.history_days:g} days; point [source] url at the engine that scrapes the agents")
             return
-        note = "" if gauge or not schema.cpu_usage else f"; {schema.cpu_usage} absent: CPU from {schema.cpu_seconds}"
+        note = ""
+        if schema.cpu_usage and not gauge:
+            note = f"; {schema.cpu_usage} absent: CPU from {schema.cpu_seconds}"
+        elif schema.cpu_usage and counter - gauge:
+            note = (f"; {schema.cpu_usage} absent for {len(counter - gauge)} of {len(counter)} VMs (older agents?): "
+                    f"their CPU from {schema.cpu_seconds}")
         yield Check("prometheus", WARN if note else OK,
                     f"{client.url} answers; {len(vms)} VM(s) with the {schema.name} series{note}")
         self.vms.extend(Vm(v.name, v.vcpus, v.memory_bytes, dict(v.labels)) for v in vms)

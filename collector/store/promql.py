@@ -88,6 +88,7 @@ class PromqlStore:
     _oldest: tuple[float, float] | None = None  # (oldest sample, when seen) from time_range
     _warned: set[str] = field(default_factory=set)
     _adapted: bool = False
+    _cpu_fallback: bool = False  # some VMs lack the CPU gauge: per VM, the gauge's rollup or the counter's
     measured_interval_s: float | None = None
 
     @property
@@ -123,10 +124,24 @@ class PromqlStore:
         now = self.clock()
         start = now - self.history_days * 86400.0
         gauge = self.schema.cpu_usage
-        if gauge and not self.client.series(self._sel(gauge), start, now):
-            log.warning("%s: series %s is absent: CPU is computed from the rate of %s (agents of another version, "
-                        "or a relabel that drops the gauge)", self.client.url, gauge, self.schema.cpu_seconds)
-            self.schema = dataclasses.replace(self.schema, cpu_usage="")
+        if gauge:
+            ident = self.schema.uuid_label
+            with_gauge = {s.get(ident) for s in self.client.series(self._sel(gauge), start, now)}
+            if not with_gauge:
+                log.warning("%s: series %s is absent: CPU is computed from the rate of %s (agents of another "
+                            "version, or a relabel that drops the gauge)", self.client.url, gauge,
+                            self.schema.cpu_seconds)
+                self.schema = dataclasses.replace(self.schema, cpu_usage="")
+            else:
+                counter = {s.get(ident): s for s in self.client.series(self._sel(self.schema.cpu_seconds), start, now)}
+                without = sorted(str(s.get(self.schema.name_label) or u) for u, s in counter.items()
+                                 if u not in with_gauge)
+                if without:
+                    log.warning("%s: series %s is absent for %d of %d VMs (%s): their CPU is computed from the rate "
+                                "of %s", self.client.url, gauge, len(without), len(counter),
+                                ", ".join(without[:5]) + (" ..." if len(without) > 5 else ""),
+                                self.schema.cpu_seconds)
+                    self._cpu_fallback = True
         measured = self.sample_interval_s(now)
         self.measured_interval_s = measured
         if measured is None or abs(measured - self.resolution_s) <= 0.1 * self.resolution_s:
@@ -304,7 +319,7 @@ class PromqlStore:
             return _empty_hours()
         self.adapt_to_data()
         queries = rollup_queries(self.schema, matchers=self.matchers, resolution_s=self.resolution_s,
-                                 rules=self.rules_present())
+                                 rules=self.rules_present(), cpu_fallback=self._cpu_fallback)
         wanted = queries.by_column if columns is None else {
             c: e for c, e in queries.by_column.items() if c in set(columns) | {"vcpus"}}
         chunks = self._chunks(first_h, last_h, subqueries=queries.subqueries)

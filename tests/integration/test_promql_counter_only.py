@@ -10,11 +10,20 @@ import shutil
 import pytest
 from doctor_helpers import run_doctor
 
-from bench.promql_equality import backfill, import_trace, measure, promql_config
+from bench.promql_equality import (
+    CPU_GAUGE,
+    _store_lines,
+    backfill,
+    compare,
+    import_trace,
+    measure,
+    promql_config,
+    results,
+)
 from collector.config import load_settings
 from collector.store.promql_factory import promql_store
 from collector.store.sqlite import SqliteStore
-from tests.integration.engines import start_victoria_metrics
+from tests.integration.engines import import_prometheus_text, start_victoria_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -76,5 +85,41 @@ def test_warnings_name_the_missing_gauge_and_the_resolution_that_does_not_fit(bi
         assert code == 0, lines
         assert "OK   sample interval: measured 300 s; resolution_s not set, so 300 is used" in lines
         assert any(line.startswith("OK   machine types: 3 VM(s) priced") for line in lines), lines
+    finally:
+        engine.stop()
+
+
+def test_a_fleet_of_old_and_new_agents_gets_cpu_for_every_vm(bitbrains_dir, tmp_path, caplog):
+    """One VM's agent exports no gauge (an older version), the others do: per VM, the gauge or the counter."""
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    for name in ("1.csv", "2.csv", "3.csv"):
+        shutil.copy(bitbrains_dir / name, trace / name)
+    db = tmp_path / "trace.db"
+    import_trace(trace, db)
+    old = 'vm="bitbrains-trace-2"'  # the import names VMs after the folder and file
+    engine = start_victoria_metrics(tmp_path / "vm")
+    try:
+        lines = (line for line in _store_lines(db, openmetrics=False)
+                 if not (line.startswith(CPU_GAUGE) and old in line))
+        assert import_prometheus_text(engine, lines) > 0
+        cfg = promql_config(tmp_path / "central.toml", engine.url, resolution=False)
+        with caplog.at_level(logging.WARNING, logger="collector.store.promql"):
+            sq, sq_costs, _, _ = results(db, None)
+            pq, pq_costs, _, _ = results(tmp_path / "central.db", cfg)
+        assert "series rightsizer_vm_cpu_usage_vcpus is absent for 1 of 3 VMs (bitbrains-trace-2): their CPU is " \
+               "computed from the rate of rightsizer_vm_cpu_seconds_total" in caplog.text
+        cmp_ = compare(sq, pq, sq_costs, pq_costs)
+        assert cmp_.vms == 3 and cmp_.same_type == 3, cmp_.differences
+        assert all(f["finding"] != "insufficient-data" for f in pq)
+        store = promql_store(load_settings(cfg, env={}), SqliteStore(tmp_path / "central2.db"))
+        try:
+            span = store.time_range()
+            assert span is not None
+            hours = store.frame(span[0], span[1])
+            by_vm = hours.groupby("vm")["cpu_p95_vcpus"].count()
+            assert len(by_vm) == 3 and by_vm.min() > 0.9 * by_vm.max(), by_vm
+        finally:
+            store.close()
     finally:
         engine.stop()
