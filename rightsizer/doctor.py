@@ -56,6 +56,7 @@ class Doctor:
     uris: Sequence[str]
     store_path: Path
     demo: bool = False
+    role: str = "all"  # all | agent (no dashboard)
     vms: list[Vm] = field(default_factory=list)
     newest_sample: datetime | None = None
     catalogue: Any = None
@@ -259,7 +260,7 @@ class Doctor:
     # -- listeners ---------------------------------------------------------------------------
     def check_listeners(self) -> Iterator[Check]:
         wanted = [("exporter listen", self.settings.exporter.listen, "/metrics")]
-        if self.settings.dashboard.enabled:
+        if self.settings.dashboard.enabled and self.role != "agent":
             wanted.append(("dashboard listen", self.settings.dashboard.listen, "/healthz"))
         for name, listen, path in wanted:
             yield _check_listen(name, listen, path)

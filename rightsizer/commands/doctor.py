@@ -27,6 +27,8 @@ def add_parser(sub: argparse._SubParsersAction[Any], parent: argparse.ArgumentPa
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--uri", action="append", metavar="URI", help="libvirt URI to check, repeatable")
     p.add_argument("--demo", action="store_true", help="check the demo fleet and its store (as 'serve --demo')")
+    p.add_argument("--role", choices=("all", "agent"), default="all",
+                   help="agent: as 'serve --role agent' (no dashboard listener to check)")
     p.set_defaults(func=run)
 
 
@@ -55,7 +57,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             uris = []
         else:
             uris = [settings.collector.local_uri]
-        doctor = Doctor(settings=settings, config_source=source, uris=uris, store_path=store_path, demo=args.demo)
+        doctor = Doctor(settings=settings, config_source=source, uris=uris, store_path=store_path, demo=args.demo,
+                        role=args.role)
         checks = []
         for check in doctor.run():
             checks.append(check)

@@ -71,7 +71,7 @@ def test_bad_input_exits_2_and_an_unreachable_uri_fails(tmp_path):
     assert any(line.startswith("FAIL libvirt qemu+tcp://127.0.0.1:1/system: not reachable") for line in lines)
 
 
-def test_a_busy_port_and_a_damaged_store_fail(tmp_path):
+def test_a_busy_port_and_a_damaged_store_fail(tmp_path, monkeypatch):
     damaged = tmp_path / "bad.db"
     damaged.write_bytes(b"SQLite format 3\x00" + b"\x00" * 4000)
     code, lines, _ = _doctor(tmp_path, "--demo", "--db", str(damaged))
@@ -92,6 +92,18 @@ def test_a_busy_port_and_a_damaged_store_fail(tmp_path):
         busy.close()
     assert code == 1
     assert f"FAIL exporter listen: 127.0.0.1:{port} cannot be bound" in out.getvalue()
+    # an agent serves no dashboard: a busy dashboard port is not its problem
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    monkeypatch.setenv("RIGHTSIZER_DASHBOARD__LISTEN", f"127.0.0.1:{busy.getsockname()[1]}")
+    try:
+        code, lines, _ = _doctor(tmp_path, "--demo", "--role", "agent")
+        assert _doctor(tmp_path, "--demo")[0] == 1  # the same setup as role "all" fails on it
+    finally:
+        busy.close()
+    assert code == 0, lines
+    assert not any("dashboard listen" in line for line in lines) and lines[-1] == "7 checks, 0 failed"
 
 
 def test_store_line_names_the_process_writing_it(tmp_path):
