@@ -25,6 +25,7 @@ GIB = 1024**3
 #: STACKIT publishes monthly = hourly x 720 (30 days x 24 h) for every machine type (prices.md).
 HOURS_PER_MONTH = 720.0
 
+
 def _data_dir() -> Path:
     """The price files: ``rightsizer/data`` of an installed package, else the checkout's top-level ``data/``."""
     from importlib.resources import files

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rightsizer.commands.sourceflags import add_source_flags
 
 if TYPE_CHECKING:
+    from collector.sdnotify import ServiceNotifier
     from rightsizer.context import Context
 
 log = logging.getLogger("rightsizer.serve")
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _notifier(collects: bool, interval_s: float) -> Any:
+def _notifier(collects: bool, interval_s: float) -> ServiceNotifier:
     """The systemd notifier (a no-op outside a Type=notify unit); warns when the watchdog is too tight."""
     from collector.sdnotify import ServiceNotifier, watchdog_seconds
 
