@@ -44,16 +44,19 @@ _HOST_CPUS_WINDOW_S = 86400  # a host's CPU count changes rarely; its last day o
 _EVAL_OFFSET_S = 0.001  # evaluate at H + 1h - 1 ms: subquery steps land on H, H+R, ... (see promql_schema)
 
 
-#: Window over which the sample interval is measured: N samples in it give W / N, off by at most one sample.
-_INTERVAL_WINDOW_S = 6 * _HOUR_S
-#: Collection intervals people configure; a measured interval within 5 % of one of them is taken as that one.
+#: Windows over which the sample interval is measured, longest first: N samples in W give W / N, off by at most one
+#: sample (1 in 72 at 300-s samples over 6 h).
+_INTERVAL_WINDOWS_S = (6 * _HOUR_S, _HOUR_S)
+#: A VM counts when it has samples in the first this-many seconds of the window (its series covers the window).
+_EDGE_S = 600
+#: Collection intervals people configure; a measured interval within 10 % of one of them is taken as that one.
 COMMON_INTERVALS_S = (1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 300, 600, 900, 1800, 3600)
 
 
 def snap_interval(measured_s: float) -> float:
-    """``measured_s`` rounded to the nearest common interval when within 5 % of it, else to the second."""
+    """``measured_s`` rounded to the nearest common interval when within 10 % of it, else to the second."""
     nearest = min(COMMON_INTERVALS_S, key=lambda c: abs(c - measured_s))
-    return float(nearest) if abs(nearest - measured_s) <= 0.05 * nearest else float(round(measured_s))
+    return float(nearest) if abs(nearest - measured_s) <= 0.1 * nearest else float(round(measured_s))
 
 
 @dataclass
@@ -156,15 +159,17 @@ class PromqlStore:
         self.resolution_s = int(round(measured))
 
     def sample_interval_s(self, now: float | None = None) -> float | None:
-        """The collection interval in the data: ``_INTERVAL_WINDOW_S`` over the largest number of distinct CPU counter
-        values any VM has in it, snapped to a common interval within 5 %. Changes count, not samples: a counter
-        scraped more often than it is collected repeats its value. The busiest VM counts, not the median: an idle
-        VM's counter stands still for whole cycles. Measured at ``now``, else at the newest sample; None when no
-        VM's counter moved.
+        """The collection interval in the data: a window over the largest number of distinct CPU counter values any
+        VM has in it, snapped to a common interval within 10 %. Changes count, not samples: a counter scraped more
+        often than it is collected repeats its value. The busiest VM counts, not the median: an idle VM's counter
+        stands still for whole cycles. Only VMs with samples at the window's start count (a VM whose series began
+        inside it would look sampled less often). Windows: 6 h, else 1 h (a younger deployment); measured at
+        ``now``, else at the newest sample. None when no VM's counter moved.
         """
         now = self.clock() if now is None else now
-        window = _INTERVAL_WINDOW_S
-        expr = f"max(changes({self._sel(self.schema.cpu_seconds)}[{window}s]))"
+        counter = self._sel(self.schema.cpu_seconds)
+        exprs = [(w, f"max(changes({counter}[{w}s]) and count_over_time({counter}[{_EDGE_S}s] offset {w - _EDGE_S}s))")
+                 for w in _INTERVAL_WINDOWS_S]
         for at in (now, None):
             if at is None:
                 oldest = self._oldest
@@ -173,9 +178,10 @@ class PromqlStore:
                 if span is None:
                     return None
                 at = span[1].timestamp()
-            found = self._instant(expr, at)
-            if found and found[0].values and math.isfinite(found[0].values[0]) and found[0].values[0] > 0:
-                return snap_interval(window / (found[0].values[0] + 1))
+            for window, expr in exprs:
+                found = self._instant(expr, at)
+                if found and found[0].values and math.isfinite(found[0].values[0]) and found[0].values[0] > 0:
+                    return snap_interval(window / (found[0].values[0] + 1))
         return None
 
     # -- writes are the agents' job -------------------------------------------------------------

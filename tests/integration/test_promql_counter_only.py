@@ -123,3 +123,44 @@ def test_a_fleet_of_old_and_new_agents_gets_cpu_for_every_vm(bitbrains_dir, tmp_
             store.close()
     finally:
         engine.stop()
+
+
+def _counter_lines(vm: str, *, step_s: int, hours: float, end: int, scrape_s: int | None = None,
+                   busy: bool = True) -> list[str]:
+    """A CPU counter collected every ``step_s`` (scraped every ``scrape_s``, repeating its value in between)."""
+    lab = f'vm="{vm}",uuid="u-{vm}",host="hv"'
+    scrape = scrape_s or step_s
+    start = end - int(hours * 3600)
+    out = []
+    for t in range(start, end + 1, scrape):
+        cycles = (t - start) // step_s
+        out.append(f"rightsizer_vm_cpu_seconds_total{{{lab}}} {cycles * step_s * 0.5 if busy else 0.0} {t * 1000}")
+        out.append(f"rightsizer_vm_vcpus{{{lab}}} 2 {t * 1000}")
+    return out
+
+
+@pytest.mark.parametrize(("case", "expected"), [("young 60 s", 60.0), ("300 s with an idle VM", 300.0),
+                                                ("60 s scraped every 15 s", 60.0)])
+def test_the_sample_interval_is_measured_from_the_counter(tmp_path, case, expected):
+    import time
+
+    end = int(time.time()) // 60 * 60 - 60
+    if case == "young 60 s":  # the fleet's history began two hours ago: no VM covers the 6-hour window
+        lines = _counter_lines("a", step_s=60, hours=2, end=end) + _counter_lines("b", step_s=60, hours=1.5, end=end)
+    elif case == "300 s with an idle VM":
+        lines = _counter_lines("a", step_s=300, hours=30, end=end + 17) + \
+            _counter_lines("b", step_s=300, hours=30, end=end, busy=False) + \
+            _counter_lines("c", step_s=300, hours=3, end=end)  # a VM created three hours ago
+    else:
+        lines = _counter_lines("a", step_s=60, hours=8, end=end, scrape_s=15)
+    engine = start_victoria_metrics(tmp_path / "vm")
+    try:
+        import_prometheus_text(engine, lines)
+        cfg = promql_config(tmp_path / "c.toml", engine.url, resolution=False)
+        store = promql_store(load_settings(cfg, env={}), SqliteStore(tmp_path / "c.db"))
+        try:
+            assert store.sample_interval_s() == expected, case
+        finally:
+            store.close()
+    finally:
+        engine.stop()
