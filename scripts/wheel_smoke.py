@@ -86,6 +86,7 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
 
 
 def build(python: str, out: Path) -> Path:
+    started = time.monotonic()
     run(["bash", "scripts/fetch-plotly.sh", python], cwd=REPO)
     run([python, "-m", "build", "--outdir", str(out), "."], cwd=REPO)
     wheels = glob.glob(str(out / "rightsizer-*.whl"))
@@ -104,14 +105,14 @@ def build(python: str, out: Path) -> Path:
         raise Failed(f"{wheel.name} lacks the lean plotly.js bundle (dashboard/vendor/plotly-basic-*.min.js)")
     if any(n.startswith("data/") for n in names):
         raise Failed(f"{wheel.name} has a top-level data/ package")
-    step(f"built {wheel.name}: {len(names)} files, {wheel.stat().st_size} bytes")
+    step(f"built {wheel.name} in {time.monotonic() - started:.0f} s: {len(names)} files, {wheel.stat().st_size} bytes")
     return wheel
 
 
 def smoke(wheel: Path, work: Path) -> None:
     venv = work / "venv"
     run([sys.executable, "-m", "venv", str(venv)], cwd=work)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check"]
     t0 = time.monotonic()
     run([*pip, str(wheel)], cwd=work, timeout=900)
     step(f"installed into {venv} in {time.monotonic() - t0:.0f} s")
