@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test system-run system-test rig guest lint bench clean unit integration
+.PHONY: run test system-run system-test rig guest lint bench clean unit integration dist smoke
 
 system-run:
 	bash scripts/install-system.sh run
@@ -43,6 +43,15 @@ unit: system-test $(TEST_STAMP)
 integration: rig guest
 	$(BIN)/python -m pytest tests/integration -q
 
+# sdist + wheel in dist/ (the lean plotly.js bundle is fetched first and packaged; see docs/install.md)
+dist: system-test $(TEST_STAMP)
+	bash scripts/fetch-plotly.sh $(BIN)/python
+	$(BIN)/python -m build --outdir dist .
+
+# build the wheel, install it into a fresh venv in a temporary folder, run doctor and serve --demo there
+smoke: system-test $(TEST_STAMP)
+	$(PY) scripts/wheel_smoke.py --python $(BIN)/python
+
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
@@ -50,4 +59,4 @@ bench: rig guest
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var test-artifacts
+	rm -rf $(VENV) var test-artifacts dist build

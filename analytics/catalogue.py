@@ -1,8 +1,9 @@
 """Machine-type price catalogues: which types exist, what they hold, what they cost per hour.
 
-The default catalogue is STACKIT Compute Engine eu01 (single-AZ) in ``data/``; any CSV or TOML with the
-same columns can replace it. Memory as published by the provider is nominal GB; we treat it as GiB
-(2**30 bytes) so that a VM with "8 GiB" fits an "8 GB" type -- the provider does not say which it is.
+The default catalogue is STACKIT Compute Engine eu01 (single-AZ) in ``data/`` (installed as the package data
+``rightsizer/data``); any CSV or TOML with the same columns can replace it (docs/catalogue.md). Memory as
+published by the provider is nominal GB; we treat it as GiB (2**30 bytes) so that a VM with "8 GiB" fits an
+"8 GB" type -- the provider does not say which it is.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ GIB = 1024**3
 #: STACKIT publishes monthly = hourly x 720 (30 days x 24 h) for every machine type (prices.md).
 HOURS_PER_MONTH = 720.0
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+def _data_dir() -> Path:
+    """The price files: ``rightsizer/data`` of an installed package, else the checkout's top-level ``data/``."""
+    from importlib.resources import files
+
+    installed = Path(str(files("rightsizer").joinpath("data")))
+    return installed if installed.is_dir() else Path(__file__).resolve().parent.parent / "data"
+
+
+DATA_DIR = _data_dir()
 DEFAULT_CATALOGUE = DATA_DIR / "stackit_eu01_machine_types.csv"
 DEFAULT_STORAGE = DATA_DIR / "stackit_eu01_block_storage.csv"
 CATALOGUES = {

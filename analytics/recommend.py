@@ -110,7 +110,8 @@ def recommend_frame(
     signal_settings: SignalSettings | None = None,
     storage: StorageRules | None = None,
 ) -> list[VmFinding]:
-    """:func:`recommend_fleet` on an hourly frame already read (columns per ``collector.store.base``).
+    """Every VM's finding from an hourly frame already read (columns per ``collector.store.base``): the kernel
+    of :func:`analytics.analysis.analyse_frame`, which every surface calls.
 
     With ``signal_settings``, contention and memory pressure shape the findings; with ``storage`` too,
     every VM with a known disk capacity gets storage advice (:func:`analytics.signals.storage_advice`).

@@ -418,7 +418,7 @@ def run_calibration(n_vms: int, days: int, repeats: int) -> dict[str, Any]:
     from analytics.catalogue import load_catalogue
     from analytics.recommend import recommend_frame
     from analytics.rightsizing.settings import RightsizerSettings
-    from collector.config import IdleSettings
+    from core.settings import IdleSettings
 
     vms, frame = hourly_frame(n_vms, days)
     catalogue = load_catalogue()

@@ -8,6 +8,11 @@ throwaway Prometheus -- then runs
 prints how many VMs get the same recommended type and how far costs differ, with every difference listed.
 
     RIGHTSIZER_SHARED_DIR=/work/shared python -m bench.promql_equality [--trace DIR] [--engine prometheus]
+        [--counter-only] [--measured-interval]
+
+``--counter-only`` leaves out the per-cycle CPU gauge (``rightsizer_vm_cpu_usage_vcpus``), as from agents of another
+version or a relabel that drops it: the central role then computes CPU from the counter's rate.
+``--measured-interval`` writes no ``resolution_s`` into the central config: the interval is taken from the data.
 """
 
 from __future__ import annotations
@@ -70,7 +75,11 @@ def import_trace(trace: Path, db: Path) -> None:
         raise RuntimeError(f"import failed ({code}): {err}")
 
 
-def _store_lines(db: Path, *, openmetrics: bool) -> Iterator[str]:
+#: The per-cycle CPU gauge; ``--counter-only`` drops its lines.
+CPU_GAUGE = "rightsizer_vm_cpu_usage_vcpus{"
+
+
+def _store_lines(db: Path, *, openmetrics: bool, counter_only: bool = False) -> Iterator[str]:
     """The store's raw rows as the agent's rightsizer_* series (exposition or OpenMetrics sample lines)."""
     store = SqliteStore(db)
     try:
@@ -80,12 +89,13 @@ def _store_lines(db: Path, *, openmetrics: bool) -> Iterator[str]:
         vms = store.vms()
     finally:
         store.close()
-    yield from history_lines(vms, raw, openmetrics=openmetrics)
+    lines = history_lines(vms, raw, openmetrics=openmetrics)
+    yield from (line for line in lines if not line.startswith(CPU_GAUGE)) if counter_only else lines
 
 
-def backfill(db: Path, engine: Engine) -> int:
+def backfill(db: Path, engine: Engine, *, counter_only: bool = False) -> int:
     """Write the store's raw rows into VictoriaMetrics as rightsizer_* series; returns lines sent."""
-    return import_prometheus_text(engine, _store_lines(db, openmetrics=False))
+    return import_prometheus_text(engine, _store_lines(db, openmetrics=False, counter_only=counter_only))
 
 
 def start_backfilled_prometheus(db: Path, work: Path) -> tuple[Engine, int]:
@@ -100,9 +110,9 @@ def start_backfilled_prometheus(db: Path, work: Path) -> tuple[Engine, int]:
     return engine, lines
 
 
-def promql_config(path: Path, url: str) -> Path:
-    path.write_text(f'[source]\nkind = "prometheus"\nurl = "{url}"\nresolution_s = {TRACE_STEP_S}\n'
-                    'history_days = 400\n', encoding="utf-8")
+def promql_config(path: Path, url: str, *, resolution: bool = True) -> Path:
+    step = f"resolution_s = {TRACE_STEP_S}\n" if resolution else ""
+    path.write_text(f'[source]\nkind = "prometheus"\nurl = "{url}"\n{step}history_days = 400\n', encoding="utf-8")
     return path
 
 
@@ -151,7 +161,8 @@ def compare(sq: list[dict[str, Any]], pq: list[dict[str, Any]], sq_costs: list[d
     )
 
 
-def measure(trace: Path, work: Path, engine_name: str = "victoria-metrics") -> tuple[Comparison, dict[str, float]]:
+def measure(trace: Path, work: Path, engine_name: str = "victoria-metrics", *, counter_only: bool = False,
+            measured_interval: bool = False) -> tuple[Comparison, dict[str, float]]:
     db = work / "trace.db"
     t0 = time.perf_counter()
     import_trace(trace, db)
@@ -162,10 +173,10 @@ def measure(trace: Path, work: Path, engine_name: str = "victoria-metrics") -> t
         engine = start_victoria_metrics(work / "vm")
     try:
         if engine_name != "prometheus":
-            lines = backfill(db, engine)
+            lines = backfill(db, engine, counter_only=counter_only)
         t2 = time.perf_counter()
         sq, sq_costs, sq_rec_s, sq_cost_s = results(db, None)
-        config = promql_config(work / "promql.toml", engine.url)
+        config = promql_config(work / "promql.toml", engine.url, resolution=not measured_interval)
         pq, pq_costs, pq_rec_s, pq_cost_s = results(work / "central.db", config)
     finally:
         engine.stop()
@@ -181,10 +192,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
     parser.add_argument("--engine", choices=("victoria-metrics", "prometheus"), default="victoria-metrics",
                         help="VictoriaMetrics (import API) or Prometheus (promtool-built blocks)")
+    parser.add_argument("--counter-only", action="store_true", help="write no CPU gauge, only the counter")
+    parser.add_argument("--measured-interval", action="store_true", help="no resolution_s in the central config")
     args = parser.parse_args(argv)
+    if args.counter_only and args.engine == "prometheus":
+        parser.error("--counter-only writes through the VictoriaMetrics import API; drop --engine prometheus")
     with tempfile.TemporaryDirectory(prefix="rs-equality-") as tmp:
-        cmp_, times = measure(args.trace.resolve(), Path(tmp), args.engine)
-    print(json.dumps({"engine": args.engine, "vms": cmp_.vms, "same_recommended_type": cmp_.same_type,
+        cmp_, times = measure(args.trace.resolve(), Path(tmp), args.engine, counter_only=args.counter_only,
+                              measured_interval=args.measured_interval)
+    print(json.dumps({"engine": args.engine, "counter_only": args.counter_only,
+                      "measured_interval": args.measured_interval, "vms": cmp_.vms,
+                      "same_recommended_type": cmp_.same_type,
                       "same_pct": round(cmp_.same_type / cmp_.vms * 100, 1) if cmp_.vms else 0.0,
                       "cost_sqlite": round(cmp_.cost_sqlite, 4), "cost_promql": round(cmp_.cost_promql, 4),
                       "cost_diff_pct": round(cmp_.cost_diff_pct, 4),

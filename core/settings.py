@@ -198,7 +198,8 @@ class SourceSettings(_Section):
         default="rightsizer", description="read the agents' rightsizer_* series or the Go libvirt exporters'")
     mapping_file: str = Field(default="", description="TOML [[vm]] labels/machine types for exporter series")
     resolution_s: int = Field(default=60, ge=1, le=3600,
-                              description="collection interval of the series: the step of per-interval rates")
+                              description="collection interval of the series: the step of per-interval rates; "
+                                          "when not set, the interval measured in the data is used")
     history_days: float = Field(default=93.0, gt=0, le=3650, description="how far back the inventory looks")
     recording_rules: Literal["auto", "always", "never"] = Field(
         default="auto", description="read the shipped recording rules' hourly rollups when present")

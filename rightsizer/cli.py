@@ -18,6 +18,7 @@ from collector.errors import InputError, RightsizerError
 #: Subcommands in the order --help lists them; each is rightsizer.commands.<module>.
 COMMANDS: tuple[str, ...] = (
     "serve", "collect", "import_", "costs", "recommend", "report", "apply", "backtest", "schedule",
+    "doctor", "store", "catalogue", "service_unit",
 )
 
 
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rightsizer",
         description="Per-VM hourly cost, right-sizing and safe resizes for libvirt/KVM hosts.",
     )
+    from rightsizer import __version__
+
+    parser.add_argument("--version", action="version", version=f"rightsizer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     parent = common_flags()
@@ -78,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     if args.command == "serve":
         level = min(level, logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from rightsizer.journal import configure_logging
+
+    configure_logging(level)  # stderr with timestamps; under systemd, stdout for journald
     long_running = args.command == "serve" or (args.command == "collect" and not args.once)
     if not long_running and not args.verbose:
         # one-shot commands report connection problems as their own one-line error

@@ -216,6 +216,8 @@ class Service:
     data_mode: str
     mode_detail: str = ""
     role: str = "all"  # all | agent (collector + exporter only)
+    #: Called after every collection cycle with whether it stored samples (systemd READY/WATCHDOG, see serve).
+    on_cycle: Callable[[bool], None] | None = None
     economics: EconomicsView = field(default_factory=EconomicsView)
     exposition: ExpositionCache | None = None
     _scheduler: Any = None
@@ -317,11 +319,14 @@ class Service:
     def collect_once(self) -> None:
         if self.sampler is None:
             return
+        stored = False
         try:
-            self.sampler.poll_once()
+            stored = any(batch.ok for batch in self.sampler.poll_once())
         except RightsizerError:
             log.exception("collection cycle failed; retrying next interval")
         self._render()
+        if self.on_cycle is not None:
+            self.on_cycle(stored)
 
     def _render(self) -> None:
         if self.exposition is not None:

@@ -13,6 +13,7 @@ What is not in the engine stays local: the audit log, metadata and backup times 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -43,6 +44,21 @@ _HOST_CPUS_WINDOW_S = 86400  # a host's CPU count changes rarely; its last day o
 _EVAL_OFFSET_S = 0.001  # evaluate at H + 1h - 1 ms: subquery steps land on H, H+R, ... (see promql_schema)
 
 
+#: Windows over which the sample interval is measured, longest first: N samples in W give W / N, off by at most one
+#: sample (1 in 72 at 300-s samples over 6 h).
+_INTERVAL_WINDOWS_S = (6 * _HOUR_S, _HOUR_S)
+#: A VM counts when it has samples in the first this-many seconds of the window (its series covers the window).
+_EDGE_S = 600
+#: Collection intervals people configure; a measured interval within 10 % of one of them is taken as that one.
+COMMON_INTERVALS_S = (1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 300, 600, 900, 1800, 3600)
+
+
+def snap_interval(measured_s: float) -> float:
+    """``measured_s`` rounded to the nearest common interval when within 10 % of it, else to the second."""
+    nearest = min(COMMON_INTERVALS_S, key=lambda c: abs(c - measured_s))
+    return float(nearest) if abs(nearest - measured_s) <= 0.1 * nearest else float(round(measured_s))
+
+
 @dataclass
 class QueryStats:
     """How many time chunks :meth:`PromqlStore.frame` split its reads into (queries and seconds: the client's
@@ -60,6 +76,8 @@ class PromqlStore:
     local: Any  # SqliteStore (audit, meta, backups)
     matchers: str = ""
     resolution_s: int = 60
+    #: False when ``[source] resolution_s`` was not set: the sample interval measured in the data is used instead
+    resolution_explicit: bool = True
     history_days: float = 93.0
     max_points_per_series: int = 11_000
     max_samples_per_query: int = 20_000_000
@@ -72,6 +90,9 @@ class PromqlStore:
     _rules: bool | None = None
     _oldest: tuple[float, float] | None = None  # (oldest sample, when seen) from time_range
     _warned: set[str] = field(default_factory=set)
+    _adapted: bool = False
+    _cpu_fallback: bool = False  # some VMs lack the CPU gauge: per VM, the gauge's rollup or the counter's
+    measured_interval_s: float | None = None
 
     @property
     def path(self) -> str:
@@ -95,6 +116,73 @@ class PromqlStore:
                 self._rules = bool(found)
                 log.info("recording rules %s", "found: reading hourly rollups" if found else "absent: subqueries")
         return self._rules
+
+    def adapt_to_data(self) -> None:
+        """Once, before the first rollup: read CPU from the counter when the per-cycle gauge is absent, and take
+        the sample interval from the data (``resolution_s`` unset) or warn when the configured one does not fit.
+        """
+        if self._adapted:
+            return
+        self._adapted = True
+        now = self.clock()
+        start = now - self.history_days * 86400.0
+        gauge = self.schema.cpu_usage
+        if gauge:
+            ident = self.schema.uuid_label
+            with_gauge = {s.get(ident) for s in self.client.series(self._sel(gauge), start, now)}
+            if not with_gauge:
+                log.warning("%s: series %s is absent: CPU is computed from the rate of %s (agents of another "
+                            "version, or a relabel that drops the gauge)", self.client.url, gauge,
+                            self.schema.cpu_seconds)
+                self.schema = dataclasses.replace(self.schema, cpu_usage="")
+            else:
+                counter = {s.get(ident): s for s in self.client.series(self._sel(self.schema.cpu_seconds), start, now)}
+                without = sorted(str(s.get(self.schema.name_label) or u) for u, s in counter.items()
+                                 if u not in with_gauge)
+                if without:
+                    log.warning("%s: series %s is absent for %d of %d VMs (%s): their CPU is computed from the rate "
+                                "of %s", self.client.url, gauge, len(without), len(counter),
+                                ", ".join(without[:5]) + (" ..." if len(without) > 5 else ""),
+                                self.schema.cpu_seconds)
+                    self._cpu_fallback = True
+        measured = self.sample_interval_s(now)
+        self.measured_interval_s = measured
+        if measured is None or abs(measured - self.resolution_s) <= 0.1 * self.resolution_s:
+            return
+        if self.resolution_explicit:
+            log.warning("%s: [source] resolution_s = %d but %s is sampled every %.0f s (measured): per-interval rates "
+                        "and running time are off; set resolution_s = %.0f or remove it to use the measured interval",
+                        self.client.url, self.resolution_s, self.schema.cpu_seconds, measured, measured)
+            return
+        log.info("%s: sample interval %.0f s measured on %s; using it as resolution_s", self.client.url, measured,
+                 self.schema.cpu_seconds)
+        self.resolution_s = int(round(measured))
+
+    def sample_interval_s(self, now: float | None = None) -> float | None:
+        """The collection interval in the data: a window over the largest number of distinct CPU counter values any
+        VM has in it, snapped to a common interval within 10 %. Changes count, not samples: a counter scraped more
+        often than it is collected repeats its value. The busiest VM counts, not the median: an idle VM's counter
+        stands still for whole cycles. Only VMs with samples at the window's start count (a VM whose series began
+        inside it would look sampled less often). Windows: 6 h, else 1 h (a younger deployment); measured at
+        ``now``, else at the newest sample. None when no VM's counter moved.
+        """
+        now = self.clock() if now is None else now
+        counter = self._sel(self.schema.cpu_seconds)
+        exprs = [(w, f"max(changes({counter}[{w}s]) and count_over_time({counter}[{_EDGE_S}s] offset {w - _EDGE_S}s))")
+                 for w in _INTERVAL_WINDOWS_S]
+        for at in (now, None):
+            if at is None:
+                oldest = self._oldest
+                span = self.time_range()
+                self._oldest = oldest  # a probe: frame() trusts only the time_range its caller asked for
+                if span is None:
+                    return None
+                at = span[1].timestamp()
+            for window, expr in exprs:
+                found = self._instant(expr, at)
+                if found and found[0].values and math.isfinite(found[0].values[0]) and found[0].values[0] > 0:
+                    return snap_interval(window / (found[0].values[0] + 1))
+        return None
 
     # -- writes are the agents' job -------------------------------------------------------------
     def write(self, batch: SampleBatch, points: Sequence[UsagePoint], counters: Sequence[Counters]) -> None:
@@ -235,8 +323,9 @@ class PromqlStore:
             first_h = max(first_h, oldest_h)
         if last_h < first_h:
             return _empty_hours()
+        self.adapt_to_data()
         queries = rollup_queries(self.schema, matchers=self.matchers, resolution_s=self.resolution_s,
-                                 rules=self.rules_present())
+                                 rules=self.rules_present(), cpu_fallback=self._cpu_fallback)
         wanted = queries.by_column if columns is None else {
             c: e for c, e in queries.by_column.items() if c in set(columns) | {"vcpus"}}
         chunks = self._chunks(first_h, last_h, subqueries=queries.subqueries)

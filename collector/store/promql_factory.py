@@ -35,7 +35,8 @@ def promql_store(settings: Settings, local: Any, client: PromqlClient | None = N
     client = client or promql_client(settings)
     return PromqlStore(
         client=client, schema=SCHEMAS[src.series], local=local, matchers=src.matchers,
-        resolution_s=src.resolution_s, history_days=src.history_days,
+        resolution_s=src.resolution_s, resolution_explicit="resolution_s" in src.model_fields_set,
+        history_days=src.history_days,
         max_points_per_series=src.max_points_per_series, max_samples_per_query=src.max_samples_per_query,
         use_rules=src.recording_rules, host_uris=dict(settings.actions.host_uris),
         mapping=load_mapping(src.mapping_file), concurrency=src.query_concurrency,

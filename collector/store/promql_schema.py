@@ -107,8 +107,13 @@ def _sel(metric: str, matchers: str) -> str:
     return f"{metric}{{{matchers}}}" if matchers else metric
 
 
-def rollup_queries(schema: Schema, *, matchers: str, resolution_s: int, rules: bool) -> RollupQueries:
-    """The hourly-rollup expressions for ``schema`` (see the module doc for the hour alignment)."""
+def rollup_queries(schema: Schema, *, matchers: str, resolution_s: int, rules: bool,
+                   cpu_fallback: bool = False) -> RollupQueries:
+    """The hourly-rollup expressions for ``schema`` (see the module doc for the hour alignment).
+
+    ``cpu_fallback``: some VMs have the per-cycle CPU gauge and some only the counter (agents of two versions):
+    each CPU column is the gauge's rollup ``or`` the counter's, per VM.
+    """
     ident = schema.uuid_label
     r = f"{resolution_s}s"
     w = f"{2 * resolution_s}s"
@@ -125,23 +130,27 @@ def rollup_queries(schema: Schema, *, matchers: str, resolution_s: int, rules: b
         "memory_bytes": f"max {by} (max_over_time({_sel(schema.memory_bytes, matchers)}[1h]))",
         "samples": f"max {by} (count_over_time({_sel(schema.vcpus, matchers)}[1h]))",
     }
+    cpu = rate(schema.cpu_seconds)
+    from_counter = {
+        "cpu_mean_vcpus": f"avg_over_time(({cpu})[1h:{r}])",
+        "cpu_p95_vcpus": f"quantile_over_time(0.95, ({cpu})[1h:{r}])",
+        "cpu_max_vcpus": f"max_over_time(({cpu})[1h:{r}])",
+    }
     if schema.cpu_usage:
         # the agent's per-cycle rate, stamped with the cycle time: the same samples the embedded store rolls up
         usage = _sel(schema.cpu_usage, matchers)
-        q.update({
+        from_gauge = {
             "cpu_mean_vcpus": f"max {by} (avg_over_time({usage}[1h]))",
             "cpu_p95_vcpus": f"max {by} (quantile_over_time(0.95, {usage}[1h]))",
             "cpu_max_vcpus": f"max {by} (max_over_time({usage}[1h]))",
+        }
+        q.update({col: f"({e}) or ({from_counter[col]})" if cpu_fallback else e for col, e in from_gauge.items()})
+        q.update({
             "memory_used_max_bytes": f"max {by} (max_over_time({used}[1h]))",
             "memory_used_mean_bytes": f"max {by} (avg_over_time({used}[1h]))",
         })
     else:
-        cpu = rate(schema.cpu_seconds)
-        q.update({
-            "cpu_mean_vcpus": f"avg_over_time(({cpu})[1h:{r}])",
-            "cpu_p95_vcpus": f"quantile_over_time(0.95, ({cpu})[1h:{r}])",
-            "cpu_max_vcpus": f"max_over_time(({cpu})[1h:{r}])",
-        })
+        q.update(from_counter)
     if schema.running:
         q["running_s"] = (f"clamp_max(max {by} (sum_over_time({_sel(schema.running, matchers)}[1h])) "
                           f"* {resolution_s}, 3600)")
@@ -157,4 +166,6 @@ def rollup_queries(schema: Schema, *, matchers: str, resolution_s: int, rules: b
     if rules and schema.name == "rightsizer":
         for col, record in RULES.items():
             q[col] = f"max {by} (last_over_time({_sel(record, matchers)}[1h]))"
+            if cpu_fallback and col in from_counter:  # the rules roll up the gauge: VMs without it need the counter
+                q[col] = f"({q[col]}) or ({from_counter[col]})"
     return RollupQueries(by_column=q, identity=ident)

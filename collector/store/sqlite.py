@@ -260,12 +260,21 @@ class SqliteStore:
                 f"Database {str(self.path)!r} has schema version {version}, newer than this rightsizer "
                 f"({SCHEMA_VERSION}); upgrade rightsizer"
             )
+        if 0 < version < SCHEMA_VERSION:  # a store with history: keep a copy before changing its schema
+            from collector.store.care import pre_migration_backup
+
+            saved = pre_migration_backup(self.path, version, SCHEMA_VERSION)
+            log.warning("store %s has schema version %d; backed up to %s before migrating to %d", self.path,
+                        version, saved, SCHEMA_VERSION)
         for i in range(version, SCHEMA_VERSION):
             with self._tx() as c:
                 for statement in _split_sql(_MIGRATIONS[i]):
                     c.execute(statement)
                 c.execute(f"PRAGMA user_version={i + 1}")
-            log.info("store %s migrated to schema version %d", self.path, i + 1)
+            if version:  # a new store is created, not migrated: one line for it below
+                log.info("store %s migrated to schema version %d", self.path, i + 1)
+        if version == 0:
+            log.info("store %s created (schema version %d)", self.path, SCHEMA_VERSION)
         if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
             with self._tx() as c:
                 c.execute(f"PRAGMA application_id={APPLICATION_ID}")

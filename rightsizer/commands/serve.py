@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rightsizer.commands.sourceflags import add_source_flags
 
 if TYPE_CHECKING:
+    from collector.sdnotify import ServiceNotifier
     from rightsizer.context import Context
 
 log = logging.getLogger("rightsizer.serve")
@@ -131,8 +132,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         sampler = Sampler(sources, store, interval_s=ctx.settings.collector.interval_s)
         if mode == LIVE:
             store.set_meta("data_mode", "live")
+    notifier = _notifier(sampler is not None, ctx.settings.collector.interval_s)
     service = Service(settings=ctx.settings, store=store, catalogue=ctx.catalogue(), sampler=sampler,
-                      data_mode=mode, mode_detail=why, role=args.role)
+                      data_mode=mode, mode_detail=why, role=args.role, on_cycle=notifier.cycle_done)
 
     def _on_signal(signum: int, _frame: object) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
@@ -142,8 +144,21 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     try:
         service.start()
+        notifier.started()
         while not service.wait(1.0):
             pass
     finally:
+        notifier.stopping()
         service.stop()
     return 0
+
+
+def _notifier(collects: bool, interval_s: float) -> ServiceNotifier:
+    """The systemd notifier (a no-op outside a Type=notify unit); warns when the watchdog is too tight."""
+    from collector.sdnotify import ServiceNotifier, watchdog_seconds
+
+    watchdog = watchdog_seconds()
+    if watchdog is not None and collects and watchdog < 2 * interval_s:
+        log.warning("WatchdogSec=%.0f is less than twice the collection interval (%.0f s): systemd may restart a "
+                    "healthy collector; raise WatchdogSec or lower [collector] interval_s", watchdog, interval_s)
+    return ServiceNotifier(collects=collects)
