@@ -61,7 +61,7 @@ def supports(strategy: Strategy, settings: StrategySettings) -> bool:
     if strategy.estimate is percentile_estimate:
         return True
     return (strategy.estimate is ours and isinstance(settings, RightsizerSettings)
-            and settings.daily_peak_percentile <= 0
+            and settings.daily_peak_percentile <= 0 and settings.memory_peak_risk_pct is None
             and (settings.cpu_risk_pct is None or settings.cpu_margin is not None)
             and (settings.memory_risk_pct is None or settings.memory_margin is not None))
 

@@ -43,6 +43,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from analytics.rightsizing import peak_spread
 from analytics.rightsizing.base import (
     SECONDS_PER_DAY,
     Strategy,
@@ -109,6 +110,8 @@ def estimate(history: UsageHistory, settings: RightsizerSettings) -> Need:
     floor = None
     if settings.cpu_risk_pct is None and memory is not None and settings.vcpu_floor_memory_headroom_fraction > 0:
         floor = memory.observed * (1.0 + settings.vcpu_floor_memory_headroom_fraction)
+    if memory is not None and settings.memory_peak_risk_pct is not None and settings.memory_risk_pct is None:
+        memory = _peak_spread_memory(history, memory, settings)
     if settings.cpu_risk_pct is None and settings.memory_risk_pct is None:
         return Need(cpu=cpu, memory=memory, cpu_floor_memory_bytes=floor)
     if ((settings.cpu_risk_pct is not None and settings.cpu_margin is None)
@@ -130,9 +133,28 @@ def estimate(history: UsageHistory, settings: RightsizerSettings) -> Need:
     return Need(cpu=cpu, memory=memory, cpu_floor_memory_bytes=floor)
 
 
+def _peak_spread_memory(history: UsageHistory, memory: DimensionNeed, settings: RightsizerSettings) -> DimensionNeed:
+    """Memory sized from the spread of the window's daily peaks (:mod:`analytics.rightsizing.peak_spread`);
+    a history estimated without a fleet pass is calibrated on itself."""
+    risk = settings.memory_peak_risk_pct or 0.0
+    margin = settings.memory_peak_margin
+    if margin is None:
+        margin = peak_spread.calibrate_margin([history], risk, settings.lookback_days)
+    if margin is None:  # too few days to calibrate: the percentile rule
+        return memory
+    maxima = peak_spread.daily_maxima(history.timestamps_s, history.memory_used_bytes)
+    return peak_spread.memory_need(peak_spread.peak_spread(maxima), memory.peak, margin, risk,
+                                   settings.memory_headroom_fraction)
+
+
 def calibrate_fleet(histories: Sequence[UsageHistory], settings: RightsizerSettings) -> RightsizerSettings:
     """The fleet pass: ``settings`` with the margins fitted on every VM's training window."""
-    return calibrate(histories, settings)
+    settings = calibrate(histories, settings)
+    if settings.memory_peak_risk_pct is not None and settings.memory_peak_margin is None:
+        margin = peak_spread.calibrate_margin(histories, settings.memory_peak_risk_pct, settings.lookback_days)
+        if margin is not None:
+            settings = settings.model_copy(update={"memory_peak_margin": margin})
+    return settings
 
 
 STRATEGY = Strategy(
