@@ -56,7 +56,7 @@ MEMORY_CURVE_BASE: dict[str, float | None] = {
 #: peak_spread`, at most KRR's 15 %) for :data:`PEAK_CURVE_RISK` % of held-out training days, and never
 #: fewer vCPUs than the type holding KRR's memory need (max x 1.15) has: at a CPU percentile its needs are
 #: never larger than KRR's and its vCPUs never fewer.
-PEAK_CURVE_RISK = 5.0
+PEAK_CURVE_RISK = 3.0
 PEAK_CURVE_BASE: dict[str, float | None] = {
     **PERCENTILE_RULE, "cpu_headroom_fraction": 0.0, "memory_headroom_fraction": 0.15,
     "vcpu_floor_memory_headroom_fraction": 0.15, "memory_peak_risk_pct": PEAK_CURVE_RISK}

@@ -13,7 +13,7 @@
         the fleet-calibrated per-VM headroom (cpu_risk_pct 1, memory_risk_pct 0.01: one calibration pass
         over the fleet, then per-VM estimates), alternating after one untimed warm-up; prints both medians
         and their ratio; and with memory headroom from the spread of daily peaks (balanced with
-        memory_peak_risk_pct 5: one calibration pass over the fleet's daily peaks, then per-VM estimates).
+        memory_peak_risk_pct 3: one calibration pass over the fleet's daily peaks, then per-VM estimates).
         Target: each <= 2 x percentile rule.
 """
 
@@ -430,7 +430,7 @@ def run_calibration(n_vms: int, days: int, repeats: int) -> dict[str, Any]:
         "calibrated": RightsizerSettings.model_validate(
             {"lookback_days": float(days), "cpu_risk_pct": 1.0, "memory_risk_pct": 0.01}),
         "peak_spread": RightsizerSettings.model_validate(
-            {"lookback_days": float(days), "memory_peak_risk_pct": 5.0}),
+            {"lookback_days": float(days), "memory_peak_risk_pct": 3.0}),
     }
 
     def once(name: str) -> tuple[float, float, int]:
