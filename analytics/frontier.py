@@ -8,7 +8,9 @@ uniform-percentile family) and its profiles, ``rightsizer-budget`` the fleet ris
 (:mod:`analytics.rightsizing.budget`) as a share of training intervals, ``rightsizer-memory`` the
 aggressive end where memory is traded too (:data:`MEMORY_CURVE_BASE`), and ``rightsizer-risk`` our
 fleet-calibrated per-VM headroom (:mod:`analytics.rightsizing.calibrated`) across its risk target
-(knob ``risk_pct``: the CPU overrun target in % of intervals, memory at :data:`MEMORY_RISK_SHARE` of it).
+(knob ``risk_pct``: the CPU overrun target in % of intervals, memory at :data:`MEMORY_RISK_SHARE` of it);
+``rightsizer-peaks`` and ``rightsizer-peaks-headroom`` size memory from the spread of each VM's daily peaks
+(:mod:`analytics.rightsizing.peak_spread`) with KRR's and AWS's CPU rules across their knobs.
 """
 
 from __future__ import annotations

@@ -32,6 +32,12 @@ fleet (:mod:`analytics.rightsizing.calibrated`): its own base level plus a fleet
 spread. On the dev trace that curve does not dominate the profiles' points at 7-14 training days (README,
 "Backtest"), so the profiles keep the rules above.
 
+With ``memory_peak_risk_pct`` set (no profile sets it; the ``rightsizer-peaks`` curves and the flag of the same
+name do) memory headroom over the maximum used is fitted per VM from the spread of its daily peaks, at most
+``memory_headroom_fraction`` (:mod:`analytics.rightsizing.peak_spread`). It beats KRR at P80-P99 on the dev
+trace at every split, but balanced with it saves only 0.3-1.8 points more than the AWS rule, short of the
+2 points a profile change needs (docs/backtest.md), so the profiles keep the rules above.
+
 Memory is not compressible; no profile sizes it below the maximum used. Unknown memory use is never
 downsized (shared rule). The same rules run on stored hourly rollups and on raw traces.
 """

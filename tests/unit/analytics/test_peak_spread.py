@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from analytics.catalogue import CsvPriceCatalogue, MachineType
-from analytics.frontier import PEAK_CURVE_BASE, PEAKS_STRATEGY, SWEEP_KNOBS, Frontier, knob_settings
+from analytics.frontier import (
+    OUR_CURVES,
+    PEAKS_HEADROOM_STRATEGY,
+    PEAKS_STRATEGY,
+    SWEEP_KNOBS,
+    Frontier,
+    knob_settings,
+)
 from analytics.rightsizing import get_strategy
 from analytics.rightsizing.base import UsageHistory
 from analytics.rightsizing.peak_spread import (
@@ -131,20 +138,22 @@ def test_shuffling_the_evaluation_window_changes_no_recommendation(tmp_path: Pat
     assert all((a.target_memory_bytes or 0) <= (b.target_memory_bytes or 0) for a, b in zip(recs[0], rule, strict=True))
 
 
-def test_the_peaks_curve_is_never_dearer_than_krr_and_keeps_its_vcpus(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("curve", "anchor"), [(PEAKS_STRATEGY, "krr"), (PEAKS_HEADROOM_STRATEGY, "aws")])
+def test_each_peaks_curve_is_never_dearer_than_its_anchor_and_keeps_its_vcpus(
+        tmp_path: Path, curve: str, anchor: str) -> None:
     _write_fleet(tmp_path / "a", perturb_evaluation=False)
     frontier = Frontier(read_bitbrains_dir(tmp_path / "a"), _catalogue(), train_days=TRAIN_DAYS)
-    knob, values = SWEEP_KNOBS[PEAKS_STRATEGY]
-    assert knob == "cpu_percentile" and PEAK_CURVE_BASE["memory_peak_risk_pct"] is not None
+    knob, values = SWEEP_KNOBS[curve]
+    assert OUR_CURVES[curve]["memory_peak_risk_pct"] is not None
     cheaper = 0
     for value in values:
-        ours = frontier.score("rightsizer", RightsizerSettings.model_validate({**PEAK_CURVE_BASE, knob: value}))
-        krr = frontier.score("krr", knob_settings("krr", knob, value))
+        ours = frontier.score("rightsizer", RightsizerSettings.model_validate({**OUR_CURVES[curve], knob: value}))
+        krr = frontier.score(anchor, knob_settings(anchor, knob, value))
         for a, b in zip(ours.per_vm, krr.per_vm, strict=True):
             assert a.recommended_monthly_cost <= b.recommended_monthly_cost + 1e-9
             assert (a.recommended_vcpus or 0) >= min(b.recommended_vcpus or 0, b.cores)
             cheaper += a.recommended_monthly_cost < b.recommended_monthly_cost
         assert ours.savings_pct >= krr.savings_pct
     assert cheaper > 0
-    points = [p for p in frontier.sweep([PEAKS_STRATEGY]) if p.strategy == PEAKS_STRATEGY]
+    points = [p for p in frontier.sweep([curve]) if p.strategy == curve]
     assert [p.value for p in points] == list(values)
