@@ -27,7 +27,8 @@ percentile; vpa: target percentile; rightsizer: CPU percentile and its profiles;
 fleet risk budget, a share of training intervals; rightsizer-risk: per-VM headroom calibrated on the
 fleet's training windows, across its overrun target risk_pct; rightsizer-peaks: CPU percentile, memory
 headroom fitted per VM from the spread of its daily peaks; rightsizer-peaks-headroom: that memory rule
-with AWS's CPU rule across its headroom). --strategy narrows it to one.
+with AWS's CPU rule across its headroom; rightsizer-memory and rightsizer-memory-p99: memory at a percentile
+of used memory, CPU at P90 and P99). --strategy narrows it to one.
 """
 
 
