@@ -10,7 +10,8 @@ aggressive end where memory is traded too (:data:`MEMORY_CURVE_BASE`), and ``rig
 fleet-calibrated per-VM headroom (:mod:`analytics.rightsizing.calibrated`) across its risk target
 (knob ``risk_pct``: the CPU overrun target in % of intervals, memory at :data:`MEMORY_RISK_SHARE` of it);
 ``rightsizer-peaks`` and ``rightsizer-peaks-headroom`` size memory from the spread of each VM's daily peaks
-(:mod:`analytics.rightsizing.peak_spread`) with KRR's and AWS's CPU rules across their knobs;
+(:mod:`analytics.rightsizing.peak_spread`) with KRR's and AWS's CPU rules across their knobs, and
+``rightsizer-peaks-risk`` at KRR's P95 across that rule's risk target;
 ``rightsizer-memory-p99`` trades memory like ``rightsizer-memory`` at CPU P99.
 """
 
@@ -50,6 +51,7 @@ RISK_STRATEGY = "rightsizer-risk"
 PEAKS_STRATEGY = "rightsizer-peaks"
 PEAKS_HEADROOM_STRATEGY = "rightsizer-peaks-headroom"
 MEMORY_P99_STRATEGY = "rightsizer-memory-p99"
+PEAKS_RISK_STRATEGY = "rightsizer-peaks-risk"
 #: Our aggressive end: CPU at P90 of interval demand, no headroom, no vCPU floor, and memory sized at a
 #: percentile of used memory (below 100 memory overruns become possible: memory is traded too).
 MEMORY_CURVE_BASE: dict[str, float | None] = {
@@ -68,6 +70,9 @@ PEAK_CURVE_BASE: dict[str, float | None] = {
 #: CPU headroom) and balanced's vCPU floor (the type holding max x 1.2 memory, AWS's): balanced's rules
 #: with memory from the daily peaks. Its needs are never larger than AWS's and its vCPUs never fewer.
 PEAK_HEADROOM_CURVE_BASE: dict[str, float | None] = {**PERCENTILE_RULE, "memory_peak_risk_pct": PEAK_CURVE_RISK}
+#: ``rightsizer-peaks-risk``: ``rightsizer-peaks`` at KRR's P95 across the memory risk target itself (share of
+#: held-out training days above the need); past ~20 % every VM sits at its maximum used, no headroom.
+PEAK_RISK_CURVE_BASE: dict[str, float | None] = {**PEAK_CURVE_BASE, "cpu_percentile": 95.0}
 #: ``rightsizer-memory-p99``: memory traded as in ``rightsizer-memory`` at the careful CPU end (P99 of interval
 #: demand): the low-CPU-risk corner where an anchor trades memory (VPA at its P99).
 MEMORY_P99_CURVE_BASE: dict[str, float | None] = {**MEMORY_CURVE_BASE, "cpu_percentile": 99.0}
@@ -96,9 +101,10 @@ SWEEP_KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     PEAKS_STRATEGY: ("cpu_percentile", (80.0, 90.0, 95.0, 99.0, 99.5, 100.0)),
     PEAKS_HEADROOM_STRATEGY: ("cpu_headroom_fraction", (0.0, 0.1, 0.2, 0.3)),
     MEMORY_P99_STRATEGY: ("memory_percentile", (99.5, 99.8, 99.9, 99.95, 100.0)),
+    PEAKS_RISK_STRATEGY: ("memory_peak_risk_pct", (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 35.0, 50.0)),
 }
 OUR_CURVES.update({PEAKS_STRATEGY: PEAK_CURVE_BASE, PEAKS_HEADROOM_STRATEGY: PEAK_HEADROOM_CURVE_BASE,
-                   MEMORY_P99_STRATEGY: MEMORY_P99_CURVE_BASE})
+                   MEMORY_P99_STRATEGY: MEMORY_P99_CURVE_BASE, PEAKS_RISK_STRATEGY: PEAK_RISK_CURVE_BASE})
 SWEEP_STRATEGIES: tuple[str, ...] = tuple(SWEEP_KNOBS)
 POINT_COLUMNS: tuple[str, ...] = ("strategy", "knob", "value", "savings_pct", "cpu_overrun_pct", "mem_overrun_pct")
 
@@ -253,5 +259,8 @@ def dominates(a: SweepPoint | StrategyResult, b: SweepPoint | StrategyResult) ->
             and a.mem_overrun_pct <= b.mem_overrun_pct + 1e-12)
 
 
-__all__ = ["BUDGET_STRATEGY", "MEMORY_P99_STRATEGY", "MEMORY_STRATEGY", "PEAKS_HEADROOM_STRATEGY", "PEAKS_STRATEGY",
-           "RISK_STRATEGY", "Frontier", "POINT_COLUMNS", "SWEEP_KNOBS", "SweepPoint", "dominates", "knob_settings"]
+__all__ = [
+    "BUDGET_STRATEGY", "MEMORY_P99_STRATEGY", "MEMORY_STRATEGY", "PEAKS_HEADROOM_STRATEGY", "PEAKS_RISK_STRATEGY",
+    "PEAKS_STRATEGY", "RISK_STRATEGY", "Frontier", "POINT_COLUMNS", "SWEEP_KNOBS", "SweepPoint", "dominates",
+    "knob_settings",
+]

@@ -22,6 +22,7 @@ from typing import Any
 from analytics.catalogue import load_catalogue
 from analytics.frontier import (
     PEAKS_HEADROOM_STRATEGY,
+    PEAKS_RISK_STRATEGY,
     PEAKS_STRATEGY,
     RISK_STRATEGY,
     SWEEP_KNOBS,
@@ -91,7 +92,8 @@ def split_table(frontier: Frontier, types: Any) -> dict[str, Any]:
                                                      and balanced.mem_overrun_pct <= aws.mem_overrun_pct),
                                 "savings_gain_pct": round(balanced.savings_pct - aws.savings_pct, 3)},
             "risk_curve": _curve(points, RISK_STRATEGY), "peaks_curve": _curve(points, PEAKS_STRATEGY),
-            "peaks_headroom_curve": _curve(points, PEAKS_HEADROOM_STRATEGY)}
+            "peaks_headroom_curve": _curve(points, PEAKS_HEADROOM_STRATEGY),
+            "peaks_risk_curve": _curve(points, PEAKS_RISK_STRATEGY)}
 
 
 def _curve(points: list[SweepPoint], strategy: str) -> list[dict[str, Any]]:
@@ -122,7 +124,7 @@ def _print(table: dict[str, Any]) -> None:
     print(f"  balanced vs aws (P99.5 + 20 %): weakly dominates {b['weakly_dominates']}, "
           f"savings {b['savings_gain_pct']:+.3f} pt")
     for key, strategy in (("risk_curve", RISK_STRATEGY), ("peaks_curve", PEAKS_STRATEGY),
-                          ("peaks_headroom_curve", PEAKS_HEADROOM_STRATEGY)):
+                          ("peaks_headroom_curve", PEAKS_HEADROOM_STRATEGY), ("peaks_risk_curve", PEAKS_RISK_STRATEGY)):
         knob = SWEEP_KNOBS[strategy][0]
         curve = "; ".join(f"{c[knob]:g}: {c['savings_pct']:.2f}/{c['cpu_overrun_pct']:.3f}/{c['mem_overrun_pct']:.4f}"
                           for c in table[key])

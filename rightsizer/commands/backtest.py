@@ -27,7 +27,8 @@ percentile; vpa: target percentile; rightsizer: CPU percentile and its profiles;
 fleet risk budget, a share of training intervals; rightsizer-risk: per-VM headroom calibrated on the
 fleet's training windows, across its overrun target risk_pct; rightsizer-peaks: CPU percentile, memory
 headroom fitted per VM from the spread of its daily peaks; rightsizer-peaks-headroom: that memory rule
-with AWS's CPU rule across its headroom; rightsizer-memory and rightsizer-memory-p99: memory at a percentile
+with AWS's CPU rule across its headroom; rightsizer-peaks-risk: that rule at CPU P95 across its risk target
+memory_peak_risk_pct; rightsizer-memory and rightsizer-memory-p99: memory at a percentile
 of used memory, CPU at P90 and P99). --strategy narrows it to one.
 """
 
@@ -128,6 +129,7 @@ def _sweep(args: argparse.Namespace, ctx: Context, vms: list[Any], catalogue: An
     from analytics.frontier import (
         BUDGET_STRATEGY,
         PEAKS_HEADROOM_STRATEGY,
+        PEAKS_RISK_STRATEGY,
         PEAKS_STRATEGY,
         POINT_COLUMNS,
         RISK_STRATEGY,
@@ -136,7 +138,7 @@ def _sweep(args: argparse.Namespace, ctx: Context, vms: list[Any], catalogue: An
     )
     from collector.errors import InputError
 
-    ours = (args.strategy, BUDGET_STRATEGY, RISK_STRATEGY, PEAKS_STRATEGY, PEAKS_HEADROOM_STRATEGY)
+    ours = (args.strategy, BUDGET_STRATEGY, RISK_STRATEGY, PEAKS_STRATEGY, PEAKS_HEADROOM_STRATEGY, PEAKS_RISK_STRATEGY)
     names = SWEEP_STRATEGIES if args.strategy == "all" else (
         ours if args.strategy == "rightsizer" else (args.strategy,))
     frontier = Frontier(vms, catalogue, train_days=args.train_days, currency=catalogue.currency)
