@@ -8,7 +8,11 @@ uniform-percentile family) and its profiles, ``rightsizer-budget`` the fleet ris
 (:mod:`analytics.rightsizing.budget`) as a share of training intervals, ``rightsizer-memory`` the
 aggressive end where memory is traded too (:data:`MEMORY_CURVE_BASE`), and ``rightsizer-risk`` our
 fleet-calibrated per-VM headroom (:mod:`analytics.rightsizing.calibrated`) across its risk target
-(knob ``risk_pct``: the CPU overrun target in % of intervals, memory at :data:`MEMORY_RISK_SHARE` of it).
+(knob ``risk_pct``: the CPU overrun target in % of intervals, memory at :data:`MEMORY_RISK_SHARE` of it);
+``rightsizer-peaks`` and ``rightsizer-peaks-headroom`` size memory from the spread of each VM's daily peaks
+(:mod:`analytics.rightsizing.peak_spread`) with KRR's and AWS's CPU rules across their knobs, and
+``rightsizer-peaks-risk`` at KRR's P95 across that rule's risk target;
+``rightsizer-memory-p99`` trades memory like ``rightsizer-memory`` at CPU P99.
 """
 
 from __future__ import annotations
@@ -44,11 +48,36 @@ from analytics.traces import TraceVm
 BUDGET_STRATEGY = "rightsizer-budget"
 MEMORY_STRATEGY = "rightsizer-memory"
 RISK_STRATEGY = "rightsizer-risk"
+PEAKS_STRATEGY = "rightsizer-peaks"
+PEAKS_HEADROOM_STRATEGY = "rightsizer-peaks-headroom"
+MEMORY_P99_STRATEGY = "rightsizer-memory-p99"
+PEAKS_RISK_STRATEGY = "rightsizer-peaks-risk"
 #: Our aggressive end: CPU at P90 of interval demand, no headroom, no vCPU floor, and memory sized at a
 #: percentile of used memory (below 100 memory overruns become possible: memory is traded too).
 MEMORY_CURVE_BASE: dict[str, float | None] = {
     **PERCENTILE_RULE, "cpu_percentile": 90.0, "cpu_headroom_fraction": 0.0, "memory_headroom_fraction": 0.0,
     "vcpu_floor_memory_headroom_fraction": 0.0}
+#: ``rightsizer-peaks``: CPU at a percentile of interval demand (the knob, no headroom), memory at the maximum
+#: used plus a headroom fitted per VM from the spread of its daily peaks (:mod:`analytics.rightsizing.
+#: peak_spread`, at most KRR's 15 %) for :data:`PEAK_CURVE_RISK` % of held-out training days, and never
+#: fewer vCPUs than the type holding KRR's memory need (max x 1.15) has: at a CPU percentile its needs are
+#: never larger than KRR's and its vCPUs never fewer.
+PEAK_CURVE_RISK = 3.0
+PEAK_CURVE_BASE: dict[str, float | None] = {
+    **PERCENTILE_RULE, "cpu_headroom_fraction": 0.0, "memory_headroom_fraction": 0.15,
+    "vcpu_floor_memory_headroom_fraction": 0.15, "memory_peak_risk_pct": PEAK_CURVE_RISK}
+#: ``rightsizer-peaks-headroom``: the same memory rule with AWS's CPU rule across AWS's knob (P99.5 + the
+#: CPU headroom) and balanced's vCPU floor (the type holding max x 1.2 memory, AWS's): balanced's rules
+#: with memory from the daily peaks. Its needs are never larger than AWS's and its vCPUs never fewer.
+PEAK_HEADROOM_CURVE_BASE: dict[str, float | None] = {**PERCENTILE_RULE, "memory_peak_risk_pct": PEAK_CURVE_RISK}
+#: ``rightsizer-peaks-risk``: ``rightsizer-peaks`` at KRR's P95 across the memory risk target itself (share of
+#: held-out training days above the need); past ~20 % every VM sits at its maximum used, no headroom.
+PEAK_RISK_CURVE_BASE: dict[str, float | None] = {**PEAK_CURVE_BASE, "cpu_percentile": 95.0}
+#: ``rightsizer-memory-p99``: memory traded as in ``rightsizer-memory`` at the careful CPU end (P99 of interval
+#: demand): the low-CPU-risk corner where an anchor trades memory (VPA at its P99).
+MEMORY_P99_CURVE_BASE: dict[str, float | None] = {**MEMORY_CURVE_BASE, "cpu_percentile": 99.0}
+#: Our curves that are our strategy at fixed settings plus their knob.
+OUR_CURVES: dict[str, dict[str, float | None]] = {}
 #: Our knobs that size by the percentile rule (the uniform-headroom family), not the calibrated one.
 PERCENTILE_KNOBS = frozenset({"cpu_percentile", "cpu_headroom_fraction", "memory_percentile",
                               "memory_headroom_fraction"})
@@ -69,7 +98,13 @@ SWEEP_KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     BUDGET_STRATEGY: ("budget_pct", (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)),
     MEMORY_STRATEGY: ("memory_percentile", (99.5, 99.8, 99.9, 99.95, 100.0)),
     RISK_STRATEGY: ("risk_pct", (0.3, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 35.0, 50.0)),
+    PEAKS_STRATEGY: ("cpu_percentile", (80.0, 90.0, 95.0, 99.0, 99.5, 100.0)),
+    PEAKS_HEADROOM_STRATEGY: ("cpu_headroom_fraction", (0.0, 0.1, 0.2, 0.3)),
+    MEMORY_P99_STRATEGY: ("memory_percentile", (99.5, 99.8, 99.9, 99.95, 100.0)),
+    PEAKS_RISK_STRATEGY: ("memory_peak_risk_pct", (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 35.0, 50.0)),
 }
+OUR_CURVES.update({PEAKS_STRATEGY: PEAK_CURVE_BASE, PEAKS_HEADROOM_STRATEGY: PEAK_HEADROOM_CURVE_BASE,
+                   MEMORY_P99_STRATEGY: MEMORY_P99_CURVE_BASE, PEAKS_RISK_STRATEGY: PEAK_RISK_CURVE_BASE})
 SWEEP_STRATEGIES: tuple[str, ...] = tuple(SWEEP_KNOBS)
 POINT_COLUMNS: tuple[str, ...] = ("strategy", "knob", "value", "savings_pct", "cpu_overrun_pct", "mem_overrun_pct")
 
@@ -202,6 +237,10 @@ class Frontier:
                     chosen = RightsizerSettings.model_validate({**MEMORY_CURVE_BASE, knob: value})
                     result = self.score("rightsizer", chosen)
                     points.append(_point(replace(result, strategy=MEMORY_STRATEGY), knob, value))
+                elif strategy in OUR_CURVES:
+                    chosen = RightsizerSettings.model_validate({**OUR_CURVES[strategy], knob: value})
+                    result = self.score("rightsizer", chosen)
+                    points.append(_point(replace(result, strategy=strategy), knob, value))
                 elif strategy == RISK_STRATEGY:
                     result = self.score("rightsizer", knob_settings("rightsizer", knob, value))
                     points.append(_point(replace(result, strategy=RISK_STRATEGY), knob, value))
@@ -220,5 +259,8 @@ def dominates(a: SweepPoint | StrategyResult, b: SweepPoint | StrategyResult) ->
             and a.mem_overrun_pct <= b.mem_overrun_pct + 1e-12)
 
 
-__all__ = ["BUDGET_STRATEGY", "MEMORY_STRATEGY", "RISK_STRATEGY", "Frontier", "POINT_COLUMNS", "SWEEP_KNOBS",
-           "SweepPoint", "dominates", "knob_settings"]
+__all__ = [
+    "BUDGET_STRATEGY", "MEMORY_P99_STRATEGY", "MEMORY_STRATEGY", "PEAKS_HEADROOM_STRATEGY", "PEAKS_RISK_STRATEGY",
+    "PEAKS_STRATEGY", "RISK_STRATEGY", "Frontier", "POINT_COLUMNS", "SWEEP_KNOBS", "SweepPoint", "dominates",
+    "knob_settings",
+]

@@ -20,7 +20,17 @@ import sys
 from typing import Any
 
 from analytics.catalogue import load_catalogue
-from analytics.frontier import SWEEP_STRATEGIES, Frontier, SweepPoint, knob_settings
+from analytics.frontier import (
+    PEAKS_HEADROOM_STRATEGY,
+    PEAKS_RISK_STRATEGY,
+    PEAKS_STRATEGY,
+    RISK_STRATEGY,
+    SWEEP_KNOBS,
+    SWEEP_STRATEGIES,
+    Frontier,
+    SweepPoint,
+    knob_settings,
+)
 from analytics.hindsight import hindsight_bound
 from analytics.traces import read_bitbrains_dir
 
@@ -81,10 +91,15 @@ def split_table(frontier: Frontier, types: Any) -> dict[str, Any]:
                                                      and balanced.cpu_overrun_pct <= aws.cpu_overrun_pct
                                                      and balanced.mem_overrun_pct <= aws.mem_overrun_pct),
                                 "savings_gain_pct": round(balanced.savings_pct - aws.savings_pct, 3)},
-            "risk_curve": [{"risk_pct": p.value, "savings_pct": round(p.savings_pct, 3),
-                            "cpu_overrun_pct": round(p.cpu_overrun_pct, 4),
-                            "mem_overrun_pct": round(p.mem_overrun_pct, 4)}
-                           for p in points if p.strategy == "rightsizer-risk"]}
+            "risk_curve": _curve(points, RISK_STRATEGY), "peaks_curve": _curve(points, PEAKS_STRATEGY),
+            "peaks_headroom_curve": _curve(points, PEAKS_HEADROOM_STRATEGY),
+            "peaks_risk_curve": _curve(points, PEAKS_RISK_STRATEGY)}
+
+
+def _curve(points: list[SweepPoint], strategy: str) -> list[dict[str, Any]]:
+    knob = SWEEP_KNOBS[strategy][0]
+    return [{knob: p.value, "savings_pct": round(p.savings_pct, 3), "cpu_overrun_pct": round(p.cpu_overrun_pct, 4),
+             "mem_overrun_pct": round(p.mem_overrun_pct, 4)} for p in points if p.strategy == strategy]
 
 
 def _print(table: dict[str, Any]) -> None:
@@ -108,9 +123,12 @@ def _print(table: dict[str, Any]) -> None:
     b = table["balanced_vs_aws"]
     print(f"  balanced vs aws (P99.5 + 20 %): weakly dominates {b['weakly_dominates']}, "
           f"savings {b['savings_gain_pct']:+.3f} pt")
-    curve = "; ".join(f"{c['risk_pct']:g}: {c['savings_pct']:.2f}/{c['cpu_overrun_pct']:.3f}/{c['mem_overrun_pct']:.4f}"
-                      for c in table["risk_curve"])
-    print(f"  rightsizer-risk (risk_pct: savings/CPU/memory) {curve}")
+    for key, strategy in (("risk_curve", RISK_STRATEGY), ("peaks_curve", PEAKS_STRATEGY),
+                          ("peaks_headroom_curve", PEAKS_HEADROOM_STRATEGY), ("peaks_risk_curve", PEAKS_RISK_STRATEGY)):
+        knob = SWEEP_KNOBS[strategy][0]
+        curve = "; ".join(f"{c[knob]:g}: {c['savings_pct']:.2f}/{c['cpu_overrun_pct']:.3f}/{c['mem_overrun_pct']:.4f}"
+                          for c in table[key])
+        print(f"  {strategy} ({knob}: savings/CPU/memory) {curve}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,8 @@ reduced row by row with the same numpy operations (a row's sum is the same pairw
 percentiles use :func:`analytics.rightsizing.base.percentile`'s own interpolation), never regrouped sums
 such as ``np.bincount`` whose rounding differs. Strategies: those whose estimate is
 :func:`~analytics.rightsizing.base.percentile_estimate` (``aws``, ``krr``) and ours by the percentile rule
-without the daily-peak rule; anything else returns ``None`` and runs the per-VM path.
+without the daily-peak rule (calibrated rules once the fleet pass set their margins, the peak-spread memory
+rule included); anything else returns ``None`` and runs the per-VM path.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analytics.rightsizing import peak_spread
 from analytics.rightsizing.base import (
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
@@ -62,6 +64,7 @@ def supports(strategy: Strategy, settings: StrategySettings) -> bool:
         return True
     return (strategy.estimate is ours and isinstance(settings, RightsizerSettings)
             and settings.daily_peak_percentile <= 0
+            and (settings.memory_peak_risk_pct is None or settings.memory_peak_margin is not None)
             and (settings.cpu_risk_pct is None or settings.cpu_margin is not None)
             and (settings.memory_risk_pct is None or settings.memory_margin is not None))
 
@@ -113,11 +116,14 @@ def fleet_needs(cols: FleetColumns, strategy: Strategy, settings: StrategySettin
     mem_q = (cal.memory_base_percentile or MEMORY_BASE_PERCENTILE) if cal is not None else 0.0
     cpu_base, cpu_centre = _shapes(codes, cols.cpu_p95[valid], n, cpu_q) if cpu_cal else (nan, nan)
     mem_base, mem_centre = _shapes(mem_codes, mem, n, mem_q) if mem_cal else (nan, nan)
+    peaks = (cal is not None and cal.memory_risk_pct is None and cal.memory_peak_risk_pct is not None
+             and cal.memory_peak_margin is not None)
+    spreads = _peak_spreads(mem_codes, cols.ts_s[known], mem, n) if peaks else [None] * n
     out: list[PreparedNeed] = []
-    for k, cov, sp, obs, pk, mo, mp, hm, cb, cc, mb, mc in zip(
+    for k, cov, sp, obs, pk, mo, mp, hm, cb, cc, mb, mc, ps in zip(
             samples.tolist(), coverage.tolist(), span.tolist(), cpu.tolist(), peak.tolist(),
             mem_observed.tolist(), mem_peak.tolist(), has_memory.tolist(), cpu_base.tolist(),
-            cpu_centre.tolist(), mem_base.tolist(), mem_centre.tolist(), strict=True):
+            cpu_centre.tolist(), mem_base.tolist(), mem_centre.tolist(), spreads, strict=True):
         if k == 0:
             out.append(PreparedNeed(0, 0.0, 0.0, None))
             continue
@@ -125,6 +131,9 @@ def fleet_needs(cols: FleetColumns, strategy: Strategy, settings: StrategySettin
         floor = None
         if memory is not None and floor_fraction > 0 and not cpu_cal:
             floor = memory.observed * (1.0 + floor_fraction)
+        if cal is not None and peaks and memory is not None:
+            memory = peak_spread.memory_need(ps, mp, cal.memory_peak_margin or 0.0, cal.memory_peak_risk_pct or 0.0,
+                                             cal.memory_headroom_fraction)
         if cal is not None and mem_cal and memory is not None:
             memory = _calibrated(mb, mc, cal.memory_margin or 0.0, cal.memory_risk_pct or 0.0, what="memory",
                                  statistic="max of memory used" if mem_q >= 100 else f"p{mem_q:g} of memory used",
@@ -139,6 +148,37 @@ def fleet_needs(cols: FleetColumns, strategy: Strategy, settings: StrategySettin
         out.append(PreparedNeed(k, cov / SECONDS_PER_HOUR, sp, Need(cpu=cpu_need, memory=memory,
                                                                    cpu_floor_memory_bytes=floor)))
     return out
+
+
+def _peak_spreads(codes: np.ndarray, ts_s: np.ndarray, values: np.ndarray, n: int
+                  ) -> list[peak_spread.PeakSpread | None]:
+    """Per group: :func:`peak_spread.peak_spread` of its daily maxima (``values`` without NaN, ``codes``
+    ascending, times ascending within a group), as the per-VM estimate computes it from its window."""
+    if len(codes) == 0:
+        return [None] * n
+    days = np.floor(ts_s / SECONDS_PER_DAY)
+    starts = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]) | (days[1:] != days[:-1])])
+    maxima = np.maximum.reduceat(values, starts)
+    day_codes = codes[starts]
+    quartiles = [stacked(day_codes, maxima, n, _np_percentile_rows(q)) for q in (25.0, 50.0, 75.0)]
+    counts = np.bincount(day_codes, minlength=n)
+    out: list[peak_spread.PeakSpread | None] = []
+    for days_n, q25, median, q75 in zip(counts.tolist(), *(q.tolist() for q in quartiles), strict=True):
+        if days_n < peak_spread.MIN_DAYS or not median > 0:
+            out.append(None)
+        else:
+            out.append(peak_spread.PeakSpread(median, max(q75 - q25, peak_spread.SPREAD_FLOOR * median), days_n))
+    return out
+
+
+def _np_percentile_rows(q: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Row-wise ``np.percentile`` (linear), as the per-VM :func:`peak_spread.peak_spread` calls it."""
+
+    def rows(block: np.ndarray) -> np.ndarray:
+        value: np.ndarray = np.percentile(block, q, axis=1)
+        return value
+
+    return rows
 
 
 def _rows(mask: np.ndarray) -> slice | np.ndarray:

@@ -32,6 +32,12 @@ fleet (:mod:`analytics.rightsizing.calibrated`): its own base level plus a fleet
 spread. On the dev trace that curve does not dominate the profiles' points at 7-14 training days (README,
 "Backtest"), so the profiles keep the rules above.
 
+With ``memory_peak_risk_pct`` set (no profile sets it; the ``rightsizer-peaks`` curves and the flag of the same
+name do) memory headroom over the maximum used is fitted per VM from the spread of its daily peaks, at most
+``memory_headroom_fraction`` (:mod:`analytics.rightsizing.peak_spread`). It beats KRR at P80-P99 on the dev
+trace at every split, but balanced with it saves only 0.3-1.8 points more than the AWS rule, short of the
+2 points a profile change needs (docs/backtest.md), so the profiles keep the rules above.
+
 Memory is not compressible; no profile sizes it below the maximum used. Unknown memory use is never
 downsized (shared rule). The same rules run on stored hourly rollups and on raw traces.
 """
@@ -43,6 +49,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from analytics.rightsizing import peak_spread
 from analytics.rightsizing.base import (
     SECONDS_PER_DAY,
     Strategy,
@@ -109,6 +116,8 @@ def estimate(history: UsageHistory, settings: RightsizerSettings) -> Need:
     floor = None
     if settings.cpu_risk_pct is None and memory is not None and settings.vcpu_floor_memory_headroom_fraction > 0:
         floor = memory.observed * (1.0 + settings.vcpu_floor_memory_headroom_fraction)
+    if memory is not None and settings.memory_peak_risk_pct is not None and settings.memory_risk_pct is None:
+        memory = _peak_spread_memory(history, memory, settings)
     if settings.cpu_risk_pct is None and settings.memory_risk_pct is None:
         return Need(cpu=cpu, memory=memory, cpu_floor_memory_bytes=floor)
     if ((settings.cpu_risk_pct is not None and settings.cpu_margin is None)
@@ -130,9 +139,28 @@ def estimate(history: UsageHistory, settings: RightsizerSettings) -> Need:
     return Need(cpu=cpu, memory=memory, cpu_floor_memory_bytes=floor)
 
 
+def _peak_spread_memory(history: UsageHistory, memory: DimensionNeed, settings: RightsizerSettings) -> DimensionNeed:
+    """Memory sized from the spread of the window's daily peaks (:mod:`analytics.rightsizing.peak_spread`);
+    a history estimated without a fleet pass is calibrated on itself."""
+    risk = settings.memory_peak_risk_pct or 0.0
+    margin = settings.memory_peak_margin
+    if margin is None:
+        margin = peak_spread.calibrate_margin([history], risk, settings.lookback_days)
+    if margin is None:  # too few days to calibrate: the percentile rule
+        return memory
+    maxima = peak_spread.daily_maxima(history.timestamps_s, history.memory_used_bytes)
+    return peak_spread.memory_need(peak_spread.peak_spread(maxima), memory.peak, margin, risk,
+                                   settings.memory_headroom_fraction)
+
+
 def calibrate_fleet(histories: Sequence[UsageHistory], settings: RightsizerSettings) -> RightsizerSettings:
     """The fleet pass: ``settings`` with the margins fitted on every VM's training window."""
-    return calibrate(histories, settings)
+    settings = calibrate(histories, settings)
+    if settings.memory_peak_risk_pct is not None and settings.memory_peak_margin is None:
+        margin = peak_spread.calibrate_margin(histories, settings.memory_peak_risk_pct, settings.lookback_days)
+        if margin is not None:
+            settings = settings.model_copy(update={"memory_peak_margin": margin})
+    return settings
 
 
 STRATEGY = Strategy(

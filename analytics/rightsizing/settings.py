@@ -69,6 +69,14 @@ class RightsizerSettings(StrategySettings):
         None, ge=0, le=50,
         description=("fleet memory overrun target, % of intervals, calibrated like the CPU one (None: maximum "
                      "used + memory_headroom_fraction)"))
+    memory_peak_risk_pct: float | None = Field(
+        None, ge=0, le=50,
+        description=("fleet share of held-out training days, %, whose memory peak may exceed the need: each VM's "
+                     "memory headroom over its maximum used is fitted from the spread of its daily peaks, at most "
+                     "memory_headroom_fraction (None: that headroom for every VM)"))
+    memory_peak_margin: float | None = Field(
+        None, ge=-1, le=1000,
+        description="calibrated memory margin in units of the daily peaks' spread (set by the fleet calibration)")
     cpu_margin: float | None = Field(
         None, ge=-1, le=1000,
         description="calibrated CPU margin in units of each VM's spread (set by the fleet calibration)")

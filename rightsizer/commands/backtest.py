@@ -25,7 +25,11 @@ Strategies: rightsizer (ours, at --profile, default balanced), aws (Compute Opti
 {strategy, knob, value, savings_pct, cpu_overrun_pct, mem_overrun_pct} (aws: CPU headroom; krr: CPU
 percentile; vpa: target percentile; rightsizer: CPU percentile and its profiles; rightsizer-budget: the
 fleet risk budget, a share of training intervals; rightsizer-risk: per-VM headroom calibrated on the
-fleet's training windows, across its overrun target risk_pct). --strategy narrows it to one.
+fleet's training windows, across its overrun target risk_pct; rightsizer-peaks: CPU percentile, memory
+headroom fitted per VM from the spread of its daily peaks; rightsizer-peaks-headroom: that memory rule
+with AWS's CPU rule across its headroom; rightsizer-peaks-risk: that rule at CPU P95 across its risk target
+memory_peak_risk_pct; rightsizer-memory and rightsizer-memory-p99: memory at a percentile
+of used memory, CPU at P90 and P99). --strategy narrows it to one.
 """
 
 
@@ -122,11 +126,21 @@ def _run_schedules(args: argparse.Namespace, ctx: Context, vms: Any, catalogue: 
 
 
 def _sweep(args: argparse.Namespace, ctx: Context, vms: list[Any], catalogue: Any) -> int:
-    from analytics.frontier import BUDGET_STRATEGY, POINT_COLUMNS, RISK_STRATEGY, SWEEP_STRATEGIES, Frontier
+    from analytics.frontier import (
+        BUDGET_STRATEGY,
+        PEAKS_HEADROOM_STRATEGY,
+        PEAKS_RISK_STRATEGY,
+        PEAKS_STRATEGY,
+        POINT_COLUMNS,
+        RISK_STRATEGY,
+        SWEEP_STRATEGIES,
+        Frontier,
+    )
     from collector.errors import InputError
 
+    ours = (args.strategy, BUDGET_STRATEGY, RISK_STRATEGY, PEAKS_STRATEGY, PEAKS_HEADROOM_STRATEGY, PEAKS_RISK_STRATEGY)
     names = SWEEP_STRATEGIES if args.strategy == "all" else (
-        (args.strategy, BUDGET_STRATEGY, RISK_STRATEGY) if args.strategy == "rightsizer" else (args.strategy,))
+        ours if args.strategy == "rightsizer" else (args.strategy,))
     frontier = Frontier(vms, catalogue, train_days=args.train_days, currency=catalogue.currency)
     if not _usable(frontier):
         raise InputError(f"{args.path}: no VM has {args.train_days:g} days of training data and an evaluation "

@@ -153,6 +153,10 @@ SETTINGS = [
     ("rightsizer", RightsizerSettings(cpu_risk_pct=2.0, memory_risk_pct=0.5, cpu_margin=0.3, memory_margin=-0.2,
                                       cpu_base_percentile=99.9, memory_base_percentile=99.0)),
     ("rightsizer", RightsizerSettings(memory_risk_pct=0.5, memory_margin=0.4, memory_base_percentile=100.0)),
+    # memory headroom from the spread of daily peaks, as the fleet pass leaves it (margin set)
+    ("rightsizer", RightsizerSettings(memory_peak_risk_pct=3.0, memory_peak_margin=1.5)),
+    ("rightsizer", RightsizerSettings.model_validate({**profile_settings("aggressive"), "memory_peak_risk_pct": 3.0,
+                                                      "memory_peak_margin": 0.2, "lookback_days": 7.0})),
 ]
 
 
@@ -184,6 +188,8 @@ def test_fleet_needs_leave_unsupported_strategies_to_the_per_vm_path() -> None:
     assert fleet_needs(cols, get_strategy("rightsizer"), daily, end_s=END_S) is None
     uncalibrated = RightsizerSettings(cpu_risk_pct=1.0)  # no fleet pass yet: each VM calibrates on itself
     assert fleet_needs(cols, get_strategy("rightsizer"), uncalibrated, end_s=END_S) is None
+    assert fleet_needs(cols, get_strategy("rightsizer"), RightsizerSettings(memory_peak_risk_pct=3.0),
+                       end_s=END_S) is None
 
 
 # -- whole fleets: with and without the vectorised steps ----------------------------------------------------
@@ -235,16 +241,20 @@ def test_recommend_frame_is_the_same_with_the_fleet_wide_window(strategy: str, m
     assert vectorised == run()
 
 
-def test_recommend_frame_calibrates_once_and_is_the_same_with_the_fleet_wide_window(monkeypatch) -> None:
+@pytest.mark.parametrize(("settings", "words"), [
+    (RightsizerSettings(lookback_days=10.0, cpu_risk_pct=2.0, memory_risk_pct=0.5), "fleet margin"),
+    (RightsizerSettings(lookback_days=10.0, memory_peak_risk_pct=3.0), "daily peaks: median"),
+])
+def test_recommend_frame_calibrates_once_and_is_the_same_with_the_fleet_wide_window(
+        settings: RightsizerSettings, words: str, monkeypatch) -> None:
     vms, frame = _fleet()
-    settings = RightsizerSettings(lookback_days=10.0, cpu_risk_pct=2.0, memory_risk_pct=0.5)
 
     def run() -> str:
         found = recommend_frame(frame, vms, CATALOGUE, now=NOW, settings=settings, idle_settings=IdleSettings())
         return json.dumps([[f.plan_entry(), dict(f.recommendation.reasons)] for f in found], sort_keys=True)
 
     vectorised = run()
-    assert "fleet margin" in vectorised  # the calibrated rule sized these VMs
+    assert words in vectorised  # the calibrated rule sized these VMs
     monkeypatch.setattr(recommend_module, "fleet_needs", lambda *a, **k: None)
     assert vectorised == run()
 
