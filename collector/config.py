@@ -164,6 +164,9 @@ class ActionSettings(_Section):
         description="host -> libvirt URI to act on, e.g. hv1 = 'qemu+ssh://root@hv1/system' (central role)")
     schedules: bool = Field(default=False, description="let serve start/stop VMs on their schedule windows "
                             "(VMs with a 'schedule' label or an accepted schedule)")
+    lock_dir: str = Field(default="", description="the host's per-VM apply lock directory, one for every store; "
+                          "empty = /run/rightsizer/locks for root, else $XDG_RUNTIME_DIR/rightsizer/locks or "
+                          "/tmp/rightsizer-<uid>/locks")
 
 
 def _zone(value: str) -> str:

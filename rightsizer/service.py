@@ -178,7 +178,7 @@ def make_apply_hook(settings: Settings, store: Any, catalogue: Any) -> Callable[
             price_before=current.price_per_hour if current else None, price_after=target.price_per_hour,
             currency=target.currency,
         )
-        (result,) = run_plan(plan, settings.actions, store=store, db_path=Path(settings.store.path), apply=True,
+        (result,) = run_plan(plan, settings.actions, store=store, apply=True,
                              actor=actor)
         return f"{result.result}: {result.reason}"
 

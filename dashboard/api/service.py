@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from analytics.backups import check_backups
@@ -223,7 +222,7 @@ def make_runner(settings: Settings, store: Any) -> PlanRunner:
     from collector.actions.runner import run_plan
 
     def run(plan: ResizePlan, apply: bool, actor: str) -> list[ActionResult]:
-        return run_plan(plan, settings.actions, store=store, db_path=Path(settings.store.path), apply=apply,
+        return run_plan(plan, settings.actions, store=store, apply=apply,
                         actor=actor)
 
     return run

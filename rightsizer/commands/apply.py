@@ -195,7 +195,7 @@ def _run_plan(plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> list[
         store = ctx.open_store()
     elif ctx.db_path.exists():
         store = ctx.open_store(create=False)  # the dry run also reports "resized recently"
-    return run_plan(plan, ctx.settings.actions, store=store, db_path=ctx.db_path, apply=args.yes,
+    return run_plan(plan, ctx.settings.actions, store=store, apply=args.yes,
                     actor=args.actor, shutdown_timeout_s=args.shutdown_timeout)
 
 
