@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector.config import Settings
-from collector.errors import RightsizerError
+from collector.errors import RightsizerError, StoreError
 from collector.exporter import EconomicsView, VmEconomics, build_registry
 from collector.exposition import ExpositionCache
 from collector.metrics_process import MetricsProcess
@@ -295,6 +295,8 @@ class Service:
             return
         try:
             self.sampler.poll_once()
+        except StoreError as exc:  # a full disk: one line per cycle, counted on /metrics, /readyz fails
+            log.error("collection cycle not stored: %s; retrying next interval", exc)
         except RightsizerError:
             log.exception("collection cycle failed; retrying next interval")
         self._render()
@@ -306,6 +308,8 @@ class Service:
     def refresh_economics(self) -> None:
         try:
             self.economics = compute_economics(self.store, self.catalogue, self.settings, datetime.now(UTC))
+        except StoreError as exc:
+            log.error("cost/recommendation refresh failed: %s; keeping the previous view", exc)
         except RightsizerError:
             log.exception("cost/recommendation refresh failed; keeping the previous view")
         self._render()

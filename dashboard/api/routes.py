@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import MethodNotAllowed
 
 from collector.errors import RightsizerError
+from collector.store.faults import ReportsFaults
 from dashboard.api import models as m
 from dashboard.api.problems import PROBLEM_MEDIA_TYPE, ParameterError, ProblemError, bad_parameter
 from dashboard.api.service import ApiService, select_vms
@@ -350,6 +351,8 @@ def api_blueprint(service: ApiService) -> Blueprint:
             n = len(service.store.vms())
         except RightsizerError as exc:
             return _json({"status": "not-ready", "detail": f"store unreadable: {exc}"}, 503)
+        if isinstance(service.store, ReportsFaults) and service.store.fault:
+            return _json({"status": "not-ready", "detail": f"store not writable: {service.store.fault}"}, 503)
         return _json({"status": "ready", "detail": f"store holds {n} VM(s)"}, 200)
 
     return bp
