@@ -70,6 +70,8 @@ class ExporterSettings(_Section):
 class DashboardSettings(_Section):
     listen: str = Field(default="127.0.0.1:8050", description="HOST:PORT for the dashboard")
     enabled: bool = True
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=65536, le=1024**3,
+                                description="largest request body the dashboard port accepts (413 above it)")
     _v = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
 
 

@@ -26,6 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from collector.sockio import try_recv
+
 if TYPE_CHECKING:
     from collector.exposition import Exposition
 
@@ -320,12 +322,8 @@ class _Loop:
             self._serve(conn, _READ)  # the request has often arrived with the connection
 
     def _receive(self, conn: _Conn) -> None:
-        try:
-            chunk = conn.sock.recv(_RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(conn)
+        chunk = try_recv(conn.sock, _RECV_BYTES)
+        if chunk is None:
             return
         if not chunk:  # the client closed (or half-closed) its side: answer what it asked, then close
             conn.eof = True

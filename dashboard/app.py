@@ -31,6 +31,7 @@ from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, Dashboa
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
 from dashboard.pages.common import FILTER_INPUTS
 from dashboard.security import add_security_headers
+from dashboard.wsgiserver import Limits
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     host, _, port = settings.dashboard.listen.rpartition(":")
     app = create_app(settings, store, catalogue, data_mode=mode)
     try:
-        server = web.start_server(app.server, host.strip("[]"), int(port))
+        server = web.start_server(app.server, host.strip("[]"), int(port),
+                                  limits=Limits(max_body_bytes=settings.dashboard.max_body_bytes))
     except OSError as exc:
         print(f"dashboard: --listen {settings.dashboard.listen!r}: cannot listen there "
               f"({exc.strerror or exc}); pick a free port on an address of this machine", file=sys.stderr)

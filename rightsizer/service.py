@@ -252,6 +252,7 @@ class Service:
         from dashboard.app import create_app
         from dashboard.security import exposure_warning
         from dashboard.web import start_server
+        from dashboard.wsgiserver import Limits
 
         listen = self.settings.dashboard.listen
         actions = self.settings.actions.enabled
@@ -264,8 +265,9 @@ class Service:
         runner = make_runner(self.settings, self.store) if actions else None
         app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook,
                          plan_runner=runner)
+        limits = Limits(max_body_bytes=self.settings.dashboard.max_body_bytes)
         web = _bind("--dashboard-listen / [dashboard] listen", listen,
-                    lambda host, port: start_server(app.server, host, port))
+                    lambda host, port: start_server(app.server, host, port, limits=limits))
         self._stoppers.append(("dashboard server", web.stop))
         log.info("dashboard: %s/", web.url)
 
