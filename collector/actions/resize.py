@@ -134,6 +134,7 @@ class ResizeAction:
         except HypervisorError as exc:
             raise ActionFailed(f"Cannot look up VM {name!r} on {self.control.uri}: {exc}") from exc
         self._ref = ref
+        name = ref.name or name
         try:
             snap = take_snapshot(self.control, ref, self.clock())
         except VmNotFoundError as exc:
@@ -475,8 +476,13 @@ class ResizeAction:
         before_map = dict(as_map(before))
         if isinstance(before, DomainSnapshot) and result not in ("planned", "unchanged", "skipped"):
             before_map["inactive_xml"] = before.inactive_xml  # for manual recovery: virsh define
+        step = self.step
+        # libvirt's name for the UUID, not the plan's: a plan file may carry a stale or wrong name
+        if self._ref is not None and self._ref.name and self._ref.name != step.vm.name:
+            reason = f"{reason} (the plan named this VM {step.vm.name!r})".strip()
+            step = replace(step, vm=replace(step.vm, name=self._ref.name))
         return ActionResult(
-            step=self.step,
+            step=step,
             result=result,
             reason=reason,
             changes=changes.changes if changes else (),
@@ -488,11 +494,7 @@ class ResizeAction:
     def _audited(self, res: ActionResult) -> ActionResult:
         if self.audit_log is None:
             return res
-        # libvirt's name for the UUID, not the plan's: a plan file may carry a stale or wrong name
-        name = self._ref.name if self._ref is not None and self._ref.name else self.step.vm.name
-        reason = res.reason
-        if name != self.step.vm.name:
-            reason = f"{reason} (the plan named this VM {self.step.vm.name!r})".strip()
+        name, reason = res.step.vm.name, res.reason  # libvirt's name once the UUID was looked up (``_result``)
         entry = AuditEntry(
             ts=self.clock(),
             actor=self.actor,

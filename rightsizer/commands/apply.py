@@ -121,12 +121,14 @@ def _price(value: object) -> float | None:
 def _run_stops(stops: list[StopStep], args: argparse.Namespace, ctx: Context) -> list[StopResult]:
     import getpass
 
+    from collector.actions.locks import vm_lock_dir
     from collector.actions.stop import StopResult, stop_vm
     from collector.errors import HypervisorError
     from collector.hypervisor.libvirt import LibvirtControl
 
     out: list[StopResult] = []
     store = ctx.open_store() if args.yes and stops and args.allow_stop else None
+    lock_dir = vm_lock_dir(ctx.settings.actions.lock_dir)
     for step in stops:
         if not args.allow_stop:
             out.append(StopResult(step, "skipped", _stop_note(args)))
@@ -137,7 +139,7 @@ def _run_stops(stops: list[StopStep], args: argparse.Namespace, ctx: Context) ->
             out.append(StopResult(step, "failed", str(exc)))
             continue
         out.append(stop_vm(control, step, apply=args.yes, audit=store, actor=args.actor or getpass.getuser(),
-                           timeout_s=args.shutdown_timeout))
+                           timeout_s=args.shutdown_timeout, lock_dir=lock_dir))
     return out
 
 
