@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from collector.errors import InputError
+from collector.parsing import toml_loads
 
 GIB = 1024**3
 #: STACKIT publishes monthly = hourly x 720 (30 days x 24 h) for every machine type (prices.md).
@@ -237,7 +238,7 @@ def _csv_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 def _toml_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = toml_loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"Catalogue {str(path)!r} is not valid TOML: {exc}") from exc
     tables = doc.get("machine_type")

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from collector.errors import ConfigError
+from collector.parsing import toml_loads
 
 ENV_PREFIX = "RIGHTSIZER_"
 # The project's own variables that are not settings overrides: the config path and the test rig's locations.
@@ -307,7 +308,7 @@ def load_settings(
         if not p.is_file():
             raise ConfigError(f"Config file {source!r} not found; pass an existing TOML file to --config")
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
+            data = toml_loads(p.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"Config file {source!r} is not valid TOML: {exc}") from exc
     from_env = _env_overrides(env)

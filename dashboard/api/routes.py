@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import MethodNotAllowed
 
 from collector.errors import RightsizerError
+from collector.parsing import json_loads
 from collector.store.faults import ReportsFaults
 from dashboard.api import models as m
 from dashboard.api.problems import PROBLEM_MEDIA_TYPE, ParameterError, ProblemError, bad_parameter
@@ -114,7 +115,7 @@ def parse_body(model: type[BaseModel]) -> Any:
     doc: Any = {}
     if data.strip():
         try:
-            doc = json.loads(data)
+            doc = json_loads(data)
         except (ValueError, RecursionError) as exc:
             raise ProblemError(400, "bad-body", "Body is not JSON", f"the body does not parse as JSON: {exc}",
                                (ParameterError(parameter="(body)", location="body", detail=str(exc)),)) from exc

@@ -85,7 +85,6 @@ def _stop_note(args: argparse.Namespace) -> str:
 
 def _stop_steps(args: argparse.Namespace, ctx: Context, findings: list[VmFinding]) -> list[StopStep]:
     """Stop steps: the idle VMs of the current findings, or the plan file's entries with action 'stop'."""
-    import json
 
     from collector.actions.stop import StopStep
     from collector.model import VmRef
@@ -94,8 +93,10 @@ def _stop_steps(args: argparse.Namespace, ctx: Context, findings: list[VmFinding
     if args.from_findings:
         rows = [f.plan_entry() for f in findings if f.action == "stop" and not f.excluded]
     else:
+        from collector.parsing import json_loads
+
         try:
-            doc = json.loads(Path(args.plan).read_text(encoding="utf-8"))
+            doc = json_loads(Path(args.plan).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return []  # load_plan has already reported a bad file
         rows = doc if isinstance(doc, list) else list(doc.get("steps", [])) + list(doc.get("stops", []))
