@@ -13,7 +13,14 @@ from typing import Any
 
 #: the deepest nesting accepted; far beyond any configuration, plan or API answer, far below the stack limit
 MAX_DEPTH = 64
-_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep"
+_TOO_DEEP = f"nested too deeply (more than {MAX_DEPTH} levels)"
+
+
+class _TooDeepJSONError(json.JSONDecodeError):
+    """A JSONDecodeError without a position (the whole document is the problem)."""
+
+    def __str__(self) -> str:
+        return self.msg
 
 
 def toml_loads(text: str) -> dict[str, Any]:
@@ -33,9 +40,9 @@ def json_loads(text: str | bytes) -> Any:
     try:
         doc = json.loads(text)
     except RecursionError:
-        raise json.JSONDecodeError(_TOO_DEEP, shown, 0) from None
+        raise _TooDeepJSONError(_TOO_DEEP, shown, 0) from None
     if _depth(doc) > MAX_DEPTH:
-        raise json.JSONDecodeError(_TOO_DEEP, shown, 0)
+        raise _TooDeepJSONError(_TOO_DEEP, shown, 0)
     return doc
 
 
