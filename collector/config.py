@@ -280,6 +280,14 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def _is_secret(loc: list[str]) -> bool:
+    """Whether the setting at ``loc`` (section, key) holds a secret (a SecretStr field)."""
+    section = Settings.model_fields.get(loc[0]) if loc else None
+    fields = getattr(section.annotation, "model_fields", {}) if section is not None else {}
+    field = fields.get(loc[1]) if len(loc) >= 2 else None
+    return field is not None and "SecretStr" in str(field.annotation)
+
+
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for k, v in over.items():
@@ -328,4 +336,11 @@ def load_settings(
             origin = f"environment variable {ENV_PREFIX}{loc[0].upper()}__{loc[1].upper()}"
         else:
             origin = source
-        raise ConfigError(f"{origin}: {where} = {value!r}: {err['msg']}") from exc
+        if err["type"] == "extra_forbidden":  # a misspelt key: its value may well be a secret (tokne = "...")
+            section = Settings.model_fields.get(loc[0]) if len(loc) >= 2 else None
+            known = sorted(getattr(section.annotation, "model_fields", {})) if section is not None else \
+                sorted(Settings.model_fields)
+            raise ConfigError(f"{origin}: unknown key {where!r} (its value is not shown); known keys there: "
+                              f"{', '.join(known)}") from None
+        shown = "(not shown)" if _is_secret(loc) else repr(value)
+        raise ConfigError(f"{origin}: {where} = {shown}: {err['msg']}") from None
