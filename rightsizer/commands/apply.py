@@ -170,12 +170,13 @@ def _load(args: argparse.Namespace, ctx: Context, findings: list[VmFinding]) -> 
     default_uri = _default_uri(args, ctx)
     if args.from_findings:
         from analytics.placement import one_restart_per_service
+        from collector.terminal import terminal_safe
 
         steps = [step for f in findings if (step := f.resize_step(default_uri)) is not None]
         vms = {vm.uuid: vm for vm in ctx.open_store(create=False).vms()}
         steps, held = one_restart_per_service(steps, vms, ctx.settings.placement)
         for step, why in held:
-            print(f"apply: {step.vm.name} held back: {why}", file=sys.stderr)
+            print(terminal_safe(f"apply: {step.vm.name} held back: {why}"), file=sys.stderr)
         plan = plan_from_steps(steps)
     else:
         plan = load_plan(args.plan, default_uri=default_uri)
@@ -205,6 +206,7 @@ def _run_plan(plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> list[
 def _print(results: list[ActionResult], plan: ResizePlan, args: argparse.Namespace, ctx: Context,
            stopped: list[StopResult]) -> None:
     from collector.actions.output import format_results, result_row
+    from collector.terminal import terminal_safe
 
     stop_rows = [{"plan_id": plan.plan_id, "name": r.step.vm.name, "uuid": r.step.vm.uuid, "uri": r.step.vm.uri,
                   "action": "stop", "result": r.result, "reason": r.reason} for r in stopped]
@@ -217,7 +219,7 @@ def _print(results: list[ActionResult], plan: ResizePlan, args: argparse.Namespa
                  f"{ctx.settings.actions.restart!r})\n\n")
     stream.write(format_results(results))
     for row in stop_rows:
-        stream.write(f"stop {row['name']}: {row['result']} -- {row['reason']}\n")
+        stream.write(terminal_safe(f"stop {row['name']}: {row['result']} -- {row['reason']}") + "\n")
     if not args.yes:
         stream.write("Dry run: nothing was changed. Run again with --yes to apply.\n")
 
