@@ -44,6 +44,9 @@ def _split(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_METRICS_LISTEN, _DASHBOARD_LISTEN = "--metrics-listen / [exporter] listen", "--dashboard-listen / [dashboard] listen"
+
+
 def _bind(what: str, listen: str, make: Callable[[str, int], Any]) -> Any:
     """Create a listening server on ``listen`` (HOST:PORT); an address that cannot be bound is an InputError."""
     from collector.errors import InputError
@@ -57,6 +60,23 @@ def _bind(what: str, listen: str, make: Callable[[str, int], Any]) -> Any:
         reason = exc.strerror or str(exc)
         raise InputError(f"{what} {listen!r}: cannot listen there ({reason}); pick a free port on an address "
                          "of this machine, e.g. 127.0.0.1:9179") from exc
+
+
+def check_listeners(settings: Settings, role: str) -> None:
+    """Bind and release every address ``serve`` will listen on, before it opens, migrates or seeds a store.
+
+    Raises InputError naming the setting of the first address that cannot be bound.
+    """
+    wanted = [(_METRICS_LISTEN, settings.exporter.listen)]
+    if settings.dashboard.enabled and role != "agent":
+        wanted.append((_DASHBOARD_LISTEN, settings.dashboard.listen))
+    if len(wanted) == 2 and _split(wanted[0][1]) == _split(wanted[1][1]) and _split(wanted[0][1])[1] != 0:
+        from collector.errors import InputError
+
+        raise InputError(f"{_METRICS_LISTEN} and {_DASHBOARD_LISTEN} are both {wanted[0][1]!r}; give each its "
+                         "own port")
+    for what, listen in wanted:
+        _bind(what, listen, lambda host, port: None)
 
 
 def _close_server(server: Any) -> None:
@@ -215,7 +235,7 @@ class Service:
         self.exposition = ExpositionCache(build_registry(self._snapshot, lambda: self.economics))
         exposition = self.exposition
         listen = self.settings.exporter.listen
-        server = _bind("--metrics-listen / [exporter] listen", listen,
+        server = _bind(_METRICS_LISTEN, listen,
                        lambda host, port: MetricsProcess(exposition, host, port))
         self._stoppers.append(("metrics server", lambda: _close_server(server)))
         log.info("metrics: http://%s/metrics", listen)
@@ -266,7 +286,7 @@ class Service:
         app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook,
                          plan_runner=runner)
         limits = Limits(max_body_bytes=self.settings.dashboard.max_body_bytes)
-        web = _bind("--dashboard-listen / [dashboard] listen", listen,
+        web = _bind(_DASHBOARD_LISTEN, listen,
                     lambda host, port: start_server(app.server, host, port, limits=limits))
         self._stoppers.append(("dashboard server", web.stop))
         log.info("dashboard: %s/", web.url)
