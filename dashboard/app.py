@@ -27,6 +27,7 @@ from collector.store.base import TimeSeriesStore
 from dashboard import ids, location, web
 from dashboard.api.routes import mount_api
 from dashboard.api.service import ApiService, PlanRunner
+from dashboard.callback_guard import guard_callbacks
 from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, DashboardData, Filters
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
 from dashboard.pages.common import FILTER_INPUTS
@@ -333,6 +334,7 @@ def create_app(
                                      clock=clock or (lambda: datetime.now(UTC))))
     app.server.config["RIGHTSIZER_DATA"] = data  # for the bench and tests
     add_security_headers(app)  # after every callback exists: the CSP carries their inline scripts' hashes
+    guard_callbacks(app)
     if warm:
         threading.Thread(target=_warm, args=(data,), name="dashboard-warm", daemon=True).start()
     return app
