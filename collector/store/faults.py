@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from collector.errors import StoreError
+from collector.errors import InputError, RightsizerError, StoreError
 
 _SQLITE_IOERR, _SQLITE_FULL = 10, 13
 _OS_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
@@ -66,3 +66,17 @@ def io_fault_error(path: Path, exc: BaseException, doing: str) -> StoreIOError:
             else "disk full" if full else "I/O error")
     return StoreIOError(f"{what} while {doing} store {str(path)!r} ({reason}); the store is intact (nothing "
                         "half-written is kept): free space or check the disk, then run again")
+
+
+class DiskError(RightsizerError):
+    """A file (report, plan, output) could not be written because its disk is full or failing (exit 1)."""
+
+
+def write_failure(path: Path | str, exc: OSError, bad_input: InputError) -> RightsizerError:
+    """The error for a failed write of ``path``: DiskError for a full or failing disk, else ``bad_input``
+    (a missing folder, no permission: something the user passed)."""
+    if not is_io_fault(exc):
+        return bad_input
+    what = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "I/O error"
+    return DiskError(f"{what} while writing {str(path)!r} ({exc.strerror}); free space or check the disk, "
+                     "then run again")

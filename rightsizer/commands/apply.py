@@ -149,12 +149,14 @@ def _save_plan(doc: dict[str, Any], path: Path) -> None:
     import json
 
     from collector.errors import InputError
+    from collector.store.faults import write_failure
 
     try:
         path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise InputError(f"--save-plan {str(path)!r}: cannot write the plan there ({exc.strerror}); pass a file "
-                         "path in an existing folder") from exc
+        raise write_failure(path, exc, InputError(
+            f"--save-plan {str(path)!r}: cannot write the plan there ({exc.strerror}); pass a file path in an "
+            "existing folder")) from exc
 
 
 def _default_uri(args: argparse.Namespace, ctx: Context) -> str:

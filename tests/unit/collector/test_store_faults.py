@@ -122,3 +122,19 @@ def test_two_processes_creating_one_new_store_at_once_both_succeed(tmp_path: Pat
         assert store.schema_version() > 0
         store.close()
 
+
+
+def test_reports_plans_and_output_on_a_full_disk_exit_1_not_bad_input(tiny_disk: Path, tmp_path: Path) -> None:
+    db = str(tmp_path / "s.db")
+    assert _cli("collect", "--once", "--uri", "test:///default", "--db", db).returncode == 0
+    _fill(tiny_disk)
+    done = _cli("report", "--db", db, "--out", str(tiny_disk / "rep"))
+    assert done.returncode == 1, done.stderr
+    assert "disk full while writing" in done.stderr and "--out" not in done.stderr
+    with (tiny_disk / "out.json").open("w") as out:
+        done = subprocess.run([sys.executable, "-m", "rightsizer", "recommend", "--db", db, "--output", "json"],
+                              stdout=out, stderr=subprocess.PIPE, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])})
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert "cannot write the output: No space left on device" in line and "Traceback" not in done.stderr
