@@ -22,6 +22,7 @@ from analytics.schedules import (
     parse_schedule,
     upcoming_actions,
 )
+from collector.actions.locks import vm_lock_dir
 from collector.actions.policy import MaintenanceWindow
 from collector.actions.schedule import PowerAction, PowerSettings, ScheduledVm, StoreCpu, run_power
 from collector.config import Settings
@@ -171,6 +172,7 @@ def make_power_job(
         control_for = LibvirtControl
     cpu = StoreCpu(store)
     limits = power_settings(settings)
+    lock_dir = vm_lock_dir(settings.actions.lock_dir)
 
     def job(action: PowerAction, vm: ScheduledVm) -> Any:
         try:
@@ -179,7 +181,8 @@ def make_power_job(
             log.exception("schedule %s %s: cannot open %s", action, vm.ref.name, vm.ref.uri)
             return None
         try:
-            return run_power(action, control, vm, cpu=cpu, audit=store, settings=limits, actor=actor)
+            return run_power(action, control, vm, cpu=cpu, audit=store, settings=limits, actor=actor,
+                             lock_dir=lock_dir)
         finally:
             control.close()
 

@@ -677,7 +677,7 @@ def _opening(path: Path) -> Iterator[None]:
     descriptor of the database would drop SQLite's own POSIX locks in this process.
     """
     try:
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(path.resolve().parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # one lock per real folder
     except OSError:
         yield  # a folder we cannot open for locking: SQLite's busy timeout still serialises the writes
         return
