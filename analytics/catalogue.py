@@ -69,7 +69,8 @@ class CatalogueRow(BaseModel):
 
     name: str = Field(min_length=1, description="machine type name, unique")
     vcpus: int = Field(gt=0, le=4096, description="virtual CPUs")
-    memory_gib: float = Field(gt=0, le=65536, description="memory in GiB (nominal GB as published)")
+    memory_gib: float = Field(ge=1 / 32, le=65536, description="memory in GiB (nominal GB as published); "
+                              "at least 32 MiB, the least a VM boots with")
     price_per_hour: float = Field(ge=0, le=10_000, description="pay-as-you-go price per hour")
     currency: str = Field(default="EUR", min_length=3, max_length=3)
     family: str = ""

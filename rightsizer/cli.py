@@ -78,7 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     if args.command == "serve":
         level = min(level, logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from collector.terminal import TerminalSafeFormatter
+
+    before = set(logging.getLogger().handlers)
+    logging.basicConfig(level=level, stream=sys.stderr)
+    for handler in set(logging.getLogger().handlers) - before:  # only the handler basicConfig made
+        handler.setFormatter(TerminalSafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     long_running = args.command == "serve" or (args.command == "collect" and not args.once)
     if not long_running and not args.verbose:
         # one-shot commands report connection problems as their own one-line error

@@ -45,3 +45,12 @@ def test_a_stopped_row_and_a_plain_trace_still_import(tmp_path: Path) -> None:
     path = _with_row(tmp_path, 3, capacity=0.0, cores=0)
     vm = read_bitbrains_file(path)
     assert vm.frame["cpu_vcpus"].max() == pytest.approx(0.5)
+
+
+def test_a_catalogue_type_with_almost_no_memory_is_refused_naming_the_row(tmp_path: Path) -> None:
+    from analytics.catalogue import load_catalogue
+
+    header = "name,vcpus,memory_gib,price_per_hour,currency,family,region,category,source,as_of"
+    (tmp_path / "cat.csv").write_text(f"{header}\nx1.tiny,4096,1e-300,0.01,EUR,x,eu01,standard,test,2026-01-01\n")
+    with pytest.raises(InputError, match=r"cat\.csv:2: field 'memory_gib' value '1e-300'"):
+        load_catalogue(str(tmp_path / "cat.csv"))

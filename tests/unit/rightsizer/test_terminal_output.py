@@ -39,3 +39,15 @@ def test_import_and_costs_print_no_raw_escape_sequences(tmp_path: Path) -> None:
             assert not any(c in stream for c in UNSAFE), (args, stream)
             assert not any(line.startswith("fake-row") for line in stream.splitlines())
         assert "\\x1b]0;PWNED" in done.stdout or args[0] == "import"
+
+
+def test_log_lines_show_control_characters_in_messages_as_escapes() -> None:
+    import logging
+
+    from collector.terminal import TerminalSafeFormatter
+
+    formatter = TerminalSafeFormatter("%(levelname)s %(message)s")
+    record = logging.LogRecord("rightsizer.schedule", logging.INFO, __file__, 1, "schedule stop %s: %s", (EVIL, "ok"),
+                               None)
+    line = formatter.format(record)
+    assert line == "INFO schedule stop evil\\x1b]0;PWNED\\x07\\x1b[2J\\nfake-row: ok"
