@@ -243,3 +243,12 @@ def test_environ_drops_underscored_headers_and_joins_repeats() -> None:
     env = environ_for(req, ("127.0.0.1", 8050), ("127.0.0.1", 5000))
     assert env["PATH_INFO"] == "/a b" and env["QUERY_STRING"] == "x=1"
     assert "HTTP_X_REAL_USER" not in env and env["HTTP_ACCEPT"] == "a, b" and env["CONTENT_TYPE"] == "text/plain"
+
+
+def test_head_has_the_length_and_no_body_and_http10_closes(serve: Any) -> None:
+    server = serve()
+    answer = _exchange(server.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"Content-Length: 2" in head and body == b""
+    answer = _exchange(server.port, b"GET /healthz HTTP/1.0\r\n\r\n")  # no keep-alive asked: closed after
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in answer and answer.endswith(b"ok")
