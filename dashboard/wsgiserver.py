@@ -151,8 +151,9 @@ def error_response(status: int, detail: str) -> bytes:
         ("Connection", "close")]) + body
 
 
-def run_app(app: WsgiApp, env: dict[str, Any], keep_alive: bool) -> tuple[bytes, bool]:
-    """Call the app for one request; returns the whole response and whether the connection may stay open."""
+def run_app(app: WsgiApp, env: dict[str, Any], keep_alive: bool) -> tuple[list[bytes], bool]:
+    """Call the app for one request; returns the response's head and body parts and whether the connection may
+    stay open. The app's body parts are kept as they are (a cached bundle is not copied per response)."""
     started: list[Any] = []
     written: list[bytes] = []
 
@@ -172,20 +173,20 @@ def run_app(app: WsgiApp, env: dict[str, Any], keep_alive: bool) -> tuple[bytes,
                 close()
     except Exception:  # noqa: BLE001 - one failing request must not stop the server
         log.exception("dashboard request %s %s failed", env["REQUEST_METHOD"], env["PATH_INFO"])
-        return error_response(500, "the server failed; see its log"), False
+        return [error_response(500, "the server failed; see its log")], False
     if not started:
-        return error_response(500, "the application gave no response"), False
+        return [error_response(500, "the application gave no response")], False
     status, app_headers = started
-    body = b"".join(chunks)
+    size = sum(len(c) for c in chunks)
     headers = [(k, v) for k, v in app_headers if k.lower() not in ("connection", "content-length",
                                                                    "transfer-encoding")]
     no_body = env["REQUEST_METHOD"] == "HEAD" or status[:3] in ("204", "304") or status.startswith("1")
     declared = next((v for k, v in app_headers if k.lower() == "content-length"), None)
-    length = declared if env["REQUEST_METHOD"] == "HEAD" and declared is not None else str(len(body))
+    length = declared if env["REQUEST_METHOD"] == "HEAD" and declared is not None else str(size)
     if not status.startswith(("204", "1")):
         headers.append(("Content-Length", length))
     headers.append(("Connection", "keep-alive" if keep_alive else "close"))
-    return response_head(status, headers) + (b"" if no_body else body), keep_alive
+    return [response_head(status, headers), *([] if no_body else [c for c in chunks if c])], keep_alive
 
 
 _WAIT_HEAD, _WAIT_BODY, _IN_APP, _WRITING, _LINGER = range(5)
@@ -202,7 +203,7 @@ class _Conn:
     state: int = _WAIT_HEAD
     inbuf: bytearray = field(default_factory=bytearray)
     request: _Request | None = None
-    out: memoryview | None = None
+    out: list[memoryview] = field(default_factory=list)  # what is left to write of the response
     close_after: bool = False
     fresh: bool = True  # no request yet on this connection (its head deadline runs from the accept)
     dropped: int = 0  # bytes read and dropped while lingering
@@ -223,7 +224,7 @@ class WsgiServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._conns: OrderedDict[int, _Conn] = OrderedDict()  # oldest first (moved to the end on each request)
-        self._done: list[tuple[_Conn, bytes, bool]] = []
+        self._done: list[tuple[_Conn, list[bytes], bool]] = []
         self._done_lock = threading.Lock()
         self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"{name}-worker")
@@ -383,7 +384,7 @@ class WsgiServer:
             if conn.sock.fileno() not in self._conns:
                 continue
             conn.state = _WRITING
-            conn.out = memoryview(out)
+            conn.out = [memoryview(part) for part in out]
             conn.close_after = not keep
             conn.deadline = time.monotonic() + self.limits.idle_timeout_s
             self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
@@ -392,16 +393,15 @@ class WsgiServer:
     def _refuse(self, conn: _Conn, status: int, detail: str) -> None:
         conn.inbuf.clear()
         conn.state = _WRITING
-        conn.out = memoryview(error_response(status, detail))
+        conn.out = [memoryview(error_response(status, detail))]
         conn.close_after = True
         conn.deadline = time.monotonic() + self.limits.idle_timeout_s
         self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
         self._flush(conn)
 
     def _flush(self, conn: _Conn) -> None:
-        assert conn.out is not None
         try:
-            sent = conn.sock.send(conn.out)
+            sent = conn.sock.sendmsg(conn.out[:16])  # head and body parts in one call, as the kernel takes them
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -409,10 +409,11 @@ class WsgiServer:
             return
         if sent:
             conn.deadline = time.monotonic() + self.limits.idle_timeout_s
-        conn.out = conn.out[sent:]
-        if len(conn.out):
+        while conn.out and sent >= len(conn.out[0]):
+            sent -= len(conn.out.pop(0))
+        if conn.out:
+            conn.out[0] = conn.out[0][sent:]
             return
-        conn.out = None
         if conn.close_after:
             self._linger(conn)
             return

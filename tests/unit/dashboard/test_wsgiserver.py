@@ -16,6 +16,7 @@ from dashboard.web import WebServer, start_server
 from dashboard.wsgiserver import Limits, environ_for, parse_head
 
 CALLS: list[str] = []
+BUNDLE = b"b" * (8 * 1024 * 1024)  # one cached body, as flask-compress keeps the static bundles
 
 
 def _flask() -> Flask:
@@ -33,6 +34,10 @@ def _flask() -> Flask:
     @app.get("/big")
     def big() -> bytes:
         return b"x" * (32 * 1024 * 1024)
+
+    @app.get("/bundle")
+    def bundle() -> bytes:
+        return BUNDLE
 
     @app.get("/boom")
     def boom() -> str:
@@ -252,3 +257,26 @@ def test_head_has_the_length_and_no_body_and_http10_closes(serve: Any) -> None:
     assert head.startswith(b"HTTP/1.1 200 OK") and b"Content-Length: 2" in head and body == b""
     answer = _exchange(server.port, b"GET /healthz HTTP/1.0\r\n\r\n")  # no keep-alive asked: closed after
     assert answer.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in answer and answer.endswith(b"ok")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
+
+
+def test_clients_that_do_not_read_a_cached_body_share_it_instead_of_a_copy_each(serve: Any) -> None:
+    server = serve()
+    before = _rss_bytes()
+    stuck = []
+    try:
+        for _ in range(60):  # 60 x 8 MiB = 480 MiB if every answer were a copy
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /bundle HTTP/1.1\r\nHost: x\r\n\r\n")
+            stuck.append(s)
+        time.sleep(1.0)
+        assert _get(server.port)[0].startswith(b"HTTP/1.1 200 OK")
+        assert _rss_bytes() - before < 120 * 1024 * 1024
+    finally:
+        for s in stuck:
+            s.close()
