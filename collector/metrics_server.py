@@ -331,13 +331,15 @@ class _Loop:
             self._serve(conn, _READ)  # the request has often arrived with the connection
 
     def _evict_idle(self) -> bool:
-        """Close the oldest connection waiting for a request with nothing received; False when none is.
+        """Close the oldest connection waiting for a request (silent, idle or halfway through its head); False
+        when every connection is being answered.
 
-        Idle and silent connections would be closed at their deadline anyway; closing one now keeps a new
-        scrape from waiting for that deadline behind a crowd of them.
+        Such connections would be closed at their deadline anyway; closing one now keeps a new scrape from
+        waiting for that deadline behind a crowd of them. The oldest goes, never the newest: a scrape that has
+        just connected has often not sent its request yet.
         """
-        for conn in self._conns.values():
-            if conn.out is None and not conn.inbuf:
+        for conn in self._conns.values():  # in accept order
+            if conn.out is None:
                 self._close(conn)
                 return True
         return False

@@ -299,11 +299,12 @@ class WsgiServer:
             self._selector.register(sock, selectors.EVENT_READ, conn)
 
     def _evict_idle(self) -> bool:
-        """Close the oldest connection that waits for a request (silent first, then one halfway through its
-        head, then one lingering); False when every connection has a request in hand."""
-        for wanted in ((_WAIT_HEAD, False), (_WAIT_HEAD, True), (_LINGER, True), (_LINGER, False)):
-            for conn in self._conns.values():
-                if (conn.state, bool(conn.inbuf)) == wanted:
+        """Close a lingering connection, else the oldest one waiting for a request (silent, idle or halfway
+        through its head; never the newest first: a client that just connected has often not sent yet); False
+        when every connection has a request in hand."""
+        for wanted in (_LINGER, _WAIT_HEAD):
+            for conn in self._conns.values():  # oldest first
+                if conn.state == wanted:
                     self._close(conn)
                     return True
         return False
