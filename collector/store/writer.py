@@ -17,6 +17,7 @@ from pathlib import Path
 
 from collector import filelock
 from collector.errors import StoreError, StoreLockedError, StoreRefusedError
+from collector.store.faults import io_fault_error, is_io_fault
 
 
 def writer_lock_path(db_path: Path | str) -> Path:
@@ -56,4 +57,6 @@ class WriterLock(filelock.FileLock):
         except filelock.UnsafeLockFileError as exc:
             raise StoreRefusedError(f"Cannot lock the store: {exc}") from exc
         except OSError as exc:
+            if is_io_fault(exc):
+                raise io_fault_error(self.db_path, exc, "locking") from exc
             raise StoreError(f"Cannot create the store's lock file {str(self.path)!r}: {exc.strerror}") from exc

@@ -138,3 +138,12 @@ def test_reports_plans_and_output_on_a_full_disk_exit_1_not_bad_input(tiny_disk:
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()
     assert "cannot write the output: No space left on device" in line and "Traceback" not in done.stderr
+
+
+def test_the_writer_lock_on_a_full_disk_is_a_disk_full_error(tiny_disk: Path) -> None:
+    from collector.store.writer import WriterLock
+
+    SqliteStore(tiny_disk / "s.db").close()
+    _fill(tiny_disk)
+    with pytest.raises(StoreIOError, match="disk full .* while locking store .* the store is intact"):
+        WriterLock(tiny_disk / "s.db", holder="t").acquire()
