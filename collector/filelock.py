@@ -9,6 +9,7 @@ link: a link planted under the lock's name never makes rightsizer truncate or wr
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import stat
@@ -35,8 +36,12 @@ def open_lock_file(path: Path) -> int:
     than one hard link; OSError when it cannot be opened.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o644)
+        except PermissionError:  # another user's lock file in a shared lock directory: flock needs no write
+            fd = os.open(path, os.O_RDONLY | flags)
     except OSError:
         if path.is_symlink():
             raise UnsafeLockFileError(f"{str(path)!r} is a symbolic link, not a lock file; remove it "
@@ -70,15 +75,23 @@ def take(path: Path, holder: str) -> int:
     except OSError:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} {holder}".strip().encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} {holder}".strip().encode(), 0)
+    except OSError as exc:
+        if exc.errno != errno.EBADF and exc.errno != errno.EINVAL:  # EBADF/EINVAL: opened read-only, see above
+            release(fd)
+            raise
     return fd
 
 
 def release(fd: int) -> None:
     """Empty the lock file, drop the lock and close ``fd`` (the file stays as a rendezvous point)."""
     try:
-        os.ftruncate(fd, 0)
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:  # opened read-only (another user's file): nothing of ours to empty
+            pass
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

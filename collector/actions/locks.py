@@ -52,17 +52,25 @@ class VmLock(filelock.FileLock):
 
 
 def _check_lock_dir(lock_dir: Path) -> None:
-    """Make ``lock_dir`` (0700) when missing; refuse a link or a directory another user (not root) owns."""
-    lock_dir.parent.mkdir(parents=True, exist_ok=True)
+    """Make ``lock_dir`` (0700) when missing; refuse a link or a directory another user (not root) owns, and a
+    folder of it another user owns, who could swap it (``/tmp/rightsizer-<uid>`` made by someone else). A lock
+    directory shared by several users is root's (e.g. mode 1777 or 2770 with a group).
+    """
+    lock_dir.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
     try:
         lock_dir.mkdir(mode=0o700)
     except FileExistsError:
         pass
-    info = lock_dir.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (0, os.geteuid()):
+    info, parent = lock_dir.lstat(), lock_dir.parent.stat()
+    mine = (0, os.geteuid())
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid not in mine:
         raise filelock.UnsafeLockFileError(
             f"the lock directory {str(lock_dir)!r} is not a directory owned by this user or root; remove it or "
             "set [actions] lock_dir")
+    if parent.st_uid not in mine:
+        raise filelock.UnsafeLockFileError(
+            f"the lock directory's folder {str(lock_dir.parent)!r} belongs to another user (uid {parent.st_uid}), "
+            "who could swap the lock directory; remove it or set [actions] lock_dir")
 
 
 def default_lock_dir() -> Path:

@@ -4,6 +4,7 @@ lock directory per host whatever store is used (M3)."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,44 @@ def test_default_lock_dir_is_the_hosts_for_root(host_lock_dir: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("the root default is checked as root")
     assert default_lock_dir() == host_lock_dir
+
+
+def _as_nobody(code: str) -> subprocess.CompletedProcess[str]:
+    def _drop() -> None:
+        os.setgid(65534)
+        os.setuid(65534)
+
+    # the system interpreter: another user may not reach the test's own (a venv under a private home)
+    return subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, timeout=60,
+                          preexec_fn=_drop, cwd="/", env={"PYTHONPATH": str(Path(__file__).resolve().parents[3])})
+
+
+def test_a_shared_lock_directory_serialises_two_users() -> None:
+    if os.geteuid() != 0 or not Path("/usr/bin/python3").exists():
+        pytest.skip("switching users needs root and a system python3, as the test rig has")
+    import shutil
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="rightsizer-shared-locks-", dir="/tmp"))  # pytest's folders are 0700
+    os.chmod(shared, 0o1777)
+    take = ("from collector.actions.locks import VmLock\nfrom collector.errors import ActionSkipped\n"
+            f"try:\n    VmLock({str(shared)!r}, {UUID!r}, holder='nobody').acquire()\n    print('acquired')\n"
+            "except ActionSkipped as exc:\n    print('refused', exc)\n")
+    try:
+        with VmLock(shared, UUID, holder="root-apply"):  # root's file, 0644: the other user opens it read-only
+            done = _as_nobody(take)
+        assert done.stdout.startswith("refused") and "root-apply" in done.stdout, done.stderr
+        done = _as_nobody(take)
+        assert done.stdout.strip() == "acquired", done.stderr
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_a_lock_directory_in_another_users_folder_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("another user's folder is made as root")
+    theirs = tmp_path / "rightsizer-1000"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(ActionSkipped, match="belongs to another user"):
+        VmLock(theirs / "locks", UUID).acquire()
