@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from collector.errors import InputError
+from core.parsing import toml_loads
 
 GIB = 1024**3
 #: STACKIT publishes monthly = hourly x 720 (30 days x 24 h) for every machine type (prices.md).
@@ -78,7 +79,8 @@ class CatalogueRow(BaseModel):
 
     name: str = Field(min_length=1, description="machine type name, unique")
     vcpus: int = Field(gt=0, le=4096, description="virtual CPUs")
-    memory_gib: float = Field(gt=0, le=65536, description="memory in GiB (nominal GB as published)")
+    memory_gib: float = Field(ge=1 / 32, le=65536, description="memory in GiB (nominal GB as published); "
+                              "at least 32 MiB, the least a VM boots with")
     price_per_hour: float = Field(ge=0, le=10_000, description="pay-as-you-go price per hour")
     currency: str = Field(default="EUR", min_length=3, max_length=3)
     family: str = ""
@@ -247,7 +249,7 @@ def _csv_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 def _toml_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = toml_loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"Catalogue {str(path)!r} is not valid TOML: {exc}") from exc
     tables = doc.get("machine_type")

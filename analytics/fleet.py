@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from analytics.catalogue import MachineType, PriceCatalogue
 from collector.errors import InputError
 from collector.model import VmRecord
-from core.durations import parse_duration
+from core.durations import MAX_DURATION_S, parse_duration
+from core.instants import EARLIEST, checked, parse_iso_instant
 
 #: How a VM's machine type was found: its ``machine_type`` label, or the cheapest type that fits it.
 TypeSource = Literal["label", "inferred", "unknown"]
@@ -57,37 +59,41 @@ def format_duration(delta: timedelta) -> str:
     return f"{sign}{minutes}m"
 
 
-#: Instants the store and pandas can hold (epoch seconds; pandas ends in 2262): 1970-01-01 .. 2199-12-31.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-
-
 def parse_instant(text: str, *, now: datetime, flag: str = "--since") -> datetime:
     """Parse an ISO 8601 date/time (naive = UTC) or a duration back from ``now`` (``"7d"``) to UTC.
 
     Raises InputError naming ``flag``, the bad value and the accepted forms, also for an instant outside
-    1970-01-01 .. 2199-12-31.
+    the one accepted range (core.instants: 1970-01-01 .. 2199-12-31). A duration reaching back before
+    1970 starts at 1970-01-01 (nothing is stored earlier).
     """
     cleaned = text.strip()
     try:
-        parsed = datetime.fromisoformat(cleaned.replace("Z", "+00:00").replace("z", "+00:00"))
-        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except ValueError:
-        try:
-            parsed = now - parse_duration(cleaned)
-        except InputError:
-            raise InputError(
-                f"{flag} {text!r} is neither an ISO date/time (2024-05-01, 2024-05-01T12:00Z) nor a duration "
-                "back from now (7d, 24h, 90m)"
-            ) from None
-        except OverflowError:
-            parsed = EARLIEST - timedelta(days=1)
-    except OverflowError:  # e.g. 0001-01-01 with a zone that moves it before year 1
-        parsed = EARLIEST - timedelta(days=1)
-    if not EARLIEST <= parsed < LATEST:
-        raise InputError(f"{flag} {text!r} is outside {EARLIEST:%Y-%m-%d} .. {LATEST - timedelta(days=1):%Y-%m-%d}; "
-                         "pass a time in that range")
-    return parsed
+        return parse_iso_instant(cleaned, flag)
+    except InputError as exc:
+        if _looks_iso(cleaned):
+            raise exc from None
+    try:
+        back = parse_duration(cleaned)
+    except InputError:
+        if _DURATION_SHAPE.fullmatch(cleaned.lower().replace(" ", "")):
+            raise InputError(f"{flag} {text!r} is a duration longer than the longest accepted "
+                             f"({MAX_DURATION_S / 86400:.0f} days); pass a shorter one or a date") from None
+        raise InputError(
+            f"{flag} {text!r} is neither an ISO date/time (2024-05-01, 2024-05-01T12:00Z) nor a duration "
+            "back from now (7d, 24h, 90m)"
+        ) from None
+    try:
+        return max(checked(now, flag, text) - back, EARLIEST)
+    except OverflowError:
+        return EARLIEST
+
+
+def _looks_iso(text: str) -> bool:
+    """Whether ``text`` is shaped like a date (so its error is the date's, not "not a duration")."""
+    return bool(re.match(r"[+-]?\d{4,}-\d", text))
+
+
+_DURATION_SHAPE = re.compile(r"(\d+(?:\.\d+)?[smhdw])+|p[0-9.wdthms]+")
 
 
 def data_as_of(newest: datetime | None, now: datetime, *, stale_after: timedelta = timedelta(days=1)) -> datetime:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -337,12 +337,21 @@ def upcoming_actions(
             if opening >= end:
                 break
             closing = opening + timedelta(minutes=w.duration_minutes)  # wall-clock minutes in the zone
+            if closing.astimezone(UTC) <= opening.astimezone(UTC):  # a window the spring change swallowed
+                cursor = closing
+                continue
             if opening >= start:
-                out.append(PlannedPower(opening, "start", text))
+                out.append(PlannedPower(_on_the_clock(opening, zone), "start", text))
             if start <= closing < end:
-                out.append(PlannedPower(closing, "stop", text))
+                out.append(PlannedPower(_on_the_clock(closing, zone), "stop", text))
             cursor = closing
     return sorted(out, key=lambda p: (p.when, p.action))
+
+
+def _on_the_clock(when: datetime, zone: ZoneInfo) -> datetime:
+    """The same instant as the zone's clocks show it: a wall time skipped by a spring change (02:30 on the
+    night clocks go 02:00 -> 03:00) reads as the 03:30 it falls on; an autumn repeat keeps its first pass."""
+    return when.astimezone(UTC).astimezone(zone)
 
 
 def _current_opening(w: MaintenanceWindow, inside: datetime) -> datetime:

@@ -65,6 +65,10 @@ FIELD_LIMITS: dict[str, tuple[float, bool]] = {
     "memory_kib": (2.0**40, False),
     "memory_used_kib": (2.0**40, False),
 }
+#: What a running row's numbers must make physical sense as (see ``_check_physical``).
+PER_CORE_MHZ = (100.0, 10_000.0)
+MAX_USAGE_OVER_CAPACITY = 4.0
+MIN_MEMORY_KIB = 1024.0
 TRACE_NAMESPACE = uuid.UUID("6d1c1f8e-3c1b-5b8e-9a53-2b0b6c3f7a10")
 #: Frame columns produced for each VM (units in the names; NaN = not measured).
 FRAME_COLUMNS: tuple[str, ...] = (
@@ -294,6 +298,32 @@ def _checked_column(path: Path, label: str, name: str, column: pd.Series) -> np.
                      "fix or remove that line")
 
 
+def _check_physical(path: Path, lines: np.ndarray, running: np.ndarray, col: dict[str, np.ndarray]) -> None:
+    """Refuse a running row whose numbers no VM can have, naming its line (``lines``: kept row -> file row).
+
+    Each field alone may be in range while the row is not: a capacity of 1e-300 MHz for 4,096 cores made
+    2.8e306 vCPUs of demand. Per core the clock must be ``PER_CORE_MHZ``; the usage at most
+    ``MAX_USAGE_OVER_CAPACITY`` times the capacity (Bitbrains rows reach 1.07); a provisioned memory, when
+    given, at least ``MIN_MEMORY_KIB``.
+    """
+    cores, cap, usage, memory = col["cores"], col["cpu_capacity_mhz"], col["cpu_usage_mhz"], col["memory_kib"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_core = np.where(running, cap / np.where(cores > 0, cores, 1), np.nan)
+        slow_or_fast = running & ((per_core < PER_CORE_MHZ[0]) | (per_core > PER_CORE_MHZ[1]))
+        over_used = running & (usage > MAX_USAGE_OVER_CAPACITY * cap)
+        tiny_memory = running & (memory > 0) & (memory < MIN_MEMORY_KIB)
+    found = [(int(np.flatnonzero(mask)[0]), k) for k, mask in enumerate((slow_or_fast, over_used, tiny_memory))
+             if mask.any()]
+    if not found:
+        return
+    i, kind = min(found)  # the first such line in the file
+    why = (f"CPU capacity {cap[i]:g} MHz over {cores[i]:g} cores is {per_core[i]:.3g} MHz per core, outside "
+           f"{PER_CORE_MHZ[0]:g}..{PER_CORE_MHZ[1]:g}" if kind == 0 else
+           f"CPU usage {usage[i]:g} MHz is over {MAX_USAGE_OVER_CAPACITY:g} times the capacity {cap[i]:g} MHz"
+           if kind == 1 else f"provisioned memory {memory[i]:g} KB is under {MIN_MEMORY_KIB:g} KB")
+    raise InputError(f"{path}:{int(lines[i]) + 2}: {why}, which no VM has; fix or remove that line")
+
+
 def _to_trace_vm(path: Path, dataset: str, num: dict[str, np.ndarray]) -> TraceVm:
     ts = num["ts_s"]
     n_rows = len(ts)
@@ -311,6 +341,7 @@ def _to_trace_vm(path: Path, dataset: str, num: dict[str, np.ndarray]) -> TraceV
     if not running.any():
         raise InputError(f"{path}: no row with CPU cores and capacity above zero; the VM never ran, "
                          "remove the file")
+    _check_physical(path, np.flatnonzero(keep), running, col)
     # provisioned memory 0 on a running row is a missing reading, not a VM without memory
     sized = running & (col["memory_kib"] > 0)
     if not sized.any():

@@ -12,7 +12,7 @@ Figures, in one process:
   page's callback body as a plain function, cold (first call for a filter set) and warm (memoised);
 * HTTP + browser (Debian Chromium through Playwright): a first visit (new browser context, empty cache)
   from navigation until the overview's four graphs are drawn ("interactive"), for the app as served
-  (partial plotly.js, gzip, cheroot: dashboard/web.py) and for Dash's defaults (full plotly.js, no gzip,
+  (partial plotly.js, gzip, its WSGI server: dashboard/web.py) and for Dash's defaults (full plotly.js, no gzip,
   werkzeug) side by side; the same with a warm cache and for the VMs grid; a label-filter change until the
   KPIs change; turning to the hosts table's second page (when there is one); the server time of every
   ``_dash-update-component`` request (requestStart -> responseEnd).
@@ -153,7 +153,7 @@ def bench_data_layer(store: SqliteStore) -> tuple[dict[str, float], DashboardDat
 
 @contextmanager
 def serve(app: Dash) -> Iterator[str]:
-    """Serve ``app`` the way ``rightsizer serve`` does (dashboard/web.py: cheroot)."""
+    """Serve ``app`` the way ``rightsizer serve`` does (dashboard/web.py: dashboard.wsgiserver)."""
     server = start_server(app.server, "127.0.0.1", 0, name="bench")
     try:
         yield server.url

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from collector.hypervisor.base import ERROR_KINDS
 from collector.model import SampleBatch, UsagePoint, VmSample, VmState
-from collector.sampler import Snapshot
+from collector.sampler import STORE_ERROR_KIND, Snapshot
 
 _LABEL_KEY = re.compile(r"[^a-zA-Z0-9_]")
 _VM = ("vm", "uuid", "host")
@@ -288,7 +288,7 @@ class RightsizerCollector(Collector):
         health["cycle"].add_metric([], snap.cycle_seconds)  # type: ignore[attr-defined]
         health["cycles"].add_metric([], float(snap.cycles_total))  # type: ignore[attr-defined]
         # every known kind from the start, so rate() and alerts see 0 rather than no series
-        for kind in sorted(set(ERROR_KINDS) | set(snap.errors_total)):
+        for kind in sorted(set(ERROR_KINDS) | {STORE_ERROR_KIND} | set(snap.errors_total)):
             health["errors"].add_metric([kind], float(snap.errors_total.get(kind, 0)))  # type: ignore[attr-defined]
         yield from alternate_order([*vm_f.values(), *econ_f.values(), *health.values()])
 

@@ -9,11 +9,10 @@ the same collected families, never from live data.
 Rendering runs in a thread of its own (``start``): the collection job only asks for it, so neither a
 render nor any number of scrapes can make a cycle late.
 
-The server (``collector.metrics_server.MetricsServer``) is one thread running a non-blocking event loop
-over a listen backlog of ``BACKLOG`` (the stdlib servers' default of 5 overflowed under tens of concurrent
-clients), with HTTP/1.1 keep-alive and responses (head and body) prepared once per exposition. ``serve``
-runs it in a process of its own (``collector.metrics_process``), away from the interpreter lock the
-collection cycle and the render hold.
+The server (``collector.metrics_server.MetricsServer``, which serves any ``ExpositionSource`` such as
+``ExpositionCache``) is one thread running a non-blocking event loop; ``serve`` runs it in a process of its
+own (``collector.metrics_process``), away from the interpreter lock the collection cycle and the render
+hold. This module renders only: it does not import the server.
 """
 
 from __future__ import annotations
@@ -29,11 +28,6 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
-
-from collector.metrics_server import BACKLOG, ExpositionSource, MetricsServer
-
-__all__ = ["BACKLOG", "Exposition", "ExpositionCache", "ExpositionSource", "MetricsServer", "filter_text",
-           "render_text", "serve_exposition"]
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +199,3 @@ class ExpositionCache:
     def filtered(self, names: Collection[str]) -> bytes:
         """Text format of only the families named in ``names`` (from the latest exposition)."""
         return filter_text(self.current().text, names)
-
-
-def serve_exposition(cache: ExpositionCache, host: str, port: int) -> tuple[MetricsServer, threading.Thread]:
-    """Serve ``cache`` on host:port (port 0 picks a free one); call ``shutdown()`` then ``server_close()``."""
-    server = MetricsServer(cache, host, port)
-    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
-    thread.start()
-    return server, thread

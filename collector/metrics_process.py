@@ -26,13 +26,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import BinaryIO
 
-from collector.exposition import (
-    BACKLOG,
-    Exposition,
-    ExpositionCache,
-    MetricsServer,
-    filter_text,
-)
+from collector.exposition import Exposition, ExpositionCache, filter_text
+from collector.metrics_server import BACKLOG, MetricsServer
 
 log = logging.getLogger(__name__)
 _FRAME = struct.Struct("!QQ")  # text length, gzip length

@@ -21,19 +21,19 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-if TYPE_CHECKING:
-    from collector.exposition import Exposition
+from collector.sockio import try_recv
 
 log = logging.getLogger(__name__)
 
 #: listen(2) backlog of the metrics socket (Linux caps it at net.core.somaxconn, 4096 on current kernels).
 BACKLOG = 512
-#: connections held at once; past it the loop stops accepting (new ones wait in the backlog) until one closes.
+#: connections held at once; past it a new one closes the oldest idle one (no request pending), and only when
+#: every connection is mid-exchange does the loop stop accepting (new ones wait in the backlog).
 MAX_CONNECTIONS = 1024
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             431: "Request Header Fields Too Large"}
@@ -42,8 +42,19 @@ _RECV_BYTES = 65536
 _FILTER_CACHE = 16  # filtered (?name[]=) bodies kept per exposition
 
 
+class Exposition(Protocol):
+    """One rendered exposition as the server needs it (``collector.exposition.Exposition`` is one)."""
+
+    @property
+    def text(self) -> bytes: ...
+
+    @property
+    def gzipped(self) -> bytes: ...
+
+
 class ExpositionSource(Protocol):
-    """What ``MetricsServer`` serves: the latest exposition and a name filter over it."""
+    """What ``MetricsServer`` serves: the latest exposition and a name filter over it
+    (``collector.exposition.ExpositionCache`` is one)."""
 
     def current(self) -> Exposition: ...
 
@@ -301,8 +312,8 @@ class _Loop:
 
     def _accept(self) -> None:
         for _ in range(64):  # a burst of connections, without starving the ones already open
-            if len(self._conns) >= self._max_connections:
-                self._set_accepting(False)
+            if len(self._conns) >= self._max_connections and not self._evict_idle():
+                self._set_accepting(False)  # every connection is mid-exchange: new ones wait in the backlog
                 return
             try:
                 sock, _addr = self._listener.accept()
@@ -319,13 +330,23 @@ class _Loop:
             self._epoll.register(conn.fd, _READ)
             self._serve(conn, _READ)  # the request has often arrived with the connection
 
+    def _evict_idle(self) -> bool:
+        """Close the oldest connection waiting for a request (silent, idle or halfway through its head); False
+        when every connection is being answered.
+
+        Such connections would be closed at their deadline anyway; closing one now keeps a new scrape from
+        waiting for that deadline behind a crowd of them. The oldest goes, never the newest: a scrape that has
+        just connected has often not sent its request yet.
+        """
+        for conn in self._conns.values():  # in accept order
+            if conn.out is None:
+                self._close(conn)
+                return True
+        return False
+
     def _receive(self, conn: _Conn) -> None:
-        try:
-            chunk = conn.sock.recv(_RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(conn)
+        chunk = try_recv(conn.sock, _RECV_BYTES)
+        if chunk is None:
             return
         if not chunk:  # the client closed (or half-closed) its side: answer what it asked, then close
             conn.eof = True
@@ -340,6 +361,8 @@ class _Loop:
         if not sep:
             if len(conn.inbuf) <= _MAX_HEAD_BYTES:
                 return False
+            out, close_after = response_bytes(431, b"request head too large\n", "text/plain", False, False), True
+        elif len(head) > _MAX_HEAD_BYTES:  # however many reads it arrived in
             out, close_after = response_bytes(431, b"request head too large\n", "text/plain", False, False), True
         else:
             conn.inbuf = rest
@@ -402,3 +425,11 @@ class _Loop:
         conn.out = None
         if not self._accepting and not self._stopping.is_set():
             self._set_accepting(True)
+
+
+def serve_exposition(source: ExpositionSource, host: str, port: int) -> tuple[MetricsServer, threading.Thread]:
+    """Serve ``source`` on host:port (port 0 picks a free one); call ``shutdown()`` then ``server_close()``."""
+    server = MetricsServer(source, host, port)
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    return server, thread

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from collector.errors import RightsizerError
+from collector.errors import RightsizerError, StoreError
 from collector.guestfs import record_usage
 from collector.hypervisor.base import HypervisorSource
 from collector.model import SampleBatch, UsagePoint, VmError, VmSample, VmState
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 #: Sources sampled at once: one per core (at least 2, at most 8). More threads only add GIL contention
 #: (measured, 10 test-driver URIs x 1,000 domains on 2 cores: 8 threads 2.5 s, 2 threads 1.0 s per cycle).
+#: ``errors_total{kind}`` of a cycle that could not be stored (full disk, I/O error).
+STORE_ERROR_KIND = "store"
 MAX_SAMPLING_THREADS = max(2, min(8, os.cpu_count() or 2))
 
 
@@ -144,6 +146,8 @@ class Snapshot:
     cycles_total: int = 0
     errors_total: dict[str, int] = field(default_factory=dict)
     taken_at: datetime | None = None
+    #: why the last cycle could not be stored (a full disk...), "" when it was
+    store_fault: str = ""
 
 
 class Sampler:
@@ -215,6 +219,29 @@ class Sampler:
         points_by_vm = dict(self._snapshot.points)
         latest = dict(self._snapshot.batches)
         all_points: list[UsagePoint] = []
+        try:
+            self._store_batches(batches, errors, health, points_by_vm, latest, all_points)
+            self._maybe_prune()
+        except StoreError as exc:
+            # counted and shown (errors_total{kind="store"}, readiness) while it lasts; nothing of it was kept
+            errors[STORE_ERROR_KIND] = errors.get(STORE_ERROR_KIND, 0) + 1
+            self._publish(latest, points_by_vm, health, errors, started, store_fault=str(exc))
+            raise
+        self._publish(latest, points_by_vm, health, errors, started)
+        return all_points
+
+    def _publish(self, latest: dict[str, SampleBatch], points_by_vm: dict[str, UsagePoint],
+                 health: dict[str, UriHealth], errors: dict[str, int], started: float, *,
+                 store_fault: str = "") -> None:
+        self._snapshot = Snapshot(
+            batches=latest, points=points_by_vm, health=health,
+            cycle_seconds=time.perf_counter() - started, cycles_total=self._snapshot.cycles_total + 1,
+            errors_total=errors, taken_at=self.clock(), store_fault=store_fault,
+        )
+
+    def _store_batches(self, batches: Sequence[SampleBatch], errors: dict[str, int], health: dict[str, UriHealth],
+                       points_by_vm: dict[str, UsagePoint], latest: dict[str, SampleBatch],
+                       all_points: list[UsagePoint]) -> None:
         for batch in batches:
             prev_ok = health.get(batch.uri)
             health[batch.uri] = UriHealth(
@@ -244,13 +271,6 @@ class Sampler:
                 points_by_vm[point.vm_uuid] = point
             log.debug("%s: %d VMs, %d errors in %.3f s", batch.uri, len(batch.samples),
                       len(batch.errors), batch.duration_s)
-        self._maybe_prune()
-        self._snapshot = Snapshot(
-            batches=latest, points=points_by_vm, health=health,
-            cycle_seconds=time.perf_counter() - started, cycles_total=self._snapshot.cycles_total + 1,
-            errors_total=errors, taken_at=self.clock(),
-        )
-        return all_points
 
     def _record_host_cpus(self, batch: SampleBatch) -> None:
         """Keep each host's CPU count in the store (for overcommit views); written only when it changes."""

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from core.errors import InputError
 
-_MAX_DURATION_S = 100 * 365 * 86400.0
+MAX_DURATION_S = 100 * 365 * 86400.0
 _DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -30,7 +30,7 @@ def parse_duration(text: str) -> timedelta:
         parts = _DURATION_PART.findall(cleaned)
         if parts and "".join(n + u for n, u in parts) == cleaned:
             total_s = sum(float(n) * _DURATION_UNITS_S[u] for n, u in parts)
-    if math.isfinite(total_s) and 0 < total_s <= _MAX_DURATION_S:
+    if math.isfinite(total_s) and 0 < total_s <= MAX_DURATION_S:
         return timedelta(seconds=total_s)
     raise InputError(
         f"Duration {raw!r} is not understood; use a positive number with a unit s/m/h/d/w "

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from core.durations import duration_days
 from core.errors import ConfigError, InputError
+from core.parsing import toml_loads
 
 ENV_PREFIX = "RIGHTSIZER_"
 # The project's own variables that are not settings overrides: the config path and the test rig's locations.
@@ -70,6 +71,8 @@ class ExporterSettings(_Section):
 class DashboardSettings(_Section):
     listen: str = Field(default="127.0.0.1:8050", description="HOST:PORT for the dashboard")
     enabled: bool = True
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=65536, le=1024**3,
+                                description="largest request body the dashboard port accepts (413 above it)")
     _v = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
 
 
@@ -155,6 +158,9 @@ class ActionSettings(_Section):
         description="host -> libvirt URI to act on, e.g. hv1 = 'qemu+ssh://root@hv1/system' (central role)")
     schedules: bool = Field(default=False, description="let serve start/stop VMs on their schedule windows "
                             "(VMs with a 'schedule' label or an accepted schedule)")
+    lock_dir: str = Field(default="", description="the host's per-VM apply lock directory, one for every store; "
+                          "empty = /run/rightsizer/locks for root, else $XDG_RUNTIME_DIR/rightsizer/locks or "
+                          "/tmp/rightsizer-<uid>/locks")
 
 
 def _zone(value: str) -> str:
@@ -266,6 +272,14 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def _is_secret(loc: list[str]) -> bool:
+    """Whether the setting at ``loc`` (section, key) holds a secret (a SecretStr field)."""
+    section = Settings.model_fields.get(loc[0]) if loc else None
+    fields = getattr(section.annotation, "model_fields", {}) if section is not None else {}
+    field = fields.get(loc[1]) if len(loc) >= 2 else None
+    return field is not None and "SecretStr" in str(field.annotation)
+
+
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for k, v in over.items():
@@ -294,7 +308,7 @@ def load_settings(
         if not p.is_file():
             raise ConfigError(f"Config file {source!r} not found; pass an existing TOML file to --config")
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
+            data = toml_loads(p.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"Config file {source!r} is not valid TOML: {exc}") from exc
     from_env = _env_overrides(env)
@@ -314,4 +328,11 @@ def load_settings(
             origin = f"environment variable {ENV_PREFIX}{loc[0].upper()}__{loc[1].upper()}"
         else:
             origin = source
-        raise ConfigError(f"{origin}: {where} = {value!r}: {err['msg']}") from exc
+        if err["type"] == "extra_forbidden":  # a misspelt key: its value may well be a secret (tokne = "...")
+            section = Settings.model_fields.get(loc[0]) if len(loc) >= 2 else None
+            known = sorted(getattr(section.annotation, "model_fields", {})) if section is not None else \
+                sorted(Settings.model_fields)
+            raise ConfigError(f"{origin}: unknown key {where!r} (its value is not shown); known keys there: "
+                              f"{', '.join(known)}") from None
+        shown = "(not shown)" if _is_secret(loc) else repr(value)
+        raise ConfigError(f"{origin}: {where} = {shown}: {err['msg']}") from None

@@ -27,12 +27,14 @@ from core.settings import Settings
 from dashboard import ids, location, web
 from dashboard.api.routes import mount_api
 from dashboard.api.service import ApiService, PlanRunner
+from dashboard.callback_guard import guard_callbacks
 from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, DashboardData, Filters
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
 from dashboard.pages.common import FILTER_INPUTS
 from dashboard.security import add_security_headers
 from dashboard.viewmodel.vm_detail import find_vm
 from dashboard.viewmodel.warm import warm_default_views
+from dashboard.wsgiserver import Limits
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +336,7 @@ def create_app(
                                      clock=clock or (lambda: datetime.now(UTC))))
     app.server.config["RIGHTSIZER_DATA"] = data  # for the bench and tests
     add_security_headers(app)  # after every callback exists: the CSP carries their inline scripts' hashes
+    guard_callbacks(app)
     if warm:
         threading.Thread(target=_warm, args=(data,), name="dashboard-warm", daemon=True).start()
     return app
@@ -384,7 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     host, _, port = settings.dashboard.listen.rpartition(":")
     app = create_app(settings, store, catalogue, data_mode=mode)
     try:
-        server = web.start_server(app.server, host.strip("[]"), int(port))
+        server = web.start_server(app.server, host.strip("[]"), int(port),
+                                  limits=Limits(max_body_bytes=settings.dashboard.max_body_bytes))
     except OSError as exc:
         print(f"dashboard: --listen {settings.dashboard.listen!r}: cannot listen there "
               f"({exc.strerror or exc}); pick a free port on an address of this machine", file=sys.stderr)

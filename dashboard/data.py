@@ -243,7 +243,7 @@ class DashboardData:
         """A valid lookback choice (days): one of ``LOOKBACKS_DAYS``, else ``[rightsizing] lookback_days``."""
         try:
             days = int(lookback) if lookback is not None else 0
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             days = 0
         return days if days in LOOKBACKS_DAYS else int(self.settings.rightsizing.lookback_days)
 

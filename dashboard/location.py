@@ -92,7 +92,10 @@ def global_part(search: str | None) -> str:
 
 def path_and_query(url: str | None) -> tuple[str, str] | None:
     """(path, "?query") of an absolute or relative URL, e.g. the Referer of the layout request; None if empty."""
-    if not url:
+    if not url or not isinstance(url, str):  # a crafted callback may send any JSON value
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced "[" in the host part
+        return None
     return (parts.path or "/", f"?{parts.query}" if parts.query else "")

@@ -46,9 +46,17 @@ class Filters:
 
     @classmethod
     def of(cls, range_key: str | None, labels: Iterable[str] | None, hosts: Iterable[str] | None) -> Filters:
-        """Normalise raw component values (None, lists in any order) into a hashable key."""
-        key = range_key if range_key is not None and range_key in RANGES else DEFAULT_RANGE
-        return cls(key, tuple(sorted(set(labels or ()))), tuple(sorted(set(hosts or ()))))
+        """Normalise raw component values (None, lists in any order) into a hashable key; values of another
+        JSON type than the components send (a crafted request) count as not chosen."""
+        key = range_key if isinstance(range_key, str) and range_key in RANGES else DEFAULT_RANGE
+        return cls(key, _texts(labels), _texts(hosts))
+
+
+def _texts(values: object) -> tuple[str, ...]:
+    """The distinct strings of a list (sorted); anything else is nothing chosen."""
+    if not isinstance(values, list | tuple):
+        return ()
+    return tuple(sorted({v for v in values if isinstance(v, str)}))
 
 
 @dataclass(frozen=True, slots=True)

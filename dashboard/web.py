@@ -1,10 +1,12 @@
 """How the dashboard goes over HTTP: the WSGI server, compression and the plotly.js bundle.
 
-* Server: cheroot (CherryPy's pure-Python HTTP/1.1 server with a bounded thread pool). ``rightsizer serve``
-  runs the collector, scheduler, exporter and dashboard in one process sharing one in-memory data snapshot,
-  so the server must live in a thread of that process: a pre-fork server (gunicorn) would copy the snapshot
-  into every worker and wants to own the process. cheroot binds in ``prepare()`` (a busy port is an error
-  before anything runs), serves from a thread and stops on ``stop()``; see the README for the measurements.
+* Server: ``dashboard.wsgiserver`` (an event loop that reads whole requests, with bounded header time, header
+  size, body size and connections, and a pool of threads running the app). ``rightsizer serve`` runs the
+  collector, scheduler, exporter and dashboard in one process sharing one in-memory data snapshot, so the
+  server must live in a thread of that process: a pre-fork server (gunicorn) would copy the snapshot into every
+  worker and wants to own the process. It binds before anything runs (a busy port is an error at once), serves
+  from a thread and stops on ``stop()``. It replaced cheroot, whose workers each belonged to a connection from
+  its first byte: 16 sockets that never sent anything stalled the whole port (issue 24, H1).
 * Compression: gzip for every text response of 1 KiB or more (flask-compress); the fingerprinted,
   immutable static bundles are compressed once and kept.
 * plotly.js: the dashboard draws only scatter and bar traces, so it loads plotly.js's "basic" partial
@@ -34,9 +36,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from flask import Flask, Response, request
 from flask_compress import Compress
+
+from dashboard.wsgiserver import Limits, WsgiApp, WsgiServer
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,8 @@ _DASH_POLYFILL = re.compile(r'<script src="[^"]*/deps/polyfill@[^"]*"></script>\
 IMMUTABLE_PREFIXES = ("/_dash-component-suites/", PLOTLY_ROUTE)
 MIN_COMPRESS_BYTES = 1024
 SERVER_THREADS = 16
+#: listen(2) backlog of the dashboard socket (connections the kernel queues before the loop accepts them).
+BACKLOG = 1024
 
 
 def plotly_version() -> str:
@@ -164,7 +171,7 @@ def probe_bind(host: str, port: int) -> None:
 
 @dataclass
 class WebServer:
-    """A cheroot server on its own thread; ``port`` is the bound port (useful with port 0)."""
+    """A ``WsgiServer`` on its own thread; ``port`` is the bound port (useful with port 0)."""
 
     host: str
     port: int
@@ -177,22 +184,24 @@ class WebServer:
 
 
 def start_server(app: Callable[..., object], host: str, port: int, *, name: str = "dashboard",
-                 threads: int = SERVER_THREADS) -> WebServer:
-    """Bind ``host:port`` and serve the WSGI ``app`` from a daemon thread.
+                 threads: int = SERVER_THREADS, limits: Limits | None = None) -> WebServer:
+    """Bind ``host:port`` and serve the WSGI ``app`` from a daemon thread (``limits``: see dashboard.wsgiserver).
 
     Raises OSError when the address cannot be bound (callers name the setting it came from).
     """
-    from cheroot import wsgi
-
-    probe_bind(host, port)  # cheroot leaks its socket when bind fails; find out first
-    server = wsgi.Server((host, port), app, numthreads=threads, server_name="rightsizer", shutdown_timeout=2)
-    server.prepare()
-    bound = server.bind_addr
-    thread = threading.Thread(target=server.serve, name=name, daemon=True)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    try:
+        server = WsgiServer(cast(WsgiApp, app), sock, threads=threads, limits=limits, name=name)
+    except BaseException:
+        sock.close()
+        raise
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
 
     def _stop() -> None:
-        server.stop()
+        server.shutdown()
         thread.join(5.0)
+        server.close()
 
-    return WebServer(host=host, port=int(bound[1]) if isinstance(bound, tuple) else port, stop=_stop)
+    return WebServer(host=host, port=server.server_address[1], stop=_stop)

@@ -99,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config, overrides=_settings_overrides(args))
         ctx = Context(settings=settings, out=Output(args.output), command=args.command)
         code: int = args.func(args, ctx)
+        sys.stdout.flush()  # a full disk under a redirected stdout fails here, inside the handlers below
         return code
     except InputError as exc:
         print(f"rightsizer {args.command}: {exc}", file=sys.stderr)
@@ -109,15 +110,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # the reader (e.g. `| head`) went away: stop quietly, as Unix tools do
-        import os
+        _quiet_stdout()  # the reader (e.g. `| head`) went away: stop quietly, as Unix tools do
+        return 1
+    except OSError as exc:
+        from collector.store.faults import is_io_fault
 
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        if not is_io_fault(exc):
+            raise
+        _quiet_stdout()  # what is still buffered would fail again at exit
+        print(f"rightsizer {args.command}: cannot write the output: {exc.strerror}; free space or check the disk "
+              "it goes to, then run again", file=sys.stderr)
         return 1
     finally:
         if ctx is not None:
             ctx.close()
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of buffered output cannot fail again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.settings import Settings
 from collector.errors import RightsizerError
+from core.settings import Settings
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 #: A store sample newer than the local clock by more than this means one of the clocks is wrong.
@@ -72,8 +72,8 @@ class Doctor:
 
     # -- configuration -----------------------------------------------------------------------
     def check_config(self) -> Check:
-        from analytics.catalogue import load_catalogue
         from analytics.analysis import configured_policies
+        from analytics.catalogue import load_catalogue
 
         try:
             self.catalogue = load_catalogue(self.settings.costs.catalogue)

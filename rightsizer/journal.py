@@ -1,5 +1,6 @@
 """Log lines for journald when systemd runs the service (``JOURNAL_STREAM`` set): stdout, no timestamp of our own
-(the journal stamps each line), and the sd-daemon ``<N>`` prefix so each line keeps its priority."""
+(the journal stamps each line), and the sd-daemon ``<N>`` prefix so each line keeps its priority. Control characters
+in a message (a VM named with an escape sequence) are shown as escapes either way."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import logging
 import os
 import sys
 
+from core.textsafe import TerminalSafeFormatter
+
 #: syslog priorities (sd-daemon(3)) per logging level.
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
 
-class JournalFormatter(logging.Formatter):
+class JournalFormatter(TerminalSafeFormatter):
     def format(self, record: logging.LogRecord) -> str:
         priority = _PRIORITY.get(record.levelno, 6)
         return f"<{priority}>" + super().format(record).replace("\n", f"\n<{priority}>")
@@ -29,4 +32,6 @@ def configure_logging(level: int) -> None:
         handler.setFormatter(JournalFormatter("%(levelname)s %(name)s: %(message)s"))
         logging.basicConfig(level=level, handlers=[handler])
     else:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(TerminalSafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=level, handlers=[handler])

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import IO, Any
 
 from collector.model import natural_key
-from core.textsafe import csv_safe
+from core.textsafe import csv_safe, terminal_safe
 
 __all__ = ["FORMATS", "Output", "csv_safe", "natural_key", "render_table"]
 FORMATS = ("table", "json", "csv")
@@ -109,7 +109,7 @@ def render_table(cols: Sequence[str], rows: Sequence[Mapping[str, Any]], *, widt
     shown = [all(isinstance(r.get(c), str) and _NUMBER_TEXT.match(r[c]) or r.get(c) in (None, "-") for r in rows)
              and any(isinstance(r.get(c), str) and _NUMBER_TEXT.match(r[c]) for r in rows) for c in cols]
     decimals = [column_decimals([r.get(c) for r in rows]) if numeric[i] else None for i, c in enumerate(cols)]
-    cells = [[_cell(r.get(c), decimals[i]) for i, c in enumerate(cols)] for r in rows]
+    cells = [[terminal_safe(_cell(r.get(c), decimals[i])) for i, c in enumerate(cols)] for r in rows]
     heads = list(cols)
     longest = [max([0] + [len(r[i]) for r in cells]) for i in range(len(cols))]
     natural = [max(len(h), n) for h, n in zip(heads, longest, strict=True)]

@@ -1,4 +1,4 @@
-"""Wiring of on/off schedules: which VMs are scheduled, their APScheduler cron jobs, the 7-day dry run.
+"""Wiring of on/off schedules: which VMs are scheduled, their APScheduler jobs, the 7-day dry run.
 
 A VM is scheduled when it carries a ``schedule`` label: a window (``Mon-Fri 07:00-19:00``, several joined
 by ``;``, zone from the text or ``[schedules] timezone``) or ``auto`` for the proposed window. Excluded VMs
@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from analytics.schedules import (
     AUTO_SCHEDULE,
@@ -23,12 +22,13 @@ from analytics.schedules import (
     parse_schedule,
     upcoming_actions,
 )
+from collector.actions.locks import vm_lock_dir
 from collector.actions.schedule import PowerAction, PowerSettings, ScheduledVm, StoreCpu, run_power
 from collector.domxml import is_excluded
 from collector.errors import InputError
 from collector.model import VmRecord, VmRef, is_trace_uri
 from core.settings import Settings
-from core.windows import DAY_NAMES, MINUTES_PER_DAY, MaintenanceWindow
+from core.windows import MaintenanceWindow
 
 log = logging.getLogger("rightsizer.schedule")
 JOB_PREFIX = "schedule-"
@@ -105,25 +105,50 @@ def dry_run(resolved: Resolved, start: datetime, *, days: float = 7.0) -> list[d
              "window": p.window, "source": vm.source, "uuid": vm.ref.uuid} for p, vm in rows]
 
 
-def _cron(window: MaintenanceWindow, action: PowerAction) -> Any:
-    from apscheduler.triggers.cron import CronTrigger
+def edge_trigger(window: MaintenanceWindow, action: PowerAction) -> Any:
+    """An APScheduler trigger firing at exactly the instants the dry run lists for one edge of ``window``.
 
-    minute = window.start_minute if action == "start" else window.start_minute + window.duration_minutes
-    shift = minute // MINUTES_PER_DAY
-    minute %= MINUTES_PER_DAY
-    days = ",".join(DAY_NAMES[(d + shift) % 7] for d in sorted(window.days))
-    return CronTrigger(day_of_week=days, hour=minute // 60, minute=minute % 60, timezone=ZoneInfo(window.zone))
+    A cron trigger in the window's zone fired twice when an edge fell in the hour an autumn change repeats
+    (02:30 Europe/Berlin on the last Sunday of October), while the dry run listed it once; both now come from
+    ``upcoming_actions``, across the spring and autumn changes alike.
+    """
+    from apscheduler.triggers.base import BaseTrigger
+
+    class _EdgeTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler is untyped
+        __slots__ = ("window", "action")
+
+        def __init__(self, window: MaintenanceWindow, action: PowerAction) -> None:
+            self.window, self.action = window, action
+
+        def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+            return next_edge(self.window, self.action, previous_fire_time, now)
+
+        def __str__(self) -> str:
+            w = self.window
+            return f"{self.action} of {format_window(w.days, w.start_minute, w.duration_minutes)} {w.zone}"
+
+    return _EdgeTrigger(window, action)
+
+
+def next_edge(window: MaintenanceWindow, action: PowerAction, previous: datetime | None,
+              now: datetime) -> datetime | None:
+    """The first ``action`` edge of ``window`` the dry run lists after ``previous`` (else from ``now``)."""
+    start = previous + timedelta(seconds=1) if previous is not None else now
+    for planned in upcoming_actions([window], start, days=8):  # every weekly window has both edges in 8 days
+        if planned.action == action and planned.when >= start:
+            return planned.when
+    return None
 
 
 def register_jobs(scheduler: Any, resolved: Resolved, job: Callable[[PowerAction, ScheduledVm], Any]) -> list[str]:
-    """Add (or replace) one cron job per window edge; drop schedule jobs of VMs no longer scheduled."""
+    """Add (or replace) one job per window edge (``edge_trigger``); drop schedule jobs of VMs no longer scheduled."""
     wanted: list[str] = []
     for vm, windows in resolved.vms:
         for i, window in enumerate(windows):
             for action in ("start", "stop"):
                 job_id = f"{JOB_PREFIX}{action}-{vm.ref.uuid}-{i}"
-                scheduler.add_job(job, _cron(window, action), args=(action, vm), id=job_id, replace_existing=True,
-                                  misfire_grace_time=120)
+                scheduler.add_job(job, edge_trigger(window, action), args=(action, vm), id=job_id,
+                                  replace_existing=True, misfire_grace_time=120)
                 wanted.append(job_id)
     for existing in scheduler.get_jobs():
         if existing.id.startswith(JOB_PREFIX) and existing.id not in wanted:
@@ -147,6 +172,7 @@ def make_power_job(
         control_for = LibvirtControl
     cpu = StoreCpu(store)
     limits = power_settings(settings)
+    lock_dir = vm_lock_dir(settings.actions.lock_dir)
 
     def job(action: PowerAction, vm: ScheduledVm) -> Any:
         try:
@@ -155,7 +181,8 @@ def make_power_job(
             log.exception("schedule %s %s: cannot open %s", action, vm.ref.name, vm.ref.uri)
             return None
         try:
-            return run_power(action, control, vm, cpu=cpu, audit=store, settings=limits, actor=actor)
+            return run_power(action, control, vm, cpu=cpu, audit=store, settings=limits, actor=actor,
+                             lock_dir=lock_dir)
         finally:
             control.close()
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector.errors import RightsizerError
+from collector.errors import RightsizerError, StoreError
 from collector.exporter import EconomicsView, VmEconomics, build_registry
 from collector.exposition import ExpositionCache
 from collector.metrics_process import MetricsProcess
@@ -44,6 +44,9 @@ def _split(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_METRICS_LISTEN, _DASHBOARD_LISTEN = "--metrics-listen / [exporter] listen", "--dashboard-listen / [dashboard] listen"
+
+
 def _bind(what: str, listen: str, make: Callable[[str, int], Any]) -> Any:
     """Create a listening server on ``listen`` (HOST:PORT); an address that cannot be bound is an InputError."""
     from collector.errors import InputError
@@ -57,6 +60,23 @@ def _bind(what: str, listen: str, make: Callable[[str, int], Any]) -> Any:
         reason = exc.strerror or str(exc)
         raise InputError(f"{what} {listen!r}: cannot listen there ({reason}); pick a free port on an address "
                          "of this machine, e.g. 127.0.0.1:9179") from exc
+
+
+def check_listeners(settings: Settings, role: str) -> None:
+    """Bind and release every address ``serve`` will listen on, before it opens, migrates or seeds a store.
+
+    Raises InputError naming the setting of the first address that cannot be bound.
+    """
+    wanted = [(_METRICS_LISTEN, settings.exporter.listen)]
+    if settings.dashboard.enabled and role != "agent":
+        wanted.append((_DASHBOARD_LISTEN, settings.dashboard.listen))
+    if len(wanted) == 2 and _split(wanted[0][1]) == _split(wanted[1][1]) and _split(wanted[0][1])[1] != 0:
+        from collector.errors import InputError
+
+        raise InputError(f"{_METRICS_LISTEN} and {_DASHBOARD_LISTEN} are both {wanted[0][1]!r}; give each its "
+                         "own port")
+    for what, listen in wanted:
+        _bind(what, listen, lambda host, port: None)
 
 
 def _close_server(server: Any) -> None:
@@ -198,7 +218,7 @@ def make_apply_hook(settings: Settings, store: Any, catalogue: Any) -> Callable[
             price_before=current.price_per_hour if current else None, price_after=target.price_per_hour,
             currency=target.currency,
         )
-        (result,) = run_plan(plan, settings.actions, store=store, db_path=Path(settings.store.path), apply=True,
+        (result,) = run_plan(plan, settings.actions, store=store, apply=True,
                              actor=actor)
         return f"{result.result}: {result.reason}"
 
@@ -241,7 +261,7 @@ class Service:
         self.exposition = ExpositionCache(build_registry(self._snapshot, lambda: self.economics))
         exposition = self.exposition
         listen = self.settings.exporter.listen
-        server = _bind("--metrics-listen / [exporter] listen", listen,
+        server = _bind(_METRICS_LISTEN, listen,
                        lambda host, port: MetricsProcess(exposition, host, port))
         self._stoppers.append(("metrics server", lambda: _close_server(server)))
         log.info("metrics: http://%s/metrics", listen)
@@ -278,6 +298,7 @@ class Service:
         from dashboard.app import create_app
         from dashboard.security import exposure_warning
         from dashboard.web import start_server
+        from dashboard.wsgiserver import Limits
 
         listen = self.settings.dashboard.listen
         actions = self.settings.actions.enabled
@@ -290,8 +311,9 @@ class Service:
         runner = make_runner(self.settings, self.store) if actions else None
         app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook,
                          plan_runner=runner)
-        web = _bind("--dashboard-listen / [dashboard] listen", listen,
-                    lambda host, port: start_server(app.server, host, port))
+        limits = Limits(max_body_bytes=self.settings.dashboard.max_body_bytes)
+        web = _bind(_DASHBOARD_LISTEN, listen,
+                    lambda host, port: start_server(app.server, host, port, limits=limits))
         self._stoppers.append(("dashboard server", web.stop))
         log.info("dashboard: %s/", web.url)
 
@@ -322,6 +344,8 @@ class Service:
         stored = False
         try:
             stored = any(batch.ok for batch in self.sampler.poll_once())
+        except StoreError as exc:  # a full disk: one line per cycle, counted on /metrics, /readyz fails
+            log.error("collection cycle not stored: %s; retrying next interval", exc)
         except RightsizerError:
             log.exception("collection cycle failed; retrying next interval")
         self._render()
@@ -335,6 +359,8 @@ class Service:
     def refresh_economics(self) -> None:
         try:
             self.economics = compute_economics(self.store, self.catalogue, self.settings, datetime.now(UTC))
+        except StoreError as exc:
+            log.error("cost/recommendation refresh failed: %s; keeping the previous view", exc)
         except RightsizerError:
             log.exception("cost/recommendation refresh failed; keeping the previous view")
         self._render()

@@ -27,6 +27,7 @@ from analytics.reports import csv_report, html_report, json_report, vms_csv_repo
 from analytics.reports.base import FORMATTERS, Report, ReportFormatter, VmReportRow, register
 from collector.errors import InputError
 from collector.model import VmRecord
+from collector.store.faults import write_failure
 from core.settings import CostSettings, Settings
 
 if TYPE_CHECKING:
@@ -255,7 +256,8 @@ def write_files(report: Report, out_dir: Path | str, formats: Sequence[str] = DE
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"Cannot create report directory {str(out)!r}: {exc}; pass a writable --out") from exc
+        raise write_failure(out, exc, InputError(f"Cannot create report directory {str(out)!r}: {exc}; pass a "
+                                                 "writable --out")) from exc
     paths: list[Path] = []
     for name in formats:
         formatter = FORMATTERS[name]
@@ -276,7 +278,8 @@ def _atomic_write(target: Path, text: str) -> None:
         finally:
             tmp.unlink(missing_ok=True)
     except OSError as exc:
-        raise InputError(f"Cannot write report file {str(target)!r}: {exc}; pass a writable --out") from exc
+        raise write_failure(target, exc, InputError(f"Cannot write report file {str(target)!r}: {exc}; pass a "
+                                                    "writable --out")) from exc
 
 
 def write_report(

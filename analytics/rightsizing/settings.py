@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.parsing import toml_loads
+
 MIB = 1024**2
 DEFAULT_STRATEGY = "rightsizer"
 #: Every strategy name, ours first.
@@ -207,7 +209,7 @@ def load_policies(path: Path) -> list[Policy]:
     if not path.is_file():
         raise InputError(f"Policy file {str(path)!r} not found; pass a TOML file with [[policy]] tables")
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = toml_loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"Policy file {str(path)!r} is not valid TOML: {exc}") from exc
     tables = doc.get("policy", [])

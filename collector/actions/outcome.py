@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -32,8 +33,17 @@ def result_of(
     after: DomainSnapshot | Mapping[str, Any] | None,
     changes: StepChanges | None = None,
     ops: Sequence[Operation] = (),
+    *,
+    libvirt_name: str = "",
 ) -> ActionResult:
-    """Build the step's result; a VM that may have changed keeps its saved inactive XML for recovery."""
+    """Build the step's result; a VM that may have changed keeps its saved inactive XML for recovery.
+
+    The result names the VM as libvirt names its UUID (``libvirt_name``, when looked up), not as the plan does:
+    a plan file may carry a stale or wrong name, which the reason then mentions.
+    """
+    if libvirt_name and libvirt_name != step.vm.name:
+        reason = f"{reason} (the plan named this VM {step.vm.name!r})".strip()
+        step = replace(step, vm=replace(step.vm, name=libvirt_name))
     before_map = dict(_as_map(before))
     if isinstance(before, DomainSnapshot) and result not in _UNCHANGED:
         before_map["inactive_xml"] = before.inactive_xml  # for manual recovery: virsh define

@@ -8,6 +8,7 @@ from typing import Any
 from collector.actions.changes import DIM_NAMES, fmt_dim
 from collector.actions.result import ActionResult
 from collector.domxml import format_bytes
+from core.textsafe import terminal_safe
 
 #: Monthly figures use 720 h, as the price catalogue does (STACKIT publishes monthly = hourly x 720).
 HOURS_PER_MONTH = 720.0
@@ -20,7 +21,7 @@ def _fmt_price(value: float | None) -> str:
 def format_result(res: ActionResult) -> str:
     """Render one step as a human-readable diff: sizes, price and when each change takes effect."""
     s = res.step
-    head = f"{s.vm.name} ({s.vm.uuid}) on {s.vm.uri or '?'}"
+    head = terminal_safe(f"{s.vm.name} ({s.vm.uuid}) on {s.vm.uri or '?'}")
     if s.finding:
         head += f" -- {s.finding}"
     lines = [f"{head}  [{res.result}]"]
@@ -49,7 +50,7 @@ def format_result(res: ActionResult) -> str:
     for label, value, when in rows:
         lines.append(f"  {label.ljust(w1)}  {value.ljust(w2)}  {when}".rstrip())
     if res.reason:
-        lines.append(f"  {res.reason}")
+        lines.append(f"  {terminal_safe(res.reason)}")
     return "\n".join(lines)
 
 

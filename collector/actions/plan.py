@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from collector.errors import InputError
 from collector.model import VmRef
+from core.parsing import json_loads
 from core.plan import (
     MIN_MEMORY_BYTES,
     NOT_RESIZE_ACTIONS,
@@ -203,7 +204,7 @@ def load_plan(path: Path | str, *, default_uri: str = "") -> ResizePlan:
     if not p.is_file():
         raise InputError(f"Plan file {str(p)!r} not found; pass a JSON plan or use --from-findings")
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        doc = json_loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"Plan file {str(p)!r} is not valid JSON: {exc}") from exc
     except ValueError as exc:  # an integer beyond Python's digit limit

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from collector.actions import prechecks
 from collector.actions.changes import Operation, StepChanges, build_operations, is_at_target, plan_changes
@@ -115,6 +116,7 @@ class ResizeAction:
         except HypervisorError as exc:
             raise ActionFailed(f"Cannot look up VM {name!r} on {self.control.uri}: {exc}") from exc
         self._ref = ref
+        name = ref.name or name
         try:
             snap = take_snapshot(self.control, ref, self.clock())
         except VmNotFoundError as exc:
@@ -197,18 +199,18 @@ class ResizeAction:
                 pending = ""
                 if snap.running and snap.live_vcpus > self.step.target.vcpus:
                     pending = f"; {snap.live_vcpus} -> {self.step.target.vcpus} vCPUs take effect at next restart"
-                return result_of(self.step, "unchanged", "already at target" + pending, snap, snap)
+                return self._result_of("unchanged", "already at target" + pending, snap, snap)
             self.check_stale(snap)
             self.check_host()
             self.check_recent()
         except ActionSkipped as exc:
-            return result_of(self.step, "skipped", str(exc), self.saved, None)
+            return self._result_of("skipped", str(exc), self.saved, None)
         except ActionFailed as exc:
-            return result_of(self.step, "failed", str(exc), self.saved, None)
+            return self._result_of("failed", str(exc), self.saved, None)
         changes = plan_changes(snap, self.step.target, self.permission)
         self.changes = changes
         if changes.deferred:
-            return result_of(self.step, "deferred", changes.reason, snap, snap, changes)
+            return self._result_of("deferred", changes.reason, snap, snap, changes)
         return snap, changes
 
     def preview(self) -> ActionResult:
@@ -218,7 +220,7 @@ class ResizeAction:
             return prepared
         snap, changes = prepared
         ops = build_operations(snap, self.step.target, changes)
-        return result_of(self.step, "planned", "dry run; add --yes to apply", snap, None, changes, ops)
+        return self._result_of("planned", "dry run; add --yes to apply", snap, None, changes, ops)
 
     def execute(self) -> ActionResult:
         """Lock the VM, run every phase, revert on failure, append the audit record; never raises ActionError."""
@@ -228,7 +230,7 @@ class ResizeAction:
             try:
                 lock.acquire()
             except ActionSkipped as exc:
-                return self._audited(result_of(self.step, "skipped", str(exc), None, None))
+                return self._audited(self._result_of("skipped", str(exc), None, None))
         try:
             return self._audited(self._execute_locked())
         finally:
@@ -247,7 +249,7 @@ class ResizeAction:
         except KeyboardInterrupt:
             # Interrupted half-way: put the VM back before giving up, then let the interrupt through.
             outcome, text, now = self.revert()
-            self._audited(result_of(self.step, outcome, f"interrupted after {len(self.done)} step(s); {text}",
+            self._audited(self._result_of(outcome, f"interrupted after {len(self.done)} step(s); {text}",
                                        snap, now, changes, ops))
             raise
         except (HypervisorError, ActionError) as exc:
@@ -256,9 +258,9 @@ class ResizeAction:
             cause = f"{what} failed: {exc}"
             log.warning("%s: %s; reverting", self.step.vm.name, cause)
             outcome, text, now = self.revert()
-            return result_of(self.step, outcome, f"{cause}; {text}", snap, now, changes, ops)
+            return self._result_of(outcome, f"{cause}; {text}", snap, now, changes, ops)
         notes = ["applied and verified against libvirt", *pending_notes(changes, snap)]
-        return result_of(self.step, "applied", "; ".join(notes), snap, after, changes, ops)
+        return self._result_of("applied", "; ".join(notes), snap, after, changes, ops)
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -284,6 +286,10 @@ class ResizeAction:
                     f"(state {current.value}); the guest may ignore ACPI"
                 )
             time.sleep(self.poll_s)
+
+    def _result_of(self, *args: Any, **kwargs: Any) -> ActionResult:
+        """:func:`result_of` for this step, naming the VM as libvirt does once its UUID was looked up."""
+        return result_of(self.step, *args, libvirt_name=self._ref.name if self._ref is not None else "", **kwargs)
 
     def _audited(self, res: ActionResult) -> ActionResult:
         if self.audit_log is None:

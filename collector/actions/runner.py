@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
-from collector.actions.locks import lock_dir_for
+from collector.actions.locks import vm_lock_dir
 from collector.actions.plan import ResizePlan, ResizeStep, SizeSpec, plan_id_for
 from collector.actions.policy import restart_permission
 from collector.actions.resize import ResizeAction
@@ -27,7 +26,6 @@ def run_plan(
     settings: ActionSettings,
     *,
     store: AuditLog | None,
-    db_path: Path,
     apply: bool,
     actor: str,
     shutdown_timeout_s: float = 120.0,
@@ -35,7 +33,9 @@ def run_plan(
 ) -> list[ActionResult]:
     """Preview (``apply=False``) or execute every step; a failing URI is reported per VM, never raised.
 
-    ``store`` takes the audit log (None for a preview without a store). Raises nothing of its own.
+    ``store`` takes the audit log (None for a preview without a store). Each applied step holds its VM's lock
+    in the host's lock directory (``[actions] lock_dir``, see collector.actions.locks), the same for every store.
+    Raises nothing of its own.
     """
     if control_for is None:
         from collector.hypervisor.libvirt import LibvirtControl
@@ -43,6 +43,7 @@ def run_plan(
         control_for = LibvirtControl
     windows = parse_windows(settings.windows)
     permission = restart_permission(settings.restart, windows, datetime.now(UTC))
+    lock_dir = vm_lock_dir(settings.lock_dir) if apply else None
     controls: dict[str, DomainControl] = {}
     results: list[ActionResult] = []
     try:
@@ -56,7 +57,7 @@ def run_plan(
                 control = controls[step.vm.uri] = control_for(step.vm.uri)
             action = ResizeAction(
                 control, step, permission=permission, audit=store,
-                lock_dir=lock_dir_for(db_path) if apply else None, plan_id=plan.plan_id,
+                lock_dir=lock_dir, plan_id=plan.plan_id,
                 actor=actor, min_days_between_resizes=settings.min_days_between_resizes,
                 shutdown_timeout_s=shutdown_timeout_s,
             )

@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from collector.actions.locks import VmLock
 from collector.domxml import is_excluded
-from collector.errors import HypervisorError
+from collector.errors import ActionSkipped, HypervisorError
 from collector.model import VmRef, VmState
 from collector.store.base import AuditEntry
 
@@ -173,11 +175,26 @@ def audit_entry(res: PowerResult, *, actor: str, now: datetime | None = None) ->
 
 def run_power(
     action: PowerAction, control: PowerControl, vm: ScheduledVm, *, cpu: RecentCpu, audit: AuditSink,
-    settings: PowerSettings, actor: str, now: datetime | None = None,
+    settings: PowerSettings, actor: str, now: datetime | None = None, lock_dir: Path | None = None,
 ) -> PowerResult:
-    """Run one scheduled start or stop and append its audit row; logs the outcome. Never raises for the VM."""
+    """Run one scheduled start or stop and append its audit row; logs the outcome. Never raises for the VM.
+
+    With ``lock_dir`` it holds the VM's apply lock (collector.actions.locks) meanwhile, so a window edge never
+    starts or stops a VM an apply is resizing (it is skipped, audited, and the next edge tries again).
+    """
     now = now or datetime.now(UTC)
-    res = stop_vm(control, vm, cpu, settings, now=now) if action == "stop" else start_vm(control, vm)
+    lock = VmLock(lock_dir, vm.ref.uuid, holder=f"{actor} {action}".strip()) if lock_dir is not None else None
+    try:
+        if lock is not None:
+            lock.acquire()
+    except ActionSkipped as exc:
+        res = PowerResult(vm, action, "skipped", str(exc))
+    else:
+        try:
+            res = stop_vm(control, vm, cpu, settings, now=now) if action == "stop" else start_vm(control, vm)
+        finally:
+            if lock is not None:
+                lock.release()
     audit.append_audit(audit_entry(res, actor=actor))
     log.info("schedule %s %s: %s (%s)", action, vm.ref.name, res.result, res.reason)
     return res

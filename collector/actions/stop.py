@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from collector.errors import HypervisorError
+from collector.actions.locks import VmLock
+from collector.errors import ActionSkipped, HypervisorError, VmNotFoundError
 from collector.model import VmRef, VmState
 from collector.store.base import AuditEntry
 from core.plan import STOP_ACTION
@@ -23,6 +25,8 @@ StopOutcome = Literal["planned", "applied", "unchanged", "skipped", "failed"]
 
 class StopControl(Protocol):
     """What a stop needs from a read-write libvirt connection (``LibvirtControl`` fits)."""
+
+    def lookup(self, name_or_uuid: str) -> VmRef: ...
 
     def state(self, ref: VmRef) -> VmState: ...
 
@@ -56,29 +60,60 @@ class StopResult:
 def stop_vm(
     control: StopControl, step: StopStep, *, apply: bool, audit: StopAudit | None, actor: str,
     timeout_s: float = 120.0, poll_s: float = 0.5, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    lock_dir: Path | None = None,
 ) -> StopResult:
     """Shut ``step.vm`` down gracefully and wait until it is off (``apply``), or only check it (preview).
 
-    Every applied attempt is audited (action ``stop``). Never raises for hypervisor errors: they are the
-    ``failed`` result.
+    The VM is found by UUID and named as libvirt names it (a plan file may carry a wrong name). An applied
+    stop holds the VM's apply lock in ``lock_dir`` (collector.actions.locks), so it never runs beside a resize
+    of the same VM. Every applied attempt is audited (action ``stop``). Never raises for hypervisor errors:
+    they are the ``failed`` result.
     """
-    ref = step.vm
+    try:
+        ref = control.lookup(step.vm.uuid)
+    except VmNotFoundError:
+        return _done(step, "skipped", f"VM {step.vm.uuid} no longer exists on {step.vm.uri}; drop it from the plan",
+                     audit, actor, clock, apply)
+    except HypervisorError as exc:
+        return _done(step, "failed", str(exc), audit, actor, clock, apply)
+    note = f" (the plan named this VM {step.vm.name!r})" if ref.name and ref.name != step.vm.name else ""
+    step = replace(step, vm=replace(step.vm, name=ref.name or step.vm.name))
+    lock = VmLock(lock_dir, ref.uuid, holder=f"{actor} stop".strip()) if apply and lock_dir is not None else None
+    try:
+        if lock is not None:
+            lock.acquire()
+    except ActionSkipped as exc:
+        return _done(step, "skipped", f"{exc}{note}", audit, actor, clock, apply)
+    try:
+        res = _stop(control, step, ref, apply=apply, audit=audit, actor=actor, timeout_s=timeout_s, poll_s=poll_s,
+                    clock=clock, note=note)
+    finally:
+        if lock is not None:
+            lock.release()
+    return res
+
+
+def _stop(control: StopControl, step: StopStep, ref: VmRef, *, apply: bool, audit: StopAudit | None, actor: str,
+          timeout_s: float, poll_s: float, clock: Callable[[], datetime], note: str) -> StopResult:
+    def done(result: StopOutcome, reason: str) -> StopResult:
+        return _done(step, result, reason + note, audit, actor, clock, apply)
+
     try:
         state = control.state(ref)
         if state is VmState.SHUTOFF:
-            return _done(step, "unchanged", "already shut off", audit, actor, clock, apply)
+            return done("unchanged", "already shut off")
         if not apply:
-            return StopResult(step, "planned", "would shut it down gracefully (ACPI); it is not deleted")
+            return StopResult(step, "planned", "would shut it down gracefully (ACPI); it is not deleted" + note)
         control.shutdown(ref)
         deadline = time.monotonic() + timeout_s
         while (state := control.state(ref)) is not VmState.SHUTOFF:
             if time.monotonic() >= deadline:
-                return _done(step, "failed", f"still {state.value} {timeout_s:g}s after the shutdown request; "
-                             "the guest may ignore ACPI", audit, actor, clock, apply)
+                return done("failed", f"still {state.value} {timeout_s:g}s after the shutdown request; "
+                            "the guest may ignore ACPI")
             time.sleep(poll_s)
     except HypervisorError as exc:
-        return _done(step, "failed", str(exc), audit, actor, clock, apply)
-    return _done(step, "applied", "shut down gracefully (not deleted)", audit, actor, clock, apply)
+        return done("failed", str(exc))
+    return done("applied", "shut down gracefully (not deleted)")
 
 
 def _done(step: StopStep, result: StopOutcome, reason: str, audit: StopAudit | None, actor: str,

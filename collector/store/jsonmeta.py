@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 
 from collector.store.base import TimeSeriesStore
+from core.parsing import json_loads
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def read_json_meta(store: TimeSeriesStore, key: str) -> dict[str, object]:
     if not text:
         return {}
     try:
-        doc = json.loads(text)
+        doc = json_loads(text)
     except json.JSONDecodeError:
         log.warning("store meta %r is not JSON; starting it afresh", key)
         return {}

@@ -17,7 +17,6 @@ the plain decoder.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import ssl
 import threading
@@ -34,6 +33,7 @@ import msgspec
 import numpy as np
 
 from collector.errors import InputError, StoreError
+from core.parsing import json_loads
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ class PromqlClient:
 def _envelope(raw: bytes, where: str) -> Any:
     """The ``data`` of a JSON answer; PromqlInputError when it is not the API's envelope or not a success."""
     try:
-        doc = json.loads(raw)
+        doc = json_loads(raw)
     except ValueError as exc:
         raise PromqlInputError(f"{where}: the answer is not JSON; not a Prometheus-compatible query API, "
                                "check --prometheus-url") from exc
@@ -290,7 +290,7 @@ class _Transient(Exception):  # noqa: N818 - internal signal, never escapes _cal
 
 def _error_text(raw: bytes) -> str:
     try:
-        doc = json.loads(raw)
+        doc = json_loads(raw)
     except ValueError:
         return raw.decode("utf-8", "replace").strip()[:200]
     return str(doc.get("error", "")) if isinstance(doc, dict) else ""

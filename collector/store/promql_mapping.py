@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from collector.errors import InputError
+from core.parsing import toml_loads
 
 
 class _Entry(BaseModel):
@@ -51,7 +52,7 @@ def load_mapping(path: str) -> VmMapping:
         return VmMapping()
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = toml_loads(p.read_text(encoding="utf-8"))
         parsed = _File.model_validate(data)
     except OSError as exc:
         raise InputError(f"mapping file {path!r}: {exc.strerror}; fix [source] mapping_file") from exc

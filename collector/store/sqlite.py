@@ -11,9 +11,11 @@ and running time are up to the minute (its signal columns may lag by that refres
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -37,6 +39,7 @@ from collector.store.base import (
     Resolution,
 )
 from collector.store.columns import ColumnBuffers
+from collector.store.faults import StoreIOError, io_fault_error, is_io_fault
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +193,20 @@ class SqliteStore:
         self._closed = False
         self._commits = itertools.count()  # next() per commit made through this object (any thread)
         self._commit_gen = 0
+        self._fault = ""  # the last write's I/O fault (see collector.store.faults), "" after a good commit
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"Cannot create directory for database {str(self.path)!r}: {exc}") from exc
-        if self.path.exists():
-            check_identity(self.path)
-        self._migrate()
+        with _opening(self.path):
+            if self.path.exists():
+                check_identity(self.path)
+            self._migrate()
+
+    @property
+    def fault(self) -> str:
+        """The last write's disk-full or I/O fault as one line; "" once a write committed again."""
+        return self._fault
 
     # -- connections -------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -212,6 +222,8 @@ class SqliteStore:
                 conn.execute("PRAGMA foreign_keys=ON")
                 conn.execute("PRAGMA cache_size=-65536")  # KiB: 64 MiB page cache per connection
             except sqlite3.Error as exc:
+                if is_io_fault(exc):
+                    raise io_fault_error(self.path, exc, "opening") from exc
                 raise StoreError(f"Cannot open database {str(self.path)!r}: {exc}") from exc
             self._local.conn = conn
             with self._conns_lock:
@@ -226,13 +238,15 @@ class SqliteStore:
             yield conn
             conn.execute("COMMIT")
             self._commit_gen = next(self._commits) + 1
+            self._fault = ""
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise self._translate(exc) from exc
+            _rollback(conn)
+            error = self._translate(exc, "writing")
+            if isinstance(error, StoreIOError):
+                self._fault = str(error)
+            raise error from exc
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
@@ -240,9 +254,11 @@ class SqliteStore:
         try:
             return self._conn().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise self._translate(exc) from exc
+            raise self._translate(exc, "reading") from exc
 
-    def _translate(self, exc: sqlite3.Error) -> StoreError:
+    def _translate(self, exc: sqlite3.Error, doing: str) -> StoreError:
+        if is_io_fault(exc):
+            return io_fault_error(self.path, exc, doing)
         text = str(exc)
         if isinstance(exc, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text):
             return StoreRefusedError(f"Database {str(self.path)!r} is damaged ({text}); restore it from a backup "
@@ -254,6 +270,8 @@ class SqliteStore:
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
+            if is_io_fault(exc):
+                raise io_fault_error(self.path, exc, "opening") from exc
             raise StoreError(f"{str(self.path)!r} is not a rightsizer database: {exc}") from exc
         if version > SCHEMA_VERSION:  # after check_identity: a newer rightsizer's store
             raise StoreError(
@@ -268,6 +286,8 @@ class SqliteStore:
                         version, saved, SCHEMA_VERSION)
         for i in range(version, SCHEMA_VERSION):
             with self._tx() as c:
+                if c.execute("PRAGMA user_version").fetchone()[0] > i:
+                    continue  # another process migrated it meanwhile (see ``_opening``)
                 for statement in _split_sql(_MIGRATIONS[i]):
                     c.execute(statement)
                 c.execute(f"PRAGMA user_version={i + 1}")
@@ -495,7 +515,7 @@ class SqliteStore:
                 buffers.append(rows)
                 del rows
         except sqlite3.Error as exc:
-            raise self._translate(exc) from exc
+            raise self._translate(exc, "reading") from exc
         if not buffers.rows:
             return _typed(_empty(read), resolution)
         data: dict[str, object] = {}
@@ -556,7 +576,7 @@ class SqliteStore:
         try:
             [(version,)] = conn.execute("PRAGMA data_version").fetchall()
         except sqlite3.Error as exc:
-            raise self._translate(exc) from exc
+            raise self._translate(exc, "reading") from exc
         key = (int(version), self._commit_gen, hour)
         cached: tuple[tuple[int, ...], pd.DataFrame] | None = getattr(self._local, "running_hour", None)
         if cached is not None and cached[0] == key:
@@ -632,6 +652,8 @@ def check_identity(path: Path) -> None:
         finally:
             conn.close()
     except sqlite3.Error as exc:
+        if is_io_fault(exc):  # a full disk or a failing device: the file may be fine, never "bad input"
+            raise io_fault_error(path, exc, "reading") from exc
         raise StoreRefusedError(f"{shown!r} is not a readable SQLite database ({exc}); pass another --db") \
             from exc
     if app_id == APPLICATION_ID:
@@ -644,6 +666,35 @@ def check_identity(path: Path) -> None:
         foreign = ", ".join(sorted(tables - _OUR_TABLES)[:5])
         raise StoreRefusedError(f"{shown!r} is another program's SQLite database (tables {foreign}); rightsizer "
                                 "leaves it untouched -- pass another --db")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back an open transaction; a rollback that fails too (the disk went away) leaves it to SQLite."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.warning("rollback failed; SQLite rolls the transaction back from its journal on the next open")
+
+
+@contextmanager
+def _opening(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the store's folder while a new store is created or migrated.
+
+    Two commands opening a brand-new store at once would otherwise both see an empty file and both create
+    the schema ("table meta already exists"). The lock is on the folder, not the database file: closing any
+    descriptor of the database would drop SQLite's own POSIX locks in this process.
+    """
+    try:
+        fd = os.open(path.resolve().parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # one lock per real folder
+    except OSError:
+        yield  # a folder we cannot open for locking: SQLite's busy timeout still serialises the writes
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # drops the flock
 
 
 def _split_sql(script: str) -> list[str]:

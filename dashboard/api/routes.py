@@ -23,6 +23,8 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import MethodNotAllowed
 
 from collector.errors import RightsizerError
+from collector.store.faults import ReportsFaults
+from core.parsing import json_loads
 from dashboard.api import models as m
 from dashboard.api.problems import PROBLEM_MEDIA_TYPE, ParameterError, ProblemError, bad_parameter
 from dashboard.api.service import ApiService, select_vms
@@ -115,7 +117,7 @@ def parse_body(model: type[BaseModel]) -> Any:
     doc: Any = {}
     if data.strip():
         try:
-            doc = json.loads(data)
+            doc = json_loads(data)
         except (ValueError, RecursionError) as exc:
             raise ProblemError(400, "bad-body", "Body is not JSON", f"the body does not parse as JSON: {exc}",
                                (ParameterError(parameter="(body)", location="body", detail=str(exc)),)) from exc
@@ -360,6 +362,8 @@ def api_blueprint(service: ApiService) -> Blueprint:
             n = len(service.store.vms())
         except RightsizerError as exc:
             return _json({"status": "not-ready", "detail": f"store unreadable: {exc}"}, 503)
+        if isinstance(service.store, ReportsFaults) and service.store.fault:
+            return _json({"status": "not-ready", "detail": f"store not writable: {service.store.fault}"}, 503)
         return _json({"status": "ready", "detail": f"store holds {n} VM(s)"}, 200)
 
     return bp

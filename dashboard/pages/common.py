@@ -136,7 +136,7 @@ def lookback_control(control_id: str, default_days: int) -> html.Div:
 def drilldown(active_cell: dict[str, Any] | None) -> str | Any:
     """Callback body: the VM page path for a clicked row (a row's id is its VM's UUID, with a ``#kind`` suffix on
     schedule and storage rows), or no change."""
-    row_id = (active_cell or {}).get("row_id")
+    row_id = active_cell.get("row_id") if isinstance(active_cell, dict) else None
     if not isinstance(row_id, str) or not row_id:
         return no_update
     return f"/vm/{row_id.split('#', 1)[0]}"

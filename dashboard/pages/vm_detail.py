@@ -175,8 +175,8 @@ def update(data: DashboardData, uuid: str | None, range_key: str | None, labels:
     on the recommended type), options."""
     filters = Filters.of(range_key, labels, hosts)
     days = data.lookback_days(lookback)
-    return data.cached(("vm-page", uuid or "", filters.range_key, days),
-                       lambda: _build(data, uuid or "", filters, days))
+    key = uuid if isinstance(uuid, str) else ""  # a crafted callback may send any JSON value
+    return data.cached(("vm-page", key, filters.range_key, days), lambda: _build(data, key, filters, days))
 
 
 def _build(data: DashboardData, uuid: str, filters: Filters, lookback: int) -> _PageParts:

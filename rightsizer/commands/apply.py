@@ -85,7 +85,6 @@ def _stop_note(args: argparse.Namespace) -> str:
 
 def _stop_steps(args: argparse.Namespace, ctx: Context, findings: list[VmFinding]) -> list[StopStep]:
     """Stop steps: the idle VMs of the current findings, or the plan file's entries with action 'stop'."""
-    import json
 
     from collector.actions.stop import StopStep
     from collector.model import VmRef
@@ -94,8 +93,10 @@ def _stop_steps(args: argparse.Namespace, ctx: Context, findings: list[VmFinding
     if args.from_findings:
         rows = [f.plan_entry() for f in findings if f.action == "stop" and not f.excluded]
     else:
+        from core.parsing import json_loads
+
         try:
-            doc = json.loads(Path(args.plan).read_text(encoding="utf-8"))
+            doc = json_loads(Path(args.plan).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return []  # load_plan has already reported a bad file
         rows = doc if isinstance(doc, list) else list(doc.get("steps", [])) + list(doc.get("stops", []))
@@ -121,12 +122,14 @@ def _price(value: object) -> float | None:
 def _run_stops(stops: list[StopStep], args: argparse.Namespace, ctx: Context) -> list[StopResult]:
     import getpass
 
+    from collector.actions.locks import vm_lock_dir
     from collector.actions.stop import StopResult, stop_vm
     from collector.errors import HypervisorError
     from collector.hypervisor.libvirt import LibvirtControl
 
     out: list[StopResult] = []
     store = ctx.open_store() if args.yes and stops and args.allow_stop else None
+    lock_dir = vm_lock_dir(ctx.settings.actions.lock_dir)
     for step in stops:
         if not args.allow_stop:
             out.append(StopResult(step, "skipped", _stop_note(args)))
@@ -137,7 +140,7 @@ def _run_stops(stops: list[StopStep], args: argparse.Namespace, ctx: Context) ->
             out.append(StopResult(step, "failed", str(exc)))
             continue
         out.append(stop_vm(control, step, apply=args.yes, audit=store, actor=args.actor or getpass.getuser(),
-                           timeout_s=args.shutdown_timeout))
+                           timeout_s=args.shutdown_timeout, lock_dir=lock_dir))
     return out
 
 
@@ -146,12 +149,14 @@ def _save_plan(doc: dict[str, Any], path: Path) -> None:
     import json
 
     from collector.errors import InputError
+    from collector.store.faults import write_failure
 
     try:
         path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise InputError(f"--save-plan {str(path)!r}: cannot write the plan there ({exc.strerror}); pass a file "
-                         "path in an existing folder") from exc
+        raise write_failure(path, exc, InputError(
+            f"--save-plan {str(path)!r}: cannot write the plan there ({exc.strerror}); pass a file path in an "
+            "existing folder")) from exc
 
 
 def _default_uri(args: argparse.Namespace, ctx: Context) -> str:
@@ -167,12 +172,13 @@ def _load(args: argparse.Namespace, ctx: Context, findings: list[VmFinding]) -> 
     default_uri = _default_uri(args, ctx)
     if args.from_findings:
         from analytics.placement import one_restart_per_service
+        from core.textsafe import terminal_safe
 
         steps = [step for f in findings if (step := f.resize_step(default_uri)) is not None]
         vms = {vm.uuid: vm for vm in ctx.open_store(create=False).vms()}
         steps, held = one_restart_per_service(steps, vms, ctx.settings.placement)
         for step, why in held:
-            print(f"apply: {step.vm.name} held back: {why}", file=sys.stderr)
+            print(terminal_safe(f"apply: {step.vm.name} held back: {why}"), file=sys.stderr)
         plan = plan_from_steps(steps)
     else:
         plan = load_plan(args.plan, default_uri=default_uri)
@@ -196,13 +202,14 @@ def _run_plan(plan: ResizePlan, args: argparse.Namespace, ctx: Context) -> list[
         store = ctx.open_store()
     elif ctx.db_path.exists():
         store = ctx.open_store(create=False)  # the dry run also reports "resized recently"
-    return run_plan(plan, ctx.settings.actions, store=store, db_path=ctx.db_path, apply=args.yes,
+    return run_plan(plan, ctx.settings.actions, store=store, apply=args.yes,
                     actor=args.actor, shutdown_timeout_s=args.shutdown_timeout)
 
 
 def _print(results: list[ActionResult], plan: ResizePlan, args: argparse.Namespace, ctx: Context,
            stopped: list[StopResult]) -> None:
     from collector.actions.output import format_results, result_row
+    from core.textsafe import terminal_safe
 
     stop_rows = [{"plan_id": plan.plan_id, "name": r.step.vm.name, "uuid": r.step.vm.uuid, "uri": r.step.vm.uri,
                   "action": "stop", "result": r.result, "reason": r.reason} for r in stopped]
@@ -215,7 +222,7 @@ def _print(results: list[ActionResult], plan: ResizePlan, args: argparse.Namespa
                  f"{ctx.settings.actions.restart!r})\n\n")
     stream.write(format_results(results))
     for row in stop_rows:
-        stream.write(f"stop {row['name']}: {row['result']} -- {row['reason']}\n")
+        stream.write(terminal_safe(f"stop {row['name']}: {row['result']} -- {row['reason']}") + "\n")
     if not args.yes:
         stream.write("Dry run: nothing was changed. Run again with --yes to apply.\n")
 

@@ -173,8 +173,10 @@ def _write_html(path: str, points: list[Any], train_days: float, profile: str) -
     try:
         target.write_text(fig.to_html(include_plotlyjs=True, full_html=True), encoding="utf-8")
     except OSError as exc:
-        raise InputError(f"--html {path!r}: cannot write it ({exc.strerror}); pass a file in an existing, "
-                         "writable folder") from exc
+        from collector.store.faults import write_failure
+
+        raise write_failure(path, exc, InputError(f"--html {path!r}: cannot write it ({exc.strerror}); pass a file "
+                                                  "in an existing, writable folder")) from exc
 
 
 def _usable(frontier: Any) -> bool:

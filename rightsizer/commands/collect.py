@@ -81,6 +81,8 @@ def _collect_until_signal(sampler: Any, uris: list[str], ctx: Context) -> None:
     import signal
     import threading
 
+    from collector.errors import StoreError
+
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
@@ -94,7 +96,11 @@ def _collect_until_signal(sampler: Any, uris: list[str], ctx: Context) -> None:
     next_at = time.monotonic() + interval
     while not stop.wait(max(0.0, next_at - time.monotonic())):
         next_at += interval
-        batches = sampler.poll_once()
+        try:
+            batches = sampler.poll_once()
+        except StoreError as exc:  # a full disk: keep sampling, store again once there is room
+            log.error("cycle not stored: %s; retrying next interval", exc)
+            continue
         n = sum(len(b.samples) for b in batches)
         log.info("cycle: %d VMs from %d URI(s) in %.3f s", n, len(batches), sampler.snapshot.cycle_seconds)
     log.info("stopped")

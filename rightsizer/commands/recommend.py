@@ -119,12 +119,12 @@ def _parse_now(text: str, ctx: Context) -> Any:
             raise InputError(f"Database {str(ctx.db_path)!r} holds no samples; run 'rightsizer collect' or "
                              "'rightsizer import' first")
         return newest[1]
+    from core.instants import parse_iso_instant
+
     try:
-        when = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise InputError(f"--now {text!r} is not 'latest', 'wall' or an ISO-8601 time such as "
-                         "2026-11-02T10:00:00+00:00") from exc
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        return parse_iso_instant(text, "--now")
+    except InputError as exc:
+        raise InputError(f"{exc} (or 'latest', 'wall')") from None
 
 
 #: ``--wide``: every column of a finding's row (too wide for a terminal: one block per VM).

@@ -35,15 +35,11 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
 def _start(text: str | None) -> Any:
     from datetime import UTC, datetime
 
-    from collector.errors import InputError
+    from core.instants import parse_iso_instant
 
     if not text:
         return datetime.now(UTC)
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise InputError(f"--from {text!r} is not an ISO-8601 time such as 2026-11-02T10:00:00+00:00") from exc
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return parse_iso_instant(text, "--from")
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

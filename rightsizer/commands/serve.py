@@ -120,8 +120,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from analytics.analysis import configured_policies
     from collector.sampler import Sampler
     from rightsizer.commands.collect import make_sources
-    from rightsizer.service import CENTRAL, DEMO, LIVE, Service
+    from rightsizer.service import CENTRAL, DEMO, LIVE, Service, check_listeners
 
+    check_listeners(ctx.settings, args.role)  # a bad address fails before any store is created or seeded
     if args.role != "agent":
         configured_policies(ctx.settings)  # a bad policy file stops serve at start (exit 2), not in a job
     mode, why, uris = _choose_mode(args, ctx)

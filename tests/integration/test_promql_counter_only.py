@@ -20,9 +20,9 @@ from bench.promql_equality import (
     promql_config,
     results,
 )
-from core.settings import load_settings
 from collector.store.promql_factory import promql_store
 from collector.store.sqlite import SqliteStore
+from core.settings import load_settings
 from tests.integration.engines import import_prometheus_text, start_victoria_metrics
 
 pytestmark = pytest.mark.integration

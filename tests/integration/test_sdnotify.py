@@ -21,8 +21,8 @@ from types import SimpleNamespace
 import pytest
 from conftest import free_port
 
-from core.settings import load_settings
 from collector.sampler import Snapshot
+from core.settings import load_settings
 from rightsizer.commands.serve import _notifier
 from rightsizer.service import Service
 

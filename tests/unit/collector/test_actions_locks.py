@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.actions.locks import VmLock, lock_dir_for
+from collector.actions.locks import VmLock
 from collector.errors import ActionSkipped
 
 UUID = "3f1c5e0a-6b1d-4d2e-9c1a-0f5e2b7d9a41"
@@ -50,7 +50,6 @@ def test_lock_held_by_another_process_is_refused(tmp_path: Path) -> None:
         assert lock.held
 
 
-def test_lock_dir_next_to_store(tmp_path: Path) -> None:
-    assert lock_dir_for(tmp_path / "var" / "rightsizer.db") == (tmp_path / "var" / "locks").resolve()
+def test_unsafe_vm_uuid_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot name a lock file"):
         VmLock(tmp_path, "../etc/passwd")

@@ -93,3 +93,18 @@ def test_start_only_a_stopped_vm_and_savings_join_the_resizes() -> None:
     savings = realised_savings([resize, stop, start], NOW + timedelta(hours=12))
     by_vm = {s.vm_uuid: s.saving for s in savings if s.saving}
     assert by_vm == {"other": pytest.approx(0.1 * 36), vm.ref.uuid: pytest.approx(0.1 * 12)}
+
+
+def test_a_window_edge_skips_a_vm_an_apply_holds_and_audits_it(tmp_path) -> None:
+    """Issue 24, same class as M3: scheduled starts/stops take the VM's apply lock in the host lock directory."""
+    from collector.actions.locks import VmLock
+
+    control, cpu, audit = FakeControl(), Cpu(0.01), Audit()
+    vm = _vm(control)
+    with VmLock(tmp_path, vm.ref.uuid, holder="alice plan-7"):
+        res = run_power("stop", control, vm, cpu=cpu, audit=audit, settings=FAST, actor="t", now=NOW,
+                        lock_dir=tmp_path)
+    assert res.result == "skipped" and "alice plan-7" in res.reason and "shutdown" not in control.calls
+    assert [r.result for r in audit.rows] == ["skipped"]
+    res = run_power("stop", control, vm, cpu=cpu, audit=audit, settings=FAST, actor="t", now=NOW, lock_dir=tmp_path)
+    assert res.result == "applied"

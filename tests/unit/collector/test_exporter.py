@@ -11,8 +11,9 @@ import pytest
 from prometheus_client.exposition import generate_latest
 
 from collector.exporter import EconomicsView, RightsizerCollector, VmEconomics, build_registry
-from collector.exposition import BACKLOG, ExpositionCache, render_text, serve_exposition
+from collector.exposition import ExpositionCache, render_text
 from collector.hypervisor.fake import FakeHypervisor, Topology
+from collector.metrics_server import BACKLOG, serve_exposition
 from collector.sampler import Sampler, Snapshot
 
 GIB = 1024**3

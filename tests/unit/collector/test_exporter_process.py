@@ -142,7 +142,7 @@ def test_silent_and_idle_keep_alive_connections_do_not_hold_up_a_scrape(sampler)
     import http.client
     import socket
 
-    from collector.exposition import MetricsServer
+    from collector.metrics_server import MetricsServer
 
     s, _ = sampler
     cache = ExpositionCache(build_registry(lambda: s.snapshot))

@@ -19,8 +19,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
-from collector.exposition import ExpositionCache, MetricsServer
+from collector.exposition import ExpositionCache
 from collector.metrics_process import MetricsProcess
+from collector.metrics_server import MetricsServer
 
 SERIES = 24_000
 NOTE = "n" * 256  # long label values: MBs of text from few samples, rendered quickly
@@ -184,3 +185,64 @@ def test_pipelined_requests_head_and_a_half_closed_client_are_answered(in_proces
         resp.read()
     finally:
         conn.close()
+
+
+@pytest.fixture
+def small_server():
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fleet())  # type: ignore[arg-type]
+    cache = ExpositionCache(registry)
+    cache.refresh()
+    server = MetricsServer(cache, idle_timeout_s=30.0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("half_sent", [False, True])
+def test_past_1024_held_connections_a_scrape_is_still_answered_at_once(small_server, half_sent):
+    """Issue 24 M8: 1,030 idle sockets made the next scrape wait ~10 s for idle ones to time out."""
+    held = [socket.create_connection(("127.0.0.1", small_server)) for _ in range(1030)]
+    try:
+        if half_sent:
+            for s in held:
+                s.send(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+        time.sleep(0.5)
+        started = time.perf_counter()
+        assert len(_scrape(small_server, gzip_ok=True)) > 0
+        assert time.perf_counter() - started < 2.0
+        held[0].settimeout(2)
+        try:
+            assert held[0].recv(10) == b""  # the oldest waiting connection made room
+        except ConnectionResetError:
+            pass  # closed with unread request bytes: a reset, closed all the same
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_a_head_over_16_kb_in_one_write_is_refused_431(small_server):
+    """Issue 24 L10: the limit applied only when the head arrived in several reads."""
+    with socket.create_connection(("127.0.0.1", small_server), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 431 ")
+
+
+def test_exposition_and_metrics_server_do_not_import_each_other():
+    """Issue 20: the rendering module and the server module depend one way only (server -> nothing of it)."""
+    import ast
+    from pathlib import Path
+
+    def imports(module: str) -> set[str]:
+        path = Path(__file__).resolve().parents[3] / "collector" / f"{module}.py"
+        tree = ast.parse(path.read_text())
+        return {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+    assert "collector.metrics_server" not in imports("exposition")
+    assert "collector.exposition" not in imports("metrics_server")

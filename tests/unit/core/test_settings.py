@@ -67,3 +67,31 @@ def test_the_rigs_own_variables_are_not_taken_for_settings() -> None:
     assert load_settings(env=env) == load_settings(env={})
     with pytest.raises(ConfigError, match="RIGHTSIZER_SHARED"):
         load_settings(env={"RIGHTSIZER_SHARED": "x"})
+
+
+@pytest.mark.parametrize("text", [
+    '[actions]\ntokne = "hunter2"\n',  # a misspelt key
+    '[nonsense]\npassword = "hunter2"\n',  # an unknown section
+    '[actions]\ntoken = ["hunter2"]\n',  # a secret of the wrong type
+    '[actions.tokne]\nx = "hunter2"\n',
+])
+def test_config_errors_never_echo_a_secret_or_a_misspelt_keys_value(tmp_path, text):
+    """Issue 24 L8: the line for a misspelt key held its value, which may be a secret."""
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    message = str(err.value)
+    assert "hunter2" not in message and "\n" not in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_a_misspelt_key_is_named_with_the_keys_of_its_section(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[actions]\ntokne = "hunter2"\n')
+    with pytest.raises(ConfigError, match=r"unknown key 'actions.tokne' \(its value is not shown\); known keys "
+                                          r"there: .*lock_dir.*token"):
+        load_settings(cfg, env={})
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"RIGHTSIZER_ACTIONS__TOKNE": "hunter2"})
+    assert "RIGHTSIZER_ACTIONS__TOKNE" in str(err.value) and "hunter2" not in str(err.value)

@@ -1,4 +1,4 @@
-"""dashboard/web.py: gzip, the partial plotly.js bundle and the cheroot server, on a real (tiny) app."""
+"""dashboard/web.py: gzip, the partial plotly.js bundle and the WSGI server, on a real (tiny) app."""
 
 from __future__ import annotations
 
@@ -158,3 +158,20 @@ def test_index_preloads_the_layout_and_the_chunks_its_page_draws(tiny_store: Sql
     for url in preloads[2:]:  # a chunk Dash renamed would be preloaded in vain: each must be served
         assert client.get(url).status_code == 200, url
     assert '<link rel="preload"' not in _app(tiny_store, lean=False).test_client().get(path).data.decode()
+
+
+def test_dash_callback_post_over_the_configured_body_limit_is_413_unread(tiny_store: SqliteStore) -> None:
+    from dashboard.wsgiserver import Limits
+
+    limit = Settings().dashboard.max_body_bytes
+    assert limit == 10 * 1024 * 1024
+    server = web.start_server(_app(tiny_store), "127.0.0.1", 0, name="test", limits=Limits(max_body_bytes=limit))
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            s.sendall(b"POST /_dash-update-component HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 419430400\r\n\r\n")
+            assert s.recv(65536).startswith(b"HTTP/1.1 413 ")
+        with urllib.request.urlopen(f"{server.url}/_dash-layout", timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        server.stop()
