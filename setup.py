@@ -3,9 +3,9 @@
 * ``data/`` (price catalogues) installs as ``rightsizer.data``;
 * ``docs/`` contributes its example files (``*.example.*``; pyproject's package-data picks them) as
   ``rightsizer.examples``.
-Packages are found as namespace packages, so a folder without ``__init__.py`` (``dashboard/api``) and the data
-folders inside packages (``dashboard/vendor``, ``dashboard/prometheus``, ...) are installed too; ``core`` and
-``api`` are listed for the top-level packages the code is moving to. Everything else is in pyproject.toml.
+Packages are found as namespace packages, so the data
+folders inside packages (``dashboard/vendor``, ``dashboard/prometheus``, ...) are installed too.
+Everything else is in pyproject.toml.
 """
 
 from setuptools import find_namespace_packages, setup

@@ -1,17 +1,15 @@
 """The Dash app: ``create_app(...)`` wires the view model, the shell (banner, navigation, global filters)
 and the pages behind an explicit router, so that several apps can live in one process (tests, bench).
 
-``rightsizer serve`` builds the app and runs it; ``python -m dashboard.app`` serves a store on its own.
+``rightsizer serve`` builds the app (with the API beside it, ``rightsizer.webapp``) and runs it.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
-import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +23,6 @@ from collector.errors import RightsizerError
 from collector.store.base import TimeSeriesStore
 from core.settings import Settings
 from dashboard import ids, location, web
-from dashboard.api.routes import mount_api
-from dashboard.api.service import ApiService, PlanRunner
 from dashboard.callback_guard import guard_callbacks
 from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, DashboardData, Filters
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
@@ -34,7 +30,6 @@ from dashboard.pages.common import FILTER_INPUTS
 from dashboard.security import add_security_headers
 from dashboard.viewmodel.vm_detail import find_vm
 from dashboard.viewmodel.warm import warm_default_views
-from dashboard.wsgiserver import Limits
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +287,6 @@ def create_app(
     warm: bool = True,
     lean: bool = True,
     data: DashboardData | None = None,
-    plan_runner: PlanRunner | None = None,
 ) -> Dash:
     """Build the dashboard for a store and catalogue.
 
@@ -302,8 +296,8 @@ def create_app(
     ``lean`` (the default) loads the partial plotly.js bundle and gzips responses (dashboard/web.py);
     ``lean=False`` is Dash's plain setup, kept as the bench's point of comparison. ``data`` shares the view
     model of another app (its snapshot and memo) instead of building one.
-    The HTTP API (/api/v1, /healthz, /readyz) rides on the same Flask server; its writes run plans
-    through ``plan_runner`` (None: writes are refused as disabled).
+    The HTTP API is not part of it: the composition root (``rightsizer.webapp.build_web_app``) mounts it on
+    the same Flask server.
     """
     shared = data is not None
     if data is None:
@@ -332,8 +326,6 @@ def create_app(
         data.add_warmer(functools.partial(update, data, DEFAULT_RANGE, None, None))
     if not shared:
         data.add_warmer(functools.partial(overview.sections, data))
-    mount_api(app.server, ApiService(settings, store, catalogue, runner=plan_runner, storage=storage,
-                                     clock=clock or (lambda: datetime.now(UTC))))
     app.server.config["RIGHTSIZER_DATA"] = data  # for the bench and tests
     add_security_headers(app)  # after every callback exists: the CSP carries their inline scripts' hashes
     guard_callbacks(app)
@@ -353,56 +345,3 @@ def dashboard_data(app: Dash) -> DashboardData:
     """The view model behind an app made by ``create_app``."""
     data: DashboardData = app.server.config["RIGHTSIZER_DATA"]
     return data
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the dashboard for an existing store: ``python -m dashboard.app --db var/rightsizer.db``."""
-    from analytics.catalogue import load_catalogue
-    from collector.store.sqlite import SqliteStore
-    from core.settings import load_settings
-
-    parser = argparse.ArgumentParser(prog="python -m dashboard.app", description=main.__doc__)
-    parser.add_argument("--config", metavar="FILE", help="TOML config file")
-    parser.add_argument("--db", metavar="PATH", help="SQLite store (default from the config)")
-    parser.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (default 127.0.0.1:8050)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        overrides: dict[str, Any] = {}
-        if args.db:
-            overrides["store"] = {"path": args.db}
-        if args.listen:
-            overrides["dashboard"] = {"listen": args.listen}
-        settings = load_settings(args.config, overrides=overrides)
-        if not Path(settings.store.path).exists():
-            print(f"dashboard: database {settings.store.path!r} does not exist; run 'rightsizer collect' "
-                  "or 'rightsizer serve' first, or pass --db", file=sys.stderr)
-            return 2
-        store = SqliteStore(settings.store.path)
-        catalogue = load_catalogue(settings.costs.catalogue)
-    except RightsizerError as exc:
-        print(f"dashboard: {exc}", file=sys.stderr)
-        return 2
-    mode = store.get_meta("data_mode") or "live"
-    host, _, port = settings.dashboard.listen.rpartition(":")
-    app = create_app(settings, store, catalogue, data_mode=mode)
-    try:
-        server = web.start_server(app.server, host.strip("[]"), int(port),
-                                  limits=Limits(max_body_bytes=settings.dashboard.max_body_bytes))
-    except OSError as exc:
-        print(f"dashboard: --listen {settings.dashboard.listen!r}: cannot listen there "
-              f"({exc.strerror or exc}); pick a free port on an address of this machine", file=sys.stderr)
-        return 2
-    log.info("dashboard on %s/ (%s)", server.url, banner_text(mode))
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-        store.close()
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 import math
 from typing import Protocol
 
 from collector.errors import ActionError, RightsizerError
 from core.settings import ActionSettings
+from core.tokens import token_matches
 from dashboard.snapshot import Snapshot
 
 #: Findings the apply control offers a resize for.
@@ -36,14 +36,6 @@ def apply_choices(snap: Snapshot, rec_ids: list[tuple[str, str]]) -> list[tuple[
         if names:
             out.append((uuid, name, names))
     return out
-
-
-def token_matches(given: object, expected: str) -> bool:
-    """Compare an offered token with the configured one in constant time; False for non-text input."""
-    if not isinstance(given, str) or not given or not expected:
-        return False
-    # surrogatepass: a lone surrogate ("\ud800", valid JSON) is compared as bytes, not an encoding error
-    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def apply_resize(actions: ActionSettings, snap: Snapshot, hook: ApplyHook | None, vm_uuid: object,

@@ -180,7 +180,8 @@ def _latest_capacity(store: Any, now: datetime) -> dict[str, float]:
 
 #: Modules ``serve`` imports before it starts any thread (see :func:`preload_modules`).
 PRELOADED: tuple[str, ...] = ("sklearn.cluster", "apscheduler.schedulers.background", "apscheduler.triggers.cron")
-DASHBOARD_PRELOADED: tuple[str, ...] = ("dashboard.app", "plotly.graph_objects", "dash")
+DASHBOARD_PRELOADED: tuple[str, ...] = ("dashboard.app", "rightsizer.webapp", "api.routes", "plotly.graph_objects",
+                                         "dash")
 
 
 def preload_modules(*, dashboard: bool) -> None:
@@ -295,10 +296,11 @@ class Service:
             self._start_dashboard()
 
     def _start_dashboard(self) -> None:
-        from dashboard.app import create_app
+        from api.service import make_runner
         from dashboard.security import exposure_warning
         from dashboard.web import start_server
         from dashboard.wsgiserver import Limits
+        from rightsizer.webapp import build_web_app
 
         listen = self.settings.dashboard.listen
         actions = self.settings.actions.enabled
@@ -306,11 +308,9 @@ class Service:
         if warning:
             log.warning("%s", warning)
         hook = make_apply_hook(self.settings, self.store, self.catalogue) if actions else None
-        from dashboard.api.service import make_runner
-
         runner = make_runner(self.settings, self.store) if actions else None
-        app = create_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook,
-                         plan_runner=runner)
+        app = build_web_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook,
+                            plan_runner=runner)
         limits = Limits(max_body_bytes=self.settings.dashboard.max_body_bytes)
         web = _bind(_DASHBOARD_LISTEN, listen,
                     lambda host, port: start_server(app.server, host, port, limits=limits))

@@ -98,7 +98,7 @@ def build(python: str, out: Path) -> Path:
     for needed in ("rightsizer/data/stackit_eu01_machine_types.csv", "dashboard/prometheus/rightsizer.rules.yml",
                    "dashboard/grafana/rightsizer.json", "dashboard/assets/graph-resize.js",
                    "rightsizer/examples/config.example.toml", "rightsizer/units/rightsizer-agent.service",
-                   "dashboard/api/routes.py"):
+                   "api/routes.py"):
         if needed not in names:
             raise Failed(f"{wheel.name} lacks {needed}")
     if not any(n.startswith("dashboard/vendor/plotly-basic-") for n in names):

@@ -28,7 +28,6 @@ from analytics.reports.base import to_plain
 from analytics.reports.csv_report import CsvFormatter
 from collector.store.sqlite import SqliteStore
 from core.settings import Settings
-from dashboard.app import create_app
 from dashboard.data import DashboardData
 from dashboard.viewmodel.overview import overview_view
 from dashboard.viewmodel.recommendations import recommendations_csv
@@ -37,6 +36,7 @@ from dashboard.views import Filters
 from rightsizer.demo import demo_fleet
 from rightsizer.demo_history import seed_synthetic_history
 from rightsizer.service import compute_economics
+from rightsizer.webapp import build_web_app
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,7 +73,7 @@ def _surface_rows(db: Path) -> dict[str, Any]:
         report = build_report(store, catalogue, settings, analysis.now)
         data = DashboardData(settings, store, catalogue, data_mode="demo", clock=lambda: analysis.now,
                              staged_above_vm_hours=None)
-        app = create_app(settings, store, catalogue, data_mode="demo", data=data, warm=False)
+        app = build_web_app(settings, store, catalogue, data_mode="demo", data=data, warm=False)
         client = app.server.test_client()
         api = client.get("/api/v1/findings?limit=1000").get_json()
         summary = client.get("/api/v1/summary").get_json()
@@ -185,7 +185,7 @@ def test_the_same_window_costs_the_same_on_every_surface(fleet_db: Path, surface
         data = DashboardData(settings, store, catalogue, data_mode="demo", clock=lambda: now,
                              staged_above_vm_hours=None)
         dashboard = overview_view(data, Filters.of("14d", None, None)).range_cost
-        app = create_app(settings, store, catalogue, data_mode="demo", data=data, warm=False)
+        app = build_web_app(settings, store, catalogue, data_mode="demo", data=data, warm=False)
         api = app.server.test_client().get(
             "/api/v1/costs", query_string={"since": "14d", "until": now.isoformat()}).get_json()
         report = build_report(store, catalogue, settings, now).costs.total

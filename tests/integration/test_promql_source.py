@@ -143,13 +143,14 @@ def _dashboard_lists_every_host(tmp_path: Path, cfg: Path, busy: str, idle: str,
     """The dashboard's VM list over the central source: every host's VMs, the real guests' CPU use, and each
     host's CPU count (overcommit)."""
     from analytics.catalogue import load_catalogue
-    from dashboard.app import create_app, dashboard_data
+    from dashboard.app import dashboard_data
     from dashboard.views import Filters
+    from rightsizer.webapp import build_web_app
 
     settings = load_settings(cfg, overrides={"store": {"path": str(tmp_path / "central.db")}})
     store = promql_store(settings, SqliteStore(tmp_path / "central.db"))
     try:
-        app = create_app(settings, store, load_catalogue(settings.costs.catalogue), data_mode="central")
+        app = build_web_app(settings, store, load_catalogue(settings.costs.catalogue), data_mode="central")
         data = dashboard_data(app)
         data.wait_for_refresh(180)
         rows = vm_rows(data, Filters())

@@ -15,10 +15,10 @@ from prometheus_client.core import CounterMetricFamily, InfoMetricFamily
 from analytics.findings.finding import FINDING_CSV_COLUMNS
 from analytics.findings.headline import SAVING_KINDS
 from analytics.rightsizing.base import Finding
+from api.routes import OPERATIONS
 from collector.exporter import RightsizerCollector
 from collector.sampler import Snapshot
 from core.settings import Settings, load_settings
-from dashboard.api.routes import OPERATIONS
 from rightsizer.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -56,8 +56,8 @@ def test_a_duration_too_long_says_so_and_one_reaching_before_1970_starts_there()
 
 
 def test_api_parameters_use_the_same_range() -> None:
-    from dashboard.api.problems import ProblemError
-    from dashboard.api.service import _instant
+    from api.problems import ProblemError
+    from api.service import _instant
 
     with pytest.raises(ProblemError) as caught:
         _instant("9999-12-31", NOW, "until")

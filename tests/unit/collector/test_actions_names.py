@@ -9,10 +9,10 @@ from collector.actions.output import format_results
 from collector.actions.plan import SizeSpec
 from collector.actions.runner import run_plan, single_step_plan
 from collector.actions.stop import StopStep, stop_vm
-from core.settings import ActionSettings
 from collector.hypervisor.fakecontrol import FakeControl
 from collector.model import VmRef, VmState
 from collector.store.sqlite import SqliteStore
+from core.settings import ActionSettings
 
 GIB = 1024**3
 

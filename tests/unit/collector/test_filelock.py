@@ -12,11 +12,11 @@ import pytest
 from collector.actions.locks import VmLock, default_lock_dir, vm_lock_dir
 from collector.actions.plan import SizeSpec
 from collector.actions.runner import run_plan, single_step_plan
-from core.settings import ActionSettings
 from collector.errors import ActionSkipped, StoreLockedError, StoreRefusedError
 from collector.hypervisor.fakecontrol import FakeControl
 from collector.store.sqlite import SqliteStore
 from collector.store.writer import WriterLock
+from core.settings import ActionSettings
 
 UUID = "3f1c5e0a-6b1d-4d2e-9c1a-0f5e2b7d9a41"
 GIB = 1024**3

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from core.settings import Settings
 from collector.exporter import build_registry
 from collector.hypervisor.fake import FakeHypervisor, Topology
 from collector.sampler import Sampler
 from collector.store.faults import StoreIOError
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
 from tests.conftest import StepClock
 
 MESSAGE = "disk full (0 bytes free on its file system)"
@@ -70,8 +70,8 @@ def test_cli_on_a_full_disk_exits_1_saying_disk_full_and_store_intact(tiny_disk:
 def test_a_cycle_that_cannot_be_stored_is_counted_and_fails_readiness_while_it_lasts(
         tiny_disk: Path, clock: StepClock) -> None:
     from analytics.catalogue import load_catalogue
-    from dashboard.api.routes import mount_api
-    from dashboard.api.service import ApiService
+    from api.routes import mount_api
+    from api.service import ApiService
 
     store = SqliteStore(tiny_disk / "s.db")
     fake = FakeHypervisor(Topology().add_vms(40), clock=clock)

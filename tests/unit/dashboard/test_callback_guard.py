@@ -10,10 +10,10 @@ from flask.testing import FlaskClient
 from tinyfleet import NOW
 
 from analytics.catalogue import load_catalogue
-from core.settings import Settings
 from collector.store.sqlite import SqliteStore
+from core.settings import Settings
+from core.tokens import token_matches
 from dashboard.app import create_app
-from dashboard.apply import token_matches
 
 HOSTILE: list[Any] = [None, True, -1, 1e308, "\ud800", "x" * 5000, [], [[1]], {"a": [1]}, [None, 3, "a"],
                       {"row_id": ["x"]}, "../../etc", 12345678901234567890123]

@@ -1,7 +1,7 @@
 """The HTTP API under /api/v1 as a Flask blueprint, mounted on the Dash app's own server.
 
 Each operation is declared once in ``OPERATIONS`` with its query/body model and response model; the same
-declaration validates requests here and generates the OpenAPI document (``dashboard.api.openapi``).
+declaration validates requests here and generates the OpenAPI document (``api.openapi``).
 Writes need ``[actions] enabled``, ``Authorization: Bearer <[actions] token>`` (compared in constant
 time) and, for apply, an ``Idempotency-Key`` header: a replay of the same key with the same request gets
 the stored response again, with another request a 409.
@@ -22,13 +22,13 @@ from flask import Blueprint, Flask, Response, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import MethodNotAllowed
 
+from api import models as m
+from api.problems import PROBLEM_MEDIA_TYPE, ParameterError, ProblemError, bad_parameter
+from api.service import ApiService, select_vms
 from collector.errors import RightsizerError
 from collector.store.faults import ReportsFaults
 from core.parsing import json_loads
-from dashboard.api import models as m
-from dashboard.api.problems import PROBLEM_MEDIA_TYPE, ParameterError, ProblemError, bad_parameter
-from dashboard.api.service import ApiService, select_vms
-from dashboard.apply import token_matches
+from core.tokens import token_matches
 
 log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
@@ -338,7 +338,7 @@ def _view(op: Operation, handler: Callable[..., Any], service: ApiService,
 
 def api_blueprint(service: ApiService) -> Blueprint:
     """The /api/v1 blueprint (plus /healthz and /readyz) over ``service``."""
-    from dashboard.api.openapi import openapi_document
+    from api.openapi import openapi_document
 
     bp = Blueprint("api_v1", __name__)
     idempotency = Idempotency()

@@ -1,6 +1,6 @@
 """The API's own types: query and body models (validated input) and response models (the documented shapes).
 
-The OpenAPI document is generated from these models (``dashboard.api.openapi``); handlers validate every
+The OpenAPI document is generated from these models (``api.openapi``); handlers validate every
 request against them, so the document and the behaviour cannot drift apart. Field names of findings,
 plans and results are those of ``rightsizer recommend --output json`` and ``rightsizer apply --output json``.
 """

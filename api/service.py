@@ -23,6 +23,7 @@ from analytics.costs import fleet_costs
 from analytics.findings.finding import VmFinding
 from analytics.fleet import data_as_of, parse_instant
 from analytics.placement import one_restart_per_service
+from api.problems import ProblemError, bad_parameter, not_found
 from collector.actions.plan import ResizePlan, plan_from_steps
 from collector.actions.result import ActionResult
 from collector.errors import InputError
@@ -30,7 +31,6 @@ from collector.model import VmRecord
 from collector.store.base import TimeSeriesStore
 from core.settings import Settings
 from core.units import hour_floor
-from dashboard.api.problems import ProblemError, bad_parameter, not_found
 
 PlanRunner = Callable[[ResizePlan, bool, str], list[ActionResult]]
 
