@@ -26,14 +26,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from analytics.catalogue import HOURS_PER_MONTH, MachineType
-from analytics.rightsizing.base import (
-    SECONDS_PER_DAY,
-    FittingCatalogue,
-    Recommendation,
-    Strategy,
-    UsageHistory,
-    VmSpec,
-)
+from analytics.rightsizing.base import SECONDS_PER_DAY, FittingCatalogue, Recommendation, UsageHistory, VmSpec
+from analytics.rightsizing.decide import Strategy
 from analytics.rightsizing.settings import StrategySettings
 from analytics.traces import TraceVm
 

@@ -40,16 +40,10 @@ from analytics.hourcolumns import HourSeries, fleet_peak_ratios, fleet_replays, 
 from analytics.idle import IdleFinding, find_idle
 from analytics.patterns import FleetPatterns, fit_patterns, prefetch_clustering
 from analytics.rightsizing import DEFAULT_STRATEGY, get_strategy
-from analytics.rightsizing.base import (
-    Finding,
-    Recommendation,
-    UsageHistory,
-    apply_overrides,
-    decide,
-    exclude_recommendation,
-    resolve_policy,
-)
+from analytics.rightsizing.base import Finding, Recommendation, UsageHistory
 from analytics.rightsizing.batch import FleetColumns, fleet_needs
+from analytics.rightsizing.decide import decide
+from analytics.rightsizing.policy import apply_overrides, exclude_recommendation, resolve_policy
 from analytics.rightsizing.settings import Policy, RightsizerSettings, StrategySettings, profile_settings
 from analytics.schedules import propose_fleet
 from analytics.signals import (

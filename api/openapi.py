@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from api.models import Health
+from api.operations import IDEMPOTENCY_HEADER, OPERATIONS, PREFIX, Operation
 from api.problems import PROBLEM_MEDIA_TYPE, Problem
-from api.routes import IDEMPOTENCY_HEADER, OPERATIONS, PREFIX, Operation
 
 _REF = "#/components/schemas/{model}"
 _ERRORS_READ = {"400": "bad parameter", "404": "unknown id or path", "503": "the store cannot be read"}

@@ -18,7 +18,7 @@ from analytics.rightsizing.settings import (
 )
 
 if TYPE_CHECKING:
-    from analytics.rightsizing.base import Strategy
+    from analytics.rightsizing.decide import Strategy
 
 #: Strategy name -> module that defines ``STRATEGY``.
 _MODULES = {"rightsizer": "default", "aws": "aws", "krr": "krr", "vpa": "vpa"}

@@ -13,7 +13,8 @@ The percentile is taken over the stored intervals (5-minute samples in a trace, 
 
 from __future__ import annotations
 
-from analytics.rightsizing.base import Strategy, percentile_estimate
+from analytics.rightsizing.base import percentile_estimate
+from analytics.rightsizing.decide import Strategy
 from analytics.rightsizing.settings import AwsSettings
 
 NAME = "aws"

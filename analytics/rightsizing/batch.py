@@ -23,12 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.rightsizing import peak_spread
-from analytics.rightsizing.base import (
-    SECONDS_PER_DAY,
-    SECONDS_PER_HOUR,
-    Strategy,
-    percentile_estimate,
-)
+from analytics.rightsizing.base import SECONDS_PER_DAY, SECONDS_PER_HOUR, percentile_estimate
 from analytics.rightsizing.calibrated import (
     CENTRE_PERCENTILE,
     CPU_BASE_PERCENTILE,
@@ -37,6 +32,7 @@ from analytics.rightsizing.calibrated import (
     Shape,
     dimension_need,
 )
+from analytics.rightsizing.decide import Strategy
 from analytics.rightsizing.default import estimate as ours
 from analytics.rightsizing.needs import DimensionNeed, Need, PreparedNeed
 from analytics.rightsizing.settings import RightsizerSettings, StrategySettings

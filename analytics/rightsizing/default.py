@@ -50,14 +50,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from analytics.rightsizing import peak_spread
-from analytics.rightsizing.base import (
-    SECONDS_PER_DAY,
-    Strategy,
-    UsageHistory,
-    group_starts,
-    percentile,
-    percentile_estimate,
-)
+from analytics.rightsizing.base import SECONDS_PER_DAY, UsageHistory, group_starts, percentile, percentile_estimate
 from analytics.rightsizing.calibrated import (
     CPU_BASE_PERCENTILE,
     MEMORY_BASE_PERCENTILE,
@@ -65,6 +58,7 @@ from analytics.rightsizing.calibrated import (
     dimension_need,
     shape,
 )
+from analytics.rightsizing.decide import Strategy
 from analytics.rightsizing.needs import DimensionNeed, Need
 from analytics.rightsizing.settings import RightsizerSettings
 

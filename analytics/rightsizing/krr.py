@@ -9,7 +9,8 @@ data over 3 days is stricter for 5-minute data and is applied instead.
 
 from __future__ import annotations
 
-from analytics.rightsizing.base import Strategy, percentile_estimate
+from analytics.rightsizing.base import percentile_estimate
+from analytics.rightsizing.decide import Strategy
 from analytics.rightsizing.settings import KrrSettings
 
 NAME = "krr"

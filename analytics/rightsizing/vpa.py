@@ -25,11 +25,8 @@ import math
 
 import numpy as np
 
-from analytics.rightsizing.base import (
-    Strategy,
-    UsageHistory,
-    group_starts,
-)
+from analytics.rightsizing.base import UsageHistory, group_starts
+from analytics.rightsizing.decide import Strategy
 from analytics.rightsizing.needs import DimensionNeed, Need
 from analytics.rightsizing.settings import VpaSettings
 

@@ -60,7 +60,7 @@ def backup(source: Path | str, dest: Path | str, *, overwrite: bool = False) -> 
     InputError when ``source`` is not a rightsizer store or ``dest`` exists (without ``overwrite``) or is a
     directory; StoreError when the copy cannot be written.
     """
-    from collector.store.sqlite import check_identity
+    from collector.store.schema import check_identity
 
     src, dst = Path(source), Path(dest)
     if not src.is_file():
@@ -99,7 +99,7 @@ def backup(source: Path | str, dest: Path | str, *, overwrite: bool = False) -> 
 def check(path: Path | str, *, raw_retention_days: int | None = None,
           rollup_retention_days: int | None = None, now: datetime | None = None) -> StoreReport:
     """Check the store read-only: identity, ``PRAGMA integrity_check``, schema version, rows, span vs retention."""
-    from collector.store.sqlite import SCHEMA_VERSION, check_identity
+    from collector.store.schema import SCHEMA_VERSION, check_identity
 
     p = Path(path)
     if not p.is_file():
@@ -146,10 +146,10 @@ def check(path: Path | str, *, raw_retention_days: int | None = None,
 
 def _unreadable_sqlite(path: Path) -> bool:
     """True for a file that starts like an SQLite database but whose schema cannot be read (damaged)."""
-    from collector.store.sqlite import _SQLITE_MAGIC
+    from collector.store.schema import SQLITE_MAGIC
 
     with path.open("rb") as fh:
-        if fh.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+        if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
             return False
     try:
         conn = _ro(path)

@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, InfoMetricFamily
 from analytics.findings.finding import FINDING_CSV_COLUMNS
 from analytics.findings.headline import SAVING_KINDS
 from analytics.rightsizing.base import Finding
-from api.routes import OPERATIONS
+from api.operations import OPERATIONS
 from collector.exporter import RightsizerCollector
 from collector.sampler import Snapshot
 from core.settings import Settings, load_settings

@@ -164,7 +164,7 @@ def test_shuffling_the_evaluation_window_changes_no_recommendation(tmp_path: Pat
 
 
 def test_a_policy_percentile_keeps_the_percentile_rule() -> None:
-    from analytics.rightsizing.base import apply_overrides
+    from analytics.rightsizing.policy import apply_overrides
 
     base = RightsizerSettings.model_validate(RISKY)
     cpu_only = apply_overrides(base, {"cpu_percentile": 90.0})

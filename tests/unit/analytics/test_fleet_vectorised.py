@@ -22,8 +22,9 @@ from analytics.findings.lifecycle import StoppedVm
 from analytics.frames import numeric_column, vm_time_order
 from analytics.recommend import Lifecycle, recommend_frame
 from analytics.rightsizing import get_strategy
-from analytics.rightsizing.base import UsageHistory, decide
+from analytics.rightsizing.base import UsageHistory
 from analytics.rightsizing.batch import FleetColumns, fleet_needs
+from analytics.rightsizing.decide import decide
 from analytics.rightsizing.settings import AwsSettings, KrrSettings, Policy, RightsizerSettings, profile_settings
 from collector.model import VmRecord, VmState
 from core.settings import CostSettings, IdleSettings

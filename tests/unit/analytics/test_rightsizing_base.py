@@ -9,16 +9,9 @@ import pytest
 
 from analytics.catalogue import CsvPriceCatalogue, MachineType
 from analytics.rightsizing import get_strategy
-from analytics.rightsizing.base import (
-    Finding,
-    Need,
-    Strategy,
-    UsageHistory,
-    VmSpec,
-    apply_overrides,
-    percentile,
-    resolve_policy,
-)
+from analytics.rightsizing.base import Finding, Need, UsageHistory, VmSpec, percentile
+from analytics.rightsizing.decide import Strategy
+from analytics.rightsizing.policy import apply_overrides, resolve_policy
 from analytics.rightsizing.settings import KrrSettings, Policy, RightsizerSettings
 
 GIB = 1024**3

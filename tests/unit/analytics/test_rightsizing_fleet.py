@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from analytics.findings.headline import headline_of
-from analytics.rightsizing.base import Finding, UsageHistory, history_trends
+from analytics.rightsizing.base import Finding, UsageHistory
+from analytics.rightsizing.decide import history_trends
 from analytics.rightsizing.settings import Policy, RightsizerSettings, profile_settings
 from collector.actions.plan import plan_from_findings, plan_from_steps
 from core.settings import IdleSettings

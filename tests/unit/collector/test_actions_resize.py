@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from analytics.rightsizing.base import resolve_policy
+from analytics.rightsizing.policy import resolve_policy
 from collector.actions.policy import restart_permission
 from collector.actions.resize import ResizeAction
 from collector.domxml import is_excluded

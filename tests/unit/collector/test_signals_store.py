@@ -10,7 +10,8 @@ import pytest
 from collector.exporter import build_registry
 from collector.hypervisor.fake import FakeHypervisor, Topology
 from collector.sampler import Sampler
-from collector.store.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteStore
+from collector.store.schema import MIGRATIONS, SCHEMA_VERSION
+from collector.store.sqlite import SqliteStore
 
 
 def _run(fake, store, clock, cycles: int = 3, step_s: int = 60) -> Sampler:
@@ -91,7 +92,7 @@ def test_hourly_rollup_of_signals(store, clock):
 def test_version_1_store_migrates_and_keeps_its_rows(tmp_path, clock):
     path = tmp_path / "v1.db"
     con = sqlite3.connect(path)
-    con.executescript(_MIGRATIONS[0])
+    con.executescript(MIGRATIONS[0])
     con.execute("INSERT INTO counters VALUES ('u1', 100, 5, 1, 2, 3, 4)")
     con.execute("INSERT INTO samples(vm, ts, state, vcpus, memory_bytes, cpu_vcpus, gap) "
                 "VALUES ('u1', 100, 'running', 2, 1024, 0.5, 0)")

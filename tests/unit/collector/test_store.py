@@ -10,7 +10,8 @@ import pytest
 from collector.errors import StoreError
 from collector.model import VmRecord, VmState
 from collector.store.base import HOUR_COLUMNS, RAW_COLUMNS, AuditEntry
-from collector.store.sqlite import SCHEMA_VERSION, SqliteStore
+from collector.store.schema import SCHEMA_VERSION
+from collector.store.sqlite import SqliteStore
 
 T0 = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
 

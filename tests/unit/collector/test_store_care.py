@@ -21,7 +21,8 @@ import pytest
 from collector.errors import InputError, StoreRefusedError
 from collector.model import VmRecord, VmState
 from collector.store import care
-from collector.store.sqlite import _MIGRATIONS, APPLICATION_ID, SqliteStore, _split_sql
+from collector.store.schema import APPLICATION_ID, MIGRATIONS, split_sql
+from collector.store.sqlite import SqliteStore
 from rightsizer.cli import main
 
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -117,7 +118,7 @@ def test_check_reports_damage_and_history_beyond_retention(tmp_path):
 def test_a_schema_upgrade_backs_the_store_up_first_and_says_so(tmp_path, caplog):
     db = tmp_path / "old.db"
     conn = sqlite3.connect(db)
-    for statement in _split_sql(_MIGRATIONS[0]):
+    for statement in split_sql(MIGRATIONS[0]):
         conn.execute(statement)
     conn.execute("INSERT INTO meta VALUES ('data_mode', 'live')")
     conn.execute(f"PRAGMA application_id={APPLICATION_ID}")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.store.sqlite import APPLICATION_ID, SqliteStore
+from collector.store.schema import APPLICATION_ID
+from collector.store.sqlite import SqliteStore
 from rightsizer.cli import main
 from tests.helpers.bitbrains import trace_row, write_trace
 from tests.helpers.history import raw_history, vm_record
