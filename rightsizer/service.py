@@ -129,6 +129,8 @@ def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datet
             risk=f.risk.value if f else "", pattern=f.pattern if f else "",
             schedule_monthly_savings=(f.schedule.monthly_savings if f is not None and f.schedule is not None
                                       and not f.excluded else None),
+            contended=("contention" in f.reasons) if f else None,
+            memory_pressure=("memory_pressure" in f.reasons) if f else None,
             **_storage_fields(f.storage if f is not None else None),
         )
     from analytics.placement import LEVELS, placement_risks
