@@ -269,6 +269,10 @@ class Service:
                 raise ConfigError(f"reports.cron = {self.settings.reports.cron!r}: {exc}") from exc
             scheduler.add_job(self.write_report, trigger, id="report")
             log.info("reports: %r into %s", self.settings.reports.cron, self.settings.reports.out_dir)
+        if self.settings.reports.digest_cron and not agent:
+            from rightsizer.delivery import schedule_digest
+
+            schedule_digest(scheduler, self.settings, self.store, self.catalogue)
         scheduler.start()
         self._stoppers.append(("scheduler", lambda: scheduler.shutdown(wait=True)))
         if self.settings.dashboard.enabled and not agent:
