@@ -107,7 +107,8 @@ class Digest:
                        + (f" ({big.kind_text}, risk {big.risk})" if self.largest_names == big.name else " each"))
         out += ["", *self.headline.lines(), ""]
         out.append(_new_title(self))
-        out += [f"  {i.name}: {i.finding}" + (f", {i.monthly_saving:.2f} {cur}/month" if i.monthly_saving else "")
+        out += [f"  {i.name}: {i.finding}" + (f"; {i.kind_text} {i.monthly_saving:.2f} {cur}/month"
+                                              if i.monthly_saving else "")
                 + (f" - {i.reason}" if i.reason else "") for i in self.new[:NEW_LISTED]]
         if len(self.new) > NEW_LISTED:
             out.append(f"  ... and {len(self.new) - NEW_LISTED} more")
@@ -143,7 +144,7 @@ class Digest:
         if self.new:
             parts.append("<ul>" + "".join(
                 f"<li>{_vm_html(i)}: {e(i.finding)}"
-                + (f", {i.monthly_saving:.2f} {cur}/month" if i.monthly_saving else "")
+                + (f"; {e(i.kind_text)} {i.monthly_saving:.2f} {cur}/month" if i.monthly_saving else "")
                 + (f" &ndash; {e(i.reason)}" if i.reason else "") + "</li>" for i in self.new[:NEW_LISTED]) + "</ul>")
             if len(self.new) > NEW_LISTED:
                 parts.append(f"<p>&hellip; and {len(self.new) - NEW_LISTED} more</p>")
@@ -221,9 +222,12 @@ def digest_item(f: VmFinding, public_url: str = "") -> DigestItem:
     """One finding as a digest line (its link under ``public_url`` when set)."""
     kind = saving_kind(f)
     kinds = tuple(k for k in SAVING_KINDS if k == kind or (k == "schedule" and f.schedule_monthly_savings > 0))
+    reason = f.reasons.get("overall", "")
+    if kinds == ("schedule",) and f.schedule is not None:  # the verdict's reason says nothing of the schedule
+        reason = f"on/off schedule: on {f.schedule.on} ({f.schedule.timezone})"
     return DigestItem(name=f.name, uuid=f.uuid, finding=f.finding.value, kinds=kinds,
-                      monthly_saving=headline_saving(f), risk=f.risk.value,
-                      reason=f.reasons.get("overall", ""), link=vm_link(public_url, f.uuid))
+                      monthly_saving=headline_saving(f), risk=f.risk.value, reason=reason,
+                      link=vm_link(public_url, f.uuid))
 
 
 def vm_link(public_url: str, uuid: str) -> str:

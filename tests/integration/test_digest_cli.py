@@ -3,6 +3,7 @@ and an HTTP receiver on 127.0.0.1 take the digest; a second run sends nothing; b
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -76,6 +77,11 @@ def test_digest_prints_without_sending(demo_db, tmp_path):
     assert name in proc.stdout and money in proc.stdout and "Top 10 by saving" in proc.stdout
     html = _cli(tmp_path, "digest", "--format", "html", "--db", str(db))
     assert html.returncode == 0 and html.stdout.startswith("<!doctype html>") and name in html.stdout
+    doc = _cli(tmp_path, "digest", "--output", "json", "--db", str(db))
+    assert doc.returncode == 0, doc.stderr
+    parsed = json.loads(doc.stdout)
+    assert f"{parsed['top'][0]['monthly_savings']:.2f}" == money and len(parsed["top"]) == 10
+    assert parsed["headline"]["gross_monthly_savings"] > 0
 
 
 @pytest.mark.parametrize(("toml", "shown"), [

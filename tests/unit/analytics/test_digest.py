@@ -93,3 +93,30 @@ def test_digest_for_store_reports_overdue_backups_and_realised_savings(demo):
     assert "Realised savings: none yet" in digest.text()  # nothing applied on the demo
     doc = digest.as_json()
     assert doc["top"][0]["monthly_savings"] == round(digest.top[0].monthly_saving, 2)
+
+
+def test_realised_savings_are_summed_and_named(demo):
+    from datetime import timedelta
+
+    from analytics.costs import RealisedSaving
+
+    _store, analysis = demo
+    applied = RealisedSaving(vm_uuid="u1", vm_name="shop-frontend-02", plan_id="p1",
+                             applied_at=analysis.now - timedelta(days=3), ended_at=None, price_before_per_hour=0.6,
+                             price_after_per_hour=0.2, hours=72.0, saving=28.8, currency="EUR")
+    stop = RealisedSaving(vm_uuid="u2", vm_name="etl-batch-01", plan_id="p2", applied_at=analysis.now,
+                          ended_at=None, price_before_per_hour=0.06, price_after_per_hour=0.0, hours=10.5,
+                          saving=0.63, currency="EUR")
+    digest = build_digest(analysis, realised=[applied, stop])
+    assert "Realised savings: 29.43 EUR so far from 2 applied changes" in digest.text()
+    assert "29.43 EUR so far" in digest.html() and digest.as_json()["realised_savings"] == 29.43
+
+
+def test_a_schedule_only_saving_reads_as_the_schedule(demo):
+    _store, analysis = demo
+    digest = build_digest(analysis)
+    scheduled = [i for i in digest.top if i.kinds == ("schedule",)]
+    assert scheduled, "the demo proposes a schedule for a VM that needs no resize"
+    assert scheduled[0].reason.startswith("on/off schedule: on ")
+    item = scheduled[0]
+    assert f"{item.name}: {item.finding}; schedule {item.monthly_saving:.2f} EUR/month - on/off" in digest.text()
