@@ -156,6 +156,8 @@ class DeliverySettings(_Section):
         default="auto", description="STARTTLS: when the server offers it (auto), required (always) or never; "
                                     "auto never sends a password over a connection left unencrypted")
     smtp_tls: bool = Field(default=False, description="TLS from the first byte (port 465) instead of STARTTLS")
+    smtp_ca_file: str = Field(default="", description="CA bundle that signs the SMTP server's certificate; "
+                              "empty = the system's trust store")
     smtp_user: str = Field(default="", description="SMTP AUTH user; empty = no authentication")
     smtp_password: SecretStr = Field(default=SecretStr(""), description="SMTP AUTH password")
     mail_from: str = Field(default="", description="sender address of the digest mail")

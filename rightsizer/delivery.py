@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -75,6 +76,9 @@ def channels(settings: DeliverySettings) -> list[Channel]:
             raise InputError(f"[delivery] {', '.join(missing)} unset while "
                              f"{'mail_to' if settings.mail_to else 'smtp_host'} is set; set "
                              "smtp_host, mail_from and mail_to together (or none of them)")
+        if settings.smtp_ca_file and not Path(settings.smtp_ca_file).is_file():
+            raise InputError(f"[delivery] smtp_ca_file {settings.smtp_ca_file!r} is not a file; give the PEM "
+                             "bundle that signs the SMTP server's certificate, or leave it empty")
         to = ",".join(sorted(settings.mail_to))
         out.append(Channel(key=f"mail:{settings.smtp_host}:{settings.smtp_port}:{to}",
                            label=f"mail to {', '.join(settings.mail_to)} via {settings.smtp_host}:{settings.smtp_port}",
@@ -121,7 +125,7 @@ def send_mail(settings: DeliverySettings, digest: Digest) -> None:
     """Send the digest over SMTP. Raises PermanentDeliveryError or DeliveryError (transient)."""
     msg = mail_message(settings, digest)
     host, port, timeout = settings.smtp_host, settings.smtp_port, settings.timeout_s
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
     try:
         smtp: smtplib.SMTP = (smtplib.SMTP_SSL(host, port, timeout=timeout, context=context) if settings.smtp_tls
                               else smtplib.SMTP(host, port, timeout=timeout))
@@ -150,6 +154,10 @@ def send_mail(settings: DeliverySettings, digest: Digest) -> None:
     except smtplib.SMTPResponseException as exc:
         kind = PermanentDeliveryError if 500 <= exc.smtp_code < 600 else DeliveryError
         raise kind(f"SMTP server {host}:{port} answered {exc.smtp_code}: {_smtp_text(exc)}") from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise PermanentDeliveryError(f"SMTP server {host}:{port}: its certificate is not trusted "
+                                     f"({exc.verify_message}); set [delivery] smtp_ca_file to the bundle that "
+                                     "signs it") from exc
     except (smtplib.SMTPException, OSError) as exc:
         raise DeliveryError(f"SMTP server {host}:{port}: {exc}") from exc
     if refused:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -33,14 +36,30 @@ class Mailbox:
         return "250 OK"
 
 
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (openssl, 1 day), PEM files in ``directory``."""
+    cert, key = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
 @contextmanager
-def smtp_server(*, user: str = "", password: str = "") -> Iterator[tuple[int, Mailbox]]:
-    """A real SMTP server on 127.0.0.1 (no TLS); with ``user`` it requires AUTH with that password."""
+def smtp_server(*, user: str = "", password: str = "", tls_dir: Path | None = None,
+                ) -> Iterator[tuple[int, Mailbox]]:
+    """A real SMTP server on 127.0.0.1; with ``user`` it offers AUTH for that password; with ``tls_dir`` it
+    requires STARTTLS with a self-signed certificate written there (``smtp-cert.pem``), AUTH only after it."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
     box = Mailbox()
     kwargs: dict[str, Any] = {}
+    if tls_dir is not None:
+        cert, key = self_signed_cert(tls_dir)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        kwargs = {"tls_context": context, "require_starttls": True}
     if user:
         def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
             ok = data.login.decode() == user and data.password.decode() == password
@@ -48,8 +67,9 @@ def smtp_server(*, user: str = "", password: str = "") -> Iterator[tuple[int, Ma
                 box.logins.append(user)
             return AuthResult(success=ok, handled=False)  # not handled: aiosmtpd answers 535 itself
 
-        # AUTH offered over plain text (this test server has no TLS); required would make aiosmtpd warn
-        kwargs = {"authenticator": authenticate, "auth_require_tls": False, "auth_exclude_mechanism": ["LOGIN"]}
+        # without TLS, AUTH is offered over plain text (required would make aiosmtpd warn)
+        kwargs |= {"authenticator": authenticate, "auth_require_tls": tls_dir is not None,
+                   "auth_exclude_mechanism": ["LOGIN"]}
     port = free_port()
     controller = Controller(box, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()

@@ -120,3 +120,14 @@ def test_a_schedule_only_saving_reads_as_the_schedule(demo):
     assert scheduled[0].reason.startswith("on/off schedule: on ")
     item = scheduled[0]
     assert f"{item.name}: {item.finding}; schedule {item.monthly_saving:.2f} EUR/month - on/off" in digest.text()
+
+
+def test_names_and_reasons_are_escaped_in_the_html_part(demo):
+    from dataclasses import replace
+
+    _store, analysis = demo
+    best = max(analysis.findings, key=headline_saving)
+    hostile = replace(best, name="<img src=x onerror=alert(1)>", reasons={"overall": "a & <b>"})
+    findings = tuple(hostile if f.uuid == best.uuid else f for f in analysis.findings)
+    page = build_digest(replace(analysis, findings=findings), public_url="https://rs.example.com").html()
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "a &amp; &lt;b&gt;" in page

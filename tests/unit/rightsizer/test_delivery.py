@@ -157,6 +157,30 @@ def test_smtp_auth_logs_in_and_refuses_a_clear_text_password_unless_told(store):
     assert sent.result == "sent" and box.logins == ["digest"] and len(box.mails) == 1
 
 
+def test_starttls_is_used_when_offered_and_the_password_goes_only_over_it(store, tmp_path):
+    with smtp_server(user="digest", password="s3cret", tls_dir=tmp_path) as (port, box):
+        base = {"smtp_host": "127.0.0.1", "smtp_port": port, "mail_from": "rs@example.com",
+                "mail_to": ["ops@example.com"], "smtp_user": "digest", "smtp_password": "s3cret", "retries": 2}
+        digest = digest_for_store(store, load_catalogue(), _settings(**base))
+        waits: list[float] = []
+        (untrusted,) = deliver(store, digest, _settings(**base).delivery, sleep=waits.append)  # self-signed
+        trusted = _settings(**base, smtp_ca_file=str(tmp_path / "smtp-cert.pem")).delivery
+        (sent,) = deliver(store, digest, trusted)
+    assert untrusted.result == "failed" and "smtp_ca_file" in untrusted.detail and waits == []  # not retried
+    assert sent.result == "sent" and box.logins == ["digest"] and len(box.mails) == 1
+
+
+def test_starttls_always_refuses_a_server_without_it(store):
+    with smtp_server() as (port, box):
+        settings = _settings(smtp_host="127.0.0.1", smtp_port=port, mail_from="rs@example.com",
+                             mail_to=["ops@example.com"], smtp_starttls="always", retries=2)
+        digest = digest_for_store(store, load_catalogue(), settings)
+        waits: list[float] = []
+        (outcome,) = deliver(store, digest, settings.delivery, sleep=waits.append)
+    assert outcome.result == "failed" and "does not offer STARTTLS" in outcome.detail and waits == []
+    assert box.mails == []
+
+
 def test_wrong_smtp_password_is_a_permanent_failure(store):
     with smtp_server(user="digest", password="s3cret") as (port, box):
         settings = _settings(smtp_host="127.0.0.1", smtp_port=port, mail_from="rs@example.com",
