@@ -84,6 +84,9 @@ class VmEconomics:
     risk: str = ""  # the finding's risk in words (very-low .. very-high); a label of the recommendation info
     pattern: str = ""  # workload pattern (office-hours, nightly-batch, steady, spiky, idle, unknown)
     schedule_monthly_savings: float | None = None  # the proposed on/off schedule's saving (None: no schedule)
+    #: the analysis' signals over its lookback (None: no finding): vCPUs waiting for host CPUs, guest memory pressure
+    contended: bool | None = None
+    memory_pressure: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +173,10 @@ def _econ_families() -> dict[str, Metric]:
                                _MONEY),
         "idle": _g("rightsizer_vm_idle", "1 when the VM is idle by the [idle] rule, 0 when not; absent when unknown.",
                    ("vm", "uuid")),
+        "signal": _g("rightsizer_vm_signal",
+                     "1 when the analysis saw the signal over its lookback, else 0: contention (vCPUs waiting for "
+                     "host CPUs, [signals] contention_share) or memory-pressure (guest swap or major-fault bursts).",
+                     ("vm", "uuid", "signal")),
     }
 
 
@@ -250,6 +257,8 @@ def _add_econ(f: dict[str, Metric], s: VmSample, e: VmEconomics) -> None:
     _add(f["backup_age"], vm, e.backup_age_seconds)
     _add(f["backup_overdue"], vm, None if e.backup_overdue is None else int(e.backup_overdue))
     _add(f["idle"], vm, None if e.idle is None else int(e.idle))
+    for signal, seen in (("contention", e.contended), ("memory-pressure", e.memory_pressure)):
+        _add(f["signal"], [*vm, signal], None if seen is None else int(seen))
 
 
 class RightsizerCollector(Collector):

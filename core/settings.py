@@ -73,6 +73,9 @@ class DashboardSettings(_Section):
     enabled: bool = True
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=65536, le=1024**3,
                                 description="largest request body the dashboard port accepts (413 above it)")
+    public_url: str = Field(default="", description="the dashboard's address as readers reach it (e.g. "
+                            "'https://rightsizer.example.com'); digests link each VM's page under it; empty = no links")
+    _u = field_validator("public_url")(classmethod(lambda cls, v: _http_url(v, allow_empty=True)))
     _v = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
 
 
@@ -145,6 +148,70 @@ class BackupSettings(_Section):
 class ReportSettings(_Section):
     out_dir: str = "var/reports"
     cron: str = Field(default="", description="crontab expression for scheduled reports; empty = off")
+    digest_cron: str = Field(default="", description="crontab expression (UTC) at which serve sends the digest "
+                             "through [delivery]; empty = off")
+
+
+class DeliverySettings(_Section):
+    smtp_host: str = Field(default="", description="SMTP server the digest mail goes through; empty = no mail")
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port (587 submission, 465 with smtp_tls)")
+    smtp_starttls: Literal["auto", "always", "never"] = Field(
+        default="auto", description="STARTTLS: when the server offers it (auto), required (always) or never; "
+                                    "auto never sends a password over a connection left unencrypted")
+    smtp_tls: bool = Field(default=False, description="TLS from the first byte (port 465) instead of STARTTLS")
+    smtp_ca_file: str = Field(default="", description="CA bundle that signs the SMTP server's certificate; "
+                              "empty = the system's trust store")
+    smtp_user: str = Field(default="", description="SMTP AUTH user; empty = no authentication")
+    smtp_password: SecretStr = Field(default=SecretStr(""), description="SMTP AUTH password")
+    mail_from: str = Field(default="", description="sender address of the digest mail")
+    mail_to: list[str] = Field(default_factory=list, description="recipient addresses of the digest mail")
+    webhook_urls: list[str] = Field(default_factory=list,
+                                    description="URLs the digest is POSTed to as JSON with a Slack-compatible "
+                                                "'text' field (Slack, Mattermost, Teams workflows, ...)")
+    timeout_s: float = Field(default=30.0, gt=0, le=600, description="seconds per SMTP session or HTTP request")
+    retries: int = Field(default=3, ge=0, le=10, description="retries of a failed delivery per channel")
+    retry_backoff_s: float = Field(default=5.0, ge=0, le=3600,
+                                   description="wait before the first retry, doubled before each next one, seconds")
+
+    @field_validator("mail_from")
+    @classmethod
+    def _from(cls, v: str) -> str:
+        return mail_address(v) if v else v
+
+    @field_validator("mail_to")
+    @classmethod
+    def _to(cls, v: list[str]) -> list[str]:
+        return [mail_address(a) for a in v]
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        return [_http_url(u) for u in v]
+
+
+def mail_address(value: str) -> str:
+    """``value`` when it is one plain address (local@domain); raises ValueError naming it otherwise."""
+    import re
+
+    text = value.strip()
+    if not re.fullmatch(r"[^@\s<>,;\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", text):
+        raise ValueError(f"{value!r} is not a mail address; write it as name@example.com")
+    return text
+
+
+def _http_url(value: str, *, allow_empty: bool = False) -> str:
+    from urllib.parse import urlsplit
+
+    if allow_empty and not value:
+        return value
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host/path")
+    return value
 
 
 class ActionSettings(_Section):
@@ -244,6 +311,7 @@ class Settings(_Section):
     backups: BackupSettings = Field(default_factory=BackupSettings)
     signals: SignalSettings = Field(default_factory=SignalSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     actions: ActionSettings = Field(default_factory=ActionSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
     source: SourceSettings = Field(default_factory=SourceSettings)

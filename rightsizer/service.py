@@ -149,6 +149,8 @@ def compute_economics(store: Any, catalogue: Any, settings: Settings, now: datet
             risk=f.risk.value if f else "", pattern=f.pattern if f else "",
             schedule_monthly_savings=(f.schedule.monthly_savings if f is not None and f.schedule is not None
                                       and not f.excluded else None),
+            contended=("contention" in f.reasons) if f else None,
+            memory_pressure=("memory_pressure" in f.reasons) if f else None,
             **_storage_fields(f.storage if f is not None else None),
         )
     from analytics.placement import LEVELS, placement_risks
@@ -290,6 +292,10 @@ class Service:
                 raise ConfigError(f"reports.cron = {self.settings.reports.cron!r}: {exc}") from exc
             scheduler.add_job(self.write_report, trigger, id="report")
             log.info("reports: %r into %s", self.settings.reports.cron, self.settings.reports.out_dir)
+        if self.settings.reports.digest_cron and not agent:
+            from rightsizer.delivery import schedule_digest
+
+            schedule_digest(scheduler, self.settings, self.store, self.catalogue)
         scheduler.start()
         self._stoppers.append(("scheduler", lambda: scheduler.shutdown(wait=True)))
         if self.settings.dashboard.enabled and not agent:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -17,22 +15,7 @@ from analytics.storage import needed_class, storage_advice
 from collector.model import UsagePoint, VmRecord, VmState
 from core.settings import SignalSettings
 from tests.helpers.catalogues import small_catalogue
-from tests.helpers.ten_days import GIB, HOURS, NOW, T0
-
-
-def _vm(name: str, vcpus: int, mem_gib: int, host: str = "h1") -> VmRecord:
-    first = datetime.fromtimestamp(T0, tz=UTC)
-    return VmRecord(uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), name=name, uri="test:///default", host=host,
-                    state=VmState.RUNNING, vcpus=vcpus, max_vcpus=vcpus, memory_bytes=mem_gib * GIB,
-                    max_memory_bytes=mem_gib * GIB, labels={}, first_seen=first, last_seen=NOW)
-
-
-def _points(vm: VmRecord, cpu: float, used_gib: float, **signals: float) -> list[UsagePoint]:
-    return [UsagePoint(vm_uuid=vm.uuid, ts=datetime.fromtimestamp(T0 + 3600 * i, tz=UTC), state=VmState.RUNNING,
-                       vcpus=vm.vcpus, memory_bytes=vm.memory_bytes, cpu_vcpus=cpu,
-                       memory_used_bytes=int(used_gib * GIB), disk_read_bps=1e6, disk_write_bps=1e6,
-                       net_rx_bps=1e6, net_tx_bps=1e6, interval_s=3600.0, **signals)
-            for i in range(HOURS)]
+from tests.helpers.ten_days import GIB, NOW, host_vm, signal_points
 
 
 def _findings(store, vms, points, analyse):
@@ -41,8 +24,8 @@ def _findings(store, vms, points, analyse):
 
 
 def test_a_busy_contended_vm_is_not_upsized_and_names_its_host(store, analyse) -> None:
-    hot, calm = _vm("hot", 2, 2, host="hv-7"), _vm("calm", 2, 2)
-    pts = _points(hot, 1.95, 1.0, cpu_delay_vcpus=0.8) + _points(calm, 1.95, 1.0, cpu_delay_vcpus=0.01)
+    hot, calm = host_vm("hot", 2, 2, host="hv-7"), host_vm("calm", 2, 2)
+    pts = signal_points(hot, 1.95, 1.0, cpu_delay_vcpus=0.8) + signal_points(calm, 1.95, 1.0, cpu_delay_vcpus=0.01)
     f = _findings(store, [hot, calm], pts, analyse)
     assert f["calm"].finding is Finding.UNDER_PROVISIONED  # the same load without delay is an upsize
     assert f["hot"].finding is Finding.CONTENTION and f["hot"].target_type is None
@@ -51,17 +34,17 @@ def test_a_busy_contended_vm_is_not_upsized_and_names_its_host(store, analyse) -
 
 
 def test_without_signal_settings_findings_are_unchanged(store, analyse) -> None:
-    hot = _vm("hot", 2, 2)
-    store.write_history([hot], _points(hot, 1.95, 1.0, cpu_delay_vcpus=0.8))
+    hot = host_vm("hot", 2, 2)
+    store.write_history([hot], signal_points(hot, 1.95, 1.0, cpu_delay_vcpus=0.8))
     (f,) = analyse(store, small_catalogue(), now=NOW)
     assert f.finding is Finding.UNDER_PROVISIONED
 
 
 def test_memory_pressure_blocks_the_memory_downsize(store, analyse) -> None:
     # 8 GiB allocated, balloon says 1 GiB used: a downsize to s.2 unless the guest swaps
-    quiet, swapping = _vm("quiet", 2, 8), _vm("swapping", 2, 8)
-    pts = _points(quiet, 0.5, 1.0, swap_in_bps=0.0, swap_out_bps=0.0, major_faults_ps=0.0)
-    burst = _points(swapping, 0.5, 1.0, swap_in_bps=0.0, swap_out_bps=0.0, major_faults_ps=0.0)
+    quiet, swapping = host_vm("quiet", 2, 8), host_vm("swapping", 2, 8)
+    pts = signal_points(quiet, 0.5, 1.0, swap_in_bps=0.0, swap_out_bps=0.0, major_faults_ps=0.0)
+    burst = signal_points(swapping, 0.5, 1.0, swap_in_bps=0.0, swap_out_bps=0.0, major_faults_ps=0.0)
     burst[-5] = replace(burst[-5], swap_in_bps=4 * 2**20, major_faults_ps=900.0)
     f = _findings(store, [quiet, swapping], pts + burst, analyse)
     assert f["quiet"].finding is Finding.OVER_PROVISIONED and f["quiet"].target_memory_bytes == 2 * GIB
@@ -75,7 +58,7 @@ def test_storage_class_follows_p99_load_and_unused_capacity_is_priced() -> None:
     prices = load_storage_prices()
     assert needed_class(prices, 100, 20e6) == "storage_premium_perf0"  # 120 IOPS, 25 MB/s
     assert needed_class(prices, 900, 80e6) == "storage_premium_perf2"  # 1000 IOPS, 100 MB/s
-    vm = _vm("db", 2, 8)
+    vm = host_vm("db", 2, 8)
     hours = pd.DataFrame({"vm": vm.uuid, "ts": pd.date_range(end=pd.Timestamp(NOW), periods=48, freq="h"),
                           "disk_capacity_bytes": 100e9, "disk_allocation_bytes": 20e9,
                           "disk_iops_p99": np.r_[np.full(47, 50.0), 400.0], "disk_bps_p99": 10e6})
@@ -96,14 +79,14 @@ def test_storage_class_follows_p99_load_and_unused_capacity_is_priced() -> None:
 
 
 def test_host_overcommit() -> None:
-    a, b = _vm("a", 4, 2, host="hv1"), _vm("b", 2, 2, host="hv1")
+    a, b = host_vm("a", 4, 2, host="hv1"), host_vm("b", 2, 2, host="hv1")
     (load,) = host_loads([a, b], {"hv1": 2}, {})
     assert (load.vcpus_allocated, load.overcommit, load.delay_share) == (6, 3.0, None)
 
 
 def test_host_loads_split_an_interleaved_fleet_by_host() -> None:
-    a, b, c = _vm("a", 4, 2, host="hv2"), _vm("b", 2, 2, host="hv1"), _vm("c", 2, 2, host="hv2")
-    stopped, unplaced = replace(_vm("d", 8, 2, host="hv1"), state=VmState.SHUTOFF), _vm("e", 2, 2, host="")
+    a, b, c = host_vm("a", 4, 2, host="hv2"), host_vm("b", 2, 2, host="hv1"), host_vm("c", 2, 2, host="hv2")
+    stopped, unplaced = replace(host_vm("d", 8, 2, host="hv1"), state=VmState.SHUTOFF), host_vm("e", 2, 2, host="")
     contention = {vm.uuid: ContentionSignal(vm.uuid, vm.host, share, share, share >= 0.5, "")
                   for vm, share in ((a, 0.6), (c, 0.9), (b, 0.1))}
     hv1, hv2 = host_loads([a, b, c, stopped, unplaced], {"hv2": 3}, contention)
@@ -117,7 +100,7 @@ def test_host_loads_split_an_interleaved_fleet_by_host() -> None:
 def _disk_points(vm: VmRecord) -> list[UsagePoint]:
     return [replace(p, disk_capacity_bytes=200_000_000_000, disk_allocation_bytes=30_000_000_000,
                     disk_read_iops=20.0, disk_write_iops=20.0)
-            for p in _points(vm, 0.5, 1.0)]
+            for p in signal_points(vm, 0.5, 1.0)]
 
 
 def test_storage_advice_reaches_the_findings_with_guest_agent_use_from_the_store(store, analyse) -> None:
@@ -125,7 +108,7 @@ def test_storage_advice_reaches_the_findings_with_guest_agent_use_from_the_store
     from collector.guestfs import GuestFsUsage, record_usage
     from core.settings import CostSettings
 
-    vm, other = _vm("files", 2, 2), _vm("plain", 2, 2)
+    vm, other = host_vm("files", 2, 2), host_vm("plain", 2, 2)
     store.write_history([vm, other], _disk_points(vm) + _disk_points(other))
     record_usage(store, {vm.uuid: GuestFsUsage(5_000_000_000, 190_000_000_000, 1, NOW)})
     prices = load_storage_prices()

@@ -61,6 +61,20 @@ def test_metrics_from_snapshot(sampled):
     assert reg.get_sample_value("rightsizer_collector_cycles_total") == 2
 
 
+def test_signal_gauge_carries_contention_and_pressure_and_is_absent_when_unknown(sampled):
+    sampler, fake = sampled
+    web, nob = fake.vm("web"), fake.vm("nob")
+    econ = EconomicsView({web.uuid: VmEconomics("g1.4", 0.15, "EUR", finding="contention", contended=True,
+                                                memory_pressure=False),
+                          nob.uuid: VmEconomics("g1.1", 0.05, "EUR", finding="insufficient-data")})
+    reg = build_registry(lambda: sampler.snapshot, lambda: econ)
+    signal = {"vm": "web", "uuid": web.uuid}
+    assert reg.get_sample_value("rightsizer_vm_signal", {**signal, "signal": "contention"}) == 1
+    assert reg.get_sample_value("rightsizer_vm_signal", {**signal, "signal": "memory-pressure"}) == 0
+    assert reg.get_sample_value("rightsizer_vm_signal", {"vm": "nob", "uuid": nob.uuid, "signal": "contention"}) \
+        is None
+
+
 def test_unknown_guest_memory_is_absent_not_zero(sampled):
     sampler, fake = sampled
     nob = fake.vm("nob")
