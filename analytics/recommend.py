@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import gc
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -36,13 +36,13 @@ from analytics.findings.finding import VmFinding
 from analytics.findings.verdict import make_finding
 from analytics.fleet import resolve_machine_type
 from analytics.frames import rows_since
-from analytics.hourcolumns import HourSeries, fleet_peak_ratios, fleet_replays, fleet_trends, hour_columns
+from analytics.hourcolumns import HourColumns, HourSeries, fleet_peak_ratios, fleet_replays, fleet_trends, hour_columns
 from analytics.idle import IdleFinding, find_idle
 from analytics.patterns import FleetPatterns, fit_patterns, prefetch_clustering
 from analytics.rightsizing import DEFAULT_STRATEGY, get_strategy
 from analytics.rightsizing.base import Finding, Recommendation, UsageHistory
 from analytics.rightsizing.batch import FleetColumns, fleet_needs
-from analytics.rightsizing.decide import decide
+from analytics.rightsizing.decide import Strategy, decide
 from analytics.rightsizing.policy import apply_overrides, exclude_recommendation, resolve_policy
 from analytics.rightsizing.settings import Policy, RightsizerSettings, StrategySettings, profile_settings
 from analytics.schedules import propose_fleet
@@ -118,80 +118,96 @@ def recommend_frame(
     if not frame.empty:
         prefetch_clustering()  # the patterns below fit k-means: its import overlaps the work before it
     chosen = get_strategy(strategy)
-    if settings is None:
-        update: dict[str, Any] = {"lookback_days": lookback_days}
-        if profile is not None and chosen.settings_type is RightsizerSettings:
-            update = {**profile_settings(profile), **update}
-        if min_monthly_savings is not None:
-            update["min_monthly_savings"] = min_monthly_savings
-        settings = chosen.settings_type.model_validate(update)
+    settings = settings or _strategy_settings(chosen, lookback_days, profile, min_monthly_savings)
     end_s = now.timestamp()
     cols = hour_columns(frame)
     series = cols.series()
+    lookback = settings.lookback_days
     trends: dict[str, tuple[Trend | None, Trend | None]] = {}
     if settings.trend_blocks_downsize:
-        trends = fleet_trends(cols, end_s=end_s, lookback_days=settings.lookback_days,
-                              growth_fraction=settings.trend_growth_fraction)
+        trends = fleet_trends(cols, end_s=end_s, lookback_days=lookback, growth_fraction=settings.trend_growth_fraction)
     idle: dict[str, IdleFinding] = {}
     if idle_settings is not None and not frame.empty:
-        start = pd.Timestamp(now) - pd.Timedelta(days=settings.lookback_days)
-        idle = find_idle(rows_since(frame, start), idle_settings)
-    empty = HourSeries(np.empty(0), np.empty(0), np.empty(0), np.empty(0))
-    contention: dict[str, ContentionSignal] = {}
-    pressure: dict[str, PressureSignal] = {}
-    if signal_settings is not None:
-        contention = contention_signals(frame, vms, signal_settings, now=pd.Timestamp(now),
-                                        lookback_days=settings.lookback_days)
-        pressure = pressure_signals(frame, signal_settings, now=pd.Timestamp(now),
-                                    lookback_days=settings.lookback_days)
-    peak_ratios = fleet_peak_ratios(cols, end_s=end_s, lookback_days=settings.lookback_days)
-    histories = [_history(vm, series.get(vm.uuid, empty), pressure.get(vm.uuid), end_s) for vm in vms]
+        idle = find_idle(rows_since(frame, pd.Timestamp(now) - pd.Timedelta(days=lookback)), idle_settings)
+    contention, pressure = _signals(frame, vms, signal_settings, now=now, lookback_days=lookback)
+    peak_ratios = fleet_peak_ratios(cols, end_s=end_s, lookback_days=lookback)
+    histories = [_history(vm, series.get(vm.uuid, _EMPTY), pressure.get(vm.uuid), end_s) for vm in vms]
     settings = chosen.fleet_settings(histories, settings)  # ours: margins calibrated on the whole fleet
-    prepared = fleet_needs(FleetColumns(len(cols.names), cols.codes, cols.ts_s, cols.cpu_p95, cols.cpu_max,
-                                        cols.mem_max, cols.running_s), chosen, settings, end_s=end_s)
-    code_of = {name: i for i, name in enumerate(cols.names)} if prepared is not None else {}
     recent = rows_since(frame, pd.Timestamp(now) - pd.Timedelta(days=settings.lookback_days))
     schedules = schedule_settings or ScheduleSettings()
     # patterns are fitted before the findings are made, so each finding is made with its own
     patterns = fit_vm_patterns(recent, schedules, idle_settings or IdleSettings())
-    decided: list[tuple[Recommendation, str, float]] = []
-    for vm, history in zip(vms, histories, strict=True):
-        current, source = resolve_machine_type(vm, catalogue)
-        resolved = resolve_policy(policies or (), uuid=vm.uuid, name=vm.name, labels=vm.labels or {})
-        vm_settings = apply_overrides(settings, resolved.overrides, resolved.profile)
-        s = series.get(vm.uuid, empty)
-        same_window = vm_settings.lookback_days == settings.lookback_days
-        code = code_of.get(vm.uuid)
-        # the fleet-wide window stands for this VM's when its settings and memory series are the fleet's
-        ready = (prepared[code] if prepared is not None and code is not None and vm_settings is settings
-                 and history.memory_used_bytes is s.mem_max else None)
-        rec = decide(
-            chosen, history, vm, vm_settings, catalogue=catalogue, current_type=current,
-            trends=trends.get(vm.uuid, (None, None)) if same_window and settings.trend_blocks_downsize else None,
-            prepared=ready,
-        )
-        if resolved.exclude:
-            rec = exclude_recommendation(rec, resolved.sources)
-        decided.append((rec, source, vm_settings.lookback_days))
+    decided = _decide_fleet(chosen, settings, vms, histories, cols, series, catalogue, policies or (), trends,
+                            end_s=end_s)
     replays = fleet_replays(cols, vms, decided, end_s=end_s)
-    findings: list[VmFinding] = []
-    for vm, (rec, type_source, vm_lookback) in zip(vms, decided, strict=True):
-        same_window = vm_lookback == settings.lookback_days
-        findings.append(make_finding(vm, chosen.name, rec, type_source, idle.get(vm.uuid),
-                                 series=series.get(vm.uuid, empty),
-                                 lookback_days=vm_lookback, end_s=end_s, lifecycle=lifecycle or Lifecycle(),
-                                 pattern=patterns.pattern_of(vm.uuid), replay=replays.get(vm.uuid),
-                                 peak_ratio=peak_ratios.get(vm.uuid, math.nan) if same_window else None))
+    findings = [
+        make_finding(vm, chosen.name, rec, type_source, idle.get(vm.uuid), series=series.get(vm.uuid, _EMPTY),
+                     lookback_days=vm_lookback, end_s=end_s, lifecycle=lifecycle or Lifecycle(),
+                     pattern=patterns.pattern_of(vm.uuid), replay=replays.get(vm.uuid),
+                     peak_ratio=peak_ratios.get(vm.uuid, math.nan) if vm_lookback == settings.lookback_days else None)
+        for vm, (rec, type_source, vm_lookback) in zip(vms, decided, strict=True)
+    ]
     findings = add_pressure_reasons(apply_contention(findings, contention), pressure)
     if signal_settings is not None and storage is not None:
         advice = storage_advice(frame, vms, storage.prices, storage.current_class, signal_settings,
                                 now=pd.Timestamp(now), lookback_days=settings.lookback_days,
                                 guest_fs_used=storage.guest_fs_used_bytes)
         findings = add_storage_advice(findings, advice)
-    return with_schedules(
-        findings, recent, vms, schedules, idle_settings or IdleSettings(),
-        lookback_days=settings.lookback_days, policies=policies or (), patterns=patterns,
-    )
+    return with_schedules(findings, recent, vms, schedules, idle_settings or IdleSettings(),
+                          lookback_days=settings.lookback_days, policies=policies or (), patterns=patterns)
+
+
+#: The hours of a VM without rows in the frame.
+_EMPTY = HourSeries(np.empty(0), np.empty(0), np.empty(0), np.empty(0))
+
+
+def _strategy_settings(chosen: Strategy, lookback_days: float, profile: str | None,
+                       min_monthly_savings: float | None) -> StrategySettings:
+    """The strategy's settings: its defaults (ours: the profile's), the lookback and the minimum saving."""
+    update: dict[str, Any] = {"lookback_days": lookback_days}
+    if profile is not None and chosen.settings_type is RightsizerSettings:
+        update = {**profile_settings(profile), **update}
+    if min_monthly_savings is not None:
+        update["min_monthly_savings"] = min_monthly_savings
+    return chosen.settings_type.model_validate(update)
+
+
+def _signals(frame: pd.DataFrame, vms: Sequence[VmRecord], settings: SignalSettings | None, *, now: datetime,
+             lookback_days: float) -> tuple[dict[str, ContentionSignal], dict[str, PressureSignal]]:
+    """Contention and memory-pressure signals of the fleet (none without signal settings)."""
+    if settings is None:
+        return {}, {}
+    at = pd.Timestamp(now)
+    return (contention_signals(frame, vms, settings, now=at, lookback_days=lookback_days),
+            pressure_signals(frame, settings, now=at, lookback_days=lookback_days))
+
+
+def _decide_fleet(
+    chosen: Strategy, settings: StrategySettings, vms: Sequence[VmRecord], histories: Sequence[UsageHistory],
+    cols: HourColumns, series: Mapping[str, HourSeries], catalogue: FleetCatalogue, policies: Sequence[Policy],
+    trends: Mapping[str, tuple[Trend | None, Trend | None]], *, end_s: float,
+) -> list[tuple[Recommendation, str, float]]:
+    """Each VM's recommendation under its policies, with its type source and lookback; the fleet-wide needs
+    (one vectorised pass) stand for a VM's own when its settings and memory series are the fleet's."""
+    prepared = fleet_needs(FleetColumns(len(cols.names), cols.codes, cols.ts_s, cols.cpu_p95, cols.cpu_max,
+                                        cols.mem_max, cols.running_s), chosen, settings, end_s=end_s)
+    code_of = {name: i for i, name in enumerate(cols.names)} if prepared is not None else {}
+    decided: list[tuple[Recommendation, str, float]] = []
+    for vm, history in zip(vms, histories, strict=True):
+        current, source = resolve_machine_type(vm, catalogue)
+        resolved = resolve_policy(policies, uuid=vm.uuid, name=vm.name, labels=vm.labels or {})
+        vm_settings = apply_overrides(settings, resolved.overrides, resolved.profile)
+        same_window = vm_settings.lookback_days == settings.lookback_days
+        code = code_of.get(vm.uuid)
+        ready = (prepared[code] if prepared is not None and code is not None and vm_settings is settings
+                 and history.memory_used_bytes is series.get(vm.uuid, _EMPTY).mem_max else None)
+        rec = decide(chosen, history, vm, vm_settings, catalogue=catalogue, current_type=current,
+                     trends=trends.get(vm.uuid, (None, None)) if same_window and settings.trend_blocks_downsize
+                     else None, prepared=ready)
+        if resolved.exclude:
+            rec = exclude_recommendation(rec, resolved.sources)
+        decided.append((rec, source, vm_settings.lookback_days))
+    return decided
 
 
 def _history(vm: VmRecord, s: HourSeries, pressure: PressureSignal | None, end_s: float) -> UsageHistory:

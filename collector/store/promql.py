@@ -9,6 +9,10 @@ refuses more than 11,000) and about ``max_samples_per_query`` raw samples loaded
 
 What is not in the engine stays local: the audit log, metadata and backup times live in a small SQLite file
 (``[store] path``) that the central role owns; writes of samples are refused (agents write, the engine stores).
+
+Why one module above 500 lines: it is one class, the PromQL source, whose reads share one chunking and
+resolution discipline; the series schema and queries (``promql_schema.py``), the HTTP client
+(``promql_http.py``) and the label mapping (``promql_mapping.py``) live apart.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ collector writes. Rollups: completed hours are rolled up as soon as a cycle land
 the current hour is refreshed at most every ``current_hour_refresh_s`` seconds (default 300); an
 ``hour`` frame re-aggregates the newest raw sample's hour from raw rows when read, so its utilisation
 and running time are up to the minute (its signal columns may lag by that refresh interval).
+
+Why one module above 500 lines: it is one class, the store, whose reads, writes and rollups share one
+connection discipline (per-thread connections, one writer, fault mapping); its schema and identity
+(``schema.py``) and its row and frame helpers (``sqlite_rows.py``) live apart.
 """
 
 from __future__ import annotations

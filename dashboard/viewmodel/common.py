@@ -8,7 +8,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from dashboard.snapshot import Snapshot
+from analytics.costs import billed_per_hour
+from dashboard.snapshot import Snapshot, finite_or_none
 
 
 def row_costs(arr: Mapping[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
@@ -32,3 +33,14 @@ def round_or_none(value: float | None, digits: int) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return round(float(value), digits)
+
+
+def billed_now(snap: Snapshot, uuid: str, price: float | None, per_hour: float, rule: str) -> float | None:
+    """What the VM costs per hour now (analytics.costs.billed_per_hour): compute and disks while it runs in the
+    newest raw samples, else what ``[costs] stopped_vm_billing`` bills (none, its disks, or everything); None
+    when unpriced."""
+    total = finite_or_none(per_hour)
+    if total is None:
+        return None
+    compute = finite_or_none(price) or 0.0
+    return billed_per_hour(compute, max(total - compute, 0.0), running=uuid in snap.running_now, rule=rule)

@@ -16,8 +16,8 @@ from analytics.frames import epoch_ns
 from analytics.signals import HostLoad, contention_signals, host_loads
 from collector.model import VmState
 from collector.store.jsonmeta import stored_host_cpus
-from dashboard.snapshot import Snapshot, finite_or_none
-from dashboard.viewmodel.common import row_costs
+from dashboard.snapshot import Snapshot
+from dashboard.viewmodel.common import billed_now, row_costs
 from dashboard.views import HOUR_S, Filters, OverviewView
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def overview_of(data: DashboardData, snap: Snapshot, filters: Filters) -> Overvi
     running = sum(1 for u in selected if snap.by_uuid[u].state is VmState.RUNNING)
     unpriced = sum(1 for u in selected if snap.latest_cost.get(u, (None,))[0] is None)
     now_running = [u for u in selected if u in snap.running_now]
-    rate_now = _rate_now(snap, selected)
+    rate_now = _rate_now(snap, selected, data.settings.costs.stopped_vm_billing)
     mtd, forecast, basis = _forecast_now(data, month, rate_now, len(now_running))
     if not snap.complete:  # a short first window: no month figures or findings yet
         mtd = forecast = savings = upsize = math.nan
@@ -106,13 +106,13 @@ def _hour_sums(data: DashboardData, snap: Snapshot, filters: Filters) -> Mapping
     return data.memo(snap, ("hour_sums", filters.labels, filters.hosts), compute)
 
 
-def _rate_now(snap: Snapshot, selected: Sequence[str]) -> float:
-    """Cost per hour now: compute + disks of the VMs running in the newest raw samples, disks of the others."""
+def _rate_now(snap: Snapshot, selected: Sequence[str], rule: str) -> float:
+    """Cost per hour now: each selected VM's billed rate (``billed_now``: compute + disks while it runs in the
+    newest raw samples, else what ``[costs] stopped_vm_billing`` bills), the same figure as the VMs table's."""
     rate = 0.0
     for uuid in selected:
         _mtype, _source, price, per_hour = snap.latest_cost.get(uuid, (None, "unknown", None, math.nan))
-        total = finite_or_none(per_hour) or 0.0
-        rate += total if uuid in snap.running_now else max(total - (finite_or_none(price) or 0.0), 0.0)
+        rate += billed_now(snap, uuid, price, per_hour, rule) or 0.0
     return rate
 
 

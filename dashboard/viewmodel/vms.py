@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from dashboard.snapshot import Snapshot, finite_or_none
-from dashboard.viewmodel.common import round_or_none
+from dashboard.viewmodel.common import billed_now, round_or_none
 from dashboard.views import GIB, HOUR_S, Filters, labels_text
 
 if TYPE_CHECKING:
@@ -50,11 +50,12 @@ def vm_rows_of(data: DashboardData, snap: Snapshot, filters: Filters) -> list[di
     frame = range_stats(data, snap, filters.range_key)
     stats = {name: frame[name].to_numpy() for name in frame.columns}  # one lookup per value, not a row Series
     rows: list[dict[str, Any]] = []
+    rule = data.settings.costs.stopped_vm_billing
     for uuid in data.selected(snap, filters):
         vm = snap.by_uuid[uuid]
         code = snap.codes[uuid]
         st = {name: values[code] for name, values in stats.items()}
-        mtype, source, _price, per_hour = snap.latest_cost.get(uuid, (None, "unknown", None, math.nan))
+        mtype, source, price, per_hour = snap.latest_cost.get(uuid, (None, "unknown", None, math.nan))
         f = snap.findings.get(uuid)
         need = f.target_vcpus if f is not None and f.need_statistic else None
         cpu_p95 = finite_or_none(st["cpu_p95_vcpus"])
@@ -68,7 +69,7 @@ def vm_rows_of(data: DashboardData, snap: Snapshot, filters: Filters) -> list[di
             "machine_type": (mtype or "(unpriced)") + (" *" if source == "inferred" else ""),
             "vcpus": vm.vcpus,
             "memory_gib": round(vm.memory_bytes / GIB, 2),
-            "hourly_cost": round_or_none(per_hour, 4),
+            "hourly_cost": round_or_none(billed_now(snap, uuid, price, per_hour, rule), 4),
             "range_cost": round_or_none(finite_or_none(st["range_cost"]), 2),
             "cpu_p95_vcpus": round_or_none(cpu_p95, 3),
             "cpu_p95_pct": round_or_none(100.0 * cpu_p95 / vm.vcpus if cpu_p95 is not None and vm.vcpus else None, 1),
@@ -78,6 +79,8 @@ def vm_rows_of(data: DashboardData, snap: Snapshot, filters: Filters) -> list[di
             "need_vcpus": round_or_none(need, 2),
             "finding": f.finding if f else "(none)",
             "pattern": f.pattern if f else "unknown",
+            "schedule": f"on {f.schedule}" if f is not None and f.schedule else "",
+            "schedule_savings": round_or_none(f.schedule_monthly_savings if f else None, 2),
             "monthly_savings": round_or_none(f.monthly_savings if f else None, 2),
             "savings_pct": round_or_none(f.savings_pct if f else None, 1),
         })

@@ -195,3 +195,24 @@ def test_the_same_window_costs_the_same_on_every_surface(fleet_db: Path, surface
     assert dashboard == pytest.approx(cli["total"], rel=1e-9)
     assert api["total"] == pytest.approx(cli["total"], rel=1e-9)
     assert report == pytest.approx(cli["total"], rel=1e-9)
+
+
+def test_a_vms_hourly_cost_now_is_the_same_on_the_vms_table_and_metrics(fleet_db: Path,
+                                                                           surfaces: dict[str, Any]) -> None:
+    from dashboard.viewmodel.vms import vm_rows
+
+    settings, catalogue = Settings(), load_catalogue()
+    now = surfaces["analysis"].now
+    store = SqliteStore(fleet_db)
+    try:
+        data = DashboardData(settings, store, catalogue, data_mode="demo", clock=lambda: now,
+                             staged_above_vm_hours=None)
+        table = {r["id"]: r for r in vm_rows(data, Filters.of("30d", None, None))}
+        states = {vm.uuid: vm.state.value for vm in store.vms()}
+    finally:
+        store.close()
+    econ = surfaces["economics"].by_vm
+    compared = [u for u in econ if table.get(u, {}).get("hourly_cost") is not None]
+    assert compared
+    for uuid in compared:
+        assert table[uuid]["hourly_cost"] == pytest.approx(econ[uuid].hourly_cost, abs=1e-4), (uuid, states[uuid])
