@@ -39,6 +39,11 @@ class Dismissal:
         """The audit action: ``postpone`` when it has an expiry, ``dismiss`` otherwise."""
         return "dismiss" if self.until is None else "postpone"
 
+    @property
+    def state(self) -> str:
+        """``dismissed`` or ``postponed``, as a page or a line says it."""
+        return self.action + ("ed" if self.action == "dismiss" else "d")
+
     def active(self, now: datetime) -> bool:
         return self.until is None or now < self.until
 

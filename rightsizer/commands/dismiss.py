@@ -96,8 +96,7 @@ def run_dismiss(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.emit(d.as_json(), "json")
     else:
         until_text = f"until {d.until:%Y-%m-%d %H:%M} UTC" if d.until else "until restored"
-        done = {"dismiss": "dismissed", "postpone": "postponed"}[d.action]
-        ctx.out.stream.write(f"{done} {vm.name} ({d.kind}) {until_text}: {d.reason}\n")
+        ctx.out.stream.write(f"{d.state} {vm.name} ({d.kind}) {until_text}: {d.reason}\n")
     return 0
 
 
