@@ -99,6 +99,19 @@ def test_a_schema_2_store_gains_the_dismissals_table(tmp_path: Path) -> None:
     store.close()
 
 
+def test_the_promql_source_keeps_dismissals_in_its_local_file(tmp_path: Path) -> None:
+    from collector.store.promql import PromqlStore
+    from collector.store.promql_schema import SCHEMAS
+
+    local = SqliteStore(tmp_path / "local.db")
+    source = PromqlStore(client=None, schema=SCHEMAS["rightsizer"], local=local)  # type: ignore[arg-type]
+    source.dismiss(_dismissal("busy-1", "stop"))  # the engine is read-only: nothing is sent to it
+    assert [d.kind for d in local.dismissals()] == ["stop"] == [d.kind for d in source.dismissals()]
+    assert [d.kind for d in source.restore(FLEET["busy-1"].uuid, actor="bob", at=WALL)] == ["stop"]
+    assert [e.action for e in local.audit()] == ["dismiss", "restore"]
+    local.close()
+
+
 # -- analysis and headline --------------------------------------------------------------------------------
 def test_a_dismissed_finding_is_marked_left_out_of_the_headline_and_counted_apart(db: Path) -> None:
     before = _analyse(db)
