@@ -169,6 +169,11 @@ def test_cli_dismiss_list_restore_and_plans_skip(monkeypatch: pytest.MonkeyPatch
     assert listed["busy-1"]["active"] is True and listed["sleepy-1"]["until"] is None
     assert _cli(monkeypatch, "recommend", "--db", str(db), "--output", "json", "--now", NOW.isoformat()) == 0
     entries: dict[str, Any] = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
+    assert _cli(monkeypatch, "recommend", "--db", str(db), "--now", NOW.isoformat()) == 0
+    shown = capsys.readouterr()
+    line = next(ln for ln in shown.out.splitlines() if ln.startswith("busy-1"))
+    assert "over-provisioned (postponed)" in line and "0.00 EUR/mo" in line  # left out of the headline
+    assert "dismissed: 2 findings," in shown.out + shown.err, shown
     assert entries["busy-1"]["dismissed"]["reason"] == "quarter-end load"
     assert entries["sleepy-1"]["dismissed"]["until"] is None and entries["snug-1"]["dismissed"] is None
     plan = tmp_path / "plan.json"
