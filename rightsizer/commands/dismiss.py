@@ -50,10 +50,10 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 def _row(d: Dismissal, now: Any) -> dict[str, Any]:
+    """A table row (the UUID is in the JSON output)."""
     return {"vm": d.vm_name or d.vm_uuid, "kind": d.kind, "action": d.action,
-            "until": d.until.strftime("%Y-%m-%d %H:%M UTC") if d.until else "restored",
-            "active": d.active(now), "by": d.actor, "at": d.at.strftime("%Y-%m-%d %H:%M UTC"), "reason": d.reason,
-            "uuid": d.vm_uuid}
+            "until": d.until.strftime("%Y-%m-%d %H:%M UTC") if d.until else "until restored",
+            "active": d.active(now), "by": d.actor, "at": d.at.strftime("%Y-%m-%d %H:%M UTC"), "reason": d.reason}
 
 
 def run_dismiss(args: argparse.Namespace, ctx: Context) -> int:
