@@ -35,8 +35,8 @@ from dashboard.viewmodel.recommendations import (
 PATH = "/recommendations"
 TITLE = "Recommendations"
 #: Columns behind the table's "Toggle Columns" button at first (the finding implies the action; exclusion
-#: is rare and the VM page says it).
-HIDDEN_AT_FIRST = ("action", "excluded")
+#: is rare and the VM page says it; a dismissal greys its row and opens its Reason).
+HIDDEN_AT_FIRST = ("action", "excluded", "dismissed")
 #: Columns whose text wraps onto up to three lines (px wide); the long ones show whole in a tooltip.
 WRAPPED = {"name": 130, "host": 90, "finding": 100, "risk_reasons": 140, "options": 160, "reason": 150,
            "dismissed": 130}

@@ -82,6 +82,9 @@ def rec_rows(data: DashboardData, snap: Snapshot, filters: Filters,
             "excluded": "yes" if f.excluded else "",
             "dismissed": dismissed_text(f, ("resize", "stop")),
         })
+    for r in rows:  # the reason column says it first, so no wider table is needed to show it
+        if r["dismissed"]:
+            r["reason"] = f"{r['dismissed'][0].upper()}{r['dismissed'][1:]}. {r['reason']}"
     rows.sort(key=lambda r: (-(r["monthly_savings"] or 0.0), r["name"]))
     return rows
 

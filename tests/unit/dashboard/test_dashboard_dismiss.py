@@ -55,6 +55,8 @@ def test_dismiss_from_the_vm_page_greys_the_row_and_leaves_the_saving_out(store:
     rows, cards, _fig, choices = recommendations.update(data, "14d", None, None)
     busy = next(r for r in rows if r["id"] == BUSY)
     assert busy["dismissed"].startswith("postponed by dashboard until ") and busy["dismissed"].endswith("quarter end")
+    assert busy["reason"].startswith("Postponed by dashboard until ") and "quarter end. " in busy["reason"]
+    assert "dismissed" in recommendations.HIDDEN_AT_FIRST  # no wider table: the Reason column says it
     texts = texts_of(cards)
     assert f"{saving}/month left out (greyed below)" in texts and "Dismissed" in texts
     assert BUSY not in {c["value"] for c in choices}  # not offered to apply
