@@ -19,6 +19,7 @@ import pandas as pd
 
 from analytics.catalogue import load_storage_prices
 from analytics.findings.context import FleetCatalogue, LifecycleRules, lifecycle_for, storage_rules
+from analytics.findings.dismissal import apply_dismissals
 from analytics.findings.finding import VmFinding
 from analytics.findings.headline import Headline, headline_of
 from analytics.recommend import recommend_frame
@@ -125,7 +126,8 @@ def analyse_frame(
     options: AnalysisOptions, *, now: datetime,
 ) -> FleetAnalysis:
     """:func:`analyse_fleet` on an hourly frame already read (the dashboard's snapshot holds one); the store
-    is read only for the lifecycle (shut-off VMs, the audit log) and the guest filesystem use."""
+    is read only for the lifecycle (shut-off VMs, the audit log), the guest filesystem use and the dismissals
+    (findings a person dismissed or postponed: ``dismissed`` set, left out of the headline and plans)."""
     lookback = options.effective_lookback_days
     rules = options.lifecycle
     lifecycle = (lifecycle_for(store, vms, catalogue, rules, now=now, lookback_days=lookback)
@@ -137,6 +139,8 @@ def analyse_frame(
         profile=options.profile, signal_settings=options.signals,
         storage=storage_rules(store, rules) if rules is not None else None,
     )
+    # expiries are people's time: judged on the wall clock, also for history analysed where it ends
+    findings = apply_dismissals(findings, store.dismissals(), max(now, datetime.now(UTC)))
     return FleetAnalysis(now=now, options=options, findings=tuple(findings), headline=headline_of(findings))
 
 

@@ -172,6 +172,8 @@ class Summary(BaseModel):
     gross_monthly_savings: float
     upsize_monthly_cost: float
     net_monthly_savings: float
+    dismissed: int = Field(default=0, description="findings dismissed or postponed, left out of gross and net")
+    dismissed_monthly_savings: float = Field(default=0.0, description="what the dismissed findings would save")
     hours_per_month: int
 
 

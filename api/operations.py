@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from api import dismissals as dm
 from api import models as m
 
 PREFIX = "/api/v1"
@@ -51,4 +52,12 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("applyPlan", "POST", f"{PREFIX}/plans/<plan_id>/apply", "Apply, verify, revert on failure, "
               "audit (as `rightsizer apply --yes`)", m.PlanRun, body=m.EmptyBody, write=True,
               idempotency_required=True),
+    # dismissals (api/dismissals.py)
+    Operation("dismissFinding", "POST", f"{PREFIX}/findings/<vm>/dismissal", "Dismiss or postpone (with "
+              "until) the VM's finding with a reason; audited", dm.DismissalOut, body=dm.DismissalCreate,
+              write=True, status=201),
+    Operation("restoreFinding", "DELETE", f"{PREFIX}/findings/<vm>/dismissal", "Restore the VM's dismissed "
+              "findings; audited", dm.DismissalsRestored, query=dm.RestoreQuery, body=m.EmptyBody, write=True),
+    Operation("listDismissals", "GET", f"{PREFIX}/dismissals", "Dismissed and postponed findings",
+              m.Page[dm.DismissalOut], m.PageQuery),
 )

@@ -249,7 +249,10 @@ def _handlers(service: ApiService) -> dict[str, Callable[..., Any]]:
     def apply(body: m.EmptyBody, plan_id: str) -> Any:
         return service.run(plan_id, apply=True)
 
-    return {"listVms": list_vms, "getVm": get_vm, "getCosts": get_costs, "listFindings": list_findings,
+    from api.dismissals import dismissal_handlers
+
+    return {**dismissal_handlers(service, lambda items, q: _page(items, q, request.path)),
+            "listVms": list_vms, "getVm": get_vm, "getCosts": get_costs, "listFindings": list_findings,
             "getSummary": get_summary,
             "listBackups": list_backups, "listAudit": list_audit, "getPlan": get_plan, "createPlan": create_plan,
             "dryRunPlan": dry_run, "applyPlan": apply}

@@ -108,7 +108,9 @@ class ApiService:
             raise bad_parameter("strategy", str(exc)) from exc
         if profile is not None:
             options = options.with_changes(profile=profile)
-        key = (now, options.lookback_days, options.strategy, options.profile, len(self.store.vms()))
+        wall = datetime.now(UTC)  # a dismissal made or expired since is a new analysis
+        dismissed = tuple(d for d in self.store.dismissals() if d.active(max(now, wall)))
+        key = (now, options.lookback_days, options.strategy, options.profile, len(self.store.vms()), dismissed)
         with self._lock:
             cached = self._analyses.get(key)
         if cached is not None:

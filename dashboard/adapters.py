@@ -117,6 +117,7 @@ def finding_view(f: VmFinding, lookback_days: float = 14.0) -> FindingView:
         storage=f.storage,
         currency=f.currency,
         source=f,
+        dismissed=f.dismissed,
     )
 
 

@@ -30,12 +30,25 @@ def apply_choices(snap: Snapshot, rec_ids: list[tuple[str, str]]) -> list[tuple[
         f = snap.findings.get(uuid)
         if f is None:
             continue
-        if f.excluded or f.finding not in APPLICABLE_FINDINGS:
+        if f.excluded or f.finding not in APPLICABLE_FINDINGS or f.dismissed is not None:
             continue
         names = [o.machine_type for o in f.options] or ([f.recommended_type] if f.recommended_type else [])
         if names:
             out.append((uuid, name, names))
     return out
+
+
+def write_refusal(actions: ActionSettings, token: object, doing: str, done: str) -> str | None:
+    """Why a write from the dashboard is refused (``[actions] enabled`` and the token), None when allowed;
+    ``doing``/``done`` name the write ("Applying"/"applied")."""
+    if not actions.enabled:
+        return f"{doing} is disabled: set [actions] enabled = true and restart the dashboard."
+    expected = actions.token.get_secret_value()
+    if not expected:
+        return f"{doing} needs a token: set [actions] token in the config file."
+    if not token_matches(token, expected):
+        return f"Wrong or missing token; nothing was {done}."
+    return None
 
 
 def apply_resize(actions: ActionSettings, snap: Snapshot, hook: ApplyHook | None, vm_uuid: object,
@@ -45,13 +58,11 @@ def apply_resize(actions: ActionSettings, snap: Snapshot, hook: ApplyHook | None
     The values come from a browser (or a crafted request): anything but text is refused, and the machine
     type must be one of the options the dashboard offers for that VM. Never raises ActionError.
     """
-    if not actions.enabled or hook is None:
+    if hook is None:
         return "Applying is disabled: set [actions] enabled = true and restart the dashboard."
-    expected = actions.token.get_secret_value()
-    if not expected:
-        return "Applying needs a token: set [actions] token in the config file."
-    if not token_matches(token, expected):
-        return "Wrong or missing token; nothing was applied."
+    refused = write_refusal(actions, token, "Applying", "applied")
+    if refused is not None:
+        return refused
     if not isinstance(vm_uuid, str) or not isinstance(machine_type, str) or not vm_uuid or not machine_type:
         return "Choose a VM and a machine type first."
     vm = snap.by_uuid.get(vm_uuid)

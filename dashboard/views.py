@@ -14,6 +14,7 @@ from analytics.findings.headline import Headline, headline_saving
 from analytics.findings.projection import Projection
 from analytics.storage import StorageAdvice
 from collector.model import VmRecord
+from core.dismissals import Dismissal
 
 GIB = 1024**3
 HOUR_S = 3600
@@ -104,6 +105,7 @@ class FindingView:
     storage: StorageAdvice | None = None  # volume class and capacity advice (all disks together)
     currency: str = ""
     source: VmFinding | None = field(default=None, repr=False, compare=False)  # the finding this view shows
+    dismissed: Dismissal | None = None  # dismissed or postponed: greyed, left out of the headline
 
     @property
     def schedule_monthly_savings(self) -> float:

@@ -18,7 +18,7 @@ from collector.errors import InputError, RightsizerError
 #: Subcommands in the order --help lists them; each is rightsizer.commands.<module>.
 COMMANDS: tuple[str, ...] = (
     "serve", "collect", "import_", "costs", "recommend", "report", "apply", "backtest", "schedule", "digest",
-    "doctor", "store", "catalogue", "service_unit",
+    "dismiss", "doctor", "store", "catalogue", "service_unit",
 )
 
 

@@ -19,6 +19,7 @@ from analytics.idle import IdleFinding
 from analytics.rightsizing.base import Finding, Recommendation
 from analytics.schedules import ScheduleProposal
 from analytics.storage import StorageAdvice
+from core.dismissals import Dismissal
 from core.identity import VmRef
 from core.plan import RESIZE_FINDINGS, ResizeStep, SizeSpec
 from core.units import GIB, HOURS_PER_MONTH
@@ -72,11 +73,13 @@ class VmFinding:
     #: At its type's size, with a persistent maximum memory an older downsize left above it: the plan gets a
     #: step to the same size that only lowers ``<memory>`` (effective at next restart).
     lowers_max_memory: bool = False
+    #: Dismissed or postponed by a person (``core.dismissals``): left out of the headline and of plans.
+    dismissed: Dismissal | None = None
 
     @property
     def is_actionable(self) -> bool:
         """True when a plan has a step for this VM (a resize, or a stop)."""
-        return self.action in ("resize", "stop") and not self.excluded
+        return self.action in ("resize", "stop") and not self.excluded and self.dismissed is None
 
     @property
     def combined_monthly_savings(self) -> float:
@@ -156,6 +159,8 @@ class VmFinding:
         type's memory gets a step to the size it has, which lowers only that maximum. The VM's URI is
         ``default_uri`` when the store recorded none.
         """
+        if self.dismissed is not None:
+            return None
         if self.lowers_max_memory and self.current_type and not self.excluded:
             size = SizeSpec(self.current_vcpus, self.current_memory_bytes, self.current_type)
             return ResizeStep(vm=VmRef(uri=self.uri or default_uri, uuid=self.uuid, name=self.name), current=size,
@@ -220,6 +225,10 @@ class VmFinding:
             "storage": self.storage.as_json() if self.storage is not None else None,
             "lowers_max_memory": self.lowers_max_memory,
             "schedule": self.schedule.as_json() if self.schedule else None,  # null when none is proposed
+            "dismissed": None if self.dismissed is None else {
+                "kind": self.dismissed.kind, "reason": self.dismissed.reason, "by": self.dismissed.actor,
+                "at": self.dismissed.at.isoformat(),
+                "until": None if self.dismissed.until is None else self.dismissed.until.isoformat()},
             **({"combined_monthly_savings": round(self.combined_monthly_savings, 4)} if self.schedule else {}),
         }
 

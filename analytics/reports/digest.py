@@ -22,10 +22,10 @@ from datetime import datetime
 
 from analytics.analysis import AnalysisOptions, FleetAnalysis, analyse_fleet
 from analytics.backups import BackupFinding, check_backups
-from analytics.realised import RealisedSaving, realised_savings_for_store
 from analytics.findings.context import FleetCatalogue
 from analytics.findings.finding import VmFinding
 from analytics.findings.headline import SAVING_KINDS, Headline, headline_saving, saving_kind
+from analytics.realised import RealisedSaving, realised_savings_for_store
 from collector.store.base import TimeSeriesStore
 from collector.store.jsonmeta import read_json_meta
 from core.settings import Settings
@@ -215,7 +215,8 @@ def finding_key(f: VmFinding) -> str:
 
 def is_notable(f: VmFinding) -> bool:
     """A finding a digest mentions: it saves something, or it asks for a look (upsize, contention, regret, ...)."""
-    return not f.excluded and (headline_saving(f) > 0 or f.finding.value not in QUIET_FINDINGS)
+    return (not f.excluded and f.dismissed is None
+            and (headline_saving(f) > 0 or f.finding.value not in QUIET_FINDINGS))
 
 
 def digest_item(f: VmFinding, public_url: str = "") -> DigestItem:

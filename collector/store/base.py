@@ -32,6 +32,7 @@ from typing import Any, Literal, Protocol
 import pandas as pd
 
 from collector.model import SampleBatch, UsagePoint, VmRecord
+from core.dismissals import Dismissal
 
 #: Contention, memory-pressure and disk-performance signals (schema version 2); NaN where not reported.
 SIGNAL_RAW_COLUMNS: tuple[str, ...] = (
@@ -145,6 +146,16 @@ class TimeSeriesStore(Protocol):
 
     def audit(self, vm_uuid: str | None = None) -> list[AuditEntry]:
         """Audit records, oldest first."""
+
+    def dismissals(self) -> list[Dismissal]:
+        """Every stored dismissal, expired ones included (the analysis applies those active at its time)."""
+
+    def dismiss(self, dismissal: Dismissal) -> None:
+        """Store ``dismissal`` (replacing one of the same VM and kind) and its audit row, in one transaction."""
+
+    def restore(self, vm_uuid: str, *, actor: str, at: datetime, kind: str | None = None) -> list[Dismissal]:
+        """Remove the VM's dismissals (of ``kind`` only when given) with a ``restore`` audit row each;
+        returns those removed."""
 
     def get_meta(self, key: str) -> str | None: ...
 

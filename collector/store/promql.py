@@ -38,6 +38,7 @@ from collector.store.jsonmeta import HOST_CPUS_KEY, read_json_meta
 from collector.store.promql_http import Matrix, PromqlClient, PromqlInputError, Sample
 from collector.store.promql_mapping import VmMapping
 from collector.store.promql_schema import RULES, Schema, rollup_queries
+from core.dismissals import Dismissal
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,16 @@ class PromqlStore:
 
     def audit(self, vm_uuid: str | None = None) -> list[AuditEntry]:
         return list(self.local.audit(vm_uuid))
+
+    def dismissals(self) -> list[Dismissal]:
+        """Dismissals live in the local SQLite file beside the engine, like the audit log."""
+        return list(self.local.dismissals())
+
+    def dismiss(self, dismissal: Dismissal) -> None:
+        self.local.dismiss(dismissal)
+
+    def restore(self, vm_uuid: str, *, actor: str, at: datetime, kind: str | None = None) -> list[Dismissal]:
+        return list(self.local.restore(vm_uuid, actor=actor, at=at, kind=kind))
 
     def get_meta(self, key: str) -> str | None:
         """The local meta entry; for ``host_cpus`` merged with the agents' ``rightsizer_host_cpus`` (newer)."""

@@ -87,6 +87,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE counters ADD COLUMN disk_read_time_ns INTEGER;
     ALTER TABLE counters ADD COLUMN disk_write_time_ns INTEGER;
     """,
+    # 3: dismissed and postponed findings (core.dismissals.Dismissal); until NULL = until restored
+    """
+    CREATE TABLE dismissals(
+        vm TEXT NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL, actor TEXT NOT NULL, at INTEGER NOT NULL,
+        until INTEGER, vm_name TEXT NOT NULL, PRIMARY KEY(vm, kind)) WITHOUT ROWID;
+    """,
 )
 
 

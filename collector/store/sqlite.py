@@ -32,6 +32,7 @@ import pandas as pd
 
 from collector.errors import StoreError, StoreRefusedError
 from collector.model import SampleBatch, UsagePoint, VmRecord, VmState, natural_key
+from collector.store import sqlite_dismissals
 from collector.store.base import (
     AuditEntry,
     Counters,
@@ -64,6 +65,7 @@ from collector.store.sqlite_rows import (
     to_epoch,
     typed_frame,
 )
+from core.dismissals import Dismissal
 
 log = logging.getLogger(__name__)
 
@@ -352,6 +354,17 @@ class SqliteStore:
                  entry.plan_id, entry.price_before_per_hour, entry.price_after_per_hour, entry.currency),
             )
             return int(cur.lastrowid or 0)
+
+    def dismiss(self, dismissal: Dismissal) -> None:
+        with self._tx() as c:
+            sqlite_dismissals.insert(c, dismissal)
+
+    def restore(self, vm_uuid: str, *, actor: str, at: datetime, kind: str | None = None) -> list[Dismissal]:
+        with self._tx() as c:
+            return sqlite_dismissals.delete(c, vm_uuid, kind, actor, at)
+
+    def dismissals(self) -> list[Dismissal]:
+        return sqlite_dismissals.read_all(self._read(sqlite_dismissals.SELECT_ALL))
 
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as c:

@@ -14,6 +14,7 @@ from dashboard import figures, ids
 from dashboard.data import ApplyHook, DashboardData, Filters
 from dashboard.pages.common import (
     FILTER_INPUTS,
+    TABLE_STYLE,
     data_table,
     kpi,
     lookback_control,
@@ -34,11 +35,17 @@ from dashboard.viewmodel.recommendations import (
 PATH = "/recommendations"
 TITLE = "Recommendations"
 #: Columns behind the table's "Toggle Columns" button at first (the finding implies the action; exclusion
-#: is rare and the VM page says it).
-HIDDEN_AT_FIRST = ("action", "excluded")
+#: is rare and the VM page says it; a dismissal greys its row and opens its Reason).
+HIDDEN_AT_FIRST = ("action", "excluded", "dismissed")
 #: Columns whose text wraps onto up to three lines (px wide); the long ones show whole in a tooltip.
-WRAPPED = {"name": 130, "host": 90, "finding": 100, "risk_reasons": 140, "options": 160, "reason": 150}
-TOOLTIPS = ("risk_reasons", "options", "reason")
+WRAPPED = {"name": 130, "host": 90, "finding": 100, "risk_reasons": 140, "options": 160, "reason": 150,
+           "dismissed": 130}
+TOOLTIPS = ("risk_reasons", "options", "reason", "dismissed")
+#: Dismissed and postponed rows: grey and italic (their reason in the "Dismissed" column); the rest as usual.
+DISMISSED_STYLE: list[dict[str, Any]] = [
+    *TABLE_STYLE["style_data_conditional"],
+    {"if": {"filter_query": '{dismissed} != ""'}, "color": "#8a9ba8", "fontStyle": "italic"},
+]
 
 
 def columns(currency: str, need_statistic: str = "") -> list[dict[str, Any]]:
@@ -62,6 +69,7 @@ def columns(currency: str, need_statistic: str = "") -> list[dict[str, Any]]:
         {"id": "options", "name": "Options"},
         {"id": "reason", "name": "Reason"},
         {"id": "excluded", "name": "Excluded"},
+        {"id": "dismissed", "name": "Dismissed (left out of the savings)"},
     ]
 
 
@@ -111,6 +119,7 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
             hidden=HIDDEN_AT_FIRST,
             data=rows,
             tooltip_data=tooltips(rows, TOOLTIPS),
+            style_data_conditional=DISMISSED_STYLE,
             sort_action="native",
             filter_action="native",
             filter_query=table_filter,
@@ -158,8 +167,10 @@ def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | N
 
 def _build(data: DashboardData, filters: Filters, lookback: int,
            ) -> tuple[list[dict[str, Any]], list[html.Div], go.Figure, list[dict[str, str]]]:
-    rows = recommendation_rows(data, filters, lookback)
+    every = recommendation_rows(data, filters, lookback)
     cur = data.currency
+    dismissed = [r for r in every if r.get("dismissed")]
+    rows = [r for r in every if not r.get("dismissed")]  # the cards leave dismissed findings out
     schedules = [r for r in rows if r["finding"] == "schedule"]
     scheduled = sum(r["monthly_savings"] or 0.0 for r in schedules)
     storage = [r for r in rows if r["finding"] == "storage"]
@@ -184,12 +195,15 @@ def _build(data: DashboardData, filters: Filters, lookback: int,
         kpi("Below threshold", str(by_finding.get("below-threshold", 0)), "a smaller type saves too little"),
         kpi("Insufficient data", str(by_finding.get("insufficient-data", 0)),
             f"need ≥ 30 h over ≥ 3 days in the last {lookback} days"),
+        kpi("Dismissed", str(len(dismissed)),
+            money(sum(max(r["monthly_savings"] or 0.0, 0.0) for r in dismissed), cur)
+            + "/month left out (greyed below)"),
     ]
     frame = pd.DataFrame(resizes, columns=["name", "monthly_savings", "finding"]) if resizes else pd.DataFrame(
         {"name": [], "monthly_savings": [], "finding": []})
     frame["monthly_savings"] = pd.to_numeric(frame["monthly_savings"]).fillna(0.0)
     choices = [{"label": name, "value": uuid} for uuid, name, _ in apply_choices(data, filters)]
-    return rows, cards, figures.savings_figure(frame, currency=cur), choices
+    return every, cards, figures.savings_figure(frame, currency=cur), choices
 
 
 def export(data: DashboardData, n_clicks: int | None, range_key: str | None, labels: list[str] | None,

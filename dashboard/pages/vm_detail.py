@@ -11,6 +11,8 @@ from dash import Dash, Input, Output, dcc, html
 from dashboard import figures, ids
 from dashboard.data import GIB, DashboardData, Filters, FindingView, VmDetailView
 from dashboard.pages.common import FILTER_INPUTS, badge, chips, empty, lookback_control, money, risk_legend
+from dashboard.pages.vm_dismiss import dismiss_panel
+from dashboard.pages.vm_dismiss import register as register_dismiss
 from dashboard.viewmodel.vm_detail import vm_detail_view
 
 PATH_PREFIX = "/vm/"
@@ -37,6 +39,7 @@ def layout(data: DashboardData, uuid: str, filters: Filters, *, lookback: int | 
         html.H2("Recommendation"),
         lookback_control(ids.VM_LOOKBACK, default),
         html.Div(rec, id=ids.VM_RECOMMENDATION, className="rs-card rs-card-pad"),
+        dismiss_panel(data, uuid),
         risk_legend(ids.VM_LEGEND),
         html.Div(placement_finding(data, uuid), id=ids.VM_PLACEMENT),
         html.H2("Options"),
@@ -89,6 +92,8 @@ def _recommendation(f: FindingView | None, currency: str) -> list[Any]:
             badge(f.finding),
             html.Span(f"risk {f.risk}", className="rs-badge", title="; ".join(f.risk_reasons)),
             html.Span("excluded from resizing (rightsizer_exclude)", className="rs-badge") if f.excluded else None,
+            html.Span(f"{f.dismissed.state}: {f.dismissed.reason}", className="rs-badge rs-muted",
+                      id="vm-dismissed") if f.dismissed is not None else None,
         ]),
         html.Table([
             html.Tr([html.Th("Current type"), html.Td(f.current_type or "-")]),
@@ -208,7 +213,8 @@ def _build(data: DashboardData, uuid: str, filters: Filters, lookback: int) -> _
 
 
 def register(app: Dash, data: DashboardData, **_: Any) -> None:
-    """Register the VM page callback."""
+    """Register the VM page callbacks (the page, and its "Dismiss…" control)."""
+    register_dismiss(app, data)
 
     @app.callback(
         Output(ids.VM_HEADER, "children"),

@@ -52,9 +52,10 @@ def rec_rows(data: DashboardData, snap: Snapshot, filters: Filters,
     for uuid in data.selected(snap, filters):
         f = findings.get(uuid)
         if f is not None and f.schedule:
-            rows.append(_schedule_row(snap.by_uuid[uuid], f))
+            rows.append({**_schedule_row(snap.by_uuid[uuid], f), "dismissed": dismissed_text(f, ("schedule",))})
         if f is not None and f.storage is not None and f.storage.is_change:
-            rows.append(_storage_row(snap.by_uuid[uuid], f, f.storage))
+            rows.append({**_storage_row(snap.by_uuid[uuid], f, f.storage),
+                         "dismissed": dismissed_text(f, ("storage",))})
         if f is None or f.finding == "optimized":
             continue
         vm = snap.by_uuid[uuid]
@@ -79,9 +80,22 @@ def rec_rows(data: DashboardData, snap: Snapshot, filters: Filters,
             + ("; " if f.options and f.other_options else "") + "; ".join(f.other_options),
             "reason": f.reasons.get("overall", ""),
             "excluded": "yes" if f.excluded else "",
+            "dismissed": dismissed_text(f, ("resize", "stop")),
         })
+    for r in rows:  # the reason column says it first, so no wider table is needed to show it
+        if r["dismissed"]:
+            r["reason"] = f"{r['dismissed'][0].upper()}{r['dismissed'][1:]}. {r['reason']}"
     rows.sort(key=lambda r: (-(r["monthly_savings"] or 0.0), r["name"]))
     return rows
+
+
+def dismissed_text(f: FindingView, kinds: tuple[str, ...]) -> str:
+    """How a row reads when the VM's finding of one of ``kinds`` is dismissed ("" when it is not)."""
+    d = f.dismissed
+    if d is None or d.kind not in kinds:
+        return ""
+    until = f"until {d.until:%Y-%m-%d %H:%M} UTC" if d.until is not None else "until restored"
+    return f"{d.state} by {d.actor} {until}: {d.reason}"
 
 
 def recommendations_csv(data: DashboardData, filters: Filters, lookback: int | str | None = None) -> str:

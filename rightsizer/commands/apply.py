@@ -91,7 +91,7 @@ def _stop_steps(args: argparse.Namespace, ctx: Context, findings: list[VmFinding
 
     rows: list[Any]
     if args.from_findings:
-        rows = [f.plan_entry() for f in findings if f.action == "stop" and not f.excluded]
+        rows = [f.plan_entry() for f in findings if f.action == "stop" and not f.excluded and f.dismissed is None]
     else:
         from core.parsing import json_loads
 

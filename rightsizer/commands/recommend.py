@@ -150,7 +150,8 @@ def short_row(f: VmFinding) -> dict[str, Any]:
         change = f.current_type or "(unpriced)"
     saving = headline_saving(f) if kind != "upsize" else f.monthly_savings
     return {
-        "name": f.name, "finding": f.finding.value + (" (excluded)" if f.excluded else ""), "change": change,
+        "name": f.name, "finding": f.finding.value + (" (excluded)" if f.excluded else "")
+        + (f" ({f.dismissed.state})" if f.dismissed is not None else ""), "change": change,
         "saving": f"{saving:,.2f} {f.currency}/mo" if f.currency else "-", "risk": f.risk.value,
         "schedule": f"on {f.schedule.on} {f.schedule.timezone}" if f.schedule is not None else "",
     }

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
+from collector.store.schema import SCHEMA_VERSION
+
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +54,7 @@ def test_backup_while_serve_writes_is_checked_and_recommended_alike(tmp_path):
         check = _cli(env, tmp_path, "store", "check", "--db", str(dest), "--output", "json")
         assert check.returncode == 0, check.stdout + check.stderr
         report = json.loads(check.stdout)
-        assert report["ok"] and report["integrity"] == "ok" and report["schema_version"] == 2
+        assert report["ok"] and report["integrity"] == "ok" and report["schema_version"] == SCHEMA_VERSION
         assert report["samples_rows"] > 0
     newest = json.loads(_cli(env, tmp_path, "store", "check", "--db", str(backups[0]), "--output",
                              "json").stdout)["raw_until"]

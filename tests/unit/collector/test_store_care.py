@@ -21,7 +21,7 @@ import pytest
 from collector.errors import InputError, StoreRefusedError
 from collector.model import VmRecord, VmState
 from collector.store import care
-from collector.store.schema import APPLICATION_ID, MIGRATIONS, split_sql
+from collector.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, split_sql
 from collector.store.sqlite import SqliteStore
 from rightsizer.cli import main
 
@@ -77,7 +77,7 @@ def test_backup_while_another_thread_writes_is_a_consistent_store(tmp_path):
     for result in results:
         report = care.check(result.dest)
         assert report.ok and report.integrity == "ok", report.problems
-        assert report.schema_version == 2 and result.schema_version == 2
+        assert report.schema_version == SCHEMA_VERSION and result.schema_version == SCHEMA_VERSION
         assert report.rows["samples"] % 12 == 0  # whole commits only
         assert not Path(str(result.dest) + "-wal").exists()  # a self-contained file
     assert len({care.check(r.dest).rows["samples"] for r in results}) >= 3  # taken while the store grew
@@ -127,14 +127,14 @@ def test_a_schema_upgrade_backs_the_store_up_first_and_says_so(tmp_path, caplog)
     conn.close()
     with caplog.at_level(logging.INFO, logger="collector.store.sqlite"):
         store = SqliteStore(db)
-    assert store.schema_version() == 2
+    assert store.schema_version() == SCHEMA_VERSION
     store.close()
     (backup,) = tmp_path.glob("old.db.schema1-*.bak")
     conn = sqlite3.connect(backup)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     assert conn.execute("SELECT value FROM meta").fetchall() == [("live",)]
     conn.close()
-    assert any(f"backed up to {backup}" in r.getMessage() and "before migrating to 2" in r.getMessage()
+    assert any(f"backed up to {backup}" in r.getMessage() and f"before migrating to {SCHEMA_VERSION}" in r.getMessage()
                for r in caplog.records)
     # a store at the current schema is not backed up again
     SqliteStore(db).close()
@@ -156,13 +156,14 @@ def test_a_store_written_by_the_previous_release_opens_with_nothing_lost(tmp_pat
     db = tmp_path / "store.db"
     shutil.copy(DATA / "store-schema2.db", db)
     store = SqliteStore(db)
-    assert store.schema_version() == expected["schema_version"]
+    assert expected["schema_version"] == 2 and store.schema_version() == SCHEMA_VERSION  # migrated on open
     store.close()
     for table, n in expected["rows"].items():
         assert _count(db, table) == n, table
     # recommend JSON rows carry "schedule" always now (null when none; one truth on every surface): every other
-    # key is as the previous release wrote it
-    now = [{k: v for k, v in row.items() if not (k == "schedule" and v is None)} for row in _recommend(db)]
+    # key is as the previous release wrote it; "dismissed" (schema 3) is null on every finding of that store
+    now = [{k: v for k, v in row.items() if not (k in ("schedule", "dismissed") and v is None)}
+           for row in _recommend(db)]
     assert now == expected["recommend"]
     report = care.check(db)
     assert report.ok and report.rows == expected["rows"]
