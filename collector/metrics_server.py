@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -27,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from collector.sockio import try_recv
+from collector.webconfig import WebConfigWatch
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ BACKLOG = 512
 #: connections held at once; past it a new one closes the oldest idle one (no request pending), and only when
 #: every connection is mid-exchange does the loop stop accepting (new ones wait in the backlog).
 MAX_CONNECTIONS = 1024
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+_REASONS = {200: "OK", 401: "Unauthorized", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             431: "Request Header Fields Too Large"}
 _MAX_HEAD_BYTES = 16384
 _RECV_BYTES = 65536
@@ -67,6 +69,7 @@ class _Request:
     target: str
     keep_alive: bool
     accepts_gzip: bool
+    authorization: str | None = None
 
 
 def parse_request_head(head: bytes) -> _Request | None:
@@ -80,20 +83,22 @@ def parse_request_head(head: bytes) -> _Request | None:
         name, sep, value = line.partition(":")
         if not sep:
             return None
-        headers[name.strip().lower()] = value.strip().lower()
-    connection = headers.get("connection", "")
+        headers[name.strip().lower()] = value.strip()
+    connection = headers.get("connection", "").lower()
     keep_alive = "close" not in connection if parts[2] == "HTTP/1.1" else "keep-alive" in connection
     if "content-length" in headers or "transfer-encoding" in headers:
         keep_alive = False  # we never read request bodies: do not try to find the next request after one
-    return _Request(parts[0], parts[1], keep_alive, "gzip" in headers.get("accept-encoding", ""))
+    return _Request(parts[0], parts[1], keep_alive, "gzip" in headers.get("accept-encoding", "").lower(),
+                    headers.get("authorization"))
 
 
 def response_bytes(status: int, body: bytes, content_type: str, zipped: bool, keep_alive: bool,
-                   length: int | None = None) -> bytes:
-    """Head and body of one HTTP/1.1 response (``length`` overrides Content-Length, for HEAD)."""
+                   length: int | None = None, extra: tuple[str, ...] = ()) -> bytes:
+    """Head and body of one HTTP/1.1 response (``length`` overrides Content-Length, for HEAD; ``extra``
+    header lines)."""
     head = [f"HTTP/1.1 {status} {_REASONS[status]}", f"Content-Type: {content_type}",
             f"Content-Length: {len(body) if length is None else length}",
-            "Connection: keep-alive" if keep_alive else "Connection: close"]
+            "Connection: keep-alive" if keep_alive else "Connection: close", *extra]
     if zipped:
         head.append("Content-Encoding: gzip")
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
@@ -156,7 +161,7 @@ class _Responses:
 class _Conn:
     """One client connection: what it sent and not yet answered, what is left to write, its deadline."""
 
-    __slots__ = ("sock", "fd", "inbuf", "out", "close_after", "eof", "deadline", "events")
+    __slots__ = ("sock", "fd", "inbuf", "out", "close_after", "eof", "deadline", "events", "handshaking")
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
@@ -167,6 +172,7 @@ class _Conn:
         self.eof = False  # the client shut its side: answer what it sent, then close
         self.deadline = deadline
         self.events = _READ
+        self.handshaking = isinstance(sock, ssl.SSLSocket)  # TLS: the handshake first, in steps like the rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,11 +191,15 @@ class MetricsServer:
     ``idle_timeout_s`` bounds the wait for a request (a new connection or a kept-alive one) and a write
     that makes no progress. ``workers`` and ``waiting`` are accepted for compatibility and unused: there is
     no thread pool. The listen backlog is ``BACKLOG``.
+
+    ``web_config`` (a ``WebConfigWatch``) turns on TLS and basic authentication as its file says; the file
+    is checked for changes about twice a second and a new connection uses the newest configuration.
     """
 
     def __init__(self, cache: ExpositionSource, host: str = "127.0.0.1", port: int = 0, *,
                  sock: socket.socket | None = None, idle_timeout_s: float = 10.0,
-                 workers: int | None = None, waiting: int | None = None) -> None:
+                 workers: int | None = None, waiting: int | None = None,
+                 web_config: WebConfigWatch | None = None) -> None:
         del workers, waiting
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.cache = cache
@@ -200,7 +210,8 @@ class MetricsServer:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._started = False
-        self._loop = _Loop(self._sock, _Responses(cache), idle_timeout_s, self._stopping, MAX_CONNECTIONS)
+        self._loop = _Loop(self._sock, _Responses(cache), idle_timeout_s, self._stopping, MAX_CONNECTIONS,
+                           web_config)
 
     def watch(self, fd: int, on_readable: Callable[[], None]) -> None:
         """Call ``on_readable`` in the loop whenever the descriptor ``fd`` is readable."""
@@ -231,8 +242,9 @@ class _Loop:
     """The event loop (epoll): accepts, reads requests, writes responses, and never blocks on a client."""
 
     def __init__(self, listener: socket.socket, responses: _Responses, idle_timeout_s: float,
-                 stopping: threading.Event, max_connections: int) -> None:
+                 stopping: threading.Event, max_connections: int, web: WebConfigWatch | None = None) -> None:
         self._listener = listener
+        self._web = web
         self._responses = responses
         self._idle_timeout_s = idle_timeout_s
         self._stopping = stopping
@@ -293,6 +305,10 @@ class _Loop:
         if conn.fd not in self._conns:
             return  # closed earlier in this round
         try:
+            if conn.handshaking:
+                if not self._handshake(conn):
+                    return
+                mask |= _READ  # the request may have come with the handshake's last bytes
             if mask & (_WRITE | _BROKEN):
                 self._flush(conn)
             if mask & (_READ | _BROKEN) and conn.fd in self._conns:
@@ -324,11 +340,33 @@ class _Loop:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._web is not None and (ctx := self._web.config.ssl_context) is not None:
+                sock = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             conn = _Conn(sock, time.monotonic() + self._idle_timeout_s)
             self._conns[conn.fd] = conn
             self._targets[conn.fd] = conn
             self._epoll.register(conn.fd, _READ)
             self._serve(conn, _READ)  # the request has often arrived with the connection
+
+    def _handshake(self, conn: _Conn) -> bool:
+        """One step of the TLS handshake; True once it is done. A client that does not speak TLS (plain HTTP
+        on this port), or whose certificate is refused, is closed."""
+        assert isinstance(conn.sock, ssl.SSLSocket)
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._listen(conn, _READ)
+            return False
+        except ssl.SSLWantWriteError:
+            self._listen(conn, _WRITE)
+            return False
+        except OSError as exc:  # ssl.SSLError included: plain HTTP, a refused certificate, a reset
+            log.debug("/metrics TLS handshake failed: %s", exc)
+            self._close(conn)
+            return False
+        conn.handshaking = False
+        conn.deadline = time.monotonic() + self._idle_timeout_s
+        return True
 
     def _evict_idle(self) -> bool:
         """Close the oldest connection waiting for a request (silent, idle or halfway through its head); False
@@ -369,6 +407,10 @@ class _Loop:
             req = parse_request_head(head)
             if req is None:
                 out, close_after = response_bytes(400, b"malformed request\n", "text/plain", False, False), True
+            elif self._web is not None and not self._web.config.authorized(req.authorization):
+                out = response_bytes(401, b"Unauthorized\n", "text/plain; charset=utf-8", False, req.keep_alive,
+                                     extra=('WWW-Authenticate: Basic realm="rightsizer /metrics"',))
+                close_after = not req.keep_alive
             else:
                 out, close_after = self._responses.answer(req), not req.keep_alive
         conn.out = memoryview(out)
@@ -387,7 +429,7 @@ class _Loop:
             assert conn.out is not None
             try:
                 sent = conn.sock.send(conn.out)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 sent = 0
             except OSError:
                 self._close(conn)
@@ -409,7 +451,10 @@ class _Loop:
             conn.events = events
 
     def _sweep(self, now: float) -> None:
-        """Close connections past their deadline: silent, half a request, or a stalled reader."""
+        """Close connections past their deadline: silent, half a request, or a stalled reader; and read the
+        web configuration file again when it changed."""
+        if self._web is not None:
+            self._web.refresh()
         for conn in [c for c in self._conns.values() if c.deadline <= now]:
             self._close(conn)
 
@@ -427,9 +472,10 @@ class _Loop:
             self._set_accepting(True)
 
 
-def serve_exposition(source: ExpositionSource, host: str, port: int) -> tuple[MetricsServer, threading.Thread]:
+def serve_exposition(source: ExpositionSource, host: str, port: int, web_config: WebConfigWatch | None = None,
+                     ) -> tuple[MetricsServer, threading.Thread]:
     """Serve ``source`` on host:port (port 0 picks a free one); call ``shutdown()`` then ``server_close()``."""
-    server = MetricsServer(source, host, port)
+    server = MetricsServer(source, host, port, web_config=web_config)
     thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
     thread.start()
     return server, thread
