@@ -24,7 +24,7 @@ from collector.exposition import ExpositionCache
 from collector.metrics_process import MetricsProcess
 from collector.sampler import Sampler
 from core.settings import Settings
-from rightsizer.listeners import check_tls_files, metrics_banner
+from rightsizer.listeners import check_tls_files, dashboard_ssl_context, metrics_banner
 
 if TYPE_CHECKING:
     from analytics.storage import StorageAdvice
@@ -321,8 +321,9 @@ class Service:
         app = build_web_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook,
                             plan_runner=runner)
         limits = Limits(max_body_bytes=self.settings.dashboard.max_body_bytes)
+        tls = dashboard_ssl_context(self.settings.dashboard)
         web = _bind(_DASHBOARD_LISTEN, listen,
-                    lambda host, port: start_server(app.server, host, port, limits=limits))
+                    lambda host, port: start_server(app.server, host, port, limits=limits, ssl_context=tls))
         self._stoppers.append(("dashboard server", web.stop))
         log.info("dashboard: %s/", web.url)
 
