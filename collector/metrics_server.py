@@ -21,6 +21,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Collection
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -28,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from collector.sockio import try_recv
-from collector.webconfig import WebConfigWatch
+from collector.webconfig import WebConfig, WebConfigWatch
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,13 @@ BACKLOG = 512
 #: connections held at once; past it a new one closes the oldest idle one (no request pending), and only when
 #: every connection is mid-exchange does the loop stop accepting (new ones wait in the backlog).
 MAX_CONNECTIONS = 1024
-_REASONS = {200: "OK", 401: "Unauthorized", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            431: "Request Header Fields Too Large"}
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 _MAX_HEAD_BYTES = 16384
 _RECV_BYTES = 65536
 _FILTER_CACHE = 16  # filtered (?name[]=) bodies kept per exposition
+#: password checks (bcrypt, a fraction of a second each) waiting for the checking thread; past it: 503
+MAX_PENDING_CHECKS = 64
 
 
 class Exposition(Protocol):
@@ -161,7 +164,8 @@ class _Responses:
 class _Conn:
     """One client connection: what it sent and not yet answered, what is left to write, its deadline."""
 
-    __slots__ = ("sock", "fd", "inbuf", "out", "close_after", "eof", "deadline", "events", "handshaking")
+    __slots__ = ("sock", "fd", "inbuf", "out", "close_after", "eof", "deadline", "events", "handshaking",
+                 "checking")
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
@@ -173,6 +177,7 @@ class _Conn:
         self.deadline = deadline
         self.events = _READ
         self.handshaking = isinstance(sock, ssl.SSLSocket)  # TLS: the handshake first, in steps like the rest
+        self.checking = False  # its password is being checked on the checking thread (out of the epoll set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +261,10 @@ class _Loop:
         self._epoll.register(self._wake_r.fileno(), _READ)
         self._conns: dict[int, _Conn] = {}
         self._accepting = False
+        self._checker: ThreadPoolExecutor | None = None  # one thread for bcrypt checks, started on first need
+        self._checks_done: list[tuple[_Conn, _Request, bool]] = []
+        self._checks_lock = threading.Lock()
+        self._pending_checks = 0
 
     def watch(self, fd: int, on_readable: Callable[[], None]) -> None:
         self._targets[fd] = _Watch(on_readable)
@@ -268,6 +277,8 @@ class _Loop:
             pass
 
     def close(self) -> None:
+        if self._checker is not None:
+            self._checker.shutdown(wait=False, cancel_futures=True)
         self._epoll.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -300,9 +311,10 @@ class _Loop:
                 self._wake_r.recv(64)
             except BlockingIOError:
                 pass
+            self._finish_checks()
 
     def _serve(self, conn: _Conn, mask: int) -> None:
-        if conn.fd not in self._conns:
+        if conn.fd not in self._conns or conn.checking:
             return  # closed earlier in this round
         try:
             if conn.handshaking:
@@ -377,7 +389,7 @@ class _Loop:
         just connected has often not sent its request yet.
         """
         for conn in self._conns.values():  # in accept order
-            if conn.out is None:
+            if conn.out is None and not conn.checking:
                 self._close(conn)
                 return True
         return False
@@ -407,20 +419,65 @@ class _Loop:
             req = parse_request_head(head)
             if req is None:
                 out, close_after = response_bytes(400, b"malformed request\n", "text/plain", False, False), True
-            elif self._web is not None and not self._web.config.authorized(req.authorization):
-                out = response_bytes(401, b"Unauthorized\n", "text/plain; charset=utf-8", False, req.keep_alive,
-                                     extra=('WWW-Authenticate: Basic realm="rightsizer /metrics"',))
-                close_after = not req.keep_alive
+            elif self._web is not None and (verdict := (web := self._web.config).quick_verdict(
+                    req.authorization)) is not True:
+                if verdict is None:
+                    return self._check_later(conn, web, req)
+                out, close_after = _unauthorized(req.keep_alive), not req.keep_alive
             else:
                 out, close_after = self._responses.answer(req), not req.keep_alive
         conn.out = memoryview(out)
         conn.close_after = close_after
         return True
 
+    def _check_later(self, conn: _Conn, web: WebConfig, req: _Request) -> bool:
+        """Check the request's password on the checking thread (the loop goes on meanwhile; the connection
+        leaves the epoll set until the answer). True when it was answered at once instead (503, too many)."""
+        if self._pending_checks >= MAX_PENDING_CHECKS:
+            conn.out = memoryview(response_bytes(503, b"too many password checks at once; retry\n",
+                                                 "text/plain", False, False, extra=("Retry-After: 1",)))
+            conn.close_after = True
+            return True
+        if self._checker is None:
+            self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-auth")
+        self._pending_checks += 1
+        conn.checking = True
+        self._epoll.unregister(conn.fd)
+
+        def done(future: Future[bool]) -> None:
+            ok = not future.cancelled() and future.exception() is None and future.result()
+            with self._checks_lock:
+                self._checks_done.append((conn, req, ok))
+            self.wake()
+
+        self._checker.submit(web.authorized, req.authorization).add_done_callback(done)
+        return False
+
+    def _finish_checks(self) -> None:
+        """Answer the requests whose password check finished, and go on with their connections."""
+        with self._checks_lock:
+            done, self._checks_done = self._checks_done, []
+        for conn, req, ok in done:
+            self._pending_checks -= 1
+            if self._conns.get(conn.fd) is not conn:
+                continue  # closed meanwhile (deadline, shutdown)
+            conn.checking = False
+            self._epoll.register(conn.fd, _READ)
+            conn.events = _READ
+            out = self._responses.answer(req) if ok else _unauthorized(req.keep_alive)
+            conn.out, conn.close_after = memoryview(out), not req.keep_alive
+            try:
+                self._flush(conn)
+            except Exception:  # noqa: BLE001 - one broken exchange must not stop the server
+                log.exception("/metrics connection failed; closing it")
+                self._close(conn)
+
     def _flush(self, conn: _Conn) -> None:
         """Write what the kernel takes now; answer the requests received, one after the other."""
         while True:
             if conn.out is None and not self._next_response(conn):
+                if conn.checking:
+                    return  # answered when its password check is done
                 if conn.eof:
                     self._close(conn)  # the client's end of stream, nothing more to answer
                 else:
@@ -470,6 +527,11 @@ class _Loop:
         conn.out = None
         if not self._accepting and not self._stopping.is_set():
             self._set_accepting(True)
+
+
+def _unauthorized(keep_alive: bool) -> bytes:
+    return response_bytes(401, b"Unauthorized\n", "text/plain; charset=utf-8", False, keep_alive,
+                          extra=('WWW-Authenticate: Basic realm="rightsizer /metrics"',))
 
 
 def serve_exposition(source: ExpositionSource, host: str, port: int, web_config: WebConfigWatch | None = None,

@@ -211,3 +211,29 @@ def test_the_file_is_read_again_when_it_changes_and_a_bad_one_keeps_the_old(
         web.write_text("")  # an empty file: no TLS, no users
         os.utime(web, ns=(time.time_ns(), time.time_ns() + 3_000_000_000))
         until("anything", 200)
+
+
+def test_a_password_being_checked_holds_up_no_other_scrape(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    slow = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=13)).decode()  # about a second per check here
+    web.write_text(f"basic_auth_users:\n  p: '{slow}'\n")
+    with _serve(WebConfigWatch(web)) as port:
+        warm = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        assert _get(warm, _basic("p", "right"))[0] == 200  # checked once; cached from now on
+        finished: dict[str, float] = {}
+
+        def wrong() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            assert _get(conn, _basic("p", "wrong-guess"))[0] == 401
+            finished["wrong"] = time.monotonic()
+            conn.close()
+
+        guess = threading.Thread(target=wrong)
+        guess.start()
+        time.sleep(0.05)  # the guess's check is under way
+        for _ in range(5):
+            assert _get(warm, _basic("p", "right"))[:2] == (200, BODY)
+        finished["right"] = time.monotonic()
+        guess.join(30)
+        assert finished["right"] < finished["wrong"]
+        warm.close()
