@@ -194,8 +194,11 @@ def load_web_config(path: str | Path) -> WebConfig:
         raise _fail(p, f"cannot be read ({exc.__class__.__name__}: {exc}); pass an existing YAML file") from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise _fail(p, f"is not valid YAML ({' '.join(str(exc).split())})") from None
+    except yaml.YAMLError as exc:  # the problem and where, never the snippet: the line may hold a hash
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise _fail(p, f"is not valid YAML ({problem}{where}); fix it") from None
     if data is None:
         return WebConfig()
     if not isinstance(data, dict):
