@@ -4,7 +4,6 @@ HSTS and the other headers arrive, and a page of another origin cannot make the 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
