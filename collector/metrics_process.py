@@ -8,7 +8,8 @@ parent binds the listening socket (so bind errors and port 0 behave as before) a
 child's stdin as one frame (two lengths, then the bytes). The child runs ``MetricsServer`` over the latest
 frame (one thread: its event loop also reads the pipe) and exits when its stdin closes, so it never
 outlives the parent. A child that died is started again on the next render, on the same socket, with the
-latest exposition.
+latest exposition. A web configuration file (``web_config_file``: TLS, basic auth) is read by the child,
+which reads it again when it changes; the parent reads it once first so a bad file stops ``serve`` at start.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import BinaryIO
 
 from collector.exposition import Exposition, ExpositionCache, filter_text
 from collector.metrics_server import BACKLOG, MetricsServer
+from collector.webconfig import WebConfigError, WebConfigWatch, load_web_config
 
 log = logging.getLogger(__name__)
 _FRAME = struct.Struct("!QQ")  # text length, gzip length
@@ -38,7 +40,10 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 class MetricsProcess:
     """Serves ``cache`` on host:port from a child process; ``shutdown()`` then ``server_close()``."""
 
-    def __init__(self, cache: ExpositionCache, host: str, port: int) -> None:
+    def __init__(self, cache: ExpositionCache, host: str, port: int, web_config_file: str = "") -> None:
+        if web_config_file:
+            load_web_config(web_config_file)  # WebConfigError (an InputError) here, before anything starts
+        self._web_config_file = web_config_file
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
         self.server_address: tuple[str, int] = self._sock.getsockname()[:2]
@@ -53,8 +58,10 @@ class MetricsProcess:
         fd = self._sock.fileno()
         # the child imports this very package, wherever the parent's working directory is
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")))))
-        return subprocess.Popen([sys.executable, "-m", "collector.metrics_process", str(fd)],
-                                stdin=subprocess.PIPE, pass_fds=(fd,), env=env)
+        args = [sys.executable, "-m", "collector.metrics_process", str(fd)]
+        if self._web_config_file:
+            args.append(os.path.abspath(self._web_config_file))
+        return subprocess.Popen(args, stdin=subprocess.PIPE, pass_fds=(fd,), env=env)
 
     def publish(self, exp: Exposition) -> None:
         """Hand a new exposition to the child (restarting it when it died)."""
@@ -154,19 +161,26 @@ def _first_frame(fd: int, frames: _Frames) -> tuple[bytes, bytes] | None:
     return None
 
 
-def child_main(fd: int, src_fd: int) -> int:
-    """Serve the listening socket ``fd`` with frames read from ``src_fd`` until the parent closes it.
+def child_main(fd: int, src_fd: int, web_config_file: str = "") -> int:
+    """Serve the listening socket ``fd`` with frames read from ``src_fd`` until the parent closes it
+    (with TLS and basic auth as ``web_config_file`` says, when given).
 
     One thread: the server's loop also reads the pipe, so a new exposition is taken between two
     writes and a response under way keeps the bytes it started with.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        web = WebConfigWatch(web_config_file) if web_config_file else None
+    except WebConfigError as exc:  # the file went bad since the parent read it: never serve without it
+        log.error("%s; /metrics is not served until it is fixed", exc)
+        return 2
     frames = _Frames()
     first = _first_frame(src_fd, frames)
     if first is None:
         return 0
     published = _Published(*first)
-    server = MetricsServer(published, sock=socket.socket(fileno=fd))
+    server = MetricsServer(published, sock=socket.socket(fileno=fd), web_config=web)
     os.set_blocking(src_fd, False)
 
     def on_pipe() -> None:
@@ -186,4 +200,4 @@ def child_main(fd: int, src_fd: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(int(sys.argv[1]), sys.stdin.fileno()))
+    sys.exit(child_main(int(sys.argv[1]), sys.stdin.fileno(), sys.argv[2] if len(sys.argv) > 2 else ""))

@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Collection
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from collector.sockio import try_recv
+from collector.webconfig import WebConfig, WebConfigWatch
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +38,13 @@ BACKLOG = 512
 #: connections held at once; past it a new one closes the oldest idle one (no request pending), and only when
 #: every connection is mid-exchange does the loop stop accepting (new ones wait in the backlog).
 MAX_CONNECTIONS = 1024
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            431: "Request Header Fields Too Large"}
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 _MAX_HEAD_BYTES = 16384
 _RECV_BYTES = 65536
 _FILTER_CACHE = 16  # filtered (?name[]=) bodies kept per exposition
+#: password checks (bcrypt, a fraction of a second each) waiting for the checking thread; past it: 503
+MAX_PENDING_CHECKS = 64
 
 
 class Exposition(Protocol):
@@ -67,6 +72,7 @@ class _Request:
     target: str
     keep_alive: bool
     accepts_gzip: bool
+    authorization: str | None = None
 
 
 def parse_request_head(head: bytes) -> _Request | None:
@@ -80,20 +86,22 @@ def parse_request_head(head: bytes) -> _Request | None:
         name, sep, value = line.partition(":")
         if not sep:
             return None
-        headers[name.strip().lower()] = value.strip().lower()
-    connection = headers.get("connection", "")
+        headers[name.strip().lower()] = value.strip()
+    connection = headers.get("connection", "").lower()
     keep_alive = "close" not in connection if parts[2] == "HTTP/1.1" else "keep-alive" in connection
     if "content-length" in headers or "transfer-encoding" in headers:
         keep_alive = False  # we never read request bodies: do not try to find the next request after one
-    return _Request(parts[0], parts[1], keep_alive, "gzip" in headers.get("accept-encoding", ""))
+    return _Request(parts[0], parts[1], keep_alive, "gzip" in headers.get("accept-encoding", "").lower(),
+                    headers.get("authorization"))
 
 
 def response_bytes(status: int, body: bytes, content_type: str, zipped: bool, keep_alive: bool,
-                   length: int | None = None) -> bytes:
-    """Head and body of one HTTP/1.1 response (``length`` overrides Content-Length, for HEAD)."""
+                   length: int | None = None, extra: tuple[str, ...] = ()) -> bytes:
+    """Head and body of one HTTP/1.1 response (``length`` overrides Content-Length, for HEAD; ``extra``
+    header lines)."""
     head = [f"HTTP/1.1 {status} {_REASONS[status]}", f"Content-Type: {content_type}",
             f"Content-Length: {len(body) if length is None else length}",
-            "Connection: keep-alive" if keep_alive else "Connection: close"]
+            "Connection: keep-alive" if keep_alive else "Connection: close", *extra]
     if zipped:
         head.append("Content-Encoding: gzip")
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
@@ -156,7 +164,8 @@ class _Responses:
 class _Conn:
     """One client connection: what it sent and not yet answered, what is left to write, its deadline."""
 
-    __slots__ = ("sock", "fd", "inbuf", "out", "close_after", "eof", "deadline", "events")
+    __slots__ = ("sock", "fd", "inbuf", "out", "close_after", "eof", "deadline", "events", "handshaking",
+                 "checking")
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
@@ -167,6 +176,8 @@ class _Conn:
         self.eof = False  # the client shut its side: answer what it sent, then close
         self.deadline = deadline
         self.events = _READ
+        self.handshaking = isinstance(sock, ssl.SSLSocket)  # TLS: the handshake first, in steps like the rest
+        self.checking = False  # its password is being checked on the checking thread (out of the epoll set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,11 +196,15 @@ class MetricsServer:
     ``idle_timeout_s`` bounds the wait for a request (a new connection or a kept-alive one) and a write
     that makes no progress. ``workers`` and ``waiting`` are accepted for compatibility and unused: there is
     no thread pool. The listen backlog is ``BACKLOG``.
+
+    ``web_config`` (a ``WebConfigWatch``) turns on TLS and basic authentication as its file says; the file
+    is checked for changes about twice a second and a new connection uses the newest configuration.
     """
 
     def __init__(self, cache: ExpositionSource, host: str = "127.0.0.1", port: int = 0, *,
                  sock: socket.socket | None = None, idle_timeout_s: float = 10.0,
-                 workers: int | None = None, waiting: int | None = None) -> None:
+                 workers: int | None = None, waiting: int | None = None,
+                 web_config: WebConfigWatch | None = None) -> None:
         del workers, waiting
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.cache = cache
@@ -200,7 +215,8 @@ class MetricsServer:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._started = False
-        self._loop = _Loop(self._sock, _Responses(cache), idle_timeout_s, self._stopping, MAX_CONNECTIONS)
+        self._loop = _Loop(self._sock, _Responses(cache), idle_timeout_s, self._stopping, MAX_CONNECTIONS,
+                           web_config)
 
     def watch(self, fd: int, on_readable: Callable[[], None]) -> None:
         """Call ``on_readable`` in the loop whenever the descriptor ``fd`` is readable."""
@@ -231,8 +247,9 @@ class _Loop:
     """The event loop (epoll): accepts, reads requests, writes responses, and never blocks on a client."""
 
     def __init__(self, listener: socket.socket, responses: _Responses, idle_timeout_s: float,
-                 stopping: threading.Event, max_connections: int) -> None:
+                 stopping: threading.Event, max_connections: int, web: WebConfigWatch | None = None) -> None:
         self._listener = listener
+        self._web = web
         self._responses = responses
         self._idle_timeout_s = idle_timeout_s
         self._stopping = stopping
@@ -244,6 +261,10 @@ class _Loop:
         self._epoll.register(self._wake_r.fileno(), _READ)
         self._conns: dict[int, _Conn] = {}
         self._accepting = False
+        self._checker: ThreadPoolExecutor | None = None  # one thread for bcrypt checks, started on first need
+        self._checks_done: list[tuple[_Conn, _Request, bool]] = []
+        self._checks_lock = threading.Lock()
+        self._pending_checks = 0
 
     def watch(self, fd: int, on_readable: Callable[[], None]) -> None:
         self._targets[fd] = _Watch(on_readable)
@@ -256,6 +277,8 @@ class _Loop:
             pass
 
     def close(self) -> None:
+        if self._checker is not None:
+            self._checker.shutdown(wait=False, cancel_futures=True)
         self._epoll.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -288,11 +311,16 @@ class _Loop:
                 self._wake_r.recv(64)
             except BlockingIOError:
                 pass
+            self._finish_checks()
 
     def _serve(self, conn: _Conn, mask: int) -> None:
-        if conn.fd not in self._conns:
+        if conn.fd not in self._conns or conn.checking:
             return  # closed earlier in this round
         try:
+            if conn.handshaking:
+                if not self._handshake(conn):
+                    return
+                mask |= _READ  # the request may have come with the handshake's last bytes
             if mask & (_WRITE | _BROKEN):
                 self._flush(conn)
             if mask & (_READ | _BROKEN) and conn.fd in self._conns:
@@ -324,11 +352,33 @@ class _Loop:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._web is not None and (ctx := self._web.config.ssl_context) is not None:
+                sock = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             conn = _Conn(sock, time.monotonic() + self._idle_timeout_s)
             self._conns[conn.fd] = conn
             self._targets[conn.fd] = conn
             self._epoll.register(conn.fd, _READ)
             self._serve(conn, _READ)  # the request has often arrived with the connection
+
+    def _handshake(self, conn: _Conn) -> bool:
+        """One step of the TLS handshake; True once it is done. A client that does not speak TLS (plain HTTP
+        on this port), or whose certificate is refused, is closed."""
+        assert isinstance(conn.sock, ssl.SSLSocket)
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._listen(conn, _READ)
+            return False
+        except ssl.SSLWantWriteError:
+            self._listen(conn, _WRITE)
+            return False
+        except OSError as exc:  # ssl.SSLError included: plain HTTP, a refused certificate, a reset
+            log.debug("/metrics TLS handshake failed: %s", exc)
+            self._close(conn)
+            return False
+        conn.handshaking = False
+        conn.deadline = time.monotonic() + self._idle_timeout_s
+        return True
 
     def _evict_idle(self) -> bool:
         """Close the oldest connection waiting for a request (silent, idle or halfway through its head); False
@@ -339,7 +389,7 @@ class _Loop:
         just connected has often not sent its request yet.
         """
         for conn in self._conns.values():  # in accept order
-            if conn.out is None:
+            if conn.out is None and not conn.checking:
                 self._close(conn)
                 return True
         return False
@@ -369,16 +419,65 @@ class _Loop:
             req = parse_request_head(head)
             if req is None:
                 out, close_after = response_bytes(400, b"malformed request\n", "text/plain", False, False), True
+            elif self._web is not None and (verdict := (web := self._web.config).quick_verdict(
+                    req.authorization)) is not True:
+                if verdict is None:
+                    return self._check_later(conn, web, req)
+                out, close_after = _unauthorized(req.keep_alive), not req.keep_alive
             else:
                 out, close_after = self._responses.answer(req), not req.keep_alive
         conn.out = memoryview(out)
         conn.close_after = close_after
         return True
 
+    def _check_later(self, conn: _Conn, web: WebConfig, req: _Request) -> bool:
+        """Check the request's password on the checking thread (the loop goes on meanwhile; the connection
+        leaves the epoll set until the answer). True when it was answered at once instead (503, too many)."""
+        if self._pending_checks >= MAX_PENDING_CHECKS:
+            conn.out = memoryview(response_bytes(503, b"too many password checks at once; retry\n",
+                                                 "text/plain", False, False, extra=("Retry-After: 1",)))
+            conn.close_after = True
+            return True
+        if self._checker is None:
+            self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-auth")
+        self._pending_checks += 1
+        conn.checking = True
+        self._epoll.unregister(conn.fd)
+
+        def done(future: Future[bool]) -> None:
+            ok = not future.cancelled() and future.exception() is None and future.result()
+            with self._checks_lock:
+                self._checks_done.append((conn, req, ok))
+            self.wake()
+
+        self._checker.submit(web.authorized, req.authorization).add_done_callback(done)
+        return False
+
+    def _finish_checks(self) -> None:
+        """Answer the requests whose password check finished, and go on with their connections."""
+        with self._checks_lock:
+            done, self._checks_done = self._checks_done, []
+        for conn, req, ok in done:
+            self._pending_checks -= 1
+            if self._conns.get(conn.fd) is not conn:
+                continue  # closed meanwhile (deadline, shutdown)
+            conn.checking = False
+            self._epoll.register(conn.fd, _READ)
+            conn.events = _READ
+            out = self._responses.answer(req) if ok else _unauthorized(req.keep_alive)
+            conn.out, conn.close_after = memoryview(out), not req.keep_alive
+            try:
+                self._flush(conn)
+            except Exception:  # noqa: BLE001 - one broken exchange must not stop the server
+                log.exception("/metrics connection failed; closing it")
+                self._close(conn)
+
     def _flush(self, conn: _Conn) -> None:
         """Write what the kernel takes now; answer the requests received, one after the other."""
         while True:
             if conn.out is None and not self._next_response(conn):
+                if conn.checking:
+                    return  # answered when its password check is done
                 if conn.eof:
                     self._close(conn)  # the client's end of stream, nothing more to answer
                 else:
@@ -387,7 +486,7 @@ class _Loop:
             assert conn.out is not None
             try:
                 sent = conn.sock.send(conn.out)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 sent = 0
             except OSError:
                 self._close(conn)
@@ -409,7 +508,10 @@ class _Loop:
             conn.events = events
 
     def _sweep(self, now: float) -> None:
-        """Close connections past their deadline: silent, half a request, or a stalled reader."""
+        """Close connections past their deadline: silent, half a request, or a stalled reader; and read the
+        web configuration file again when it changed."""
+        if self._web is not None:
+            self._web.refresh()
         for conn in [c for c in self._conns.values() if c.deadline <= now]:
             self._close(conn)
 
@@ -427,9 +529,15 @@ class _Loop:
             self._set_accepting(True)
 
 
-def serve_exposition(source: ExpositionSource, host: str, port: int) -> tuple[MetricsServer, threading.Thread]:
+def _unauthorized(keep_alive: bool) -> bytes:
+    return response_bytes(401, b"Unauthorized\n", "text/plain; charset=utf-8", False, keep_alive,
+                          extra=('WWW-Authenticate: Basic realm="rightsizer /metrics"',))
+
+
+def serve_exposition(source: ExpositionSource, host: str, port: int, web_config: WebConfigWatch | None = None,
+                     ) -> tuple[MetricsServer, threading.Thread]:
     """Serve ``source`` on host:port (port 0 picks a free one); call ``shutdown()`` then ``server_close()``."""
-    server = MetricsServer(source, host, port)
+    server = MetricsServer(source, host, port, web_config=web_config)
     thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
     thread.start()
     return server, thread

@@ -65,6 +65,10 @@ class StoreSettings(_Section):
 
 class ExporterSettings(_Section):
     listen: str = Field(default="127.0.0.1:9178", description="HOST:PORT for /metrics")
+    web_config_file: str = Field(
+        default="", description="Prometheus exporter-toolkit web configuration (YAML: tls_server_config, "
+                                "basic_auth_users with bcrypt hashes) for /metrics, read again when it changes; "
+                                "empty = plain HTTP, no authentication")
     _v = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
 
 
@@ -75,6 +79,9 @@ class DashboardSettings(_Section):
                                 description="largest request body the dashboard port accepts (413 above it)")
     public_url: str = Field(default="", description="the dashboard's address as readers reach it (e.g. "
                             "'https://rightsizer.example.com'); digests link each VM's page under it; empty = no links")
+    tls_cert_file: str = Field(default="", description="PEM certificate (chain) for HTTPS on the dashboard "
+                               "port; with tls_key_file; empty = plain HTTP")
+    tls_key_file: str = Field(default="", description="PEM private key of tls_cert_file")
     _u = field_validator("public_url")(classmethod(lambda cls, v: _http_url(v, allow_empty=True)))
     _v = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
 

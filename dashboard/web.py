@@ -32,6 +32,7 @@ import gzip
 import logging
 import re
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -176,23 +177,27 @@ class WebServer:
     host: str
     port: int
     stop: Callable[[], None]
+    tls: bool = False
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
 
 def start_server(app: Callable[..., object], host: str, port: int, *, name: str = "dashboard",
-                 threads: int = SERVER_THREADS, limits: Limits | None = None) -> WebServer:
-    """Bind ``host:port`` and serve the WSGI ``app`` from a daemon thread (``limits``: see dashboard.wsgiserver).
+                 threads: int = SERVER_THREADS, limits: Limits | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> WebServer:
+    """Bind ``host:port`` and serve the WSGI ``app`` from a daemon thread (``limits``: see dashboard.wsgiserver;
+    ``ssl_context``: HTTPS).
 
     Raises OSError when the address cannot be bound (callers name the setting it came from).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
     try:
-        server = WsgiServer(cast(WsgiApp, app), sock, threads=threads, limits=limits, name=name)
+        server = WsgiServer(cast(WsgiApp, app), sock, threads=threads, limits=limits, name=name,
+                            ssl_context=ssl_context)
     except BaseException:
         sock.close()
         raise
@@ -204,4 +209,4 @@ def start_server(app: Callable[..., object], host: str, port: int, *, name: str 
         thread.join(5.0)
         server.close()
 
-    return WebServer(host=host, port=server.server_address[1], stop=_stop)
+    return WebServer(host=host, port=server.server_address[1], stop=_stop, tls=ssl_context is not None)

@@ -17,6 +17,8 @@ arrived, and what one client can hold is bounded:
   waiting for a request (idle or silent), so a crowd of idle sockets never locks out a new client.
 * **Responses** are built by a worker into bytes and written by the loop with non-blocking sends; a client that
   stops reading is closed after ``idle_timeout_s`` without progress and never holds a worker.
+* **TLS** (``ssl_context``): accepted sockets are wrapped with ``do_handshake_on_connect=False`` and the
+  handshake runs in steps in the loop under the header deadline; a client that does not speak TLS is closed.
 
 The app runs on ``threads`` workers; complete requests wait in order when all are busy.
 """
@@ -27,6 +29,7 @@ import io
 import logging
 import selectors
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -116,7 +119,8 @@ def parse_head(head: bytes, max_body_bytes: int) -> _Request:
     return _Request(method, target, version, headers, length, keep_alive)
 
 
-def environ_for(req: _Request, server: tuple[str, int], peer: tuple[str, int]) -> dict[str, Any]:
+def environ_for(req: _Request, server: tuple[str, int], peer: tuple[str, int], scheme: str = "http",
+                ) -> dict[str, Any]:
     """The WSGI environ of one request (PEP 3333: strings are latin-1 decoded bytes)."""
     url = urlsplit(req.target)
     path = url.path if url.path else "/"
@@ -125,7 +129,7 @@ def environ_for(req: _Request, server: tuple[str, int], peer: tuple[str, int]) -
         "PATH_INFO": unquote_to_bytes(path).decode("latin-1"), "QUERY_STRING": url.query,
         "SERVER_NAME": server[0], "SERVER_PORT": str(server[1]), "SERVER_PROTOCOL": req.version,
         "REMOTE_ADDR": peer[0], "REMOTE_PORT": str(peer[1]), "CONTENT_LENGTH": str(req.length) if req.length else "",
-        "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(req.body),
+        "wsgi.version": (1, 0), "wsgi.url_scheme": scheme, "wsgi.input": io.BytesIO(req.body),
         "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
         "wsgi.input_terminated": True,
     }
@@ -207,14 +211,17 @@ class _Conn:
     close_after: bool = False
     fresh: bool = True  # no request yet on this connection (its head deadline runs from the accept)
     dropped: int = 0  # bytes read and dropped while lingering
+    handshaking: bool = False  # TLS: the handshake is not done yet
 
 
 class WsgiServer:
     """Serve a WSGI app on ``sock`` (listening) until ``shutdown``; see the module doc for the limits."""
 
     def __init__(self, app: WsgiApp, sock: socket.socket, *, threads: int = 16, limits: Limits | None = None,
-                 name: str = "dashboard") -> None:
+                 name: str = "dashboard", ssl_context: ssl.SSLContext | None = None) -> None:
         self.app = app
+        self._ssl = ssl_context
+        self._scheme = "http" if ssl_context is None else "https"
         self.limits = limits or Limits()
         self._sock = sock
         self._sock.setblocking(False)
@@ -294,7 +301,10 @@ class WsgiServer:
                 continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Conn(sock, (str(peer[0]), int(peer[1])), time.monotonic() + self.limits.head_timeout_s)
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            conn = _Conn(sock, (str(peer[0]), int(peer[1])), time.monotonic() + self.limits.head_timeout_s,
+                         handshaking=self._ssl is not None)
             self._conns[sock.fileno()] = conn
             self._selector.register(sock, selectors.EVENT_READ, conn)
 
@@ -313,13 +323,34 @@ class WsgiServer:
         if conn.sock.fileno() not in self._conns:
             return
         try:
-            if events & selectors.EVENT_WRITE:
+            if conn.handshaking:
+                self._handshake(conn)
+            elif events & selectors.EVENT_WRITE:
                 self._flush(conn)
             elif events & selectors.EVENT_READ:
                 self._receive(conn)
         except Exception:  # noqa: BLE001 - one broken exchange must not stop the server
             log.exception("%s: connection failed; closing it", self._name)
             self._close(conn)
+
+    def _handshake(self, conn: _Conn) -> None:
+        """One step of the TLS handshake; once done, read what came with its last bytes."""
+        assert isinstance(conn.sock, ssl.SSLSocket)
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+            return
+        except ssl.SSLWantWriteError:
+            self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
+            return
+        except OSError as exc:  # ssl.SSLError included: plain HTTP on this port, a reset
+            log.debug("%s: TLS handshake failed: %s", self._name, exc)
+            self._close(conn)
+            return
+        conn.handshaking = False
+        self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+        self._receive(conn)
 
     def _receive(self, conn: _Conn) -> None:
         chunk = try_recv(conn.sock, _RECV_BYTES)
@@ -369,7 +400,7 @@ class WsgiServer:
             conn.state = _IN_APP
             self._selector.unregister(conn.sock)  # nothing is read while the app runs
             self._conns.move_to_end(conn.sock.fileno())
-            env = environ_for(req, self.server_address, conn.peer)
+            env = environ_for(req, self.server_address, conn.peer, self._scheme)
             self._pool.submit(self._work, conn, env, req.keep_alive)
 
     def _work(self, conn: _Conn, env: dict[str, Any], keep_alive: bool) -> None:
@@ -402,8 +433,11 @@ class WsgiServer:
 
     def _flush(self, conn: _Conn) -> None:
         try:
-            sent = conn.sock.sendmsg(conn.out[:16])  # head and body parts in one call, as the kernel takes them
-        except (BlockingIOError, InterruptedError):
+            if isinstance(conn.sock, ssl.SSLSocket):  # no sendmsg through TLS: one part at a time
+                sent = conn.sock.send(conn.out[0])
+            else:
+                sent = conn.sock.sendmsg(conn.out[:16])  # head and body parts in one call, as the kernel takes them
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             return
         except OSError:
             self._close(conn)

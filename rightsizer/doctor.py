@@ -264,6 +264,23 @@ class Doctor:
             wanted.append(("dashboard listen", self.settings.dashboard.listen, "/healthz"))
         for name, listen, path in wanted:
             yield _check_listen(name, listen, path)
+        if self.settings.exporter.web_config_file or self.settings.dashboard.tls_cert_file or \
+                self.settings.dashboard.tls_key_file:
+            yield self.check_listener_security()
+
+    def check_listener_security(self) -> Check:
+        """The web configuration file of /metrics and the dashboard's certificate load (only when configured)."""
+        from collector.errors import ConfigError
+        from rightsizer.listeners import check_tls_files, metrics_banner
+
+        try:
+            check_tls_files(self.settings, self.role)
+        except ConfigError as exc:
+            return Check("tls and auth", FAIL, str(exc))
+        notes = [f"/metrics {metrics_banner(self.settings.exporter.listen, self.settings.exporter.web_config_file)}"]
+        if self.settings.dashboard.enabled and self.role != "agent":
+            notes.append("dashboard " + ("https" if self.settings.dashboard.tls_cert_file else "plain HTTP"))
+        return Check("tls and auth", OK, "; ".join(notes))
 
     # -- clock -------------------------------------------------------------------------------
     def check_clock(self) -> Check:

@@ -24,6 +24,7 @@ from collector.exposition import ExpositionCache
 from collector.metrics_process import MetricsProcess
 from collector.sampler import Sampler
 from core.settings import Settings
+from rightsizer.listeners import check_tls_files, dashboard_ssl_context, metrics_banner
 
 if TYPE_CHECKING:
     from analytics.storage import StorageAdvice
@@ -77,6 +78,7 @@ def check_listeners(settings: Settings, role: str) -> None:
                          "own port")
     for what, listen in wanted:
         _bind(what, listen, lambda host, port: None)
+    check_tls_files(settings, role)
 
 
 def _close_server(server: Any) -> None:
@@ -265,9 +267,10 @@ class Service:
         exposition = self.exposition
         listen = self.settings.exporter.listen
         server = _bind(_METRICS_LISTEN, listen,
-                       lambda host, port: MetricsProcess(exposition, host, port))
+                       lambda host, port: MetricsProcess(exposition, host, port,
+                                                         self.settings.exporter.web_config_file))
         self._stoppers.append(("metrics server", lambda: _close_server(server)))
-        log.info("metrics: http://%s/metrics", listen)
+        log.info("metrics: %s", metrics_banner(listen, self.settings.exporter.web_config_file))
         interval = self.settings.collector.interval_s
         exposition.start()
         self._stoppers.append(("exposition renderer", exposition.stop))
@@ -318,8 +321,9 @@ class Service:
         app = build_web_app(self.settings, self.store, self.catalogue, data_mode=self.data_mode, actions=hook,
                             plan_runner=runner)
         limits = Limits(max_body_bytes=self.settings.dashboard.max_body_bytes)
+        tls = dashboard_ssl_context(self.settings.dashboard)
         web = _bind(_DASHBOARD_LISTEN, listen,
-                    lambda host, port: start_server(app.server, host, port, limits=limits))
+                    lambda host, port: start_server(app.server, host, port, limits=limits, ssl_context=tls))
         self._stoppers.append(("dashboard server", web.stop))
         log.info("dashboard: %s/", web.url)
 

@@ -31,6 +31,9 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--uri", action="append", metavar="URI", help="libvirt URI to sample, repeatable")
     p.add_argument("--interval", type=float, metavar="SECONDS", help="seconds between collection cycles")
     p.add_argument("--metrics-listen", metavar="HOST:PORT", help="where /metrics listens (127.0.0.1:9178)")
+    p.add_argument("--web-config-file", metavar="FILE",
+                   help="exporter-toolkit web configuration (TLS, basic auth) for /metrics ([exporter] "
+                        "web_config_file)")
     p.add_argument("--dashboard-listen", metavar="HOST:PORT", help="where the dashboard listens (127.0.0.1:8050)")
     p.add_argument("--demo", action="store_true", help="force the demo fleet (synthetic history)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
@@ -48,6 +51,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     over = collector_overrides(args)
     if args.metrics_listen:
         over["exporter"] = {"listen": args.metrics_listen}
+    if args.web_config_file:
+        over.setdefault("exporter", {})["web_config_file"] = args.web_config_file
     if args.dashboard_listen:
         over.setdefault("dashboard", {})["listen"] = args.dashboard_listen
     if args.no_dashboard:

@@ -15,7 +15,7 @@ Fixtures:
     mem_guest          -> GuestSpec of rs-test-mem (module scope): the mem workload holding 96 MiB of tmpfs and
                           reading it again every second, with a swap disk, booted at 192 MiB
     testdriver_fleet   -> factory(n, **make_fleet kwargs) -> test:///... URI of n domains
-    prometheus         -> factory(targets, scrape_interval_s=1) -> PrometheusServer
+    prometheus         -> factory(targets, scrape_interval_s=1, scrape_extra="") -> PrometheusServer
 """
 
 from __future__ import annotations
@@ -200,8 +200,9 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
     servers: list[PrometheusServer] = []
 
     def start(
-        targets: list[str], scrape_interval_s: float = 1.0, job: str = "rightsizer"
+        targets: list[str], scrape_interval_s: float = 1.0, job: str = "rightsizer", scrape_extra: str = ""
     ) -> PrometheusServer:
+        """``scrape_extra``: more YAML lines of the scrape job (scheme, tls_config, basic_auth), indented by 4."""
         work = tmp_path / f"prometheus-{len(servers)}"
         work.mkdir()
         config = work / "prometheus.yml"
@@ -214,6 +215,7 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
             f"  - job_name: {job}\n"
             "    static_configs:\n"
             f"      - targets: {json.dumps(targets)}\n"
+            + scrape_extra
         )
         port = free_port()
         log_path = work / "prometheus.log"

@@ -125,3 +125,24 @@ def test_store_line_names_the_process_writing_it(tmp_path):
     assert store.endswith(f"; written by pid {os.getpid()} rightsizer serve"), store
     code, lines, _ = _doctor(tmp_path, "--demo", "--db", str(db))
     assert "written by" not in next(line for line in lines if " store: " in line)
+
+
+
+def test_tls_and_auth_files_are_checked_when_configured(tmp_path, monkeypatch):
+    from tests.helpers.tlscerts import make_certs
+
+    certs = make_certs(tmp_path / "certs")
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {certs.server_cert}\n  key_file: {certs.server_key}\n")
+    monkeypatch.setenv("RIGHTSIZER_EXPORTER__WEB_CONFIG_FILE", str(web))
+    monkeypatch.setenv("RIGHTSIZER_DASHBOARD__TLS_CERT_FILE", str(certs.server_cert))
+    monkeypatch.setenv("RIGHTSIZER_DASHBOARD__TLS_KEY_FILE", str(certs.server_key))
+    code, lines, _ = _doctor(tmp_path, "--demo")
+    check = [line for line in lines if "tls and auth:" in line]
+    assert code == 0 and len(check) == 1 and check[0].startswith("OK"), lines
+    assert "/metrics https://" in check[0] and "no authentication" in check[0] and "dashboard https" in check[0]
+    web.write_text("basic_auth_users:\n  prometheus: hunter2\n")
+    code, lines, _ = _doctor(tmp_path, "--demo")
+    check = [line for line in lines if "tls and auth:" in line]
+    assert code == 1 and check[0].startswith("FAIL"), lines
+    assert "basic_auth_users.prometheus is not a bcrypt hash" in check[0] and "hunter2" not in "\n".join(lines)
