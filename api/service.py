@@ -128,7 +128,8 @@ class ApiService:
     def backups(self, vms: Sequence[VmRecord]) -> list[Any]:
         return check_backups(list(vms), self.store.backups(), self.settings.backups, self.clock())
 
-    def costs(self, since: str | None, until: str | None, group_by: str) -> dict[str, Any]:
+    def costs(self, since: str | None, until: str | None, group_by: str,
+              keep: Callable[[list[VmRecord]], list[VmRecord]] | None = None) -> dict[str, Any]:
         """The ``rightsizer costs --output json`` totals, groups and per-VM rows for one window (default
         ``[costs] window_days`` before ``until``, the window of every other surface)."""
         since = since or f"{self.settings.costs.window_days}d"
@@ -137,7 +138,7 @@ class ApiService:
         start = hour_floor(_instant(since, end, "since"))
         if start >= end:
             raise bad_parameter("since", f"{since!r} ({start.isoformat()}) is not before until ({end.isoformat()})")
-        vms = self.store.vms()
+        vms = self.store.vms() if keep is None else keep(self.store.vms())
         group_by = group_by.strip()
         if group_by not in BUILTIN_GROUPS:
             keys = sorted({k for vm in vms for k in vm.labels})
@@ -147,6 +148,8 @@ class ApiService:
         cost_settings, _note = storage_pricing(self.settings, self.catalogue.currency)
         month_start = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         hours = self.store.frame(min(start, month_start, end - timedelta(days=7)), end, resolution="hour")
+        if keep is not None and not hours.empty:  # a scoped caller: only its VMs' hours are priced
+            hours = hours[hours["vm"].isin({v.uuid for v in vms})]
         frame = fleet_costs(hours, vms, self.catalogue, self.storage, cost_settings, now=end)
         s = summarise_costs(frame, vms, group_by=group_by, now=end, start=start, end=end,
                             currency=self.catalogue.currency)
@@ -166,13 +169,23 @@ class ApiService:
 
     # -- plans ---------------------------------------------------------------------------------
     def create_plan(self, vms: Sequence[str], hosts: Sequence[str], labels: Sequence[str],
-                    lookback_days: float | None, profile: str | None, strategy: str | None = None) -> ResizePlan:
-        """A plan of the resizes the current findings propose for the selected VMs (may have no steps)."""
+                    lookback_days: float | None, profile: str | None, strategy: str | None = None,
+                    keep: Callable[[list[VmRecord]], list[VmRecord]] | None = None) -> ResizePlan:
+        """A plan of the resizes the current findings propose for the selected VMs (may have no steps);
+        ``keep`` narrows the VMs to a caller's scope (a VM named outside it is a 403)."""
         known = {v.uuid: v for v in self.store.vms()}
         by_name = {v.name: v for v in known.values()}
         for key in vms:
             if key not in known and key not in by_name:
                 raise ProblemError(422, "unknown-vm", "Unknown VM", f"body field 'vms': no VM {key!r}")
+        if keep is not None:
+            allowed = {v.uuid for v in keep(list(known.values()))}
+            outside = [k for k in vms if (known[k].uuid if k in known else by_name[k].uuid) not in allowed]
+            if outside:
+                raise ProblemError(403, "out-of-scope", "VM outside your scope",
+                                   f"body field 'vms': {outside[0]!r} is outside your scope; plan only VMs "
+                                   "you can see in GET /api/v1/vms")
+            known = {u: v for u, v in known.items() if u in allowed}
         chosen = {v.uuid for v in select_vms(known.values(), hosts, labels)}
         if vms:
             chosen &= {known[k].uuid if k in known else by_name[k].uuid for k in vms}
@@ -199,7 +212,7 @@ class ApiService:
             raise not_found("plan", plan_id, "plan_id")
         return stored
 
-    def run(self, plan_id: str, *, apply: bool) -> dict[str, Any]:
+    def run(self, plan_id: str, *, apply: bool, actor: str = "api") -> dict[str, Any]:
         """Dry-run or apply a stored plan through the shared runner; returns the run (kind, at, results)."""
         from collector.actions.output import result_row
 
@@ -207,7 +220,7 @@ class ApiService:
         if self.runner is None:
             raise ProblemError(403, "actions-disabled", "Actions disabled",
                                "set [actions] enabled = true and a token, then restart serve")
-        results = self.runner(stored.plan, apply, "api")
+        results = self.runner(stored.plan, apply, actor)
         run = {"kind": "apply" if apply else "dry-run", "at": self.clock(),
                "results": [result_row(r) for r in results]}
         with self._lock:

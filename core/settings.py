@@ -230,6 +230,51 @@ class ActionSettings(_Section):
                           "/tmp/rightsizer-<uid>/locks")
 
 
+class AuthUser(_Section):
+    name: str = Field(min_length=1, max_length=100, description="the user's name, recorded as the audit actor")
+    role: Literal["viewer", "operator", "admin"] = Field(
+        default="viewer", description="viewer reads; operator and admin also make, dry-run and apply plans")
+    token_sha256: str = Field(default="", description="hex SHA-256 of the user's API bearer token (only the hash "
+                              "is stored); empty = no API access")
+    password_hash: str = Field(default="", description="bcrypt hash of the dashboard sign-in password; empty = "
+                               "no dashboard sign-in")
+    scope: list[str] = Field(default_factory=list, description="label selectors key=value the user may see and "
+                             "act on (OR within a key, AND across keys); empty = the whole fleet")
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _sha256(cls, v: str) -> str:
+        if v and (len(v) != 64 or any(c not in "0123456789abcdefABCDEF" for c in v)):
+            raise ValueError("expected 64 hex digits (sha256sum of the token)")
+        return v.lower()
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, v: list[str]) -> list[str]:
+        for item in v:
+            key, sep, _value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"scope entry {item!r} is not key=value (e.g. team=payments)")
+        return v
+
+
+class AuthSettings(_Section):
+    users: list[AuthUser] = Field(default_factory=list, description="[[auth.users]] entries; none = the "
+                                  "dashboard and API are open to whoever reaches their port")
+
+    @field_validator("users")
+    @classmethod
+    def _unique(cls, v: list[AuthUser]) -> list[AuthUser]:
+        names = [u.name for u in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"user name {dup[0]!r} appears more than once; names must be unique")
+        hashes = [u.token_sha256 for u in v if u.token_sha256]
+        if len(hashes) != len(set(hashes)):
+            raise ValueError("two users have the same token_sha256; give each user its own token")
+        return v
+
+
 def _zone(value: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -316,6 +361,7 @@ class Settings(_Section):
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
     source: SourceSettings = Field(default_factory=SourceSettings)
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:

@@ -61,3 +61,22 @@ def serve(cwd: Path, *args: str, actions: bool = True) -> Iterator[Served]:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def seeded_fleet_args(cwd: Path, n: int) -> tuple[str, ...]:
+    """``serve`` arguments for ``n`` demo-shaped VMs on a test-driver node file (so apply really resizes), with
+    a host big enough for them and 30 days of seeded history in ``cwd/rs.db``."""
+    from collector.hypervisor.testfleet import FleetDomain, write_fleet
+    from collector.store.sqlite import SqliteStore
+    from rightsizer.demo import demo_fleet
+    from rightsizer.demo_history import seed_synthetic_history
+
+    vms = demo_fleet(n)
+    uri = write_fleet(cwd / "fleet.xml", [
+        FleetDomain(name=v.name, uuid=v.uuid, vcpus=v.vcpus, max_vcpus=v.vcpus, memory_bytes=v.memory_bytes,
+                    max_memory_bytes=v.memory_bytes, running=v.running, labels=dict(v.labels)) for v in vms])
+    store = SqliteStore(cwd / "rs.db")
+    seed_synthetic_history(store, vms, days=30, uri=uri, points_per_hour=4)
+    store.set_meta("data_mode", "live")
+    store.close()
+    return ("--uri", uri, "--db", str(cwd / "rs.db"), "--interval", "3600")

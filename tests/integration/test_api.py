@@ -16,12 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from served import AUTH, TOKEN, Served, serve
-
-from collector.hypervisor.testfleet import FleetDomain, write_fleet
-from collector.store.sqlite import SqliteStore
-from rightsizer.demo import demo_fleet
-from rightsizer.demo_history import seed_synthetic_history
+from served import AUTH, TOKEN, Served, seeded_fleet_args, serve
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +30,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """Six demo-shaped VMs on a test-driver node file with a host big enough for them, 30 days of history."""
     cwd = tmp_path_factory.mktemp("api-fleet")
-    vms = demo_fleet(6)
-    uri = write_fleet(cwd / "fleet.xml", [
-        FleetDomain(name=v.name, uuid=v.uuid, vcpus=v.vcpus, max_vcpus=v.vcpus, memory_bytes=v.memory_bytes,
-                    max_memory_bytes=v.memory_bytes, running=v.running, labels=dict(v.labels)) for v in vms])
-    store = SqliteStore(cwd / "rs.db")
-    seed_synthetic_history(store, vms, days=30, uri=uri, points_per_hour=4)
-    store.set_meta("data_mode", "live")
-    store.close()
-    yield from serve(cwd, "--uri", uri, "--db", str(cwd / "rs.db"), "--interval", "3600")
+    yield from serve(cwd, *seeded_fleet_args(cwd, 6))
 
 
 def _problem(resp: requests.Response, status: int, parameter: str | None = None) -> dict[str, object]:

@@ -1,0 +1,35 @@
+"""One line at start saying who may use the dashboard and the API: open to whoever reaches the port, or users."""
+
+from __future__ import annotations
+
+import logging
+
+from core.access import auth_enabled
+from core.settings import Settings
+
+log = logging.getLogger("rightsizer.access")
+
+
+def access_mode(settings: Settings) -> str:
+    """The sentence ``serve`` logs about access to the dashboard and the API."""
+    listen = settings.dashboard.listen
+    if not auth_enabled(settings.auth):
+        writes = ("writes need [actions] token" if settings.actions.enabled else "writes are disabled")
+        return (f"access: the dashboard and the API on {listen} are OPEN to anyone who can reach that port "
+                f"(no [[auth.users]] configured; {writes}); see docs/security.md")
+    users = settings.auth.users
+    roles = ", ".join(f"{u.name} ({u.role}{'; scope ' + ' '.join(u.scope) if u.scope else ''})" for u in users)
+    return (f"access: the API on {listen} needs a bearer token of one of {len(users)} user(s): {roles}; "
+            "the dashboard has no sign-in yet and stays open to whoever reaches the port")
+
+
+def log_access_mode(settings: Settings) -> None:
+    """Log :func:`access_mode`: info for an open service on loopback (the laptop mode), else a warning (open on
+    a network address, or users configured while the dashboard still has no sign-in)."""
+    message = access_mode(settings)
+    host = settings.dashboard.listen.rpartition(":")[0].strip("[]")
+    loopback = host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+    if loopback and not auth_enabled(settings.auth):
+        log.info("%s", message)
+    else:
+        log.warning("%s", message)
