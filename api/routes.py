@@ -250,14 +250,18 @@ def _scoped_vm(service: ApiService, key: str) -> Any:
     return vm
 
 
-def _check_plan_scope(service: ApiService, plan_id: str) -> None:
-    """A plan with any VM outside the caller's scope is a 404 to them (they could not have made it)."""
+def _plan_visible(service: ApiService, stored: Any) -> bool:
+    """Whether every VM of a stored plan is inside the caller's scope."""
     principal = _caller()
     if principal is None:
-        return
-    stored = service.plan(plan_id)
+        return True
     labels = {v.uuid: v.labels for v in service.store.vms()}
-    if any(not principal.sees(labels.get(step.vm.uuid)) for step in stored.plan.steps):
+    return all(principal.sees(labels.get(step.vm.uuid)) for step in stored.plan.steps)
+
+
+def _check_plan_scope(service: ApiService, plan_id: str) -> None:
+    """A plan with any VM outside the caller's scope is a 404 to them (they could not have made it)."""
+    if not _plan_visible(service, service.plan(plan_id)):
         raise not_found("plan", plan_id, "plan_id")
 
 
@@ -304,6 +308,9 @@ def _handlers(service: ApiService) -> dict[str, Callable[..., Any]]:
                  "currency": e.currency, "before": dict(e.before), "after": dict(e.after)} for e in entries]
         return _page(rows, q, request.path)
 
+    def list_plans(q: m.PageQuery) -> Any:
+        return _page([_plan_doc(p) for p in service.plans() if _plan_visible(service, p)], q, request.path)
+
     def get_plan(plan_id: str) -> Any:
         _check_plan_scope(service, plan_id)
         return _plan_doc(service.plan(plan_id))
@@ -327,7 +334,8 @@ def _handlers(service: ApiService) -> dict[str, Callable[..., Any]]:
 
     return {"listVms": list_vms, "getVm": get_vm, "getCosts": get_costs, "listFindings": list_findings,
             "getSummary": get_summary,
-            "listBackups": list_backups, "listAudit": list_audit, "getPlan": get_plan, "createPlan": create_plan,
+            "listBackups": list_backups, "listAudit": list_audit, "listPlans": list_plans, "getPlan": get_plan,
+            "createPlan": create_plan,
             "dryRunPlan": dry_run, "applyPlan": apply}
 
 
@@ -382,7 +390,7 @@ def api_blueprint(service: ApiService) -> Blueprint:
     for op in OPERATIONS:
         bp.add_url_rule(op.path, endpoint=op.operation_id, view_func=_view(op, handlers[op.operation_id], service,
                                                                           idempotency), methods=[op.method])
-    document = openapi_document()
+    document = openapi_document(users=auth_enabled(service.settings.auth))
 
     @bp.get(f"{PREFIX}/openapi.json")
     def openapi() -> Response:

@@ -9,6 +9,9 @@ and audit exactly as ``rightsizer apply``.
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,12 +29,15 @@ from analytics.placement import one_restart_per_service
 from api.problems import ProblemError, bad_parameter, not_found
 from collector.actions.plan import ResizePlan, plan_from_steps
 from collector.actions.result import ActionResult
-from collector.errors import InputError
+from collector.errors import InputError, RightsizerError
 from collector.model import VmRecord
 from collector.store.base import TimeSeriesStore
+from core.durations import MAX_DURATION_S
+from core.instants import EARLIEST
 from core.settings import Settings
 from core.units import hour_floor
 
+log = logging.getLogger(__name__)
 PlanRunner = Callable[[ResizePlan, bool, str], list[ActionResult]]
 
 
@@ -58,8 +64,22 @@ def select_vms(vms: Iterable[VmRecord], hosts: Sequence[str], labels: Sequence[s
     return out
 
 
+_SHORT_DURATION = re.compile(r"([0-9]{1,5})([smhdw])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
 def _instant(text: str, now: datetime, parameter: str) -> datetime:
-    """``parse_instant`` (the one accepted range, core.instants) as a 400 problem naming ``parameter``."""
+    """``parse_instant`` (the one accepted range, core.instants) as a 400 problem naming ``parameter``.
+
+    Every duration the schema's pattern allows is accepted: ``0d`` is ``now`` itself, and one reaching back
+    past 1970 (up to ``99999w``) starts at 1970-01-01, where nothing is stored before."""
+    short = _SHORT_DURATION.fullmatch(text)
+    if short is not None:
+        back_s = int(short.group(1)) * _UNIT_S[short.group(2)]
+        if back_s == 0:
+            return now
+        if back_s > MAX_DURATION_S:
+            return EARLIEST
     try:
         return parse_instant(text, now=now, flag=parameter)
     except InputError as exc:
@@ -79,7 +99,7 @@ class ApiService:
         self.storage = storage if storage is not None else load_storage_prices()
         self.clock = clock
         self._lock = threading.Lock()
-        self._plans: dict[str, StoredPlan] = {}
+        self._plans: dict[str, StoredPlan] = load_plans(store)
         self._analyses: dict[tuple[Any, ...], FleetAnalysis] = {}
 
     # -- reads ---------------------------------------------------------------------------------
@@ -201,9 +221,15 @@ class ApiService:
             stored = self._plans.get(plan.plan_id)
             if stored is None:
                 self._plans[plan.plan_id] = StoredPlan(plan)
+                save_plans(self.store, self._plans)
             else:
                 plan = stored.plan
         return plan
+
+    def plans(self) -> list[StoredPlan]:
+        """Every kept plan, newest first."""
+        with self._lock:
+            return sorted(self._plans.values(), key=lambda p: (p.plan.created_at, p.plan.plan_id), reverse=True)
 
     def plan(self, plan_id: str) -> StoredPlan:
         with self._lock:
@@ -225,6 +251,7 @@ class ApiService:
                "results": [result_row(r) for r in results]}
         with self._lock:
             stored.runs.append(run)
+            save_plans(self.store, self._plans)
         return run
 
 
@@ -237,3 +264,50 @@ def make_runner(settings: Settings, store: Any) -> PlanRunner:
                         actor=actor)
 
     return run
+
+
+#: The store meta key holding the API's plans and their runs (collector.store.jsonmeta), so they survive restarts.
+PLANS_META_KEY = "api_plans"
+#: Plans kept; the oldest go first beyond this.
+MAX_KEPT_PLANS = 500
+
+
+def load_plans(store: TimeSeriesStore) -> dict[str, StoredPlan]:
+    """The plans a previous ``serve`` kept in ``store`` (a plan that no longer parses is dropped, logged)."""
+    from collector.actions.plan import parse_plan
+    from collector.store.jsonmeta import read_json_meta
+
+    try:
+        doc = read_json_meta(store, PLANS_META_KEY)
+    except RightsizerError as exc:
+        log.warning("the API's kept plans cannot be read (%s); starting with none", exc)
+        return {}
+    out: dict[str, StoredPlan] = {}
+    for plan_id, entry in doc.items():
+        try:
+            if not isinstance(entry, dict):
+                raise InputError(f"entry is a {type(entry).__name__}, not an object")
+            plan = parse_plan(entry.get("plan"), source="api")
+            runs = entry.get("runs", [])
+            out[plan_id] = StoredPlan(plan, [dict(r) for r in runs if isinstance(r, dict)] if isinstance(
+                runs, list) else [])
+        except InputError as exc:
+            log.warning("kept plan %r dropped: %s", plan_id, exc)
+    return out
+
+
+def save_plans(store: TimeSeriesStore, plans: dict[str, StoredPlan]) -> None:
+    """Write ``plans`` (the newest ``MAX_KEPT_PLANS``; older ones are forgotten here too) to the store's meta;
+    a store that cannot be written keeps them in memory only (logged)."""
+    if len(plans) > MAX_KEPT_PLANS:
+        for old in sorted(plans.values(), key=lambda p: p.plan.created_at)[:len(plans) - MAX_KEPT_PLANS]:
+            plans.pop(old.plan.plan_id, None)
+    doc = {pid: {"plan": p.plan.to_dict(), "runs": p.runs} for pid, p in plans.items()}
+    try:
+        store.set_meta(PLANS_META_KEY, json.dumps(doc, sort_keys=True, default=_json_default))
+    except RightsizerError as exc:
+        log.warning("the API's plans could not be kept in the store (%s); they last until serve stops", exc)
+
+
+def _json_default(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)

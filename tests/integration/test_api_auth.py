@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from served import Served, seeded_fleet_args, serve
+from served import Served, schemathesis_run, seeded_fleet_args, serve
 
 from core.access import token_sha256
 
@@ -130,3 +130,13 @@ def test_apply_audits_the_authenticated_name(fleet: Served) -> None:
                          timeout=60).json()
     assert audit["total"] == len(audited) and {e["actor"] for e in audit["items"]} == {"ops-payments"}, audit
     assert {e["plan_id"] for e in audit["items"]} == {pid}
+
+
+def test_schemathesis_is_clean_without_a_token_and_with_a_viewers_and_an_operators(demo: Served) -> None:
+    runs = {who: schemathesis_run(demo, *headers, label=who) for who, headers in (
+        ("anonymous", ()), ("viewer", (f"Authorization: Bearer {VIEWER}",)),
+        ("operator", (f"Authorization: Bearer {OPERATOR}",)))}
+    assert {r["operations"] for r in runs.values()} == {14}
+    assert all(r["cases"] > 100 for r in runs.values()), runs
+    log = demo.log.read_text()
+    assert "Traceback" not in log, log[-3000:]
