@@ -19,17 +19,18 @@ def access_mode(settings: Settings) -> str:
                 f"(no [[auth.users]] configured; {writes}); see docs/security.md")
     users = settings.auth.users
     roles = ", ".join(f"{u.name} ({u.role}{'; scope ' + ' '.join(u.scope) if u.scope else ''})" for u in users)
+    signers = ", ".join(sorted(u.name for u in users if u.password_hash and not u.scope))
     return (f"access: the API on {listen} needs a bearer token of one of {len(users)} user(s): {roles}; "
-            "the dashboard has no sign-in yet and stays open to whoever reaches the port")
+            f"the dashboard needs a sign-in, open to {signers or 'nobody (no unscoped user has a password_hash)'}")
 
 
 def log_access_mode(settings: Settings) -> None:
-    """Log :func:`access_mode`: info for an open service on loopback (the laptop mode), else a warning (open on
-    a network address, or users configured while the dashboard still has no sign-in)."""
+    """Log :func:`access_mode`: info for users, or an open service on loopback (the laptop mode); a warning for
+    an open service on any other address."""
     message = access_mode(settings)
     host = settings.dashboard.listen.rpartition(":")[0].strip("[]")
     loopback = host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
-    if loopback and not auth_enabled(settings.auth):
+    if loopback or auth_enabled(settings.auth):
         log.info("%s", message)
     else:
         log.warning("%s", message)

@@ -8,9 +8,11 @@ scope; the audit actor is the authenticated user's name.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import bcrypt
 import pytest
 import requests
 from served import Served, schemathesis_run, seeded_fleet_args, serve
@@ -20,13 +22,15 @@ from core.access import token_sha256
 pytestmark = pytest.mark.integration
 
 VIEWER = secrets.token_urlsafe(24)
+PASSWORD = secrets.token_urlsafe(12)
 OPERATOR = secrets.token_urlsafe(24)
 
 
 def _config(path: Path) -> Path:
     path.write_text(
         "[actions]\nenabled = true\nrestart = \"never\"\n\n"
-        f"[[auth.users]]\nname = \"viewer-all\"\nrole = \"viewer\"\ntoken_sha256 = \"{token_sha256(VIEWER)}\"\n\n"
+        f"[[auth.users]]\nname = \"viewer-all\"\nrole = \"viewer\"\ntoken_sha256 = \"{token_sha256(VIEWER)}\"\n"
+        f"password_hash = \"{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()}\"\n\n"
         f"[[auth.users]]\nname = \"ops-payments\"\nrole = \"operator\"\n"
         f"token_sha256 = \"{token_sha256(OPERATOR)}\"\nscope = [\"team=payments\"]\n",
         encoding="utf-8")
@@ -140,3 +144,23 @@ def test_schemathesis_is_clean_without_a_token_and_with_a_viewers_and_an_operato
     assert all(r["cases"] > 100 for r in runs.values()), runs
     log = demo.log.read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_the_dashboard_needs_a_sign_in_and_opens_after_it(demo: Served) -> None:
+    page = requests.get(f"{demo.base}/", headers={"Accept": "text/html"}, allow_redirects=False, timeout=60)
+    assert page.status_code == 302 and page.headers["Location"].startswith("/signin")
+    assert requests.post(f"{demo.base}/_dash-update-component", json={}, timeout=60).status_code == 401
+    with requests.Session() as browser:
+        wrong = browser.post(f"{demo.base}/signin", data={"name": "viewer-all", "password": "guess"}, timeout=60)
+        assert wrong.status_code == 401
+        too_soon = browser.post(f"{demo.base}/signin", data={"name": "viewer-all", "password": PASSWORD},
+                                timeout=60)
+        assert too_soon.status_code == 429
+        time.sleep(int(too_soon.headers["Retry-After"]))
+        signed = browser.post(f"{demo.base}/signin", data={"name": "viewer-all", "password": PASSWORD},
+                              allow_redirects=False, timeout=60)
+        assert signed.status_code == 303, signed.text
+        assert "HttpOnly" in signed.headers["Set-Cookie"] and "SameSite=Strict" in signed.headers["Set-Cookie"]
+        overview = browser.get(f"{demo.base}/", headers={"Accept": "text/html"}, timeout=60)
+        assert overview.status_code == 200 and "_dash-config" in overview.text
+    assert "dashboard needs a sign-in, open to viewer-all" in demo.log.read_text()

@@ -84,3 +84,4 @@ def test_the_start_log_says_plainly_when_the_dashboard_and_api_are_open(caplog: 
                                                          "scope": ["team=payments"]}]}})
     text = access_mode(users)
     assert "bearer token" in text and "ops (operator; scope team=payments)" in text and "OPEN" not in text
+    assert "dashboard needs a sign-in, open to nobody" in text
