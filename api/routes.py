@@ -27,7 +27,7 @@ from api.problems import PROBLEM_MEDIA_TYPE, ParameterError, ProblemError, bad_p
 from api.service import ApiService, select_vms
 from collector.errors import RightsizerError
 from collector.store.faults import ReportsFaults
-from core.access import Principal, auth_enabled, user_for_token
+from core.access import Principal, auth_enabled, proxy_user, user_for_token
 from core.parsing import json_loads
 from core.tokens import token_matches
 
@@ -154,6 +154,13 @@ def authenticate(service: ApiService) -> Principal | None:
     auth = service.settings.auth
     if not auth_enabled(auth):
         return None
+    proxied = proxy_user(auth, request.remote_addr, request.headers.get(auth.proxy_header or "X-Unset"))
+    if proxied is False:
+        name = request.headers.get(auth.proxy_header, "").strip()[:100]
+        raise ProblemError(403, "forbidden", "Unknown proxy user", f"the proxy signed in {name!r}, who is not in "
+                           "[[auth.users]]; add an entry with that name and a role")
+    if isinstance(proxied, Principal):
+        return proxied
     token = _bearer()
     if not token:
         raise ProblemError(401, "unauthenticated", "Token required", "send 'Authorization: Bearer <your token>'",

@@ -85,5 +85,33 @@ def user_for_token(auth: AuthSettings, token: str) -> Principal | None:
 
 
 def auth_enabled(auth: AuthSettings) -> bool:
-    """Whether ``[[auth.users]]`` is configured (else the dashboard and the API are open)."""
-    return bool(auth.users)
+    """Whether ``[[auth.users]]`` or a proxy header is configured (else the dashboard and the API are open)."""
+    return bool(auth.users) or bool(auth.proxy_header)
+
+
+def from_trusted_proxy(auth: AuthSettings, address: str | None) -> bool:
+    """Whether ``address`` (the TCP peer) is one of ``[auth] trusted_proxies``."""
+    import ipaddress
+
+    if not auth.proxy_header or not address:
+        return False
+    try:
+        peer = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    return any(peer in ipaddress.ip_network(n.strip(), strict=False) for n in auth.trusted_proxies)
+
+
+def proxy_user(auth: AuthSettings, address: str | None, header: str | None) -> Principal | None | bool:
+    """The user a trusted proxy names in ``[auth] proxy_header``: their Principal; False when the proxy named
+    someone who is no ``[[auth.users]]`` name; None when the request is not from a trusted proxy or carries no
+    name (then the header is ignored and other credentials apply)."""
+    if header is None or not from_trusted_proxy(auth, address):
+        return None
+    name = header.strip()
+    if not name:
+        return None
+    for user in auth.users:
+        if user.name == name:
+            return principal_of(user)
+    return False

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from core.durations import duration_days
 from core.errors import ConfigError, InputError
@@ -259,8 +259,32 @@ class AuthUser(_Section):
 
 
 class AuthSettings(_Section):
-    users: list[AuthUser] = Field(default_factory=list, description="[[auth.users]] entries; none = the "
-                                  "dashboard and API are open to whoever reaches their port")
+    users: list[AuthUser] = Field(default_factory=list, description="[[auth.users]] entries; none (and no "
+                                  "proxy_header) = the dashboard and API are open to whoever reaches their port")
+    proxy_header: str = Field(default="", max_length=100, description="request header in which a trusted "
+                              "reverse proxy names the signed-in user (e.g. X-Forwarded-User); the name must be "
+                              "an [[auth.users]] name, whose role and scope apply; empty = no proxy mode")
+    trusted_proxies: list[str] = Field(default_factory=list, description="addresses or networks (127.0.0.1, "
+                                       "10.0.0.0/24) whose proxy_header is believed; from any other it is ignored")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in v:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network such as 127.0.0.1 or 10.0.0.0/24") \
+                    from None
+        return v
+
+    @model_validator(mode="after")
+    def _proxy_needs_trust(self) -> AuthSettings:
+        if self.proxy_header and not self.trusted_proxies:
+            raise ValueError("proxy_header needs trusted_proxies (the proxy's address), else anyone could send it")
+        return self
 
     @field_validator("users")
     @classmethod

@@ -25,7 +25,7 @@ from flask import Flask, Response, redirect, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
-from core.access import auth_enabled
+from core.access import Principal, auth_enabled, proxy_user
 from core.settings import AuthSettings, AuthUser
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,14 @@ def mount_signin(server: Flask, auth: AuthSettings, *, clock: Callable[[], float
             return None
         if state.session_user(request.cookies.get(COOKIE)) is not None:
             return None
+        proxied = proxy_user(auth, request.remote_addr, request.headers.get(auth.proxy_header or "X-Unset"))
+        if isinstance(proxied, Principal) and not proxied.scope:
+            return None
+        if proxied is not None:  # a name that is no user, or a scoped user the pages cannot narrow to yet
+            log.warning("dashboard: proxy user %r refused (not an [[auth.users]] name, or scoped)",
+                        request.headers.get(auth.proxy_header, "")[:100])
+            return Response("your proxy sign-in is not a dashboard user of rightsizer (unknown name, or a scoped "
+                            "user: use the API)\n", status=403, mimetype="text/plain")
         if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
             target = request.full_path.rstrip("?")
             return redirect(f"/signin?next={target}", code=302)

@@ -19,9 +19,12 @@ def access_mode(settings: Settings) -> str:
                 f"(no [[auth.users]] configured; {writes}); see docs/security.md")
     users = settings.auth.users
     roles = ", ".join(f"{u.name} ({u.role}{'; scope ' + ' '.join(u.scope) if u.scope else ''})" for u in users)
+    proxy = (f"; a {settings.auth.proxy_header} header names the user when sent from "
+             f"{', '.join(settings.auth.trusted_proxies)}" if settings.auth.proxy_header else "")
     signers = ", ".join(sorted(u.name for u in users if u.password_hash and not u.scope))
     return (f"access: the API on {listen} needs a bearer token of one of {len(users)} user(s): {roles}; "
-            f"the dashboard needs a sign-in, open to {signers or 'nobody (no unscoped user has a password_hash)'}")
+            f"the dashboard needs a sign-in, open to {signers or 'nobody (no unscoped user has a password_hash)'}"
+            f"{proxy}")
 
 
 def log_access_mode(settings: Settings) -> None:

@@ -149,3 +149,22 @@ def test_with_users_the_document_asks_a_token_on_reads_too() -> None:
     assert users_doc["paths"]["/api/v1/vms"]["get"]["security"] == [{"bearer": []}]
     assert "401" in users_doc["paths"]["/api/v1/vms"]["get"]["responses"]
     assert "security" not in users_doc["paths"]["/healthz"]["get"]
+
+
+def test_behind_a_trusted_proxy_the_header_names_the_user_with_its_scope(db: Path) -> None:
+    settings = {"actions": {"enabled": True}, "auth": {
+        "proxy_header": "X-Forwarded-User", "trusted_proxies": ["127.0.0.2"],
+        "users": [{"name": "ops", "role": "operator", "scope": ["team=payments"]}]}}
+    client, store = _client(db, settings, Runs())
+    try:
+        proxy = {"REMOTE_ADDR": "127.0.0.2"}
+        mine = client.get("/api/v1/vms", headers={"X-Forwarded-User": "ops"}, environ_base=proxy).json
+        assert mine is not None and mine["items"]
+        assert {v["labels"]["team"] for v in mine["items"]} == {"payments"}
+        unknown = client.get("/api/v1/vms", headers={"X-Forwarded-User": "mallory"}, environ_base=proxy)
+        assert unknown.status_code == 403
+        spoofed = client.get("/api/v1/vms", headers={"X-Forwarded-User": "ops"},
+                             environ_base={"REMOTE_ADDR": "127.0.0.9"})
+        assert spoofed.status_code == 401
+    finally:
+        store.close()

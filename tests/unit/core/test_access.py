@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.access import Principal, in_scope, token_sha256, user_for_token
+from core.access import Principal, in_scope, proxy_user, token_sha256, user_for_token
 from core.errors import ConfigError
 from core.settings import AuthSettings, Settings, load_settings
 from rightsizer.access_log import access_mode, log_access_mode
@@ -85,3 +85,23 @@ def test_the_start_log_says_plainly_when_the_dashboard_and_api_are_open(caplog: 
     text = access_mode(users)
     assert "bearer token" in text and "ops (operator; scope team=payments)" in text and "OPEN" not in text
     assert "dashboard needs a sign-in, open to nobody" in text
+
+
+def test_a_proxy_header_counts_only_from_a_trusted_proxy_and_names_a_configured_user() -> None:
+    auth = AuthSettings.model_validate({"proxy_header": "X-Forwarded-User", "trusted_proxies": ["10.0.0.0/24", "::1"],
+                                        "users": [{"name": "ops", "role": "operator", "scope": ["team=x"]}]})
+    assert proxy_user(auth, "10.0.0.7", "ops") == Principal("ops", "operator", ("team=x",))
+    assert proxy_user(auth, "::1", " ops ") == Principal("ops", "operator", ("team=x",))
+    assert proxy_user(auth, "10.0.1.7", "ops") is None  # not the proxy: the header is ignored
+    assert proxy_user(auth, "10.0.0.7", None) is None and proxy_user(auth, "10.0.0.7", "") is None
+    assert proxy_user(auth, "10.0.0.7", "mallory") is False  # the proxy vouches for someone unknown
+    assert proxy_user(auth, "not-an-ip", "ops") is None
+
+
+@pytest.mark.parametrize(("auth", "message"), [
+    ({"proxy_header": "X-Forwarded-User"}, "needs trusted_proxies"),
+    ({"proxy_header": "X-Forwarded-User", "trusted_proxies": ["10.0.0.300"]}, "not an IP address"),
+])
+def test_a_proxy_header_without_a_valid_trusted_proxy_is_refused(auth: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AuthSettings.model_validate(auth)

@@ -100,3 +100,22 @@ def test_a_scoped_user_is_refused_until_the_dashboard_can_narrow_to_a_scope() ->
     refused = client.post("/signin", data={"name": "ops", "password": "correct horse"})
     assert refused.status_code == 403 and b"team=payments" in refused.data
     assert "Set-Cookie" not in refused.headers
+
+
+def test_a_trusted_proxy_signs_in_an_unscoped_user_and_nobody_else() -> None:
+    app = Flask("t")
+
+    @app.get("/")
+    def index() -> str:
+        return "the overview"
+
+    mount_signin(app, AuthSettings.model_validate({
+        "proxy_header": "X-Forwarded-User", "trusted_proxies": ["127.0.0.2"],
+        "users": [{"name": "finops", "role": "viewer"}, {"name": "ops", "role": "operator", "scope": ["team=x"]}]}))
+    client = app.test_client()
+    proxy = {"REMOTE_ADDR": "127.0.0.2"}
+    assert client.get("/", headers={"X-Forwarded-User": "finops"}, environ_base=proxy).data == b"the overview"
+    assert client.get("/", headers={"X-Forwarded-User": "ops"}, environ_base=proxy).status_code == 403
+    assert client.get("/", headers={"X-Forwarded-User": "mallory"}, environ_base=proxy).status_code == 403
+    direct = client.get("/", headers={"X-Forwarded-User": "finops"}, environ_base={"REMOTE_ADDR": "127.0.0.3"})
+    assert direct.status_code == 401  # the header from anyone but the proxy is ignored
