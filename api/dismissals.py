@@ -57,22 +57,25 @@ def _doc(d: Dismissal, now: datetime) -> dict[str, Any]:
             "by": d.actor, "at": d.at, "active": d.active(now)}
 
 
-def dismissal_handlers(service: ApiService, page: Callable[[list[Any], Any], dict[str, Any]]
-                       ) -> dict[str, Callable[..., Any]]:
-    """The handlers by operation id; ``page`` cuts a list into the API's page document."""
+def dismissal_handlers(service: ApiService, page: Callable[[list[Any], Any], dict[str, Any]], *,
+                       scoped_vm: Callable[[str], Any], actor: Callable[[], str],
+                       visible: Callable[[list[Any]], list[Any]]) -> dict[str, Callable[..., Any]]:
+    """The handlers by operation id; ``page`` cuts a list into the API's page document, ``scoped_vm`` finds a VM
+    inside the caller's scope (404 outside it), ``actor`` names the authenticated caller for the audit log and
+    ``visible`` narrows VMs to the caller's scope."""
     from analytics.findings.dismissal import new_dismissal
     from core.errors import InputError
     from core.instants import parse_iso_instant
 
     def dismiss(body: DismissalCreate, vm: str) -> Any:
-        record = service.vm(vm)
+        record = scoped_vm(vm)
         now = service.clock().replace(microsecond=0)
         try:
             until = parse_iso_instant(body.until, "until") if body.until is not None else None
             finding = None
             if body.kind is None:
                 finding = service.analysis(None, None).by_uuid().get(record.uuid)
-            d = new_dismissal(record, finding, reason=body.reason, actor="api", at=now, until=until,
+            d = new_dismissal(record, finding, reason=body.reason, actor=actor(), at=now, until=until,
                               kind=body.kind)
         except InputError as exc:
             raise ProblemError(422, "invalid-dismissal", "Dismissal not valid", str(exc)) from exc
@@ -80,15 +83,16 @@ def dismissal_handlers(service: ApiService, page: Callable[[list[Any], Any], dic
         return _doc(d, now)
 
     def restore(body: Any, q: RestoreQuery, vm: str) -> Any:
-        record = service.vm(vm)
+        record = scoped_vm(vm)
         now = service.clock().replace(microsecond=0)
-        gone = service.store.restore(record.uuid, actor="api", at=now, kind=q.kind)
+        gone = service.store.restore(record.uuid, actor=actor(), at=now, kind=q.kind)
         if not gone:
             raise ProblemError(404, "not-found", "Not found", f"vm {vm!r}: no dismissal to restore")
         return {"restored": [_doc(d, now) for d in gone]}
 
     def list_dismissals(q: PageQuery) -> Any:
         now = service.clock().replace(microsecond=0)
-        return page([_doc(d, now) for d in service.store.dismissals()], q)
+        seen = {vm.uuid for vm in visible(service.store.vms())}
+        return page([_doc(d, now) for d in service.store.dismissals() if d.vm_uuid in seen], q)
 
     return {"dismissFinding": dismiss, "restoreFinding": restore, "listDismissals": list_dismissals}

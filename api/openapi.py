@@ -21,7 +21,9 @@ from api.problems import PROBLEM_MEDIA_TYPE, Problem
 
 _REF = "#/components/schemas/{model}"
 _ERRORS_READ = {"400": "bad parameter", "404": "unknown id or path", "503": "the store cannot be read"}
-_ERRORS_WRITE = {**_ERRORS_READ, "401": "no bearer token", "403": "actions disabled or wrong token",
+_ERRORS_WITH_USERS = {"401": "no bearer token, or one of no configured user"}
+_ERRORS_WRITE = {**_ERRORS_READ, "401": "no bearer token", "403": "actions disabled, wrong token, a role that may "
+                 "not write or a VM outside the caller's scope",
                  "409": "idempotency key reused for another request", "413": "body too large",
                  "422": "body not valid"}
 
@@ -45,7 +47,17 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return params
 
 
-def _operation(op: Operation, response_names: dict[type[BaseModel], str]) -> dict[str, Any]:
+#: Where a new plan leads: its GET, dry-run and apply, by the plan_id of the 201 body.
+_PLAN_LINKS = {
+    target: {"operationId": target, "parameters": {"plan_id": "$response.body#/plan_id"},
+             "description": description}
+    for target, description in (("getPlan", "the plan and its runs"),
+                                ("dryRunPlan", "inspect each VM of the plan; changes nothing"),
+                                ("applyPlan", "apply the plan"))
+}
+
+
+def _operation(op: Operation, response_names: dict[type[BaseModel], str], users: bool) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1,
                                                                      "maxLength": 200}}
@@ -61,7 +73,10 @@ def _operation(op: Operation, response_names: dict[type[BaseModel], str]) -> dic
         str(op.status): {"description": "OK", "content": {"application/json": {"schema": {
             "$ref": _REF.format(model=response_names[op.response])}}}},
     }
-    for code, why in (_ERRORS_WRITE if op.write else _ERRORS_READ).items():
+    if op.operation_id == "createPlan":
+        responses[str(op.status)]["links"] = _PLAN_LINKS
+    errors = _ERRORS_WRITE if op.write else {**_ERRORS_READ, **(_ERRORS_WITH_USERS if users else {})}
+    for code, why in errors.items():
         responses[code] = {"description": why, "content": {PROBLEM_MEDIA_TYPE: {"schema": {
             "$ref": _REF.format(model="Problem")}}}}
     doc: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary, "parameters": params,
@@ -69,13 +84,14 @@ def _operation(op: Operation, response_names: dict[type[BaseModel], str]) -> dic
     if op.body is not None:
         doc["requestBody"] = {"required": False, "content": {"application/json": {"schema": {
             "$ref": _REF.format(model=response_names[op.body])}}}}
-    if op.write:
+    if op.write or users:
         doc["security"] = [{"bearer": []}]
     return doc
 
 
-def openapi_document() -> dict[str, Any]:
-    """The whole OpenAPI 3.1 document for /api/v1, /healthz and /readyz."""
+def openapi_document(*, users: bool = False) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document for /api/v1, /healthz and /readyz; with ``users`` (``[[auth.users]]``
+    configured) every /api/v1 operation needs a bearer token, reads included."""
     models: list[type[BaseModel]] = [Problem, Health]
     for op in OPERATIONS:
         models += [op.response] + ([op.body] if op.body is not None else [])
@@ -85,7 +101,7 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         path = re.sub(r"<(\w+)>", r"{\1}", op.path)
-        paths.setdefault(path, {})[op.method.lower()] = _operation(op, names)
+        paths.setdefault(path, {})[op.method.lower()] = _operation(op, names, users)
     for path, op_id, summary in (("/healthz", "healthz", "The process serves"),
                                  ("/readyz", "readyz", "The store can be read")):
         paths[path] = {"get": {"operationId": op_id, "summary": summary, "responses": {

@@ -44,6 +44,8 @@ OPERATIONS: tuple[Operation, ...] = (
               m.Page[m.BackupOut], m.BackupsQuery),
     Operation("listAudit", "GET", f"{PREFIX}/audit", "The audit log of resizes, newest first",
               m.Page[m.AuditOut], m.AuditQuery),
+    Operation("listPlans", "GET", f"{PREFIX}/plans", "Plans made through the API (kept in the store), newest "
+              "first", m.Page[m.Plan], m.PageQuery),
     Operation("getPlan", "GET", f"{PREFIX}/plans/<plan_id>", "A plan and its runs", m.Plan),
     Operation("createPlan", "POST", f"{PREFIX}/plans", "Make a plan from the current findings", m.Plan,
               body=m.PlanCreate, write=True, status=201),

@@ -17,16 +17,17 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, g, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import MethodNotAllowed
 
 from api import models as m
 from api.operations import IDEMPOTENCY_HEADER, OPERATIONS, PREFIX, Operation
-from api.problems import PROBLEM_MEDIA_TYPE, ParameterError, ProblemError, bad_parameter
+from api.problems import PROBLEM_MEDIA_TYPE, ParameterError, ProblemError, bad_parameter, not_found
 from api.service import ApiService, select_vms
 from collector.errors import RightsizerError
 from collector.store.faults import ReportsFaults
+from core.access import Principal, auth_enabled, proxy_user, user_for_token
 from core.parsing import json_loads
 from core.tokens import token_matches
 
@@ -141,20 +142,61 @@ class Idempotency:
         return response
 
 
-def check_token(service: ApiService) -> None:
-    """Refuse a write without ``[actions] enabled`` (403), without a bearer token (401) or a wrong one (403)."""
+def _bearer() -> str:
+    """The bearer token of the request, or "" when there is none."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def authenticate(service: ApiService) -> Principal | None:
+    """The user the request's bearer token belongs to (401 when users are configured and it is missing or
+    unknown); None when ``[[auth.users]]`` is not configured (the API is open, writes need ``[actions] token``)."""
+    auth = service.settings.auth
+    if not auth_enabled(auth):
+        return None
+    proxied = proxy_user(auth, request.remote_addr, request.headers.get(auth.proxy_header or "X-Unset"))
+    if proxied is False:
+        name = request.headers.get(auth.proxy_header, "").strip()[:100]
+        raise ProblemError(403, "forbidden", "Unknown proxy user", f"the proxy signed in {name!r}, who is not in "
+                           "[[auth.users]]; add an entry with that name and a role")
+    if isinstance(proxied, Principal):
+        return proxied
+    token = _bearer()
+    if not token:
+        raise ProblemError(401, "unauthenticated", "Token required", "send 'Authorization: Bearer <your token>'",
+                           headers={"WWW-Authenticate": 'Bearer realm="rightsizer"'})
+    principal = user_for_token(auth, token)
+    if principal is None:
+        log.warning("API %s %s: bearer token of no configured user refused", request.method, request.path)
+        raise ProblemError(401, "unauthenticated", "Unknown token", "the bearer token is not that of any user; "
+                           "ask an admin for a token whose sha256 is in [[auth.users]]",
+                           headers={"WWW-Authenticate": 'Bearer realm="rightsizer", error="invalid_token"'})
+    return principal
+
+
+def check_token(service: ApiService, principal: Principal | None = None) -> None:
+    """Authenticate first, then authorise: no bearer token → 401; then a role that may not write, actions
+    disabled or (without users) a token other than ``[actions] token`` → 403."""
     actions = service.settings.actions
+    disabled = ProblemError(403, "actions-disabled", "Actions disabled",
+                            "writes need [actions] enabled = true (and [actions] token set when no [[auth.users]] "
+                            "are configured); restart serve after")
+    if principal is not None:
+        if not principal.may_write:
+            raise ProblemError(403, "forbidden", "Role may not write",
+                               f"user {principal.name!r} has role {principal.role!r}; plans need operator or admin")
+        if not actions.enabled or service.runner is None:
+            raise disabled
+        return
     expected = actions.token.get_secret_value()
-    if not actions.enabled or not expected or service.runner is None:
-        raise ProblemError(403, "actions-disabled", "Actions disabled",
-                           "writes need [actions] enabled = true and [actions] token set; restart serve after")
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = _bearer()
+    if not token:
         raise ProblemError(401, "unauthenticated", "Token required",
                            "send 'Authorization: Bearer <[actions] token>'",
                            headers={"WWW-Authenticate": 'Bearer realm="rightsizer"'})
-    if not token_matches(token.strip(), expected):
+    if not actions.enabled or not expected or service.runner is None:
+        raise disabled
+    if not token_matches(token, expected):
         raise ProblemError(403, "forbidden", "Wrong token", "the bearer token does not match [actions] token")
 
 
@@ -195,18 +237,53 @@ def _plan_doc(stored: Any) -> dict[str, Any]:
     return {**stored.plan.to_dict(), "runs": list(stored.runs)}
 
 
+def _caller() -> Principal | None:
+    principal: Principal | None = g.get("principal")
+    return principal
+
+
+def _visible(vms: list[Any]) -> list[Any]:
+    """``vms`` narrowed to the caller's scope (all of them when the API is open)."""
+    principal = _caller()
+    return vms if principal is None else principal.visible(vms)
+
+
+def _scoped_vm(service: ApiService, key: str) -> Any:
+    """The VM ``key`` names, as a 404 when it is outside the caller's scope (its existence is not told)."""
+    vm = service.vm(key)
+    principal = _caller()
+    if principal is not None and not principal.sees(vm.labels):
+        raise not_found("VM", key, "vm")
+    return vm
+
+
+def _plan_visible(service: ApiService, stored: Any) -> bool:
+    """Whether every VM of a stored plan is inside the caller's scope."""
+    principal = _caller()
+    if principal is None:
+        return True
+    labels = {v.uuid: v.labels for v in service.store.vms()}
+    return all(principal.sees(labels.get(step.vm.uuid)) for step in stored.plan.steps)
+
+
+def _check_plan_scope(service: ApiService, plan_id: str) -> None:
+    """A plan with any VM outside the caller's scope is a 404 to them (they could not have made it)."""
+    if not _plan_visible(service, service.plan(plan_id)):
+        raise not_found("plan", plan_id, "plan_id")
+
+
 def _handlers(service: ApiService) -> dict[str, Callable[..., Any]]:
     def list_vms(q: m.VmsQuery) -> Any:
-        return _page([_vm_doc(v) for v in select_vms(service.vms(), q.host, q.label)], q, request.path)
+        return _page([_vm_doc(v) for v in select_vms(_visible(service.vms()), q.host, q.label)], q, request.path)
 
     def get_vm(vm: str) -> Any:
-        return _vm_doc(service.vm(vm))
+        return _vm_doc(_scoped_vm(service, vm))
 
     def get_costs(q: m.CostsQuery) -> Any:
-        return service.costs(q.since, q.until, q.group_by)
+        return service.costs(q.since, q.until, q.group_by, keep=_visible if _caller() is not None else None)
 
     def list_findings(q: m.FindingsQuery) -> Any:
-        chosen = {v.uuid for v in select_vms(service.vms(), q.host, q.label)}
+        chosen = {v.uuid for v in select_vms(_visible(service.vms()), q.host, q.label)}
         rows = [f.plan_entry() for f in service.findings(q.lookback_days, q.profile, q.strategy)
                 if f.uuid in chosen and (not q.finding or f.finding.value in q.finding)]
         rows.sort(key=lambda r: (-r["monthly_savings"], r["name"]))
@@ -215,7 +292,7 @@ def _handlers(service: ApiService) -> dict[str, Callable[..., Any]]:
     def get_summary(q: m.FindingsQuery) -> Any:
         from analytics.findings.headline import headline_of
 
-        chosen = {v.uuid for v in select_vms(service.vms(), q.host, q.label)}
+        chosen = {v.uuid for v in select_vms(_visible(service.vms()), q.host, q.label)}
         return headline_of(f for f in service.findings(q.lookback_days, q.profile, q.strategy)
                            if f.uuid in chosen and (not q.finding or f.finding.value in q.finding)).as_json()
 
@@ -223,38 +300,53 @@ def _handlers(service: ApiService) -> dict[str, Callable[..., Any]]:
         rows = [{"vm_uuid": b.vm_uuid, "vm_name": b.vm_name, "newest": b.newest, "age_s": b.age_s,
                  "policy": b.policy, "policy_source": b.policy_source, "max_age_s": b.max_age_s,
                  "overdue_by_s": b.overdue_by_s, "status": b.status, "urgency": b.urgency, "reason": b.reason}
-                for b in service.backups(select_vms(service.vms(), q.host, q.label))]
+                for b in service.backups(select_vms(_visible(service.vms()), q.host, q.label))]
         return _page(rows, q, request.path)
 
     def list_audit(q: m.AuditQuery) -> Any:
-        uuid = service.vm(q.vm).uuid if q.vm else None
+        uuid = _scoped_vm(service, q.vm).uuid if q.vm else None
         entries = sorted(service.store.audit(uuid), key=lambda e: (e.ts, e.id or 0), reverse=True)
+        if _caller() is not None:
+            seen = {v.uuid for v in _visible(service.store.vms())}
+            entries = [e for e in entries if e.vm_uuid in seen]
         rows = [{"id": e.id, "ts": e.ts, "actor": e.actor, "vm_uuid": e.vm_uuid, "vm_name": e.vm_name,
                  "action": e.action, "result": e.result, "reason": e.reason, "plan_id": e.plan_id,
                  "price_before_per_hour": e.price_before_per_hour, "price_after_per_hour": e.price_after_per_hour,
                  "currency": e.currency, "before": dict(e.before), "after": dict(e.after)} for e in entries]
         return _page(rows, q, request.path)
 
+    def list_plans(q: m.PageQuery) -> Any:
+        return _page([_plan_doc(p) for p in service.plans() if _plan_visible(service, p)], q, request.path)
+
     def get_plan(plan_id: str) -> Any:
+        _check_plan_scope(service, plan_id)
         return _plan_doc(service.plan(plan_id))
 
     def create_plan(body: m.PlanCreate) -> Any:
         plan = service.create_plan(body.vms, body.host, body.label, body.lookback_days, body.profile,
-                                   body.strategy)
+                                   body.strategy, keep=_visible if _caller() is not None else None)
         return _plan_doc(service.plan(plan.plan_id))
 
+    def actor() -> str:
+        principal = _caller()
+        return "api" if principal is None else principal.name
+
     def dry_run(body: m.EmptyBody, plan_id: str) -> Any:
-        return service.run(plan_id, apply=False)
+        _check_plan_scope(service, plan_id)
+        return service.run(plan_id, apply=False, actor=actor())
 
     def apply(body: m.EmptyBody, plan_id: str) -> Any:
-        return service.run(plan_id, apply=True)
+        _check_plan_scope(service, plan_id)
+        return service.run(plan_id, apply=True, actor=actor())
 
     from api.dismissals import dismissal_handlers
 
-    return {**dismissal_handlers(service, lambda items, q: _page(items, q, request.path)),
+    return {**dismissal_handlers(service, lambda items, q: _page(items, q, request.path),
+                                 scoped_vm=lambda key: _scoped_vm(service, key), actor=actor, visible=_visible),
             "listVms": list_vms, "getVm": get_vm, "getCosts": get_costs, "listFindings": list_findings,
             "getSummary": get_summary,
-            "listBackups": list_backups, "listAudit": list_audit, "getPlan": get_plan, "createPlan": create_plan,
+            "listBackups": list_backups, "listAudit": list_audit, "listPlans": list_plans, "getPlan": get_plan,
+            "createPlan": create_plan,
             "dryRunPlan": dry_run, "applyPlan": apply}
 
 
@@ -262,8 +354,10 @@ def _view(op: Operation, handler: Callable[..., Any], service: ApiService,
           idempotency: Idempotency) -> Callable[..., Response]:
     def view(**path: str) -> Response:
         try:
+            principal = authenticate(service)
+            g.principal = principal
             if op.write:
-                check_token(service)
+                check_token(service, principal)
                 key = _idempotency_key(op.idempotency_required)
                 args = [parse_body(op.body)] if op.body is not None else []
                 if op.query is not None:
@@ -307,7 +401,7 @@ def api_blueprint(service: ApiService) -> Blueprint:
     for op in OPERATIONS:
         bp.add_url_rule(op.path, endpoint=op.operation_id, view_func=_view(op, handlers[op.operation_id], service,
                                                                           idempotency), methods=[op.method])
-    document = openapi_document()
+    document = openapi_document(users=auth_enabled(service.settings.auth))
 
     @bp.get(f"{PREFIX}/openapi.json")
     def openapi() -> Response:

@@ -9,6 +9,9 @@ and audit exactly as ``rightsizer apply``.
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,12 +29,15 @@ from analytics.placement import one_restart_per_service
 from api.problems import ProblemError, bad_parameter, not_found
 from collector.actions.plan import ResizePlan, plan_from_steps
 from collector.actions.result import ActionResult
-from collector.errors import InputError
+from collector.errors import InputError, RightsizerError
 from collector.model import VmRecord
 from collector.store.base import TimeSeriesStore
+from core.durations import MAX_DURATION_S
+from core.instants import EARLIEST
 from core.settings import Settings
 from core.units import hour_floor
 
+log = logging.getLogger(__name__)
 PlanRunner = Callable[[ResizePlan, bool, str], list[ActionResult]]
 
 
@@ -58,8 +64,22 @@ def select_vms(vms: Iterable[VmRecord], hosts: Sequence[str], labels: Sequence[s
     return out
 
 
+_SHORT_DURATION = re.compile(r"([0-9]{1,5})([smhdw])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
 def _instant(text: str, now: datetime, parameter: str) -> datetime:
-    """``parse_instant`` (the one accepted range, core.instants) as a 400 problem naming ``parameter``."""
+    """``parse_instant`` (the one accepted range, core.instants) as a 400 problem naming ``parameter``.
+
+    Every duration the schema's pattern allows is accepted: ``0d`` is ``now`` itself, and one reaching back
+    past 1970 (up to ``99999w``) starts at 1970-01-01, where nothing is stored before."""
+    short = _SHORT_DURATION.fullmatch(text)
+    if short is not None:
+        back_s = int(short.group(1)) * _UNIT_S[short.group(2)]
+        if back_s == 0:
+            return now
+        if back_s > MAX_DURATION_S:
+            return EARLIEST
     try:
         return parse_instant(text, now=now, flag=parameter)
     except InputError as exc:
@@ -79,7 +99,7 @@ class ApiService:
         self.storage = storage if storage is not None else load_storage_prices()
         self.clock = clock
         self._lock = threading.Lock()
-        self._plans: dict[str, StoredPlan] = {}
+        self._plans: dict[str, StoredPlan] = load_plans(store)
         self._analyses: dict[tuple[Any, ...], FleetAnalysis] = {}
 
     # -- reads ---------------------------------------------------------------------------------
@@ -130,7 +150,8 @@ class ApiService:
     def backups(self, vms: Sequence[VmRecord]) -> list[Any]:
         return check_backups(list(vms), self.store.backups(), self.settings.backups, self.clock())
 
-    def costs(self, since: str | None, until: str | None, group_by: str) -> dict[str, Any]:
+    def costs(self, since: str | None, until: str | None, group_by: str,
+              keep: Callable[[list[VmRecord]], list[VmRecord]] | None = None) -> dict[str, Any]:
         """The ``rightsizer costs --output json`` totals, groups and per-VM rows for one window (default
         ``[costs] window_days`` before ``until``, the window of every other surface)."""
         since = since or f"{self.settings.costs.window_days}d"
@@ -139,7 +160,7 @@ class ApiService:
         start = hour_floor(_instant(since, end, "since"))
         if start >= end:
             raise bad_parameter("since", f"{since!r} ({start.isoformat()}) is not before until ({end.isoformat()})")
-        vms = self.store.vms()
+        vms = self.store.vms() if keep is None else keep(self.store.vms())
         group_by = group_by.strip()
         if group_by not in BUILTIN_GROUPS:
             keys = sorted({k for vm in vms for k in vm.labels})
@@ -149,6 +170,8 @@ class ApiService:
         cost_settings, _note = storage_pricing(self.settings, self.catalogue.currency)
         month_start = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         hours = self.store.frame(min(start, month_start, end - timedelta(days=7)), end, resolution="hour")
+        if keep is not None and not hours.empty:  # a scoped caller: only its VMs' hours are priced
+            hours = hours[hours["vm"].isin({v.uuid for v in vms})]
         frame = fleet_costs(hours, vms, self.catalogue, self.storage, cost_settings, now=end)
         s = summarise_costs(frame, vms, group_by=group_by, now=end, start=start, end=end,
                             currency=self.catalogue.currency)
@@ -168,13 +191,23 @@ class ApiService:
 
     # -- plans ---------------------------------------------------------------------------------
     def create_plan(self, vms: Sequence[str], hosts: Sequence[str], labels: Sequence[str],
-                    lookback_days: float | None, profile: str | None, strategy: str | None = None) -> ResizePlan:
-        """A plan of the resizes the current findings propose for the selected VMs (may have no steps)."""
+                    lookback_days: float | None, profile: str | None, strategy: str | None = None,
+                    keep: Callable[[list[VmRecord]], list[VmRecord]] | None = None) -> ResizePlan:
+        """A plan of the resizes the current findings propose for the selected VMs (may have no steps);
+        ``keep`` narrows the VMs to a caller's scope (a VM named outside it is a 403)."""
         known = {v.uuid: v for v in self.store.vms()}
         by_name = {v.name: v for v in known.values()}
         for key in vms:
             if key not in known and key not in by_name:
                 raise ProblemError(422, "unknown-vm", "Unknown VM", f"body field 'vms': no VM {key!r}")
+        if keep is not None:
+            allowed = {v.uuid for v in keep(list(known.values()))}
+            outside = [k for k in vms if (known[k].uuid if k in known else by_name[k].uuid) not in allowed]
+            if outside:
+                raise ProblemError(403, "out-of-scope", "VM outside your scope",
+                                   f"body field 'vms': {outside[0]!r} is outside your scope; plan only VMs "
+                                   "you can see in GET /api/v1/vms")
+            known = {u: v for u, v in known.items() if u in allowed}
         chosen = {v.uuid for v in select_vms(known.values(), hosts, labels)}
         if vms:
             chosen &= {known[k].uuid if k in known else by_name[k].uuid for k in vms}
@@ -190,9 +223,15 @@ class ApiService:
             stored = self._plans.get(plan.plan_id)
             if stored is None:
                 self._plans[plan.plan_id] = StoredPlan(plan)
+                save_plans(self.store, self._plans)
             else:
                 plan = stored.plan
         return plan
+
+    def plans(self) -> list[StoredPlan]:
+        """Every kept plan, newest first."""
+        with self._lock:
+            return sorted(self._plans.values(), key=lambda p: (p.plan.created_at, p.plan.plan_id), reverse=True)
 
     def plan(self, plan_id: str) -> StoredPlan:
         with self._lock:
@@ -201,7 +240,7 @@ class ApiService:
             raise not_found("plan", plan_id, "plan_id")
         return stored
 
-    def run(self, plan_id: str, *, apply: bool) -> dict[str, Any]:
+    def run(self, plan_id: str, *, apply: bool, actor: str = "api") -> dict[str, Any]:
         """Dry-run or apply a stored plan through the shared runner; returns the run (kind, at, results)."""
         from collector.actions.output import result_row
 
@@ -209,11 +248,12 @@ class ApiService:
         if self.runner is None:
             raise ProblemError(403, "actions-disabled", "Actions disabled",
                                "set [actions] enabled = true and a token, then restart serve")
-        results = self.runner(stored.plan, apply, "api")
+        results = self.runner(stored.plan, apply, actor)
         run = {"kind": "apply" if apply else "dry-run", "at": self.clock(),
                "results": [result_row(r) for r in results]}
         with self._lock:
             stored.runs.append(run)
+            save_plans(self.store, self._plans)
         return run
 
 
@@ -226,3 +266,50 @@ def make_runner(settings: Settings, store: Any) -> PlanRunner:
                         actor=actor)
 
     return run
+
+
+#: The store meta key holding the API's plans and their runs (collector.store.jsonmeta), so they survive restarts.
+PLANS_META_KEY = "api_plans"
+#: Plans kept; the oldest go first beyond this.
+MAX_KEPT_PLANS = 500
+
+
+def load_plans(store: TimeSeriesStore) -> dict[str, StoredPlan]:
+    """The plans a previous ``serve`` kept in ``store`` (a plan that no longer parses is dropped, logged)."""
+    from collector.actions.plan import parse_plan
+    from collector.store.jsonmeta import read_json_meta
+
+    try:
+        doc = read_json_meta(store, PLANS_META_KEY)
+    except RightsizerError as exc:
+        log.warning("the API's kept plans cannot be read (%s); starting with none", exc)
+        return {}
+    out: dict[str, StoredPlan] = {}
+    for plan_id, entry in doc.items():
+        try:
+            if not isinstance(entry, dict):
+                raise InputError(f"entry is a {type(entry).__name__}, not an object")
+            plan = parse_plan(entry.get("plan"), source="api")
+            runs = entry.get("runs", [])
+            out[plan_id] = StoredPlan(plan, [dict(r) for r in runs if isinstance(r, dict)] if isinstance(
+                runs, list) else [])
+        except InputError as exc:
+            log.warning("kept plan %r dropped: %s", plan_id, exc)
+    return out
+
+
+def save_plans(store: TimeSeriesStore, plans: dict[str, StoredPlan]) -> None:
+    """Write ``plans`` (the newest ``MAX_KEPT_PLANS``; older ones are forgotten here too) to the store's meta;
+    a store that cannot be written keeps them in memory only (logged)."""
+    if len(plans) > MAX_KEPT_PLANS:
+        for old in sorted(plans.values(), key=lambda p: p.plan.created_at)[:len(plans) - MAX_KEPT_PLANS]:
+            plans.pop(old.plan.plan_id, None)
+    doc = {pid: {"plan": p.plan.to_dict(), "runs": p.runs} for pid, p in plans.items()}
+    try:
+        store.set_meta(PLANS_META_KEY, json.dumps(doc, sort_keys=True, default=_json_default))
+    except RightsizerError as exc:
+        log.warning("the API's plans could not be kept in the store (%s); they last until serve stops", exc)
+
+
+def _json_default(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)

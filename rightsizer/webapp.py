@@ -15,6 +15,7 @@ from api.service import ApiService, PlanRunner
 from collector.store.base import TimeSeriesStore
 from core.settings import Settings
 from dashboard.app import create_app
+from dashboard.signin import mount_signin
 
 
 def build_web_app(settings: Settings, store: TimeSeriesStore, catalogue: CsvPriceCatalogue, *, data_mode: str,
@@ -23,6 +24,7 @@ def build_web_app(settings: Settings, store: TimeSeriesStore, catalogue: CsvPric
     """The dashboard (``create_app`` with ``dashboard`` keywords) and the API on one server; API writes run plans
     through ``plan_runner`` (None: refused as disabled)."""
     app = create_app(settings, store, catalogue, data_mode=data_mode, clock=clock, **dashboard)
+    mount_signin(app.server, settings.auth)  # with [[auth.users]]: the dashboard needs a sign-in
     mount_api(app.server, ApiService(settings, store, catalogue, runner=plan_runner,
                                      storage=dashboard.get("storage"), clock=clock or (lambda: datetime.now(UTC))))
     return app

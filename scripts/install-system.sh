@@ -5,7 +5,8 @@
 #   test: also the libvirt daemon + QEMU (collector and action tests on real guests), Prometheus (scrape
 #         tests), VictoriaMetrics + vmagent (PromQL source tests), Chromium (dashboard browser tests),
 #         busybox + cpio for the tiny test guests' initramfs, qemu-guest-agent (its qemu-ga and the
-#         libraries it links go into that initramfs: guest filesystem use through a live agent)
+#         libraries it links go into that initramfs: guest filesystem use through a live agent), nginx
+#         (a reverse proxy with its own authentication in front of serve: tests/integration/test_reverse_proxy.py)
 set -euo pipefail
 PROFILE=${1:-test}
 PKGS=(libvirt-dev pkg-config gcc)
@@ -14,7 +15,7 @@ case "$PROFILE" in
   run) ;;
   test) PKGS+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
                prometheus victoria-metrics chromium busybox-static cpio gzip xz-utils
-               qemu-guest-agent) ;;
+               qemu-guest-agent nginx) ;;
   *) echo "install-system: unknown profile '$PROFILE'; use 'run' or 'test'" >&2; exit 2 ;;
 esac
 missing=()

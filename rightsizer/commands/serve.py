@@ -130,6 +130,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     check_listeners(ctx.settings, args.role)  # a bad address fails before any store is created or seeded
     if args.role != "agent":
         configured_policies(ctx.settings)  # a bad policy file stops serve at start (exit 2), not in a job
+        if ctx.settings.dashboard.enabled:
+            from rightsizer.access_log import log_access_mode
+
+            log_access_mode(ctx.settings)
     mode, why, uris = _choose_mode(args, ctx)
     sources = [_prepare_demo(ctx, args)] if mode == DEMO else make_sources(ctx, uris)
     store = ctx.open_source() if mode == CENTRAL else ctx.open_store(writer=True)
