@@ -160,6 +160,23 @@ def findings_figure(counts: Mapping[str, int]) -> go.Figure:
     return fig
 
 
+def spend_by_label_figure(key: str | None, spend: Mapping[str, float], *, currency: str, range_text: str) -> go.Figure:
+    """Horizontal bars: spend over the range per value of the label ``key``, the biggest first."""
+    title = f"Spend by {inert(key)}, {inert(range_text)} ({currency})" if key else f"Spend by label ({currency})"
+    if not key or not spend:
+        return empty_figure(title, "No VM carries a label to group spend by")
+    names = list(spend)[:15]
+    fig = _base(title, height=max(_HEIGHT, 40 + 26 * len(names)), margin={"l": 12 + 7 * max(len(n) for n in names),
+                                                                           "r": 90})
+    fig.add_bar(y=[inert(n) for n in names], x=[spend[n] for n in names], orientation="h", marker_color=_USED,
+                text=[f"{spend[n]:,.2f}" for n in names], textposition="outside", cliponaxis=False,
+                hovertemplate="%{y}: %{x:,.2f} " + currency + "<extra></extra>")
+    fig.update_layout(hovermode="closest", showlegend=False)
+    fig.update_xaxes(title_text=currency, rangemode="tozero", tickformat=",.0f")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
 def _hline(fig: go.Figure, frame: pd.DataFrame, value: float | None, name: str, colour: str,
            dash: str, scale: float = 1.0) -> None:
     if value is None or frame.empty:

@@ -11,6 +11,7 @@ from dash import Dash, Input, Output, dcc, html
 from dashboard import figures, ids
 from dashboard.data import GIB, DashboardData, Filters, FindingView, VmDetailView
 from dashboard.pages.common import FILTER_INPUTS, badge, chips, empty, lookback_control, money, risk_legend
+from dashboard.viewmodel.history import available_lookbacks
 from dashboard.viewmodel.vm_detail import vm_detail_view
 
 PATH_PREFIX = "/vm/"
@@ -35,7 +36,7 @@ def layout(data: DashboardData, uuid: str, filters: Filters, *, lookback: int | 
             html.Div(dcc.Graph(id=ids.VM_COST, figure=cost, config=_GRAPH_CONFIG), className="rs-card"),
         ], className="rs-grid-2"),
         html.H2("Recommendation"),
-        lookback_control(ids.VM_LOOKBACK, default),
+        lookback_control(ids.VM_LOOKBACK, default, available_lookbacks(data)),
         html.Div(rec, id=ids.VM_RECOMMENDATION, className="rs-card rs-card-pad"),
         risk_legend(ids.VM_LEGEND),
         html.Div(placement_finding(data, uuid), id=ids.VM_PLACEMENT),

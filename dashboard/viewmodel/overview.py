@@ -54,7 +54,9 @@ def overview_of(data: DashboardData, snap: Snapshot, filters: Filters) -> Overvi
     })
     selected = data.selected(snap, filters)
     month = _month_figures(data, snap, filters)
-    shown = [snap.findings[u] for u in selected if u in snap.findings]
+    days = range_lookback(data, filters.range_key)
+    findings = data.findings_for(snap, days)
+    shown = [findings[u] for u in selected if u in findings]
     counts: dict[str, int] = {}
     for f in shown:
         counts[f.finding] = counts.get(f.finding, 0) + 1
@@ -86,7 +88,15 @@ def overview_of(data: DashboardData, snap: Snapshot, filters: Filters) -> Overvi
         unpriced_vms=unpriced,
         run_rate_now=rate_now,
         running_now=len(now_running),
+        lookback_days=days,
     )
+
+
+def range_lookback(data: DashboardData, range_key: str) -> int:
+    """The lookback the Overview judges savings over: its range's days when that is a lookback choice
+    (7, 14 or 30 days), else (24 hours: too short to judge) the configured ``[rightsizing] lookback_days``."""
+    days = int(range_key[:-1]) if range_key.endswith("d") and range_key[:-1].isdigit() else None
+    return data.lookback_days(days)
 
 
 def _hour_sums(data: DashboardData, snap: Snapshot, filters: Filters) -> Mapping[str, np.ndarray]:
