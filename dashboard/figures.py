@@ -91,17 +91,44 @@ def spend_figure(frame: pd.DataFrame, *, currency: str, period: str) -> go.Figur
         return empty_figure(title)
     fig = _base(title)
     if period == "day":
-        fig.add_bar(x=frame["ts"], y=frame["compute_cost"], name="compute", marker_color=_USED)
-        fig.add_bar(x=frame["ts"], y=frame["storage_cost"], name="storage", marker_color=_USED_LIGHT)
-        fig.update_layout(barmode="stack")
+        _day_bars(fig, frame, currency)
     else:
-        fig.add_scatter(x=frame["ts"], y=frame["compute_cost"], name="compute", stackgroup="cost",
+        whole, partial = _split_partial_hour(frame)
+        fig.add_scatter(x=whole["ts"], y=whole["compute_cost"], name="compute", stackgroup="cost",
                         line={"color": _USED, "width": 1})
-        fig.add_scatter(x=frame["ts"], y=frame["storage_cost"], name="storage", stackgroup="cost",
+        fig.add_scatter(x=whole["ts"], y=whole["storage_cost"], name="storage", stackgroup="cost",
                         line={"color": _USED_LIGHT, "width": 1})
+        if partial is not None:
+            fig.add_scatter(x=[partial["ts"]], y=[partial["cost"]], mode="markers", name="this hour so far",
+                            marker={"symbol": "circle-open", "size": 9, "color": _USED, "line": {"width": 2}},
+                            hovertemplate=f"%{{y:,.4f}} {currency} in the first {partial['hours'] * 60:.0f} min "
+                                          "of this hour<extra>partial hour</extra>")
     fig.update_yaxes(title_text=f"{currency} per {period}", rangemode="tozero", tickformat=",.2f")
     fig.update_xaxes(title_text="time (UTC)")
     return fig
+
+
+def _day_bars(fig: go.Figure, frame: pd.DataFrame, currency: str) -> None:
+    """Stacked compute and storage bars per day; a day the data covers partly (column ``hours`` < 24: the
+    range's first day, today) is drawn pale and says so, so that it does not read as a drop in spend."""
+    hours = frame["hours"] if "hours" in frame else pd.Series(24.0, index=frame.index)
+    partial = hours < 24 - 1e-6
+    opacity = [0.4 if p else 1.0 for p in partial]
+    note = [f"partial day: {h:.1f} h of 24" if p else "whole day" for h, p in zip(hours, partial, strict=True)]
+    for column, name, colour in (("compute_cost", "compute", _USED), ("storage_cost", "storage", _USED_LIGHT)):
+        fig.add_bar(x=frame["ts"], y=frame[column], name=name, marker={"color": colour, "opacity": opacity},
+                    customdata=note, hovertemplate=f"%{{y:,.2f}} {currency} (%{{customdata}})<extra>{name}</extra>")
+    if partial.any():
+        fig.add_bar(x=[None], y=[None], name="pale: partial day", marker={"color": _USED, "opacity": 0.4},
+                    hoverinfo="skip")
+    fig.update_layout(barmode="stack")
+
+
+def _split_partial_hour(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series | None]:
+    """The hours before the one still running, and that running hour (None when the last hour is whole)."""
+    if "hours" not in frame or frame.empty or frame["hours"].iloc[-1] >= 1 - 1e-9:
+        return frame, None
+    return frame.iloc[:-1], frame.iloc[-1]
 
 
 def utilisation_figure(frame: pd.DataFrame) -> go.Figure:
@@ -185,6 +212,17 @@ def _hline(fig: go.Figure, frame: pd.DataFrame, value: float | None, name: str, 
                     mode="lines", line={"color": colour, "width": 2, "dash": dash})
 
 
+#: A VM chart with its legend under the plot: room for every line (allocated, recommended, need) in two rows.
+VM_CHART_HEIGHT = 380
+
+
+def _legend_below(fig: go.Figure) -> None:
+    """Put the legend under the x axis: six entries do not fit the top margin beside the title, where plotly
+    drops the rows it cannot place (the allocated line went missing)."""
+    fig.update_layout(height=VM_CHART_HEIGHT, margin={**_MARGIN, "b": 110},
+                      legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.2, "yanchor": "top"})
+
+
 WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -197,12 +235,14 @@ def weekly_grid(frame: pd.DataFrame, *, timezone: str = "UTC") -> pd.DataFrame:
     return data.groupby(["day", "hour"])["cpu"].mean().unstack("hour").reindex(index=range(7), columns=range(24))
 
 
-def weekly_profile_figure(frame: pd.DataFrame, *, timezone: str = "UTC") -> go.Figure:
+def weekly_profile_figure(frame: pd.DataFrame, *, timezone: str = "UTC",
+                          allocated_vcpus: float | None = None) -> go.Figure:
     """Weekday x hour heat map of one VM's mean CPU (vCPUs) from hourly columns ``ts``, ``cpu_mean_vcpus``.
 
     Drawn as one horizontal bar per (weekday, hour) cell, spanning [hour, hour + 1) and coloured by its
     value: the dashboard loads plotly.js's basic bundle (scatter, bar, pie; dashboard/web.py), which has
-    no heatmap trace and would draw one as a scatter line."""
+    no heatmap trace and would draw one as a scatter line. The colours run from 0 to ``allocated_vcpus`` (an
+    absolute scale: an idle VM stays pale), or to the busiest cell when the allocation is unknown."""
     title = f"Weekly pattern: mean CPU by weekday and hour ({inert(timezone)})"
     if frame.empty or frame["cpu_mean_vcpus"].notna().sum() == 0:
         return empty_figure(title, "No CPU data in the selected range")
@@ -212,8 +252,10 @@ def weekly_profile_figure(frame: pd.DataFrame, *, timezone: str = "UTC") -> go.F
     fig.add_bar(orientation="h", y=[WEEKDAYS[d] for d in cells["day"]], x=[1.0] * len(cells),
                 base=cells["hour"].astype(float).tolist(), width=1.0, customdata=cells["hour"].tolist(),
                 marker={"color": values.tolist(), "colorscale": "Blues", "cmin": 0.0,
-                        "cmax": max(float(values.max()), 1e-9), "line": {"width": 0},
-                        "colorbar": {"title": {"text": "vCPUs"}}, "showscale": True},
+                        "cmax": max(float(values.max()), float(allocated_vcpus or 0.0), 1e-9), "line": {"width": 0},
+                        "colorbar": {"title": {"text": "vCPUs"}, "tickformat": ",.3~r", "thickness": 14,
+                                     "nticks": 5},
+                        "showscale": True},
                 hovertemplate="%{y} %{customdata:02d}:00: %{marker.color:.2f} vCPU<extra></extra>")
     fig.update_yaxes(categoryorder="array", categoryarray=list(WEEKDAYS), autorange="reversed")
     fig.update_xaxes(title_text="hour", range=[0, 24], tickvals=list(range(0, 24, 3)),
@@ -243,6 +285,7 @@ def vm_cpu_figure(frame: pd.DataFrame, *, recommended_vcpus: float | None = None
     _hline(fig, frame, needed_vcpus, inert(need_label), _NEEDED, "dot")
     fig.update_yaxes(title_text="vCPUs", rangemode="tozero")
     fig.update_xaxes(title_text="time (UTC)")
+    _legend_below(fig)
     return fig
 
 
@@ -270,20 +313,36 @@ def vm_memory_figure(frame: pd.DataFrame, *, recommended_bytes: float | None = N
     _hline(fig, frame, needed_bytes, inert(need_label), _NEEDED, "dot", scale=GIB)
     fig.update_yaxes(title_text="GiB", rangemode="tozero")
     fig.update_xaxes(title_text="time (UTC)")
+    _legend_below(fig)
     return fig
 
 
+#: Byte-rate units, smallest first: a chart uses the largest one its peak reaches (never "12µ MiB/s").
+RATE_UNITS: tuple[tuple[str, float], ...] = (("B/s", 1.0), ("KiB/s", 1024.0), ("MiB/s", MIB), ("GiB/s", GIB))
+
+
+def rate_unit(peak_bps: float) -> tuple[str, float]:
+    """The unit (name, bytes) to show rates up to ``peak_bps`` in: the largest with the peak at 1 or more."""
+    chosen = RATE_UNITS[0]
+    for unit in RATE_UNITS:
+        if peak_bps >= unit[1]:
+            chosen = unit
+    return chosen
+
+
 def vm_disk_figure(frame: pd.DataFrame) -> go.Figure:
-    """One VM's disk throughput in MiB/s from hourly byte totals ``disk_read_bytes``, ``disk_write_bytes``."""
-    title = "Disk throughput (MiB/s, hourly average)"
+    """One VM's disk throughput from hourly byte totals ``disk_read_bytes``, ``disk_write_bytes``, in the
+    byte-rate unit its peak reaches (B/s, KiB/s, MiB/s, GiB/s)."""
     if frame.empty or frame[["disk_read_bytes", "disk_write_bytes"]].notna().sum().sum() == 0:
-        return empty_figure(title, "No disk data in the selected range")
-    fig = _base(title)
-    fig.add_scatter(x=frame["ts"], y=frame["disk_read_bytes"] / 3600 / MIB, name="read", mode="lines",
+        return empty_figure("Disk throughput (hourly average)", "No disk data in the selected range")
+    peak = float(frame[["disk_read_bytes", "disk_write_bytes"]].max().max()) / 3600
+    unit, size = rate_unit(peak)
+    fig = _base(f"Disk throughput ({unit}, hourly average)")
+    fig.add_scatter(x=frame["ts"], y=frame["disk_read_bytes"] / 3600 / size, name="read", mode="lines",
                     line={"color": _USED, "width": 1.5})
-    fig.add_scatter(x=frame["ts"], y=frame["disk_write_bytes"] / 3600 / MIB, name="write", mode="lines",
+    fig.add_scatter(x=frame["ts"], y=frame["disk_write_bytes"] / 3600 / size, name="write", mode="lines",
                     line={"color": "#d9822b", "width": 1.5})
-    fig.update_yaxes(title_text="MiB/s", rangemode="tozero")
+    fig.update_yaxes(title_text=unit, rangemode="tozero", tickformat=",.3~r")
     fig.update_xaxes(title_text="time (UTC)")
     return fig
 
@@ -294,9 +353,7 @@ def vm_cost_figure(frame: pd.DataFrame, *, currency: str) -> go.Figure:
     if frame.empty:
         return empty_figure(title)
     fig = _base(title)
-    fig.add_bar(x=frame["ts"], y=frame["compute_cost"], name="compute", marker_color=_USED)
-    fig.add_bar(x=frame["ts"], y=frame["storage_cost"], name="storage", marker_color=_USED_LIGHT)
-    fig.update_layout(barmode="stack")
+    _day_bars(fig, frame, currency)
     fig.update_yaxes(title_text=f"{currency} per day", rangemode="tozero", tickformat=",.2f")
     fig.update_xaxes(title_text="day (UTC)")
     return fig

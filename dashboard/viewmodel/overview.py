@@ -17,7 +17,7 @@ from analytics.signals import HostLoad, contention_signals, host_loads
 from collector.model import VmState
 from collector.store.jsonmeta import stored_host_cpus
 from dashboard.snapshot import Snapshot, finite_or_none
-from dashboard.viewmodel.common import row_costs
+from dashboard.viewmodel.common import hour_coverage, row_costs
 from dashboard.views import HOUR_S, Filters, OverviewView
 
 if TYPE_CHECKING:
@@ -42,8 +42,9 @@ def overview_of(data: DashboardData, snap: Snapshot, filters: Filters) -> Overvi
     spend_hour = pd.DataFrame({"ts": ts, "compute_cost": per_hour("compute_cost"),
                                "storage_cost": per_hour("storage_cost")})
     spend_hour["cost"] = spend_hour["compute_cost"] + spend_hour["storage_cost"]
+    spend_hour["hours"] = hour_coverage(spend_hour["ts"], snap.cost_now)  # < 1: the hour still running
     spend_day = (spend_hour.assign(ts=spend_hour["ts"].dt.floor("D"))
-                 .groupby("ts", as_index=False)[["compute_cost", "storage_cost", "cost"]].sum())
+                 .groupby("ts", as_index=False)[["compute_cost", "storage_cost", "cost", "hours"]].sum())
     util = pd.DataFrame({
         "ts": ts,
         "cpu_used_vcpus": per_hour("cpu_used_vcpus"),

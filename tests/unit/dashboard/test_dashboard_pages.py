@@ -86,7 +86,7 @@ def test_vm_detail_update(data: DashboardData) -> None:
     (need,) = [t for t in cpu.data if t.name.startswith("need: ")]  # named by its statistic
     assert list(need.y) == [0.6, 0.6] and need.name.endswith(" + headroom")
     assert mem.layout.yaxis.title.text == "GiB"
-    assert disk.layout.yaxis.title.text == "MiB/s"
+    assert disk.layout.yaxis.title.text == "KiB/s"  # 1,000 and 2,000 B/s: KiB/s, not fractions of a MiB/s
     assert cost.layout.yaxis.title.text == "EUR per day"
     rec_texts = _texts(rec)
     assert "over-provisioned" in rec_texts and any(t.startswith("20.50 EUR / month (") for t in rec_texts)
