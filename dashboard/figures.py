@@ -90,8 +90,9 @@ def spend_figure(frame: pd.DataFrame, *, currency: str, period: str) -> go.Figur
     if frame.empty:
         return empty_figure(title)
     fig = _base(title)
+    axis_note = ""
     if period == "day":
-        _day_bars(fig, frame, currency)
+        axis_note = _day_bars(fig, frame, currency)
     else:
         whole, partial = _split_partial_hour(frame)
         fig.add_scatter(x=whole["ts"], y=whole["compute_cost"], name="compute", stackgroup="cost",
@@ -104,13 +105,14 @@ def spend_figure(frame: pd.DataFrame, *, currency: str, period: str) -> go.Figur
                             hovertemplate=f"%{{y:,.4f}} {currency} in the first {partial['hours'] * 60:.0f} min "
                                           "of this hour<extra>partial hour</extra>")
     fig.update_yaxes(title_text=f"{currency} per {period}", rangemode="tozero", tickformat=",.2f")
-    fig.update_xaxes(title_text="time (UTC)")
+    fig.update_xaxes(title_text="time (UTC)" + axis_note)
     return fig
 
 
-def _day_bars(fig: go.Figure, frame: pd.DataFrame, currency: str) -> None:
+def _day_bars(fig: go.Figure, frame: pd.DataFrame, currency: str) -> str:
     """Stacked compute and storage bars per day; a day the data covers partly (column ``hours`` < 24: the
-    range's first day, today) is drawn pale and says so, so that it does not read as a drop in spend."""
+    range's first day, today) is drawn pale and says so, so that it does not read as a drop in spend. Returns
+    what the x-axis title adds when a day is partial."""
     hours = frame["hours"] if "hours" in frame else pd.Series(24.0, index=frame.index)
     partial = hours < 24 - 1e-6
     opacity = [0.4 if p else 1.0 for p in partial]
@@ -118,10 +120,8 @@ def _day_bars(fig: go.Figure, frame: pd.DataFrame, currency: str) -> None:
     for column, name, colour in (("compute_cost", "compute", _USED), ("storage_cost", "storage", _USED_LIGHT)):
         fig.add_bar(x=frame["ts"], y=frame[column], name=name, marker={"color": colour, "opacity": opacity},
                     customdata=note, hovertemplate=f"%{{y:,.2f}} {currency} (%{{customdata}})<extra>{name}</extra>")
-    if partial.any():
-        fig.add_bar(x=[None], y=[None], name="pale: partial day", marker={"color": _USED, "opacity": 0.4},
-                    hoverinfo="skip")
     fig.update_layout(barmode="stack")
+    return "; pale bars: partial days" if partial.any() else ""
 
 
 def _split_partial_hour(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series | None]:
@@ -213,14 +213,15 @@ def _hline(fig: go.Figure, frame: pd.DataFrame, value: float | None, name: str, 
 
 
 #: A VM chart with its legend under the plot: room for every line (allocated, recommended, need) in two rows.
-VM_CHART_HEIGHT = 380
+VM_CHART_HEIGHT = 420
 
 
 def _legend_below(fig: go.Figure) -> None:
     """Put the legend under the x axis: six entries do not fit the top margin beside the title, where plotly
     drops the rows it cannot place (the allocated line went missing)."""
-    fig.update_layout(height=VM_CHART_HEIGHT, margin={**_MARGIN, "b": 110},
-                      legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.2, "yanchor": "top"})
+    fig.update_layout(height=VM_CHART_HEIGHT, margin={**_MARGIN, "b": 150},
+                      legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.3, "yanchor": "top",
+                              "entrywidth": 0.5, "entrywidthmode": "fraction", "font": {"size": 11}})
 
 
 WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -353,9 +354,9 @@ def vm_cost_figure(frame: pd.DataFrame, *, currency: str) -> go.Figure:
     if frame.empty:
         return empty_figure(title)
     fig = _base(title)
-    _day_bars(fig, frame, currency)
+    axis_note = _day_bars(fig, frame, currency)
     fig.update_yaxes(title_text=f"{currency} per day", rangemode="tozero", tickformat=",.2f")
-    fig.update_xaxes(title_text="day (UTC)")
+    fig.update_xaxes(title_text="day (UTC)" + axis_note)
     return fig
 
 
