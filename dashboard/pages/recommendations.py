@@ -38,8 +38,8 @@ TITLE = "Recommendations"
 #: is rare and the VM page says it).
 HIDDEN_AT_FIRST = ("action", "excluded")
 #: Columns whose text wraps onto up to three lines (px wide); the long ones show whole in a tooltip.
-WRAPPED = {"name": 120, "host": 90, "finding": 96, "current_type": 96, "recommended_type": 110, "risk_reasons": 120,
-           "options": 140, "reason": 140}
+WRAPPED = {"name": 116, "host": 86, "finding": 96, "current_type": 96, "recommended_type": 110, "risk_reasons": 116,
+           "options": 134, "reason": 134}
 TOOLTIPS = ("risk_reasons", "options", "reason")
 
 
