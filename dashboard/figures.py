@@ -90,18 +90,45 @@ def spend_figure(frame: pd.DataFrame, *, currency: str, period: str) -> go.Figur
     if frame.empty:
         return empty_figure(title)
     fig = _base(title)
+    axis_note = ""
     if period == "day":
-        fig.add_bar(x=frame["ts"], y=frame["compute_cost"], name="compute", marker_color=_USED)
-        fig.add_bar(x=frame["ts"], y=frame["storage_cost"], name="storage", marker_color=_USED_LIGHT)
-        fig.update_layout(barmode="stack")
+        axis_note = _day_bars(fig, frame, currency)
     else:
-        fig.add_scatter(x=frame["ts"], y=frame["compute_cost"], name="compute", stackgroup="cost",
+        whole, partial = _split_partial_hour(frame)
+        fig.add_scatter(x=whole["ts"], y=whole["compute_cost"], name="compute", stackgroup="cost",
                         line={"color": _USED, "width": 1})
-        fig.add_scatter(x=frame["ts"], y=frame["storage_cost"], name="storage", stackgroup="cost",
+        fig.add_scatter(x=whole["ts"], y=whole["storage_cost"], name="storage", stackgroup="cost",
                         line={"color": _USED_LIGHT, "width": 1})
+        if partial is not None:
+            fig.add_scatter(x=[partial["ts"]], y=[partial["cost"]], mode="markers", name="this hour so far",
+                            marker={"symbol": "circle-open", "size": 9, "color": _USED, "line": {"width": 2}},
+                            hovertemplate=f"%{{y:,.4f}} {currency} in the first {partial['hours'] * 60:.0f} min "
+                                          "of this hour<extra>partial hour</extra>")
     fig.update_yaxes(title_text=f"{currency} per {period}", rangemode="tozero", tickformat=",.2f")
-    fig.update_xaxes(title_text="time (UTC)")
+    fig.update_xaxes(title_text="time (UTC)" + axis_note)
     return fig
+
+
+def _day_bars(fig: go.Figure, frame: pd.DataFrame, currency: str) -> str:
+    """Stacked compute and storage bars per day; a day the data covers partly (column ``hours`` < 24: the
+    range's first day, today) is drawn pale and says so, so that it does not read as a drop in spend. Returns
+    what the x-axis title adds when a day is partial."""
+    hours = frame["hours"] if "hours" in frame else pd.Series(24.0, index=frame.index)
+    partial = hours < 24 - 1e-6
+    opacity = [0.4 if p else 1.0 for p in partial]
+    note = [f"partial day: {h:.1f} h of 24" if p else "whole day" for h, p in zip(hours, partial, strict=True)]
+    for column, name, colour in (("compute_cost", "compute", _USED), ("storage_cost", "storage", _USED_LIGHT)):
+        fig.add_bar(x=frame["ts"], y=frame[column], name=name, marker={"color": colour, "opacity": opacity},
+                    customdata=note, hovertemplate=f"%{{y:,.2f}} {currency} (%{{customdata}})<extra>{name}</extra>")
+    fig.update_layout(barmode="stack")
+    return "; pale bars: partial days" if partial.any() else ""
+
+
+def _split_partial_hour(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series | None]:
+    """The hours before the one still running, and that running hour (None when the last hour is whole)."""
+    if "hours" not in frame or frame.empty or frame["hours"].iloc[-1] >= 1 - 1e-9:
+        return frame, None
+    return frame.iloc[:-1], frame.iloc[-1]
 
 
 def utilisation_figure(frame: pd.DataFrame) -> go.Figure:
@@ -160,12 +187,41 @@ def findings_figure(counts: Mapping[str, int]) -> go.Figure:
     return fig
 
 
+def spend_by_label_figure(key: str | None, spend: Mapping[str, float], *, currency: str, range_text: str) -> go.Figure:
+    """Horizontal bars: spend over the range per value of the label ``key``, the biggest first."""
+    title = f"Spend by {inert(key)}, {inert(range_text)} ({currency})" if key else f"Spend by label ({currency})"
+    if not key or not spend:
+        return empty_figure(title, "No VM carries a label to group spend by")
+    names = list(spend)[:15]
+    fig = _base(title, height=max(_HEIGHT, 40 + 26 * len(names)), margin={"l": 12 + 7 * max(len(n) for n in names),
+                                                                           "r": 90})
+    fig.add_bar(y=[inert(n) for n in names], x=[spend[n] for n in names], orientation="h", marker_color=_USED,
+                text=[f"{spend[n]:,.2f}" for n in names], textposition="outside", cliponaxis=False,
+                hovertemplate="%{y}: %{x:,.2f} " + currency + "<extra></extra>")
+    fig.update_layout(hovermode="closest", showlegend=False)
+    fig.update_xaxes(title_text=currency, rangemode="tozero", tickformat=",.0f")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
 def _hline(fig: go.Figure, frame: pd.DataFrame, value: float | None, name: str, colour: str,
            dash: str, scale: float = 1.0) -> None:
     if value is None or frame.empty:
         return
     fig.add_scatter(x=[frame["ts"].min(), frame["ts"].max()], y=[value / scale, value / scale], name=name,
                     mode="lines", line={"color": colour, "width": 2, "dash": dash})
+
+
+#: A VM chart with its legend under the plot: room for every line (allocated, recommended, need) in two rows.
+VM_CHART_HEIGHT = 420
+
+
+def _legend_below(fig: go.Figure) -> None:
+    """Put the legend under the x axis: six entries do not fit the top margin beside the title, where plotly
+    drops the rows it cannot place (the allocated line went missing)."""
+    fig.update_layout(height=VM_CHART_HEIGHT, margin={**_MARGIN, "b": 150},
+                      legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.3, "yanchor": "top",
+                              "entrywidth": 0.5, "entrywidthmode": "fraction", "font": {"size": 11}})
 
 
 WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -180,12 +236,14 @@ def weekly_grid(frame: pd.DataFrame, *, timezone: str = "UTC") -> pd.DataFrame:
     return data.groupby(["day", "hour"])["cpu"].mean().unstack("hour").reindex(index=range(7), columns=range(24))
 
 
-def weekly_profile_figure(frame: pd.DataFrame, *, timezone: str = "UTC") -> go.Figure:
+def weekly_profile_figure(frame: pd.DataFrame, *, timezone: str = "UTC",
+                          allocated_vcpus: float | None = None) -> go.Figure:
     """Weekday x hour heat map of one VM's mean CPU (vCPUs) from hourly columns ``ts``, ``cpu_mean_vcpus``.
 
     Drawn as one horizontal bar per (weekday, hour) cell, spanning [hour, hour + 1) and coloured by its
     value: the dashboard loads plotly.js's basic bundle (scatter, bar, pie; dashboard/web.py), which has
-    no heatmap trace and would draw one as a scatter line."""
+    no heatmap trace and would draw one as a scatter line. The colours run from 0 to ``allocated_vcpus`` (an
+    absolute scale: an idle VM stays pale), or to the busiest cell when the allocation is unknown."""
     title = f"Weekly pattern: mean CPU by weekday and hour ({inert(timezone)})"
     if frame.empty or frame["cpu_mean_vcpus"].notna().sum() == 0:
         return empty_figure(title, "No CPU data in the selected range")
@@ -195,8 +253,10 @@ def weekly_profile_figure(frame: pd.DataFrame, *, timezone: str = "UTC") -> go.F
     fig.add_bar(orientation="h", y=[WEEKDAYS[d] for d in cells["day"]], x=[1.0] * len(cells),
                 base=cells["hour"].astype(float).tolist(), width=1.0, customdata=cells["hour"].tolist(),
                 marker={"color": values.tolist(), "colorscale": "Blues", "cmin": 0.0,
-                        "cmax": max(float(values.max()), 1e-9), "line": {"width": 0},
-                        "colorbar": {"title": {"text": "vCPUs"}}, "showscale": True},
+                        "cmax": max(float(values.max()), float(allocated_vcpus or 0.0), 1e-9), "line": {"width": 0},
+                        "colorbar": {"title": {"text": "vCPUs"}, "tickformat": ",.3~r", "thickness": 14,
+                                     "nticks": 5},
+                        "showscale": True},
                 hovertemplate="%{y} %{customdata:02d}:00: %{marker.color:.2f} vCPU<extra></extra>")
     fig.update_yaxes(categoryorder="array", categoryarray=list(WEEKDAYS), autorange="reversed")
     fig.update_xaxes(title_text="hour", range=[0, 24], tickvals=list(range(0, 24, 3)),
@@ -226,6 +286,7 @@ def vm_cpu_figure(frame: pd.DataFrame, *, recommended_vcpus: float | None = None
     _hline(fig, frame, needed_vcpus, inert(need_label), _NEEDED, "dot")
     fig.update_yaxes(title_text="vCPUs", rangemode="tozero")
     fig.update_xaxes(title_text="time (UTC)")
+    _legend_below(fig)
     return fig
 
 
@@ -253,20 +314,36 @@ def vm_memory_figure(frame: pd.DataFrame, *, recommended_bytes: float | None = N
     _hline(fig, frame, needed_bytes, inert(need_label), _NEEDED, "dot", scale=GIB)
     fig.update_yaxes(title_text="GiB", rangemode="tozero")
     fig.update_xaxes(title_text="time (UTC)")
+    _legend_below(fig)
     return fig
 
 
+#: Byte-rate units, smallest first: a chart uses the largest one its peak reaches (never "12µ MiB/s").
+RATE_UNITS: tuple[tuple[str, float], ...] = (("B/s", 1.0), ("KiB/s", 1024.0), ("MiB/s", MIB), ("GiB/s", GIB))
+
+
+def rate_unit(peak_bps: float) -> tuple[str, float]:
+    """The unit (name, bytes) to show rates up to ``peak_bps`` in: the largest with the peak at 1 or more."""
+    chosen = RATE_UNITS[0]
+    for unit in RATE_UNITS:
+        if peak_bps >= unit[1]:
+            chosen = unit
+    return chosen
+
+
 def vm_disk_figure(frame: pd.DataFrame) -> go.Figure:
-    """One VM's disk throughput in MiB/s from hourly byte totals ``disk_read_bytes``, ``disk_write_bytes``."""
-    title = "Disk throughput (MiB/s, hourly average)"
+    """One VM's disk throughput from hourly byte totals ``disk_read_bytes``, ``disk_write_bytes``, in the
+    byte-rate unit its peak reaches (B/s, KiB/s, MiB/s, GiB/s)."""
     if frame.empty or frame[["disk_read_bytes", "disk_write_bytes"]].notna().sum().sum() == 0:
-        return empty_figure(title, "No disk data in the selected range")
-    fig = _base(title)
-    fig.add_scatter(x=frame["ts"], y=frame["disk_read_bytes"] / 3600 / MIB, name="read", mode="lines",
+        return empty_figure("Disk throughput (hourly average)", "No disk data in the selected range")
+    peak = float(frame[["disk_read_bytes", "disk_write_bytes"]].max().max()) / 3600
+    unit, size = rate_unit(peak)
+    fig = _base(f"Disk throughput ({unit}, hourly average)")
+    fig.add_scatter(x=frame["ts"], y=frame["disk_read_bytes"] / 3600 / size, name="read", mode="lines",
                     line={"color": _USED, "width": 1.5})
-    fig.add_scatter(x=frame["ts"], y=frame["disk_write_bytes"] / 3600 / MIB, name="write", mode="lines",
+    fig.add_scatter(x=frame["ts"], y=frame["disk_write_bytes"] / 3600 / size, name="write", mode="lines",
                     line={"color": "#d9822b", "width": 1.5})
-    fig.update_yaxes(title_text="MiB/s", rangemode="tozero")
+    fig.update_yaxes(title_text=unit, rangemode="tozero", tickformat=",.3~r")
     fig.update_xaxes(title_text="time (UTC)")
     return fig
 
@@ -277,11 +354,9 @@ def vm_cost_figure(frame: pd.DataFrame, *, currency: str) -> go.Figure:
     if frame.empty:
         return empty_figure(title)
     fig = _base(title)
-    fig.add_bar(x=frame["ts"], y=frame["compute_cost"], name="compute", marker_color=_USED)
-    fig.add_bar(x=frame["ts"], y=frame["storage_cost"], name="storage", marker_color=_USED_LIGHT)
-    fig.update_layout(barmode="stack")
+    axis_note = _day_bars(fig, frame, currency)
     fig.update_yaxes(title_text=f"{currency} per day", rangemode="tozero", tickformat=",.2f")
-    fig.update_xaxes(title_text="day (UTC)")
+    fig.update_xaxes(title_text="day (UTC)" + axis_note)
     return fig
 
 

@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -52,6 +52,20 @@ SNAPSHOT_COLUMNS: tuple[str, ...] | None = (
 FIRST_GRACE_S = 5.0
 #: The first snapshot of a large fleet covers only this much (see ``build_snapshot``'s ``quick_above_vm_hours``).
 QUICK_WINDOW = timedelta(hours=24)
+
+
+def prepared_hours(hours: pd.DataFrame, vms: Sequence[VmRecord], columns: Sequence[str] | None) -> pd.DataFrame:
+    """A store's hourly frame as the snapshot keeps it: the read columns, sorted by VM and time, the VM column
+    categorical, only inventory VMs."""
+    if columns is not None:
+        kept = {"vm", "ts", *columns}
+        hours = hours[[c for c in hours.columns if c in kept]]
+    hours = _categorical_vm(sorted_by_vm_and_time(hours))
+    known = {vm.uuid for vm in vms}
+    if len(hours) and not hours["vm"].isin(known).all():
+        hours = hours[hours["vm"].isin(known)].reset_index(drop=True)
+        hours["vm"] = hours["vm"].cat.remove_unused_categories()
+    return hours
 
 
 @dataclass
@@ -135,15 +149,8 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
     if not complete:
         window_start = window_end - QUICK_WINDOW
     columns = SNAPSHOT_COLUMNS  # None reads and keeps every column (tests compare both)
-    hours = store.frame(window_start, window_end, resolution="hour", columns=columns)
-    if columns is not None:
-        kept = {"vm", "ts", *columns}
-        hours = hours[[c for c in hours.columns if c in kept]]
-    hours = _categorical_vm(sorted_by_vm_and_time(hours))
+    hours = prepared_hours(store.frame(window_start, window_end, resolution="hour", columns=columns), vms, columns)
     known = {vm.uuid for vm in vms}
-    if len(hours) and not hours["vm"].isin(known).all():
-        hours = hours[hours["vm"].isin(known)].reset_index(drop=True)
-        hours["vm"] = hours["vm"].cat.remove_unused_categories()
     # Costs and month figures count up to the wall clock, or to the end of the data's last hour when the
     # data is older (demo, imports): then every stored hour is complete.
     cost_now = min(now, window_end)

@@ -15,6 +15,7 @@ from analytics.findings.projection import Projection
 from analytics.storage import StorageAdvice
 from collector.model import VmRecord
 from core.dismissals import Dismissal
+from core.units import LOOKBACK_CHOICES_DAYS
 
 GIB = 1024**3
 HOUR_S = 3600
@@ -25,7 +26,7 @@ RANGES: Mapping[str, timedelta] = {
 #: The default cost window, the same as ``[costs] window_days`` (14) for 'costs' and 'report'.
 DEFAULT_RANGE = "14d"
 #: Lookback choices of the Recommendations and VM pages (days); the default is [rightsizing] lookback_days.
-LOOKBACKS_DAYS: tuple[int, ...] = (7, 14, 30)
+LOOKBACKS_DAYS: tuple[int, ...] = LOOKBACK_CHOICES_DAYS  # 7, 14, 30, 93 (longer ones where the history allows)
 DATA_MODES: Mapping[str, str] = {
     "live": "Live data from libvirt",
     "demo": "Demo fleet on the libvirt test driver with SYNTHETIC usage history",
@@ -155,6 +156,7 @@ class OverviewView:
     run_rate_now: float = 0.0  # compute + disks/h of the VMs running in the newest raw samples, disks of others
     running_now: int = 0  # VMs running in their newest raw sample
     headline: Headline | None = None  # the selected VMs' savings by kind (analytics.findings.headline)
+    lookback_days: int = 14  # the history the savings were judged over (the range's days, else the configured)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,16 @@ class VmDetailView:
     price_per_hour: float | None
     finding: FindingView | None
     backup: BackupView | None
+
+
+def storage_class_text(name: str) -> str:
+    """A storage class as people read it: ``storage_premium_perf0`` -> "Premium perf0", ``storage_hdd`` -> "HDD"."""
+    words = name.removeprefix("storage_").replace("-", "_").split("_")
+    shown = [w.upper() if w in _ACRONYMS else w for w in words if w]
+    return (" ".join(shown)[:1].upper() + " ".join(shown)[1:]) if shown else name
+
+
+_ACRONYMS = frozenset({"hdd", "ssd", "nvme", "iops"})
 
 
 def labels_text(labels: Mapping[str, str] | None) -> str:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from analytics.findings.risk import legend_text
-from analytics.frontier import SweepPoint
 from analytics.reports.base import Report, VmReportRow, register
+from analytics.reports.frontier_chart import frontier_figure
 
 GIB = 1024**3
 TOP_N = 20
@@ -104,31 +104,6 @@ def figures(report: Report) -> list[tuple[str, str, dict[str, Any]]]:
                      f"{f.train_days:.1f} days and scored on the last {f.eval_days:.1f} ({f.vms_evaluated} VMs)",
                      frontier_figure(f.points, f.chosen)))
     return figs
-
-
-def frontier_figure(points: Sequence[SweepPoint], chosen: SweepPoint | None = None) -> dict[str, Any]:
-    """Savings (%) against CPU overrun (%), one line per strategy curve, the chosen point marked; pure."""
-    curves: dict[tuple[str, str], list[SweepPoint]] = {}
-    for p in points:
-        curves.setdefault((p.strategy, p.knob), []).append(p)
-    data: list[dict[str, Any]] = []
-    for (strategy, knob), pts in curves.items():
-        ordered = sorted(pts, key=lambda p: p.cpu_overrun_pct) if knob != "profile" else pts
-        data.append({
-            "type": "scatter", "mode": "lines+markers" if len(pts) > 1 and knob != "profile" else "markers",
-            "name": _label(f"{strategy} ({knob})"),
-            "x": [round(p.cpu_overrun_pct, 4) for p in ordered], "y": [round(p.savings_pct, 3) for p in ordered],
-            "text": [_label(f"{knob}={p.value}; memory overrun {p.mem_overrun_pct:.4f} %") for p in ordered],
-            "hovertemplate": "%{text}<br>CPU overrun %{x} %<br>savings %{y} %<extra>%{fullData.name}</extra>",
-        })
-    if chosen is not None:
-        data.append({"type": "scatter", "mode": "markers+text", "name": _label(f"in use: {chosen.value}"),
-                     "x": [round(chosen.cpu_overrun_pct, 4)], "y": [round(chosen.savings_pct, 3)],
-                     "text": [_label(f"in use: {chosen.value}")], "textposition": "top center",
-                     "marker": {"size": 16, "symbol": "star", "color": "black"}})
-    return {"data": data, "layout": {
-        "xaxis": {"title": {"text": "CPU overrun (% of evaluated VM-intervals)"}, "rangemode": "tozero"},
-        "yaxis": {"title": {"text": "savings (%)"}}, "margin": {"t": 30}, "legend": {"orientation": "h"}}}
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, numeric: frozenset[int] = frozenset()) -> str:

@@ -7,7 +7,7 @@ as text; nothing here builds HTML or Markdown from data.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dash import Dash, Input, Output, dcc, html, no_update
@@ -123,13 +123,18 @@ def risk_legend(legend_id: str) -> html.Div:
     ], id=legend_id, className="rs-note rs-legend")
 
 
-def lookback_control(control_id: str, default_days: int) -> html.Div:
-    """The 7/14/30-day lookback choice of the Recommendations and VM pages."""
+def lookback_control(control_id: str, default_days: int, available: Mapping[int, bool] | None = None) -> html.Div:
+    """The 7/14/30/93-day lookback choice of the Recommendations and VM pages; a choice the stored history
+    does not allow (``available``) is shown disabled. Says how it differs from the range at the top."""
     value = default_days if default_days in LOOKBACKS_DAYS else LOOKBACKS_DAYS[1]
+    allowed = available or {}
+    options = [{"label": f"{d} days" if allowed.get(d, True) else f"{d} days (needs more history)", "value": d,
+                "disabled": not allowed.get(d, True) and d != value} for d in LOOKBACKS_DAYS]
     return html.Div([
         html.Span("Lookback for recommendations: ", className="rs-note"),
-        dcc.RadioItems(id=control_id, options=[{"label": f"{d} days", "value": d} for d in LOOKBACKS_DAYS],
-                       value=value, inline=True, className="rs-filter-range"),
+        dcc.RadioItems(id=control_id, options=options, value=value, inline=True, className="rs-filter-range"),
+        html.Span("The lookback is the history each VM is judged on (its need, risk and saving); the range at "
+                  "the top is the window of spend and charts.", className="rs-note"),
     ], className="rs-actions")
 
 

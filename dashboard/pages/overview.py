@@ -13,6 +13,7 @@ from dashboard import figures, ids
 from dashboard.data import DashboardData, Filters
 from dashboard.pages import paged
 from dashboard.pages.common import FILTER_INPUTS, badge, kpi, money
+from dashboard.viewmodel.actions import ActionRow, spend_by_label, top_actions
 from dashboard.viewmodel.overview import host_loads_view, overview_view
 from dashboard.viewmodel.vms import vm_rows
 
@@ -24,11 +25,16 @@ _GRAPH_CONFIG: Any = {"displaylogo": False, "responsive": True}
 
 def layout(data: DashboardData, filters: Filters) -> html.Div:
     """The overview page, filled for ``filters``; the callback refreshes it when they change."""
-    cards, spend_h, spend_d, util, found, basis = update(data, filters.range_key, filters.labels, filters.hosts)
+    cards, spend_h, spend_d, util, found, basis, actions, by_label = update(
+        data, filters.range_key, filters.labels, filters.hosts)
     hosts, placement = sections(data)
     return html.Div([
         html.H1("Fleet overview"),
         html.Div(cards, id=ids.OVERVIEW_KPIS, className="rs-kpis"),
+        html.H2("What to do first"),
+        html.Div(actions, id=ids.OVERVIEW_ACTIONS, className="rs-card rs-card-pad"),
+        html.Div(dcc.Graph(id=ids.OVERVIEW_SPEND_LABEL, figure=by_label, config=_GRAPH_CONFIG),
+                 className="rs-card rs-spaced"),
         html.Div([
             html.Div(dcc.Graph(id=ids.OVERVIEW_SPEND_HOUR, figure=spend_h, config=_GRAPH_CONFIG), className="rs-card"),
             html.Div(dcc.Graph(id=ids.OVERVIEW_SPEND_DAY, figure=spend_d, config=_GRAPH_CONFIG), className="rs-card"),
@@ -136,15 +142,16 @@ def placement_section(data: DashboardData) -> list[Any]:
 
 def update(
     data: DashboardData, range_key: str | None, labels: Sequence[str] | None, hosts: Sequence[str] | None,
-) -> tuple[list[html.Div], go.Figure, go.Figure, go.Figure, go.Figure, str]:
-    """Callback body: KPI cards, spend per hour and per day, utilisation, findings, forecast basis."""
+) -> tuple[list[html.Div], go.Figure, go.Figure, go.Figure, go.Figure, str, list[Any], go.Figure]:
+    """Callback body: KPI cards, spend per hour and per day, utilisation, findings, forecast basis, top
+    actions and spend by label."""
     filters = Filters.of(range_key, labels, hosts)
     return data.cached(("overview-page", filters), lambda: _build(data, filters))
 
 
 def _build(
     data: DashboardData, filters: Filters,
-) -> tuple[list[html.Div], go.Figure, go.Figure, go.Figure, go.Figure, str]:
+) -> tuple[list[html.Div], go.Figure, go.Figure, go.Figure, go.Figure, str, list[Any], go.Figure]:
     view = overview_view(data, filters)
     cur = view.currency
     range_text = data.range_text(filters.range_key)
@@ -160,7 +167,8 @@ def _build(
             else "month to date + trailing run-rate",
             kpi_id="overview-kpi-forecast"),
         kpi("Potential savings per month", money(view.potential_monthly_savings, cur),
-            _savings_note(view.headline), kpi_id="overview-kpi-savings"),
+            _savings_note(view.headline) + f"; judged over the last {view.lookback_days} days",
+            kpi_id="overview-kpi-savings"),
         kpi("Upsizes needed per month", money(view.upsize_monthly_cost, cur),
             "extra cost of under-provisioned VMs and resize regrets", kpi_id="overview-kpi-upsize"),
     ]
@@ -174,7 +182,46 @@ def _build(
         figures.utilisation_figure(view.utilisation),
         figures.findings_figure(view.finding_counts),
         basis,
+        actions_section(data, filters, view.lookback_days),
+        figures.spend_by_label_figure(*spend_by_label(data, filters), currency=cur, range_text=range_text),
     )
+
+
+ACTION_HEADS = ("VM", "Saving per month ({currency})", "Kind", "Risk", "What to do")
+
+
+def actions_section(data: DashboardData, filters: Filters, lookback_days: int) -> list[Any]:
+    """The VMs with the largest savings (each linking to its page), then backups that need attention."""
+    if not data.is_complete():
+        return [html.P(data.loading_note(), className="rs-muted")]
+    rows = top_actions(data, filters, lookback_days)
+    if not rows:
+        return [html.P("Nothing to do: no VM in the selection saves money, and no backup is overdue.",
+                       className="rs-muted")]
+    heads = [h.format(currency=data.currency) for h in ACTION_HEADS]
+    note = (f"Savings judged over the last {lookback_days} days of history (the range's days; 24 h uses the "
+            "configured lookback); the biggest first, as the headline counts them (a VM's resize or stop plus "
+            "its schedule), with storage advice added. Risk: how likely the change hurts the VM.")
+    return [html.Table([html.Thead(html.Tr([html.Th(h) for h in heads])),
+                        html.Tbody([_action_tr(r) for r in rows])], className="rs-table rs-actions-table"),
+            html.P(note, className="rs-note")]
+
+
+def _saving_text(row: ActionRow) -> str:
+    parts = [f"{row.saving:,.2f}"] if row.saving else []
+    if row.storage_saving:
+        parts.append(f"{row.storage_saving:,.2f} storage")
+    return " + ".join(parts) or "-"
+
+
+def _action_tr(row: ActionRow) -> html.Tr:
+    return html.Tr([
+        html.Td(dcc.Link(row.name, href=f"/vm/{row.uuid}")),
+        html.Td(_saving_text(row), className="rs-num"),
+        html.Td(row.kind_text),
+        html.Td(html.Span(row.risk, className=f"rs-risk rs-risk-{row.risk}") if row.risk else "-"),
+        html.Td(row.what, className="rs-wrap"),
+    ])
 
 
 def register(app: Dash, data: DashboardData, **_: Any) -> None:
@@ -187,6 +234,8 @@ def register(app: Dash, data: DashboardData, **_: Any) -> None:
         Output(ids.OVERVIEW_UTILISATION, "figure"),
         Output(ids.OVERVIEW_FINDINGS, "figure"),
         Output(ids.OVERVIEW_FORECAST_BASIS, "children"),
+        Output(ids.OVERVIEW_ACTIONS, "children"),
+        Output(ids.OVERVIEW_SPEND_LABEL, "figure"),
         *FILTER_INPUTS,
         prevent_initial_call=True,
     )

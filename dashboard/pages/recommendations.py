@@ -23,6 +23,7 @@ from dashboard.pages.common import (
     risk_legend,
     tooltips,
 )
+from dashboard.viewmodel.history import available_lookbacks
 from dashboard.viewmodel.recommendations import (
     apply_choice,
     apply_choices,
@@ -38,8 +39,8 @@ TITLE = "Recommendations"
 #: is rare and the VM page says it; a dismissal greys its row and opens its Reason).
 HIDDEN_AT_FIRST = ("action", "excluded", "dismissed")
 #: Columns whose text wraps onto up to three lines (px wide); the long ones show whole in a tooltip.
-WRAPPED = {"name": 130, "host": 90, "finding": 100, "risk_reasons": 140, "options": 160, "reason": 150,
-           "dismissed": 130}
+WRAPPED = {"name": 116, "host": 86, "finding": 96, "current_type": 96, "recommended_type": 110, "risk_reasons": 116,
+           "options": 134, "reason": 134, "dismissed": 120}
 TOOLTIPS = ("risk_reasons", "options", "reason", "dismissed")
 #: Dismissed and postponed rows: grey and italic (their reason in the "Dismissed" column); the rest as usual.
 DISMISSED_STYLE: list[dict[str, Any]] = [
@@ -100,7 +101,7 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
     rows, cards, fig, choices = update(data, filters.range_key, filters.labels, filters.hosts, days)
     children: list[Any] = [
         html.H1("Recommendations"),
-        lookback_control(ids.RECS_LOOKBACK, days),
+        lookback_control(ids.RECS_LOOKBACK, days, available_lookbacks(data)),
         html.Div(cards, id=ids.RECS_SUMMARY, className="rs-kpis"),
         html.Div([
             html.Button("Export CSV", id=ids.RECS_EXPORT, n_clicks=0, className="rs-button"),
@@ -114,7 +115,7 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
         data_table(
             id=ids.RECS_TABLE,
             columns=columns(data.currency, need_statistic(data)),
-            widths_px={"risk": 76, "recommended_type": 90},
+            widths_px={"risk": 76},
             wrap_px=WRAPPED,
             hidden=HIDDEN_AT_FIRST,
             data=rows,
@@ -134,7 +135,7 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
 
 def frontier_section(data: DashboardData, lookback: int | None) -> list[Any]:
     """"Savings vs risk": the page's lookback backtested (train on its first half, score on the second)."""
-    from analytics.reports.html_report import frontier_figure
+    from analytics.reports.frontier_chart import frontier_figure
 
     own = savings_risk(data, lookback)
     if not own.points or own.vms_evaluated == 0:
@@ -150,7 +151,8 @@ def frontier_section(data: DashboardData, lookback: int | None) -> list[Any]:
         html.P(f"Each strategy trained on the first {own.train_days:.1f} days of the "
                f"{data.lookback_days(lookback)}-day lookback and scored on the "
                f"last {own.eval_days:.1f} ({own.vms_evaluated} VMs); risk = share of evaluated VM-hours whose "
-               f"peak demand exceeded the recommended size.{where}", className="rs-note"),
+               f"peak demand exceeded the recommended size; savings = % of those VMs' compute price over the "
+               f"scored days (a replay, not the money of the findings above).{where}", className="rs-note"),
         html.Div(dcc.Graph(id=ids.RECS_FRONTIER, figure=go.Figure(frontier_figure(own.points, chosen)),
                            config={"displaylogo": False}), className="rs-card"),
     ]

@@ -13,7 +13,9 @@ from dashboard.data import GIB, DashboardData, Filters, FindingView, VmDetailVie
 from dashboard.pages.common import FILTER_INPUTS, badge, chips, empty, lookback_control, money, risk_legend
 from dashboard.pages.vm_dismiss import dismiss_panel
 from dashboard.pages.vm_dismiss import register as register_dismiss
+from dashboard.viewmodel.history import available_lookbacks
 from dashboard.viewmodel.vm_detail import vm_detail_view
+from dashboard.views import storage_class_text
 
 PATH_PREFIX = "/vm/"
 TITLE = "VM"
@@ -37,7 +39,7 @@ def layout(data: DashboardData, uuid: str, filters: Filters, *, lookback: int | 
             html.Div(dcc.Graph(id=ids.VM_COST, figure=cost, config=_GRAPH_CONFIG), className="rs-card"),
         ], className="rs-grid-2"),
         html.H2("Recommendation"),
-        lookback_control(ids.VM_LOOKBACK, default),
+        lookback_control(ids.VM_LOOKBACK, default, available_lookbacks(data)),
         html.Div(rec, id=ids.VM_RECOMMENDATION, className="rs-card rs-card-pad"),
         dismiss_panel(data, uuid),
         risk_legend(ids.VM_LEGEND),
@@ -126,19 +128,31 @@ def _storage(f: FindingView | None) -> list[Any]:
         return []
 
     def gb(value: float | None) -> str:
-        return "-" if value is None else f"{value / 1e9:,.1f} GB"
+        return "unknown" if value is None else f"{value / 1e9:,.1f} GB"
 
-    load = ("-" if a.iops_p99 is None else f"{a.iops_p99:,.0f} IOPS") + ", " + (
-        "-" if a.bps_p99 is None else f"{a.bps_p99 / 1e6:,.1f} MB/s")
+    def change(before: str, after: str, why: str) -> str:
+        return f"{before} -> {after}" if after != before else f"{before} (no change{why})"
+
+    iops = "IOPS unknown" if a.iops_p99 is None else f"{a.iops_p99:,.0f} IOPS"
+    rate = "throughput unknown" if a.bps_p99 is None else _rate_text(a.bps_p99)
+    capacity = (f"{gb(a.capacity_bytes)} (no change: use unknown)" if a.recommended_capacity_bytes is None
+                else change(gb(a.capacity_bytes), gb(a.recommended_capacity_bytes), ""))
+    classes = change(storage_class_text(a.current_class), storage_class_text(a.recommended_class),
+                     ": disk load unknown" if a.needed_class is None else "")
     return [html.H2("Storage"), html.Table([
-        html.Tr([html.Th("Performance class"), html.Td(f"{a.current_class} -> {a.recommended_class}")]),
-        html.Tr([html.Th("Disk load (P99)"), html.Td(load)]),
-        html.Tr([html.Th("Capacity"), html.Td(f"{gb(a.capacity_bytes)} -> {gb(a.recommended_capacity_bytes)}")]),
+        html.Tr([html.Th("Performance class"), html.Td(classes)]),
+        html.Tr([html.Th("Disk load (P99)"), html.Td(f"{iops}, {rate}")]),
+        html.Tr([html.Th("Capacity"), html.Td(capacity)]),
         html.Tr([html.Th("Used"), html.Td(f"{gb(a.used_bytes)} ({a.used_source})")]),
         html.Tr([html.Th("Price"), html.Td(f"{money(a.monthly_cost, a.currency)} -> "
                                            f"{money(a.recommended_monthly_cost, a.currency)} / month")]),
         html.Tr([html.Th("Savings"), html.Td(money(a.monthly_savings, a.currency) + " / month")]),
     ], className="rs-kv", id=ids.VM_STORAGE), html.P(a.reason, className="rs-note")]
+
+
+def _rate_text(bps: float) -> str:
+    unit, size = figures.rate_unit(bps)
+    return f"{bps / size:,.1f} {unit}"
 
 
 def _pattern(f: FindingView | None, view: VmDetailView, timezone: str) -> list[Any]:
@@ -152,7 +166,8 @@ def _pattern(f: FindingView | None, view: VmDetailView, timezone: str) -> list[A
     return [
         html.H2("Weekly pattern"),
         html.P(text, id=ids.VM_PATTERN),
-        dcc.Graph(id=ids.VM_HEATMAP, figure=figures.weekly_profile_figure(view.hours, timezone=timezone),
+        dcc.Graph(id=ids.VM_HEATMAP, figure=figures.weekly_profile_figure(view.hours, timezone=timezone,
+                                                                         allocated_vcpus=view.vm.vcpus),
                   config=_GRAPH_CONFIG),
     ]
 

@@ -29,6 +29,15 @@ def cost_rows(snap: Snapshot, rows: np.ndarray) -> pd.DataFrame:
     })
 
 
+def hour_coverage(ts: pd.Series | pd.DatetimeIndex, cost_now: object) -> np.ndarray:
+    """The share (0..1) of each hour starting at ``ts`` that lies before ``cost_now``: 1 for a past hour, less
+    for the hour still running, so that charts can draw a partial hour or day as partial."""
+    start_ns = pd.DatetimeIndex(ts).as_unit("ns").asi8
+    now_ns = pd.Timestamp(cost_now).as_unit("ns").value
+    share: np.ndarray = np.clip((now_ns - start_ns) / 3.6e12, 0.0, 1.0)
+    return share
+
+
 def round_or_none(value: float | None, digits: int) -> float | None:
     if value is None or not math.isfinite(value):
         return None

@@ -17,7 +17,7 @@ from analytics.signals import HostLoad, contention_signals, host_loads
 from collector.model import VmState
 from collector.store.jsonmeta import stored_host_cpus
 from dashboard.snapshot import Snapshot
-from dashboard.viewmodel.common import billed_now, row_costs
+from dashboard.viewmodel.common import billed_now, hour_coverage, row_costs
 from dashboard.views import HOUR_S, Filters, OverviewView
 
 if TYPE_CHECKING:
@@ -42,8 +42,9 @@ def overview_of(data: DashboardData, snap: Snapshot, filters: Filters) -> Overvi
     spend_hour = pd.DataFrame({"ts": ts, "compute_cost": per_hour("compute_cost"),
                                "storage_cost": per_hour("storage_cost")})
     spend_hour["cost"] = spend_hour["compute_cost"] + spend_hour["storage_cost"]
+    spend_hour["hours"] = hour_coverage(spend_hour["ts"], snap.cost_now)  # < 1: the hour still running
     spend_day = (spend_hour.assign(ts=spend_hour["ts"].dt.floor("D"))
-                 .groupby("ts", as_index=False)[["compute_cost", "storage_cost", "cost"]].sum())
+                 .groupby("ts", as_index=False)[["compute_cost", "storage_cost", "cost", "hours"]].sum())
     util = pd.DataFrame({
         "ts": ts,
         "cpu_used_vcpus": per_hour("cpu_used_vcpus"),
@@ -54,7 +55,9 @@ def overview_of(data: DashboardData, snap: Snapshot, filters: Filters) -> Overvi
     })
     selected = data.selected(snap, filters)
     month = _month_figures(data, snap, filters)
-    shown = [snap.findings[u] for u in selected if u in snap.findings]
+    days = range_lookback(data, filters.range_key)
+    findings = data.findings_for(snap, days)
+    shown = [findings[u] for u in selected if u in findings]
     counts: dict[str, int] = {}
     for f in shown:
         counts[f.finding] = counts.get(f.finding, 0) + 1
@@ -86,7 +89,15 @@ def overview_of(data: DashboardData, snap: Snapshot, filters: Filters) -> Overvi
         unpriced_vms=unpriced,
         run_rate_now=rate_now,
         running_now=len(now_running),
+        lookback_days=days,
     )
+
+
+def range_lookback(data: DashboardData, range_key: str) -> int:
+    """The lookback the Overview judges savings over: its range's days when that is a lookback choice
+    (7, 14 or 30 days), else (24 hours: too short to judge) the configured ``[rightsizing] lookback_days``."""
+    days = int(range_key[:-1]) if range_key.endswith("d") and range_key[:-1].isdigit() else None
+    return data.lookback_days(days)
 
 
 def _hour_sums(data: DashboardData, snap: Snapshot, filters: Filters) -> Mapping[str, np.ndarray]:

@@ -14,7 +14,7 @@ from dashboard.apply import ApplyHook, apply_resize
 from dashboard.apply import apply_choices as choices_of
 from dashboard.snapshot import Snapshot
 from dashboard.viewmodel.common import round_or_none
-from dashboard.views import GIB, Filters, FindingView, labels_text
+from dashboard.views import GIB, Filters, FindingView, labels_text, storage_class_text
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
@@ -144,8 +144,9 @@ def _storage_row(vm: VmRecord, f: FindingView, advice: StorageAdvice) -> dict[st
             else f"{advice.capacity_bytes / 1e9:,.0f} GB")
     return {
         "id": vm.uuid + STORAGE_ROW_SUFFIX, "name": vm.name, "host": vm.host, "labels": labels_text(vm.labels),
-        "finding": "storage", "action": "none", "current_type": f"{advice.current_class}, "
-        f"{advice.capacity_bytes / 1e9:,.0f} GB", "recommended_type": f"{advice.recommended_class}, {size}",
+        "finding": "storage", "action": "none", "current_type": f"{storage_class_text(advice.current_class)}, "
+        f"{advice.capacity_bytes / 1e9:,.0f} GB",
+        "recommended_type": f"{storage_class_text(advice.recommended_class)}, {size}",
         "target_vcpus": None, "target_memory_gib": None, "monthly_savings": round_or_none(advice.monthly_savings, 2),
         "savings_pct": round_or_none(
             100.0 * advice.monthly_savings / advice.monthly_cost if advice.monthly_cost else None, 1),

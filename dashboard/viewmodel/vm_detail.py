@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from dashboard.viewmodel.common import cost_rows
+from dashboard.viewmodel.common import cost_rows, hour_coverage
 from dashboard.views import Filters, VmDetailView
 
 if TYPE_CHECKING:
@@ -40,8 +40,10 @@ def vm_detail_view(data: DashboardData, uuid: str, filters: Filters,
         hours = snap.hours.iloc[rows].reset_index(drop=True)
         hours["vm"] = hours["vm"].astype(str)
         costs = cost_rows(snap, rows)
+        costs["hours"] = hour_coverage(costs["ts"], snap.cost_now)  # a partial day is drawn as partial
         cost_day = (costs.assign(ts=costs["ts"].dt.floor("D"))
-                    .groupby("ts", as_index=False)[["compute_cost", "storage_cost", "cost"]].sum(min_count=1))
+                    .groupby("ts", as_index=False)[["compute_cost", "storage_cost", "cost", "hours"]]
+                    .sum(min_count=1))
         mtype, source, price, _total = snap.latest_cost.get(uuid, (None, "unknown", None, math.nan))
         return VmDetailView(
             vm=vm, currency=data.currency, hours=hours, cost_day=cost_day.fillna(0.0), machine_type=mtype,

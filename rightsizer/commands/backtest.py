@@ -163,11 +163,11 @@ def _write_html(path: str, points: list[Any], train_days: float, profile: str) -
 
     import plotly.graph_objects as go
 
-    from analytics.reports.html_report import frontier_figure
+    from analytics.reports.frontier_chart import frontier_figure
     from collector.errors import InputError
 
     chosen = next((p for p in points if p.knob == "profile" and p.value == profile), None)
-    fig = go.Figure(frontier_figure(points, chosen))
+    fig = go.Figure(frontier_figure(points, chosen, unit="5-minute VM-intervals"))
     fig.update_layout(title=f"Savings vs risk, {train_days:g} training days (rightsizer backtest --sweep)")
     target = Path(path)
     try:

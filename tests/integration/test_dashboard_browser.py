@@ -19,10 +19,12 @@ from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 
 from analytics.catalogue import load_catalogue
 from analytics.findings.finding import FINDING_CSV_COLUMNS
+from analytics.findings.headline import headline_saving
 from collector.store.sqlite import SqliteStore
 from core.settings import Settings
 from dashboard.app import create_app, dashboard_data
 from dashboard.pages.paged import PAGE_ROWS
+from dashboard.snapshot import Snapshot
 from dashboard.web import PLOTLY_ROUTE, plotly_bundle_path, plotly_version, regenerator_path, start_server
 from rightsizer.demo import demo_fleet
 from rightsizer.demo_history import seed_synthetic_history
@@ -44,6 +46,7 @@ TIMEOUT_MS = 30_000
 class Dashboard:
     url: str
     fleet_size: int
+    largest_saving_vm: str = ""  # the VM whose findings add most to the headline's gross savings
 
 
 @pytest.fixture(scope="session")
@@ -55,10 +58,10 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     seed_synthetic_history(store, fleet, days=30, now=now, seed=11, points_per_hour=2)
     app = create_app(Settings(), store, load_catalogue(), data_mode="demo")
-    dashboard_data(app).snapshot()  # built before the first page: on a loaded machine it outlasts a page timeout
+    snap = dashboard_data(app).snapshot()  # built before the first page: it can outlast a page timeout
     server = start_server(app.server, "127.0.0.1", 0, name="dashboard-test")  # as rightsizer serve does
     try:
-        yield Dashboard(url=server.url, fleet_size=len(fleet))
+        yield Dashboard(url=server.url, fleet_size=len(fleet), largest_saving_vm=_largest_saving_vm(snap))
     finally:
         server.stop()
         store.close()
@@ -619,3 +622,61 @@ def test_hosts_table_shows_one_page_biggest_spender_first_and_pages_reach_every_
         f"() => document.querySelectorAll('#overview-hosts-table tbody tr').length === {PAGE_ROWS}")
     assert page.inner_text("#overview-hosts-status") == f"hosts 1-{PAGE_ROWS} of 23"
     _shot(page, "hosts-paged")
+
+
+# -- At 1,360 px: the Overview says what to do first, and no table ends past the window's right edge ---------
+NARROW_PX = 1360
+
+
+def _largest_saving_vm(snap: Snapshot) -> str:
+    """The VM whose finding (the analysis core's VmFinding) adds most to the gross headline."""
+    findings = [f.source for f in snap.findings.values() if f.source is not None]
+    return min(findings, key=lambda f: (-headline_saving(f), f.name)).name  # a tie goes by name, as in the digest
+
+
+def _tables_past_the_right_edge(pg: Page) -> list[str]:
+    """Each table (plain or grid) whose right edge is past the window's or the page content's, with both in px."""
+    return pg.evaluate("""() => { const edge = document.documentElement.clientWidth;
+        const m = document.querySelector('#app-page'), s = getComputedStyle(m);
+        const content = m.getBoundingClientRect().right - parseFloat(s.paddingRight);
+        return [...document.querySelectorAll('table')].filter(t => t.offsetParent !== null)
+            .map(t => [t.closest('[id]') ? t.closest('[id]').id : '?', t.getBoundingClientRect().right])
+            .filter(([, right]) => right > Math.min(edge, content) + 0.5)
+            .map(([id, right]) => `${id}: ${right} > window ${edge} / content ${content}`); }""")
+
+
+def test_overview_at_1360_px_names_the_largest_saving_and_no_table_overflows(
+        browser: Browser, dashboard: Dashboard) -> None:
+    context = browser.new_context(viewport={"width": NARROW_PX, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    seen = DashPage(pg)
+    try:
+        pg.goto(dashboard.url + "/")
+        pg.wait_for_selector("#overview-actions table")
+        _graph_rendered(pg, "overview-spend-label")
+        largest = dashboard.largest_saving_vm
+        first = pg.locator("#overview-actions tbody tr").first
+        assert first.locator("td").first.inner_text().strip() == largest
+        assert first.locator("a").get_attribute("href", timeout=TIMEOUT_MS).startswith("/vm/")
+        risks = pg.locator("#overview-actions tbody td:nth-child(4)").all_inner_texts()
+        assert risks and all(r.strip() for r in risks)
+        assert "Spend by team" in pg.inner_text("#overview-spend-label")
+        assert pg.evaluate("() => document.documentElement.scrollWidth") <= NARROW_PX
+        assert _tables_past_the_right_edge(pg) == []
+        _shot(pg, "overview-1360")
+
+        pg.goto(dashboard.url + "/recommendations")
+        pg.wait_for_selector("#recs-table td[data-dash-column='name']")
+        assert _tables_past_the_right_edge(pg) == []
+        assert pg.evaluate("() => document.documentElement.scrollWidth") <= NARROW_PX
+        _shot(pg, "recommendations-1360")
+
+        pg.goto(dashboard.url + "/")
+        pg.locator("#overview-actions tbody tr").first.locator("a").click()
+        pg.wait_for_url("**/vm/**")
+        pg.wait_for_selector("#vm-name")
+        assert pg.inner_text("#vm-name").strip() == largest
+    finally:
+        context.close()
+    assert seen.errors == [] and seen.dialogs == []

@@ -79,7 +79,7 @@ def _surface_rows(db: Path) -> dict[str, Any]:
         summary = client.get("/api/v1/summary").get_json()
         snap = data.snapshot()
         dash_findings = dict(snap.findings)
-        overview = overview_view(data, Filters.of("30d", None, None))
+        overview = overview_view(data, Filters.of("14d", None, None))  # its savings follow the range's days
         dash_csv = list(csv.DictReader(io.StringIO(recommendations_csv(data, Filters.of("30d", None, None)))))
         details = {u: vm_detail_view(data, u, Filters.of("30d", None, None)) for u in dash_findings}
         return {"analysis": analysis, "economics": economics, "report": report, "api": api, "summary": summary,

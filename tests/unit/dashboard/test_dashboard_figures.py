@@ -105,6 +105,15 @@ def test_vm_disk_figure_is_mib_per_second() -> None:
     assert fig.layout.yaxis.title.text == "MiB/s"
 
 
+def test_vm_disk_figure_picks_the_unit_its_peak_reaches() -> None:
+    slow = _vm_hours().assign(disk_read_bytes=[3600 * 12.0, 0.0, 3600 * 3.0], disk_write_bytes=0.0)
+    fig = figures.vm_disk_figure(slow)  # a 12 B/s peak: B/s, where MiB/s would read "11.4µ"
+    assert fig.layout.yaxis.title.text == "B/s" and "B/s" in fig.layout.title.text
+    assert list(fig.data[0].y) == pytest.approx([12.0, 0.0, 3.0])
+    assert figures.rate_unit(12 * 1024.0) == ("KiB/s", 1024.0)
+    assert figures.rate_unit(3 * 1024.0**3)[0] == "GiB/s"
+
+
 def test_savings_figure_keeps_top_positive_and_escapes_names() -> None:
     frame = pd.DataFrame({"name": ["<b>x</b>", "b", "c"], "monthly_savings": [5.0, -3.0, 9.0],
                           "finding": ["idle", "under-provisioned", "over-provisioned"]})

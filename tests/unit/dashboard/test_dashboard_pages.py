@@ -43,7 +43,7 @@ def _texts(component: object) -> list[str]:
 
 
 def test_overview_update(data: DashboardData) -> None:
-    cards, spend_h, spend_d, util, found, basis = overview.update(data, "24h", None, None)
+    cards, spend_h, spend_d, util, found, basis, _actions, _by_label = overview.update(data, "24h", None, None)
     texts = _texts(cards)
     assert "Month to date" in texts and "Potential savings per month" in texts
     assert "23.50 EUR" in texts
@@ -86,7 +86,7 @@ def test_vm_detail_update(data: DashboardData) -> None:
     (need,) = [t for t in cpu.data if t.name.startswith("need: ")]  # named by its statistic
     assert list(need.y) == [0.6, 0.6] and need.name.endswith(" + headroom")
     assert mem.layout.yaxis.title.text == "GiB"
-    assert disk.layout.yaxis.title.text == "MiB/s"
+    assert disk.layout.yaxis.title.text == "KiB/s"  # 1,000 and 2,000 B/s: KiB/s, not fractions of a MiB/s
     assert cost.layout.yaxis.title.text == "EUR per day"
     rec_texts = _texts(rec)
     assert "over-provisioned" in rec_texts and any(t.startswith("20.50 EUR / month (") for t in rec_texts)
@@ -235,7 +235,11 @@ def test_recommendations_page_draws_savings_vs_risk(tmp_path) -> None:  # type: 
     page = recommendations.layout(data, Filters())
     graph = next(c for c in _walk(page) if getattr(c, "id", None) == ids.RECS_FRONTIER)
     names = [t["name"] for t in graph.figure.to_dict()["data"]]
-    assert "in use: balanced" in names and "aws (cpu_headroom_fraction)" in names
+    assert "in use: balanced" in names and "AWS Compute Optimizer style" in names
+    assert not [n for n in names if "_" in n]  # human names, not knob names
+    layout = graph.figure.to_dict()["layout"]
+    assert layout["xaxis"]["range"][0] < 0  # padded: a point at no overrun is not clipped at the edge
+    assert "VM-hours" in layout["xaxis"]["title"]["text"]
     assert savings_risk(data).vms_evaluated == 1
     store.close()
 

@@ -65,7 +65,7 @@ def test_storage_is_a_recommendation_kind_with_a_total(data: DashboardData) -> N
     # slow, so it needs a dearer class and saves nothing: no row
     assert list(storage) == ["big-disk"]
     row = storage["big-disk"]
-    assert row["recommended_type"] == "storage_premium_perf0, 25 GB" and row["monthly_savings"] > 0
+    assert row["recommended_type"] == "Premium perf0, 25 GB" and row["monthly_savings"] > 0
     assert "guest-agent" in row["options"] and "guest-agent" in row["reason"]
     assert f"{row['monthly_savings']:,.2f} EUR" in " ".join(_texts(html.Div(cards)))
     assert "Storage per month" in _texts(html.Div(cards))
@@ -80,8 +80,8 @@ def test_vm_page_shows_the_storage_advice(data: DashboardData) -> None:
     _header, *_figs, rec, _options = vm_detail.update(data, "busy-disk", "30d", None, None)
     table = next(n for n in _walk(html.Div(rec)) if getattr(n, "id", None) == ids.VM_STORAGE)
     text = " ".join(_texts(table))
-    assert "storage_premium_perf0 -> storage_premium_perf2" in text  # 80 MB/s needs perf2 (100 MB/s)
-    assert "190.0 GB (allocation)" in text and "200.0 GB -> 200.0 GB" in text
+    assert "Premium perf0 -> Premium perf2" in text  # 80 MB/s needs perf2 (100 MB/s)
+    assert "190.0 GB (allocation)" in text and "200.0 GB (no change)" in text
 
 
 def _walk(node: Any) -> Iterator[Any]:
