@@ -15,8 +15,9 @@ from dashboard.viewmodel.vms import vm_rows
 
 PATH = "/vms"
 TITLE = "VMs"
-#: Columns behind the table's "Toggle Columns" button at first: the size is in the machine type's name.
-HIDDEN_AT_FIRST = ("vcpus", "memory_gib")
+#: Columns behind the table's "Toggle Columns" button at first: the size is in the machine type's name, and the
+#: schedule (also on the VM page and the Recommendations table) keeps the table within a 1,360 px window.
+HIDDEN_AT_FIRST = ("vcpus", "memory_gib", "schedule", "schedule_savings")
 #: Columns whose text wraps onto up to three lines (px wide); the long ones show whole in a tooltip.
 WRAPPED = {"name": 130, "host": 90, "finding": 100, "labels": 160}
 TOOLTIPS = ("labels",)
@@ -69,7 +70,7 @@ def layout(data: DashboardData, filters: Filters, *, table_filter: str = "") -> 
         data_table(
             id=ids.VMS_TABLE,
             columns=columns(data.currency),
-            widths_px={"pattern": 76, "machine_type": 80},
+            widths_px={"pattern": 76, "machine_type": 80, "schedule": 96},
             wrap_px=WRAPPED,
             hidden=HIDDEN_AT_FIRST,
             data=rows,

@@ -46,6 +46,7 @@ from domains import (
     wait_for_console,
 )
 from engines import free_port
+from playwright.sync_api import Browser, sync_playwright
 
 from collector.hypervisor.libvirt import silence_libvirt_stderr
 from collector.hypervisor.testfleet import make_fleet, write_fleet
@@ -256,3 +257,20 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the whole session (Playwright's sync API allows one running instance per
+    process: every browser test takes this fixture instead of starting its own)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing; install Debian's chromium (scripts/install-system.sh)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser
 
 from analytics.catalogue import load_catalogue
 from collector.store.sqlite import SqliteStore
@@ -24,9 +24,6 @@ from tests.helpers.tlscerts import make_certs
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync",
-        "--no-first-run"]
 
 
 class _Recorder:
@@ -44,7 +41,7 @@ class _Recorder:
         return self.app(env, start)
 
 
-def test_dashboard_over_tls_in_a_browser(tmp_path: Path) -> None:
+def test_dashboard_over_tls_in_a_browser(tmp_path: Path, browser: Browser) -> None:
     certs = make_certs(tmp_path / "certs")
     store = SqliteStore(tmp_path / "rs.db")
     fleet = list(demo_fleet(24, seed=11))
@@ -75,35 +72,33 @@ def test_dashboard_over_tls_in_a_browser(tmp_path: Path) -> None:
     threading.Thread(target=attacker.serve_forever, daemon=True).start()
     errors: list[str] = []
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            context = browser.new_context(ignore_https_errors=True)  # the test CA is not in Chromium's store
-            page = context.new_page()
-            page.set_default_timeout(30_000)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
-            response = page.goto(dashboard + "/vms")
-            assert response is not None and dashboard.startswith("https://")
-            assert response.headers["strict-transport-security"] == "max-age=31536000"
-            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
-            assert response.headers["referrer-policy"] == "same-origin"
-            page.wait_for_selector("#vms-table td[data-dash-column='name']")
-            assert page.inner_text("#vms-count").startswith(f"{len(fleet)} VMs match")
-            page.click("#app-filter-labels")  # a callback: Dash POSTs /_dash-update-component
-            page.keyboard.type("team=payments")
-            page.get_by_role("option", name="team=payments", exact=True).click()
-            page.keyboard.press("Escape")
-            page.wait_for_function(
-                f"() => !document.querySelector('#vms-count').innerText.startsWith('{len(fleet)} VMs')")
-            updates = [s for s in recorder.seen if s[1] == "/_dash-update-component"]
-            assert updates and all(status == "200" for _m, _p, status in updates)  # the page's own POSTs pass
-            before = len(recorder.seen)
-            page.goto(f"http://127.0.0.1:{attacker.server_address[1]}/")
-            page.wait_for_function("() => document.title === 'sent'")
-            refused = [s for s in recorder.seen[before:] if s[1] == "/_dash-update-component"]
-            assert refused == [("POST", "/_dash-update-component", "403")]
-            context.close()
-            browser.close()
+        # one Chromium for the session (conftest's ``browser``)
+        context = browser.new_context(ignore_https_errors=True)  # the test CA is not in Chromium's store
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
+        response = page.goto(dashboard + "/vms")
+        assert response is not None and dashboard.startswith("https://")
+        assert response.headers["strict-transport-security"] == "max-age=31536000"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["referrer-policy"] == "same-origin"
+        page.wait_for_selector("#vms-table td[data-dash-column='name']")
+        assert page.inner_text("#vms-count").startswith(f"{len(fleet)} VMs match")
+        page.click("#app-filter-labels")  # a callback: Dash POSTs /_dash-update-component
+        page.keyboard.type("team=payments")
+        page.get_by_role("option", name="team=payments", exact=True).click()
+        page.keyboard.press("Escape")
+        page.wait_for_function(
+            f"() => !document.querySelector('#vms-count').innerText.startsWith('{len(fleet)} VMs')")
+        updates = [s for s in recorder.seen if s[1] == "/_dash-update-component"]
+        assert updates and all(status == "200" for _m, _p, status in updates)  # the page's own POSTs pass
+        before = len(recorder.seen)
+        page.goto(f"http://127.0.0.1:{attacker.server_address[1]}/")
+        page.wait_for_function("() => document.title === 'sent'")
+        refused = [s for s in recorder.seen[before:] if s[1] == "/_dash-update-component"]
+        assert refused == [("POST", "/_dash-update-component", "403")]
+        context.close()
     finally:
         attacker.shutdown()
         attacker.server_close()

@@ -18,13 +18,12 @@ from pathlib import Path
 import pytest
 import requests
 from engines import free_port
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser
 from served import Served, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 NGINX = "/usr/sbin/nginx"
-CHROMIUM = "/usr/bin/chromium"
 USERS = {"finops": "finops-pass-1", "ops-payments": "ops-pass-2"}
 
 
@@ -114,17 +113,17 @@ def test_the_proxy_names_the_user_and_its_scope_applies(behind_nginx: tuple[str,
     assert requests.get(f"{base}/", auth=("ops-payments", USERS["ops-payments"]), timeout=60).status_code == 403
 
 
-def test_chromium_through_nginx_sees_the_dashboard(behind_nginx: tuple[str, Served]) -> None:
+def test_chromium_through_nginx_sees_the_dashboard(behind_nginx: tuple[str, Served], browser: Browser) -> None:
     base, _served = behind_nginx
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(http_credentials={"username": "finops", "password": USERS["finops"]})
-            page.goto(base + "/", timeout=60_000)
-            page.get_by_role("heading", name="Overview").first.wait_for(timeout=60_000)  # rendered by Dash
-            assert "Sign in" not in page.content()
-            denied = browser.new_page(http_credentials={"username": "finops", "password": "wrong"})
-            response = denied.goto(base + "/", timeout=60_000)
-            assert response is not None and response.status == 401
-        finally:
-            browser.close()
+    # one Chromium for the session (conftest's ``browser``)
+    page = browser.new_page(http_credentials={"username": "finops", "password": USERS["finops"]})
+    denied = browser.new_page(http_credentials={"username": "finops", "password": "wrong"})
+    try:
+        page.goto(base + "/", timeout=60_000)
+        page.get_by_role("heading", name="Overview").first.wait_for(timeout=60_000)  # rendered by Dash
+        assert "Sign in" not in page.content()
+        response = denied.goto(base + "/", timeout=60_000)
+        assert response is not None and response.status == 401
+    finally:
+        page.context.close()
+        denied.context.close()
