@@ -10,6 +10,11 @@ new exposition is used from the next response on.
 
 The loop can watch other descriptors too (``watch``): the server process (``collector.metrics_process``)
 reads new expositions from its stdin in the same loop.
+
+Why one module above 500 lines: the loop, its per-connection state machine and the TLS handshake and
+basic-auth steps it drives are one job whose states must change together (a connection's deadline, its
+handshake, its credential check and its write progress are one record); the web configuration file is
+read in ``collector/webconfig.py``.
 """
 
 from __future__ import annotations
