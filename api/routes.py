@@ -154,11 +154,12 @@ def authenticate(service: ApiService) -> Principal | None:
     auth = service.settings.auth
     if not auth_enabled(auth):
         return None
-    proxied = proxy_user(auth, request.remote_addr, request.headers.get(auth.proxy_header or "X-Unset"))
+    proxied = proxy_user(auth, request.remote_addr, request.headers.get(auth.proxy_header or "X-Unset"),
+                         request.headers.get(auth.proxy_groups_header or "X-Unset"))
     if proxied is False:
         name = request.headers.get(auth.proxy_header, "").strip()[:100]
         raise ProblemError(403, "forbidden", "Unknown proxy user", f"the proxy signed in {name!r}, who is not in "
-                           "[[auth.users]]; add an entry with that name and a role")
+                           "[[auth.users]] and in no group of [[auth.groups]]; add a user or map a group")
     if isinstance(proxied, Principal):
         return proxied
     token = _bearer()

@@ -102,10 +102,16 @@ def from_trusted_proxy(auth: AuthSettings, address: str | None) -> bool:
     return any(peer in ipaddress.ip_network(n.strip(), strict=False) for n in auth.trusted_proxies)
 
 
-def proxy_user(auth: AuthSettings, address: str | None, header: str | None) -> Principal | None | bool:
-    """The user a trusted proxy names in ``[auth] proxy_header``: their Principal; False when the proxy named
-    someone who is no ``[[auth.users]]`` name; None when the request is not from a trusted proxy or carries no
-    name (then the header is ignored and other credentials apply)."""
+def proxy_user(auth: AuthSettings, address: str | None, header: str | None,
+               groups_header: str | None = None) -> Principal | None | bool:
+    """The user a trusted proxy names in ``[auth] proxy_header``.
+
+    An ``[[auth.users]]`` name is that user (their role and scope); another name takes the role and scope of
+    the first ``[[auth.groups]]`` entry (file order) among the groups the proxy lists in ``proxy_groups_header``
+    (comma-separated), under the name the proxy gave. False when the proxy named someone who is neither; None
+    when the request is not from a trusted proxy or carries no name (then the headers are ignored and other
+    credentials apply).
+    """
     if header is None or not from_trusted_proxy(auth, address):
         return None
     name = header.strip()
@@ -114,4 +120,9 @@ def proxy_user(auth: AuthSettings, address: str | None, header: str | None) -> P
     for user in auth.users:
         if user.name == name:
             return principal_of(user)
+    if auth.proxy_groups_header and groups_header:
+        theirs = {g.strip() for g in groups_header.split(",") if g.strip()}
+        for group in auth.groups:
+            if group.name in theirs:
+                return Principal(name[:100], group.role, tuple(group.scope))
     return False

@@ -237,6 +237,15 @@ class ActionSettings(_Section):
                           "/tmp/rightsizer-<uid>/locks")
 
 
+def _label_selectors(v: list[str]) -> list[str]:
+    """A scope's entries, each ``key=value``."""
+    for item in v:
+        key, sep, _value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"scope entry {item!r} is not key=value (e.g. team=payments)")
+    return v
+
+
 class AuthUser(_Section):
     name: str = Field(min_length=1, max_length=100, description="the user's name, recorded as the audit actor")
     role: Literal["viewer", "operator", "admin"] = Field(
@@ -255,22 +264,33 @@ class AuthUser(_Section):
             raise ValueError("expected 64 hex digits (sha256sum of the token)")
         return v.lower()
 
-    @field_validator("scope")
-    @classmethod
-    def _scope(cls, v: list[str]) -> list[str]:
-        for item in v:
-            key, sep, _value = item.partition("=")
-            if not sep or not key.strip():
-                raise ValueError(f"scope entry {item!r} is not key=value (e.g. team=payments)")
-        return v
+    _scope = field_validator("scope")(lambda v: _label_selectors(v))
+
+
+class AuthGroup(_Section):
+    name: str = Field(min_length=1, max_length=200, description="a group name as the proxy sends it in "
+                      "proxy_groups_header (e.g. an oauth2-proxy or Keycloak group such as /finops or payments-ops)")
+    role: Literal["viewer", "operator", "admin"] = Field(
+        default="viewer", description="the role of a proxy user in this group")
+    scope: list[str] = Field(default_factory=list, description="label selectors key=value members may see and "
+                             "act on (as [[auth.users]] scope); empty = the whole fleet")
+
+    _scope = field_validator("scope")(lambda v: _label_selectors(v))
 
 
 class AuthSettings(_Section):
     users: list[AuthUser] = Field(default_factory=list, description="[[auth.users]] entries; none (and no "
                                   "proxy_header) = the dashboard and API are open to whoever reaches their port")
     proxy_header: str = Field(default="", max_length=100, description="request header in which a trusted "
-                              "reverse proxy names the signed-in user (e.g. X-Forwarded-User); the name must be "
-                              "an [[auth.users]] name, whose role and scope apply; empty = no proxy mode")
+                              "reverse proxy names the signed-in user (e.g. X-Forwarded-User); an [[auth.users]] "
+                              "name takes that user's role and scope, another name those of its first group in "
+                              "[[auth.groups]]; empty = no proxy mode")
+    proxy_groups_header: str = Field(default="", max_length=100, description="request header in which the trusted "
+                                     "proxy lists the user's groups, comma-separated (e.g. X-Forwarded-Groups); "
+                                     "empty = groups are not read")
+    groups: list[AuthGroup] = Field(default_factory=list, description="[[auth.groups]]: role and scope of a proxy "
+                                    "user by group; the first entry (in file order) naming one of the user's groups "
+                                    "applies, so list the most privileged first")
     trusted_proxies: list[str] = Field(default_factory=list, description="addresses or networks (127.0.0.1, "
                                        "10.0.0.0/24) whose proxy_header is believed; from any other it is ignored")
 

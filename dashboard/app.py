@@ -28,6 +28,7 @@ from dashboard.data import DATA_MODES, DEFAULT_RANGE, RANGES, ApplyHook, Dashboa
 from dashboard.pages import backups, overview, recommendations, vm_detail, vms
 from dashboard.pages.common import FILTER_INPUTS
 from dashboard.security import add_security_headers
+from dashboard.signin import current_principal
 from dashboard.viewmodel.vm_detail import find_vm
 from dashboard.viewmodel.warm import warm_default_views
 
@@ -302,7 +303,7 @@ def create_app(
     shared = data is not None
     if data is None:
         data = DashboardData(settings, store, catalogue, data_mode=data_mode, storage=storage, clock=clock,
-                             ttl_s=ttl_s, view_warmer=warm_default_views)
+                             ttl_s=ttl_s, view_warmer=warm_default_views, principal=current_principal)
     server = Flask(__name__)
     app = (LeanDash if lean else Dash)(
         __name__,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 from collector.errors import ActionError, RightsizerError
+from core.access import Principal
 from core.settings import ActionSettings
 from core.tokens import token_matches
 from dashboard.snapshot import Snapshot
@@ -38,11 +38,21 @@ def apply_choices(snap: Snapshot, rec_ids: list[tuple[str, str]]) -> list[tuple[
     return out
 
 
-def write_refusal(actions: ActionSettings, token: object, doing: str, done: str) -> str | None:
-    """Why a write from the dashboard is refused (``[actions] enabled`` and the token), None when allowed;
-    ``doing``/``done`` name the write ("Applying"/"applied")."""
+def write_refusal(actions: ActionSettings, token: object, doing: str, done: str,
+                  principal: Principal | None = None) -> str | None:
+    """Why a write from the dashboard is refused, None when allowed; ``doing``/``done`` name the write
+    ("Applying"/"applied").
+
+    ``[actions] enabled`` always; then a signed-in user (``principal``) must be an operator or admin (the sign-in
+    is the credential; no token); on an open dashboard, the ``[actions] token``.
+    """
     if not actions.enabled:
         return f"{doing} is disabled: set [actions] enabled = true and restart the dashboard."
+    if principal is not None:
+        if principal.may_write:
+            return None
+        return f"{principal.name} is a {principal.role}; only an operator or admin may change anything. Nothing " \
+               f"was {done}."
     expected = actions.token.get_secret_value()
     if not expected:
         return f"{doing} needs a token: set [actions] token in the config file."
@@ -52,15 +62,17 @@ def write_refusal(actions: ActionSettings, token: object, doing: str, done: str)
 
 
 def apply_resize(actions: ActionSettings, snap: Snapshot, hook: ApplyHook | None, vm_uuid: object,
-                 machine_type: object, token: object) -> str:
-    """Check the token and the choice, then call the apply hook; returns the message to show.
+                 machine_type: object, token: object, principal: Principal | None = None) -> str:
+    """Check the caller (:func:`write_refusal`) and the choice, then call the apply hook; returns the message to
+    show. ``snap`` is the caller's view (cut to their scope): a VM outside it is not offered. The audit row's
+    actor is the signed-in user's name ("dashboard" on an open dashboard).
 
     The values come from a browser (or a crafted request): anything but text is refused, and the machine
     type must be one of the options the dashboard offers for that VM. Never raises ActionError.
     """
     if hook is None:
         return "Applying is disabled: set [actions] enabled = true and restart the dashboard."
-    refused = write_refusal(actions, token, "Applying", "applied")
+    refused = write_refusal(actions, token, "Applying", "applied", principal)
     if refused is not None:
         return refused
     if not isinstance(vm_uuid, str) or not isinstance(machine_type, str) or not vm_uuid or not machine_type:
@@ -75,10 +87,10 @@ def apply_resize(actions: ActionSettings, snap: Snapshot, hook: ApplyHook | None
         return (f"{vm.name}: {machine_type!r} is not among the options offered for this VM ({choices}); "
                 "nothing was applied.")
     try:
-        outcome = hook(vm_uuid, machine_type, actor="dashboard")
+        outcome = hook(vm_uuid, machine_type, actor=principal.name if principal is not None else "dashboard")
     except ActionError as exc:
         return f"{vm.name}: not applied: {exc}"
     except RightsizerError as exc:
         return f"{vm.name}: failed: {exc}"
-    snap.built_at = -math.inf  # rebuild in the background on the next read, to show the change
+    snap.mark_stale()  # rebuild in the background on the next read, to show the change
     return f"{vm.name}: {outcome}"

@@ -18,6 +18,7 @@ from analytics.catalogue import CsvPriceCatalogue, StoragePrices, load_storage_p
 from analytics.placement import PlacementRisk, placement_risks, risk_by_vm
 from collector.model import VmRecord
 from collector.store.base import TimeSeriesStore
+from core.access import Principal
 from core.settings import Settings
 from core.units import hour_floor
 from dashboard.adapters import load_backups, load_findings
@@ -68,6 +69,7 @@ class DashboardData:
         backups_loader: Callable[[DashboardData, Snapshot], Mapping[str, BackupView]] | None = None,
         staged_above_vm_hours: int | None = STAGED_ABOVE_VM_HOURS,
         view_warmer: Callable[[DashboardData, Snapshot], None] | None = None,
+        principal: Callable[[], Principal | None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -82,6 +84,8 @@ class DashboardData:
         #: computes the default views of a new snapshot before it is shown (dashboard.viewmodel.warm)
         self._view_warmer = view_warmer
         self._cache = SnapshotCache(self._build, ttl_s=ttl_s, first=self._build_first)
+        #: who is asking (the dashboard's signed-in user, ``dashboard.signin.current_principal``); None = open
+        self.principal: Callable[[], Principal | None] = principal or (lambda: None)
 
     # -- snapshot ------------------------------------------------------------------------------
     @property
@@ -105,8 +109,11 @@ class DashboardData:
         return self._cache.last_error
 
     def snapshot(self) -> Snapshot:
-        """Return the current snapshot; build it now if there is none, refresh it in the background if stale."""
-        return self._cache.get()
+        """Return the current snapshot, cut to the asking user's label scope (every view reads it through here);
+        build it now if there is none, refresh it in the background if stale."""
+        snap = self._cache.get()
+        principal = self.principal()
+        return snap if principal is None else snap.within(principal.scope)
 
     def wait_for_refresh(self, timeout_s: float = 60.0) -> None:
         """Block until a background refresh in progress (if any) has finished."""
@@ -184,9 +191,10 @@ class DashboardData:
             self._cache.start_refresh()
 
     def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """Memoise ``compute()`` under ``key`` for the life of the current snapshot (e.g. built figures)."""
+        """Memoise ``compute()`` under ``key`` for the life of the current snapshot (e.g. built figures); per
+        user, as built pages say who may write."""
         snap = self.snapshot()
-        return self.memo(snap, ("cached", key), compute)
+        return self.memo(snap, ("cached", self.principal(), key), compute)
 
     def _warm_views(self, snap: Snapshot) -> None:
         if self._view_warmer is not None:

@@ -7,8 +7,9 @@ Retry-After) until a delay has passed that doubles with each failure (1 s, 2 s, 
 session cookie is HttpOnly, SameSite=Strict, Secure when the request came over TLS, signed with a key made at
 start (sessions end when serve restarts) and valid 12 hours.
 
-The dashboard cannot narrow its pages to a label scope yet, so only users with an empty scope (the whole
-fleet) may sign in; a scoped user is refused with a message pointing to the API, which does narrow.
+The signed-in user (:func:`current_principal`) is what the view model narrows every page, table, chart and
+CSV export to (its label scope: ``dashboard.snapshot.Snapshot.within``) and what a write from a page is
+checked against (an operator or admin; the audit row names the user).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flask import Flask, Response, redirect, request
+from flask import Flask, Response, g, has_request_context, redirect, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
-from core.access import Principal, auth_enabled, proxy_user
+from core.access import Principal, auth_enabled, principal_of, proxy_user
 from core.settings import AuthSettings, AuthUser
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,17 @@ COOKIE = "rightsizer_session"
 SESSION_S = 12 * 3600
 MAX_DELAY_S = 300.0
 _OPEN_PREFIXES = ("/api/v1/", "/healthz", "/readyz", "/signin", "/signout")
+#: Where the gate leaves the signed-in user for the rest of the request (``flask.g``).
+_PRINCIPAL = "rightsizer_principal"
+
+
+def current_principal() -> Principal | None:
+    """The dashboard user of the request being served; None without ``[auth]`` (the open dashboard) or outside a
+    request (background refreshes, which build the whole fleet's data)."""
+    if not has_request_context():
+        return None
+    principal: Principal | None = g.get(_PRINCIPAL)
+    return principal
 
 
 @dataclass
@@ -67,7 +79,7 @@ class SignIn:
         except BadSignature:
             return None
         user = self.users.get(name) if isinstance(name, str) else None
-        return user if user is not None and user.password_hash and not user.scope else None
+        return user if user is not None and user.password_hash else None
 
     def wait_s(self, address: str, name: str) -> float:
         with self._lock:
@@ -129,16 +141,20 @@ def mount_signin(server: Flask, auth: AuthSettings, *, clock: Callable[[], float
         path = request.path
         if path.startswith(_OPEN_PREFIXES):
             return None
-        if state.session_user(request.cookies.get(COOKIE)) is not None:
+        user = state.session_user(request.cookies.get(COOKIE))
+        if user is not None:
+            setattr(g, _PRINCIPAL, principal_of(user))
             return None
-        proxied = proxy_user(auth, request.remote_addr, request.headers.get(auth.proxy_header or "X-Unset"))
-        if isinstance(proxied, Principal) and not proxied.scope:
+        proxied = proxy_user(auth, request.remote_addr, request.headers.get(auth.proxy_header or "X-Unset"),
+                             request.headers.get(auth.proxy_groups_header or "X-Unset"))
+        if isinstance(proxied, Principal):
+            setattr(g, _PRINCIPAL, proxied)
             return None
-        if proxied is not None:  # a name that is no user, or a scoped user the pages cannot narrow to yet
-            log.warning("dashboard: proxy user %r refused (not an [[auth.users]] name, or scoped)",
+        if proxied is not None:  # a trusted proxy named someone who is no user and in no mapped group
+            log.warning("dashboard: proxy user %r refused (no [[auth.users]] name, no [[auth.groups]] group)",
                         request.headers.get(auth.proxy_header, "")[:100])
-            return Response("your proxy sign-in is not a dashboard user of rightsizer (unknown name, or a scoped "
-                            "user: use the API)\n", status=403, mimetype="text/plain")
+            return Response("your proxy sign-in is not a dashboard user of rightsizer (unknown name, and none of "
+                            "your groups is mapped in [[auth.groups]])\n", status=403, mimetype="text/plain")
         if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
             target = request.full_path.rstrip("?")
             return redirect(f"/signin?next={target}", code=302)
@@ -163,10 +179,6 @@ def mount_signin(server: Flask, auth: AuthSettings, *, clock: Callable[[], float
         if user is None:
             log.warning("dashboard sign-in failed for name %r from %s", name, address)
             return _page("Wrong name or password.", 401, next_path)
-        if user.scope:
-            log.warning("dashboard sign-in refused for %r: scoped users cannot use the dashboard yet", name)
-            return _page(f"{name} is limited to {', '.join(user.scope)}; the dashboard cannot narrow to a scope "
-                         "yet. Use the API (/api/v1) with your token.", 403, next_path)
         log.info("dashboard sign-in: %r from %s", name, address)
         signed_in = redirect(next_path, code=303)
         signed_in.set_cookie(COOKIE, state.signer.dumps(user.name), max_age=SESSION_S, httponly=True,

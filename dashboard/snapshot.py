@@ -29,6 +29,7 @@ from collector.errors import RightsizerError, StoreError
 from collector.heap import release_free_memory
 from collector.model import VmRecord, VmState
 from collector.store.base import TimeSeriesStore
+from core.access import in_scope
 from core.settings import Settings
 from dashboard.views import HOUR_S, RANGES, BackupView, FindingView
 
@@ -92,6 +93,30 @@ class Snapshot:
     complete: bool = True  # False: a first, short window (QUICK_WINDOW) without findings; the full one follows
     memo: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    fleet: Snapshot | None = None  # a scope's view: the whole fleet's snapshot it was cut from
+    scoped: dict[tuple[str, ...], Snapshot] = field(default_factory=dict)  # views cut from this one, by scope
+
+    def mark_stale(self) -> None:
+        """Have the next read rebuild the (whole fleet's) snapshot in the background, e.g. after a write."""
+        (self.fleet or self).built_at = -math.inf
+
+    def within(self, scope: Sequence[str]) -> Snapshot:
+        """This snapshot cut to the VMs inside a label ``scope`` (``core.access``); itself when the scope is empty.
+
+        The cut holds only the scope's VMs, hours, costs, findings, backups and filter options, so every view
+        derived from it - pages, tables, charts, CSV exports - sees nothing else. Made once per snapshot and
+        scope, and memoised views then live in the cut.
+        """
+        key = tuple(sorted(set(scope)))
+        if not key:
+            return self
+        with self.lock:
+            found = self.scoped.get(key)
+        if found is not None:
+            return found
+        cut = _cut(self, key)
+        with self.lock:
+            return self.scoped.setdefault(key, cut)
 
     def memoised(self, key: Hashable, compute: Callable[[], T]) -> T:
         """Return the value memoised under ``key``, computing it (outside the lock) when missing."""
@@ -105,6 +130,40 @@ class Snapshot:
             while len(self.memo) > MEMO_SIZE:
                 self.memo.popitem(last=False)
         return value
+
+
+def _cut(snap: Snapshot, scope: tuple[str, ...]) -> Snapshot:
+    vms = tuple(vm for vm in snap.vms if in_scope(vm.labels, scope))
+    kept = {vm.uuid for vm in vms}
+    n = len(snap.vms)
+    keep_code = np.zeros(n + 1, dtype=bool)  # by old code; the trailing slot is "no VM"
+    new_code = np.full(n + 1, len(vms), dtype=np.int32)
+    for i, vm in enumerate(vms):
+        old = snap.codes[vm.uuid]
+        keep_code[old] = True
+        new_code[old] = i
+    hours = snap.hours
+    if len(hours):
+        hours = hours[hours["vm"].isin(kept).to_numpy()].reset_index(drop=True)
+        hours["vm"] = hours["vm"].cat.remove_unused_categories()
+    arrays: dict[str, np.ndarray] = {}
+    if "code" in snap.arrays:
+        rows = keep_code[snap.arrays["code"]]
+        arrays = {name: column[rows] for name, column in snap.arrays.items()}
+        arrays["code"] = new_code[snap.arrays["code"][rows]]
+    elif snap.arrays:
+        raise ValueError("a snapshot's arrays have no 'code' column; it cannot be cut to a scope")
+    return Snapshot(
+        built_at=snap.built_at, now=snap.now, cost_now=snap.cost_now, anchor=snap.anchor,
+        window_start=snap.window_start, window_end=snap.window_end, vms=vms,
+        by_uuid={vm.uuid: vm for vm in vms}, codes={vm.uuid: i for i, vm in enumerate(vms)}, hours=hours,
+        arrays=arrays, latest_cost={u: c for u, c in snap.latest_cost.items() if u in kept},
+        findings={u: f for u, f in snap.findings.items() if u in kept},
+        backups={u: b for u, b in snap.backups.items() if u in kept},
+        label_options=tuple(sorted({p for vm in vms for p in _label_pairs(vm)})),
+        host_options=tuple(sorted({vm.host for vm in vms})),
+        running_now=frozenset(u for u in snap.running_now if u in kept), complete=snap.complete, fleet=snap,
+    )
 
 
 def _floor_hour(ts: datetime) -> datetime:

@@ -19,12 +19,15 @@ def access_mode(settings: Settings) -> str:
                 f"(no [[auth.users]] configured; {writes}); see docs/security.md")
     users = settings.auth.users
     roles = ", ".join(f"{u.name} ({u.role}{'; scope ' + ' '.join(u.scope) if u.scope else ''})" for u in users)
-    proxy = (f"; a {settings.auth.proxy_header} header names the user when sent from "
-             f"{', '.join(settings.auth.trusted_proxies)}" if settings.auth.proxy_header else "")
-    signers = ", ".join(sorted(u.name for u in users if u.password_hash and not u.scope))
+    auth = settings.auth
+    groups = "".join(f"; proxy group {g.name} -> {g.role}{' scope ' + ' '.join(g.scope) if g.scope else ''}"
+                     for g in auth.groups) if auth.proxy_groups_header else ""
+    proxy = (f"; a {auth.proxy_header} header names the user when sent from "
+             f"{', '.join(auth.trusted_proxies)}{groups}" if auth.proxy_header else "")
+    signers = ", ".join(sorted(u.name for u in users if u.password_hash))
     return (f"access: the API on {listen} needs a bearer token of one of {len(users)} user(s): {roles}; "
-            f"the dashboard needs a sign-in, open to {signers or 'nobody (no unscoped user has a password_hash)'}"
-            f"{proxy}")
+            f"the dashboard needs a sign-in, open to {signers or 'nobody (no user has a password_hash)'}, each "
+            f"seeing their scope{proxy}")
 
 
 def log_access_mode(settings: Settings) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dash import Dash, Input, Output, dcc, html, no_update
 from dash.dash_table.DataTable import DataTable
@@ -16,6 +16,9 @@ from dash.dash_table.DataTable import DataTable
 from analytics.findings.risk import RISK_LEGEND
 from dashboard import ids
 from dashboard.views import LOOKBACKS_DAYS
+
+if TYPE_CHECKING:
+    from dashboard.data import DashboardData
 
 FILTER_INPUTS = [
     Input(ids.FILTER_RANGE, "value"),
@@ -154,3 +157,20 @@ def register_drilldown(app: Dash, table_id: str) -> None:
                   prevent_initial_call=True)
     def _open(active_cell: dict[str, Any] | None) -> Any:
         return drilldown(active_cell)
+
+
+def write_credential(data: DashboardData, input_id: str) -> tuple[dcc.Input, str]:
+    """The action-token field of a write control and what the control's note says about who may write.
+
+    A signed-in user writes as themselves (an operator or admin; the audit row names them), so the field is
+    kept for the callback but hidden; on an open dashboard it asks for the ``[actions] token``.
+    """
+    principal = data.principal()
+    hidden = {"display": "none"} if principal is not None else None
+    field = dcc.Input(id=input_id, type="password", placeholder="Action token", className="rs-input",
+                      autoComplete="off", style=hidden)
+    if principal is None:
+        return field, "Audited; needs the action token."
+    if principal.may_write:
+        return field, f"Audited as {principal.name}."
+    return field, f"Only an operator or admin may change anything; {principal.name} is a {principal.role}."

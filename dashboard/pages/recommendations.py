@@ -22,6 +22,7 @@ from dashboard.pages.common import (
     register_drilldown,
     risk_legend,
     tooltips,
+    write_credential,
 )
 from dashboard.viewmodel.history import available_lookbacks
 from dashboard.viewmodel.recommendations import (
@@ -75,8 +76,9 @@ def columns(currency: str, need_statistic: str = "") -> list[dict[str, Any]]:
 
 
 def _apply_panel(data: DashboardData, hook: ApplyHook | None, choices: list[dict[str, str]]) -> html.Div:
+    token, who = write_credential(data, ids.RECS_APPLY_TOKEN)
     note = ("Applies through the same path as 'rightsizer apply' (plan, pre-checks, apply, verify) and "
-            "records it in the audit log.")
+            f"records it in the audit log. {who}")
     if hook is None:
         note += " No apply hook is wired into this dashboard, so applying will be refused."
     return html.Div([
@@ -85,8 +87,7 @@ def _apply_panel(data: DashboardData, hook: ApplyHook | None, choices: list[dict
         html.Div([
             dcc.Dropdown(id=ids.RECS_APPLY_VM, options=choices, placeholder="VM", className="rs-filter"),
             dcc.Dropdown(id=ids.RECS_APPLY_TYPE, options=[], placeholder="Machine type", className="rs-filter"),
-            dcc.Input(id=ids.RECS_APPLY_TOKEN, type="password", placeholder="Action token", className="rs-input",
-                      autoComplete="off"),
+            token,
             html.Button("Apply", id=ids.RECS_APPLY_BUTTON, n_clicks=0, className="rs-button rs-button-danger"),
         ], className="rs-actions"),
         html.Div(id=ids.RECS_APPLY_RESULT, className="rs-result"),

@@ -9,6 +9,7 @@ from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from dashboard import ids
 from dashboard.data import DashboardData
+from dashboard.pages.common import write_credential
 from dashboard.viewmodel.dismissals import dismiss, dismissal_of, restore, status_text
 
 REASON = "vm-dismiss-reason"
@@ -22,19 +23,19 @@ STATUS = "vm-dismiss-status"
 
 def dismiss_panel(data: DashboardData, uuid: str) -> html.Details:
     """A collapsed "Dismiss…" control under the recommendation, with the VM's dismissal state."""
+    token, who = write_credential(data, TOKEN)
     return html.Details([
         html.Summary("Dismiss…"),
         html.P("A dismissed finding stays on every page, greyed, and is left out of the savings, the digest and "
-               "plans. Give a date (2027-01-31) or a duration (30d) to postpone it; empty: until restored. "
-               "Audited; needs the action token.", className="rs-note"),
+               f"plans. Give a date (2027-01-31) or a duration (30d) to postpone it; empty: until restored. {who}",
+               className="rs-note"),
         html.P(status_text(dismissal_of(data, uuid)), id=STATUS),
         html.Div([
             dcc.Input(id=REASON, type="text", placeholder="Reason (required)", className="rs-input",
                       maxLength=500),
             dcc.Input(id=UNTIL, type="text", placeholder="Until (date or 30d; empty: until restored)",
                       className="rs-input"),
-            dcc.Input(id=TOKEN, type="password", placeholder="Action token", className="rs-input",
-                      autoComplete="off"),
+            token,
             html.Button("Dismiss", id=DISMISS, n_clicks=0, className="rs-button"),
             html.Button("Restore", id=RESTORE, n_clicks=0, className="rs-button"),
         ], className="rs-actions"),

@@ -1,8 +1,8 @@
 """The VM page's "Dismiss…" control: dismiss or postpone the VM's finding, or restore it, behind the action token.
 
 The values come from a browser (or a crafted request): anything but text is refused with a message; nothing
-here raises. A change is written to the store with its audit row (actor ``dashboard``), then the snapshot is
-rebuilt so every page shows it at once.
+here raises. A change is written to the store with its audit row (actor: the signed-in user, ``dashboard`` on an
+open dashboard), then the snapshot is rebuilt so every page shows it at once.
 """
 
 from __future__ import annotations
@@ -21,8 +21,13 @@ ACTOR = "dashboard"
 
 
 def _refusal(data: DashboardData, token: object) -> str | None:
-    """Why a write is refused (the apply control's rule: [actions] enabled and the token), None when allowed."""
-    return write_refusal(data.settings.actions, token, "Dismissing", "changed")
+    """Why a write is refused (the apply control's rule: ``dashboard.apply.write_refusal``), None when allowed."""
+    return write_refusal(data.settings.actions, token, "Dismissing", "changed", data.principal())
+
+
+def _actor(data: DashboardData) -> str:
+    principal = data.principal()
+    return ACTOR if principal is None else principal.name
 
 
 def dismissal_of(data: DashboardData, uuid: object) -> Dismissal | None:
@@ -77,7 +82,7 @@ def dismiss(data: DashboardData, uuid: object, reason: object, until: object, to
     f = snap.findings.get(uuid)
     now = datetime.now(UTC).replace(microsecond=0)
     try:
-        d = new_dismissal(vm, f.source if f is not None else None, reason=reason, actor=ACTOR, at=now,
+        d = new_dismissal(vm, f.source if f is not None else None, reason=reason, actor=_actor(data), at=now,
                           until=_expiry(until or "", now))
         data.store.dismiss(d)
     except InputError as exc:
@@ -98,7 +103,7 @@ def restore(data: DashboardData, uuid: object, token: object) -> str:
     if vm is None:
         return f"VM {uuid!r} is not in the store; reload the page."
     try:
-        gone = data.store.restore(vm.uuid, actor=ACTOR, at=datetime.now(UTC).replace(microsecond=0))
+        gone = data.store.restore(vm.uuid, actor=_actor(data), at=datetime.now(UTC).replace(microsecond=0))
     except RightsizerError as exc:
         return f"{vm.name}: failed: {exc}"
     if not gone:

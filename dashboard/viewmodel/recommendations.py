@@ -118,7 +118,7 @@ def apply_choices(data: DashboardData, filters: Filters) -> list[tuple[str, str,
 def apply_choice(data: DashboardData, hook: ApplyHook | None, vm_uuid: str | None, machine_type: str | None,
                  token: str | None) -> str:
     """Check the token and call the apply hook; returns the message to show (never raises ActionError)."""
-    return apply_resize(data.settings.actions, data.snapshot(), hook, vm_uuid, machine_type, token)
+    return apply_resize(data.settings.actions, data.snapshot(), hook, vm_uuid, machine_type, token, data.principal())
 
 
 SCHEDULE_ROW_SUFFIX = "#schedule"

@@ -8,7 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from core.settings import AuthSettings
-from dashboard.signin import COOKIE, mount_signin
+from dashboard.signin import COOKIE, current_principal, mount_signin
 
 HASH = bcrypt.hashpw(b"correct horse", bcrypt.gensalt(rounds=4)).decode()
 
@@ -95,27 +95,48 @@ def test_the_return_path_never_leaves_the_site(target: str) -> None:
     assert done.headers["Location"] == "/"
 
 
-def test_a_scoped_user_is_refused_until_the_dashboard_can_narrow_to_a_scope() -> None:
-    client = _app(Clock())
-    refused = client.post("/signin", data={"name": "ops", "password": "correct horse"})
-    assert refused.status_code == 403 and b"team=payments" in refused.data
-    assert "Set-Cookie" not in refused.headers
-
-
-def test_a_trusted_proxy_signs_in_an_unscoped_user_and_nobody_else() -> None:
+def _who_app(auth: dict[str, object]) -> FlaskClient:
     app = Flask("t")
 
     @app.get("/")
     def index() -> str:
-        return "the overview"
+        who = current_principal()
+        return "open" if who is None else f"{who.name} {who.role} {','.join(who.scope)}"
 
-    mount_signin(app, AuthSettings.model_validate({
-        "proxy_header": "X-Forwarded-User", "trusted_proxies": ["127.0.0.2"],
-        "users": [{"name": "finops", "role": "viewer"}, {"name": "ops", "role": "operator", "scope": ["team=x"]}]}))
-    client = app.test_client()
+    mount_signin(app, AuthSettings.model_validate(auth))
+    return app.test_client()
+
+
+def test_a_scoped_user_signs_in_and_the_pages_know_their_role_and_scope() -> None:
+    client = _who_app({"users": [{"name": "ops", "role": "operator", "password_hash": HASH,
+                                  "scope": ["team=payments"]}]})
+    done = client.post("/signin", data={"name": "ops", "password": "correct horse"})
+    assert done.status_code == 303 and COOKIE in done.headers["Set-Cookie"]
+    assert client.get("/").data == b"ops operator team=payments"
+    assert _who_app({}).get("/").data == b"open"  # no [auth]: the dashboard is open, nobody is signed in
+
+
+def test_a_trusted_proxy_names_a_user_or_maps_a_group_and_nobody_else() -> None:
+    client = _who_app({
+        "proxy_header": "X-Forwarded-User", "trusted_proxies": ["127.0.0.2"], "proxy_groups_header": "X-Groups",
+        "users": [{"name": "finops", "role": "viewer"}, {"name": "ops", "role": "operator", "scope": ["team=x"]}],
+        "groups": [{"name": "admins", "role": "admin"},
+                   {"name": "payments-ops", "role": "operator", "scope": ["team=payments"]},
+                   {"name": "staff", "role": "viewer", "scope": ["env=dev"]}]})
     proxy = {"REMOTE_ADDR": "127.0.0.2"}
-    assert client.get("/", headers={"X-Forwarded-User": "finops"}, environ_base=proxy).data == b"the overview"
-    assert client.get("/", headers={"X-Forwarded-User": "ops"}, environ_base=proxy).status_code == 403
-    assert client.get("/", headers={"X-Forwarded-User": "mallory"}, environ_base=proxy).status_code == 403
-    direct = client.get("/", headers={"X-Forwarded-User": "finops"}, environ_base={"REMOTE_ADDR": "127.0.0.3"})
-    assert direct.status_code == 401  # the header from anyone but the proxy is ignored
+
+    def get(user: str, groups: str | None = None, env: dict[str, str] = proxy) -> tuple[int, bytes]:
+        headers = {"X-Forwarded-User": user} | ({"X-Groups": groups} if groups is not None else {})
+        r = client.get("/", headers=headers, environ_base=env)
+        return r.status_code, r.data
+
+    assert get("finops") == (200, b"finops viewer ")
+    assert get("ops") == (200, b"ops operator team=x")
+    assert get("ops", "admins") == (200, b"ops operator team=x")  # a configured user keeps their own entry
+    # another name: the first [[auth.groups]] entry (file order) among the proxy's groups
+    assert get("carol", "staff, payments-ops") == (200, b"carol operator team=payments")
+    assert get("dave", "staff") == (200, b"dave viewer env=dev")
+    assert get("erin", "admins,staff") == (200, b"erin admin ")
+    assert get("mallory")[0] == 403 and get("mallory", "contractors")[0] == 403
+    direct = get("finops", "admins", env={"REMOTE_ADDR": "127.0.0.3"})
+    assert direct[0] == 401  # the headers from anyone but the proxy are ignored
