@@ -139,3 +139,91 @@ def test_token_of_the_wrong_json_type_is_a_refusal_not_http_500(served, token):
     text = _post_apply(url, vm.uuid, "g1.1", token)
     assert "Wrong or missing token" in text
     assert store.audit() == []
+
+
+@pytest.fixture
+def signed_in(rig, tmp_path):
+    """The dashboard with users (sign-in) and the apply control, served on a free loopback port."""
+    import threading
+
+    import bcrypt
+    from werkzeug.serving import make_server
+
+    from dashboard.app import create_app, dashboard_data
+    from dashboard.signin import mount_signin
+
+    _uri, store, data, hook = rig
+    password = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    settings = load_settings(env={}, overrides={
+        "actions": {"enabled": True, "token": "s3cret"}, "store": {"path": str(tmp_path / "rs.db")},
+        "auth": {"users": [
+            {"name": "ops-web", "role": "operator", "password_hash": password, "scope": ["team=web"]},
+            {"name": "ops-payments", "role": "operator", "password_hash": password, "scope": ["team=payments"]},
+            {"name": "finops", "role": "viewer", "password_hash": password}]}})
+    app = create_app(settings, store, load_catalogue(), data_mode="live", actions=hook, warm=False)
+    mount_signin(app.server, settings.auth)
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", store, data
+    finally:
+        server.shutdown()
+        server.server_close()
+        dashboard_data(app).wait_for_refresh()
+
+
+def _as_user(url, name):
+    """An opener holding the session cookie of ``name`` (signed in with the password form)."""
+    import http.cookiejar
+    import urllib.parse
+    import urllib.request
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = urllib.parse.urlencode({"name": name, "password": "pw", "next": "/"}).encode()
+    with opener.open(urllib.request.Request(url + "/signin", data=form, method="POST"), timeout=60):
+        pass
+    assert any(c.name == "rightsizer_session" for c in jar), name
+    return opener
+
+
+def _post_apply_as(opener, url, vm_uuid, machine_type):
+    import json
+    import urllib.request
+
+    body = {
+        "output": "recs-apply-result.children",
+        "outputs": {"id": "recs-apply-result", "property": "children"},
+        "inputs": [{"id": "recs-apply-button", "property": "n_clicks", "value": 1}],
+        "changedPropIds": ["recs-apply-button.n_clicks"],
+        "state": [{"id": "recs-apply-vm", "property": "value", "value": vm_uuid},
+                  {"id": "recs-apply-type", "property": "value", "value": machine_type},
+                  {"id": "recs-apply-token", "property": "value", "value": None}],
+    }
+    request = urllib.request.Request(url + "/_dash-update-component", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json", "Origin": url}, method="POST")
+    with opener.open(request, timeout=120) as response:
+        return json.loads(response.read())["response"]["recs-apply-result"]["children"]
+
+
+def test_a_signed_in_operator_applies_without_a_token_and_is_the_audited_actor(signed_in):
+    url, store, data = signed_in
+    (vm,) = store.vms()
+    target = _offered(data, vm.uuid)[0]
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as anonymous:  # no session: the callback is not run
+        urllib.request.urlopen(urllib.request.Request(url + "/_dash-update-component", data=b"{}", method="POST",
+                                                      headers={"Content-Type": "application/json"}), timeout=60)
+    anonymous.value.close()
+    assert anonymous.value.code == 401
+    viewer = _post_apply_as(_as_user(url, "finops"), url, vm.uuid, target)
+    assert "only an operator or admin" in viewer, viewer
+    outside = _post_apply_as(_as_user(url, "ops-payments"), url, vm.uuid, target)  # the VM is team=web
+    assert "not in the store" in outside, outside
+    assert store.audit() == []
+    applied = _post_apply_as(_as_user(url, "ops-web"), url, vm.uuid, target)
+    assert "rs-dash-web: applied" in applied, applied
+    (entry,) = store.audit(vm.uuid)
+    assert entry.actor == "ops-web" and entry.after["machine_type"] == target
