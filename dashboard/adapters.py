@@ -12,8 +12,7 @@ import pandas as pd
 from analytics.analysis import AnalysisOptions, analyse_frame, analysis_time
 from analytics.backups import check_backups
 from analytics.findings.finding import VmFinding
-from dashboard.snapshot import Snapshot
-from dashboard.viewmodel.history import hours_since
+from dashboard.snapshot import Snapshot, hours_since
 from dashboard.views import GIB, BackupView, FindingView, OptionView
 
 if TYPE_CHECKING:
@@ -64,7 +63,7 @@ def load_findings(data: AnalysisInputs, snap: Snapshot,
     options = AnalysisOptions.from_settings(data.settings, data.catalogue, lookback_days=lookback_days, now=now)
     start = pd.Timestamp(now) - pd.Timedelta(days=options.effective_lookback_days)
     # the rows a store returns for [start, now): the same hours the other surfaces read
-    frame = hours_since(data, snap, start, now)  # beyond the loaded window (93 days): read from the store
+    frame = hours_since(data.store, snap, start, now)  # beyond the loaded window (93 days): read from the store
     analysis = analyse_frame(frame, list(snap.vms), data.store, data.catalogue, options, now=now)
     return {f.uuid: finding_view(f, options.effective_lookback_days) for f in analysis.findings}
 
@@ -75,7 +74,7 @@ def load_frontier(data: AnalysisInputs, snap: Snapshot, lookback_days: float) ->
 
     rs = data.settings.rightsizing
     start = pd.Timestamp(snap.cost_now) - pd.Timedelta(days=lookback_days)
-    frame = hours_since(data, snap, start, snap.cost_now + timedelta(hours=1))
+    frame = hours_since(data.store, snap, start, snap.cost_now + timedelta(hours=1))
     return own_fleet_frontier(frame, list(snap.vms), data.catalogue, now=snap.cost_now,
                               lookback_days=lookback_days, profile=rs.profile)
 

@@ -253,6 +253,21 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
     return snap
 
 
+def hours_since(store: TimeSeriesStore, snap: Snapshot, start: pd.Timestamp, end: datetime) -> pd.DataFrame:
+    """The snapshot's hourly rows in [start, end), read from ``store`` (once per snapshot) when ``start`` is before
+    the loaded window - a 93-day lookback - with the columns and VMs the snapshot keeps."""
+    hours = snap.hours
+    if not len(hours) or start >= pd.Timestamp(snap.window_start):
+        return hours[(hours["ts"] >= start) & (hours["ts"] < end)] if len(hours) else hours
+
+    def read() -> pd.DataFrame:
+        frame = store.frame(start.to_pydatetime(), end, resolution="hour", columns=SNAPSHOT_COLUMNS)
+        return prepared_hours(frame, snap.vms, SNAPSHOT_COLUMNS)
+
+    frame: pd.DataFrame = snap.memoised(("hours-since", start, end), read)
+    return frame[(frame["ts"] >= start) & (frame["ts"] < end)] if len(frame) else frame
+
+
 class SnapshotCache:
     """Holds the current snapshot; builds it on first use and refreshes it in a background thread.
 

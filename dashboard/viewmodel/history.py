@@ -1,36 +1,15 @@
-"""Hourly history for a lookback longer than the loaded window, and which lookbacks the history allows.
-
-The dashboard's snapshot holds the longest range (30 days) plus month to date; a 93-day lookback reads its
-hours from the store when asked (the same columns the snapshot reads), once per snapshot.
-"""
+"""Which lookbacks the stored history allows (a lookback beyond the loaded window reads its hours from the
+store: ``dashboard.snapshot.hours_since``)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from dashboard.snapshot import SNAPSHOT_COLUMNS, Snapshot, prepared_hours
 from dashboard.views import LOOKBACKS_DAYS
 
 if TYPE_CHECKING:
-    from dashboard.adapters import AnalysisInputs
     from dashboard.data import DashboardData
-
-
-def hours_since(data: AnalysisInputs, snap: Snapshot, start: pd.Timestamp, end: datetime) -> pd.DataFrame:
-    """The snapshot's hourly rows in [start, end), read from the store when ``start`` is before the loaded window."""
-    hours = snap.hours
-    if not len(hours) or start >= pd.Timestamp(snap.window_start):
-        return hours[(hours["ts"] >= start) & (hours["ts"] < end)] if len(hours) else hours
-
-    def read() -> pd.DataFrame:
-        frame = data.store.frame(start.to_pydatetime(), end, resolution="hour", columns=SNAPSHOT_COLUMNS)
-        return prepared_hours(frame, snap.vms, SNAPSHOT_COLUMNS)
-
-    frame: pd.DataFrame = snap.memoised(("hours-since", start, end), read)
-    return frame[(frame["ts"] >= start) & (frame["ts"] < end)] if len(frame) else frame
 
 
 def history_days(data: DashboardData) -> float:

@@ -14,8 +14,9 @@ from collector.store.sqlite import SqliteStore
 from dashboard import ids
 from dashboard.data import DashboardData, Filters
 from dashboard.pages import overview
+from dashboard.snapshot import hours_since
 from dashboard.viewmodel.actions import spend_by_label, top_actions
-from dashboard.viewmodel.history import available_lookbacks, hours_since
+from dashboard.viewmodel.history import available_lookbacks
 from dashboard.viewmodel.overview import overview_view, range_lookback
 from dashboard.viewmodel.vms import vm_rows
 from dashboard.views import LOOKBACKS_DAYS, storage_class_text
@@ -79,7 +80,7 @@ def test_a_lookback_past_the_loaded_window_reads_its_hours_from_the_store(tmp_pa
         snap = data.snapshot()
         start = pd.Timestamp(END - timedelta(days=39))
         assert snap.hours["ts"].min() > start  # the snapshot holds 30 days and month to date
-        frame = hours_since(data, snap, start, NOW)
+        frame = hours_since(data.store, snap, start, NOW)
         assert frame["ts"].min() == start and frame["ts"].max() == pd.Timestamp(END)
         assert len(frame) == 39 * 24 + 1
         assert available_lookbacks(data)[93] is True
