@@ -186,7 +186,8 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
                    analyse: Callable[[Snapshot], object] | None = None) -> Snapshot:
     """Read the inventory and the loaded window's hourly rollups and price them; findings come later.
 
-    The window ends at the end of the newest data's hour and covers the longest range and month-to-date.
+    The window ends at the end of the newest data's hour and covers the longest range (and the hour before it)
+    and month-to-date.
     With ``quick_above_vm_hours``, a fleet whose window holds more VM-hours than that gets an incomplete
     snapshot of the last ``QUICK_WINDOW`` only (``complete=False``), read in a fraction of the time.
     Only the ``SNAPSHOT_COLUMNS`` are read. ``analyse`` is called with a complete snapshot as soon as its
@@ -202,7 +203,9 @@ def build_snapshot(settings: Settings, store: TimeSeriesStore, catalogue: CsvPri
         anchor = span[1]  # imported or stale history: show where the data is
     window_end = _floor_hour(anchor) + timedelta(hours=1)
     longest = max(RANGES.values())
-    window_start = min(window_end - longest, _month_start(anchor))
+    # one hour more than the longest range: a lookback of that length judged as of the newest data (a time within
+    # its hour) starts inside the window, so findings over it read these hours, not the store again
+    window_start = min(window_end - longest - timedelta(hours=1), _month_start(anchor))
     window_h = (window_end - window_start).total_seconds() / HOUR_S
     complete = quick_above_vm_hours is None or len(vms) * window_h <= quick_above_vm_hours
     if not complete:
