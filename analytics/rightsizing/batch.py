@@ -60,7 +60,8 @@ def supports(strategy: Strategy, settings: StrategySettings) -> bool:
         return True
     return (strategy.estimate is ours and isinstance(settings, RightsizerSettings)
             and settings.daily_peak_percentile <= 0
-            and (settings.memory_peak_risk_pct is None or settings.memory_peak_margin is not None)
+            and (settings.memory_peak_risk_pct is None or settings.memory_peak_margin is not None
+                 or settings.memory_risk_pct is not None)  # the calibrated memory rule replaces it
             and (settings.cpu_risk_pct is None or settings.cpu_margin is not None)
             and (settings.memory_risk_pct is None or settings.memory_margin is not None))
 

@@ -150,7 +150,8 @@ def _peak_spread_memory(history: UsageHistory, memory: DimensionNeed, settings: 
 def calibrate_fleet(histories: Sequence[UsageHistory], settings: RightsizerSettings) -> RightsizerSettings:
     """The fleet pass: ``settings`` with the margins fitted on every VM's training window."""
     settings = calibrate(histories, settings)
-    if settings.memory_peak_risk_pct is not None and settings.memory_peak_margin is None:
+    if (settings.memory_peak_risk_pct is not None and settings.memory_peak_margin is None
+            and settings.memory_risk_pct is None):  # the calibrated memory rule replaces the daily-peak one
         margin = peak_spread.calibrate_margin(histories, settings.memory_peak_risk_pct, settings.lookback_days)
         if margin is not None:
             settings = settings.model_copy(update={"memory_peak_margin": margin})
