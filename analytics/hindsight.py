@@ -13,6 +13,10 @@ Two oracles:
   e.g. maximum used + 15 %); only the vCPUs are chosen in hindsight. This bounds every strategy that
   shares the reference's memory rule (ours does) and isolates the CPU question.
 * ``memory_rule=False``: CPU and memory both chosen in hindsight (any eligible type).
+* ``memory_at_least_used=True`` (with ``memory_rule=False``): CPU and memory chosen in hindsight, but
+  every type holds the VM's largest memory used in the window the reference saw. This bounds every
+  strategy that never sizes memory below the maximum used (memory is not compressible: none of our
+  profiles does), whatever its headroom.
 
 The choice is an exact two-constraint knapsack solved by dynamic programming over (CPU overrun intervals,
 memory overrun intervals) used so far: O(VMs x candidates x CPU budget x memory budget), with each VM's
@@ -133,6 +137,12 @@ def cheapest_within(candidates: Sequence[Sequence[Candidate]], *, cpu_budget: in
     return out[::-1]
 
 
+def max_memory_used(memory_used_bytes: np.ndarray) -> float:
+    """The largest memory used (bytes) of a window; 0 when it has no reading."""
+    known = memory_used_bytes[~np.isnan(memory_used_bytes)]
+    return float(known.max()) if len(known) else 0.0
+
+
 def training_exceedance(demand_vcpus: np.ndarray, vcpus: float) -> float:
     """Share (0..1) of the training intervals with a CPU reading whose demand exceeds ``vcpus``."""
     known = demand_vcpus[~np.isnan(demand_vcpus)]
@@ -184,7 +194,8 @@ def per_vm_diff(frontier: Frontier, a: StrategyResult, b: StrategyResult,
 
 def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strategy: str = "krr",
                     settings: StrategySettings | None = None, memory_rule: bool = True,
-                    within_reference_tail: bool = False, relax_cpu: bool = False) -> Hindsight:
+                    within_reference_tail: bool = False, relax_cpu: bool = False,
+                    memory_at_least_used: bool = False) -> Hindsight:
     """The oracle at ``strategy``'s CPU and memory overrun on ``frontier``'s split (see the module doc).
 
     ``types``: the eligible machine types (e.g. ``CsvPriceCatalogue.eligible()``). ``settings`` default to
@@ -193,7 +204,8 @@ def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strateg
     intervals): the oracle may not take more *visible* risk on any VM than the reference accepts. The
     reference's allocation is always feasible, so the oracle saves at least as much as the reference.
     With ``relax_cpu`` the CPU budget is dropped (only memory overruns are limited): a looser bound, for
-    references whose exact two-budget problem is too large; its oracle may overrun CPU more.
+    references whose exact two-budget problem is too large; its oracle may overrun CPU more. With
+    ``memory_at_least_used`` every type holds the largest memory used in the VM's lookback window.
     """
     settings = settings or SETTINGS_TYPES[strategy].model_validate({})
     recs = frontier.recommendations(strategy, settings)
@@ -208,6 +220,8 @@ def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strateg
     for i in free:
         split, rec = frontier.splits[i][1], recs[i]
         floor = float(rec.target_memory_bytes or 0) if memory_rule else 0.0
+        if memory_at_least_used:
+            floor = max(floor, max_memory_used(split.history.window(lookback).memory_used_bytes))
         allowed = [t for t in types if t.memory_bytes >= floor - 1 and (
             not within_reference_tail or training_exceedance(demand[i], t.vcpus) <= tail)]
         if rec.recommended_type is not None:  # the reference's own choice is always allowed
@@ -222,5 +236,5 @@ def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strateg
     return Hindsight(reference, frontier.score_types(HINDSIGHT, recs, chosen), memory_rule, within_reference_tail)
 
 
-__all__ = ["HINDSIGHT", "Candidate", "Hindsight", "VmDiff", "cheapest_within", "hindsight_bound", "per_vm_diff",
-           "training_exceedance", "vm_candidates"]
+__all__ = ["HINDSIGHT", "Candidate", "Hindsight", "VmDiff", "cheapest_within", "hindsight_bound", "max_memory_used",
+           "per_vm_diff", "training_exceedance", "vm_candidates"]

@@ -9,12 +9,12 @@
         recommendations (idle, patterns, schedules, as the dashboard asks for them) on it, with the frame
         build as the floor. Targets: <= 30 s, <= 8 GiB.
     python -m bench.fleet_bench calibration [--vms 5000] [--days 30] [--repeats 3]
-        The same frame, recommendations timed with our percentile rule (balanced, today's default) and with
-        the fleet-calibrated per-VM headroom (cpu_risk_pct 1, memory_risk_pct 0.01: one calibration pass
-        over the fleet, then per-VM estimates), alternating after one untimed warm-up; prints both medians
-        and their ratio; and with memory headroom from the spread of daily peaks (balanced with
-        memory_peak_risk_pct 3: one calibration pass over the fleet's daily peaks, then per-VM estimates).
-        Target: each <= 2 x percentile rule.
+        The same frame, recommendations timed with our percentile rule (balanced before 0.2.0: memory max +
+        15 % for every VM) and with the fleet-calibrated per-VM headroom (cpu_risk_pct 1, memory_risk_pct
+        0.01: one calibration pass over the fleet, then per-VM estimates), alternating after one untimed
+        warm-up; prints both medians and their ratio; and with today's default (balanced: memory headroom
+        from the spread of daily peaks, memory_peak_risk_pct 3: one calibration pass over the fleet's daily
+        peaks, then per-VM estimates) and the conservative profile. Target: each <= 2 x percentile rule.
 """
 
 from __future__ import annotations
@@ -419,18 +419,19 @@ def run_calibration(n_vms: int, days: int, repeats: int) -> dict[str, Any]:
     """Median wall seconds of ``recommend_frame`` with the percentile rule and with calibrated headroom."""
     from analytics.catalogue import load_catalogue
     from analytics.recommend import recommend_frame
-    from analytics.rightsizing.settings import RightsizerSettings
+    from analytics.rightsizing.settings import PERCENTILE_RULE, RightsizerSettings, profile_settings
     from core.settings import IdleSettings
 
     vms, frame = hourly_frame(n_vms, days)
     catalogue = load_catalogue()
     now = frame["ts"].iloc[-1].to_pydatetime() + pd.Timedelta(hours=1).to_pytimedelta()
     rules = {
-        "percentile_rule": RightsizerSettings.model_validate({"lookback_days": float(days)}),
+        "percentile_rule": RightsizerSettings.model_validate({"lookback_days": float(days), **PERCENTILE_RULE}),
         "calibrated": RightsizerSettings.model_validate(
             {"lookback_days": float(days), "cpu_risk_pct": 1.0, "memory_risk_pct": 0.01}),
-        "peak_spread": RightsizerSettings.model_validate(
-            {"lookback_days": float(days), "memory_peak_risk_pct": 3.0}),
+        "peak_spread": RightsizerSettings.model_validate({"lookback_days": float(days)}),  # balanced
+        "conservative": RightsizerSettings.model_validate(
+            {"lookback_days": float(days), **profile_settings("conservative")}),
     }
 
     def once(name: str) -> tuple[float, float, int]:
@@ -463,6 +464,9 @@ def run_calibration(n_vms: int, days: int, repeats: int) -> dict[str, Any]:
             "peak_spread_ratio": round(median["peak_spread"] / median["percentile_rule"], 2),
             "recommend_cpu_s_peak_spread": round(cpu_median["peak_spread"], 2),
             "peak_spread_cpu_ratio": round(cpu_median["peak_spread"] / cpu_median["percentile_rule"], 2),
+            "recommend_s_conservative": round(median["conservative"], 2),
+            "conservative_ratio": round(median["conservative"] / median["percentile_rule"], 2),
+            "conservative_cpu_ratio": round(cpu_median["conservative"] / cpu_median["percentile_rule"], 2),
             "runs_s": {k: [round(x, 2) for x in v] for k, v in seconds.items()},
             "vms_changing_type": changed, "load_average_1m": round(os.getloadavg()[0], 1),
             "target_ratio": 2.0}

@@ -60,7 +60,8 @@ def supports(strategy: Strategy, settings: StrategySettings) -> bool:
         return True
     return (strategy.estimate is ours and isinstance(settings, RightsizerSettings)
             and settings.daily_peak_percentile <= 0
-            and (settings.memory_peak_risk_pct is None or settings.memory_peak_margin is not None)
+            and (settings.memory_peak_risk_pct is None or settings.memory_peak_margin is not None
+                 or settings.memory_risk_pct is not None)  # the calibrated memory rule replaces it
             and (settings.cpu_risk_pct is None or settings.cpu_margin is not None)
             and (settings.memory_risk_pct is None or settings.memory_margin is not None))
 
@@ -129,7 +130,7 @@ def fleet_needs(cols: FleetColumns, strategy: Strategy, settings: StrategySettin
             floor = memory.observed * (1.0 + floor_fraction)
         if cal is not None and peaks and memory is not None:
             memory = peak_spread.memory_need(ps, mp, cal.memory_peak_margin or 0.0, cal.memory_peak_risk_pct or 0.0,
-                                             cal.memory_headroom_fraction)
+                                             cal.memory_headroom_fraction, cal.memory_peak_min_headroom_fraction)
         if cal is not None and mem_cal and memory is not None:
             memory = _calibrated(mb, mc, cal.memory_margin or 0.0, cal.memory_risk_pct or 0.0, what="memory",
                                  statistic="max of memory used" if mem_q >= 100 else f"p{mem_q:g} of memory used",

@@ -1,25 +1,34 @@
-"""Our strategy, ``rightsizer``: the AWS anchor's CPU rule, memory trimmed to 15 %, never fewer vCPUs.
+"""Our strategy, ``rightsizer``: the anchors' CPU rules, memory from the spread of each VM's daily peaks.
 
-Profiles (:data:`analytics.rightsizing.settings.PROFILES`; ``balanced`` is the default):
+Profiles (:data:`analytics.rightsizing.settings.PROFILES`; ``balanced`` is the default). Every profile
+sizes memory the same way and differs in the CPU statistic:
 
-* **balanced** takes the AWS Compute Optimizer rule for CPU as it is (P99.5 of interval demand + 20 %)
-  and memory as KRR does (maximum used + 15 %, not AWS's 20 %). Memory is what the machine types'
-  prices follow, so that 5 points of headroom is where the savings are. Trimming it must not cost CPU:
-  a type bundles vCPUs with memory, and the type holding max + 20 % often carries more vCPUs than the
-  CPU rule asked for; the vCPU floor (``vcpu_floor_memory_headroom_fraction``) keeps those. So on any
-  trace, per VM, balanced gets at least the vCPUs of the AWS anchor's type and costs no more than it
-  (its needs are no larger in either dimension): savings >= aws and CPU overrun <= aws hold by
-  construction; memory overrun is no worse unless a VM's memory peak later lands between 1.15x and
-  1.2x its old maximum.
-* **conservative** sizes CPU for the largest demand seen (P100) + 20 % and keeps AWS's 20 % memory
-  headroom: the low-risk end of the frontier.
-* **aggressive** uses KRR's CPU statistic (P95 of interval demand, no headroom) with balanced's memory
-  rule. Its vCPU floor is KRR's memory buffer (15 %) rather than AWS's 20 %: each profile's floor keeps
-  the vCPUs of the anchor whose CPU rule it takes. With the profile's own memory rule the floor changes
-  nothing, so aggressive picks KRR's type for every VM; it acts when a policy trims memory headroom
-  further. (With AWS's 20 % it kept one Bitbrains VM at 2 vCPUs instead of 1 at 14 training days: 19
-  avoided overrun intervals for 8.04 EUR/month, where each step of the CPU percentile and headroom curves
-  avoids 11 to 50 intervals per EUR.)
+* **memory** (all profiles): the maximum used plus a headroom fitted per VM from the spread of its daily
+  peaks, at most 15 % (``memory_peak_risk_pct`` 3: one fleet margin, calibrated so that 3 % of held-out
+  training days peak above the need; :mod:`analytics.rightsizing.peak_spread`). A VM whose daily peaks
+  are steady gets 5 % (``memory_peak_min_headroom_fraction``: never sized to exactly what it used), one
+  whose peaks wander keeps KRR's 15 %; never below the maximum used (memory is not compressible).
+  Machine types come in memory steps, so this is where the savings are.
+* **balanced** takes the AWS Compute Optimizer rule for CPU as it is (P99.5 of interval demand + 20 %).
+  Trimming memory must not cost CPU: a type bundles vCPUs with memory, and the type holding AWS's max +
+  20 % often carries more vCPUs than the CPU rule asked for; the vCPU floor
+  (``vcpu_floor_memory_headroom_fraction``) keeps those. So on any trace, per VM, balanced gets at least
+  the vCPUs of the AWS anchor's type and costs no more than it (its needs are no larger in either
+  dimension): savings >= aws and CPU overrun <= aws hold by construction; memory overrun is no worse
+  unless a VM's memory later peaks between its fitted need and 1.2x its old maximum.
+* **conservative** sizes CPU for the largest demand seen (P100) + 15 %: the low-risk end of the frontier.
+  (At 20 % one dev-trace VM's 3.34 vCPU maximum crossed to an 8-vCPU type with no overrun avoided, and
+  KRR at P100 beat it at 21 training days; 5-15 % give the same points at every split.)
+* **aggressive** uses KRR's CPU statistic (P95 of interval demand, no headroom). Its vCPU floor is KRR's
+  memory buffer (15 %) rather than AWS's 20 %: each profile's floor keeps the vCPUs of the anchor whose
+  CPU rule it takes, so aggressive never gets fewer vCPUs than KRR's type and costs no more.
+
+Measured on the Bitbrains dev trace at 7/10/14/21 training days (docs/backtest.md, ``python -m
+bench.frontier_table``): no anchor sweep point beats any profile; balanced weakly dominates AWS and saves
++0.31/+1.01/+1.58/+1.22 points more (+0.31/+1.22/+1.79/+1.32 without the 5 % floor). Two points
+more at aws's overruns are out of reach at 7 and 10 days
+for any rule that keeps memory at or above the maximum used: even choosing every type knowing the
+evaluation window, such a rule gains at most +1.53/+1.76 points there (the hindsight bound).
 
 Two rules of earlier versions stay available as settings but are in no profile, because the backtest
 frontier showed they buy no less overrun for the savings they cost: the P90 of the daily peak-hour
@@ -29,17 +38,13 @@ at 21 training days it cost 15 points of savings for no change in CPU overrun).
 With ``cpu_risk_pct`` / ``memory_risk_pct`` set (no profile sets them; ``--sweep``'s ``rightsizer-risk``
 curve and the flags of the same names do) a dimension is sized instead by per-VM headroom calibrated on the
 fleet (:mod:`analytics.rightsizing.calibrated`): its own base level plus a fleet margin in units of its own
-spread. On the dev trace that curve does not dominate the profiles' points at 7-14 training days (README,
-"Backtest"), so the profiles keep the rules above.
+spread. For CPU it cannot gain on AWS's rule at AWS's risk on the dev trace (with AWS's memory, choosing
+vCPUs in hindsight gains at most 0.11 points), and at 7-14 training days its memory trimming adds
+overruns, so the profiles keep the anchors' CPU statistics. ``memory_peak_risk_pct = None`` gives the
+uniform memory headroom of earlier versions (maximum used + ``memory_headroom_fraction``).
 
-With ``memory_peak_risk_pct`` set (no profile sets it; the ``rightsizer-peaks`` curves and the flag of the same
-name do) memory headroom over the maximum used is fitted per VM from the spread of its daily peaks, at most
-``memory_headroom_fraction`` (:mod:`analytics.rightsizing.peak_spread`). It beats KRR at P80-P99 on the dev
-trace at every split, but balanced with it saves only 0.3-1.8 points more than the AWS rule, short of the
-2 points a profile change needs (docs/backtest.md), so the profiles keep the rules above.
-
-Memory is not compressible; no profile sizes it below the maximum used. Unknown memory use is never
-downsized (shared rule). The same rules run on stored hourly rollups and on raw traces.
+Unknown memory use is never downsized (shared rule). The same rules run on stored hourly rollups and on
+raw traces.
 """
 
 from __future__ import annotations
@@ -144,13 +149,14 @@ def _peak_spread_memory(history: UsageHistory, memory: DimensionNeed, settings: 
         return memory
     maxima = peak_spread.daily_maxima(history.timestamps_s, history.memory_used_bytes)
     return peak_spread.memory_need(peak_spread.peak_spread(maxima), memory.peak, margin, risk,
-                                   settings.memory_headroom_fraction)
+                                   settings.memory_headroom_fraction, settings.memory_peak_min_headroom_fraction)
 
 
 def calibrate_fleet(histories: Sequence[UsageHistory], settings: RightsizerSettings) -> RightsizerSettings:
     """The fleet pass: ``settings`` with the margins fitted on every VM's training window."""
     settings = calibrate(histories, settings)
-    if settings.memory_peak_risk_pct is not None and settings.memory_peak_margin is None:
+    if (settings.memory_peak_risk_pct is not None and settings.memory_peak_margin is None
+            and settings.memory_risk_pct is None):  # the calibrated memory rule replaces the daily-peak one
         margin = peak_spread.calibrate_margin(histories, settings.memory_peak_risk_pct, settings.lookback_days)
         if margin is not None:
             settings = settings.model_copy(update={"memory_peak_margin": margin})
@@ -158,6 +164,7 @@ def calibrate_fleet(histories: Sequence[UsageHistory], settings: RightsizerSetti
 
 
 STRATEGY = Strategy(
-    NAME, "ours (balanced): CPU P99.5 + 20 %, memory max + 15 %, never fewer vCPUs than the aws anchor",
+    NAME, ("ours (balanced): CPU P99.5 + 20 %, memory max + 5-15 % from the spread of daily peaks, never fewer "
+           "vCPUs than the aws anchor"),
     RightsizerSettings, estimate, calibrate_fleet,
 )

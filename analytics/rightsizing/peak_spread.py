@@ -5,13 +5,15 @@ on those whose daily peaks sit far below their maximum day after day. Machine ty
 steps (0.5, 1, 2, 4, 8, 16 GiB ...), so those 15 points push a VM whose maximum is 0.97 GiB onto a 2 GiB
 type. Here each VM's memory need is
 
-    need = clip(median + k x spread, max, max x (1 + memory_headroom_fraction))
+    need = clip(median + k x spread, max x (1 + min_headroom), max x (1 + memory_headroom_fraction))
 
 over the *daily maxima* of memory used in its window: ``median`` and ``spread`` (interquartile range,
 at least :data:`SPREAD_FLOOR` x median) of those daily peaks, ``max`` the largest value used. A VM whose
 daily peaks are steady and well below the level of the next memory step gets little headroom; one whose
 daily peaks spread widely keeps the full headroom. The need is never below the maximum used (memory is
-not compressible: no one-off peak is trimmed) and never above the percentile rule's.
+not compressible: no one-off peak is trimmed) plus ``min_headroom`` (``memory_peak_min_headroom_fraction``,
+5 %: a VM whose daily peaks are flat is not sized to exactly what it used) and never above the percentile
+rule's.
 
 **Calibration** (split-conformal over held-out days, as :mod:`analytics.rightsizing.calibrated` does over
 intervals): inside each VM's *training* window its days are cut at :data:`CUT_FRACTIONS`; the days before
@@ -108,18 +110,19 @@ def calibrate_margin(histories: Sequence[UsageHistory], risk_pct: float, lookbac
 
 
 def memory_need(s: PeakSpread | None, peak: float, margin: float, risk_pct: float,
-                headroom_fraction: float) -> DimensionNeed:
+                headroom_fraction: float, min_headroom_fraction: float = 0.0) -> DimensionNeed:
     """The memory need of one VM (bytes) with its evidence in words.
 
     ``peak``: the largest memory used in the window; without a spread (too few days) the need is the
-    percentile rule's, ``peak x (1 + headroom_fraction)``.
+    percentile rule's, ``peak x (1 + headroom_fraction)``. The need is at least ``peak x (1 +
+    min_headroom_fraction)``: a VM whose daily peaks are flat is not sized to exactly what it used.
     """
     ceiling = peak * (1.0 + headroom_fraction)
     if s is None:
         value = ceiling
         words = f"max of memory used (too few days for the spread of daily peaks: {headroom_fraction:.0%} headroom)"
     else:
-        value = min(max(s.median + margin * s.spread, peak), ceiling)
+        value = min(max(s.median + margin * s.spread, peak * (1.0 + min_headroom_fraction)), ceiling)
         words = (f"max of memory used (daily peaks: median {s.median / GIB:.2f} GiB, spread {s.spread / GIB:.2f} "
                  f"GiB over {s.days} days; fleet margin {margin:+.2f} x spread for {risk_pct:g} % of days above)")
     headroom = value / peak - 1.0 if peak > 0 else 0.0

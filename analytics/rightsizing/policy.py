@@ -67,6 +67,7 @@ def apply_overrides(settings: StrategySettings, overrides: Mapping[str, float],
             merged["cpu_risk_pct"] = None
         if "memory_headroom_fraction" in overrides:
             merged["memory_risk_pct"] = None
+            merged["memory_peak_risk_pct"] = None
     if not merged:
         return settings
     return type(settings).model_validate({**settings.model_dump(), **merged})

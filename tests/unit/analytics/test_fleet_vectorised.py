@@ -25,7 +25,14 @@ from analytics.rightsizing import get_strategy
 from analytics.rightsizing.base import UsageHistory
 from analytics.rightsizing.batch import FleetColumns, fleet_needs
 from analytics.rightsizing.decide import decide
-from analytics.rightsizing.settings import AwsSettings, KrrSettings, Policy, RightsizerSettings, profile_settings
+from analytics.rightsizing.settings import (
+    PERCENTILE_RULE,
+    AwsSettings,
+    KrrSettings,
+    Policy,
+    RightsizerSettings,
+    profile_settings,
+)
 from collector.model import VmRecord, VmState
 from core.settings import CostSettings, IdleSettings
 
@@ -145,9 +152,12 @@ def _awkward_histories() -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 
 SETTINGS = [
-    ("rightsizer", RightsizerSettings()),
-    ("rightsizer", RightsizerSettings.model_validate({**profile_settings("conservative"), "lookback_days": 7.0})),
-    ("rightsizer", RightsizerSettings.model_validate(profile_settings("aggressive"))),
+    # the profiles as the fleet pass leaves them (daily-peak memory margin set), and the percentile rule
+    ("rightsizer", RightsizerSettings(memory_peak_margin=2.0)),
+    ("rightsizer", RightsizerSettings.model_validate({**profile_settings("conservative"), "lookback_days": 7.0,
+                                                      "memory_peak_margin": 0.5})),
+    ("rightsizer", RightsizerSettings.model_validate({**profile_settings("aggressive"), "memory_peak_margin": 4.0})),
+    ("rightsizer", RightsizerSettings.model_validate(PERCENTILE_RULE)),
     ("aws", AwsSettings(min_coverage_hours=0.5, min_span_days=0.01)),
     ("krr", KrrSettings(memory_percentile=90.0, lookback_days=30.0)),
     # fleet-calibrated headroom, as the fleet pass leaves it (margins and base levels set)
@@ -191,6 +201,7 @@ def test_fleet_needs_leave_unsupported_strategies_to_the_per_vm_path() -> None:
     assert fleet_needs(cols, get_strategy("rightsizer"), uncalibrated, end_s=END_S) is None
     assert fleet_needs(cols, get_strategy("rightsizer"), RightsizerSettings(memory_peak_risk_pct=3.0),
                        end_s=END_S) is None
+    assert fleet_needs(cols, get_strategy("rightsizer"), RightsizerSettings(), end_s=END_S) is None  # the same
 
 
 # -- whole fleets: with and without the vectorised steps ----------------------------------------------------

@@ -14,6 +14,7 @@ from analytics.hindsight import (
     Candidate,
     cheapest_within,
     hindsight_bound,
+    max_memory_used,
     per_vm_diff,
     training_exceedance,
     vm_candidates,
@@ -145,3 +146,21 @@ def test_a_problem_too_large_for_the_exact_knapsack_is_refused() -> None:
     one = [Candidate(MachineType("x", 1, GIB, 0.01, "EUR"), 0, 0)]
     with pytest.raises(ValueError, match="too large"):
         cheapest_within([one] * 100, cpu_budget=1_000_000, mem_budget=0)
+
+
+def test_memory_at_least_used_keeps_each_vms_training_maximum(tmp_path: Path) -> None:
+    # "m" used 1.5 GiB once in training, 0.5 GiB in evaluation: knowing the future, memory could go to s.1
+    # (1 GiB); never below the maximum used it stays on a 2 GiB type, and the bound drops to aws's own.
+    d = tmp_path / "mem"
+    d.mkdir()
+    rows = [usage_row(T0 + 3600 * i, 2, 0.4, 2, 1.5 if i == 100 else 0.5) for i in range(480)]
+    (d / "m.csv").write_text("\n".join([HEADER, *rows]) + "\n")
+    catalogue = CsvPriceCatalogue(_types())
+    frontier = Frontier(read_bitbrains_dir(d), catalogue, train_days=14)
+    free = hindsight_bound(frontier, catalogue.eligible(), strategy="aws", memory_rule=False)
+    used = hindsight_bound(frontier, catalogue.eligible(), strategy="aws", memory_rule=False,
+                           memory_at_least_used=True)
+    assert [r.recommended_type for r in free.reference.per_vm] == ["s.2"]
+    assert [r.recommended_type for r in free.oracle.per_vm] == ["s.1"] and free.headroom_pct > 0
+    assert [r.recommended_type for r in used.oracle.per_vm] == ["s.2"] and used.headroom_pct == 0.0
+    assert max_memory_used(np.array([np.nan, 2.0, 1.0])) == 2.0 and max_memory_used(np.array([np.nan])) == 0.0

@@ -27,7 +27,7 @@ from analytics.rightsizing.peak_spread import (
     memory_need,
     peak_spread,
 )
-from analytics.rightsizing.settings import RightsizerSettings
+from analytics.rightsizing.settings import PERCENTILE_RULE, RightsizerSettings
 from analytics.traces import read_bitbrains_dir
 from tests.helpers.bitbrains import usage_row, write_trace
 
@@ -133,7 +133,7 @@ def test_shuffling_the_evaluation_window_changes_no_recommendation(tmp_path: Pat
     assert [(r.recommended_type, r.target_memory_bytes, r.reasons) for r in recs[0]] == \
         [(r.recommended_type, r.target_memory_bytes, r.reasons) for r in recs[1]]
     # the rule is in force: some VM needs less memory than the percentile rule's maximum + 15 %
-    rule = fronts[0].recommendations("rightsizer", RightsizerSettings())
+    rule = fronts[0].recommendations("rightsizer", RightsizerSettings.model_validate(PERCENTILE_RULE))
     assert any((a.target_memory_bytes or 0) < (b.target_memory_bytes or 0) for a, b in zip(recs[0], rule, strict=True))
     assert all((a.target_memory_bytes or 0) <= (b.target_memory_bytes or 0) for a, b in zip(recs[0], rule, strict=True))
 
@@ -157,3 +157,12 @@ def test_each_peaks_curve_is_never_dearer_than_its_anchor_and_keeps_its_vcpus(
     assert cheaper > 0
     points = [p for p in frontier.sweep([curve]) if p.strategy == curve]
     assert [p.value for p in points] == list(values)
+
+
+def test_flat_daily_peaks_still_get_the_minimum_headroom() -> None:
+    flat = peak_spread(np.full(10, 2.0) * GIB)
+    assert flat is not None
+    assert memory_need(flat, 2.0 * GIB, 0.0, 3.0, 0.15).value == pytest.approx(2.0 * GIB)  # no floor asked
+    floored = memory_need(flat, 2.0 * GIB, 0.0, 3.0, 0.15, 0.05)
+    assert floored.value == pytest.approx(2.1 * GIB) and floored.headroom_fraction == pytest.approx(0.05)
+    assert memory_need(flat, 2.0 * GIB, 100.0, 3.0, 0.15, 0.05).value == pytest.approx(2.3 * GIB)  # the ceiling

@@ -221,8 +221,10 @@ def test_policy_profile_applies_to_our_strategy_only_and_fields_still_override_i
     web = resolve_policy(policies, uuid="u2", name="web-1", labels={"env": "prod"})
     assert prod.profile == "conservative" and web.profile == "aggressive"
     ours = apply_overrides(RightsizerSettings(), prod.overrides, prod.profile)
-    assert ours.cpu_percentile == 100.0 and ours.memory_headroom_fraction == 0.2
+    assert (ours.cpu_percentile, ours.cpu_headroom_fraction, ours.memory_headroom_fraction) == (100.0, 0.15, 0.15)
+    assert ours.memory_peak_risk_pct == 3.0  # every profile: memory from the spread of daily peaks
     # the VM policy's profile replaces the label policy's, and its own field wins over both
     ours = apply_overrides(RightsizerSettings(), web.overrides, web.profile)
     assert (ours.cpu_percentile, ours.cpu_headroom_fraction, ours.memory_headroom_fraction) == (95.0, 0.0, 0.3)
+    assert ours.memory_peak_risk_pct is None  # a policy's own memory headroom is that headroom, not a ceiling
     assert apply_overrides(KrrSettings(), prod.overrides, prod.profile) == KrrSettings()

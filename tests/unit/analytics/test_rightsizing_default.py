@@ -8,7 +8,7 @@ import pytest
 from analytics.catalogue import CsvPriceCatalogue, MachineType
 from analytics.rightsizing import default, get_strategy
 from analytics.rightsizing.base import Finding, UsageHistory, VmSpec
-from analytics.rightsizing.settings import RightsizerSettings, profile_settings
+from analytics.rightsizing.settings import PERCENTILE_RULE, RightsizerSettings, profile_settings
 from tests.helpers.catalogues import small_catalogue
 
 GIB = 1024**3
@@ -46,17 +46,24 @@ def test_conservative_cpu_need_is_p90_of_daily_peaks_plus_headroom() -> None:
     assert need.cpu.observed == pytest.approx(1.11)
     assert need.cpu.value == pytest.approx(1.2765)
     assert need.cpu.peak == pytest.approx(1.2)
-    assert need.memory.value == pytest.approx(1.5 * GIB * 1.2)
+    # memory from the daily peaks: nine days at 0.5 GiB and one at 1.5 GiB sit far apart from the steady
+    # median only once, so the need is the maximum used plus the least headroom the rule leaves (5 %)
+    assert need.memory.value == pytest.approx(1.5 * GIB * 1.05)
 
 
-def test_balanced_is_the_aws_cpu_rule_with_memory_trimmed_to_15_percent() -> None:
+def test_balanced_is_the_aws_cpu_rule_with_memory_from_daily_peaks_at_most_15_percent() -> None:
     history = _ten_days()
     ours = default.estimate(history, RightsizerSettings())
     aws = get_strategy("aws").estimate(history, get_strategy("aws").default_settings())
     assert ours.cpu.value == pytest.approx(aws.cpu.value)
-    assert ours.memory.value == pytest.approx(1.5 * GIB * 1.15)
+    # one day's peak of 1.5 GiB among daily peaks of 0.5 GiB: only the least headroom (5 %) over the maximum
+    assert ours.memory.value == pytest.approx(1.5 * GIB * 1.05)
+    assert "daily peaks: median 0.50 GiB" in ours.memory.statistic
     assert aws.memory.value == pytest.approx(1.5 * GIB * 1.2)
     assert ours.cpu_floor_memory_bytes == pytest.approx(1.5 * GIB * 1.2)
+    # the percentile rule of earlier versions: max + 15 % for every VM
+    uniform = default.estimate(history, RightsizerSettings.model_validate(PERCENTILE_RULE))
+    assert uniform.memory.value == pytest.approx(1.5 * GIB * 1.15)
 
 
 def test_vcpu_floor_keeps_the_vcpus_the_aws_type_bundles() -> None:

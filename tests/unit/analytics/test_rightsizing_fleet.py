@@ -40,11 +40,13 @@ def fleet(store):
 def test_findings_per_vm(fleet, analyse) -> None:
     findings = {f.name: f for f in analyse(fleet, small_catalogue(), now=NOW, idle_settings=IdleSettings())}
     web = findings["web-1"]
-    # ours (balanced): p99.5 0.5 x 1.2 -> 0.6 vCPU; memory 1 GiB x 1.15 -> s.2; from l.4 saves (0.12 - 0.02) x 720
+    # ours (balanced): p99.5 0.5 x 1.2 -> 0.6 vCPU; memory: flat daily peaks of 1 GiB -> 1 GiB + the least
+    # headroom (5 %) = 1.05 GiB, which s.1 (1 GiB) does not hold: s.2; from l.4 saves (0.12 - 0.02) x 720
     assert (web.finding, web.current_type, web.current_type_source, web.target_type) == (
         Finding.OVER_PROVISIONED, "l.4", "label", "s.2")
     assert web.monthly_savings == pytest.approx(72.0)
     assert web.need_vcpus == pytest.approx(0.6)
+    assert web.need_memory_bytes == pytest.approx(1.05 * GIB, rel=1e-6)
     db = findings["db-1"]
     assert (db.finding, db.current_type, db.current_type_source, db.target_type) == (
         Finding.OPTIMIZED, "s.2", "inferred", "s.2")
@@ -122,8 +124,12 @@ def test_configured_profile_reaches_the_fleet_path(fleet, analyse) -> None:
     balanced = {f.name: f for f in analyse(fleet, small_catalogue(), now=NOW)}
     conservative = {f.name: f for f in analyse(fleet, small_catalogue(), now=NOW, profile="conservative")}
     krr = {f.name: f for f in analyse(fleet, small_catalogue(), now=NOW, strategy="krr", profile="conservative")}
-    assert balanced["web-1"].need_memory_bytes == pytest.approx(1.15 * GIB, rel=1e-6)
-    assert conservative["web-1"].need_memory_bytes == pytest.approx(1.2 * GIB, rel=1e-6)
+    # every profile sizes memory from the daily peaks (flat at 1 GiB: the maximum used + the least headroom,
+    # 5 %); conservative differs in CPU (the largest demand seen + 15 %)
+    assert balanced["web-1"].need_memory_bytes == pytest.approx(1.05 * GIB, rel=1e-6)
+    assert conservative["web-1"].need_memory_bytes == pytest.approx(1.05 * GIB, rel=1e-6)
+    assert balanced["web-1"].need_vcpus == pytest.approx(0.6)
+    assert conservative["web-1"].reasons["cpu"].startswith("p100 of CPU demand")
     assert krr["web-1"].need_memory_bytes == pytest.approx(1.15 * GIB, rel=1e-6)  # anchors keep their own
 
 
