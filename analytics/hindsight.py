@@ -39,9 +39,10 @@ from analytics.frontier import Frontier
 from analytics.rightsizing.settings import SETTINGS_TYPES, StrategySettings
 
 HINDSIGHT = "hindsight"
-#: VMs x (CPU budget + 1) x (memory budget + 1) above which the bound is refused: the back-pointers take
-#: two bytes each (100 MB at the limit) and the time grows with it.
-MAX_DP_CELLS = 50_000_000
+#: Bytes of back-pointers (VMs x (CPU budget + 1) x (memory budget + 1), one byte each while no VM has more
+#: than 127 candidates, else two) above which the bound is refused; the time grows with it too (a 40-VM
+#: split at VPA's P50 overruns: 121 million cells, about 20 s).
+MAX_DP_BYTES = 400_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +100,13 @@ def cheapest_within(candidates: Sequence[Sequence[Candidate]], *, cpu_budget: in
     """Index of one candidate per VM minimising total price with summed overruns within both budgets.
 
     Exact (dynamic programming). None when no choice fits the budgets. Raises ValueError for a negative
-    budget, a VM without candidates (or more than 32,767), or a problem larger than :data:`MAX_DP_CELLS`.
+    budget, a VM without candidates (or more than 32,767), or a problem larger than :data:`MAX_DP_BYTES`.
     """
     if cpu_budget < 0 or mem_budget < 0:
         raise ValueError(f"budgets must be >= 0, got cpu {cpu_budget!r}, memory {mem_budget!r}")
-    if len(candidates) * (cpu_budget + 1) * (mem_budget + 1) > MAX_DP_CELLS:
+    widest = max((len(c) for c in candidates), default=0)
+    pointer = np.int8 if widest <= np.iinfo(np.int8).max else np.int16
+    if len(candidates) * (cpu_budget + 1) * (mem_budget + 1) * np.dtype(pointer).itemsize > MAX_DP_BYTES:
         raise ValueError(f"hindsight problem too large: {len(candidates)} VMs x {cpu_budget} CPU x {mem_budget} "
                          "memory overrun intervals")
     # best[c, m]: least cost of the VMs so far with CPU overruns <= c and memory overruns <= m
@@ -113,7 +116,7 @@ def cheapest_within(candidates: Sequence[Sequence[Candidate]], *, cpu_budget: in
         if not 0 < len(cands) <= np.iinfo(np.int16).max:
             raise ValueError(f"VM #{i} has {len(cands)} candidate types; need 1 to {np.iinfo(np.int16).max}")
         new = np.full_like(best, math.inf)
-        pick = np.full(best.shape, -1, dtype=np.int16)
+        pick = np.full(best.shape, -1, dtype=pointer)
         for j, c in enumerate(cands):
             dc, dm = c.cpu_overrun_intervals, c.mem_overrun_intervals
             if dc > cpu_budget or dm > mem_budget:

@@ -6,7 +6,7 @@ For every split, every ``aws``/``krr``/``vpa`` sweep point (``backtest --sweep``
 first point of ours that beats it ("beaten" = at least as good on savings, CPU overrun and memory overrun
 and strictly better on one; a tie does not count), and each curve of ours that does. An anchor point no
 point of ours beats gets the hindsight bound at its own overruns (:mod:`analytics.hindsight`, CPU and
-memory chosen knowing the evaluation window; where that exact problem is too large, the looser bound with
+memory chosen knowing the evaluation window, an exact knapsack; only where that is too large, the looser bound with
 only memory overruns limited): if the oracle saves no more than the anchor, nothing can beat it; otherwise
 the gap says how much a strategy seeing only the training window could at most still win there. Then each
 profile of ours with the anchor points that beat it and its difference to ``aws`` (P99.5 + 20 %), and the
