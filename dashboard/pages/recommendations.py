@@ -10,6 +10,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
+from analytics.frontier import MEMORY_RISK_SHARE, RISK_STRATEGY, SweepPoint
+from analytics.reports.frontier_chart import curve_name, frontier_figure
 from dashboard import figures, ids
 from dashboard.data import ApplyHook, DashboardData, Filters
 from dashboard.pages.common import (
@@ -135,8 +137,6 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
 
 def frontier_section(data: DashboardData, lookback: int | None) -> list[Any]:
     """"Savings vs risk": the page's lookback backtested (train on its first half, score on the second)."""
-    from analytics.reports.frontier_chart import frontier_figure
-
     own = savings_risk(data, lookback)
     if not own.points or own.vms_evaluated == 0:
         return [html.H2("Savings vs risk"),
@@ -153,9 +153,21 @@ def frontier_section(data: DashboardData, lookback: int | None) -> list[Any]:
                f"last {own.eval_days:.1f} ({own.vms_evaluated} VMs); risk = share of evaluated VM-hours whose "
                f"peak demand exceeded the recommended size; savings = % of those VMs' compute price over the "
                f"scored days (a replay, not the money of the findings above).{where}", className="rs-note"),
+        html.P(risk_curve_note(own.points), className="rs-note", id=ids.RECS_FRONTIER_RISK_NOTE),
         html.Div(dcc.Graph(id=ids.RECS_FRONTIER, figure=go.Figure(frontier_figure(own.points, chosen)),
                            config={"displaylogo": False}), className="rs-card"),
     ]
+
+
+def risk_curve_note(points: Sequence[SweepPoint]) -> str:
+    """What the per-VM headroom curve is, and its accepted risks in the order it is drawn ("" without it)."""
+    targets = sorted(float(p.value) for p in points if p.strategy == RISK_STRATEGY)
+    if not targets:
+        return ""
+    return (f"\u201c{curve_name(RISK_STRATEGY, 'risk_pct')}\u201d sizes each VM from its own spread (a spiky VM "
+            f"gets more headroom than a steady one) with one fleet margin per accepted risk: "
+            f"{', '.join(f'{t:g}' for t in targets)} % of hours above the CPU need (memory at "
+            f"{MEMORY_RISK_SHARE * 100:g} % of that), the margin fitted on the training half alone.")
 
 
 def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | None,
