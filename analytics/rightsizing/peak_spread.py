@@ -46,6 +46,10 @@ CUT_FRACTIONS: tuple[float, ...] = (0.5, 0.625, 0.75)
 #: Days a pseudo-training part must hold to give a median and spread.
 MIN_DAYS = 3
 GIB = 1024**3
+#: Relative spread of the daily peaks (interquartile range / median) below which a VM's memory reads "steady",
+#: at or above which "spiky" (words only: the sizing does not read them).
+STEADY_BELOW = 0.05
+SPIKY_FROM = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +127,15 @@ def memory_need(s: PeakSpread | None, peak: float, margin: float, risk_pct: floa
         words = (f"max of memory used (daily peaks: median {s.median / GIB:.2f} GiB, spread {s.spread / GIB:.2f} "
                  f"GiB over {s.days} days; fleet margin {margin:+.2f} x spread for {risk_pct:g} % of days above)")
     headroom = value / peak - 1.0 if peak > 0 else 0.0
-    return DimensionNeed(value=value, statistic=words, observed=peak, headroom_fraction=headroom, peak=peak)
+    relative = None if s is None else s.spread / s.median
+    return DimensionNeed(value=value, statistic=words, observed=peak, headroom_fraction=headroom, peak=peak,
+                         shape="" if relative is None else shape_word(relative), spread=relative)
+
+
+def shape_word(relative_spread: float) -> str:
+    """"steady", "variable" or "spiky" for daily peaks whose interquartile range is ``relative_spread`` of
+    their median."""
+    return "steady" if relative_spread < STEADY_BELOW else "spiky" if relative_spread >= SPIKY_FROM else "variable"
 
 
 __all__ = ["CUT_FRACTIONS", "MIN_DAYS", "SPREAD_FLOOR", "PeakSpread", "calibrate_margin", "daily_maxima",

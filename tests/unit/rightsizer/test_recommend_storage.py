@@ -71,3 +71,8 @@ def test_recommend_table_is_one_line_per_vm_within_120_columns_and_explain_gives
     assert _run(monkeypatch, "recommend", "--db", str(db), "--explain", "files") == 0
     explained = capsys.readouterr().out
     assert re.search(r"why: storage\s+", explained) and re.search(r"storage_class\s+storage_premium_perf0", explained)
+    # the headroom in the VM page's words (balanced: the fixed rule); the table may wrap it
+    headroom = explained[explained.index("headroom "):explained.index("why: ")]
+    assert " ".join(headroom.split()) == (
+        "headroom CPU: 20 % headroom over its P99.5 (fixed, not fitted to this VM); memory: 15 % headroom over "
+        "its maximum (fixed, not fitted to this VM)")
