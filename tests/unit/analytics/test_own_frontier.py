@@ -37,7 +37,7 @@ def test_own_frontier_scores_the_second_half_and_marks_the_profile(store) -> Non
     # sizes both at their own level: s.1 (0.01/h, 1 vCPU, 1 GiB holds the 1 GiB used), and the burst's 20
     # hours above 1 vCPU overrun, of 2 x 120 evaluated hours
     risk = [p for p in own.points if p.knob == "risk_pct"]
-    assert [p.value for p in risk] == [0.3, 1.0, 3.0, 10.0, 35.0]  # the risk-target curve, in its knob's order
+    assert [p.value for p in risk] == [0.3, 1.0, 3.0, 10.0]  # the risk-target curve, in its knob's order
     for p in risk:
         assert p.strategy == "rightsizer-risk"  # the name backtest --sweep gives the same curve
         assert p.savings_pct == pytest.approx(100 * 0.11 / 0.12)

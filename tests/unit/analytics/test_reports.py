@@ -129,7 +129,7 @@ def test_report_savings_vs_risk_draws_the_risk_target_curve_in_order(store: Sqli
     report = _report(store)
     assert report.frontier is not None
     risk = [p for p in report.frontier.points if p.strategy == "rightsizer-risk"]
-    assert [p.value for p in risk] == [0.3, 1.0, 3.0, 10.0, 35.0]
+    assert [p.value for p in risk] == [0.3, 1.0, 3.0, 10.0]
     fig = next(f for key, _, f in figures(report) if key == "savings-risk")
     trace = next(t for t in fig["data"] if t["name"] == "rightsizer, per-VM headroom by accepted risk")
     # every point of the curve, in the order of its risk target, at its own savings and overrun

@@ -243,13 +243,13 @@ def test_recommendations_page_draws_savings_vs_risk(tmp_path) -> None:  # type: 
     assert savings_risk(data).vms_evaluated == 1
     # the per-VM headroom curve beside the rest: every risk target's point, in the order of the target
     risk = [p for p in savings_risk(data).points if p.strategy == "rightsizer-risk"]
-    assert [p.value for p in risk] == [0.3, 1.0, 3.0, 10.0, 35.0]
+    assert [p.value for p in risk] == [0.3, 1.0, 3.0, 10.0]
     trace = next(t for t in graph.figure.to_dict()["data"]
                  if t["name"] == "rightsizer, per-VM headroom by accepted risk")
     assert [t.split(";")[0] for t in trace["text"]] == [f"accepted risk {p.value:g} % of intervals" for p in risk]
     assert list(trace["y"]) == [round(p.savings_pct, 3) for p in risk]
     note = next(c for c in _walk(page) if getattr(c, "id", None) == ids.RECS_FRONTIER_RISK_NOTE)
-    assert "0.3, 1, 3, 10, 35 % of hours above the CPU need" in " ".join(_texts(note))
+    assert "0.3, 1, 3, 10 % of hours above the CPU need" in " ".join(_texts(note))
     store.close()
 
 
