@@ -30,9 +30,9 @@ from collector.model import VmRecord
 #: fleet-calibrated per-VM headroom across its risk target (``rightsizer-risk``, the curve ``backtest --sweep``
 #: draws under the same name and colour; :mod:`analytics.rightsizing.calibrated`), and each anchor at its
 #: published defaults. A few points keep this cheap enough for a page load: on 5,000 VMs x 14 days of hourly
-#: rollups a percentile point scores in ~0.26 s, a risk-target point in ~0.45 s (its fleet calibration), and a
-#: ``rightsizer-peaks-risk`` point in ~0.85 s (python -m bench.own_frontier_bench), so that curve, which moves
-#: memory overrun at nearly constant CPU overrun, stays in ``backtest --sweep`` only. The risk targets stop at
+#: rollups a percentile point scores in 0.26-0.29 s, a risk-target point in 0.45-0.52 s (its fleet calibration)
+#: and a ``rightsizer-peaks-risk`` point in 0.85-1.2 s (python -m bench.own_frontier_bench), so that curve, which
+#: moves memory overrun at nearly constant CPU overrun, stays in ``backtest --sweep`` only. The risk targets stop at
 #: 10 %: on the demo fleet 35 % lands at 15-17 % of VM-hours over the vCPUs and squeezes every other curve
 #: against the chart's left edge.
 OWN_CURVES: tuple[tuple[str, str, tuple[float | str, ...]], ...] = (

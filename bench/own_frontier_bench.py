@@ -11,7 +11,9 @@ second), timed per curve of :data:`analytics.own_frontier.OWN_CURVES` after the 
 * a synthetic fleet of ``--vms`` VMs x ``--days`` days of hourly rollups (``bench.analytics_bench.synth_fleet``:
   daily cycles, noise, spikes, growth), the lookback its whole span.
 
-Figures: seconds to split, seconds per curve and per point, total (medians of ``--rounds``).
+Figures: seconds to split, seconds per curve and per point, total (medians of ``--rounds``); then the whole
+section with today's curves against the curve set before the per-VM headroom curve joined it
+(:data:`PREVIOUS_CURVES`), the two interleaved round by round so that both share the machine's load.
 """
 
 from __future__ import annotations
@@ -28,8 +30,28 @@ from pathlib import Path
 import pandas as pd
 
 from analytics.catalogue import load_catalogue
-from analytics.own_frontier import OWN_CURVES, own_fleet_splits
+from analytics.frontier import PEAKS_RISK_STRATEGY
+from analytics.own_frontier import OWN_CURVES, own_fleet_frontier, own_fleet_splits
 from collector.model import VmRecord
+
+#: The own-fleet curves before ``rightsizer-risk`` joined them: the calibrated headroom at three risk targets under
+#: our strategy's name (scored exactly as ``rightsizer-risk`` is).
+PREVIOUS_CURVES: tuple[tuple[str, str, tuple[float | str, ...]], ...] = tuple(
+    ("rightsizer", "risk_pct", (1.0, 3.0, 10.0)) if strategy == "rightsizer-risk" else (strategy, knob, values)
+    for strategy, knob, values in OWN_CURVES)
+
+
+def _compare(frame: pd.DataFrame, vms: Sequence[VmRecord], *, now: datetime, lookback_days: float,
+             rounds: int) -> dict[str, float]:
+    """The whole section (split + every point) with :data:`PREVIOUS_CURVES` and with today's, interleaved."""
+    catalogue = load_catalogue()
+    times: dict[str, list[float]] = {"previous curves": [], "today's curves": []}
+    for _ in range(rounds):
+        for name, curves in (("previous curves", PREVIOUS_CURVES), ("today's curves", OWN_CURVES)):
+            start = time.perf_counter()
+            own_fleet_frontier(frame, vms, catalogue, now=now, lookback_days=lookback_days, curves=curves)
+            times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def _time_section(frame: pd.DataFrame, vms: Sequence[VmRecord], *, now: datetime, lookback_days: float,
@@ -47,6 +69,9 @@ def _time_section(frame: pd.DataFrame, vms: Sequence[VmRecord], *, now: datetime
                 frontier.point(strategy, knob, value)
             row[f"{strategy} {knob} x{len(values)}"] = time.perf_counter() - start
         row["total"] = sum(row.values())
+        start = time.perf_counter()  # a curve the section leaves out, for what one of its points costs
+        frontier.point(PEAKS_RISK_STRATEGY, "memory_peak_risk_pct", 3.0)
+        row[f"(not drawn) {PEAKS_RISK_STRATEGY} x1"] = time.perf_counter() - start
         runs.append(row)
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
@@ -61,8 +86,8 @@ def _print(title: str, figures: dict[str, float]) -> None:
         print(f"  {name:<48} {seconds:8.3f} s{per}")
 
 
-def demo_fleet_figures(rounds: int) -> dict[str, float]:
-    """The section on the demo fleet (24 VMs, 30 days seeded, 14-day lookback)."""
+def demo_fleet_inputs() -> tuple[pd.DataFrame, list[VmRecord], datetime, float]:
+    """The demo fleet (24 VMs, 30 days seeded) read back as hourly rollups of a 14-day lookback."""
     from collector.store.sqlite import SqliteStore
     from rightsizer.demo import demo_fleet, utc_hour
     from rightsizer.demo_history import seed_synthetic_history
@@ -76,17 +101,23 @@ def demo_fleet_figures(rounds: int) -> dict[str, float]:
             vms = list(store.vms())
         finally:
             store.close()
-    return _time_section(frame, vms, now=now, lookback_days=14, rounds=rounds)
+    return frame, vms, now, 14.0
 
 
-def large_fleet_figures(n_vms: int, days: int, rounds: int) -> dict[str, float]:
-    """The section on ``n_vms`` synthetic VMs x ``days`` days of hourly rollups (the lookback: all of it)."""
+def large_fleet_inputs(n_vms: int, days: int) -> tuple[pd.DataFrame, list[VmRecord], datetime, float]:
+    """``n_vms`` synthetic VMs x ``days`` days of hourly rollups; the lookback is all of it."""
     from bench.analytics_bench import synth_fleet
 
     vms, hour, _raw = synth_fleet(n_vms, days)
     del _raw
-    now = hour["ts"].max().to_pydatetime() + timedelta(hours=1)
-    return _time_section(hour, vms, now=now, lookback_days=days, rounds=rounds)
+    return hour, vms, hour["ts"].max().to_pydatetime() + timedelta(hours=1), float(days)
+
+
+def _report(title: str, inputs: tuple[pd.DataFrame, list[VmRecord], datetime, float], rounds: int) -> None:
+    frame, vms, now, days = inputs
+    _print(f"{title} (median of {rounds}):", _time_section(frame, vms, now=now, lookback_days=days, rounds=rounds))
+    _print(f"{title}, whole section, interleaved (median of {rounds}):",
+           _compare(frame, vms, now=now, lookback_days=days, rounds=rounds))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-large", action="store_true")
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
     if not args.skip_demo:
-        _print(f"demo fleet, 14-day lookback (median of {args.rounds}):", demo_fleet_figures(args.rounds))
+        _report("demo fleet, 14-day lookback", demo_fleet_inputs(), args.rounds)
     if not args.skip_large:
-        _print(f"synthetic fleet, {args.vms} VMs x {args.days} days (median of {args.rounds}):",
-               large_fleet_figures(args.vms, args.days, args.rounds))
+        _report(f"synthetic fleet, {args.vms} VMs x {args.days} days", large_fleet_inputs(args.vms, args.days),
+                args.rounds)
     return 0
 
 
