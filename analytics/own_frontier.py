@@ -20,25 +20,27 @@ import pandas as pd
 from analytics.backtest import _Split
 from analytics.findings.context import FleetCatalogue
 from analytics.fleet import resolve_machine_type
-from analytics.frontier import RISK_STRATEGY, Frontier, SweepPoint
+from analytics.frontier import PEAKS_RISK_STRATEGY, RISK_STRATEGY, Frontier, SweepPoint
 from analytics.hourcolumns import hour_columns
 from analytics.rightsizing.base import SECONDS_PER_DAY, UsageHistory, VmSpec
 from analytics.rightsizing.settings import PROFILES
 from collector.model import VmRecord
 
 #: (strategy, knob, values) drawn for the own fleet: our uniform CPU-percentile curve, our profiles, our
-#: fleet-calibrated per-VM headroom across its risk target (``rightsizer-risk``, the curve ``backtest --sweep``
-#: draws under the same name and colour; :mod:`analytics.rightsizing.calibrated`), and each anchor at its
-#: published defaults. A few points keep this cheap enough for a page load: on 5,000 VMs x 14 days of hourly
-#: rollups a percentile point scores in 0.26-0.29 s, a risk-target point in 0.45-0.52 s (its fleet calibration)
-#: and a ``rightsizer-peaks-risk`` point in 0.85-1.2 s (python -m bench.own_frontier_bench), so that curve, which
-#: moves memory overrun at nearly constant CPU overrun, stays in ``backtest --sweep`` only. The risk targets stop at
-#: 10 %: on the demo fleet 35 % lands at 15-17 % of VM-hours over the vCPUs and squeezes every other curve
-#: against the chart's left edge.
+#: fleet-calibrated per-VM headroom across its risk target (``rightsizer-risk``; :mod:`analytics.rightsizing.
+#: calibrated`), memory from the spread of daily peaks at KRR's CPU P95 across its risk target
+#: (``rightsizer-peaks-risk``; :mod:`analytics.rightsizing.peak_spread`) -- both the curves ``backtest --sweep``
+#: draws under the same names and colours -- and each anchor at its published defaults. A few points keep this
+#: cheap enough for a page load: on 5,000 VMs x 14 days of hourly rollups a percentile point scores in about
+#: 0.3 s and a risk-target point in about 0.45 s, its fleet calibration included (python -m
+#: bench.own_frontier_bench); together the two risk-target curves add a quarter to the section's time (5.6 ->
+#: 7.0 s), so the daily-peak curve has its two ends only. The CPU risk targets stop at 10 %: on the demo fleet
+#: 35 % lands at 15-17 % of VM-hours over the vCPUs and squeezes every other curve against the chart's left edge.
 OWN_CURVES: tuple[tuple[str, str, tuple[float | str, ...]], ...] = (
     ("rightsizer", "cpu_percentile", (90.0, 95.0, 99.0, 99.5, 100.0)),
     ("rightsizer", "profile", tuple(PROFILES)),
     (RISK_STRATEGY, "risk_pct", (0.3, 1.0, 3.0, 10.0)),
+    (PEAKS_RISK_STRATEGY, "memory_peak_risk_pct", (1.0, 10.0)),
     ("aws", "cpu_headroom_fraction", (0.0, 0.2)),
     ("krr", "cpu_percentile", (95.0,)),
     ("vpa", "target_percentile", (90.0,)),

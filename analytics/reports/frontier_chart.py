@@ -25,8 +25,8 @@ CURVE_NAMES: Mapping[tuple[str, str], tuple[str, str]] = {
                                                              "CPU headroom {value:.0%}"),
     ("rightsizer-memory-p99", "memory_percentile"): ("rightsizer, CPU P99 + memory percentile",
                                                      "memory P{value:g}"),
-    ("rightsizer-peaks-risk", "memory_peak_risk_pct"): ("rightsizer, daily peaks by risk",
-                                                        "accepted memory risk {value:g} %"),
+    ("rightsizer-peaks-risk", "memory_peak_risk_pct"): ("rightsizer, daily-peak memory by accepted risk",
+                                                        "accepted memory risk {value:g} % of days (CPU P95)"),
 }
 #: One colour per curve, the same in the dashboard and the report.
 CURVE_COLOURS: Mapping[tuple[str, str], str] = {
@@ -41,7 +41,7 @@ CURVE_COLOURS: Mapping[tuple[str, str], str] = {
     ("rightsizer-peaks", "cpu_percentile"): "#1f4b99",
     ("rightsizer-peaks-headroom", "cpu_headroom_fraction"): "#5c7080",
     ("rightsizer-memory-p99", "memory_percentile"): "#a67908",
-    ("rightsizer-peaks-risk", "memory_peak_risk_pct"): "#0a6640",
+    ("rightsizer-peaks-risk", "memory_peak_risk_pct"): "#db2c6f",
 }
 X_TITLE = "CPU overrun (% of evaluated {unit} over the recommended vCPUs)"
 Y_TITLE = "savings (% of the evaluated VMs' compute price)"

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
-from analytics.frontier import MEMORY_RISK_SHARE, RISK_STRATEGY, SweepPoint
+from analytics.frontier import MEMORY_RISK_SHARE, PEAKS_RISK_STRATEGY, RISK_STRATEGY, SweepPoint
 from analytics.reports.frontier_chart import curve_name, frontier_figure
 from dashboard import figures, ids
 from dashboard.data import ApplyHook, DashboardData, Filters
@@ -160,14 +160,27 @@ def frontier_section(data: DashboardData, lookback: int | None) -> list[Any]:
 
 
 def risk_curve_note(points: Sequence[SweepPoint]) -> str:
-    """What the per-VM headroom curve is, and its accepted risks in the order it is drawn ("" without it)."""
-    targets = sorted(float(p.value) for p in points if p.strategy == RISK_STRATEGY)
-    if not targets:
-        return ""
-    return (f"\u201c{curve_name(RISK_STRATEGY, 'risk_pct')}\u201d sizes each VM from its own spread (a spiky VM "
-            f"gets more headroom than a steady one) with one fleet margin per accepted risk: "
-            f"{', '.join(f'{t:g}' for t in targets)} % of hours above the CPU need (memory at "
-            f"{MEMORY_RISK_SHARE * 100:g} % of that), the margin fitted on the training half alone.")
+    """What the per-VM headroom curves are, with their accepted risks in the order they are drawn ("" without
+    them)."""
+    cpu = sorted(float(p.value) for p in points if p.strategy == RISK_STRATEGY)
+    memory = sorted(float(p.value) for p in points if p.strategy == PEAKS_RISK_STRATEGY)
+    parts = []
+    if cpu:
+        parts.append(f"\u201c{curve_name(RISK_STRATEGY, 'risk_pct')}\u201d sizes each VM from its own spread (a "
+                     f"spiky VM gets more headroom than a steady one) with one fleet margin per accepted risk: "
+                     f"{_listed(cpu)} % of hours above the CPU need (memory at {MEMORY_RISK_SHARE * 100:g} % of "
+                     "that).")
+    if memory:
+        parts.append(f"\u201c{curve_name(PEAKS_RISK_STRATEGY, 'memory_peak_risk_pct')}\u201d keeps KRR's CPU rule "
+                     f"(P95) and gives memory headroom over its maximum by the spread of the VM's daily peaks: "
+                     f"{_listed(memory)} % of days above the memory need.")
+    if parts:
+        parts.append("Margins are fitted on the training half alone.")
+    return " ".join(parts)
+
+
+def _listed(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
 
 
 def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | None,

@@ -136,6 +136,10 @@ def test_report_savings_vs_risk_draws_the_risk_target_curve_in_order(store: Sqli
     assert [t.split(";")[0] for t in trace["text"]] == [f"accepted risk {p.value:g} % of intervals" for p in risk]
     assert trace["x"] == [round(p.cpu_overrun_pct, 4) for p in risk]
     assert trace["y"] == [round(p.savings_pct, 3) for p in risk]
+    peaks = [p for p in report.frontier.points if p.strategy == "rightsizer-peaks-risk"]
+    assert [p.value for p in peaks] == [1.0, 10.0]
+    trace = next(t for t in fig["data"] if t["name"] == "rightsizer, daily-peak memory by accepted risk")
+    assert trace["y"] == [round(p.savings_pct, 3) for p in peaks]
     names = {t["name"] for t in fig["data"]}
     assert {"rightsizer, by CPU percentile", "AWS Compute Optimizer style", "KRR style"} <= names  # beside the rest
     write_files(report, tmp_path, ["html"])

@@ -248,8 +248,13 @@ def test_recommendations_page_draws_savings_vs_risk(tmp_path) -> None:  # type: 
                  if t["name"] == "rightsizer, per-VM headroom by accepted risk")
     assert [t.split(";")[0] for t in trace["text"]] == [f"accepted risk {p.value:g} % of intervals" for p in risk]
     assert list(trace["y"]) == [round(p.savings_pct, 3) for p in risk]
-    note = next(c for c in _walk(page) if getattr(c, "id", None) == ids.RECS_FRONTIER_RISK_NOTE)
-    assert "0.3, 1, 3, 10 % of hours above the CPU need" in " ".join(_texts(note))
+    peaks = [p for p in savings_risk(data).points if p.strategy == "rightsizer-peaks-risk"]
+    trace = next(t for t in graph.figure.to_dict()["data"]
+                 if t["name"] == "rightsizer, daily-peak memory by accepted risk")
+    assert [t.split(";")[0] for t in trace["text"]] == [f"accepted memory risk {p.value:g} % of days (CPU P95)"
+                                                        for p in peaks] and len(peaks) == 2
+    note = " ".join(_texts(next(c for c in _walk(page) if getattr(c, "id", None) == ids.RECS_FRONTIER_RISK_NOTE)))
+    assert "0.3, 1, 3, 10 % of hours above the CPU need" in note and "1, 10 % of days above the memory need" in note
     store.close()
 
 
