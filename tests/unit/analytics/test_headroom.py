@@ -43,7 +43,8 @@ def _fleet() -> tuple[UsageHistory, UsageHistory]:
 
 def test_spiky_and_steady_vms_say_how_much_headroom_they_got_and_why() -> None:
     histories = _fleet()
-    settings = calibrate(list(histories), RightsizerSettings.model_validate({"cpu_risk_pct": 1.0}))
+    settings = calibrate(list(histories), RightsizerSettings.model_validate({"cpu_risk_pct": 1.0,
+                                                                             "memory_peak_risk_pct": None}))
     strategy = get_strategy("rightsizer")
     steady, spiky = (strategy.recommend(h, VmSpec(8, 32 * GIB), settings, catalogue=_catalogue())
                      for h in histories)
@@ -59,7 +60,7 @@ def test_spiky_and_steady_vms_say_how_much_headroom_they_got_and_why() -> None:
     assert steady_text.startswith(f"steady CPU ({q} {round(s_cpu.spread * 100)} % above its median): "
                                   f"{round(s_cpu.headroom_fraction * 100)} % headroom over its {q}; memory: ")
     assert p_cpu.headroom_fraction > s_cpu.headroom_fraction  # the spiky VM got more, and the words say so
-    # memory had no risk target here: the fixed rule, said as such
+    # memory had no risk target and no daily-peak rule here: the fixed rule, said as such
     assert spiky_text.endswith("memory: 15 % headroom over its maximum (fixed, not fitted to this VM)")
 
 

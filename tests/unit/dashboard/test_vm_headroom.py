@@ -10,7 +10,7 @@ import numpy as np
 from tinyfleet import NOW, A, components
 
 from analytics.catalogue import load_catalogue
-from analytics.findings.headroom import headroom_text
+from analytics.findings.headroom import dimension_text, headroom_text
 from collector.model import UsagePoint, VmRecord, VmState
 from collector.store.sqlite import SqliteStore
 from core.settings import Settings
@@ -59,19 +59,18 @@ def test_vm_page_says_the_headroom_of_its_finding_in_words(tmp_path: Path) -> No
         store.close()
 
 
-def test_the_default_profile_says_its_fixed_headroom(tmp_path: Path) -> None:
+def test_the_default_profile_says_its_fixed_cpu_headroom(tmp_path: Path) -> None:
     store, uuid = _store(tmp_path)
     try:
-        for profile, text in (
-                # balanced: the AWS rule for CPU (P99.5 + 20 %), the memory maximum + 15 %, for every VM alike
-                ("balanced", "CPU: 20 % headroom over its P99.5 (fixed, not fitted to this VM); "
-                             "memory: 15 % headroom over its maximum (fixed, not fitted to this VM)"),
-                ("conservative", "CPU: 20 % headroom over its maximum (fixed, not fitted to this VM); "
-                                 "memory: 20 % headroom over its maximum (fixed, not fitted to this VM)")):
-            data = DashboardData(Settings.model_validate({"rightsizing": {"profile": profile}}), store,
-                                 load_catalogue(), data_mode="live", clock=lambda: NOW)
-            *_parts, rec, _options = vm_detail.update(data, uuid, "7d", None, None)
-            assert _headroom_cell(rec) == text, profile
+        data = DashboardData(Settings(), store, load_catalogue(), data_mode="live", clock=lambda: NOW)
+        *_parts, rec, _options = vm_detail.update(data, uuid, "7d", None, None)
+        view = vm_detail_view(data, uuid, Filters.of("7d", None, None), 14)
+        assert view is not None and view.finding is not None and view.finding.source is not None
+        evidence = view.finding.source.recommendation.evidence
+        assert evidence is not None and evidence.memory is not None
+        # balanced: the AWS rule for CPU (P99.5 + 20 %), the same for every VM; memory as its rule says it
+        assert _headroom_cell(rec) == ("CPU: 20 % headroom over its P99.5 (fixed, not fitted to this VM); "
+                                       + dimension_text("memory", evidence.memory))
     finally:
         store.close()
 
