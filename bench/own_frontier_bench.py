@@ -12,7 +12,7 @@ second), timed per curve of :data:`analytics.own_frontier.OWN_CURVES` after the 
   daily cycles, noise, spikes, growth), the lookback its whole span.
 
 Figures: seconds to split, seconds per curve and per point, total (medians of ``--rounds``); then the whole
-section with today's curves against the curve set before the per-VM headroom curve joined it
+section with today's curves against the curve set before the two risk-target curves joined it
 (:data:`PREVIOUS_CURVES`), the two interleaved round by round so that both share the machine's load.
 """
 
