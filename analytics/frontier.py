@@ -230,27 +230,29 @@ class Frontier:
             if progress is not None:
                 progress(strategy)
             knob, values = SWEEP_KNOBS[strategy]
-            for value in values:
-                if strategy == BUDGET_STRATEGY:
-                    points.append(_point(self.score_budget(value), knob, value))
-                elif strategy == MEMORY_STRATEGY:
-                    chosen = RightsizerSettings.model_validate({**MEMORY_CURVE_BASE, knob: value})
-                    result = self.score("rightsizer", chosen)
-                    points.append(_point(replace(result, strategy=MEMORY_STRATEGY), knob, value))
-                elif strategy in OUR_CURVES:
-                    chosen = RightsizerSettings.model_validate({**OUR_CURVES[strategy], knob: value})
-                    result = self.score("rightsizer", chosen)
-                    points.append(_point(replace(result, strategy=strategy), knob, value))
-                elif strategy == RISK_STRATEGY:
-                    result = self.score("rightsizer", knob_settings("rightsizer", knob, value))
-                    points.append(_point(replace(result, strategy=RISK_STRATEGY), knob, value))
-                else:
-                    points.append(_point(self.score(strategy, knob_settings(strategy, knob, value)), knob, value))
+            points += [self.point(strategy, knob, value) for value in values]
             if strategy == "rightsizer":
-                for name in PROFILES:
-                    points.append(_point(self.score(strategy, knob_settings(strategy, "profile", name)),
-                                         "profile", name))
+                points += [self.point(strategy, "profile", name) for name in PROFILES]
         return points
+
+    def point(self, strategy: str, knob: str, value: float | str) -> SweepPoint:
+        """One sweep point: ``strategy`` (an anchor, ``rightsizer`` or one of our named curves) at one knob
+        value, scored as :meth:`sweep` scores it. Raises KeyError for an unknown strategy."""
+        return _point(self.point_result(strategy, knob, value), knob, value)
+
+    def point_result(self, strategy: str, knob: str, value: float | str) -> StrategyResult:
+        """The backtest behind :meth:`point`, under the curve's name."""
+        if strategy == BUDGET_STRATEGY:
+            return self.score_budget(float(value))
+        if strategy == MEMORY_STRATEGY:
+            chosen = RightsizerSettings.model_validate({**MEMORY_CURVE_BASE, knob: value})
+            return replace(self.score("rightsizer", chosen), strategy=strategy)
+        if strategy in OUR_CURVES:
+            chosen = RightsizerSettings.model_validate({**OUR_CURVES[strategy], knob: value})
+            return replace(self.score("rightsizer", chosen), strategy=strategy)
+        if strategy == RISK_STRATEGY:
+            return replace(self.score("rightsizer", knob_settings("rightsizer", knob, value)), strategy=strategy)
+        return self.score(strategy, knob_settings(strategy, knob, value))
 
 
 def dominates(a: SweepPoint | StrategyResult, b: SweepPoint | StrategyResult) -> bool:

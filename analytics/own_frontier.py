@@ -20,19 +20,27 @@ import pandas as pd
 from analytics.backtest import _Split
 from analytics.findings.context import FleetCatalogue
 from analytics.fleet import resolve_machine_type
-from analytics.frontier import Frontier, SweepPoint, knob_settings
+from analytics.frontier import PEAKS_RISK_STRATEGY, RISK_STRATEGY, Frontier, SweepPoint
 from analytics.hourcolumns import hour_columns
 from analytics.rightsizing.base import SECONDS_PER_DAY, UsageHistory, VmSpec
 from analytics.rightsizing.settings import PROFILES
 from collector.model import VmRecord
 
 #: (strategy, knob, values) drawn for the own fleet: our uniform CPU-percentile curve, our profiles, our
-#: fleet-calibrated per-VM headroom across its risk target (``risk_pct``, :mod:`analytics.rightsizing.calibrated`),
-#: and each anchor at its published defaults (a few points keep this cheap enough for a page load).
+#: fleet-calibrated per-VM headroom across its risk target (``rightsizer-risk``; :mod:`analytics.rightsizing.
+#: calibrated`), memory from the spread of daily peaks at KRR's CPU P95 across its risk target
+#: (``rightsizer-peaks-risk``; :mod:`analytics.rightsizing.peak_spread`) -- both the curves ``backtest --sweep``
+#: draws under the same names and colours -- and each anchor at its published defaults. A few points keep this
+#: cheap enough for a page load: on 5,000 VMs x 14 days of hourly rollups a percentile point scores in about
+#: 0.3 s and a risk-target point in about 0.45 s, its fleet calibration included (python -m
+#: bench.own_frontier_bench); together the two risk-target curves add a quarter to the section's time (5.6 ->
+#: 7.0 s), so the daily-peak curve has its two ends only. The CPU risk targets stop at 10 %: on the demo fleet
+#: 35 % lands at 15-17 % of VM-hours over the vCPUs and squeezes every other curve against the chart's left edge.
 OWN_CURVES: tuple[tuple[str, str, tuple[float | str, ...]], ...] = (
     ("rightsizer", "cpu_percentile", (90.0, 95.0, 99.0, 99.5, 100.0)),
     ("rightsizer", "profile", tuple(PROFILES)),
-    ("rightsizer", "risk_pct", (1.0, 3.0, 10.0)),
+    (RISK_STRATEGY, "risk_pct", (0.3, 1.0, 3.0, 10.0)),
+    (PEAKS_RISK_STRATEGY, "memory_peak_risk_pct", (1.0, 10.0)),
     ("aws", "cpu_headroom_fraction", (0.0, 0.2)),
     ("krr", "cpu_percentile", (95.0,)),
     ("vpa", "target_percentile", (90.0,)),
@@ -72,11 +80,12 @@ def _split_vm(vm: VmRecord, ts: np.ndarray, cpu_p95: np.ndarray, cpu_max: np.nda
     return _Split(history, VmSpec(vm.vcpus, vm.memory_bytes), current, cpu_max[ev], mem_ev[~np.isnan(mem_ev)])
 
 
-def own_fleet_frontier(
+def own_fleet_splits(
     frame: pd.DataFrame, vms: Sequence[VmRecord], catalogue: FleetCatalogue, *, now: datetime,
-    lookback_days: float, profile: str = "balanced", train_fraction: float = 0.5,
-) -> OwnFrontier:
-    """Backtest the stored lookback (hourly frame, ``collector.store.base`` columns) across the curves.
+    lookback_days: float, train_fraction: float = 0.5,
+) -> Frontier:
+    """The stored lookback (hourly frame, ``collector.store.base`` columns) cut into training and evaluation
+    per VM, ready to be scored (:meth:`analytics.frontier.Frontier.point`).
 
     Raises ValueError for a naive ``now`` or ``train_fraction`` outside (0, 1).
     """
@@ -96,14 +105,27 @@ def own_fleet_frontier(
         keep = (s.ts_s >= start_s) & (s.ts_s < end_s)
         splits.append((_Vm(vm.name), _split_vm(vm, s.ts_s[keep], s.cpu_p95[keep], s.cpu_max[keep], s.mem_max[keep],
                                                catalogue, split_s=split_s, end_s=end_s)))
-    train_days = train_fraction * lookback_days
-    frontier = Frontier.from_splits(splits, catalogue, train_days=train_days,
-                                    currency=getattr(catalogue, "currency", "EUR"))
+    return Frontier.from_splits(splits, catalogue, train_days=train_fraction * lookback_days,
+                                currency=getattr(catalogue, "currency", "EUR"))
+
+
+def own_fleet_frontier(
+    frame: pd.DataFrame, vms: Sequence[VmRecord], catalogue: FleetCatalogue, *, now: datetime,
+    lookback_days: float, profile: str = "balanced", train_fraction: float = 0.5,
+    curves: Sequence[tuple[str, str, tuple[float | str, ...]]] = OWN_CURVES,
+) -> OwnFrontier:
+    """Backtest the stored lookback (hourly frame, ``collector.store.base`` columns) across ``curves``.
+
+    Raises ValueError for a naive ``now`` or ``train_fraction`` outside (0, 1).
+    """
+    frontier = own_fleet_splits(frame, vms, catalogue, now=now, lookback_days=lookback_days,
+                                train_fraction=train_fraction)
     points = []
     evaluated = 0
-    for strategy, knob, values in OWN_CURVES:
+    train_days = frontier.train_days
+    for strategy, knob, values in curves:
         for value in values:
-            result = frontier.score(strategy, knob_settings(strategy, knob, value))
+            result = frontier.point_result(strategy, knob, value)
             evaluated = max(evaluated, result.vms_evaluated)
             points.append(SweepPoint(strategy, knob, value, result.savings_pct, result.cpu_overrun_pct,
                                      result.mem_overrun_pct, result.vms_changed, train_days))

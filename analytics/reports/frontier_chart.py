@@ -13,26 +13,25 @@ from analytics.frontier import SweepPoint
 CURVE_NAMES: Mapping[tuple[str, str], tuple[str, str]] = {
     ("rightsizer", "cpu_percentile"): ("rightsizer, by CPU percentile", "CPU percentile P{value:g}"),
     ("rightsizer", "profile"): ("rightsizer profiles", "profile {value}"),
-    ("rightsizer", "risk_pct"): ("rightsizer, by accepted risk", "accepted risk {value:g} %"),
     ("aws", "cpu_headroom_fraction"): ("AWS Compute Optimizer style", "CPU headroom {value:.0%}"),
     ("krr", "cpu_percentile"): ("KRR style", "CPU percentile P{value:g}"),
     ("vpa", "target_percentile"): ("Kubernetes VPA style", "target percentile P{value:g}"),
     ("rightsizer-budget", "budget_pct"): ("rightsizer, fleet risk budget", "budget {value:g} %"),
     ("rightsizer-memory", "memory_percentile"): ("rightsizer, memory by percentile", "memory P{value:g}"),
-    ("rightsizer-risk", "risk_pct"): ("rightsizer, calibrated headroom", "accepted risk {value:g} %"),
+    ("rightsizer-risk", "risk_pct"): ("rightsizer, per-VM headroom by accepted risk",
+                                      "accepted risk {value:g} % of intervals"),
     ("rightsizer-peaks", "cpu_percentile"): ("rightsizer, memory from daily peaks", "CPU percentile P{value:g}"),
     ("rightsizer-peaks-headroom", "cpu_headroom_fraction"): ("rightsizer, daily peaks + CPU headroom",
                                                              "CPU headroom {value:.0%}"),
     ("rightsizer-memory-p99", "memory_percentile"): ("rightsizer, CPU P99 + memory percentile",
                                                      "memory P{value:g}"),
-    ("rightsizer-peaks-risk", "memory_peak_risk_pct"): ("rightsizer, daily peaks by risk",
-                                                        "accepted memory risk {value:g} %"),
+    ("rightsizer-peaks-risk", "memory_peak_risk_pct"): ("rightsizer, daily-peak memory by accepted risk",
+                                                        "accepted memory risk {value:g} % of days (CPU P95)"),
 }
 #: One colour per curve, the same in the dashboard and the report.
 CURVE_COLOURS: Mapping[tuple[str, str], str] = {
     ("rightsizer", "cpu_percentile"): "#2b6cb0",
     ("rightsizer", "profile"): "#0f9960",
-    ("rightsizer", "risk_pct"): "#7157d9",
     ("aws", "cpu_headroom_fraction"): "#d9822b",
     ("krr", "cpu_percentile"): "#c23030",
     ("vpa", "target_percentile"): "#8f398f",
@@ -41,8 +40,8 @@ CURVE_COLOURS: Mapping[tuple[str, str], str] = {
     ("rightsizer-risk", "risk_pct"): "#7157d9",
     ("rightsizer-peaks", "cpu_percentile"): "#1f4b99",
     ("rightsizer-peaks-headroom", "cpu_headroom_fraction"): "#5c7080",
-    ("rightsizer-memory-p99", "memory_percentile"): "#634dbf",
-    ("rightsizer-peaks-risk", "memory_peak_risk_pct"): "#0a6640",
+    ("rightsizer-memory-p99", "memory_percentile"): "#a67908",
+    ("rightsizer-peaks-risk", "memory_peak_risk_pct"): "#db2c6f",
 }
 X_TITLE = "CPU overrun (% of evaluated {unit} over the recommended vCPUs)"
 Y_TITLE = "savings (% of the evaluated VMs' compute price)"
@@ -58,6 +57,14 @@ def point_text(strategy: str, knob: str, value: float | str) -> str:
         return template.format(value=value) if template else f"{knob.replace('_', ' ')} {value}"
     except (ValueError, TypeError):
         return f"{knob.replace('_', ' ')} {value}"
+
+
+def _along_knob(points: Sequence[SweepPoint]) -> list[SweepPoint]:
+    """A curve's points in the order of its knob (the percentile, headroom or risk target a user picks), so the
+    line follows the trade-off as the knob moves; named points (profiles) in their given order."""
+    if any(isinstance(p.value, str) for p in points):
+        return list(points)
+    return sorted(points, key=lambda p: float(p.value))
 
 
 def _padded(values: Sequence[float], *, floor_zero: bool) -> list[float]:
@@ -76,7 +83,7 @@ def frontier_figure(points: Sequence[SweepPoint], chosen: SweepPoint | None = No
         curves.setdefault((p.strategy, p.knob), []).append(p)
     data: list[dict[str, Any]] = []
     for (strategy, knob), pts in curves.items():
-        ordered = sorted(pts, key=lambda p: p.cpu_overrun_pct) if knob != "profile" else pts
+        ordered = _along_knob(pts)
         colour = CURVE_COLOURS.get((strategy, knob), "#5c7080")
         data.append({
             "type": "scatter", "mode": "lines+markers" if len(pts) > 1 and knob != "profile" else "markers",

@@ -291,10 +291,10 @@ def dimension_need(s: Shape, margin: float, risk_pct: float, *, what: str, stati
     headroom = value / s.base - 1.0 if s.base > 0 else 0.0
     words = (f"{statistic} ({_words(s)} {what}: {s.spread:.0%} above its median; fleet margin {margin:+.2f} x "
              f"spread for {risk_pct:g} % overrun risk)")
-    return DimensionNeed(value=value, statistic=words, observed=s.base, headroom_fraction=headroom, peak=peak)
+    return DimensionNeed(value=value, statistic=words, observed=s.base, headroom_fraction=headroom, peak=peak,
+                         shape=_words(s), spread=s.spread)
 
 
 def headroom_words(need: DimensionNeed) -> str:
-    """"spiky: 45 % headroom" from a calibrated need (the word in its statistic, and its headroom)."""
-    word = need.statistic.partition(" (")[2].split(" ", 1)[0]
-    return f"{word}: {need.headroom_fraction:.0%} headroom"
+    """"spiky: 45 % headroom" from a calibrated need (its shape and its headroom)."""
+    return f"{need.shape}: {need.headroom_fraction:.0%} headroom"

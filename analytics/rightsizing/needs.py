@@ -23,6 +23,12 @@ class DimensionNeed:
     observed: float
     headroom_fraction: float
     peak: float
+    #: How the VM's own spread set the headroom: "steady", "variable" or "spiky" (a need fitted per VM:
+    #: :mod:`.calibrated`, :mod:`.peak_spread`); "" when a fixed headroom applies.
+    shape: str = ""
+    #: The relative spread that word rests on (calibrated: (base - median) / base; daily peaks: their
+    #: interquartile range / median), None with a fixed headroom.
+    spread: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
+from analytics.frontier import MEMORY_RISK_SHARE, PEAKS_RISK_STRATEGY, RISK_STRATEGY, SweepPoint
+from analytics.reports.frontier_chart import curve_name, frontier_figure
 from dashboard import figures, ids
 from dashboard.data import ApplyHook, DashboardData, Filters
 from dashboard.pages.common import (
@@ -136,8 +138,6 @@ def layout(data: DashboardData, filters: Filters, *, hook: ApplyHook | None = No
 
 def frontier_section(data: DashboardData, lookback: int | None) -> list[Any]:
     """"Savings vs risk": the page's lookback backtested (train on its first half, score on the second)."""
-    from analytics.reports.frontier_chart import frontier_figure
-
     own = savings_risk(data, lookback)
     if not own.points or own.vms_evaluated == 0:
         return [html.H2("Savings vs risk"),
@@ -154,9 +154,34 @@ def frontier_section(data: DashboardData, lookback: int | None) -> list[Any]:
                f"last {own.eval_days:.1f} ({own.vms_evaluated} VMs); risk = share of evaluated VM-hours whose "
                f"peak demand exceeded the recommended size; savings = % of those VMs' compute price over the "
                f"scored days (a replay, not the money of the findings above).{where}", className="rs-note"),
+        html.P(risk_curve_note(own.points), className="rs-note", id=ids.RECS_FRONTIER_RISK_NOTE),
         html.Div(dcc.Graph(id=ids.RECS_FRONTIER, figure=go.Figure(frontier_figure(own.points, chosen)),
                            config={"displaylogo": False}), className="rs-card"),
     ]
+
+
+def risk_curve_note(points: Sequence[SweepPoint]) -> str:
+    """What the per-VM headroom curves are, with their accepted risks in the order they are drawn ("" without
+    them)."""
+    cpu = sorted(float(p.value) for p in points if p.strategy == RISK_STRATEGY)
+    memory = sorted(float(p.value) for p in points if p.strategy == PEAKS_RISK_STRATEGY)
+    parts = []
+    if cpu:
+        parts.append(f"\u201c{curve_name(RISK_STRATEGY, 'risk_pct')}\u201d sizes each VM from its own spread (a "
+                     f"spiky VM gets more headroom than a steady one) with one fleet margin per accepted risk: "
+                     f"{_listed(cpu)} % of hours above the CPU need (memory at {MEMORY_RISK_SHARE * 100:g} % of "
+                     "that).")
+    if memory:
+        parts.append(f"\u201c{curve_name(PEAKS_RISK_STRATEGY, 'memory_peak_risk_pct')}\u201d keeps KRR's CPU rule "
+                     f"(P95) and gives memory headroom over its maximum by the spread of the VM's daily peaks: "
+                     f"{_listed(memory)} % of days above the memory need.")
+    if parts:
+        parts.append("Margins are fitted on the training half alone.")
+    return " ".join(parts)
+
+
+def _listed(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
 
 
 def update(data: DashboardData, range_key: str | None, labels: Sequence[str] | None,

@@ -14,7 +14,7 @@ from dashboard.pages.common import FILTER_INPUTS, badge, chips, empty, lookback_
 from dashboard.pages.vm_dismiss import dismiss_panel
 from dashboard.pages.vm_dismiss import register as register_dismiss
 from dashboard.viewmodel.history import available_lookbacks
-from dashboard.viewmodel.vm_detail import vm_detail_view
+from dashboard.viewmodel.vm_detail import headroom_line, vm_detail_view
 from dashboard.views import storage_class_text
 
 PATH_PREFIX = "/vm/"
@@ -89,6 +89,7 @@ def _header(view: VmDetailView) -> html.Div:
 def _recommendation(f: FindingView | None, currency: str) -> list[Any]:
     if f is None:
         return [html.P("No recommendation for this VM yet.", className="rs-muted")]
+    headroom = headroom_line(f)
     out: list[Any] = [
         html.Div([
             badge(f.finding),
@@ -104,6 +105,7 @@ def _recommendation(f: FindingView | None, currency: str) -> list[Any]:
             html.Tr([html.Th(f"Need ({f.need_statistic} + headroom)" if f.need_statistic else "Need"), html.Td(
                 (f"{f.target_vcpus:.2f} vCPUs" if f.target_vcpus is not None else "-") + ", "
                 + (f"{f.target_memory_bytes / GIB:.2f} GiB" if f.target_memory_bytes is not None else "-"))]),
+            *([html.Tr([html.Th("Headroom"), html.Td(headroom, id=ids.VM_HEADROOM)])] if headroom else []),
             html.Tr([html.Th("Savings"), html.Td(money(f.monthly_savings, currency)
                                                  + f" / month ({f.savings_pct:.1f} % of its compute price)")]),
             *([html.Tr([html.Th("Schedule"), html.Td(

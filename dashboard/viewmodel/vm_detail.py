@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from analytics.findings.headroom import headroom_text
 from dashboard.viewmodel.common import cost_rows, hour_coverage
-from dashboard.views import Filters, VmDetailView
+from dashboard.views import Filters, FindingView, VmDetailView
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
@@ -52,3 +53,8 @@ def vm_detail_view(data: DashboardData, uuid: str, filters: Filters,
         )
 
     return data.memo(snap, ("vm", uuid, filters.range_key, data.lookback_days(lookback)), compute)
+
+
+def headroom_line(f: FindingView | None) -> str:
+    """The finding's headroom in words, as ``recommend --explain`` says it ("" without a finding or a need)."""
+    return headroom_text(f.source.recommendation if f is not None and f.source is not None else None)

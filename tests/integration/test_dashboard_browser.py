@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -371,12 +372,16 @@ def _search_findings(pg: Page, finding: str) -> None:
         " return cells.length > 0 && cells.every(c => c.innerText === f); }", arg=finding)
 
 
-def test_vm_page_draws_projected_utilisation_and_follows_the_lookback(page: Page, dashboard: Dashboard) -> None:
-    pg = page
+def _open_an_over_provisioned_vm(pg: Page, dashboard: Dashboard) -> None:
     pg.goto(dashboard.url + "/vms")
     _search_findings(pg, "over-provisioned")
     pg.locator("#vms-table td[data-dash-column='name']").first.click()
     pg.wait_for_url("**/vm/*")
+
+
+def test_vm_page_draws_projected_utilisation_and_follows_the_lookback(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    _open_an_over_provisioned_vm(pg, dashboard)
     _graph_rendered(pg, "vm-projection")
     title = pg.locator("#vm-projection .gtitle").text_content() or ""
     assert "last 14 days replayed" in title and "h over 100 % CPU" in title and "h over 90 % memory" in title
@@ -393,6 +398,23 @@ def test_vm_page_draws_projected_utilisation_and_follows_the_lookback(page: Page
         " return !!t && t.textContent.includes('last 30 days replayed'); }")
     assert "30 days" in pg.inner_text("#vm-recommendation")
     _shot(pg, "vm-projection-30d")
+
+
+def test_vm_page_says_its_headroom_in_words(page: Page, dashboard: Dashboard) -> None:
+    pg = page
+    _open_an_over_provisioned_vm(pg, dashboard)
+    pg.wait_for_selector("#vm-headroom")
+    assert pg.eval_on_selector("#vm-headroom", "td => td.previousElementSibling.innerText") == "Headroom"
+    # the demo runs the default profile: the AWS CPU rule, the same for every VM; memory as its rule says it
+    line = re.compile(r"CPU: 20 % headroom over its P99\.5 \(fixed, not fitted to this VM\); "
+                      r"(memory: \d+ % headroom over its maximum \(fixed, not fitted to this VM\)"
+                      r"|(steady|variable|spiky) memory \(daily peaks spread over \d+ % of their median\): "
+                      r"\d+ % headroom over its maximum)")
+    assert line.fullmatch(pg.inner_text("#vm-headroom"))
+    pg.locator("#vm-lookback label", has_text="30 days").click()
+    pg.wait_for_function("() => document.querySelector('#vm-recommendation').innerText.includes('30 days')")
+    assert line.fullmatch(pg.inner_text("#vm-headroom"))  # re-judged over 30 days: the line stays
+    _shot(pg, "vm-headroom")
 
 
 def _query(pg: Page) -> dict[str, list[str]]:

@@ -59,6 +59,20 @@ def test_sweep_html_chart_and_bad_html_path(trace_dir: Path, tmp_path: Path,
     assert len(err) == 1 and "--html" in err[0]
 
 
+def test_sweep_html_draws_the_risk_target_curve_under_the_dashboards_name(
+        trace_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from analytics.reports.frontier_chart import CURVE_COLOURS, CURVE_NAMES
+
+    out = tmp_path / "ours.html"
+    assert main(["backtest", str(trace_dir), "--sweep", "--strategy", "rightsizer", "--html", str(out),
+                 "--catalogue", str(write_catalogue(tmp_path)), "--db", str(tmp_path / "x.db")]) == 0
+    page = out.read_text(encoding="utf-8")
+    name, _ = CURVE_NAMES[("rightsizer-risk", "risk_pct")]
+    assert name == "rightsizer, per-VM headroom by accepted risk" and name in page
+    assert CURVE_COLOURS[("rightsizer-risk", "risk_pct")] in page  # the colour the dashboard and report draw it in
+    capsys.readouterr()
+
+
 def test_sweep_on_a_folder_without_a_usable_vm_is_one_line_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = tmp_path / "short"

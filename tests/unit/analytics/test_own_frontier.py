@@ -37,12 +37,16 @@ def test_own_frontier_scores_the_second_half_and_marks_the_profile(store) -> Non
     # sizes both at their own level: s.1 (0.01/h, 1 vCPU, 1 GiB holds the 1 GiB used), and the burst's 20
     # hours above 1 vCPU overrun, of 2 x 120 evaluated hours
     risk = [p for p in own.points if p.knob == "risk_pct"]
-    assert len(risk) == 3
+    assert [p.value for p in risk] == [0.3, 1.0, 3.0, 10.0]  # the risk-target curve, in its knob's order
     for p in risk:
+        assert p.strategy == "rightsizer-risk"  # the name backtest --sweep gives the same curve
         assert p.savings_pct == pytest.approx(100 * 0.11 / 0.12)
         assert p.cpu_overrun_pct == pytest.approx(100 * 20 / 240) and p.mem_overrun_pct == 0.0
+    # memory from the daily peaks' spread at KRR's P95: the same s.2 here (1 GiB used every day)
+    peaks = [p.value for p in own.points if p.strategy == "rightsizer-peaks-risk"]
+    assert peaks == [1.0, 10.0]
     strategies = {p.strategy for p in own.points}
-    assert strategies == {"rightsizer", "aws", "krr", "vpa"}
+    assert strategies == {"rightsizer", "rightsizer-risk", "rightsizer-peaks-risk", "aws", "krr", "vpa"}
 
 
 def test_own_frontier_counts_overruns_on_peak_hours(store) -> None:

@@ -166,3 +166,14 @@ def test_flat_daily_peaks_still_get_the_minimum_headroom() -> None:
     floored = memory_need(flat, 2.0 * GIB, 0.0, 3.0, 0.15, 0.05)
     assert floored.value == pytest.approx(2.1 * GIB) and floored.headroom_fraction == pytest.approx(0.05)
     assert memory_need(flat, 2.0 * GIB, 100.0, 3.0, 0.15, 0.05).value == pytest.approx(2.3 * GIB)  # the ceiling
+
+
+def test_quartiles_are_numpys_bit_for_bit() -> None:
+    from analytics.rightsizing.peak_spread import _quartiles
+
+    rng = np.random.default_rng(20261207)
+    for i in range(3000):
+        values = rng.lognormal(20.0, rng.uniform(0.01, 1.0), int(rng.integers(1, 60)))
+        if i % 3 == 0:
+            values = np.round(values, -6)  # ties, as memory sizes have
+        assert _quartiles(values) == tuple(float(v) for v in np.percentile(values, (25.0, 50.0, 75.0)))

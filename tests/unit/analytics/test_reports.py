@@ -125,6 +125,27 @@ def test_files_written_and_html_escapes_names(store: SqliteStore, tmp_path: Path
     assert "Top savings per month" in page
 
 
+def test_report_savings_vs_risk_draws_the_risk_target_curve_in_order(store: SqliteStore, tmp_path: Path) -> None:
+    report = _report(store)
+    assert report.frontier is not None
+    risk = [p for p in report.frontier.points if p.strategy == "rightsizer-risk"]
+    assert [p.value for p in risk] == [0.3, 1.0, 3.0, 10.0]
+    fig = next(f for key, _, f in figures(report) if key == "savings-risk")
+    trace = next(t for t in fig["data"] if t["name"] == "rightsizer, per-VM headroom by accepted risk")
+    # every point of the curve, in the order of its risk target, at its own savings and overrun
+    assert [t.split(";")[0] for t in trace["text"]] == [f"accepted risk {p.value:g} % of intervals" for p in risk]
+    assert trace["x"] == [round(p.cpu_overrun_pct, 4) for p in risk]
+    assert trace["y"] == [round(p.savings_pct, 3) for p in risk]
+    peaks = [p for p in report.frontier.points if p.strategy == "rightsizer-peaks-risk"]
+    assert [p.value for p in peaks] == [1.0, 10.0]
+    trace = next(t for t in fig["data"] if t["name"] == "rightsizer, daily-peak memory by accepted risk")
+    assert trace["y"] == [round(p.savings_pct, 3) for p in peaks]
+    names = {t["name"] for t in fig["data"]}
+    assert {"rightsizer, by CPU percentile", "AWS Compute Optimizer style", "KRR style"} <= names  # beside the rest
+    write_files(report, tmp_path, ["html"])
+    assert "rightsizer, per-VM headroom by accepted risk" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
 def test_findings_csv_is_formula_safe_and_in_the_one_findings_schema(store: SqliteStore, tmp_path: Path) -> None:
     write_files(_report(store), tmp_path, ["csv", "vms-csv"])
     with (tmp_path / "findings.csv").open(newline="", encoding="utf-8") as fh:

@@ -60,3 +60,27 @@ def test_savings_vs_risk_curves_have_one_colour_and_a_padded_axis() -> None:
     low, high = fig["layout"]["xaxis"]["range"]
     assert low < 0 < high  # every point sits on x = 0 at 7 days: none on the clipped edge
     assert fig["layout"]["xaxis"]["title"]["text"].startswith("CPU overrun (% of evaluated VM-hours")
+
+
+def test_the_risk_target_curve_is_drawn_in_order_of_its_target_with_a_fixed_colour() -> None:
+    # overrun is not monotone in the target here: the line must still run 0.3 -> 1 -> 3 -> 10, not by overrun
+    risk = [SweepPoint("rightsizer-risk", "risk_pct", v, s, o, 0.0, 3, 7.0)
+            for v, s, o in ((10.0, 50.0, 2.0), (0.3, 30.0, 0.5), (3.0, 45.0, 0.4), (1.0, 40.0, 0.9))]
+    fig = frontier_figure([*risk, SweepPoint("krr", "cpu_percentile", 95.0, 48.0, 1.0, 0.0, 3, 7.0)])
+    trace = next(t for t in fig["data"] if t["name"] == "rightsizer, per-VM headroom by accepted risk")
+    assert [t.split(";")[0] for t in trace["text"]] == [f"accepted risk {v:g} % of intervals"
+                                                        for v in (0.3, 1.0, 3.0, 10.0)]
+    assert trace["x"] == [0.5, 0.9, 0.4, 2.0] and trace["y"] == [30.0, 40.0, 45.0, 50.0]
+    assert trace["mode"] == "lines+markers"
+    assert trace["marker"]["color"] == CURVE_COLOURS[("rightsizer-risk", "risk_pct")]
+
+
+def test_every_sweep_and_own_fleet_curve_has_a_human_name_and_its_own_colour() -> None:
+    from analytics.frontier import SWEEP_KNOBS
+    from analytics.own_frontier import OWN_CURVES
+    from analytics.reports.frontier_chart import CURVE_NAMES
+
+    curves = {(s, k) for s, (k, _) in SWEEP_KNOBS.items()} | {(s, k) for s, k, _ in OWN_CURVES}
+    assert curves <= CURVE_NAMES.keys() and curves <= CURVE_COLOURS.keys()
+    assert len({CURVE_COLOURS[c] for c in curves}) == len(curves)  # no two curves share a colour
+    assert len({CURVE_NAMES[c][0] for c in curves}) == len(curves)

@@ -241,6 +241,20 @@ def test_recommendations_page_draws_savings_vs_risk(tmp_path) -> None:  # type: 
     assert layout["xaxis"]["range"][0] < 0  # padded: a point at no overrun is not clipped at the edge
     assert "VM-hours" in layout["xaxis"]["title"]["text"]
     assert savings_risk(data).vms_evaluated == 1
+    # the per-VM headroom curve beside the rest: every risk target's point, in the order of the target
+    risk = [p for p in savings_risk(data).points if p.strategy == "rightsizer-risk"]
+    assert [p.value for p in risk] == [0.3, 1.0, 3.0, 10.0]
+    trace = next(t for t in graph.figure.to_dict()["data"]
+                 if t["name"] == "rightsizer, per-VM headroom by accepted risk")
+    assert [t.split(";")[0] for t in trace["text"]] == [f"accepted risk {p.value:g} % of intervals" for p in risk]
+    assert list(trace["y"]) == [round(p.savings_pct, 3) for p in risk]
+    peaks = [p for p in savings_risk(data).points if p.strategy == "rightsizer-peaks-risk"]
+    trace = next(t for t in graph.figure.to_dict()["data"]
+                 if t["name"] == "rightsizer, daily-peak memory by accepted risk")
+    assert [t.split(";")[0] for t in trace["text"]] == [f"accepted memory risk {p.value:g} % of days (CPU P95)"
+                                                        for p in peaks] and len(peaks) == 2
+    note = " ".join(_texts(next(c for c in _walk(page) if getattr(c, "id", None) == ids.RECS_FRONTIER_RISK_NOTE)))
+    assert "0.3, 1, 3, 10 % of hours above the CPU need" in note and "1, 10 % of days above the memory need" in note
     store.close()
 
 

@@ -17,6 +17,10 @@ from rightsizer import cli
 
 GIB = 1024**3
 NOW = datetime(2026, 3, 10, tzinfo=UTC)
+#: A memory clause of analytics.findings.headroom: the fixed rule, or a headroom fitted to the daily peaks.
+MEMORY_WORDS = (r"(memory: \d+ % headroom over its maximum \(fixed, not fitted to this VM\)"
+                r"|(steady|variable|spiky) memory \(daily peaks spread over \d+ % of their median\): "
+                r"\d+ % headroom over its maximum)")
 
 
 def _db(tmp_path: Path) -> tuple[Path, str]:
@@ -71,3 +75,7 @@ def test_recommend_table_is_one_line_per_vm_within_120_columns_and_explain_gives
     assert _run(monkeypatch, "recommend", "--db", str(db), "--explain", "files") == 0
     explained = capsys.readouterr().out
     assert re.search(r"why: storage\s+", explained) and re.search(r"storage_class\s+storage_premium_perf0", explained)
+    # the headroom in the VM page's words (balanced: the AWS CPU rule, fixed); the table may wrap it
+    headroom = " ".join(explained[explained.index("headroom "):explained.index("why: ")].split())
+    cpu = r"headroom CPU: 20 % headroom over its P99\.5 \(fixed, not fitted to this VM\); "
+    assert re.fullmatch(cpu + MEMORY_WORDS, headroom), headroom
