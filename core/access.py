@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from core.settings import AuthSettings, AuthUser
+from core.authsettings import AuthSettings, AuthUser
 
 WRITE_ROLES = frozenset({"operator", "admin"})
 

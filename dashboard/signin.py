@@ -27,7 +27,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
 from core.access import Principal, auth_enabled, principal_of, proxy_user
-from core.settings import AuthSettings, AuthUser
+from core.authsettings import AuthSettings, AuthUser
 
 log = logging.getLogger(__name__)
 

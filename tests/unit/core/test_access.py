@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from core.access import Principal, in_scope, proxy_user, token_sha256, user_for_token
+from core.authsettings import AuthSettings
 from core.errors import ConfigError
-from core.settings import AuthSettings, Settings, load_settings
+from core.settings import Settings, load_settings
 from rightsizer.access_log import access_mode, log_access_mode
 
 

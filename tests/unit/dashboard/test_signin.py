@@ -7,7 +7,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.settings import AuthSettings
+from core.authsettings import AuthSettings
 from dashboard.signin import COOKIE, current_principal, mount_signin
 
 HASH = bcrypt.hashpw(b"correct horse", bcrypt.gensalt(rounds=4)).decode()
