@@ -101,8 +101,9 @@ def served(rig):
         dashboard_data(app).wait_for_refresh()
 
 
-def _post_apply(url, vm_uuid, machine_type, token):
-    """A hand-made Dash callback request, as a script would send it, bypassing the page's dropdowns."""
+def _post_apply(url, vm_uuid, machine_type, token, opener=None):
+    """A hand-made Dash callback request, as a script would send it, bypassing the page's dropdowns; through
+    ``opener`` (e.g. one holding a session cookie) when given."""
     import json
     import urllib.request
 
@@ -116,8 +117,8 @@ def _post_apply(url, vm_uuid, machine_type, token):
                   {"id": "recs-apply-token", "property": "value", "value": token}],
     }
     request = urllib.request.Request(url + "/_dash-update-component", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=60) as response:
+                                     headers={"Content-Type": "application/json", "Origin": url}, method="POST")
+    with (opener or urllib.request.build_opener()).open(request, timeout=120) as response:
         assert response.status == 200
         return json.loads(response.read())["response"]["recs-apply-result"]["children"]
 
@@ -187,25 +188,6 @@ def _as_user(url, name):
     return opener
 
 
-def _post_apply_as(opener, url, vm_uuid, machine_type):
-    import json
-    import urllib.request
-
-    body = {
-        "output": "recs-apply-result.children",
-        "outputs": {"id": "recs-apply-result", "property": "children"},
-        "inputs": [{"id": "recs-apply-button", "property": "n_clicks", "value": 1}],
-        "changedPropIds": ["recs-apply-button.n_clicks"],
-        "state": [{"id": "recs-apply-vm", "property": "value", "value": vm_uuid},
-                  {"id": "recs-apply-type", "property": "value", "value": machine_type},
-                  {"id": "recs-apply-token", "property": "value", "value": None}],
-    }
-    request = urllib.request.Request(url + "/_dash-update-component", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json", "Origin": url}, method="POST")
-    with opener.open(request, timeout=120) as response:
-        return json.loads(response.read())["response"]["recs-apply-result"]["children"]
-
-
 def test_a_signed_in_operator_applies_without_a_token_and_is_the_audited_actor(signed_in):
     url, store, data = signed_in
     (vm,) = store.vms()
@@ -218,12 +200,12 @@ def test_a_signed_in_operator_applies_without_a_token_and_is_the_audited_actor(s
                                                       headers={"Content-Type": "application/json"}), timeout=60)
     anonymous.value.close()
     assert anonymous.value.code == 401
-    viewer = _post_apply_as(_as_user(url, "finops"), url, vm.uuid, target)
+    viewer = _post_apply(url, vm.uuid, target, None, _as_user(url, "finops"))
     assert "only an operator or admin" in viewer, viewer
-    outside = _post_apply_as(_as_user(url, "ops-payments"), url, vm.uuid, target)  # the VM is team=web
+    outside = _post_apply(url, vm.uuid, target, None, _as_user(url, "ops-payments"))  # the VM is team=web
     assert "not in the store" in outside, outside
     assert store.audit() == []
-    applied = _post_apply_as(_as_user(url, "ops-web"), url, vm.uuid, target)
+    applied = _post_apply(url, vm.uuid, target, None, _as_user(url, "ops-web"))
     assert "rs-dash-web: applied" in applied, applied
     (entry,) = store.audit(vm.uuid)
     assert entry.actor == "ops-web" and entry.after["machine_type"] == target
