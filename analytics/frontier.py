@@ -12,7 +12,8 @@ fleet-calibrated per-VM headroom (:mod:`analytics.rightsizing.calibrated`) acros
 ``rightsizer-peaks`` and ``rightsizer-peaks-headroom`` size memory from the spread of each VM's daily peaks
 (:mod:`analytics.rightsizing.peak_spread`) with KRR's and AWS's CPU rules across their knobs, and
 ``rightsizer-peaks-risk`` at KRR's P95 across that rule's risk target;
-``rightsizer-memory-p99`` trades memory like ``rightsizer-memory`` at CPU P99.
+``rightsizer-memory-p99`` trades memory like ``rightsizer-memory`` at CPU P99; ``rightsizer-peaks-trade``
+trades memory by the daily-peak rule with no floor at the maximum used, across its risk target.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ PEAKS_STRATEGY = "rightsizer-peaks"
 PEAKS_HEADROOM_STRATEGY = "rightsizer-peaks-headroom"
 MEMORY_P99_STRATEGY = "rightsizer-memory-p99"
 PEAKS_RISK_STRATEGY = "rightsizer-peaks-risk"
+PEAKS_TRADE_STRATEGY = "rightsizer-peaks-trade"
 #: Our aggressive end: CPU at P90 of interval demand, no headroom, no vCPU floor, and memory sized at a
 #: percentile of used memory (below 100 memory overruns become possible: memory is traded too).
 MEMORY_CURVE_BASE: dict[str, float | None] = {
@@ -76,6 +78,14 @@ PEAK_RISK_CURVE_BASE: dict[str, float | None] = {**PEAK_CURVE_BASE, "cpu_percent
 #: ``rightsizer-memory-p99``: memory traded as in ``rightsizer-memory`` at the careful CPU end (P99 of interval
 #: demand): the low-CPU-risk corner where an anchor trades memory (VPA at its P99).
 MEMORY_P99_CURVE_BASE: dict[str, float | None] = {**MEMORY_CURVE_BASE, "cpu_percentile": 99.0}
+#: ``rightsizer-peaks-trade``: memory traded the calibrated way. CPU as ``rightsizer-memory`` (P90 of interval
+#: demand, no headroom, no vCPU floor); memory from the daily-peak rule with no floor at the maximum used
+#: (``memory_peak_min_headroom_fraction`` -1), so each VM's need is ``median + k x spread`` of its own daily peaks
+#: and the knob, the share of held-out training days allowed above the need, moves one fleet margin ``k``. Where
+#: VPA's lower percentiles give every VM the same quantile of its peaks, this spends the memory risk on the VMs
+#: whose peaks are spread: at a risk of half the days the need is near each VM's median daily peak.
+PEAK_TRADE_CURVE_BASE: dict[str, float | None] = {
+    **MEMORY_CURVE_BASE, "memory_headroom_fraction": 0.15, "memory_peak_min_headroom_fraction": -1.0}
 #: Our curves that are our strategy at fixed settings plus their knob.
 OUR_CURVES: dict[str, dict[str, float | None]] = {}
 #: Our knobs that size by the percentile rule (the uniform-headroom family), not the calibrated one.
@@ -102,9 +112,11 @@ SWEEP_KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     PEAKS_HEADROOM_STRATEGY: ("cpu_headroom_fraction", (0.0, 0.1, 0.2, 0.3)),
     MEMORY_P99_STRATEGY: ("memory_percentile", (99.5, 99.8, 99.9, 99.95, 100.0)),
     PEAKS_RISK_STRATEGY: ("memory_peak_risk_pct", (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 35.0, 50.0)),
+    PEAKS_TRADE_STRATEGY: ("memory_peak_risk_pct", tuple(float(r) for r in range(5, 85, 5))),
 }
 OUR_CURVES.update({PEAKS_STRATEGY: PEAK_CURVE_BASE, PEAKS_HEADROOM_STRATEGY: PEAK_HEADROOM_CURVE_BASE,
-                   MEMORY_P99_STRATEGY: MEMORY_P99_CURVE_BASE, PEAKS_RISK_STRATEGY: PEAK_RISK_CURVE_BASE})
+                   MEMORY_P99_STRATEGY: MEMORY_P99_CURVE_BASE, PEAKS_RISK_STRATEGY: PEAK_RISK_CURVE_BASE,
+                   PEAKS_TRADE_STRATEGY: PEAK_TRADE_CURVE_BASE})
 SWEEP_STRATEGIES: tuple[str, ...] = tuple(SWEEP_KNOBS)
 POINT_COLUMNS: tuple[str, ...] = ("strategy", "knob", "value", "savings_pct", "cpu_overrun_pct", "mem_overrun_pct")
 
@@ -263,6 +275,7 @@ def dominates(a: SweepPoint | StrategyResult, b: SweepPoint | StrategyResult) ->
 
 __all__ = [
     "BUDGET_STRATEGY", "MEMORY_P99_STRATEGY", "MEMORY_STRATEGY", "PEAKS_HEADROOM_STRATEGY", "PEAKS_RISK_STRATEGY",
+    "PEAKS_TRADE_STRATEGY",
     "PEAKS_STRATEGY", "RISK_STRATEGY", "Frontier", "POINT_COLUMNS", "SWEEP_KNOBS", "SweepPoint", "dominates",
     "knob_settings",
 ]

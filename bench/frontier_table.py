@@ -27,6 +27,7 @@ from analytics.frontier import (
     PEAKS_HEADROOM_STRATEGY,
     PEAKS_RISK_STRATEGY,
     PEAKS_STRATEGY,
+    PEAKS_TRADE_STRATEGY,
     RISK_STRATEGY,
     SWEEP_KNOBS,
     SWEEP_STRATEGIES,
@@ -102,7 +103,8 @@ def split_table(frontier: Frontier, types: Any) -> dict[str, Any]:
                                 **aws_bounds(frontier, types)},
             "risk_curve": _curve(points, RISK_STRATEGY), "peaks_curve": _curve(points, PEAKS_STRATEGY),
             "peaks_headroom_curve": _curve(points, PEAKS_HEADROOM_STRATEGY),
-            "peaks_risk_curve": _curve(points, PEAKS_RISK_STRATEGY)}
+            "peaks_risk_curve": _curve(points, PEAKS_RISK_STRATEGY),
+            "peaks_trade_curve": _curve(points, PEAKS_TRADE_STRATEGY)}
 
 
 def aws_bounds(frontier: Frontier, types: Any) -> dict[str, float]:
@@ -145,7 +147,8 @@ def _print(table: dict[str, Any]) -> None:
           f"savings {b['savings_gain_pct']:+.3f} pt; hindsight at aws's overruns {b['hindsight_gain_pct']:+.3f} pt, "
           f"with memory never below the maximum used {b['hindsight_gain_memory_at_least_used_pct']:+.3f} pt")
     for key, strategy in (("risk_curve", RISK_STRATEGY), ("peaks_curve", PEAKS_STRATEGY),
-                          ("peaks_headroom_curve", PEAKS_HEADROOM_STRATEGY), ("peaks_risk_curve", PEAKS_RISK_STRATEGY)):
+                          ("peaks_headroom_curve", PEAKS_HEADROOM_STRATEGY), ("peaks_risk_curve", PEAKS_RISK_STRATEGY),
+                          ("peaks_trade_curve", PEAKS_TRADE_STRATEGY)):
         knob = SWEEP_KNOBS[strategy][0]
         curve = "; ".join(f"{c[knob]:g}: {c['savings_pct']:.2f}/{c['cpu_overrun_pct']:.3f}/{c['mem_overrun_pct']:.4f}"
                           for c in table[key])

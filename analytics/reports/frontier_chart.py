@@ -27,6 +27,9 @@ CURVE_NAMES: Mapping[tuple[str, str], tuple[str, str]] = {
                                                      "memory P{value:g}"),
     ("rightsizer-peaks-risk", "memory_peak_risk_pct"): ("rightsizer, daily-peak memory by accepted risk",
                                                         "accepted memory risk {value:g} % of days (CPU P95)"),
+    ("rightsizer-peaks-trade", "memory_peak_risk_pct"): ("rightsizer, memory traded by daily-peak risk",
+                                                         "accepted memory risk {value:g} % of days, below the "
+                                                         "maximum allowed (CPU P90)"),
 }
 #: One colour per curve, the same in the dashboard and the report.
 CURVE_COLOURS: Mapping[tuple[str, str], str] = {
@@ -42,6 +45,7 @@ CURVE_COLOURS: Mapping[tuple[str, str], str] = {
     ("rightsizer-peaks-headroom", "cpu_headroom_fraction"): "#5c7080",
     ("rightsizer-memory-p99", "memory_percentile"): "#a67908",
     ("rightsizer-peaks-risk", "memory_peak_risk_pct"): "#db2c6f",
+    ("rightsizer-peaks-trade", "memory_peak_risk_pct"): "#96622d",
 }
 X_TITLE = "CPU overrun (% of evaluated {unit} over the recommended vCPUs)"
 Y_TITLE = "savings (% of the evaluated VMs' compute price)"

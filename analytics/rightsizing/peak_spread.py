@@ -13,7 +13,9 @@ daily peaks are steady and well below the level of the next memory step gets lit
 daily peaks spread widely keeps the full headroom. The need is never below the maximum used (memory is
 not compressible: no one-off peak is trimmed) plus ``min_headroom`` (``memory_peak_min_headroom_fraction``,
 5 %: a VM whose daily peaks are flat is not sized to exactly what it used) and never above the percentile
-rule's.
+rule's. A negative ``min_headroom`` lets the need fall below the maximum used: memory is traded, a day whose
+peak exceeds the need is an overrun, and the risk target (now tens of per cent of days) sets how many
+(``backtest --sweep``'s ``rightsizer-peaks-trade``; no profile does this).
 
 **Calibration** (split-conformal over held-out days, as :mod:`analytics.rightsizing.calibrated` does over
 intervals): inside each VM's *training* window its days are cut at :data:`CUT_FRACTIONS`; the days before

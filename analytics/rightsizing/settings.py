@@ -72,15 +72,16 @@ class RightsizerSettings(StrategySettings):
         description=("fleet memory overrun target, % of intervals, calibrated like the CPU one (None: maximum "
                      "used + memory_headroom_fraction)"))
     memory_peak_risk_pct: float | None = Field(
-        3.0, ge=0, le=50,
+        3.0, ge=0, le=90,
         description=("fleet share of held-out training days, %, whose memory peak may exceed the need: each VM's "
                      "memory headroom over its maximum used is fitted from the spread of its daily peaks, at most "
                      "memory_headroom_fraction (3; None: that headroom for every VM)"))
     memory_peak_min_headroom_fraction: float = Field(
-        0.05, ge=0, le=10,
+        0.05, ge=-1, le=10,
         description=("the least headroom over the maximum used the daily-peak rule leaves (a VM with flat daily "
                      "peaks is not sized to exactly what it used; 5 %: on the dev trace it costs 0-0.2 points of "
-                     "savings and no overrun)"))
+                     "savings and no overrun); below 0 the need may fall under the maximum used: memory is "
+                     "traded for savings and overruns become possible (-1: no floor)"))
     memory_peak_margin: float | None = Field(
         None, ge=-1, le=1000,
         description="calibrated memory margin in units of the daily peaks' spread (set by the fleet calibration)")

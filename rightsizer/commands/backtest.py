@@ -28,7 +28,8 @@ fleet risk budget, a share of training intervals; rightsizer-risk: per-VM headro
 fleet's training windows, across its overrun target risk_pct; rightsizer-peaks: CPU percentile, memory
 headroom fitted per VM from the spread of its daily peaks; rightsizer-peaks-headroom: that memory rule
 with AWS's CPU rule across its headroom; rightsizer-peaks-risk: that rule at CPU P95 across its risk target
-memory_peak_risk_pct; rightsizer-memory and rightsizer-memory-p99: memory at a percentile
+memory_peak_risk_pct; rightsizer-peaks-trade: memory by that rule allowed below the maximum used, CPU at
+P90, across the same risk target; rightsizer-memory and rightsizer-memory-p99: memory at a percentile
 of used memory, CPU at P90 and P99). --strategy narrows it to one.
 """
 
@@ -131,6 +132,7 @@ def _sweep(args: argparse.Namespace, ctx: Context, vms: list[Any], catalogue: An
         PEAKS_HEADROOM_STRATEGY,
         PEAKS_RISK_STRATEGY,
         PEAKS_STRATEGY,
+        PEAKS_TRADE_STRATEGY,
         POINT_COLUMNS,
         RISK_STRATEGY,
         SWEEP_STRATEGIES,
@@ -138,7 +140,8 @@ def _sweep(args: argparse.Namespace, ctx: Context, vms: list[Any], catalogue: An
     )
     from collector.errors import InputError
 
-    ours = (args.strategy, BUDGET_STRATEGY, RISK_STRATEGY, PEAKS_STRATEGY, PEAKS_HEADROOM_STRATEGY, PEAKS_RISK_STRATEGY)
+    ours = (args.strategy, BUDGET_STRATEGY, RISK_STRATEGY, PEAKS_STRATEGY, PEAKS_HEADROOM_STRATEGY, PEAKS_RISK_STRATEGY,
+            PEAKS_TRADE_STRATEGY)
     names = SWEEP_STRATEGIES if args.strategy == "all" else (
         ours if args.strategy == "rightsizer" else (args.strategy,))
     frontier = Frontier(vms, catalogue, train_days=args.train_days, currency=catalogue.currency)

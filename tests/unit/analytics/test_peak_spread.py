@@ -177,3 +177,42 @@ def test_quartiles_are_numpys_bit_for_bit() -> None:
         if i % 3 == 0:
             values = np.round(values, -6)  # ties, as memory sizes have
         assert _quartiles(values) == tuple(float(v) for v in np.percentile(values, (25.0, 50.0, 75.0)))
+
+
+def test_a_negative_floor_trades_memory_below_the_maximum_used() -> None:
+    # one high day over steady ones: with no floor at the maximum, a margin of 0 sizes for the median day
+    steady = peak_spread(np.array([0.60, 0.62, 0.64, 0.66, 0.97]) * GIB)
+    assert steady is not None
+    traded = memory_need(steady, 0.97 * GIB, 0.0, 50.0, 0.15, -1.0)
+    assert traded.value == pytest.approx(0.64 * GIB)
+    assert traded.headroom_fraction == pytest.approx(0.64 / 0.97 - 1.0) and traded.headroom_fraction < 0
+    # a floor of -10 % stops it at 90 % of the maximum; the margin's lower clip (-1 spread) still holds
+    assert memory_need(steady, 0.97 * GIB, -1.0, 80.0, 0.15, -0.1).value == pytest.approx(0.9 * 0.97 * GIB)
+    assert RightsizerSettings(memory_peak_min_headroom_fraction=-1.0).memory_peak_min_headroom_fraction == -1.0
+    with pytest.raises(ValueError, match="memory_peak_min_headroom_fraction"):
+        RightsizerSettings(memory_peak_min_headroom_fraction=-1.5)
+
+
+def test_the_trading_curve_spends_more_memory_risk_for_more_savings(tmp_path: Path) -> None:
+    from analytics.frontier import PEAKS_TRADE_STRATEGY
+
+    _write_fleet(tmp_path / "a", perturb_evaluation=False)
+    frontier = Frontier(read_bitbrains_dir(tmp_path / "a"), _catalogue(), train_days=TRAIN_DAYS)
+    knob, values = SWEEP_KNOBS[PEAKS_TRADE_STRATEGY]
+    assert knob == "memory_peak_risk_pct"
+    assert OUR_CURVES[PEAKS_TRADE_STRATEGY]["memory_peak_min_headroom_fraction"] == -1
+    points = [p for p in frontier.sweep([PEAKS_TRADE_STRATEGY]) if p.strategy == PEAKS_TRADE_STRATEGY]
+    assert [p.value for p in points] == list(values)
+    # more accepted risk means a smaller fleet margin: no VM's memory need grows, none gets a dearer type
+    # (CPU is the same rule at every point); at the high end some VM is sized below its maximum used
+    needs = []
+    for value in (values[0], values[-1]):
+        recs = frontier.recommendations(
+            "rightsizer", RightsizerSettings.model_validate({**OUR_CURVES[PEAKS_TRADE_STRATEGY], knob: value}))
+        needs.append([(r.target_memory_bytes or 0, r.recommended_type.price_per_month if r.recommended_type else 0.0,
+                       r.evidence.memory.headroom_fraction if r.evidence and r.evidence.memory else 0.0)
+                      for r in recs])
+    assert all(b[0] <= a[0] and b[1] <= a[1] + 1e-9 for a, b in zip(*needs, strict=True))
+    assert any(b[0] < a[0] for a, b in zip(*needs, strict=True))
+    assert min(h for _, _, h in needs[1]) < 0, "no VM sized below its maximum used at the highest accepted risk"
+    assert all(b.savings_pct >= a.savings_pct - 1e-9 for a, b in zip(points, points[1:], strict=False))
