@@ -130,6 +130,9 @@ class NeedOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     vcpus: float | None = None
     memory_bytes: int | None = None
+    cpu_statistic: str = ""
+    memory_statistic: str = ""
+    headroom: str = Field("", description="each dimension's headroom in words and why (\"\" without a need)")
 
 
 class FindingOut(BaseModel):

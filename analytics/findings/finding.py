@@ -64,6 +64,8 @@ class VmFinding:
     risk_reasons: tuple[str, ...] = ()
     need_cpu_statistic: str = ""
     need_memory_statistic: str = ""
+    #: each dimension's headroom in words and why (:func:`analytics.findings.headroom.headroom_text`)
+    need_headroom: str = ""
     projection: Projection | None = field(default=None, repr=False, compare=False)
     stopped: StoppedVm | None = field(default=None, repr=False, compare=False)
     regret: Regret | None = field(default=None, repr=False, compare=False)
@@ -138,6 +140,7 @@ class VmFinding:
             "current_vcpus": self.current_vcpus, "current_memory_gib": round(self.current_memory_bytes / GIB, 3),
             "need_vcpus": None if self.need_vcpus is None else round(self.need_vcpus, 3),
             "need_memory_gib": None if self.need_memory_bytes is None else round(self.need_memory_bytes / GIB, 3),
+            "need_headroom": self.need_headroom,
             "target_type": self.target_type or "", "target_vcpus": self.target_vcpus,
             "target_memory_gib": None if self.target_memory_bytes is None else round(self.target_memory_bytes / GIB, 3),
             "price_before_per_hour": self.price_before_per_hour, "price_after_per_hour": self.price_after_per_hour,
@@ -204,7 +207,8 @@ class VmFinding:
                 "memory_bytes": self.target_memory_bytes,
             },
             "need": {"vcpus": self.need_vcpus, "memory_bytes": self.need_memory_bytes,
-                     "cpu_statistic": self.need_cpu_statistic, "memory_statistic": self.need_memory_statistic},
+                     "cpu_statistic": self.need_cpu_statistic, "memory_statistic": self.need_memory_statistic,
+                     "headroom": self.need_headroom},
             "action": self.action,
             "price_before_per_hour": self.price_before_per_hour,
             "price_after_per_hour": self.price_after_per_hour,
@@ -236,8 +240,8 @@ class VmFinding:
 #: Columns of :meth:`VmFinding.csv_row`, in order.
 FINDING_CSV_COLUMNS: tuple[str, ...] = (
     "name", "uuid", "host", "finding", "action", "excluded", "current_type", "current_vcpus", "current_memory_gib",
-    "need_vcpus", "need_memory_gib", "target_type", "target_vcpus", "target_memory_gib", "price_before_per_hour",
-    "price_after_per_hour", "monthly_savings", "savings_pct", "currency", "risk", "pattern", "schedule",
-    "schedule_timezone", "schedule_monthly_savings", "storage_class", "storage_recommended_class",
+    "need_vcpus", "need_memory_gib", "need_headroom", "target_type", "target_vcpus", "target_memory_gib",
+    "price_before_per_hour", "price_after_per_hour", "monthly_savings", "savings_pct", "currency", "risk", "pattern",
+    "schedule", "schedule_timezone", "schedule_monthly_savings", "storage_class", "storage_recommended_class",
     "storage_monthly_savings", "reason",
 )

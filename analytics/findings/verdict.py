@@ -12,6 +12,7 @@ import numpy as np
 from analytics.catalogue import MachineType
 from analytics.findings.context import Lifecycle
 from analytics.findings.finding import VmFinding
+from analytics.findings.headroom import headroom_text
 from analytics.findings.lifecycle import DELETE_IS_MANUAL, StoppedVm
 from analytics.findings.projection import Projection, project_utilisation
 from analytics.findings.regret import Regret, monthly_cost_change
@@ -223,6 +224,7 @@ def make_finding(
         risk_reasons=v.risk.reasons,
         need_cpu_statistic=ev.cpu.statistic if ev is not None and ev.cpu is not None else "",
         need_memory_statistic=ev.memory.statistic if ev is not None and ev.memory is not None else "",
+        need_headroom=headroom_text(rec),
         projection=projection if v.finding in (Finding.OVER_PROVISIONED, Finding.UNDER_PROVISIONED) else None,
         stopped=lifecycle.stopped.get(vm.uuid),
         regret=lifecycle.regrets.get(vm.uuid),

@@ -160,12 +160,9 @@ def short_row(f: VmFinding) -> dict[str, Any]:
 def explain(f: VmFinding) -> list[dict[str, Any]]:
     """One VM's finding in full: every field of its row, its headroom in words (as the dashboard's VM page says
     it), its reasons, risk reasons and options."""
-    from analytics.findings.headroom import headroom_text
-
     rows = [{"field": k, "value": v} for k, v in f.row().items() if v not in (None, "")]
-    headroom = headroom_text(f.recommendation)
-    if headroom:
-        rows.append({"field": "headroom", "value": headroom})
+    if f.need_headroom:
+        rows.append({"field": "headroom", "value": f.need_headroom})
     rows += [{"field": f"why: {k}", "value": v} for k, v in f.reasons.items()]
     rows += [{"field": "risk because", "value": r} for r in f.risk_reasons]
     rows += [{"field": f"option {i + 1}", "value": ", ".join(f"{k}={v}" for k, v in o.items())}

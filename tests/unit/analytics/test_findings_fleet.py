@@ -105,6 +105,12 @@ def test_small_saving_is_below_threshold_not_optimized(db: Path) -> None:
     assert busy.projection is not None and busy.projection.hours == DAYS * 24
     ev = busy.recommendation.evidence
     assert ev is not None and ev.cpu is not None and busy.need_cpu_statistic == ev.cpu.statistic != ""
+    # the headroom in words travels with the finding: JSON (CLI and API), the CSV row, --explain (flat peaks:
+    # the spread is its floor, 2 % of the median)
+    assert busy.need_headroom.startswith("CPU: 20 % headroom over its P99.5 (fixed, not fitted to this VM); ")
+    assert "steady memory (daily peaks spread over 2 % of their median): 5 % headroom over its maximum" in \
+        busy.need_headroom
+    assert busy.plan_entry()["need"]["headroom"] == busy.csv_row()["need_headroom"] == busy.need_headroom
 
 
 def _cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
