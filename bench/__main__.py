@@ -6,7 +6,7 @@ import importlib
 import sys
 
 BENCHES = ("bench.collector_bench", "bench.analytics_bench", "bench.dashboard_bench", "bench.patterns_bench",
-           "bench.robustness_bench", "bench.running_hour_bench", "bench.own_frontier_bench")
+           "bench.robustness_bench", "bench.running_hour_bench", "bench.own_frontier_bench", "bench.fleet_subsets")
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,138 @@
+"""Do the profiles hold on fleets they were not chosen on? The frontier verdicts on random halves of the trace.
+
+    python -m bench.fleet_subsets [TRACE_DIR] [--subsets 40] [--size 20] [--splits 7,10,14,21] [--seed N]
+
+The profiles' constants (the 3 % daily-peak risk, the 5 % memory floor, the CPU rules) were chosen on the whole
+dev trace. A held-back fleet is other VMs, and the daily-peak margin is calibrated on whichever fleet is given,
+so the honest check short of that fleet is: draw many random sub-fleets (``--size`` VMs each, without
+replacement, a fixed seed) and ask on each, at each training split, what issue 25 asks of the whole trace:
+
+* does ``balanced`` weakly dominate ``aws`` (P99.5 + 20 %: savings >=, CPU and memory overrun <=), and by how
+  many points of savings;
+* does any ``aws``/``krr``/``vpa`` sweep point beat any profile (at least as good on all three axes, strictly
+  better on one), and which.
+
+Printed per split: the whole trace's figures first (the reference measured in the same run), then the share of
+sub-fleets where balanced weakly dominates aws, the savings gain's minimum / median / maximum, and the share of
+sub-fleets where an anchor point beats a profile, with the points that do and how often. With ``--frontier``
+also, per anchor point, on how many sub-fleets a point of our whole sweep (every curve, as
+``python -m bench.frontier_table`` counts) beats it: the check that a curve's win on the whole trace is not
+one lucky set of VMs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from analytics.catalogue import load_catalogue
+from analytics.frontier import SWEEP_KNOBS, SWEEP_STRATEGIES, Frontier, _point, knob_settings
+from analytics.rightsizing.settings import PROFILES
+from analytics.traces import TraceVm, read_bitbrains_dir
+from bench.frontier_table import ANCHORS, beats
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def verdicts(frontier: Frontier) -> dict[str, object]:
+    """Balanced against aws, and the anchor points that beat a profile, on one fleet at one split."""
+    anchors = [_point(frontier.score(s, knob_settings(s, knob, v)), knob, v)
+               for s in ANCHORS for knob, values in (SWEEP_KNOBS[s],) for v in values]
+    profiles = {p: _point(frontier.score("rightsizer", knob_settings("rightsizer", "profile", p)), "profile", p)
+                for p in PROFILES}
+    aws = next(a for a in anchors if a.strategy == "aws" and a.value == 0.2)
+    bal = profiles["balanced"]
+    return {
+        "dominates": (bal.savings_pct >= aws.savings_pct and bal.cpu_overrun_pct <= aws.cpu_overrun_pct
+                      and bal.mem_overrun_pct <= aws.mem_overrun_pct),
+        "gain": bal.savings_pct - aws.savings_pct,
+        "beaten": [(f"{a.strategy} {a.value:g}", name) for name, p in profiles.items() for a in anchors
+                   if beats(a, p)],
+    }
+
+
+def anchors_beaten(frontier: Frontier) -> dict[str, str]:
+    """Each anchor sweep point ("vpa 50") and what our whole sweep does to it: "beaten", "tied" (no point
+    beats it, one equals it on all three axes: on a small fleet the VMs where two rules differ may all be
+    missing) or "open"."""
+    points = frontier.sweep(SWEEP_STRATEGIES)
+    ours = [p for p in points if p.strategy not in ANCHORS]
+    out = {}
+    for a in (p for p in points if p.strategy in ANCHORS):
+        tied = any((o.savings_pct, o.cpu_overrun_pct, o.mem_overrun_pct)
+                   == (a.savings_pct, a.cpu_overrun_pct, a.mem_overrun_pct) for o in ours)
+        out[f"{a.strategy} {a.value:g}"] = "beaten" if any(beats(o, a) for o in ours) else "tied" if tied else "open"
+    return out
+
+
+def run(vms: Sequence[TraceVm], *, subsets: int, size: int, splits: Sequence[float], seed: int,
+        frontier: bool = False) -> int:
+    catalogue = load_catalogue()
+    rng = random.Random(seed)
+    draws = [sorted(rng.sample(range(len(vms)), size)) for _ in range(subsets)]
+    print(f"{len(vms)} VMs; {subsets} sub-fleets of {size} (seed {seed})")
+    for days in splits:
+        t0 = time.perf_counter()
+        whole = verdicts(Frontier(vms, catalogue, train_days=days, currency=catalogue.currency))
+        results = [verdicts(Frontier([vms[i] for i in draw], catalogue, train_days=days,
+                                     currency=catalogue.currency)) for draw in draws]
+        gains = [float(r["gain"]) for r in results]  # type: ignore[arg-type]
+        dominated = sum(1 for r in results if r["dominates"])
+        beaten = [r for r in results if r["beaten"]]
+        by = Counter(pair for r in results for pair in r["beaten"])  # type: ignore[attr-defined]
+        print(f"== {days:g} training days ({time.perf_counter() - t0:.1f} s)")
+        print(f"  whole trace: balanced weakly dominates aws {whole['dominates']}, gain {whole['gain']:+.2f} pt; "
+              f"profiles beaten by an anchor point: {len(whole['beaten'])}")  # type: ignore[arg-type]
+        print(f"  sub-fleets: balanced weakly dominates aws in {dominated}/{subsets} "
+              f"({100.0 * dominated / subsets:.0f} %); gain min {min(gains):+.2f} / median "
+              f"{statistics.median(gains):+.2f} / max {max(gains):+.2f} pt")
+        print(f"  sub-fleets where an anchor point beats a profile: {len(beaten)}/{subsets}"
+              + ("" if not by else "; " + ", ".join(f"{a} beats {p} in {n}" for (a, p), n in by.most_common(6))))
+        if frontier:
+            whole_beaten = anchors_beaten(Frontier(vms, catalogue, train_days=days, currency=catalogue.currency))
+            counts: Counter[tuple[str, str]] = Counter()
+            for draw in draws:
+                sub = anchors_beaten(Frontier([vms[i] for i in draw], catalogue, train_days=days,
+                                              currency=catalogue.currency))
+                counts.update(sub.items())
+            print("  per anchor point, sub-fleets where a point of ours beats it / ties it / neither "
+                  "(* = not beaten on the whole trace):")
+            print("    " + "; ".join(f"{name}{'' if whole_beaten[name] == 'beaten' else '*'} "
+                                     f"{counts[name, 'beaten']}/{counts[name, 'tied']}/{counts[name, 'open']}"
+                                     for name in whole_beaten))
+        sys.stdout.flush()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fleet_subsets", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    shared = Path(os.environ.get("RIGHTSIZER_SHARED_DIR", REPO.parent / "shared"))
+    parser.add_argument("trace", nargs="?", default=str(shared / "data/traces/bitbrains-rnd-2013-08/2013-8"),
+                        help="Bitbrains trace directory (default: the dev trace under ../shared)")
+    parser.add_argument("--subsets", type=int, default=40, help="random sub-fleets per split (40)")
+    parser.add_argument("--size", type=int, default=20, help="VMs per sub-fleet (20: half the dev trace)")
+    parser.add_argument("--splits", default="7,10,14,21", help="training days, comma-separated")
+    parser.add_argument("--seed", type=int, default=20261207, help="seed of the draws")
+    parser.add_argument("--frontier", action="store_true",
+                        help="also count, per anchor point, the sub-fleets where a point of our sweep beats it "
+                             "(the whole sweep per sub-fleet: about a minute per split at 40 sub-fleets)")
+    args = parser.parse_args(argv)
+    if not Path(args.trace).is_dir():
+        parser.error(f"trace directory {args.trace!r} not found; pass the Bitbrains folder as the first argument")
+    vms = read_bitbrains_dir(args.trace)
+    if not 0 < args.size <= len(vms) or args.subsets < 1:
+        parser.error(f"--size must be 1..{len(vms)} and --subsets >= 1, got {args.size!r} and {args.subsets!r}")
+    return run(vms, subsets=args.subsets, size=args.size, splits=[float(x) for x in args.splits.split(",")],
+               seed=args.seed, frontier=args.frontier)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The profiles on fleets they were not chosen on: random halves of the dev trace (python -m bench.fleet_subsets).
+
+The daily-peak memory margin is calibrated on whichever fleet is given, so a sub-fleet is a new calibration
+as well as other VMs. What holds on every drawn half is pinned here; what does not (an anchor point beating
+a profile on some halves) is measured by the bench and written up in docs/backtest.md.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from analytics.catalogue import load_catalogue
+from analytics.frontier import Frontier
+from analytics.traces import read_bitbrains_dir
+from bench.fleet_subsets import main, verdicts
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("days", (7, 14, 21))
+def test_balanced_weakly_dominates_aws_on_every_drawn_half(bitbrains_dir: Path, days: int) -> None:
+    catalogue = load_catalogue()
+    vms = read_bitbrains_dir(bitbrains_dir)
+    rng = random.Random(20261207)
+    gains = []
+    for _ in range(12):
+        half = [vms[i] for i in sorted(rng.sample(range(len(vms)), len(vms) // 2))]
+        v = verdicts(Frontier(half, catalogue, train_days=days, currency=catalogue.currency))
+        assert v["dominates"], (days, [vm.name for vm in half])
+        gains.append(v["gain"])
+    assert max(gains) > 0  # and it saves more on some half, not only ties
+
+
+def test_the_bench_prints_one_verdict_block_per_split(bitbrains_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(bitbrains_dir), "--subsets", "3", "--size", "10", "--splits", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "3 sub-fleets of 10" in out and "== 10 training days" in out
+    assert "whole trace: balanced weakly dominates aws True" in out
+    assert "sub-fleets: balanced weakly dominates aws in " in out
+    with pytest.raises(SystemExit) as exc:
+        main([str(bitbrains_dir), "--size", "41"])
+    assert exc.value.code == 2
