@@ -236,17 +236,22 @@ def _priced_options(types: Sequence[MachineType], current_type: MachineType | No
 def _initial_sizing(need: Need, spec: VmSpecLike) -> _Sizing:
     """The strategy's need with its reasons; unknown memory keeps the allocation (and adds risk)."""
     cpu_need = max(need.cpu.value, 0.0)
-    reasons = {"cpu": (f"{need.cpu.statistic} {need.cpu.observed:.3f} vCPU + {need.cpu.headroom_fraction:.0%} "
-                       f"headroom = {cpu_need:.3f} vCPU needed; {spec.vcpus} allocated; "
+    reasons = {"cpu": (f"{need.cpu.statistic} {need.cpu.observed:.3f} vCPU {_headroom(need.cpu.headroom_fraction)} "
+                       f"= {cpu_need:.3f} vCPU needed; {spec.vcpus} allocated; "
                        f"peak {need.cpu.peak:.3f} vCPU")}
     if need.memory is None:
         reasons["memory"] = f"{need.memory_note}: never downsized; {_fmt_bytes(spec.memory_bytes)} kept"
         return _Sizing(cpu_need, float(spec.memory_bytes), reasons, risk=1)
     mem_need = max(need.memory.value, 0.0)
-    reasons["memory"] = (f"{need.memory.statistic} {_fmt_bytes(need.memory.observed)} + "
-                         f"{need.memory.headroom_fraction:.0%} headroom = {_fmt_bytes(mem_need)} needed; "
+    reasons["memory"] = (f"{need.memory.statistic} {_fmt_bytes(need.memory.observed)} "
+                         f"{_headroom(need.memory.headroom_fraction)} = {_fmt_bytes(mem_need)} needed; "
                          f"{_fmt_bytes(spec.memory_bytes)} allocated")
     return _Sizing(cpu_need, mem_need, reasons)
+
+
+def _headroom(fraction: float) -> str:
+    """"+ 15% headroom", or for a need below its statistic (memory traded) "- 70% (sized below it)"."""
+    return f"+ {fraction:.0%} headroom" if fraction >= 0 else f"- {-fraction:.0%} (sized below it)"
 
 
 def _block_growing(sizing: _Sizing, need: Need, spec: VmSpecLike, best: MachineType,

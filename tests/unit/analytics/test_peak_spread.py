@@ -216,3 +216,10 @@ def test_the_trading_curve_spends_more_memory_risk_for_more_savings(tmp_path: Pa
     assert any(b[0] < a[0] for a, b in zip(*needs, strict=True))
     assert min(h for _, _, h in needs[1]) < 0, "no VM sized below its maximum used at the highest accepted risk"
     assert all(b.savings_pct >= a.savings_pct - 1e-9 for a, b in zip(points, points[1:], strict=False))
+
+
+def test_the_reason_says_a_traded_need_is_below_its_statistic() -> None:
+    from analytics.rightsizing.decide import _headroom
+
+    assert _headroom(0.15) == "+ 15% headroom" and _headroom(0.0) == "+ 0% headroom"
+    assert _headroom(-0.7) == "- 70% (sized below it)"
