@@ -34,7 +34,7 @@ from pathlib import Path
 
 from analytics.catalogue import load_catalogue
 from analytics.frontier import SWEEP_KNOBS, SWEEP_STRATEGIES, Frontier, _point, knob_settings
-from analytics.rightsizing.settings import PROFILES
+from analytics.rightsizing.settings import PROFILES, RightsizerSettings
 from analytics.traces import TraceVm, read_bitbrains_dir
 from bench.frontier_table import ANCHORS, beats
 
@@ -70,6 +70,40 @@ def anchors_beaten(frontier: Frontier) -> dict[str, str]:
                    == (a.savings_pct, a.cpu_overrun_pct, a.mem_overrun_pct) for o in ours)
         out[f"{a.strategy} {a.value:g}"] = "beaten" if any(beats(o, a) for o in ours) else "tied" if tied else "open"
     return out
+
+
+def balanced_variants(frontier: Frontier, risks: Sequence[float], floors: Sequence[float]
+                      ) -> dict[tuple[float, float], tuple[bool, float]]:
+    """Balanced at each (``memory_peak_risk_pct``, ``memory_peak_min_headroom_fraction``): does it weakly
+    dominate aws, and its savings gain over aws (points)."""
+    aws = frontier.score("aws", knob_settings("aws", "cpu_headroom_fraction", 0.2))
+    out = {}
+    for risk in risks:
+        for floor in floors:
+            b = frontier.score("rightsizer", RightsizerSettings.model_validate(
+                {"memory_peak_risk_pct": risk, "memory_peak_min_headroom_fraction": floor}))
+            out[risk, floor] = (b.savings_pct >= aws.savings_pct and b.cpu_overrun_pct <= aws.cpu_overrun_pct
+                                and b.mem_overrun_pct <= aws.mem_overrun_pct, b.savings_pct - aws.savings_pct)
+    return out
+
+
+def run_variants(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits: Sequence[float],
+                 risks: Sequence[float], floors: Sequence[float]) -> None:
+    """Per split, per variant of balanced's memory rule: the whole trace's verdict and gain against aws, the
+    halves where it weakly dominates aws, and its median gain there."""
+    catalogue = load_catalogue()
+    for days in splits:
+        whole = balanced_variants(Frontier(vms, catalogue, train_days=days, currency=catalogue.currency),
+                                  risks, floors)
+        halves = [balanced_variants(Frontier([vms[i] for i in draw], catalogue, train_days=days,
+                                             currency=catalogue.currency), risks, floors) for draw in draws]
+        print(f"== {days:g} training days: balanced's memory rule (risk %, floor) against aws -- whole trace "
+              "(dominates, gain) | sub-fleets where it dominates, median gain")
+        for key, (ok, gain) in whole.items():
+            wins = sum(1 for h in halves if h[key][0])
+            print(f"  risk {key[0]:g} %, floor {key[1]:+.0%}: {'yes' if ok else 'no '} {gain:+.2f} pt | "
+                  f"{wins}/{len(draws)}, median {statistics.median(h[key][1] for h in halves):+.2f} pt")
+        sys.stdout.flush()
 
 
 def run(vms: Sequence[TraceVm], *, subsets: int, size: int, splits: Sequence[float], seed: int,
@@ -121,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=20, help="VMs per sub-fleet (20: half the dev trace)")
     parser.add_argument("--splits", default="7,10,14,21", help="training days, comma-separated")
     parser.add_argument("--seed", type=int, default=20261207, help="seed of the draws")
+    parser.add_argument("--variants", metavar="RISKS:FLOORS",
+                        help=("instead of the verdicts, balanced with other memory rules against aws, e.g. "
+                              "'2,3,5:0,0.05,0.08' (memory_peak_risk_pct values : memory_peak_min_headroom_fraction "
+                              "values); the check that the defaults (3 %%, 5 %%) were not picked for one VM set"))
     parser.add_argument("--frontier", action="store_true",
                         help="also count, per anchor point, the sub-fleets where a point of our sweep beats it "
                              "(the whole sweep per sub-fleet: about a minute per split at 40 sub-fleets)")
@@ -130,8 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     vms = read_bitbrains_dir(args.trace)
     if not 0 < args.size <= len(vms) or args.subsets < 1:
         parser.error(f"--size must be 1..{len(vms)} and --subsets >= 1, got {args.size!r} and {args.subsets!r}")
-    return run(vms, subsets=args.subsets, size=args.size, splits=[float(x) for x in args.splits.split(",")],
-               seed=args.seed, frontier=args.frontier)
+    splits = [float(x) for x in args.splits.split(",")]
+    if args.variants:
+        try:
+            risks_text, floors_text = args.variants.split(":")
+            risks, floors = [float(x) for x in risks_text.split(",")], [float(x) for x in floors_text.split(",")]
+        except ValueError:
+            parser.error(f"--variants {args.variants!r}: expected RISKS:FLOORS, e.g. '2,3,5:0,0.05'")
+        rng = random.Random(args.seed)
+        draws = [sorted(rng.sample(range(len(vms)), args.size)) for _ in range(args.subsets)]
+        run_variants(vms, draws, splits, risks, floors)
+        return 0
+    return run(vms, subsets=args.subsets, size=args.size, splits=splits, seed=args.seed, frontier=args.frontier)
 
 
 if __name__ == "__main__":
