@@ -45,7 +45,7 @@ CURVE_COLOURS: Mapping[tuple[str, str], str] = {
     ("rightsizer-peaks-headroom", "cpu_headroom_fraction"): "#5c7080",
     ("rightsizer-memory-p99", "memory_percentile"): "#a67908",
     ("rightsizer-peaks-risk", "memory_peak_risk_pct"): "#db2c6f",
-    ("rightsizer-peaks-trade", "memory_peak_risk_pct"): "#96622d",
+    ("rightsizer-peaks-trade", "memory_peak_risk_pct"): "#7a8f00",
 }
 X_TITLE = "CPU overrun (% of evaluated {unit} over the recommended vCPUs)"
 Y_TITLE = "savings (% of the evaluated VMs' compute price)"

@@ -84,3 +84,15 @@ def test_every_sweep_and_own_fleet_curve_has_a_human_name_and_its_own_colour() -
     assert curves <= CURVE_NAMES.keys() and curves <= CURVE_COLOURS.keys()
     assert len({CURVE_COLOURS[c] for c in curves}) == len(curves)  # no two curves share a colour
     assert len({CURVE_NAMES[c][0] for c in curves}) == len(curves)
+
+
+def test_every_sweep_curve_has_a_name_and_a_colour_of_its_own() -> None:
+    from analytics.frontier import SWEEP_KNOBS
+    from analytics.reports.frontier_chart import CURVE_NAMES
+
+    curves = [(s, knob) for s, (knob, _) in SWEEP_KNOBS.items()] + [("rightsizer", "profile")]
+    assert all(c in CURVE_NAMES and c in CURVE_COLOURS for c in curves), [c for c in curves if c not in CURVE_NAMES]
+    colours = [CURVE_COLOURS[c] for c in curves]
+    assert len(set(colours)) == len(colours)
+    names = [CURVE_NAMES[c][0] for c in curves]
+    assert len(set(names)) == len(names)
