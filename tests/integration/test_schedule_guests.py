@@ -1,8 +1,9 @@
 """On/off schedules on real TCG guests, through ``rightsizer serve`` with ``[actions] schedules = true``.
 
-Two persistent guests carry a ``schedule`` label whose window closes in about two minutes and opens again one
-minute later. At the close, serve's cron job stops the idle guest by ACPI (the guest's acpid powers it off)
-and skips the busy one; at the opening it starts the idle guest again. Every attempt is in the audit log.
+Two persistent guests, once booted, get a ``schedule`` label whose window closes at the first whole minute at
+least :data:`LEAD_S` seconds later and opens again one minute after that. At the close, serve's cron job stops
+the idle guest by ACPI (the guest's acpid powers it off) and skips the busy one; at the opening it starts the
+idle guest again. Every attempt is in the audit log.
 """
 
 from __future__ import annotations
@@ -20,16 +21,21 @@ import pytest
 from domains import REPO_ROOT, GuestImages, GuestSpec, boot_guest, remove_domain, wait_for_console
 from engines import free_port
 
+from collector.domxml import LABELS_NAMESPACE, LABELS_PREFIX
 from collector.store.sqlite import SqliteStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.guests]
 
 NAMES = {"idle": "rs-sched-idle", "busy": "rs-sched-busy"}
+#: Seconds from the label to the window's close at least: serve starts (about 15 s beside two TCG guests on two
+#: cores), syncs the schedules and samples the busy lookback (15 s) before the close. The guests boot before the
+#: label is set, so their boot is not part of the wait.
+LEAD_S = 70
 
 
 def _window(now: datetime) -> tuple[datetime, datetime, str]:
-    """(stop at, start at, label): the window closes >= 100 s from now and reopens one minute later."""
-    close = datetime.fromtimestamp(math.ceil((now.timestamp() + 100) / 60) * 60, tz=UTC)
+    """(stop at, start at, label): the window closes >= LEAD_S from now and reopens one minute later."""
+    close = datetime.fromtimestamp(math.ceil((now.timestamp() + LEAD_S) / 60) * 60, tz=UTC)
     opening = close + timedelta(minutes=1)
     return close, opening, f"daily {opening:%H:%M}-{close:%H:%M} UTC"
 
@@ -47,17 +53,27 @@ def _wait_state(conn: libvirt.virConnect, name: str, state: int, until: datetime
     return _state(conn, name) == state
 
 
+def _set_labels(dom: libvirt.virDomain, labels: dict[str, str]) -> None:
+    """The domain's labels, live and in its persistent definition (one call each, as the action module does)."""
+    items = "".join(f'<label name="{k}">{v}</label>' for k, v in sorted(labels.items()))
+    for flag in (libvirt.VIR_DOMAIN_AFFECT_CONFIG, libvirt.VIR_DOMAIN_AFFECT_LIVE):
+        dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, f"<labels>{items}</labels>", LABELS_PREFIX,
+                        LABELS_NAMESPACE, flag)
+
+
 @pytest.fixture
 def scheduled_guests(libvirtd: str, guest_images: GuestImages, tmp_path: Path) -> Iterator[tuple[datetime, datetime]]:
-    close, opening, label = _window(datetime.now(UTC))
     conn = libvirt.open(libvirtd)
     try:
         for workload, name in NAMES.items():
             spec = GuestSpec(name=name, workload=workload, memory_mib=160, console_log=tmp_path / f"{workload}.log",
-                             labels={"env": "dev", "schedule": label})
+                             labels={"env": "dev"})
             boot_guest(conn, spec, guest_images, persistent=True)
         for workload in NAMES:
             wait_for_console(tmp_path / f"{workload}.log", timeout_s=180)
+        close, opening, label = _window(datetime.now(UTC))
+        for name in NAMES.values():
+            _set_labels(conn.lookupByName(name), {"env": "dev", "schedule": label})
         yield close, opening
     finally:
         for name in NAMES.values():
