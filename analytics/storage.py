@@ -72,30 +72,61 @@ def storage_advice(hours: pd.DataFrame, vms: Sequence[VmRecord], prices: Storage
     w = window_rows(hours, now, lookback_days)
     if w.empty:
         return {}
-    frame = pd.DataFrame({"vm": w["vm"].astype(str), "cap": numeric_series(w, "disk_capacity_bytes"),
-                          "alloc": numeric_series(w, "disk_allocation_bytes"),
-                          "iops": numeric_series(w, "disk_iops_p99"),
-                          "bps": numeric_series(w, "disk_bps_p99")})
+    codes, uuids = pd.factorize(w["vm"].astype(str))  # VMs in order of first appearance
+    n = len(uuids)
+    cap = _last_known(codes, numeric_series(w, "disk_capacity_bytes").to_numpy(), n)
+    alloc = _last_known(codes, numeric_series(w, "disk_allocation_bytes").to_numpy(), n)
+    iops = group_quantile(codes, numeric_series(w, "disk_iops_p99").to_numpy(), n, 0.99)
+    bps = group_quantile(codes, numeric_series(w, "disk_bps_p99").to_numpy(), n, 0.99)
     out: dict[str, StorageAdvice] = {}
     known = {vm.uuid for vm in vms}
-    for uuid, g in frame.groupby("vm", sort=False):
-        cap = g["cap"].dropna()
-        if str(uuid) not in known or cap.empty:
+    for k, uuid in enumerate(uuids.tolist()):
+        if uuid not in known or math.isnan(cap[k]):
             continue
-        iops = _p99(g["iops"])
-        bps = _p99(g["bps"])
-        fs = (guest_fs_used or {}).get(str(uuid))
-        alloc = g["alloc"].dropna()
+        fs = (guest_fs_used or {}).get(uuid)
         used, source = ((fs, "guest-agent") if fs is not None else
-                        (float(alloc.iloc[-1]), "allocation") if not alloc.empty else (None, "unknown"))
-        out[str(uuid)] = _advise(str(uuid), float(cap.iloc[-1]), used, source, iops, bps, prices, current_class,
-                                 settings)
+                        (float(alloc[k]), "allocation") if not math.isnan(alloc[k]) else (None, "unknown"))
+        out[uuid] = _advise(uuid, float(cap[k]), used, source, _or_none(iops[k]), _or_none(bps[k]), prices,
+                            current_class, settings)
     return out
 
 
-def _p99(values: pd.Series) -> float | None:
-    v = values.dropna().to_numpy()
-    return float(np.quantile(v, 0.99)) if len(v) else None
+def _or_none(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _last_known(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per group ``0..n-1``: its last value that is not NaN, in row order (NaN when it has none)."""
+    out = np.full(n, np.nan)
+    known = ~np.isnan(values)
+    out[codes[known]] = values[known]  # fancy assignment: the last write of each group wins
+    return out
+
+
+def group_quantile(codes: np.ndarray, values: np.ndarray, n: int, q: float) -> np.ndarray:
+    """Per group ``0..n-1``: ``np.quantile`` of its values that are not NaN at ``q`` (0..1, linear), bit for bit
+    numpy's (its interpolation counts back from the upper value past the midpoint); NaN for a group without
+    any. One sort of all rows instead of one call per group."""
+    known = ~np.isnan(values)
+    c, v = codes[known], values[known]
+    by_value = np.argsort(v, kind="stable")
+    # then by group, stable: numpy sorts small integers by radix, so two sorts beat one lexsort by a third
+    small = c.astype(np.int16) if n <= np.iinfo(np.int16).max else c
+    order = by_value[np.argsort(small[by_value], kind="stable")]
+    c, v = c[order], v[order]
+    counts = np.bincount(c, minlength=n)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    out = np.full(n, np.nan)
+    has = counts > 0
+    pos = q * (counts[has] - 1).astype(np.float64)
+    lo = np.floor(pos)
+    t = pos - lo
+    base = starts[has] + lo.astype(np.int64)
+    a = v[base]
+    b = v[np.minimum(base + 1, starts[has] + counts[has] - 1)]
+    diff = b - a
+    out[has] = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+    return out
 
 
 def needed_class(prices: StoragePrices, iops: float, bps: float) -> str | None:

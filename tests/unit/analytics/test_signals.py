@@ -129,3 +129,23 @@ def test_storage_advice_reaches_the_findings_with_guest_agent_use_from_the_store
     unpriced = LifecycleRules(7.0, CostSettings(include_storage=False), prices)
     unpriced_findings = analyse(store, small_catalogue(), now=NOW, signal_settings=SignalSettings(), rules=unpriced)
     assert unpriced_findings and all(f.storage is None for f in unpriced_findings)
+
+
+def test_group_quantile_is_numpys_per_group_bit_for_bit() -> None:
+    from analytics.storage import group_quantile
+
+    rng = np.random.default_rng(20261207)
+    for _ in range(200):
+        n = int(rng.integers(1, 12))
+        rows = int(rng.integers(0, 300))
+        codes = rng.integers(0, n, rows)
+        values = rng.lognormal(3, 2, rows)
+        values[rng.random(rows) < 0.2] = np.nan
+        q = float(rng.choice([0.99, 0.5, 0.95, 0.0, 1.0, rng.random()]))
+        got = group_quantile(codes, values, n, q)
+        for k in range(n):
+            v = values[(codes == k) & ~np.isnan(values)]
+            if len(v):
+                assert got[k] == np.quantile(v, q)  # exact, not approximately
+            else:
+                assert np.isnan(got[k])
