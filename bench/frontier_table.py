@@ -1,6 +1,6 @@
 """The savings-risk frontier per training split: which anchor sweep points a point of ours beats.
 
-    python -m bench.frontier_table TRACE_DIR [--splits 7,10,14,21] [--json]
+    python -m bench.frontier_table TRACE_DIR [--splits 7,10,14,21] [--json | --markdown]
 
 For every split, every ``aws``/``krr``/``vpa`` sweep point (``backtest --sweep``'s knobs) is listed with the
 first point of ours that beats it ("beaten" = at least as good on savings, CPU overrun and memory overrun
@@ -155,12 +155,48 @@ def _print(table: dict[str, Any]) -> None:
         print(f"  {strategy} ({knob}: savings/CPU/memory) {curve}")
 
 
+def _anchor_label(name: str) -> str:
+    """"aws cpu_headroom_fraction=0.2" -> "aws P99.5 + 20 %", "krr cpu_percentile=95.0" -> "krr P95"."""
+    strategy, setting = name.split(" ", 1)
+    value = float(setting.split("=")[1])
+    return f"aws P99.5 + {value * 100:.0f} %" if strategy == "aws" else f"{strategy} P{value:g}"
+
+
+def markdown(table: dict[str, Any]) -> str:
+    """One split as docs/backtest.md shows it: the anchors with what beats each, then the profiles."""
+    lines = [f"**{table['train_days']:g} training days: {table['beaten']} / {table['anchor_points']} anchor points "
+             "beaten**", "",
+             "| anchor point | savings % / CPU overrun % / memory overrun % | beaten by (first point of ours) |",
+             "|---|---|---|"]
+    for a in table["anchors"]:
+        if a["beaten_by"]:
+            verdict = f"`{a['beaten_by']}`"
+        elif "hindsight_savings_pct" in a:
+            verdict = ("not beaten (exact hindsight bound at its CPU and memory overruns "
+                       f"{a['hindsight_savings_pct']:.3f} %)")
+        else:
+            verdict = ("not beaten (hindsight bound, memory overruns alone "
+                       f"{a['hindsight_memory_only_savings_pct']:.3f} %)")
+        lines.append(f"| {_anchor_label(a['anchor'])} | {a['savings_pct']:.3f} / {a['cpu_overrun_pct']:.4f} / "
+                     f"{a['mem_overrun_pct']:.4f} | {verdict} |")
+    lines += ["", "| profile | savings % / CPU overrun % / memory overrun % | vs aws (points) | beaten by |",
+              "|---|---|---|---|"]
+    for p in table["profiles"]:
+        d = p["vs_aws"]
+        lines.append(f"| {p['profile']} | {p['savings_pct']:.3f} / {p['cpu_overrun_pct']:.4f} / "
+                     f"{p['mem_overrun_pct']:.4f} | {d['savings_pt']:+.2f} / {d['cpu_overrun_pt']:+.4f} / "
+                     f"{d['mem_overrun_pt']:+.4f} | {', '.join(p['beaten_by']) or 'none'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.frontier_table", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("trace", help="Bitbrains trace directory")
     parser.add_argument("--splits", default="7,10,14,21", help="training days, comma-separated")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print each split's tables as docs/backtest.md has them instead")
     args = parser.parse_args(argv)
     catalogue = load_catalogue()
     vms = read_bitbrains_dir(args.trace)
@@ -169,9 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         table = split_table(Frontier(vms, catalogue, train_days=days, currency=catalogue.currency),
                             catalogue.eligible())
         tables.append(table)
-        if not args.json:
+        if args.markdown:
+            print(markdown(table))
+        elif not args.json:
             _print(table)
-            sys.stdout.flush()
+        sys.stdout.flush()
     if args.json:
         print(json.dumps(tables, indent=2))
     return 0

@@ -140,3 +140,15 @@ def test_the_unbeaten_vpa_points_are_below_their_hindsight_bound(fronts: dict[in
     assert bound.oracle.mem_overrun_intervals <= bound.reference.mem_overrun_intervals
     assert bound.oracle.savings_pct == pytest.approx({10: 95.346, 14: 95.035}[days], abs=0.001)
     assert bound.oracle.savings_pct > bound.reference.savings_pct
+
+
+@pytest.mark.parametrize("days", SPLITS)
+def test_the_frontier_tables_in_the_docs_are_what_the_code_gives(fronts: dict[int, Frontier], days: int) -> None:
+    # docs/backtest.md carries `python -m bench.frontier_table TRACE --markdown` verbatim: a change of a rule that
+    # moves a figure fails here until the docs are regenerated
+    from bench.frontier_table import markdown, split_table
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "backtest.md").read_text(encoding="utf-8")
+    block = markdown(split_table(fronts[days], load_catalogue().eligible()))
+    assert block.startswith(f"**{days} training days: ")
+    assert block in docs, block
