@@ -163,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also count, per anchor point, the sub-fleets where a point of our sweep beats it "
                              "(the whole sweep per sub-fleet: about a minute per split at 40 sub-fleets)")
     args = parser.parse_args(argv)
-    if not Path(args.trace).is_dir():
-        parser.error(f"trace directory {args.trace!r} not found; pass the Bitbrains folder as the first argument")
+    if not Path(args.trace).is_dir():  # a message and 2, not an exception: python -m bench goes on to the next
+        print(f"fleet subsets bench: trace folder {args.trace!r} not found; pass the Bitbrains folder as the first "
+              "argument or set RIGHTSIZER_SHARED_DIR", file=sys.stderr)
+        return 2
     vms = read_bitbrains_dir(args.trace)
     if not 0 < args.size <= len(vms) or args.subsets < 1:
         parser.error(f"--size must be 1..{len(vms)} and --subsets >= 1, got {args.size!r} and {args.subsets!r}")

@@ -43,6 +43,8 @@ def test_the_bench_prints_one_verdict_block_per_split(bitbrains_dir: Path, capsy
     with pytest.raises(SystemExit) as exc:
         main([str(bitbrains_dir), "--size", "41"])
     assert exc.value.code == 2
+    assert main([str(bitbrains_dir / "no-such-folder")]) == 2
+    assert "trace folder" in capsys.readouterr().err
 
 
 def test_the_default_memory_risk_holds_on_every_half_where_five_percent_does_not(bitbrains_dir: Path) -> None:
