@@ -30,6 +30,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from analytics.catalogue import load_catalogue
@@ -41,7 +42,17 @@ from bench.frontier_table import ANCHORS, beats
 REPO = Path(__file__).resolve().parent.parent
 
 
-def verdicts(frontier: Frontier) -> dict[str, object]:
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One fleet at one split: does balanced weakly dominate aws, by how many points of savings, and which
+    anchor points ("vpa 99") beat which profile."""
+
+    dominates: bool
+    gain: float
+    beaten: tuple[tuple[str, str], ...]
+
+
+def verdicts(frontier: Frontier) -> Verdict:
     """Balanced against aws, and the anchor points that beat a profile, on one fleet at one split."""
     anchors = [_point(frontier.score(s, knob_settings(s, knob, v)), knob, v)
                for s in ANCHORS for knob, values in (SWEEP_KNOBS[s],) for v in values]
@@ -49,13 +60,13 @@ def verdicts(frontier: Frontier) -> dict[str, object]:
                 for p in PROFILES}
     aws = next(a for a in anchors if a.strategy == "aws" and a.value == 0.2)
     bal = profiles["balanced"]
-    return {
-        "dominates": (bal.savings_pct >= aws.savings_pct and bal.cpu_overrun_pct <= aws.cpu_overrun_pct
-                      and bal.mem_overrun_pct <= aws.mem_overrun_pct),
-        "gain": bal.savings_pct - aws.savings_pct,
-        "beaten": [(f"{a.strategy} {a.value:g}", name) for name, p in profiles.items() for a in anchors
-                   if beats(a, p)],
-    }
+    return Verdict(
+        dominates=(bal.savings_pct >= aws.savings_pct and bal.cpu_overrun_pct <= aws.cpu_overrun_pct
+                   and bal.mem_overrun_pct <= aws.mem_overrun_pct),
+        gain=bal.savings_pct - aws.savings_pct,
+        beaten=tuple((f"{a.strategy} {a.value:g}", name) for name, p in profiles.items() for a in anchors
+                     if beats(a, p)),
+    )
 
 
 def anchors_beaten(frontier: Frontier) -> dict[str, str]:
@@ -108,6 +119,7 @@ def run_variants(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits:
 
 def run(vms: Sequence[TraceVm], *, subsets: int, size: int, splits: Sequence[float], seed: int,
         frontier: bool = False) -> int:
+    """The verdicts on the whole trace and on ``subsets`` random sub-fleets of ``size`` VMs, per split."""
     catalogue = load_catalogue()
     rng = random.Random(seed)
     draws = [sorted(rng.sample(range(len(vms)), size)) for _ in range(subsets)]
@@ -117,13 +129,13 @@ def run(vms: Sequence[TraceVm], *, subsets: int, size: int, splits: Sequence[flo
         whole = verdicts(Frontier(vms, catalogue, train_days=days, currency=catalogue.currency))
         results = [verdicts(Frontier([vms[i] for i in draw], catalogue, train_days=days,
                                      currency=catalogue.currency)) for draw in draws]
-        gains = [float(r["gain"]) for r in results]  # type: ignore[arg-type]
-        dominated = sum(1 for r in results if r["dominates"])
-        beaten = [r for r in results if r["beaten"]]
-        by = Counter(pair for r in results for pair in r["beaten"])  # type: ignore[attr-defined]
+        gains = [r.gain for r in results]
+        dominated = sum(1 for r in results if r.dominates)
+        beaten = [r for r in results if r.beaten]
+        by = Counter(pair for r in results for pair in r.beaten)
         print(f"== {days:g} training days ({time.perf_counter() - t0:.1f} s)")
-        print(f"  whole trace: balanced weakly dominates aws {whole['dominates']}, gain {whole['gain']:+.2f} pt; "
-              f"profiles beaten by an anchor point: {len(whole['beaten'])}")  # type: ignore[arg-type]
+        print(f"  whole trace: balanced weakly dominates aws {whole.dominates}, gain {whole.gain:+.2f} pt; "
+              f"profiles beaten by an anchor point: {len(whole.beaten)}")
         print(f"  sub-fleets: balanced weakly dominates aws in {dominated}/{subsets} "
               f"({100.0 * dominated / subsets:.0f} %); gain min {min(gains):+.2f} / median "
               f"{statistics.median(gains):+.2f} / max {max(gains):+.2f} pt")

@@ -29,8 +29,8 @@ def test_balanced_weakly_dominates_aws_on_every_drawn_half(bitbrains_dir: Path, 
     for _ in range(12):
         half = [vms[i] for i in sorted(rng.sample(range(len(vms)), len(vms) // 2))]
         v = verdicts(Frontier(half, catalogue, train_days=days, currency=catalogue.currency))
-        assert v["dominates"], (days, [vm.name for vm in half])
-        gains.append(v["gain"])
+        assert v.dominates, (days, [vm.name for vm in half])
+        gains.append(v.gain)
     assert max(gains) > 0  # and it saves more on some half, not only ties
 
 
