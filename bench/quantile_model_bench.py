@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,6 +41,9 @@ from analytics.rightsizing.settings import RightsizerSettings
 from analytics.traces import read_bitbrains_dir
 from bench.fleet_subsets import REPO
 from bench.frontier_table import beats
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
 LOOKBACK_DAYS = 14.0
 MEMORY_CEILING = 0.15  # the rule's ceiling over the maximum used, kept for every method
@@ -73,7 +77,7 @@ def examples(windows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.
     return np.array(xs), np.array(ys), np.array(groups)
 
 
-def _model(risk_pct: float) -> object:
+def _model(risk_pct: float) -> HistGradientBoostingRegressor:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     return HistGradientBoostingRegressor(loss="quantile", quantile=1.0 - risk_pct / 100.0, max_iter=100,
@@ -87,7 +91,7 @@ def conformal_correction(x: np.ndarray, y: np.ndarray, groups: np.ndarray, risk_
         train, test = groups % 2 != fold, groups % 2 == fold
         if not train.any() or not test.any():
             continue
-        model = _model(risk_pct).fit(x[train], y[train])  # type: ignore[attr-defined]
+        model = _model(risk_pct).fit(x[train], y[train])
         scores.append(y[test] - model.predict(x[test]))
     pooled = np.concatenate(scores) if scores else np.zeros(1)
     rank = min(max(math.ceil((len(pooled) + 1) * (1.0 - risk_pct / 100.0)), 1), len(pooled))
@@ -104,7 +108,7 @@ def score_split(frontier: Frontier, risks: Sequence[float]) -> dict[str, list[Sw
     for risk in risks:
         settings = RightsizerSettings.model_validate({**OUR_CURVES[PEAKS_TRADE_STRATEGY], "memory_peak_risk_pct": risk})
         recs = frontier.recommendations("rightsizer", settings)
-        model = _model(risk).fit(x, y)  # type: ignore[attr-defined]
+        model = _model(risk).fit(x, y)
         correction = conformal_correction(x, y, groups, risk)
         chosen: dict[str, dict[int, MachineType]] = {k: {} for k in out}
         for i, (rec, w, p) in enumerate(zip(recs, windows, peaks, strict=True)):

@@ -38,6 +38,6 @@ def test_the_corrected_quantile_covers_the_held_out_half_as_asked() -> None:
     covered = []
     for fold in (0, 1):
         train, test = groups % 2 != fold, groups % 2 == fold
-        model = _model(10.0).fit(x[train], y[train])  # type: ignore[attr-defined]
+        model = _model(10.0).fit(x[train], y[train])
         covered.append(y[test] <= model.predict(x[test]) + correction)
     assert np.concatenate(covered).mean() >= 0.90  # the conformal rank: at most 10 % of scores above
