@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid as uuid_mod
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 from tinyfleet import NOW, A, components
 
 from analytics.catalogue import load_catalogue
+from analytics.findings.finding import VmFinding
 from analytics.findings.headroom import dimension_text, headroom_text
 from collector.model import UsagePoint, VmRecord, VmState
 from collector.store.sqlite import SqliteStore
@@ -43,36 +46,36 @@ def _headroom_cell(rec: object) -> str | None:
     return None if cell is None else str(cell.children)
 
 
-def test_vm_page_says_the_headroom_of_its_finding_in_words(tmp_path: Path) -> None:
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[tuple[object, VmFinding]]:
+    """The VM page's recommendation part and the finding behind it, for the one VM of :func:`_store`."""
     store, uuid = _store(tmp_path)
     try:
         data = DashboardData(Settings(), store, load_catalogue(), data_mode="live", clock=lambda: NOW)
         *_parts, rec, _options = vm_detail.update(data, uuid, "7d", None, None)
         view = vm_detail_view(data, uuid, Filters.of("7d", None, None), 14)
         assert view is not None and view.finding is not None and view.finding.source is not None
-        expected = headroom_text(view.finding.source.recommendation)
-        line = _headroom_cell(rec)
-        # one wording for the page and the CLI: the line is the finding's, each dimension with its amount
-        assert line == expected and line.startswith(("CPU: ", "steady CPU", "variable CPU", "spiky CPU"))
-        assert "% headroom over its " in line and "memory" in line.split("; ")[1]
+        yield rec, view.finding.source
     finally:
         store.close()
 
 
-def test_the_default_profile_says_its_fixed_cpu_headroom(tmp_path: Path) -> None:
-    store, uuid = _store(tmp_path)
-    try:
-        data = DashboardData(Settings(), store, load_catalogue(), data_mode="live", clock=lambda: NOW)
-        *_parts, rec, _options = vm_detail.update(data, uuid, "7d", None, None)
-        view = vm_detail_view(data, uuid, Filters.of("7d", None, None), 14)
-        assert view is not None and view.finding is not None and view.finding.source is not None
-        evidence = view.finding.source.recommendation.evidence
-        assert evidence is not None and evidence.memory is not None
-        # balanced: the AWS rule for CPU (P99.5 + 20 %), the same for every VM; memory as its rule says it
-        assert _headroom_cell(rec) == ("CPU: 20 % headroom over its P99.5 (fixed, not fitted to this VM); "
-                                       + dimension_text("memory", evidence.memory))
-    finally:
-        store.close()
+def test_vm_page_says_the_headroom_of_its_finding_in_words(page: tuple[object, VmFinding]) -> None:
+    rec, finding = page
+    expected = headroom_text(finding.recommendation)
+    line = _headroom_cell(rec)
+    # one wording for the page and the CLI: the line is the finding's, each dimension with its amount
+    assert line == expected and line.startswith(("CPU: ", "steady CPU", "variable CPU", "spiky CPU"))
+    assert "% headroom over its " in line and "memory" in line.split("; ")[1]
+
+
+def test_the_default_profile_says_its_fixed_cpu_headroom(page: tuple[object, VmFinding]) -> None:
+    rec, finding = page
+    evidence = finding.recommendation.evidence
+    assert evidence is not None and evidence.memory is not None
+    # balanced: the AWS rule for CPU (P99.5 + 20 %), the same for every VM; memory as its rule says it
+    assert _headroom_cell(rec) == ("CPU: 20 % headroom over its P99.5 (fixed, not fitted to this VM); "
+                                   + dimension_text("memory", evidence.memory))
 
 
 def test_no_headroom_line_without_the_findings_need(data: DashboardData) -> None:
