@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +11,7 @@ import pandas as pd
 
 from analytics.catalogue import HOURS_PER_MONTH, StoragePrices
 from analytics.frames import numeric_series, window_rows
+from analytics.rightsizing.batch import stacked
 from collector.model import VmRecord
 from core.settings import SignalSettings
 
@@ -105,28 +106,30 @@ def _last_known(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
 def group_quantile(codes: np.ndarray, values: np.ndarray, n: int, q: float) -> np.ndarray:
     """Per group ``0..n-1``: ``np.quantile`` of its values that are not NaN at ``q`` (0..1, linear), bit for bit
-    numpy's (its interpolation counts back from the upper value past the midpoint); NaN for a group without
-    any. One sort of all rows instead of one call per group."""
+    numpy's; NaN for a group without any. Groups of one length are reduced together
+    (:func:`analytics.rightsizing.batch.stacked`) instead of one call per group."""
     known = ~np.isnan(values)
     c, v = codes[known], values[known]
-    by_value = np.argsort(v, kind="stable")
-    # then by group, stable: numpy sorts small integers by radix, so two sorts beat one lexsort by a third
-    small = c.astype(np.int16) if n <= np.iinfo(np.int16).max else c
-    order = by_value[np.argsort(small[by_value], kind="stable")]
-    c, v = c[order], v[order]
-    counts = np.bincount(c, minlength=n)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    out = np.full(n, np.nan)
-    has = counts > 0
-    pos = q * (counts[has] - 1).astype(np.float64)
-    lo = np.floor(pos)
-    t = pos - lo
-    base = starts[has] + lo.astype(np.int64)
-    a = v[base]
-    b = v[np.minimum(base + 1, starts[has] + counts[has] - 1)]
-    diff = b - a
-    out[has] = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
-    return out
+    order = np.argsort(c, kind="stable")
+    return stacked(c[order], v[order], n, _quantile_rows(q))
+
+
+def _quantile_rows(q: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Row-wise ``np.quantile(row, q)``: the two order statistics it reads, and numpy's interpolation (from the
+    upper value past the midpoint)."""
+
+    def rows(block: np.ndarray) -> np.ndarray:
+        pos = q * (block.shape[1] - 1)
+        lo = int(np.floor(pos))
+        hi = min(lo + 1, block.shape[1] - 1)
+        t = pos - lo
+        ordered = np.partition(block, sorted({lo, hi}), axis=1)
+        a, b = ordered[:, lo], ordered[:, hi]
+        diff = b - a
+        result: np.ndarray = b - diff * (1 - t) if t >= 0.5 else a + diff * t
+        return result
+
+    return rows
 
 
 def needed_class(prices: StoragePrices, iops: float, bps: float) -> str | None:
