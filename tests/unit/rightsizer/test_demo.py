@@ -140,3 +140,23 @@ def test_seed_rejects_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         seed_synthetic_history(store, demo.demo_fleet(2), days=1, now=datetime(2026, 1, 1))
     store.close()
+
+
+@pytest.mark.parametrize("hour", [3, 11, 19])
+def test_the_demo_has_a_large_low_risk_saving_whatever_the_hour_it_is_seeded(tmp_path, hour) -> None:
+    # the alert RightsizerLargeSavingLowRisk must fire on serve --demo at any time of day: an oversized VM's memory
+    # peaks once sat on a memory step, so from 03:00 its target filled to over 90 % and the risk read medium
+    from analytics.analysis import AnalysisOptions, analyse_fleet
+    from analytics.catalogue import load_catalogue
+    from core.settings import Settings
+
+    now = datetime(2026, 12, 7, hour, 17, tzinfo=UTC)
+    store = SqliteStore(tmp_path / "demo.db")
+    try:
+        seed_synthetic_history(store, demo.demo_fleet(), days=30, now=now)
+        catalogue = load_catalogue()
+        options = AnalysisOptions.from_settings(Settings(), catalogue, now=now)
+        findings = analyse_fleet(store, catalogue, options).findings
+        assert [f.name for f in findings if f.monthly_savings > 100 and f.risk.value in ("very-low", "low")]
+    finally:
+        store.close()
