@@ -13,7 +13,9 @@ fleet-calibrated per-VM headroom (:mod:`analytics.rightsizing.calibrated`) acros
 (:mod:`analytics.rightsizing.peak_spread`) with KRR's and AWS's CPU rules across their knobs, and
 ``rightsizer-peaks-risk`` at KRR's P95 across that rule's risk target;
 ``rightsizer-memory-p99`` trades memory like ``rightsizer-memory`` at CPU P99; ``rightsizer-peaks-trade``
-trades memory by the daily-peak rule with no floor at the maximum used, across its risk target.
+trades memory by the daily-peak rule with no floor at the maximum used, across its risk target;
+``rightsizer-joint`` chooses every VM's whole type (vCPUs and memory together) by one fleet risk budget
+(:func:`analytics.rightsizing.budget.allocate_joint`), across that budget.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from analytics.backtest import (
 from analytics.catalogue import MachineType
 from analytics.rightsizing import get_strategy
 from analytics.rightsizing.base import FittingCatalogue, Recommendation
-from analytics.rightsizing.budget import BudgetVm, allocate, price_path
+from analytics.rightsizing.budget import BudgetVm, JointVm, allocate, allocate_joint, price_path
 from analytics.rightsizing.settings import (
     PERCENTILE_RULE,
     PROFILES,
@@ -54,6 +56,13 @@ PEAKS_HEADROOM_STRATEGY = "rightsizer-peaks-headroom"
 MEMORY_P99_STRATEGY = "rightsizer-memory-p99"
 PEAKS_RISK_STRATEGY = "rightsizer-peaks-risk"
 PEAKS_TRADE_STRATEGY = "rightsizer-peaks-trade"
+JOINT_STRATEGY = "rightsizer-joint"
+#: ``rightsizer-joint``: a training interval whose memory used exceeds a type's memory is priced as this many
+#: intervals whose CPU demand exceeds its vCPUs (memory is not compressible: an overrun swaps or kills, a CPU
+#: overrun queues). Chosen on 40 random halves of the dev trace (``python -m bench.fleet_subsets --joint``),
+#: not on the whole trace: every weight from 3 to 300 adds anchor points beaten there, 30 the most, and the
+#: gain is flat across the range (docs/backtest.md).
+JOINT_MEMORY_WEIGHT = 30.0
 #: Our aggressive end: CPU at P90 of interval demand, no headroom, no vCPU floor, and memory sized at a
 #: percentile of used memory (below 100 memory overruns become possible: memory is traded too).
 MEMORY_CURVE_BASE: dict[str, float | None] = {
@@ -113,6 +122,8 @@ SWEEP_KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     MEMORY_P99_STRATEGY: ("memory_percentile", (99.5, 99.8, 99.9, 99.95, 100.0)),
     PEAKS_RISK_STRATEGY: ("memory_peak_risk_pct", (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 35.0, 50.0)),
     PEAKS_TRADE_STRATEGY: ("memory_peak_risk_pct", tuple(float(r) for r in range(5, 85, 5))),
+    JOINT_STRATEGY: ("budget_pct", (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0,
+                                    5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)),
 }
 OUR_CURVES.update({PEAKS_STRATEGY: PEAK_CURVE_BASE, PEAKS_HEADROOM_STRATEGY: PEAK_HEADROOM_CURVE_BASE,
                    MEMORY_P99_STRATEGY: MEMORY_P99_CURVE_BASE, PEAKS_RISK_STRATEGY: PEAK_RISK_CURVE_BASE,
@@ -174,6 +185,8 @@ class Frontier:
         #: settings' lookback for every point (None: each strategy's own, as in the backtest)
         self.lookback_days = lookback_days
         self.splits: list[tuple[_Named, _Split]] = [(vm, _split(vm, catalogue, train_days)) for vm in vms]
+        #: score_joint's base recommendations, the VMs it chooses for and those VMs' training windows, built once
+        self._joint: tuple[list[Recommendation], list[int], list[JointVm]] | None = None
 
     @classmethod
     def from_splits(cls, splits: Sequence[tuple[_Named, _Split]], catalogue: FittingCatalogue, *,
@@ -223,6 +236,22 @@ class Frontier:
                                             headroom=base.cpu_headroom_fraction), strict=True))
         return self.score_types(BUDGET_STRATEGY, recs, chosen)
 
+    def score_joint(self, budget_pct: float, memory_weight: float = JOINT_MEMORY_WEIGHT) -> StrategyResult:
+        """Every judged VM's type chosen by the joint fleet budget (``budget_pct`` % of the fleet's training
+        intervals, CPU overruns plus ``memory_weight`` x memory overruns, counted on the training window
+        only); VMs the default profile cannot judge keep its answer."""
+        if self._joint is None:
+            recs = self.recommendations("rightsizer", RightsizerSettings.model_validate({}))
+            free = [i for i, rec in enumerate(recs) if rec.is_determined and self.splits[i][1].current is not None]
+            windows = [self.splits[i][1].history if self.lookback_days is None
+                       else self.splits[i][1].history.window(self.lookback_days) for i in free]
+            self._joint = (recs, free, [JointVm(w.cpu_vcpus, w.memory_used_bytes) for w in windows])
+        recs, free, vms = self._joint
+        types = self.catalogue.fitting(0.0, 0.0, n=1 << 30)  # every eligible type, cheapest first
+        chosen = allocate_joint(vms, types, budget_fraction=budget_pct / 100.0,
+                                memory_weight=memory_weight) if vms and types else []
+        return self.score_types(JOINT_STRATEGY, recs, dict(zip(free, chosen, strict=True)))
+
     def budget_path(self, base: RightsizerSettings | None = None) -> list[SweepPoint]:
         """The fleet risk budget at every distinct allocation of its Lagrangian path (knob ``risk_price``:
         currency per risked training interval), not only at the budget grid of :data:`SWEEP_KNOBS`."""
@@ -256,6 +285,8 @@ class Frontier:
         """The backtest behind :meth:`point`, under the curve's name."""
         if strategy == BUDGET_STRATEGY:
             return self.score_budget(float(value))
+        if strategy == JOINT_STRATEGY:
+            return self.score_joint(float(value))
         if strategy == MEMORY_STRATEGY:
             chosen = RightsizerSettings.model_validate({**MEMORY_CURVE_BASE, knob: value})
             return replace(self.score("rightsizer", chosen), strategy=strategy)
@@ -274,7 +305,8 @@ def dominates(a: SweepPoint | StrategyResult, b: SweepPoint | StrategyResult) ->
 
 
 __all__ = [
-    "BUDGET_STRATEGY", "MEMORY_P99_STRATEGY", "MEMORY_STRATEGY", "PEAKS_HEADROOM_STRATEGY", "PEAKS_RISK_STRATEGY",
+    "BUDGET_STRATEGY", "JOINT_MEMORY_WEIGHT", "JOINT_STRATEGY", "MEMORY_P99_STRATEGY", "MEMORY_STRATEGY",
+    "PEAKS_HEADROOM_STRATEGY", "PEAKS_RISK_STRATEGY",
     "PEAKS_TRADE_STRATEGY",
     "PEAKS_STRATEGY", "RISK_STRATEGY", "Frontier", "POINT_COLUMNS", "SWEEP_KNOBS", "SweepPoint", "dominates",
     "knob_settings",

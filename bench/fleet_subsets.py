@@ -17,7 +17,9 @@ sub-fleets where balanced weakly dominates aws, the savings gain's minimum / med
 sub-fleets where an anchor point beats a profile, with the points that do and how often. With ``--frontier``
 also, per anchor point, on how many sub-fleets a point of our whole sweep (every curve, as
 ``python -m bench.frontier_table`` counts) beats it: the check that a curve's win on the whole trace is not
-one lucky set of VMs.
+one lucky set of VMs. With ``--joint W,W,...`` instead, per split, how many (anchor point, sub-fleet) pairs our
+sweep without ``rightsizer-joint`` beats, and how many more it beats with that curve at each memory weight: how
+``JOINT_MEMORY_WEIGHT`` was chosen (on the halves, not on the whole trace).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analytics.catalogue import load_catalogue
-from analytics.frontier import SWEEP_KNOBS, SWEEP_STRATEGIES, Frontier, _point, knob_settings
+from analytics.frontier import JOINT_STRATEGY, SWEEP_KNOBS, SWEEP_STRATEGIES, Frontier, _point, knob_settings
 from analytics.rightsizing.settings import PROFILES, RightsizerSettings
 from analytics.traces import TraceVm, read_bitbrains_dir
 from bench.frontier_table import ANCHORS, beats
@@ -81,6 +83,41 @@ def anchors_beaten(frontier: Frontier) -> dict[str, str]:
                    == (a.savings_pct, a.cpu_overrun_pct, a.mem_overrun_pct) for o in ours)
         out[f"{a.strategy} {a.value:g}"] = "beaten" if any(beats(o, a) for o in ours) else "tied" if tied else "open"
     return out
+
+
+def joint_gains(frontier: Frontier, weights: Sequence[float]) -> tuple[int, dict[float, int]]:
+    """Anchor points our sweep without ``rightsizer-joint`` beats, and how many more that curve adds at each
+    memory weight (its budget grid, :data:`~analytics.frontier.SWEEP_KNOBS`)."""
+    points = frontier.sweep([s for s in SWEEP_STRATEGIES if s != JOINT_STRATEGY])
+    anchors = [p for p in points if p.strategy in ANCHORS]
+    ours = [p for p in points if p.strategy not in ANCHORS]
+    base = {i for i, a in enumerate(anchors) if any(beats(o, a) for o in ours)}
+    knob, values = SWEEP_KNOBS[JOINT_STRATEGY]
+    added = {}
+    for w in weights:
+        joint = [_point(frontier.score_joint(float(v), memory_weight=w), knob, v) for v in values]
+        added[w] = sum(1 for i, a in enumerate(anchors) if i not in base and any(beats(o, a) for o in joint))
+    return len(base), added
+
+
+def run_joint(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits: Sequence[float],
+              weights: Sequence[float]) -> None:
+    """Per split: (anchor point, sub-fleet) pairs beaten without the joint curve, and added at each weight."""
+    catalogue = load_catalogue()
+    totals = dict.fromkeys(weights, 0)
+    for days in splits:
+        t0 = time.perf_counter()
+        results = [joint_gains(Frontier([vms[i] for i in draw], catalogue, train_days=days,
+                                        currency=catalogue.currency), weights) for draw in draws]
+        pairs = len(draws) * sum(len(SWEEP_KNOBS[a][1]) for a in ANCHORS)
+        base = sum(b for b, _ in results)
+        for w in weights:
+            totals[w] += sum(a[w] for _, a in results)
+        print(f"== {days:g} training days ({time.perf_counter() - t0:.1f} s): without rightsizer-joint {base}/{pairs} "
+              "(anchor point, sub-fleet) pairs beaten; added by it at memory weight "
+              + ", ".join(f"{w:g}: +{sum(a[w] for _, a in results)}" for w in weights))
+        sys.stdout.flush()
+    print("all splits, added: " + ", ".join(f"{w:g}: +{n}" for w, n in totals.items()))
 
 
 def balanced_variants(frontier: Frontier, risks: Sequence[float], floors: Sequence[float]
@@ -171,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=("instead of the verdicts, balanced with other memory rules against aws, e.g. "
                               "'2,3,5:0,0.05,0.08' (memory_peak_risk_pct values : memory_peak_min_headroom_fraction "
                               "values); the check that the defaults (3 %%, 5 %%) were not picked for one VM set"))
+    parser.add_argument("--joint", metavar="WEIGHTS",
+                        help="instead of the verdicts, what rightsizer-joint adds to our sweep on the sub-fleets at "
+                             "each memory weight, e.g. '3,10,30,100,300' (how JOINT_MEMORY_WEIGHT was chosen)")
     parser.add_argument("--frontier", action="store_true",
                         help="also count, per anchor point, the sub-fleets where a point of our sweep beats it "
                              "(the whole sweep per sub-fleet: about a minute per split at 40 sub-fleets)")
@@ -183,6 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.size <= len(vms) or args.subsets < 1:
         parser.error(f"--size must be 1..{len(vms)} and --subsets >= 1, got {args.size!r} and {args.subsets!r}")
     splits = [float(x) for x in args.splits.split(",")]
+    if args.joint:
+        try:
+            weights = [float(x) for x in args.joint.split(",")]
+        except ValueError:
+            parser.error(f"--joint {args.joint!r}: expected comma-separated weights, e.g. '3,10,30'")
+        if any(w < 0 for w in weights):
+            parser.error(f"--joint {args.joint!r}: weights must be >= 0")
+        rng = random.Random(args.seed)
+        run_joint(vms, [sorted(rng.sample(range(len(vms)), args.size)) for _ in range(args.subsets)], splits, weights)
+        return 0
     if args.variants:
         try:
             risks_text, floors_text = args.variants.split(":")

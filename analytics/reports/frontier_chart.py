@@ -30,6 +30,8 @@ CURVE_NAMES: Mapping[tuple[str, str], tuple[str, str]] = {
     ("rightsizer-peaks-trade", "memory_peak_risk_pct"): ("rightsizer, memory traded by daily-peak risk",
                                                          "accepted memory risk {value:g} % of days, below the "
                                                          "maximum allowed (CPU P90)"),
+    ("rightsizer-joint", "budget_pct"): ("rightsizer, CPU and memory by one fleet budget",
+                                         "budget {value:g} % of training intervals (memory overruns x30)"),
 }
 #: One colour per curve, the same in the dashboard and the report.
 CURVE_COLOURS: Mapping[tuple[str, str], str] = {
@@ -46,6 +48,7 @@ CURVE_COLOURS: Mapping[tuple[str, str], str] = {
     ("rightsizer-memory-p99", "memory_percentile"): "#a67908",
     ("rightsizer-peaks-risk", "memory_peak_risk_pct"): "#db2c6f",
     ("rightsizer-peaks-trade", "memory_peak_risk_pct"): "#7a8f00",
+    ("rightsizer-joint", "budget_pct"): "#8a5a44",
 }
 X_TITLE = "CPU overrun (% of evaluated {unit} over the recommended vCPUs)"
 Y_TITLE = "savings (% of the evaluated VMs' compute price)"

@@ -14,6 +14,14 @@ long keeps them. Decided from the training window only:
   fit the budget (a share of all training intervals). This is the Lagrangian of "minimise cost subject
   to total risk <= budget", so every VM spends risk at the same marginal saving per risked interval.
 
+**The joint budget** (:func:`allocate_joint`, ``backtest --sweep``'s ``rightsizer-joint``) drops the base rule:
+every eligible type is a candidate for every VM, risked by its training CPU intervals above the type's vCPUs
+*plus* ``memory_weight`` x its training memory intervals above the type's memory, so vCPUs and memory are
+chosen together and a VM whose memory peaks are rare single intervals may take a type below its maximum used,
+while one busy near its maximum keeps it. The Lagrangian is the same; the risk is counted in the training
+window (the problem the hindsight bound of :mod:`analytics.hindsight` solves on the evaluation window, here
+priced instead of solved exactly, so that it scales to fleets). No profile uses it: it trades memory.
+
 Pure numpy over arrays passed in; nothing is fitted per VM. No learned model (e.g. a scikit-learn
 quantile regressor of future peaks across the fleet) is used: each VM's own training tail already ranks
 its candidates, and on the dev trace this allocation lands on the uniform-percentile curve rather than
@@ -22,6 +30,7 @@ above it, so a model would have nothing measured to improve on (README, "Backtes
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,7 +90,12 @@ def allocate(
         raise ValueError(f"budget_fraction must be >= 0, got {budget_fraction!r}")
     cands = [_candidates(vm, catalogue, headroom) for vm in vms]
     total = sum(int(np.count_nonzero(~np.isnan(vm.demand_vcpus))) for vm in vms)
-    budget = budget_fraction * total
+    picks = _fit_budget(cands, budget_fraction * total)
+    return [c.types[i] for c, i in zip(cands, picks, strict=True)]
+
+
+def _fit_budget(cands: Sequence[_Candidates], budget: float) -> list[int]:
+    """Each VM's candidate at the lowest price of risk whose picks risk at most ``budget`` intervals."""
     lo, hi = 0.0, 1.0
     picks, used = _pick(cands, hi)
     while used > budget and hi < 1e12:  # find a price of risk high enough to fit the budget
@@ -95,7 +109,65 @@ def allocate(
             hi, best = mid, picks
         else:
             lo = mid
-    return [c.types[i] for c, i in zip(cands, best, strict=True)]
+    return best
+
+
+@dataclass(frozen=True, slots=True)
+class JointVm:
+    """One VM as the joint budget sees it: its training CPU demand (vCPUs) and memory used (bytes), NaN
+    where an interval has no reading."""
+
+    demand_vcpus: np.ndarray
+    memory_used_bytes: np.ndarray
+
+
+def _risked(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """How many of ``values`` (NaN skipped) lie above each of ``levels``."""
+    ordered = np.sort(values[~np.isnan(values)])
+    return len(ordered) - np.searchsorted(ordered, levels, side="right")
+
+
+def joint_candidates(vm: JointVm, types: Sequence[MachineType], memory_weight: float) -> _Candidates:
+    """Every type a VM could take, priced and risked: training CPU intervals above its vCPUs plus
+    ``memory_weight`` x training memory intervals above its memory; only types less risky than every
+    cheaper one are kept (no other is ever the cheapest for price plus risk)."""
+    ordered = sorted(types, key=lambda t: (t.price_per_month, t.name))
+    risks = (_risked(vm.demand_vcpus, np.array([t.vcpus for t in ordered], dtype=np.float64) + 1e-9)
+             + memory_weight * _risked(vm.memory_used_bytes,
+                                       np.array([t.memory_bytes for t in ordered], dtype=np.float64)))
+    kept, lowest = [], math.inf
+    for i, r in enumerate(risks):
+        if r < lowest:
+            kept.append(i)
+            lowest = float(r)
+    return _Candidates(tuple(ordered[i] for i in kept), np.array([ordered[i].price_per_month for i in kept]),
+                       np.asarray(risks[kept], dtype=np.float64))
+
+
+def joint_total(vms: Sequence[JointVm]) -> int:
+    """The fleet's training intervals with a CPU reading: what a joint budget is a share of."""
+    return sum(int(np.count_nonzero(~np.isnan(vm.demand_vcpus))) for vm in vms)
+
+
+def allocate_joint(vms: Sequence[JointVm], types: Sequence[MachineType], *, budget_fraction: float,
+                   memory_weight: float) -> list[MachineType]:
+    """One type per VM (same order), CPU and memory chosen together: the cheapest fleet whose risked
+    training intervals (CPU + ``memory_weight`` x memory) are at most ``budget_fraction`` of
+    :func:`joint_total`. Raises ValueError for a negative budget or weight, or no types."""
+    if budget_fraction < 0 or memory_weight < 0:
+        raise ValueError(f"budget_fraction and memory_weight must be >= 0, got {budget_fraction!r}, "
+                         f"{memory_weight!r}")
+    if not types:
+        raise ValueError("no machine types to choose from")
+    cands = [joint_candidates(vm, types, memory_weight) for vm in vms]
+    picks = _fit_budget(cands, budget_fraction * joint_total(vms))
+    return [c.types[i] for c, i in zip(cands, picks, strict=True)]
+
+
+def joint_price_path(vms: Sequence[JointVm], types: Sequence[MachineType], *,
+                     memory_weight: float) -> list[tuple[float, list[MachineType]]]:
+    """Every distinct allocation :func:`allocate_joint` can give, cheapest fleet first (as :func:`price_path`)."""
+    return _path([joint_candidates(vm, types, memory_weight) for vm in vms])
 
 
 def _breakpoints(c: _Candidates) -> set[float]:
@@ -115,7 +187,10 @@ def price_path(vms: Sequence[BudgetVm], catalogue: FittingCatalogue, *,
     From price 0 (each VM's cheapest candidate, whatever its risk) up past the last breakpoint (each VM
     its least risky candidate): the whole family :func:`allocate` picks from, with no budget grid between.
     """
-    cands = [_candidates(vm, catalogue, headroom) for vm in vms]
+    return _path([_candidates(vm, catalogue, headroom) for vm in vms])
+
+
+def _path(cands: Sequence[_Candidates]) -> list[tuple[float, list[MachineType]]]:
     prices = sorted(set().union(*(_breakpoints(c) for c in cands)) if cands else set())
     out: list[tuple[float, list[MachineType]]] = []
     seen: set[tuple[int, ...]] = set()

@@ -63,3 +63,24 @@ def test_the_default_memory_risk_holds_on_every_half_where_five_percent_does_not
                                 (3.0, 5.0), (0.05,)) for d in draws]
     assert all(h[3.0, 0.05][0] for h in halves)
     assert sum(1 for h in halves if not h[5.0, 0.05][0]) == 7
+
+
+def test_the_joint_budget_beats_anchor_points_the_other_curves_leave_on_halves(
+        bitbrains_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # How JOINT_MEMORY_WEIGHT was chosen: what rightsizer-joint adds to the rest of our sweep, on halves
+    from bench.fleet_subsets import joint_gains
+
+    catalogue = load_catalogue()
+    vms = read_bitbrains_dir(bitbrains_dir)
+    rng = random.Random(20261207)
+    draws = [sorted(rng.sample(range(len(vms)), len(vms) // 2)) for _ in range(10)]
+    results = [joint_gains(Frontier([vms[i] for i in d], catalogue, train_days=10, currency=catalogue.currency),
+                           (30.0,)) for d in draws]
+    assert [base for base, _ in results] == [10, 9, 14, 9, 10, 12, 7, 11, 7, 10]
+    assert [added[30.0] for _, added in results] == [0, 3, 0, 1, 0, 0, 0, 0, 0, 0]
+    assert main([str(bitbrains_dir), "--joint", "30", "--subsets", "2", "--splits", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "without rightsizer-joint" in out and "all splits, added: 30: +" in out
+    with pytest.raises(SystemExit) as exc:
+        main([str(bitbrains_dir), "--joint", "thirty"])
+    assert exc.value.code == 2 and "--joint 'thirty'" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import pytest
 
 from analytics.catalogue import load_catalogue
 from analytics.frontier import (
+    JOINT_STRATEGY,
     PEAKS_TRADE_STRATEGY,
     SWEEP_KNOBS,
     SWEEP_STRATEGIES,
@@ -112,9 +113,9 @@ def test_two_points_over_aws_need_memory_below_the_maximum_used(
 
 def test_every_anchor_point_but_two_vpa_p50_points_is_beaten(fronts: dict[int, Frontier]) -> None:
     # The whole sweep (backtest --sweep, every curve of ours): each aws, krr and vpa point is beaten by a point
-    # of ours, except VPA at P50 with 10 and 14 training days (docs/backtest.md); the memory-trading curve is
-    # what beats VPA at P50 with 7 days and at P75 with 10.
-    unbeaten, by_trade = set(), set()
+    # of ours, except VPA at P50 with 10 and 14 training days (docs/backtest.md); the memory-trading curve alone
+    # beats VPA at P75 with 10 days; it and the joint fleet budget beat VPA at P50 with 7.
+    unbeaten, by_trade, by_joint = set(), set(), set()
     for days, frontier in fronts.items():
         points = frontier.sweep(SWEEP_STRATEGIES)
         ours = [p for p in points if p.strategy not in ANCHORS]
@@ -124,8 +125,26 @@ def test_every_anchor_point_but_two_vpa_p50_points_is_beaten(fronts: dict[int, F
                 unbeaten.add((days, a.strategy, a.value))
             if by == {PEAKS_TRADE_STRATEGY}:
                 by_trade.add((days, a.strategy, a.value))
+            if JOINT_STRATEGY in by:
+                by_joint.add((days, a.strategy, a.value))
     assert unbeaten == {(10, "vpa", 50.0), (14, "vpa", 50.0)}
-    assert by_trade == {(7, "vpa", 50.0), (10, "vpa", 75.0)}
+    assert by_trade == {(10, "vpa", 75.0)}
+    # the joint budget chooses vCPUs and memory together: it beats VPA's middle points at 7-14 days, and at
+    # 21 days every aws and krr point and VPA at P95
+    assert {(d, s, v) for d, s, v in by_joint if d < 21} == {
+        (7, "vpa", 50.0), (7, "vpa", 75.0), (7, "vpa", 90.0), (10, "vpa", 90.0), (10, "vpa", 95.0),
+        (10, "vpa", 99.0), (14, "vpa", 75.0), (14, "vpa", 90.0), (14, "vpa", 95.0), (14, "vpa", 99.0)}
+    assert {(s, v) for d, s, v in by_joint if d == 21} == {
+        *(("aws", v) for v in SWEEP_KNOBS["aws"][1]), *(("krr", v) for v in SWEEP_KNOBS["krr"][1]), ("vpa", 95.0)}
+
+
+def test_the_joint_budget_buys_savings_with_risk_in_order(fronts: dict[int, Frontier]) -> None:
+    # a larger budget of training intervals never costs more; from nothing risked in training to 20 % the
+    # savings rise at every split
+    for frontier in fronts.values():
+        points = [frontier.point(JOINT_STRATEGY, "budget_pct", b) for b in SWEEP_KNOBS[JOINT_STRATEGY][1]]
+        savings = [p.savings_pct for p in points]
+        assert savings == sorted(savings) and savings[-1] > savings[0] + 5
 
 
 @pytest.mark.parametrize("days", (10, 14))
