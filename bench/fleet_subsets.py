@@ -36,7 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analytics.catalogue import load_catalogue
-from analytics.frontier import JOINT_STRATEGY, SWEEP_KNOBS, SWEEP_STRATEGIES, Frontier, _point, knob_settings
+from analytics.frontier import (
+    JOINT_STRATEGY,
+    SWEEP_KNOBS,
+    SWEEP_STRATEGIES,
+    Frontier,
+    _point,
+    dominates,
+    knob_settings,
+)
 from analytics.rightsizing.settings import PROFILES, RightsizerSettings
 from analytics.traces import TraceVm, read_bitbrains_dir
 from bench.frontier_table import ANCHORS, beats
@@ -54,6 +62,12 @@ class Verdict:
     beaten: tuple[tuple[str, str], ...]
 
 
+def draw_halves(n_vms: int, size: int, subsets: int, seed: int) -> list[list[int]]:
+    """``subsets`` random sub-fleets of ``size`` VM indices each (sorted, without replacement), from ``seed``."""
+    rng = random.Random(seed)
+    return [sorted(rng.sample(range(n_vms), size)) for _ in range(subsets)]
+
+
 def verdicts(frontier: Frontier) -> Verdict:
     """Balanced against aws, and the anchor points that beat a profile, on one fleet at one split."""
     anchors = [_point(frontier.score(s, knob_settings(s, knob, v)), knob, v)
@@ -63,8 +77,7 @@ def verdicts(frontier: Frontier) -> Verdict:
     aws = next(a for a in anchors if a.strategy == "aws" and a.value == 0.2)
     bal = profiles["balanced"]
     return Verdict(
-        dominates=(bal.savings_pct >= aws.savings_pct and bal.cpu_overrun_pct <= aws.cpu_overrun_pct
-                   and bal.mem_overrun_pct <= aws.mem_overrun_pct),
+        dominates=dominates(bal, aws),
         gain=bal.savings_pct - aws.savings_pct,
         beaten=tuple((f"{a.strategy} {a.value:g}", name) for name, p in profiles.items() for a in anchors
                      if beats(a, p)),
@@ -130,8 +143,7 @@ def balanced_variants(frontier: Frontier, risks: Sequence[float], floors: Sequen
         for floor in floors:
             b = frontier.score("rightsizer", RightsizerSettings.model_validate(
                 {"memory_peak_risk_pct": risk, "memory_peak_min_headroom_fraction": floor}))
-            out[risk, floor] = (b.savings_pct >= aws.savings_pct and b.cpu_overrun_pct <= aws.cpu_overrun_pct
-                                and b.mem_overrun_pct <= aws.mem_overrun_pct, b.savings_pct - aws.savings_pct)
+            out[risk, floor] = (dominates(b, aws), b.savings_pct - aws.savings_pct)
     return out
 
 
@@ -158,8 +170,7 @@ def run(vms: Sequence[TraceVm], *, subsets: int, size: int, splits: Sequence[flo
         frontier: bool = False) -> int:
     """The verdicts on the whole trace and on ``subsets`` random sub-fleets of ``size`` VMs, per split."""
     catalogue = load_catalogue()
-    rng = random.Random(seed)
-    draws = [sorted(rng.sample(range(len(vms)), size)) for _ in range(subsets)]
+    draws = draw_halves(len(vms), size, subsets, seed)
     print(f"{len(vms)} VMs; {subsets} sub-fleets of {size} (seed {seed})")
     for days in splits:
         t0 = time.perf_counter()
@@ -230,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--joint {args.joint!r}: expected comma-separated weights, e.g. '3,10,30'")
         if any(w < 0 for w in weights):
             parser.error(f"--joint {args.joint!r}: weights must be >= 0")
-        rng = random.Random(args.seed)
-        run_joint(vms, [sorted(rng.sample(range(len(vms)), args.size)) for _ in range(args.subsets)], splits, weights)
+        run_joint(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits, weights)
         return 0
     if args.variants:
         try:
@@ -239,9 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             risks, floors = [float(x) for x in risks_text.split(",")], [float(x) for x in floors_text.split(",")]
         except ValueError:
             parser.error(f"--variants {args.variants!r}: expected RISKS:FLOORS, e.g. '2,3,5:0,0.05'")
-        rng = random.Random(args.seed)
-        draws = [sorted(rng.sample(range(len(vms)), args.size)) for _ in range(args.subsets)]
-        run_variants(vms, draws, splits, risks, floors)
+        run_variants(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits, risks, floors)
         return 0
     return run(vms, subsets=args.subsets, size=args.size, splits=splits, seed=args.seed, frontier=args.frontier)
 

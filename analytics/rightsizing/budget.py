@@ -52,14 +52,33 @@ class BudgetVm:
 
 
 @dataclass(frozen=True, slots=True)
+class JointVm:
+    """One VM as the joint budget sees it: its training CPU demand (vCPUs) and memory used (bytes), NaN
+    where an interval has no reading."""
+
+    demand_vcpus: np.ndarray
+    memory_used_bytes: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
 class _Candidates:
     types: tuple[MachineType, ...]
     prices: np.ndarray
     risks: np.ndarray  # risked training intervals per candidate
 
 
+def _risked(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """How many of ``values`` (NaN skipped) lie above each of ``levels``."""
+    ordered = np.sort(values[~np.isnan(values)])
+    return len(ordered) - np.searchsorted(ordered, levels, side="right")
+
+
+def training_intervals(vms: Sequence[BudgetVm] | Sequence[JointVm]) -> int:
+    """The fleet's training intervals with a CPU reading: what a budget is a share of."""
+    return sum(int(np.count_nonzero(~np.isnan(vm.demand_vcpus))) for vm in vms)
+
+
 def _candidates(vm: BudgetVm, catalogue: FittingCatalogue, headroom: float) -> _Candidates:
-    demand = vm.demand_vcpus[~np.isnan(vm.demand_vcpus)] * (1.0 + headroom)
     types: list[MachineType] = []
     for k in range(1, max(vm.base_type.vcpus, vm.vcpus, 1) + 1):
         t = catalogue.cheapest_fitting(float(k), vm.memory_need_bytes)
@@ -67,10 +86,8 @@ def _candidates(vm: BudgetVm, catalogue: FittingCatalogue, headroom: float) -> _
             types.append(t)
     if vm.base_type not in types:
         types.append(vm.base_type)
-    ordered = np.sort(demand)
-    risks = np.array([len(ordered) - np.searchsorted(ordered, t.vcpus, side="right") for t in types],
-                     dtype=np.float64)
-    return _Candidates(tuple(types), np.array([t.price_per_month for t in types]), risks)
+    risks = _risked(vm.demand_vcpus * (1.0 + headroom), np.array([t.vcpus for t in types], dtype=np.float64))
+    return _Candidates(tuple(types), np.array([t.price_per_month for t in types]), risks.astype(np.float64))
 
 
 def _pick(cands: Sequence[_Candidates], lam: float) -> tuple[list[int], float]:
@@ -89,8 +106,7 @@ def allocate(
     if budget_fraction < 0:
         raise ValueError(f"budget_fraction must be >= 0, got {budget_fraction!r}")
     cands = [_candidates(vm, catalogue, headroom) for vm in vms]
-    total = sum(int(np.count_nonzero(~np.isnan(vm.demand_vcpus))) for vm in vms)
-    picks = _fit_budget(cands, budget_fraction * total)
+    picks = _fit_budget(cands, budget_fraction * training_intervals(vms))
     return [c.types[i] for c, i in zip(cands, picks, strict=True)]
 
 
@@ -112,21 +128,6 @@ def _fit_budget(cands: Sequence[_Candidates], budget: float) -> list[int]:
     return best
 
 
-@dataclass(frozen=True, slots=True)
-class JointVm:
-    """One VM as the joint budget sees it: its training CPU demand (vCPUs) and memory used (bytes), NaN
-    where an interval has no reading."""
-
-    demand_vcpus: np.ndarray
-    memory_used_bytes: np.ndarray
-
-
-def _risked(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """How many of ``values`` (NaN skipped) lie above each of ``levels``."""
-    ordered = np.sort(values[~np.isnan(values)])
-    return len(ordered) - np.searchsorted(ordered, levels, side="right")
-
-
 def joint_candidates(vm: JointVm, types: Sequence[MachineType], memory_weight: float) -> _Candidates:
     """Every type a VM could take, priced and risked: training CPU intervals above its vCPUs plus
     ``memory_weight`` x training memory intervals above its memory; only types less risky than every
@@ -144,23 +145,18 @@ def joint_candidates(vm: JointVm, types: Sequence[MachineType], memory_weight: f
                        np.asarray(risks[kept], dtype=np.float64))
 
 
-def joint_total(vms: Sequence[JointVm]) -> int:
-    """The fleet's training intervals with a CPU reading: what a joint budget is a share of."""
-    return sum(int(np.count_nonzero(~np.isnan(vm.demand_vcpus))) for vm in vms)
-
-
 def allocate_joint(vms: Sequence[JointVm], types: Sequence[MachineType], *, budget_fraction: float,
                    memory_weight: float) -> list[MachineType]:
     """One type per VM (same order), CPU and memory chosen together: the cheapest fleet whose risked
     training intervals (CPU + ``memory_weight`` x memory) are at most ``budget_fraction`` of
-    :func:`joint_total`. Raises ValueError for a negative budget or weight, or no types."""
+    :func:`training_intervals`. Raises ValueError for a negative budget or weight, or no types."""
     if budget_fraction < 0 or memory_weight < 0:
         raise ValueError(f"budget_fraction and memory_weight must be >= 0, got {budget_fraction!r}, "
                          f"{memory_weight!r}")
     if not types:
         raise ValueError("no machine types to choose from")
     cands = [joint_candidates(vm, types, memory_weight) for vm in vms]
-    picks = _fit_budget(cands, budget_fraction * joint_total(vms))
+    picks = _fit_budget(cands, budget_fraction * training_intervals(vms))
     return [c.types[i] for c, i in zip(cands, picks, strict=True)]
 
 
