@@ -15,7 +15,8 @@ fleet-calibrated per-VM headroom (:mod:`analytics.rightsizing.calibrated`) acros
 ``rightsizer-memory-p99`` trades memory like ``rightsizer-memory`` at CPU P99; ``rightsizer-peaks-trade``
 trades memory by the daily-peak rule with no floor at the maximum used, across its risk target;
 ``rightsizer-joint`` chooses every VM's whole type (vCPUs and memory together) by one fleet risk budget
-(:func:`analytics.rightsizing.budget.allocate_joint`), across that budget.
+(:func:`analytics.rightsizing.budget.allocate_joint`), across that budget; ``rightsizer-joint-recent`` the same
+with recent training intervals counted more (:data:`JOINT_RECENT_HALF_LIFE_DAYS`).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from analytics.backtest import (
 )
 from analytics.catalogue import MachineType
 from analytics.rightsizing import get_strategy
-from analytics.rightsizing.base import FittingCatalogue, Recommendation
-from analytics.rightsizing.budget import BudgetVm, JointVm, allocate, allocate_joint, price_path
+from analytics.rightsizing.base import FittingCatalogue, Recommendation, UsageHistory
+from analytics.rightsizing.budget import BudgetVm, JointVm, allocate, allocate_joint, price_path, recency_weights
 from analytics.rightsizing.settings import (
     PERCENTILE_RULE,
     PROFILES,
@@ -63,6 +64,14 @@ JOINT_STRATEGY = "rightsizer-joint"
 #: not on the whole trace: every weight from 3 to 300 adds anchor points beaten there, 30 the most, and the
 #: gain is flat across the range (docs/backtest.md).
 JOINT_MEMORY_WEIGHT = 30.0
+JOINT_RECENT_STRATEGY = "rightsizer-joint-recent"
+#: ``rightsizer-joint-recent``: the joint budget with each training interval counted at ``0.5 ** (age / this)``
+#: (age in days before the end of the training window): a peak of a week ago weighs a tenth of today's, so old
+#: peaks that did not come back are forgotten, as VPA's decaying histograms forget them. Chosen on random halves
+#: of the dev trace, two draws of 40 (``python -m bench.fleet_subsets --recent 1,2,3,5,8``, seeds 20261207 and
+#: 99): (anchor point, half) pairs it beats that the rest of our sweep leaves, +29 and +29 at 2 days, 22-32 from
+#: 1 to 5 days, 10-11 at 8, against +8 and +5 for a second joint curve without the decay (docs/backtest.md).
+JOINT_RECENT_HALF_LIFE_DAYS = 2.0
 #: Our aggressive end: CPU at P90 of interval demand, no headroom, no vCPU floor, and memory sized at a
 #: percentile of used memory (below 100 memory overruns become possible: memory is traded too).
 MEMORY_CURVE_BASE: dict[str, float | None] = {
@@ -125,6 +134,7 @@ SWEEP_KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     JOINT_STRATEGY: ("budget_pct", (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0,
                                     5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)),
 }
+SWEEP_KNOBS[JOINT_RECENT_STRATEGY] = SWEEP_KNOBS[JOINT_STRATEGY]
 OUR_CURVES.update({PEAKS_STRATEGY: PEAK_CURVE_BASE, PEAKS_HEADROOM_STRATEGY: PEAK_HEADROOM_CURVE_BASE,
                    MEMORY_P99_STRATEGY: MEMORY_P99_CURVE_BASE, PEAKS_RISK_STRATEGY: PEAK_RISK_CURVE_BASE,
                    PEAKS_TRADE_STRATEGY: PEAK_TRADE_CURVE_BASE})
@@ -186,7 +196,7 @@ class Frontier:
         self.lookback_days = lookback_days
         self.splits: list[tuple[_Named, _Split]] = [(vm, _split(vm, catalogue, train_days)) for vm in vms]
         #: score_joint's base recommendations, the VMs it chooses for and those VMs' training windows, built once
-        self._joint: tuple[list[Recommendation], list[int], list[JointVm]] | None = None
+        self._joint: tuple[list[Recommendation], list[int], list[UsageHistory]] | None = None
 
     @classmethod
     def from_splits(cls, splits: Sequence[tuple[_Named, _Split]], catalogue: FittingCatalogue, *,
@@ -236,21 +246,26 @@ class Frontier:
                                             headroom=base.cpu_headroom_fraction), strict=True))
         return self.score_types(BUDGET_STRATEGY, recs, chosen)
 
-    def score_joint(self, budget_pct: float, memory_weight: float = JOINT_MEMORY_WEIGHT) -> StrategyResult:
+    def score_joint(self, budget_pct: float, memory_weight: float = JOINT_MEMORY_WEIGHT,
+                    half_life_days: float | None = None) -> StrategyResult:
         """Every judged VM's type chosen by the joint fleet budget (``budget_pct`` % of the fleet's training
         intervals, CPU overruns plus ``memory_weight`` x memory overruns, counted on the training window
-        only); VMs the default profile cannot judge keep its answer."""
+        only; with ``half_life_days`` each interval weighted by its recency, ``rightsizer-joint-recent``);
+        VMs the default profile cannot judge keep its answer."""
         if self._joint is None:
             recs = self.recommendations("rightsizer", RightsizerSettings.model_validate({}))
             free = [i for i, rec in enumerate(recs) if rec.is_determined and self.splits[i][1].current is not None]
             windows = [self.splits[i][1].history if self.lookback_days is None
                        else self.splits[i][1].history.window(self.lookback_days) for i in free]
-            self._joint = (recs, free, [JointVm(w.cpu_vcpus, w.memory_used_bytes) for w in windows])
-        recs, free, vms = self._joint
+            self._joint = (recs, free, windows)
+        recs, free, windows = self._joint
+        vms = [JointVm(w.cpu_vcpus, w.memory_used_bytes, None if half_life_days is None
+                       else recency_weights(w.timestamps_s, w.analysis_end_s, half_life_days)) for w in windows]
         types = self.catalogue.fitting(0.0, 0.0, n=1 << 30)  # every eligible type, cheapest first
         chosen = allocate_joint(vms, types, budget_fraction=budget_pct / 100.0,
                                 memory_weight=memory_weight) if vms and types else []
-        return self.score_types(JOINT_STRATEGY, recs, dict(zip(free, chosen, strict=True)))
+        name = JOINT_STRATEGY if half_life_days is None else JOINT_RECENT_STRATEGY
+        return self.score_types(name, recs, dict(zip(free, chosen, strict=True)))
 
     def budget_path(self, base: RightsizerSettings | None = None) -> list[SweepPoint]:
         """The fleet risk budget at every distinct allocation of its Lagrangian path (knob ``risk_price``:
@@ -287,6 +302,8 @@ class Frontier:
             return self.score_budget(float(value))
         if strategy == JOINT_STRATEGY:
             return self.score_joint(float(value))
+        if strategy == JOINT_RECENT_STRATEGY:
+            return self.score_joint(float(value), half_life_days=JOINT_RECENT_HALF_LIFE_DAYS)
         if strategy == MEMORY_STRATEGY:
             chosen = RightsizerSettings.model_validate({**MEMORY_CURVE_BASE, knob: value})
             return replace(self.score("rightsizer", chosen), strategy=strategy)
@@ -305,7 +322,8 @@ def dominates(a: SweepPoint | StrategyResult, b: SweepPoint | StrategyResult) ->
 
 
 __all__ = [
-    "BUDGET_STRATEGY", "JOINT_MEMORY_WEIGHT", "JOINT_STRATEGY", "MEMORY_P99_STRATEGY", "MEMORY_STRATEGY",
+    "BUDGET_STRATEGY", "JOINT_MEMORY_WEIGHT", "JOINT_RECENT_HALF_LIFE_DAYS", "JOINT_RECENT_STRATEGY",
+    "JOINT_STRATEGY", "MEMORY_P99_STRATEGY", "MEMORY_STRATEGY",
     "PEAKS_HEADROOM_STRATEGY", "PEAKS_RISK_STRATEGY",
     "PEAKS_TRADE_STRATEGY",
     "PEAKS_STRATEGY", "RISK_STRATEGY", "Frontier", "POINT_COLUMNS", "SWEEP_KNOBS", "SweepPoint", "dominates",

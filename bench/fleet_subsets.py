@@ -1,6 +1,7 @@
 """Do the profiles hold on fleets they were not chosen on? The frontier verdicts on random halves of the trace.
 
     python -m bench.fleet_subsets [TRACE_DIR] [--subsets 40] [--size 20] [--splits 7,10,14,21] [--seed N]
+        [--frontier | --variants RISKS:FLOORS | --joint WEIGHTS | --recent HALF_LIVES]
 
 The profiles' constants (the 3 % daily-peak risk, the 5 % memory floor, the CPU rules) were chosen on the whole
 dev trace. A held-back fleet is other VMs, and the daily-peak margin is calibrated on whichever fleet is given,
@@ -18,8 +19,12 @@ sub-fleets where an anchor point beats a profile, with the points that do and ho
 also, per anchor point, on how many sub-fleets a point of our whole sweep (every curve, as
 ``python -m bench.frontier_table`` counts) beats it: the check that a curve's win on the whole trace is not
 one lucky set of VMs. With ``--joint W,W,...`` instead, per split, how many (anchor point, sub-fleet) pairs our
-sweep without ``rightsizer-joint`` beats, and how many more it beats with that curve at each memory weight: how
-``JOINT_MEMORY_WEIGHT`` was chosen (on the halves, not on the whole trace).
+sweep without the joint curves beats, and how many more it beats with ``rightsizer-joint`` at each memory
+weight: how ``JOINT_MEMORY_WEIGHT`` was chosen (on the halves, not on the whole trace). With ``--recent H,H,...``
+the same for the joint budget with recent training intervals counted more, at each half-life in days, over our
+sweep without ``rightsizer-joint-recent``, beside a second joint curve without the decay (memory weight 10):
+what a curve adds only by being more points, against which the decay's gain is read (how
+``JOINT_RECENT_HALF_LIFE_DAYS`` was chosen).
 """
 
 from __future__ import annotations
@@ -31,12 +36,15 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from analytics.backtest import StrategyResult
 from analytics.catalogue import load_catalogue
 from analytics.frontier import (
+    JOINT_RECENT_STRATEGY,
     JOINT_STRATEGY,
     SWEEP_KNOBS,
     SWEEP_STRATEGIES,
@@ -98,39 +106,63 @@ def anchors_beaten(frontier: Frontier) -> dict[str, str]:
     return out
 
 
-def joint_gains(frontier: Frontier, weights: Sequence[float]) -> tuple[int, dict[float, int]]:
-    """Anchor points our sweep without ``rightsizer-joint`` beats, and how many more that curve adds at each
-    memory weight (its budget grid, :data:`~analytics.frontier.SWEEP_KNOBS`)."""
-    points = frontier.sweep([s for s in SWEEP_STRATEGIES if s != JOINT_STRATEGY])
+def _gains(frontier: Frontier, without: Sequence[str],
+           curves: Mapping[str, Callable[[float], StrategyResult]]) -> tuple[int, dict[str, int]]:
+    """Anchor points our sweep without the curves ``without`` beats, and how many more each of ``curves`` (a
+    joint budget at the joint curve's budget grid) adds on its own."""
+    points = frontier.sweep([s for s in SWEEP_STRATEGIES if s not in without])
     anchors = [p for p in points if p.strategy in ANCHORS]
     ours = [p for p in points if p.strategy not in ANCHORS]
     base = {i for i, a in enumerate(anchors) if any(beats(o, a) for o in ours)}
     knob, values = SWEEP_KNOBS[JOINT_STRATEGY]
     added = {}
-    for w in weights:
-        joint = [_point(frontier.score_joint(float(v), memory_weight=w), knob, v) for v in values]
-        added[w] = sum(1 for i, a in enumerate(anchors) if i not in base and any(beats(o, a) for o in joint))
+    for label, score in curves.items():
+        curve = [_point(score(float(v)), knob, v) for v in values]
+        added[label] = sum(1 for i, a in enumerate(anchors) if i not in base and any(beats(o, a) for o in curve))
     return len(base), added
 
 
-def run_joint(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits: Sequence[float],
-              weights: Sequence[float]) -> None:
-    """Per split: (anchor point, sub-fleet) pairs beaten without the joint curve, and added at each weight."""
+def joint_gains(frontier: Frontier, weights: Sequence[float]) -> tuple[int, dict[str, int]]:
+    """Anchor points our sweep without the joint curves beats, and how many more ``rightsizer-joint`` adds at
+    each memory weight (labels "3", "10", ...)."""
+    return _gains(frontier, (JOINT_STRATEGY, JOINT_RECENT_STRATEGY),
+                  {f"{w:g}": partial(frontier.score_joint, memory_weight=w) for w in weights})
+
+
+#: ``--recent``'s control: the joint budget once more without decay, at another memory weight; what a second
+#: joint curve adds only by being more points.
+RECENT_CONTROL = "no decay, memory weight 10"
+
+
+def recent_gains(frontier: Frontier, half_lives: Sequence[float]) -> tuple[int, dict[str, int]]:
+    """Anchor points our sweep without ``rightsizer-joint-recent`` beats, and how many more the joint budget
+    with recency weights adds at each half-life (labels "5 d", ...) and without them at another memory
+    weight (:data:`RECENT_CONTROL`)."""
+    curves: dict[str, Callable[[float], StrategyResult]] = {
+        f"{h:g} d": partial(frontier.score_joint, half_life_days=h) for h in half_lives}
+    curves[RECENT_CONTROL] = partial(frontier.score_joint, memory_weight=10.0)
+    return _gains(frontier, (JOINT_RECENT_STRATEGY,), curves)
+
+
+def run_gains(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits: Sequence[float],
+              gains: Callable[[Frontier], tuple[int, dict[str, int]]], without: str, adding: str) -> None:
+    """Per split: (anchor point, sub-fleet) pairs beaten ``without`` a curve, and added by each variant."""
     catalogue = load_catalogue()
-    totals = dict.fromkeys(weights, 0)
+    totals: Counter[str] = Counter()
     for days in splits:
         t0 = time.perf_counter()
-        results = [joint_gains(Frontier([vms[i] for i in draw], catalogue, train_days=days,
-                                        currency=catalogue.currency), weights) for draw in draws]
+        results = [gains(Frontier([vms[i] for i in draw], catalogue, train_days=days, currency=catalogue.currency))
+                   for draw in draws]
         pairs = len(draws) * sum(len(SWEEP_KNOBS[a][1]) for a in ANCHORS)
-        base = sum(b for b, _ in results)
-        for w in weights:
-            totals[w] += sum(a[w] for _, a in results)
-        print(f"== {days:g} training days ({time.perf_counter() - t0:.1f} s): without rightsizer-joint {base}/{pairs} "
-              "(anchor point, sub-fleet) pairs beaten; added by it at memory weight "
-              + ", ".join(f"{w:g}: +{sum(a[w] for _, a in results)}" for w in weights))
+        split_added: Counter[str] = Counter()
+        for _, added in results:
+            split_added.update(added)
+        totals.update(split_added)
+        print(f"== {days:g} training days ({time.perf_counter() - t0:.1f} s): without {without} "
+              f"{sum(b for b, _ in results)}/{pairs} (anchor point, sub-fleet) pairs beaten; added {adding} "
+              + ", ".join(f"{label}: +{split_added[label]}" for label in results[0][1]))
         sys.stdout.flush()
-    print("all splits, added: " + ", ".join(f"{w:g}: +{n}" for w, n in totals.items()))
+    print("all splits, added: " + ", ".join(f"{label}: +{n}" for label, n in totals.items()))
 
 
 def balanced_variants(frontier: Frontier, risks: Sequence[float], floors: Sequence[float]
@@ -222,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--joint", metavar="WEIGHTS",
                         help="instead of the verdicts, what rightsizer-joint adds to our sweep on the sub-fleets at "
                              "each memory weight, e.g. '3,10,30,100,300' (how JOINT_MEMORY_WEIGHT was chosen)")
+    parser.add_argument("--recent", metavar="HALF_LIVES",
+                        help="instead of the verdicts, what the joint budget with recent intervals counted more "
+                             "adds to our sweep without rightsizer-joint-recent at each half-life in days, e.g. "
+                             "'2,5,8', beside a second joint curve without decay (how JOINT_RECENT_HALF_LIFE_DAYS "
+                             "was chosen)")
     parser.add_argument("--frontier", action="store_true",
                         help="also count, per anchor point, the sub-fleets where a point of our sweep beats it "
                              "(the whole sweep per sub-fleet: about a minute per split at 40 sub-fleets)")
@@ -241,7 +278,19 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--joint {args.joint!r}: expected comma-separated weights, e.g. '3,10,30'")
         if any(w < 0 for w in weights):
             parser.error(f"--joint {args.joint!r}: weights must be >= 0")
-        run_joint(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits, weights)
+        run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
+                  partial(joint_gains, weights=weights), "the joint curves", "by rightsizer-joint at memory weight")
+        return 0
+    if args.recent:
+        try:
+            half_lives = [float(x) for x in args.recent.split(",")]
+        except ValueError:
+            parser.error(f"--recent {args.recent!r}: expected comma-separated half-lives in days, e.g. '2,5,8'")
+        if any(not h > 0 for h in half_lives):
+            parser.error(f"--recent {args.recent!r}: half-lives must be > 0")
+        run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
+                  partial(recent_gains, half_lives=half_lives), "rightsizer-joint-recent",
+                  "by the joint budget at half-life")
         return 0
     if args.variants:
         try:

@@ -7,7 +7,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from analytics.frontier import SweepPoint
+from analytics.frontier import JOINT_MEMORY_WEIGHT, JOINT_RECENT_HALF_LIFE_DAYS, SweepPoint
 
 #: (strategy, knob) -> the curve's name in a legend, and what its knob values mean on hover.
 CURVE_NAMES: Mapping[tuple[str, str], tuple[str, str]] = {
@@ -31,7 +31,12 @@ CURVE_NAMES: Mapping[tuple[str, str], tuple[str, str]] = {
                                                          "accepted memory risk {value:g} % of days, below the "
                                                          "maximum allowed (CPU P90)"),
     ("rightsizer-joint", "budget_pct"): ("rightsizer, CPU and memory by one fleet budget",
-                                         "budget {value:g} % of training intervals (memory overruns x30)"),
+                                         "budget {value:g} % of training intervals (memory overruns "
+                                         f"x{JOINT_MEMORY_WEIGHT:g})"),
+    ("rightsizer-joint-recent", "budget_pct"): ("rightsizer, one fleet budget, recent days counted more",
+                                                "budget {value:g} % of training intervals, weighted by a "
+                                                f"{JOINT_RECENT_HALF_LIFE_DAYS:g}-day half-life (memory overruns "
+                                                f"x{JOINT_MEMORY_WEIGHT:g})"),
 }
 #: One colour per curve, the same in the dashboard and the report.
 CURVE_COLOURS: Mapping[tuple[str, str], str] = {
@@ -49,6 +54,7 @@ CURVE_COLOURS: Mapping[tuple[str, str], str] = {
     ("rightsizer-peaks-risk", "memory_peak_risk_pct"): "#db2c6f",
     ("rightsizer-peaks-trade", "memory_peak_risk_pct"): "#7a8f00",
     ("rightsizer-joint", "budget_pct"): "#8a5a44",
+    ("rightsizer-joint-recent", "budget_pct"): "#c5a26b",
 }
 X_TITLE = "CPU overrun (% of evaluated {unit} over the recommended vCPUs)"
 Y_TITLE = "savings (% of the evaluated VMs' compute price)"

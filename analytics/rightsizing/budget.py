@@ -21,6 +21,9 @@ chosen together and a VM whose memory peaks are rare single intervals may take a
 while one busy near its maximum keeps it. The Lagrangian is the same; the risk is counted in the training
 window (the problem the hindsight bound of :mod:`analytics.hindsight` solves on the evaluation window, here
 priced instead of solved exactly, so that it scales to fleets). No profile uses it: it trades memory.
+With :class:`JointVm` ``weights`` (:func:`recency_weights`, ``rightsizer-joint-recent``) an interval counts by
+its recency instead of once, and the budget is a share of the weighted intervals: old peaks that did not come
+back cost little, recent ones nearly their full count.
 
 Pure numpy over arrays passed in; nothing is fitted per VM. No learned model (e.g. a scikit-learn
 quantile regressor of future peaks across the fleet) is used: each VM's own training tail already ranks
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.catalogue import MachineType
-from analytics.rightsizing.base import FittingCatalogue
+from analytics.rightsizing.base import SECONDS_PER_DAY, FittingCatalogue
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +57,12 @@ class BudgetVm:
 @dataclass(frozen=True, slots=True)
 class JointVm:
     """One VM as the joint budget sees it: its training CPU demand (vCPUs) and memory used (bytes), NaN
-    where an interval has no reading."""
+    where an interval has no reading, and optionally what each interval counts for (``weights``, same
+    length; None: every interval counts once; see :func:`recency_weights`)."""
 
     demand_vcpus: np.ndarray
     memory_used_bytes: np.ndarray
+    weights: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +72,39 @@ class _Candidates:
     risks: np.ndarray  # risked training intervals per candidate
 
 
-def _risked(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """How many of ``values`` (NaN skipped) lie above each of ``levels``."""
-    ordered = np.sort(values[~np.isnan(values)])
-    return len(ordered) - np.searchsorted(ordered, levels, side="right")
+def _risked(values: np.ndarray, levels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """How many of ``values`` (NaN skipped) lie above each of ``levels``; with ``weights``, their summed weight."""
+    known = ~np.isnan(values)
+    if weights is None:
+        ordered = np.sort(values[known])
+        return len(ordered) - np.searchsorted(ordered, levels, side="right")
+    order = np.argsort(values[known], kind="stable")
+    ordered, w = values[known][order], weights[known][order]
+    above = np.concatenate([np.cumsum(w[::-1])[::-1], [0.0]])  # above[i]: weight of ordered[i:]
+    return above[np.searchsorted(ordered, levels, side="right")]
 
 
-def training_intervals(vms: Sequence[BudgetVm] | Sequence[JointVm]) -> int:
-    """The fleet's training intervals with a CPU reading: what a budget is a share of."""
-    return sum(int(np.count_nonzero(~np.isnan(vm.demand_vcpus))) for vm in vms)
+def training_intervals(vms: Sequence[BudgetVm] | Sequence[JointVm]) -> float:
+    """The fleet's training intervals with a CPU reading (weighted where a VM has weights): what a budget
+    is a share of."""
+    total = 0.0
+    for vm in vms:
+        known = ~np.isnan(vm.demand_vcpus)
+        if isinstance(vm, JointVm) and vm.weights is not None:
+            total += float(vm.weights[known].sum())
+        else:
+            total += float(np.count_nonzero(known))
+    return total
+
+
+def recency_weights(timestamps_s: np.ndarray, end_s: float, half_life_days: float) -> np.ndarray:
+    """Each interval's weight when recent intervals count more: 1 at ``end_s``, halving every
+    ``half_life_days`` before it. Raises ValueError for a half-life that is not positive."""
+    if not half_life_days > 0:
+        raise ValueError(f"half_life_days must be positive, got {half_life_days!r}")
+    age_days = (float(end_s) - np.asarray(timestamps_s, dtype=np.float64)) / SECONDS_PER_DAY
+    weights: np.ndarray = 0.5 ** (np.maximum(age_days, 0.0) / half_life_days)
+    return weights
 
 
 def _candidates(vm: BudgetVm, catalogue: FittingCatalogue, headroom: float) -> _Candidates:
@@ -133,9 +162,9 @@ def joint_candidates(vm: JointVm, types: Sequence[MachineType], memory_weight: f
     ``memory_weight`` x training memory intervals above its memory; only types less risky than every
     cheaper one are kept (no other is ever the cheapest for price plus risk)."""
     ordered = sorted(types, key=lambda t: (t.price_per_month, t.name))
-    risks = (_risked(vm.demand_vcpus, np.array([t.vcpus for t in ordered], dtype=np.float64) + 1e-9)
+    risks = (_risked(vm.demand_vcpus, np.array([t.vcpus for t in ordered], dtype=np.float64) + 1e-9, vm.weights)
              + memory_weight * _risked(vm.memory_used_bytes,
-                                       np.array([t.memory_bytes for t in ordered], dtype=np.float64)))
+                                       np.array([t.memory_bytes for t in ordered], dtype=np.float64), vm.weights))
     kept, lowest = [], math.inf
     for i, r in enumerate(risks):
         if r < lowest:

@@ -8,6 +8,8 @@ a profile on some halves) is measured by the bench and written up in docs/backte
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -65,22 +67,48 @@ def test_the_default_memory_risk_holds_on_every_half_where_five_percent_does_not
     assert sum(1 for h in halves if not h[5.0, 0.05][0]) == 7
 
 
+def _gains_on_ten_halves(bitbrains_dir: Path, gains: Callable[[Frontier], tuple[int, dict[str, int]]],
+                         days: float) -> list[tuple[int, dict[str, int]]]:
+    """``gains`` on the first ten halves of the benches' draw (seed 20261207) at ``days`` training days."""
+    catalogue = load_catalogue()
+    vms = read_bitbrains_dir(bitbrains_dir)
+    rng = random.Random(20261207)
+    draws = [sorted(rng.sample(range(len(vms)), len(vms) // 2)) for _ in range(10)]
+    return [gains(Frontier([vms[i] for i in d], catalogue, train_days=days, currency=catalogue.currency))
+            for d in draws]
+
+
 def test_the_joint_budget_beats_anchor_points_the_other_curves_leave_on_halves(
         bitbrains_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # How JOINT_MEMORY_WEIGHT was chosen: what rightsizer-joint adds to the rest of our sweep, on halves
     from bench.fleet_subsets import joint_gains
 
-    catalogue = load_catalogue()
-    vms = read_bitbrains_dir(bitbrains_dir)
-    rng = random.Random(20261207)
-    draws = [sorted(rng.sample(range(len(vms)), len(vms) // 2)) for _ in range(10)]
-    results = [joint_gains(Frontier([vms[i] for i in d], catalogue, train_days=10, currency=catalogue.currency),
-                           (30.0,)) for d in draws]
+    results = _gains_on_ten_halves(bitbrains_dir, partial(joint_gains, weights=(30.0,)), 10)
     assert [base for base, _ in results] == [10, 9, 14, 9, 10, 12, 7, 11, 7, 10]
-    assert [added[30.0] for _, added in results] == [0, 3, 0, 1, 0, 0, 0, 0, 0, 0]
+    assert [added["30"] for _, added in results] == [0, 3, 0, 1, 0, 0, 0, 0, 0, 0]
     assert main([str(bitbrains_dir), "--joint", "30", "--subsets", "2", "--splits", "10"]) == 0
     out = capsys.readouterr().out
-    assert "without rightsizer-joint" in out and "all splits, added: 30: +" in out
+    assert "without the joint curves" in out and "all splits, added: 30: +" in out
     with pytest.raises(SystemExit) as exc:
         main([str(bitbrains_dir), "--joint", "thirty"])
     assert exc.value.code == 2 and "--joint 'thirty'" in capsys.readouterr().err
+
+
+def test_recent_intervals_counted_more_beat_anchor_points_a_second_plain_joint_curve_does_not(
+        bitbrains_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # How JOINT_RECENT_HALF_LIFE_DAYS earned its curve: on halves at 21 training days it beats anchor points the
+    # rest of our sweep leaves, where the same budget without the decay (another memory weight) adds none
+    from analytics.frontier import JOINT_RECENT_HALF_LIFE_DAYS
+    from bench.fleet_subsets import RECENT_CONTROL, recent_gains
+
+    results = _gains_on_ten_halves(bitbrains_dir, partial(recent_gains, half_lives=(JOINT_RECENT_HALF_LIFE_DAYS,)), 21)
+    assert [base for base, _ in results] == [14, 13, 12, 11, 14, 12, 14, 14, 10, 11]
+    assert [added["2 d"] for _, added in results] == [0, 0, 1, 1, 0, 1, 0, 0, 0, 3]
+    assert [added[RECENT_CONTROL] for _, added in results] == [0] * 10
+    assert main([str(bitbrains_dir), "--recent", "2", "--subsets", "2", "--splits", "21"]) == 0
+    out = capsys.readouterr().out
+    assert "without rightsizer-joint-recent" in out and f"all splits, added: 2 d: +0, {RECENT_CONTROL}: +0" in out
+    for bad in ("five", "0"):
+        with pytest.raises(SystemExit) as exc:
+            main([str(bitbrains_dir), "--recent", bad])
+        assert exc.value.code == 2 and f"--recent {bad!r}" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import pytest
 
 from analytics.catalogue import load_catalogue
 from analytics.frontier import (
+    JOINT_RECENT_STRATEGY,
     JOINT_STRATEGY,
     PEAKS_TRADE_STRATEGY,
     SWEEP_KNOBS,
@@ -115,7 +116,7 @@ def test_every_anchor_point_but_two_vpa_p50_points_is_beaten(fronts: dict[int, F
     # The whole sweep (backtest --sweep, every curve of ours): each aws, krr and vpa point is beaten by a point
     # of ours, except VPA at P50 with 10 and 14 training days (docs/backtest.md); the memory-trading curve alone
     # beats VPA at P75 with 10 days; it and the joint fleet budget beat VPA at P50 with 7.
-    unbeaten, by_trade, by_joint = set(), set(), set()
+    unbeaten, by_trade, by_joint, by_recent = set(), set(), set(), set()
     for days, frontier in fronts.items():
         points = frontier.sweep(SWEEP_STRATEGIES)
         ours = [p for p in points if p.strategy not in ANCHORS]
@@ -127,6 +128,8 @@ def test_every_anchor_point_but_two_vpa_p50_points_is_beaten(fronts: dict[int, F
                 by_trade.add((days, a.strategy, a.value))
             if JOINT_STRATEGY in by:
                 by_joint.add((days, a.strategy, a.value))
+            if JOINT_RECENT_STRATEGY in by:
+                by_recent.add((days, a.strategy, a.value))
     assert unbeaten == {(10, "vpa", 50.0), (14, "vpa", 50.0)}
     assert by_trade == {(10, "vpa", 75.0)}
     # the joint budget chooses vCPUs and memory together: it beats VPA's middle points at 7-14 days, and at
@@ -136,13 +139,20 @@ def test_every_anchor_point_but_two_vpa_p50_points_is_beaten(fronts: dict[int, F
         (10, "vpa", 99.0), (14, "vpa", 75.0), (14, "vpa", 90.0), (14, "vpa", 95.0), (14, "vpa", 99.0)}
     assert {(s, v) for d, s, v in by_joint if d == 21} == {
         *(("aws", v) for v in SWEEP_KNOBS["aws"][1]), *(("krr", v) for v in SWEEP_KNOBS["krr"][1]), ("vpa", 95.0)}
+    # with recent intervals counted more it beats no point the rest leaves, but at 21 days every anchor point
+    # (forgetting old peaks, as VPA does); at 10 days only VPA's P99 of the plain budget's three
+    assert {(d, s, v) for d, s, v in by_recent if d < 21} == {
+        (7, "vpa", 50.0), (7, "vpa", 75.0), (7, "vpa", 90.0), (10, "vpa", 99.0), (14, "vpa", 75.0),
+        (14, "vpa", 90.0), (14, "vpa", 95.0), (14, "vpa", 99.0)}
+    assert {(s, v) for d, s, v in by_recent if d == 21} == {(a, v) for a in ANCHORS for v in SWEEP_KNOBS[a][1]}
 
 
-def test_the_joint_budget_buys_savings_with_risk_in_order(fronts: dict[int, Frontier]) -> None:
-    # a larger budget of training intervals never costs more; from nothing risked in training to 20 % the
-    # savings rise at every split
+@pytest.mark.parametrize("curve", (JOINT_STRATEGY, JOINT_RECENT_STRATEGY))
+def test_the_joint_budget_buys_savings_with_risk_in_order(fronts: dict[int, Frontier], curve: str) -> None:
+    # a larger budget of (weighted) training intervals never costs more; from nothing risked in training to
+    # 20 % the savings rise at every split
     for frontier in fronts.values():
-        points = [frontier.point(JOINT_STRATEGY, "budget_pct", b) for b in SWEEP_KNOBS[JOINT_STRATEGY][1]]
+        points = [frontier.point(curve, "budget_pct", b) for b in SWEEP_KNOBS[curve][1]]
         savings = [p.savings_pct for p in points]
         assert savings == sorted(savings) and savings[-1] > savings[0] + 5
 

@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 
 from analytics.catalogue import CsvPriceCatalogue, MachineType
-from analytics.frontier import JOINT_STRATEGY, SWEEP_KNOBS, Frontier
-from analytics.rightsizing.budget import JointVm, allocate_joint, joint_candidates, joint_price_path
+from analytics.frontier import JOINT_RECENT_HALF_LIFE_DAYS, JOINT_RECENT_STRATEGY, JOINT_STRATEGY, SWEEP_KNOBS, Frontier
+from analytics.rightsizing.base import SECONDS_PER_DAY
+from analytics.rightsizing.budget import (
+    JointVm,
+    _risked,
+    allocate_joint,
+    joint_candidates,
+    joint_price_path,
+    recency_weights,
+    training_intervals,
+)
 from analytics.traces import read_bitbrains_dir
 from tests.helpers.backtest import backtest_types
 
@@ -63,19 +72,66 @@ def test_no_types_is_refused() -> None:
         allocate_joint([_vm()], [], budget_fraction=0.1, memory_weight=1.0)
 
 
-def test_the_evaluation_window_cannot_move_the_joint_allocation(trace_dir: Path) -> None:
-    # Honest evaluation: the allocation reads the training window only. Shuffle (and scale) every VM's
-    # evaluation arrays: the types chosen stay, while the overruns scored against them change.
+@pytest.mark.parametrize("half_life", [None, JOINT_RECENT_HALF_LIFE_DAYS])
+def test_the_evaluation_window_cannot_move_the_joint_allocation(trace_dir: Path, half_life: float | None) -> None:
+    # Honest evaluation: the allocation reads the training window only (and the recency weights count back
+    # from its end, not from the evaluation's). Shuffle (and scale) every VM's evaluation arrays: the types
+    # chosen stay, while the overruns scored against them change.
     catalogue = CsvPriceCatalogue(backtest_types())
     frontier = Frontier(read_bitbrains_dir(trace_dir), catalogue, train_days=14)
     budgets = SWEEP_KNOBS[JOINT_STRATEGY][1]
-    before = [frontier.score_joint(b) for b in budgets]
+    before = [frontier.score_joint(b, half_life_days=half_life) for b in budgets]
     rng = np.random.default_rng(7)
     moved = Frontier(read_bitbrains_dir(trace_dir), catalogue, train_days=14)
     moved.splits = [(vm, replace(sp, cpu_vcpus=rng.permutation(sp.cpu_vcpus) * 3.0,
                                  mem_used_bytes=rng.permutation(sp.mem_used_bytes) * 3.0))
                     for vm, sp in moved.splits]
-    after = [moved.score_joint(b) for b in budgets]
+    after = [moved.score_joint(b, half_life_days=half_life) for b in budgets]
     for b, a in zip(before, after, strict=True):
         assert [r.recommended_type for r in b.per_vm] == [r.recommended_type for r in a.per_vm]
     assert any(b.cpu_overrun_intervals != a.cpu_overrun_intervals for b, a in zip(before, after, strict=True))
+
+
+def test_recency_weights_halve_every_half_life_back_from_the_end() -> None:
+    end = 30 * SECONDS_PER_DAY
+    ts = end - np.array([0.0, 2.5, 5.0, 10.0]) * SECONDS_PER_DAY
+    assert np.allclose(recency_weights(ts, end, 5.0), [1.0, 2 ** -0.5, 0.5, 0.25])
+    with pytest.raises(ValueError, match="half_life_days must be positive"):
+        recency_weights(ts, end, 0.0)
+
+
+def test_weighted_risk_is_the_weight_of_the_intervals_above_each_level() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.random(500)
+    values[rng.random(500) < 0.1] = np.nan
+    weights = rng.random(500)
+    levels = np.linspace(-0.1, 1.1, 25)
+    by_hand = [weights[~np.isnan(values) & (values > level)].sum() for level in levels]
+    assert np.allclose(_risked(values, levels, weights), by_hand)
+    # weights of one count intervals, exactly as the unweighted count does
+    assert list(_risked(values, levels, np.ones(500))) == list(_risked(values, levels))
+
+
+def test_recent_intervals_decide_what_the_budget_buys() -> None:
+    # The same five CPU and three memory shortfalls, once at the start of 20 training days and once at the
+    # end. Counted plainly both VMs risk the same; weighted by a 2-day half-life the old ones are nearly
+    # forgotten, so at a budget of 1 % of the weighted intervals the VM whose peaks were long ago gives them up
+    # and the one whose peaks are recent keeps a type that holds them.
+    vm = _vm()
+    ts = np.linspace(0.0, 20 * SECONDS_PER_DAY, 100)
+    old = JointVm(vm.demand_vcpus[::-1].copy(), vm.memory_used_bytes[::-1].copy())
+    assert list(joint_candidates(old, TYPES, 10.0).risks) == list(joint_candidates(vm, TYPES, 10.0).risks)
+    weighted = [JointVm(v.demand_vcpus, v.memory_used_bytes, recency_weights(ts, ts[-1], 2.0)) for v in (vm, old)]
+    assert training_intervals(weighted) == pytest.approx(sum(float(w.weights[~np.isnan(w.demand_vcpus)].sum())
+                                                              for w in weighted if w.weights is not None))
+    picked = allocate_joint(weighted, TYPES, budget_fraction=0.01, memory_weight=10.0)
+    assert [t.name for t in picked] == ["both", "small"]
+
+
+def test_the_recent_curve_is_on_the_sweep_beside_the_plain_one(trace_dir: Path) -> None:
+    catalogue = CsvPriceCatalogue(backtest_types())
+    frontier = Frontier(read_bitbrains_dir(trace_dir), catalogue, train_days=14)
+    assert SWEEP_KNOBS[JOINT_RECENT_STRATEGY] == SWEEP_KNOBS[JOINT_STRATEGY]
+    recent = frontier.point_result(JOINT_RECENT_STRATEGY, "budget_pct", 1.0)
+    assert recent.strategy == JOINT_RECENT_STRATEGY
+    assert recent == frontier.score_joint(1.0, half_life_days=JOINT_RECENT_HALF_LIFE_DAYS)
