@@ -54,7 +54,7 @@ CURVE_COLOURS: Mapping[tuple[str, str], str] = {
     ("rightsizer-peaks-risk", "memory_peak_risk_pct"): "#db2c6f",
     ("rightsizer-peaks-trade", "memory_peak_risk_pct"): "#7a8f00",
     ("rightsizer-joint", "budget_pct"): "#8a5a44",
-    ("rightsizer-joint-recent", "budget_pct"): "#c5a26b",
+    ("rightsizer-joint-recent", "budget_pct"): "#14a3c7",
 }
 X_TITLE = "CPU overrun (% of evaluated {unit} over the recommended vCPUs)"
 Y_TITLE = "savings (% of the evaluated VMs' compute price)"
