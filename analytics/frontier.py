@@ -38,7 +38,15 @@ from analytics.backtest import (
 from analytics.catalogue import MachineType
 from analytics.rightsizing import get_strategy
 from analytics.rightsizing.base import FittingCatalogue, Recommendation, UsageHistory
-from analytics.rightsizing.budget import BudgetVm, JointVm, allocate, allocate_joint, price_path, recency_weights
+from analytics.rightsizing.budget import (
+    BudgetVm,
+    JointVm,
+    allocate,
+    allocate_joint,
+    joint_price_path,
+    price_path,
+    recency_weights,
+)
 from analytics.rightsizing.settings import (
     PERCENTILE_RULE,
     PROFILES,
@@ -252,6 +260,26 @@ class Frontier:
         intervals, CPU overruns plus ``memory_weight`` x memory overruns, counted on the training window
         only; with ``half_life_days`` each interval weighted by its recency, ``rightsizer-joint-recent``);
         VMs the default profile cannot judge keep its answer."""
+        recs, free, vms = self._joint_vms(half_life_days)
+        types = self.catalogue.fitting(0.0, 0.0, n=1 << 30)  # every eligible type, cheapest first
+        chosen = allocate_joint(vms, types, budget_fraction=budget_pct / 100.0,
+                                memory_weight=memory_weight) if vms and types else []
+        name = JOINT_STRATEGY if half_life_days is None else JOINT_RECENT_STRATEGY
+        return self.score_types(name, recs, dict(zip(free, chosen, strict=True)))
+
+    def joint_path(self, memory_weight: float = JOINT_MEMORY_WEIGHT,
+                   half_life_days: float | None = None) -> list[StrategyResult]:
+        """The joint budget at every distinct allocation of its Lagrangian path, cheapest fleet first: every
+        fleet :meth:`score_joint` can give at any budget, not only at the grid of :data:`SWEEP_KNOBS`."""
+        recs, free, vms = self._joint_vms(half_life_days)
+        types = self.catalogue.fitting(0.0, 0.0, n=1 << 30)
+        name = JOINT_STRATEGY if half_life_days is None else JOINT_RECENT_STRATEGY
+        return [self.score_types(name, recs, dict(zip(free, chosen, strict=True)))
+                for _, chosen in joint_price_path(vms, types, memory_weight=memory_weight)]
+
+    def _joint_vms(self, half_life_days: float | None) -> tuple[list[Recommendation], list[int], list[JointVm]]:
+        """The default profile's recommendations, the VMs the joint budget chooses for, and those VMs'
+        training windows as it sees them (recency-weighted with ``half_life_days``)."""
         if self._joint is None:
             recs = self.recommendations("rightsizer", RightsizerSettings.model_validate({}))
             free = [i for i, rec in enumerate(recs) if rec.is_determined and self.splits[i][1].current is not None]
@@ -259,13 +287,9 @@ class Frontier:
                        else self.splits[i][1].history.window(self.lookback_days) for i in free]
             self._joint = (recs, free, windows)
         recs, free, windows = self._joint
-        vms = [JointVm(w.cpu_vcpus, w.memory_used_bytes, None if half_life_days is None
-                       else recency_weights(w.timestamps_s, w.analysis_end_s, half_life_days)) for w in windows]
-        types = self.catalogue.fitting(0.0, 0.0, n=1 << 30)  # every eligible type, cheapest first
-        chosen = allocate_joint(vms, types, budget_fraction=budget_pct / 100.0,
-                                memory_weight=memory_weight) if vms and types else []
-        name = JOINT_STRATEGY if half_life_days is None else JOINT_RECENT_STRATEGY
-        return self.score_types(name, recs, dict(zip(free, chosen, strict=True)))
+        return recs, free, [JointVm(w.cpu_vcpus, w.memory_used_bytes, None if half_life_days is None
+                                    else recency_weights(w.timestamps_s, w.analysis_end_s, half_life_days))
+                            for w in windows]
 
     def budget_path(self, base: RightsizerSettings | None = None) -> list[SweepPoint]:
         """The fleet risk budget at every distinct allocation of its Lagrangian path (knob ``risk_price``:
