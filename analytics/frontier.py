@@ -42,7 +42,7 @@ from analytics.rightsizing.budget import (
     BudgetVm,
     JointVm,
     allocate,
-    allocate_joint,
+    joint_allocation,
     joint_price_path,
     price_path,
     recency_weights,
@@ -205,6 +205,8 @@ class Frontier:
         self.splits: list[tuple[_Named, _Split]] = [(vm, _split(vm, catalogue, train_days)) for vm in vms]
         #: score_joint's base recommendations, the VMs it chooses for and those VMs' training windows, built once
         self._joint: tuple[list[Recommendation], list[int], list[UsageHistory]] | None = None
+        #: score_joint's allocation at any budget, per (memory weight, half-life): candidates built once
+        self._joint_allocations: dict[tuple[float, float | None], Callable[[float], list[MachineType]]] = {}
 
     @classmethod
     def from_splits(cls, splits: Sequence[tuple[_Named, _Split]], catalogue: FittingCatalogue, *,
@@ -260,10 +262,16 @@ class Frontier:
         intervals, CPU overruns plus ``memory_weight`` x memory overruns, counted on the training window
         only; with ``half_life_days`` each interval weighted by its recency, ``rightsizer-joint-recent``);
         VMs the default profile cannot judge keep its answer."""
-        recs, free, vms = self._joint_vms(half_life_days)
-        types = self.catalogue.fitting(0.0, 0.0, n=1 << 30)  # every eligible type, cheapest first
-        chosen = allocate_joint(vms, types, budget_fraction=budget_pct / 100.0,
-                                memory_weight=memory_weight) if vms and types else []
+        if budget_pct < 0:
+            raise ValueError(f"budget_pct must be >= 0, got {budget_pct!r}")
+        key = (memory_weight, half_life_days)
+        if key not in self._joint_allocations:
+            recs, free, vms = self._joint_vms(half_life_days)
+            types = self.catalogue.fitting(0.0, 0.0, n=1 << 30)  # every eligible type, cheapest first
+            self._joint_allocations[key] = (joint_allocation(vms, types, memory_weight=memory_weight)
+                                            if vms and types else lambda _: [])
+        recs, free, _ = self._joint_base()
+        chosen = self._joint_allocations[key](budget_pct / 100.0)
         name = JOINT_STRATEGY if half_life_days is None else JOINT_RECENT_STRATEGY
         return self.score_types(name, recs, dict(zip(free, chosen, strict=True)))
 
@@ -277,16 +285,21 @@ class Frontier:
         return [self.score_types(name, recs, dict(zip(free, chosen, strict=True)))
                 for _, chosen in joint_price_path(vms, types, memory_weight=memory_weight)]
 
-    def _joint_vms(self, half_life_days: float | None) -> tuple[list[Recommendation], list[int], list[JointVm]]:
-        """The default profile's recommendations, the VMs the joint budget chooses for, and those VMs'
-        training windows as it sees them (recency-weighted with ``half_life_days``)."""
+    def _joint_base(self) -> tuple[list[Recommendation], list[int], list[UsageHistory]]:
+        """The default profile's recommendations, the VMs the joint budget chooses for (judged, with a current
+        type) and their training windows; built once."""
         if self._joint is None:
             recs = self.recommendations("rightsizer", RightsizerSettings.model_validate({}))
             free = [i for i, rec in enumerate(recs) if rec.is_determined and self.splits[i][1].current is not None]
             windows = [self.splits[i][1].history if self.lookback_days is None
                        else self.splits[i][1].history.window(self.lookback_days) for i in free]
             self._joint = (recs, free, windows)
-        recs, free, windows = self._joint
+        return self._joint
+
+    def _joint_vms(self, half_life_days: float | None) -> tuple[list[Recommendation], list[int], list[JointVm]]:
+        """:meth:`_joint_base` with the windows as the joint budget sees them (recency-weighted with
+        ``half_life_days``)."""
+        recs, free, windows = self._joint_base()
         return recs, free, [JointVm(w.cpu_vcpus, w.memory_used_bytes, None if half_life_days is None
                                     else recency_weights(w.timestamps_s, w.analysis_end_s, half_life_days))
                             for w in windows]

@@ -34,7 +34,7 @@ above it, so a model would have nothing measured to improve on (README, "Backtes
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,14 +179,30 @@ def allocate_joint(vms: Sequence[JointVm], types: Sequence[MachineType], *, budg
     """One type per VM (same order), CPU and memory chosen together: the cheapest fleet whose risked
     training intervals (CPU + ``memory_weight`` x memory) are at most ``budget_fraction`` of
     :func:`training_intervals`. Raises ValueError for a negative budget or weight, or no types."""
-    if budget_fraction < 0 or memory_weight < 0:
-        raise ValueError(f"budget_fraction and memory_weight must be >= 0, got {budget_fraction!r}, "
-                         f"{memory_weight!r}")
+    if budget_fraction < 0:
+        raise ValueError(f"budget_fraction must be >= 0, got {budget_fraction!r}")
+    return joint_allocation(vms, types, memory_weight=memory_weight)(budget_fraction)
+
+
+def joint_allocation(vms: Sequence[JointVm], types: Sequence[MachineType], *,
+                     memory_weight: float) -> Callable[[float], list[MachineType]]:
+    """:func:`allocate_joint` for one fleet at many budgets: each VM's candidates are priced and risked once,
+    and the function returned gives the allocation at a budget fraction (a sweep's 22 budgets then cost one
+    pass over the training arrays, not 22). Raises ValueError as :func:`allocate_joint` does."""
+    if memory_weight < 0:
+        raise ValueError(f"memory_weight must be >= 0, got {memory_weight!r}")
     if not types:
         raise ValueError("no machine types to choose from")
     cands = [joint_candidates(vm, types, memory_weight) for vm in vms]
-    picks = _fit_budget(cands, budget_fraction * training_intervals(vms))
-    return [c.types[i] for c, i in zip(cands, picks, strict=True)]
+    total = training_intervals(vms)
+
+    def at(budget_fraction: float) -> list[MachineType]:
+        if budget_fraction < 0:
+            raise ValueError(f"budget_fraction must be >= 0, got {budget_fraction!r}")
+        picks = _fit_budget(cands, budget_fraction * total)
+        return [c.types[i] for c, i in zip(cands, picks, strict=True)]
+
+    return at
 
 
 def joint_price_path(vms: Sequence[JointVm], types: Sequence[MachineType], *,

@@ -15,6 +15,7 @@ from analytics.rightsizing.budget import (
     JointVm,
     _risked,
     allocate_joint,
+    joint_allocation,
     joint_candidates,
     joint_price_path,
     recency_weights,
@@ -135,3 +136,12 @@ def test_the_recent_curve_is_on_the_sweep_beside_the_plain_one(trace_dir: Path) 
     recent = frontier.point_result(JOINT_RECENT_STRATEGY, "budget_pct", 1.0)
     assert recent.strategy == JOINT_RECENT_STRATEGY
     assert recent == frontier.score_joint(1.0, half_life_days=JOINT_RECENT_HALF_LIFE_DAYS)
+
+
+def test_one_allocation_serves_every_budget() -> None:
+    # joint_allocation prices the candidates once; at each budget it gives what allocate_joint gives
+    allocation = joint_allocation([_vm(), _vm()], TYPES, memory_weight=10.0)
+    for budget in (0.0, 0.03, 0.06, 0.2, 1.0):
+        assert allocation(budget) == allocate_joint([_vm(), _vm()], TYPES, budget_fraction=budget, memory_weight=10.0)
+    with pytest.raises(ValueError, match="budget_fraction"):
+        allocation(-0.01)
