@@ -266,7 +266,7 @@ class Frontier:
             raise ValueError(f"budget_pct must be >= 0, got {budget_pct!r}")
         key = (memory_weight, half_life_days)
         if key not in self._joint_allocations:
-            recs, free, vms = self._joint_vms(half_life_days)
+            vms = self._joint_vms(half_life_days)[2]
             types = self.catalogue.fitting(0.0, 0.0, n=1 << 30)  # every eligible type, cheapest first
             self._joint_allocations[key] = (joint_allocation(vms, types, memory_weight=memory_weight)
                                             if vms and types else lambda _: [])
