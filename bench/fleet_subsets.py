@@ -237,6 +237,19 @@ def run(vms: Sequence[TraceVm], *, subsets: int, size: int, splits: Sequence[flo
     return 0
 
 
+def _numbers(parser: argparse.ArgumentParser, flag: str, text: str, what: str, example: str, *,
+             least: float, strict: bool) -> list[float]:
+    """``text`` as comma-separated numbers, each above ``least`` (``strict``) or at least it; else the
+    parser's one-line error (exit 2)."""
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        parser.error(f"{flag} {text!r}: expected comma-separated {what}, e.g. {example}")
+    if not all(v > least if strict else v >= least for v in values):  # NaN fails both
+        parser.error(f"{flag} {text!r}: {what} must be {'>' if strict else '>='} {least:g}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet_subsets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -272,22 +285,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--size must be 1..{len(vms)} and --subsets >= 1, got {args.size!r} and {args.subsets!r}")
     splits = [float(x) for x in args.splits.split(",")]
     if args.joint:
-        try:
-            weights = [float(x) for x in args.joint.split(",")]
-        except ValueError:
-            parser.error(f"--joint {args.joint!r}: expected comma-separated weights, e.g. '3,10,30'")
-        if any(w < 0 for w in weights):
-            parser.error(f"--joint {args.joint!r}: weights must be >= 0")
+        weights = _numbers(parser, "--joint", args.joint, "weights", "'3,10,30'", least=0.0, strict=False)
         run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
                   partial(joint_gains, weights=weights), "the joint curves", "by rightsizer-joint at memory weight")
         return 0
     if args.recent:
-        try:
-            half_lives = [float(x) for x in args.recent.split(",")]
-        except ValueError:
-            parser.error(f"--recent {args.recent!r}: expected comma-separated half-lives in days, e.g. '2,5,8'")
-        if any(not h > 0 for h in half_lives):
-            parser.error(f"--recent {args.recent!r}: half-lives must be > 0")
+        half_lives = _numbers(parser, "--recent", args.recent, "half-lives in days", "'2,5,8'", least=0.0, strict=True)
         run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
                   partial(recent_gains, half_lives=half_lives), "rightsizer-joint-recent",
                   "by the joint budget at half-life")

@@ -179,8 +179,6 @@ def allocate_joint(vms: Sequence[JointVm], types: Sequence[MachineType], *, budg
     """One type per VM (same order), CPU and memory chosen together: the cheapest fleet whose risked
     training intervals (CPU + ``memory_weight`` x memory) are at most ``budget_fraction`` of
     :func:`training_intervals`. Raises ValueError for a negative budget or weight, or no types."""
-    if budget_fraction < 0:
-        raise ValueError(f"budget_fraction must be >= 0, got {budget_fraction!r}")
     return joint_allocation(vms, types, memory_weight=memory_weight)(budget_fraction)
 
 
