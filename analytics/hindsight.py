@@ -18,6 +18,10 @@ Two oracles:
   strategy that never sizes memory below the maximum used (memory is not compressible: none of our
   profiles does), whatever its headroom.
 
+And one count, :func:`least_memory_overrun`: the fewest memory overrun intervals at which the oracle still
+saves as much as the reference at no more CPU overrun, so the least memory overrun any rule beating the
+reference has.
+
 The choice is an exact two-constraint knapsack solved by dynamic programming over (CPU overrun intervals,
 memory overrun intervals) used so far: O(VMs x candidates x CPU budget x memory budget), with each VM's
 candidates pruned to those no other candidate beats on price and both overruns. VMs the reference could
@@ -36,6 +40,7 @@ import numpy as np
 from analytics.backtest import StrategyResult
 from analytics.catalogue import MachineType
 from analytics.frontier import Frontier
+from analytics.rightsizing.base import Recommendation
 from analytics.rightsizing.settings import SETTINGS_TYPES, StrategySettings
 
 HINDSIGHT = "hindsight"
@@ -95,13 +100,11 @@ def vm_candidates(cpu_vcpus: np.ndarray, mem_used_bytes: np.ndarray,
     return kept
 
 
-def cheapest_within(candidates: Sequence[Sequence[Candidate]], *, cpu_budget: int,
-                    mem_budget: int) -> list[int] | None:
-    """Index of one candidate per VM minimising total price with summed overruns within both budgets.
-
-    Exact (dynamic programming). None when no choice fits the budgets. Raises ValueError for a negative
-    budget, a VM without candidates (or more than 32,767), or a problem larger than :data:`MAX_DP_BYTES`.
-    """
+def _least_costs(candidates: Sequence[Sequence[Candidate]], cpu_budget: int, mem_budget: int, *,
+                 keep_picks: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The knapsack's table: ``best[c, m]``, the least total price of all VMs with CPU overruns <= c and memory
+    overruns <= m (inf where nothing fits), and each VM's back-pointers (none without ``keep_picks``).
+    See :func:`cheapest_within`."""
     if cpu_budget < 0 or mem_budget < 0:
         raise ValueError(f"budgets must be >= 0, got cpu {cpu_budget!r}, memory {mem_budget!r}")
     widest = max((len(c) for c in candidates), default=0)
@@ -116,7 +119,7 @@ def cheapest_within(candidates: Sequence[Sequence[Candidate]], *, cpu_budget: in
         if not 0 < len(cands) <= np.iinfo(np.int16).max:
             raise ValueError(f"VM #{i} has {len(cands)} candidate types; need 1 to {np.iinfo(np.int16).max}")
         new = np.full_like(best, math.inf)
-        pick = np.full(best.shape, -1, dtype=pointer)
+        pick = np.full(best.shape, -1, dtype=pointer) if keep_picks else None
         for j, c in enumerate(cands):
             dc, dm = c.cpu_overrun_intervals, c.mem_overrun_intervals
             if dc > cpu_budget or dm > mem_budget:
@@ -125,9 +128,22 @@ def cheapest_within(candidates: Sequence[Sequence[Candidate]], *, cpu_budget: in
             target = new[dc:, dm:]
             better = trial < target
             target[better] = trial[better]
-            pick[dc:, dm:][better] = j
+            if pick is not None:
+                pick[dc:, dm:][better] = j
         best = new
-        picks.append(pick)
+        if pick is not None:
+            picks.append(pick)
+    return best, picks
+
+
+def cheapest_within(candidates: Sequence[Sequence[Candidate]], *, cpu_budget: int,
+                    mem_budget: int) -> list[int] | None:
+    """Index of one candidate per VM minimising total price with summed overruns within both budgets.
+
+    Exact (dynamic programming). None when no choice fits the budgets. Raises ValueError for a negative
+    budget, a VM without candidates (or more than 32,767), or a problem larger than :data:`MAX_DP_BYTES`.
+    """
+    best, picks = _least_costs(candidates, cpu_budget, mem_budget)
     if not math.isfinite(best[cpu_budget, mem_budget]):
         return None
     out: list[int] = []
@@ -208,8 +224,63 @@ def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strateg
     reference's allocation is always feasible, so the oracle saves at least as much as the reference.
     With ``relax_cpu`` the CPU budget is dropped (only memory overruns are limited): a looser bound, for
     references whose exact two-budget problem is too large; its oracle may overrun CPU more. With
-    ``memory_at_least_used`` every type holds the largest memory used in the VM's lookback window.
+    ``memory_at_least_used`` every type holds the largest memory used in the VM's lookback window, the
+    reference's own choices too (a reference sizing memory below it, like VPA at a low percentile, may then
+    save more than the oracle: no rule keeping memory at or above the maximum used can reach it); raises
+    ValueError when no such allocation stays within the reference's overruns.
     """
+    p = _problem(frontier, types, strategy, settings, memory_rule=memory_rule,
+                 within_reference_tail=within_reference_tail, relax_cpu=relax_cpu,
+                 memory_at_least_used=memory_at_least_used)
+    reference = p.reference
+    chosen_idx = cheapest_within(p.candidates, cpu_budget=0 if relax_cpu else reference.cpu_overrun_intervals,
+                                 mem_budget=reference.mem_overrun_intervals)
+    if chosen_idx is None:  # the reference's own choice always fits unless memory_at_least_used took it away
+        raise ValueError(f"no allocation holding each VM's maximum memory used stays within {strategy}'s "
+                         f"{reference.cpu_overrun_intervals} CPU and {reference.mem_overrun_intervals} memory "
+                         "overrun intervals")
+    return Hindsight(reference, p.score(chosen_idx), memory_rule, within_reference_tail)
+
+
+def least_memory_overrun(frontier: Frontier, types: Sequence[MachineType], *, strategy: str,
+                         settings: StrategySettings | None = None) -> int:
+    """The fewest memory overrun intervals any allocation needs to save as much as ``strategy`` at no more
+    CPU overrun on ``frontier``'s split, CPU and memory chosen knowing the evaluation window.
+
+    A rule that beats the reference (at least as good on all three axes) overruns memory in at least this
+    many evaluation intervals: below it even the oracle costs more. Close to the reference's own count, the
+    reference sits near the best trade there is; far below it, the room is in choosing which VMs to trim.
+    One knapsack pass: its table holds the least cost at every memory budget up to the reference's.
+    """
+    p = _problem(frontier, types, strategy, settings, memory_rule=False)
+    ref = p.reference
+    best, _ = _least_costs(p.candidates, ref.cpu_overrun_intervals, ref.mem_overrun_intervals, keep_picks=False)
+    target = sum(rt.price_per_month for i in p.free if (rt := p.recs[i].recommended_type) is not None)
+    reached = np.flatnonzero(best[ref.cpu_overrun_intervals] <= target * (1 + 1e-12) + 1e-9)
+    # the reference's own allocation is a candidate, so its memory overrun count always reaches it
+    return int(reached[0]) if len(reached) else ref.mem_overrun_intervals
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    """The oracle's problem on one split: the reference, the VMs it may re-type and their candidates."""
+
+    frontier: Frontier
+    recs: list[Recommendation]
+    reference: StrategyResult
+    free: list[int]
+    candidates: list[list[Candidate]]
+
+    def score(self, chosen_idx: Sequence[int]) -> StrategyResult:
+        """The backtest's score of the allocation picking ``candidates[k][chosen_idx[k]]`` for ``free[k]``."""
+        chosen = {i: self.candidates[k][j].machine_type
+                  for k, (i, j) in enumerate(zip(self.free, chosen_idx, strict=True))}
+        return self.frontier.score_types(HINDSIGHT, self.recs, chosen)
+
+
+def _problem(frontier: Frontier, types: Sequence[MachineType], strategy: str, settings: StrategySettings | None, *,
+             memory_rule: bool, within_reference_tail: bool = False, relax_cpu: bool = False,
+             memory_at_least_used: bool = False) -> _Problem:
     settings = settings or SETTINGS_TYPES[strategy].model_validate({})
     recs = frontier.recommendations(strategy, settings)
     reference = frontier.score_types(strategy, recs, {})
@@ -227,17 +298,12 @@ def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strateg
             floor = max(floor, max_memory_used(split.history.window(lookback).memory_used_bytes))
         allowed = [t for t in types if t.memory_bytes >= floor - 1 and (
             not within_reference_tail or training_exceedance(demand[i], t.vcpus) <= tail)]
-        if rec.recommended_type is not None:  # the reference's own choice is always allowed
+        if rec.recommended_type is not None and not memory_at_least_used:  # the reference's own choice
             allowed.append(rec.recommended_type)
         cpu = np.empty(0) if relax_cpu else split.cpu_vcpus  # no CPU reading: no CPU overrun to count
         cands.append(vm_candidates(cpu, split.mem_used_bytes, allowed))
-    chosen_idx = cheapest_within(cands, cpu_budget=0 if relax_cpu else reference.cpu_overrun_intervals,
-                                 mem_budget=reference.mem_overrun_intervals)
-    if chosen_idx is None:  # the reference's own choice always fits; kept to stay total
-        return Hindsight(reference, reference, memory_rule, within_reference_tail)
-    chosen = {i: cands[k][j].machine_type for k, (i, j) in enumerate(zip(free, chosen_idx, strict=True))}
-    return Hindsight(reference, frontier.score_types(HINDSIGHT, recs, chosen), memory_rule, within_reference_tail)
+    return _Problem(frontier, recs, reference, free, cands)
 
 
-__all__ = ["HINDSIGHT", "Candidate", "Hindsight", "VmDiff", "cheapest_within", "hindsight_bound", "max_memory_used",
-           "per_vm_diff", "training_exceedance", "vm_candidates"]
+__all__ = ["HINDSIGHT", "Candidate", "Hindsight", "VmDiff", "cheapest_within", "hindsight_bound",
+           "least_memory_overrun", "max_memory_used", "per_vm_diff", "training_exceedance", "vm_candidates"]
