@@ -16,7 +16,8 @@ fleet-calibrated per-VM headroom (:mod:`analytics.rightsizing.calibrated`) acros
 trades memory by the daily-peak rule with no floor at the maximum used, across its risk target;
 ``rightsizer-joint`` chooses every VM's whole type (vCPUs and memory together) by one fleet risk budget
 (:func:`analytics.rightsizing.budget.allocate_joint`), across that budget; ``rightsizer-joint-recent`` the same
-with recent training intervals counted more (:data:`JOINT_RECENT_HALF_LIFE_DAYS`).
+with recent training intervals counted more (:data:`JOINT_RECENT_HALF_LIFE_DAYS`), ``rightsizer-joint-days``
+with memory risk counted in days (:data:`JOINT_DAYS_MEMORY_WEIGHT`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from analytics.rightsizing.budget import (
     BudgetVm,
     JointVm,
     allocate,
+    day_peak_memory,
     joint_allocation,
     joint_price_path,
     price_path,
@@ -80,6 +82,14 @@ JOINT_RECENT_STRATEGY = "rightsizer-joint-recent"
 #: 99): (anchor point, half) pairs it beats that the rest of our sweep leaves, +29 and +29 at 2 days, 22-32 from
 #: 1 to 5 days, 10-11 at 8, against +8 and +5 for a second joint curve without the decay (docs/backtest.md).
 JOINT_RECENT_HALF_LIFE_DAYS = 2.0
+JOINT_DAYS_STRATEGY = "rightsizer-joint-days"
+#: ``rightsizer-joint-days``: the joint budget with memory risk counted in days
+#: (:func:`analytics.rightsizing.budget.day_peak_memory`): every interval of a training day whose memory peak
+#: exceeds a type's memory counts as over, at this weight against a CPU interval over. Chosen on random halves of
+#: the dev trace, two draws of 40 (``python -m bench.fleet_subsets --days 0.3,1,3,10``, seeds 20261207 and 99):
+#: the weights 0.3 to 3 add about the same (anchor point, half) pairs to the rest of our sweep, 10 a third of it,
+#: a second plain joint curve (the control) almost none (docs/backtest.md); 1 is the middle of that plateau.
+JOINT_DAYS_MEMORY_WEIGHT = 1.0
 #: Our aggressive end: CPU at P90 of interval demand, no headroom, no vCPU floor, and memory sized at a
 #: percentile of used memory (below 100 memory overruns become possible: memory is traded too).
 MEMORY_CURVE_BASE: dict[str, float | None] = {
@@ -143,6 +153,7 @@ SWEEP_KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
                                     5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)),
 }
 SWEEP_KNOBS[JOINT_RECENT_STRATEGY] = SWEEP_KNOBS[JOINT_STRATEGY]
+SWEEP_KNOBS[JOINT_DAYS_STRATEGY] = SWEEP_KNOBS[JOINT_STRATEGY]
 OUR_CURVES.update({PEAKS_STRATEGY: PEAK_CURVE_BASE, PEAKS_HEADROOM_STRATEGY: PEAK_HEADROOM_CURVE_BASE,
                    MEMORY_P99_STRATEGY: MEMORY_P99_CURVE_BASE, PEAKS_RISK_STRATEGY: PEAK_RISK_CURVE_BASE,
                    PEAKS_TRADE_STRATEGY: PEAK_TRADE_CURVE_BASE})
@@ -205,8 +216,8 @@ class Frontier:
         self.splits: list[tuple[_Named, _Split]] = [(vm, _split(vm, catalogue, train_days)) for vm in vms]
         #: score_joint's base recommendations, the VMs it chooses for and those VMs' training windows, built once
         self._joint: tuple[list[Recommendation], list[int], list[UsageHistory]] | None = None
-        #: score_joint's allocation at any budget, per (memory weight, half-life): candidates built once
-        self._joint_allocations: dict[tuple[float, float | None], Callable[[float], list[MachineType]]] = {}
+        #: score_joint's allocation at any budget, per (memory weight, half-life, memory by day): candidates built once
+        self._joint_allocations: dict[tuple[float, float | None, bool], Callable[[float], list[MachineType]]] = {}
 
     @classmethod
     def from_splits(cls, splits: Sequence[tuple[_Named, _Split]], catalogue: FittingCatalogue, *,
@@ -257,31 +268,31 @@ class Frontier:
         return self.score_types(BUDGET_STRATEGY, recs, chosen)
 
     def score_joint(self, budget_pct: float, memory_weight: float = JOINT_MEMORY_WEIGHT,
-                    half_life_days: float | None = None) -> StrategyResult:
+                    half_life_days: float | None = None, memory_by_day: bool = False) -> StrategyResult:
         """Every judged VM's type chosen by the joint fleet budget (``budget_pct`` % of the fleet's training
         intervals, CPU overruns plus ``memory_weight`` x memory overruns, counted on the training window
-        only; with ``half_life_days`` each interval weighted by its recency, ``rightsizer-joint-recent``);
-        VMs the default profile cannot judge keep its answer."""
+        only; with ``half_life_days`` each interval weighted by its recency, ``rightsizer-joint-recent``; with
+        ``memory_by_day`` memory counted in days, ``rightsizer-joint-days``); VMs the default profile cannot
+        judge keep its answer."""
         if budget_pct < 0:
             raise ValueError(f"budget_pct must be >= 0, got {budget_pct!r}")
-        key = (memory_weight, half_life_days)
+        key = (memory_weight, half_life_days, memory_by_day)
         if key not in self._joint_allocations:
-            vms = self._joint_vms(half_life_days)[2]
+            vms = self._joint_vms(half_life_days, memory_by_day)[2]
             types = self.catalogue.fitting(0.0, 0.0, n=1 << 30)  # every eligible type, cheapest first
             self._joint_allocations[key] = (joint_allocation(vms, types, memory_weight=memory_weight)
                                             if vms and types else lambda _: [])
         recs, free, _ = self._joint_base()
         chosen = self._joint_allocations[key](budget_pct / 100.0)
-        name = JOINT_STRATEGY if half_life_days is None else JOINT_RECENT_STRATEGY
-        return self.score_types(name, recs, dict(zip(free, chosen, strict=True)))
+        return self.score_types(_joint_name(half_life_days, memory_by_day), recs, dict(zip(free, chosen, strict=True)))
 
-    def joint_path(self, memory_weight: float = JOINT_MEMORY_WEIGHT,
-                   half_life_days: float | None = None) -> list[StrategyResult]:
+    def joint_path(self, memory_weight: float = JOINT_MEMORY_WEIGHT, half_life_days: float | None = None,
+                   memory_by_day: bool = False) -> list[StrategyResult]:
         """The joint budget at every distinct allocation of its Lagrangian path, cheapest fleet first: every
         fleet :meth:`score_joint` can give at any budget, not only at the grid of :data:`SWEEP_KNOBS`."""
-        recs, free, vms = self._joint_vms(half_life_days)
+        recs, free, vms = self._joint_vms(half_life_days, memory_by_day)
         types = self.catalogue.fitting(0.0, 0.0, n=1 << 30)
-        name = JOINT_STRATEGY if half_life_days is None else JOINT_RECENT_STRATEGY
+        name = _joint_name(half_life_days, memory_by_day)
         return [self.score_types(name, recs, dict(zip(free, chosen, strict=True)))
                 for _, chosen in joint_price_path(vms, types, memory_weight=memory_weight)]
 
@@ -296,11 +307,15 @@ class Frontier:
             self._joint = (recs, free, windows)
         return self._joint
 
-    def _joint_vms(self, half_life_days: float | None) -> tuple[list[Recommendation], list[int], list[JointVm]]:
+    def _joint_vms(self, half_life_days: float | None,
+                   memory_by_day: bool = False) -> tuple[list[Recommendation], list[int], list[JointVm]]:
         """:meth:`_joint_base` with the windows as the joint budget sees them (recency-weighted with
-        ``half_life_days``)."""
+        ``half_life_days``; memory readings at their day's peak with ``memory_by_day``)."""
         recs, free, windows = self._joint_base()
-        return recs, free, [JointVm(w.cpu_vcpus, w.memory_used_bytes, None if half_life_days is None
+        return recs, free, [JointVm(w.cpu_vcpus,
+                                    day_peak_memory(w.timestamps_s, w.memory_used_bytes) if memory_by_day
+                                    else w.memory_used_bytes,
+                                    None if half_life_days is None
                                     else recency_weights(w.timestamps_s, w.analysis_end_s, half_life_days))
                             for w in windows]
 
@@ -341,6 +356,8 @@ class Frontier:
             return self.score_joint(float(value))
         if strategy == JOINT_RECENT_STRATEGY:
             return self.score_joint(float(value), half_life_days=JOINT_RECENT_HALF_LIFE_DAYS)
+        if strategy == JOINT_DAYS_STRATEGY:
+            return self.score_joint(float(value), memory_weight=JOINT_DAYS_MEMORY_WEIGHT, memory_by_day=True)
         if strategy == MEMORY_STRATEGY:
             chosen = RightsizerSettings.model_validate({**MEMORY_CURVE_BASE, knob: value})
             return replace(self.score("rightsizer", chosen), strategy=strategy)
@@ -352,6 +369,12 @@ class Frontier:
         return self.score(strategy, knob_settings(strategy, knob, value))
 
 
+def _joint_name(half_life_days: float | None, memory_by_day: bool) -> str:
+    if memory_by_day:
+        return JOINT_DAYS_STRATEGY
+    return JOINT_STRATEGY if half_life_days is None else JOINT_RECENT_STRATEGY
+
+
 def dominates(a: SweepPoint | StrategyResult, b: SweepPoint | StrategyResult) -> bool:
     """True when ``a`` weakly dominates ``b``: savings >=, CPU overrun <=, memory overrun <=."""
     return (a.savings_pct >= b.savings_pct - 1e-9 and a.cpu_overrun_pct <= b.cpu_overrun_pct + 1e-12
@@ -359,8 +382,8 @@ def dominates(a: SweepPoint | StrategyResult, b: SweepPoint | StrategyResult) ->
 
 
 __all__ = [
-    "BUDGET_STRATEGY", "JOINT_MEMORY_WEIGHT", "JOINT_RECENT_HALF_LIFE_DAYS", "JOINT_RECENT_STRATEGY",
-    "JOINT_STRATEGY", "MEMORY_P99_STRATEGY", "MEMORY_STRATEGY",
+    "BUDGET_STRATEGY", "JOINT_DAYS_MEMORY_WEIGHT", "JOINT_DAYS_STRATEGY", "JOINT_MEMORY_WEIGHT",
+    "JOINT_RECENT_HALF_LIFE_DAYS", "JOINT_RECENT_STRATEGY", "JOINT_STRATEGY", "MEMORY_P99_STRATEGY", "MEMORY_STRATEGY",
     "PEAKS_HEADROOM_STRATEGY", "PEAKS_RISK_STRATEGY",
     "PEAKS_TRADE_STRATEGY",
     "PEAKS_STRATEGY", "RISK_STRATEGY", "Frontier", "POINT_COLUMNS", "SWEEP_KNOBS", "SweepPoint", "dominates",

@@ -1,7 +1,7 @@
 """Do the profiles hold on fleets they were not chosen on? The frontier verdicts on random halves of the trace.
 
     python -m bench.fleet_subsets [TRACE_DIR] [--subsets 40] [--size 20] [--splits 7,10,14,21] [--seed N]
-        [--frontier | --variants RISKS:FLOORS | --joint WEIGHTS | --recent HALF_LIVES]
+        [--frontier | --variants RISKS:FLOORS | --joint WEIGHTS | --recent HALF_LIVES | --days WEIGHTS]
 
 The profiles' constants (the 3 % daily-peak risk, the 5 % memory floor, the CPU rules) were chosen on the whole
 dev trace. A held-back fleet is other VMs, and the daily-peak margin is calibrated on whichever fleet is given,
@@ -24,7 +24,10 @@ weight: how ``JOINT_MEMORY_WEIGHT`` was chosen (on the halves, not on the whole 
 the same for the joint budget with recent training intervals counted more, at each half-life in days, over our
 sweep without ``rightsizer-joint-recent``, beside a second joint curve without the decay (memory weight 10):
 what a curve adds only by being more points, against which the decay's gain is read (how
-``JOINT_RECENT_HALF_LIFE_DAYS`` was chosen).
+``JOINT_RECENT_HALF_LIFE_DAYS`` was chosen). With ``--days W,W,...`` the same for the joint budget with memory
+counted in days (``rightsizer-joint-days``) at each weight, over our sweep without it, beside the same control
+(how ``JOINT_DAYS_MEMORY_WEIGHT`` was chosen). The bases of ``--joint`` and ``--recent`` leave this curve out, so
+their figures are what they were before it joined the sweep.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from pathlib import Path
 from analytics.backtest import StrategyResult
 from analytics.catalogue import load_catalogue
 from analytics.frontier import (
+    JOINT_DAYS_STRATEGY,
     JOINT_RECENT_STRATEGY,
     JOINT_STRATEGY,
     SWEEP_KNOBS,
@@ -125,7 +129,7 @@ def _gains(frontier: Frontier, without: Sequence[str],
 def joint_gains(frontier: Frontier, weights: Sequence[float]) -> tuple[int, dict[str, int]]:
     """Anchor points our sweep without the joint curves beats, and how many more ``rightsizer-joint`` adds at
     each memory weight (labels "3", "10", ...)."""
-    return _gains(frontier, (JOINT_STRATEGY, JOINT_RECENT_STRATEGY),
+    return _gains(frontier, (JOINT_STRATEGY, JOINT_RECENT_STRATEGY, JOINT_DAYS_STRATEGY),
                   {f"{w:g}": partial(frontier.score_joint, memory_weight=w) for w in weights})
 
 
@@ -141,7 +145,17 @@ def recent_gains(frontier: Frontier, half_lives: Sequence[float]) -> tuple[int, 
     curves: dict[str, Callable[[float], StrategyResult]] = {
         f"{h:g} d": partial(frontier.score_joint, half_life_days=h) for h in half_lives}
     curves[RECENT_CONTROL] = partial(frontier.score_joint, memory_weight=10.0)
-    return _gains(frontier, (JOINT_RECENT_STRATEGY,), curves)
+    return _gains(frontier, (JOINT_RECENT_STRATEGY, JOINT_DAYS_STRATEGY), curves)
+
+
+def day_gains(frontier: Frontier, weights: Sequence[float]) -> tuple[int, dict[str, int]]:
+    """Anchor points our sweep without ``rightsizer-joint-days`` beats, and how many more the joint budget with
+    memory counted in days adds at each weight (labels "1", ...) and :data:`RECENT_CONTROL` (no decay, memory
+    counted in intervals at weight 10): what a curve adds only by being more points."""
+    curves: dict[str, Callable[[float], StrategyResult]] = {
+        f"{w:g}": partial(frontier.score_joint, memory_weight=w, memory_by_day=True) for w in weights}
+    curves[RECENT_CONTROL] = partial(frontier.score_joint, memory_weight=10.0)
+    return _gains(frontier, (JOINT_DAYS_STRATEGY,), curves)
 
 
 def run_gains(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits: Sequence[float],
@@ -272,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
                              "adds to our sweep without rightsizer-joint-recent at each half-life in days, e.g. "
                              "'2,5,8', beside a second joint curve without decay (how JOINT_RECENT_HALF_LIFE_DAYS "
                              "was chosen)")
+    parser.add_argument("--days", metavar="WEIGHTS",
+                        help="instead of the verdicts, what the joint budget with memory counted in days adds to our "
+                             "sweep without rightsizer-joint-days at each weight, e.g. '0.3,1,3,10', beside a second "
+                             "plain joint curve (how JOINT_DAYS_MEMORY_WEIGHT was chosen)")
     parser.add_argument("--frontier", action="store_true",
                         help="also count, per anchor point, the sub-fleets where a point of our sweep beats it "
                              "(the whole sweep per sub-fleet: about a minute per split at 40 sub-fleets)")
@@ -294,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
                   partial(recent_gains, half_lives=half_lives), "rightsizer-joint-recent",
                   "by the joint budget at half-life")
+        return 0
+    if args.days:
+        weights = _numbers(parser, "--days", args.days, "weights", "'0.3,1,3'", least=0.0, strict=True)
+        run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
+                  partial(day_gains, weights=weights), "rightsizer-joint-days", "by the joint budget in days at weight")
         return 0
     if args.variants:
         try:

@@ -23,7 +23,12 @@ window (the problem the hindsight bound of :mod:`analytics.hindsight` solves on 
 priced instead of solved exactly, so that it scales to fleets). No profile uses it: it trades memory.
 With :class:`JointVm` ``weights`` (:func:`recency_weights`, ``rightsizer-joint-recent``) an interval counts by
 its recency instead of once, and the budget is a share of the weighted intervals: old peaks that did not come
-back cost little, recent ones nearly their full count.
+back cost little, recent ones nearly their full count. With the memory readings replaced by their day's peak
+(:func:`day_peak_memory`, ``rightsizer-joint-days``) memory risk is counted in days: a type below a day's peak
+is over on every interval of that day, so a VM that crosses a level for a few minutes every day risks as much
+as one that stays above it all day, and more than one that stayed above it for hours once. Memory used rises
+and stays; whether it crosses a level *on a day* is what the next weeks repeat, not how many of that day's
+samples happened to land above it.
 
 Pure numpy over arrays passed in; nothing is fitted per VM. No learned model (e.g. a scikit-learn
 quantile regressor of future peaks across the fleet) is used: each VM's own training tail already ranks
@@ -40,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.catalogue import MachineType
-from analytics.rightsizing.base import SECONDS_PER_DAY, FittingCatalogue
+from analytics.rightsizing.base import SECONDS_PER_DAY, FittingCatalogue, group_starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,24 @@ def recency_weights(timestamps_s: np.ndarray, end_s: float, half_life_days: floa
     age_days = (float(end_s) - np.asarray(timestamps_s, dtype=np.float64)) / SECONDS_PER_DAY
     weights: np.ndarray = 0.5 ** (np.maximum(age_days, 0.0) / half_life_days)
     return weights
+
+
+def day_peak_memory(timestamps_s: np.ndarray, memory_used_bytes: np.ndarray) -> np.ndarray:
+    """Each memory reading replaced by the largest reading of its UTC day (NaN stays NaN): on it, the joint
+    budget counts a type's memory risk as the intervals of the days whose peak the type does not hold."""
+    memory = np.asarray(memory_used_bytes, dtype=np.float64)
+    out = np.full(len(memory), np.nan)
+    known = ~np.isnan(memory)
+    if not known.any():
+        return out
+    days = np.floor(np.asarray(timestamps_s, dtype=np.float64)[known] / SECONDS_PER_DAY)
+    order = np.argsort(days, kind="stable")
+    starts = group_starts(days[order])
+    peaks = np.maximum.reduceat(memory[known][order], starts)
+    per_reading = np.empty(len(order))
+    per_reading[order] = np.repeat(peaks, np.diff(np.r_[starts, len(order)]))
+    out[known] = per_reading
+    return out
 
 
 def _candidates(vm: BudgetVm, catalogue: FittingCatalogue, headroom: float) -> _Candidates:

@@ -32,8 +32,9 @@ memory_peak_risk_pct; rightsizer-peaks-trade: memory by that rule allowed below 
 P90, across the same risk target; rightsizer-memory and rightsizer-memory-p99: memory at a percentile
 of used memory, CPU at P90 and P99; rightsizer-joint: each VM's whole type, vCPUs and memory together, by
 one fleet budget of training intervals over the type, memory overruns counted 30 times;
-rightsizer-joint-recent: the same with each training interval weighted by its recency, a 5-day
-half-life). --strategy narrows it to one.
+rightsizer-joint-recent: the same with each training interval weighted by its recency, a 2-day
+half-life; rightsizer-joint-days: the same with memory risk counted in days, every interval of a day whose
+memory peak a type does not hold counted as over). --strategy narrows it to one.
 """
 
 
@@ -132,6 +133,7 @@ def _run_schedules(args: argparse.Namespace, ctx: Context, vms: Any, catalogue: 
 def _sweep(args: argparse.Namespace, ctx: Context, vms: list[Any], catalogue: Any) -> int:
     from analytics.frontier import (
         BUDGET_STRATEGY,
+        JOINT_DAYS_STRATEGY,
         JOINT_RECENT_STRATEGY,
         JOINT_STRATEGY,
         PEAKS_HEADROOM_STRATEGY,
@@ -146,7 +148,7 @@ def _sweep(args: argparse.Namespace, ctx: Context, vms: list[Any], catalogue: An
     from collector.errors import InputError
 
     ours = (args.strategy, BUDGET_STRATEGY, RISK_STRATEGY, PEAKS_STRATEGY, PEAKS_HEADROOM_STRATEGY, PEAKS_RISK_STRATEGY,
-            PEAKS_TRADE_STRATEGY, JOINT_STRATEGY, JOINT_RECENT_STRATEGY)
+            PEAKS_TRADE_STRATEGY, JOINT_STRATEGY, JOINT_RECENT_STRATEGY, JOINT_DAYS_STRATEGY)
     names = SWEEP_STRATEGIES if args.strategy == "all" else (
         ours if args.strategy == "rightsizer" else (args.strategy,))
     frontier = Frontier(vms, catalogue, train_days=args.train_days, currency=catalogue.currency)

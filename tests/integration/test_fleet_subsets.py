@@ -112,3 +112,23 @@ def test_recent_intervals_counted_more_beat_anchor_points_a_second_plain_joint_c
         with pytest.raises(SystemExit) as exc:
             main([str(bitbrains_dir), "--recent", bad])
         assert exc.value.code == 2 and f"--recent {bad!r}" in capsys.readouterr().err
+
+
+def test_memory_counted_in_days_beats_anchor_points_a_second_plain_joint_curve_does_not(
+        bitbrains_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # How rightsizer-joint-days earned its curve: on halves at 10 training days it beats anchor points the rest
+    # of our sweep leaves on six of ten halves, where a second plain joint curve (the control) adds none
+    from analytics.frontier import JOINT_DAYS_MEMORY_WEIGHT
+    from bench.fleet_subsets import RECENT_CONTROL, day_gains
+
+    results = _gains_on_ten_halves(bitbrains_dir, partial(day_gains, weights=(JOINT_DAYS_MEMORY_WEIGHT,)), 10)
+    assert [base for base, _ in results] == [10, 12, 14, 10, 10, 12, 7, 12, 7, 10]
+    assert [added["1"] for _, added in results] == [1, 0, 0, 1, 1, 0, 1, 2, 0, 2]
+    assert [added[RECENT_CONTROL] for _, added in results] == [0] * 10
+    assert main([str(bitbrains_dir), "--days", "1", "--subsets", "2", "--splits", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "without rightsizer-joint-days" in out and f"all splits, added: 1: +1, {RECENT_CONTROL}: +0" in out
+    for bad in ("one", "0", "nan"):
+        with pytest.raises(SystemExit) as exc:
+            main([str(bitbrains_dir), "--days", bad])
+        assert exc.value.code == 2 and f"--days {bad!r}" in capsys.readouterr().err

@@ -9,12 +9,21 @@ import numpy as np
 import pytest
 
 from analytics.catalogue import CsvPriceCatalogue, MachineType
-from analytics.frontier import JOINT_RECENT_HALF_LIFE_DAYS, JOINT_RECENT_STRATEGY, JOINT_STRATEGY, SWEEP_KNOBS, Frontier
+from analytics.frontier import (
+    JOINT_DAYS_MEMORY_WEIGHT,
+    JOINT_DAYS_STRATEGY,
+    JOINT_RECENT_HALF_LIFE_DAYS,
+    JOINT_RECENT_STRATEGY,
+    JOINT_STRATEGY,
+    SWEEP_KNOBS,
+    Frontier,
+)
 from analytics.rightsizing.base import SECONDS_PER_DAY
 from analytics.rightsizing.budget import (
     JointVm,
     _risked,
     allocate_joint,
+    day_peak_memory,
     joint_allocation,
     joint_candidates,
     joint_price_path,
@@ -73,21 +82,23 @@ def test_no_types_is_refused() -> None:
         allocate_joint([_vm()], [], budget_fraction=0.1, memory_weight=1.0)
 
 
-@pytest.mark.parametrize("half_life", [None, JOINT_RECENT_HALF_LIFE_DAYS])
-def test_the_evaluation_window_cannot_move_the_joint_allocation(trace_dir: Path, half_life: float | None) -> None:
+@pytest.mark.parametrize(("half_life", "by_day"), [(None, False), (JOINT_RECENT_HALF_LIFE_DAYS, False), (None, True)])
+def test_the_evaluation_window_cannot_move_the_joint_allocation(trace_dir: Path, half_life: float | None,
+                                                                by_day: bool) -> None:
     # Honest evaluation: the allocation reads the training window only (and the recency weights count back
-    # from its end, not from the evaluation's). Shuffle (and scale) every VM's evaluation arrays: the types
-    # chosen stay, while the overruns scored against them change.
+    # from its end, not from the evaluation's; the daily peaks are the training days'). Shuffle (and scale)
+    # every VM's evaluation arrays: the types chosen stay, while the overruns scored against them change.
     catalogue = CsvPriceCatalogue(backtest_types())
     frontier = Frontier(read_bitbrains_dir(trace_dir), catalogue, train_days=14)
     budgets = SWEEP_KNOBS[JOINT_STRATEGY][1]
-    before = [frontier.score_joint(b, half_life_days=half_life) for b in budgets]
+    weight = JOINT_DAYS_MEMORY_WEIGHT if by_day else 30.0
+    before = [frontier.score_joint(b, weight, half_life, by_day) for b in budgets]
     rng = np.random.default_rng(7)
     moved = Frontier(read_bitbrains_dir(trace_dir), catalogue, train_days=14)
     moved.splits = [(vm, replace(sp, cpu_vcpus=rng.permutation(sp.cpu_vcpus) * 3.0,
                                  mem_used_bytes=rng.permutation(sp.mem_used_bytes) * 3.0))
                     for vm, sp in moved.splits]
-    after = [moved.score_joint(b, half_life_days=half_life) for b in budgets]
+    after = [moved.score_joint(b, weight, half_life, by_day) for b in budgets]
     for b, a in zip(before, after, strict=True):
         assert [r.recommended_type for r in b.per_vm] == [r.recommended_type for r in a.per_vm]
     assert any(b.cpu_overrun_intervals != a.cpu_overrun_intervals for b, a in zip(before, after, strict=True))
@@ -145,3 +156,46 @@ def test_one_allocation_serves_every_budget() -> None:
         assert allocation(budget) == allocate_joint([_vm(), _vm()], TYPES, budget_fraction=budget, memory_weight=10.0)
     with pytest.raises(ValueError, match="budget_fraction"):
         allocation(-0.01)
+
+
+def test_day_peak_memory_gives_each_reading_its_days_largest() -> None:
+    day = SECONDS_PER_DAY
+    ts = np.array([0.1, 0.5, 0.9, 1.2, 1.8, 2.5, 0.3]) * day  # the last reading out of order, back on day 0
+    mem = np.array([1.0, 3.0, np.nan, 2.0, 1.0, np.nan, 4.0])
+    assert np.array_equal(day_peak_memory(ts, mem), [4.0, 4.0, np.nan, 2.0, 2.0, np.nan, 4.0], equal_nan=True)
+    assert np.isnan(day_peak_memory(ts[:1], np.array([np.nan]))).all()
+    assert len(day_peak_memory(np.empty(0), np.empty(0))) == 0
+
+
+def test_memory_counted_in_days_gives_up_the_one_long_peak_not_the_daily_one() -> None:
+    # Ten days, hourly. "daily" crosses 1 GiB for one hour every day (10 intervals over, on 10 days); "once"
+    # stays above it for 20 hours on one day (20 intervals over, on 1 day). Counted in intervals the daily
+    # crossings look cheaper to give up; counted in days (every interval of a day whose peak is over) they
+    # are the risk that comes back, and the budget gives up the one long peak instead.
+    hours = np.arange(240)
+    ts = hours * 3600.0
+    low, high = 0.5 * GIB, 2.0 * GIB
+    daily = np.where(hours % 24 == 12, high, low)
+    once = np.where((hours >= 50) & (hours < 70), high, low)
+    cpu = np.full(240, 0.5)
+    types = [MachineType("small", 1, GIB, 0.01, "EUR"), MachineType("big", 1, 4 * GIB, 0.02, "EUR")]
+    by_interval = [JointVm(cpu, daily), JointVm(cpu, once)]
+    by_day = [JointVm(cpu, day_peak_memory(ts, daily)), JointVm(cpu, day_peak_memory(ts, once))]
+    assert list(joint_candidates(by_interval[0], types, 1.0).risks) == [10, 0]
+    assert list(joint_candidates(by_interval[1], types, 1.0).risks) == [20, 0]
+    assert list(joint_candidates(by_day[0], types, 1.0).risks) == [240, 0]
+    assert list(joint_candidates(by_day[1], types, 1.0).risks) == [24, 0]
+    # a budget of 6 % of the 480 intervals (28.8) buys one shortfall, not both
+    assert [t.name for t in allocate_joint(by_interval, types, budget_fraction=0.06, memory_weight=1.0)] == [
+        "small", "big"]
+    assert [t.name for t in allocate_joint(by_day, types, budget_fraction=0.06, memory_weight=1.0)] == [
+        "big", "small"]
+
+
+def test_the_days_curve_is_on_the_sweep(trace_dir: Path) -> None:
+    catalogue = CsvPriceCatalogue(backtest_types())
+    frontier = Frontier(read_bitbrains_dir(trace_dir), catalogue, train_days=14)
+    assert SWEEP_KNOBS[JOINT_DAYS_STRATEGY] == SWEEP_KNOBS[JOINT_STRATEGY]
+    days = frontier.point_result(JOINT_DAYS_STRATEGY, "budget_pct", 2.0)
+    assert days.strategy == JOINT_DAYS_STRATEGY
+    assert days == frontier.score_joint(2.0, JOINT_DAYS_MEMORY_WEIGHT, memory_by_day=True)
