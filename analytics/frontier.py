@@ -87,7 +87,7 @@ JOINT_DAYS_STRATEGY = "rightsizer-joint-days"
 #: (:func:`analytics.rightsizing.budget.day_peak_memory`): every interval of a training day whose memory peak
 #: exceeds a type's memory counts as over, at this weight against a CPU interval over. Chosen on random halves of
 #: the dev trace, two draws of 40 (``python -m bench.fleet_subsets --days 0.3,1,3,10``, seeds 20261207 and 99):
-#: the weights 0.3 to 3 add about the same (anchor point, half) pairs to the rest of our sweep, 10 a third of it,
+#: the weights 0.3 to 3 add about the same (anchor point, half) pairs to the rest of our sweep, 10 a quarter of it,
 #: a second plain joint curve (the control) almost none (docs/backtest.md); 1 is the middle of that plateau.
 JOINT_DAYS_MEMORY_WEIGHT = 1.0
 #: Our aggressive end: CPU at P90 of interval demand, no headroom, no vCPU floor, and memory sized at a
