@@ -94,41 +94,33 @@ def test_the_joint_budget_beats_anchor_points_the_other_curves_leave_on_halves(
     assert exc.value.code == 2 and "--joint 'thirty'" in capsys.readouterr().err
 
 
-def test_recent_intervals_counted_more_beat_anchor_points_a_second_plain_joint_curve_does_not(
-        bitbrains_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # How JOINT_RECENT_HALF_LIFE_DAYS earned its curve: on halves at 21 training days it beats anchor points the
-    # rest of our sweep leaves, where the same budget without the decay (another memory weight) adds none
-    from analytics.frontier import JOINT_RECENT_HALF_LIFE_DAYS
-    from bench.fleet_subsets import RECENT_CONTROL, recent_gains
+@pytest.mark.parametrize(("option", "value", "label", "days", "base", "added", "printed", "bad"), [
+    # JOINT_RECENT_HALF_LIFE_DAYS (2): at 21 training days the decay beats anchor points the rest leaves
+    ("--recent", 2.0, "2 d", 21, [14, 13, 12, 11, 14, 12, 14, 14, 10, 11], [0, 0, 1, 1, 0, 1, 0, 0, 0, 3],
+     "2 d: +0", ("five", "0")),
+    # JOINT_DAYS_MEMORY_WEIGHT (1): at 10 training days memory counted in days does, on six of ten halves
+    ("--days", 1.0, "1", 10, [10, 12, 14, 10, 10, 12, 7, 12, 7, 10], [1, 0, 0, 1, 1, 0, 1, 2, 0, 2],
+     "1: +1", ("one", "0", "nan")),
+])
+def test_a_joint_variant_beats_anchor_points_a_second_plain_joint_curve_does_not(
+        bitbrains_dir: Path, capsys: pytest.CaptureFixture[str], option: str, value: float, label: str, days: int,
+        base: list[int], added: list[int], printed: str, bad: tuple[str, ...]) -> None:
+    # How the recency half-life and the weight of a memory day earned their curves: on halves each beats anchor
+    # points the rest of our sweep leaves, where a second plain joint curve (another memory weight: the control,
+    # what a curve adds only by being more points) adds none
+    from bench.fleet_subsets import RECENT_CONTROL, day_gains, recent_gains
 
-    results = _gains_on_ten_halves(bitbrains_dir, partial(recent_gains, half_lives=(JOINT_RECENT_HALF_LIFE_DAYS,)), 21)
-    assert [base for base, _ in results] == [14, 13, 12, 11, 14, 12, 14, 14, 10, 11]
-    assert [added["2 d"] for _, added in results] == [0, 0, 1, 1, 0, 1, 0, 0, 0, 3]
-    assert [added[RECENT_CONTROL] for _, added in results] == [0] * 10
-    assert main([str(bitbrains_dir), "--recent", "2", "--subsets", "2", "--splits", "21"]) == 0
+    gains = (partial(recent_gains, half_lives=(value,)) if option == "--recent"
+             else partial(day_gains, weights=(value,)))
+    results = _gains_on_ten_halves(bitbrains_dir, gains, days)
+    assert [b for b, _ in results] == base
+    assert [a[label] for _, a in results] == added
+    assert [a[RECENT_CONTROL] for _, a in results] == [0] * 10
+    assert main([str(bitbrains_dir), option, f"{value:g}", "--subsets", "2", "--splits", str(days)]) == 0
     out = capsys.readouterr().out
-    assert "without rightsizer-joint-recent" in out and f"all splits, added: 2 d: +0, {RECENT_CONTROL}: +0" in out
-    for bad in ("five", "0"):
+    curve = "rightsizer-joint-recent" if option == "--recent" else "rightsizer-joint-days"
+    assert f"without {curve}" in out and f"all splits, added: {printed}, {RECENT_CONTROL}: +0" in out
+    for text in bad:
         with pytest.raises(SystemExit) as exc:
-            main([str(bitbrains_dir), "--recent", bad])
-        assert exc.value.code == 2 and f"--recent {bad!r}" in capsys.readouterr().err
-
-
-def test_memory_counted_in_days_beats_anchor_points_a_second_plain_joint_curve_does_not(
-        bitbrains_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # How rightsizer-joint-days earned its curve: on halves at 10 training days it beats anchor points the rest
-    # of our sweep leaves on six of ten halves, where a second plain joint curve (the control) adds none
-    from analytics.frontier import JOINT_DAYS_MEMORY_WEIGHT
-    from bench.fleet_subsets import RECENT_CONTROL, day_gains
-
-    results = _gains_on_ten_halves(bitbrains_dir, partial(day_gains, weights=(JOINT_DAYS_MEMORY_WEIGHT,)), 10)
-    assert [base for base, _ in results] == [10, 12, 14, 10, 10, 12, 7, 12, 7, 10]
-    assert [added["1"] for _, added in results] == [1, 0, 0, 1, 1, 0, 1, 2, 0, 2]
-    assert [added[RECENT_CONTROL] for _, added in results] == [0] * 10
-    assert main([str(bitbrains_dir), "--days", "1", "--subsets", "2", "--splits", "10"]) == 0
-    out = capsys.readouterr().out
-    assert "without rightsizer-joint-days" in out and f"all splits, added: 1: +1, {RECENT_CONTROL}: +0" in out
-    for bad in ("one", "0", "nan"):
-        with pytest.raises(SystemExit) as exc:
-            main([str(bitbrains_dir), "--days", bad])
-        assert exc.value.code == 2 and f"--days {bad!r}" in capsys.readouterr().err
+            main([str(bitbrains_dir), option, text])
+        assert exc.value.code == 2 and f"{option} {text!r}" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -140,13 +141,17 @@ def test_recent_intervals_decide_what_the_budget_buys() -> None:
     assert [t.name for t in picked] == ["both", "small"]
 
 
-def test_the_recent_curve_is_on_the_sweep_beside_the_plain_one(trace_dir: Path) -> None:
+@pytest.mark.parametrize(("curve", "kwargs"), [
+    (JOINT_RECENT_STRATEGY, {"half_life_days": JOINT_RECENT_HALF_LIFE_DAYS}),
+    (JOINT_DAYS_STRATEGY, {"memory_weight": JOINT_DAYS_MEMORY_WEIGHT, "memory_by_day": True})])
+def test_the_joint_variants_are_on_the_sweep_beside_the_plain_one(trace_dir: Path, curve: str,
+                                                                  kwargs: dict[str, Any]) -> None:
     catalogue = CsvPriceCatalogue(backtest_types())
     frontier = Frontier(read_bitbrains_dir(trace_dir), catalogue, train_days=14)
-    assert SWEEP_KNOBS[JOINT_RECENT_STRATEGY] == SWEEP_KNOBS[JOINT_STRATEGY]
-    recent = frontier.point_result(JOINT_RECENT_STRATEGY, "budget_pct", 1.0)
-    assert recent.strategy == JOINT_RECENT_STRATEGY
-    assert recent == frontier.score_joint(1.0, half_life_days=JOINT_RECENT_HALF_LIFE_DAYS)
+    assert SWEEP_KNOBS[curve] == SWEEP_KNOBS[JOINT_STRATEGY]
+    point = frontier.point_result(curve, "budget_pct", 1.0)
+    assert point.strategy == curve
+    assert point == frontier.score_joint(1.0, **kwargs)
 
 
 def test_one_allocation_serves_every_budget() -> None:
@@ -190,12 +195,3 @@ def test_memory_counted_in_days_gives_up_the_one_long_peak_not_the_daily_one() -
         "small", "big"]
     assert [t.name for t in allocate_joint(by_day, types, budget_fraction=0.06, memory_weight=1.0)] == [
         "big", "small"]
-
-
-def test_the_days_curve_is_on_the_sweep(trace_dir: Path) -> None:
-    catalogue = CsvPriceCatalogue(backtest_types())
-    frontier = Frontier(read_bitbrains_dir(trace_dir), catalogue, train_days=14)
-    assert SWEEP_KNOBS[JOINT_DAYS_STRATEGY] == SWEEP_KNOBS[JOINT_STRATEGY]
-    days = frontier.point_result(JOINT_DAYS_STRATEGY, "budget_pct", 2.0)
-    assert days.strategy == JOINT_DAYS_STRATEGY
-    assert days == frontier.score_joint(2.0, JOINT_DAYS_MEMORY_WEIGHT, memory_by_day=True)
