@@ -1,7 +1,7 @@
 """Do the profiles hold on fleets they were not chosen on? The frontier verdicts on random halves of the trace.
 
     python -m bench.fleet_subsets [TRACE_DIR] [--subsets 40] [--size 20] [--splits 7,10,14,21] [--seed N]
-        [--frontier | --variants RISKS:FLOORS | --joint WEIGHTS | --recent HALF_LIVES | --days WEIGHTS]
+        [--frontier [--holding VM] | --variants RISKS:FLOORS | --joint WEIGHTS | --recent HALF_LIVES | --days WEIGHTS]
 
 The profiles' constants (the 3 % daily-peak risk, the 5 % memory floor, the CPU rules) were chosen on the whole
 dev trace. A held-back fleet is other VMs, and the daily-peak margin is calibrated on whichever fleet is given,
@@ -15,19 +15,20 @@ replacement, a fixed seed) and ask on each, at each training split, what issue 2
 
 Printed per split: the whole trace's figures first (the reference measured in the same run), then the share of
 sub-fleets where balanced weakly dominates aws, the savings gain's minimum / median / maximum, and the share of
-sub-fleets where an anchor point beats a profile, with the points that do and how often. With ``--frontier``
-also, per anchor point, on how many sub-fleets a point of our whole sweep (every curve, as
-``python -m bench.frontier_table`` counts) beats it: the check that a curve's win on the whole trace is not
-one lucky set of VMs. With ``--joint W,W,...`` instead, per split, how many (anchor point, sub-fleet) pairs our
-sweep without the joint curves beats, and how many more it beats with ``rightsizer-joint`` at each memory
-weight: how ``JOINT_MEMORY_WEIGHT`` was chosen (on the halves, not on the whole trace). With ``--recent H,H,...``
-the same for the joint budget with recent training intervals counted more, at each half-life in days, over our
-sweep without ``rightsizer-joint-recent``, beside a second joint curve without the decay (memory weight 10):
-what a curve adds only by being more points, against which the decay's gain is read (how
-``JOINT_RECENT_HALF_LIFE_DAYS`` was chosen). With ``--days W,W,...`` the same for the joint budget with memory
-counted in days (``rightsizer-joint-days``) at each weight, over our sweep without it, beside the same control
-(how ``JOINT_DAYS_MEMORY_WEIGHT`` was chosen). The bases of ``--joint`` and ``--recent`` leave this curve out, so
-their figures are what they were before it joined the sweep.
+sub-fleets where an anchor point beats a profile, with the points that do and how often. With ``--frontier`` also,
+per anchor point, on how many sub-fleets a point of our whole sweep (every curve, as ``python -m
+bench.frontier_table`` counts) beats it: the check that a curve's win on the whole trace is not one lucky set of
+VMs; with ``--holding VM`` those counts apart for the sub-fleets with that VM and without it (where a point's edge
+is one VM's, it shows). With ``--joint W,W,...`` instead, per split, how many (anchor point, sub-fleet) pairs our
+sweep without the joint curves beats, and how many more it beats with ``rightsizer-joint`` at each memory weight:
+how ``JOINT_MEMORY_WEIGHT`` was chosen (on the halves, not on the whole trace). With ``--recent H,H,...`` the same
+for the joint budget with recent training intervals counted more, at each half-life in days, over our sweep without
+``rightsizer-joint-recent``, beside a second joint curve without the decay (memory weight 10): what a curve adds
+only by being more points, against which the decay's gain is read (how ``JOINT_RECENT_HALF_LIFE_DAYS`` was chosen).
+With ``--days W,W,...`` the same for the joint budget with memory counted in days (``rightsizer-joint-days``) at
+each weight, over our sweep without it, beside the same control (how ``JOINT_DAYS_MEMORY_WEIGHT`` was chosen). The
+bases of ``--joint`` and ``--recent`` leave this curve out, so their figures are what they were before it joined
+the sweep.
 """
 
 from __future__ import annotations
@@ -213,8 +214,11 @@ def run_variants(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits:
 
 
 def run(vms: Sequence[TraceVm], *, subsets: int, size: int, splits: Sequence[float], seed: int,
-        frontier: bool = False) -> int:
-    """The verdicts on the whole trace and on ``subsets`` random sub-fleets of ``size`` VMs, per split."""
+        frontier: bool = False, holding: str | None = None) -> int:
+    """The verdicts on the whole trace and on ``subsets`` random sub-fleets of ``size`` VMs, per split; with
+    ``frontier`` and ``holding`` (a VM's name) the per-anchor counts also apart for the sub-fleets with that VM
+    and those without it."""
+    held = next((i for i, vm in enumerate(vms) if vm.name == holding), None)
     catalogue = load_catalogue()
     draws = draw_halves(len(vms), size, subsets, seed)
     print(f"{len(vms)} VMs; {subsets} sub-fleets of {size} (seed {seed})")
@@ -238,15 +242,23 @@ def run(vms: Sequence[TraceVm], *, subsets: int, size: int, splits: Sequence[flo
         if frontier:
             whole_beaten = anchors_beaten(Frontier(vms, catalogue, train_days=days, currency=catalogue.currency))
             counts: Counter[tuple[str, str]] = Counter()
+            with_vm: Counter[tuple[str, bool]] = Counter()
             for draw in draws:
                 sub = anchors_beaten(Frontier([vms[i] for i in draw], catalogue, train_days=days,
                                               currency=catalogue.currency))
                 counts.update(sub.items())
+                with_vm.update((name, held in draw) for name, verdict in sub.items() if verdict == "beaten")
             print("  per anchor point, sub-fleets where a point of ours beats it / ties it / neither "
                   "(* = not beaten on the whole trace):")
             print("    " + "; ".join(f"{name}{'' if whole_beaten[name] == 'beaten' else '*'} "
                                      f"{counts[name, 'beaten']}/{counts[name, 'tied']}/{counts[name, 'open']}"
                                      for name in whole_beaten))
+            if held is not None:
+                n_with = sum(1 for draw in draws if held in draw)
+                print(f"  per anchor point, sub-fleets where a point of ours beats it, of the {n_with} with VM "
+                      f"{holding} / of the {len(draws) - n_with} without:")
+                print("    " + "; ".join(f"{name} {with_vm[name, True]}/{with_vm[name, False]}"
+                                         for name in whole_beaten))
         sys.stdout.flush()
     return 0
 
@@ -293,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frontier", action="store_true",
                         help="also count, per anchor point, the sub-fleets where a point of our sweep beats it "
                              "(the whole sweep per sub-fleet: about a minute per split at 40 sub-fleets)")
+    parser.add_argument("--holding", metavar="VM",
+                        help="with --frontier, those counts also apart for the sub-fleets that hold this VM (its "
+                             "name: the trace file's stem) and those that do not: is a point's edge one VM's?")
     args = parser.parse_args(argv)
     if not Path(args.trace).is_dir():  # a message and 2, not an exception: python -m bench goes on to the next
         print(f"fleet subsets bench: trace folder {args.trace!r} not found; pass the Bitbrains folder as the first "
@@ -326,7 +341,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--variants {args.variants!r}: expected RISKS:FLOORS, e.g. '2,3,5:0,0.05'")
         run_variants(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits, risks, floors)
         return 0
-    return run(vms, subsets=args.subsets, size=args.size, splits=splits, seed=args.seed, frontier=args.frontier)
+    if args.holding is not None and (not args.frontier or args.holding not in {vm.name for vm in vms}):
+        parser.error(f"--holding {args.holding!r}: needs --frontier and the name of a VM of the trace")
+    return run(vms, subsets=args.subsets, size=args.size, splits=splits, seed=args.seed, frontier=args.frontier,
+               holding=args.holding)
 
 
 if __name__ == "__main__":

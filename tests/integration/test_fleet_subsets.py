@@ -49,6 +49,27 @@ def test_the_bench_prints_one_verdict_block_per_split(bitbrains_dir: Path, capsy
     assert "trace folder" in capsys.readouterr().err
 
 
+def test_holding_splits_the_per_anchor_counts_by_one_vm(bitbrains_dir: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # the 14-day vpa P50 point's edge is VM 5's (docs/backtest.md): on four halves the counts with and without
+    # it add up to the halves where the point is beaten
+    assert main([str(bitbrains_dir), "--frontier", "--holding", "5", "--subsets", "4", "--splits", "14"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if "with VM 5 / of the" in line)
+    n_with = int(lines[at].split("of the ")[1].split(" ")[0])
+    assert 0 <= n_with <= 4 and f"of the {4 - n_with} without" in lines[at]
+    totals = dict(item.rsplit(" ", 1) for item in lines[at - 1].strip().split("; "))
+    split = dict(item.rsplit(" ", 1) for item in lines[at + 1].strip().split("; "))
+    assert set(split) == {name.rstrip("*") for name in totals}
+    for name, counts in totals.items():
+        with_vm, without = (int(x) for x in split[name.rstrip("*")].split("/"))
+        assert with_vm + without == int(counts.split("/")[0]) and with_vm <= n_with and without <= 4 - n_with
+    for argv in (["--holding", "5"], ["--frontier", "--holding", "no-such-vm"]):
+        with pytest.raises(SystemExit) as exc:
+            main([str(bitbrains_dir), *argv])
+        assert exc.value.code == 2 and "--holding" in capsys.readouterr().err
+
+
 def test_the_default_memory_risk_holds_on_every_half_where_five_percent_does_not(bitbrains_dir: Path) -> None:
     # Why balanced's memory_peak_risk_pct is 3: at 5 % it still dominates aws on the whole trace (and gains
     # more), but the margin calibrated on some halves lets a VM's memory overrun where aws's does not.
