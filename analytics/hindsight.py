@@ -16,7 +16,9 @@ Two oracles:
 * ``memory_at_least_used=True`` (with ``memory_rule=False``): CPU and memory chosen in hindsight, but
   every type holds the VM's largest memory used in the window the reference saw. This bounds every
   strategy that never sizes memory below the maximum used (memory is not compressible: none of our
-  profiles does), whatever its headroom.
+  profiles does), whatever its headroom. With ``vcpus_at_least_reference=True`` as well, no VM gets fewer
+  vCPUs than the reference's type (or its own allocation, where fewer): the bound of every rule that keeps
+  ``balanced``'s guarantee against ``aws``.
 
 And one count, :func:`least_memory_overrun`: the fewest memory overrun intervals at which the oracle still
 saves as much as the reference at no more CPU overrun, so the least memory overrun any rule beating the
@@ -214,7 +216,7 @@ def per_vm_diff(frontier: Frontier, a: StrategyResult, b: StrategyResult,
 def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strategy: str = "krr",
                     settings: StrategySettings | None = None, memory_rule: bool = True,
                     within_reference_tail: bool = False, relax_cpu: bool = False,
-                    memory_at_least_used: bool = False) -> Hindsight:
+                    memory_at_least_used: bool = False, vcpus_at_least_reference: bool = False) -> Hindsight:
     """The oracle at ``strategy``'s CPU and memory overrun on ``frontier``'s split (see the module doc).
 
     ``types``: the eligible machine types (e.g. ``CsvPriceCatalogue.eligible()``). ``settings`` default to
@@ -227,11 +229,14 @@ def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strateg
     ``memory_at_least_used`` every type holds the largest memory used in the VM's lookback window, the
     reference's own choices too (a reference sizing memory below it, like VPA at a low percentile, may then
     save more than the oracle: no rule keeping memory at or above the maximum used can reach it); raises
-    ValueError when no such allocation stays within the reference's overruns.
+    ValueError when no such allocation stays within the reference's overruns. With ``vcpus_at_least_reference``
+    no VM gets fewer vCPUs than the reference's type has, or than its own allocation where that is fewer: with
+    ``memory_at_least_used`` the bound of every rule that, like ``balanced`` against ``aws``, keeps the
+    reference's vCPUs and the memory used (so that its CPU overrun is never the reference's plus more).
     """
     p = _problem(frontier, types, strategy, settings, memory_rule=memory_rule,
                  within_reference_tail=within_reference_tail, relax_cpu=relax_cpu,
-                 memory_at_least_used=memory_at_least_used)
+                 memory_at_least_used=memory_at_least_used, vcpus_at_least_reference=vcpus_at_least_reference)
     reference = p.reference
     chosen_idx = cheapest_within(p.candidates, cpu_budget=0 if relax_cpu else reference.cpu_overrun_intervals,
                                  mem_budget=reference.mem_overrun_intervals)
@@ -280,7 +285,7 @@ class _Problem:
 
 def _problem(frontier: Frontier, types: Sequence[MachineType], strategy: str, settings: StrategySettings | None, *,
              memory_rule: bool, within_reference_tail: bool = False, relax_cpu: bool = False,
-             memory_at_least_used: bool = False) -> _Problem:
+             memory_at_least_used: bool = False, vcpus_at_least_reference: bool = False) -> _Problem:
     settings = settings or SETTINGS_TYPES[strategy].model_validate({})
     recs = frontier.recommendations(strategy, settings)
     reference = frontier.score_types(strategy, recs, {})
@@ -296,7 +301,9 @@ def _problem(frontier: Frontier, types: Sequence[MachineType], strategy: str, se
         floor = float(rec.target_memory_bytes or 0) if memory_rule else 0.0
         if memory_at_least_used:
             floor = max(floor, max_memory_used(split.history.window(lookback).memory_used_bytes))
-        allowed = [t for t in types if t.memory_bytes >= floor - 1 and (
+        rt = rec.recommended_type
+        least_vcpus = min(rt.vcpus, split.spec.vcpus) if vcpus_at_least_reference and rt is not None else 0
+        allowed = [t for t in types if t.memory_bytes >= floor - 1 and t.vcpus >= least_vcpus and (
             not within_reference_tail or training_exceedance(demand[i], t.vcpus) <= tail)]
         if rec.recommended_type is not None and not memory_at_least_used:  # the reference's own choice
             allowed.append(rec.recommended_type)

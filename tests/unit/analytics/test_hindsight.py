@@ -112,6 +112,10 @@ def test_oracle_beats_krr_only_by_taking_more_training_risk_than_krr(swap_trace:
     assert loose.oracle.savings_pct >= full.oracle.savings_pct
     assert loose.oracle.mem_overrun_intervals <= loose.reference.mem_overrun_intervals
     assert loose.oracle.cpu_overrun_intervals > loose.reference.cpu_overrun_intervals
+    # held to krr's vCPUs per VM the oracle cannot move b off c.4 to s.2, and nothing is gained
+    kept = hindsight_bound(frontier, catalogue.eligible(), memory_rule=False, vcpus_at_least_reference=True)
+    assert {r.vm: r.recommended_type for r in kept.oracle.per_vm} == {"a": "s.2", "b": "c.4"}
+    assert kept.headroom_pct == pytest.approx(0.0)
     diffs = {d.vm: d for d in per_vm_diff(frontier, free.reference, free.oracle)}
     assert set(diffs) == {"a", "b"}
     assert diffs["b"].a_train_exceedance == 0.0
