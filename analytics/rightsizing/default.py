@@ -23,7 +23,8 @@ sizes memory the same way and differs in the CPU statistic:
   KRR at P100 beat it at 21 training days; 5-15 % give the same points at every split.)
 * **aggressive** uses KRR's CPU statistic (P95 of interval demand, no headroom). Its vCPU floor is KRR's
   memory buffer (15 %) rather than AWS's 20 %: each profile's floor keeps the vCPUs of the anchor whose
-  CPU rule it takes, so aggressive never gets fewer vCPUs than KRR's type and costs no more.
+  CPU rule it takes, so aggressive never gets fewer vCPUs than KRR's type (up to the VM's allocation) and
+  costs no more.
 
 Measured on the Bitbrains dev trace at 7/10/14/21 training days (docs/backtest.md, ``python -m
 bench.frontier_table``): no anchor sweep point beats any profile; balanced weakly dominates AWS and saves
