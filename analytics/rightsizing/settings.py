@@ -111,7 +111,7 @@ PERCENTILE_RULE: dict[str, float | None] = {"cpu_risk_pct": None, "memory_risk_p
 #: conservative: the largest CPU demand seen (P100) + 15 %; balanced: AWS's P99.5 + 20 %; aggressive: KRR's P95, no
 #: headroom. Each profile's vCPU floor is the memory headroom of the anchor whose CPU rule it takes, so it never
 #: gets fewer vCPUs than that anchor's type (up to the VM's allocation): balanced (and conservative) AWS's 20 %,
-#: aggressive KRR's 15 %. Measured on the dev trace at 7/10/14/21 training days (docs/ backtest.md): balanced weakly
+#: aggressive KRR's 15 %. Measured on the dev trace at 7/10/14/21 training days (docs/backtest.md): balanced weakly
 #: dominates aws, no anchor sweep point beats any profile. The daily-peak CPU rule and the growth rule are in no
 #: profile: on the backtest frontier they bought no less overrun for the savings they cost (README, "Backtest");
 #: both stay available as settings.
