@@ -305,8 +305,8 @@ def _problem(frontier: Frontier, types: Sequence[MachineType], strategy: str, se
         least_vcpus = min(rt.vcpus, split.spec.vcpus) if vcpus_at_least_reference and rt is not None else 0
         allowed = [t for t in types if t.memory_bytes >= floor - 1 and t.vcpus >= least_vcpus and (
             not within_reference_tail or training_exceedance(demand[i], t.vcpus) <= tail)]
-        if rec.recommended_type is not None and not memory_at_least_used:  # the reference's own choice
-            allowed.append(rec.recommended_type)
+        if rt is not None and not memory_at_least_used:  # the reference's own choice
+            allowed.append(rt)
         cpu = np.empty(0) if relax_cpu else split.cpu_vcpus  # no CPU reading: no CPU overrun to count
         cands.append(vm_candidates(cpu, split.mem_used_bytes, allowed))
     return _Problem(frontier, recs, reference, free, cands)

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.catalogue import MachineType
-from analytics.rightsizing.base import SECONDS_PER_DAY, FittingCatalogue, group_starts
+from analytics.rightsizing.base import SECONDS_PER_DAY, FittingCatalogue
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,15 +118,11 @@ def day_peak_memory(timestamps_s: np.ndarray, memory_used_bytes: np.ndarray) -> 
     memory = np.asarray(memory_used_bytes, dtype=np.float64)
     out = np.full(len(memory), np.nan)
     known = ~np.isnan(memory)
-    if not known.any():
-        return out
     days = np.floor(np.asarray(timestamps_s, dtype=np.float64)[known] / SECONDS_PER_DAY)
-    order = np.argsort(days, kind="stable")
-    starts = group_starts(days[order])
-    peaks = np.maximum.reduceat(memory[known][order], starts)
-    per_reading = np.empty(len(order))
-    per_reading[order] = np.repeat(peaks, np.diff(np.r_[starts, len(order)]))
-    out[known] = per_reading
+    each_day, day_of = np.unique(days, return_inverse=True)  # readings in any order
+    peaks = np.full(len(each_day), -np.inf)
+    np.maximum.at(peaks, day_of, memory[known])
+    out[known] = peaks[day_of]
     return out
 
 
