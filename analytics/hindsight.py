@@ -20,9 +20,9 @@ Two oracles:
   vCPUs than the reference's type (or its own allocation, where fewer): the bound of every rule that keeps
   ``balanced``'s guarantee against ``aws``.
 
-And one count, :func:`least_memory_overrun`: the fewest memory overrun intervals at which the oracle still
-saves as much as the reference at no more CPU overrun, so the least memory overrun any rule beating the
-reference has.
+And one count, ``Hindsight.least_mem_overrun_intervals``: the fewest memory overrun intervals at which the
+oracle still saves as much as the reference at no more CPU overrun, so the least memory overrun any rule of
+the oracle's family beating the reference has (read off the same knapsack table).
 
 The choice is an exact two-constraint knapsack solved by dynamic programming over (CPU overrun intervals,
 memory overrun intervals) used so far: O(VMs x candidates x CPU budget x memory budget), with each VM's
@@ -73,6 +73,10 @@ class Hindsight:
     oracle: StrategyResult
     memory_rule: bool
     within_reference_tail: bool = False
+    #: The fewest memory overrun intervals at which this oracle still saves as much as the reference at no more
+    #: CPU overrun (None where it cannot within the reference's): the least memory overrun any rule of the
+    #: oracle's family that beats the reference has. Read off the same knapsack table as the oracle.
+    least_mem_overrun_intervals: int | None = None
 
     @property
     def headroom_pct(self) -> float:
@@ -102,10 +106,10 @@ def vm_candidates(cpu_vcpus: np.ndarray, mem_used_bytes: np.ndarray,
     return kept
 
 
-def _least_costs(candidates: Sequence[Sequence[Candidate]], cpu_budget: int, mem_budget: int, *,
-                 keep_picks: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
+def _least_costs(candidates: Sequence[Sequence[Candidate]], cpu_budget: int,
+                 mem_budget: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """The knapsack's table: ``best[c, m]``, the least total price of all VMs with CPU overruns <= c and memory
-    overruns <= m (inf where nothing fits), and each VM's back-pointers (none without ``keep_picks``).
+    overruns <= m (inf where nothing fits), and each VM's back-pointers.
     See :func:`cheapest_within`."""
     if cpu_budget < 0 or mem_budget < 0:
         raise ValueError(f"budgets must be >= 0, got cpu {cpu_budget!r}, memory {mem_budget!r}")
@@ -121,7 +125,7 @@ def _least_costs(candidates: Sequence[Sequence[Candidate]], cpu_budget: int, mem
         if not 0 < len(cands) <= np.iinfo(np.int16).max:
             raise ValueError(f"VM #{i} has {len(cands)} candidate types; need 1 to {np.iinfo(np.int16).max}")
         new = np.full_like(best, math.inf)
-        pick = np.full(best.shape, -1, dtype=pointer) if keep_picks else None
+        pick = np.full(best.shape, -1, dtype=pointer)
         for j, c in enumerate(cands):
             dc, dm = c.cpu_overrun_intervals, c.mem_overrun_intervals
             if dc > cpu_budget or dm > mem_budget:
@@ -130,11 +134,9 @@ def _least_costs(candidates: Sequence[Sequence[Candidate]], cpu_budget: int, mem
             target = new[dc:, dm:]
             better = trial < target
             target[better] = trial[better]
-            if pick is not None:
-                pick[dc:, dm:][better] = j
+            pick[dc:, dm:][better] = j
         best = new
-        if pick is not None:
-            picks.append(pick)
+        picks.append(pick)
     return best, picks
 
 
@@ -148,6 +150,12 @@ def cheapest_within(candidates: Sequence[Sequence[Candidate]], *, cpu_budget: in
     best, picks = _least_costs(candidates, cpu_budget, mem_budget)
     if not math.isfinite(best[cpu_budget, mem_budget]):
         return None
+    return _backtrack(candidates, picks, cpu_budget, mem_budget)
+
+
+def _backtrack(candidates: Sequence[Sequence[Candidate]], picks: Sequence[np.ndarray], cpu_budget: int,
+               mem_budget: int) -> list[int]:
+    """The candidate indices the knapsack's back-pointers give at (``cpu_budget``, ``mem_budget``)."""
     out: list[int] = []
     c_left, m_left = cpu_budget, mem_budget
     for cands, pick in zip(reversed(candidates), reversed(picks), strict=True):
@@ -238,32 +246,18 @@ def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strateg
                  within_reference_tail=within_reference_tail, relax_cpu=relax_cpu,
                  memory_at_least_used=memory_at_least_used, vcpus_at_least_reference=vcpus_at_least_reference)
     reference = p.reference
-    chosen_idx = cheapest_within(p.candidates, cpu_budget=0 if relax_cpu else reference.cpu_overrun_intervals,
-                                 mem_budget=reference.mem_overrun_intervals)
-    if chosen_idx is None:  # the reference's own choice always fits unless memory_at_least_used took it away
+    cpu_budget, mem_budget = 0 if relax_cpu else reference.cpu_overrun_intervals, reference.mem_overrun_intervals
+    best, picks = _least_costs(p.candidates, cpu_budget, mem_budget)
+    if not math.isfinite(best[cpu_budget, mem_budget]):
+        # the reference's own choice always fits unless memory_at_least_used took it away
         raise ValueError(f"no allocation holding each VM's maximum memory used stays within {strategy}'s "
                          f"{reference.cpu_overrun_intervals} CPU and {reference.mem_overrun_intervals} memory "
                          "overrun intervals")
-    return Hindsight(reference, p.score(chosen_idx), memory_rule, within_reference_tail)
-
-
-def least_memory_overrun(frontier: Frontier, types: Sequence[MachineType], *, strategy: str,
-                         settings: StrategySettings | None = None) -> int:
-    """The fewest memory overrun intervals any allocation needs to save as much as ``strategy`` at no more
-    CPU overrun on ``frontier``'s split, CPU and memory chosen knowing the evaluation window.
-
-    A rule that beats the reference (at least as good on all three axes) overruns memory in at least this
-    many evaluation intervals: below it even the oracle costs more. Close to the reference's own count, the
-    reference sits near the best trade there is; far below it, the room is in choosing which VMs to trim.
-    One knapsack pass: its table holds the least cost at every memory budget up to the reference's.
-    """
-    p = _problem(frontier, types, strategy, settings, memory_rule=False)
-    ref = p.reference
-    best, _ = _least_costs(p.candidates, ref.cpu_overrun_intervals, ref.mem_overrun_intervals, keep_picks=False)
+    # the least memory budget at which the oracle's cost is down to the reference's (its VMs' types)
     target = sum(rt.price_per_month for i in p.free if (rt := p.recs[i].recommended_type) is not None)
-    reached = np.flatnonzero(best[ref.cpu_overrun_intervals] <= target * (1 + 1e-12) + 1e-9)
-    # the reference's own allocation is a candidate, so its memory overrun count always reaches it
-    return int(reached[0]) if len(reached) else ref.mem_overrun_intervals
+    reached = np.flatnonzero(best[cpu_budget] <= target * (1 + 1e-12) + 1e-9)
+    return Hindsight(reference, p.score(_backtrack(p.candidates, picks, cpu_budget, mem_budget)), memory_rule,
+                     within_reference_tail, int(reached[0]) if len(reached) else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,4 +307,4 @@ def _problem(frontier: Frontier, types: Sequence[MachineType], strategy: str, se
 
 
 __all__ = ["HINDSIGHT", "Candidate", "Hindsight", "VmDiff", "cheapest_within", "hindsight_bound",
-           "least_memory_overrun", "max_memory_used", "per_vm_diff", "training_exceedance", "vm_candidates"]
+           "max_memory_used", "per_vm_diff", "training_exceedance", "vm_candidates"]

@@ -42,7 +42,7 @@ from analytics.frontier import (
     SweepPoint,
     knob_settings,
 )
-from analytics.hindsight import hindsight_bound, least_memory_overrun
+from analytics.hindsight import hindsight_bound
 from analytics.traces import read_bitbrains_dir
 
 ANCHORS = ("aws", "krr", "vpa")
@@ -84,8 +84,7 @@ def split_table(frontier: Frontier, types: Any) -> dict[str, Any]:
                 row["hindsight_savings_pct"] = round(bound.oracle.savings_pct, 3)
                 row["hindsight_gap_pct"] = round(bound.headroom_pct, 3)
                 row["mem_overrun_intervals"] = bound.reference.mem_overrun_intervals
-                row["least_mem_overrun_intervals_to_beat"] = least_memory_overrun(
-                    frontier, types, strategy=a.strategy, settings=settings)
+                row["least_mem_overrun_intervals_to_beat"] = bound.least_mem_overrun_intervals
                 used = hindsight_bound(frontier, types, strategy=a.strategy, settings=settings, memory_rule=False,
                                        memory_at_least_used=True)
                 row["hindsight_memory_at_least_used_savings_pct"] = round(used.oracle.savings_pct, 3)
