@@ -1,7 +1,8 @@
 """Do the profiles hold on fleets they were not chosen on? The frontier verdicts on random halves of the trace.
 
     python -m bench.fleet_subsets [TRACE_DIR] [--subsets 40] [--size 20] [--splits 7,10,14,21] [--seed N]
-        [--frontier [--holding VM] | --variants RISKS:FLOORS | --joint WEIGHTS | --recent HALF_LIVES | --days WEIGHTS]
+        [--frontier [--holding VM] | --variants RISKS:FLOORS | --joint WEIGHTS | --recent HALF_LIVES | --days WEIGHTS
+         | --headroom FRACTIONS]
 
 The profiles' constants (the 3 % daily-peak risk, the 5 % memory floor, the CPU rules) were chosen on the whole
 dev trace. A held-back fleet is other VMs, and the daily-peak margin is calibrated on whichever fleet is given,
@@ -28,7 +29,9 @@ only by being more points, against which the decay's gain is read (how ``JOINT_R
 With ``--days W,W,...`` the same for the joint budget with memory counted in days (``rightsizer-joint-days``) at
 each weight, over our sweep without it, beside the same control (how ``JOINT_DAYS_MEMORY_WEIGHT`` was chosen). The
 bases of ``--joint`` and ``--recent`` leave this curve out, so their figures are what they were before it joined
-the sweep.
+the sweep. With ``--headroom F,F,...`` the same for the joint budget with recent days counted more and memory
+counted in days with that memory headroom (``rightsizer-joint-headroom``) at each headroom, over our sweep without
+it, beside the same control (how ``JOINT_HEADROOM_FRACTION`` was chosen); the bases of the other three leave it out.
 """
 
 from __future__ import annotations
@@ -48,7 +51,10 @@ from pathlib import Path
 from analytics.backtest import StrategyResult
 from analytics.catalogue import load_catalogue
 from analytics.frontier import (
+    JOINT_DAYS_MEMORY_WEIGHT,
     JOINT_DAYS_STRATEGY,
+    JOINT_HEADROOM_STRATEGY,
+    JOINT_RECENT_HALF_LIFE_DAYS,
     JOINT_RECENT_STRATEGY,
     JOINT_STRATEGY,
     SWEEP_KNOBS,
@@ -130,7 +136,7 @@ def _gains(frontier: Frontier, without: Sequence[str],
 def joint_gains(frontier: Frontier, weights: Sequence[float]) -> tuple[int, dict[str, int]]:
     """Anchor points our sweep without the joint curves beats, and how many more ``rightsizer-joint`` adds at
     each memory weight (labels "3", "10", ...)."""
-    return _gains(frontier, (JOINT_STRATEGY, JOINT_RECENT_STRATEGY, JOINT_DAYS_STRATEGY),
+    return _gains(frontier, (JOINT_STRATEGY, JOINT_RECENT_STRATEGY, JOINT_DAYS_STRATEGY, JOINT_HEADROOM_STRATEGY),
                   {f"{w:g}": partial(frontier.score_joint, memory_weight=w) for w in weights})
 
 
@@ -146,7 +152,7 @@ def recent_gains(frontier: Frontier, half_lives: Sequence[float]) -> tuple[int, 
     curves: dict[str, Callable[[float], StrategyResult]] = {
         f"{h:g} d": partial(frontier.score_joint, half_life_days=h) for h in half_lives}
     curves[RECENT_CONTROL] = partial(frontier.score_joint, memory_weight=10.0)
-    return _gains(frontier, (JOINT_RECENT_STRATEGY, JOINT_DAYS_STRATEGY), curves)
+    return _gains(frontier, (JOINT_RECENT_STRATEGY, JOINT_DAYS_STRATEGY, JOINT_HEADROOM_STRATEGY), curves)
 
 
 def day_gains(frontier: Frontier, weights: Sequence[float]) -> tuple[int, dict[str, int]]:
@@ -156,7 +162,19 @@ def day_gains(frontier: Frontier, weights: Sequence[float]) -> tuple[int, dict[s
     curves: dict[str, Callable[[float], StrategyResult]] = {
         f"{w:g}": partial(frontier.score_joint, memory_weight=w, memory_by_day=True) for w in weights}
     curves[RECENT_CONTROL] = partial(frontier.score_joint, memory_weight=10.0)
-    return _gains(frontier, (JOINT_DAYS_STRATEGY,), curves)
+    return _gains(frontier, (JOINT_DAYS_STRATEGY, JOINT_HEADROOM_STRATEGY), curves)
+
+
+def headroom_gains(frontier: Frontier, fractions: Sequence[float]) -> tuple[int, dict[str, int]]:
+    """Anchor points our sweep without ``rightsizer-joint-headroom`` beats, and how many more that curve adds at
+    each memory headroom (labels "10 %", ...; at 0 it is the recency weights and the count in days alone) and
+    :data:`RECENT_CONTROL`."""
+    curves: dict[str, Callable[[float], StrategyResult]] = {
+        f"{100 * h:g} %": partial(frontier.score_joint, memory_weight=JOINT_DAYS_MEMORY_WEIGHT,
+                            half_life_days=JOINT_RECENT_HALF_LIFE_DAYS, memory_by_day=True, memory_headroom=h)
+        for h in fractions}
+    curves[RECENT_CONTROL] = partial(frontier.score_joint, memory_weight=10.0)
+    return _gains(frontier, (JOINT_HEADROOM_STRATEGY,), curves)
 
 
 def run_gains(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits: Sequence[float],
@@ -302,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead of the verdicts, what the joint budget with memory counted in days adds to our "
                              "sweep without rightsizer-joint-days at each weight, e.g. '0.3,1,3,10', beside a second "
                              "plain joint curve (how JOINT_DAYS_MEMORY_WEIGHT was chosen)")
+    parser.add_argument("--headroom", metavar="FRACTIONS",
+                        help="instead of the verdicts, what the joint budget with recent days counted more and memory "
+                             "counted in days with a memory headroom adds to our sweep without "
+                             "rightsizer-joint-headroom at each headroom (a share), e.g. '0,0.05,0.1,0.2', beside a "
+                             "second plain joint curve (how JOINT_HEADROOM_FRACTION was chosen)")
     parser.add_argument("--frontier", action="store_true",
                         help="also count, per anchor point, the sub-fleets where a point of our sweep beats it "
                              "(the whole sweep per sub-fleet: about a minute per split at 40 sub-fleets)")
@@ -332,6 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         weights = _numbers(parser, "--days", args.days, "weights", "'0.3,1,3'", least=0.0, strict=True)
         run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
                   partial(day_gains, weights=weights), "rightsizer-joint-days", "by the joint budget in days at weight")
+        return 0
+    if args.headroom:
+        fractions = _numbers(parser, "--headroom", args.headroom, "memory headrooms (shares)", "'0,0.1,0.2'",
+                             least=0.0, strict=False)
+        run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
+                  partial(headroom_gains, fractions=fractions), "rightsizer-joint-headroom",
+                  "by the joint budget in days with memory headroom")
         return 0
     if args.variants:
         try:

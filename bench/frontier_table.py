@@ -29,6 +29,7 @@ from typing import Any
 from analytics.catalogue import load_catalogue
 from analytics.frontier import (
     JOINT_DAYS_STRATEGY,
+    JOINT_HEADROOM_STRATEGY,
     JOINT_RECENT_STRATEGY,
     JOINT_STRATEGY,
     PEAKS_HEADROOM_STRATEGY,
@@ -118,7 +119,8 @@ def split_table(frontier: Frontier, types: Any) -> dict[str, Any]:
             "peaks_risk_curve": _curve(points, PEAKS_RISK_STRATEGY),
             "peaks_trade_curve": _curve(points, PEAKS_TRADE_STRATEGY), "joint_curve": _curve(points, JOINT_STRATEGY),
             "joint_recent_curve": _curve(points, JOINT_RECENT_STRATEGY),
-            "joint_days_curve": _curve(points, JOINT_DAYS_STRATEGY)}
+            "joint_days_curve": _curve(points, JOINT_DAYS_STRATEGY),
+            "joint_headroom_curve": _curve(points, JOINT_HEADROOM_STRATEGY)}
 
 
 def aws_bounds(frontier: Frontier, types: Any) -> dict[str, float]:
@@ -168,7 +170,8 @@ def _print(table: dict[str, Any]) -> None:
     for key, strategy in (("risk_curve", RISK_STRATEGY), ("peaks_curve", PEAKS_STRATEGY),
                           ("peaks_headroom_curve", PEAKS_HEADROOM_STRATEGY), ("peaks_risk_curve", PEAKS_RISK_STRATEGY),
                           ("peaks_trade_curve", PEAKS_TRADE_STRATEGY), ("joint_curve", JOINT_STRATEGY),
-                          ("joint_recent_curve", JOINT_RECENT_STRATEGY), ("joint_days_curve", JOINT_DAYS_STRATEGY)):
+                          ("joint_recent_curve", JOINT_RECENT_STRATEGY), ("joint_days_curve", JOINT_DAYS_STRATEGY),
+                          ("joint_headroom_curve", JOINT_HEADROOM_STRATEGY)):
         knob = SWEEP_KNOBS[strategy][0]
         curve = "; ".join(f"{c[knob]:g}: {c['savings_pct']:.2f}/{c['cpu_overrun_pct']:.3f}/{c['mem_overrun_pct']:.4f}"
                           for c in table[key])

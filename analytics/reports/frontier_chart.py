@@ -7,7 +7,13 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from analytics.frontier import JOINT_DAYS_MEMORY_WEIGHT, JOINT_MEMORY_WEIGHT, JOINT_RECENT_HALF_LIFE_DAYS, SweepPoint
+from analytics.frontier import (
+    JOINT_DAYS_MEMORY_WEIGHT,
+    JOINT_HEADROOM_FRACTION,
+    JOINT_MEMORY_WEIGHT,
+    JOINT_RECENT_HALF_LIFE_DAYS,
+    SweepPoint,
+)
 
 #: (strategy, knob) -> the curve's name in a legend, and what its knob values mean on hover.
 CURVE_NAMES: Mapping[tuple[str, str], tuple[str, str]] = {
@@ -40,6 +46,11 @@ CURVE_NAMES: Mapping[tuple[str, str], tuple[str, str]] = {
     ("rightsizer-joint-days", "budget_pct"): ("rightsizer, one fleet budget, memory counted in days",
                                               "budget {value:g} % of training intervals (every interval of a day "
                                               f"whose memory peak is over counts x{JOINT_DAYS_MEMORY_WEIGHT:g})"),
+    ("rightsizer-joint-headroom", "budget_pct"): (
+        "rightsizer, one fleet budget, memory in days with headroom",
+        "budget {value:g} % of training intervals, weighted by a "
+        f"{JOINT_RECENT_HALF_LIFE_DAYS:g}-day half-life (every interval of a day whose memory peak comes within "
+        f"{JOINT_HEADROOM_FRACTION:.0%} of the type's memory counts x{JOINT_DAYS_MEMORY_WEIGHT:g})"),
 }
 #: One colour per curve, the same in the dashboard and the report.
 CURVE_COLOURS: Mapping[tuple[str, str], str] = {
@@ -59,6 +70,7 @@ CURVE_COLOURS: Mapping[tuple[str, str], str] = {
     ("rightsizer-joint", "budget_pct"): "#8a5a44",
     ("rightsizer-joint-recent", "budget_pct"): "#14a3c7",
     ("rightsizer-joint-days", "budget_pct"): "#b30086",
+    ("rightsizer-joint-headroom", "budget_pct"): "#4a7c59",
 }
 X_TITLE = "CPU overrun (% of evaluated {unit} over the recommended vCPUs)"
 Y_TITLE = "savings (% of the evaluated VMs' compute price)"

@@ -28,7 +28,10 @@ back cost little, recent ones nearly their full count. With the memory readings 
 is over on every interval of that day, so a VM that crosses a level for a few minutes every day risks as much
 as one that stays above it all day, and more than one that stayed above it for hours once. Memory used rises
 and stays; whether it crosses a level *on a day* is what the next weeks repeat, not how many of that day's
-samples happened to land above it.
+samples happened to land above it. With the readings raised by a headroom first (:func:`with_headroom`,
+``rightsizer-joint-headroom``, together with the recency weights) a type is over on a day whose peak it holds
+with less than that share to spare: the near misses of the training window count as the misses they would
+have been a little later.
 
 Pure numpy over arrays passed in; nothing is fitted per VM. No learned model (e.g. a scikit-learn
 quantile regressor of future peaks across the fleet) is used: each VM's own training tail already ranks
@@ -124,6 +127,16 @@ def day_peak_memory(timestamps_s: np.ndarray, memory_used_bytes: np.ndarray) -> 
     np.maximum.at(peaks, day_of, memory[known])
     out[known] = peaks[day_of]
     return out
+
+
+def with_headroom(memory_used_bytes: np.ndarray, headroom: float) -> np.ndarray:
+    """Memory readings as a type must hold them with ``headroom`` (a share, e.g. 0.1) to spare: each reading
+    times ``1 + headroom`` (NaN stays NaN; 0 returns the readings as they are). Raises ValueError for a
+    negative headroom."""
+    if not headroom >= 0:
+        raise ValueError(f"headroom must be >= 0, got {headroom!r}")
+    memory = np.asarray(memory_used_bytes, dtype=np.float64)
+    return memory if headroom == 0 else memory * (1.0 + headroom)
 
 
 def _candidates(vm: BudgetVm, catalogue: FittingCatalogue, headroom: float) -> _Candidates:

@@ -34,7 +34,8 @@ of used memory, CPU at P90 and P99; rightsizer-joint: each VM's whole type, vCPU
 one fleet budget of training intervals over the type, memory overruns counted 30 times;
 rightsizer-joint-recent: the same with each training interval weighted by its recency, a 2-day
 half-life; rightsizer-joint-days: the same with memory risk counted in days, every interval of a day whose
-memory peak a type does not hold counted as over). --strategy narrows it to one.
+memory peak a type does not hold counted as over; rightsizer-joint-headroom: both, with a day over when
+its memory peak comes within 10 % of a type's memory). --strategy narrows it to one.
 """
 
 
@@ -134,6 +135,7 @@ def _sweep(args: argparse.Namespace, ctx: Context, vms: list[Any], catalogue: An
     from analytics.frontier import (
         BUDGET_STRATEGY,
         JOINT_DAYS_STRATEGY,
+        JOINT_HEADROOM_STRATEGY,
         JOINT_RECENT_STRATEGY,
         JOINT_STRATEGY,
         PEAKS_HEADROOM_STRATEGY,
@@ -148,7 +150,8 @@ def _sweep(args: argparse.Namespace, ctx: Context, vms: list[Any], catalogue: An
     from collector.errors import InputError
 
     ours = (args.strategy, BUDGET_STRATEGY, RISK_STRATEGY, PEAKS_STRATEGY, PEAKS_HEADROOM_STRATEGY, PEAKS_RISK_STRATEGY,
-            PEAKS_TRADE_STRATEGY, JOINT_STRATEGY, JOINT_RECENT_STRATEGY, JOINT_DAYS_STRATEGY)
+            PEAKS_TRADE_STRATEGY, JOINT_STRATEGY, JOINT_RECENT_STRATEGY, JOINT_DAYS_STRATEGY,
+            JOINT_HEADROOM_STRATEGY)
     names = SWEEP_STRATEGIES if args.strategy == "all" else (
         ours if args.strategy == "rightsizer" else (args.strategy,))
     frontier = Frontier(vms, catalogue, train_days=args.train_days, currency=catalogue.currency)

@@ -122,24 +122,28 @@ def test_the_joint_budget_beats_anchor_points_the_other_curves_leave_on_halves(
     # JOINT_DAYS_MEMORY_WEIGHT (1): at 10 training days memory counted in days does, on six of ten halves
     ("--days", 1.0, "1", 10, [10, 12, 14, 10, 10, 12, 7, 12, 7, 10], [1, 0, 0, 1, 1, 0, 1, 2, 0, 2],
      "1: +1", ("one", "0", "nan")),
+    # JOINT_HEADROOM_FRACTION (0.1): at 14 training days memory in days with headroom does, on three of ten halves
+    ("--headroom", 0.1, "10 %", 14, [13, 14, 14, 14, 13, 10, 8, 14, 13, 14], [1, 0, 0, 0, 1, 2, 0, 0, 0, 0],
+     "10 %: +1", ("ten", "-0.1", "nan")),
 ])
 def test_a_joint_variant_beats_anchor_points_a_second_plain_joint_curve_does_not(
         bitbrains_dir: Path, capsys: pytest.CaptureFixture[str], option: str, value: float, label: str, days: int,
         base: list[int], added: list[int], printed: str, bad: tuple[str, ...]) -> None:
-    # How the recency half-life and the weight of a memory day earned their curves: on halves each beats anchor
+    # How the recency half-life, the weight of a memory day and the memory headroom earned their curves: on
+    # halves each beats anchor
     # points the rest of our sweep leaves, where a second plain joint curve (another memory weight: the control,
     # what a curve adds only by being more points) adds none
-    from bench.fleet_subsets import RECENT_CONTROL, day_gains, recent_gains
+    from bench.fleet_subsets import RECENT_CONTROL, day_gains, headroom_gains, recent_gains
 
-    gains = (partial(recent_gains, half_lives=(value,)) if option == "--recent"
-             else partial(day_gains, weights=(value,)))
+    gains, curve = {"--recent": (partial(recent_gains, half_lives=(value,)), "rightsizer-joint-recent"),
+                    "--days": (partial(day_gains, weights=(value,)), "rightsizer-joint-days"),
+                    "--headroom": (partial(headroom_gains, fractions=(value,)), "rightsizer-joint-headroom")}[option]
     results = _gains_on_ten_halves(bitbrains_dir, gains, days)
     assert [b for b, _ in results] == base
     assert [a[label] for _, a in results] == added
     assert [a[RECENT_CONTROL] for _, a in results] == [0] * 10
     assert main([str(bitbrains_dir), option, f"{value:g}", "--subsets", "2", "--splits", str(days)]) == 0
     out = capsys.readouterr().out
-    curve = "rightsizer-joint-recent" if option == "--recent" else "rightsizer-joint-days"
     assert f"without {curve}" in out and f"all splits, added: {printed}, {RECENT_CONTROL}: +0" in out
     for text in bad:
         with pytest.raises(SystemExit) as exc:

@@ -16,6 +16,7 @@ import pytest
 from analytics.catalogue import load_catalogue
 from analytics.frontier import (
     JOINT_DAYS_STRATEGY,
+    JOINT_HEADROOM_STRATEGY,
     JOINT_RECENT_HALF_LIFE_DAYS,
     JOINT_RECENT_STRATEGY,
     JOINT_STRATEGY,
@@ -124,11 +125,12 @@ def test_two_points_over_aws_need_memory_below_the_maximum_used(
     assert (kept.headroom_pct < 2.0) is (days != 14)
 
 
-def test_every_anchor_point_but_vpa_p50_at_14_days_is_beaten(fronts: dict[int, Frontier]) -> None:
-    # The whole sweep (backtest --sweep, every curve of ours): each aws, krr and vpa point is beaten by a point
-    # of ours, except VPA at P50 with 14 training days (docs/backtest.md); the memory-trading curve alone
-    # beats VPA at P75 with 10 days, the joint budget with memory counted in days alone VPA at P50 with 10.
-    unbeaten, by_trade, by_joint, by_recent, by_days = set(), set(), set(), set(), set()
+def test_every_anchor_point_is_beaten(fronts: dict[int, Frontier]) -> None:
+    # The whole sweep (backtest --sweep, every curve of ours): each aws, krr and vpa point at every split is
+    # beaten by a point of ours (docs/backtest.md); the memory-trading curve alone beats VPA at P75 with 10 days,
+    # the joint budget with memory counted in days alone VPA at P50 with 10, and with memory headroom alone VPA
+    # at P50 with 14.
+    unbeaten, by_trade, by_joint, by_recent, by_days, by_headroom = set(), set(), set(), set(), set(), set()
     for days, frontier in fronts.items():
         points = frontier.sweep(SWEEP_STRATEGIES)
         ours = [p for p in points if p.strategy not in ANCHORS]
@@ -144,7 +146,15 @@ def test_every_anchor_point_but_vpa_p50_at_14_days_is_beaten(fronts: dict[int, F
                 by_recent.add((days, a.strategy, a.value))
             if JOINT_DAYS_STRATEGY in by:
                 by_days.add((days, a.strategy, a.value, len(by)))
-    assert unbeaten == {(14, "vpa", 50.0)}
+            if JOINT_HEADROOM_STRATEGY in by:
+                by_headroom.add((days, a.strategy, a.value, len(by)))
+    assert unbeaten == set()
+    # with memory headroom: at 14 days VPA P50 on its own; elsewhere points the rest beats too
+    assert {(d, s, v) for d, s, v, n in by_headroom if n == 1} == {(14, "vpa", 50.0)}
+    assert {(d, s, v) for d, s, v, _ in by_headroom if d < 21} == {
+        (7, "vpa", 50.0), (7, "vpa", 90.0), (10, "vpa", 99.0), (14, "vpa", 50.0)}
+    assert {(s, v) for d, s, v, _ in by_headroom if d == 21} == {
+        *(("aws", v) for v in SWEEP_KNOBS["aws"][1]), *(("krr", v) for v in SWEEP_KNOBS["krr"][1]), ("vpa", 95.0)}
     assert by_trade == {(10, "vpa", 75.0)}
     # with memory counted in days: VPA's middle points at 7-14 days, at 10 days P50 on its own (94.101 / 3.5313 /
     # 0.1681 % at 6 %, against 94.082 / 3.5313 / 0.1694 %: 0.02 points and 3 memory intervals, a narrow win the
@@ -170,7 +180,8 @@ def test_every_anchor_point_but_vpa_p50_at_14_days_is_beaten(fronts: dict[int, F
     assert {(s, v) for d, s, v in by_recent if d == 21} == {(a, v) for a in ANCHORS for v in SWEEP_KNOBS[a][1]}
 
 
-@pytest.mark.parametrize("curve", (JOINT_STRATEGY, JOINT_RECENT_STRATEGY, JOINT_DAYS_STRATEGY))
+@pytest.mark.parametrize("curve", (JOINT_STRATEGY, JOINT_RECENT_STRATEGY, JOINT_DAYS_STRATEGY,
+                                   JOINT_HEADROOM_STRATEGY))
 def test_the_joint_budget_buys_savings_with_risk_in_order(fronts: dict[int, Frontier], curve: str) -> None:
     # a larger budget of (weighted) training intervals never costs more; from nothing risked in training to
     # 20 % the savings rise at every split
@@ -231,11 +242,32 @@ def test_memory_counted_in_days_beats_vpa_p50_at_10_days_at_every_weight_and_not
                 assert any(beats(f, vpa) for f in fleets) is (reached and half_life is None), (days, half_life, weight)
 
 
+def test_memory_headroom_beats_vpa_p50_at_14_days_at_four_budgets_and_every_weight(
+        fronts: dict[int, Frontier]) -> None:
+    # rightsizer-joint-headroom at 14 days: VPA P50 (93.652 % / 7,984 CPU / 225 memory overrun intervals) is beaten
+    # at four budgets of the sweep's grid, from 93.652 % / 7,984 / 222 at 3 % to 94.286 % / 7,984 / 225 at 6 %;
+    # the path in days with the same half-life and no headroom reaches no such fleet (the test above), so it is
+    # the headroom that does it, and at every memory weight from 0.3 to 10, not at one picked for it.
+    frontier = fronts[14]
+    vpa = frontier.point("vpa", "target_percentile", 50.0)
+    assert (vpa.savings_pct, frontier.score("vpa", knob_settings("vpa", "target_percentile", 50.0))
+            .mem_overrun_intervals) == (pytest.approx(93.652, abs=0.001), 225)
+    winners = [b for b in SWEEP_KNOBS[JOINT_HEADROOM_STRATEGY][1]
+               if beats(frontier.point(JOINT_HEADROOM_STRATEGY, "budget_pct", b), vpa)]
+    assert winners == [3.0, 4.0, 5.0, 6.0]
+    best = frontier.point_result(JOINT_HEADROOM_STRATEGY, "budget_pct", 6.0)
+    assert (round(best.savings_pct, 3), best.cpu_overrun_intervals, best.mem_overrun_intervals) == (94.286, 7984, 225)
+    for weight in (0.3, 1.0, 3.0, 10.0):
+        fleets = [_point(r, "budget_pct", 0.0) for r in frontier.joint_path(
+            weight, JOINT_RECENT_HALF_LIFE_DAYS, memory_by_day=True, memory_headroom=0.1)]
+        assert any(beats(f, vpa) for f in fleets), weight
+
+
 @pytest.mark.parametrize("days", (10, 14))
 def test_vpa_p50_at_10_and_14_days_is_below_its_hindsight_bound(fronts: dict[int, Frontier], days: int) -> None:
     # Not a proof that it cannot be beaten: the oracle at VPA P50's own overrun intervals saves more than it
     # (95.346 / 95.035 % against 94.082 / 93.652 %), so a rule seeing only the training window might (at 10 days
-    # rightsizer-joint-days does, by a little).
+    # rightsizer-joint-days does, by a little; at 14 days rightsizer-joint-headroom).
     frontier = fronts[days]
     settings = knob_settings("vpa", "target_percentile", 50.0)
     bound = hindsight_bound(frontier, load_catalogue().eligible(), strategy="vpa", settings=settings,

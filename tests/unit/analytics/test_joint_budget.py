@@ -13,6 +13,8 @@ from analytics.catalogue import CsvPriceCatalogue, MachineType
 from analytics.frontier import (
     JOINT_DAYS_MEMORY_WEIGHT,
     JOINT_DAYS_STRATEGY,
+    JOINT_HEADROOM_FRACTION,
+    JOINT_HEADROOM_STRATEGY,
     JOINT_RECENT_HALF_LIFE_DAYS,
     JOINT_RECENT_STRATEGY,
     JOINT_STRATEGY,
@@ -30,6 +32,7 @@ from analytics.rightsizing.budget import (
     joint_price_path,
     recency_weights,
     training_intervals,
+    with_headroom,
 )
 from analytics.traces import read_bitbrains_dir
 from tests.helpers.backtest import backtest_types
@@ -83,9 +86,11 @@ def test_no_types_is_refused() -> None:
         allocate_joint([_vm()], [], budget_fraction=0.1, memory_weight=1.0)
 
 
-@pytest.mark.parametrize(("half_life", "by_day"), [(None, False), (JOINT_RECENT_HALF_LIFE_DAYS, False), (None, True)])
+@pytest.mark.parametrize(("half_life", "by_day", "headroom"), [
+    (None, False, 0.0), (JOINT_RECENT_HALF_LIFE_DAYS, False, 0.0), (None, True, 0.0),
+    (JOINT_RECENT_HALF_LIFE_DAYS, True, JOINT_HEADROOM_FRACTION)])
 def test_the_evaluation_window_cannot_move_the_joint_allocation(trace_dir: Path, half_life: float | None,
-                                                                by_day: bool) -> None:
+                                                                by_day: bool, headroom: float) -> None:
     # Honest evaluation: the allocation reads the training window only (and the recency weights count back
     # from its end, not from the evaluation's; the daily peaks are the training days'). Shuffle (and scale)
     # every VM's evaluation arrays: the types chosen stay, while the overruns scored against them change.
@@ -93,16 +98,17 @@ def test_the_evaluation_window_cannot_move_the_joint_allocation(trace_dir: Path,
     frontier = Frontier(read_bitbrains_dir(trace_dir), catalogue, train_days=14)
     budgets = SWEEP_KNOBS[JOINT_STRATEGY][1]
     weight = JOINT_DAYS_MEMORY_WEIGHT if by_day else 30.0
-    before = [frontier.score_joint(b, weight, half_life, by_day) for b in budgets]
+    before = [frontier.score_joint(b, weight, half_life, by_day, headroom) for b in budgets]
     rng = np.random.default_rng(7)
     moved = Frontier(read_bitbrains_dir(trace_dir), catalogue, train_days=14)
     moved.splits = [(vm, replace(sp, cpu_vcpus=rng.permutation(sp.cpu_vcpus) * 3.0,
                                  mem_used_bytes=rng.permutation(sp.mem_used_bytes) * 3.0))
                     for vm, sp in moved.splits]
-    after = [moved.score_joint(b, weight, half_life, by_day) for b in budgets]
+    after = [moved.score_joint(b, weight, half_life, by_day, headroom) for b in budgets]
     for b, a in zip(before, after, strict=True):
         assert [r.recommended_type for r in b.per_vm] == [r.recommended_type for r in a.per_vm]
-    assert any(b.cpu_overrun_intervals != a.cpu_overrun_intervals for b, a in zip(before, after, strict=True))
+    assert any((b.cpu_overrun_intervals, b.mem_overrun_intervals) != (a.cpu_overrun_intervals, a.mem_overrun_intervals)
+               for b, a in zip(before, after, strict=True))
 
 
 def test_recency_weights_halve_every_half_life_back_from_the_end() -> None:
@@ -143,7 +149,9 @@ def test_recent_intervals_decide_what_the_budget_buys() -> None:
 
 @pytest.mark.parametrize(("curve", "kwargs"), [
     (JOINT_RECENT_STRATEGY, {"half_life_days": JOINT_RECENT_HALF_LIFE_DAYS}),
-    (JOINT_DAYS_STRATEGY, {"memory_weight": JOINT_DAYS_MEMORY_WEIGHT, "memory_by_day": True})])
+    (JOINT_DAYS_STRATEGY, {"memory_weight": JOINT_DAYS_MEMORY_WEIGHT, "memory_by_day": True}),
+    (JOINT_HEADROOM_STRATEGY, {"memory_weight": JOINT_DAYS_MEMORY_WEIGHT, "half_life_days": JOINT_RECENT_HALF_LIFE_DAYS,
+                               "memory_by_day": True, "memory_headroom": JOINT_HEADROOM_FRACTION})])
 def test_the_joint_variants_are_on_the_sweep_beside_the_plain_one(trace_dir: Path, curve: str,
                                                                   kwargs: dict[str, Any]) -> None:
     catalogue = CsvPriceCatalogue(backtest_types())
@@ -194,4 +202,40 @@ def test_memory_counted_in_days_gives_up_the_one_long_peak_not_the_daily_one() -
     assert [t.name for t in allocate_joint(by_interval, types, budget_fraction=0.06, memory_weight=1.0)] == [
         "small", "big"]
     assert [t.name for t in allocate_joint(by_day, types, budget_fraction=0.06, memory_weight=1.0)] == [
+        "big", "small"]
+
+
+def test_with_headroom_raises_each_reading_by_its_share() -> None:
+    mem = np.array([1.0, np.nan, 2.0]) * GIB
+    assert np.array_equal(with_headroom(mem, 0.1), np.array([1.1, np.nan, 2.2]) * GIB, equal_nan=True)
+    assert with_headroom(mem, 0.0) is mem  # nothing to raise: the readings as they are
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="headroom must be >= 0"):
+            with_headroom(mem, bad)
+
+
+def test_memory_headroom_counts_the_near_misses_as_days_over() -> None:
+    # Ten days, hourly. "near" peaks at 0.95 GiB every day, 5 % under the 1 GiB type, never over it; "over"
+    # crossed 1 GiB (1.2 GiB) on its first day only. Counted as the readings are, "near" risks nothing on the
+    # small type and the budget gives it that type; with 10 % headroom its every day is a near miss, counted
+    # over, and a budget that buys one shortfall gives the small type to the VM whose one day over is old.
+    hours = np.arange(240)
+    ts = hours * 3600.0
+    near = np.where(hours % 24 == 12, 0.95 * GIB, 0.5 * GIB)
+    over = np.where(hours == 12, 1.2 * GIB, 0.5 * GIB)
+    cpu = np.full(240, 0.5)
+    types = [MachineType("small", 1, GIB, 0.01, "EUR"), MachineType("big", 1, 4 * GIB, 0.02, "EUR")]
+    weights = recency_weights(ts, ts[-1], JOINT_RECENT_HALF_LIFE_DAYS)
+
+    def fleet(headroom: float) -> list[JointVm]:
+        return [JointVm(cpu, with_headroom(day_peak_memory(ts, m), headroom), weights) for m in (near, over)]
+
+    plain, spared = fleet(0.0), fleet(0.1)
+    assert joint_candidates(plain[0], types, 1.0).risks[0] == 0
+    assert joint_candidates(spared[0], types, 1.0).risks[0] == pytest.approx(weights.sum())
+    assert joint_candidates(spared[1], types, 1.0).risks[0] == pytest.approx(weights[:24].sum())
+    budget = 1.5 * float(weights[:24].sum()) / training_intervals(spared)  # room for the old day, not every day
+    assert [t.name for t in allocate_joint(plain, types, budget_fraction=budget, memory_weight=1.0)] == [
+        "small", "small"]
+    assert [t.name for t in allocate_joint(spared, types, budget_fraction=budget, memory_weight=1.0)] == [
         "big", "small"]
