@@ -24,6 +24,10 @@ And one count, ``Hindsight.least_mem_overrun_intervals``: the fewest memory over
 oracle still saves as much as the reference at no more CPU overrun, so the least memory overrun any rule of
 the oracle's family beating the reference has (read off the same knapsack table).
 
+And which VMs a target takes below their maximum memory used (:func:`memory_trims_needed`): with
+``memory_free_vms`` only those VMs are exempt from ``memory_at_least_used``, so releasing one VM, or all but
+one, tells whether one trimmed VM is enough and which VM every allocation reaching the target trims.
+
 The choice is an exact two-constraint knapsack solved by dynamic programming over (CPU overrun intervals,
 memory overrun intervals) used so far: O(VMs x candidates x CPU budget x memory budget), with each VM's
 candidates pruned to those no other candidate beats on price and both overruns. VMs the reference could
@@ -224,7 +228,8 @@ def per_vm_diff(frontier: Frontier, a: StrategyResult, b: StrategyResult,
 def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strategy: str = "krr",
                     settings: StrategySettings | None = None, memory_rule: bool = True,
                     within_reference_tail: bool = False, relax_cpu: bool = False,
-                    memory_at_least_used: bool = False, vcpus_at_least_reference: bool = False) -> Hindsight:
+                    memory_at_least_used: bool = False, vcpus_at_least_reference: bool = False,
+                    memory_free_vms: frozenset[int] = frozenset()) -> Hindsight:
     """The oracle at ``strategy``'s CPU and memory overrun on ``frontier``'s split (see the module doc).
 
     ``types``: the eligible machine types (e.g. ``CsvPriceCatalogue.eligible()``). ``settings`` default to
@@ -241,10 +246,14 @@ def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strateg
     no VM gets fewer vCPUs than the reference's type has, or than its own allocation where that is fewer: with
     ``memory_at_least_used`` the bound of every rule that, like ``balanced`` against ``aws``, keeps the
     reference's vCPUs and the memory used (so that its CPU overrun is never the reference's plus more).
+    ``memory_free_vms`` (indices into ``frontier.splits``) exempts those VMs from ``memory_at_least_used``: the
+    bound of every rule that sizes memory below the maximum used on those VMs at most
+    (:func:`memory_trims_needed`).
     """
     p = _problem(frontier, types, strategy, settings, memory_rule=memory_rule,
                  within_reference_tail=within_reference_tail, relax_cpu=relax_cpu,
-                 memory_at_least_used=memory_at_least_used, vcpus_at_least_reference=vcpus_at_least_reference)
+                 memory_at_least_used=memory_at_least_used, vcpus_at_least_reference=vcpus_at_least_reference,
+                 memory_free_vms=memory_free_vms)
     reference = p.reference
     cpu_budget, mem_budget = 0 if relax_cpu else reference.cpu_overrun_intervals, reference.mem_overrun_intervals
     best, picks = _least_costs(p.candidates, cpu_budget, mem_budget)
@@ -279,7 +288,8 @@ class _Problem:
 
 def _problem(frontier: Frontier, types: Sequence[MachineType], strategy: str, settings: StrategySettings | None, *,
              memory_rule: bool, within_reference_tail: bool = False, relax_cpu: bool = False,
-             memory_at_least_used: bool = False, vcpus_at_least_reference: bool = False) -> _Problem:
+             memory_at_least_used: bool = False, vcpus_at_least_reference: bool = False,
+             memory_free_vms: frozenset[int] = frozenset()) -> _Problem:
     settings = settings or SETTINGS_TYPES[strategy].model_validate({})
     recs = frontier.recommendations(strategy, settings)
     reference = frontier.score_types(strategy, recs, {})
@@ -293,18 +303,53 @@ def _problem(frontier: Frontier, types: Sequence[MachineType], strategy: str, se
     for i in free:
         split, rec = frontier.splits[i][1], recs[i]
         floor = float(rec.target_memory_bytes or 0) if memory_rule else 0.0
-        if memory_at_least_used:
+        if memory_at_least_used and i not in memory_free_vms:
             floor = max(floor, max_memory_used(split.history.window(lookback).memory_used_bytes))
         rt = rec.recommended_type
         least_vcpus = min(rt.vcpus, split.spec.vcpus) if vcpus_at_least_reference and rt is not None else 0
         allowed = [t for t in types if t.memory_bytes >= floor - 1 and t.vcpus >= least_vcpus and (
             not within_reference_tail or training_exceedance(demand[i], t.vcpus) <= tail)]
-        if rt is not None and not memory_at_least_used:  # the reference's own choice
+        if rt is not None and (not memory_at_least_used or i in memory_free_vms):  # the reference's own choice
             allowed.append(rt)
         cpu = np.empty(0) if relax_cpu else split.cpu_vcpus  # no CPU reading: no CPU overrun to count
         cands.append(vm_candidates(cpu, split.mem_used_bytes, allowed))
     return _Problem(frontier, recs, reference, free, cands)
 
 
-__all__ = ["HINDSIGHT", "Candidate", "Hindsight", "VmDiff", "cheapest_within", "hindsight_bound",
-           "max_memory_used", "per_vm_diff", "training_exceedance", "vm_candidates"]
+@dataclass(frozen=True, slots=True)
+class TrimNeeds:
+    """What saving ``target_pct`` points more than a reference at its overruns takes of memory below the maximum
+    used (:func:`memory_trims_needed`): the oracle's gain with every VM's memory free and with none below its
+    maximum used, the best gain when one VM alone may go below it (and which), and the VMs every allocation
+    reaching the target sizes below their maximum used (the gain with all but that one free is under it)."""
+
+    target_pct: float
+    free_gain_pct: float
+    held_gain_pct: float
+    best_single: tuple[int, float] | None
+    required: tuple[tuple[int, float], ...]
+
+
+def memory_trims_needed(frontier: Frontier, types: Sequence[MachineType], *, strategy: str = "aws",
+                        settings: StrategySettings | None = None, target_pct: float = 2.0) -> TrimNeeds:
+    """Which VMs a rule must size below their maximum memory used to save ``target_pct`` points more than
+    ``strategy`` (with ``settings``, default its own) at its CPU and memory overrun intervals, even knowing the
+    evaluation window. Exact over the oracle's family (:func:`hindsight_bound` with ``memory_rule=False``): a
+    VM is *required* when the bound with every other VM's memory free and this one held at its maximum used is
+    below the target, so every allocation reaching the target trims it; ``best_single`` is the best bound with
+    one VM's memory free, so a target above it needs two or more VMs trimmed. Costs two exact knapsacks per
+    VM."""
+    def gain(released: frozenset[int]) -> float:
+        return hindsight_bound(frontier, types, strategy=strategy, settings=settings, memory_rule=False,
+                               memory_at_least_used=True, memory_free_vms=released).headroom_pct
+
+    everyone = frozenset(range(len(frontier.splits)))
+    held, free = gain(frozenset()), gain(everyone)
+    singles = {i: gain(frozenset({i})) for i in everyone}
+    required = tuple((i, g) for i in sorted(everyone) if (g := gain(everyone - {i})) < target_pct)
+    best = max(singles.items(), key=lambda kv: (kv[1], -kv[0]), default=None)
+    return TrimNeeds(target_pct, free, held, best, required)
+
+
+__all__ = ["HINDSIGHT", "Candidate", "Hindsight", "TrimNeeds", "VmDiff", "cheapest_within", "hindsight_bound",
+           "max_memory_used", "memory_trims_needed", "per_vm_diff", "training_exceedance", "vm_candidates"]

@@ -43,7 +43,7 @@ from analytics.frontier import (
     SweepPoint,
     knob_settings,
 )
-from analytics.hindsight import hindsight_bound
+from analytics.hindsight import hindsight_bound, memory_trims_needed
 from analytics.traces import read_bitbrains_dir
 
 ANCHORS = ("aws", "krr", "vpa")
@@ -123,17 +123,32 @@ def split_table(frontier: Frontier, types: Any) -> dict[str, Any]:
             "joint_headroom_curve": _curve(points, JOINT_HEADROOM_STRATEGY)}
 
 
-def aws_bounds(frontier: Frontier, types: Any) -> dict[str, float]:
+#: The gain over aws the issue asked of the default profile (points of savings at no more overrun).
+TARGET_GAIN_PCT = 2.0
+
+
+def aws_bounds(frontier: Frontier, types: Any) -> dict[str, Any]:
     """The most any strategy could save over ``aws`` (P99.5 + 20 %) at its CPU and memory overrun intervals,
     knowing the evaluation window: sizing memory at will; never below each VM's maximum used; and that with no
-    VM given fewer vCPUs than aws's type (or its allocation, where fewer), balanced's guarantee (points)."""
+    VM given fewer vCPUs than aws's type (or its allocation, where fewer), balanced's guarantee (points). Where
+    :data:`TARGET_GAIN_PCT` needs memory below the maximum used, also which VMs every allocation reaching it
+    trims (:func:`analytics.hindsight.memory_trims_needed`)."""
     free = hindsight_bound(frontier, types, strategy="aws", memory_rule=False)
     used = hindsight_bound(frontier, types, strategy="aws", memory_rule=False, memory_at_least_used=True)
     kept = hindsight_bound(frontier, types, strategy="aws", memory_rule=False, memory_at_least_used=True,
                            vcpus_at_least_reference=True)
-    return {"hindsight_gain_pct": round(free.headroom_pct, 3),
-            "hindsight_gain_memory_at_least_used_pct": round(used.headroom_pct, 3),
-            "hindsight_gain_keeping_aws_vcpus_pct": round(kept.headroom_pct, 3)}
+    out: dict[str, Any] = {"hindsight_gain_pct": round(free.headroom_pct, 3),
+                           "hindsight_gain_memory_at_least_used_pct": round(used.headroom_pct, 3),
+                           "hindsight_gain_keeping_aws_vcpus_pct": round(kept.headroom_pct, 3)}
+    if used.headroom_pct < TARGET_GAIN_PCT <= free.headroom_pct:
+        needs = memory_trims_needed(frontier, types, strategy="aws", target_pct=TARGET_GAIN_PCT)
+        name = [vm.name for vm, _ in frontier.splits]
+        out["memory_trims_for_target"] = {
+            "target_pct": TARGET_GAIN_PCT,
+            "required": [{"vm": name[i], "gain_without_it_pct": round(g, 3)} for i, g in needs.required],
+            "best_single": None if needs.best_single is None else {
+                "vm": name[needs.best_single[0]], "gain_pct": round(needs.best_single[1], 3)}}
+    return out
 
 
 def _curve(points: list[SweepPoint], strategy: str) -> list[dict[str, Any]]:
@@ -167,6 +182,13 @@ def _print(table: dict[str, Any]) -> None:
           f"savings {b['savings_gain_pct']:+.3f} pt; hindsight at aws's overruns {b['hindsight_gain_pct']:+.3f} pt, "
           f"with memory never below the maximum used {b['hindsight_gain_memory_at_least_used_pct']:+.3f} pt, "
           f"and no VM below aws's vCPUs too {b['hindsight_gain_keeping_aws_vcpus_pct']:+.3f} pt")
+    if (trims := b.get("memory_trims_for_target")) is not None:
+        required = ", ".join(f"VM {r['vm']} (without it {r['gain_without_it_pct']:+.3f} pt)" for r in trims["required"])
+        single = trims["best_single"]
+        print(f"    {trims['target_pct']:+g} pt needs memory below the maximum used: "
+              + (f"every allocation reaching it trims {required}" if required
+                 else "no one VM is trimmed by every allocation reaching it")
+              + f"; one VM trimmed alone gives at most {single['gain_pct']:+.3f} pt (VM {single['vm']})")
     for key, strategy in (("risk_curve", RISK_STRATEGY), ("peaks_curve", PEAKS_STRATEGY),
                           ("peaks_headroom_curve", PEAKS_HEADROOM_STRATEGY), ("peaks_risk_curve", PEAKS_RISK_STRATEGY),
                           ("peaks_trade_curve", PEAKS_TRADE_STRATEGY), ("joint_curve", JOINT_STRATEGY),
