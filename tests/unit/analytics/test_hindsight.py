@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analytics.backtest import StrategyResult
 from analytics.catalogue import CsvPriceCatalogue, MachineType
 from analytics.frontier import Frontier, knob_settings
 from analytics.hindsight import (
@@ -21,7 +22,7 @@ from analytics.hindsight import (
     vm_candidates,
 )
 from analytics.rightsizing import get_strategy
-from analytics.rightsizing.base import UsageHistory, VmSpec
+from analytics.rightsizing.base import Recommendation, UsageHistory, VmSpec
 from analytics.rightsizing.settings import KrrSettings, RightsizerSettings, profile_settings
 from analytics.traces import read_bitbrains_dir
 from tests.helpers.backtest import T0
@@ -191,17 +192,22 @@ def _memory_trace(root: Path, seed: int, cores: int = 4) -> Path:
 _TRIMMING = KrrSettings(memory_percentile=50.0, memory_headroom_fraction=0.0)
 
 
+def _trimming_reference(tmp_path: Path, seed: int) -> tuple[list[MachineType], Frontier, list[Recommendation],
+                                                             StrategyResult]:
+    """The types, the four-VM memory trace's frontier, and the trimming reference's recommendations and score."""
+    types = [*_types(), MachineType("m.1", 1, 2 * GIB, 0.015, "EUR")]
+    frontier = Frontier(read_bitbrains_dir(_memory_trace(tmp_path, seed)), CsvPriceCatalogue(types), train_days=14)
+    recs = frontier.recommendations("krr", _TRIMMING)
+    return types, frontier, recs, frontier.score_types("krr", recs, {})
+
+
 @pytest.mark.parametrize("seed", (0, 1, 4, 5))
 def test_the_least_memory_overrun_to_match_the_reference_is_brute_forces(tmp_path: Path, seed: int) -> None:
-    types = [*_types(), MachineType("m.1", 1, 2 * GIB, 0.015, "EUR")]
-    catalogue = CsvPriceCatalogue(types)
-    frontier = Frontier(read_bitbrains_dir(_memory_trace(tmp_path, seed)), catalogue, train_days=14)
-    recs = frontier.recommendations("krr", _TRIMMING)
-    ref = frontier.score_types("krr", recs, {})
+    types, frontier, recs, ref = _trimming_reference(tmp_path, seed)
     fewest = min(r.mem_overrun_intervals for combo in itertools.product(types, repeat=4)
                  if (r := frontier.score_types("x", recs, dict(enumerate(combo)))).savings_pct
                  >= ref.savings_pct - 1e-9 and r.cpu_overrun_intervals <= ref.cpu_overrun_intervals)
-    got = hindsight_bound(frontier, catalogue.eligible(), strategy="krr", settings=_TRIMMING,
+    got = hindsight_bound(frontier, types, strategy="krr", settings=_TRIMMING,
                           memory_rule=False).least_mem_overrun_intervals
     assert got == fewest <= ref.mem_overrun_intervals
     assert ref.mem_overrun_intervals > 0  # the reference trims memory: the count is not trivially zero
@@ -235,11 +241,7 @@ def test_the_memory_trims_a_target_needs_are_brute_forced(tmp_path: Path, seed: 
     # Every allocation of the four VMs within krr's overruns, each VM trimmed (below its training maximum used)
     # or not: the best gain with no VM trimmed, with one, with all, and the VMs every allocation reaching a
     # target between "none trimmed" and "all free" trims, are what memory_trims_needed reads off its knapsacks.
-    types = [*_types(), MachineType("m.1", 1, 2 * GIB, 0.015, "EUR")]
-    catalogue = CsvPriceCatalogue(types)
-    frontier = Frontier(read_bitbrains_dir(_memory_trace(tmp_path, seed)), catalogue, train_days=14)
-    recs = frontier.recommendations("krr", _TRIMMING)
-    ref = frontier.score_types("krr", recs, {})
+    types, frontier, recs, ref = _trimming_reference(tmp_path, seed)
     lookback = _TRIMMING.lookback_days
     used = [max_memory_used(sp.history.window(lookback).memory_used_bytes) for _, sp in frontier.splits]
     gains: list[tuple[frozenset[int], float]] = []  # (VMs trimmed, gain) of every allocation within the overruns
@@ -252,7 +254,7 @@ def test_the_memory_trims_a_target_needs_are_brute_forced(tmp_path: Path, seed: 
     held = max(g for t, g in gains if not t)
     free = max(g for _, g in gains)
     target = (held + free) / 2
-    needs = memory_trims_needed(frontier, catalogue.eligible(), strategy="krr", settings=_TRIMMING,
+    needs = memory_trims_needed(frontier, types, strategy="krr", settings=_TRIMMING,
                                 target_pct=target)
     assert needs.held_gain_pct == pytest.approx(held, abs=1e-9) and needs.free_gain_pct == pytest.approx(free, abs=1e-9)
     assert needs.best_single is not None
