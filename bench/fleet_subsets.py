@@ -2,7 +2,7 @@
 
     python -m bench.fleet_subsets [TRACE_DIR] [--subsets 40] [--size 20] [--splits 7,10,14,21] [--seed N]
         [--frontier [--holding VM] | --variants RISKS:FLOORS | --joint WEIGHTS | --recent HALF_LIVES | --days WEIGHTS
-         | --headroom FRACTIONS]
+         | --headroom FRACTIONS | --bounds]
 
 The profiles' constants (the 3 % daily-peak risk, the 5 % memory floor, the CPU rules) were chosen on the whole
 dev trace. A held-back fleet is other VMs, and the daily-peak margin is calibrated on whichever fleet is given,
@@ -32,6 +32,10 @@ bases of ``--joint`` and ``--recent`` leave this curve out, so their figures are
 the sweep. With ``--headroom F,F,...`` the same for the joint budget with recent days counted more and memory
 counted in days with that memory headroom (``rightsizer-joint-headroom``) at each headroom, over our sweep without
 it, beside the same control (how ``JOINT_HEADROOM_FRACTION`` was chosen); the bases of the other three leave it out.
+With ``--bounds``, per split, what saving 2 points more than ``aws`` at its overruns takes on each sub-fleet:
+balanced's gain beside the hindsight bounds (balanced's guarantee; memory never below the maximum used; memory
+free), their medians and on how many sub-fleets each reaches the target: is the target a property of the rule
+or of the fleet?
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from functools import partial
 from pathlib import Path
 
 from analytics.backtest import StrategyResult
-from analytics.catalogue import load_catalogue
+from analytics.catalogue import MachineType, load_catalogue
 from analytics.frontier import (
     JOINT_DAYS_MEMORY_WEIGHT,
     JOINT_DAYS_STRATEGY,
@@ -66,7 +70,7 @@ from analytics.frontier import (
 )
 from analytics.rightsizing.settings import PROFILES, RightsizerSettings
 from analytics.traces import TraceVm, read_bitbrains_dir
-from bench.frontier_table import ANCHORS, beats
+from bench.frontier_table import ANCHORS, TARGET_GAIN_PCT, aws_bounds, beats
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -175,6 +179,34 @@ def headroom_gains(frontier: Frontier, fractions: Sequence[float]) -> tuple[int,
         for h in fractions}
     curves[RECENT_CONTROL] = partial(frontier.score_joint, memory_weight=10.0)
     return _gains(frontier, (JOINT_HEADROOM_STRATEGY,), curves)
+
+
+#: ``--bounds``' columns: (label, key of :func:`bench.frontier_table.aws_bounds`; None: balanced's own gain).
+BOUND_COLUMNS: tuple[tuple[str, str | None], ...] = (
+    ("balanced", None), ("oracle, balanced's guarantee", "hindsight_gain_keeping_aws_vcpus_pct"),
+    ("oracle, memory never below the maximum used", "hindsight_gain_memory_at_least_used_pct"),
+    ("oracle, memory free", "hindsight_gain_pct"))
+
+
+def target_gains(frontier: Frontier, types: Sequence[MachineType]) -> list[float]:
+    """Balanced's savings gain over ``aws`` and the three hindsight bounds at aws's overruns (points; the oracle
+    choosing among ``types``), in the order of :data:`BOUND_COLUMNS`."""
+    bounds = aws_bounds(frontier, types, trims=False)
+    return [verdicts(frontier).gain if key is None else float(bounds[key]) for _, key in BOUND_COLUMNS]
+
+
+def run_bounds(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits: Sequence[float]) -> None:
+    """Per split: each column's median gain over aws on the sub-fleets and on how many it reaches the target."""
+    catalogue = load_catalogue()
+    for days in splits:
+        rows = [target_gains(Frontier([vms[i] for i in draw], catalogue, train_days=days,
+                                      currency=catalogue.currency), catalogue.eligible()) for draw in draws]
+        print(f"== {days:g} training days: gain over aws at its overruns, median / sub-fleets at >= "
+              f"{TARGET_GAIN_PCT:+g} pt: " + "; ".join(
+                  f"{label} {statistics.median(r[k] for r in rows):+.2f} / "
+                  f"{sum(1 for r in rows if r[k] >= TARGET_GAIN_PCT)}/{len(rows)}"
+                  for k, (label, _) in enumerate(BOUND_COLUMNS)))
+        sys.stdout.flush()
 
 
 def run_gains(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits: Sequence[float],
@@ -325,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
                              "counted in days with a memory headroom adds to our sweep without "
                              "rightsizer-joint-headroom at each headroom (a share), e.g. '0,0.05,0.1,0.2', beside a "
                              "second plain joint curve (how JOINT_HEADROOM_FRACTION was chosen)")
+    parser.add_argument("--bounds", action="store_true",
+                        help="instead of the verdicts, balanced's gain over aws and the hindsight bounds at aws's "
+                             "overruns on each sub-fleet: on how many two points more is within reach at all")
     parser.add_argument("--frontier", action="store_true",
                         help="also count, per anchor point, the sub-fleets where a point of our sweep beats it "
                              "(the whole sweep per sub-fleet: about a minute per split at 40 sub-fleets)")
@@ -362,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
         run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
                   partial(headroom_gains, fractions=fractions), "rightsizer-joint-headroom",
                   "by the joint budget in days with memory headroom")
+        return 0
+    if args.bounds:
+        run_bounds(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits)
         return 0
     if args.variants:
         try:

@@ -127,12 +127,12 @@ def split_table(frontier: Frontier, types: Any) -> dict[str, Any]:
 TARGET_GAIN_PCT = 2.0
 
 
-def aws_bounds(frontier: Frontier, types: Any) -> dict[str, Any]:
+def aws_bounds(frontier: Frontier, types: Any, *, trims: bool = True) -> dict[str, Any]:
     """The most any strategy could save over ``aws`` (P99.5 + 20 %) at its CPU and memory overrun intervals,
     knowing the evaluation window: sizing memory at will; never below each VM's maximum used; and that with no
     VM given fewer vCPUs than aws's type (or its allocation, where fewer), balanced's guarantee (points). Where
     :data:`TARGET_GAIN_PCT` needs memory below the maximum used, also which VMs every allocation reaching it
-    trims (:func:`analytics.hindsight.memory_trims_needed`)."""
+    trims (:func:`analytics.hindsight.memory_trims_needed`; not with ``trims`` False)."""
     free = hindsight_bound(frontier, types, strategy="aws", memory_rule=False)
     used = hindsight_bound(frontier, types, strategy="aws", memory_rule=False, memory_at_least_used=True)
     kept = hindsight_bound(frontier, types, strategy="aws", memory_rule=False, memory_at_least_used=True,
@@ -140,7 +140,7 @@ def aws_bounds(frontier: Frontier, types: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"hindsight_gain_pct": round(free.headroom_pct, 3),
                            "hindsight_gain_memory_at_least_used_pct": round(used.headroom_pct, 3),
                            "hindsight_gain_keeping_aws_vcpus_pct": round(kept.headroom_pct, 3)}
-    if used.headroom_pct < TARGET_GAIN_PCT <= free.headroom_pct:
+    if trims and used.headroom_pct < TARGET_GAIN_PCT <= free.headroom_pct:
         needs = memory_trims_needed(frontier, types, strategy="aws", target_pct=TARGET_GAIN_PCT)
         name = [vm.name for vm, _ in frontier.splits]
         out["memory_trims_for_target"] = {
