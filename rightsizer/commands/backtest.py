@@ -35,7 +35,7 @@ one fleet budget of training intervals over the type, memory overruns counted 30
 rightsizer-joint-recent: the same with each training interval weighted by its recency, a 2-day
 half-life; rightsizer-joint-days: the same with memory risk counted in days, every interval of a day whose
 memory peak a type does not hold counted as over; rightsizer-joint-headroom: both, with a day over when
-its memory peak comes within 10 % of a type's memory). --strategy narrows it to one.
+its memory peak comes within 10 % of a type's memory). --strategy narrows it to one (rightsizer: every curve of ours).
 """
 
 
@@ -132,26 +132,12 @@ def _run_schedules(args: argparse.Namespace, ctx: Context, vms: Any, catalogue: 
 
 
 def _sweep(args: argparse.Namespace, ctx: Context, vms: list[Any], catalogue: Any) -> int:
-    from analytics.frontier import (
-        BUDGET_STRATEGY,
-        JOINT_DAYS_STRATEGY,
-        JOINT_HEADROOM_STRATEGY,
-        JOINT_RECENT_STRATEGY,
-        JOINT_STRATEGY,
-        PEAKS_HEADROOM_STRATEGY,
-        PEAKS_RISK_STRATEGY,
-        PEAKS_STRATEGY,
-        PEAKS_TRADE_STRATEGY,
-        POINT_COLUMNS,
-        RISK_STRATEGY,
-        SWEEP_STRATEGIES,
-        Frontier,
-    )
+    from analytics.frontier import POINT_COLUMNS, SWEEP_STRATEGIES, Frontier
+    from analytics.rightsizing.settings import STRATEGY_NAMES
     from collector.errors import InputError
 
-    ours = (args.strategy, BUDGET_STRATEGY, RISK_STRATEGY, PEAKS_STRATEGY, PEAKS_HEADROOM_STRATEGY, PEAKS_RISK_STRATEGY,
-            PEAKS_TRADE_STRATEGY, JOINT_STRATEGY, JOINT_RECENT_STRATEGY, JOINT_DAYS_STRATEGY,
-            JOINT_HEADROOM_STRATEGY)
+    # rightsizer: every curve of ours (the sweep's curves less the anchors, which are strategies of their own)
+    ours = tuple(s for s in SWEEP_STRATEGIES if s == args.strategy or s not in STRATEGY_NAMES)
     names = SWEEP_STRATEGIES if args.strategy == "all" else (
         ours if args.strategy == "rightsizer" else (args.strategy,))
     frontier = Frontier(vms, catalogue, train_days=args.train_days, currency=catalogue.currency)

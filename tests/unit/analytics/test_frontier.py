@@ -70,6 +70,9 @@ def test_sweep_html_draws_the_risk_target_curve_under_the_dashboards_name(
     name, _ = CURVE_NAMES[("rightsizer-risk", "risk_pct")]
     assert name == "rightsizer, per-VM headroom by accepted risk" and name in page
     assert CURVE_COLOURS[("rightsizer-risk", "risk_pct")] in page  # the colour the dashboard and report draw it in
+    # --strategy rightsizer draws every curve of ours, each under its own name
+    ours = [s for s in SWEEP_KNOBS if s not in ("aws", "krr", "vpa")]
+    assert [s for s in ours if CURVE_NAMES[(s, SWEEP_KNOBS[s][0])][0] not in page] == []
     capsys.readouterr()
 
 
