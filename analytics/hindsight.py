@@ -337,17 +337,26 @@ def memory_trims_needed(frontier: Frontier, types: Sequence[MachineType], *, str
     evaluation window. Exact over the oracle's family (:func:`hindsight_bound` with ``memory_rule=False``): a
     VM is *required* when the bound with every other VM's memory free and this one held at its maximum used is
     below the target, so every allocation reaching the target trims it; ``best_single`` is the best bound with
-    one VM's memory free, so a target above it needs two or more VMs trimmed. Costs two exact knapsacks per
-    VM."""
-    def gain(released: frozenset[int]) -> float:
+    one VM's memory free, so a target above it needs two or more VMs trimmed. Costs an exact knapsack per VM,
+    and one more per VM the free oracle trims."""
+    def bound(released: frozenset[int]) -> Hindsight:
         return hindsight_bound(frontier, types, strategy=strategy, settings=settings, memory_rule=False,
-                               memory_at_least_used=True, memory_free_vms=released).headroom_pct
+                               memory_at_least_used=True, memory_free_vms=released)
 
     everyone = frozenset(range(len(frontier.splits)))
-    held, free = gain(frozenset()), gain(everyone)
-    singles = {i: gain(frozenset({i})) for i in everyone}
-    required = tuple((i, g) for i in sorted(everyone) if (g := gain(everyone - {i})) < target_pct)
+    held, released = bound(frozenset()).headroom_pct, bound(everyone)
+    singles = {i: bound(frozenset({i})).headroom_pct for i in everyone}
+    # a VM the oracle with every VM's memory free leaves at or above its maximum used is never required: that
+    # allocation holds it there and reaches the free bound
+    own = settings or SETTINGS_TYPES[strategy].model_validate({})
+    lookback = frontier.lookback_days or own.lookback_days
+    memory = {t.name: t.memory_bytes for t in types}
+    trimmed = [i for i, ((_, split), r) in enumerate(zip(frontier.splits, released.oracle.per_vm, strict=True))
+               if memory.get(r.recommended_type or "", math.inf)
+               < max_memory_used(split.history.window(lookback).memory_used_bytes) - 1]
+    required = tuple((i, g) for i in trimmed if (g := bound(everyone - {i}).headroom_pct) < target_pct)
     best = max(singles.items(), key=lambda kv: (kv[1], -kv[0]), default=None)
+    free = released.headroom_pct
     return TrimNeeds(target_pct, free, held, best, required)
 
 
