@@ -239,3 +239,9 @@ def test_memory_headroom_counts_the_near_misses_as_days_over() -> None:
         "small", "small"]
     assert [t.name for t in allocate_joint(spared, types, budget_fraction=budget, memory_weight=1.0)] == [
         "big", "small"]
+
+
+def test_a_negative_memory_headroom_is_refused(trace_dir: Path) -> None:
+    frontier = Frontier(read_bitbrains_dir(trace_dir), CsvPriceCatalogue(backtest_types()), train_days=14)
+    with pytest.raises(ValueError, match="headroom must be >= 0"):
+        frontier.score_joint(1.0, memory_headroom=-0.1)
