@@ -181,6 +181,52 @@ def headroom_gains(frontier: Frontier, fractions: Sequence[float]) -> tuple[int,
     return _gains(frontier, (JOINT_HEADROOM_STRATEGY,), curves)
 
 
+@dataclass(frozen=True, slots=True)
+class GainOption:
+    """One ``--joint``-like option: what a variant of a joint curve adds on the sub-fleets at each of a list of
+    values (its flag, how the values read, the gains function, and what the printed lines call the base and the
+    variants)."""
+
+    flag: str
+    metavar: str
+    what: str
+    example: str
+    strict: bool
+    gains: Callable[[Frontier, Sequence[float]], tuple[int, dict[str, int]]]
+    without: str
+    adding: str
+    help: str
+
+
+def _gains_at(gains: Callable[[Frontier, Sequence[float]], tuple[int, dict[str, int]]], values: Sequence[float],
+              frontier: Frontier) -> tuple[int, dict[str, int]]:
+    return gains(frontier, values)
+
+
+GAIN_OPTIONS: tuple[GainOption, ...] = (
+    GainOption("--joint", "WEIGHTS", "weights", "'3,10,30'", False, joint_gains, "the joint curves",
+               "by rightsizer-joint at memory weight",
+               "instead of the verdicts, what rightsizer-joint adds to our sweep on the sub-fleets at each memory "
+               "weight, e.g. '3,10,30,100,300' (how JOINT_MEMORY_WEIGHT was chosen)"),
+    GainOption("--recent", "HALF_LIVES", "half-lives in days", "'2,5,8'", True, recent_gains,
+               "rightsizer-joint-recent", "by the joint budget at half-life",
+               "instead of the verdicts, what the joint budget with recent intervals counted more adds to our sweep "
+               "without rightsizer-joint-recent at each half-life in days, e.g. '2,5,8', beside a second joint curve "
+               "without decay (how JOINT_RECENT_HALF_LIFE_DAYS was chosen)"),
+    GainOption("--days", "WEIGHTS", "weights", "'0.3,1,3'", True, day_gains, "rightsizer-joint-days",
+               "by the joint budget in days at weight",
+               "instead of the verdicts, what the joint budget with memory counted in days adds to our sweep without "
+               "rightsizer-joint-days at each weight, e.g. '0.3,1,3,10', beside a second plain joint curve (how "
+               "JOINT_DAYS_MEMORY_WEIGHT was chosen)"),
+    GainOption("--headroom", "FRACTIONS", "memory headrooms (shares)", "'0,0.1,0.2'", False, headroom_gains,
+               "rightsizer-joint-headroom", "by the joint budget in days with memory headroom",
+               "instead of the verdicts, what the joint budget with recent days counted more and memory counted in "
+               "days with a memory headroom adds to our sweep without rightsizer-joint-headroom at each headroom (a "
+               "share), e.g. '0,0.05,0.1,0.2', beside a second plain joint curve (how JOINT_HEADROOM_FRACTION was "
+               "chosen)"),
+)
+
+
 #: ``--bounds``' columns: (label, key of :func:`bench.frontier_table.aws_bounds`; None: balanced's own gain).
 BOUND_COLUMNS: tuple[tuple[str, str | None], ...] = (
     ("balanced", None), ("oracle, balanced's guarantee", "hindsight_gain_keeping_aws_vcpus_pct"),
@@ -340,23 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=("instead of the verdicts, balanced with other memory rules against aws, e.g. "
                               "'2,3,5:0,0.05,0.08' (memory_peak_risk_pct values : memory_peak_min_headroom_fraction "
                               "values); the check that the defaults (3 %%, 5 %%) were not picked for one VM set"))
-    parser.add_argument("--joint", metavar="WEIGHTS",
-                        help="instead of the verdicts, what rightsizer-joint adds to our sweep on the sub-fleets at "
-                             "each memory weight, e.g. '3,10,30,100,300' (how JOINT_MEMORY_WEIGHT was chosen)")
-    parser.add_argument("--recent", metavar="HALF_LIVES",
-                        help="instead of the verdicts, what the joint budget with recent intervals counted more "
-                             "adds to our sweep without rightsizer-joint-recent at each half-life in days, e.g. "
-                             "'2,5,8', beside a second joint curve without decay (how JOINT_RECENT_HALF_LIFE_DAYS "
-                             "was chosen)")
-    parser.add_argument("--days", metavar="WEIGHTS",
-                        help="instead of the verdicts, what the joint budget with memory counted in days adds to our "
-                             "sweep without rightsizer-joint-days at each weight, e.g. '0.3,1,3,10', beside a second "
-                             "plain joint curve (how JOINT_DAYS_MEMORY_WEIGHT was chosen)")
-    parser.add_argument("--headroom", metavar="FRACTIONS",
-                        help="instead of the verdicts, what the joint budget with recent days counted more and memory "
-                             "counted in days with a memory headroom adds to our sweep without "
-                             "rightsizer-joint-headroom at each headroom (a share), e.g. '0,0.05,0.1,0.2', beside a "
-                             "second plain joint curve (how JOINT_HEADROOM_FRACTION was chosen)")
+    for option in GAIN_OPTIONS:
+        parser.add_argument(option.flag, metavar=option.metavar, help=option.help)
     parser.add_argument("--bounds", action="store_true",
                         help="instead of the verdicts, balanced's gain over aws and the hindsight bounds at aws's "
                              "overruns on each sub-fleet: on how many two points more is within reach at all")
@@ -375,29 +406,13 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.size <= len(vms) or args.subsets < 1:
         parser.error(f"--size must be 1..{len(vms)} and --subsets >= 1, got {args.size!r} and {args.subsets!r}")
     splits = [float(x) for x in args.splits.split(",")]
-    if args.joint:
-        weights = _numbers(parser, "--joint", args.joint, "weights", "'3,10,30'", least=0.0, strict=False)
-        run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
-                  partial(joint_gains, weights=weights), "the joint curves", "by rightsizer-joint at memory weight")
-        return 0
-    if args.recent:
-        half_lives = _numbers(parser, "--recent", args.recent, "half-lives in days", "'2,5,8'", least=0.0, strict=True)
-        run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
-                  partial(recent_gains, half_lives=half_lives), "rightsizer-joint-recent",
-                  "by the joint budget at half-life")
-        return 0
-    if args.days:
-        weights = _numbers(parser, "--days", args.days, "weights", "'0.3,1,3'", least=0.0, strict=True)
-        run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
-                  partial(day_gains, weights=weights), "rightsizer-joint-days", "by the joint budget in days at weight")
-        return 0
-    if args.headroom:
-        fractions = _numbers(parser, "--headroom", args.headroom, "memory headrooms (shares)", "'0,0.1,0.2'",
-                             least=0.0, strict=False)
-        run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
-                  partial(headroom_gains, fractions=fractions), "rightsizer-joint-headroom",
-                  "by the joint budget in days with memory headroom")
-        return 0
+    for option in GAIN_OPTIONS:
+        text = getattr(args, option.flag.lstrip("-"))
+        if text:
+            values = _numbers(parser, option.flag, text, option.what, option.example, least=0.0, strict=option.strict)
+            run_gains(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits,
+                      partial(_gains_at, option.gains, values), option.without, option.adding)
+            return 0
     if args.bounds:
         run_bounds(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits)
         return 0
