@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -256,17 +256,24 @@ def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strateg
                  memory_free_vms=memory_free_vms)
     reference = p.reference
     cpu_budget, mem_budget = 0 if relax_cpu else reference.cpu_overrun_intervals, reference.mem_overrun_intervals
-    best, picks = _least_costs(p.candidates, cpu_budget, mem_budget)
-    if not math.isfinite(best[cpu_budget, mem_budget]):
-        # the reference's own choice always fits unless memory_at_least_used took it away
-        raise ValueError(f"no allocation holding each VM's maximum memory used stays within {strategy}'s "
-                         f"{reference.cpu_overrun_intervals} CPU and {reference.mem_overrun_intervals} memory "
-                         "overrun intervals")
+    best, picks = _solve(p.candidates, cpu_budget, mem_budget, strategy, reference)
     # the least memory budget at which the oracle's cost is down to the reference's (its VMs' types)
     target = sum(rt.price_per_month for i in p.free if (rt := p.recs[i].recommended_type) is not None)
     reached = np.flatnonzero(best[cpu_budget] <= target * (1 + 1e-12) + 1e-9)
     return Hindsight(reference, p.score(_backtrack(p.candidates, picks, cpu_budget, mem_budget)), memory_rule,
                      within_reference_tail, int(reached[0]) if len(reached) else None)
+
+
+def _solve(candidates: Sequence[Sequence[Candidate]], cpu_budget: int, mem_budget: int, strategy: str,
+           reference: StrategyResult) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The knapsack's table and back-pointers at the budgets; raises ValueError where nothing fits them."""
+    best, picks = _least_costs(candidates, cpu_budget, mem_budget)
+    if not math.isfinite(best[cpu_budget, mem_budget]):
+        # the reference's own choice always fits unless memory_at_least_used took it away
+        raise ValueError(f"no allocation holding each VM's maximum memory used stays within {strategy}'s "
+                         f"{reference.cpu_overrun_intervals} CPU and {reference.mem_overrun_intervals} memory "
+                         "overrun intervals")
+    return best, picks
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,26 +344,37 @@ def memory_trims_needed(frontier: Frontier, types: Sequence[MachineType], *, str
     evaluation window. Exact over the oracle's family (:func:`hindsight_bound` with ``memory_rule=False``): a
     VM is *required* when the bound with every other VM's memory free and this one held at its maximum used is
     below the target, so every allocation reaching the target trims it; ``best_single`` is the best bound with
-    one VM's memory free, so a target above it needs two or more VMs trimmed. Costs an exact knapsack per VM,
-    and one more per VM the free oracle trims."""
-    def bound(released: frozenset[int]) -> Hindsight:
-        return hindsight_bound(frontier, types, strategy=strategy, settings=settings, memory_rule=False,
-                               memory_at_least_used=True, memory_free_vms=released)
-
+    one VM's memory free, so a target above it needs two or more VMs trimmed. Each VM's candidates are priced
+    once held and once free; then an exact knapsack per VM, and one more per VM the free oracle trims."""
+    # each VM's candidates built twice, held at its maximum used and free; a bound mixes the two lists
     everyone = frozenset(range(len(frontier.splits)))
-    held, released = bound(frozenset()).headroom_pct, bound(everyone)
-    singles = {i: bound(frozenset({i})).headroom_pct for i in everyone}
+    held_p = _problem(frontier, types, strategy, settings, memory_rule=False, memory_at_least_used=True)
+    free_p = _problem(frontier, types, strategy, settings, memory_rule=False, memory_at_least_used=True,
+                      memory_free_vms=everyone)
+    reference = held_p.reference
+    budgets = (reference.cpu_overrun_intervals, reference.mem_overrun_intervals)
+
+    def oracle(released: frozenset[int]) -> StrategyResult:
+        cands = [free_p.candidates[k] if i in released else held_p.candidates[k] for k, i in enumerate(held_p.free)]
+        _, picks = _solve(cands, *budgets, strategy, reference)
+        return replace(held_p, candidates=cands).score(_backtrack(cands, picks, *budgets))
+
+    def gain(released: frozenset[int]) -> float:
+        return oracle(released).savings_pct - reference.savings_pct
+
+    released = oracle(everyone)
+    held, free = gain(frozenset()), released.savings_pct - reference.savings_pct
+    singles = {i: gain(frozenset({i})) for i in everyone}
     # a VM the oracle with every VM's memory free leaves at or above its maximum used is never required: that
     # allocation holds it there and reaches the free bound
     own = settings or SETTINGS_TYPES[strategy].model_validate({})
     lookback = frontier.lookback_days or own.lookback_days
     memory = {t.name: t.memory_bytes for t in types}
-    trimmed = [i for i, ((_, split), r) in enumerate(zip(frontier.splits, released.oracle.per_vm, strict=True))
+    trimmed = [i for i, ((_, split), r) in enumerate(zip(frontier.splits, released.per_vm, strict=True))
                if memory.get(r.recommended_type or "", math.inf)
                < max_memory_used(split.history.window(lookback).memory_used_bytes) - 1]
-    required = tuple((i, g) for i in trimmed if (g := bound(everyone - {i}).headroom_pct) < target_pct)
+    required = tuple((i, g) for i in trimmed if (g := gain(everyone - {i})) < target_pct)
     best = max(singles.items(), key=lambda kv: (kv[1], -kv[0]), default=None)
-    free = released.headroom_pct
     return TrimNeeds(target_pct, free, held, best, required)
 
 
