@@ -175,7 +175,8 @@ def headroom_gains(frontier: Frontier, fractions: Sequence[float]) -> tuple[int,
     :data:`RECENT_CONTROL`."""
     curves: dict[str, Callable[[float], StrategyResult]] = {
         f"{100 * h:g} %": partial(frontier.score_joint, memory_weight=JOINT_DAYS_MEMORY_WEIGHT,
-                            half_life_days=JOINT_RECENT_HALF_LIFE_DAYS, memory_by_day=True, memory_headroom=h)
+                                  half_life_days=JOINT_RECENT_HALF_LIFE_DAYS, memory_by_day=True,
+                                  memory_headroom=h)
         for h in fractions}
     curves[RECENT_CONTROL] = partial(frontier.score_joint, memory_weight=10.0)
     return _gains(frontier, (JOINT_HEADROOM_STRATEGY,), curves)
@@ -238,7 +239,9 @@ def target_gains(frontier: Frontier, types: Sequence[MachineType]) -> list[float
     """Balanced's savings gain over ``aws`` and the three hindsight bounds at aws's overruns (points; the oracle
     choosing among ``types``), in the order of :data:`BOUND_COLUMNS`."""
     bounds = aws_bounds(frontier, types, trims=False)
-    return [verdicts(frontier).gain if key is None else float(bounds[key]) for _, key in BOUND_COLUMNS]
+    gain = (frontier.score("rightsizer", knob_settings("rightsizer", "profile", "balanced")).savings_pct
+            - frontier.score("aws", knob_settings("aws", "cpu_headroom_fraction", 0.2)).savings_pct)
+    return [gain if key is None else float(bounds[key]) for _, key in BOUND_COLUMNS]
 
 
 def run_bounds(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits: Sequence[float]) -> None:
