@@ -20,6 +20,7 @@ from dashboard.web import start_server
 from rightsizer.demo import demo_fleet
 from rightsizer.demo_history import seed_synthetic_history
 from rightsizer.listeners import dashboard_ssl_context
+from tests.helpers.dropdown import pick_by_search
 from tests.helpers.tlscerts import make_certs
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -85,9 +86,7 @@ def test_dashboard_over_tls_in_a_browser(tmp_path: Path, browser: Browser) -> No
         assert response.headers["referrer-policy"] == "same-origin"
         page.wait_for_selector("#vms-table td[data-dash-column='name']")
         assert page.inner_text("#vms-count").startswith(f"{len(fleet)} VMs match")
-        page.click("#app-filter-labels")  # a callback: Dash POSTs /_dash-update-component
-        page.keyboard.type("team=payments")
-        page.get_by_role("option", name="team=payments", exact=True).click()
+        pick_by_search(page, "app-filter-labels", "team=payments")  # a callback: Dash POSTs /_dash-update-component
         page.keyboard.press("Escape")
         page.wait_for_function(
             f"() => !document.querySelector('#vms-count').innerText.startsWith('{len(fleet)} VMs')")
