@@ -16,7 +16,9 @@ profile of ours with the anchor points that beat it and its difference to ``aws`
 default against ``aws`` with three hindsight bounds at ``aws``'s own overrun intervals: the most any strategy
 could save over it knowing the evaluation window, the same when memory is never sized below each VM's maximum
 used (as every profile of ours sizes it), and when besides no VM gets fewer vCPUs than ``aws``'s type gives it
-(or than its allocation, where that is fewer): what ``balanced``'s guarantee against ``aws`` leaves.
+(or than its allocation, where that is fewer): what ``balanced``'s guarantee against ``aws`` leaves, and on
+which VMs that last oracle picks another type than ``balanced`` (both types' memory, the VM's maximum used and
+balanced's need): where the gain balanced leaves under its own guarantee lies.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import sys
 from typing import Any
 
+from analytics.backtest import StrategyResult
 from analytics.catalogue import load_catalogue
 from analytics.frontier import (
     JOINT_DAYS_STRATEGY,
@@ -43,7 +46,8 @@ from analytics.frontier import (
     SweepPoint,
     knob_settings,
 )
-from analytics.hindsight import hindsight_bound, memory_trims_needed
+from analytics.hindsight import hindsight_bound, max_memory_used, memory_trims_needed
+from analytics.rightsizing.settings import RightsizerSettings
 from analytics.traces import read_bitbrains_dir
 
 ANCHORS = ("aws", "krr", "vpa")
@@ -140,6 +144,8 @@ def aws_bounds(frontier: Frontier, types: Any, *, trims: bool = True) -> dict[st
     out: dict[str, Any] = {"hindsight_gain_pct": round(free.headroom_pct, 3),
                            "hindsight_gain_memory_at_least_used_pct": round(used.headroom_pct, 3),
                            "hindsight_gain_keeping_aws_vcpus_pct": round(kept.headroom_pct, 3)}
+    if trims:
+        out["guarantee_gap_vms"] = guarantee_gap(frontier, kept.oracle)
     if trims and used.headroom_pct < TARGET_GAIN_PCT <= free.headroom_pct:
         needs = memory_trims_needed(frontier, types, strategy="aws", target_pct=TARGET_GAIN_PCT)
         name = [vm.name for vm, _ in frontier.splits]
@@ -149,6 +155,32 @@ def aws_bounds(frontier: Frontier, types: Any, *, trims: bool = True) -> dict[st
             "best_single": None if needs.best_single is None else {
                 "vm": name[needs.best_single[0]], "gain_pct": round(needs.best_single[1], 3)}}
     return out
+
+
+def guarantee_gap(frontier: Frontier, oracle: StrategyResult) -> list[dict[str, Any]]:
+    """Where the gain ``balanced`` leaves under its own guarantee lies: each VM on which ``oracle`` (the bound
+    keeping that guarantee at aws's overruns, knowing the evaluation window) picks another type than balanced,
+    with both types' memory, the VM's maximum memory used in the window balanced reads, balanced's memory need,
+    and the points of fleet savings the oracle's type adds."""
+    settings = knob_settings("rightsizer", "profile", "balanced")
+    balanced = frontier.score("rightsizer", settings)
+    lookback = frontier.lookback_days or RightsizerSettings.model_validate({}).lookback_days
+    rows = []
+    for (_, split), b, o in zip(frontier.splits, balanced.per_vm, oracle.per_vm, strict=True):
+        if b.recommended_type == o.recommended_type:
+            continue
+        used = max_memory_used(split.history.window(lookback).memory_used_bytes)
+        rows.append({"vm": b.vm, "balanced_type": b.recommended_type, "oracle_type": o.recommended_type,
+                     "balanced_memory_gib": _gib(b.recommended_memory_bytes),
+                     "oracle_memory_gib": _gib(o.recommended_memory_bytes),
+                     "max_used_gib": _gib(used), "balanced_need_gib": _gib(b.need_memory_bytes),
+                     "gain_pt": round(100 * (b.recommended_monthly_cost - o.recommended_monthly_cost)
+                                      / balanced.current_monthly_cost, 3)})
+    return sorted(rows, key=lambda r: -r["gain_pt"])
+
+
+def _gib(value: float | None) -> float | None:
+    return None if value is None else round(value / 1024**3, 3)
 
 
 def _curve(points: list[SweepPoint], strategy: str) -> list[dict[str, Any]]:
@@ -182,6 +214,11 @@ def _print(table: dict[str, Any]) -> None:
           f"savings {b['savings_gain_pct']:+.3f} pt; hindsight at aws's overruns {b['hindsight_gain_pct']:+.3f} pt, "
           f"with memory never below the maximum used {b['hindsight_gain_memory_at_least_used_pct']:+.3f} pt, "
           f"and no VM below aws's vCPUs too {b['hindsight_gain_keeping_aws_vcpus_pct']:+.3f} pt")
+    if gap := b.get("guarantee_gap_vms"):
+        print("    the bound keeping balanced's guarantee differs from balanced on "
+              + "; ".join(f"VM {g['vm']} ({g['balanced_type']} {g['balanced_memory_gib']:g} GiB -> {g['oracle_type']} "
+                          f"{g['oracle_memory_gib']:g} GiB, max used {g['max_used_gib']:.2f} GiB, need "
+                          f"{g['balanced_need_gib']:.2f} GiB, {g['gain_pt']:+.3f} pt)" for g in gap))
     if (trims := b.get("memory_trims_for_target")) is not None:
         required = ", ".join(f"VM {r['vm']} (without it {r['gain_without_it_pct']:+.3f} pt)" for r in trims["required"])
         single = trims["best_single"]

@@ -30,9 +30,9 @@ from analytics.frontier import (
     knob_settings,
 )
 from analytics.hindsight import hindsight_bound, max_memory_used, memory_trims_needed
-from analytics.rightsizing.settings import PROFILES
+from analytics.rightsizing.settings import PROFILES, RightsizerSettings
 from analytics.traces import read_bitbrains_dir
-from bench.frontier_table import ANCHORS, beats
+from bench.frontier_table import ANCHORS, beats, guarantee_gap
 
 pytestmark = pytest.mark.integration
 
@@ -132,6 +132,39 @@ def test_two_points_over_aws_need_memory_below_the_maximum_used(
     assert balanced.savings_pct <= kept.oracle.savings_pct + 1e-9 <= used.oracle.savings_pct + 2e-9
     assert kept.headroom_pct == pytest.approx({7: 1.334, 10: 1.655, 14: 2.146, 21: 1.850}[days], abs=0.001)
     assert (kept.headroom_pct < 2.0) is (days != 14)
+
+
+def test_at_14_days_the_gain_left_under_the_guarantee_is_three_vms_one_memory_step_over(
+        fronts: dict[int, Frontier], points: dict[int, dict[str, list[SweepPoint]]]) -> None:
+    # At 14 days the oracle keeping balanced's guarantee gains +2.146 over aws, balanced +1.579. All of the
+    # difference is three VMs whose need lies just over a memory step while everything they used, in training
+    # and after, fits the step below: the oracle takes that step, balanced the next one up.
+    frontier, types = fronts[14], load_catalogue().eligible()
+    kept = hindsight_bound(frontier, types, strategy="aws", memory_rule=False, memory_at_least_used=True,
+                           vcpus_at_least_reference=True)
+    gap = guarantee_gap(frontier, kept.oracle)
+    assert [(g["vm"], g["balanced_type"], g["oracle_type"]) for g in gap] == [
+        ("28", "b3i.1", "m1.1"), ("8", "s1.2", "t1.2"), ("37", "m1.1", "g1.1")]
+    evaluated = {vm.name: split.mem_used_bytes for vm, split in frontier.splits}
+    for g in gap:
+        assert g["oracle_memory_gib"] * 2 == g["balanced_memory_gib"]  # one step down
+        assert g["max_used_gib"] <= g["oracle_memory_gib"] < g["balanced_need_gib"]
+        assert evaluated[g["vm"]].max() <= g["oracle_memory_gib"] * 1024**3  # and no overrun after training
+    balanced = _profile(points[14], "balanced")
+    assert sum(g["gain_pt"] for g in gap) == pytest.approx(kept.oracle.savings_pct - balanced.savings_pct, abs=0.002)
+    # VM 28's need is its maximum + 15 % (the cap; its daily peaks spread widely), 8.17 GiB over m1.1's 8: a cap
+    # below 12.6 % would take the step. But the VMs on the other edge of a step are near too: below 10.7 % VM 35
+    # (3.62 GiB used) and VM 40 (0.90 GiB) drop onto 4 and 1 GiB and overrun where aws does not. A cap is safe
+    # on this trace only in between, a window three VMs set, so no profile takes it (docs/backtest.md).
+    assert gap[0]["balanced_need_gib"] == pytest.approx(gap[0]["max_used_gib"] * 1.15, abs=0.002)
+    aws = _aws(points[14])
+    for cap, holds in ((0.12, True), (0.10, False)):
+        rule = RightsizerSettings.model_validate({"memory_peak_min_headroom_fraction": 0.0,
+                                                  "memory_headroom_fraction": cap})
+        r = frontier.score("rightsizer", rule)
+        assert dominates(r, aws) is holds, cap
+        if holds:
+            assert r.savings_pct == pytest.approx(kept.oracle.savings_pct, abs=1e-6)
 
 
 def test_every_anchor_point_is_beaten(fronts: dict[int, Frontier]) -> None:
