@@ -1,8 +1,8 @@
 """Do the profiles hold on fleets they were not chosen on? The frontier verdicts on random halves of the trace.
 
     python -m bench.fleet_subsets [TRACE_DIR] [--subsets 40] [--size 20] [--splits 7,10,14,21] [--seed N]
-        [--frontier [--holding VM] | --variants RISKS:FLOORS | --joint WEIGHTS | --recent HALF_LIVES | --days WEIGHTS
-         | --headroom FRACTIONS | --bounds]
+        [--frontier [--holding VM] | --variants RISKS:FLOORS[:CAPS] | --joint WEIGHTS | --recent HALF_LIVES
+         | --days WEIGHTS | --headroom FRACTIONS | --bounds]
 
 The profiles' constants (the 3 % daily-peak risk, the 5 % memory floor, the CPU rules) were chosen on the whole
 dev trace. A held-back fleet is other VMs, and the daily-peak margin is calibrated on whichever fleet is given,
@@ -279,36 +279,43 @@ def run_gains(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits: Se
     print("all splits, added: " + ", ".join(f"{label}: +{n}" for label, n in totals.items()))
 
 
-def balanced_variants(frontier: Frontier, risks: Sequence[float], floors: Sequence[float]
-                      ) -> dict[tuple[float, float], tuple[bool, float]]:
-    """Balanced at each (``memory_peak_risk_pct``, ``memory_peak_min_headroom_fraction``): does it weakly
-    dominate aws, and its savings gain over aws (points)."""
+#: balanced's memory headroom cap (``memory_headroom_fraction``), where ``--variants`` names none
+DEFAULT_CAP = RightsizerSettings.model_fields["memory_headroom_fraction"].default
+
+
+def balanced_variants(frontier: Frontier, risks: Sequence[float], floors: Sequence[float],
+                      caps: Sequence[float] = (DEFAULT_CAP,)) -> dict[tuple[float, float, float], tuple[bool, float]]:
+    """Balanced at each (``memory_peak_risk_pct``, ``memory_peak_min_headroom_fraction``,
+    ``memory_headroom_fraction``): does it weakly dominate aws, and its savings gain over aws (points)."""
     aws = frontier.score("aws", knob_settings("aws", "cpu_headroom_fraction", 0.2))
     out = {}
     for risk in risks:
         for floor in floors:
-            b = frontier.score("rightsizer", RightsizerSettings.model_validate(
-                {"memory_peak_risk_pct": risk, "memory_peak_min_headroom_fraction": floor}))
-            out[risk, floor] = (dominates(b, aws), b.savings_pct - aws.savings_pct)
+            for cap in caps:
+                b = frontier.score("rightsizer", RightsizerSettings.model_validate(
+                    {"memory_peak_risk_pct": risk, "memory_peak_min_headroom_fraction": floor,
+                     "memory_headroom_fraction": cap}))
+                out[risk, floor, cap] = (dominates(b, aws), b.savings_pct - aws.savings_pct)
     return out
 
 
 def run_variants(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits: Sequence[float],
-                 risks: Sequence[float], floors: Sequence[float]) -> None:
+                 risks: Sequence[float], floors: Sequence[float], caps: Sequence[float] = (DEFAULT_CAP,)) -> None:
     """Per split, per variant of balanced's memory rule: the whole trace's verdict and gain against aws, the
     halves where it weakly dominates aws, and its median gain there."""
     catalogue = load_catalogue()
     for days in splits:
         whole = balanced_variants(Frontier(vms, catalogue, train_days=days, currency=catalogue.currency),
-                                  risks, floors)
+                                  risks, floors, caps)
         halves = [balanced_variants(Frontier([vms[i] for i in draw], catalogue, train_days=days,
-                                             currency=catalogue.currency), risks, floors) for draw in draws]
-        print(f"== {days:g} training days: balanced's memory rule (risk %, floor) against aws -- whole trace "
+                                             currency=catalogue.currency), risks, floors, caps) for draw in draws]
+        print(f"== {days:g} training days: balanced's memory rule (risk %, floor, cap) against aws -- whole trace "
               "(dominates, gain) | sub-fleets where it dominates, median gain")
         for key, (ok, gain) in whole.items():
             wins = sum(1 for h in halves if h[key][0])
-            print(f"  risk {key[0]:g} %, floor {key[1]:+.0%}: {'yes' if ok else 'no '} {gain:+.2f} pt | "
-                  f"{wins}/{len(draws)}, median {statistics.median(h[key][1] for h in halves):+.2f} pt")
+            median = statistics.median(h[key][1] for h in halves)
+            print(f"  risk {key[0]:g} %, floor {key[1]:+.0%}, cap {key[2]:+.1%}: {'yes' if ok else 'no '} "
+                  f"{gain:+.2f} pt | {wins}/{len(draws)}, median {median:+.2f} pt")
         sys.stdout.flush()
 
 
@@ -385,10 +392,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=20, help="VMs per sub-fleet (20: half the dev trace)")
     parser.add_argument("--splits", default="7,10,14,21", help="training days, comma-separated")
     parser.add_argument("--seed", type=int, default=20261207, help="seed of the draws")
-    parser.add_argument("--variants", metavar="RISKS:FLOORS",
+    parser.add_argument("--variants", metavar="RISKS:FLOORS[:CAPS]",
                         help=("instead of the verdicts, balanced with other memory rules against aws, e.g. "
                               "'2,3,5:0,0.05,0.08' (memory_peak_risk_pct values : memory_peak_min_headroom_fraction "
-                              "values); the check that the defaults (3 %%, 5 %%) were not picked for one VM set"))
+                              "values), or '3:0:0.1,0.11,0.12,0.15' (and memory_headroom_fraction values, the cap; "
+                              "default 0.15); the check that the defaults (3 %%, 5 %%, 15 %%) were not picked for "
+                              "one VM set"))
     for option in GAIN_OPTIONS:
         parser.add_argument(option.flag, metavar=option.metavar, help=option.help)
     parser.add_argument("--bounds", action="store_true",
@@ -420,12 +429,18 @@ def main(argv: list[str] | None = None) -> int:
         run_bounds(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits)
         return 0
     if args.variants:
+        parts = args.variants.split(":")
         try:
-            risks_text, floors_text = args.variants.split(":")
-            risks, floors = [float(x) for x in risks_text.split(",")], [float(x) for x in floors_text.split(",")]
+            if len(parts) not in (2, 3):
+                raise ValueError(args.variants)
+            risks, floors, *rest = [[float(x) for x in part.split(",")] for part in parts]
+            caps = rest[0] if rest else [DEFAULT_CAP]
+            if any(c < 0 for c in caps):
+                raise ValueError(args.variants)
         except ValueError:
-            parser.error(f"--variants {args.variants!r}: expected RISKS:FLOORS, e.g. '2,3,5:0,0.05'")
-        run_variants(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits, risks, floors)
+            parser.error(f"--variants {args.variants!r}: expected RISKS:FLOORS or RISKS:FLOORS:CAPS (caps >= 0), "
+                         "e.g. '2,3,5:0,0.05' or '3:0:0.1,0.12'")
+        run_variants(vms, draw_halves(len(vms), args.size, args.subsets, args.seed), splits, risks, floors, caps)
         return 0
     if args.holding is not None and (not args.frontier or args.holding not in {vm.name for vm in vms}):
         parser.error(f"--holding {args.holding!r}: needs --frontier and the name of a VM of the trace")
