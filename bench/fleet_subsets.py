@@ -238,7 +238,7 @@ BOUND_COLUMNS: tuple[tuple[str, str | None], ...] = (
 def target_gains(frontier: Frontier, types: Sequence[MachineType]) -> list[float]:
     """Balanced's savings gain over ``aws`` and the three hindsight bounds at aws's overruns (points; the oracle
     choosing among ``types``), in the order of :data:`BOUND_COLUMNS`."""
-    bounds = aws_bounds(frontier, types, trims=False)
+    bounds = aws_bounds(frontier, types, per_vm=False)
     gain = (frontier.score("rightsizer", knob_settings("rightsizer", "profile", "balanced")).savings_pct
             - frontier.score("aws", knob_settings("aws", "cpu_headroom_fraction", 0.2)).savings_pct)
     return [gain if key is None else float(bounds[key]) for _, key in BOUND_COLUMNS]

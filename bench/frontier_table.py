@@ -47,8 +47,8 @@ from analytics.frontier import (
     knob_settings,
 )
 from analytics.hindsight import hindsight_bound, max_memory_used, memory_trims_needed
-from analytics.rightsizing.settings import RightsizerSettings
 from analytics.traces import read_bitbrains_dir
+from core.units import GIB
 
 ANCHORS = ("aws", "krr", "vpa")
 
@@ -131,12 +131,13 @@ def split_table(frontier: Frontier, types: Any) -> dict[str, Any]:
 TARGET_GAIN_PCT = 2.0
 
 
-def aws_bounds(frontier: Frontier, types: Any, *, trims: bool = True) -> dict[str, Any]:
+def aws_bounds(frontier: Frontier, types: Any, *, per_vm: bool = True) -> dict[str, Any]:
     """The most any strategy could save over ``aws`` (P99.5 + 20 %) at its CPU and memory overrun intervals,
     knowing the evaluation window: sizing memory at will; never below each VM's maximum used; and that with no
-    VM given fewer vCPUs than aws's type (or its allocation, where fewer), balanced's guarantee (points). Where
-    :data:`TARGET_GAIN_PCT` needs memory below the maximum used, also which VMs every allocation reaching it
-    trims (:func:`analytics.hindsight.memory_trims_needed`; not with ``trims`` False)."""
+    VM given fewer vCPUs than aws's type (or its allocation, where fewer), balanced's guarantee (points). With
+    ``per_vm`` also the VMs behind them: where the last bound differs from balanced (:func:`guarantee_gap`) and,
+    where :data:`TARGET_GAIN_PCT` needs memory below the maximum used, which VMs every allocation reaching it
+    trims (:func:`analytics.hindsight.memory_trims_needed`)."""
     free = hindsight_bound(frontier, types, strategy="aws", memory_rule=False)
     used = hindsight_bound(frontier, types, strategy="aws", memory_rule=False, memory_at_least_used=True)
     kept = hindsight_bound(frontier, types, strategy="aws", memory_rule=False, memory_at_least_used=True,
@@ -144,9 +145,10 @@ def aws_bounds(frontier: Frontier, types: Any, *, trims: bool = True) -> dict[st
     out: dict[str, Any] = {"hindsight_gain_pct": round(free.headroom_pct, 3),
                            "hindsight_gain_memory_at_least_used_pct": round(used.headroom_pct, 3),
                            "hindsight_gain_keeping_aws_vcpus_pct": round(kept.headroom_pct, 3)}
-    if trims:
-        out["guarantee_gap_vms"] = guarantee_gap(frontier, kept.oracle)
-    if trims and used.headroom_pct < TARGET_GAIN_PCT <= free.headroom_pct:
+    if not per_vm:
+        return out
+    out["guarantee_gap_vms"] = guarantee_gap(frontier, kept.oracle)
+    if used.headroom_pct < TARGET_GAIN_PCT <= free.headroom_pct:
         needs = memory_trims_needed(frontier, types, strategy="aws", target_pct=TARGET_GAIN_PCT)
         name = [vm.name for vm, _ in frontier.splits]
         out["memory_trims_for_target"] = {
@@ -164,7 +166,7 @@ def guarantee_gap(frontier: Frontier, oracle: StrategyResult) -> list[dict[str, 
     and the points of fleet savings the oracle's type adds."""
     settings = knob_settings("rightsizer", "profile", "balanced")
     balanced = frontier.score("rightsizer", settings)
-    lookback = frontier.lookback_days or RightsizerSettings.model_validate({}).lookback_days
+    lookback = frontier.lookback_days or settings.lookback_days
     rows = []
     for (_, split), b, o in zip(frontier.splits, balanced.per_vm, oracle.per_vm, strict=True):
         if b.recommended_type == o.recommended_type:
@@ -180,7 +182,7 @@ def guarantee_gap(frontier: Frontier, oracle: StrategyResult) -> list[dict[str, 
 
 
 def _gib(value: float | None) -> float | None:
-    return None if value is None else round(value / 1024**3, 3)
+    return None if value is None else round(value / GIB, 3)
 
 
 def _curve(points: list[SweepPoint], strategy: str) -> list[dict[str, Any]]:
