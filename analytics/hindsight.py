@@ -46,7 +46,7 @@ import numpy as np
 from analytics.backtest import StrategyResult
 from analytics.catalogue import MachineType
 from analytics.frontier import Frontier
-from analytics.rightsizing.base import Recommendation
+from analytics.rightsizing.base import SECONDS_PER_DAY, Recommendation, UsageHistory, group_starts
 from analytics.rightsizing.settings import SETTINGS_TYPES, StrategySettings
 
 HINDSIGHT = "hindsight"
@@ -176,6 +176,18 @@ def max_memory_used(memory_used_bytes: np.ndarray) -> float:
     return float(known.max()) if len(known) else 0.0
 
 
+def daily_memory_peak(history: UsageHistory, rank: int = 1) -> float:
+    """The ``rank``-th largest of a window's daily memory peaks (bytes; UTC days, 1 = the maximum used): the
+    level the VM's memory passed on at least ``rank`` - 1 of its days and reached on ``rank``. 0 when the window
+    has fewer days with a reading."""
+    known = ~np.isnan(history.memory_used_bytes)
+    if not known.any():
+        return 0.0
+    days = np.floor(history.timestamps_s[known] / SECONDS_PER_DAY)
+    peaks = np.maximum.reduceat(history.memory_used_bytes[known], group_starts(days))
+    return float(np.sort(peaks)[::-1][rank - 1]) if rank <= len(peaks) else 0.0
+
+
 def training_exceedance(demand_vcpus: np.ndarray, vcpus: float) -> float:
     """Share (0..1) of the training intervals with a CPU reading whose demand exceeds ``vcpus``."""
     known = demand_vcpus[~np.isnan(demand_vcpus)]
@@ -229,7 +241,7 @@ def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strateg
                     settings: StrategySettings | None = None, memory_rule: bool = True,
                     within_reference_tail: bool = False, relax_cpu: bool = False,
                     memory_at_least_used: bool = False, vcpus_at_least_reference: bool = False,
-                    memory_free_vms: frozenset[int] = frozenset()) -> Hindsight:
+                    memory_free_vms: frozenset[int] = frozenset(), memory_floor_days: int = 1) -> Hindsight:
     """The oracle at ``strategy``'s CPU and memory overrun on ``frontier``'s split (see the module doc).
 
     ``types``: the eligible machine types (e.g. ``CsvPriceCatalogue.eligible()``). ``settings`` default to
@@ -248,12 +260,14 @@ def hindsight_bound(frontier: Frontier, types: Sequence[MachineType], *, strateg
     reference's vCPUs and the memory used (so that its CPU overrun is never the reference's plus more).
     ``memory_free_vms`` (indices into ``frontier.splits``) exempts those VMs from ``memory_at_least_used``: the
     bound of every rule that sizes memory below the maximum used on those VMs at most
-    (:func:`memory_trims_needed`).
+    (:func:`memory_trims_needed`). ``memory_floor_days`` k > 1 lowers that floor from the maximum to the k-th
+    largest daily peak (:func:`daily_memory_peak`): the bound of every rule that never sizes a VM below a level
+    its memory passed on k - 1 days of its window (:func:`memory_evidence_needed`).
     """
     p = _problem(frontier, types, strategy, settings, memory_rule=memory_rule,
                  within_reference_tail=within_reference_tail, relax_cpu=relax_cpu,
                  memory_at_least_used=memory_at_least_used, vcpus_at_least_reference=vcpus_at_least_reference,
-                 memory_free_vms=memory_free_vms)
+                 memory_free_vms=memory_free_vms, memory_floor_days=memory_floor_days)
     reference = p.reference
     cpu_budget, mem_budget = 0 if relax_cpu else reference.cpu_overrun_intervals, reference.mem_overrun_intervals
     best, picks = _solve(p.candidates, cpu_budget, mem_budget, strategy, reference)
@@ -296,7 +310,7 @@ class _Problem:
 def _problem(frontier: Frontier, types: Sequence[MachineType], strategy: str, settings: StrategySettings | None, *,
              memory_rule: bool, within_reference_tail: bool = False, relax_cpu: bool = False,
              memory_at_least_used: bool = False, vcpus_at_least_reference: bool = False,
-             memory_free_vms: frozenset[int] = frozenset()) -> _Problem:
+             memory_free_vms: frozenset[int] = frozenset(), memory_floor_days: int = 1) -> _Problem:
     settings = settings or SETTINGS_TYPES[strategy].model_validate({})
     recs = frontier.recommendations(strategy, settings)
     reference = frontier.score_types(strategy, recs, {})
@@ -311,7 +325,7 @@ def _problem(frontier: Frontier, types: Sequence[MachineType], strategy: str, se
         split, rec = frontier.splits[i][1], recs[i]
         floor = float(rec.target_memory_bytes or 0) if memory_rule else 0.0
         if memory_at_least_used and i not in memory_free_vms:
-            floor = max(floor, max_memory_used(split.history.window(lookback).memory_used_bytes))
+            floor = max(floor, daily_memory_peak(split.history.window(lookback), memory_floor_days))
         rt = rec.recommended_type
         least_vcpus = min(rt.vcpus, split.spec.vcpus) if vcpus_at_least_reference and rt is not None else 0
         allowed = [t for t in types if t.memory_bytes >= floor - 1 and t.vcpus >= least_vcpus and (
@@ -378,5 +392,83 @@ def memory_trims_needed(frontier: Frontier, types: Sequence[MachineType], *, str
     return TrimNeeds(target_pct, free, held, best, required)
 
 
-__all__ = ["HINDSIGHT", "Candidate", "Hindsight", "TrimNeeds", "VmDiff", "cheapest_within", "hindsight_bound",
-           "max_memory_used", "memory_trims_needed", "per_vm_diff", "training_exceedance", "vm_candidates"]
+@dataclass(frozen=True, slots=True)
+class EvidenceNeeds:
+    """How far below the memory a VM showed a rule must go to save ``target_pct`` points more than a reference at
+    its overruns, even knowing the evaluation window (:func:`memory_evidence_needed`). ``gains_pct[k - 1]``: the
+    oracle's gain when no VM's type may hold less than its k-th largest daily memory peak."""
+
+    target_pct: float
+    gains_pct: tuple[float, ...]
+
+    @property
+    def days_passed(self) -> int | None:
+        """Every allocation reaching the target sizes some VM below a level its memory passed on at least this
+        many days of its window (0: one need not go below any VM's maximum used; None: not even at the least
+        floor tried)."""
+        reached = [k for k, g in enumerate(self.gains_pct, start=1) if g >= self.target_pct - 1e-9]
+        return reached[0] - 1 if reached else None
+
+
+def memory_evidence_needed(frontier: Frontier, types: Sequence[MachineType], *, strategy: str = "aws",
+                           settings: StrategySettings | None = None, target_pct: float = 2.0,
+                           most_days: int = 7) -> EvidenceNeeds:
+    """The oracle (:func:`hindsight_bound` with ``memory_rule=False``, ``memory_at_least_used``) with each VM's
+    memory floor lowered from the maximum used to its k-th largest daily peak, k = 1, 2, ... until the gain over
+    ``strategy`` reaches ``target_pct`` or k passes ``most_days``. Where the gain at k is under the target,
+    every allocation reaching it, hindsight or not, sizes some VM below a level that VM's memory passed on k or
+    more days of the window the reference saw: a rule reaching the target must bet against that much of its own
+    evidence (how often such a level came back in this trace: :func:`memory_level_recurrence`)."""
+    gains: list[float] = []
+    for k in range(1, most_days + 1):
+        try:
+            bound = hindsight_bound(frontier, types, strategy=strategy, settings=settings, memory_rule=False,
+                                    memory_at_least_used=True, memory_floor_days=k)
+        except ValueError:  # no allocation on those floors fits the reference's overruns: the gain is below it
+            gains.append(-math.inf)
+            continue
+        gains.append(bound.headroom_pct)
+        if bound.headroom_pct >= target_pct - 1e-9:
+            break
+    return EvidenceNeeds(target_pct, tuple(gains))
+
+
+@dataclass(frozen=True, slots=True)
+class Recurrence:
+    """Of the (VM, memory level) pairs whose window's daily peaks passed the level on ``days_passed`` days, how
+    many passed it again in the evaluation window (so sizing the VM to that level would have overrun)."""
+
+    days_passed: int
+    pairs: int
+    passed_again: int
+
+
+def memory_level_recurrence(frontier: Frontier, types: Sequence[MachineType], lookback_days: float,
+                            most_days: int = 4) -> list[Recurrence]:
+    """For every VM with memory readings on both sides of its split and every memory size of ``types`` below
+    its maximum used in the last ``lookback_days`` of training: on how many UTC days the window's memory passed
+    that size, and whether the evaluation window passed it too. Counted by days passed, 1 to ``most_days``
+    (levels passed on more days are counted under ``most_days``)."""
+    levels = sorted({t.memory_bytes for t in types})
+    pairs = [0] * most_days
+    again = [0] * most_days
+    for _, split in frontier.splits:
+        window = split.history.window(lookback_days)
+        known = ~np.isnan(window.memory_used_bytes)
+        after = split.mem_used_bytes[~np.isnan(split.mem_used_bytes)]
+        if not known.any() or not len(after):
+            continue
+        days = np.floor(window.timestamps_s[known] / SECONDS_PER_DAY)
+        peaks = np.maximum.reduceat(window.memory_used_bytes[known], group_starts(days))
+        for level in levels:
+            passed = int(np.count_nonzero(peaks > level))
+            if passed:
+                pairs[min(passed, most_days) - 1] += 1
+                again[min(passed, most_days) - 1] += int(after.max() > level)
+    return [Recurrence(d, n, a) for d, n, a in zip(range(1, most_days + 1), pairs, again, strict=True)]
+
+
+__all__ = ["HINDSIGHT", "Candidate", "EvidenceNeeds", "Hindsight", "Recurrence", "TrimNeeds", "VmDiff",
+           "cheapest_within", "daily_memory_peak", "hindsight_bound", "max_memory_used", "memory_evidence_needed",
+           "memory_level_recurrence", "memory_trims_needed", "per_vm_diff", "training_exceedance",
+           "vm_candidates"]

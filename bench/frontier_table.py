@@ -46,7 +46,13 @@ from analytics.frontier import (
     SweepPoint,
     knob_settings,
 )
-from analytics.hindsight import hindsight_bound, max_memory_used, memory_trims_needed
+from analytics.hindsight import (
+    hindsight_bound,
+    max_memory_used,
+    memory_evidence_needed,
+    memory_level_recurrence,
+    memory_trims_needed,
+)
 from analytics.traces import read_bitbrains_dir
 from core.units import GIB
 
@@ -137,7 +143,9 @@ def aws_bounds(frontier: Frontier, types: Any, *, per_vm: bool = True) -> dict[s
     VM given fewer vCPUs than aws's type (or its allocation, where fewer), balanced's guarantee (points). With
     ``per_vm`` also the VMs behind them: where the last bound differs from balanced (:func:`guarantee_gap`) and,
     where :data:`TARGET_GAIN_PCT` needs memory below the maximum used, which VMs every allocation reaching it
-    trims (:func:`analytics.hindsight.memory_trims_needed`)."""
+    trims (:func:`analytics.hindsight.memory_trims_needed`), below a level passed on how many of its days
+    (:func:`analytics.hindsight.memory_evidence_needed`), and how often such levels came back in this trace
+    (:func:`analytics.hindsight.memory_level_recurrence`)."""
     free = hindsight_bound(frontier, types, strategy="aws", memory_rule=False)
     used = hindsight_bound(frontier, types, strategy="aws", memory_rule=False, memory_at_least_used=True)
     kept = hindsight_bound(frontier, types, strategy="aws", memory_rule=False, memory_at_least_used=True,
@@ -156,6 +164,14 @@ def aws_bounds(frontier: Frontier, types: Any, *, per_vm: bool = True) -> dict[s
             "required": [{"vm": name[i], "gain_without_it_pct": round(g, 3)} for i, g in needs.required],
             "best_single": None if needs.best_single is None else {
                 "vm": name[needs.best_single[0]], "gain_pct": round(needs.best_single[1], 3)}}
+        evidence = memory_evidence_needed(frontier, types, strategy="aws", target_pct=TARGET_GAIN_PCT)
+        out["memory_evidence_for_target"] = {
+            "target_pct": TARGET_GAIN_PCT, "days_passed": evidence.days_passed,
+            "gain_by_floor_pct": [round(g, 3) for g in evidence.gains_pct]}
+    lookback = frontier.lookback_days or knob_settings("aws", "cpu_headroom_fraction", 0.2).lookback_days
+    out["memory_level_recurrence"] = [
+        {"days_passed": r.days_passed, "pairs": r.pairs, "passed_again": r.passed_again}
+        for r in memory_level_recurrence(frontier, types, lookback)]
     return out
 
 
@@ -228,6 +244,16 @@ def _print(table: dict[str, Any]) -> None:
               + (f"every allocation reaching it trims {required}" if required
                  else "no one VM is trimmed by every allocation reaching it")
               + f"; one VM trimmed alone gives at most {single['gain_pct']:+.3f} pt (VM {single['vm']})")
+    if (evidence := b.get("memory_evidence_for_target")) is not None:
+        floors = ", ".join(f"{k}: {g:+.3f}" for k, g in enumerate(evidence["gain_by_floor_pct"], start=1))
+        print(f"    with each VM's memory at least its k-th largest daily peak the bound is (k: pt) {floors}; every "
+              f"allocation reaching {evidence['target_pct']:+g} pt sizes a VM below a level it passed on "
+              f"{evidence['days_passed']} or more days of its window")
+    if recurrence := b.get("memory_level_recurrence"):
+        last = recurrence[-1]["days_passed"]
+        print("    memory levels (the catalogue's sizes) a VM's window passed on d days, passed again after it: "
+              + ", ".join(f"d={r['days_passed']}{'+' if r['days_passed'] == last else ''}: "
+                          f"{r['passed_again']}/{r['pairs']}" for r in recurrence))
     for key, strategy in (("risk_curve", RISK_STRATEGY), ("peaks_curve", PEAKS_STRATEGY),
                           ("peaks_headroom_curve", PEAKS_HEADROOM_STRATEGY), ("peaks_risk_curve", PEAKS_RISK_STRATEGY),
                           ("peaks_trade_curve", PEAKS_TRADE_STRATEGY), ("joint_curve", JOINT_STRATEGY),

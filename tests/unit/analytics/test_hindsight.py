@@ -14,8 +14,11 @@ from analytics.frontier import Frontier, knob_settings
 from analytics.hindsight import (
     Candidate,
     cheapest_within,
+    daily_memory_peak,
     hindsight_bound,
     max_memory_used,
+    memory_evidence_needed,
+    memory_level_recurrence,
     memory_trims_needed,
     per_vm_diff,
     training_exceedance,
@@ -25,6 +28,7 @@ from analytics.rightsizing import get_strategy
 from analytics.rightsizing.base import Recommendation, UsageHistory, VmSpec
 from analytics.rightsizing.settings import KrrSettings, RightsizerSettings, profile_settings
 from analytics.traces import read_bitbrains_dir
+from core.units import SECONDS_PER_DAY
 from tests.helpers.backtest import T0
 from tests.helpers.bitbrains import HEADER, usage_row
 
@@ -263,3 +267,71 @@ def test_the_memory_trims_a_target_needs_are_brute_forced(tmp_path: Path, seed: 
     assert [i for i, _ in needs.required] == required
     assert free > held  # the trace makes trimming pay, so the check is not of an empty case
     assert bool(required) is (seed in (0, 4))  # on these draws one VM is in every allocation reaching the target
+
+
+def test_the_daily_memory_peak_of_a_rank_is_the_level_passed_on_fewer_days() -> None:
+    # three UTC days with peaks 3, 5 and 4 GiB (one reading missing), then a day with none
+    day = SECONDS_PER_DAY
+    ts = [T0, T0 + 60, T0 + day, T0 + day + 60, T0 + 2 * day, T0 + 3 * day]
+    used = np.array([1.0, 3.0, 5.0, np.nan, 4.0, np.nan]) * GIB
+    h = UsageHistory.from_arrays(ts, [0.1] * 6, used, vcpus=2, memory_bytes=8 * GIB)
+    assert [daily_memory_peak(h, k) / GIB for k in (1, 2, 3, 4)] == [5.0, 4.0, 3.0, 0.0]
+    assert daily_memory_peak(h) == max_memory_used(used)  # rank 1 is the maximum used
+    empty = UsageHistory.from_arrays(ts[:2], [0.1, 0.1], None, vcpus=2, memory_bytes=8 * GIB)
+    assert daily_memory_peak(empty) == 0.0
+
+
+@pytest.mark.parametrize("seed", (0, 1, 4, 5))
+def test_the_evidence_a_target_bets_against_is_brute_forced(tmp_path: Path, seed: int) -> None:
+    # Every allocation of the four VMs within krr's overruns: on how many training days each VM's memory passed
+    # its type's memory; the fewest such days (the most, over the VMs) among allocations reaching a target is
+    # what memory_evidence_needed reports, and its gain at each floor is the best allocation within it.
+    types, frontier, recs, ref = _trimming_reference(tmp_path, seed)
+    lookback = _TRIMMING.lookback_days
+    days = []
+    for _, sp in frontier.splits:
+        w = sp.history.window(lookback)
+        days.append(np.maximum.reduceat(w.memory_used_bytes, np.flatnonzero(
+            np.r_[True, np.diff(np.floor(w.timestamps_s / SECONDS_PER_DAY)) != 0])))
+    allocations: list[tuple[int, float]] = []  # (most days passed on one VM, gain)
+    for combo in itertools.product(types, repeat=4):
+        r = frontier.score_types("x", recs, dict(enumerate(combo)))
+        if (r.cpu_overrun_intervals <= ref.cpu_overrun_intervals
+                and r.mem_overrun_intervals <= ref.mem_overrun_intervals):
+            passed = max(int(np.count_nonzero(d > t.memory_bytes + 1)) for d, t in zip(days, combo, strict=True))
+            allocations.append((passed, r.savings_pct - ref.savings_pct))
+    held = max(g for p, g in allocations if p == 0)
+    free = max(g for _, g in allocations)
+    assert free > held  # the trace makes trimming pay
+    target = (held + free) / 2
+    needs = memory_evidence_needed(frontier, types, strategy="krr", settings=_TRIMMING, target_pct=target,
+                                   most_days=14)
+    assert needs.days_passed == min(p for p, g in allocations if g >= target - 1e-9)  # its tolerance
+    for k, gain in enumerate(needs.gains_pct, start=1):
+        assert gain == pytest.approx(max(g for p, g in allocations if p <= k - 1), abs=1e-9)
+    first = hindsight_bound(frontier, types, strategy="krr", settings=_TRIMMING, memory_rule=False,
+                            memory_at_least_used=True)
+    assert needs.gains_pct[0] == pytest.approx(first.headroom_pct, abs=1e-12)
+    assert needs.days_passed is not None and needs.days_passed >= 1  # reaching it takes memory below the maximum
+    never = memory_evidence_needed(frontier, types, strategy="krr", settings=_TRIMMING, target_pct=free + 1,
+                                   most_days=2)
+    assert never.days_passed is None and len(never.gains_pct) == 2
+
+
+def test_memory_level_recurrence_counts_levels_by_the_days_they_were_passed(tmp_path: Path) -> None:
+    # "a" passes 1 GiB (0.5 -> 1.5 GiB for an hour) on days 0 and 5 of its last 14 training days and again
+    # after; "b" on day 13 only and never after; "c" never
+    d = tmp_path / "rec"
+    d.mkdir()
+    spikes = {"a": ({0, 5}, True), "b": ({13}, False), "c": (set(), False)}
+    for name, (days, after) in spikes.items():
+        rows = [usage_row(T0 + 3600 * i, 2, 0.4, 2,
+                          1.5 if (i % 24 == 12 and (i // 24 in days or (after and i // 24 == 16))) else 0.5)
+                for i in range(480)]
+        (d / f"{name}.csv").write_text("\n".join([HEADER, *rows]) + "\n")
+    catalogue = CsvPriceCatalogue(_types())
+    frontier = Frontier(read_bitbrains_dir(d), catalogue, train_days=14)
+    got = memory_level_recurrence(frontier, catalogue.eligible(), 14, most_days=2)
+    assert [(r.days_passed, r.pairs, r.passed_again) for r in got] == [(1, 1, 0), (2, 1, 1)]
+    capped = memory_level_recurrence(frontier, catalogue.eligible(), 14, most_days=1)
+    assert [(r.days_passed, r.pairs, r.passed_again) for r in capped] == [(1, 2, 1)]
