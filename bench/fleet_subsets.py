@@ -35,7 +35,9 @@ it, beside the same control (how ``JOINT_HEADROOM_FRACTION`` was chosen); the ba
 With ``--bounds``, per split, what saving 2 points more than ``aws`` at its overruns takes on each sub-fleet:
 balanced's gain beside the hindsight bounds (balanced's guarantee; memory never below the maximum used; memory
 free), their medians and on how many sub-fleets each reaches the target: is the target a property of the rule
-or of the fleet?
+or of the fleet? And, on the sub-fleets where the target needs memory below the maximum used, below a level
+passed on how many days of a VM's window every allocation reaching it goes
+(:func:`analytics.hindsight.memory_evidence_needed`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from analytics.frontier import (
     dominates,
     knob_settings,
 )
+from analytics.hindsight import memory_evidence_needed
 from analytics.rightsizing.settings import PROFILES, RightsizerSettings
 from analytics.traces import TraceVm, read_bitbrains_dir
 from bench.frontier_table import ANCHORS, TARGET_GAIN_PCT, aws_bounds, beats
@@ -244,17 +247,38 @@ def target_gains(frontier: Frontier, types: Sequence[MachineType]) -> list[float
     return [gain if key is None else float(bounds[key]) for _, key in BOUND_COLUMNS]
 
 
+def evidence_days(frontier: Frontier, types: Sequence[MachineType], gains: Sequence[float]) -> int | None:
+    """Where the target needs memory below the maximum used on this sub-fleet (``gains`` from
+    :func:`target_gains`): the days of a VM's window, at least, on which its memory passed the level some VM of every
+    allocation reaching it is sized below; None where it does not need that or even memory free falls short."""
+    keys = [key for _, key in BOUND_COLUMNS]
+    used, free = (gains[keys.index(k)] for k in ("hindsight_gain_memory_at_least_used_pct", "hindsight_gain_pct"))
+    if not used < TARGET_GAIN_PCT <= free:
+        return None
+    return memory_evidence_needed(frontier, types, strategy="aws", target_pct=TARGET_GAIN_PCT,
+                                  most_days=31).days_passed
+
+
 def run_bounds(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits: Sequence[float]) -> None:
-    """Per split: each column's median gain over aws on the sub-fleets and on how many it reaches the target."""
+    """Per split: each column's median gain over aws on the sub-fleets and on how many it reaches the target;
+    then, on the sub-fleets where it needs memory below the maximum used, how many days passed the level it bets
+    against."""
     catalogue = load_catalogue()
     for days in splits:
-        rows = [target_gains(Frontier([vms[i] for i in draw], catalogue, train_days=days,
-                                      currency=catalogue.currency), catalogue.eligible()) for draw in draws]
+        fronts = [Frontier([vms[i] for i in draw], catalogue, train_days=days, currency=catalogue.currency)
+                  for draw in draws]
+        rows = [target_gains(f, catalogue.eligible()) for f in fronts]
         print(f"== {days:g} training days: gain over aws at its overruns, median / sub-fleets at >= "
               f"{TARGET_GAIN_PCT:+g} pt: " + "; ".join(
                   f"{label} {statistics.median(r[k] for r in rows):+.2f} / "
                   f"{sum(1 for r in rows if r[k] >= TARGET_GAIN_PCT)}/{len(rows)}"
                   for k, (label, _) in enumerate(BOUND_COLUMNS)))
+        needed = [d for f, r in zip(fronts, rows, strict=True)
+                  if (d := evidence_days(f, catalogue.eligible(), r)) is not None]
+        counts = Counter(needed)
+        print(f"   {len(needed)} sub-fleets reach {TARGET_GAIN_PCT:+g} pt only with memory below the maximum used; "
+              "every allocation reaching it sizes a VM below a level its memory passed on at least "
+              + (", ".join(f"{d} day{'s' if d != 1 else ''} on {counts[d]}" for d in sorted(counts)) or "-"))
         sys.stdout.flush()
 
 

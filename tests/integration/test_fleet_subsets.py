@@ -184,3 +184,23 @@ def test_two_points_over_aws_at_7_days_is_out_of_reach_on_most_halves_even_knowi
     assert main([str(bitbrains_dir), "--bounds", "--subsets", "2", "--splits", "7"]) == 0
     out = capsys.readouterr().out
     assert "== 7 training days: gain over aws at its overruns" in out and "oracle, memory free +2.85 / 1/2" in out
+
+
+def test_where_halves_need_memory_below_the_maximum_the_bet_is_against_levels_passed_on_days(
+        bitbrains_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # At 10 training days three of the first ten halves reach +2 over aws only with some VM's memory below its
+    # maximum used, even knowing the evaluation window; on them every such allocation sizes a VM below a level its
+    # memory passed on at least 1, 3 and 2 days of its window. Halves that reach it without (or not even with
+    # memory free) need no such bet.
+    from bench.fleet_subsets import evidence_days, target_gains
+
+    types = load_catalogue().eligible()
+
+    def needed(frontier: Frontier) -> int | None:
+        return evidence_days(frontier, types, target_gains(frontier, types))
+
+    assert _gains_on_ten_halves(bitbrains_dir, needed, 10) == [None, None, None, None, 1, None, 3, None, None, 2]
+    assert main([str(bitbrains_dir), "--bounds", "--subsets", "10", "--splits", "10"]) == 0
+    out = capsys.readouterr().out
+    assert ("3 sub-fleets reach +2 pt only with memory below the maximum used; every allocation reaching it sizes "
+            "a VM below a level its memory passed on at least 1 day on 1, 2 days on 1, 3 days on 1") in out
