@@ -176,15 +176,20 @@ def max_memory_used(memory_used_bytes: np.ndarray) -> float:
     return float(known.max()) if len(known) else 0.0
 
 
-def daily_memory_peak(history: UsageHistory, rank: int = 1) -> float:
-    """The ``rank``-th largest of a window's daily memory peaks (bytes; UTC days, 1 = the maximum used): the
-    level the VM's memory passed on at least ``rank`` - 1 of its days and reached on ``rank``. 0 when the window
-    has fewer days with a reading."""
+def daily_memory_peaks(history: UsageHistory) -> np.ndarray:
+    """The largest memory used (bytes) of each UTC day of ``history`` with a reading, in day order."""
     known = ~np.isnan(history.memory_used_bytes)
     if not known.any():
-        return 0.0
+        return np.empty(0)
     days = np.floor(history.timestamps_s[known] / SECONDS_PER_DAY)
-    peaks = np.maximum.reduceat(history.memory_used_bytes[known], group_starts(days))
+    return np.maximum.reduceat(history.memory_used_bytes[known], group_starts(days))
+
+
+def daily_memory_peak(history: UsageHistory, rank: int = 1) -> float:
+    """The ``rank``-th largest of a window's daily memory peaks (bytes; 1 = the maximum used): the level the VM's
+    memory passed on at most ``rank`` - 1 of its days and reached on ``rank``. 0 when the window has fewer days
+    with a reading."""
+    peaks = daily_memory_peaks(history)
     return float(np.sort(peaks)[::-1][rank - 1]) if rank <= len(peaks) else 0.0
 
 
@@ -453,13 +458,10 @@ def memory_level_recurrence(frontier: Frontier, types: Sequence[MachineType], lo
     pairs = [0] * most_days
     again = [0] * most_days
     for _, split in frontier.splits:
-        window = split.history.window(lookback_days)
-        known = ~np.isnan(window.memory_used_bytes)
+        peaks = daily_memory_peaks(split.history.window(lookback_days))
         after = split.mem_used_bytes[~np.isnan(split.mem_used_bytes)]
-        if not known.any() or not len(after):
+        if not len(peaks) or not len(after):
             continue
-        days = np.floor(window.timestamps_s[known] / SECONDS_PER_DAY)
-        peaks = np.maximum.reduceat(window.memory_used_bytes[known], group_starts(days))
         for level in levels:
             passed = int(np.count_nonzero(peaks > level))
             if passed:
@@ -469,6 +471,6 @@ def memory_level_recurrence(frontier: Frontier, types: Sequence[MachineType], lo
 
 
 __all__ = ["HINDSIGHT", "Candidate", "EvidenceNeeds", "Hindsight", "Recurrence", "TrimNeeds", "VmDiff",
-           "cheapest_within", "daily_memory_peak", "hindsight_bound", "max_memory_used", "memory_evidence_needed",
-           "memory_level_recurrence", "memory_trims_needed", "per_vm_diff", "training_exceedance",
-           "vm_candidates"]
+           "cheapest_within", "daily_memory_peak", "daily_memory_peaks", "hindsight_bound", "max_memory_used",
+           "memory_evidence_needed", "memory_level_recurrence", "memory_trims_needed", "per_vm_diff",
+           "training_exceedance", "vm_candidates"]

@@ -15,6 +15,7 @@ from analytics.hindsight import (
     Candidate,
     cheapest_within,
     daily_memory_peak,
+    daily_memory_peaks,
     hindsight_bound,
     max_memory_used,
     memory_evidence_needed,
@@ -275,6 +276,7 @@ def test_the_daily_memory_peak_of_a_rank_is_the_level_passed_on_fewer_days() -> 
     ts = [T0, T0 + 60, T0 + day, T0 + day + 60, T0 + 2 * day, T0 + 3 * day]
     used = np.array([1.0, 3.0, 5.0, np.nan, 4.0, np.nan]) * GIB
     h = UsageHistory.from_arrays(ts, [0.1] * 6, used, vcpus=2, memory_bytes=8 * GIB)
+    assert list(daily_memory_peaks(h) / GIB) == [3.0, 5.0, 4.0]
     assert [daily_memory_peak(h, k) / GIB for k in (1, 2, 3, 4)] == [5.0, 4.0, 3.0, 0.0]
     assert daily_memory_peak(h) == max_memory_used(used)  # rank 1 is the maximum used
     empty = UsageHistory.from_arrays(ts[:2], [0.1, 0.1], None, vcpus=2, memory_bytes=8 * GIB)
@@ -288,11 +290,7 @@ def test_the_evidence_a_target_bets_against_is_brute_forced(tmp_path: Path, seed
     # what memory_evidence_needed reports, and its gain at each floor is the best allocation within it.
     types, frontier, recs, ref = _trimming_reference(tmp_path, seed)
     lookback = _TRIMMING.lookback_days
-    days = []
-    for _, sp in frontier.splits:
-        w = sp.history.window(lookback)
-        days.append(np.maximum.reduceat(w.memory_used_bytes, np.flatnonzero(
-            np.r_[True, np.diff(np.floor(w.timestamps_s / SECONDS_PER_DAY)) != 0])))
+    days = [daily_memory_peaks(sp.history.window(lookback)) for _, sp in frontier.splits]
     allocations: list[tuple[int, float]] = []  # (most days passed on one VM, gain)
     for combo in itertools.product(types, repeat=4):
         r = frontier.score_types("x", recs, dict(enumerate(combo)))
