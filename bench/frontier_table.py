@@ -141,9 +141,10 @@ def aws_bounds(frontier: Frontier, types: Any, *, per_vm: bool = True) -> dict[s
     """The most any strategy could save over ``aws`` (P99.5 + 20 %) at its CPU and memory overrun intervals,
     knowing the evaluation window: sizing memory at will; never below each VM's maximum used; and that with no
     VM given fewer vCPUs than aws's type (or its allocation, where fewer), balanced's guarantee (points). With
-    ``per_vm`` also the VMs behind them: where the last bound differs from balanced (:func:`guarantee_gap`) and,
-    where :data:`TARGET_GAIN_PCT` needs memory below the maximum used, which VMs every allocation reaching it
-    trims (:func:`analytics.hindsight.memory_trims_needed`), below a level passed on how many of its days
+    ``per_vm`` also that vCPU floor alone with memory sized at will, and the VMs behind the bounds: where the
+    guarantee's bound differs from balanced (:func:`guarantee_gap`) and, where :data:`TARGET_GAIN_PCT` needs
+    memory below the maximum used, which VMs every allocation reaching it trims
+    (:func:`analytics.hindsight.memory_trims_needed`), below a level passed on how many of its days
     (:func:`analytics.hindsight.memory_evidence_needed`), and how often such levels came back in this trace
     (:func:`analytics.hindsight.memory_level_recurrence`)."""
     free = hindsight_bound(frontier, types, strategy="aws", memory_rule=False)
@@ -155,6 +156,8 @@ def aws_bounds(frontier: Frontier, types: Any, *, per_vm: bool = True) -> dict[s
                            "hindsight_gain_keeping_aws_vcpus_pct": round(kept.headroom_pct, 3)}
     if not per_vm:
         return out
+    vcpus = hindsight_bound(frontier, types, strategy="aws", memory_rule=False, vcpus_at_least_reference=True)
+    out["hindsight_gain_aws_vcpus_memory_free_pct"] = round(vcpus.headroom_pct, 3)
     out["guarantee_gap_vms"] = guarantee_gap(frontier, kept.oracle)
     if used.headroom_pct < TARGET_GAIN_PCT <= free.headroom_pct:
         needs = memory_trims_needed(frontier, types, strategy="aws", target_pct=TARGET_GAIN_PCT)
@@ -231,7 +234,8 @@ def _print(table: dict[str, Any]) -> None:
     print(f"  balanced vs aws (P99.5 + 20 %): weakly dominates {b['weakly_dominates']}, "
           f"savings {b['savings_gain_pct']:+.3f} pt; hindsight at aws's overruns {b['hindsight_gain_pct']:+.3f} pt, "
           f"with memory never below the maximum used {b['hindsight_gain_memory_at_least_used_pct']:+.3f} pt, "
-          f"and no VM below aws's vCPUs too {b['hindsight_gain_keeping_aws_vcpus_pct']:+.3f} pt")
+          f"and no VM below aws's vCPUs too {b['hindsight_gain_keeping_aws_vcpus_pct']:+.3f} pt; "
+          f"no VM below aws's vCPUs, memory free {b['hindsight_gain_aws_vcpus_memory_free_pct']:+.3f} pt")
     if gap := b.get("guarantee_gap_vms"):
         print("    the bound keeping balanced's guarantee differs from balanced on "
               + "; ".join(f"VM {g['vm']} ({g['balanced_type']} {g['balanced_memory_gib']:g} GiB -> {g['oracle_type']} "
