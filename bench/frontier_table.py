@@ -18,7 +18,11 @@ could save over it knowing the evaluation window, the same when memory is never 
 used (as every profile of ours sizes it), and when besides no VM gets fewer vCPUs than ``aws``'s type gives it
 (or than its allocation, where that is fewer): what ``balanced``'s guarantee against ``aws`` leaves, and on
 which VMs that last oracle picks another type than ``balanced`` (both types' memory, the VM's maximum used and
-balanced's need): where the gain balanced leaves under its own guarantee lies.
+balanced's need): where the gain balanced leaves under its own guarantee lies. A fourth bound keeps only the
+vCPU half of that guarantee and sizes memory at will. Where two points more than ``aws`` need memory below the
+maximum used, which VMs every allocation reaching them trims, and below a level that VM's memory passed on how
+many days of its window; then, for every split, how often levels passed on 1, 2, 3 or more days came back after
+training.
 """
 
 from __future__ import annotations
