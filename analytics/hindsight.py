@@ -417,13 +417,19 @@ class EvidenceNeeds:
 
 def memory_evidence_needed(frontier: Frontier, types: Sequence[MachineType], *, strategy: str = "aws",
                            settings: StrategySettings | None = None, target_pct: float = 2.0,
-                           most_days: int = 7) -> EvidenceNeeds:
+                           most_days: int | None = None) -> EvidenceNeeds:
     """The oracle (:func:`hindsight_bound` with ``memory_rule=False``, ``memory_at_least_used``) with each VM's
     memory floor lowered from the maximum used to its k-th largest daily peak, k = 1, 2, ... until the gain over
-    ``strategy`` reaches ``target_pct`` or k passes ``most_days``. Where the gain at k is under the target,
+    ``strategy`` reaches ``target_pct``, or k passes ``most_days`` (by default one more than the most days any VM's
+    window has: there no VM has a floor left and the bound is the memory-free one). Where the gain at k is under
+    the target,
     every allocation reaching it, hindsight or not, sizes some VM below a level that VM's memory passed on k or
     more days of the window the reference saw: a rule reaching the target must bet against that much of its own
     evidence (how often such a level came back in this trace: :func:`memory_level_recurrence`)."""
+    if most_days is None:
+        lookback = frontier.lookback_days or (settings or SETTINGS_TYPES[strategy].model_validate({})).lookback_days
+        most_days = 1 + max((len(daily_memory_peaks(split.history.window(lookback))) for _, split in frontier.splits),
+                            default=0)
     gains: list[float] = []
     for k in range(1, most_days + 1):
         try:
@@ -462,11 +468,12 @@ def memory_level_recurrence(frontier: Frontier, types: Sequence[MachineType], lo
         after = split.mem_used_bytes[~np.isnan(split.mem_used_bytes)]
         if not len(peaks) or not len(after):
             continue
+        most_after = after.max()
         for level in levels:
             passed = int(np.count_nonzero(peaks > level))
             if passed:
                 pairs[min(passed, most_days) - 1] += 1
-                again[min(passed, most_days) - 1] += int(after.max() > level)
+                again[min(passed, most_days) - 1] += int(most_after > level)
     return [Recurrence(d, n, a) for d, n, a in zip(range(1, most_days + 1), pairs, again, strict=True)]
 
 

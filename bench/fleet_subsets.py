@@ -255,8 +255,7 @@ def evidence_days(frontier: Frontier, types: Sequence[MachineType], gains: Seque
     used, free = (gains[keys.index(k)] for k in ("hindsight_gain_memory_at_least_used_pct", "hindsight_gain_pct"))
     if not used < TARGET_GAIN_PCT <= free:
         return None
-    return memory_evidence_needed(frontier, types, strategy="aws", target_pct=TARGET_GAIN_PCT,
-                                  most_days=31).days_passed
+    return memory_evidence_needed(frontier, types, strategy="aws", target_pct=TARGET_GAIN_PCT).days_passed
 
 
 def run_bounds(vms: Sequence[TraceVm], draws: Sequence[Sequence[int]], splits: Sequence[float]) -> None:
